@@ -1,0 +1,74 @@
+"""The ``seedplan`` command line (contract: ../shared/DESIGN.md, "Command line").
+
+Each sub-command lives in ``app/commands/<name>_cmd.py`` and provides::
+
+    def add_parser(subparsers) -> argparse.ArgumentParser   # registers itself
+    def run(args: argparse.Namespace) -> int                 # exit status
+
+Bad input raises :class:`dose.errors.InputError` (or ``FileNotFoundError``/``PermissionError``):
+this module turns it into one line on stderr and exit status 2. Anything else is a bug and
+keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from app import __version__
+from dose.errors import InputError
+
+# Order is the order shown in --help.
+COMMANDS = ("gui", "demo", "info", "dose", "dvh", "detect", "verify", "export", "bench")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that exits with status 2 and one line (its default prints usage too)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        sys.stderr.write(f"seedplan: {message}\n")
+        raise SystemExit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="seedplan",
+        description="SeedPlan: planning for CT-guided permanent I-125 seed implants.",
+    )
+    parser.add_argument("--version", action="version", version=f"seedplan {__version__}")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"app.commands.{name}_cmd")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"app.commands.{name}_cmd":
+                raise
+            continue  # command not implemented yet
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        args = parser.parse_args(["gui"])
+    try:
+        return int(args.run(args) or 0)
+    except InputError as exc:
+        sys.stderr.write(f"seedplan {args.command}: {exc}\n")
+        return 2
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as exc:
+        where = exc.filename if exc.filename else ""
+        sys.stderr.write(f"seedplan {args.command}: {where}: {exc.strerror or exc}\n")
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write("seedplan: interrupted\n")
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

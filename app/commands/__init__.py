@@ -1,0 +1,1 @@
+"""One module per ``seedplan`` sub-command; see :mod:`app.cli`."""

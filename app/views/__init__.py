@@ -1,0 +1,1 @@
+"""VTK view adapters, one per model object."""

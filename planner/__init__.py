@@ -1,0 +1,1 @@
+"""SeedPlan domain: CT volumes, structures, seeds, plans, import/export. No Qt, no VTK."""
