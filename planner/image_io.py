@@ -1,0 +1,154 @@
+"""Read and write 3-D images (NIfTI .nii/.nii.gz, MetaImage .mha/.mhd, NRRD .nrrd/.nhdr).
+
+SimpleITK does the file formats. Its physical space is LPS, like ours: ITK converts NIfTI's RAS
+(qform/sform) to LPS on reading and back on writing, so an image keeps its place in the patient
+whatever the format. The full direction matrix is kept (non-identity directions work).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk  # noqa: N813 (the library's own convention)
+from numpy.typing import NDArray
+
+from dose.errors import InputError
+from dose.geometry import GridGeometry
+from planner.volume import CTVolume, PatientInfo
+
+__all__ = ["geometry_from_sitk", "read_image", "read_image_array", "sitk_image", "write_image"]
+
+_SUFFIXES = (".nii", ".nii.gz", ".mha", ".mhd", ".nrrd", ".nhdr")
+
+
+def _check_suffix(path: Path) -> None:
+    if not any(path.name.lower().endswith(s) for s in _SUFFIXES):
+        raise InputError(
+            "unsupported image format (use .nii, .nii.gz, .mha, .mhd, .nrrd or .nhdr)", path
+        )
+
+
+def geometry_from_sitk(image: sitk.Image) -> GridGeometry:
+    """GridGeometry of a 3-D SimpleITK image (its direction is row-major, columns = axes)."""
+    size = image.GetSize()  # (x, y, z)
+    direction = np.asarray(image.GetDirection(), dtype=float).reshape(3, 3)
+    return GridGeometry(
+        (int(size[2]), int(size[1]), int(size[0])),
+        np.asarray(image.GetOrigin(), dtype=float),
+        np.asarray(image.GetSpacing(), dtype=float),
+        direction,
+    )
+
+
+def sitk_image(array_zyx: NDArray, geometry: GridGeometry) -> sitk.Image:
+    """A SimpleITK image holding ``array_zyx`` (shape = geometry.shape_zyx) on ``geometry``."""
+    if tuple(array_zyx.shape) != geometry.shape_zyx:
+        raise ValueError(f"array shape {array_zyx.shape} does not match {geometry.shape_zyx}")
+    arr = array_zyx.astype(np.uint8) if array_zyx.dtype == np.bool_ else array_zyx
+    image = sitk.GetImageFromArray(np.ascontiguousarray(arr))
+    image.SetOrigin(tuple(float(v) for v in geometry.origin_mm))
+    image.SetSpacing(tuple(float(v) for v in geometry.spacing_mm))
+    image.SetDirection(tuple(float(v) for v in geometry.direction.reshape(-1)))
+    return image
+
+
+def write_image(array_zyx: NDArray, geometry: GridGeometry, path: str | Path) -> Path:
+    """Write an array on a grid as NIfTI/MHA/MHD/NRRD (format by extension); returns the path."""
+    out = Path(path)
+    _check_suffix(out)
+    sitk.WriteImage(sitk_image(array_zyx, geometry), str(out), True)
+    return out
+
+
+def read_image_array(
+    path: str | Path, *, max_memory_bytes: int | None = None
+) -> tuple[NDArray, GridGeometry]:
+    """Read a 3-D scalar image: ``(array (z, y, x), geometry)``. Bad files raise InputError."""
+    src = Path(path)
+    if not src.exists():
+        raise InputError("no such file", src)
+    _check_suffix(src)
+    try:
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(str(src))
+        reader.ReadImageInformation()
+    except RuntimeError as exc:
+        raise InputError(f"cannot read image header: {_first_line(exc)}", src) from exc
+    dim = reader.GetDimension()
+    size = reader.GetSize()
+    if dim == 4 and size[3] == 1:
+        pass  # a 4-D file with one volume (common NIfTI); handled below
+    elif dim != 3:
+        raise InputError(f"expected a 3-D image, got {dim}-D (size {list(size)})", src)
+    if reader.GetNumberOfComponents() != 1:
+        raise InputError(
+            f"expected a scalar image, got {reader.GetNumberOfComponents()} components per voxel",
+            src,
+        )
+    n_vox = int(np.prod(size[:3]))
+    itemsize = max(2, sitk.GetArrayViewFromImage(sitk.Image(1, 1, 1, reader.GetPixelID())).itemsize)
+    if max_memory_bytes is not None and n_vox * itemsize > max_memory_bytes:
+        raise InputError(
+            f"needs about {n_vox * itemsize / 2**20:.0f} MiB, above the limit of "
+            f"{max_memory_bytes / 2**20:.0f} MiB",
+            src,
+        )
+    try:
+        image = reader.Execute()
+    except RuntimeError as exc:
+        raise InputError(f"cannot read image: {_first_line(exc)}", src) from exc
+    if image.GetDimension() == 4:
+        image = image[:, :, :, 0]
+    try:
+        geometry = geometry_from_sitk(image)
+    except ValueError as exc:
+        # e.g. a sheared NIfTI sform: the direction matrix is not orthonormal.
+        raise InputError(f"unsupported geometry: {exc}", src) from exc
+    return sitk.GetArrayFromImage(image), geometry
+
+
+def read_image(path: str | Path, *, max_memory_bytes: int | None = None) -> CTVolume:
+    """Read a CT image file as a CTVolume (HU as int16 when the values are integral, else float32).
+
+    The file's values are taken as HU (no rescale information exists in these formats); the HU
+    range is checked and a warning added when it does not look like CT.
+    """
+    src = Path(path)
+    array, geometry = read_image_array(src, max_memory_bytes=max_memory_bytes)
+    warnings: list[str] = []
+    if np.issubdtype(array.dtype, np.integer):
+        lo, hi = (int(array.min()), int(array.max())) if array.size else (0, 0)
+        if lo >= -32768 and hi <= 32767:
+            hu = array.astype(np.int16, copy=False)
+        else:
+            hu = array.astype(np.float32)
+    else:
+        hu = array.astype(np.float32, copy=False)
+        if not np.all(np.isfinite(hu)):
+            raise InputError("image holds NaN or infinite values", src)
+    if hu.size:
+        lo_f, hi_f = float(hu.min()), float(hu.max())
+        if lo_f > -900:
+            warnings.append(
+                f"implausible HU range {lo_f:.0f}…{hi_f:.0f}: no air (≈ −1000 HU); is this a CT "
+                "in Hounsfield units?"
+            )
+    name = src.name
+    for s in _SUFFIXES:
+        if name.lower().endswith(s):
+            name = name[: -len(s)]
+            break
+    return CTVolume(
+        hu=hu,
+        geometry=geometry,
+        info=PatientInfo(series_description=name),
+        warnings=warnings,
+        source_path=str(src),
+    )
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    # ITK messages start with file/line noise; the last line is the human part.
+    return lines[-1][:200] if lines else type(exc).__name__
