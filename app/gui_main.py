@@ -1,0 +1,184 @@
+"""QApplication set-up for SeedPlan: dark clinical theme, exception → dialog, window start-up."""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+
+from PySide6.QtCore import QCoreApplication, Qt, QTimer
+from PySide6.QtGui import QColor, QFont, QPalette
+from PySide6.QtWidgets import QApplication, QMessageBox, QWidget
+
+__all__ = ["apply_dark_theme", "create_application", "install_exception_hook", "run_gui"]
+
+_STYLE_SHEET = """
+QMainWindow, QDialog { background: #16181d; }
+#header_bar { background: #20242c; border-bottom: 1px solid #3a4150; }
+#header_bar QLabel { color: #e6e9ef; font-size: 10.5pt; }
+#patient_label { color: #ffffff; }
+#warning_label { color: #1b1b1b; background: #f0b429; border-radius: 3px; padding: 1px 8px; }
+QStatusBar { background: #20242c; color: #d8dce4; border-top: 1px solid #3a4150; }
+QStatusBar QLabel { color: #d8dce4; font-family: "DejaVu Sans Mono", monospace; padding: 0 6px; }
+QToolBar { background: #1c1f26; border-bottom: 1px solid #2c313c; spacing: 6px; }
+QToolBar QLabel { color: #aab2c0; }
+#hint_label { color: #7f8898; }
+QPushButton { background: #2b303b; color: #e6e9ef; border: 1px solid #465064;
+              border-radius: 3px; padding: 3px 12px; }
+QPushButton:hover { background: #353c4a; }
+QPushButton:pressed { background: #3f6fb0; }
+QProgressBar { border: 1px solid #465064; border-radius: 3px; background: #15171c;
+               color: #e6e9ef; text-align: center; height: 14px; }
+QProgressBar::chunk { background: #3f83d8; }
+"""
+
+
+def apply_dark_theme(app: QApplication) -> None:
+    """Fusion style with a dark palette (low glare in a dim planning room)."""
+    app.setStyle("Fusion")
+    palette = QPalette()
+    colors = {
+        QPalette.ColorRole.Window: "#1c1f26",
+        QPalette.ColorRole.WindowText: "#e6e9ef",
+        QPalette.ColorRole.Base: "#15171c",
+        QPalette.ColorRole.AlternateBase: "#20242c",
+        QPalette.ColorRole.ToolTipBase: "#2b303b",
+        QPalette.ColorRole.ToolTipText: "#e6e9ef",
+        QPalette.ColorRole.Text: "#e6e9ef",
+        QPalette.ColorRole.Button: "#2b303b",
+        QPalette.ColorRole.ButtonText: "#e6e9ef",
+        QPalette.ColorRole.BrightText: "#ff5555",
+        QPalette.ColorRole.Highlight: "#3f83d8",
+        QPalette.ColorRole.HighlightedText: "#ffffff",
+        QPalette.ColorRole.Link: "#6fa8ff",
+        QPalette.ColorRole.PlaceholderText: "#7f8898",
+    }
+    for role, value in colors.items():
+        palette.setColor(role, QColor(value))
+    for role in (
+        QPalette.ColorRole.Text,
+        QPalette.ColorRole.ButtonText,
+        QPalette.ColorRole.WindowText,
+    ):
+        palette.setColor(QPalette.ColorGroup.Disabled, role, QColor("#6b7280"))
+    app.setPalette(palette)
+    app.setStyleSheet(_STYLE_SHEET)
+
+
+def create_application(argv: list[str] | None = None) -> QApplication:
+    """The QApplication (reused when one exists, e.g. under pytest-qt)."""
+    app = QApplication.instance()
+    if app is None:
+        QCoreApplication.setAttribute(Qt.ApplicationAttribute.AA_ShareOpenGLContexts)
+        app = QApplication(argv if argv is not None else [sys.argv[0]])
+    assert isinstance(app, QApplication)
+    app.setApplicationName("SeedPlan")
+    app.setOrganizationName("SeedPlan")
+    font = QFont(app.font())
+    font.setPointSizeF(max(font.pointSizeF(), 9.5))
+    app.setFont(font)
+    apply_dark_theme(app)
+    return app
+
+
+def install_exception_hook(parent: Callable[[], QWidget | None]) -> None:
+    """Show uncaught exceptions (from slots and callbacks) in a dialog instead of dying.
+
+    The traceback still goes to stderr. ``parent()`` returns the window to attach the dialog to.
+    """
+    previous = sys.excepthook
+
+    def hook(exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
+        if issubclass(exc_type, KeyboardInterrupt):
+            previous(exc_type, exc, tb)
+            return
+        text = "".join(traceback.format_exception(exc_type, exc, tb))
+        sys.stderr.write(text)
+        if QApplication.instance() is None:
+            return
+        box = QMessageBox(parent())
+        box.setIcon(QMessageBox.Icon.Critical)
+        box.setWindowTitle("SeedPlan: unexpected error")
+        box.setText(f"{exc_type.__name__}: {exc}")
+        box.setInformativeText("The operation was abandoned. Please report this problem.")
+        box.setDetailedText(text)
+        box.exec()
+
+    sys.excepthook = hook
+
+
+def run_gui(
+    path: Path | None,
+    *,
+    series_uid: str | None = None,
+    screenshot: Path | None = None,
+    size: tuple[int, int] | None = None,
+) -> int:
+    """Open the main window on ``path`` (``None``: the demo case) and run the event loop.
+
+    With ``screenshot``: no dialogs; load, render, save the window as PNG and return 0, or
+    raise :class:`dose.errors.InputError` when loading failed (the CLI turns it into exit 2).
+    """
+    from app.main_window import MainWindow
+    from dose.errors import InputError
+
+    app = create_application()
+    window = MainWindow(interactive=screenshot is None)
+    install_exception_hook(lambda: window)
+    if size is not None:
+        window.resize(*size)
+    elif screenshot is not None:
+        window.resize(1280, 800)
+    outcome: dict[str, object] = {}
+
+    if screenshot is not None:
+
+        def grab_and_quit(_path: object = None) -> None:
+            # Let pending resizes and repaints settle, then render and grab.
+            def finish() -> None:
+                try:
+                    window.save_screenshot(screenshot)
+                except OSError as exc:
+                    outcome["error"] = str(exc)
+                window.close()
+                app.quit()
+
+            QTimer.singleShot(150, finish)
+
+        def failed(message: str) -> None:
+            outcome["error"] = message
+            window.close()
+            app.quit()
+
+        window.loaded.connect(grab_and_quit)
+        window.load_failed.connect(failed)
+
+    window.show()
+    if os.environ.get("SEEDPLAN_TIMING"):
+        window.loaded.connect(lambda _p: _report_timing("loaded"))
+        _report_timing("window shown")
+    if path is None:
+        window.open_demo()
+    else:
+        window.open_path(path, series_uid=series_uid)
+    status = app.exec()
+    if "error" in outcome:
+        raise InputError(str(outcome["error"]))  # the message already names the file
+    return int(status)
+
+
+def seconds_since_process_start() -> float:
+    """Wall-clock seconds since this process started (Linux /proc; NaN elsewhere)."""
+    try:
+        start_ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        uptime_s = float(Path("/proc/uptime").read_text().split()[0])
+        return uptime_s - start_ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return float("nan")
+
+
+def _report_timing(what: str) -> None:
+    sys.stderr.write(f"seedplan timing: {what} {seconds_since_process_start():.2f} s after start\n")

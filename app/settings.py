@@ -1,0 +1,49 @@
+"""User settings (recent files) in an INI file under ``$XDG_CONFIG_HOME/seedplan``.
+
+An explicit file path (rather than Qt's organisation/application lookup) makes the location
+predictable on every platform and lets tests redirect it with ``XDG_CONFIG_HOME``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from PySide6.QtCore import QSettings
+
+__all__ = ["MAX_RECENT_FILES", "Settings", "settings_path"]
+
+MAX_RECENT_FILES = 10
+_RECENT_KEY = "recent/files"
+
+
+def settings_path() -> Path:
+    """``$XDG_CONFIG_HOME/seedplan/seedplan.ini`` (``~/.config`` when the variable is unset)."""
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "seedplan" / "seedplan.ini"
+
+
+class Settings:
+    """Typed access to SeedPlan's persistent settings."""
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path or settings_path()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._qs = QSettings(str(self.path), QSettings.Format.IniFormat)
+
+    def recent_files(self) -> list[Path]:
+        """Most recent first; entries that no longer exist are kept (the menu greys them)."""
+        value = self._qs.value(_RECENT_KEY, [])
+        if isinstance(value, str):  # QSettings returns a bare string for a 1-item list
+            value = [value]
+        return [Path(v) for v in (value or []) if v]
+
+    def add_recent(self, path: Path | str) -> None:
+        entry = str(Path(path).resolve())
+        files = [entry] + [str(p) for p in self.recent_files() if str(p) != entry]
+        self._qs.setValue(_RECENT_KEY, files[:MAX_RECENT_FILES])
+        self._qs.sync()
+
+    def clear_recent(self) -> None:
+        self._qs.remove(_RECENT_KEY)
+        self._qs.sync()

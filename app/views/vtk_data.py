@@ -1,0 +1,152 @@
+"""Conversions from the planner's numpy model to VTK data objects (no rendering here).
+
+Positions always come from :class:`dose.geometry.GridGeometry`: either VTK is handed the same
+origin/spacing/direction (``vtkImageData`` with a direction matrix, VTK ≥ 9) or index-space
+points are mapped with :meth:`GridGeometry.index_to_world`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import NDArray
+from vtkmodules.util.numpy_support import numpy_to_vtk, vtk_to_numpy
+from vtkmodules.vtkCommonCore import vtkPoints
+from vtkmodules.vtkCommonDataModel import vtkImageData, vtkPolyData
+from vtkmodules.vtkFiltersCore import vtkFlyingEdges3D, vtkPolyDataNormals
+
+from dose.geometry import GridGeometry
+from planner.volume import CTVolume, Mask
+
+__all__ = [
+    "downsample_mean",
+    "image_from_volume",
+    "isosurface_world",
+    "mask_surface_cached",
+    "mask_surface_world",
+]
+
+# id(mask.voxels) → (voxels, surface): the three 2-D views and the 3-D view share one surface.
+_SURFACE_CACHE: dict[int, tuple[NDArray[np.bool_], vtkPolyData]] = {}
+_SURFACE_CACHE_SIZE = 16
+
+
+def image_from_volume(volume: CTVolume) -> vtkImageData:
+    """A ``vtkImageData`` sharing the geometry of ``volume`` (scalars: HU, float32 or int16).
+
+    VTK's point order (x fastest) equals C order of the ``(z, y, x)`` array, so no transpose.
+    """
+    geometry = volume.geometry
+    hu = np.ascontiguousarray(volume.hu)
+    if hu.dtype not in (np.int16, np.float32):
+        hu = hu.astype(np.float32)
+    image = vtkImageData()
+    image.SetDimensions(*geometry.shape_xyz)
+    image.SetOrigin(*geometry.origin_mm)
+    image.SetSpacing(*geometry.spacing_mm)
+    image.SetDirectionMatrix(geometry.direction.ravel().tolist())  # row-major 3×3
+    scalars = numpy_to_vtk(hu.ravel(), deep=True)
+    scalars.SetName("HU")
+    image.GetPointData().SetScalars(scalars)
+    return image
+
+
+def downsample_mean(
+    array_zyx: NDArray[np.generic], max_in_plane: int
+) -> tuple[NDArray[np.float32], int]:
+    """Block-mean ``(z, y, x)`` by an integer factor in y and x so both are ≤ ``max_in_plane``.
+
+    Returns the float32 array and the factor ``f`` (z is kept: CT slices are already thick).
+    Averaging (not striding) also lowers noise before isosurfacing.
+    """
+    nz, ny, nx = array_zyx.shape
+    f = max(1, int(np.ceil(max(ny, nx) / max_in_plane)))
+    if f == 1:
+        return array_zyx.astype(np.float32, copy=False), 1
+    ny2, nx2 = ny // f, nx // f
+    cropped = np.asarray(array_zyx[:, : ny2 * f, : nx2 * f], dtype=np.float32)
+    return cropped.reshape(nz, ny2, f, nx2, f).mean(axis=(2, 4)), f
+
+
+def isosurface_world(
+    array_zyx: NDArray[np.generic],
+    geometry: GridGeometry,
+    level: float,
+    *,
+    index_offset_ijk: tuple[float, float, float] = (0.0, 0.0, 0.0),
+    index_scale_ijk: tuple[float, float, float] = (1.0, 1.0, 1.0),
+) -> vtkPolyData:
+    """Isosurface of ``array_zyx`` at ``level`` with points and normals in LPS mm.
+
+    ``array_zyx[k, j, i]`` sits at continuous index ``offset + scale * (i, j, k)`` of
+    ``geometry`` (for crops and block-downsampled copies). The surface is extracted in a
+    metric (spacing-scaled) frame so the normals are right, then rotated into LPS.
+    """
+    data = np.ascontiguousarray(array_zyx, dtype=np.float32)
+    nz, ny, nx = data.shape
+    spacing = np.asarray(geometry.spacing_mm)
+    scale = np.asarray(index_scale_ijk, float)
+    offset = np.asarray(index_offset_ijk, float)
+    image = vtkImageData()
+    image.SetDimensions(nx, ny, nz)
+    image.SetSpacing(*(spacing * scale))
+    image.SetOrigin(*(spacing * offset))
+    image.GetPointData().SetScalars(numpy_to_vtk(data.ravel(), deep=True))
+    fe = vtkFlyingEdges3D()
+    fe.SetInputData(image)
+    fe.SetValue(0, float(level))
+    fe.ComputeNormalsOff()
+    fe.ComputeGradientsOff()
+    fe.ComputeScalarsOff()
+    fe.Update()
+    surface = vtkPolyData()
+    surface.DeepCopy(fe.GetOutput())
+    n_points = surface.GetNumberOfPoints()
+    if n_points == 0:
+        return surface
+    metric = vtk_to_numpy(surface.GetPoints().GetData()).astype(np.float64)
+    # metric = spacing * ijk  →  world = origin + direction @ (spacing * ijk)
+    world = geometry.origin_mm + metric @ np.asarray(geometry.direction).T
+    points = vtkPoints()
+    points.SetData(numpy_to_vtk(np.ascontiguousarray(world), deep=True))
+    surface.SetPoints(points)
+    normals = vtkPolyDataNormals()
+    normals.SetInputData(surface)
+    normals.SplittingOff()
+    normals.ConsistencyOn()
+    normals.Update()
+    out = vtkPolyData()
+    out.DeepCopy(normals.GetOutput())
+    return out
+
+
+def mask_surface_world(mask: Mask, *, max_in_plane: int = 256) -> vtkPolyData:
+    """Surface of a binary mask (0.5 level) in LPS mm, computed on its bounding-box crop."""
+    voxels = mask.voxels
+    if not voxels.any():
+        return vtkPolyData()
+    nz_idx = np.nonzero(voxels)
+    lo = [max(0, int(a.min()) - 1) for a in nz_idx]  # (k, j, i) with a 1-voxel border
+    hi = [min(n, int(a.max()) + 2) for a, n in zip(nz_idx, voxels.shape, strict=True)]
+    crop = voxels[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]].astype(np.float32)
+    crop = np.pad(crop, 1)  # closed surfaces even where the mask touches the crop edge
+    f = max(1, int(np.ceil(max(crop.shape[1:]) / max_in_plane)))
+    offset = (lo[2] - 1.0, lo[1] - 1.0, lo[0] - 1.0)
+    if f > 1:
+        crop, f = downsample_mean(crop, max(crop.shape[1:]) // f)
+        offset = (offset[0] + (f - 1) / 2.0, offset[1] + (f - 1) / 2.0, offset[2])
+    return isosurface_world(
+        crop, mask.geometry, 0.5, index_offset_ijk=offset, index_scale_ijk=(f, f, 1.0)
+    )
+
+
+def mask_surface_cached(mask: Mask) -> vtkPolyData:
+    """:func:`mask_surface_world`, computed once per mask array (small LRU by identity)."""
+    key = id(mask.voxels)
+    hit = _SURFACE_CACHE.get(key)
+    if hit is not None and hit[0] is mask.voxels:
+        return hit[1]
+    surface = mask_surface_world(mask)
+    if len(_SURFACE_CACHE) >= _SURFACE_CACHE_SIZE:
+        _SURFACE_CACHE.pop(next(iter(_SURFACE_CACHE)))
+    _SURFACE_CACHE[key] = (mask.voxels, surface)
+    return surface

@@ -1,0 +1,151 @@
+# ruff: noqa: N802  (Qt/VTK method names: paintEvent, _getPixelRatio, …)
+"""The one VTK–Qt bridge: every VTK widget in SeedPlan is a :class:`VTKWidget`.
+
+This is the only module that selects the Qt binding for ``vtkmodules.qt`` and imports
+``QVTKRenderWindowInteractor``. ``QVTKRenderWindowInteractor`` reads ``vtkmodules.qt.PyQtImpl``
+once, at import time, so it is set here, before that import, to keep a stray PyQt install from
+being picked up.
+
+:class:`VTKWidget` fixes what upstream leaves to the application:
+
+* ``_getPixelRatio`` uses this widget's own ``devicePixelRatioF()`` (upstream returns the DPR of
+  the screen under the *mouse cursor*, which is wrong on mixed-DPI set-ups);
+* VTK observers added through :meth:`VTKWidget.add_observer` are recorded and removed on close
+  (VTK holds strong C++-side references to bound methods, which would pin the widget);
+* renders are requested through Qt (``update()``) on the GUI thread only, and skipped once the
+  widget is closed or while it is hidden;
+* :meth:`VTKWidget.finalize` (called by ``MainWindow.closeEvent`` before Qt destroys children)
+  disables rendering, removes observers, removes props and finalizes the render window. It is
+  idempotent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import vtkmodules.qt
+from numpy.typing import NDArray
+
+vtkmodules.qt.PyQtImpl = "PySide6"
+
+# Factory overrides: without these the modular imports have no OpenGL render window, no
+# interactor style and no font rendering.
+import vtkmodules.vtkInteractionStyle  # noqa: E402
+import vtkmodules.vtkRenderingFreeType  # noqa: E402
+import vtkmodules.vtkRenderingOpenGL2  # noqa: E402
+import vtkmodules.vtkRenderingVolumeOpenGL2  # noqa: E402
+from PySide6.QtCore import QThread  # noqa: E402
+from PySide6.QtGui import QCloseEvent, QPaintEvent, QResizeEvent, QShowEvent  # noqa: E402
+from PySide6.QtWidgets import QApplication, QWidget  # noqa: E402
+from vtkmodules.qt.QVTKRenderWindowInteractor import QVTKRenderWindowInteractor  # noqa: E402
+from vtkmodules.util.numpy_support import vtk_to_numpy  # noqa: E402
+from vtkmodules.vtkCommonCore import vtkObject  # noqa: E402
+from vtkmodules.vtkRenderingCore import vtkRenderer, vtkWindowToImageFilter  # noqa: E402
+
+__all__ = ["VTKWidget"]
+
+
+class VTKWidget(QVTKRenderWindowInteractor):
+    """A QWidget hosting one VTK render window with one renderer (``self.renderer``)."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        self._closed = False
+        self._observers: list[tuple[vtkObject, int]] = []
+        super().__init__(parent)
+        self.renderer = vtkRenderer()
+        self.GetRenderWindow().AddRenderer(self.renderer)
+        self._initialized = False
+
+    def showEvent(self, ev: QShowEvent) -> None:
+        super().showEvent(ev)
+        if not self._initialized and not self._closed:
+            # Like upstream's example: initialise the interactor once the native window exists.
+            self._initialized = True
+            self._Iren.Initialize()
+
+    # ------------------------------------------------------------------ upstream fixes
+    def _getPixelRatio(self) -> float:  # type: ignore[override]
+        """Device pixel ratio of the screen this widget is on (not the one under the cursor)."""
+        return float(self.devicePixelRatioF())
+
+    def paintEvent(self, ev: QPaintEvent) -> None:
+        if self._closed or not self.isVisible():
+            return
+        super().paintEvent(ev)
+
+    def resizeEvent(self, ev: QResizeEvent) -> None:
+        if self._closed:
+            return
+        super().resizeEvent(ev)
+
+    def closeEvent(self, ev: QCloseEvent) -> None:
+        self.finalize()
+        ev.accept()
+
+    # ------------------------------------------------------------------ API
+    @property
+    def is_closed(self) -> bool:
+        return self._closed
+
+    def add_observer(self, obj: vtkObject, event: str, callback: Callable[..., Any]) -> int:
+        """``obj.AddObserver(event, callback)``, recorded so that :meth:`finalize` removes it."""
+        tag = obj.AddObserver(event, callback)
+        self._observers.append((obj, tag))
+        return tag
+
+    def request_render(self) -> None:
+        """Ask Qt to repaint (and so render) soon; no-op once closed or while hidden.
+
+        Must be called on the GUI thread: VTK and Qt widgets are never touched from workers.
+        """
+        if self._closed:
+            return
+        app = QApplication.instance()
+        if app is not None and QThread.currentThread() is not app.thread():
+            raise RuntimeError("VTKWidget.request_render() called off the GUI thread")
+        if self.isVisible():
+            self.update()
+
+    def render_now(self) -> None:
+        """Render synchronously (used before grabbing pixels); skipped when closed or hidden."""
+        if self._closed or not self.isVisible():
+            return
+        self._Iren.Render()
+
+    def grab_rgb(self) -> NDArray[np.uint8]:
+        """The rendered image as ``(height, width, 3)`` uint8 RGB, top row first.
+
+        Renders first. Returns an empty ``(0, 0, 3)`` array when the widget cannot render.
+        """
+        if self._closed or not self.isVisible():
+            return np.zeros((0, 0, 3), np.uint8)
+        self.render_now()
+        w2i = vtkWindowToImageFilter()
+        w2i.SetInput(self.GetRenderWindow())
+        w2i.SetInputBufferTypeToRGB()
+        w2i.ReadFrontBufferOff()
+        w2i.Update()
+        image = w2i.GetOutput()
+        nx, ny, _ = image.GetDimensions()
+        scalars = image.GetPointData().GetScalars()
+        rgb = vtk_to_numpy(scalars).reshape(ny, nx, -1)[:, :, :3]
+        return np.ascontiguousarray(rgb[::-1])  # VTK rows go bottom-up
+
+    def finalize(self) -> None:
+        """Stop rendering, remove observers and props, and release the OpenGL window. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        for obj, tag in self._observers:
+            obj.RemoveObserver(tag)
+        self._observers.clear()
+        self._Iren.RemoveAllObservers()
+        self.GetRenderWindow().RemoveAllObservers()
+        self._Timer.stop()
+        # pyvista PR #8989: a render into a half-closed window crashes; switch rendering off first.
+        self._Iren.EnableRenderOff()
+        self.renderer.RemoveAllViewProps()
+        self.GetRenderWindow().RemoveRenderer(self.renderer)
+        self.GetRenderWindow().Finalize()
