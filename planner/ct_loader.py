@@ -332,30 +332,31 @@ def _resample(
     # Output (row, col) of slice 0's pixel (0, 0): whole numbers by construction of the grid.
     base = np.rint(grid.world_to_index(np.asarray(stack.slices[0].ipp_mm))[[1, 0]]).astype(int)
     out = np.empty((nz, ny, nx), dtype=np.float32)
-    cache: dict[int, NDArray[np.float32]] = {}
+    cache: dict[int, tuple[NDArray[np.float32], NDArray[np.bool_]]] = {}
 
-    def shifted(s: int) -> NDArray[np.float32]:
+    def shifted(s: int) -> tuple[NDArray[np.float32], NDArray[np.bool_]]:
+        """Slice s on the output in-plane grid, and where it has data (bool (ny, nx))."""
         # Output pixel (j, i) sits at slice-s pixel (j, i) - off.
         if s not in cache:
             off = stack.offsets_px[s] + base
+            src = planes[s]
+            rows_in = np.arange(ny) - off[0]
+            cols_in = np.arange(nx) - off[1]
+            valid = ((rows_in > -1e-6) & (rows_in < src.shape[0] - 1 + 1e-6))[:, None] & (
+                (cols_in > -1e-6) & (cols_in < src.shape[1] - 1 + 1e-6)
+            )[None, :]
             frac = off - np.round(off)
             if np.all(np.abs(frac) < 1e-6):
                 # Whole-pixel offset: an exact copy, no interpolation.
                 r0, c0 = (int(v) for v in np.round(off))
                 plane = np.full((ny, nx), _FILL_HU, dtype=np.float32)
-                src = planes[s]
                 plane[r0 : r0 + src.shape[0], c0 : c0 + src.shape[1]] = src
             else:
                 plane = ndimage.affine_transform(
-                    planes[s],
-                    np.eye(2),
-                    offset=-off,
-                    output_shape=(ny, nx),
-                    order=1,
-                    mode="constant",
-                    cval=_FILL_HU,
+                    src, np.eye(2), offset=-off, output_shape=(ny, nx), order=1, mode="nearest"
                 ).astype(np.float32, copy=False)
-            cache[s] = plane
+                plane[~valid] = _FILL_HU
+            cache[s] = (plane, valid)
         return cache[s]
 
     d0 = float(stack.d_mm[0])
@@ -373,11 +374,13 @@ def _resample(
         gap = float(stack.d_mm[s + 1] - stack.d_mm[s])
         w = min(max((d - float(stack.d_mm[s])) / gap, 0.0), 1.0)
         if w < 1e-6:
-            out[k] = shifted(s)
+            out[k] = shifted(s)[0]
         elif w > 1 - 1e-6:
-            out[k] = shifted(s + 1)
+            out[k] = shifted(s + 1)[0]
         else:
-            out[k] = (1.0 - w) * shifted(s) + w * shifted(s + 1)
+            (a, va), (b, vb) = shifted(s), shifted(s + 1)
+            # Only where both neighbours have data: no mixing of tissue with the fill value.
+            out[k] = np.where(va & vb, (1.0 - w) * a + w * b, _FILL_HU)
         progress((k + 1) / nz)
     return out
 

@@ -411,6 +411,14 @@ def _slices_from_dataset(path: Path, ds: pydicom.Dataset, pixel_offset: int) -> 
     n_frames = int(_float(ds.get("NumberOfFrames", 1), 1) or 1)
     bits = int(ds.get("BitsAllocated", 16) or 16)
     spp = int(ds.get("SamplesPerPixel", 1) or 1)
+    has_pixels = pixel_offset < path.stat().st_size
+    looks_like_image = bool(rows or "ImagePositionPatient" in ds) or sop_class in (
+        CT_SOP_CLASSES | SECONDARY_CAPTURE_SOP_CLASSES
+    )
+    if looks_like_image and not has_pixels:
+        raise ValueError("truncated or without pixel data (no PixelData element)")
+    if looks_like_image and not (rows and cols):
+        raise ValueError("truncated or damaged header: no Rows/Columns")
     if rows and cols and ts in _UNCOMPRESSED_SYNTAXES:
         # Header-only truncation check: the raw pixel element must fit in the file (§4 #14).
         expected = rows * cols * spp * n_frames * bits // 8

@@ -24,7 +24,7 @@ MR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.4"
 SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
 RT_STRUCTURE_SET = "1.2.840.10008.5.1.4.1.1.481.3"
 JPEG_BASELINE = "1.2.840.10008.1.2.4.50"
-JPEG_XL = "1.2.840.10008.1.2.4.112"  # JPEG XL: no pydicom 3.0 decoder
+MPEG2 = "1.2.840.10008.1.2.4.100"  # MPEG2 Main Profile video: no pydicom 3.0 decoder
 
 HuFn = Callable[[NDArray[np.float64]], NDArray[np.float64]]
 
@@ -251,7 +251,7 @@ def make_compressed_undecodable(path: Path, transfer_syntax: str = JPEG_BASELINE
     """Rewrite a slice with an encapsulated pixel payload that cannot be decoded.
 
     With ``JPEG_BASELINE`` the payload is garbage behind a JPEG start marker (the decoder fails);
-    with ``JPEG_XL`` pydicom has no decoder at all (unsupported transfer syntax).
+    with ``MPEG2`` pydicom has no decoder at all (unsupported transfer syntax).
     """
     ds = pydicom.dcmread(path)
     ds.file_meta.TransferSyntaxUID = transfer_syntax
