@@ -165,7 +165,11 @@ class ImportResult:
 
 
 def _fmt_direction(d: NDArray[np.float64]) -> str:
-    return "[" + "; ".join(" ".join(f"{v:.4f}" for v in d[:, c]) for c in range(3)) + "] (i; j; k)"
+    return (
+        "["
+        + "; ".join(" ".join(f"{round(v, 4) + 0.0:.4f}" for v in d[:, c]) for c in range(3))
+        + "] (i; j; k)"
+    )
 
 
 def is_image_file(path: str | Path) -> bool:

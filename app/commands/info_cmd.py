@@ -74,7 +74,9 @@ def _geometry_lines(g: GridGeometry) -> list[str]:
         lines.append("  direction: identity (axial)")
     else:
         for name, col in zip("ijk", g.direction.T, strict=True):
-            lines.append(f"  direction {name}: ({', '.join(f'{v:+.4f}' for v in col)})")
+            lines.append(
+                f"  direction {name}: ({', '.join(f'{round(v, 4) + 0.0:+.4f}' for v in col)})"
+            )
     return lines
 
 
