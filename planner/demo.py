@@ -1,0 +1,317 @@
+"""The demo case: a synthetic thoracic-spine CT with an epidural tumour at T9 and its masks.
+
+Layout of a case folder (all bytes deterministic)::
+
+    case.json            manifest (format, generator version, files, patient, structures,
+                         suggested prescription, anatomical landmarks in LPS mm)
+    ct/CT0001.dcm …      DICOM CT Image Storage series, one file per slice
+    masks/<Name>.nrrd    uint8 label maps (1 inside) on the exact CT grid: GTV, SpinalCord,
+                         SpinalCanal, VertebralBody (the involved T9 body)
+
+:func:`ensure_demo_case` generates it once into the user cache (atomically) and returns it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk  # noqa: N813 (the library's own convention)
+
+from dose.errors import InputError
+from dose.geometry import GridGeometry
+from planner.demo_phantom import PHANTOM_VERSION, Phantom, PhantomSpec, generate_phantom
+from planner.dicom_write import CTSeriesOptions, write_ct_series
+from planner.volume import CTVolume, Mask, PatientInfo
+
+__all__ = [
+    "DEMO_CASE_FILE",
+    "DEMO_CT_SUBDIR",
+    "DEMO_MASK_NAMES",
+    "DEMO_MASK_SUBDIR",
+    "DEMO_VERSION",
+    "demo_cache_dir",
+    "ensure_demo_case",
+    "is_demo_case",
+    "load_demo_masks",
+    "write_demo_case",
+    "write_demo_case_atomically",
+]
+
+#: Version of the case folder's content; bump with any change of its bytes.
+DEMO_VERSION = PHANTOM_VERSION
+DEMO_CASE_FILE = "case.json"
+DEMO_CASE_FORMAT = "seedplan-demo-case"
+DEMO_CASE_FORMAT_VERSION = 1
+DEMO_CT_SUBDIR = "ct"
+DEMO_MASK_SUBDIR = "masks"
+DEMO_MASK_NAMES = ("GTV", "SpinalCord", "SpinalCanal", "VertebralBody")
+DEMO_MASK_COLORS: dict[str, tuple[int, int, int]] = {
+    "GTV": (255, 0, 0),
+    "SpinalCord": (255, 255, 0),
+    "SpinalCanal": (0, 200, 255),
+    "VertebralBody": (0, 180, 0),
+}
+DEMO_PATIENT_NAME = "SEEDPLAN^DEMO"
+DEMO_PATIENT_ID = "DEMO-0001"
+#: Fixed acquisition date/time of the synthetic study (ISO 8601: 2024-09-17T09:30:00).
+DEMO_STUDY_DATETIME = datetime(2024, 9, 17, 9, 30, 0)
+#: Suggested post-implant prescription (D90 of the GTV), as in the published MESCC series.
+DEMO_PRESCRIPTION_GY = 110.0
+_UID_ENTROPY = ("SeedPlan demo case", f"v{DEMO_VERSION}")
+
+
+def demo_cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/seedplan/demo-v<N>`` (``~/.cache`` when the variable is unset)."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "seedplan" / f"demo-v{DEMO_VERSION}"
+
+
+def _read_manifest(case_dir: Path) -> dict | None:  # type: ignore[type-arg]
+    try:
+        data = json.loads((case_dir / DEMO_CASE_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("format") != DEMO_CASE_FORMAT:
+        return None
+    return data
+
+
+def is_demo_case(path: str | Path, *, complete: bool = False) -> bool:
+    """True when ``path`` holds a SeedPlan demo case manifest (any version); with ``complete``,
+    also require the current version and every listed file present."""
+    case_dir = Path(path)
+    data = _read_manifest(case_dir)
+    if data is None:
+        return False
+    if not complete:
+        return True
+    if data.get("generator_version") != DEMO_VERSION:
+        return False
+    files = list(data.get("ct", {}).get("files", []))
+    files += [s.get("file", "") for s in data.get("structures", {}).values()]
+    return bool(files) and all((case_dir / f).is_file() for f in files)
+
+
+def _write_mask(mask: np.ndarray, geometry: GridGeometry, path: Path) -> None:
+    img = sitk.GetImageFromArray(mask.astype(np.uint8))
+    img.SetOrigin(tuple(float(v) for v in geometry.origin_mm))
+    img.SetSpacing(tuple(float(v) for v in geometry.spacing_mm))
+    img.SetDirection(tuple(float(v) for v in geometry.direction.ravel()))
+    sitk.WriteImage(img, str(path), useCompression=True)
+
+
+def _landmarks(ph: Phantom) -> dict:  # type: ignore[type-arg]
+    """Anatomical landmarks in world LPS mm (for later generators: plans, post-op CTs)."""
+    off = np.asarray(ph.spec.patient_offset_mm)
+    an = ph.anatomy
+    lower, upper = ph.geometry.bounds_world_mm()
+    levels = []
+    for lev in an.levels:
+        centre = off + np.array([0.0, lev.y_mm, lev.z_mm])
+        if lower[2] <= centre[2] <= upper[2]:
+            levels.append(
+                {
+                    "name": lev.name,
+                    "body_centre_mm": [round(float(v), 3) for v in centre],
+                    "body_height_mm": lev.height_mm,
+                }
+            )
+    gtv_kji = np.argwhere(ph.masks["GTV"]).mean(axis=0)
+    gtv_centroid = ph.geometry.zyx_to_world(gtv_kji)
+    return {
+        "involved_level": an.involved_level,
+        "vertebrae": levels,
+        "gtv_centroid_mm": [round(float(v), 3) for v in gtv_centroid],
+    }
+
+
+def write_demo_case(
+    out_dir: str | Path,
+    *,
+    progress: Callable[[float, str], None] | None = None,
+    spec: PhantomSpec | None = None,
+) -> Path:
+    """Generate the demo case into ``out_dir`` (created if needed) and return it.
+
+    ``spec`` defaults to the full-size case (512 × 512 × 52, 0.78 × 0.78 × 2.5 mm); smaller specs
+    are for tests. Existing files of the same names are overwritten; nothing else is touched.
+    """
+    report = progress or (lambda _f, _m: None)
+    spec = spec or PhantomSpec()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+
+    ph = generate_phantom(spec, progress=lambda f, m: report(0.6 * f, f"phantom: {m}"))
+    info = PatientInfo(
+        patient_name=DEMO_PATIENT_NAME,
+        patient_id=DEMO_PATIENT_ID,
+        series_description="SeedPlan demo: thoracic spine, MESCC T9",
+        modality="CT",
+        study_date=DEMO_STUDY_DATETIME.date().isoformat(),
+    )
+    volume = CTVolume(hu=ph.hu, geometry=ph.geometry, info=info)
+    options = CTSeriesOptions(
+        series_number=2,
+        series_description="Thorax 2.5mm synthetic (portal venous)",
+        study_description="SeedPlan demo: MESCC T9 (synthetic phantom)",
+        accession_number="DEMO0001",
+        manufacturer="SeedPlan synthetic phantom",
+        model_name="demo_phantom",
+        software_version=f"demo_phantom v{PHANTOM_VERSION}",
+        institution="SeedPlan",
+        patient_sex="O",
+        kvp=120.0,
+        body_part="CHEST",
+        convolution_kernel="STANDARD",
+        derived=True,
+        window_center_hu=40.0,
+        window_width_hu=400.0,
+    )
+    ct_dir = out / DEMO_CT_SUBDIR
+    paths = write_ct_series(
+        volume,
+        ct_dir,
+        options=options,
+        uid_entropy=(*_UID_ENTROPY, repr(spec)),
+        when=DEMO_STUDY_DATETIME,
+        progress=lambda f, m: report(0.6 + 0.3 * f, m),
+    )
+    report(0.92, "writing masks")
+    mask_dir = out / DEMO_MASK_SUBDIR
+    mask_dir.mkdir(exist_ok=True)
+    structures = {}
+    for name in DEMO_MASK_NAMES:
+        rel = f"{DEMO_MASK_SUBDIR}/{name}.nrrd"
+        _write_mask(ph.masks[name], ph.geometry, out / rel)
+        structures[name] = {
+            "file": rel,
+            "label_value": 1,
+            "volume_cm3": round(
+                float(ph.masks[name].sum()) * ph.geometry.voxel_volume_mm3 / 1000.0, 3
+            ),
+            "color_rgb": list(DEMO_MASK_COLORS[name]),
+        }
+    structures["VertebralBody"]["description"] = f"{ph.anatomy.involved_level} vertebral body"
+    structures["GTV"]["description"] = (
+        "epidural tumour invading the left posterior body and pedicle, compressing the cord"
+    )
+
+    from pydicom import dcmread
+
+    first = dcmread(paths[0], stop_before_pixels=True)
+    manifest = {
+        "format": DEMO_CASE_FORMAT,
+        "format_version": DEMO_CASE_FORMAT_VERSION,
+        "generator": "planner.demo_phantom",
+        "generator_version": DEMO_VERSION,
+        "description": (
+            "Synthetic contrast-enhanced (portal-venous) thoracic CT, T7-T11, with metastatic "
+            "epidural spinal cord compression at T9. Not patient data."
+        ),
+        "patient": {"name": DEMO_PATIENT_NAME, "id": DEMO_PATIENT_ID},
+        "study_date": DEMO_STUDY_DATETIME.date().isoformat(),
+        "ct": {
+            "dir": DEMO_CT_SUBDIR,
+            "files": [p.relative_to(out).as_posix() for p in paths],
+            "study_instance_uid": str(first.StudyInstanceUID),
+            "series_instance_uid": str(first.SeriesInstanceUID),
+            "frame_of_reference_uid": str(first.FrameOfReferenceUID),
+            "geometry": ph.geometry.to_dict(),
+            "hu_sha256": hashlib.sha256(np.ascontiguousarray(ph.hu).tobytes()).hexdigest(),
+            "noise_sd_hu": spec.noise_sd_hu,
+        },
+        "structures": structures,
+        "suggested_prescription": {
+            "target": "GTV",
+            "dose_gy": DEMO_PRESCRIPTION_GY,
+            "metric": "D90",
+            "isotope": "I-125",
+            "note": "total permanent-implant dose (D-infinity), TG-43",
+        },
+        "anatomy": _landmarks(ph),
+    }
+    (out / DEMO_CASE_FILE).write_text(
+        json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8"
+    )
+    report(1.0, "demo case written")
+    return out
+
+
+def write_demo_case_atomically(
+    target: str | Path,
+    *,
+    progress: Callable[[float, str], None] | None = None,
+    spec: PhantomSpec | None = None,
+) -> Path:
+    """Write the case into a temporary sibling of ``target`` and swap it in with renames, so
+    ``target`` is never seen half-written. ``target`` must be absent, empty, or a demo case."""
+    target = Path(target).absolute()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    try:
+        write_demo_case(tmp, progress=progress, spec=spec)
+        old: Path | None = None
+        if target.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+            os.replace(target, old / "case")
+        try:
+            os.replace(tmp, target)
+        except OSError:
+            # Someone else created it meanwhile (e.g. a second window): keep theirs if valid.
+            if old is not None:
+                os.replace(old / "case", target)
+            if not is_demo_case(target, complete=True):
+                raise
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def ensure_demo_case(progress: Callable[[float, str], None] | None = None) -> Path:
+    """The demo case in the user cache, generated on first use; returns the case folder."""
+    case_dir = demo_cache_dir()
+    if is_demo_case(case_dir, complete=True):
+        return case_dir
+    return write_demo_case_atomically(case_dir, progress=progress, spec=PhantomSpec())
+
+
+def load_demo_masks(case_dir: str | Path, geometry: GridGeometry) -> dict[str, Mask]:
+    """The case's ground-truth masks as :class:`Mask` on ``geometry`` (the loaded CT's grid).
+
+    Raises InputError when a mask file is missing/unreadable or not on that grid."""
+    case = Path(case_dir)
+    data = _read_manifest(case)
+    if data is None:
+        raise InputError("not a SeedPlan demo case (no valid case.json)", case)
+    masks: dict[str, Mask] = {}
+    for name, entry in data.get("structures", {}).items():
+        path = case / str(entry.get("file", ""))
+        try:
+            img = sitk.ReadImage(str(path))
+        except RuntimeError as exc:
+            raise InputError(
+                f"cannot read mask {name!r}: {str(exc).strip().splitlines()[0]}", path
+            ) from exc
+        mgeom = GridGeometry(
+            tuple(reversed(img.GetSize())),
+            np.asarray(img.GetOrigin()),
+            np.asarray(img.GetSpacing()),
+            np.asarray(img.GetDirection()).reshape(3, 3),
+        )
+        if not mgeom.same_as(geometry, tol_mm=1e-3):
+            raise InputError(f"mask {name!r} is not on the CT grid", path)
+        voxels = sitk.GetArrayFromImage(img) == int(entry.get("label_value", 1))
+        color = tuple(entry.get("color_rgb", DEMO_MASK_COLORS.get(name, (255, 0, 0))))
+        masks[name] = Mask(name=name, voxels=voxels, geometry=geometry, color_rgb=color)  # type: ignore[arg-type]
+    return masks
