@@ -320,7 +320,8 @@ def _analyse_stack(slices: list[SliceHeader]) -> _StackGeometry:
 
 
 def _slice_name(s: SliceHeader) -> str:
-    return s.path.name + (f"[frame {s.frame}]" if s.n_frames > 1 else "")
+    """File name with its folder (series may span folders) and frame for multi-frame files."""
+    return f"{s.path.parent.name}/{s.path.name}" + (f"[frame {s.frame}]" if s.n_frames > 1 else "")
 
 
 def _resample(
@@ -595,8 +596,11 @@ def _choose_series(
                 f"no DICOM images: {len(scan.skipped)} file(s) skipped ({'; '.join(reasons)})",
                 source,
             )
-        found = ", ".join(f"{s.modality or '?'} ×{s.n_slices}" for s in scan.series)
-        raise InputError(f"no CT series (found: {found})", source)
+        counts: dict[str, int] = {}
+        for s in scan.series:
+            counts[s.modality or "?"] = counts.get(s.modality or "?", 0) + 1
+        found = ", ".join(f"{n} {m} series" for m, n in sorted(counts.items()))
+        raise InputError(f"no CT series (found {found})", source)
     return chosen
 
 
@@ -637,6 +641,8 @@ def inspect_ct(
 
     file_hint = source if source.is_file() else None
     scan_root = source.parent if file_hint is not None else source
+    if file_hint is not None and source.name.upper() == "DICOMDIR":
+        file_hint = None  # a DICOMDIR stands for its whole folder (scanned recursively)
 
     def scan_progress(done: int, total: int) -> None:
         report_progress(0.2 * done / max(total, 1), f"scanning headers {done}/{total}")

@@ -453,7 +453,12 @@ def _slices_from_dataset(path: Path, ds: pydicom.Dataset, pixel_offset: int) -> 
         "slice_thickness_mm": _float(ds.get("SliceThickness"), None),
     }
     for_uid = _str(ds, "FrameOfReferenceUID")
-    if n_frames <= 1 or "PerFrameFunctionalGroupsSequence" not in ds:
+    if n_frames > 1 and "PerFrameFunctionalGroupsSequence" not in ds:
+        raise ValueError(
+            f"multi-frame image ({n_frames} frames) without per-frame functional groups: "
+            "the frames' positions are unknown"
+        )
+    if n_frames <= 1:
         ps = _floats(ds.get("PixelSpacing"), 2)
         return [
             SliceHeader(
@@ -501,10 +506,41 @@ def _slices_from_dataset(path: Path, ds: pydicom.Dataset, pixel_offset: int) -> 
     return out
 
 
-def _geometry_key(s: SliceHeader) -> tuple:
-    ps = tuple(round(v, 4) for v in s.pixel_spacing_mm) if s.pixel_spacing_mm else None
-    iop = tuple(round(v, 3) for v in s.iop) if s.iop else None
-    return (s.rows, s.columns, ps, iop)
+# Images of one series belong to one geometry part when rows/columns are equal and pixel
+# spacing and orientation agree to these tolerances (5e-4 in IOP ≈ 0.03°: 0.12 mm at 250 mm).
+_IOP_TOL = 5e-4
+_SPACING_TOL_MM = 1e-3
+
+
+def _same_geometry(a: SliceHeader, b: SliceHeader) -> bool:
+    if (a.rows, a.columns) != (b.rows, b.columns):
+        return False
+    for x, y, tol in (
+        (a.pixel_spacing_mm, b.pixel_spacing_mm, _SPACING_TOL_MM),
+        (a.iop, b.iop, _IOP_TOL),
+    ):
+        if (x is None) != (y is None):
+            return False
+        if (
+            x is not None
+            and y is not None
+            and max(abs(p - q) for p, q in zip(x, y, strict=True)) > tol
+        ):
+            return False
+    return True
+
+
+def _split_by_geometry(slices: list[SliceHeader]) -> list[list[SliceHeader]]:
+    """Group images by geometry (tolerant, unlike rounding), largest group first."""
+    parts: list[list[SliceHeader]] = []
+    for s in slices:
+        for part in parts:
+            if _same_geometry(part[0], s):
+                part.append(s)
+                break
+        else:
+            parts.append([s])
+    return sorted(parts, key=lambda p: -len(p))
 
 
 def _series_info(uid: str, slices: list[SliceHeader], part: int, n_parts: int) -> SeriesInfo:
@@ -601,10 +637,7 @@ def scan_dicom(
 
     series: list[SeriesInfo] = []
     for uid, slices in groups.items():
-        parts: dict[tuple, list[SliceHeader]] = {}
-        for s in slices:
-            parts.setdefault(_geometry_key(s), []).append(s)
-        ordered = sorted(parts.values(), key=lambda p: -len(p))
+        ordered = _split_by_geometry(slices)
         for i, part_slices in enumerate(ordered, start=1):
             series.append(_series_info(uid, part_slices, i, len(ordered)))
     series.sort(key=lambda s: (s.modality != "CT", -s.n_slices, s.key))

@@ -283,3 +283,12 @@ def write_rtstruct(path: Path, *, series_uid: str | None = None) -> Path:
 
 def hu_at(volume_hu: NDArray, kji: Sequence[int]) -> float:
     return float(volume_hu[tuple(int(v) for v in kji)])
+
+
+def strip_file_meta(path: Path) -> Path:
+    """Rewrite a file without preamble, "DICM" and file meta (old ACR-NEMA style, §4 #14)."""
+    ds = pydicom.dcmread(path)
+    del ds.file_meta
+    ds.preamble = None
+    pydicom.dcmwrite(path, ds, enforce_file_format=False, implicit_vr=True, little_endian=True)
+    return path

@@ -377,6 +377,15 @@ def test_truncated_middle_slice_leaves_a_gap_that_is_reported(tmp_path: Path) ->
     assert_geometry_true(volume)
 
 
+def test_file_without_meta_header_is_read(tmp_path: Path) -> None:
+    paths = db.write_ct_series(tmp_path, n_slices=4)
+    db.strip_file_meta(paths[1])
+    assert paths[1].read_bytes()[128:132] != b"DICM"
+    volume, report = load_ct(tmp_path)
+    assert volume.shape_zyx[0] == 4 and report.skipped == []
+    assert_geometry_true(volume)
+
+
 @pytest.mark.parametrize(
     ("syntax", "words"),
     [
@@ -489,3 +498,31 @@ def test_tilt_with_variable_gaps_never_mixes_tissue_with_fill(tmp_path: Path) ->
     assert good.mean() > 0.5
     warning = next(w for w in report.warnings if w.startswith("resampled"))
     assert "gantry tilt 18.5°" in warning and "slice gaps" in warning
+
+
+def test_iop_rounding_noise_does_not_split_a_series(tmp_path: Path) -> None:
+    # IOP written with 1e-5 noise straddling a rounding boundary (0.94849 vs 0.94851).
+    t = math.acos(0.9485)
+
+    def jitter(k: int, ds) -> None:
+        c = 0.9485 + (1e-5 if k % 2 else -1e-5)
+        ds.ImageOrientationPatient = [1, 0, 0, 0, f"{c:.6f}", f"{-math.sqrt(1 - c * c):.6f}"]
+
+    iop = (1.0, 0.0, 0.0, 0.0, math.cos(t), -math.sin(t))
+    db.write_ct_series(tmp_path, iop=iop, per_slice=jitter)
+    scan = scan_dicom(tmp_path)
+    assert [s.n_parts for s in scan.series] == [1]
+    assert scan.series[0].n_slices == 6
+
+
+def test_multiframe_without_per_frame_positions_is_skipped(tmp_path: Path) -> None:
+    paths = db.write_ct_series(tmp_path, n_slices=4)
+    import pydicom
+
+    ds = pydicom.dcmread(paths[0])
+    ds.NumberOfFrames = 2
+    ds.PixelData = ds.PixelData * 2
+    ds.save_as(paths[0], enforce_file_format=True)
+    volume, report = load_ct(tmp_path)
+    assert volume.shape_zyx[0] == 3
+    assert "positions are unknown" in reasons(report)
