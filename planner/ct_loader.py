@@ -223,7 +223,9 @@ class _StackGeometry:
             return GridGeometry((n, rows, cols), p0, (ps_col, ps_row, span / (n - 1)), direction)
         # Resampling target: k spacing = smallest gap (no acquired detail lost), adjusted so the
         # first and last slices lie exactly on grid planes; in-plane extent covers every slice.
-        dk = float(np.min(self.gaps_mm))
+        # (not below a quarter of the median gap: a stray near-duplicate slice must not blow
+        # the grid up; slices closer than that are sampled, not averaged)
+        dk = max(float(np.min(self.gaps_mm)), 0.25 * float(np.median(self.gaps_mm)))
         n_out = round(span / dk) + 1
         dk = span / (n_out - 1)
         lo = np.floor(self.offsets_px.min(axis=0) + 1e-6).astype(int)  # (row, col) ≤ 0
@@ -295,7 +297,13 @@ def _analyse_stack(slices: list[SliceHeader]) -> _StackGeometry:
                 f"two different images at the same position ({d[a]:.2f} mm along the slice "
                 f"normal): {_slice_name(slices[a])} and {_slice_name(slices[a + 1])}{more}"
             )
-        uniform = bool(np.max(np.abs(gaps - median_gap)) <= tol)
+        # Uniform: every gap near the median AND every position near its place on the regular
+        # grid from the first to the last slice (small gap errors must not add up).
+        k = np.arange(len(d))
+        regular_d = d[0] + k * (d[-1] - d[0]) / (len(d) - 1)
+        uniform = bool(
+            np.max(np.abs(gaps - median_gap)) <= tol and np.max(np.abs(d - regular_d)) <= tol
+        )
         sheared = bool(np.max(np.abs(offsets_mm)) > _INPLANE_TOL_MM)
         if sheared:
             span = float(d[-1] - d[0])
@@ -797,10 +805,17 @@ def _irregular_reasons(stack: _StackGeometry) -> list[str]:
     if not stack.uniform:
         median = float(np.median(stack.gaps_mm))
         n_odd = int(np.sum(np.abs(stack.gaps_mm - median) > max(_POS_TOL_MM, 0.01 * median)))
+        d = stack.d_mm
+        drift = float(np.max(np.abs(d - np.linspace(d[0], d[-1], len(d)))))
+        detail = (
+            f"{n_odd} gap(s) differ: missing slices?"
+            if n_odd
+            else f"positions drift up to {drift:.2f} mm from a regular grid"
+        )
         out.append(
             f"non-uniform slice spacing: gaps {stack.gaps_mm.min():.2f}–"
             f"{stack.gaps_mm.max():.2f} mm along the slice normal (median {median:.2f} mm, "
-            f"{n_odd} gap(s) differ: missing slices?) — resampling is switched off"
+            f"{detail}) — resampling is switched off"
         )
     return out
 

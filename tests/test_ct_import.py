@@ -526,3 +526,26 @@ def test_multiframe_without_per_frame_positions_is_skipped(tmp_path: Path) -> No
     volume, report = load_ct(tmp_path)
     assert volume.shape_zyx[0] == 3
     assert "positions are unknown" in reasons(report)
+
+
+def test_small_gap_errors_that_add_up_are_caught(tmp_path: Path) -> None:
+    # Each gap is within tolerance of the median (2.50 vs 2.54 mm, tol 0.05 mm) but the
+    # positions drift ~0.2 mm from any regular grid: not uniform.
+    gaps = [2.5] * 10 + [2.54] * 10
+    z = np.concatenate([[0.0], np.cumsum(gaps)]) - 20.0
+    db.write_ct_series(tmp_path, positions=[(-4.0, -5.0, zz) for zz in z])
+    with pytest.raises(CTImportError, match="drift up to"):
+        load_ct(tmp_path, allow_resample=False)
+    volume, report = load_ct(tmp_path)
+    assert any(w.startswith("resampled") for w in report.warnings)
+    assert_geometry_true(volume)
+
+
+def test_near_duplicate_slice_does_not_blow_up_the_grid(tmp_path: Path) -> None:
+    z = [0.0, 3.0, 6.0, 6.1, 9.0, 12.0]  # a stray slice 0.1 mm from its neighbour
+    db.write_ct_series(tmp_path, positions=[(-4.0, -5.0, zz) for zz in z])
+    volume, report = load_ct(tmp_path)
+    assert volume.geometry.spacing_mm[2] == pytest.approx(0.75)  # a quarter of the 3 mm median
+    assert volume.shape_zyx[0] == 17
+    assert any("slice gaps 0.10–3.00 mm" in w for w in report.warnings)
+    assert_geometry_true(volume)
