@@ -93,6 +93,9 @@ class DVH:
         The plan prescription used for the relative axis (% PD).
     outside_dose_grid_cm3 : float, cm³
         Structure volume outside the dose grid (counted at 0 Gy).
+    voxel_dmax_gy : float, Gy
+        Largest dose-grid value in a voxel with occupancy > 0, when structure and dose share one
+        grid (no interpolation: the "voxel maximum"); NaN otherwise.
     method : str
         One line describing occupancy and dose sampling (printed in reports).
     """
@@ -105,6 +108,7 @@ class DVH:
     dmean_gy: float
     prescription_gy: float | None = None
     outside_dose_grid_cm3: float = 0.0
+    voxel_dmax_gy: float = math.nan
     method: str = ""
     _curve: tuple[NDArray[np.float64], NDArray[np.float64]] = field(
         init=False, repr=False, compare=False
@@ -335,62 +339,87 @@ def _histogram(
     doses: np.ndarray,
     inside: np.ndarray,
     weight: np.ndarray,
-    extreme: np.ndarray,
+    interior: np.ndarray,
     bin_width: float,
-    n_bins: int,
-) -> tuple[np.ndarray, float, float, float, float, float]:
+) -> tuple[np.ndarray, float, float, float, float, float, bool]:
     """Differential histogram of (N, S) sample doses, each weighing weight[n] (cm³).
 
-    Returns (hist, total_cm3, dose_integral_gy_cm3, dmin, dmax, outside_cm3). Only voxels with
-    ``extreme[n]`` count for Dmin/Dmax (±inf when none does).
+    Returns (hist, total_cm3, dose_integral_gy_cm3, dmin, dmax, outside_cm3, finite). Dmin/Dmax
+    are taken over the samples of voxels with ``interior[n]`` (an empty ``interior`` means all
+    voxels), falling back to all voxels with weight > 0 when no interior voxel has weight.
+    Negative doses count as 0.
     """
+    n_vox, n_sub = doses.shape
+    use_all = interior.shape[0] == 0
+    top = 0.0
+    for n in range(n_vox):
+        if weight[n] > 0.0:
+            for s in range(n_sub):
+                d = doses[n, s]
+                if not math.isfinite(d):
+                    return np.zeros(1), 0.0, 0.0, 0.0, 0.0, 0.0, False
+                if d > top:
+                    top = d
+    n_bins = int(top / bin_width) + 1
     hist = np.zeros(n_bins)
     total = 0.0
     integral = 0.0
-    dmin = np.inf
-    dmax = -np.inf
+    lo_i = np.inf
+    hi_i = -np.inf
+    lo_a = np.inf
+    hi_a = -np.inf
     outside = 0.0
-    n_vox, n_sub = doses.shape
     inv = 1.0 / bin_width
     for n in range(n_vox):
         w = weight[n]
         if w <= 0.0:
             continue
+        ext = use_all or interior[n]
         for s in range(n_sub):
             d = doses[n, s]
             if d < 0.0:
                 d = 0.0
-            b = int(d * inv)
-            if b >= n_bins:
-                b = n_bins - 1
+            b = min(int(d * inv), n_bins - 1)
             hist[b] += w
             total += w
             integral += w * d
             if not inside[n, s]:
                 outside += w
-            if extreme[n]:
-                dmin = min(dmin, d)
-                dmax = max(dmax, d)
-    return hist, total, integral, dmin, dmax, outside
+            lo_a = min(lo_a, d)
+            hi_a = max(hi_a, d)
+            if ext:
+                lo_i = min(lo_i, d)
+                hi_i = max(hi_i, d)
+    if hi_i < lo_i:
+        lo_i = lo_a
+        hi_i = hi_a
+    return hist, total, integral, lo_i, hi_i, outside, True
 
 
 @numba.njit(parallel=True, cache=True)
 def _volume_at_or_above(
-    dose: np.ndarray, threshold: float, offsets: np.ndarray, jitter_half: float, r3: np.ndarray
+    dose: np.ndarray,
+    threshold: float,
+    offsets: np.ndarray,
+    jitter_half: float,
+    r3: np.ndarray,
+    box: np.ndarray,
 ) -> float:
     """Σ over voxels of the fraction of sub-samples with dose ≥ threshold (in voxels).
 
     A voxel whose 3×3×3 neighbourhood is entirely ≥ (or < ) the threshold is counted 1 (or 0)
     without sampling: trilinear values inside the voxel box are convex combinations of those
-    27 values, so the result is identical to sampling every voxel.
+    27 values, so the result is identical to sampling every voxel. Only voxels in ``box``
+    (k0, k1, j0, j1, i0, i1, inclusive) are visited: outside the bounding box of the voxels ≥ the
+    threshold grown by one voxel every neighbourhood is entirely below it.
     """
     nz, ny, nx = dose.shape
     n_sub = offsets.shape[0]
     total = 0.0
-    for k in numba.prange(nz):
+    for k in numba.prange(box[0], box[1] + 1):
         acc = 0.0
-        for j in range(ny):
-            for i in range(nx):
+        for j in range(box[2], box[3] + 1):
+            for i in range(box[4], box[5] + 1):
                 above = 0
                 below = 0
                 for dk in range(-1, 2):
@@ -425,6 +454,52 @@ def _volume_at_or_above(
                 acc += cnt / n_sub
         total += acc
     return total
+
+
+@numba.njit(cache=True)
+def _threshold_box(dose: np.ndarray, threshold: float) -> np.ndarray:
+    """(6,) inclusive (k0, k1, j0, j1, i0, i1) of the voxels ≥ threshold, grown by 1 and clipped
+    to the grid; all −1 when no voxel reaches the threshold."""
+    nz, ny, nx = dose.shape
+    box = np.array([nz, -1, ny, -1, nx, -1])
+    for k in range(nz):
+        for j in range(ny):
+            for i in range(nx):
+                if dose[k, j, i] >= threshold:
+                    box[0] = min(box[0], k)
+                    box[1] = max(box[1], k)
+                    box[2] = min(box[2], j)
+                    box[3] = max(box[3], j)
+                    box[4] = min(box[4], i)
+                    box[5] = max(box[5], i)
+    if box[1] < 0:
+        return np.full(6, -1)
+    box[0] = max(box[0] - 1, 0)
+    box[1] = min(box[1] + 1, nz - 1)
+    box[2] = max(box[2] - 1, 0)
+    box[3] = min(box[3] + 1, ny - 1)
+    box[4] = max(box[4] - 1, 0)
+    box[5] = min(box[5] + 1, nx - 1)
+    return box
+
+
+@numba.njit(cache=True)
+def _occupied(occ_flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Flat indices (int64) and occupancy (float64, clipped to 1) of the voxels with occ > 0."""
+    n = 0
+    for f in range(occ_flat.shape[0]):
+        if occ_flat[f] > 0:
+            n += 1
+    idx = np.empty(n, dtype=np.int64)
+    frac = np.empty(n)
+    m = 0
+    for f in range(occ_flat.shape[0]):
+        v = occ_flat[f]
+        if v > 0:
+            idx[m] = f
+            frac[m] = min(float(v), 1.0)
+            m += 1
+    return idx, frac
 
 
 # ====================================================================== helpers
@@ -493,6 +568,7 @@ def dvh_from_samples(
     prescription_gy: float | None = None,
     extra_dose_gy: NDArray[np.float64] | None = None,
     interior: NDArray[np.bool_] | None = None,
+    voxel_dmax_gy: float = math.nan,
     method: str = "",
 ) -> DVH:
     """Build a :class:`DVH` from sampled doses ``(N, S)`` where sample (n, s) weighs
@@ -505,17 +581,16 @@ def dvh_from_samples(
         doses = doses[:, None]
     inside = np.ascontiguousarray(inside, dtype=np.bool_).reshape(doses.shape)
     weight = np.ascontiguousarray(weight_cm3, dtype=np.float64).reshape(doses.shape[0])
-    if doses.size and not np.isfinite(doses).all():
-        raise ValueError("dose contains NaN or infinite values inside the structure")
-    used = weight > 0
-    top = float(doses[used].max()) if np.any(used) else 0.0
-    n_bins = max(math.floor(max(top, 0.0) / bin_width_gy) + 1, 1)
-    extreme = used if interior is None else np.ascontiguousarray(interior, dtype=np.bool_) & used
-    if not np.any(extreme):
-        extreme = used
-    hist, total, integral, dmin, dmax, outside = _histogram(
-        doses, inside, weight, extreme, float(bin_width_gy), n_bins
+    interior_arr = (
+        np.zeros(0, dtype=np.bool_)
+        if interior is None
+        else np.ascontiguousarray(interior, dtype=np.bool_).reshape(doses.shape[0])
     )
+    hist, total, integral, dmin, dmax, outside, finite = _histogram(
+        doses, inside, weight, interior_arr, float(bin_width_gy)
+    )
+    if not finite:
+        raise ValueError("dose contains NaN or infinite values inside the structure")
     if total <= 0:
         dmin = dmax = 0.0
         mean = 0.0
@@ -533,6 +608,7 @@ def dvh_from_samples(
         dmean_gy=float(mean),
         prescription_gy=prescription_gy,
         outside_dose_grid_cm3=float(outside),
+        voxel_dmax_gy=float(voxel_dmax_gy),
         method=method,
     )
 
@@ -576,20 +652,21 @@ def compute_dvh(
     bw = default_bin_width_gy(prescription_gy) if bin_width_gy is None else float(bin_width_gy)
     if not bw > 0:
         raise ValueError("bin width must be positive")
-    occ_flat = occ.reshape(-1)
-    if occ.dtype == np.bool_:
-        vox = np.flatnonzero(occ_flat)
-        frac = np.ones(vox.shape[0])
-    else:
-        vox = np.flatnonzero(occ_flat > 0)
-        frac = np.minimum(occ_flat[vox].astype(np.float64), 1.0)
-    vox = vox.astype(np.int64, copy=False)
+    occ_flat = np.ascontiguousarray(occ).reshape(-1)
+    if occ_flat.dtype == np.bool_:
+        occ_flat = occ_flat.view(np.uint8)
+    elif occ_flat.dtype not in (np.float32, np.float64, np.uint8):
+        occ_flat = occ_flat.astype(np.float64)
+    vox, frac = _occupied(occ_flat)
     offsets = _sub_offsets(supersample)
     n_sub = offsets.shape[0]
     weight = frac * (geometry.voxel_volume_mm3 / 1000.0 / n_sub)
+    voxel_dmax = math.nan
     if dose_geometry is None or dose_geometry.same_as(geometry, tol_mm=1e-6):
         aff = np.zeros((3, 4))
         aff[:, :3] = np.eye(3)
+        if vox.size:
+            voxel_dmax = float(dose.reshape(-1)[vox].max())
     else:
         aff = _affine_kji(geometry, dgeom)
     doses = np.empty((vox.shape[0], n_sub))
@@ -628,6 +705,7 @@ def compute_dvh(
         prescription_gy=prescription_gy,
         extra_dose_gy=extra,
         interior=interior,
+        voxel_dmax_gy=voxel_dmax,
         method=method,
     )
 
@@ -649,7 +727,10 @@ def volume_at_or_above_cm3(
     if tuple(dose.shape) != geometry.shape_zyx:
         raise ValueError("dose shape does not match its geometry")
     offsets = _sub_offsets(supersample)
+    box = _threshold_box(dose, float(threshold_gy))
+    if box[0] < 0:
+        return 0.0
     n = _volume_at_or_above(
-        dose, float(threshold_gy), offsets, 0.5 / supersample if jitter else 0.0, _R3
+        dose, float(threshold_gy), offsets, 0.5 / supersample if jitter else 0.0, _R3, box
     )
     return float(n) * geometry.voxel_volume_mm3 / 1000.0
