@@ -336,14 +336,14 @@ def _resample(
     stack: _StackGeometry,
     planes: list[NDArray[np.float32]],
     grid: GridGeometry,
+    out: NDArray,
     progress: Callable[[float], None],
     cancel: CancelFn | None,
-) -> NDArray[np.float32]:
-    """Resample the slices (sorted along n) onto ``grid`` (see module docstring)."""
+) -> None:
+    """Resample the slices (sorted along n) onto ``grid``, into ``out`` (z, y, x)."""
     nz, ny, nx = grid.shape_zyx
     # Output (row, col) of slice 0's pixel (0, 0): whole numbers by construction of the grid.
     base = np.rint(grid.world_to_index(np.asarray(stack.slices[0].ipp_mm))[[1, 0]]).astype(int)
-    out = np.empty((nz, ny, nx), dtype=np.float32)
     cache: dict[int, tuple[NDArray[np.float32], NDArray[np.bool_]]] = {}
 
     def shifted(s: int) -> tuple[NDArray[np.float32], NDArray[np.bool_]]:
@@ -395,15 +395,14 @@ def _resample(
         gap = float(stack.d_mm[s + 1] - stack.d_mm[s])
         w = min(max((d - float(stack.d_mm[s])) / gap, 0.0), 1.0)
         if w < 1e-6:
-            out[k] = shifted(s)[0]
+            _store(out, k, shifted(s)[0])
         elif w > 1 - 1e-6:
-            out[k] = shifted(s + 1)[0]
+            _store(out, k, shifted(s + 1)[0])
         else:
             (a, va), (b, vb) = shifted(s), shifted(s + 1)
             # Only where both neighbours have data: no mixing of tissue with the fill value.
-            out[k] = np.where(va & vb, (1.0 - w) * a + w * b, _FILL_HU)
+            _store(out, k, np.where(va & vb, (1.0 - w) * a + w * b, _FILL_HU))
         progress((k + 1) / nz)
-    return out
 
 
 # ------------------------------------------------------------------------------ pixels
@@ -600,8 +599,11 @@ def _choose_series(
             raise InputError("empty folder: no files", source)
         if not scan.series:
             reasons = sorted({k.reason.split(":")[0] for k in scan.skipped})
+            images = [k.path.name for k in scan.skipped if is_image_file(k.path)]
+            hint = f"; open an image file directly, e.g. {images[0]}" if images else ""
             raise InputError(
-                f"no DICOM images: {len(scan.skipped)} file(s) skipped ({'; '.join(reasons)})",
+                f"no DICOM images: {len(scan.skipped)} file(s) skipped ({'; '.join(reasons)})"
+                + hint,
                 source,
             )
         counts: dict[str, int] = {}
@@ -758,18 +760,20 @@ def _load_series(
             )
 
     ordered = [planes[(s.path, s.frame)] for s in stack.slices]
+    del planes
+    # The final array is filled plane by plane: no second full-size float copy.
+    hu = np.empty(grid.shape_zyx, dtype=_storage_dtype(ordered, stack.slices))
     if stack.regular:
-        hu_f = np.stack(ordered)
+        for k, plane in enumerate(ordered):
+            _store(hu, k, plane)
         progress(0.9, "stacking")
     else:
         message = stack.describe_resampling(grid)
         report.warnings.append(message)
-        hu_f = _resample(
-            stack, ordered, grid, lambda f: progress(0.85 + 0.15 * f, "resampling"), cancel
+        _resample(
+            stack, ordered, grid, hu, lambda f: progress(0.85 + 0.15 * f, "resampling"), cancel
         )
-    del planes, ordered
-    hu = _to_storage_dtype(hu_f, stack.slices)
-    del hu_f
+    del ordered
     _check_hu(hu, report)
     report.geometry = grid
     report.estimated_memory_bytes = max(report.estimated_memory_bytes, int(hu.nbytes))
@@ -820,17 +824,27 @@ def _irregular_reasons(stack: _StackGeometry) -> list[str]:
     return out
 
 
-def _to_storage_dtype(hu_f: NDArray[np.float32], slices: list[SliceHeader]) -> NDArray:
-    """int16 when every rescale is integral and the values fit, else float32."""
+def _storage_dtype(planes: list[NDArray[np.float32]], slices: list[SliceHeader]) -> type:
+    """int16 when every rescale is integral and the values fit, else float32.
+
+    Linear interpolation stays within the planes' range (and the −1024 HU fill), so the
+    decision holds for resampled volumes too.
+    """
     integral = all(
         float(s.rescale_slope).is_integer() and float(s.rescale_intercept).is_integer()
         for s in slices
     )
-    if integral and hu_f.size:
-        lo, hi = float(hu_f.min()), float(hu_f.max())
+    if integral and planes:
+        lo = min(float(p.min()) for p in planes)
+        hi = max(float(p.max()) for p in planes)
         if lo >= -32768 and hi <= 32767:
-            return np.rint(hu_f).astype(np.int16)
-    return hu_f.astype(np.float32, copy=False)
+            return np.int16
+    return np.float32
+
+
+def _store(hu: NDArray, k: int, plane: NDArray[np.float32]) -> None:
+    """hu[k] = plane, rounded to the nearest integer for an integer array."""
+    hu[k] = np.rint(plane) if hu.dtype.kind == "i" else plane
 
 
 def load_ct(
