@@ -653,7 +653,7 @@ def _paint_body_wall(
 
 
 def _mediastinum_envelope(ctx: PhantomContext, blk: Block) -> Shape:
-    return superellipse(ctx, blk, 5.0, -38.0, 27.0, 58.0, 2.6)
+    return superellipse(ctx, blk, 2.0, -32.0, 18.0, 54.0, 2.6)
 
 
 def _paint_lungs(ctx: PhantomContext, hu: Array, cavity2d: Shape, env2d: Shape) -> None:
@@ -672,24 +672,70 @@ def _paint_lungs(ctx: PhantomContext, hu: Array, cavity2d: Shape, env2d: Shape) 
     # Dependent (posterior) lung is denser: about −900 anteriorly to −810 posteriorly.
     base = F32(H["lung"]) + F32(40.0) * (blk.Y - F32(c["cy"])) / F32(c["ay_post"])
     # Vessels: curves where two independent smooth fields are both ~0, thicker near the hila.
-    f1 = smooth_field(ctx, blk, 5.0, 6.0)
-    f2 = smooth_field(ctx, blk, 5.0, 6.0)
+    f1 = smooth_field(ctx, blk, 4.0, 4.5)
+    f2 = smooth_field(ctx, blk, 4.0, 4.5)
     hil = np.sqrt(
         ((np.abs(blk.X) - F32(40.0)) / F32(55.0)) ** 2 + ((blk.Y + F32(5.0)) / F32(55.0)) ** 2
     )
-    width = F32(0.42) * np.exp(-F32(1.5) * hil) + F32(0.11)
+    width = F32(0.25) * np.exp(-F32(1.5) * hil) + F32(0.08)
     r2 = (f1 * f1 + f2 * f2) / (width * width)
     del f1, f2
     lung = base + (F32(H["blood_pool"]) - F32(H["lung"])) * np.exp(-r2)
     lung += F32(10.0) * np.sin(r2)  # faint parenchymal texture, correlated with the vessels
     ctx.paint(hu, blk, occ, lung)
+    # Larger lower-lobe pulmonary arteries and veins: branching trees from the hila.
+    trees = Canvas(ctx, blk)
+    vessel_rng = np.random.default_rng(ctx.spec.seed + 1)
+    for side in (-1.0, 1.0):
+        for root, direction, radius in (
+            ((side * 42.0, -2.0, 70.0), (side * 0.45, 0.35, -0.82), 5.5),  # artery
+            ((side * 38.0, -22.0, 48.0), (side * 0.85, 0.15, -0.5), 5.0),  # vein
+        ):
+            for a, b, ra, rb in _vessel_tree(vessel_rng, root, direction, radius, 34.0, 5):
+                lo_t, hi_t = _tube_box(a, b, max(ra, rb))
+                trees.add(
+                    lo_t,
+                    hi_t,
+                    lambda t, a=a, b=b, ra=ra, rb=rb: tube_segment(
+                        ctx, t, a, b, (ra, ra), (rb, rb)
+                    ),
+                )
+    ctx.paint(hu, blk, ctx.ramp(trees.sd, trees.w) * occ, H["blood_pool"])
+
+
+def _vessel_tree(
+    rng: np.random.Generator,
+    root: Sequence[float],
+    direction: Sequence[float],
+    radius_mm: float,
+    length_mm: float,
+    depth: int,
+) -> list[tuple[NDArray[np.float64], NDArray[np.float64], float, float]]:
+    """Segments (start, end, start radius, end radius) of a binary branching tree."""
+    out: list[tuple[NDArray[np.float64], NDArray[np.float64], float, float]] = []
+    stack = [(np.asarray(root, float), np.asarray(direction, float), radius_mm, length_mm, depth)]
+    while stack:
+        p, d, r, length, level = stack.pop()
+        d = d / np.linalg.norm(d)
+        q = p + d * length
+        out.append((p, q, r, 0.85 * r))
+        if level == 0:
+            continue
+        # Two children diverging by 20-40 degrees around a random perpendicular axis.
+        perp = np.cross(d, rng.normal(size=3))
+        perp /= np.linalg.norm(perp)
+        for sign in (1.0, -1.0):
+            ang = np.radians(rng.uniform(20.0, 40.0))
+            child = np.cos(ang) * d + sign * np.sin(ang) * perp
+            stack.append((q, child, 0.72 * r, 0.8 * length * rng.uniform(0.8, 1.2), level - 1))
+    return out
 
 
 def _paint_mediastinum(ctx: PhantomContext, hu: Array, cavity2d: Shape) -> None:
     H = ctx.anatomy.hu
     # Heart: myocardium with ventricles, wrapped in epicardial fat; ends above the diaphragm.
-    hc = (30.0, -50.0, 40.0)
-    hr = (60.0, 42.0, 76.0)
+    hc = (22.0, -48.0, 40.0)
+    hr = (66.0, 44.0, 76.0)
     ang = -38.0
     blk = ctx.block((hc[0] - 80, hc[1] - 70, hc[2] - hr[2] - 4), (hc[0] + 80, hc[1] + 70, 1e9))
     if blk is not None:
@@ -767,8 +813,9 @@ def _paint_abdomen(ctx: PhantomContext, hu: Array, cavity2d: Shape) -> None:
     st = ellipsoid(ctx, blk, (55.0, -40.0, -62.0), (32.0, 26.0, 30.0), 30.0)
     ctx.paint(hu, blk, ctx.ramp(st.sd, st.w) * below, H["stomach_wall"])
     st_occ = ctx.ramp(st.sd + F32(3.0), st.w) * below
-    air_level = F32(-60.0)
-    content = np.where(air_level < blk.Z, F32(H["air"]), F32(H["stomach_fluid"]))
+    # Supine patient: the gas rises anteriorly, with a flat air-fluid level (constant y).
+    air = ctx.ramp(blk.Y - F32(-47.0), ctx.dy)
+    content = F32(H["stomach_fluid"]) + air * F32(H["air"] - H["stomach_fluid"])
     ctx.paint(hu, blk, st_occ, content)
     # Inferior vena cava entering the liver.
     ivc = superellipse(ctx, blk, -18.0, -8.0, 12.0, 10.0)
@@ -992,7 +1039,7 @@ def _stamp_vertebra(
             ),
         ]
     # spinous process: long, steeply down-sloping (thoracic)
-    tubes.append(((0.0, cy + 12.0, zc - 3.0), (0.0, cy + 40.0, zc - 24.0), (3.0, 5.0), (3.6, 4.0)))
+    tubes.append(((0.0, cy + 12.0, zc - 3.0), (0.0, cy + 38.0, zc - 27.0), (3.0, 4.2), (3.5, 3.4)))
     for a, b, ra, rb in tubes:
         r = max(*ra, *rb)
         lo_t, hi_t = _tube_box(a, b, r)
