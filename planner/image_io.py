@@ -7,6 +7,15 @@ whatever the format. The full direction matrix is kept (non-identity directions 
 
 from __future__ import annotations
 
+import contextlib
+import gzip
+import os
+import re
+import struct
+import sys
+import tempfile
+import zlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +29,29 @@ from planner.volume import CTVolume, PatientInfo
 __all__ = ["geometry_from_sitk", "read_image", "read_image_array", "sitk_image", "write_image"]
 
 _SUFFIXES = (".nii", ".nii.gz", ".mha", ".mhd", ".nrrd", ".nhdr")
+
+
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """Silence C++ libraries writing to fd 2 (MetaIO prints parse errors to std::cerr) so a
+    bad file gives one clean line; the reason still comes through the exception."""
+    fd = 2  # the process's stderr, whatever sys.stderr currently is
+    with contextlib.suppress(AttributeError, OSError, ValueError):
+        sys.stderr.flush()
+    try:
+        saved = os.dup(fd)
+    except OSError:
+        yield
+        return
+    try:
+        with tempfile.TemporaryFile() as sink:
+            os.dup2(sink.fileno(), fd)
+            try:
+                yield
+            finally:
+                os.dup2(saved, fd)
+    finally:
+        os.close(saved)
 
 
 def _check_suffix(path: Path) -> None:
@@ -72,7 +104,8 @@ def read_image_array(
     try:
         reader = sitk.ImageFileReader()
         reader.SetFileName(str(src))
-        reader.ReadImageInformation()
+        with _quiet_stderr():
+            reader.ReadImageInformation()
     except RuntimeError as exc:
         raise InputError(f"cannot read image header: {_first_line(exc)}", src) from exc
     dim = reader.GetDimension()
@@ -86,6 +119,7 @@ def read_image_array(
             f"expected a scalar image, got {reader.GetNumberOfComponents()} components per voxel",
             src,
         )
+    _check_nifti_size(src, reader)
     n_vox = int(np.prod(size[:3]))
     itemsize = max(2, sitk.GetArrayViewFromImage(sitk.Image(1, 1, 1, reader.GetPixelID())).itemsize)
     if max_memory_bytes is not None and n_vox * itemsize > max_memory_bytes:
@@ -95,7 +129,8 @@ def read_image_array(
             src,
         )
     try:
-        image = reader.Execute()
+        with _quiet_stderr():
+            image = reader.Execute()
     except RuntimeError as exc:
         raise InputError(f"cannot read image: {_first_line(exc)}", src) from exc
     if image.GetDimension() == 4:
@@ -149,6 +184,64 @@ def read_image(path: str | Path, *, max_memory_bytes: int | None = None) -> CTVo
 
 
 def _first_line(exc: BaseException) -> str:
-    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-    # ITK messages start with file/line noise; the last line is the human part.
-    return lines[-1][:200] if lines else type(exc).__name__
+    """The human part of an ITK exception, on one line."""
+    lines = [
+        ln.strip()
+        for ln in str(exc).splitlines()
+        if ln.strip()
+        and not ln.startswith("Exception thrown in")
+        # MetaImageIO appends errno, which is stale ("No such file") for a damaged file.
+        and not ln.strip().startswith("Reason: No such file")
+    ]
+    text = lines[-1] if lines else type(exc).__name__
+    text = re.sub(r"ITK ERROR: \w+\(0x[0-9a-fA-F]+\): ", "", text)
+    text = text.replace("sitk::ERROR: ", "").replace("[nrrd] ", "")
+    if "Unable to determine ImageIO reader" in text:
+        return "format not recognised (not a valid NIfTI/MetaImage/NRRD file)"
+    if "File cannot be read" in text:
+        return "the file cannot be read (damaged or truncated?)"
+    return text[:200]
+
+
+def _check_nifti_size(path: Path, reader: sitk.ImageFileReader) -> None:
+    """Uncompressed .nii cut short: ITK pads the missing voxels with zeros without an error,
+    so compare the file size with the header's data offset + voxel bytes."""
+    name = path.name.lower()
+    if not (name.endswith(".nii") or name.endswith(".nii.gz")):
+        return
+    gz = name.endswith(".gz")
+    try:
+        with gzip.open(path, "rb") if gz else open(path, "rb") as fp:
+            head = fp.read(176)
+    except (OSError, EOFError) as exc:
+        raise InputError(f"damaged file: {exc}", path) from exc
+    if len(head) < 176:
+        raise InputError("truncated NIfTI header", path)
+    for endian in "<>":
+        sizeof_hdr = struct.unpack(endian + "i", head[:4])[0]
+        if sizeof_hdr == 348:  # NIfTI-1: vox_offset float32 at byte 108
+            vox_offset = int(struct.unpack(endian + "f", head[108:112])[0])
+            break
+        if sizeof_hdr == 540:  # NIfTI-2: vox_offset int64 at byte 168
+            vox_offset = int(struct.unpack(endian + "q", head[168:176])[0])
+            break
+    else:
+        return  # not a NIfTI header ITK would have accepted; let ITK speak
+    probe = sitk.Image([1] * reader.GetDimension(), reader.GetPixelID())
+    itemsize = sitk.GetArrayViewFromImage(probe).itemsize
+    n_bytes = int(np.prod(reader.GetSize())) * itemsize * reader.GetNumberOfComponents()
+    if gz:
+        # A cut .nii.gz also reads without error in ITK: walk the whole gzip stream.
+        size = 0
+        try:
+            with gzip.open(path, "rb") as fp:
+                while chunk := fp.read(1 << 24):
+                    size += len(chunk)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise InputError(f"truncated or damaged gzip data: {exc}", path) from exc
+    else:
+        size = path.stat().st_size
+    if size < vox_offset + n_bytes:
+        raise InputError(
+            f"truncated: voxel data need {vox_offset + n_bytes} bytes, the file has {size}", path
+        )

@@ -140,3 +140,21 @@ def test_bad_image_files_raise_one_line_input_errors(tmp_path: Path) -> None:
     )
     with pytest.raises(InputError, match="above the limit"):
         read_image(big, max_memory_bytes=10)
+
+
+@pytest.mark.parametrize("suffix", [".nii", ".mha", ".nrrd", ".nii.gz"])
+def test_truncated_image_files_are_refused(tmp_path: Path, suffix: str) -> None:
+    # ITK reads an uncompressed .nii cut short without error (zeros for the missing voxels):
+    # the loader must notice.
+    g = GridGeometry.axis_aligned((10, 20, 30), (0, 0, 0), (1, 1, 1))
+    path = tmp_path / f"ct{suffix}"
+    import SimpleITK as sitk  # noqa: N813
+
+    from planner.image_io import sitk_image
+
+    sitk.WriteImage(sitk_image(np.full(g.shape_zyx, -700, np.int16), g), str(path), False)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) * 3 // 4])
+    with pytest.raises(InputError) as err:
+        read_image(path)
+    assert str(path) in str(err.value) and "\n" not in str(err.value)

@@ -19,6 +19,7 @@ from tests.conftest import REPO_ROOT
 
 
 def run_info(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """Run ``seedplan info`` in-process; works with capsys or capfd."""
     rc = main(["info", *args])
     out, err = capsys.readouterr()
     return rc, out, err
@@ -107,9 +108,10 @@ def test_info_on_image_file(capsys, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "case", ["missing", "empty", "no_ct", "junk_only", "bad_series", "bad_nii"]
+    "case", ["missing", "empty", "no_ct", "junk_only", "bad_series", "bad_nii", "cut_mha"]
 )
-def test_info_unusable_input_is_one_line_exit_2(capsys, tmp_path: Path, case: str) -> None:
+def test_info_unusable_input_is_one_line_exit_2(capfd, tmp_path: Path, case: str) -> None:
+    # capfd (not capsys): C++ libraries printing to file descriptor 2 would show up too.
     target = tmp_path / case
     extra: list[str] = []
     if case == "empty":
@@ -124,7 +126,11 @@ def test_info_unusable_input_is_one_line_exit_2(capsys, tmp_path: Path, case: st
     elif case == "bad_nii":
         target = tmp_path / "bad.nii"
         target.write_bytes(b"garbage" * 50)
-    rc, out, err = run_info(capsys, str(target), *extra)
+    elif case == "cut_mha":
+        g = GridGeometry.axis_aligned((4, 5, 6), (0, 0, 0), (1, 1, 1))
+        target = write_image(np.zeros(g.shape_zyx, np.int16), g, tmp_path / "cut.mha")
+        target.write_bytes(target.read_bytes()[:60])  # header cut mid-way
+    rc, out, err = run_info(capfd, str(target), *extra)
     assert rc == 2
     assert out == ""
     assert err.count("\n") == 1 and str(target) in err and "Traceback" not in err
