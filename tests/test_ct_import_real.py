@@ -154,13 +154,15 @@ def test_ge_tilt_inner_slices_land_where_their_positions_say(ge_tilt, index: int
     _, volume, _, files = ge_tilt
     g = volume.geometry
     hu, xyz = _pixels_and_positions(files[index])
+    hu, xyz = hu[::2, ::2], xyz[::2, ::2]  # every 4th pixel is plenty (and 4× faster)
     body = hu > -1400  # skip the −1500 padding outside the reconstruction circle
 
     def mad(shift_mm: tuple[float, float, float]) -> float:
         kji = g.world_to_zyx(xyz + np.asarray(shift_mm))
         vals = ndimage.map_coordinates(
-            volume.hu.astype(float),
+            volume.hu,
             [kji[..., 0], kji[..., 1], kji[..., 2]],
+            output=np.float64,
             order=1,
             mode="nearest",
         )
