@@ -549,3 +549,13 @@ def test_near_duplicate_slice_does_not_blow_up_the_grid(tmp_path: Path) -> None:
     assert volume.shape_zyx[0] == 17
     assert any("slice gaps 0.10–3.00 mm" in w for w in report.warnings)
     assert_geometry_true(volume)
+
+
+def test_images_without_position_are_refused(tmp_path: Path) -> None:
+    def no_position(k: int, ds) -> None:
+        if k == 2:
+            del ds.ImagePositionPatient
+
+    db.write_ct_series(tmp_path, per_slice=no_position)
+    with pytest.raises(CTImportError, match="cannot be placed in the patient"):
+        load_ct(tmp_path)
