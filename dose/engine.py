@@ -258,7 +258,9 @@ class DoseEngine:
         return self._result(rate, flagged, seeds)
 
     def _rows_per_chunk(self, geometry: GridGeometry) -> int:
-        return max(1, 65536 // max(1, geometry.shape_zyx[2]))
+        # ≤ 64 Ki voxels per chunk and at least ~8 chunks, so cancel() is polled often enough
+        nz, ny, nx = geometry.shape_zyx
+        return max(1, min(65536 // max(1, nx), -(-(nz * ny) // 8)))
 
     def compute_into(
         self,
@@ -402,7 +404,8 @@ class ReferenceEngine(DoseEngine):
         )
 
     def _rows_per_chunk(self, geometry: GridGeometry) -> int:
-        return max(1, 16384 // max(1, geometry.shape_zyx[2]))
+        nz, ny, nx = geometry.shape_zyx
+        return max(1, min(16384 // max(1, nx), -(-(nz * ny) // 8)))
 
     def accumulate_rows(self, out, counts, geometry, positions_mm, axes, strengths_u, row_range):
         nz, ny, nx = geometry.shape_zyx

@@ -1,0 +1,294 @@
+"""``seedplan dose`` (and the CSV readers behind it): results, labels, exit codes, messages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from app.cli import main
+from dose.engine import SeedSet, make_engine
+from dose.errors import InputError
+from dose.sources import load_model
+from planner.csv_io import read_points_csv, read_seeds_csv
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def case(tmp_path: Path) -> dict[str, Path]:
+    seeds = _write(
+        tmp_path / "S.csv",
+        "# two seeds\nx_mm,y_mm,z_mm,needle\n0,0,0,A\n10,0,0,B\n",
+    )
+    points = _write(tmp_path / "P.csv", "x_mm,y_mm,z_mm\n0,10,0\n5,5,5\n0,0,1\n-20,3,4\n")
+    return {"seeds": seeds, "points": points, "out": tmp_path / "D.csv", "dir": tmp_path}
+
+
+def _read_dose(path: Path) -> tuple[list[str], np.ndarray]:
+    lines = path.read_text(encoding="utf-8").splitlines()
+    comments = [ln for ln in lines if ln.startswith("#")]
+    body = [ln for ln in lines if not ln.startswith("#")]
+    assert body[0] == "x_mm,y_mm,z_mm,dose_rate_cGy_h,dose_Gy"
+    return comments, np.array([[float(v) for v in ln.split(",")] for ln in body[1:]])
+
+
+def test_points_dose_matches_engine_and_is_labelled(case, capsys) -> None:
+    rc = main(
+        [
+            "dose",
+            "--seeds",
+            str(case["seeds"]),
+            "--model",
+            "6711",
+            "--strength-U",
+            "0.8",
+            "--points",
+            str(case["points"]),
+            "--out",
+            str(case["out"]),
+        ]
+    )
+    assert rc == 0
+    comments, table = _read_dose(case["out"])
+    seeds = SeedSet.create([[0, 0, 0], [10, 0, 0]], None, 0.8)
+    expected = make_engine("6711").dose_rate_at_points(seeds, table[:, :3])
+    np.testing.assert_allclose(table[:, 3], expected.dose_rate_cgy_h, rtol=1e-5)
+    np.testing.assert_allclose(table[:, 4], expected.dose_gy, rtol=1e-5)
+    checksum = load_model("6711").checksum
+    text = "\n".join(comments)
+    assert "2D formalism" in text and checksum in text and "capsule" in text
+    err = capsys.readouterr().err
+    assert "2D line source" in err and checksum[:12] in err and "1 inside a capsule" in err
+
+
+def test_activity_and_per_seed_strength_and_1d(case) -> None:
+    out2 = case["dir"] / "D2.csv"
+    assert (
+        main(
+            [
+                "dose",
+                "--seeds",
+                str(case["seeds"]),
+                "--model",
+                "6711",
+                "--activity-mCi",
+                "0.5",
+                "--points",
+                str(case["points"]),
+                "--out",
+                str(out2),
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "dose",
+                "--seeds",
+                str(case["seeds"]),
+                "--model",
+                "6711",
+                "--strength-U",
+                "0.635",
+                "--points",
+                str(case["points"]),
+                "--out",
+                str(case["out"]),
+            ]
+        )
+        == 0
+    )
+    # 0.5 mCi × 1.270 U/mCi = 0.635 U (tg43.md §3.5)
+    np.testing.assert_allclose(_read_dose(out2)[1], _read_dose(case["out"])[1], rtol=1e-5)
+    per_seed = _write(case["dir"] / "S2.csv", "x_mm,y_mm,z_mm,strength_U\n0,0,0,0.635\n10,0,0,\n")
+    out3 = case["dir"] / "D3.csv"
+    assert (
+        main(
+            [
+                "dose",
+                "--seeds",
+                str(per_seed),
+                "--model",
+                "6711",
+                "--strength-U",
+                "0.635",
+                "--points",
+                str(case["points"]),
+                "--out",
+                str(out3),
+            ]
+        )
+        == 0
+    )
+    np.testing.assert_allclose(_read_dose(out3)[1], _read_dose(out2)[1], rtol=1e-5)
+    out4 = case["dir"] / "D4.csv"
+    assert (
+        main(
+            [
+                "dose",
+                "--seeds",
+                str(case["seeds"]),
+                "--model",
+                "6711",
+                "--strength-U",
+                "0.635",
+                "--points",
+                str(case["points"]),
+                "--out",
+                str(out4),
+                "--formalism",
+                "1d",
+            ]
+        )
+        == 0
+    )
+    comments, t1d = _read_dose(out4)
+    assert any("1D formalism" in c for c in comments)
+    assert not np.allclose(t1d[:, 3], _read_dose(out2)[1][:, 3], rtol=1e-3)
+
+
+def test_decay_dates_scale_the_dose(case) -> None:
+    out2 = case["dir"] / "D2.csv"
+    args = [
+        "dose",
+        "--seeds",
+        str(case["seeds"]),
+        "--model",
+        "6711",
+        "--strength-U",
+        "0.8",
+        "--points",
+        str(case["points"]),
+    ]
+    assert main([*args, "--out", str(case["out"])]) == 0
+    # one half-life (59.4 d) between calibration and implant halves the dose
+    assert (
+        main(
+            [
+                *args,
+                "--out",
+                str(out2),
+                "--calibration-date",
+                "2026-01-01",
+                "--implant-date",
+                "2026-03-01",
+            ]
+        )
+        == 0
+    )
+    ratio = _read_dose(out2)[1][:, 3] / _read_dose(case["out"])[1][:, 3]
+    np.testing.assert_allclose(ratio, 0.5 ** (59.0 / 59.4), rtol=1e-4)
+
+
+def test_grid_out_nrrd(case) -> None:
+    import SimpleITK as sitk  # noqa: N813
+
+    grid = case["dir"] / "dose.nrrd"
+    assert (
+        main(
+            [
+                "dose",
+                "--seeds",
+                str(case["seeds"]),
+                "--model",
+                "2301",
+                "--strength-U",
+                "0.5",
+                "--grid-out",
+                str(grid),
+                "--spacing-mm",
+                "2",
+                "--margin-mm",
+                "10",
+            ]
+        )
+        == 0
+    )
+    img = sitk.ReadImage(str(grid))
+    assert img.GetSpacing() == (2.0, 2.0, 2.0)
+    assert img.GetOrigin() == (-10.0, -10.0, -10.0)  # bounding box (0..10, 0, 0) minus margin
+    assert img.GetSize() == (16, 11, 11)
+    arr = sitk.GetArrayFromImage(img)  # (z, y, x), Gy
+    seeds = SeedSet.create([[0, 0, 0], [10, 0, 0]], None, 0.5)
+    p = np.array([[6.0, 4.0, -2.0]])  # voxel (i, j, k) = (8, 7, 4)
+    expected = make_engine("2301").dose_rate_at_points(seeds, p).dose_gy[0]
+    assert float(arr[4, 7, 8]) == pytest.approx(expected, rel=1e-5)
+    assert img.GetMetaData("seedplan_formalism") == "2d"
+
+
+@pytest.mark.parametrize(
+    ("extra", "seeds_text", "message"),
+    [
+        (["--model", "9999", "--strength-U", "0.8"], None, "known models: 2301"),
+        (["--model", "6711", "--strength-U", "12"], None, "outside the plausible range"),
+        (["--model", "6711", "--strength-U", "-1"], None, "outside the plausible range"),
+        (["--model", "6711", "--strength-U", "0.8"], "x_mm,y_mm,z_mm\n1,2,abc\n", "line 2: z_mm"),
+        (["--model", "6711", "--strength-U", "0.8"], "x_mm,y_mm\n1,2\n", "missing column"),
+        (["--model", "6711", "--strength-U", "0.8"], "# only\nx_mm,y_mm,z_mm\n", "no seeds"),
+        (["--model", "6711", "--strength-U", "0.8"], "", "empty file"),
+        (["--model", "6711"], "x_mm,y_mm,z_mm\n1,2,3\n", "no strength_U"),
+        (["--model", "IAI-125A", "--strength-U", "0.8", "--formalism", "1d"], None, "φ_an"),
+        (
+            ["--model", "6711", "--strength-U", "0.8"],
+            "x_mm,y_mm,z_mm,strength_U\n1,2,3,50\n",
+            "outside the plausible range",
+        ),
+    ],
+)
+def test_bad_input_one_line_exit_2(case, capsys, extra, seeds_text, message) -> None:
+    seeds = case["seeds"] if seeds_text is None else _write(case["dir"] / "bad.csv", seeds_text)
+    rc = main(
+        [
+            "dose",
+            "--seeds",
+            str(seeds),
+            *extra,
+            "--points",
+            str(case["points"]),
+            "--out",
+            str(case["out"]),
+        ]
+    )
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert message in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not case["out"].exists()
+
+
+def test_usage_errors_exit_2(case, capsys) -> None:
+    base = ["dose", "--seeds", str(case["seeds"]), "--model", "6711", "--strength-U", "0.8"]
+    assert main([*base, "--points", str(case["points"])]) == 2  # no --out
+    assert main(base) == 2  # neither points nor grid
+    assert main([*base, "--grid-out", str(case["dir"] / "x.png")]) == 2
+    empty_pts = _write(case["dir"] / "E.csv", "x_mm,y_mm,z_mm\n")
+    assert main([*base, "--points", str(empty_pts), "--out", str(case["out"])]) == 2
+    assert "no points" in capsys.readouterr().err
+
+
+def test_csv_readers(tmp_path: Path) -> None:
+    p = _write(
+        tmp_path / "s.csv",
+        "# comment\n X_MM , y_mm,z_mm,dir_x,dir_y,dir_z,extra\n\n1,2,3,0,0,2,foo\n# mid\n"
+        "4,5,6,1,0,0,bar\n",
+    )
+    rows = read_seeds_csv(p)
+    np.testing.assert_array_equal(rows.positions_mm, [[1, 2, 3], [4, 5, 6]])
+    np.testing.assert_array_equal(rows.axes, [[0, 0, 1], [1, 0, 0]])
+    assert rows.line_numbers == (4, 6) and not rows.has_strengths
+    with pytest.raises(InputError, match="dir_x, dir_y, dir_z"):
+        read_seeds_csv(_write(tmp_path / "d.csv", "x_mm,y_mm,z_mm,dir_x\n1,2,3,1\n"))
+    with pytest.raises(InputError, match=r"z\.csv: line 3: seed direction"):
+        read_seeds_csv(
+            _write(
+                tmp_path / "z.csv", "x_mm,y_mm,z_mm,dir_x,dir_y,dir_z\n1,2,3,0,0,1\n1,2,3,0,0,0\n"
+            )
+        )
+    with pytest.raises(InputError, match="line 2: y_mm is not finite"):
+        read_points_csv(_write(tmp_path / "n.csv", "x_mm,y_mm,z_mm\n1,inf,3\n"))
