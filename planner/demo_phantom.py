@@ -512,7 +512,7 @@ def _cavity_shape(ctx: PhantomContext, blk: Block) -> Shape:
     ay = np.where(c["cy"] < blk.Y, F32(c["ay_post"]), F32(c["ay_ant"]))
     cav = superellipse(ctx, blk, 0.0, c["cy"], c["ax"], ay, c["p"])
     # Keep the spine, the paraspinal muscles and the rib necks out of the thoracic cavity.
-    vb_zone = superellipse(ctx, blk, 0.0, 14.0, 24.0, 19.0, 2.2)
+    vb_zone = superellipse(ctx, blk, 0.0, 14.0, 22.5, 17.5, 2.2)
     post_zone = superellipse(ctx, blk, 0.0, 62.0, 40.0, 24.0, 3.0)
     block = vb_zone.union(post_zone, k=14.0)
     return cav.subtract(block, k=6.0)
