@@ -64,7 +64,7 @@ class CTSeriesOptions:
     patient_birth_date: str = ""  # YYYYMMDD or ""
     kvp: float | None = 120.0
     convolution_kernel: str = ""
-    body_part: str = ""  # BodyPartExamined, e.g. "CHEST" (a non-paired part: no Laterality)
+    body_part: str = ""  # BodyPartExamined, e.g. "CHEST"; "" = unknown (Laterality left empty)
     derived: bool = False  # ImageType DERIVED\SECONDARY (e.g. synthetic or resampled)
     window_center_hu: float = 40.0
     window_width_hu: float = 400.0
@@ -181,6 +181,10 @@ def write_ct_series(
         ds.PatientSex = opts.patient_sex
         if opts.body_part:
             ds.BodyPartExamined = opts.body_part
+        else:
+            # Laterality (General Series, type 2C) is required for paired body parts; with the
+            # body part unknown it is written empty (= unknown).
+            ds.Laterality = ""
         ds.SliceThickness = _ds_number(dz)
         if opts.kvp is not None:
             ds.KVP = _ds_number(opts.kvp)
