@@ -30,11 +30,13 @@ integral, and it equals the sum of the histogram bins (TG-53 / DVH-3: one rule f
 dose). Samples outside the dose grid (beyond the outer voxels' boxes) count at 0 Gy and their
 volume is reported in :attr:`DVH.outside_dose_grid_cm3`.
 
-Dmin, Dmax and Dmean are exact over the samples (not bin-quantised); Dmin/Dmax also include the
-dose at optional ``boundary_points_mm`` (e.g. contour vertices and end-cap faces), because the
-sample points sit strictly inside the structure while the extreme dose of a smooth field lies on
-its surface. D and V queries interpolate the cumulative DVH linearly inside bins (dose assumed
-uniform within a bin, and within [Dmin, first edge] and [last edge, Dmax]).
+Dmin, Dmax and Dmean are exact over the samples (not bin-quantised). Dmin/Dmax are taken over
+the samples of voxels at least half inside the structure (voxel-centre rule; samples of barely
+touched voxels lie outside it), or, when ``boundary_points_mm`` are given (contour vertices and
+end-cap faces), over those surface points plus the samples of fully occupied voxels: the extreme
+dose of a smooth field lies on the surface, where no interior sample reaches. D and V queries
+interpolate the cumulative DVH linearly inside bins (dose assumed uniform within a bin, and
+within [Dmin, first edge] and [last edge, Dmax]).
 
 For contoured structures (DICOM RTSTRUCT) :mod:`planner.rtstruct` rasterises the contours on a
 fine grid (≤ 0.5 mm, sub-slice sampling between contour planes, explicit end-cap rule) and calls
@@ -348,75 +350,61 @@ def _sample_same_grid(
     neighbourhood (edge-clamped, as :func:`_trilinear`): the 27 values are loaded once per voxel
     and each sample picks the half-cell on its side of the centre along each axis.
     """
+    _nz, ny, nx = dose.shape
     n_vox = vox_flat.shape[0]
+    n_sub = offsets.shape[0]
     chunk = 512
     n_chunks = (n_vox + chunk - 1) // chunk
     for ch in numba.prange(n_chunks):
         nb = np.empty((3, 3, 3))  # one buffer per chunk: a per-voxel allocation is slow
         for n in range(ch * chunk, min((ch + 1) * chunk, n_vox)):
-            _sample_one_voxel(dose, vox_flat[n], n, offsets, jitter_half, table, nb, out_dose)
+            f = vox_flat[n]
+            _load_nb(dose, f // (ny * nx), (f // nx) % ny, f % nx, nb)
+            lin = f * n_sub
+            for s in range(n_sub):
+                out_dose[n, s] = _nb_sample(nb, lin, s, offsets, jitter_half, table)
 
 
 @numba.njit(cache=True, inline="always")
-def _sample_one_voxel(
-    dose: np.ndarray,
-    f: int,
-    n: int,
-    offsets: np.ndarray,
-    jitter_half: float,
-    table: np.ndarray,
-    nb: np.ndarray,
-    out_dose: np.ndarray,
-) -> None:
+def _load_nb(dose: np.ndarray, k: int, j: int, i: int, nb: np.ndarray) -> None:
+    """Copy the edge-clamped 3×3×3 neighbourhood of voxel (k, j, i) into nb."""
     nz, ny, nx = dose.shape
-    n_sub = offsets.shape[0]
-    if True:
-        k = f // (ny * nx)
-        j = (f // nx) % ny
-        i = f % nx
-        for a in range(3):
-            kk = min(max(k + a - 1, 0), nz - 1)
-            for b in range(3):
-                jj = min(max(j + b - 1, 0), ny - 1)
-                for c in range(3):
-                    ii = min(max(i + c - 1, 0), nx - 1)
-                    nb[a, b, c] = dose[kk, jj, ii]
-        lin = f * n_sub
-        for s in range(n_sub):
-            pk = offsets[s, 0]
-            pj = offsets[s, 1]
-            pi = offsets[s, 2]
-            if jitter_half > 0.0:
-                m = (lin + s) % table.shape[0]
-                pk += jitter_half * table[m, 0]
-                pj += jitter_half * table[m, 1]
-                pi += jitter_half * table[m, 2]
-            # Half-cell on the sample's side: [-1, 0] with t = p + 1, or [0, 1] with t = p.
-            if pk < 0.0:
-                a0 = 0
-                tk = pk + 1.0
-            else:
-                a0 = 1
-                tk = pk
-            if pj < 0.0:
-                b0 = 0
-                tj = pj + 1.0
-            else:
-                b0 = 1
-                tj = pj
-            if pi < 0.0:
-                c0 = 0
-                ti = pi + 1.0
-            else:
-                c0 = 1
-                ti = pi
-            c00 = nb[a0, b0, c0] * (1.0 - ti) + nb[a0, b0, c0 + 1] * ti
-            c01 = nb[a0, b0 + 1, c0] * (1.0 - ti) + nb[a0, b0 + 1, c0 + 1] * ti
-            c10 = nb[a0 + 1, b0, c0] * (1.0 - ti) + nb[a0 + 1, b0, c0 + 1] * ti
-            c11 = nb[a0 + 1, b0 + 1, c0] * (1.0 - ti) + nb[a0 + 1, b0 + 1, c0 + 1] * ti
-            c0_ = c00 * (1.0 - tj) + c01 * tj
-            c1_ = c10 * (1.0 - tj) + c11 * tj
-            out_dose[n, s] = c0_ * (1.0 - tk) + c1_ * tk
+    for a in range(3):
+        kk = min(max(k + a - 1, 0), nz - 1)
+        for b in range(3):
+            jj = min(max(j + b - 1, 0), ny - 1)
+            for c in range(3):
+                ii = min(max(i + c - 1, 0), nx - 1)
+                nb[a, b, c] = dose[kk, jj, ii]
+
+
+@numba.njit(cache=True, inline="always")
+def _nb_sample(
+    nb: np.ndarray, lin: int, s: int, offsets: np.ndarray, jitter_half: float, table: np.ndarray
+) -> float:
+    """Trilinear dose at sub-sample s of a voxel from its neighbourhood nb (see module doc)."""
+    pk = offsets[s, 0]
+    pj = offsets[s, 1]
+    pi = offsets[s, 2]
+    if jitter_half > 0.0:
+        m = (lin + s) % table.shape[0]
+        pk += jitter_half * table[m, 0]
+        pj += jitter_half * table[m, 1]
+        pi += jitter_half * table[m, 2]
+    # Half-cell on the sample's side: [-1, 0] with t = p + 1, or [0, 1] with t = p.
+    a0 = 0 if pk < 0.0 else 1
+    b0 = 0 if pj < 0.0 else 1
+    c0 = 0 if pi < 0.0 else 1
+    tk = pk + 1.0 - a0
+    tj = pj + 1.0 - b0
+    ti = pi + 1.0 - c0
+    c00 = nb[a0, b0, c0] * (1.0 - ti) + nb[a0, b0, c0 + 1] * ti
+    c01 = nb[a0, b0 + 1, c0] * (1.0 - ti) + nb[a0, b0 + 1, c0 + 1] * ti
+    c10 = nb[a0 + 1, b0, c0] * (1.0 - ti) + nb[a0 + 1, b0, c0 + 1] * ti
+    c11 = nb[a0 + 1, b0 + 1, c0] * (1.0 - ti) + nb[a0 + 1, b0 + 1, c0 + 1] * ti
+    d0 = c00 * (1.0 - tj) + c01 * tj
+    d1 = c10 * (1.0 - tj) + c11 * tj
+    return d0 * (1.0 - tk) + d1 * tk
 
 
 @numba.njit(cache=True)
@@ -498,43 +486,25 @@ def _volume_at_or_above(
     (k0, k1, j0, j1, i0, i1, inclusive) are visited: outside the bounding box of the voxels ≥ the
     threshold grown by one voxel every neighbourhood is entirely below it.
     """
-    nz, ny, nx = dose.shape
+    _nz, ny, nx = dose.shape
     n_sub = offsets.shape[0]
     total = 0.0
     for k in numba.prange(box[0], box[1] + 1):
+        nb = np.empty((3, 3, 3))
         acc = 0.0
         for j in range(box[2], box[3] + 1):
             for i in range(box[4], box[5] + 1):
-                above = 0
-                below = 0
-                for dk in range(-1, 2):
-                    kk = min(max(k + dk, 0), nz - 1)
-                    for dj in range(-1, 2):
-                        jj = min(max(j + dj, 0), ny - 1)
-                        for di in range(-1, 2):
-                            ii = min(max(i + di, 0), nx - 1)
-                            if dose[kk, jj, ii] >= threshold:
-                                above += 1
-                            else:
-                                below += 1
-                if below == 0:
+                _load_nb(dose, k, j, i, nb)
+                lo = nb.min()
+                if lo >= threshold:
                     acc += 1.0
                     continue
-                if above == 0:
+                if nb.max() < threshold:
                     continue
                 lin = ((k * ny + j) * nx + i) * n_sub
                 cnt = 0
                 for s in range(n_sub):
-                    pk = k + offsets[s, 0]
-                    pj = j + offsets[s, 1]
-                    pi = i + offsets[s, 2]
-                    if jitter_half > 0.0:
-                        m = (lin + s) % table.shape[0]
-                        pk += jitter_half * table[m, 0]
-                        pj += jitter_half * table[m, 1]
-                        pi += jitter_half * table[m, 2]
-                    d, _ok = _trilinear(dose, pk, pj, pi)
-                    if d >= threshold:
+                    if _nb_sample(nb, lin, s, offsets, jitter_half, table) >= threshold:
                         cnt += 1
                 acc += cnt / n_sub
         total += acc
@@ -725,7 +695,8 @@ def compute_dvh(
     jitter : place each sample at a low-discrepancy point inside its sub-cell (see module doc).
     bin_width_gy : default :func:`default_bin_width_gy` (≤ 0.1 Gy, ≤ 0.5 % PD).
     boundary_points_mm : (M, 3) LPS points on the structure surface. When given, Dmin/Dmax are
-        taken over these points and the samples of fully occupied voxels only.
+        taken over these points and the samples of fully occupied voxels only; otherwise over
+        the samples of voxels with occupancy ≥ 0.5 (all occupied voxels if there are none).
     """
     dose = _as_dose(dose_gy)
     occ = np.asarray(occupancy)
@@ -770,12 +741,14 @@ def compute_dvh(
             inside,
         )
     extra = None
-    interior = None
     if boundary_points_mm is not None and np.size(boundary_points_mm):
         # Samples of partly occupied voxels may sit just outside the surface: with the true
         # surface points at hand, only fully occupied voxels' samples count for Dmin/Dmax.
         extra = sample_dose_gy(dose, dgeom, boundary_points_mm)
         interior = frac >= 1.0 - 1e-6
+    else:
+        # Without them, the voxels at least half inside (the usual voxel-centre rule).
+        interior = frac >= 0.5
     method = (
         f"fractional occupancy on a {'×'.join(f'{s:g}' for s in geometry.spacing_mm)} mm grid, "
         f"dose trilinear at {n_sub} {'jittered ' if jitter else ''}point(s) per voxel, "
