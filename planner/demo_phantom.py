@@ -814,12 +814,25 @@ def _paint_abdomen(ctx: PhantomContext, hu: Array, cavity2d: Shape) -> None:
     ctx.paint(hu, blk, ctx.ramp(st.sd, st.w) * below, H["stomach_wall"])
     st_occ = ctx.ramp(st.sd + F32(3.0), st.w) * below
     # Supine patient: the gas rises anteriorly, with a flat air-fluid level (constant y).
-    air = ctx.ramp(blk.Y - F32(-47.0), ctx.dy)
+    air = ctx.ramp(blk.Y - F32(-27.0), ctx.dy)
     content = F32(H["stomach_fluid"]) + air * F32(H["air"] - H["stomach_fluid"])
     ctx.paint(hu, blk, st_occ, content)
     # Inferior vena cava entering the liver.
     ivc = superellipse(ctx, blk, -18.0, -8.0, 12.0, 10.0)
     ctx.paint(hu, blk, ctx.ramp(ivc.sd, ivc.w) * below, H["vein"])
+    # Hepatic veins converging on the IVC (enhanced in the portal-venous phase).
+    liver = below * (F32(1.0) - left)
+    veins = Canvas(ctx, blk)
+    vessel_rng = np.random.default_rng(ctx.spec.seed + 2)
+    for direction in ((-0.9, -0.1, -0.45), (-0.5, -0.75, -0.4), (0.3, -0.9, -0.35)):
+        for a, b, ra, rb in _vessel_tree(vessel_rng, (-18.0, -8.0, -40.0), direction, 4.5, 30.0, 3):
+            lo_t, hi_t = _tube_box(a, b, max(ra, rb))
+            veins.add(
+                lo_t,
+                hi_t,
+                lambda t, a=a, b=b, ra=ra, rb=rb: tube_segment(ctx, t, a, b, (ra, ra), (rb, rb)),
+            )
+    ctx.paint(hu, blk, ctx.ramp(veins.sd, veins.w) * liver, H["vein"])
 
 
 def _rib_path(level: Level, side: float) -> tuple[NDArray[np.float64], int]:
