@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 from dataclasses import replace
@@ -41,6 +42,15 @@ def case_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("demo") / "case"
     assert main(["demo", "--out", str(out)]) == 0
     return out
+
+
+def _digest(root: Path) -> dict[str, str]:
+    """SHA-256 of every file below ``root`` by relative path."""
+    return {
+        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def _sorted_slices(case: Path) -> list[pydicom.Dataset]:
@@ -173,31 +183,33 @@ def test_whole_case_is_byte_identical_and_replaceable(tmp_path: Path) -> None:
     a = write_demo_case(tmp_path / "a", spec=SMALL)
     b = write_demo_case_atomically(tmp_path / "b", spec=SMALL)
 
-    def digest(root: Path) -> dict[str, str]:
-        return {
-            p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*"))
-            if p.is_file()
-        }
-
-    first = digest(a)
+    first = _digest(a)
     assert len(first) == 4 + 4 + 1  # 4 slices, 4 masks, case.json
-    assert digest(b) == first
+    assert _digest(b) == first
     # Writing over a previous demo case replaces it (stale files disappear).
     (b / "ct" / "stale.dcm").write_bytes(b"old")
     write_demo_case_atomically(b, spec=SMALL)
-    assert digest(b) == first
+    assert _digest(b) == first
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b"]  # no temp folders left
 
 
-def test_ensure_demo_case_uses_the_user_cache(tmp_path: Path) -> None:
+def test_ensure_demo_case_uses_the_user_cache(case_dir: Path) -> None:
     # conftest points XDG_CACHE_HOME at a temporary folder.
+    cache = demo_cache_dir()
+    assert cache.is_relative_to(Path(os.environ["XDG_CACHE_HOME"]))
+    shutil.rmtree(cache, ignore_errors=True)
+    # First use generates the case: byte-identical to what `seedplan demo` wrote.
     case = ensure_demo_case()
-    assert case == demo_cache_dir()
-    assert case.is_relative_to(Path(__import__("os").environ["XDG_CACHE_HOME"]))
+    assert case == cache
     assert is_demo_case(case, complete=True)
+    assert _digest(case) == _digest(case_dir)
+    # Later uses return it as is; a case with a missing file no longer counts as complete
+    # (ensure_demo_case would regenerate it, as on first use).
     mtime = (case / "case.json").stat().st_mtime_ns
     assert ensure_demo_case() == case
-    assert (case / "case.json").stat().st_mtime_ns == mtime  # not regenerated
+    assert (case / "case.json").stat().st_mtime_ns == mtime
+    (case / DEMO_CT_SUBDIR / "CT0007.dcm").unlink()
+    assert not is_demo_case(case, complete=True)
+    assert is_demo_case(case)  # still recognisable as a demo case (may be replaced)
     leftovers = [p.name for p in case.parent.iterdir() if p.name.startswith(".")]
     assert leftovers == []
