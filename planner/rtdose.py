@@ -85,7 +85,7 @@ def read_rtdose(path: str | Path) -> RTDose:
         raise InputError(f"not a readable DICOM file ({exc})", path) from exc
     modality = str(getattr(ds, "Modality", ""))
     sop = str(getattr(ds, "SOPClassUID", ""))
-    if modality != "RTDOSE" and sop != RTDOSE_SOP_CLASS:
+    if modality != "RTDOSE" and (modality or sop != RTDOSE_SOP_CLASS):
         raise InputError(f"not an RTDOSE file (Modality {modality or 'missing'})", path)
     units = str(getattr(ds, "DoseUnits", "")).strip().upper()
     if units != "GY":

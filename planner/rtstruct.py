@@ -139,7 +139,8 @@ def read_rtstruct(path: str | Path) -> StructureSet:
             raise
         raise InputError(f"not a readable DICOM file ({exc})", path) from exc
     modality = str(getattr(ds, "Modality", ""))
-    if modality != "RTSTRUCT" and str(getattr(ds, "SOPClassUID", "")) != RTSTRUCT_SOP_CLASS:
+    sop = str(getattr(ds, "SOPClassUID", ""))
+    if modality != "RTSTRUCT" and (modality or sop != RTSTRUCT_SOP_CLASS):
         raise InputError(f"not an RTSTRUCT file (Modality {modality or 'missing'})", path)
 
     names: dict[int, str] = {}
