@@ -56,7 +56,7 @@ __all__ = [
 #: Below this distance (mm) from a seed centre the exact formalism is used instead of the table.
 R_DIRECT_MM = 5.0
 _LUT_LAYOUT = UniformLUT(
-    dr_fine_cm=0.005, r_split_cm=10.0, dr_coarse_cm=0.1, r_max_cm=60.0, dtheta_deg=1.0
+    dr_fine_cm=0.005, r_split_cm=2.0, dr_coarse_cm=0.1, r_max_cm=60.0, dtheta_deg=1.0
 )
 _KERNEL_LOCK = threading.RLock()
 _RAD2DEG = 180.0 / math.pi
@@ -355,6 +355,9 @@ def _grid_rows(
     kth = np.float32(2.0 * _RAD2DEG * lut_par[5])
     zero32 = np.float32(0.0)
     one32 = np.float32(1.0)
+    ntf = np.float32(nt - 2)  # clamp so that cell (ir + 1, jt + 1) exists
+    nrf = np.float32(nr - 2)
+    nt32 = np.int32(nt)
     for row in prange(row0, row1):
         k = row // ny
         j = row - k * ny
@@ -362,9 +365,10 @@ def _grid_rows(
         by = origin[1] + j * m_ijk[1, 1] + k * m_ijk[1, 2]
         bz = origin[2] + j * m_ijk[2, 1] + k * m_ijk[2, 2]
         orow = out[k, j]
-        fr_buf = np.empty(nx, dtype=np.float32)
-        ft_buf = np.empty(nx, dtype=np.float32)
+        wr_buf = np.empty(nx, dtype=np.float32)
+        wt_buf = np.empty(nx, dtype=np.float32)
         iv_buf = np.empty(nx, dtype=np.float32)
+        ib_buf = np.empty(nx, dtype=np.int32)
         for s in range(ns):
             dx = bx - pos[s, 0]
             dy = by - pos[s, 1]
@@ -396,7 +400,7 @@ def _grid_rows(
                 nhi = min(max(nlo, int(math.ceil(ic + w)) + 1), hi)  # noqa: RUF046
             st = strength[s]
             two_b = 2.0 * B
-            # pass 1: table coordinates (float32, no branches)
+            # pass 1: table cell and weights (float32, branch-free, vectorised by LLVM)
             for i in range(lo, hi):
                 r2 = np.float32(A + i * (two_b + i * cc))
                 za = np.float32(a0 + i * a1)
@@ -412,43 +416,39 @@ def _grid_rows(
                     * q
                     + c1
                 ) * q + c0
-                ft_buf[i] = t * p * kth  # θ in table columns
+                ft = t * p * kth  # θ in table columns, 0 … nt − 1
                 rr = min(r, r_max)
-                fr_buf[i] = rr * inv_f if rr < r_split else n_f + (rr - r_split) * inv_c
+                fr = rr * inv_f if rr < r_split else n_f + (rr - r_split) * inv_c
+                jt = np.int32(min(ft, ntf))  # so that cell (ir + 1, jt + 1) exists
+                ir = np.int32(min(fr, nrf))
+                wt_buf[i] = ft - np.float32(jt)
+                wr_buf[i] = fr - np.float32(ir)
+                ib_buf[i] = ir * nt32 + jt
                 iv_buf[i] = one32 / r2
-            # pass 2: bilinear lookups outside the near range
-            for i in range(lo, hi):
-                if i >= nlo and i < nhi:
-                    continue
-                ft = ft_buf[i]
-                fr = fr_buf[i]
-                jt = min(int(ft), nt - 2)
-                wt = ft - jt
-                ir = min(int(fr), nr - 2)
-                wr = fr - ir
-                base = ir * nt + jt
-                l00 = flat[base]
-                l01 = flat[base + 1]
-                l10 = flat[base + nt]
-                l11 = flat[base + nt + 1]
-                a = l00 + wt * (l01 - l00)
-                b = l10 + wt * (l11 - l10)
-                orow[i] += st * ((a + wr * (b - a)) * iv_buf[i])
+            # pass 2: bilinear lookups outside the near range [nlo, nhi)
+            for seg in range(2):
+                i0 = lo if seg == 0 else nhi
+                i1 = nlo if seg == 0 else hi
+                for i in range(i0, i1):
+                    base = ib_buf[i]
+                    wt = wt_buf[i]
+                    l00 = flat[base]
+                    l01 = flat[base + 1]
+                    l10 = flat[base + nt]
+                    l11 = flat[base + nt + 1]
+                    a = l00 + wt * (l01 - l00)
+                    b = l10 + wt * (l11 - l10)
+                    orow[i] += st * ((a + wr_buf[i] * (b - a)) * iv_buf[i])
             # near range: exact formalism (r < r_direct), capsule capping and flags
             for i in range(nlo, nhi):
                 r2d = A + i * (two_b + i * cc)
                 za = a0 + i * a1
                 if r2d >= rd2:
-                    ft = ft_buf[i]
-                    fr = fr_buf[i]
-                    jt = min(int(ft), nt - 2)
-                    wt = ft - jt
-                    ir = min(int(fr), nr - 2)
-                    wr = fr - ir
-                    base = ir * nt + jt
+                    base = ib_buf[i]
+                    wt = wt_buf[i]
                     a = flat[base] + wt * (flat[base + 1] - flat[base])
                     b = flat[base + nt] + wt * (flat[base + nt + 1] - flat[base + nt])
-                    orow[i] += st * ((a + wr * (b - a)) * iv_buf[i])
+                    orow[i] += st * ((a + wr_buf[i] * (b - a)) * iv_buf[i])
                 else:
                     rho2d = r2d - za * za
                     rho = math.sqrt(rho2d) if rho2d > 0.0 else 0.0
