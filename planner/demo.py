@@ -39,6 +39,7 @@ __all__ = [
     "DEMO_VERSION",
     "demo_cache_dir",
     "ensure_demo_case",
+    "foreign_entries",
     "is_demo_case",
     "load_demo_masks",
     "write_demo_case",
@@ -98,6 +99,21 @@ def is_demo_case(path: str | Path, *, complete: bool = False) -> bool:
     files = list(data.get("ct", {}).get("files", []))
     files += [s.get("file", "") for s in data.get("structures", {}).values()]
     return bool(files) and all((case_dir / f).is_file() for f in files)
+
+
+def foreign_entries(case_dir: str | Path) -> list[str]:
+    """Top-level names in ``case_dir`` that the demo generator did not write (all of them when
+    it is not a demo case); replacing the folder would delete these."""
+    case = Path(case_dir)
+    names = sorted(p.name for p in case.iterdir()) if case.is_dir() else []
+    data = _read_manifest(case)
+    if data is None:
+        return names
+    ours = {DEMO_CASE_FILE, DEMO_CT_SUBDIR, DEMO_MASK_SUBDIR}
+    files = list(data.get("ct", {}).get("files", []))
+    files += [s.get("file", "") for s in data.get("structures", {}).values()]
+    ours |= {Path(f).parts[0] for f in files if f}
+    return [n for n in names if n not in ours]
 
 
 def _write_mask(mask: np.ndarray, geometry: GridGeometry, path: Path) -> None:

@@ -13,7 +13,7 @@ fixed seed. Everything is float32 numpy; no Qt, no VTK.
 
 Modelled (HU in parentheses, contrast-enhanced portal-venous phase):
 skin (+40), subcutaneous fat (−100), chest-wall and paraspinal muscle (+50) with fat planes,
-ribs with cortex/marrow and costal cartilage (+120), sternum, lungs (≈ −860 with a gravity
+ribs with cortex/marrow and costal cartilage (+120), sternum, lungs (≈ −885…−805 with a gravity
 gradient and vessels), mediastinal fat (−90), heart (myocardium +100, blood pool +150),
 descending aorta (+170), oesophagus with air, azygos vein, liver (+100) / stomach / spleen below
 the hemidiaphragms, vertebral bodies (cortex ≈ +1000, cancellous ≈ +220 with texture), discs
@@ -114,7 +114,7 @@ class Anatomy:
             "skin": 40.0,
             "fat": -100.0,
             "muscle": 50.0,
-            "lung": -860.0,
+            "lung": -845.0,
             "mediastinal_fat": -90.0,
             "myocardium": 100.0,
             "blood_pool": 150.0,

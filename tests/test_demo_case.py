@@ -173,6 +173,12 @@ def test_refuses_non_empty_foreign_folder(
     assert len(err.splitlines()) == 1
     assert str(foreign) in err and "not empty" in err
     assert [p.name for p in foreign.iterdir()] == ["notes.txt"]
+    # A previous demo case with the user's own files added is not replaced either.
+    case = write_demo_case(tmp_path / "case", spec=SMALL)
+    (case / "my-plan.json").write_text("{}")
+    assert main(["demo", "--out", str(case)]) == 2
+    assert "my-plan.json" in capsys.readouterr().err
+    assert (case / "my-plan.json").is_file()
     a_file = tmp_path / "file.txt"
     a_file.write_text("x")
     assert main(["demo", "--out", str(a_file)]) == 2

@@ -38,13 +38,23 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def _check_target(out: Path) -> None:
-    from planner.demo import is_demo_case
+    from planner.demo import foreign_entries, is_demo_case
 
     if out.exists() and not out.is_dir():
         raise InputError("exists and is not a folder", out)
-    if out.is_dir() and any(out.iterdir()) and not is_demo_case(out):
+    if not out.is_dir():
+        return
+    foreign = foreign_entries(out)
+    if foreign and not is_demo_case(out):
         raise InputError(
             "folder is not empty and is not a SeedPlan demo case; choose a new or empty folder",
+            out,
+        )
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (", …" if len(foreign) > 3 else "")
+        raise InputError(
+            f"folder holds a demo case and other files ({shown}) that replacing it would "
+            "delete; choose a new or empty folder",
             out,
         )
 
