@@ -148,7 +148,8 @@ class DoseResult:
 
     ``dose_rate_cgy_h`` has the shape of the request: (P,) for points, (z, y, x) for a grid,
     (y, x) for a slice. ``flagged`` (same shape, bool) marks points inside a seed capsule,
-    where the value is capped (evaluated at the capsule surface).
+    where the value is capped (evaluated at the capsule surface). ``table_checksum`` is the
+    sha256 of all the model's numeric tables; ``extras["table_checksums"]`` has one per table.
     """
 
     dose_rate_cgy_h: NDArray[np.float64]
@@ -247,6 +248,7 @@ class DoseEngine:
             self.kind,
             len(seeds),
             geometry,
+            {"table_checksums": dict(self.model.table_checksums)},
         )
 
     def dose_rate_at_points(
@@ -319,6 +321,7 @@ class DoseEngine:
             res.engine,
             res.n_seeds,
             g2,
+            res.extras,
         )
 
 
@@ -647,7 +650,8 @@ class DoseGrid:
         """Replace all seeds and recompute from scratch (ids default to 0..N−1).
 
         Computed into fresh buffers outside the lock, then swapped in; raises DoseCancelled (and
-        keeps the previous state) when ``cancel()`` returns True.
+        keeps the previous state) when ``cancel()`` returns True. Edits made by another thread
+        while this runs are replaced by the swap: cancel the recompute before editing.
         """
         ids = list(range(len(seeds))) if ids is None else list(ids)
         if len(ids) != len(seeds) or len(set(ids)) != len(ids):

@@ -155,7 +155,9 @@ def run(args: argparse.Namespace) -> int:
     notes = [
         f"SeedPlan TG-43U1 dose: {engine.formalism.upper()} formalism, model {model.model_id} "
         f"({model.describe()})",
-        f"tables sha256 {model.checksum}",
+        f"tables sha256 {model.checksum} ("
+        + ", ".join(f"{k} {v[:12]}" for k, v in model.table_checksums.items())
+        + ")",
         f"{len(seeds)} seeds, total S_K {seeds.total_strength_u:.4g} U at implant"
         + (f"; per seed {how}" if how else "; per-seed strength_U from the CSV"),
         "dose_rate_cGy_h = initial dose rate; dose_Gy = total permanent-implant dose "
