@@ -52,7 +52,7 @@ from dose.errors import InputError
 from planner.session import WINDOW_PRESETS, Session
 from planner.volume import CTVolume, Mask
 
-__all__ = ["LoadResult", "MainWindow", "SeriesChooserDialog"]
+__all__ = ["LoadResult", "MainWindow", "SeriesChoice", "SeriesChooserDialog"]
 
 APP_TITLE = "SeedPlan"
 
@@ -91,10 +91,24 @@ def _demo_case_for(path: Path) -> Path | None:
     return None
 
 
-def _load_task(path: Path, series_uid: str | None) -> Callable[..., LoadResult]:
-    """A Qt-free task: load the CT (and the demo case's ground-truth masks, if it is one)."""
+@dataclass
+class SeriesChoice:
+    """A DICOM folder holds several series (or none that is CT): the GUI must decide."""
 
-    def task(progress: Callable[[float, str], None], cancel: Callable[[], bool]) -> LoadResult:
+    scan: Any
+    path: Path
+
+
+def _open_task(path: Path, series_uid: str | None) -> Callable[..., LoadResult | SeriesChoice]:
+    """A Qt-free task: scan a folder if needed, load the CT, and the demo masks if it is one.
+
+    Returns a :class:`SeriesChoice` instead of loading when a folder holds more than one series
+    (or no CT series) and no ``series_uid`` was given.
+    """
+
+    def task(
+        progress: Callable[[float, str], None], cancel: Callable[[], bool]
+    ) -> LoadResult | SeriesChoice:
         from planner.ct_loader import load_ct
 
         case_dir = _demo_case_for(path)
@@ -103,7 +117,25 @@ def _load_task(path: Path, series_uid: str | None) -> Callable[..., LoadResult]:
             from planner.demo import DEMO_CT_SUBDIR
 
             ct_path = case_dir / DEMO_CT_SUBDIR
-        volume, report = load_ct(ct_path, series_uid=series_uid, progress=progress, cancel=cancel)
+        uid = series_uid
+        scanned = False
+        if ct_path.is_dir() and uid is None:
+            from planner.dicom_scan import scan_dicom
+
+            def scan_progress(done: int, total: int) -> None:
+                progress(0.3 * done / max(total, 1), f"Scanning headers {done}/{total}")
+
+            scan = scan_dicom(ct_path, progress=scan_progress, cancel=cancel)
+            cts = scan.ct_series()
+            if len(scan.series) != 1 or not cts:
+                return SeriesChoice(scan=scan, path=path)
+            uid = cts[0].key
+            scanned = True
+
+        def load_progress(fraction: float, message: str) -> None:
+            progress(0.3 + 0.7 * fraction if scanned else fraction, message)
+
+        volume, report = load_ct(ct_path, series_uid=uid, progress=load_progress, cancel=cancel)
         lines = list(report.lines())
         masks: dict[str, Mask] = {}
         if case_dir is not None:
@@ -434,10 +466,13 @@ class MainWindow(QMainWindow):
         if not path.exists():
             self._fail(f"{path}: no such file or folder")
             return
-        if path.is_dir() and series_uid is None and _demo_case_for(path) is None:
-            self._start(self._scan_task(path), "Scanning DICOM headers…", self._on_scanned)
-            return
-        self._start(_load_task(path, series_uid), f"Loading {path.name}…", self._on_loaded)
+        self._start(_open_task(path, series_uid), f"Opening {path.name}…", self._on_opened)
+
+    def _on_opened(self, result: LoadResult | SeriesChoice) -> None:
+        if isinstance(result, SeriesChoice):
+            self._on_scanned(result.scan, result.path)
+        else:
+            self._on_loaded(result)
 
     def open_demo(self) -> None:
         """Generate the demo case on first use (user cache) and open it."""
@@ -446,7 +481,7 @@ class MainWindow(QMainWindow):
             from planner.demo import ensure_demo_case
 
             progress(0.0, "Preparing the demo case…")
-            return Path(ensure_demo_case())
+            return Path(ensure_demo_case(progress=progress))
 
         if self._worker is not None:
             return
@@ -455,19 +490,7 @@ class MainWindow(QMainWindow):
     def _on_demo_ready(self, case_dir: Path) -> None:
         self.open_path(case_dir)
 
-    @staticmethod
-    def _scan_task(path: Path) -> Callable[..., Any]:
-        def task(progress: Callable[[float, str], None], cancel: Callable[[], bool]) -> Any:
-            from planner.dicom_scan import scan_dicom
-
-            def scan_progress(done: int, total: int) -> None:
-                progress(done / max(total, 1), f"Scanning {done}/{total} files")
-
-            return scan_dicom(path, progress=scan_progress, cancel=cancel)
-
-        return task
-
-    def _on_scanned(self, scan: Any) -> None:
+    def _on_scanned(self, scan: Any, path: Path) -> None:
         root = Path(scan.root)
         cts = scan.ct_series()
         if not cts:
@@ -482,7 +505,7 @@ class MainWindow(QMainWindow):
                 self.statusBar().showMessage("Open cancelled", 4000)
                 return
             key = dialog.selected_key() or key
-        self._start(_load_task(root, key), f"Loading {root.name}…", self._on_loaded)
+        self._start(_open_task(path, key), f"Loading {root.name}…", self._on_opened)
 
     def _start(
         self, task: Callable[..., Any], message: str, on_done: Callable[[Any], None]

@@ -82,8 +82,9 @@ class Session:
         self.report_lines = list(report_lines or [])
         self.source_path = Path(source_path) if source_path else None
         if volume is not None:
-            lower, upper = volume.geometry.bounds_world_mm()
-            self._crosshair_mm = (lower + upper) / 2.0
+            # The central voxel's centre: every view starts on a real slice, not between two.
+            centre_ijk = np.floor((np.asarray(volume.geometry.shape_xyz) - 1) / 2.0)
+            self._crosshair_mm = volume.geometry.index_to_world(centre_ijk)
         else:
             self._crosshair_mm = np.zeros(3)
         preset = WINDOW_PRESETS[0]
@@ -122,14 +123,22 @@ class Session:
         """Crosshair position, ``(3,)`` LPS mm (a copy)."""
         return self._crosshair_mm.copy()
 
-    def set_crosshair(self, xyz_mm: ArrayLike) -> None:
-        """Move the linked crosshair, clamped to the volume's bounding box (LPS mm)."""
+    def set_crosshair(self, xyz_mm: ArrayLike, *, snap: bool = True) -> None:
+        """Move the linked crosshair (LPS mm), kept inside the volume.
+
+        With ``snap`` (default) it goes to the nearest voxel centre, so that every 2-D view
+        shows an acquired slice rather than one interpolated between two.
+        """
         xyz = np.asarray(xyz_mm, dtype=np.float64).reshape(3)
         if not np.all(np.isfinite(xyz)):
             raise ValueError("crosshair position must be finite")
         if self.volume is not None:
-            lower, upper = self.volume.geometry.bounds_world_mm()
-            xyz = np.clip(xyz, lower, upper)
+            geometry = self.volume.geometry
+            ijk = geometry.world_to_index(xyz)
+            ijk = np.clip(ijk, 0, np.asarray(geometry.shape_xyz) - 1)
+            if snap:
+                ijk = np.rint(ijk)
+            xyz = geometry.index_to_world(ijk)
         if np.allclose(xyz, self._crosshair_mm, atol=1e-9):
             return
         self._crosshair_mm = xyz

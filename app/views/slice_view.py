@@ -27,7 +27,7 @@ from enum import Enum
 import numpy as np
 from numpy.typing import NDArray
 from PySide6.QtCore import QPointF, Qt, Signal
-from PySide6.QtGui import QKeyEvent, QMouseEvent, QWheelEvent
+from PySide6.QtGui import QKeyEvent, QMouseEvent, QResizeEvent, QWheelEvent
 from PySide6.QtWidgets import QWidget
 from vtkmodules.vtkCommonCore import vtkPoints
 from vtkmodules.vtkCommonDataModel import vtkCellArray, vtkImageData, vtkPlane, vtkPolyData
@@ -93,6 +93,7 @@ class SliceView(VTKWidget):
         self._image: vtkImageData | None = None
         self._drag: tuple[str, QPointF, tuple[float, ...]] | None = None
         self._wheel_accum = 0
+        self._auto_fit = True  # re-fit on resize until the user zooms or pans
 
         renderer = self.renderer
         renderer.SetBackground(*_BACKGROUND_RGB)
@@ -314,6 +315,7 @@ class SliceView(VTKWidget):
         half_extent_mm = self._half_extent(volume.geometry, right, up)
         aspect = max(self.width(), 1) / max(self.height(), 1)
         camera.SetParallelScale(1.04 * max(half_extent_mm[1], half_extent_mm[0] / aspect))
+        self._auto_fit = True
         self._update_clipping()
         self._update_texts()
         self.request_render()
@@ -425,14 +427,13 @@ class SliceView(VTKWidget):
         new_index = np.rint(ijk[axis]) + sign * n_steps
         new_index = float(np.clip(new_index, 0, geometry.shape_xyz[axis] - 1))
         ijk[axis] = new_index
-        target = geometry.index_to_world(ijk)
-        n = self.normal
-        self.session.set_crosshair(c + (target @ n - c @ n) * n)
+        self.session.set_crosshair(geometry.index_to_world(ijk))
 
     def zoom(self, factor: float) -> None:
         """Magnify by ``factor`` (> 1 zooms in) about the view centre."""
         camera = self.renderer.GetActiveCamera()
         camera.SetParallelScale(camera.GetParallelScale() / factor)
+        self._auto_fit = False
         self._update_crosshair_lines(self.session.crosshair_mm)
         self._update_texts()
         self.request_render()
@@ -442,6 +443,7 @@ class SliceView(VTKWidget):
         camera = self.renderer.GetActiveCamera()
         right, up = self._screen_axes()
         shift = -(right_mm * right + up_mm * up)
+        self._auto_fit = False
         camera.SetFocalPoint(*(np.asarray(camera.GetFocalPoint()) + shift))
         camera.SetPosition(*(np.asarray(camera.GetPosition()) + shift))
         self.request_render()
@@ -528,6 +530,11 @@ class SliceView(VTKWidget):
 
     def keyReleaseEvent(self, ev: QKeyEvent) -> None:
         ev.ignore()
+
+    def resizeEvent(self, ev: QResizeEvent) -> None:
+        super().resizeEvent(ev)
+        if self._auto_fit and not self.is_closed and self.session.volume is not None:
+            self.reset_camera()
 
     # ------------------------------------------------------------------ teardown
     def finalize(self) -> None:

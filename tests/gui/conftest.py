@@ -1,0 +1,78 @@
+"""GUI tests: every VTK widget test runs in its own process under a real X display.
+
+A rendering failure in VTK is a segfault, not an exception, so the tests that open windows
+(``tests/gui/inner/test_*.py``) are not collected by the main run: ``test_gui_suite.py`` runs
+each of those modules in a child ``pytest`` with ``SEEDPLAN_GUI_INNER=1``, under the current
+``DISPLAY`` or, when there is none, under ``xvfb-run``. ``QT_QPA_PLATFORM=offscreen`` cannot
+host a VTK widget, so it is never used here.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import REPO_ROOT
+
+INNER_ENV = "SEEDPLAN_GUI_INNER"
+DEMO_ENV = "SEEDPLAN_GUI_DEMO_CASE"
+XVFB_ARGS = ["xvfb-run", "-a", "-s", "-screen 0 1280x1024x24"]
+
+if os.environ.get(INNER_ENV) != "1":
+    collect_ignore_glob = ["inner/*"]
+
+
+def display_prefix() -> list[str]:
+    """Command prefix giving a child process an X display (skips when none can be had)."""
+    if os.environ.get("DISPLAY"):
+        return []
+    if shutil.which("xvfb-run"):
+        return list(XVFB_ARGS)
+    pytest.skip("GUI tests need an X display or xvfb-run (apt-get install xvfb xauth)")
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    """Environment for a child process: this one minus pytest/xdist worker markers."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("PYTEST_XDIST", "PYTEST_CURRENT_TEST")) and k != "QT_QPA_PLATFORM"
+    }
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    env.update(extra)
+    return env
+
+
+@pytest.fixture(scope="session")
+def demo_ct_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo case's CT folder, generated once per test session in the redirected cache."""
+    from planner.demo import DEMO_CT_SUBDIR, ensure_demo_case
+
+    # Same place the autouse fixture in tests/conftest.py points XDG_CACHE_HOME to (that one is
+    # function-scoped and not yet active when a session fixture runs).
+    mp = pytest.MonkeyPatch()
+    mp.setenv("XDG_CACHE_HOME", str(tmp_path_factory.getbasetemp() / "xdg" / "cache"))
+    try:
+        case_dir = Path(ensure_demo_case())
+    finally:
+        mp.undo()
+    ct = case_dir / DEMO_CT_SUBDIR
+    assert ct.is_dir(), f"demo case has no CT folder at {ct}"
+    return ct
+
+
+def python_exe() -> str:
+    return sys.executable
+
+
+def image_is_not_blank(rgb: np.ndarray, *, min_std: float = 8.0, min_levels: int = 24) -> bool:
+    """True when an RGB image has real content: spread of grey values and many distinct levels."""
+    if rgb.size == 0:
+        return False
+    grey = rgb[..., :3].astype(np.float64).mean(axis=-1)
+    return bool(grey.std() >= min_std and np.unique(grey.astype(np.uint8)).size >= min_levels)

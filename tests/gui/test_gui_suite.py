@@ -1,0 +1,155 @@
+"""Runs the window tests (tests/gui/inner) in child processes, and the ``gui --screenshot`` CLI.
+
+See tests/gui/conftest.py for why every VTK window lives in its own process.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import REPO_ROOT
+from tests.gui.conftest import (
+    DEMO_ENV,
+    INNER_ENV,
+    child_env,
+    display_prefix,
+    image_is_not_blank,
+    python_exe,
+)
+
+INNER_MODULES = sorted((Path(__file__).parent / "inner").glob("test_*.py"))
+CHILD_TIMEOUT_S = 240
+
+
+def _tail(text: str, n: int = 60) -> str:
+    return "\n".join(text.splitlines()[-n:])
+
+
+@pytest.mark.gui
+@pytest.mark.parametrize("module", INNER_MODULES, ids=lambda p: p.stem)
+def test_window_module(module: Path, demo_ct_path: Path, tmp_path: Path) -> None:
+    """Each inner module passes in its own process (a VTK crash fails only that module)."""
+    cmd = [
+        *display_prefix(),
+        python_exe(),
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        f"--basetemp={tmp_path / 'child'}",
+        str(module),
+    ]
+    proc = subprocess.run(
+        cmd,
+        cwd=REPO_ROOT,
+        env=child_env(**{INNER_ENV: "1", DEMO_ENV: str(demo_ct_path)}),
+        capture_output=True,
+        text=True,
+        timeout=CHILD_TIMEOUT_S,
+    )
+    assert proc.returncode == 0, (
+        f"GUI tests in {module.name} failed (exit {proc.returncode}):\n"
+        f"{_tail(proc.stdout)}\n{_tail(proc.stderr, 30)}"
+    )
+    assert " passed" in proc.stdout, proc.stdout  # they ran, and were not all skipped
+
+
+def _read_png_rgb(path: Path) -> np.ndarray:
+    """PNG → (h, w, 3) uint8 with QImage (no QApplication needed for decoding)."""
+    from PySide6.QtGui import QImage
+
+    image = QImage(str(path))
+    assert not image.isNull(), f"{path} is not a readable PNG"
+    image = image.convertToFormat(QImage.Format.Format_RGB888)
+    w, h, stride = image.width(), image.height(), image.bytesPerLine()
+    buf = np.frombuffer(image.constBits(), np.uint8, count=stride * h).reshape(h, stride)
+    return buf[:, : 3 * w].reshape(h, w, 3).copy()
+
+
+@pytest.mark.gui
+def test_gui_screenshot_cli(demo_ct_path: Path, tmp_path: Path) -> None:
+    """``seedplan gui PATH --screenshot out.png`` exits 0 and writes a non-blank PNG."""
+    out = tmp_path / "shot.png"
+    proc = subprocess.run(
+        [
+            *display_prefix(),
+            python_exe(),
+            "-m",
+            "app",
+            "gui",
+            str(demo_ct_path),
+            "--screenshot",
+            str(out),
+        ],
+        cwd=REPO_ROOT,
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=CHILD_TIMEOUT_S,
+    )
+    assert proc.returncode == 0, _tail(proc.stderr)
+    rgb = _read_png_rgb(out)
+    h, w, _ = rgb.shape
+    assert (w, h) == (1280, 800)  # the --screenshot default window size (app/gui_main.py)
+    # The four views fill the area under the header; each quadrant must show an image.
+    body = rgb[int(0.12 * h) : int(0.95 * h)]
+    bh, bw = body.shape[:2]
+    for name, quad in {
+        "axial": body[: bh // 2, : bw // 2],
+        "sagittal": body[: bh // 2, bw // 2 :],
+        "coronal": body[bh // 2 :, : bw // 2],
+        "3d": body[bh // 2 :, bw // 2 :],
+    }.items():
+        assert image_is_not_blank(quad), f"{name} quadrant of the screenshot is blank"
+
+
+@pytest.mark.gui
+def test_gui_screenshot_bad_path_exits_2(tmp_path: Path) -> None:
+    """A missing PATH gives one line on stderr naming it, exit status 2, no PNG, no traceback."""
+    missing = tmp_path / "no-such-ct"
+    out = tmp_path / "shot.png"
+    proc = subprocess.run(
+        [python_exe(), "-m", "app", "gui", str(missing), "--screenshot", str(out)],
+        cwd=REPO_ROOT,
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(missing) in lines[0], proc.stderr
+    assert not out.exists()
+
+
+@pytest.mark.gui
+def test_gui_screenshot_broken_file_exits_2(tmp_path: Path) -> None:
+    """A file that is not a CT image: the window reports it, the command exits 2 (no crash)."""
+    broken = tmp_path / "broken.nii.gz"
+    broken.write_bytes(b"this is not a NIfTI file\n" * 10)
+    out = tmp_path / "shot.png"
+    proc = subprocess.run(
+        [
+            *display_prefix(),
+            python_exe(),
+            "-m",
+            "app",
+            "gui",
+            str(broken),
+            "--screenshot",
+            str(out),
+        ],
+        cwd=REPO_ROOT,
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=CHILD_TIMEOUT_S,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "broken.nii.gz" in proc.stderr and "Traceback" not in proc.stderr
+    assert not out.exists()
