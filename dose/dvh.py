@@ -100,8 +100,9 @@ class DVH:
     outside_dose_grid_cm3 : float, cm³
         Structure volume outside the dose grid (counted at 0 Gy).
     voxel_dmax_gy : float, Gy
-        Largest dose-grid value in a voxel with occupancy > 0, when structure and dose share one
-        grid (no interpolation: the "voxel maximum"); NaN otherwise.
+        Largest dose-grid value (no interpolation: the "voxel maximum") over the dose voxels the
+        structure occupies (occupancy > 0); on different grids, the dose voxels holding the
+        structure voxels' centres. NaN for an empty structure.
     method : str
         One line describing occupancy and dose sampling (printed in reports).
     """
@@ -568,6 +569,11 @@ def _sub_offsets(supersample: int) -> NDArray[np.float64]:
     return np.stack([kk.ravel(), jj.ravel(), ii.ravel()], axis=1)
 
 
+def _unravel(flat: NDArray[np.int64], geometry: GridGeometry) -> NDArray[np.float64]:
+    """(N,) flat C-order indices → (N, 3) float (k, j, i)."""
+    return np.stack(np.unravel_index(flat, geometry.shape_zyx), axis=1).astype(np.float64)
+
+
 def _affine_kji(src: GridGeometry, dst: GridGeometry) -> NDArray[np.float64]:
     """(3, 4) affine: src array index (k, j, i, 1) → dst continuous array index (k, j, i)."""
     basis = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1]], dtype=np.float64)  # (k, j, i)
@@ -721,6 +727,13 @@ def compute_dvh(
     same_grid = dose_geometry is None or dose_geometry.same_as(geometry, tol_mm=1e-6)
     if same_grid and vox.size:
         voxel_dmax = float(dose.reshape(-1)[vox].max())
+    elif vox.size:
+        # The dose voxels holding the occupied voxels' centres (no interpolation).
+        kji = np.rint(dgeom.world_to_zyx(geometry.zyx_to_world(_unravel(vox, geometry))))
+        ok = np.all((kji >= 0) & (kji < np.asarray(dgeom.shape_zyx)), axis=1)
+        if np.any(ok):
+            k, j, i = kji[ok].astype(np.int64).T
+            voxel_dmax = float(dose[k, j, i].max())
     doses = np.empty((vox.shape[0], n_sub))
     jitter_half = 0.5 / supersample if jitter else 0.0
     inside = np.empty((vox.shape[0], n_sub), dtype=np.bool_)

@@ -444,8 +444,11 @@ def evaluate_plan(
     oar_biology: Mapping[str, Biology] | None = None,
     supersample: int = 2,
     bin_width_gy: float | None = None,
+    structure_geometry: GridGeometry | None = None,
 ) -> PlanEvaluation:
-    """DVHs and all metrics of a plan whose structures and dose share ``geometry``.
+    """DVHs and all metrics of a plan: dose (Gy) on ``geometry``, structures on
+    ``structure_geometry`` (default: the same grid; e.g. the CT grid, or a finer one for a thin
+    cord — see :func:`dose.dvh.compute_dvh`). V_ref is taken over the whole dose grid.
 
     target : (name, occupancy (z, y, x) 0..1 or bool); oars : name → occupancy.
     goals : default :func:`default_goals` (with ``cord_name`` if given).
@@ -457,11 +460,14 @@ def evaluate_plan(
     dose = np.ascontiguousarray(dose_gy)
     seeds = None if seeds_mm is None else np.asarray(seeds_mm, dtype=np.float64).reshape(-1, 3)
     t_name, t_occ = target
+    sgeom = geometry if structure_geometry is None else structure_geometry
+    dgeom = None if structure_geometry is None else geometry
     dvhs: dict[str, DVH] = {}
     dvhs[t_name] = compute_dvh(
         dose,
         t_occ,
-        geometry,
+        sgeom,
+        dose_geometry=dgeom,
         supersample=supersample,
         bin_width_gy=bw,
         name=t_name,
@@ -474,14 +480,15 @@ def evaluate_plan(
         dvh = compute_dvh(
             dose,
             occ,
-            geometry,
+            sgeom,
+            dose_geometry=dgeom,
             supersample=supersample,
             bin_width_gy=bw,
             name=name,
             prescription_gy=pd,
         )
         dvhs[name] = dvh
-        dist = min_seed_distance_mm(seeds, occ, geometry) if seeds is not None else math.nan
+        dist = min_seed_distance_mm(seeds, occ, sgeom) if seeds is not None else math.nan
         bio = (oar_biology or {}).get(name, CORD)
         oar_out[name] = oar_metrics(
             dvh, dmax_voxel_gy=dvh.voxel_dmax_gy, min_seed_distance_mm=dist, biology=bio

@@ -184,3 +184,23 @@ def test_evaluate_plan_uniform_field_by_hand() -> None:
     d = ev.to_dict()
     assert d["status"] == "fail" and set(d["oars"]) == {"Cord"}
     assert ev.dvhs["PTV"].prescription_gy == 10.0  # DVH-5: the plan prescription on the DVH
+
+
+def test_evaluate_plan_structures_on_a_finer_grid() -> None:
+    # Same uniform 20 Gy field on a 1 mm dose grid (8 cm³); the target is a 1 cm³ box given on a
+    # 0.5 mm structure grid: CI = 1/8, EI = 7 as in the same-grid case.
+    g = GridGeometry.axis_aligned((20, 20, 20), (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
+    sg = GridGeometry.axis_aligned((40, 40, 40), (-0.25, -0.25, -0.25), (0.5, 0.5, 0.5))
+    target = np.zeros(sg.shape_zyx, dtype=bool)
+    target[10:30, 10:30, 10:30] = True
+    ev = evaluate_plan(
+        np.full(g.shape_zyx, 20.0),
+        g,
+        prescription_gy=10.0,
+        target=("PTV", target),
+        structure_geometry=sg,
+    )
+    assert ev.target.volume_cm3 == pytest.approx(1.0)
+    assert ev.target.ci == pytest.approx(0.125)
+    assert ev.target.ei == pytest.approx(7.0)
+    assert [r.status for r in ev.goals] == ["pass", "pass"]
