@@ -244,19 +244,45 @@ def oar_metrics(
 
 # ====================================================================== seed distance
 @numba.njit(cache=True)
-def _min_box_distance(seeds_kji: np.ndarray, box_kji: np.ndarray, spacing_kji: np.ndarray) -> float:
-    """Min distance (mm) from points to unit boxes centred at integer indices (index frame)."""
+def _seed_distance(
+    occ: np.ndarray, threshold: float, seeds_kji: np.ndarray, spacing_kji: np.ndarray
+) -> float:
+    """Min distance (mm) from points (continuous k, j, i) to the boxes of voxels with
+    occ ≥ threshold (0 for a point inside such a voxel; inf for an empty structure)."""
+    nz, ny, nx = occ.shape
+    n_seeds = seeds_kji.shape[0]
+    for s in range(n_seeds):
+        k = math.floor(seeds_kji[s, 0] + 0.5)
+        j = math.floor(seeds_kji[s, 1] + 0.5)
+        i = math.floor(seeds_kji[s, 2] + 0.5)
+        if 0 <= k < nz and 0 <= j < ny and 0 <= i < nx and occ[k, j, i] >= threshold:
+            return 0.0
     best = np.inf
-    for s in range(seeds_kji.shape[0]):
-        for b in range(box_kji.shape[0]):
-            d2 = 0.0
-            for a in range(3):
-                g = abs(seeds_kji[s, a] - box_kji[b, a]) - 0.5
-                if g > 0.0:
-                    g *= spacing_kji[a]
-                    d2 += g * g
-            if d2 < best:
-                best = d2
+    for k in range(nz):
+        for j in range(ny):
+            for i in range(nx):
+                if occ[k, j, i] < threshold:
+                    continue
+                # Only boundary voxels (a 6-neighbour outside) can be nearest to an outside point.
+                if (
+                    0 < k < nz - 1
+                    and 0 < j < ny - 1
+                    and 0 < i < nx - 1
+                    and occ[k - 1, j, i] >= threshold
+                    and occ[k + 1, j, i] >= threshold
+                    and occ[k, j - 1, i] >= threshold
+                    and occ[k, j + 1, i] >= threshold
+                    and occ[k, j, i - 1] >= threshold
+                    and occ[k, j, i + 1] >= threshold
+                ):
+                    continue
+                for s in range(n_seeds):
+                    gk = (abs(seeds_kji[s, 0] - k) - 0.5) * spacing_kji[0]
+                    gj = (abs(seeds_kji[s, 1] - j) - 0.5) * spacing_kji[1]
+                    gi = (abs(seeds_kji[s, 2] - i) - 0.5) * spacing_kji[2]
+                    d2 = max(gk, 0.0) ** 2 + max(gj, 0.0) ** 2 + max(gi, 0.0) ** 2
+                    if d2 < best:
+                        best = d2
     return math.sqrt(best)
 
 
@@ -273,33 +299,18 @@ def min_seed_distance_mm(
     inside it gives 0. No seeds or an empty structure give ``inf``.
     """
     seeds = np.asarray(seeds_mm, dtype=np.float64).reshape(-1, 3)
-    occ = np.asarray(occupancy)
-    mask = occ if occ.dtype == np.bool_ else occ >= threshold
-    if seeds.shape[0] == 0 or not mask.any():
+    occ = np.ascontiguousarray(occupancy)
+    if occ.dtype == np.bool_:
+        occ = occ.view(np.uint8)
+    elif occ.dtype not in (np.float32, np.float64, np.uint8):
+        occ = occ.astype(np.float64)
+    if tuple(occ.shape) != geometry.shape_zyx:
+        raise ValueError("occupancy shape does not match its geometry")
+    if seeds.shape[0] == 0:
         return math.inf
-    # Crop to the structure's bounding box (+1 voxel) so the boundary search stays small.
-    nz = [np.flatnonzero(mask.any(axis=tuple(b for b in range(3) if b != a))) for a in range(3)]
-    lo = np.array([max(int(v[0]) - 1, 0) for v in nz])
-    hi = np.array([min(int(v[-1]) + 2, mask.shape[a]) for a, v in enumerate(nz)])
-    sub = mask[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]]
-    pad = np.pad(sub, 1)
-    interior = (
-        pad[:-2, 1:-1, 1:-1]
-        & pad[2:, 1:-1, 1:-1]
-        & pad[1:-1, :-2, 1:-1]
-        & pad[1:-1, 2:, 1:-1]
-        & pad[1:-1, 1:-1, :-2]
-        & pad[1:-1, 1:-1, 2:]
-    )
-    boundary = np.argwhere(sub & ~interior).astype(np.float64) + lo
-    kji = geometry.world_to_zyx(seeds)
-    # A seed inside a structure voxel (interior ones are not in the boundary list) → 0.
-    near = np.rint(kji).astype(np.int64)
-    ok = np.all((near >= 0) & (near < np.asarray(mask.shape)), axis=1)
-    if np.any(mask[tuple(near[ok].T)]):
-        return 0.0
-    spacing_kji = geometry.spacing_mm[::-1].copy()
-    return float(_min_box_distance(np.ascontiguousarray(kji), boundary, spacing_kji))
+    kji = np.ascontiguousarray(geometry.world_to_zyx(seeds))
+    spacing_kji = np.ascontiguousarray(geometry.spacing_mm[::-1])
+    return float(_seed_distance(occ, float(threshold), kji, spacing_kji))
 
 
 # ====================================================================== goals
