@@ -13,7 +13,7 @@ fixed seed. Everything is float32 numpy; no Qt, no VTK.
 
 Modelled (HU in parentheses, contrast-enhanced portal-venous phase):
 skin (+40), subcutaneous fat (−100), chest-wall and paraspinal muscle (+50) with fat planes,
-ribs with cortex/marrow and costal cartilage (+120), sternum, lungs (≈ −885…−805 with a gravity
+ribs with cortex/marrow and costal cartilage (+120), sternum, lungs (≈ −900…−805 with a gravity
 gradient and vessels), mediastinal fat (−90), heart (myocardium +100, blood pool +150),
 descending aorta (+170), oesophagus with air, azygos vein, liver (+100) / stomach / spleen below
 the hemidiaphragms, vertebral bodies (cortex ≈ +1000, cancellous ≈ +220 with texture), discs
@@ -669,7 +669,7 @@ def _paint_lungs(ctx: PhantomContext, hu: Array, cavity2d: Shape, env2d: Shape) 
     occ = ctx.ramp(cavity2d.sd[sub], cavity2d.w[sub]) * (
         F32(1.0) - ctx.ramp(env2d.sd[sub], env2d.w[sub])
     )
-    # Dependent (posterior) lung is denser: about −900 anteriorly to −810 posteriorly.
+    # Dependent (posterior) lung is denser: about −900 anteriorly to −805 posteriorly.
     base = F32(H["lung"]) + F32(40.0) * (blk.Y - F32(c["cy"])) / F32(c["ay_post"])
     # Vessels: curves where two independent smooth fields are both ~0, thicker near the hila.
     f1 = smooth_field(ctx, blk, 4.0, 4.5)
@@ -770,7 +770,7 @@ def _paint_mediastinum(ctx: PhantomContext, hu: Array, cavity2d: Shape) -> None:
     # Air in the lumen only on some slices (peristalsis), smoothly.
     air_amount = F32(0.5) + F32(0.5) * np.sin(z / F32(9.0))
     ctx.paint(hu, blk, ctx.ramp(lumen.sd, lumen.w) * air_amount, H["air"])
-    azy = superellipse(ctx, blk, -9.0, 2.0 + 0.0 * ay_c, 4.0, 4.5)
+    azy = superellipse(ctx, blk, -9.0, 2.0, 4.0, 4.5)
     ctx.paint(hu, blk, ctx.ramp(azy.sd, azy.w), H["vein"])
     hemi = superellipse(ctx, blk, 16.0, 20.0, 2.8, 2.8)
     ctx.paint(hu, blk, ctx.ramp(hemi.sd, hemi.w), H["vein"])
@@ -939,7 +939,7 @@ def _paint_ribs_and_sternum(ctx: PhantomContext, hu: Array) -> None:
         t = np.clip((z + F32(30.0)) / F32(-20.0), F32(0.0), F32(1.0))  # 0 above, 1 at xiphoid
         half_w = F32(15.0) - F32(8.0) * t
         half_d = F32(6.0) - F32(2.0) * t
-        st = superellipse(ctx, blk, 0.0, -101.0 + 0.0 * z, half_w, half_d, 2.2)
+        st = superellipse(ctx, blk, 0.0, -101.0, half_w, half_d, 2.2)
         end = Shape(-(z + F32(55.0)), ctx.dz + 0 * z)  # ends at z = −55
         st = st.intersect(end, k=2.0)
         _paint_bone(ctx, hu, blk, st, 1.2, H["cancellous_bone"])
