@@ -710,7 +710,7 @@ class MainWindow(QMainWindow):
         """Write the composited window as PNG; raises OSError when it cannot be written."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        if not self.grab_composited().save(str(path), "PNG"):
+        if not self.grab_composited().save(str(path), "PNG", 0):  # 0: smallest file
             raise OSError(f"cannot write PNG to {path}")
 
     # ------------------------------------------------------------------ teardown

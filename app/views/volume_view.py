@@ -13,6 +13,7 @@ import numpy as np
 from numpy.typing import NDArray
 from PySide6.QtGui import QKeyEvent
 from PySide6.QtWidgets import QWidget
+from vtkmodules.vtkCommonCore import vtkLookupTable
 from vtkmodules.vtkCommonDataModel import vtkImageData, vtkPlane
 from vtkmodules.vtkInteractionStyle import vtkInteractorStyleTrackballCamera
 from vtkmodules.vtkRenderingCore import (
@@ -65,6 +66,14 @@ class VolumeView(VTKWidget):
         self._bone.VisibilityOff()
         renderer.AddViewProp(self._bone)
 
+        # Grey ramp whose lowest entries are transparent: air around the patient disappears,
+        # so the slice planes do not hide the bone surface.
+        self._air_clear_lut = vtkLookupTable()
+        self._air_clear_lut.SetNumberOfTableValues(256)
+        self._air_clear_lut.Build()
+        for i in range(256):
+            v = i / 255.0
+            self._air_clear_lut.SetTableValue(i, v, v, v, 0.0 if i < 4 else 1.0)
         self._planes: dict[Orientation, tuple[vtkPlane, vtkImageSlice]] = {}
         for orientation in Orientation:
             plane = vtkPlane()
@@ -77,14 +86,15 @@ class VolumeView(VTKWidget):
             image_slice = vtkImageSlice()
             image_slice.SetMapper(mapper)
             image_slice.GetProperty().SetInterpolationTypeToLinear()
-            image_slice.GetProperty().SetOpacity(0.85)
+            image_slice.GetProperty().SetLookupTable(self._air_clear_lut)
+            image_slice.GetProperty().UseLookupTableScalarRangeOff()  # window/level → range
             image_slice.VisibilityOff()
             renderer.AddViewProp(image_slice)
             self._planes[orientation] = (plane, image_slice)
 
         self._structures: list[vtkActor] = []
         self._title = vtkTextActor()
-        self._title.SetInput("3D")
+        self._title.SetInput(f"3D   bone ≥ {BONE_THRESHOLD_HU:.0f} HU")
         coord = self._title.GetPositionCoordinate()
         coord.SetCoordinateSystemToNormalizedViewport()
         coord.SetValue(0.015, 0.985)
@@ -162,8 +172,14 @@ class VolumeView(VTKWidget):
         view_from = np.array([0.55, -1.0, 0.35])
         camera.SetPosition(*(centre + 800.0 * view_from / np.linalg.norm(view_from)))
         camera.SetViewUp(0.0, 0.0, 1.0)
-        self.renderer.ResetCamera(*np.ravel(np.column_stack([lower, upper])))
-        camera.Zoom(1.25)
+        bounds = np.ravel(np.column_stack([lower, upper]))
+        if self._bone.GetVisibility():  # fit the patient (bone), not the whole field of view
+            bounds = np.asarray(self._bone.GetBounds())
+            centre = bounds.reshape(3, 2).mean(axis=1)
+            camera.SetFocalPoint(*centre)
+            camera.SetPosition(*(centre + 800.0 * view_from / np.linalg.norm(view_from)))
+        self.renderer.ResetCamera(*bounds)
+        camera.Zoom(1.35)
         self.renderer.ResetCameraClippingRange()
         self.request_render()
 
