@@ -1136,7 +1136,12 @@ def _paint_spine(ctx: PhantomContext, hu: Array, masks: dict[str, NDArray[np.boo
     # --- canal contents: CSF, posterior epidural fat.
     ctx.paint(hu, blk, ctx.ramp(canal.sd, canal.w), H["csf"])
     epi = superellipse(ctx, blk, 0.0, canal_y + F32(an.canal_half_depth_mm - 1.6), 3.2, 1.8, 2.0)
-    ctx.paint(hu, blk, ctx.ramp(epi.sd, epi.w), H["epidural_fat"])
+    # The posterior epidural fat is segmental: thickest between the laminae (disc levels).
+    segmental = np.zeros_like(blk.Z)
+    for upper in an.levels[:-1]:
+        z_disc = F32(upper.z_mm - upper.height_mm / 2 - 2.5)
+        segmental = np.maximum(segmental, np.exp(-(((blk.Z - z_disc) / F32(7.0)) ** 2)))
+    ctx.paint(hu, blk, ctx.ramp(epi.sd, epi.w) * segmental, H["epidural_fat"])
     # Neural foramina (fat) between pedicles, at disc level.
     for upper in an.levels[:-1]:
         zf = upper.z_mm - upper.height_mm / 2 - 1.0
