@@ -259,10 +259,15 @@ class DoseEngine:
         rate, flagged = self._points(seeds, pts, cancel)
         return self._result(rate, flagged, seeds)
 
-    def _rows_per_chunk(self, geometry: GridGeometry) -> int:
-        # ≤ 64 Ki voxels per chunk and at least ~8 chunks, so cancel() is polled often enough
+    def _rows_per_chunk(self, geometry: GridGeometry, n_seeds: int) -> int:
+        # Each kernel launch has a fixed cost (thread wake-up: µs on an idle machine, up to a
+        # scheduler tick on a busy one), so chunks are sized by work: ~2e7 voxel-seed pairs,
+        # between 4 and 16 chunks, so that cancel() is still polled a few times.
         nz, ny, nx = geometry.shape_zyx
-        return max(1, min(65536 // max(1, nx), -(-(nz * ny) // 8)))
+        n_rows = nz * ny
+        pairs = n_rows * nx * max(1, n_seeds)
+        n_chunks = min(16, max(4, -(-pairs // 20_000_000)))
+        return max(1, -(-n_rows // n_chunks))
 
     def compute_into(
         self,
@@ -274,12 +279,13 @@ class DoseEngine:
         sign: float = 1.0,
         cancel: CancelFn | None = None,
         progress: ProgressFn | None = None,
+        single_chunk: bool = False,
     ) -> None:
         """Add (sign = +1) or subtract (−1) the seeds' dose rate on ``geometry`` into ``out``,
         in row chunks, checking ``cancel`` between chunks."""
         nz, ny, _ = geometry.shape_zyx
         n_rows = nz * ny
-        step = self._rows_per_chunk(geometry)
+        step = n_rows if single_chunk else self._rows_per_chunk(geometry, len(seeds))
         strengths = np.asarray(seeds.strengths_u) * sign
         for r0 in range(0, n_rows, step):
             if cancel is not None and cancel():
@@ -303,7 +309,15 @@ class DoseEngine:
         out = np.zeros(geometry.shape_zyx, dtype=np.float64)
         counts = np.zeros(geometry.shape_zyx, dtype=np.int32)
         if len(seeds):
-            self.compute_into(out, counts, geometry, seeds, cancel=cancel, progress=progress)
+            self.compute_into(
+                out,
+                counts,
+                geometry,
+                seeds,
+                cancel=cancel,
+                progress=progress,
+                single_chunk=geometry.shape_zyx[0] == 1,  # a slice: one launch
+            )
         return self._result(out, counts > 0, seeds, geometry)
 
     def dose_rate_on_slice(
@@ -406,7 +420,7 @@ class ReferenceEngine(DoseEngine):
             cancel=cancel,
         )
 
-    def _rows_per_chunk(self, geometry: GridGeometry) -> int:
+    def _rows_per_chunk(self, geometry: GridGeometry, n_seeds: int) -> int:
         nz, ny, nx = geometry.shape_zyx
         return max(1, min(16384 // max(1, nx), -(-(nz * ny) // 8)))
 

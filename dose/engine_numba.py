@@ -358,106 +358,114 @@ def _grid_rows(
     ntf = np.float32(nt - 2)  # clamp so that cell (ir + 1, jt + 1) exists
     nrf = np.float32(nr - 2)
     nt32 = np.int32(nt)
-    for row in prange(row0, row1):
-        k = row // ny
-        j = row - k * ny
-        bx = origin[0] + j * m_ijk[0, 1] + k * m_ijk[0, 2]
-        by = origin[1] + j * m_ijk[1, 1] + k * m_ijk[1, 2]
-        bz = origin[2] + j * m_ijk[2, 1] + k * m_ijk[2, 2]
-        orow = out[k, j]
+    # Rows are processed in blocks (a few per thread) so the scratch buffers are allocated once
+    # per block, not once per row.
+    n_rows = row1 - row0
+    n_blocks = min(n_rows, 64)
+    for blk in prange(n_blocks):
         wr_buf = np.empty(nx, dtype=np.float32)
         wt_buf = np.empty(nx, dtype=np.float32)
         iv_buf = np.empty(nx, dtype=np.float32)
         ib_buf = np.empty(nx, dtype=np.int32)
-        for s in range(ns):
-            dx = bx - pos[s, 0]
-            dy = by - pos[s, 1]
-            dz = bz - pos[s, 2]
-            # r²(i) = A + 2 B i + C i² and z(i) = a0 + a1 i along the row
-            A = dx * dx + dy * dy + dz * dz
-            B = dx * cx + dy * cy + dz * cz
-            a0 = dx * axis[s, 0] + dy * axis[s, 1] + dz * axis[s, 2]
-            a1 = cx * axis[s, 0] + cy * axis[s, 1] + cz * axis[s, 2]
-            ic = -B / cc
-            dmin2 = A - B * B / cc  # squared distance from the row's line to the seed
-            if dmin2 < 0.0:
-                dmin2 = 0.0
-            lo = 0
-            hi = nx
-            if cutoff2 > 0.0:
-                if dmin2 >= cutoff2:
-                    continue
-                w = math.sqrt((cutoff2 - dmin2) / cc)
-                lo = max(0, int(math.ceil(ic - w)))  # noqa: RUF046
-                hi = min(nx, int(math.floor(ic + w)) + 1)  # noqa: RUF046
-                if hi <= lo:
-                    continue
-            nlo = hi
-            nhi = hi
-            if dmin2 < rd2:
-                w = math.sqrt((rd2 - dmin2) / cc)
-                nlo = min(max(lo, int(math.floor(ic - w))), hi)  # noqa: RUF046
-                nhi = min(max(nlo, int(math.ceil(ic + w)) + 1), hi)  # noqa: RUF046
-            st = strength[s]
-            two_b = 2.0 * B
-            # pass 1: table cell and weights (float32, branch-free, vectorised by LLVM)
-            for i in range(lo, hi):
-                r2 = np.float32(A + i * (two_b + i * cc))
-                za = np.float32(a0 + i * a1)
-                if r2 < one32:  # only inside the near range, which pass 2 skips
-                    r2 = one32
-                r = np.sqrt(r2)
-                az = abs(za)
-                rho2 = max(r2 - az * az, zero32)
-                t = np.sqrt(rho2) / (r + az)  # tan(θ/2) in [0, 1]
-                q = t * t
-                p = (
-                    (((((((c9 * q + c8) * q + c7) * q + c6) * q + c5) * q + c4) * q + c3) * q + c2)
-                    * q
-                    + c1
-                ) * q + c0
-                ft = t * p * kth  # θ in table columns, 0 … nt − 1
-                rr = min(r, r_max)
-                fr = rr * inv_f if rr < r_split else n_f + (rr - r_split) * inv_c
-                jt = np.int32(min(ft, ntf))  # so that cell (ir + 1, jt + 1) exists
-                ir = np.int32(min(fr, nrf))
-                wt_buf[i] = ft - np.float32(jt)
-                wr_buf[i] = fr - np.float32(ir)
-                ib_buf[i] = ir * nt32 + jt
-                iv_buf[i] = one32 / r2
-            # pass 2: bilinear lookups outside the near range [nlo, nhi)
-            for seg in range(2):
-                i0 = lo if seg == 0 else nhi
-                i1 = nlo if seg == 0 else hi
-                for i in range(i0, i1):
-                    base = ib_buf[i]
-                    wt = wt_buf[i]
-                    l00 = flat[base]
-                    l01 = flat[base + 1]
-                    l10 = flat[base + nt]
-                    l11 = flat[base + nt + 1]
-                    a = l00 + wt * (l01 - l00)
-                    b = l10 + wt * (l11 - l10)
-                    orow[i] += st * ((a + wr_buf[i] * (b - a)) * iv_buf[i])
-            # near range: exact formalism (r < r_direct), capsule capping and flags
-            for i in range(nlo, nhi):
-                r2d = A + i * (two_b + i * cc)
-                za = a0 + i * a1
-                if r2d >= rd2:
-                    base = ib_buf[i]
-                    wt = wt_buf[i]
-                    a = flat[base] + wt * (flat[base + 1] - flat[base])
-                    b = flat[base + nt] + wt * (flat[base + nt + 1] - flat[base + nt])
-                    orow[i] += st * ((a + wr_buf[i] * (b - a)) * iv_buf[i])
-                else:
-                    rho2d = r2d - za * za
-                    rho = math.sqrt(rho2d) if rho2d > 0.0 else 0.0
-                    v, flag = _exact_rate_per_u(
-                        rho, za, p_scal, g_r, g_v, f_r, f_t, f_v, phi_r, phi_v, is_1d
-                    )
-                    orow[i] += st * v
-                    if flag:
-                        counts[k, j, i] += 1 if st >= 0.0 else -1
+        for row in range(row0 + blk * n_rows // n_blocks, row0 + (blk + 1) * n_rows // n_blocks):
+            k = row // ny
+            j = row - k * ny
+            bx = origin[0] + j * m_ijk[0, 1] + k * m_ijk[0, 2]
+            by = origin[1] + j * m_ijk[1, 1] + k * m_ijk[1, 2]
+            bz = origin[2] + j * m_ijk[2, 1] + k * m_ijk[2, 2]
+            orow = out[k, j]
+            for s in range(ns):
+                dx = bx - pos[s, 0]
+                dy = by - pos[s, 1]
+                dz = bz - pos[s, 2]
+                # r²(i) = A + 2 B i + C i² and z(i) = a0 + a1 i along the row
+                A = dx * dx + dy * dy + dz * dz
+                B = dx * cx + dy * cy + dz * cz
+                a0 = dx * axis[s, 0] + dy * axis[s, 1] + dz * axis[s, 2]
+                a1 = cx * axis[s, 0] + cy * axis[s, 1] + cz * axis[s, 2]
+                ic = -B / cc
+                dmin2 = A - B * B / cc  # squared distance from the row's line to the seed
+                if dmin2 < 0.0:
+                    dmin2 = 0.0
+                lo = 0
+                hi = nx
+                if cutoff2 > 0.0:
+                    if dmin2 >= cutoff2:
+                        continue
+                    w = math.sqrt((cutoff2 - dmin2) / cc)
+                    lo = max(0, int(math.ceil(ic - w)))  # noqa: RUF046
+                    hi = min(nx, int(math.floor(ic + w)) + 1)  # noqa: RUF046
+                    if hi <= lo:
+                        continue
+                nlo = hi
+                nhi = hi
+                if dmin2 < rd2:
+                    w = math.sqrt((rd2 - dmin2) / cc)
+                    nlo = min(max(lo, int(math.floor(ic - w))), hi)  # noqa: RUF046
+                    nhi = min(max(nlo, int(math.ceil(ic + w)) + 1), hi)  # noqa: RUF046
+                st = strength[s]
+                two_b = 2.0 * B
+                # pass 1: table cell and weights (float32, branch-free, vectorised by LLVM)
+                for i in range(lo, hi):
+                    r2 = np.float32(A + i * (two_b + i * cc))
+                    za = np.float32(a0 + i * a1)
+                    if r2 < one32:  # only inside the near range, which pass 2 skips
+                        r2 = one32
+                    r = np.sqrt(r2)
+                    az = abs(za)
+                    rho2 = max(r2 - az * az, zero32)
+                    t = np.sqrt(rho2) / (r + az)  # tan(θ/2) in [0, 1]
+                    q = t * t
+                    p = (
+                        (
+                            ((((((c9 * q + c8) * q + c7) * q + c6) * q + c5) * q + c4) * q + c3) * q
+                            + c2
+                        )
+                        * q
+                        + c1
+                    ) * q + c0
+                    ft = t * p * kth  # θ in table columns, 0 … nt − 1
+                    rr = min(r, r_max)
+                    fr = rr * inv_f if rr < r_split else n_f + (rr - r_split) * inv_c
+                    jt = np.int32(min(ft, ntf))  # so that cell (ir + 1, jt + 1) exists
+                    ir = np.int32(min(fr, nrf))
+                    wt_buf[i] = ft - np.float32(jt)
+                    wr_buf[i] = fr - np.float32(ir)
+                    ib_buf[i] = ir * nt32 + jt
+                    iv_buf[i] = one32 / r2
+                # pass 2: bilinear lookups outside the near range [nlo, nhi)
+                for seg in range(2):
+                    i0 = lo if seg == 0 else nhi
+                    i1 = nlo if seg == 0 else hi
+                    for i in range(i0, i1):
+                        base = ib_buf[i]
+                        wt = wt_buf[i]
+                        l00 = flat[base]
+                        l01 = flat[base + 1]
+                        l10 = flat[base + nt]
+                        l11 = flat[base + nt + 1]
+                        a = l00 + wt * (l01 - l00)
+                        b = l10 + wt * (l11 - l10)
+                        orow[i] += st * ((a + wr_buf[i] * (b - a)) * iv_buf[i])
+                # near range: exact formalism (r < r_direct), capsule capping and flags
+                for i in range(nlo, nhi):
+                    r2d = A + i * (two_b + i * cc)
+                    za = a0 + i * a1
+                    if r2d >= rd2:
+                        base = ib_buf[i]
+                        wt = wt_buf[i]
+                        a = flat[base] + wt * (flat[base + 1] - flat[base])
+                        b = flat[base + nt] + wt * (flat[base + nt + 1] - flat[base + nt])
+                        orow[i] += st * ((a + wr_buf[i] * (b - a)) * iv_buf[i])
+                    else:
+                        rho2d = r2d - za * za
+                        rho = math.sqrt(rho2d) if rho2d > 0.0 else 0.0
+                        v, flag = _exact_rate_per_u(
+                            rho, za, p_scal, g_r, g_v, f_r, f_t, f_v, phi_r, phi_v, is_1d
+                        )
+                        orow[i] += st * v
+                        if flag:
+                            counts[k, j, i] += 1 if st >= 0.0 else -1
 
 
 @njit(cache=True, nogil=True, parallel=True, fastmath=True, error_model="numpy")
