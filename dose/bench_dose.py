@@ -72,6 +72,8 @@ def machine_info() -> dict[str, object]:
         "numba_threading_layer": layer,
         "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE", ""),
         "python_loop_2e6_adds_s": round(loop_s, 4),
+        # other processes on a shared machine slow every number down: record the load
+        "loadavg_1min": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
         "python": platform.python_version(),
     }
 
