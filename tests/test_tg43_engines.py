@@ -8,7 +8,15 @@ import numpy as np
 import pytest
 
 from dose import engine_numba
-from dose.engine import DoseCancelled, DoseGrid, SeedSet, make_engine, slice_geometry, warm_up
+from dose.engine import (
+    DoseCancelled,
+    DoseGrid,
+    SeedSet,
+    cross_check,
+    make_engine,
+    slice_geometry,
+    warm_up,
+)
 from dose.geometry import GridGeometry
 
 # Requirement (issue 3): fast vs reference ≤ 0.1 % beyond 1 mm from every seed.
@@ -217,3 +225,12 @@ def test_seedset_validation() -> None:
         SeedSet.create([[0, 0, 0]], [[0, 0, 0]])
     with pytest.raises(InputError):
         SeedSet.create([[0, 0, np.nan]])
+
+
+def test_cross_check_for_reports() -> None:
+    rng = np.random.default_rng(21)
+    seeds = _cloud(rng, 6, 5.0)
+    pts = np.vstack([rng.uniform(-30, 30, (200, 3)), seeds.positions_mm[:2]])
+    chk = cross_check("6711", "2d", seeds, pts)
+    assert chk["n_points"] == 200  # the two seed centres are skipped
+    assert chk["max_rel_diff"] <= TOL and chk["formalism"] == "2d"
