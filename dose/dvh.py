@@ -16,7 +16,8 @@ bin_width_gy=None, name="", prescription_gy=None, boundary_points_mm=None) -> DV
 ``DVH``
     Cumulative and differential, absolute (Gy, cm³) and relative (% PD, % volume); named queries
     :meth:`DVH.d_percent` (D90 %), :meth:`DVH.d_cc` (D0.1 cm³), :meth:`DVH.v_gy`,
-    :meth:`DVH.v_percent_pd` (V100 % PD) …; :meth:`DVH.summary` gives the CLI keys.
+    :meth:`DVH.v_percent_pd` (V100 % PD) …, or by name with :meth:`DVH.query` ("D90",
+    "V100", "D0.1cc", "V20Gy"); :meth:`DVH.summary` gives the CLI keys.
 
 Method (how sub-voxel accuracy is obtained)
 -------------------------------------------
@@ -46,12 +47,14 @@ fine grid (≤ 0.5 mm, sub-slice sampling between contour planes, explicit end-c
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 
 import numba
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from dose.errors import InputError
 from dose.geometry import GridGeometry
 
 __all__ = [
@@ -71,6 +74,11 @@ _R3 = np.array([1.0 / _PHI3, 1.0 / _PHI3**2, 1.0 / _PHI3**3])
 #: consecutive samples get well-spread offsets and the lookup costs one modulo.
 _JITTER_LEN = 8191
 _JITTER = 2.0 * np.mod(0.5 + np.arange(1, _JITTER_LEN + 1)[:, None] * _R3[None, :], 1.0) - 1.0
+
+
+_QUERY = re.compile(r"([dv])(\d+(?:\.\d*)?|\.\d+)(%|cc|cm3|cm³|gy)?")
+#: Bin count limit (2·10⁶ bins = 200 000 Gy at 0.1 Gy): beyond it the dose is not plausible.
+MAX_BINS = 2_000_000
 
 
 def default_bin_width_gy(prescription_gy: float | None = None) -> float:
@@ -222,6 +230,35 @@ class DVH:
     def d_percent_of_pd(self, volume_percent: float) -> float:
         """D(x %) expressed in % of the prescription."""
         return 100.0 * self.d_percent(volume_percent) / self._pd()
+
+    def query(self, spec: str) -> float:
+        """A named query, case- and space-insensitive:
+
+        ``Dmin``, ``Dmax``, ``Dmean`` (Gy); ``Volume`` (cm³); ``D90`` or ``D90%`` (Gy to the
+        hottest 90 %); ``D0.1cc`` / ``D0.1cm3`` / ``D0.1cm³`` (Gy to the hottest 0.1 cm³);
+        ``V100`` or ``V100%`` (% of the structure receiving ≥ 100 % of the prescription);
+        ``V20Gy`` (% of the structure receiving ≥ 20 Gy).
+        """
+        key = spec.replace(" ", "").lower()
+        fixed = {"dmin": self.dmin_gy, "dmax": self.dmax_gy, "dmean": self.dmean_gy}
+        if key in fixed:
+            return float(fixed[key])
+        if key in ("volume", "volume_cm3"):
+            return self.volume_cm3
+        m = _QUERY.fullmatch(key)
+        if m is None:
+            raise ValueError(f"unknown DVH query {spec!r}")
+        kind, number, unit = m.group(1), float(m.group(2)), m.group(3) or ""
+        if kind == "d":
+            if unit in ("cc", "cm3", "cm³"):
+                return self.d_cc(number)
+            if unit in ("", "%"):
+                return self.d_percent(number)
+        elif unit == "gy":
+            return self.v_percent(number)
+        elif unit in ("", "%"):
+            return self.v_percent_pd(number)
+        raise ValueError(f"unknown DVH query {spec!r}")
 
     def summary(self) -> dict[str, float]:
         """The per-structure numbers of ``seedplan dvh --json`` (keys fixed by DESIGN.md)."""
@@ -415,10 +452,12 @@ def _histogram(
     weight: np.ndarray,
     interior: np.ndarray,
     bin_width: float,
+    max_bins: int,
 ) -> tuple[np.ndarray, float, float, float, float, float, bool]:
     """Differential histogram of (N, S) sample doses, each weighing weight[n] (cm³).
 
-    Returns (hist, total_cm3, dose_integral_gy_cm3, dmin, dmax, outside_cm3, finite). Dmin/Dmax
+    Returns (hist, total_cm3, dose_integral_gy_cm3, dmin, dmax, outside_cm3, ok); ok is False
+    for a non-finite dose (integral 0) or more than ``max_bins`` bins (integral = top). Dmin/Dmax
     are taken over the samples of voxels with ``interior[n]`` (an empty ``interior`` means all
     voxels), falling back to all voxels with weight > 0 when no interior voxel has weight.
     Negative doses count as 0.
@@ -431,9 +470,11 @@ def _histogram(
             for s in range(n_sub):
                 d = doses[n, s]
                 if not math.isfinite(d):
-                    return np.zeros(1), 0.0, 0.0, 0.0, 0.0, 0.0, False
+                    return np.zeros(1), 0.0, math.nan, 0.0, 0.0, 0.0, False
                 if d > top:
                     top = d
+    if top / bin_width >= max_bins:
+        return np.zeros(1), 0.0, top, 0.0, 0.0, 0.0, False
     n_bins = int(top / bin_width) + 1
     hist = np.zeros(n_bins)
     total = 0.0
@@ -470,7 +511,7 @@ def _histogram(
     return hist, total, integral, lo_i, hi_i, outside, True
 
 
-@numba.njit(parallel=True, cache=True)
+@numba.njit(cache=True)
 def _volume_at_or_above(
     dose: np.ndarray,
     threshold: float,
@@ -490,8 +531,8 @@ def _volume_at_or_above(
     _nz, ny, nx = dose.shape
     n_sub = offsets.shape[0]
     total = 0.0
-    for k in numba.prange(box[0], box[1] + 1):
-        nb = np.empty((3, 3, 3))
+    nb = np.empty((3, 3, 3))
+    for k in range(box[0], box[1] + 1):
         acc = 0.0
         for j in range(box[2], box[3] + 1):
             for i in range(box[4], box[5] + 1):
@@ -608,11 +649,11 @@ def sample_dose_gy(
     return out[:, 0]
 
 
-@numba.njit(parallel=True, cache=True)
+@numba.njit(cache=True)
 def _sample_point_list(
     dose: np.ndarray, kji: np.ndarray, out: np.ndarray, inside: np.ndarray
 ) -> None:
-    for n in numba.prange(kji.shape[0]):
+    for n in range(kji.shape[0]):
         d, ok = _trilinear(dose, kji[n, 0], kji[n, 1], kji[n, 2])
         out[n, 0] = d
         inside[n, 0] = ok
@@ -647,11 +688,16 @@ def dvh_from_samples(
         if interior is None
         else np.ascontiguousarray(interior, dtype=np.bool_).reshape(doses.shape[0])
     )
-    hist, total, integral, dmin, dmax, outside, finite = _histogram(
-        doses, inside, weight, interior_arr, float(bin_width_gy)
+    hist, total, integral, dmin, dmax, outside, ok = _histogram(
+        doses, inside, weight, interior_arr, float(bin_width_gy), MAX_BINS
     )
-    if not finite:
-        raise ValueError("dose contains NaN or infinite values inside the structure")
+    if not ok and math.isnan(integral):
+        raise InputError(f"dose inside structure {name!r} contains NaN or infinite values")
+    if not ok:
+        raise InputError(
+            f"dose inside structure {name!r} reaches {integral:.4g} Gy, beyond the DVH range"
+            f" ({MAX_BINS * bin_width_gy:.4g} Gy at {bin_width_gy:g} Gy bins)"
+        )
     if total <= 0:
         dmin = dmax = 0.0
         mean = 0.0

@@ -14,6 +14,7 @@ from dose.dvh import (
     sample_dose_gy,
     volume_at_or_above_cm3,
 )
+from dose.errors import InputError
 from dose.geometry import GridGeometry
 
 
@@ -72,6 +73,30 @@ def test_dvh_queries_interpolate_inside_bins() -> None:
         "d0_03cc_gy",
     }
     assert s["d90_gy"] == pytest.approx(dvh.d_cc(3.6))
+
+
+def test_named_queries() -> None:
+    dvh = _toy()
+    assert dvh.query("D50") == dvh.query("d 50 %") == pytest.approx(3.0)
+    assert dvh.query("D1cc") == dvh.query("D1cm³") == pytest.approx(3.5)
+    assert dvh.query("V100") == pytest.approx(75.0)  # % volume ≥ 100 % of PD (2 Gy)
+    assert dvh.query("V3.5Gy") == pytest.approx(25.0)
+    assert (dvh.query("Dmin"), dvh.query("Dmax"), dvh.query("Volume")) == (1.0, 4.0, 4.0)
+    for bad in ("D", "X90", "D90Gy", "V1cc"):
+        with pytest.raises(ValueError, match="unknown DVH query"):
+            dvh.query(bad)
+
+
+def test_implausible_dose_is_refused() -> None:
+    g = _grid(4, 1.0)
+    mask = np.ones(g.shape_zyx, dtype=bool)
+    dose = np.full(g.shape_zyx, 1.0)
+    dose[1, 1, 1] = np.nan
+    with pytest.raises(InputError, match="NaN"):
+        compute_dvh(dose, mask, g, name="GTV")
+    dose[1, 1, 1] = 1e9  # 10¹⁰ bins of 0.1 Gy
+    with pytest.raises(InputError, match="beyond the DVH range"):
+        compute_dvh(dose, mask, g, name="GTV")
 
 
 def test_relative_query_without_prescription_is_refused() -> None:
