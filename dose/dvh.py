@@ -2,13 +2,13 @@
 
 Public API
 ----------
-``compute_dvh(dose_gy, occupancy, geometry, *, dose_geometry=None, supersample=2, jitter=True,
+``compute_dvh(dose_gy, occupancy, geometry, *, dose_geometry=None, samples_per_voxel=4, jitter=True,
 bin_width_gy=None, name="", prescription_gy=None, boundary_points_mm=None) -> DVH``
     DVH of a structure given as a fractional occupancy array (0..1, or a bool mask) on
     ``geometry``; the dose (Gy) lives on ``dose_geometry`` (default: the same grid).
 ``sample_dose_gy(dose_gy, dose_geometry, points_mm) -> (N,) Gy``
     Trilinear dose at LPS points (0 outside the dose grid's voxel boxes).
-``volume_at_or_above_cm3(dose_gy, geometry, threshold_gy, *, supersample=2, jitter=True)``
+``volume_at_or_above_cm3(dose_gy, geometry, threshold_gy, *, samples_per_voxel=4, jitter=True)``
     Volume of the whole dose grid receiving ≥ a dose, with the *same* sub-voxel sampling as
     :func:`compute_dvh` (used for V_ref in the conformity indices).
 ``default_bin_width_gy(prescription_gy=None) -> float``
@@ -21,12 +21,14 @@ bin_width_gy=None, name="", prescription_gy=None, boundary_points_mm=None) -> DV
 
 Method (how sub-voxel accuracy is obtained)
 -------------------------------------------
-Every voxel of ``geometry`` with occupancy > 0 is split into ``supersample³`` sub-cells. In each
-sub-cell the dose is interpolated trilinearly from the dose grid at one sample point; with
-``jitter`` (default) that point is placed at a deterministic low-discrepancy position inside the
-sub-cell (R3 sequence keyed by the voxel's own index) instead of its centre, so a smooth dose
-field is sampled without the stair-steps a regular lattice prints on the DVH. Each sample carries
-``occupancy × voxel volume / supersample³``. The structure volume is therefore the occupancy
+Every voxel of ``geometry`` with occupancy > 0 gets ``samples_per_voxel`` (n) dose samples on an
+n-rooks pattern: along each axis the voxel is cut into n strata holding one sample each (the
+axis resolution of an n×n×n grid at 1/n² of its cost). At each sample point the dose is
+interpolated trilinearly from the dose grid; with ``jitter`` (default) the point is placed at a
+deterministic low-discrepancy position inside its stratum cell (R3 sequence keyed by the voxel's
+own index) instead of the cell centre, so a smooth dose field is sampled without the stair-steps
+a regular lattice prints on the DVH. Each sample carries
+``occupancy × voxel volume / n``. The structure volume is therefore the occupancy
 integral, and it equals the sum of the histogram bins (TG-53 / DVH-3: one rule for volume and
 dose). Samples outside the dose grid (beyond the outer voxels' boxes) count at 0 Gy and their
 volume is reported in :attr:`DVH.outside_dose_grid_cm3`.
@@ -41,7 +43,7 @@ within [Dmin, first edge] and [last edge, Dmax]).
 
 For contoured structures (DICOM RTSTRUCT) :mod:`planner.rtstruct` rasterises the contours on a
 fine grid (≤ 0.5 mm, sub-slice sampling between contour planes, explicit end-cap rule) and calls
-:func:`compute_dvh` with ``dose_geometry`` set to the RTDOSE grid and ``supersample=1``.
+:func:`compute_dvh` with ``dose_geometry`` set to the RTDOSE grid and ``samples_per_voxel=1``.
 """
 
 from __future__ import annotations
@@ -537,11 +539,16 @@ def _volume_at_or_above(
         for j in range(box[2], box[3] + 1):
             for i in range(box[4], box[5] + 1):
                 _load_nb(dose, k, j, i, nb)
-                lo = nb.min()
-                if lo >= threshold:
+                n_above = 0
+                for a in range(3):
+                    for b in range(3):
+                        for c in range(3):
+                            if nb[a, b, c] >= threshold:
+                                n_above += 1
+                if n_above == 27:
                     acc += 1.0
                     continue
-                if nb.max() < threshold:
+                if n_above == 0:
                     continue
                 lin = ((k * ny + j) * nx + i) * n_sub
                 cnt = 0
@@ -600,14 +607,25 @@ def _occupied(occ_flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 # ====================================================================== helpers
-def _sub_offsets(supersample: int) -> NDArray[np.float64]:
-    """(s³, 3) sub-cell centres (k, j, i) relative to the voxel centre, in index units."""
-    s = int(supersample)
-    if s < 1:
-        raise ValueError("supersample must be >= 1")
-    c = (np.arange(s) + 0.5) / s - 0.5
-    kk, jj, ii = np.meshgrid(c, c, c, indexing="ij")
-    return np.stack([kk.ravel(), jj.ravel(), ii.ravel()], axis=1)
+def _sub_offsets(samples_per_voxel: int) -> NDArray[np.float64]:
+    """(n, 3) sample-cell centres (k, j, i) relative to the voxel centre, in index units.
+
+    An n-rooks (Latin-hypercube) pattern: along every axis the voxel is cut into n strata and each
+    stratum holds exactly one sample, so n samples resolve the dose variation along each axis as
+    finely as an n×n×n grid would (n³ samples). The permutations are fixed (n = 4: hand-picked,
+    well spread; other n: a fixed pseudo-random draw).
+    """
+    n = int(samples_per_voxel)
+    if n < 1:
+        raise ValueError("samples_per_voxel must be >= 1")
+    if n == 1:
+        return np.zeros((1, 3))
+    if n == 4:
+        perms = [np.array([0, 1, 2, 3]), np.array([2, 0, 3, 1]), np.array([1, 3, 0, 2])]
+    else:
+        rng = np.random.default_rng(20260101 + n)
+        perms = [np.arange(n), rng.permutation(n), rng.permutation(n)]
+    return np.stack([(p + 0.5) / n - 0.5 for p in perms], axis=1)
 
 
 def _unravel(flat: NDArray[np.int64], geometry: GridGeometry) -> NDArray[np.float64]:
@@ -726,7 +744,7 @@ def compute_dvh(
     geometry: GridGeometry,
     *,
     dose_geometry: GridGeometry | None = None,
-    supersample: int = 2,
+    samples_per_voxel: int = 4,
     jitter: bool = True,
     bin_width_gy: float | None = None,
     name: str = "",
@@ -743,7 +761,7 @@ def compute_dvh(
         Fraction of each voxel inside the structure, 0..1 (a bool mask is 0/1).
     geometry : GridGeometry of ``occupancy``.
     dose_geometry : GridGeometry of ``dose_gy`` when it differs (any position/orientation).
-    supersample : sub-cells per voxel edge (s³ dose samples per occupied voxel).
+    samples_per_voxel : dose samples per occupied voxel (n-rooks pattern, see module doc).
     jitter : place each sample at a low-discrepancy point inside its sub-cell (see module doc).
     bin_width_gy : default :func:`default_bin_width_gy` (≤ 0.1 Gy, ≤ 0.5 % PD).
     boundary_points_mm : (M, 3) LPS points on the structure surface. When given, Dmin/Dmax are
@@ -766,7 +784,7 @@ def compute_dvh(
     elif occ_flat.dtype not in (np.float32, np.float64, np.uint8):
         occ_flat = occ_flat.astype(np.float64)
     vox, frac = _occupied(occ_flat)
-    offsets = _sub_offsets(supersample)
+    offsets = _sub_offsets(samples_per_voxel)
     n_sub = offsets.shape[0]
     weight = frac * (geometry.voxel_volume_mm3 / 1000.0 / n_sub)
     voxel_dmax = math.nan
@@ -781,7 +799,7 @@ def compute_dvh(
             k, j, i = kji[ok].astype(np.int64).T
             voxel_dmax = float(dose[k, j, i].max())
     doses = np.empty((vox.shape[0], n_sub))
-    jitter_half = 0.5 / supersample if jitter else 0.0
+    jitter_half = 0.5 / n_sub if jitter else 0.0
     inside = np.empty((vox.shape[0], n_sub), dtype=np.bool_)
     if same_grid and vox.shape[0]:
         inside[...] = True
@@ -832,22 +850,22 @@ def volume_at_or_above_cm3(
     geometry: GridGeometry,
     threshold_gy: float,
     *,
-    supersample: int = 2,
+    samples_per_voxel: int = 4,
     jitter: bool = True,
 ) -> float:
     """Volume (cm³) of the whole dose grid with dose ≥ ``threshold_gy``.
 
     Uses exactly the sample points :func:`compute_dvh` uses for a structure on the same grid
-    (same ``supersample``/``jitter``), so a target's V(≥ d) never exceeds this value.
+    (same ``samples_per_voxel``/``jitter``), so a target's V(≥ d) never exceeds this value.
     """
     dose = _as_dose(dose_gy)
     if tuple(dose.shape) != geometry.shape_zyx:
         raise ValueError("dose shape does not match its geometry")
-    offsets = _sub_offsets(supersample)
+    offsets = _sub_offsets(samples_per_voxel)
     box = _threshold_box(dose, float(threshold_gy))
     if box[0] < 0:
         return 0.0
     n = _volume_at_or_above(
-        dose, float(threshold_gy), offsets, 0.5 / supersample if jitter else 0.0, _JITTER, box
+        dose, float(threshold_gy), offsets, 0.5 / offsets.shape[0] if jitter else 0.0, _JITTER, box
     )
     return float(n) * geometry.voxel_volume_mm3 / 1000.0

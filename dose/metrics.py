@@ -453,7 +453,7 @@ def evaluate_plan(
     cord_d0_1cc_limit_gy: float = DEFAULT_CORD_D0_1CC_LIMIT_GY,
     target_biology: Biology = TUMOUR,
     oar_biology: Mapping[str, Biology] | None = None,
-    supersample: int = 2,
+    samples_per_voxel: int = 4,
     bin_width_gy: float | None = None,
     structure_geometry: GridGeometry | None = None,
 ) -> PlanEvaluation:
@@ -479,12 +479,12 @@ def evaluate_plan(
         t_occ,
         sgeom,
         dose_geometry=dgeom,
-        supersample=supersample,
+        samples_per_voxel=samples_per_voxel,
         bin_width_gy=bw,
         name=t_name,
         prescription_gy=pd,
     )
-    v_ref = volume_at_or_above_cm3(dose, geometry, pd, supersample=supersample)
+    v_ref = volume_at_or_above_cm3(dose, geometry, pd, samples_per_voxel=samples_per_voxel)
     tm = target_metrics(dvhs[t_name], v_ref, prescription_gy=pd, biology=target_biology)
     oar_out: dict[str, OARMetrics] = {}
     for name, occ in oars.items():
@@ -493,7 +493,7 @@ def evaluate_plan(
             occ,
             sgeom,
             dose_geometry=dgeom,
-            supersample=supersample,
+            samples_per_voxel=samples_per_voxel,
             bin_width_gy=bw,
             name=name,
             prescription_gy=pd,

@@ -449,7 +449,7 @@ def roi_dvh(
         raster.occupancy,
         raster.geometry,
         dose_geometry=dose_geometry,
-        supersample=1,
+        samples_per_voxel=1,
         jitter=True,
         bin_width_gy=bin_width_gy,
         name=raster.name,

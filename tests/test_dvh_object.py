@@ -140,7 +140,7 @@ def test_linear_gradient_box_is_uniform_distribution() -> None:
     dose = np.broadcast_to(10.0 + 2.0 * x, g.shape_zyx).copy()
     mask = np.zeros(g.shape_zyx, dtype=bool)
     mask[4:8, 4:8, 5:16] = True  # i = 5..15 → centres 10..30 mm, edges 9..31 mm
-    dvh = compute_dvh(dose, mask, g, supersample=2)
+    dvh = compute_dvh(dose, mask, g, samples_per_voxel=4)
     lo, hi = 28.0, 72.0
     assert dvh.dmean_gy == pytest.approx(50.0, abs=0.05)
     for p in (95.0, 50.0, 10.0):
@@ -160,11 +160,11 @@ def test_dose_on_a_rotated_grid() -> None:
     xyz = dose_g.voxel_centres_world()
     dose = 50.0 + xyz[..., 0] + 0.5 * xyz[..., 1]
     occ = np.ones(occ_g.shape_zyx)
-    dvh = compute_dvh(dose, occ, occ_g, dose_geometry=dose_g, supersample=1, jitter=False)
+    dvh = compute_dvh(dose, occ, occ_g, dose_geometry=dose_g, samples_per_voxel=1, jitter=False)
     assert dvh.volume_cm3 == pytest.approx(1.0)
     assert dvh.dmean_gy == pytest.approx(50.0, abs=1e-9)  # the box is centred on the origin
     assert dvh.dmax_gy == pytest.approx(50.0 + 4.5 + 2.25)  # the corner voxel centre (4.5, 4.5)
-    dvh = compute_dvh(dose, occ, occ_g, dose_geometry=dose_g, supersample=1)  # jittered
+    dvh = compute_dvh(dose, occ, occ_g, dose_geometry=dose_g, samples_per_voxel=1)  # jittered
     assert dvh.dmean_gy == pytest.approx(50.0, abs=0.01)
     # Jittered samples stay inside the box: below the corner (5, 5) mm value, above the corner
     # voxel's centre value minus half its dose range.
@@ -182,7 +182,7 @@ def test_structure_outside_the_dose_grid_counts_zero() -> None:
     dose_g = GridGeometry.axis_aligned((4, 4, 4), (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
     dose = np.full(dose_g.shape_zyx, 3.0)
     occ = np.ones(g.shape_zyx, dtype=bool)  # x from -0.5 to 7.5 mm; dose grid to 3.5 mm
-    dvh = compute_dvh(dose, occ, g, dose_geometry=dose_g, supersample=1, jitter=False)
+    dvh = compute_dvh(dose, occ, g, dose_geometry=dose_g, samples_per_voxel=1, jitter=False)
     assert dvh.volume_cm3 == pytest.approx(0.128)
     assert dvh.outside_dose_grid_cm3 == pytest.approx(0.064)
     assert dvh.dmin_gy == 0.0
