@@ -20,7 +20,8 @@ QMainWindow, QDialog { background: #16181d; }
 #header_bar { background: #20242c; border-bottom: 1px solid #3a4150; }
 #header_bar QLabel { color: #e6e9ef; font-size: 10.5pt; }
 #patient_label { color: #ffffff; }
-#warning_label { color: #1b1b1b; background: #f0b429; border-radius: 3px; padding: 1px 8px; }
+#warning_label { color: #1b1b1b; background: #f0b429; border: none; border-radius: 3px;
+                 padding: 2px 8px; font-weight: bold; }
 QStatusBar { background: #20242c; color: #d8dce4; border-top: 1px solid #3a4150; }
 QStatusBar QLabel { color: #d8dce4; font-family: "DejaVu Sans Mono", monospace; padding: 0 6px; }
 QToolBar { background: #1c1f26; border-bottom: 1px solid #2c313c; spacing: 6px; }

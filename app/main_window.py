@@ -19,7 +19,15 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 from PySide6.QtCore import QPoint, QRect, Qt, QTimer, Signal
-from PySide6.QtGui import QAction, QCloseEvent, QImage, QKeySequence, QPainter, QPixmap
+from PySide6.QtGui import (
+    QAction,
+    QCloseEvent,
+    QFontMetrics,
+    QImage,
+    QKeySequence,
+    QPainter,
+    QPixmap,
+)
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QDialog,
@@ -173,13 +181,18 @@ class HeaderBar(QFrame):
         self.study_label = QLabel()
         self.series_label = QLabel()
         self.plan_label = QLabel()
-        self.warning_label = QLabel()
+        # Acquisition warnings (tilt resampled, gaps…): prominent (UI-4), elided to fit, full
+        # text in the tooltip; clicking opens the import report.
+        self.warning_label = QToolButton()
         self.warning_label.setObjectName("warning_label")
-        self.warning_label.setWordWrap(False)
+        self.warning_label.setCursor(Qt.CursorShape.PointingHandCursor)
         for w in (self.patient_label, self.id_label, self.study_label, self.series_label):
             layout.addWidget(w)
             w.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        layout.addStretch(1)
+        # The series line takes the room left over (clipped, full text in its tooltip).
+        self.series_label.setMinimumWidth(80)
+        self.series_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        layout.setStretchFactor(self.series_label, 1)
         layout.addWidget(self.warning_label)
         layout.addWidget(self.plan_label)
         self.set_volume(None)
@@ -207,11 +220,15 @@ class HeaderBar(QFrame):
             f"{desc} · {nx}×{ny}×{nz} · {sx:.2f}×{sy:.2f}×{sz:.2f} mm"
             + ("" if g.is_axis_aligned else " · oblique")
         )
-        self.series_label.setToolTip(f"Series UID {info.series_instance_uid}")
+        self.series_label.setToolTip(
+            f"{self.series_label.text()}\nSeries UID {info.series_instance_uid}"
+        )
         self.plan_label.setText("Plan: none")
         if volume.warnings:
+            metrics = QFontMetrics(self.warning_label.font())
+            first = metrics.elidedText(volume.warnings[0], Qt.TextElideMode.ElideRight, 330)
             self.warning_label.setText(
-                f"⚠ {volume.warnings[0]}"
+                f"⚠ {first}"
                 + (f" (+{len(volume.warnings) - 1} more)" if len(volume.warnings) > 1 else "")
             )
             self.warning_label.setToolTip("\n".join(volume.warnings))
@@ -320,6 +337,7 @@ class MainWindow(QMainWindow):
         outer.setContentsMargins(0, 0, 0, 0)
         outer.setSpacing(0)
         self.header = HeaderBar()
+        self.header.warning_label.clicked.connect(self.show_import_report)
         outer.addWidget(self.header)
 
         self.axial_view = SliceView(self.session, Orientation.AXIAL)
@@ -518,6 +536,7 @@ class MainWindow(QMainWindow):
             on_progress=self._on_progress,
             on_cancelled=self._on_cancelled,
             cancel_exceptions=_load_cancelled_type(),
+            parent=self,
         )
 
     def _finish(self, on_done: Callable[[Any], None], result: Any) -> None:
@@ -722,6 +741,7 @@ class MainWindow(QMainWindow):
         self._closing = True
         if self._worker is not None:
             self._worker.cancel()
+            self._worker.wait(5.0)  # loaders check cancel() often; do not exit under them
         for view in self.slice_views:
             view.probe.disconnect(self._on_probe)
         self.session.volume_changed.disconnect(self._on_volume_changed)

@@ -165,3 +165,20 @@ def test_close_finalizes_views_and_ignores_late_model_events(
     session.set_volume(None)
     window.deleteLater()
     settle()
+
+
+def test_tilted_real_ct_is_flagged_in_the_header(window: MainWindow, critical_calls: list) -> None:
+    """UI-4: a resampled gantry-tilt acquisition is warned about prominently, never silently."""
+    from tests.conftest import shared_data
+
+    tilted = shared_data("ct-gantry-tilt-ge")
+    open_and_wait(window, tilted)
+    volume = window.session.volume
+    if volume is None:  # the loader may refuse it: then the refusal must be in a dialog
+        assert critical_calls and "tilt" in critical_calls[0][1].lower()
+        return
+    assert not critical_calls
+    assert volume.warnings, "a tilted CT must carry a warning"
+    assert window.header.warning_label.isVisible()
+    assert "tilt" in window.header.warning_label.toolTip().lower()
+    assert not window.header.series_label.text().startswith("No image")
