@@ -329,7 +329,7 @@ def _trilinear(dose: np.ndarray, qk: float, qj: float, qi: float) -> tuple[float
     return c0 * (1.0 - tk) + c1 * tk, True
 
 
-@numba.njit(parallel=True, cache=True)
+@numba.njit(cache=True)
 def _sample_voxels(
     dose: np.ndarray,
     vox_flat: np.ndarray,
@@ -352,7 +352,7 @@ def _sample_voxels(
     n_sub = offsets.shape[0]
     ny = grid_shape[1]
     nx = grid_shape[2]
-    for n in numba.prange(n_vox):
+    for n in range(n_vox):
         f = vox_flat[n]
         k = f // (ny * nx)
         j = (f // nx) % ny
@@ -375,7 +375,7 @@ def _sample_voxels(
             out_inside[n, s] = ok
 
 
-@numba.njit(parallel=True, cache=True)
+@numba.njit(cache=True)
 def _sample_same_grid(
     dose: np.ndarray,
     vox_flat: np.ndarray,
@@ -393,16 +393,13 @@ def _sample_same_grid(
     _nz, ny, nx = dose.shape
     n_vox = vox_flat.shape[0]
     n_sub = offsets.shape[0]
-    chunk = 512
-    n_chunks = (n_vox + chunk - 1) // chunk
-    for ch in numba.prange(n_chunks):
-        nb = np.empty((3, 3, 3))  # one buffer per chunk: a per-voxel allocation is slow
-        for n in range(ch * chunk, min((ch + 1) * chunk, n_vox)):
-            f = vox_flat[n]
-            _load_nb(dose, f // (ny * nx), (f // nx) % ny, f % nx, nb)
-            lin = f * n_sub
-            for s in range(n_sub):
-                out_dose[n, s] = _nb_sample(nb, lin, s, offsets, jitter_half, table)
+    nb = np.empty((3, 3, 3))
+    for n in range(n_vox):
+        f = vox_flat[n]
+        _load_nb(dose, f // (ny * nx), (f // nx) % ny, f % nx, nb)
+        lin = f * n_sub
+        for s in range(n_sub):
+            out_dose[n, s] = _nb_sample(nb, lin, s, offsets, jitter_half, table)
 
 
 @numba.njit(cache=True, inline="always")
