@@ -58,7 +58,7 @@ __all__ = [
 ]
 
 #: Below this distance (mm) from a seed centre the exact formalism is used instead of the table.
-R_DIRECT_MM = 5.0
+R_DIRECT_MM = 3.5
 _LUT_LAYOUT = UniformLUT(
     dr_fine_cm=0.005, r_split_cm=2.0, dr_coarse_cm=0.1, r_max_cm=60.0, dtheta_deg=1.0
 )

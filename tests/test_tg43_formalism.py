@@ -177,11 +177,11 @@ def test_points_inside_capsule_are_capped_and_flagged(kind: str) -> None:
 
 @pytest.mark.parametrize("name", MODELS)
 def test_engines_agree_near_the_seed(name: str) -> None:
-    # inside 5 mm the numba engine evaluates the formalism directly: compare with numpy closely
+    # inside 3.5 mm the numba engine evaluates the formalism directly, beyond it uses its table
     rng = np.random.default_rng(3)
     rho = rng.uniform(0, 6, 300)
     z = rng.uniform(-6, 6, 300)
     a, fa = _rate("numba", name, rho, z)
     b, fb = _rate("reference", name, rho, z)
     assert (fa == fb).all()
-    np.testing.assert_allclose(a, b, rtol=1e-4)
+    np.testing.assert_allclose(a, b, rtol=3e-4)
