@@ -117,7 +117,12 @@ class SeedSet:
             ax = np.array(axes, dtype=np.float64).reshape(-1, 3)
             if ax.shape[0] == 1 and n != 1:
                 ax = np.tile(ax, (n, 1))
-        st = np.broadcast_to(np.asarray(strengths_u, dtype=np.float64), (n,)).copy()
+        try:
+            st = np.broadcast_to(np.asarray(strengths_u, dtype=np.float64), (n,)).copy()
+        except ValueError:
+            raise InputError(
+                f"{n} seed positions but {np.size(strengths_u)} seed strengths"
+            ) from None
         if ax.shape[0] != n:
             raise InputError(f"{n} seed positions but {ax.shape[0]} seed axes")
         if not (np.all(np.isfinite(pos)) and np.all(np.isfinite(ax)) and np.all(np.isfinite(st))):
