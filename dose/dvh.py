@@ -340,23 +340,31 @@ def _sample_voxels(
     table: np.ndarray,
     out_dose: np.ndarray,
     out_inside: np.ndarray,
-) -> None:
+) -> float:
     """Dose at the sub-cell sample points of the listed voxels.
 
     vox_flat (N,) int: C-order flat voxel indices on the occupancy grid; affine (3, 4): grid
     (k, j, i, 1) → dose-grid continuous (k, j, i); offsets (S, 3): sub-cell centres relative to
     the voxel centre (index units); jitter_half: half sub-cell width (0 = no jitter).
-    out_dose, out_inside: (N, S).
+    out_dose, out_inside: (N, S). Returns the voxel maximum: the largest dose-grid value at the
+    dose voxels holding the listed voxels' centres (NaN if none is inside the dose grid).
     """
     n_vox = vox_flat.shape[0]
     n_sub = offsets.shape[0]
     ny = grid_shape[1]
     nx = grid_shape[2]
+    dz, dy, dx = dose.shape
+    vmax = -np.inf
     for n in range(n_vox):
         f = vox_flat[n]
         k = f // (ny * nx)
         j = (f // nx) % ny
         i = f % nx
+        ck = math.floor(affine[0, 0] * k + affine[0, 1] * j + affine[0, 2] * i + affine[0, 3] + 0.5)
+        cj = math.floor(affine[1, 0] * k + affine[1, 1] * j + affine[1, 2] * i + affine[1, 3] + 0.5)
+        ci = math.floor(affine[2, 0] * k + affine[2, 1] * j + affine[2, 2] * i + affine[2, 3] + 0.5)
+        if 0 <= ck < dz and 0 <= cj < dy and 0 <= ci < dx:
+            vmax = max(vmax, dose[ck, cj, ci])
         lin = f * n_sub
         for s in range(n_sub):
             pk = k + offsets[s, 0]
@@ -373,6 +381,7 @@ def _sample_voxels(
             d, ok = _trilinear(dose, qk, qj, qi)
             out_dose[n, s] = d
             out_inside[n, s] = ok
+    return vmax if vmax > -np.inf else np.nan
 
 
 @numba.njit(cache=True)
@@ -625,11 +634,6 @@ def _sub_offsets(samples_per_voxel: int) -> NDArray[np.float64]:
     return np.stack([(p + 0.5) / n - 0.5 for p in perms], axis=1)
 
 
-def _unravel(flat: NDArray[np.int64], geometry: GridGeometry) -> NDArray[np.float64]:
-    """(N,) flat C-order indices → (N, 3) float (k, j, i)."""
-    return np.stack(np.unravel_index(flat, geometry.shape_zyx), axis=1).astype(np.float64)
-
-
 def _affine_kji(src: GridGeometry, dst: GridGeometry) -> NDArray[np.float64]:
     """(3, 4) affine: src array index (k, j, i, 1) → dst continuous array index (k, j, i)."""
     basis = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1]], dtype=np.float64)  # (k, j, i)
@@ -788,13 +792,6 @@ def compute_dvh(
     same_grid = dose_geometry is None or dose_geometry.same_as(geometry, tol_mm=1e-6)
     if same_grid and vox.size:
         voxel_dmax = float(dose.reshape(-1)[vox].max())
-    elif vox.size:
-        # The dose voxels holding the occupied voxels' centres (no interpolation).
-        kji = np.rint(dgeom.world_to_zyx(geometry.zyx_to_world(_unravel(vox, geometry))))
-        ok = np.all((kji >= 0) & (kji < np.asarray(dgeom.shape_zyx)), axis=1)
-        if np.any(ok):
-            k, j, i = kji[ok].astype(np.int64).T
-            voxel_dmax = float(dose[k, j, i].max())
     doses = np.empty((vox.shape[0], n_sub))
     jitter_half = 0.5 / n_sub if jitter else 0.0
     inside = np.empty((vox.shape[0], n_sub), dtype=np.bool_)
@@ -803,7 +800,8 @@ def compute_dvh(
         _sample_same_grid(dose, vox, offsets, jitter_half, _JITTER, doses)
     elif vox.shape[0]:
         aff = _affine_kji(geometry, dgeom)
-        _sample_voxels(
+        # Also the voxel maximum: dose voxels holding the occupied voxels' centres.
+        voxel_dmax = _sample_voxels(
             dose,
             vox,
             np.asarray(geometry.shape_zyx, dtype=np.int64),
