@@ -55,6 +55,9 @@ class VTKWidget(QVTKRenderWindowInteractor):
         self._observers: list[tuple[vtkObject, int]] = []
         super().__init__(parent)
         self.renderer = vtkRenderer()
+        # No multisampling: with software OpenGL (Mesa llvmpipe, Xvfb, remote desktops) MSAA
+        # multiplies the fill cost; image views do not need it.
+        self.GetRenderWindow().SetMultiSamples(0)
         self.GetRenderWindow().AddRenderer(self.renderer)
         self._initialized = False
 

@@ -83,6 +83,8 @@ class VolumeView(VTKWidget):
             mapper.SliceFacesCameraOff()
             mapper.SliceAtFocalPointOff()
             mapper.BorderOn()
+            # Reslice at the image's own resolution, not per screen pixel (cheaper in 3-D).
+            mapper.ResampleToScreenPixelsOff()
             image_slice = vtkImageSlice()
             image_slice.SetMapper(mapper)
             image_slice.GetProperty().SetInterpolationTypeToLinear()
@@ -179,7 +181,7 @@ class VolumeView(VTKWidget):
             camera.SetFocalPoint(*centre)
             camera.SetPosition(*(centre + 800.0 * view_from / np.linalg.norm(view_from)))
         self.renderer.ResetCamera(*bounds)
-        camera.Zoom(1.35)
+        camera.Zoom(1.2)
         self.renderer.ResetCameraClippingRange()
         self.request_render()
 

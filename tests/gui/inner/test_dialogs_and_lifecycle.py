@@ -149,11 +149,15 @@ def test_cancel_during_load_leaves_no_error(
 def test_close_finalizes_views_and_ignores_late_model_events(
     gui_app: QApplication, tmp_path: Path
 ) -> None:
+    from dose.geometry import GridGeometry
+    from planner.volume import CTVolume
+
     window = open_window(tmp_path)
-    ct = tmp_path / "ct"
-    write_ct_series(ct, n_slices=8, rows=64, cols=64)
-    open_and_wait(window, ct)
-    assert window.session.volume is not None
+    hu = np.random.default_rng(1).normal(0.0, 300.0, (8, 64, 64)).astype(np.int16)
+    geometry = GridGeometry.axis_aligned((8, 64, 64), (0.0, 0.0, 0.0), (1.0, 1.0, 2.0))
+    window.session.set_volume(CTVolume(hu, geometry))
+    settle()
+    assert all(view.grab_rgb().std() > 0 for view in window.vtk_views)
     session = window.session
     views = window.vtk_views
     window.close()
