@@ -388,9 +388,10 @@ def rasterise_roi(
     nz = max(1, math.ceil((z_hi - z_lo) / dz - 1e-6))
     x0 = float(xy_lo[0] - margin)
     y0 = float(xy_lo[1] - margin)
-    xs = x0 + h * np.arange(nx)
-    ys = y0 + h * np.arange(ny)
-    zc = z_lo + dz * (np.arange(nz) + 0.5)
+    # The fine grid; its voxel centres (the only index → mm conversion is GridGeometry's). The
+    # coverage kernel relies on xs, ys being evenly spaced by h from xs[0], ys[0].
+    geometry = GridGeometry.axis_aligned((nz, ny, nx), (x0, y0, z_lo + 0.5 * dz), (h, h, dz))
+    xs, ys, zc = geometry.axis_coordinates_mm()
 
     cover = np.empty((n_planes, ny, nx), dtype=np.float32)
     for p, polys in enumerate(plane_polys):
@@ -420,7 +421,6 @@ def rasterise_roi(
                 bpts.append(np.column_stack([c[:, :2], np.full(len(c), lower[p])]))
             if p == n_planes - 1 or run_id[p + 1] != run_id[p]:
                 bpts.append(np.column_stack([c[:, :2], np.full(len(c), upper[p])]))
-    geometry = GridGeometry.axis_aligned((nz, ny, nx), (x0, y0, float(zc[0])), (h, h, dz))
     method = (
         f"contours rasterised on a {h:g}×{h:g}×{dz:g} mm grid (each contour fills its slab,"
         " ½-slice end caps at the first and last contour of each run)"
