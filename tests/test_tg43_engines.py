@@ -59,21 +59,22 @@ def test_points_fast_vs_reference(model: str, formalism: str) -> None:
     assert fast.formalism == formalism and fast.table_checksum == ref.table_checksum
 
 
-def test_grid_non_identity_direction_fast_vs_reference() -> None:
+@pytest.mark.parametrize("formalism", ["2d", "1d"])
+def test_grid_non_identity_direction_fast_vs_reference(formalism: str) -> None:
     rng = np.random.default_rng(8)
     seeds = _cloud(rng, 15, 6.0)
     geometry = GridGeometry(
         (14, 17, 19), np.array([-15.0, -12.0, -11.0]), np.array([1.3, 1.1, 1.7]), _rotation(rng)
     )
-    fast = make_engine("6711", "2d", "numba").dose_rate_on_grid(seeds, geometry)
-    ref = make_engine("6711", "2d", "reference").dose_rate_on_grid(seeds, geometry)
+    fast = make_engine("6711", formalism, "numba").dose_rate_on_grid(seeds, geometry)
+    ref = make_engine("6711", formalism, "reference").dose_rate_on_grid(seeds, geometry)
     world = geometry.voxel_centres_world().reshape(-1, 3)
     far = (_min_dist(world, seeds) > 1.0).reshape(geometry.shape_zyx)
     rel = np.abs(fast.dose_rate_cgy_h - ref.dose_rate_cgy_h) / ref.dose_rate_cgy_h
     assert rel[far].max() <= TOL
     assert (fast.flagged == ref.flagged).all()
     # the grid agrees with point evaluation at the voxel centres (same LPS convention)
-    pts = make_engine("6711").dose_rate_at_points(seeds, world)
+    pts = make_engine("6711", formalism).dose_rate_at_points(seeds, world)
     np.testing.assert_allclose(fast.dose_rate_cgy_h.reshape(-1), pts.dose_rate_cgy_h, rtol=1e-5)
 
 
