@@ -21,8 +21,9 @@ Public API
     acc.set_seeds(seeds, ids, cancel=fn)       # full recompute (worker thread friendly)
     acc.dose_rate_cgy_h / acc.dose_gy / acc.flagged / acc.slice_rate(k) / acc.version
 
-    warm_up()                                  # compile the numba kernels (call at GUI start,
-                                               # in a worker thread: ~20-30 s cold, ~1 s cached)
+    warm_up_in_subprocess()                    # GUI start: fill numba's cache off-process
+    warm_up()                                  # compile/load the kernels (~20-30 s cold, ~1 s
+                                               # cached; run it in a worker thread)
     cross_check(model, formalism, seeds, points_mm)   # fast vs reference, for reports
 
 Units: positions and distances in LPS mm; strengths S_K in U (1 U = 1 cGy cm² h⁻¹); dose rate
@@ -40,10 +41,14 @@ flagged (``DoseResult.flagged``), never singular.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -70,6 +75,7 @@ __all__ = [
     "slice_geometry",
     "strength_at_implant",
     "warm_up",
+    "warm_up_in_subprocess",
 ]
 
 CancelFn = Callable[[], bool]
@@ -525,9 +531,34 @@ def cross_check(
 
 
 def warm_up(models: Sequence[str] = ("6711",)) -> None:
-    """Compile (or load from numba's cache) the fast kernels and build the models' tables."""
+    """Compile (or load from numba's cache) the fast kernels and build the models' tables.
+
+    Cold (first run after install) this takes ~20-30 s of compilation, which holds the GIL for
+    long stretches; cached it takes ~1 s. A GUI should call :func:`warm_up_in_subprocess` at
+    start-up (fills numba's on-disk cache without touching the GUI process), then ``warm_up()``
+    in a worker thread once that has finished.
+    """
     for name in models:
         engine_numba.warm_up(load_model(name))
+
+
+def warm_up_in_subprocess(models: Sequence[str] = ("6711",)) -> subprocess.Popen[bytes]:
+    """Start a background Python process that compiles the kernels into numba's disk cache.
+
+    Returns the Popen handle (poll() is not None when done; exit status 0 on success).
+    """
+    code = f"from dose.engine import warm_up; warm_up({list(models)!r})"
+    root = str(Path(__file__).resolve().parent.parent)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return subprocess.Popen(
+        [sys.executable, "-c", code],
+        cwd=root,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 # =========================================================================== accumulator

@@ -16,6 +16,7 @@ from dose.engine import (
     make_engine,
     slice_geometry,
     warm_up,
+    warm_up_in_subprocess,
 )
 from dose.geometry import GridGeometry
 
@@ -235,3 +236,8 @@ def test_cross_check_for_reports() -> None:
     chk = cross_check("6711", "2d", seeds, pts)
     assert chk["n_points"] == 200  # the two seed centres are skipped
     assert chk["max_rel_diff"] <= TOL and chk["formalism"] == "2d"
+
+
+def test_warm_up_in_subprocess_succeeds() -> None:
+    proc = warm_up_in_subprocess(["6711"])
+    assert proc.wait(timeout=300) == 0
