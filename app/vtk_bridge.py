@@ -21,8 +21,9 @@ being picked up.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import vtkmodules.qt
@@ -50,8 +51,11 @@ __all__ = ["VTKWidget"]
 class VTKWidget(QVTKRenderWindowInteractor):
     """A QWidget hosting one VTK render window with one renderer (``self.renderer``)."""
 
+    _instances: ClassVar[weakref.WeakSet[VTKWidget]] = weakref.WeakSet()
+
     def __init__(self, parent: QWidget | None = None) -> None:
         self._closed = False
+        VTKWidget._instances.add(self)
         self._observers: list[tuple[vtkObject, int]] = []
         super().__init__(parent)
         self.renderer = vtkRenderer()
@@ -88,6 +92,11 @@ class VTKWidget(QVTKRenderWindowInteractor):
         ev.accept()
 
     # ------------------------------------------------------------------ API
+    @classmethod
+    def unfinalized_instances(cls) -> list[VTKWidget]:
+        """Live widgets whose render window was not finalized (for leak checks in tests)."""
+        return [w for w in list(cls._instances) if not w._closed]
+
     @property
     def is_closed(self) -> bool:
         return self._closed

@@ -12,6 +12,7 @@ from PySide6.QtWidgets import QApplication
 from app.gui_main import create_application
 from app.main_window import MainWindow
 from app.settings import Settings
+from app.vtk_bridge import VTKWidget
 from tests.gui.conftest import DEMO_ENV
 from tests.gui.inner._helpers import settle, wait_until
 
@@ -22,6 +23,16 @@ LOAD_TIMEOUT_S = 90.0
 def gui_app() -> QApplication:
     """SeedPlan's QApplication (theme included); pytest-qt's ``qapp`` reuses it."""
     return create_application()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _no_unfinalized_render_windows(gui_app: QApplication) -> Iterator[None]:
+    """Every window a test module opened must be closed (and its VTK views finalized)."""
+    before = set(map(id, VTKWidget.unfinalized_instances()))
+    yield
+    settle()
+    leaked = [w.objectName() for w in VTKWidget.unfinalized_instances() if id(w) not in before]
+    assert not leaked, f"VTK views left open (close their window): {leaked}"
 
 
 @pytest.fixture(scope="session")
