@@ -185,3 +185,24 @@ def test_engines_agree_near_the_seed(name: str) -> None:
     b, fb = _rate("reference", name, rho, z)
     assert (fa == fb).all()
     np.testing.assert_allclose(a, b, rtol=3e-4)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_anisotropy_r_clamped_outside_its_table(kind: str) -> None:
+    # F is clamped in r (tg43.md §4.3), never 1.0 outside the table:
+    # 6711 F(5 cm, 0°) = 0.550 holds at 8 cm; 2301 has no F below 1 cm, so
+    # F(0.8 cm, 30°) = F(1 cm, 30°) = 0.900 (tables in tg43.md §2.1, §2.2)
+    for name, r_cm, theta_deg, expected_f in (
+        ("6711", 8.0, 0.0, 0.550),
+        ("2301", 0.8, 30.0, 0.900),
+    ):
+        m = load_model(name)
+        th = math.radians(theta_deg)
+        rate, flagged = _rate(kind, name, r_cm * 10 * math.sin(th), r_cm * 10 * math.cos(th))
+        assert not flagged[0]
+        f = rate[0] / (
+            m.dose_rate_constant
+            * float(_g_ratio(m, np.array(r_cm), np.array(th)))
+            * float(er.radial_dose(m, r_cm))
+        )
+        assert f == pytest.approx(expected_f, rel=2e-5)
