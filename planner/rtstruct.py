@@ -8,6 +8,10 @@ Public API
 ``rasterise_roi(roi, *, spacing_mm=None, max_samples=4_000_000, slice_thickness_mm=None)
 -> RasterisedROI``
     Fractional occupancy (0..1, float32, (z, y, x)) on a fine axis-aligned grid covering the ROI.
+``rasterise_roi_on_grid(roi, geometry, *, fine_spacing_mm=0.25, slice_thickness_mm=None)
+-> (z, y, x) float32``
+    The same rule onto a given axial grid (e.g. a plan's dose or CT grid): each voxel gets the
+    average of its fine cells (input for ``dose.dvh.compute_dvh`` / ``dose.metrics``).
 ``roi_dvh(raster, dose_gy, dose_geometry, *, prescription_gy=None, bin_width_gy=None) -> DVH``
     The DVH of a rasterised ROI in a dose grid (fine-grid samples, trilinear dose).
 
@@ -61,6 +65,7 @@ __all__ = [
     "RasterisedROI",
     "StructureSet",
     "rasterise_roi",
+    "rasterise_roi_on_grid",
     "read_rtstruct",
     "roi_dvh",
 ]
@@ -236,9 +241,15 @@ def _frame_of_reference(ds: object) -> str:
 # ====================================================================== in-plane coverage
 @numba.njit(cache=True)
 def _plane_coverage(
-    xs: np.ndarray, ys: np.ndarray, vx: np.ndarray, vy: np.ndarray, starts: np.ndarray, h: float
+    xs: np.ndarray,
+    ys: np.ndarray,
+    vx: np.ndarray,
+    vy: np.ndarray,
+    starts: np.ndarray,
+    hx: float,
+    hy: float,
 ) -> np.ndarray:
-    """(ny, nx) fraction of each fine pixel (centres xs, ys; size h mm) inside the polygons.
+    """(ny, nx) fraction of each fine pixel (centres xs, ys; size hx × hy mm) inside the polygons.
 
     Inside/outside by the even-odd rule (scan lines through the pixel centres); within h/2 of an
     edge the coverage is ``clip(0.5 − d/h, 0, 1)`` with d the signed distance (negative inside)
@@ -271,13 +282,14 @@ def _plane_coverage(
         cuts = np.sort(xint[:m])
         for c in range(0, m - 1, 2):
             # pixels with centre in (cuts[c], cuts[c+1]) are inside
-            i_lo = max(math.ceil((cuts[c] - x0) / h), 0)
-            i_hi = min(math.floor((cuts[c + 1] - x0) / h), nx - 1)
+            i_lo = max(math.ceil((cuts[c] - x0) / hx), 0)
+            i_hi = min(math.floor((cuts[c + 1] - x0) / hx), nx - 1)
             for ix in range(i_lo, i_hi + 1):
-                xc = x0 + ix * h
+                xc = x0 + ix * hx
                 if cuts[c] < xc < cuts[c + 1]:
                     inside[jy, ix] = True
     # Distance to the nearest edge, only where it is below h/2 (the anti-aliasing band).
+    h = math.sqrt(hx * hy)  # anti-aliasing width (exact for square pixels)
     band = 0.5 * h
     dist = np.full((ny, nx), band)
     for p in range(n_poly):
@@ -291,14 +303,14 @@ def _plane_coverage(
             dx = x2 - x1
             dy = y2 - y1
             ll = dx * dx + dy * dy
-            i_lo = max(math.floor((min(x1, x2) - band - x0) / h), 0)
-            i_hi = min(math.ceil((max(x1, x2) + band - x0) / h), nx - 1)
-            j_lo = max(math.floor((min(y1, y2) - band - y0) / h), 0)
-            j_hi = min(math.ceil((max(y1, y2) + band - y0) / h), ny - 1)
+            i_lo = max(math.floor((min(x1, x2) - band - x0) / hx), 0)
+            i_hi = min(math.ceil((max(x1, x2) + band - x0) / hx), nx - 1)
+            j_lo = max(math.floor((min(y1, y2) - band - y0) / hy), 0)
+            j_hi = min(math.ceil((max(y1, y2) + band - y0) / hy), ny - 1)
             for jy in range(j_lo, j_hi + 1):
-                y = y0 + jy * h
+                y = y0 + jy * hy
                 for ix in range(i_lo, i_hi + 1):
-                    x = x0 + ix * h
+                    x = x0 + ix * hx
                     t = 0.0
                     if ll > 0.0:
                         t = ((x - x1) * dx + (y - y1) * dy) / ll
@@ -335,14 +347,20 @@ def _group_planes(roi: ROI) -> tuple[NDArray[np.float64], list[list[NDArray[np.f
     return np.asarray(planes), polys
 
 
-def rasterise_roi(
-    roi: ROI,
-    *,
-    spacing_mm: float | None = None,
-    max_samples: int = DEFAULT_MAX_SAMPLES,
-    slice_thickness_mm: float | None = None,
-) -> RasterisedROI:
-    """Fractional occupancy of a contoured ROI on a fine grid (method: module docstring)."""
+@dataclass
+class _Slabs:
+    """Contour planes of an ROI and the slab [lower, upper] (mm) each one fills."""
+
+    plane_z: NDArray[np.float64]
+    polys: list[list[NDArray[np.float64]]]
+    lower: NDArray[np.float64]
+    upper: NDArray[np.float64]
+    run_id: NDArray[np.int64]
+    typical_mm: float
+
+
+def _slabs(roi: ROI, slice_thickness_mm: float | None) -> _Slabs:
+    """Planes, runs and slabs with ½-slice end caps (the rule in the module docstring)."""
     if not roi.contours:
         raise InputError(f"ROI {roi.name!r} has no closed planar contours")
     plane_z, plane_polys = _group_planes(roi)
@@ -355,10 +373,8 @@ def rasterise_roi(
         raise InputError(
             f"ROI {roi.name!r} is contoured on a single plane; its slice thickness is unknown"
         )
-
     # Runs of consecutive planes; each plane's slab is [lower_p, upper_p].
-    gaps = np.diff(plane_z)
-    breaks = np.flatnonzero(gaps > 1.5 * typical)
+    breaks = np.flatnonzero(np.diff(plane_z) > 1.5 * typical)
     run_id = np.zeros(n_planes, dtype=np.int64)
     for b in breaks:
         run_id[b + 1 :] += 1
@@ -372,11 +388,58 @@ def rasterise_roi(
         # End cap: ½ of the spacing to the in-run neighbour (or the typical spacing if alone).
         lower[p] = plane_z[p] - 0.5 * (h_prev if h_prev is not None else (h_next or typical))
         upper[p] = plane_z[p] + 0.5 * (h_next if h_next is not None else (h_prev or typical))
+    return _Slabs(plane_z, plane_polys, lower, upper, run_id, typical)
 
+
+def _fill(
+    slabs: _Slabs,
+    xs: NDArray[np.float64],
+    ys: NDArray[np.float64],
+    zc: NDArray[np.float64],
+    hx: float,
+    hy: float,
+    dz: float,
+) -> NDArray[np.float32]:
+    """(nz, ny, nx) occupancy of fine voxels centred at (xs, ys, zc) (hx × hy × dz mm): in-plane
+    coverage of each plane's contours times the fraction of the fine slice inside its slab."""
+    ny, nx = ys.size, xs.size
+    cover = np.empty((slabs.plane_z.size, ny, nx), dtype=np.float32)
+    for p, polys in enumerate(slabs.polys):
+        vx = np.ascontiguousarray(np.concatenate([q[:, 0] for q in polys]))
+        vy = np.ascontiguousarray(np.concatenate([q[:, 1] for q in polys]))
+        starts = np.cumsum([0] + [len(q) for q in polys]).astype(np.int64)
+        cover[p] = _plane_coverage(
+            np.ascontiguousarray(xs), np.ascontiguousarray(ys), vx, vy, starts, hx, hy
+        )
+    occ = np.zeros((zc.size, ny, nx), dtype=np.float32)
+    for q in range(zc.size):
+        a, b = zc[q] - 0.5 * dz, zc[q] + 0.5 * dz
+        # Planes whose slab overlaps this fine slice (by more than a rounding error).
+        overlap = np.minimum(slabs.upper, b) - np.maximum(slabs.lower, a)
+        for p in np.flatnonzero(overlap > 1e-6 * dz):
+            frac = min(float(overlap[p]) / dz, 1.0)
+            if frac >= 1.0 - 1e-9:
+                occ[q] += cover[p]
+            else:
+                occ[q] += np.float32(frac) * cover[p]
+    np.minimum(occ, 1.0, out=occ)
+    return occ
+
+
+def rasterise_roi(
+    roi: ROI,
+    *,
+    spacing_mm: float | None = None,
+    max_samples: int = DEFAULT_MAX_SAMPLES,
+    slice_thickness_mm: float | None = None,
+) -> RasterisedROI:
+    """Fractional occupancy of a contoured ROI on its own fine grid (method: module docstring)."""
+    slabs = _slabs(roi, slice_thickness_mm)
+    typical = slabs.typical_mm
     all_pts = np.vstack(roi.contours)
     xy_lo = all_pts[:, :2].min(axis=0)
     xy_hi = all_pts[:, :2].max(axis=0)
-    z_lo, z_hi = float(lower.min()), float(upper.max())
+    z_lo, z_hi = float(slabs.lower.min()), float(slabs.upper.max())
     extent = np.array([*(xy_hi - xy_lo), z_hi - z_lo]) + 1e-9
     h = DEFAULT_SPACING_MM if spacing_mm is None else float(spacing_mm)
     h = max(h, float(np.cbrt(np.prod(extent + 2 * h) / max_samples)))
@@ -392,35 +455,17 @@ def rasterise_roi(
     # coverage kernel relies on xs, ys being evenly spaced by h from xs[0], ys[0].
     geometry = GridGeometry.axis_aligned((nz, ny, nx), (x0, y0, z_lo + 0.5 * dz), (h, h, dz))
     xs, ys, zc = geometry.axis_coordinates_mm()
-
-    cover = np.empty((n_planes, ny, nx), dtype=np.float32)
-    for p, polys in enumerate(plane_polys):
-        vx = np.ascontiguousarray(np.concatenate([q[:, 0] for q in polys]))
-        vy = np.ascontiguousarray(np.concatenate([q[:, 1] for q in polys]))
-        starts = np.cumsum([0] + [len(q) for q in polys]).astype(np.int64)
-        cover[p] = _plane_coverage(xs, ys, vx, vy, starts, h)
-
-    occ = np.zeros((nz, ny, nx), dtype=np.float32)
-    for q in range(nz):
-        a, b = zc[q] - 0.5 * dz, zc[q] + 0.5 * dz
-        # Planes whose slab overlaps this fine slice (by more than a rounding error).
-        overlap = np.minimum(upper, b) - np.maximum(lower, a)
-        for p in np.flatnonzero(overlap > 1e-6 * dz):
-            frac = min(float(overlap[p]) / dz, 1.0)
-            if frac >= 1.0 - 1e-9:
-                occ[q] += cover[p]
-            else:
-                occ[q] += np.float32(frac) * cover[p]
-    np.minimum(occ, 1.0, out=occ)
+    occ = _fill(slabs, xs, ys, zc, h, h, dz)
 
     # Boundary points: vertices on their planes, plus the end-cap faces of each run.
     bpts = [all_pts]
+    n_planes = slabs.plane_z.size
     for p in range(n_planes):
-        for c in plane_polys[p]:
-            if p == 0 or run_id[p - 1] != run_id[p]:
-                bpts.append(np.column_stack([c[:, :2], np.full(len(c), lower[p])]))
-            if p == n_planes - 1 or run_id[p + 1] != run_id[p]:
-                bpts.append(np.column_stack([c[:, :2], np.full(len(c), upper[p])]))
+        for c in slabs.polys[p]:
+            if p == 0 or slabs.run_id[p - 1] != slabs.run_id[p]:
+                bpts.append(np.column_stack([c[:, :2], np.full(len(c), slabs.lower[p])]))
+            if p == n_planes - 1 or slabs.run_id[p + 1] != slabs.run_id[p]:
+                bpts.append(np.column_stack([c[:, :2], np.full(len(c), slabs.upper[p])]))
     method = (
         f"contours rasterised on a {h:g}×{h:g}×{dz:g} mm grid (each contour fills its slab,"
         " ½-slice end caps at the first and last contour of each run)"
@@ -430,9 +475,53 @@ def rasterise_roi(
         occupancy=occ,
         geometry=geometry,
         boundary_points_mm=np.vstack(bpts),
-        plane_z_mm=plane_z,
+        plane_z_mm=slabs.plane_z,
         method=method,
     )
+
+
+def rasterise_roi_on_grid(
+    roi: ROI,
+    geometry: GridGeometry,
+    *,
+    fine_spacing_mm: float = DEFAULT_SPACING_MM,
+    slice_thickness_mm: float | None = None,
+) -> NDArray[np.float32]:
+    """Fractional occupancy (z, y, x) float32 of a contoured ROI on a given axial grid.
+
+    Each voxel of ``geometry`` near the ROI is split into fine cells (≤ ``fine_spacing_mm``
+    along every axis), covered by the same rule as :func:`rasterise_roi` (slabs, ½-slice end
+    caps, exact edge distance) and averaged back. ``geometry`` must have the identity direction
+    (axial, rows along +y, columns along +x): other grids are refused with a ValueError.
+    """
+    if not geometry.is_axis_aligned:
+        raise ValueError("rasterise_roi_on_grid needs an axis-aligned (identity-direction) grid")
+    slabs = _slabs(roi, slice_thickness_mm)
+    out = np.zeros(geometry.shape_zyx, dtype=np.float32)
+    all_pts = np.vstack(roi.contours)
+    lo = np.array([*all_pts[:, :2].min(axis=0), slabs.lower.min()])
+    hi = np.array([*all_pts[:, :2].max(axis=0), slabs.upper.max()])
+    # Voxel index range (i, j, k) whose boxes can meet the ROI's bounding box.
+    ijk_lo = np.floor(geometry.world_to_index(lo) + 0.5).astype(int)
+    ijk_hi = np.ceil(geometry.world_to_index(hi) - 0.5).astype(int)
+    ijk_lo = np.maximum(ijk_lo, 0)
+    ijk_hi = np.minimum(ijk_hi, np.asarray(geometry.shape_xyz) - 1)
+    if np.any(ijk_hi < ijk_lo):
+        return out
+    n_c = ijk_hi - ijk_lo + 1  # (i, j, k) voxel counts of the crop
+    f = np.maximum(np.ceil(geometry.spacing_mm / fine_spacing_mm - 1e-9).astype(int), 1)
+    fine_spacing = geometry.spacing_mm / f
+    # Fine grid: the crop's voxels subdivided f times along each axis.
+    first_centre = geometry.index_to_world(ijk_lo - 0.5 + 0.5 / f)
+    fine = GridGeometry.axis_aligned(
+        (int(n_c[2] * f[2]), int(n_c[1] * f[1]), int(n_c[0] * f[0])), first_centre, fine_spacing
+    )
+    xs, ys, zc = fine.axis_coordinates_mm()
+    hx, hy, dz = (float(v) for v in fine_spacing)
+    occ = _fill(slabs, xs, ys, zc, hx, hy, dz)
+    block = occ.reshape(n_c[2], f[2], n_c[1], f[1], n_c[0], f[0]).mean(axis=(1, 3, 5))
+    out[ijk_lo[2] : ijk_hi[2] + 1, ijk_lo[1] : ijk_hi[1] + 1, ijk_lo[0] : ijk_hi[0] + 1] = block
+    return out
 
 
 def roi_dvh(

@@ -15,11 +15,11 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-from dose.dvh import sample_dose_gy
+from dose.dvh import compute_dvh, sample_dose_gy
 from dose.errors import InputError
 from dose.geometry import GridGeometry
 from planner.rtdose import read_rtdose
-from planner.rtstruct import ROI, rasterise_roi, read_rtstruct, roi_dvh
+from planner.rtstruct import ROI, rasterise_roi, rasterise_roi_on_grid, read_rtstruct, roi_dvh
 from tests.conftest import shared_data
 
 RTDOSE_SOP = "1.2.840.10008.5.1.4.1.1.481.2"
@@ -334,3 +334,37 @@ def test_rasterise_nelms_sphere_volume() -> None:
     r = rasterise_roi(rois[0])
     assert r.volume_cm3 == pytest.approx(7.23833, rel=0.01)
     assert r.plane_z_mm.size == 13 and np.diff(r.plane_z_mm) == pytest.approx(2.0)
+
+
+def test_rasterise_on_a_given_grid() -> None:
+    # Box 10×10 mm on planes 0…9 (1 cm³ with end caps) onto a 1 mm grid offset by 0.3 mm, and
+    # onto a CT-like 0.8 × 0.8 × 2.5 mm grid: the occupancy integral is the volume.
+    roi = _roi([square(0, 0, 10, z) for z in range(10)])
+    g1 = GridGeometry.axis_aligned((20, 20, 20), (-4.7, -4.7, -4.7), (1.0, 1.0, 1.0))
+    occ = rasterise_roi_on_grid(roi, g1)
+    assert occ.dtype == np.float32 and occ.shape == g1.shape_zyx
+    assert occ.sum() * 1e-3 == pytest.approx(1.0, rel=2e-3)
+    # Voxel i = 5 spans x ∈ [−0.2, 0.8] mm: 80 % inside the box edge at x = 0.
+    assert occ[8, 8, 5] == pytest.approx(0.8, abs=0.01)
+    assert occ[8, 8, 6] == pytest.approx(1.0)
+    g2 = GridGeometry.axis_aligned((10, 30, 30), (-6.0, -6.0, -4.0), (0.8, 0.8, 2.5))
+    occ2 = rasterise_roi_on_grid(roi, g2)
+    assert occ2.sum() * g2.voxel_volume_mm3 * 1e-3 == pytest.approx(1.0, rel=3e-3)
+    rot = np.array([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+    with pytest.raises(ValueError, match="axis-aligned"):
+        rasterise_roi_on_grid(roi, GridGeometry((4, 4, 4), np.zeros(3), np.ones(3), rot))
+
+
+def test_thin_cord_contours_on_the_dose_grid() -> None:
+    # A 10 mm cord (contours every 2.5 mm, z 0…40) across a 10 Gy/mm gradient D = 100 + 10·x,
+    # rasterised onto the 1 mm dose grid itself (the plan path): circular-segment analytic values
+    # (test_dvh_brachy.py): D90 = 100 + 10·5·u90 with segment fraction(u90) = 0.9, u90 = −0.6870.
+    roi = _roi([circle(0, 0, 5.0, z, n=256) for z in np.arange(0.0, 40.1, 2.5)])
+    g = GridGeometry.axis_aligned((50, 20, 20), (-9.5, -9.5, -4.5), (1.0, 1.0, 1.0))
+    x = g.axis_coordinates_mm()[0]
+    dose = np.broadcast_to(100.0 + 10.0 * x, g.shape_zyx).copy()
+    occ = rasterise_roi_on_grid(roi, g)
+    dvh = compute_dvh(dose, occ, g)
+    assert dvh.volume_cm3 == pytest.approx(np.pi * 25 * 42.5 / 1000, rel=3e-3)
+    assert dvh.dmean_gy == pytest.approx(100.0, abs=0.1)
+    assert dvh.d_percent(90) == pytest.approx(100 + 50 * -0.6870, rel=0.01)
