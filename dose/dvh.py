@@ -91,7 +91,7 @@ def default_bin_width_gy(prescription_gy: float | None = None) -> float:
 
 
 # ====================================================================== value object
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class DVH:
     """A dose-volume histogram of one structure.
 
@@ -276,6 +276,39 @@ class DVH:
             "d1_gy": self.d_percent(1.0),
             "d0_03cc_gy": self.d_cc(0.03),
         }
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-ready form (plan files, reports); :meth:`from_dict` restores it exactly."""
+        return {
+            "name": self.name,
+            "bin_width_gy": self.bin_width_gy,
+            "differential_cm3": self.differential_cm3.tolist(),
+            "dmin_gy": self.dmin_gy,
+            "dmax_gy": self.dmax_gy,
+            "dmean_gy": self.dmean_gy,
+            "prescription_gy": self.prescription_gy,
+            "outside_dose_grid_cm3": self.outside_dose_grid_cm3,
+            "voxel_dmax_gy": self.voxel_dmax_gy if math.isfinite(self.voxel_dmax_gy) else None,
+            "method": self.method,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> DVH:  # type: ignore[type-arg]
+        vmax = d.get("voxel_dmax_gy")
+        return cls(
+            name=str(d.get("name", "")),
+            bin_width_gy=float(d["bin_width_gy"]),
+            differential_cm3=np.asarray(d["differential_cm3"], dtype=np.float64),
+            dmin_gy=float(d["dmin_gy"]),
+            dmax_gy=float(d["dmax_gy"]),
+            dmean_gy=float(d["dmean_gy"]),
+            prescription_gy=None
+            if d.get("prescription_gy") is None
+            else float(d["prescription_gy"]),
+            outside_dose_grid_cm3=float(d.get("outside_dose_grid_cm3", 0.0)),
+            voxel_dmax_gy=math.nan if vmax is None else float(vmax),
+            method=str(d.get("method", "")),
+        )
 
     # ------------------------------------------------------------------ internals
     def _pd(self) -> float:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -73,6 +74,25 @@ def test_dvh_queries_interpolate_inside_bins() -> None:
         "d0_03cc_gy",
     }
     assert s["d90_gy"] == pytest.approx(dvh.d_cc(3.6))
+
+
+def test_dict_round_trip() -> None:
+    dvh = _toy()
+    back = DVH.from_dict(json.loads(json.dumps(dvh.to_dict())))
+    np.testing.assert_array_equal(back.differential_cm3, dvh.differential_cm3)
+    assert back.summary() == dvh.summary()
+    assert back.prescription_gy == 2.0 and math.isnan(back.voxel_dmax_gy)
+
+
+def test_float32_dose_matches_float64() -> None:
+    g = _grid(12, 1.0)
+    xyz = g.voxel_centres_world()
+    dose = 500.0 / np.maximum(((xyz - 5.5) ** 2).sum(-1), 1.0)
+    occ = (((xyz - 5.5) ** 2).sum(-1) <= 16.0).astype(np.float32)
+    a = compute_dvh(dose, occ, g).summary()
+    b = compute_dvh(dose.astype(np.float32), occ, g).summary()
+    for k in a:
+        assert b[k] == pytest.approx(a[k], rel=1e-5)
 
 
 def test_named_queries() -> None:
