@@ -9,9 +9,11 @@ host a VTK widget, so it is never used here.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -50,20 +52,42 @@ def child_env(**extra: str) -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def demo_ct_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The demo case's CT folder, generated once per test session in the redirected cache."""
+    """The demo case's CT folder, generated once per test run in a temporary cache.
+
+    Under pytest-xdist the workers share one cache beside their base temp folders and take a
+    file lock, so the case is generated once, not once per worker.
+    """
     from planner.demo import DEMO_CT_SUBDIR, ensure_demo_case
 
-    # Same place the autouse fixture in tests/conftest.py points XDG_CACHE_HOME to (that one is
-    # function-scoped and not yet active when a session fixture runs).
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    cache = shared / "gui-demo-cache"
+    cache.mkdir(parents=True, exist_ok=True)
     mp = pytest.MonkeyPatch()
-    mp.setenv("XDG_CACHE_HOME", str(tmp_path_factory.getbasetemp() / "xdg" / "cache"))
+    mp.setenv("XDG_CACHE_HOME", str(cache))
     try:
-        case_dir = Path(ensure_demo_case())
+        with _file_lock(cache / ".lock"):
+            case_dir = Path(ensure_demo_case())
     finally:
         mp.undo()
     ct = case_dir / DEMO_CT_SUBDIR
     assert ct.is_dir(), f"demo case has no CT folder at {ct}"
     return ct
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock (each worker may generate; still correct)
+        yield
+        return
+    with open(path, "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def python_exe() -> str:
