@@ -1,6 +1,6 @@
 """Benchmark: DVHs and all plan metrics for 3 structures on a 10⁶-voxel dose grid.
 
-``run_benchmarks() -> list[dict]`` (used by ``seedplan bench``): each dict has the keys
+``run_benchmarks(quick=False) -> list[dict]`` (used by ``seedplan bench``): each dict has the keys
 ``name, seconds, baseline_seconds, speedup, goal, passed_goal, notes``.
 
 Case (deterministic, no engine needed): a 100³ grid of 1 mm voxels; 60 point sources with an
@@ -174,11 +174,11 @@ def _best_time(fn, *args, repeat: int = 5) -> tuple[float, object]:
     return best, result
 
 
-def run_benchmarks() -> list[dict]:
-    """Run the DVH/metrics benchmark; see the module docstring."""
+def run_benchmarks(quick: bool = False) -> list[dict]:
+    """Run the DVH/metrics benchmark; see the module docstring (``quick``: fewer repeats)."""
     case = make_case()
     _ours(case)  # warm-up: numba compilation / cache load
-    seconds, ev = _best_time(_ours, case, repeat=7)
+    seconds, ev = _best_time(_ours, case, repeat=5 if quick else 9)
     base_seconds, base = _best_time(_baseline, case, repeat=1)
     tm = ev.target  # type: ignore[attr-defined]
     n_vox = sum(int((o > 0).sum()) for o in case["structures"].values())
