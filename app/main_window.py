@@ -517,7 +517,8 @@ class MainWindow(QMainWindow):
             self._fail(f"{root}: no CT series found ({what}; {len(scan.skipped)} file(s) skipped)")
             return
         key = cts[0].key
-        if len(scan.series) > 1:
+        # Non-interactive (--screenshot): the largest CT series, like the command line.
+        if len(scan.series) > 1 and self.interactive:
             dialog = SeriesChooserDialog(scan, self)
             if dialog.exec() != QDialog.DialogCode.Accepted:
                 self.statusBar().showMessage("Open cancelled", 4000)

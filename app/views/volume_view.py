@@ -95,6 +95,7 @@ class VolumeView(VTKWidget):
             self._planes[orientation] = (plane, image_slice)
 
         self._structures: list[vtkActor] = []
+        self._legend: list[vtkTextActor] = []
         self._title = vtkTextActor()
         self._title.SetInput(f"3D   bone ≥ {BONE_THRESHOLD_HU:.0f} HU")
         coord = self._title.GetPositionCoordinate()
@@ -118,9 +119,10 @@ class VolumeView(VTKWidget):
     def _on_volume_changed(self) -> None:
         if self.is_closed:
             return
-        for actor in self._structures:
+        for actor in [*self._structures, *self._legend]:
             self.renderer.RemoveViewProp(actor)
         self._structures.clear()
+        self._legend.clear()
         volume = self.session.volume
         if volume is None:
             self._image = None
@@ -157,9 +159,27 @@ class VolumeView(VTKWidget):
             actor.GetProperty().SetColor(*(c / 255.0 for c in mask.color_rgb))
             self.renderer.AddViewProp(actor)
             self._structures.append(actor)
+            self._add_legend_entry(mask.name, mask.color_rgb)
         self._on_window_level_changed(self.session.window_hu, self.session.level_hu)
         self._on_crosshair_changed(self.session.crosshair_mm)
         self.reset_camera()
+
+    def _add_legend_entry(self, name: str, color_rgb: tuple[int, int, int]) -> None:
+        """Structure name in its contour colour, listed down the top-right corner."""
+        entry = vtkTextActor()
+        entry.SetInput(name)
+        coord = entry.GetPositionCoordinate()
+        coord.SetCoordinateSystemToNormalizedViewport()
+        coord.SetValue(0.985, 0.985 - 0.06 * len(self._legend))
+        tp = entry.GetTextProperty()
+        tp.SetFontFamilyToArial()
+        tp.SetFontSize(12)
+        tp.SetColor(*(c / 255.0 for c in color_rgb))
+        tp.SetJustificationToRight()
+        tp.SetVerticalJustificationToTop()
+        tp.ShadowOn()
+        self.renderer.AddViewProp(entry)
+        self._legend.append(entry)
 
     def reset_camera(self) -> None:
         """Look at the patient from the front-left, superior up (a standard 3-D overview)."""
@@ -218,5 +238,6 @@ class VolumeView(VTKWidget):
         self.session.crosshair_changed.disconnect(self._on_crosshair_changed)
         self.session.window_level_changed.disconnect(self._on_window_level_changed)
         self._structures.clear()
+        self._legend.clear()
         self._image = None
         super().finalize()

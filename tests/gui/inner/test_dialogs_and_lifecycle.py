@@ -186,3 +186,28 @@ def test_tilted_real_ct_is_flagged_in_the_header(window: MainWindow, critical_ca
     assert window.header.warning_label.isVisible()
     assert "tilt" in window.header.warning_label.toolTip().lower()
     assert not window.header.series_label.text().startswith("No image")
+
+
+def test_uncaught_exception_becomes_a_dialog(
+    window: MainWindow, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Errors in slots/callbacks go to a dialog (and stderr) instead of killing the app."""
+    import sys
+
+    from app.gui_main import install_exception_hook
+
+    shown: list[tuple[str, str]] = []
+
+    def fake_exec(box: QMessageBox) -> int:
+        shown.append((box.windowTitle(), box.text()))
+        return 0
+
+    monkeypatch.setattr(QMessageBox, "exec", fake_exec)
+    monkeypatch.setattr(sys, "excepthook", sys.excepthook)  # restored after the test
+    install_exception_hook(lambda: window)
+    try:
+        raise RuntimeError("boom in a slot")
+    except RuntimeError as exc:
+        sys.excepthook(type(exc), exc, exc.__traceback__)
+    assert shown == [("SeedPlan: unexpected error", "RuntimeError: boom in a slot")]
+    assert "boom in a slot" in capsys.readouterr().err
