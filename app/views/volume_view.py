@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 from numpy.typing import NDArray
+from PySide6.QtCore import QTimer
 from PySide6.QtGui import QKeyEvent
 from PySide6.QtWidgets import QWidget
 from vtkmodules.vtkCommonCore import vtkLookupTable
@@ -96,6 +97,11 @@ class VolumeView(VTKWidget):
 
         self._structures: list[vtkActor] = []
         self._legend: list[vtkTextActor] = []
+        self._pending_crosshair: NDArray[np.float64] | None = None
+        self._plane_timer = QTimer(self)
+        self._plane_timer.setSingleShot(True)
+        self._plane_timer.setInterval(120)
+        self._plane_timer.timeout.connect(self._apply_pending_crosshair)
         self._title = vtkTextActor()
         self._title.SetInput(f"3D   bone ≥ {BONE_THRESHOLD_HU:.0f} HU")
         coord = self._title.GetPositionCoordinate()
@@ -161,7 +167,8 @@ class VolumeView(VTKWidget):
             self._structures.append(actor)
             self._add_legend_entry(mask.name, mask.color_rgb)
         self._on_window_level_changed(self.session.window_hu, self.session.level_hu)
-        self._on_crosshair_changed(self.session.crosshair_mm)
+        self._pending_crosshair = self.session.crosshair_mm
+        self._apply_pending_crosshair()
         self.reset_camera()
 
     def _add_legend_entry(self, name: str, color_rgb: tuple[int, int, int]) -> None:
@@ -206,10 +213,23 @@ class VolumeView(VTKWidget):
         self.request_render()
 
     def _on_crosshair_changed(self, xyz_mm: NDArray[np.float64]) -> None:
+        """Move the three planes; while the crosshair is dragged, at most every 120 ms.
+
+        The 3-D render is the slowest of the four with software OpenGL; deferring it keeps the
+        2-D views fluid during a drag and the 3-D view catches up.
+        """
         if self.is_closed or self.session.volume is None:
             return
+        self._pending_crosshair = np.asarray(xyz_mm, float)
+        if not self._plane_timer.isActive():
+            self._plane_timer.start()
+
+    def _apply_pending_crosshair(self) -> None:
+        if self.is_closed or self._pending_crosshair is None:
+            return
         for plane, _ in self._planes.values():
-            plane.SetOrigin(*np.asarray(xyz_mm, float))
+            plane.SetOrigin(*self._pending_crosshair)
+        self._pending_crosshair = None
         self.request_render()
 
     def _on_window_level_changed(self, window_hu: float, level_hu: float) -> None:
@@ -237,6 +257,7 @@ class VolumeView(VTKWidget):
         self.session.volume_changed.disconnect(self._on_volume_changed)
         self.session.crosshair_changed.disconnect(self._on_crosshair_changed)
         self.session.window_level_changed.disconnect(self._on_window_level_changed)
+        self._plane_timer.stop()
         self._structures.clear()
         self._legend.clear()
         self._image = None

@@ -27,14 +27,32 @@ __all__ = [
 
 # id(mask.voxels) → (voxels, surface): the three 2-D views and the 3-D view share one surface.
 _SURFACE_CACHE: dict[int, tuple[NDArray[np.bool_], vtkPolyData]] = {}
-_SURFACE_CACHE_SIZE = 16
+_SURFACE_CACHE_SIZE = 8
+# id(volume.hu) → (hu, geometry, image): shared by all views of the current volume.
+_IMAGE_CACHE: dict[int, tuple[NDArray[np.generic], GridGeometry, vtkImageData]] = {}
+_IMAGE_CACHE_SIZE = 1  # holds the CT array: keep only the current one
 
 
 def image_from_volume(volume: CTVolume) -> vtkImageData:
-    """A ``vtkImageData`` sharing the geometry of ``volume`` (scalars: HU, float32 or int16).
+    """A ``vtkImageData`` with the geometry of ``volume`` (scalars: HU, int16 or float32).
 
     VTK's point order (x fastest) equals C order of the ``(z, y, x)`` array, so no transpose.
+    The scalars *share* the volume's memory when it is C-contiguous int16/float32 (the CT is
+    never modified in place), and the last few images are cached so that the four views of
+    one volume hold one image, not four copies.
     """
+    key = id(volume.hu)
+    hit = _IMAGE_CACHE.get(key)
+    if hit is not None and hit[0] is volume.hu and hit[1] is volume.geometry:
+        return hit[2]
+    image = _image_from_volume(volume)
+    if len(_IMAGE_CACHE) >= _IMAGE_CACHE_SIZE:
+        _IMAGE_CACHE.pop(next(iter(_IMAGE_CACHE)))
+    _IMAGE_CACHE[key] = (volume.hu, volume.geometry, image)
+    return image
+
+
+def _image_from_volume(volume: CTVolume) -> vtkImageData:
     geometry = volume.geometry
     hu = np.ascontiguousarray(volume.hu)
     if hu.dtype not in (np.int16, np.float32):
@@ -44,7 +62,8 @@ def image_from_volume(volume: CTVolume) -> vtkImageData:
     image.SetOrigin(*geometry.origin_mm)
     image.SetSpacing(*geometry.spacing_mm)
     image.SetDirectionMatrix(geometry.direction.ravel().tolist())  # row-major 3×3
-    scalars = numpy_to_vtk(hu.ravel(), deep=True)
+    # deep=False: VTK keeps a reference to the numpy array (no copy of a 100+ MB CT).
+    scalars = numpy_to_vtk(hu.ravel(), deep=False)
     scalars.SetName("HU")
     image.GetPointData().SetScalars(scalars)
     return image

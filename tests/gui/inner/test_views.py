@@ -183,3 +183,17 @@ def test_ctrl_wheel_zooms_and_middle_drag_pans(demo_window: MainWindow) -> None:
     assert moved[0] < -1.0 and abs(moved[2]) < 1e-6
     view.reset_camera()
     assert camera.GetParallelScale() == pytest.approx(scale0)
+
+
+def test_3d_slice_planes_follow_the_crosshair(demo_window: MainWindow) -> None:
+    from tests.gui.inner._helpers import wait_until
+
+    session = demo_window.session
+    g = session.volume.geometry
+    target = g.index_to_world(np.array(g.shape_xyz, float) * [0.25, 0.6, 0.3]).round(3)
+    session.set_crosshair(target)
+    c = session.crosshair_mm
+    planes = [plane for plane, _ in demo_window.volume_view._planes.values()]
+    # Deferred by at most ~120 ms while dragging; then all three planes pass through it.
+    wait_until(lambda: all(np.allclose(p.GetOrigin(), c) for p in planes), 5.0)
+    assert image_is_not_blank(demo_window.volume_view.grab_rgb())
