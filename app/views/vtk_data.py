@@ -102,6 +102,8 @@ def isosurface_world(
     """
     data = np.ascontiguousarray(array_zyx, dtype=np.float32)
     nz, ny, nx = data.shape
+    if min(nz, ny, nx) < 2:  # a flat grid has no 3-D surface (VTK would report an error)
+        return vtkPolyData()
     spacing = np.asarray(geometry.spacing_mm)
     scale = np.asarray(index_scale_ijk, float)
     offset = np.asarray(index_offset_ijk, float)
