@@ -82,6 +82,10 @@ def create_application(argv: list[str] | None = None) -> QApplication:
     font.setPointSizeF(max(font.pointSizeF(), 9.5))
     app.setFont(font)
     apply_dark_theme(app)
+    from app.vtk_bridge import VTKWidget
+
+    # A window deleted without being closed still releases its OpenGL windows before exit.
+    app.aboutToQuit.connect(VTKWidget.finalize_all)
     return app
 
 

@@ -97,6 +97,12 @@ class VTKWidget(QVTKRenderWindowInteractor):
         """Live widgets whose render window was not finalized (for leak checks in tests)."""
         return [w for w in list(cls._instances) if not w._closed]
 
+    @classmethod
+    def finalize_all(cls) -> None:
+        """Finalize every live VTK widget (connected to ``QApplication.aboutToQuit``)."""
+        for widget in cls.unfinalized_instances():
+            widget.finalize()
+
     @property
     def is_closed(self) -> bool:
         return self._closed
