@@ -43,7 +43,6 @@ from PySide6.QtWidgets import (
     QProgressBar,
     QPushButton,
     QSizePolicy,
-    QSplitter,
     QTableWidget,
     QTableWidgetItem,
     QToolButton,
@@ -156,10 +155,6 @@ def _open_task(path: Path, series_uid: str | None) -> Callable[..., LoadResult |
         return LoadResult(volume=volume, path=path, report_lines=lines, masks=masks)
 
     return task
-
-
-def _format_mm(value: float) -> str:
-    return f"{value:8.1f} mm"
 
 
 # ---------------------------------------------------------------------------------- widgets
@@ -329,6 +324,8 @@ class MainWindow(QMainWindow):
         self.interactive = interactive
         self._worker: Worker | None = None
         self._closing = False
+        #: Import report of the last refused load (shown by File → Import report).
+        self.failed_report_lines: list[str] = []
         self.setWindowTitle(APP_TITLE)
         self.setObjectName("main_window")
 
@@ -355,9 +352,7 @@ class MainWindow(QMainWindow):
         for i in range(2):
             grid.setRowStretch(i, 1)
             grid.setColumnStretch(i, 1)
-        splitter = QSplitter(Qt.Orientation.Horizontal)
-        splitter.addWidget(grid_host)
-        outer.addWidget(splitter, 1)
+        outer.addWidget(grid_host, 1)
         self.setCentralWidget(central)
 
         for view in self.slice_views:
@@ -565,11 +560,14 @@ class MainWindow(QMainWindow):
     def _on_worker_failed(self, exc: BaseException) -> None:
         self._worker = None
         self._set_busy(False)
+        report = getattr(exc, "report", None)  # CTImportError carries the full import report
+        self.failed_report_lines = list(report.lines()) if report is not None else []
         if isinstance(exc, InputError | OSError | ValueError):
             text = str(exc)
             if isinstance(exc, OSError) and exc.filename:
                 text = f"{exc.filename}: {exc.strerror or exc}"
-            self._fail(text)
+            hint = "The full import report is under File → Import report."
+            self._fail(text, hint=hint if self.failed_report_lines else "")
         else:
             self._fail(f"Unexpected error while loading: {type(exc).__name__}: {exc}")
 
@@ -590,10 +588,11 @@ class MainWindow(QMainWindow):
         for w in (self.progress_label, self.progress_bar, self.cancel_button):
             w.setVisible(busy)
 
-    def _fail(self, message: str) -> None:
+    def _fail(self, message: str, *, hint: str = "") -> None:
+        """Report a failed open: status bar, ``load_failed`` (one line), and a dialog."""
         self.statusBar().showMessage(message, 10000)
         self.load_failed.emit(message)
-        self._error("Cannot open", message)
+        self._error("Cannot open", f"{message}\n\n{hint}" if hint else message)
 
     def _error(self, title: str, message: str) -> None:
         if self.interactive and not self._closing:
@@ -641,6 +640,8 @@ class MainWindow(QMainWindow):
         lines = list(self.session.report_lines)
         if volume is not None and volume.warnings:
             lines += ["", "Warnings:"] + [f"  {w}" for w in volume.warnings]
+        if self.failed_report_lines:
+            lines += ["", "Last refused import:"] + [f"  {x}" for x in self.failed_report_lines]
         text.setPlainText("\n".join(lines) if lines else "Nothing loaded yet.")
         layout.addWidget(text)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
