@@ -87,3 +87,36 @@ def test_probe_on_marker_reads_its_hu(oblique_window: MainWindow) -> None:
 
 def test_header_flags_oblique_series(oblique_window: MainWindow) -> None:
     assert "oblique" in oblique_window.header.series_label.text()
+
+
+def test_radiological_orientation_on_screen(oblique_window: MainWindow) -> None:
+    """Pixel check, independent of the camera: a marker to the patient's left, anterior and
+    superior of the centre appears screen-right/up (axial: up = A), and left/up in sagittal
+    (anterior on the left), right/up in coronal (DESIGN.md radiological convention)."""
+    w = oblique_window
+    geometry = GridGeometry.axis_aligned((31, 41, 41), (-40.0, -40.0, -60.0), (2.0, 2.0, 4.0))
+    hu = np.full(geometry.shape_zyx, -1000, np.int16)
+    # Centre voxel (i, j, k) = (20, 20, 15); marker at +L, −P (anterior), +S of it.
+    i, j, k = 20 + 12, 20 - 12, 15 + 8
+    hu[k - 1 : k + 2, j - 1 : j + 2, i - 1 : i + 2] = 2000
+    w.session.set_volume(CTVolume(hu, geometry))
+    w.session.set_crosshair(geometry.index_to_world([i, j, k]))
+    w.session.set_window_level(400.0, 40.0)
+    settle()
+    expected = {  # (marker right of centre?, marker above centre?)
+        "axial_view": (True, True),  # patient left → screen right; anterior → up
+        "sagittal_view": (False, True),  # anterior → screen left; superior → up
+        "coronal_view": (True, True),  # patient left → screen right; superior → up
+    }
+    for view in w.slice_views:
+        view.reset_camera()
+        rgb = view.grab_rgb()
+        h, wd = rgb.shape[:2]
+        white = np.all(rgb > 200, axis=-1)
+        # Ignore the corner annotations (white text): keep the central 70 % of the view.
+        mask = np.zeros_like(white)
+        mask[int(0.15 * h) : int(0.85 * h), int(0.15 * wd) : int(0.85 * wd)] = True
+        ys, xs = np.nonzero(white & mask)
+        assert xs.size >= 4, f"{view.objectName()}: marker not visible"
+        right, up = xs.mean() > wd / 2, ys.mean() < h / 2
+        assert (right, up) == expected[view.objectName()], view.objectName()
