@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from PySide6.QtCore import QPoint, QRect, Qt, QTimer, Signal
+from PySide6.QtCore import QEvent, QObject, QPoint, QRect, Qt, QTimer, Signal
 from PySide6.QtGui import (
     QAction,
     QCloseEvent,
@@ -345,13 +345,22 @@ class MainWindow(QMainWindow):
         grid = QGridLayout(grid_host)
         grid.setContentsMargins(3, 3, 3, 3)
         grid.setSpacing(3)
-        grid.addWidget(ViewFrame(self.axial_view, Orientation.AXIAL.spec.color_rgb), 0, 0)
-        grid.addWidget(ViewFrame(self.sagittal_view, Orientation.SAGITTAL.spec.color_rgb), 0, 1)
-        grid.addWidget(ViewFrame(self.coronal_view, Orientation.CORONAL.spec.color_rgb), 1, 0)
-        grid.addWidget(ViewFrame(self.volume_view, (0.55, 0.7, 1.0)), 1, 1)
+        self._frames: dict[QWidget, ViewFrame] = {
+            self.axial_view: ViewFrame(self.axial_view, Orientation.AXIAL.spec.color_rgb),
+            self.sagittal_view: ViewFrame(self.sagittal_view, Orientation.SAGITTAL.spec.color_rgb),
+            self.coronal_view: ViewFrame(self.coronal_view, Orientation.CORONAL.spec.color_rgb),
+            self.volume_view: ViewFrame(self.volume_view, (0.55, 0.7, 1.0)),
+        }
+        for n, frame in enumerate(self._frames.values()):
+            grid.addWidget(frame, n // 2, n % 2)
         for i in range(2):
             grid.setRowStretch(i, 1)
             grid.setColumnStretch(i, 1)
+        # Double-click a view: it fills the window; double-click again: back to four views.
+        self._grid = grid
+        self.maximized_view: QWidget | None = None
+        for view in self._frames:
+            view.installEventFilter(self)
         outer.addWidget(grid_host, 1)
         self.setCentralWidget(central)
 
@@ -459,7 +468,7 @@ class MainWindow(QMainWindow):
         toolbar.addWidget(spacer)
         hint = QLabel(
             "Left: crosshair · Right-drag: window/level · Wheel: slices · "
-            "Ctrl+wheel: zoom · Middle/Shift-drag: pan  "
+            "Ctrl+wheel: zoom · Middle/Shift-drag: pan · Double-click: enlarge  "
         )
         hint.setObjectName("hint_label")
         toolbar.addWidget(hint)
@@ -694,6 +703,23 @@ class MainWindow(QMainWindow):
             self.probe_label.setText("")
             return
         self.probe_label.setText("Cursor  " + self._format_point(xyz_mm, hu))
+
+    def eventFilter(self, obj: QObject, event: QEvent) -> bool:
+        if event.type() == QEvent.Type.MouseButtonDblClick and obj in self._frames:
+            self.toggle_maximized(obj)  # type: ignore[arg-type]
+            return True
+        return super().eventFilter(obj, event)
+
+    def toggle_maximized(self, view: QWidget) -> None:
+        """Show ``view`` alone, or all four views again if it already is alone."""
+        alone = self.maximized_view is not view
+        for other, frame in self._frames.items():
+            frame.setVisible(not alone or other is view)
+        index = list(self._frames).index(view)
+        for i in range(2):  # empty rows/columns must not keep their share of the space
+            self._grid.setRowStretch(i, 1 if not alone or i == index // 2 else 0)
+            self._grid.setColumnStretch(i, 1 if not alone or i == index % 2 else 0)
+        self.maximized_view = view if alone else None
 
     def reset_views(self) -> None:
         for view in self.slice_views:

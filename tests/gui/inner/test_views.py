@@ -197,3 +197,21 @@ def test_3d_slice_planes_follow_the_crosshair(demo_window: MainWindow) -> None:
     # Deferred by at most ~120 ms while dragging; then all three planes pass through it.
     wait_until(lambda: all(np.allclose(p.GetOrigin(), c) for p in planes), 5.0)
     assert image_is_not_blank(demo_window.volume_view.grab_rgb())
+
+
+def test_double_click_maximizes_a_view_and_restores(demo_window: MainWindow) -> None:
+    w = demo_window
+    view = w.coronal_view
+    small = view.width()
+    cx, cy = view.width() / 2, view.height() / 2
+    mouse(view, QEvent.Type.MouseButtonDblClick, cx, cy, Qt.MouseButton.LeftButton)
+    settle()
+    assert w.maximized_view is view
+    assert not w.axial_view.isVisible() and not w.volume_view.isVisible()
+    assert view.width() > 1.5 * small
+    assert image_is_not_blank(view.grab_rgb())
+    mouse(view, QEvent.Type.MouseButtonDblClick, cx, cy, Qt.MouseButton.LeftButton)
+    settle()
+    assert w.maximized_view is None
+    assert all(v.isVisible() for v in w.vtk_views)
+    assert image_is_not_blank(w.axial_view.grab_rgb())
