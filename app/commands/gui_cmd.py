@@ -8,7 +8,6 @@ when PATH cannot be opened).
 from __future__ import annotations
 
 import argparse
-import threading
 from pathlib import Path
 
 from dose.errors import InputError
@@ -58,7 +57,6 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("no such file or folder", path)
     if args.screenshot is not None and args.screenshot.suffix.lower() != ".png":
         raise InputError("screenshot must be a .png file", args.screenshot)
-    _prefetch_loader_modules()
     from app.gui_main import run_gui  # Qt and VTK are imported only here
 
     return run_gui(
@@ -66,26 +64,8 @@ def run(args: argparse.Namespace) -> int:
     )
 
 
-def _prefetch_loader_modules() -> None:
-    """Import the (Qt-free) loader modules on a background thread while Qt, VTK and the
-    window start up: the first load then does not wait for them (start-up time goal)."""
-
-    def work() -> None:
-        import importlib
-
-        for name in ("planner.ct_loader", "planner.dicom_scan", "planner.demo"):
-            try:
-                importlib.import_module(name)
-            except Exception:  # the real import reports it, in the right place
-                continue
-
-    # Not a daemon: interpreter exit waits for it rather than killing it mid-import.
-    threading.Thread(target=work, name="seedplan-prefetch", daemon=False).start()
-
-
 def open_gui(path: Path | None) -> int:
     """Open the viewer on ``path`` (``None``: the demo case); used by ``seedplan demo --gui``."""
-    _prefetch_loader_modules()
     from app.gui_main import run_gui
 
     return run_gui(path)
