@@ -49,11 +49,21 @@ from dose.tg43 import (
 )
 
 __all__ = [
+    "FAST_R0_MM",
+    "FAST_R1_MM",
+    "FAST_SLICE_STEP_MM",
+    "FAST_STEP_MM",
     "R_DIRECT_MM",
     "FastModel",
+    "SplitLayout",
+    "far_accumulate",
     "fast_model",
     "grid_rate_accumulate",
+    "near_accumulate",
+    "near_rows_span",
     "points_rate",
+    "split_layout",
+    "upsample_into",
     "warm_up",
 ]
 
@@ -655,8 +665,494 @@ def warm_up(model: SourceModel | None = None) -> None:
             np.ones(1),
         )
         points_rate(fm, np.ones((2, 3)), np.zeros((1, 3)), np.array([[0.0, 0.0, 1.0]]), np.ones(1))
+        # FAST mode kernels (near/far split and the cubic upsample)
+        lay = split_layout((6, 7, 8), np.zeros(3), np.eye(3), 2.0)
+        near = np.zeros(lay.shape_zyx)
+        far = np.zeros(lay.coarse_shape_zyx)
+        one = (np.ones((1, 3)), np.array([[0.0, 0.0, 1.0]]), np.ones(1))
+        near_accumulate(fm, near, np.zeros(lay.shape_zyx, dtype=np.int32), lay, *one)
+        far_accumulate(fm, far, lay, *one)
+        upsample_into(near, near, far, lay)
 
 
 def threads() -> int:
     """Number of numba worker threads."""
     return int(numba.get_num_threads())
+
+
+# =========================================================================== FAST (split) mode
+# Particle-mesh style split of each seed's kernel K = K·(1 − w(r)) + K·w(r), with w a C² quintic
+# smoothstep that is 0 for r ≤ FAST_R0_MM and 1 for r ≥ FAST_R1_MM. The near part is evaluated
+# per fine voxel inside the ball r < R1; the far part is smooth (zero around the seed), so its
+# sum over seeds is evaluated on a coarse grid (every n-th fine voxel, n ≈ FAST_STEP_MM/spacing
+# per axis) and upsampled with separable Catmull-Rom cubics in index space.
+FAST_R0_MM = 6.0
+FAST_R1_MM = 24.0
+FAST_STEP_MM = 2.0
+#: Coarse step (mm) of the far grid of a single slice (a 2-D coarse grid costs little less per
+#: node but has far fewer nodes, so it trades some accuracy for speed).
+FAST_SLICE_STEP_MM = 3.2
+#: Coarse nodes below index 0 (Catmull-Rom needs one node before and two after each interval).
+_PAD_LO = 1
+_PAD_HI = 2
+
+
+@njit(cache=True, nogil=True, parallel=True, fastmath=True, error_model="numpy")
+def _split_rows(
+    out,
+    counts,
+    row0,
+    row1,
+    origin,
+    m_ijk,
+    pos,
+    axis,
+    strength,
+    cidx,
+    ext,
+    part,
+    r_direct,
+    w_r0,
+    w_r1,
+    lut,
+    lut_par,
+    atan_c,
+    p_scal,
+    g_r,
+    g_v,
+    f_r,
+    f_t,
+    f_v,
+    phi_r,
+    phi_v,
+    is_1d,
+):
+    """One part of the split kernel on flattened rows [row0, row1) of ``out`` (z, y, x) float64.
+
+    ``part`` 0 = near: out += Σ S·Ḋ·(1 − w(r)) for voxels with r ≤ w_r1 (exact formalism below
+    ``r_direct``, capsule flags into ``counts``); only seeds whose index-space ellipsoid of
+    radius w_r1 meets the row are visited (``cidx`` (ns, 3) continuous (i, j, k) index of each
+    seed, ``ext`` (3,) half extents in index units). ``part`` 1 = far: out += Σ S·Ḋ·w(r), every
+    seed, skipping the voxels with r < w_r0 where w = 0.
+    """
+    ny = out.shape[1]
+    nx = out.shape[2]
+    ns = pos.shape[0]
+    rd2 = r_direct * r_direct
+    near = part == 0
+    r_in2 = rd2 if near else w_r0 * w_r0
+    cut2 = w_r1 * w_r1 if near else -1.0
+    cx = m_ijk[0, 0]
+    cy = m_ijk[1, 0]
+    cz = m_ijk[2, 0]
+    cc = cx * cx + cy * cy + cz * cz
+    flat = lut.ravel()
+    nt = lut.shape[1]
+    nr = lut.shape[0]
+    c0 = np.float32(atan_c[0])
+    c1 = np.float32(atan_c[1])
+    c2 = np.float32(atan_c[2])
+    c3 = np.float32(atan_c[3])
+    c4 = np.float32(atan_c[4])
+    c5 = np.float32(atan_c[5])
+    c6 = np.float32(atan_c[6])
+    c7 = np.float32(atan_c[7])
+    c8 = np.float32(atan_c[8])
+    c9 = np.float32(atan_c[9])
+    inv_f = np.float32(lut_par[0])
+    r_split = np.float32(lut_par[1])
+    inv_c = np.float32(lut_par[2])
+    n_f = np.float32(lut_par[3])
+    r_max = np.float32(lut_par[4])
+    kth = np.float32(2.0 * _RAD2DEG * lut_par[5])
+    zero32 = np.float32(0.0)
+    one32 = np.float32(1.0)
+    ntf = np.float32(nt - 2)
+    nrf = np.float32(nr - 2)
+    nt32 = np.int32(nt)
+    wr0 = np.float32(w_r0)
+    inv_dw = np.float32(1.0 / (w_r1 - w_r0))
+    # factor = fa + fb·w: near 1 − w, far w
+    fa = one32 if near else zero32
+    fb = -one32 if near else one32
+    n_rows = row1 - row0
+    n_blocks = min(n_rows, 64)
+    for blk in prange(n_blocks):
+        wr_buf = np.empty(nx, dtype=np.float32)
+        wt_buf = np.empty(nx, dtype=np.float32)
+        iv_buf = np.empty(nx, dtype=np.float32)
+        ib_buf = np.empty(nx, dtype=np.int32)
+        for row in range(row0 + blk * n_rows // n_blocks, row0 + (blk + 1) * n_rows // n_blocks):
+            k = row // ny
+            j = row - k * ny
+            bx = origin[0] + j * m_ijk[0, 1] + k * m_ijk[0, 2]
+            by = origin[1] + j * m_ijk[1, 1] + k * m_ijk[1, 2]
+            bz = origin[2] + j * m_ijk[2, 1] + k * m_ijk[2, 2]
+            orow = out[k, j]
+            for s in range(ns):
+                if near and (abs(k - cidx[s, 2]) > ext[2] or abs(j - cidx[s, 1]) > ext[1]):
+                    continue
+                dx = bx - pos[s, 0]
+                dy = by - pos[s, 1]
+                dz = bz - pos[s, 2]
+                A = dx * dx + dy * dy + dz * dz
+                B = dx * cx + dy * cy + dz * cz
+                a0 = dx * axis[s, 0] + dy * axis[s, 1] + dz * axis[s, 2]
+                a1 = cx * axis[s, 0] + cy * axis[s, 1] + cz * axis[s, 2]
+                ic = -B / cc
+                dmin2 = A - B * B / cc
+                if dmin2 < 0.0:
+                    dmin2 = 0.0
+                lo = 0
+                hi = nx
+                if near:
+                    if dmin2 >= cut2:
+                        continue
+                    w = math.sqrt((cut2 - dmin2) / cc)
+                    lo = max(0, int(math.ceil(ic - w)))  # noqa: RUF046
+                    hi = min(nx, int(math.floor(ic + w)) + 1)  # noqa: RUF046
+                    if hi <= lo:
+                        continue
+                nlo = hi
+                nhi = hi
+                if dmin2 < r_in2:
+                    w = math.sqrt((r_in2 - dmin2) / cc)
+                    if near:  # superset of r < r_direct: checked per voxel below
+                        nlo = min(max(lo, int(math.floor(ic - w))), hi)  # noqa: RUF046
+                        nhi = min(max(nlo, int(math.ceil(ic + w)) + 1), hi)  # noqa: RUF046
+                    else:  # subset of r ≤ R0 (w = 0 there): skipped
+                        nlo = min(max(lo, int(math.ceil(ic - w))), hi)  # noqa: RUF046
+                        nhi = min(max(nlo, int(math.floor(ic + w)) + 1), hi)  # noqa: RUF046
+                st = strength[s]
+                two_b = 2.0 * B
+                for i in range(lo, hi):
+                    r2 = np.float32(A + i * (two_b + i * cc))
+                    za = np.float32(a0 + i * a1)
+                    if r2 < one32:
+                        r2 = one32
+                    r = np.sqrt(r2)
+                    az = abs(za)
+                    rho2 = max(r2 - az * az, zero32)
+                    t = np.sqrt(rho2) / (r + az)
+                    q = t * t
+                    p = (
+                        (
+                            ((((((c9 * q + c8) * q + c7) * q + c6) * q + c5) * q + c4) * q + c3) * q
+                            + c2
+                        )
+                        * q
+                        + c1
+                    ) * q + c0
+                    ft = t * p * kth
+                    rr = min(r, r_max)
+                    fr = rr * inv_f if rr < r_split else n_f + (rr - r_split) * inv_c
+                    jt = np.int32(min(ft, ntf))
+                    ir = np.int32(min(fr, nrf))
+                    wt_buf[i] = ft - np.float32(jt)
+                    wr_buf[i] = fr - np.float32(ir)
+                    ib_buf[i] = ir * nt32 + jt
+                    u = min(max((r - wr0) * inv_dw, zero32), one32)
+                    win = (
+                        u
+                        * u
+                        * u
+                        * (np.float32(10.0) + u * (np.float32(-15.0) + np.float32(6.0) * u))
+                    )
+                    iv_buf[i] = (fa + fb * win) / r2
+                for seg in range(2):
+                    i0 = lo if seg == 0 else nhi
+                    i1 = nlo if seg == 0 else hi
+                    for i in range(i0, i1):
+                        base = ib_buf[i]
+                        wt = wt_buf[i]
+                        l00 = flat[base]
+                        l01 = flat[base + 1]
+                        l10 = flat[base + nt]
+                        l11 = flat[base + nt + 1]
+                        a = l00 + wt * (l01 - l00)
+                        b = l10 + wt * (l11 - l10)
+                        orow[i] += st * ((a + wr_buf[i] * (b - a)) * iv_buf[i])
+                if not near:
+                    continue
+                for i in range(nlo, nhi):
+                    r2d = A + i * (two_b + i * cc)
+                    za = a0 + i * a1
+                    if r2d >= rd2:
+                        base = ib_buf[i]
+                        wt = wt_buf[i]
+                        a = flat[base] + wt * (flat[base + 1] - flat[base])
+                        b = flat[base + nt] + wt * (flat[base + nt + 1] - flat[base + nt])
+                        orow[i] += st * ((a + wr_buf[i] * (b - a)) * iv_buf[i])
+                    else:  # r < r_direct < R0: window factor 1
+                        rho2d = r2d - za * za
+                        rho = math.sqrt(rho2d) if rho2d > 0.0 else 0.0
+                        v, flag = _exact_rate_per_u(
+                            rho, za, p_scal, g_r, g_v, f_r, f_t, f_v, phi_r, phi_v, is_1d
+                        )
+                        orow[i] += st * v
+                        if flag:
+                            counts[k, j, i] += 1 if st >= 0.0 else -1
+
+
+@njit(cache=True, nogil=True, parallel=True, fastmath=True, error_model="numpy")
+def _upsample(dst, base, coarse, bx, wx, by, wy, bz, wz):
+    """dst = base + cubic upsample of ``coarse``; separable passes x, then y, then z.
+
+    ``dst``/``base`` (nz, ny, nx) float64 (may be the same array); ``coarse`` (Nz, Ny, Nx);
+    per axis ``b*`` (n,) int64 first coarse node of the 4-tap stencil and ``w*`` (n, 4) weights.
+    An axis with one coarse node (a flat axis: one slice) is copied, not interpolated.
+    """
+    nz, ny, nx = dst.shape
+    cz, cy, cx = coarse.shape
+    t1 = np.empty((cz, cy, nx))
+    for r in prange(cz * cy):
+        kc = r // cy
+        jc = r - kc * cy
+        src = coarse[kc, jc]
+        d = t1[kc, jc]
+        if cx == 1:
+            for i in range(nx):
+                d[i] = src[0]
+        else:
+            for i in range(nx):
+                b = bx[i]
+                d[i] = (
+                    wx[i, 0] * src[b]
+                    + wx[i, 1] * src[b + 1]
+                    + wx[i, 2] * src[b + 2]
+                    + wx[i, 3] * src[b + 3]
+                )
+    t2 = np.empty((cz, ny, nx))
+    for r in prange(cz * ny):
+        kc = r // ny
+        j = r - kc * ny
+        d = t2[kc, j]
+        if cy == 1:
+            s0 = t1[kc, 0]
+            for i in range(nx):
+                d[i] = s0[i]
+        else:
+            b = by[j]
+            s0 = t1[kc, b]
+            s1 = t1[kc, b + 1]
+            s2 = t1[kc, b + 2]
+            s3 = t1[kc, b + 3]
+            w0 = wy[j, 0]
+            w1 = wy[j, 1]
+            w2 = wy[j, 2]
+            w3 = wy[j, 3]
+            for i in range(nx):
+                d[i] = w0 * s0[i] + w1 * s1[i] + w2 * s2[i] + w3 * s3[i]
+    for r in prange(nz * ny):
+        k = r // ny
+        j = r - k * ny
+        d = dst[k, j]
+        e = base[k, j]
+        if cz == 1:
+            s0 = t2[0, j]
+            for i in range(nx):
+                d[i] = e[i] + s0[i]
+        else:
+            b = bz[k]
+            s0 = t2[b, j]
+            s1 = t2[b + 1, j]
+            s2 = t2[b + 2, j]
+            s3 = t2[b + 3, j]
+            w0 = wz[k, 0]
+            w1 = wz[k, 1]
+            w2 = wz[k, 2]
+            w3 = wz[k, 3]
+            for i in range(nx):
+                d[i] = e[i] + (w0 * s0[i] + w1 * s1[i] + w2 * s2[i] + w3 * s3[i])
+
+
+def _catmull_rom(n_fine: int, step: int) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
+    """First coarse node (n_fine,) and Catmull-Rom weights (n_fine, 4) of each fine index."""
+    u = np.arange(n_fine) / step + _PAD_LO
+    node = np.floor(u + 1e-9)  # fine indices on a coarse node get t = 0 exactly
+    t = np.clip(u - node, 0.0, 1.0)
+    t2 = t * t
+    t3 = t2 * t
+    w = np.stack(
+        [
+            0.5 * (-t3 + 2 * t2 - t),
+            0.5 * (3 * t3 - 5 * t2 + 2),
+            0.5 * (-3 * t3 + 4 * t2 + t),
+            0.5 * (t3 - t2),
+        ],
+        axis=1,
+    )
+    return (node - 1).astype(np.int64), np.ascontiguousarray(w)
+
+
+@dataclass(frozen=True, eq=False)
+class SplitLayout:
+    """The coarse far-field grid of a fine grid for FAST mode, and the upsampling stencils.
+
+    Coarse node I along an axis sits on fine index n·(I − 1) (n = ``steps_ijk``), so the coarse
+    grid covers the fine one with one node before and two after (a flat axis of one voxel keeps
+    one node). Everything is in index space, so any direction matrix works.
+    """
+
+    shape_zyx: tuple[int, int, int]
+    origin_mm: NDArray[np.float64]
+    m_ijk: NDArray[np.float64]  # fine index → LPS mm (columns i, j, k)
+    m_inv: NDArray[np.float64]  # LPS mm → fine index
+    steps_ijk: tuple[int, int, int]
+    coarse_shape_zyx: tuple[int, int, int]
+    coarse_origin_mm: NDArray[np.float64]
+    coarse_m_ijk: NDArray[np.float64]
+    stencils: tuple[NDArray, ...]  # bx, wx, by, wy, bz, wz
+
+
+def split_layout(
+    shape_zyx: tuple[int, int, int],
+    origin_mm: NDArray[np.float64],
+    index_to_world: NDArray[np.float64],
+    step_mm: float | None = None,
+) -> SplitLayout:
+    """Coarse layout for a fine grid: per axis n = max(1, round(step_mm / spacing))."""
+    if step_mm is None:
+        step_mm = FAST_STEP_MM
+    m = np.ascontiguousarray(index_to_world, dtype=np.float64)
+    spacing = np.linalg.norm(m, axis=0)  # (i, j, k)
+    n_ijk = [int(x) for x in shape_zyx[::-1]]
+    steps, c_ijk, off = [], [], []
+    stencils: list[NDArray] = []
+    for a in range(3):
+        n_f = n_ijk[a]
+        if n_f == 1:
+            steps.append(1)
+            c_ijk.append(1)
+            off.append(0.0)
+            b = np.zeros(1, dtype=np.int64)
+            w = np.array([[0.0, 1.0, 0.0, 0.0]])
+        else:
+            st = max(1, round(step_mm / spacing[a]))
+            steps.append(st)
+            c_ijk.append((n_f - 1) // st + 1 + _PAD_LO + _PAD_HI)
+            off.append(-float(st * _PAD_LO))
+            b, w = _catmull_rom(n_f, st)
+        stencils += [b, w]
+    origin = np.asarray(origin_mm, dtype=np.float64)
+    return SplitLayout(
+        (int(shape_zyx[0]), int(shape_zyx[1]), int(shape_zyx[2])),
+        origin,
+        m,
+        np.linalg.inv(m),
+        (steps[0], steps[1], steps[2]),
+        (c_ijk[2], c_ijk[1], c_ijk[0]),
+        origin + m @ np.array(off),
+        np.ascontiguousarray(m * np.array(steps, dtype=np.float64)[np.newaxis, :]),
+        tuple(stencils),
+    )
+
+
+def _seed_arrays(positions_mm, axes, strengths_u):
+    return (
+        np.ascontiguousarray(positions_mm, dtype=np.float64).reshape(-1, 3),
+        np.ascontiguousarray(axes, dtype=np.float64).reshape(-1, 3),
+        np.ascontiguousarray(strengths_u, dtype=np.float64).reshape(-1),
+    )
+
+
+def near_rows_span(lay: SplitLayout, positions_mm: NDArray[np.float64]) -> tuple[int, int]:
+    """Flattened (k, j) rows [r0, r1) that the seeds' near balls (r ≤ FAST_R1_MM) can touch."""
+    nz, ny, _ = lay.shape_zyx
+    pos = np.asarray(positions_mm, dtype=np.float64).reshape(-1, 3)
+    if pos.shape[0] == 0:
+        return 0, 0
+    kc = (pos - lay.origin_mm) @ lay.m_inv[2]
+    ek = FAST_R1_MM * float(np.linalg.norm(lay.m_inv[2])) + 1.0
+    k0 = max(0, int(np.floor(kc.min() - ek)))
+    k1 = min(nz, int(np.ceil(kc.max() + ek)) + 1)
+    return (k0 * ny, k1 * ny) if k1 > k0 else (0, 0)
+
+
+def near_accumulate(
+    fm: FastModel,
+    out: NDArray[np.float64],
+    counts: NDArray[np.int32],
+    lay: SplitLayout,
+    positions_mm: NDArray[np.float64],
+    axes: NDArray[np.float64],
+    strengths_u: NDArray[np.float64],
+    row_range: tuple[int, int] | None = None,
+) -> None:
+    """out += Σ S·Ḋ·(1 − w(r)) (cGy/h) on the fine grid, r ≤ FAST_R1_MM; capsule flags."""
+    pos, ax, st = _seed_arrays(positions_mm, axes, strengths_u)
+    r0, r1 = near_rows_span(lay, pos)
+    if row_range is not None:
+        r0, r1 = max(r0, row_range[0]), min(r1, row_range[1])
+    if r1 <= r0:
+        return
+    cidx = np.ascontiguousarray((pos - lay.origin_mm) @ lay.m_inv.T)
+    ext = FAST_R1_MM * np.linalg.norm(lay.m_inv, axis=1) + 1e-6
+    with _KERNEL_LOCK:
+        _split_rows(
+            out,
+            counts,
+            int(r0),
+            int(r1),
+            lay.origin_mm,
+            lay.m_ijk,
+            pos,
+            ax,
+            st,
+            cidx,
+            ext,
+            0,
+            R_DIRECT_MM,
+            FAST_R0_MM,
+            FAST_R1_MM,
+            *_model_args(fm),
+        )
+
+
+def far_accumulate(
+    fm: FastModel,
+    coarse: NDArray[np.float64],
+    lay: SplitLayout,
+    positions_mm: NDArray[np.float64],
+    axes: NDArray[np.float64],
+    strengths_u: NDArray[np.float64],
+    row_range: tuple[int, int] | None = None,
+) -> None:
+    """coarse += Σ S·Ḋ·w(r) (cGy/h) on the coarse nodes of ``lay`` (shape coarse_shape_zyx);
+    ``row_range``: flattened coarse (K, J) rows [r0, r1) only."""
+    pos, ax, st = _seed_arrays(positions_mm, axes, strengths_u)
+    nz, ny, _ = coarse.shape
+    r0, r1 = row_range if row_range is not None else (0, nz * ny)
+    if pos.shape[0] == 0 or r1 <= r0:
+        return
+    dummy = np.zeros((1, 1, 1), dtype=np.int32)
+    with _KERNEL_LOCK:
+        _split_rows(
+            coarse,
+            dummy,
+            int(r0),
+            int(r1),
+            lay.coarse_origin_mm,
+            lay.coarse_m_ijk,
+            pos,
+            ax,
+            st,
+            np.zeros((pos.shape[0], 3)),
+            np.zeros(3),
+            1,
+            R_DIRECT_MM,
+            FAST_R0_MM,
+            FAST_R1_MM,
+            *_model_args(fm),
+        )
+
+
+def upsample_into(
+    dst: NDArray[np.float64],
+    base: NDArray[np.float64],
+    coarse: NDArray[np.float64],
+    lay: SplitLayout,
+) -> None:
+    """dst = base + Catmull-Rom upsample of the coarse far grid (dst may be base)."""
+    with _KERNEL_LOCK:
+        _upsample(dst, base, coarse, *lay.stencils)
