@@ -39,8 +39,12 @@ sysdeps:
 	  echo "Not a Debian/Ubuntu system: install the equivalents of: $$missing"; \
 	fi
 
-run: $(STAMP)
+run: sysdeps $(STAMP)
 	$(BIN)/seedplan gui
+
+# Refresh the README screenshot from the real window on the demo case.
+screenshot: $(STAMP)
+	$(XVFB) $(BIN)/seedplan gui --screenshot docs/screenshot.png
 
 test: sysdeps $(STAMP)
 	$(XVFB) $(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)

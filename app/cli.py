@@ -32,14 +32,16 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The full parser, or with ``only`` just that sub-command (imports one command module:
+    start-up time matters for ``seedplan gui``)."""
     parser = _Parser(
         prog="seedplan",
         description="SeedPlan: planning for CT-guided permanent I-125 seed implants.",
     )
     parser.add_argument("--version", action="version", version=f"seedplan {__version__}")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
-    for name in COMMANDS:
+    for name in (only,) if only in COMMANDS else COMMANDS:
         try:
             module = importlib.import_module(f"app.commands.{name}_cmd")
         except ModuleNotFoundError as exc:
@@ -52,10 +54,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
+    if not argv:
+        argv = ["gui"]
+    parser = build_parser(only=argv[0])
     args = parser.parse_args(argv)
     if args.command is None:
-        args = parser.parse_args(["gui"])
+        parser.print_help(sys.stderr)
+        return 2
     try:
         return int(args.run(args) or 0)
     except InputError as exc:

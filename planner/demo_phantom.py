@@ -33,7 +33,6 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.interpolate import CubicSpline
 
 from dose.geometry import GridGeometry
 
@@ -866,6 +865,10 @@ def _rib_path(level: Level, side: float) -> tuple[NDArray[np.float64], int]:
     ctrl = np.asarray(pts)
     seg = np.linalg.norm(np.diff(ctrl, axis=0), axis=1)
     s = np.concatenate([[0.0], np.cumsum(seg)])
+    # Imported here: scipy.interpolate costs ~1 s to import, and the GUI imports this module
+    # at start-up only to find the demo case.
+    from scipy.interpolate import CubicSpline
+
     spline = CubicSpline(s, ctrl, bc_type="natural")
     step = 6.0
     dense_s = np.arange(0.0, s[-1] + 1e-9, step)

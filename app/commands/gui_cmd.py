@@ -8,6 +8,8 @@ when PATH cannot be opened).
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from pathlib import Path
 
 from dose.errors import InputError
@@ -51,7 +53,19 @@ def _parse_size(text: str | None) -> tuple[int, int] | None:
     return w, h
 
 
+def _check_display() -> None:
+    """Fail with one line, not a Qt abort, when there is no screen to open a window on."""
+    if not sys.platform.startswith("linux") or os.environ.get("QT_QPA_PLATFORM"):
+        return
+    if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        raise InputError(
+            "no display to open the window on (DISPLAY is not set); "
+            'run it on a desktop or under xvfb-run -a -s "-screen 0 1280x1024x24"'
+        )
+
+
 def run(args: argparse.Namespace) -> int:
+    _check_display()
     path: Path | None = args.path
     if path is not None and not path.exists():
         raise InputError("no such file or folder", path)
@@ -66,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
 
 def open_gui(path: Path | None) -> int:
     """Open the viewer on ``path`` (``None``: the demo case); used by ``seedplan demo --gui``."""
+    _check_display()
     from app.gui_main import run_gui
 
     return run_gui(path)
