@@ -11,15 +11,15 @@ import math
 from datetime import date, datetime
 
 __all__ = [
+    "I125_DECAY_CONSTANT_PER_H",
     "I125_HALF_LIFE_DAYS",
     "I125_HALF_LIFE_H",
-    "I125_DECAY_CONSTANT_PER_H",
     "I125_MEAN_LIFE_H",
     "U_PER_MCI_I125",
-    "mci_to_u",
-    "u_to_mci",
     "decay_factor",
+    "mci_to_u",
     "total_dose_gy_from_initial_rate",
+    "u_to_mci",
 ]
 
 I125_HALF_LIFE_DAYS = 59.40

@@ -9,7 +9,7 @@ from numpy.typing import NDArray
 
 from dose.geometry import GridGeometry
 
-__all__ = ["CTVolume", "PatientInfo", "Mask"]
+__all__ = ["CTVolume", "Mask", "PatientInfo"]
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,9 @@ def _rotation(axis: np.ndarray, angle_rad: float) -> np.ndarray:
 
 
 def test_axis_aligned_index_to_world() -> None:
-    g = GridGeometry.axis_aligned((10, 20, 30), origin_mm=(-5.0, 2.0, 100.0), spacing_mm=(0.5, 0.8, 2.5))
+    g = GridGeometry.axis_aligned(
+        (10, 20, 30), origin_mm=(-5.0, 2.0, 100.0), spacing_mm=(0.5, 0.8, 2.5)
+    )
     # voxel (i=3, j=4, k=5) → origin + spacing * ijk
     np.testing.assert_allclose(g.index_to_world([3, 4, 5]), [-5 + 1.5, 2 + 3.2, 100 + 12.5])
     np.testing.assert_allclose(g.zyx_to_world([5, 4, 3]), g.index_to_world([3, 4, 5]))

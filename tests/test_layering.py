@@ -1,4 +1,4 @@
-"""The domain (planner/) and numerics (dose/) never import Qt or VTK; dose/ never imports planner/."""
+"""planner/ and dose/ never import Qt or VTK; dose/ never imports planner/."""
 
 from __future__ import annotations
 
@@ -36,7 +36,9 @@ def test_domain_packages_do_not_import_gui(package: str) -> None:
 
 def test_dose_does_not_import_planner() -> None:
     offenders = [
-        str(p.relative_to(ROOT)) for p in (ROOT / "dose").rglob("*.py") if "planner" in _imported_modules(p)
+        str(p.relative_to(ROOT))
+        for p in (ROOT / "dose").rglob("*.py")
+        if "planner" in _imported_modules(p)
     ]
     assert not offenders, f"dose/ must not import planner/: {offenders}"
 
@@ -50,7 +52,8 @@ def test_importing_domain_and_cli_loads_no_qt_or_vtk() -> None:
         "    for info in pkgutil.walk_packages(mod.__path__, pkg + '.'):\n"
         "        importlib.import_module(info.name)\n"
         "import app.cli; app.cli.build_parser()\n"
-        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('PySide6', 'vtkmodules', 'vtk'))\n"
+        "gui = ('PySide6', 'vtkmodules', 'vtk')\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in gui)\n"
         "print(','.join(bad))\n"
     )
     out = subprocess.run(
