@@ -28,6 +28,7 @@ from numpy.typing import NDArray
 
 from dose.errors import InputError
 from dose.geometry import GridGeometry
+from planner.dicom_read import read_dicom_object
 
 __all__ = ["RTDose", "read_rtdose"]
 
@@ -73,20 +74,8 @@ def _floats(ds: object, keyword: str, n: int | None, path: Path) -> NDArray[np.f
 
 def read_rtdose(path: str | Path) -> RTDose:
     """Read an RTDOSE file; raises :class:`InputError` for anything SeedPlan cannot use."""
-    import pydicom
-    from pydicom.errors import InvalidDicomError
-
     path = Path(path)
-    try:
-        ds = pydicom.dcmread(path)
-    except (InvalidDicomError, EOFError, ValueError, OSError) as exc:
-        if isinstance(exc, (FileNotFoundError, IsADirectoryError, PermissionError)):
-            raise
-        raise InputError(f"not a readable DICOM file ({exc})", path) from exc
-    modality = str(getattr(ds, "Modality", ""))
-    sop = str(getattr(ds, "SOPClassUID", ""))
-    if modality != "RTDOSE" and (modality or sop != RTDOSE_SOP_CLASS):
-        raise InputError(f"not an RTDOSE file (Modality {modality or 'missing'})", path)
+    ds = read_dicom_object(path, modality="RTDOSE", sop_class_uid=RTDOSE_SOP_CLASS)
     units = str(getattr(ds, "DoseUnits", "")).strip().upper()
     if units != "GY":
         raise InputError(

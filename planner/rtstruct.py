@@ -59,6 +59,7 @@ from numpy.typing import NDArray
 from dose.dvh import DVH, compute_dvh
 from dose.errors import InputError
 from dose.geometry import GridGeometry
+from planner.dicom_read import read_dicom_object
 
 __all__ = [
     "ROI",
@@ -133,20 +134,8 @@ class RasterisedROI:
 # ====================================================================== reading
 def read_rtstruct(path: str | Path) -> StructureSet:
     """Read ROIs and contours; raises :class:`InputError` for a file SeedPlan cannot use."""
-    import pydicom
-    from pydicom.errors import InvalidDicomError
-
     path = Path(path)
-    try:
-        ds = pydicom.dcmread(path)
-    except (InvalidDicomError, EOFError, ValueError, OSError) as exc:
-        if isinstance(exc, (FileNotFoundError, IsADirectoryError, PermissionError)):
-            raise
-        raise InputError(f"not a readable DICOM file ({exc})", path) from exc
-    modality = str(getattr(ds, "Modality", ""))
-    sop = str(getattr(ds, "SOPClassUID", ""))
-    if modality != "RTSTRUCT" and (modality or sop != RTSTRUCT_SOP_CLASS):
-        raise InputError(f"not an RTSTRUCT file (Modality {modality or 'missing'})", path)
+    ds = read_dicom_object(path, modality="RTSTRUCT", sop_class_uid=RTSTRUCT_SOP_CLASS)
 
     names: dict[int, str] = {}
     for item in getattr(ds, "StructureSetROISequence", []) or []:
