@@ -11,10 +11,13 @@ Public API
     res = eng.dose_rate_at_points(seeds, points_mm)                      # DoseResult, values (P,)
     res = eng.dose_rate_on_grid(seeds, geometry, cancel=fn, progress=fn) # values (z, y, x)
     res = eng.dose_rate_on_slice(seeds, geometry, k)                     # values (y, x), slice k
+    res = eng.dose_rate_on_grid(seeds, geometry, mode="fast")            # interactive display
+    res = eng.dose_rate_on_slice(seeds, geometry, k, mode="fast")
     res.dose_rate_cgy_h, res.dose_gy, res.flagged, res.n_flagged
-    res.formalism, res.model_id, res.table_checksum, res.label()
+    res.formalism, res.model_id, res.table_checksum, res.label(), res.mode  # "exact" | "fast"
 
     acc = DoseGrid(eng, geometry)              # incremental accumulator for interactive editing
+    acc = DoseGrid(eng, geometry, mode="fast") # the GUI's choice: ~6 ms per move on 10⁶ voxels
     acc.add("s1", (x, y, z), axis=(0, 0, 1), strength_u=0.8)
     acc.move("s1", position_mm=(x2, y2, z2))   # updates only that seed's contribution
     acc.remove("s1")
@@ -29,6 +32,14 @@ Public API
 Units: positions and distances in LPS mm; strengths S_K in U (1 U = 1 cGy cm² h⁻¹); dose rate
 in cGy/h (initial, at the implant time of the given strengths); D∞ = Ḋ₀·τ in Gy
 (τ = T½/ln 2, :mod:`dose.units`). Use :func:`strength_at_implant` for calibration→implant decay.
+
+Modes: EXACT (default) evaluates every seed-voxel pair (≤ 1e-5 of the reference engine) and is
+the only mode for dose at points, the CLI and anything a report quotes. FAST (grids, slices and
+DoseGrid, numba engine only) splits each seed's kernel into an exact near ball and a far part
+summed on a coarse grid and upsampled with cubics: 4-5x faster on full grids, for interactive
+display; ≤ 0.5 % beyond 1 mm from the seeds on realistic implants, but up to a few % along a
+lone seed's axis (the tabulated F(r, θ) has a cusp there), see :mod:`dose.engine_numba`. The
+mode is recorded in ``DoseResult.extras["mode"]`` and in ``label()``.
 
 Threading: every numba kernel releases the GIL (``nogil``); long computations are chunked and
 call ``cancel()`` between chunks (raising :class:`dose.tg43.DoseCancelled`) and ``progress(f)``
@@ -456,7 +467,7 @@ class NumbaEngine(DoseEngine):
         r0, r1 = engine_numba.near_rows_span(lay, p)
         cz, cy, _ = lay.coarse_shape_zyx
         flat = min(lay.shape_zyx) == 1
-        n_chunks = 1 if flat else 4
+        n_chunks = 1 if flat else 2  # cancel() is polled between ~4 steps of ~40 ms
         steps = [
             ("near", r0 + (r1 - r0) * c // n_chunks, r0 + (r1 - r0) * (c + 1) // n_chunks)
             for c in range(n_chunks)
