@@ -333,184 +333,10 @@ def fast_model(model: SourceModel, formalism: Formalism) -> FastModel:
 
 
 # =========================================================================== grid kernel
-# The table lookup is written out inline in both kernels on purpose: a call to a numba function
+# The grid kernel is :func:`_split_rows` (defined with the FAST mode below; ``part`` 2 = EXACT).
+# The table lookup is written out inline in the kernels on purpose: a call to a numba function
 # that takes arrays costs reference-count traffic per call (measured 60-100 ns per voxel-seed
 # pair here, against ~11 ns inline).
-@njit(cache=True, nogil=True, parallel=True, fastmath=True, error_model="numpy")
-def _grid_rows(
-    out,
-    counts,
-    row0,
-    row1,
-    origin,
-    m_ijk,
-    pos,
-    axis,
-    strength,
-    r_direct,
-    cutoff2,
-    lut,
-    lut_par,
-    atan_c,
-    p_scal,
-    g_r,
-    g_v,
-    f_r,
-    f_t,
-    f_v,
-    phi_r,
-    phi_v,
-    is_1d,
-):
-    """out[k, j, :] += Σ_s S_s·Ḋ_s (cGy/h) for flattened rows row0 ≤ k·ny + j < row1.
-
-    ``out`` float64 (nz, ny, nx); ``m_ijk`` (3, 3): columns = LPS mm per unit step of i, j, k;
-    ``counts`` int32 (nz, ny, nx) gets +1 (−1 for a negative strength, i.e. a removal) where a
-    voxel centre lies inside a seed capsule. Pass 1 of each (row, seed) is branch-free float32
-    arithmetic (vectorisable); pass 2 does the bilinear table lookups.
-    """
-    ny = out.shape[1]
-    nx = out.shape[2]
-    ns = pos.shape[0]
-    rd2 = r_direct * r_direct
-    cx = m_ijk[0, 0]
-    cy = m_ijk[1, 0]
-    cz = m_ijk[2, 0]
-    cc = cx * cx + cy * cy + cz * cz
-    flat = lut.ravel()
-    nt = lut.shape[1]
-    nr = lut.shape[0]
-    c0 = np.float32(atan_c[0])
-    c1 = np.float32(atan_c[1])
-    c2 = np.float32(atan_c[2])
-    c3 = np.float32(atan_c[3])
-    c4 = np.float32(atan_c[4])
-    c5 = np.float32(atan_c[5])
-    c6 = np.float32(atan_c[6])
-    c7 = np.float32(atan_c[7])
-    c8 = np.float32(atan_c[8])
-    c9 = np.float32(atan_c[9])
-    inv_f = np.float32(lut_par[0])
-    r_split = np.float32(lut_par[1])
-    inv_c = np.float32(lut_par[2])
-    n_f = np.float32(lut_par[3])
-    r_max = np.float32(lut_par[4])
-    kth = np.float32(2.0 * _RAD2DEG * lut_par[5])
-    zero32 = np.float32(0.0)
-    one32 = np.float32(1.0)
-    ntf = np.float32(nt - 2)  # clamp so that cell (ir + 1, jt + 1) exists
-    nrf = np.float32(nr - 2)
-    nt32 = np.int32(nt)
-    # Rows are processed in blocks (a few per thread) so the scratch buffers are allocated once
-    # per block, not once per row.
-    n_rows = row1 - row0
-    n_blocks = min(n_rows, 64)
-    for blk in prange(n_blocks):
-        wr_buf = np.empty(nx, dtype=np.float32)
-        wt_buf = np.empty(nx, dtype=np.float32)
-        iv_buf = np.empty(nx, dtype=np.float32)
-        ib_buf = np.empty(nx, dtype=np.int32)
-        for row in range(row0 + blk * n_rows // n_blocks, row0 + (blk + 1) * n_rows // n_blocks):
-            k = row // ny
-            j = row - k * ny
-            bx = origin[0] + j * m_ijk[0, 1] + k * m_ijk[0, 2]
-            by = origin[1] + j * m_ijk[1, 1] + k * m_ijk[1, 2]
-            bz = origin[2] + j * m_ijk[2, 1] + k * m_ijk[2, 2]
-            orow = out[k, j]
-            for s in range(ns):
-                dx = bx - pos[s, 0]
-                dy = by - pos[s, 1]
-                dz = bz - pos[s, 2]
-                # r²(i) = A + 2 B i + C i² and z(i) = a0 + a1 i along the row
-                A = dx * dx + dy * dy + dz * dz
-                B = dx * cx + dy * cy + dz * cz
-                a0 = dx * axis[s, 0] + dy * axis[s, 1] + dz * axis[s, 2]
-                a1 = cx * axis[s, 0] + cy * axis[s, 1] + cz * axis[s, 2]
-                ic = -B / cc
-                dmin2 = A - B * B / cc  # squared distance from the row's line to the seed
-                if dmin2 < 0.0:
-                    dmin2 = 0.0
-                lo = 0
-                hi = nx
-                if cutoff2 > 0.0:
-                    if dmin2 >= cutoff2:
-                        continue
-                    w = math.sqrt((cutoff2 - dmin2) / cc)
-                    lo = max(0, int(math.ceil(ic - w)))  # noqa: RUF046
-                    hi = min(nx, int(math.floor(ic + w)) + 1)  # noqa: RUF046
-                    if hi <= lo:
-                        continue
-                nlo = hi
-                nhi = hi
-                if dmin2 < rd2:
-                    w = math.sqrt((rd2 - dmin2) / cc)
-                    nlo = min(max(lo, int(math.floor(ic - w))), hi)  # noqa: RUF046
-                    nhi = min(max(nlo, int(math.ceil(ic + w)) + 1), hi)  # noqa: RUF046
-                st = strength[s]
-                two_b = 2.0 * B
-                # pass 1: table cell and weights (float32, branch-free, vectorised by LLVM)
-                for i in range(lo, hi):
-                    r2 = np.float32(A + i * (two_b + i * cc))
-                    za = np.float32(a0 + i * a1)
-                    if r2 < one32:  # only inside the near range, which pass 2 skips
-                        r2 = one32
-                    r = np.sqrt(r2)
-                    az = abs(za)
-                    rho2 = max(r2 - az * az, zero32)
-                    t = np.sqrt(rho2) / (r + az)  # tan(θ/2) in [0, 1]
-                    q = t * t
-                    p = (
-                        (
-                            ((((((c9 * q + c8) * q + c7) * q + c6) * q + c5) * q + c4) * q + c3) * q
-                            + c2
-                        )
-                        * q
-                        + c1
-                    ) * q + c0
-                    ft = t * p * kth  # θ in table columns, 0 … nt − 1
-                    rr = min(r, r_max)
-                    fr = rr * inv_f if rr < r_split else n_f + (rr - r_split) * inv_c
-                    jt = np.int32(min(ft, ntf))  # so that cell (ir + 1, jt + 1) exists
-                    ir = np.int32(min(fr, nrf))
-                    wt_buf[i] = ft - np.float32(jt)
-                    wr_buf[i] = fr - np.float32(ir)
-                    ib_buf[i] = ir * nt32 + jt
-                    iv_buf[i] = one32 / r2
-                # pass 2: bilinear lookups outside the near range [nlo, nhi)
-                for seg in range(2):
-                    i0 = lo if seg == 0 else nhi
-                    i1 = nlo if seg == 0 else hi
-                    for i in range(i0, i1):
-                        base = ib_buf[i]
-                        wt = wt_buf[i]
-                        l00 = flat[base]
-                        l01 = flat[base + 1]
-                        l10 = flat[base + nt]
-                        l11 = flat[base + nt + 1]
-                        a = l00 + wt * (l01 - l00)
-                        b = l10 + wt * (l11 - l10)
-                        orow[i] += st * ((a + wr_buf[i] * (b - a)) * iv_buf[i])
-                # near range: exact formalism (r < r_direct), capsule capping and flags
-                for i in range(nlo, nhi):
-                    r2d = A + i * (two_b + i * cc)
-                    za = a0 + i * a1
-                    if r2d >= rd2:
-                        base = ib_buf[i]
-                        wt = wt_buf[i]
-                        a = flat[base] + wt * (flat[base + 1] - flat[base])
-                        b = flat[base + nt] + wt * (flat[base + nt + 1] - flat[base + nt])
-                        orow[i] += st * ((a + wr_buf[i] * (b - a)) * iv_buf[i])
-                    else:
-                        rho2d = r2d - za * za
-                        rho = math.sqrt(rho2d) if rho2d > 0.0 else 0.0
-                        v, flag = _exact_rate_per_u(
-                            rho, za, p_scal, g_r, g_v, f_r, f_t, f_v, phi_r, phi_v, is_1d
-                        )
-                        orow[i] += st * v
-                        if flag:
-                            counts[k, j, i] += 1 if st >= 0.0 else -1
-
-
 @njit(cache=True, nogil=True, parallel=True, fastmath=True, error_model="numpy")
 def _points_kernel(
     out,
@@ -627,20 +453,24 @@ def grid_rate_accumulate(
     """
     nz, ny, _ = out.shape
     r0, r1 = row_range if row_range is not None else (0, nz * ny)
-    cutoff2 = -1.0 if cutoff_mm is None else float(cutoff_mm) ** 2
+    pos, ax, st = _seed_arrays(positions_mm, axes, strengths_u)
     with _KERNEL_LOCK:
-        _grid_rows(
+        _split_rows(
             out,
             counts,
             int(r0),
             int(r1),
             np.ascontiguousarray(origin_mm, dtype=np.float64),
             np.ascontiguousarray(index_to_world, dtype=np.float64),
-            np.ascontiguousarray(positions_mm, dtype=np.float64).reshape(-1, 3),
-            np.ascontiguousarray(axes, dtype=np.float64).reshape(-1, 3),
-            np.ascontiguousarray(strengths_u, dtype=np.float64).reshape(-1),
+            pos,
+            ax,
+            st,
+            np.zeros((pos.shape[0], 3)),
+            np.zeros(3),
+            2,
             R_DIRECT_MM,
-            cutoff2,
+            0.0,
+            -1.0 if cutoff_mm is None else float(cutoff_mm),
             *_model_args(fm),
         )
 
@@ -762,15 +592,20 @@ def _split_rows(
     ``r_direct``, capsule flags into ``counts``); only seeds whose index-space ellipsoid of
     radius w_r1 meets the row are visited (``cidx`` (ns, 3) continuous (i, j, k) index of each
     seed, ``ext`` (3,) half extents in index units). ``part`` 1 = far: out += Σ S·Ḋ·w(r), every
-    seed, skipping the voxels with r < w_r0 where w = 0.
+    seed, skipping the voxels with r < w_r0 where w = 0. ``part`` 2 = EXACT mode: out += Σ S·Ḋ
+    for every seed (no window), cut off beyond w_r1 when w_r1 > 0.
+
+    Pass 1 of each (row, seed) is branch-free float32 arithmetic that LLVM vectorises (table
+    cell, weights, window/r²); pass 2 does the bilinear table lookups.
     """
     ny = out.shape[1]
     nx = out.shape[2]
     ns = pos.shape[0]
     rd2 = r_direct * r_direct
-    near = part == 0
+    near = part != 1  # near and exact: exact formalism below r_direct, capsule counts
+    filt = part == 0  # near: only seeds whose ellipsoid meets the row
     r_in2 = rd2 if near else w_r0 * w_r0
-    cut2 = w_r1 * w_r1 if near else -1.0
+    cut2 = w_r1 * w_r1 if (part == 0 or (part == 2 and w_r1 > 0.0)) else -1.0
     cx = m_ijk[0, 0]
     cy = m_ijk[1, 0]
     cz = m_ijk[2, 0]
@@ -800,10 +635,10 @@ def _split_rows(
     nrf = np.float32(nr - 2)
     nt32 = np.int32(nt)
     wr0 = np.float32(w_r0)
-    inv_dw = np.float32(1.0 / (w_r1 - w_r0))
-    # factor = fa + fb·w: near 1 − w, far w
+    inv_dw = np.float32(1.0 / (w_r1 - w_r0)) if part != 2 else zero32
+    # factor = fa + fb·w: near 1 − w, far w, exact 1
     fa = one32 if near else zero32
-    fb = -one32 if near else one32
+    fb = -one32 if part == 0 else (one32 if part == 1 else zero32)
     n_rows = row1 - row0
     n_blocks = min(n_rows, 64)
     for blk in prange(n_blocks):
@@ -821,7 +656,7 @@ def _split_rows(
             bz = origin[2] + j * m_ijk[2, 1] + k * m_ijk[2, 2]
             orow = out[k, j]
             for s in range(ns):
-                if near and (abs(k - cidx[s, 2]) > ext[2] or abs(j - cidx[s, 1]) > ext[1]):
+                if filt and (abs(k - cidx[s, 2]) > ext[2] or abs(j - cidx[s, 1]) > ext[1]):
                     continue
                 dx = bx - pos[s, 0]
                 dy = by - pos[s, 1]
@@ -836,7 +671,7 @@ def _split_rows(
                     dmin2 = 0.0
                 lo = 0
                 hi = nx
-                if near:
+                if cut2 > 0.0:
                     if dmin2 >= cut2:
                         continue
                     w = math.sqrt((cut2 - dmin2) / cc)
