@@ -440,10 +440,15 @@ class NumbaEngine(DoseEngine):
     # -- FAST mode (near/far split) ------------------------------------------------------
     def split_layout(self, geometry: GridGeometry) -> engine_numba.SplitLayout:
         """The coarse far grid for ``geometry`` (a finer step for 3-D grids than for slices)."""
+        en = engine_numba
         flat = min(geometry.shape_zyx) == 1
-        step = engine_numba.FAST_SLICE_STEP_MM if flat else engine_numba.FAST_STEP_MM
-        return engine_numba.split_layout(
-            geometry.shape_zyx, geometry.origin_mm, geometry.index_to_world_matrix, step
+        return en.split_layout(
+            geometry.shape_zyx,
+            geometry.origin_mm,
+            geometry.index_to_world_matrix,
+            en.FAST_SLICE_STEP_MM if flat else en.FAST_STEP_MM,
+            en.FAST_SLICE_R0_MM if flat else en.FAST_R0_MM,
+            en.FAST_R1_MM,
         )
 
     def fast_parts(

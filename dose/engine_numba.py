@@ -34,13 +34,14 @@ anything a report quotes. FAST mode (``mode="fast"`` on grids, slices and ``Dose
 interactive display in the GUI:
 
 * Each seed's kernel is split, particle-mesh style, as K = K·(1 − w(r)) + K·w(r), w the C²
-  quintic smoothstep from 0 at ``FAST_R0_MM`` (6 mm) to 1 at ``FAST_R1_MM`` (24 mm).
+  quintic smoothstep from 0 at ``FAST_R0_MM`` (10 mm) to 1 at ``FAST_R1_MM`` (24 mm).
 * Near part: evaluated per fine voxel inside each seed's ball r ≤ R1 only (rows outside the
   seed's index-space ellipsoid are skipped; i-ranges are solved per row), exact formalism and
   capsule flags below ``R_DIRECT_MM`` as in EXACT mode.
 * Far part: summed over all seeds on a coarse grid in the fine grid's index space (every n-th
   voxel per axis, n = round(``FAST_STEP_MM`` / spacing), 2 mm → n = 2 at 1 mm; one node of
-  padding before and two after; ``FAST_SLICE_STEP_MM`` = 4 mm for single slices), then
+  padding before and two after; single slices: ``FAST_SLICE_STEP_MM`` = 4 mm with the window
+  from ``FAST_SLICE_R0_MM`` = 6 mm, since a 2-D coarse grid is cheap per node), then
   upsampled with separable Catmull-Rom cubics (x, y, z passes; exact for quadratics) and added.
   Any direction matrix works because the interpolation happens in index space.
 * Cost on the benchmark (100 seeds, 100³ at 1 mm): 5.8e6 near pairs + 1.5e7 far pairs + a
@@ -50,10 +51,12 @@ Accuracy, and what limits it: the far part must be smooth on the coarse step, bu
 kernel is not smooth everywhere: g_L and F are piecewise linear (kinks on shells r = node and
 cones θ = node), and F folded at θ = 0 has a cusp along each seed's axis (F(r, 0°) < F(r, 5°)).
 Cubic interpolation across a kink errs by ~ slope jump × step / 16. Measured against the exact
-engine beyond 1 mm from every seed: the benchmark implant (6711, 2D) max 0.49 %, mean 0.005 %;
-one seed off its axis (θ > 15°) ≤ 0.46 %, but on its axis up to 2.6 % (6711, r 10-30 mm) and
-more for models with irregular F tables (2301, AgX100: 10-20 %); the 1D formalism (no F) stays
-≤ 0.07 %. Smaller steps or a larger R1 reduce this at proportional cost.
+engine beyond 1 mm from every seed (6711 unless named): the benchmark implant (100 seeds on 10
+needles) max 0.40 %, mean 0.006 %; 48 seeds on 6 needles max 0.49 %; one seed, off its axis
+(θ > 15°) ≤ 0.48 %, but within ~10° of its axis up to 2.4 % at r = 10-30 mm (the cusp); the 1D
+formalism (no F) ≤ 0.12 %; implants of models with irregular F tables: 2301 2.2 %, AgX100
+1.9 %, IAI-125A 0.63 % max (0.05-0.07 % of voxels above 0.5 %). A smaller step or a larger R1
+reduces this at proportional cost.
 """
 
 from __future__ import annotations
@@ -80,6 +83,7 @@ from dose.tg43 import (
 __all__ = [
     "FAST_R0_MM",
     "FAST_R1_MM",
+    "FAST_SLICE_R0_MM",
     "FAST_SLICE_STEP_MM",
     "FAST_STEP_MM",
     "R_DIRECT_MM",
@@ -542,15 +546,19 @@ def threads() -> int:
 # =========================================================================== FAST (split) mode
 # Particle-mesh style split of each seed's kernel (see "EXACT and FAST modes" in the module
 # docstring). Tuned on the benchmark implant (max error vs exact beyond 1 mm; seed-voxel pairs):
-# (R0, R1, step) = (6, 24, 2) mm 0.49 %, 2.1e7 pairs (165 ms measured); (2, 24, 3) 1.4 %, 1.1e7;
-# (6, 30, 3) 0.69 %, 1.6e7; (8, 30, 2) 0.32 %, 2.6e7; (10, 40, 3) 0.39 %, 3.2e7; (12, 20, 4)
-# 3.6 %. Exact: 1e8 pairs, 0.71 s.
-FAST_R0_MM = 6.0
+# (R0, R1, step) = (10, 24, 2) mm 0.40 %, 2.1e7 pairs; (6, 24, 2) 0.49 %; (2, 24, 2) 0.80 %;
+# (14, 24, 2) 0.31 % (but one seed off-axis 0.98 %: a narrow window is less smooth);
+# (10, 22, 2) 0.44 %, 1.9e7; (8, 20, 2) 0.55 %; (2, 24, 3) 1.4 %, 1.1e7; (6, 30, 3) 0.69 %,
+# 1.6e7; (10, 40, 3) 0.39 %, 3.2e7; (12, 20, 4) 3.6 %. Exact: 1e8 pairs, 0.71 s. The step sets
+# the cost (the far part is ~2/3 of it); R1 trades near cost against accuracy.
+FAST_R0_MM = 10.0
 FAST_R1_MM = 24.0
 FAST_STEP_MM = 2.0
 #: Coarse step (mm) of the far grid of a single slice (a 2-D coarse grid costs little less per
 #: node but has far fewer nodes, so it trades some accuracy for speed).
 FAST_SLICE_STEP_MM = 4.0
+#: Window start (mm) for single slices: wider than FAST_R0_MM so the 4 mm step stays accurate.
+FAST_SLICE_R0_MM = 6.0
 #: Coarse nodes below index 0 (Catmull-Rom needs one node before and two after each interval).
 _PAD_LO = 1
 _PAD_HI = 2
@@ -869,6 +877,8 @@ class SplitLayout:
     coarse_origin_mm: NDArray[np.float64]
     coarse_m_ijk: NDArray[np.float64]
     stencils: tuple[NDArray, ...]  # bx, wx, by, wy, bz, wz
+    r0_mm: float  # window: w = 0 below (far part zero)
+    r1_mm: float  # window: w = 1 above (near part zero)
 
 
 def split_layout(
@@ -876,10 +886,17 @@ def split_layout(
     origin_mm: NDArray[np.float64],
     index_to_world: NDArray[np.float64],
     step_mm: float | None = None,
+    r0_mm: float | None = None,
+    r1_mm: float | None = None,
 ) -> SplitLayout:
-    """Coarse layout for a fine grid: per axis n = max(1, round(step_mm / spacing))."""
+    """Coarse layout for a fine grid: per axis n = max(1, round(step_mm / spacing)); the split
+    window from r0_mm to r1_mm (defaults FAST_STEP_MM, FAST_R0_MM, FAST_R1_MM)."""
     if step_mm is None:
         step_mm = FAST_STEP_MM
+    r0 = FAST_R0_MM if r0_mm is None else float(r0_mm)
+    r1 = FAST_R1_MM if r1_mm is None else float(r1_mm)
+    if not 0.0 < r0 < r1:
+        raise ValueError("the split window needs 0 < r0 < r1")
     m = np.ascontiguousarray(index_to_world, dtype=np.float64)
     spacing = np.linalg.norm(m, axis=0)  # (i, j, k)
     n_ijk = [int(x) for x in shape_zyx[::-1]]
@@ -911,6 +928,8 @@ def split_layout(
         origin + m @ np.array(off),
         np.ascontiguousarray(m * np.array(steps, dtype=np.float64)[np.newaxis, :]),
         tuple(stencils),
+        r0,
+        r1,
     )
 
 
@@ -923,13 +942,13 @@ def _seed_arrays(positions_mm, axes, strengths_u):
 
 
 def near_rows_span(lay: SplitLayout, positions_mm: NDArray[np.float64]) -> tuple[int, int]:
-    """Flattened (k, j) rows [r0, r1) that the seeds' near balls (r ≤ FAST_R1_MM) can touch."""
+    """Flattened (k, j) rows [r0, r1) that the seeds' near balls (r ≤ lay.r1_mm) can touch."""
     nz, ny, _ = lay.shape_zyx
     pos = np.asarray(positions_mm, dtype=np.float64).reshape(-1, 3)
     if pos.shape[0] == 0:
         return 0, 0
     kc = (pos - lay.origin_mm) @ lay.m_inv[2]
-    ek = FAST_R1_MM * float(np.linalg.norm(lay.m_inv[2])) + 1.0
+    ek = lay.r1_mm * float(np.linalg.norm(lay.m_inv[2])) + 1.0
     k0 = max(0, int(np.floor(kc.min() - ek)))
     k1 = min(nz, int(np.ceil(kc.max() + ek)) + 1)
     return (k0 * ny, k1 * ny) if k1 > k0 else (0, 0)
@@ -945,7 +964,7 @@ def near_accumulate(
     strengths_u: NDArray[np.float64],
     row_range: tuple[int, int] | None = None,
 ) -> None:
-    """out += Σ S·Ḋ·(1 − w(r)) (cGy/h) on the fine grid, r ≤ FAST_R1_MM; capsule flags."""
+    """out += Σ S·Ḋ·(1 − w(r)) (cGy/h) on the fine grid, r ≤ lay.r1_mm; capsule flags."""
     pos, ax, st = _seed_arrays(positions_mm, axes, strengths_u)
     r0, r1 = near_rows_span(lay, pos)
     if row_range is not None:
@@ -953,7 +972,7 @@ def near_accumulate(
     if r1 <= r0:
         return
     cidx = np.ascontiguousarray((pos - lay.origin_mm) @ lay.m_inv.T)
-    ext = FAST_R1_MM * np.linalg.norm(lay.m_inv, axis=1) + 1e-6
+    ext = lay.r1_mm * np.linalg.norm(lay.m_inv, axis=1) + 1e-6
     with _KERNEL_LOCK:
         _split_rows(
             out,
@@ -969,8 +988,8 @@ def near_accumulate(
             ext,
             0,
             R_DIRECT_MM,
-            FAST_R0_MM,
-            FAST_R1_MM,
+            lay.r0_mm,
+            lay.r1_mm,
             *_model_args(fm),
         )
 
@@ -1007,8 +1026,8 @@ def far_accumulate(
             np.zeros(3),
             1,
             R_DIRECT_MM,
-            FAST_R0_MM,
-            FAST_R1_MM,
+            lay.r0_mm,
+            lay.r1_mm,
             *_model_args(fm),
         )
 

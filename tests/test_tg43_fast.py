@@ -59,10 +59,9 @@ def test_fast_grid_realistic_implant_vs_exact_and_reference() -> None:
     fast = eng.dose_rate_on_grid(seeds, grid, mode="fast")
     exact = eng.dose_rate_on_grid(seeds, grid)
     rel, _ = _errors(fast.dose_rate_cgy_h, exact.dose_rate_cgy_h, grid, seeds, 10.0)
-    # measured max 0.68 % on the needle-extension lines (every seed's axis cusp of F(r, 0°)
-    # adds up there), 0.001 % of the voxels above 0.5 %; mean 0.007 %
-    assert rel.max() <= 1e-2
-    assert np.mean(rel > FAST_TOL) <= 1e-4
+    # measured max 0.49 %, on a needle-extension line (every seed's axis cusp of F(r, 0°) adds
+    # up there); mean 0.007 %
+    assert rel.max() <= FAST_TOL
     assert rel.mean() <= 2e-4
     assert (fast.flagged == exact.flagged).all()
     # and directly against the independent reference at random voxels
@@ -98,7 +97,7 @@ def test_fast_grid_random_clouds_vs_exact(
     rel, rel_off_axis = _errors(fast.dose_rate_cgy_h, exact.dose_rate_cgy_h, geometry, seeds, 15.0)
     # Off the seed axes the split meets the goal. Within ~15° of a seed's axis the tabulated
     # F(r, θ) has a cusp at θ = 0 (bilinear in θ, folded) that no coarse grid resolves: measured
-    # up to 2.6 % there for one 6711 seed at r = 10-30 mm (a documented limit of FAST mode).
+    # up to 2.4 % there for one 6711 seed at r = 10-30 mm (a documented limit of FAST mode).
     assert rel_off_axis.max() <= FAST_TOL
     assert rel.max() <= 3e-2
     assert (fast.flagged == exact.flagged).all()
