@@ -194,9 +194,10 @@ def run_benchmarks(quick: bool = False) -> list[dict[str, object]]:
             "speedup": speed_f,
             "goal": f"<= {GOAL_FULL_S} s and >= {GOAL_SPEEDUP:g}x baseline",
             "passed_goal": bool(t_ffast <= GOAL_FULL_S and speed_f >= GOAL_SPEEDUP),
-            "notes": "near/far split: exact near balls r < "
-            f"{engine_numba.FAST_R1_MM:g} mm + far sum on a {engine_numba.FAST_STEP_MM:g} mm "
-            "coarse grid, Catmull-Rom upsampled (interactive display; reports use exact)",
+            "notes": f"near/far split (window {engine_numba.FAST_R0_MM:g}-"
+            f"{engine_numba.FAST_R1_MM:g} mm): exact near balls + far sum on a "
+            f"{engine_numba.FAST_STEP_MM:g} mm coarse grid, Catmull-Rom upsampled (interactive "
+            "display; points, CLI and reports use exact)",
         }
     )
 
@@ -277,8 +278,9 @@ def run_benchmarks(quick: bool = False) -> list[dict[str, object]]:
             "speedup": t_slice_base / t_sfast,
             "goal": f"<= {GOAL_SLICE_S * 1000:g} ms",
             "passed_goal": bool(t_sfast <= GOAL_SLICE_S),
-            "notes": "exact near disks + far sum on a "
-            f"{engine_numba.FAST_SLICE_STEP_MM:g} mm coarse 2-D grid, cubic upsample",
+            "notes": f"exact near disks + far sum on a {engine_numba.FAST_SLICE_STEP_MM:g} mm "
+            f"coarse 2-D grid (window {engine_numba.FAST_SLICE_R0_MM:g}-"
+            f"{engine_numba.FAST_R1_MM:g} mm), cubic upsample",
         }
     )
 
