@@ -699,9 +699,20 @@ def _split_rows(
                         nhi = min(max(nlo, int(math.floor(ic + w)) + 1), hi)  # noqa: RUF046
                 st = strength[s]
                 two_b = 2.0 * B
+                # float32 geometry, re-centred on the row's closest point ic to the seed so that
+                # r² = dmin² + cc·d² has no cancellation (relative error ~1e-7 even for long rows)
+                # and z = z(ic) + d·a1 has terms no larger than r; d = i − ic goes through int32
+                # (int32 → float32 converts in vector registers, int64 does not without AVX-512).
+                ic_i = int(math.floor(ic))  # noqa: RUF046
+                frac32 = np.float32(ic - ic_i)
+                dm2_32 = np.float32(dmin2)
+                cc32 = np.float32(cc)
+                zc32 = np.float32(a0 + ic * a1)
+                a1_32 = np.float32(a1)
                 for i in range(lo, hi):
-                    r2 = np.float32(A + i * (two_b + i * cc))
-                    za = np.float32(a0 + i * a1)
+                    d = np.float32(np.int32(i - ic_i)) - frac32
+                    r2 = dm2_32 + cc32 * (d * d)
+                    za = zc32 + d * a1_32
                     if r2 < one32:
                         r2 = one32
                     r = np.sqrt(r2)
