@@ -44,11 +44,14 @@ def _errors(
     rel = (np.abs(fast - want) / want).reshape(-1)
     if len(seeds) == 0:
         return rel, rel
-    v = w[:, None, :] - seeds.positions_mm[None, :, :]
-    r = np.linalg.norm(v, axis=2)
-    cos = np.abs(np.einsum("psk,sk->ps", v, seeds.axes)) / np.maximum(r, 1e-9)
-    far = r.min(axis=1) > 1.0
-    off_axis = ~(cos > np.cos(np.radians(cone_deg))).any(axis=1)
+    dmin = np.full(w.shape[0], np.inf)
+    off_axis = np.ones(w.shape[0], dtype=bool)
+    for p, ax in zip(seeds.positions_mm, seeds.axes, strict=True):  # O(P) memory
+        v = w - p
+        r = np.linalg.norm(v, axis=1)
+        dmin = np.minimum(dmin, r)
+        off_axis &= np.abs(v @ ax) <= np.cos(np.radians(cone_deg)) * np.maximum(r, 1e-9)
+    far = dmin > 1.0
     return rel[far], rel[far & off_axis]
 
 
