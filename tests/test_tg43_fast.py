@@ -12,7 +12,7 @@ import pytest
 
 from dose import engine_numba
 from dose.bench_dose import make_case
-from dose.engine import DoseGrid, SeedSet, make_engine
+from dose.engine import DoseCancelled, DoseGrid, SeedSet, make_engine
 from dose.geometry import GridGeometry
 
 # Issue 3, Performance: the fast grid must stay within 0.5 % of the reference beyond 1 mm.
@@ -184,6 +184,11 @@ def test_fast_accumulator_edit_sequence_equals_fast_recompute() -> None:
     assert (acc.flagged == full.flagged).all()
     res = acc.result()
     assert res.mode == "fast" and "fast" in res.label()
+    # a cancelled fast recompute keeps the previous state
+    before = acc.dose_rate_cgy_h.copy()
+    with pytest.raises(DoseCancelled):
+        acc.set_seeds(SeedSet.create(rng.normal(0, 7, (5, 3))), cancel=lambda: True)
+    np.testing.assert_array_equal(acc.dose_rate_cgy_h, before)
     # removing every seed returns to zero (up to float64 rounding of the sums)
     for sid in list(ids):
         acc.remove(sid)
