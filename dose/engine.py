@@ -740,6 +740,8 @@ class DoseGrid:
             raise ValueError(f"unknown grid mode {mode!r}")
         if mode == "fast" and not isinstance(engine, NumbaEngine):
             raise ValueError("fast mode needs the numba engine")
+        if mode == "fast" and engine.cutoff_mm is not None:
+            raise ValueError("fast mode has no distance cut-off (it is already cheap)")
         self.engine = engine
         self.geometry = geometry
         self.mode: GridMode = mode
