@@ -650,10 +650,11 @@ def _split_rows(
     n_rows = row1 - row0
     n_blocks = min(n_rows, 64)
     for blk in prange(n_blocks):
-        wr_buf = np.empty(nx, dtype=np.float32)
-        wt_buf = np.empty(nx, dtype=np.float32)
-        iv_buf = np.empty(nx, dtype=np.float32)
-        ib_buf = np.empty(nx, dtype=np.int32)
+        # + 16: pass 1 runs over whole vector blocks (see below)
+        wr_buf = np.empty(nx + 16, dtype=np.float32)
+        wt_buf = np.empty(nx + 16, dtype=np.float32)
+        iv_buf = np.empty(nx + 16, dtype=np.float32)
+        ib_buf = np.empty(nx + 16, dtype=np.int32)
         # rows interleaved across blocks: the work is concentrated around the seeds, and
         # prange hands each thread a contiguous range of blocks
         for row in range(row0 + blk, row1, n_blocks):
@@ -709,7 +710,11 @@ def _split_rows(
                 cc32 = np.float32(cc)
                 zc32 = np.float32(a0 + ic * a1)
                 a1_32 = np.float32(a1)
-                for i in range(lo, hi):
+                # pass 1 over a multiple of 16 elements: the vector loop then has no scalar
+                # remainder (rows are short: ~50 coarse nodes, ~30 voxels in a near ball);
+                # the values past hi are computed into the spare buffer tail and never read
+                hi_v = lo + ((hi - lo + 15) // 16) * 16
+                for i in range(lo, hi_v):
                     d = np.float32(np.int32(i - ic_i)) - frac32
                     r2 = dm2_32 + cc32 * (d * d)
                     za = zc32 + d * a1_32
