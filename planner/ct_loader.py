@@ -30,6 +30,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pydicom
@@ -69,7 +70,7 @@ DEFAULT_MAX_MEMORY_BYTES = 4 * 2**30
 _POS_TOL_MM = 0.05
 _POS_TOL_FRACTION = 0.01
 _INPLANE_TOL_MM = 0.05
-_FILL_HU = -1024.0  # air, for output voxels outside every acquired slice
+AIR_HU = -1024.0  # air: fill for voxels outside every acquired slice, and for padding pixels
 
 ProgressFn = Callable[[float, str], None]
 CancelFn = Callable[[], bool]
@@ -252,7 +253,7 @@ class _StackGeometry:
             + f" → regular {grid.spacing_mm[2]:.2f} mm grid along the slice normal "
             f"({len(self.slices)} slices → {grid.shape_zyx[0]}, "
             f"{grid.shape_zyx[2]}×{grid.shape_zyx[1]} pixels; linear interpolation; "
-            f"areas outside the acquired slices set to {_FILL_HU:.0f} HU)"
+            f"areas outside the acquired slices set to {AIR_HU:.0f} HU)"
         )
 
 
@@ -376,7 +377,7 @@ def _resample(
                         plane[r0 + rs : r0 + re, c0 + cs : c0 + ce] += (
                             np.float32(weight) * src[rs:re, cs:ce]
                         )
-            plane[~valid] = _FILL_HU
+            plane[~valid] = AIR_HU
             cache[s] = (plane, valid)
         return cache[s]
 
@@ -401,7 +402,7 @@ def _resample(
         else:
             (a, va), (b, vb) = shifted(s), shifted(s + 1)
             # Only where both neighbours have data: no mixing of tissue with the fill value.
-            _store(out, k, np.where(va & vb, (1.0 - w) * a + w * b, _FILL_HU))
+            _store(out, k, np.where(va & vb, (1.0 - w) * a + w * b, AIR_HU))
         progress((k + 1) / nz)
 
 
@@ -417,6 +418,7 @@ def _read_pixels(
     """Decode and rescale each image to HU (float32); undecodable files are skipped."""
     out: dict[tuple[Path, int], NDArray[np.float32]] = {}
     total = len(by_file)
+    n_padding_voxels = 0
     for n, (path, headers) in enumerate(by_file.items()):
         if cancel is not None and cancel():
             raise LoadCancelled("load cancelled")
@@ -457,17 +459,41 @@ def _read_pixels(
             )
             continue
         frames = raw if h0.n_frames > 1 else raw[np.newaxis]
+        padding = _padding_range(ds)
         for h in headers:
-            plane = frames[h.frame].astype(np.float32)
+            stored = frames[h.frame]
+            plane = stored.astype(np.float32)
             # Rescale per slice: slope/intercept may differ between slices (§4 #10).
             if h.rescale_slope != 1.0:
                 plane *= np.float32(h.rescale_slope)
             if h.rescale_intercept != 0.0:
                 plane += np.float32(h.rescale_intercept)
+            if padding is not None:
+                # Padding marks pixels outside the reconstructed field (e.g. −1500 on GE);
+                # they are air, not "very low HU" tissue.
+                outside = (stored >= padding[0]) & (stored <= padding[1])
+                n_padding_voxels += int(outside.sum())
+                plane[outside] = AIR_HU
             out[(h.path, h.frame)] = plane
         report.files_read.append(path)
         progress((n + 1) / max(total, 1))
+    if n_padding_voxels:
+        report.warnings.append(
+            f"{n_padding_voxels} padding pixels (PixelPaddingValue: outside the reconstructed "
+            f"field of view) set to {AIR_HU:.0f} HU (air)"
+        )
     return out
+
+
+def _padding_range(ds: Any) -> tuple[float, float] | None:
+    """Stored-value range marked as padding (PixelPaddingValue [..PixelPaddingRangeLimit])."""
+    value = ds.get("PixelPaddingValue")
+    if value is None or isinstance(value, (bytes, list)):
+        return None
+    limit = ds.get("PixelPaddingRangeLimit")
+    lo = float(value)
+    hi = float(limit) if isinstance(limit, (int, float)) else lo
+    return (min(lo, hi), max(lo, hi))
 
 
 def _one_line(exc: BaseException) -> str:

@@ -429,6 +429,25 @@ def test_rescale_is_applied_per_slice(tmp_path: Path) -> None:
     assert_geometry_true(volume, tol_hu=1.0 + 1e-6)  # slope 2: raw rounding is ±1 HU
 
 
+def test_pixel_padding_value_loads_as_air(tmp_path: Path) -> None:
+    """PixelPaddingValue (PS3.3 C.7.5.1.1.2) marks pixels outside the image: they become air."""
+
+    def pad_corner(_k: int, ds) -> None:
+        arr = ds.pixel_array.copy()
+        arr[0, 0] = 0  # stored 0 reads as −2000 HU with this intercept, unless it is padding
+        ds.PixelData = arr.tobytes()
+        ds.PixelPaddingValue = 0
+
+    db.write_ct_series(tmp_path, intercept=-2000.0, per_slice=pad_corner)
+    volume, report = load_ct(tmp_path)
+    assert np.all(volume.hu[:, 0, 0] == -1024)
+    assert any("padding" in w for w in report.warnings)
+    # every other voxel keeps its true HU
+    err = np.abs(volume.hu.astype(float) - expected_hu(volume))
+    err[:, 0, 0] = 0.0
+    assert float(err.max()) <= TOL_HU
+
+
 def test_fractional_slope_gives_float_hu(tmp_path: Path) -> None:
     db.write_ct_series(tmp_path, slope=0.5, intercept=-1024.5)
     volume, _ = load_ct(tmp_path)

@@ -24,7 +24,10 @@ def _pixels_and_positions(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """HU (rows, cols) of one file and the LPS position (rows, cols, 3) of every pixel,
     computed here from its own IPP/IOP/PixelSpacing (independently of the loader)."""
     ds = pydicom.dcmread(path)
-    hu = ds.pixel_array.astype(float) * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
+    stored = ds.pixel_array
+    hu = stored.astype(float) * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
+    if "PixelPaddingValue" in ds:  # PS3.3 C.7.5.1.1.2: padding = outside the image: air
+        hu[stored == ds.PixelPaddingValue] = -1024.0
     ipp = np.asarray(ds.ImagePositionPatient, float)
     iop = np.asarray(ds.ImageOrientationPatient, float)
     ps = np.asarray(ds.PixelSpacing, float)
@@ -182,3 +185,11 @@ def test_ge_tilt_refused_when_resampling_is_off() -> None:
     problems = " ".join(err.value.report.problems)
     assert "non-uniform slice spacing" in problems
     assert str(folder) in str(err.value)
+
+
+def test_ge_padding_pixels_become_air(ge_tilt) -> None:
+    """The GE slices mark pixels outside the reconstruction circle with PixelPaddingValue −1500
+    (read from the file); they must load as air (−1024 HU), with a warning, not as −1500 HU."""
+    _, volume, report, _ = ge_tilt
+    assert float(volume.hu.min()) >= -1024.0
+    assert any("padding" in w for w in report.warnings), report.warnings
