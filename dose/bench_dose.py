@@ -195,7 +195,9 @@ def run_benchmarks(quick: bool = False) -> list[dict[str, object]]:
             "goal": f"<= {GOAL_FULL_S} s and >= {GOAL_SPEEDUP:g}x baseline",
             "passed_goal": bool(t_ffast <= GOAL_FULL_S and speed_f >= GOAL_SPEEDUP),
             "notes": f"near/far split (window {engine_numba.FAST_R0_MM:g}-"
-            f"{engine_numba.FAST_R1_MM:g} mm): exact near balls + far sum on a "
+            f"{engine_numba.FAST_R1_MM:g} mm; axis cylinders rho < "
+            f"{engine_numba.FAST_AXIAL_MM[3]:g} mm): "
+            "exact near balls and axis cylinders + far sum on a "
             f"{engine_numba.FAST_STEP_MM:g} mm coarse grid, Catmull-Rom upsampled (interactive "
             "display; points, CLI and reports use exact)",
         }
@@ -280,7 +282,8 @@ def run_benchmarks(quick: bool = False) -> list[dict[str, object]]:
             "passed_goal": bool(t_sfast <= GOAL_SLICE_S),
             "notes": f"exact near disks + far sum on a {engine_numba.FAST_SLICE_STEP_MM:g} mm "
             f"coarse 2-D grid (window {engine_numba.FAST_SLICE_R0_MM:g}-"
-            f"{engine_numba.FAST_R1_MM:g} mm), cubic upsample",
+            f"{engine_numba.FAST_R1_MM:g} mm; axis strips rho < "
+            f"{engine_numba.FAST_SLICE_AXIAL_MM[3]:g} mm), cubic upsample",
         }
     )
 

@@ -33,30 +33,37 @@ reference engine). It is the default, and the only mode for dose at points, the 
 anything a report quotes. FAST mode (``mode="fast"`` on grids, slices and ``DoseGrid``) is for
 interactive display in the GUI:
 
-* Each seed's kernel is split, particle-mesh style, as K = K·(1 − w(r)) + K·w(r), w the C²
-  quintic smoothstep from 0 at ``FAST_R0_MM`` (10 mm) to 1 at ``FAST_R1_MM`` (24 mm).
-* Near part: evaluated per fine voxel inside each seed's ball r ≤ R1 only (rows outside the
-  seed's index-space ellipsoid are skipped; i-ranges are solved per row), exact formalism and
+* Each seed's kernel is split, particle-mesh style, as K = K·(1 − w) + K·w with
+  w(r, ρ) = s(r)·(1 − a(ρ)): s the C² quintic smoothstep from 0 at ``FAST_R0_MM`` (10 mm) to 1
+  at ``FAST_R1_MM`` (24 mm), a(ρ) a C² quintic in the distance ρ from the seed axis, 1 for
+  ρ ≤ 3 mm and 0 for ρ ≥ 17 mm (``FAST_AXIAL_MM``). So the far part is zero along every seed
+  axis: F(r, θ) is linear in θ and folded at 0°, a cusp on the axis that no coarse grid
+  represents (before this, lone seeds erred 2-34 % near their axes, e.g. STM1251, 2301).
+* Near part: evaluated per fine voxel inside each seed's ball r ≤ R1 and its axis cylinder
+  ρ < 17 mm (clipped to the grid) only (rows outside the seed's index-space bounding box are
+  skipped; the hull of the ball and cylinder i-ranges is solved per row), exact formalism and
   capsule flags below ``R_DIRECT_MM`` as in EXACT mode.
 * Far part: summed over all seeds on a coarse grid in the fine grid's index space (every n-th
   voxel per axis, n = round(``FAST_STEP_MM`` / spacing), 2 mm → n = 2 at 1 mm; one node of
-  padding before and two after; single slices: ``FAST_SLICE_STEP_MM`` = 4 mm with the window
-  from ``FAST_SLICE_R0_MM`` = 6 mm, since a 2-D coarse grid is cheap per node), then
+  padding before and two after; single slices: ``FAST_SLICE_STEP_MM`` = 3 mm with the window
+  from ``FAST_SLICE_R0_MM`` = 6 mm and axis strips ρ < 40 mm), then
   upsampled with separable Catmull-Rom cubics (x, y, z passes; exact for quadratics) and added.
   Any direction matrix works because the interpolation happens in index space.
-* Cost on the benchmark (100 seeds, 100³ at 1 mm): 5.8e6 near pairs + 1.5e7 far pairs + a
-  2.7 ms upsample, against 1e8 pairs exact (~7 ns per pair on 2 cores either way).
+* Cost on the benchmark (100 seeds, 100³ at 1 mm): 5.8e6 near-ball pairs (plus the axis
+  cylinders, which largely overlap along a needle) + 1.5e7 far pairs + a 2.7 ms upsample,
+  against 1e8 pairs exact (~7 ns per pair on 2 cores either way).
 
 Accuracy, and what limits it: the far part must be smooth on the coarse step, but the TG-43
 kernel is not smooth everywhere: g_L and F are piecewise linear (kinks on shells r = node and
-cones θ = node), and F folded at θ = 0 has a cusp along each seed's axis (F(r, 0°) < F(r, 5°)).
-Cubic interpolation across a kink errs by ~ slope jump × step / 16. Measured against the exact
-engine beyond 1 mm from every seed (6711 unless named): the benchmark implant (100 seeds on 10
-needles) max 0.40 %, mean 0.006 %; 48 seeds on 6 needles max 0.49 %; one seed, off its axis
-(θ > 15°) ≤ 0.48 %, but within ~10° of its axis up to 2.4 % at r = 10-30 mm (the cusp); the 1D
-formalism (no F) ≤ 0.12 %; implants of models with irregular F tables: 2301 2.2 %, AgX100
-1.9 %, IAI-125A 0.63 % max (0.05-0.07 % of voxels above 0.5 %). A smaller step or a larger R1
-reduces this at proportional cost.
+cones θ = node). Cubic interpolation across a kink errs by ~ slope jump × step / 16. Measured
+against the exact engine beyond 1 mm from every seed (before → after the axis cylinders): a
+lone seed, arbitrary axis, rotated 141³ grid: 6711 3.5 → 0.67 %, 2301 21 → 0.64 %, 6702
+2.9 → 0.61 %, IAI-125A 3.4 → 0.85 %, STM1251 34 → 0.55 %, AgX100 13 → 0.58 % (what remains sits
+at the window edges r ≈ 20-24 mm or ρ ≈ 17 mm); the benchmark implant 0.40 → 0.16 % (2301
+1.5 → 0.15 %, AgX100 1.8 → 0.16 %); random clouds ≤ 0.34 %; fast slices through the needles
+0.42 → 0.12 %, oblique slices through a lone seed ≤ 0.59 %. Hence the stated bound of FAST
+mode: ≤ 1 % beyond 1 mm from every seed. Cost on the benchmark: full grid ~140 ms, move ~6 ms,
+slice ~13 ms (2 cores).
 """
 
 from __future__ import annotations
@@ -475,6 +482,10 @@ def grid_rate_accumulate(
             R_DIRECT_MM,
             0.0,
             -1.0 if cutoff_mm is None else float(cutoff_mm),
+            0.0,
+            1.0,
+            0.0,
+            -1.0,
             *_model_args(fm),
         )
 
@@ -556,9 +567,22 @@ FAST_R1_MM = 24.0
 FAST_STEP_MM = 2.0
 #: Coarse step (mm) of the far grid of a single slice (a 2-D coarse grid costs little less per
 #: node but has far fewer nodes, so it trades some accuracy for speed).
-FAST_SLICE_STEP_MM = 4.0
-#: Window start (mm) for single slices: wider than FAST_R0_MM so the 4 mm step stays accurate.
+FAST_SLICE_STEP_MM = 3.0
+#: Window start (mm) for single slices: wider than FAST_R0_MM so the 3 mm step stays accurate.
 FAST_SLICE_R0_MM = 6.0
+#: Axial extension of the near part, (R0a, R1a, ρi, ρo) mm: within ρi of a seed's axis the
+#: window runs from R0a to R1a instead of R0 to R1, blended (C², in ρ) into the radial window by
+#: ρo. F(r, θ) is linear in θ and folded at 0°, a cusp along the axis that no coarse grid
+#: represents (2-34 % errors for a lone seed, the deepest for STM1251 and 2301, and they persist
+#: to r > 60 mm), so R0a is beyond any grid: the far part vanishes within ρi of every seed axis,
+#: w = s(r)·(1 − a(ρ)), and the near part covers the ball plus a cylinder of radius ρo along the
+#: axis (clipped to the grid). Tuned (max vs exact beyond 1 mm; ρi, ρo): (5, 13) 1.9 % (the ρ
+#: ramp too steep for a 2 mm step), (2, 14) 0.74 %, (3, 17) 0.67 % (lone seeds; implants
+#: 0.16 %); a finite cone (R0a, R1a) = (24, 60) left 12 % on the axis at r = 55 mm (STM1251).
+FAST_AXIAL_MM = (1.0e4, 1.0e4 + 1.0, 3.0, 17.0)
+#: The same for single slices (3 mm step, window from 6 mm): a wider ρ ramp (a strip is cheap);
+#: lone seeds, oblique slices: (4 mm step, ρ 4-30) 2.0 %, (3, 4-30) 0.85 %, (3, 4-40) 0.59 %.
+FAST_SLICE_AXIAL_MM = (1.0e4, 1.0e4 + 1.0, 4.0, 40.0)
 #: Coarse nodes below index 0 (Catmull-Rom needs one node before and two after each interval).
 _PAD_LO = 1
 _PAD_HI = 2
@@ -581,6 +605,10 @@ def _split_rows(
     r_direct,
     w_r0,
     w_r1,
+    w_r0a,
+    w_r1a,
+    rho_i,
+    rho_o,
     lut,
     lut_par,
     atan_c,
@@ -644,6 +672,16 @@ def _split_rows(
     nt32 = np.int32(nt)
     wr0 = np.float32(w_r0)
     inv_dw = np.float32(1.0 / (w_r1 - w_r0)) if part != 2 else zero32
+    cone = part == 0 and rho_o > 0.0
+    cut2a = w_r1a * w_r1a
+    rho_o2 = rho_o * rho_o
+    wr0a = np.float32(w_r0a)
+    inv_dwa = np.float32(1.0 / (w_r1a - w_r0a)) if part != 2 else zero32
+    rho_o32 = np.float32(rho_o)
+    inv_drho = np.float32(1.0 / (rho_o - rho_i)) if part != 2 else zero32
+    k10 = np.float32(10.0)
+    km15 = np.float32(-15.0)
+    k6 = np.float32(6.0)
     # factor = fa + fb·w: near 1 − w, far w, exact 1
     fa = one32 if near else zero32
     fb = -one32 if part == 0 else (one32 if part == 1 else zero32)
@@ -681,11 +719,43 @@ def _split_rows(
                 lo = 0
                 hi = nx
                 if cut2 > 0.0:
-                    if dmin2 >= cut2:
+                    # the row's i-range: the ball r < R1, and (near part with axial cylinders)
+                    # the hull with the row ∩ ball r < R1a ∩ cylinder ρ < ρo around the axis
+                    flo = 1.0
+                    fhi = 0.0
+                    if dmin2 < cut2:
+                        w = math.sqrt((cut2 - dmin2) / cc)
+                        flo = ic - w
+                        fhi = ic + w
+                    if cone and dmin2 < cut2a:
+                        w = math.sqrt((cut2a - dmin2) / cc)
+                        clo = ic - w
+                        chi = ic + w
+                        alpha = cc - a1 * a1  # ρ²(i) = alpha·i² + 2·beta·i + gamma + ρo²
+                        beta = B - a0 * a1
+                        gamma = A - a0 * a0 - rho_o2
+                        ok = True
+                        if alpha > 1e-9 * cc:
+                            disc = beta * beta - alpha * gamma
+                            if disc < 0.0:
+                                ok = False
+                            else:
+                                sq = math.sqrt(disc)
+                                clo = max(clo, (-beta - sq) / alpha)
+                                chi = min(chi, (-beta + sq) / alpha)
+                        elif gamma > 0.0:
+                            ok = False
+                        if ok and chi >= clo:
+                            if fhi < flo:
+                                flo = clo
+                                fhi = chi
+                            else:
+                                flo = min(flo, clo)
+                                fhi = max(fhi, chi)
+                    if fhi < flo:
                         continue
-                    w = math.sqrt((cut2 - dmin2) / cc)
-                    lo = max(0, int(math.ceil(ic - w)))  # noqa: RUF046
-                    hi = min(nx, int(math.floor(ic + w)) + 1)  # noqa: RUF046
+                    lo = max(0, int(math.ceil(flo)))  # noqa: RUF046
+                    hi = min(nx, int(math.floor(fhi)) + 1)  # noqa: RUF046
                     if hi <= lo:
                         continue
                 nlo = hi
@@ -741,13 +811,14 @@ def _split_rows(
                     wt_buf[i] = ft - np.float32(jt)
                     wr_buf[i] = fr - np.float32(ir)
                     ib_buf[i] = ir * nt32 + jt
+                    # w = s1 + a·(s2 − s1): radial windows s1 (R0 → R1) and s2 (R0a → R1a)
+                    # blended by a(ρ) = 1 near the axis (ρ ≤ ρi) → 0 (ρ ≥ ρo); all C² quintics
                     u = min(max((r - wr0) * inv_dw, zero32), one32)
-                    win = (
-                        u
-                        * u
-                        * u
-                        * (np.float32(10.0) + u * (np.float32(-15.0) + np.float32(6.0) * u))
-                    )
+                    s1 = u * u * u * (k10 + u * (km15 + k6 * u))
+                    u = min(max((r - wr0a) * inv_dwa, zero32), one32)
+                    s2 = u * u * u * (k10 + u * (km15 + k6 * u))
+                    u = min(max((rho_o32 - np.sqrt(rho2)) * inv_drho, zero32), one32)
+                    win = s1 + u * u * u * (k10 + u * (km15 + k6 * u)) * (s2 - s1)
                     iv_buf[i] = (fa + fb * win) / r2
                 for seg in range(2):
                     i0 = lo if seg == 0 else nhi
@@ -895,6 +966,15 @@ class SplitLayout:
     stencils: tuple[NDArray, ...]  # bx, wx, by, wy, bz, wz
     r0_mm: float  # window: w = 0 below (far part zero)
     r1_mm: float  # window: w = 1 above (near part zero)
+    r0a_mm: float  # axial window (ρ ≤ rho_i_mm): w = 0 below
+    r1a_mm: float  # axial window: w = 1 above
+    rho_i_mm: float  # distance from the seed axis below which the axial window applies
+    rho_o_mm: float  # ... and above which the radial window applies (C² blend between)
+
+    @property
+    def near_radius_mm(self) -> float:
+        """Largest distance from a seed centre where the near part can be non-zero."""
+        return max(self.r1_mm, self.r1a_mm)
 
 
 def split_layout(
@@ -904,15 +984,21 @@ def split_layout(
     step_mm: float | None = None,
     r0_mm: float | None = None,
     r1_mm: float | None = None,
+    axial_mm: tuple[float, float, float, float] | None = None,
 ) -> SplitLayout:
     """Coarse layout for a fine grid: per axis n = max(1, round(step_mm / spacing)); the split
-    window from r0_mm to r1_mm (defaults FAST_STEP_MM, FAST_R0_MM, FAST_R1_MM)."""
+    window from r0_mm to r1_mm (defaults FAST_STEP_MM, FAST_R0_MM, FAST_R1_MM) and, around each
+    seed axis, ``axial_mm`` = (R0a, R1a, ρi, ρo) (default FAST_AXIAL_MM): the window runs from
+    R0a to R1a for ρ ≤ ρi, blended (C²) into the radial one by ρo."""
     if step_mm is None:
         step_mm = FAST_STEP_MM
     r0 = FAST_R0_MM if r0_mm is None else float(r0_mm)
     r1 = FAST_R1_MM if r1_mm is None else float(r1_mm)
+    r0a, r1a, rho_i, rho_o = (float(x) for x in (FAST_AXIAL_MM if axial_mm is None else axial_mm))
     if not 0.0 < r0 < r1:
         raise ValueError("the split window needs 0 < r0 < r1")
+    if not (r0 <= r0a < r1a and 0.0 <= rho_i < rho_o):
+        raise ValueError("the axial window needs r0 <= R0a < R1a and 0 <= rho_i < rho_o")
     m = np.ascontiguousarray(index_to_world, dtype=np.float64)
     spacing = np.linalg.norm(m, axis=0)  # (i, j, k)
     n_ijk = [int(x) for x in shape_zyx[::-1]]
@@ -946,6 +1032,10 @@ def split_layout(
         tuple(stencils),
         r0,
         r1,
+        r0a,
+        r1a,
+        rho_i,
+        rho_o,
     )
 
 
@@ -964,7 +1054,7 @@ def near_rows_span(lay: SplitLayout, positions_mm: NDArray[np.float64]) -> tuple
     if pos.shape[0] == 0:
         return 0, 0
     kc = (pos - lay.origin_mm) @ lay.m_inv[2]
-    ek = lay.r1_mm * float(np.linalg.norm(lay.m_inv[2])) + 1.0
+    ek = lay.near_radius_mm * float(np.linalg.norm(lay.m_inv[2])) + 1.0
     k0 = max(0, int(np.floor(kc.min() - ek)))
     k1 = min(nz, int(np.ceil(kc.max() + ek)) + 1)
     return (k0 * ny, k1 * ny) if k1 > k0 else (0, 0)
@@ -988,7 +1078,7 @@ def near_accumulate(
     if r1 <= r0:
         return
     cidx = np.ascontiguousarray((pos - lay.origin_mm) @ lay.m_inv.T)
-    ext = lay.r1_mm * np.linalg.norm(lay.m_inv, axis=1) + 1e-6
+    ext = lay.near_radius_mm * np.linalg.norm(lay.m_inv, axis=1) + 1e-6
     with _KERNEL_LOCK:
         _split_rows(
             out,
@@ -1006,6 +1096,10 @@ def near_accumulate(
             R_DIRECT_MM,
             lay.r0_mm,
             lay.r1_mm,
+            lay.r0a_mm,
+            lay.r1a_mm,
+            lay.rho_i_mm,
+            lay.rho_o_mm,
             *_model_args(fm),
         )
 
@@ -1044,6 +1138,10 @@ def far_accumulate(
             R_DIRECT_MM,
             lay.r0_mm,
             lay.r1_mm,
+            lay.r0a_mm,
+            lay.r1a_mm,
+            lay.rho_i_mm,
+            lay.rho_o_mm,
             *_model_args(fm),
         )
 
