@@ -37,8 +37,9 @@ Modes: EXACT (default) evaluates every seed-voxel pair (≤ 1e-5 of the referenc
 the only mode for dose at points, the CLI and anything a report quotes. FAST (grids, slices and
 DoseGrid, numba engine only) splits each seed's kernel into an exact near ball and a far part
 summed on a coarse grid and upsampled with cubics: 4-5x faster on full grids, for interactive
-display; ≤ 1 % beyond 1 mm from every seed for any model, seed axes and grid directions
-(measured ≤ 0.85 %: lone seeds, at the edges of the split windows; ≤ 0.2 % on needle implants),
+display; ≤ 1.5 % beyond 1 mm from every seed for any model, seed axes and grid directions
+(measured: grids ≤ 0.98 % and slices ≤ 1.2 % for lone seeds, at the edges of the split windows;
+≤ 0.4 % on needle implants),
 see :mod:`dose.engine_numba`. The mode is recorded in ``DoseResult.extras["mode"]`` and in
 ``label()``.
 
@@ -95,9 +96,9 @@ CancelFn = Callable[[], bool]
 ProgressFn = Callable[[float], None]
 EngineKind = Literal["numba", "reference"]
 #: "exact": every seed-voxel pair through the TG-43 kernel (≤ 1e-5 of the reference engine);
-#: "fast": near/far split with a coarse far grid (interactive grids and slices only, ≤ 1 %).
+#: "fast": near/far split with a coarse far grid (interactive grids and slices only, ≤ 1.5 %).
 GridMode = Literal["exact", "fast"]
-_MODE_LABEL = {"exact": "exact", "fast": "fast (display; ≤1 % beyond 1 mm from the seeds)"}
+_MODE_LABEL = {"exact": "exact", "fast": "fast (display; ≤1.5 % beyond 1 mm from the seeds)"}
 
 _DEFAULT_AXIS = (0.0, 0.0, 1.0)
 
@@ -347,7 +348,7 @@ class DoseEngine:
         """Dose rate (cGy/h) on every voxel centre of ``geometry`` (any direction matrix).
 
         ``mode="exact"`` (default) evaluates every seed-voxel pair; ``mode="fast"`` (numba engine
-        only) uses the near/far split of :mod:`dose.engine_numba` (≤ 1 % beyond 1 mm from every
+        only) uses the near/far split of :mod:`dose.engine_numba` (≤ 1.5 % beyond 1 mm from every
         seed; for interactive display, not for reported numbers).
         """
         if mode == "fast":
