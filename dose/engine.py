@@ -38,8 +38,8 @@ the only mode for dose at points, the CLI and anything a report quotes. FAST (gr
 DoseGrid, numba engine only) splits each seed's kernel into an exact near ball and a far part
 summed on a coarse grid and upsampled with cubics: 4-5x faster on full grids, for interactive
 display; ≤ 1.5 % beyond 1 mm from every seed for any model, seed axes and grid directions
-(measured: grids ≤ 0.98 % and slices ≤ 1.2 % for lone seeds, at the edges of the split windows;
-≤ 0.4 % on needle implants),
+(measured: grids ≤ 0.98 % and slices ≤ 1.1 % for lone seeds, at the edges of the split windows;
+≤ 0.21 % on needle implants),
 see :mod:`dose.engine_numba`. The mode is recorded in ``DoseResult.extras["mode"]`` and in
 ``label()``.
 

@@ -61,7 +61,7 @@ lone seed, arbitrary axis, rotated 141³ grid: 6711 3.5 → 0.67 %, 2301 21 → 
 2.9 → 0.61 %, IAI-125A 3.4 → 0.85 %, STM1251 34 → 0.55 %, AgX100 13 → 0.58 % (what remains sits
 at the window edges r ≈ 20-24 mm or ρ ≈ 17 mm); the benchmark implant 0.40 → 0.16 % (2301
 1.5 → 0.15 %, AgX100 1.8 → 0.16 %); random clouds ≤ 0.34 %; fast slices through the needles
-0.42 → 0.39 %, oblique slices through a lone seed ≤ 1.2 % (4 mm slice step). Hence the stated
+0.42 → 0.21 %, oblique slices through a lone seed ≤ 1.1 % (4 mm slice step). Hence the stated
 bound of FAST mode: ≤ 1.5 % beyond 1 mm from every seed (grids ≤ 1 %; the worst measured,
 0.98 %, IAI-125A at r = 80 mm just off the axis cylinder). Cost on the benchmark: full grid
 ~140-230 ms, move ~6-9 ms, slice ~9-16 ms (2 shared cores; noisy).
@@ -582,7 +582,7 @@ FAST_SLICE_R0_MM = 6.0
 #: 0.16 %); a finite cone (R0a, R1a) = (24, 60) left 12 % on the axis at r = 55 mm (STM1251).
 FAST_AXIAL_MM = (1.0e4, 1.0e4 + 1.0, 3.0, 17.0)
 #: The same for single slices (4 mm step, window from 6 mm): a wider ρ ramp (a strip is cheap);
-#: lone seeds, oblique slices, max vs exact: (ρ 4-30) 2.0 %, (4-40) 1.2 %; a 3 mm step with
+#: lone seeds, oblique slices, max vs exact: (ρ 4-30) 2.0 %, (4-40) 1.1 %; a 3 mm step with
 #: (4-40) gives 0.59 % but makes the benchmark slice ~1.7x slower (over the 15 ms goal).
 FAST_SLICE_AXIAL_MM = (1.0e4, 1.0e4 + 1.0, 4.0, 40.0)
 #: Coarse nodes below index 0 (Catmull-Rom needs one node before and two after each interval).

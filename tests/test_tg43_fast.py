@@ -19,7 +19,7 @@ from dose.geometry import GridGeometry
 # on needle implants (measured ≤ 0.2 %).
 FAST_TOL = 5e-3
 # The bound DoseResult.label() states for FAST mode everywhere beyond 1 mm from every seed (any
-# model, axes, grid): measured ≤ 0.98 % (grids) and ≤ 1.2 % (slices) for lone seeds
+# model, axes, grid): measured ≤ 0.98 % (grids) and ≤ 1.1 % (slices) for lone seeds
 # (dose/engine_numba.py, FAST mode).
 FAST_TOL_ANY = 1.5e-2
 FAST_LABEL = "fast (display; ≤1.5 % beyond 1 mm from the seeds)"
