@@ -19,6 +19,7 @@ from dose.engine import (
     warm_up_in_subprocess,
 )
 from dose.geometry import GridGeometry
+from tests.dose_helpers import random_edits
 
 # Requirement (issue 3): fast vs reference ≤ 0.1 % beyond 1 mm from every seed.
 TOL = 1e-3
@@ -111,23 +112,7 @@ def test_accumulator_long_random_edit_sequence_has_no_drift() -> None:
     acc = DoseGrid(eng, geometry)
     acc.set_seeds(_cloud(rng, 20, 7.0))
     ids = list(range(20))
-    next_id = 20
-    for _ in range(600):
-        op = rng.integers(4)
-        if op == 0 or len(ids) < 3:
-            acc.add(next_id, rng.normal(0, 7, 3), rng.normal(size=3), rng.uniform(0.3, 1.0))
-            ids.append(next_id)
-            next_id += 1
-        elif op == 1:
-            acc.remove(ids.pop(int(rng.integers(len(ids)))))
-        elif op == 2:
-            acc.move(ids[int(rng.integers(len(ids)))], position_mm=rng.normal(0, 7, 3))
-        else:
-            acc.move(
-                ids[int(rng.integers(len(ids)))],
-                axis=rng.normal(size=3),
-                strength_u=rng.uniform(0.3, 1.0),
-            )
+    random_edits(acc, rng, ids, 600)
     full = eng.dose_rate_on_grid(acc.seeds(), geometry)
     rel = np.abs(acc.dose_rate_cgy_h - full.dose_rate_cgy_h) / full.dose_rate_cgy_h
     assert rel.max() <= 1e-6

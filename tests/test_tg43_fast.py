@@ -14,6 +14,7 @@ from dose import engine_numba
 from dose.bench_dose import make_case
 from dose.engine import DoseCancelled, DoseGrid, SeedSet, make_engine
 from dose.geometry import GridGeometry
+from tests.dose_helpers import random_edits
 
 # Issue 3, Performance: the fast grid must stay within 0.5 % of the reference beyond 1 mm; met
 # on needle implants (measured ≤ 0.2 %).
@@ -187,23 +188,7 @@ def test_fast_accumulator_edit_sequence_equals_fast_recompute() -> None:
     acc = DoseGrid(eng, geometry, mode="fast")
     acc.set_seeds(SeedSet.create(rng.normal(0, 7, (15, 3)), rng.normal(size=(15, 3)), 0.7))
     ids = list(range(15))
-    next_id = 15
-    for _ in range(300):
-        op = rng.integers(4)
-        if op == 0 or len(ids) < 3:
-            acc.add(next_id, rng.normal(0, 7, 3), rng.normal(size=3), rng.uniform(0.3, 1.0))
-            ids.append(next_id)
-            next_id += 1
-        elif op == 1:
-            acc.remove(ids.pop(int(rng.integers(len(ids)))))
-        elif op == 2:
-            acc.move(ids[int(rng.integers(len(ids)))], position_mm=rng.normal(0, 7, 3))
-        else:
-            acc.move(
-                ids[int(rng.integers(len(ids)))],
-                axis=rng.normal(size=3),
-                strength_u=rng.uniform(0.3, 1.0),
-            )
+    random_edits(acc, rng, ids, 300)
     full = eng.dose_rate_on_grid(acc.seeds(), geometry, mode="fast")
     rel = np.abs(acc.dose_rate_cgy_h - full.dose_rate_cgy_h) / full.dose_rate_cgy_h
     assert rel.max() <= 1e-6  # issue 3: no drift, ≤ 1e-6 relative after a long edit sequence
