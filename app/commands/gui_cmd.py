@@ -65,10 +65,10 @@ def _check_display() -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    _check_display()
     path: Path | None = args.path
     if path is not None and not path.exists():
         raise InputError("no such file or folder", path)
+    _check_display()
     if args.screenshot is not None and args.screenshot.suffix.lower() != ".png":
         raise InputError("screenshot must be a .png file", args.screenshot)
     from app.gui_main import run_gui  # Qt and VTK are imported only here

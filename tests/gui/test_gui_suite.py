@@ -71,27 +71,26 @@ def _read_png_rgb(path: Path) -> np.ndarray:
     return buf[:, : 3 * w].reshape(h, w, 3).copy()
 
 
-@pytest.mark.gui
-def test_gui_screenshot_cli(demo_ct_path: Path, tmp_path: Path) -> None:
-    """``seedplan gui PATH --screenshot out.png`` exits 0 and writes a non-blank PNG."""
-    out = tmp_path / "shot.png"
-    proc = subprocess.run(
-        [
-            *display_prefix(),
-            python_exe(),
-            "-m",
-            "app",
-            "gui",
-            str(demo_ct_path),
-            "--screenshot",
-            str(out),
-        ],
+def _run_gui_screenshot(
+    path: Path, out: Path, *, with_display: bool = True, timeout_s: float = CHILD_TIMEOUT_S
+) -> subprocess.CompletedProcess[str]:
+    """``python -m app gui PATH --screenshot OUT`` in a child process (under Xvfb if needed)."""
+    prefix = display_prefix() if with_display else []
+    return subprocess.run(
+        [*prefix, python_exe(), "-m", "app", "gui", str(path), "--screenshot", str(out)],
         cwd=REPO_ROOT,
         env=child_env(),
         capture_output=True,
         text=True,
-        timeout=CHILD_TIMEOUT_S,
+        timeout=timeout_s,
     )
+
+
+@pytest.mark.gui
+def test_gui_screenshot_cli(demo_ct_path: Path, tmp_path: Path) -> None:
+    """``seedplan gui PATH --screenshot out.png`` exits 0 and writes a non-blank PNG."""
+    out = tmp_path / "shot.png"
+    proc = _run_gui_screenshot(demo_ct_path, out)
     assert proc.returncode == 0, _tail(proc.stderr)
     rgb = _read_png_rgb(out)
     h, w, _ = rgb.shape
@@ -115,14 +114,7 @@ def test_gui_screenshot_bad_path_exits_2(tmp_path: Path) -> None:
     """A missing PATH gives one line on stderr naming it, exit status 2, no PNG, no traceback."""
     missing = tmp_path / "no-such-ct"
     out = tmp_path / "shot.png"
-    proc = subprocess.run(
-        [python_exe(), "-m", "app", "gui", str(missing), "--screenshot", str(out)],
-        cwd=REPO_ROOT,
-        env=child_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    proc = _run_gui_screenshot(missing, out, with_display=False, timeout_s=60)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and str(missing) in lines[0], proc.stderr
@@ -135,23 +127,7 @@ def test_gui_screenshot_broken_file_exits_2(tmp_path: Path) -> None:
     broken = tmp_path / "broken.nii.gz"
     broken.write_bytes(b"this is not a NIfTI file\n" * 10)
     out = tmp_path / "shot.png"
-    proc = subprocess.run(
-        [
-            *display_prefix(),
-            python_exe(),
-            "-m",
-            "app",
-            "gui",
-            str(broken),
-            "--screenshot",
-            str(out),
-        ],
-        cwd=REPO_ROOT,
-        env=child_env(),
-        capture_output=True,
-        text=True,
-        timeout=CHILD_TIMEOUT_S,
-    )
+    proc = _run_gui_screenshot(broken, out)
     assert proc.returncode == 2, proc.stderr
     assert "broken.nii.gz" in proc.stderr and "Traceback" not in proc.stderr
     assert not out.exists()
