@@ -7,16 +7,28 @@ and the line.
 
 Public API::
 
-    read_seeds_csv(path) -> SeedRows          # x_mm,y_mm,z_mm [,dir_x,dir_y,dir_z] [,strength_U]
+    read_seeds_csv(path, needle_directions=None) -> SeedRows
+        # x_mm,y_mm,z_mm [,dir_x,dir_y,dir_z] [,strength_U] [,needle]
+        # rows.axes are final: explicit dir > needle direction (given, else fitted) > +z
+    read_needles_csv(path) -> NeedleRows      # needle,entry_x_mm,..,entry_z_mm,tip_x_mm,..,tip_z_mm
+        # rows.directions() -> {needle id: (3,) unit tip − entry}
     read_points_csv(path) -> (P, 3) float64   # x_mm,y_mm,z_mm
     write_dose_csv(path, points_mm, rate_cgy_h, dose_gy, comments=())
+
+Seeds: the ``dir_x,dir_y,dir_z`` cells may be empty on a row (all three): that seed has no
+explicit axis. ``needle`` is any string id (empty: no needle). A seed without an explicit axis
+takes its needle's direction: from ``needle_directions`` (e.g. a needles file) when given, else
+the line fitted to all the seeds of that needle (:func:`dose.needles.needle_axes`; a needle with a
+single seed, or seeds more than 2 mm off the fitted line, is an error). A seed with neither keeps
+the default axis (0, 0, 1). With ``needle_directions``, every needle id in the seeds file must be
+in it.
 """
 
 from __future__ import annotations
 
 import csv
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,10 +36,14 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from dose.errors import InputError
+from dose.needles import needle_axes
 
 __all__ = [
     "DOSE_COLUMNS",
+    "NEEDLE_COLUMNS",
+    "NeedleRows",
     "SeedRows",
+    "read_needles_csv",
     "read_points_csv",
     "read_seeds_csv",
     "write_dose_csv",
@@ -36,15 +52,20 @@ __all__ = [
 DOSE_COLUMNS = ("x_mm", "y_mm", "z_mm", "dose_rate_cGy_h", "dose_Gy")
 _XYZ = ("x_mm", "y_mm", "z_mm")
 _DIR = ("dir_x", "dir_y", "dir_z")
+_ENTRY = ("entry_x_mm", "entry_y_mm", "entry_z_mm")
+_TIP = ("tip_x_mm", "tip_y_mm", "tip_z_mm")
+NEEDLE_COLUMNS = ("needle", *_ENTRY, *_TIP)
 
 
 @dataclass(frozen=True, eq=False)
 class SeedRows:
     """Seeds read from CSV.
 
-    positions_mm (N, 3) LPS; axes (N, 3) unit vectors (default (0, 0, 1)); strengths_u (N,)
-    with NaN where the file gives none (no ``strength_U`` column or an empty cell);
-    line_numbers (N,) the 1-based line of each seed in the file.
+    positions_mm (N, 3) LPS; axes (N, 3) final unit vectors (explicit, else the needle's
+    direction, else (0, 0, 1)); strengths_u (N,) with NaN where the file gives none (no
+    ``strength_U`` column or an empty cell); line_numbers (N,) the 1-based line of each seed in
+    the file; needle_ids (N,) the needle of each seed or None; has_axis (N,) bool, True where the
+    file gives the seed's own axis.
     """
 
     positions_mm: NDArray[np.float64]
@@ -52,9 +73,20 @@ class SeedRows:
     strengths_u: NDArray[np.float64]
     line_numbers: tuple[int, ...]
     path: Path
+    needle_ids: tuple[str | None, ...] = ()
+    has_axis: NDArray[np.bool_] | None = None
 
     def __len__(self) -> int:
         return int(self.positions_mm.shape[0])
+
+    def axis_source_counts(self) -> tuple[int, int, int]:
+        """(axes from needles, explicit axes, default +z axes); they sum to ``len(self)``."""
+        n = len(self)
+        explicit = np.zeros(n, bool) if self.has_axis is None else self.has_axis
+        on_needle = np.array([nid is not None for nid in self.needle_ids] or [False] * n)
+        from_needle = int(np.count_nonzero(on_needle & ~explicit))
+        n_explicit = int(np.count_nonzero(explicit))
+        return from_needle, n_explicit, n - from_needle - n_explicit
 
     @property
     def has_strengths(self) -> bool:
@@ -129,8 +161,15 @@ def read_points_csv(path: str | Path) -> NDArray[np.float64]:
     return pts
 
 
-def read_seeds_csv(path: str | Path) -> SeedRows:
-    """Seeds ``x_mm,y_mm,z_mm`` [``dir_x,dir_y,dir_z``] [``strength_U``] → :class:`SeedRows`."""
+def read_seeds_csv(
+    path: str | Path, needle_directions: Mapping[str, ArrayLike] | None = None
+) -> SeedRows:
+    """Seeds ``x_mm,y_mm,z_mm`` [``dir_x,dir_y,dir_z``] [``strength_U``] [``needle``] →
+    :class:`SeedRows` with final axes (rules in the module docstring).
+
+    needle_directions: needle id → (3,) direction (e.g. :meth:`NeedleRows.directions`); it wins
+    over the line fit, and then every needle id in the file must be in it.
+    """
     path = Path(path)
     header, rows = _rows(path)
     cols = _require(header, _XYZ, path)
@@ -139,17 +178,25 @@ def read_seeds_csv(path: str | Path) -> SeedRows:
         raise InputError("give all of dir_x, dir_y, dir_z or none of them", path)
     dcols = [header[n] for n in _DIR] if all(dir_present) else None
     scol = header.get("strength_u")
-    pos, axes, strengths, lines = [], [], [], []
+    ncol = header.get("needle")
+    pos, axes, has_axis, strengths, lines, needles = [], [], [], [], [], []
     for ln, f in rows:
         pos.append([_number(f, c, n, ln, path) for c, n in zip(cols, _XYZ, strict=True)])
-        if dcols is not None:
+        cells = [f[c] if c < len(f) else None for c in dcols] if dcols is not None else []
+        if dcols is not None and all(c == "" for c in cells):
+            cells = []  # all three empty: no explicit axis on this row
+        if cells and any(c == "" for c in cells):
+            raise InputError(f"line {ln}: give all of dir_x, dir_y, dir_z or none of them", path)
+        if cells:
             a = np.array([_number(f, c, n, ln, path) for c, n in zip(dcols, _DIR, strict=True)])
             norm = float(np.linalg.norm(a))
             if norm < 1e-9:
                 raise InputError(f"line {ln}: seed direction (dir_x, dir_y, dir_z) is zero", path)
             axes.append(a / norm)
+            has_axis.append(True)
         else:
             axes.append(np.array([0.0, 0.0, 1.0]))
+            has_axis.append(False)
         if scol is not None and scol < len(f) and f[scol] != "":
             s = _number(f, scol, "strength_U", ln, path)
             if s <= 0:
@@ -157,16 +204,86 @@ def read_seeds_csv(path: str | Path) -> SeedRows:
             strengths.append(s)
         else:
             strengths.append(math.nan)
+        nid = f[ncol] if ncol is not None and ncol < len(f) and f[ncol] != "" else None
+        if nid is not None and needle_directions is not None and nid not in needle_directions:
+            raise InputError(f"line {ln}: needle {nid!r} is not in the needles file", path)
+        needles.append(nid)
         lines.append(ln)
     if not pos:
         raise InputError("no seeds (the file has a header but no data rows)", path)
-    return SeedRows(
-        np.array(pos, dtype=np.float64),
+    positions = np.array(pos, dtype=np.float64)
+    explicit = np.array(has_axis, dtype=bool)
+    final_axes = needle_axes(
+        positions,
+        needles,
         np.array(axes, dtype=np.float64),
+        explicit,
+        needle_directions=needle_directions,
+        line_numbers=lines,
+        path=path,
+    )
+    return SeedRows(
+        positions,
+        final_axes,
         np.array(strengths, dtype=np.float64),
         tuple(lines),
         path,
+        tuple(needles),
+        explicit,
     )
+
+
+@dataclass(frozen=True, eq=False)
+class NeedleRows:
+    """Needles read from CSV: ids (M,) unique strings; entry_mm, tip_mm (M, 3) LPS mm;
+    line_numbers (M,) the 1-based line of each needle in the file."""
+
+    ids: tuple[str, ...]
+    entry_mm: NDArray[np.float64]
+    tip_mm: NDArray[np.float64]
+    line_numbers: tuple[int, ...]
+    path: Path
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def directions(self) -> dict[str, NDArray[np.float64]]:
+        """Needle id → (3,) unit direction tip − entry (pointing into the patient)."""
+        d = self.tip_mm - self.entry_mm
+        d = d / np.linalg.norm(d, axis=1)[:, np.newaxis]
+        return {nid: d[i] for i, nid in enumerate(self.ids)}
+
+
+def read_needles_csv(path: str | Path) -> NeedleRows:
+    """Needles ``needle,entry_x_mm,entry_y_mm,entry_z_mm,tip_x_mm,tip_y_mm,tip_z_mm`` →
+    :class:`NeedleRows`. Empty or repeated ids, entry = tip, or no rows raise InputError."""
+    path = Path(path)
+    header, rows = _rows(path)
+    idcol, *cols = _require(header, NEEDLE_COLUMNS, path)
+    ids: list[str] = []
+    coords: list[list[float]] = []
+    lines: list[int] = []
+    first_line: dict[str, int] = {}
+    for ln, f in rows:
+        nid = f[idcol] if idcol < len(f) else ""
+        if nid == "":
+            raise InputError(f"line {ln}: empty needle id", path)
+        if nid in first_line:
+            raise InputError(
+                f"line {ln}: needle {nid!r} appears twice (first on line {first_line[nid]})", path
+            )
+        first_line[nid] = ln
+        xyz = [_number(f, c, n, ln, path) for c, n in zip(cols, NEEDLE_COLUMNS[1:], strict=True)]
+        length = math.dist(xyz[:3], xyz[3:])
+        if length < 1e-6:
+            raise InputError(f"line {ln}: needle {nid!r} has zero length (entry = tip)", path)
+        ids.append(nid)
+        coords.append(xyz)
+        lines.append(ln)
+    if not ids:
+        raise InputError("no needles (the file has a header but no data rows)", path)
+    c = np.array(coords, dtype=np.float64)
+    return NeedleRows(tuple(ids), c[:, :3], c[:, 3:], tuple(lines), path)
 
 
 def write_dose_csv(

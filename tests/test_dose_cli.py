@@ -23,7 +23,8 @@ def _write(path: Path, text: str) -> Path:
 def case(tmp_path: Path) -> dict[str, Path]:
     seeds = _write(
         tmp_path / "S.csv",
-        "# two seeds\nx_mm,y_mm,z_mm,needle\n0,0,0,A\n10,0,0,B\n",
+        # "label" is an extra column (ignored); "needle" would set the seed axes (test_needle_axes)
+        "# two seeds\nx_mm,y_mm,z_mm,label\n0,0,0,A\n10,0,0,B\n",
     )
     points = _write(tmp_path / "P.csv", "x_mm,y_mm,z_mm\n0,10,0\n5,5,5\n0,0,1\n-20,3,4\n")
     return {"seeds": seeds, "points": points, "out": tmp_path / "D.csv", "dir": tmp_path}

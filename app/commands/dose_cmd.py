@@ -2,13 +2,16 @@
 
 ::
 
-    seedplan dose --seeds S.csv --model 6711 (--strength-U X | --activity-mCi X)
+    seedplan dose --seeds S.csv [--needles N.csv] --model 6711 (--strength-U X | --activity-mCi X)
                   (--points P.csv --out D.csv | --grid-out FILE.nrrd [--spacing-mm 1]
                   [--margin-mm 30]) [--formalism 2d|1d]
                   [--calibration-date YYYY-MM-DD --implant-date YYYY-MM-DD]
 
-The formalism, model and table checksum are printed on stderr and written as ``#`` comments at
-the top of the dose CSV (and as metadata in the grid file). Bad input: one line, exit 2.
+Seed axes: a seed's own ``dir_x,dir_y,dir_z``, else its needle's direction (``needle`` column:
+the ``--needles`` file's tip − entry, else the line fitted to that needle's seeds), else +z. The
+formalism, model, table checksum and where the seed axes came from are printed on stderr and
+written as ``#`` comments at the top of the dose CSV (and as metadata in the grid file). Bad
+input: one line, exit 2.
 """
 
 from __future__ import annotations
@@ -41,7 +44,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     )
     p.add_argument("plan", nargs="?", help="plan file (instead of --seeds)")
     p.add_argument(
-        "--seeds", type=Path, help="seeds CSV: x_mm,y_mm,z_mm[,dir_x,dir_y,dir_z][,strength_U]"
+        "--seeds",
+        type=Path,
+        help="seeds CSV: x_mm,y_mm,z_mm[,dir_x,dir_y,dir_z][,strength_U][,needle]; a seed "
+        "without dir (empty cells or no columns) points along its needle (fitted to the "
+        "needle's seeds unless --needles gives it), else along +z",
+    )
+    p.add_argument(
+        "--needles",
+        type=Path,
+        help="needles CSV: needle,entry_x_mm,entry_y_mm,entry_z_mm,tip_x_mm,tip_y_mm,tip_z_mm; "
+        "the direction tip - entry wins over the fit to the seeds",
     )
     p.add_argument("--model", help="seed model id, e.g. 6711 (see resources/seeds)")
     src = p.add_mutually_exclusive_group()
@@ -103,7 +116,7 @@ def _check_strengths(strengths_u: np.ndarray, where: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from planner.csv_io import read_points_csv, read_seeds_csv, write_dose_csv
+    from planner.csv_io import read_needles_csv, read_points_csv, read_seeds_csv, write_dose_csv
 
     if args.plan is not None:
         raise InputError(
@@ -124,7 +137,14 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--calibration-date and --implant-date go together")
 
     model = load_model(args.model)
-    rows = read_seeds_csv(args.seeds)
+    needles = None if args.needles is None else read_needles_csv(args.needles)
+    rows = read_seeds_csv(args.seeds, None if needles is None else needles.directions())
+    n_needle, n_explicit, n_default = rows.axis_source_counts()
+    axes_note = (
+        f"axes: {n_needle} from needles"
+        + (f" ({args.needles.name})" if needles is not None and n_needle else "")
+        + f", {n_explicit} explicit, {n_default} default +z"
+    )
 
     # Per-seed strengths (file column) override the command line.
     if args.strength_u is not None:
@@ -160,6 +180,7 @@ def run(args: argparse.Namespace) -> int:
         + ")",
         f"{len(seeds)} seeds, total S_K {seeds.total_strength_u:.4g} U at implant"
         + (f"; per seed {how}" if how else "; per-seed strength_U from the CSV"),
+        f"seed {axes_note}",
         "dose_rate_cGy_h = initial dose rate; dose_Gy = total permanent-implant dose "
         "D_inf = rate x tau (tau = T1/2/ln2, T1/2 = 59.40 d); TG-43 dose to water in water",
     ]
@@ -181,16 +202,17 @@ def run(args: argparse.Namespace) -> int:
             )
         write_dose_csv(args.out, pts, res.dose_rate_cgy_h, res.dose_gy, notes)
         sys.stderr.write(
-            f"seedplan dose: {res.label()}; {len(seeds)} seeds, {pts.shape[0]} points"
+            f"seedplan dose: {res.label()}; {len(seeds)} seeds ({axes_note}), "
+            f"{pts.shape[0]} points"
             f"{f', {res.n_flagged} inside a capsule (capped)' if res.n_flagged else ''}"
             f" -> {args.out}\n"
         )
     if args.grid_out is not None:
-        _write_grid(args, engine, seeds, notes)
+        _write_grid(args, engine, seeds, notes, axes_note)
     return 0
 
 
-def _write_grid(args, engine, seeds: SeedSet, notes: list[str]) -> None:
+def _write_grid(args, engine, seeds: SeedSet, notes: list[str], axes_note: str) -> None:
     import SimpleITK as sitk  # noqa: N813
 
     if not args.spacing_mm > 0:
@@ -216,10 +238,12 @@ def _write_grid(args, engine, seeds: SeedSet, notes: list[str]) -> None:
     img.SetMetaData("seedplan_formalism", engine.formalism)
     img.SetMetaData("seedplan_model", engine.model.model_id)
     img.SetMetaData("seedplan_table_sha256", engine.model.checksum)
+    img.SetMetaData("seedplan_seed_axes", axes_note.removeprefix("axes: "))
     args.grid_out.parent.mkdir(parents=True, exist_ok=True)
     sitk.WriteImage(img, str(args.grid_out), True)
     sys.stderr.write(
-        f"seedplan dose: {res.label()}; {len(seeds)} seeds; grid {geometry.shape_xyz} voxels "
+        f"seedplan dose: {res.label()}; {len(seeds)} seeds ({axes_note}); grid "
+        f"{geometry.shape_xyz} voxels "
         f"(x, y, z) at {args.spacing_mm:g} mm, max {float(dose.max()):.4g} Gy"
         f"{f', {res.n_flagged} voxels inside a capsule (capped)' if res.n_flagged else ''}"
         f" -> {args.grid_out}\n"
