@@ -51,7 +51,8 @@ def orient(direction: ArrayLike) -> NDArray[np.float64]:
     (ties: the first such component)."""
     d = np.asarray(direction, dtype=np.float64).reshape(3)
     d = d / np.linalg.norm(d)
-    return -d if d[int(np.argmax(np.abs(d)))] < 0 else d
+    d = -d if d[int(np.argmax(np.abs(d)))] < 0 else d
+    return d + 0.0  # no negative zeros (reproducible text output)
 
 
 def fit_needle_direction(

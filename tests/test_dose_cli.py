@@ -293,3 +293,110 @@ def test_csv_readers(tmp_path: Path) -> None:
         )
     with pytest.raises(InputError, match="line 2: y_mm is not finite"):
         read_points_csv(_write(tmp_path / "n.csv", "x_mm,y_mm,z_mm\n1,inf,3\n"))
+
+
+# --------------------------------------------------------------------------- needles (issue 3)
+_NEEDLE_DIR = np.array([0.3, -0.5, 0.8]) / np.linalg.norm([0.3, -0.5, 0.8])  # oblique needle
+
+
+def _needle_case(tmp_path: Path) -> dict[str, Path]:
+    """4 seeds 5 mm apart on one oblique needle; points around it (none inside a capsule)."""
+    pos = np.arange(4)[:, None] * 5.0 * _NEEDLE_DIR
+    rows = [f"{x:.9f},{y:.9f},{z:.9f}" for x, y, z in pos]
+    # seeds listed with negative explicit dirs: the sign of an axis does not change TG-43 dose
+    dx, dy, dz = -_NEEDLE_DIR
+    return {
+        "needle": _write(
+            tmp_path / "SN.csv", "x_mm,y_mm,z_mm,needle\n" + "".join(f"{r},N1\n" for r in rows)
+        ),
+        "explicit": _write(
+            tmp_path / "SE.csv",
+            "x_mm,y_mm,z_mm,dir_x,dir_y,dir_z\n"
+            + "".join(f"{r},{dx:.12f},{dy:.12f},{dz:.12f}\n" for r in rows),
+        ),
+        "default": _write(tmp_path / "SD.csv", "x_mm,y_mm,z_mm\n" + "\n".join(rows) + "\n"),
+        "points": _write(
+            tmp_path / "P.csv",
+            "x_mm,y_mm,z_mm\n10,0,0\n0,10,5\n-5,-5,20\n3,-30,30\n-8,4,-6\n12,-10,12\n",
+        ),
+    }
+
+
+def _dose_table(seeds: Path, points: Path, out: Path, *extra: str) -> np.ndarray:
+    args = ["dose", "--seeds", str(seeds), "--model", "6711", "--strength-U", "0.8"]
+    assert main([*args, *extra, "--points", str(points), "--out", str(out)]) == 0
+    return _read_dose(out)[1]
+
+
+def test_needle_column_dose_equals_explicit_needle_axes(tmp_path: Path, capsys) -> None:
+    c = _needle_case(tmp_path)
+    from_needle = _dose_table(c["needle"], c["points"], tmp_path / "DN.csv")
+    err = capsys.readouterr().err
+    assert "axes: 4 from needles, 0 explicit, 0 default +z" in err
+    comments = _read_dose(tmp_path / "DN.csv")[0]
+    assert any("seed axes: 4 from needles" in ln for ln in comments)
+    explicit = _dose_table(c["explicit"], c["points"], tmp_path / "DE.csv")
+    assert "axes: 0 from needles, 4 explicit, 0 default +z" in capsys.readouterr().err
+    default = _dose_table(c["default"], c["points"], tmp_path / "DD.csv")
+    np.testing.assert_allclose(from_needle[:, 3:], explicit[:, 3:], rtol=1e-5)
+    # and the needle axis matters: +z axes (37° off) give a clearly different dose
+    assert np.max(np.abs(default[:, 3] / from_needle[:, 3] - 1.0)) > 0.01
+
+
+def test_needles_file_wins_over_the_fit(tmp_path: Path) -> None:
+    c = _needle_case(tmp_path)
+    needles = _write(
+        tmp_path / "N.csv",
+        "needle,entry_x_mm,entry_y_mm,entry_z_mm,tip_x_mm,tip_y_mm,tip_z_mm\n"
+        "N1,0,0,0,1,0,0\nN2,0,0,0,0,1,0\n",  # N1 along +x; N2 unused
+    )
+    with_file = _dose_table(
+        c["needle"], c["points"], tmp_path / "DN.csv", "--needles", str(needles)
+    )
+    seed_rows = c["default"].read_text().splitlines()[1:]
+    along_x = _write(
+        tmp_path / "SX.csv",
+        "x_mm,y_mm,z_mm,dir_x,dir_y,dir_z\n" + "".join(f"{r},1,0,0\n" for r in seed_rows),
+    )
+    explicit_x = _dose_table(along_x, c["points"], tmp_path / "DX.csv")
+    np.testing.assert_allclose(with_file[:, 3:], explicit_x[:, 3:], rtol=1e-5)
+    fitted = _dose_table(c["needle"], c["points"], tmp_path / "DF.csv")
+    assert np.max(np.abs(fitted[:, 3] / with_file[:, 3] - 1.0)) > 0.01
+
+
+@pytest.mark.parametrize(
+    ("seeds_text", "needles_text", "message"),
+    [
+        ("x_mm,y_mm,z_mm,needle\n0,0,0,A\n", None, "line 2: needle 'A' has a single seed"),
+        (
+            "x_mm,y_mm,z_mm,needle\n0,0,0,A\n6,0,5,A\n0,0,10,A\n",
+            None,
+            "line 3: seed is 4.0 mm from the line fitted to the 3 seeds of needle 'A'",
+        ),
+        (None, "needle,entry_x_mm,entry_y_mm,entry_z_mm,tip_x_mm,tip_y_mm\n", "missing column"),
+        (None, "{h}\nA,1,2,3,1,2,3\n", "line 2: needle 'A' has zero length"),
+        (None, "{h}\nA,1,2,3,1,2,x\n", "line 2: tip_z_mm is not a number"),
+        (None, "{h}\n", "no needles"),
+        (
+            "x_mm,y_mm,z_mm,needle\n0,0,0,A\n0,0,5,B\n",
+            "{h}\nA,0,0,0,0,0,1\n",
+            "line 3: needle 'B' is not in the needles file",
+        ),
+    ],
+)
+def test_bad_needles_one_line_exit_2(case, capsys, seeds_text, needles_text, message) -> None:
+    seeds = _write(
+        case["dir"] / "S3.csv", seeds_text or "x_mm,y_mm,z_mm,needle\n0,0,0,A\n0,0,5,A\n"
+    )
+    extra: list[str] = []
+    if needles_text is not None:
+        header = "needle,entry_x_mm,entry_y_mm,entry_z_mm,tip_x_mm,tip_y_mm,tip_z_mm"
+        needles = _write(case["dir"] / "N.csv", needles_text.replace("{h}", header))
+        extra = ["--needles", str(needles)]
+    args = ["dose", "--seeds", str(seeds), "--model", "6711", "--strength-U", "0.8", *extra]
+    rc = main([*args, "--points", str(case["points"]), "--out", str(case["out"])])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert message in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not case["out"].exists()
