@@ -221,6 +221,7 @@ def test_grid_out_nrrd(case) -> None:
     expected = make_engine("2301").dose_rate_at_points(seeds, p).dose_gy[0]
     assert float(arr[4, 7, 8]) == pytest.approx(expected, rel=1e-5)
     assert img.GetMetaData("seedplan_formalism") == "2d"
+    assert img.GetMetaData("seedplan_seed_axes") == "0 from needles, 0 explicit, 2 default +z"
 
 
 @pytest.mark.parametrize(

@@ -46,15 +46,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument(
         "--seeds",
         type=Path,
-        help="seeds CSV: x_mm,y_mm,z_mm[,dir_x,dir_y,dir_z][,strength_U][,needle]; a seed "
-        "without dir (empty cells or no columns) points along its needle (fitted to the "
-        "needle's seeds unless --needles gives it), else along +z",
+        metavar="S.csv",
+        help="seeds CSV: columns x_mm, y_mm, z_mm; optional dir_x, dir_y, dir_z (seed axis), "
+        "strength_U, needle (any id). A seed without its own axis (no dir columns, or all three "
+        "cells empty) points along its needle (the line fitted to that needle's seeds, unless "
+        "--needles gives it), else along +z",
     )
     p.add_argument(
         "--needles",
         type=Path,
-        help="needles CSV: needle,entry_x_mm,entry_y_mm,entry_z_mm,tip_x_mm,tip_y_mm,tip_z_mm; "
-        "the direction tip - entry wins over the fit to the seeds",
+        metavar="N.csv",
+        help="needles CSV: columns needle, entry_x_mm, entry_y_mm, entry_z_mm, tip_x_mm, "
+        "tip_y_mm, tip_z_mm; a needle's direction (tip - entry) wins over the fit to its seeds; "
+        "every needle id in the seeds CSV must be listed",
     )
     p.add_argument("--model", help="seed model id, e.g. 6711 (see resources/seeds)")
     src = p.add_mutually_exclusive_group()
