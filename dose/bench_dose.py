@@ -100,6 +100,17 @@ def make_case(n_needles: int = 10, seeds_per_needle: int = 10) -> tuple[SeedSet,
     return seeds, geometry
 
 
+def _spec_text(spec: engine_numba.FastSpec) -> str:
+    """One line describing a FAST split: near ball radius, then each coarse level."""
+    lv = spec.levels
+    parts = [f"exact near ball r < {lv[0].r1_mm:g} mm + axis cylinder rho < ~{lv[0].cap_mm:g} mm"]
+    parts += [
+        f"{v.step_mm:g} mm level from r = {v.r0_mm:g}-{v.r1_mm:g} mm (axis cap {v.cap_mm:g} mm)"
+        for v in lv
+    ]
+    return "; ".join(parts) + "; Catmull-Rom upsampled"
+
+
 def _best(fn: Callable[[], object], repeat: int) -> float:
     best = float("inf")
     for _ in range(repeat):
@@ -194,11 +205,7 @@ def run_benchmarks(quick: bool = False) -> list[dict[str, object]]:
             "speedup": speed_f,
             "goal": f"<= {GOAL_FULL_S} s and >= {GOAL_SPEEDUP:g}x baseline",
             "passed_goal": bool(t_ffast <= GOAL_FULL_S and speed_f >= GOAL_SPEEDUP),
-            "notes": f"near/far split (window {engine_numba.FAST_R0_MM:g}-"
-            f"{engine_numba.FAST_R1_MM:g} mm; axis cylinders rho < "
-            f"{engine_numba.FAST_AXIAL_MM[3]:g} mm): "
-            "exact near balls and axis cylinders + far sum on a "
-            f"{engine_numba.FAST_STEP_MM:g} mm coarse grid, Catmull-Rom upsampled (interactive "
+            "notes": f"near/far split: {_spec_text(engine_numba.FAST_GRID_SPEC)} (interactive "
             "display; points, CLI and reports use exact)",
         }
     )
@@ -280,10 +287,8 @@ def run_benchmarks(quick: bool = False) -> list[dict[str, object]]:
             "speedup": t_slice_base / t_sfast,
             "goal": f"<= {GOAL_SLICE_S * 1000:g} ms",
             "passed_goal": bool(t_sfast <= GOAL_SLICE_S),
-            "notes": f"exact near disks + far sum on a {engine_numba.FAST_SLICE_STEP_MM:g} mm "
-            f"coarse 2-D grid (window {engine_numba.FAST_SLICE_R0_MM:g}-"
-            f"{engine_numba.FAST_R1_MM:g} mm; axis strips rho < "
-            f"{engine_numba.FAST_SLICE_AXIAL_MM[3]:g} mm), cubic upsample",
+            "notes": "near/far split on the slice plane: "
+            + _spec_text(engine_numba.FAST_SLICE_SPEC),
         }
     )
 

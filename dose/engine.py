@@ -35,13 +35,13 @@ in cGy/h (initial, at the implant time of the given strengths); D∞ = Ḋ₀·�
 
 Modes: EXACT (default) evaluates every seed-voxel pair (≤ 1e-5 of the reference engine) and is
 the only mode for dose at points, the CLI and anything a report quotes. FAST (grids, slices and
-DoseGrid, numba engine only) splits each seed's kernel into an exact near ball and a far part
-summed on a coarse grid and upsampled with cubics: 4-5x faster on full grids, for interactive
-display; ≤ 1.5 % beyond 1 mm from every seed for any model, seed axes and grid directions
-(measured: grids ≤ 0.98 % and slices ≤ 1.1 % for lone seeds, at the edges of the split windows;
-≤ 0.21 % on needle implants),
-see :mod:`dose.engine_numba`. The mode is recorded in ``DoseResult.extras["mode"]`` and in
-``label()``.
+DoseGrid, numba engine only) splits each seed's kernel into an exact near part (a ball and a
+thin cylinder along the seed axis) and smooth far parts summed on coarse grids (2 and 4 mm for
+3-D grids, 4 mm for slices) and upsampled with cubics: ~6x fewer seed-voxel pairs on full
+grids, for interactive display; ≤ 2 % beyond 1 mm from every seed for any model, seed axes and
+grid directions (measured: ≤ 1.6 % on grids and ≤ 1.4 % on slices for lone seeds, the worst at
+a g_L kink seen by the 4 mm level; ≤ 0.23 % on needle implants), see :mod:`dose.engine_numba`.
+The mode is recorded in ``DoseResult.extras["mode"]`` and in ``label()``.
 
 Threading: every numba kernel releases the GIL (``nogil``); long computations are chunked and
 call ``cancel()`` between chunks (raising :class:`dose.tg43.DoseCancelled`) and ``progress(f)``
@@ -96,9 +96,9 @@ CancelFn = Callable[[], bool]
 ProgressFn = Callable[[float], None]
 EngineKind = Literal["numba", "reference"]
 #: "exact": every seed-voxel pair through the TG-43 kernel (≤ 1e-5 of the reference engine);
-#: "fast": near/far split with a coarse far grid (interactive grids and slices only, ≤ 1.5 %).
+#: "fast": near/far split with coarse far grids (interactive grids and slices only, ≤ 2 %).
 GridMode = Literal["exact", "fast"]
-_MODE_LABEL = {"exact": "exact", "fast": "fast (display; ≤1.5 % beyond 1 mm from the seeds)"}
+_MODE_LABEL = {"exact": "exact", "fast": "fast (display; ≤2 % beyond 1 mm from the seeds)"}
 
 _DEFAULT_AXIS = (0.0, 0.0, 1.0)
 
@@ -348,7 +348,7 @@ class DoseEngine:
         """Dose rate (cGy/h) on every voxel centre of ``geometry`` (any direction matrix).
 
         ``mode="exact"`` (default) evaluates every seed-voxel pair; ``mode="fast"`` (numba engine
-        only) uses the near/far split of :mod:`dose.engine_numba` (≤ 1.5 % beyond 1 mm from every
+        only) uses the near/far split of :mod:`dose.engine_numba` (≤ 2 % beyond 1 mm from every
         seed; for interactive display, not for reported numbers).
         """
         if mode == "fast":
@@ -441,17 +441,14 @@ class NumbaEngine(DoseEngine):
 
     # -- FAST mode (near/far split) ------------------------------------------------------
     def split_layout(self, geometry: GridGeometry) -> engine_numba.SplitLayout:
-        """The coarse far grid for ``geometry`` (a finer step for 3-D grids than for slices)."""
+        """The FAST-mode layout of ``geometry`` (its own coarse levels for single slices)."""
         en = engine_numba
         flat = min(geometry.shape_zyx) == 1
         return en.split_layout(
             geometry.shape_zyx,
             geometry.origin_mm,
             geometry.index_to_world_matrix,
-            en.FAST_SLICE_STEP_MM if flat else en.FAST_STEP_MM,
-            en.FAST_SLICE_R0_MM if flat else en.FAST_R0_MM,
-            en.FAST_R1_MM,
-            en.FAST_SLICE_AXIAL_MM if flat else en.FAST_AXIAL_MM,
+            en.FAST_SLICE_SPEC if flat else en.FAST_GRID_SPEC,
         )
 
     def fast_parts(
@@ -461,35 +458,35 @@ class NumbaEngine(DoseEngine):
         *,
         cancel: CancelFn | None = None,
         progress: ProgressFn | None = None,
-    ) -> tuple[NDArray[np.float64], NDArray[np.int32], NDArray[np.float64]]:
-        """Near sum (fine, float64), capsule counts (fine, int32) and far sum (coarse, float64)
-        of ``seeds`` on ``lay``; chunked with ``cancel``/``progress`` like compute_into."""
+    ) -> tuple[NDArray[np.float64], NDArray[np.int32], list[NDArray[np.float64]]]:
+        """Near sum (fine, float64), capsule counts (fine, int32) and far sums (one float64
+        array per coarse level) of ``seeds`` on ``lay``; chunked with ``cancel``/``progress``."""
         if self.cutoff_mm is not None:
             raise ValueError("fast mode has no distance cut-off (it is already cheap)")
         near = np.zeros(lay.shape_zyx, dtype=np.float64)
         counts = np.zeros(lay.shape_zyx, dtype=np.int32)
-        far = np.zeros(lay.coarse_shape_zyx, dtype=np.float64)
+        far = lay.zeros_far()
         if len(seeds) == 0:
             return near, counts, far
         p, a, s = seeds.positions_mm, seeds.axes, seeds.strengths_u
-        r0, r1 = engine_numba.near_rows_span(lay, p)
-        cz, cy, _ = lay.coarse_shape_zyx
+        nz, ny, _ = lay.shape_zyx
         flat = min(lay.shape_zyx) == 1
-        n_chunks = 1 if flat else 2  # cancel() is polled between ~4 steps of ~40 ms
-        steps = [
-            ("near", r0 + (r1 - r0) * c // n_chunks, r0 + (r1 - r0) * (c + 1) // n_chunks)
-            for c in range(n_chunks)
+        n_chunks = 1 if flat else 2  # cancel() is polled between steps of ~20-40 ms
+        steps: list[tuple[int, int, int]] = [  # (level; -1 = near, rows from, rows to)
+            (-1, nz * ny * c // n_chunks, nz * ny * (c + 1) // n_chunks) for c in range(n_chunks)
         ]
-        steps += [
-            ("far", cz * cy * c // n_chunks, cz * cy * (c + 1) // n_chunks) for c in range(n_chunks)
-        ]
-        for done, (part, q0, q1) in enumerate(steps, start=1):
+        for lv, shape in enumerate(lay.coarse_shapes_zyx):
+            n_rows = shape[0] * shape[1]
+            steps += [
+                (lv, n_rows * c // n_chunks, n_rows * (c + 1) // n_chunks) for c in range(n_chunks)
+            ]
+        for done, (lv, q0, q1) in enumerate(steps, start=1):
             if cancel is not None and cancel():
                 raise DoseCancelled()
-            if part == "near":
+            if lv < 0:
                 engine_numba.near_accumulate(self._fm, near, counts, lay, p, a, s, (q0, q1))
             else:
-                engine_numba.far_accumulate(self._fm, far, lay, p, a, s, (q0, q1))
+                engine_numba.far_accumulate(self._fm, far, lay, p, a, s, lv, (q0, q1))
             if progress is not None:
                 progress(done / len(steps))
         return near, counts, far
@@ -498,7 +495,7 @@ class NumbaEngine(DoseEngine):
         self,
         near: NDArray[np.float64],
         counts: NDArray[np.int32],
-        far: NDArray[np.float64],
+        far: list[NDArray[np.float64]],
         lay: engine_numba.SplitLayout,
         positions_mm: NDArray[np.float64],
         axes: NDArray[np.float64],
@@ -752,9 +749,7 @@ class DoseGrid:
         self._counts = np.zeros(geometry.shape_zyx, dtype=np.int32)
         self._layout = engine.split_layout(geometry) if mode == "fast" else None  # type: ignore[attr-defined]
         self._near = np.zeros(geometry.shape_zyx, dtype=np.float64) if mode == "fast" else None
-        self._far = (
-            np.zeros(self._layout.coarse_shape_zyx, dtype=np.float64) if self._layout else None
-        )
+        self._far = self._layout.zeros_far() if self._layout else None
         self._seeds: dict[Hashable, _Seed] = {}
         self._lock = threading.RLock()
         self.version = 0
@@ -887,7 +882,8 @@ class DoseGrid:
             self._counts[...] = 0
             if self.mode == "fast":
                 self._near[...] = 0.0
-                self._far[...] = 0.0
+                for far in self._far:
+                    far[...] = 0.0
             self._seeds.clear()
             self.version += 1
 

@@ -81,27 +81,34 @@ from numpy.typing import NDArray
 from dose.sources import SourceModel
 from dose.tg43 import (
     CM_PER_MM,
-    MM_PER_CM,
     ON_AXIS_SIN_THETA,
     Formalism,
-    UniformLUT,
     reference_geometry_factor,
 )
 
 __all__ = [
+    "FAST_GRID_SPEC",
     "FAST_R0_MM",
     "FAST_R1_MM",
     "FAST_SLICE_R0_MM",
+    "FAST_SLICE_SPEC",
     "FAST_SLICE_STEP_MM",
     "FAST_STEP_MM",
     "R_DIRECT_MM",
+    "TABLE_LAYOUT",
+    "CoarseLevel",
+    "FastLevel",
     "FastModel",
+    "FastSpec",
     "SplitLayout",
+    "TableLayout",
+    "capped_table",
+    "coarse_level",
     "far_accumulate",
     "fast_model",
     "grid_rate_accumulate",
     "near_accumulate",
-    "near_rows_span",
+    "part_tables",
     "points_rate",
     "split_layout",
     "upsample_into",
@@ -110,9 +117,6 @@ __all__ = [
 
 #: Below this distance (mm) from a seed centre the exact formalism is used instead of the table.
 R_DIRECT_MM = 3.5
-_LUT_LAYOUT = UniformLUT(
-    dr_fine_cm=0.005, r_split_cm=2.0, dr_coarse_cm=0.1, r_max_cm=60.0, dtheta_deg=1.0
-)
 _KERNEL_LOCK = threading.RLock()
 _RAD2DEG = 180.0 / math.pi
 
@@ -242,7 +246,7 @@ def _tabulate(r_mm, theta_deg, p_scal, g_r, g_v, f_r, f_t, f_v, phi_r, phi_v, is
     """Ḋ·r² (cGy/h/U · mm²) on the (r_mm × θ) table nodes."""
     nr = r_mm.size
     nt = theta_deg.size
-    out = np.empty((nr, nt), dtype=np.float32)
+    out = np.empty((nr, nt))
     for i in prange(nr):
         r = max(r_mm[i], 1e-3)
         for j in range(nt):
@@ -264,6 +268,89 @@ def _tabulate(r_mm, theta_deg, p_scal, g_r, g_v, f_r, f_t, f_v, phi_r, phi_v, is
     return out
 
 
+@njit(cache=True, nogil=True, parallel=True)
+def _tabulate_pairs(r_mm, theta_deg, p_scal, g_r, g_v, f_r, f_t, f_v, phi_r, phi_v, is_1d):
+    """Ḋ·r² (cGy/h/U · mm²) at the (r_mm[i], theta_deg[i]) pairs."""
+    n = r_mm.size
+    out = np.empty(n)
+    for i in prange(n):
+        r = max(r_mm[i], 1e-3)
+        th = theta_deg[i] * math.pi / 180.0
+        v, _ = _exact_rate_per_u(
+            r * math.sin(th), r * math.cos(th), p_scal, g_r, g_v, f_r, f_t, f_v, phi_r, phi_v, is_1d
+        )
+        out[i] = v * r * r
+    return out
+
+
+@dataclass(frozen=True)
+class TableLayout:
+    """Rows and columns of the (r, θ) lookup tables (every table of a model shares them).
+
+    Rows: r in mm from 0 in segments of uniform step (``r_breaks_mm``, ``r_steps_mm``); columns:
+    θ in degrees, step ``dtheta_fine_deg`` below ``theta_break_deg`` (the axis caps of FAST mode
+    live there), ``dtheta_coarse_deg`` above. Every published r node (g_L, F) is a multiple of
+    its segment's step and every published θ node an integer degree, so the kinks of g_L and F
+    fall on rows and columns and the tables reproduce the formalism to ~1e-6.
+    """
+
+    r_breaks_mm: tuple[float, float, float, float] = (0.0, 25.0, 60.0, 600.0)
+    r_steps_mm: tuple[float, float, float] = (0.05, 0.25, 1.0)
+    theta_break_deg: float = 10.0
+    dtheta_fine_deg: float = 0.25
+    dtheta_coarse_deg: float = 1.0
+
+    def _counts(self) -> tuple[int, int, int]:
+        b, s = self.r_breaks_mm, self.r_steps_mm
+        return (
+            round((b[1] - b[0]) / s[0]),
+            round((b[2] - b[1]) / s[1]),
+            round((b[3] - b[2]) / s[2]) + 1,
+        )
+
+    def r_nodes_mm(self) -> NDArray[np.float64]:
+        n0, n1, n2 = self._counts()
+        b, s = self.r_breaks_mm, self.r_steps_mm
+        return np.concatenate(
+            [b[0] + np.arange(n0) * s[0], b[1] + np.arange(n1) * s[1], b[2] + np.arange(n2) * s[2]]
+        )
+
+    def theta_nodes_deg(self) -> NDArray[np.float64]:
+        nf = round(self.theta_break_deg / self.dtheta_fine_deg)
+        nc = round((90.0 - self.theta_break_deg) / self.dtheta_coarse_deg) + 1
+        return np.concatenate(
+            [
+                np.arange(nf) * self.dtheta_fine_deg,
+                self.theta_break_deg + np.arange(nc) * self.dtheta_coarse_deg,
+            ]
+        )
+
+    def params(self) -> NDArray[np.float64]:
+        """Kernel parameters: [1/dr0, r1, n0, 1/dr1, r2, n0 + n1, 1/dr2, r_max, 1/dθf, θb, nθf,
+        1/dθc] (mm, degrees)."""
+        n0, n1, _ = self._counts()
+        b, s = self.r_breaks_mm, self.r_steps_mm
+        return np.array(
+            [
+                1.0 / s[0],
+                b[1],
+                float(n0),
+                1.0 / s[1],
+                b[2],
+                float(n0 + n1),
+                1.0 / s[2],
+                b[3],
+                1.0 / self.dtheta_fine_deg,
+                self.theta_break_deg,
+                float(round(self.theta_break_deg / self.dtheta_fine_deg)),
+                1.0 / self.dtheta_coarse_deg,
+            ]
+        )
+
+
+TABLE_LAYOUT = TableLayout()
+
+
 @dataclass(frozen=True, eq=False)
 class FastModel:
     """A source model prepared for the kernels (tables converted once, LUT built once)."""
@@ -278,15 +365,26 @@ class FastModel:
     f_v: NDArray[np.float64]
     phi_r: NDArray[np.float64]
     phi_v: NDArray[np.float64]
-    lut: NDArray[np.float32]
-    lut_par: NDArray[
-        np.float64
-    ]  # [inv_dr_fine_mm, r_split_mm, inv_dr_coarse_mm, n_fine, r_max_mm, inv_dtheta]
-    layout: UniformLUT
+    table: NDArray[np.float64]  # T = Ḋ·r² per U on TABLE_LAYOUT, float64 (nr, nθ)
+    lut: NDArray[np.float32]  # the same in float32: what the kernels read
+    lut_par: NDArray[np.float64]  # TABLE_LAYOUT.params()
 
     @property
     def is_1d(self) -> bool:
         return self.formalism == "1d"
+
+    def model_arrays(self) -> tuple:
+        return (
+            self.p_scal,
+            self.g_r,
+            self.g_v,
+            self.f_r,
+            self.f_t,
+            self.f_v,
+            self.phi_r,
+            self.phi_v,
+            self.is_1d,
+        )
 
 
 _FAST_CACHE: dict[tuple[str, str], FastModel] = {}
@@ -298,7 +396,6 @@ def fast_model(model: SourceModel, formalism: Formalism) -> FastModel:
     fm = _FAST_CACHE.get(key)
     if fm is not None:
         return fm
-    lay = _LUT_LAYOUT
     p_scal = np.array(
         [
             model.dose_rate_constant,
@@ -323,275 +420,28 @@ def fast_model(model: SourceModel, formalism: Formalism) -> FastModel:
             phi_v,
         )
     ]
-    r_fine_mm = np.arange(lay.n_fine) * lay.dr_fine_cm * MM_PER_CM
-    r_coarse_mm = (lay.r_split_cm + np.arange(lay.n_coarse) * lay.dr_coarse_cm) * MM_PER_CM
-    r_mm = np.concatenate([r_fine_mm, r_coarse_mm])
-    theta = np.arange(lay.n_theta) * lay.dtheta_deg
+    lay = TABLE_LAYOUT
     with _KERNEL_LOCK:
-        lut = _tabulate(r_mm, theta, p_scal, *arrays, is_1d)
-    lut_par = np.array(
-        [
-            1.0 / (lay.dr_fine_cm * MM_PER_CM),
-            lay.r_split_cm * MM_PER_CM,
-            1.0 / (lay.dr_coarse_cm * MM_PER_CM),
-            float(lay.n_fine),
-            float(r_coarse_mm[-1]),
-            1.0 / lay.dtheta_deg,
-        ]
+        table = _tabulate(lay.r_nodes_mm(), lay.theta_nodes_deg(), p_scal, *arrays, is_1d)
+    fm = FastModel(
+        model,
+        formalism,
+        p_scal,
+        *arrays,
+        table,
+        np.ascontiguousarray(table, dtype=np.float32),
+        lay.params(),
     )
-    fm = FastModel(model, formalism, p_scal, *arrays, lut, lut_par, lay)
     _FAST_CACHE[key] = fm
     return fm
 
 
 # =========================================================================== grid kernel
-# The grid kernel is :func:`_split_rows` (defined with the FAST mode below; ``part`` 2 = EXACT).
 # The table lookup is written out inline in the kernels on purpose: a call to a numba function
 # that takes arrays costs reference-count traffic per call (measured 60-100 ns per voxel-seed
 # pair here, against ~11 ns inline).
 @njit(cache=True, nogil=True, parallel=True, fastmath=True, error_model="numpy")
-def _points_kernel(
-    out,
-    flags,
-    pts,
-    pos,
-    axis,
-    strength,
-    r_direct,
-    cutoff2,
-    lut,
-    lut_par,
-    atan_c,
-    p_scal,
-    g_r,
-    g_v,
-    f_r,
-    f_t,
-    f_v,
-    phi_r,
-    phi_v,
-    is_1d,
-):
-    """out[p] = Σ_s S_s·Ḋ_s(p) (cGy/h); flags[p] = True inside any capsule. pts (P, 3) mm."""
-    npts = pts.shape[0]
-    ns = pos.shape[0]
-    rd2 = r_direct * r_direct
-    flat = lut.ravel()
-    nt = lut.shape[1]
-    nr = lut.shape[0]
-    kth = 2.0 * _RAD2DEG * lut_par[5]
-    for p in prange(npts):
-        acc = 0.0
-        fl = False
-        for s in range(ns):
-            dx = pts[p, 0] - pos[s, 0]
-            dy = pts[p, 1] - pos[s, 1]
-            dz = pts[p, 2] - pos[s, 2]
-            r2 = dx * dx + dy * dy + dz * dz
-            if cutoff2 > 0.0 and r2 >= cutoff2:
-                continue
-            za = dx * axis[s, 0] + dy * axis[s, 1] + dz * axis[s, 2]
-            if r2 >= rd2:
-                r = math.sqrt(r2)
-                az = abs(za)
-                rho2 = max(r2 - az * az, 0.0)
-                t = math.sqrt(rho2) / (r + az)
-                q = t * t
-                pp = atan_c[9]
-                for c in range(8, -1, -1):
-                    pp = pp * q + atan_c[c]
-                ft = t * pp * kth
-                rr = min(r, lut_par[4])
-                fr = (
-                    rr * lut_par[0]
-                    if rr < lut_par[1]
-                    else (lut_par[3] + (rr - lut_par[1]) * lut_par[2])
-                )
-                jt = min(int(ft), nt - 2)
-                wt = ft - jt
-                ir = min(int(fr), nr - 2)
-                wr = fr - ir
-                base = ir * nt + jt
-                a = flat[base] + wt * (flat[base + 1] - flat[base])
-                b = flat[base + nt] + wt * (flat[base + nt + 1] - flat[base + nt])
-                acc += strength[s] * ((a + wr * (b - a)) / r2)
-            else:
-                rho2 = r2 - za * za
-                rho = math.sqrt(rho2) if rho2 > 0.0 else 0.0
-                v, flag = _exact_rate_per_u(
-                    rho, za, p_scal, g_r, g_v, f_r, f_t, f_v, phi_r, phi_v, is_1d
-                )
-                acc += strength[s] * v
-                fl = fl or flag
-        out[p] = acc
-        flags[p] = fl
-
-
-# =========================================================================== Python wrappers
-def _model_args(fm: FastModel) -> tuple:
-    return (
-        fm.lut,
-        fm.lut_par,
-        ATAN_COEF,
-        fm.p_scal,
-        fm.g_r,
-        fm.g_v,
-        fm.f_r,
-        fm.f_t,
-        fm.f_v,
-        fm.phi_r,
-        fm.phi_v,
-        fm.is_1d,
-    )
-
-
-def grid_rate_accumulate(
-    fm: FastModel,
-    out: NDArray[np.float64],
-    counts: NDArray[np.int32],
-    origin_mm: NDArray[np.float64],
-    index_to_world: NDArray[np.float64],
-    positions_mm: NDArray[np.float64],
-    axes: NDArray[np.float64],
-    strengths_u: NDArray[np.float64],
-    *,
-    cutoff_mm: float | None = None,
-    row_range: tuple[int, int] | None = None,
-) -> None:
-    """Add Σ S·Ḋ (cGy/h) of the seeds to ``out`` (float64 (nz, ny, nx), C-contiguous), in place.
-
-    ``index_to_world`` is GridGeometry.index_to_world_matrix (mm per index step, columns i, j, k).
-    ``row_range`` limits the work to flattened rows [r0, r1) of (k, j) — used for chunking.
-    """
-    nz, ny, _ = out.shape
-    r0, r1 = row_range if row_range is not None else (0, nz * ny)
-    pos, ax, st = _seed_arrays(positions_mm, axes, strengths_u)
-    with _KERNEL_LOCK:
-        _split_rows(
-            out,
-            counts,
-            int(r0),
-            int(r1),
-            np.ascontiguousarray(origin_mm, dtype=np.float64),
-            np.ascontiguousarray(index_to_world, dtype=np.float64),
-            pos,
-            ax,
-            st,
-            np.zeros((pos.shape[0], 3)),
-            np.zeros(3),
-            2,
-            R_DIRECT_MM,
-            0.0,
-            -1.0 if cutoff_mm is None else float(cutoff_mm),
-            0.0,
-            1.0,
-            0.0,
-            -1.0,
-            *_model_args(fm),
-        )
-
-
-def points_rate(
-    fm: FastModel,
-    points_mm: NDArray[np.float64],
-    positions_mm: NDArray[np.float64],
-    axes: NDArray[np.float64],
-    strengths_u: NDArray[np.float64],
-    *,
-    cutoff_mm: float | None = None,
-) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
-    """Dose rate (cGy/h) and inside-capsule flags at ``points_mm`` (P, 3)."""
-    pts = np.ascontiguousarray(points_mm, dtype=np.float64).reshape(-1, 3)
-    out = np.zeros(pts.shape[0])
-    flags = np.zeros(pts.shape[0], dtype=np.bool_)
-    cutoff2 = -1.0 if cutoff_mm is None else float(cutoff_mm) ** 2
-    with _KERNEL_LOCK:
-        _points_kernel(
-            out,
-            flags,
-            pts,
-            np.ascontiguousarray(positions_mm, dtype=np.float64).reshape(-1, 3),
-            np.ascontiguousarray(axes, dtype=np.float64).reshape(-1, 3),
-            np.ascontiguousarray(strengths_u, dtype=np.float64).reshape(-1),
-            R_DIRECT_MM,
-            cutoff2,
-            *_model_args(fm),
-        )
-    return out, flags
-
-
-def warm_up(model: SourceModel | None = None) -> None:
-    """Compile (or load from cache) every kernel, so the first GUI use does not stall."""
-    from dose.sources import load_model
-
-    m = model if model is not None else load_model("6711")
-    for formalism in ("2d", "1d") if m.has_phi_an else ("2d",):
-        fm = fast_model(m, formalism)  # type: ignore[arg-type]
-        out = np.zeros((2, 3, 4))
-        counts = np.zeros(out.shape, dtype=np.int32)
-        grid_rate_accumulate(
-            fm,
-            out,
-            counts,
-            np.zeros(3),
-            np.eye(3),
-            np.zeros((1, 3)),
-            np.array([[0.0, 0.0, 1.0]]),
-            np.ones(1),
-        )
-        points_rate(fm, np.ones((2, 3)), np.zeros((1, 3)), np.array([[0.0, 0.0, 1.0]]), np.ones(1))
-        # FAST mode kernels (near/far split and the cubic upsample)
-        lay = split_layout((6, 7, 8), np.zeros(3), np.eye(3), 2.0)
-        near = np.zeros(lay.shape_zyx)
-        far = np.zeros(lay.coarse_shape_zyx)
-        one = (np.ones((1, 3)), np.array([[0.0, 0.0, 1.0]]), np.ones(1))
-        near_accumulate(fm, near, np.zeros(lay.shape_zyx, dtype=np.int32), lay, *one)
-        far_accumulate(fm, far, lay, *one)
-        upsample_into(near, near, far, lay)
-
-
-def threads() -> int:
-    """Number of numba worker threads."""
-    return int(numba.get_num_threads())
-
-
-# =========================================================================== FAST (split) mode
-# Particle-mesh style split of each seed's kernel (see "EXACT and FAST modes" in the module
-# docstring). Tuned on the benchmark implant (max error vs exact beyond 1 mm; seed-voxel pairs):
-# (R0, R1, step) = (10, 24, 2) mm 0.40 %, 2.1e7 pairs; (6, 24, 2) 0.49 %; (2, 24, 2) 0.80 %;
-# (14, 24, 2) 0.31 % (but one seed off-axis 0.98 %: a narrow window is less smooth);
-# (10, 22, 2) 0.44 %, 1.9e7; (8, 20, 2) 0.55 %; (2, 24, 3) 1.4 %, 1.1e7; (6, 30, 3) 0.69 %,
-# 1.6e7; (10, 40, 3) 0.39 %, 3.2e7; (12, 20, 4) 3.6 %. Exact: 1e8 pairs, 0.71 s. The step sets
-# the cost (the far part is ~2/3 of it); R1 trades near cost against accuracy.
-FAST_R0_MM = 10.0
-FAST_R1_MM = 24.0
-FAST_STEP_MM = 2.0
-#: Coarse step (mm) of the far grid of a single slice (a 2-D coarse grid costs little less per
-#: node but has far fewer nodes, so it trades some accuracy for speed).
-FAST_SLICE_STEP_MM = 4.0
-#: Window start (mm) for single slices: wider than FAST_R0_MM so the 4 mm step stays accurate.
-FAST_SLICE_R0_MM = 6.0
-#: Axial extension of the near part, (R0a, R1a, ρi, ρo) mm: within ρi of a seed's axis the
-#: window runs from R0a to R1a instead of R0 to R1, blended (C², in ρ) into the radial window by
-#: ρo. F(r, θ) is linear in θ and folded at 0°, a cusp along the axis that no coarse grid
-#: represents (2-34 % errors for a lone seed, the deepest for STM1251 and 2301, and they persist
-#: to r > 60 mm), so R0a is beyond any grid: the far part vanishes within ρi of every seed axis,
-#: w = s(r)·(1 − a(ρ)), and the near part covers the ball plus a cylinder of radius ρo along the
-#: axis (clipped to the grid). Tuned (max vs exact beyond 1 mm; ρi, ρo): (5, 13) 1.9 % (the ρ
-#: ramp too steep for a 2 mm step), (2, 14) 0.74 %, (3, 17) 0.67 % (lone seeds; implants
-#: 0.16 %); a finite cone (R0a, R1a) = (24, 60) left 12 % on the axis at r = 55 mm (STM1251).
-FAST_AXIAL_MM = (1.0e4, 1.0e4 + 1.0, 3.0, 17.0)
-#: The same for single slices (4 mm step, window from 6 mm): a wider ρ ramp (a strip is cheap);
-#: lone seeds, oblique slices, max vs exact: (ρ 4-30) 2.0 %, (4-40) 1.1 %; a 3 mm step with
-#: (4-40) gives 0.59 % but makes the benchmark slice ~1.7x slower (over the 15 ms goal).
-FAST_SLICE_AXIAL_MM = (1.0e4, 1.0e4 + 1.0, 4.0, 40.0)
-#: Coarse nodes below index 0 (Catmull-Rom needs one node before and two after each interval).
-_PAD_LO = 1
-_PAD_HI = 2
-
-
-@njit(cache=True, nogil=True, parallel=True, fastmath=True, error_model="numpy")
-def _split_rows(
+def _part_rows(
     out,
     counts,
     row0,
@@ -601,16 +451,11 @@ def _split_rows(
     pos,
     axis,
     strength,
-    cidx,
-    ext,
-    part,
-    r_direct,
-    w_r0,
-    w_r1,
-    w_r0a,
-    w_r1a,
-    rho_i,
-    rho_o,
+    boxes,
+    direct,
+    r_in,
+    r_out,
+    rho_cyl,
     lut,
     lut_par,
     atan_c,
@@ -624,26 +469,27 @@ def _split_rows(
     phi_v,
     is_1d,
 ):
-    """One part of the split kernel on flattened rows [row0, row1) of ``out`` (z, y, x) float64.
+    """out += Σ_s S_s·lut(r, θ)/r² on flattened rows [row0, row1) of ``out`` (z, y, x) float64.
 
-    ``part`` 0 = near: out += Σ S·Ḋ·(1 − w(r)) for voxels with r ≤ w_r1 (exact formalism below
-    ``r_direct``, capsule flags into ``counts``); only seeds whose index-space ellipsoid of
-    radius w_r1 meets the row are visited (``cidx`` (ns, 3) continuous (i, j, k) index of each
-    seed, ``ext`` (3,) half extents in index units). ``part`` 1 = far: out += Σ S·Ḋ·w(r), every
-    seed, skipping the voxels with r < w_r0 where w = 0. ``part`` 2 = EXACT mode: out += Σ S·Ḋ
-    for every seed (no window), cut off beyond w_r1 when w_r1 > 0.
+    ``lut`` is one table on TABLE_LAYOUT (``lut_par``): T for EXACT mode, or one part of the
+    FAST split. Voxels visited per (row, seed): the whole row if ``r_out`` ≤ 0, else the hull
+    of the row ∩ ball r < r_out and (``rho_cyl`` > 0) the row ∩ cylinder ρ < rho_cyl around the
+    seed axis; the table is 0 elsewhere. ``direct``: the exact formalism below R_DIRECT_MM
+    with capsule flags counted into ``counts`` (±1 by the sign of S); otherwise voxels with
+    r < ``r_in`` are skipped (the table is 0 there). ``boxes`` (ns, 4) [j0, j1, k0, k1]: rows
+    outside a seed's box (which holds everything that seed's part touches) skip that seed.
 
     Pass 1 of each (row, seed) is branch-free float32 arithmetic that LLVM vectorises (table
-    cell, weights, window/r²); pass 2 does the bilinear table lookups.
+    cell, weights, 1/r²); pass 2 does the bilinear table lookups (scalar gathers).
     """
     ny = out.shape[1]
     nx = out.shape[2]
     ns = pos.shape[0]
-    rd2 = r_direct * r_direct
-    near = part != 1  # near and exact: exact formalism below r_direct, capsule counts
-    filt = part == 0  # near: only seeds whose ellipsoid meets the row
-    r_in2 = rd2 if near else w_r0 * w_r0
-    cut2 = w_r1 * w_r1 if (part == 0 or (part == 2 and w_r1 > 0.0)) else -1.0
+    rd2 = R_DIRECT_MM * R_DIRECT_MM
+    r_in2 = rd2 if direct else r_in * r_in
+    cut2 = r_out * r_out if r_out > 0.0 else -1.0
+    cyl = r_out > 0.0 and rho_cyl > 0.0
+    rho_c2 = rho_cyl * rho_cyl
     cx = m_ijk[0, 0]
     cy = m_ijk[1, 0]
     cz = m_ijk[2, 0]
@@ -661,32 +507,24 @@ def _split_rows(
     c7 = np.float32(atan_c[7])
     c8 = np.float32(atan_c[8])
     c9 = np.float32(atan_c[9])
-    inv_f = np.float32(lut_par[0])
-    r_split = np.float32(lut_par[1])
-    inv_c = np.float32(lut_par[2])
-    n_f = np.float32(lut_par[3])
-    r_max = np.float32(lut_par[4])
-    kth = np.float32(2.0 * _RAD2DEG * lut_par[5])
+    inv_r0 = np.float32(lut_par[0])
+    rb1 = np.float32(lut_par[1])
+    n0 = np.float32(lut_par[2])
+    inv_r1 = np.float32(lut_par[3])
+    rb2 = np.float32(lut_par[4])
+    n01 = np.float32(lut_par[5])
+    inv_r2 = np.float32(lut_par[6])
+    r_max = np.float32(lut_par[7])
+    k_tf = np.float32(2.0 * _RAD2DEG * lut_par[8])  # t = tan(θ/2) → fine column
+    k_deg = np.float32(2.0 * _RAD2DEG)  # t → degrees
+    tb = np.float32(lut_par[9])
+    ntf = np.float32(lut_par[10])
+    inv_tc = np.float32(lut_par[11])
     zero32 = np.float32(0.0)
     one32 = np.float32(1.0)
-    ntf = np.float32(nt - 2)
-    nrf = np.float32(nr - 2)
+    ncol = np.float32(nt - 2)
+    nrow = np.float32(nr - 2)
     nt32 = np.int32(nt)
-    wr0 = np.float32(w_r0)
-    inv_dw = np.float32(1.0 / (w_r1 - w_r0)) if part != 2 else zero32
-    cone = part == 0 and rho_o > 0.0
-    cut2a = w_r1a * w_r1a
-    rho_o2 = rho_o * rho_o
-    wr0a = np.float32(w_r0a)
-    inv_dwa = np.float32(1.0 / (w_r1a - w_r0a)) if part != 2 else zero32
-    rho_o32 = np.float32(rho_o)
-    inv_drho = np.float32(1.0 / (rho_o - rho_i)) if part != 2 else zero32
-    k10 = np.float32(10.0)
-    km15 = np.float32(-15.0)
-    k6 = np.float32(6.0)
-    # factor = fa + fb·w: near 1 − w, far w, exact 1
-    fa = one32 if near else zero32
-    fb = -one32 if part == 0 else (one32 if part == 1 else zero32)
     n_rows = row1 - row0
     n_blocks = min(n_rows, 64)
     for blk in prange(n_blocks):
@@ -705,7 +543,7 @@ def _split_rows(
             bz = origin[2] + j * m_ijk[2, 1] + k * m_ijk[2, 2]
             orow = out[k, j]
             for s in range(ns):
-                if filt and (abs(k - cidx[s, 2]) > ext[2] or abs(j - cidx[s, 1]) > ext[1]):
+                if j < boxes[s, 0] or j > boxes[s, 1] or k < boxes[s, 2] or k > boxes[s, 3]:
                     continue
                 dx = bx - pos[s, 0]
                 dy = by - pos[s, 1]
@@ -721,33 +559,30 @@ def _split_rows(
                 lo = 0
                 hi = nx
                 if cut2 > 0.0:
-                    # the row's i-range: the ball r < R1, and (near part with axial cylinders)
-                    # the hull with the row ∩ ball r < R1a ∩ cylinder ρ < ρo around the axis
+                    # the row's i-range: the ball r < r_out, and the hull with the row ∩ the
+                    # cylinder ρ < rho_cyl around the seed axis
                     flo = 1.0
                     fhi = 0.0
                     if dmin2 < cut2:
                         w = math.sqrt((cut2 - dmin2) / cc)
                         flo = ic - w
                         fhi = ic + w
-                    if cone and dmin2 < cut2a:
-                        w = math.sqrt((cut2a - dmin2) / cc)
-                        clo = ic - w
-                        chi = ic + w
-                        alpha = cc - a1 * a1  # ρ²(i) = alpha·i² + 2·beta·i + gamma + ρo²
+                    if cyl:
+                        alpha = cc - a1 * a1  # ρ²(i) − ρc² = alpha·i² + 2·beta·i + gamma
                         beta = B - a0 * a1
-                        gamma = A - a0 * a0 - rho_o2
-                        ok = True
+                        gamma = A - a0 * a0 - rho_c2
+                        clo = 1.0
+                        chi = 0.0
                         if alpha > 1e-9 * cc:
                             disc = beta * beta - alpha * gamma
-                            if disc < 0.0:
-                                ok = False
-                            else:
+                            if disc >= 0.0:
                                 sq = math.sqrt(disc)
-                                clo = max(clo, (-beta - sq) / alpha)
-                                chi = min(chi, (-beta + sq) / alpha)
-                        elif gamma > 0.0:
-                            ok = False
-                        if ok and chi >= clo:
+                                clo = (-beta - sq) / alpha
+                                chi = (-beta + sq) / alpha
+                        elif gamma <= 0.0:  # the row runs along the axis, inside the cylinder
+                            clo = -1.0
+                            chi = float(nx)
+                        if chi >= clo:
                             if fhi < flo:
                                 flo = clo
                                 fhi = chi
@@ -764,10 +599,10 @@ def _split_rows(
                 nhi = hi
                 if dmin2 < r_in2:
                     w = math.sqrt((r_in2 - dmin2) / cc)
-                    if near:  # superset of r < r_direct: checked per voxel below
+                    if direct:  # superset of r < R_DIRECT_MM: checked per voxel below
                         nlo = min(max(lo, int(math.floor(ic - w))), hi)  # noqa: RUF046
                         nhi = min(max(nlo, int(math.ceil(ic + w)) + 1), hi)  # noqa: RUF046
-                    else:  # subset of r ≤ R0 (w = 0 there): skipped
+                    else:  # subset of r < r_in (the table is 0 there): skipped
                         nlo = min(max(lo, int(math.ceil(ic - w))), hi)  # noqa: RUF046
                         nhi = min(max(nlo, int(math.floor(ic + w)) + 1), hi)  # noqa: RUF046
                 st = strength[s]
@@ -794,8 +629,7 @@ def _split_rows(
                         r2 = one32
                     r = np.sqrt(r2)
                     az = abs(za)
-                    rho2 = max(r2 - az * az, zero32)
-                    t = np.sqrt(rho2) / (r + az)
+                    t = np.sqrt(max(r2 - az * az, zero32)) / (r + az)  # tan(θ/2)
                     q = t * t
                     p = (
                         (
@@ -805,23 +639,21 @@ def _split_rows(
                         * q
                         + c1
                     ) * q + c0
-                    ft = t * p * kth
+                    tp = t * p
+                    th_deg = tp * k_deg
+                    ft = tp * k_tf if th_deg < tb else ntf + (th_deg - tb) * inv_tc
                     rr = min(r, r_max)
-                    fr = rr * inv_f if rr < r_split else n_f + (rr - r_split) * inv_c
-                    jt = np.int32(min(ft, ntf))
-                    ir = np.int32(min(fr, nrf))
+                    fr = (
+                        rr * inv_r0
+                        if rr < rb1
+                        else (n0 + (rr - rb1) * inv_r1 if rr < rb2 else n01 + (rr - rb2) * inv_r2)
+                    )
+                    jt = np.int32(min(ft, ncol))
+                    ir = np.int32(min(fr, nrow))
                     wt_buf[i] = ft - np.float32(jt)
                     wr_buf[i] = fr - np.float32(ir)
                     ib_buf[i] = ir * nt32 + jt
-                    # w = s1 + a·(s2 − s1): radial windows s1 (R0 → R1) and s2 (R0a → R1a)
-                    # blended by a(ρ) = 1 near the axis (ρ ≤ ρi) → 0 (ρ ≥ ρo); all C² quintics
-                    u = min(max((r - wr0) * inv_dw, zero32), one32)
-                    s1 = u * u * u * (k10 + u * (km15 + k6 * u))
-                    u = min(max((r - wr0a) * inv_dwa, zero32), one32)
-                    s2 = u * u * u * (k10 + u * (km15 + k6 * u))
-                    u = min(max((rho_o32 - np.sqrt(rho2)) * inv_drho, zero32), one32)
-                    win = s1 + u * u * u * (k10 + u * (km15 + k6 * u)) * (s2 - s1)
-                    iv_buf[i] = (fa + fb * win) / r2
+                    iv_buf[i] = one32 / r2
                 for seg in range(2):
                     i0 = lo if seg == 0 else nhi
                     i1 = nlo if seg == 0 else hi
@@ -835,7 +667,7 @@ def _split_rows(
                         a = l00 + wt * (l01 - l00)
                         b = l10 + wt * (l11 - l10)
                         orow[i] += st * ((a + wr_buf[i] * (b - a)) * iv_buf[i])
-                if not near:
+                if not direct:
                     continue
                 for i in range(nlo, nhi):
                     r2d = A + i * (two_b + i * cc)
@@ -846,7 +678,7 @@ def _split_rows(
                         a = flat[base] + wt * (flat[base + 1] - flat[base])
                         b = flat[base + nt] + wt * (flat[base + nt + 1] - flat[base + nt])
                         orow[i] += st * ((a + wr_buf[i] * (b - a)) * iv_buf[i])
-                    else:  # r < r_direct < R0: window factor 1
+                    else:  # r < R_DIRECT_MM: the exact formalism (every part table is T there)
                         rho2d = r2d - za * za
                         rho = math.sqrt(rho2d) if rho2d > 0.0 else 0.0
                         v, flag = _exact_rate_per_u(
@@ -857,10 +689,200 @@ def _split_rows(
                             counts[k, j, i] += 1 if st >= 0.0 else -1
 
 
-# Serial on purpose: a few MACs per fine voxel (2.7 ms for 10⁶ voxels, 0.35 ms for a 512² slice),
-# while a parallel version measured 12-16 ms on a loaded 2-core machine (threads waiting for a
-# scheduler tick and page faults on the scratch buffers).
-@njit(cache=True, nogil=True, fastmath=True, error_model="numpy")
+@njit(cache=True, nogil=True, parallel=True, fastmath=True, error_model="numpy")
+def _points_kernel(
+    out,
+    flags,
+    pts,
+    pos,
+    axis,
+    strength,
+    cutoff2,
+    lut,
+    lut_par,
+    atan_c,
+    p_scal,
+    g_r,
+    g_v,
+    f_r,
+    f_t,
+    f_v,
+    phi_r,
+    phi_v,
+    is_1d,
+):
+    """out[p] = Σ_s S_s·Ḋ_s(p) (cGy/h); flags[p] = True inside any capsule. pts (P, 3) mm."""
+    npts = pts.shape[0]
+    ns = pos.shape[0]
+    rd2 = R_DIRECT_MM * R_DIRECT_MM
+    flat = lut.ravel()
+    nt = lut.shape[1]
+    nr = lut.shape[0]
+    k_deg = 2.0 * _RAD2DEG
+    for p in prange(npts):
+        acc = 0.0
+        fl = False
+        for s in range(ns):
+            dx = pts[p, 0] - pos[s, 0]
+            dy = pts[p, 1] - pos[s, 1]
+            dz = pts[p, 2] - pos[s, 2]
+            r2 = dx * dx + dy * dy + dz * dz
+            if cutoff2 > 0.0 and r2 >= cutoff2:
+                continue
+            za = dx * axis[s, 0] + dy * axis[s, 1] + dz * axis[s, 2]
+            if r2 >= rd2:
+                r = math.sqrt(r2)
+                az = abs(za)
+                rho2 = max(r2 - az * az, 0.0)
+                t = math.sqrt(rho2) / (r + az)
+                q = t * t
+                pp = atan_c[9]
+                for c in range(8, -1, -1):
+                    pp = pp * q + atan_c[c]
+                th = t * pp * k_deg
+                ft = (
+                    th * lut_par[8]
+                    if th < lut_par[9]
+                    else lut_par[10] + (th - lut_par[9]) * lut_par[11]
+                )
+                rr = min(r, lut_par[7])
+                if rr < lut_par[1]:
+                    fr = rr * lut_par[0]
+                elif rr < lut_par[4]:
+                    fr = lut_par[2] + (rr - lut_par[1]) * lut_par[3]
+                else:
+                    fr = lut_par[5] + (rr - lut_par[4]) * lut_par[6]
+                jt = min(int(ft), nt - 2)
+                wt = ft - jt
+                ir = min(int(fr), nr - 2)
+                wr = fr - ir
+                base = ir * nt + jt
+                a = flat[base] + wt * (flat[base + 1] - flat[base])
+                b = flat[base + nt] + wt * (flat[base + nt + 1] - flat[base + nt])
+                acc += strength[s] * ((a + wr * (b - a)) / r2)
+            else:
+                rho2 = r2 - za * za
+                rho = math.sqrt(rho2) if rho2 > 0.0 else 0.0
+                v, flag = _exact_rate_per_u(
+                    rho, za, p_scal, g_r, g_v, f_r, f_t, f_v, phi_r, phi_v, is_1d
+                )
+                acc += strength[s] * v
+                fl = fl or flag
+        out[p] = acc
+        flags[p] = fl
+
+
+# =========================================================================== FAST (split) mode
+@dataclass(frozen=True)
+class FastLevel:
+    """One coarse level of FAST mode: grid step, radial window (where the level takes over from
+    the previous one) and axis cap radius (see the module docstring)."""
+
+    step_mm: float  # coarse step (per axis: the nearest multiple of the finer grid's spacing)
+    r0_mm: float  # window s(r) = 0 below: this level is 0 there
+    r1_mm: float  # window s(r) = 1 above: the finer parts are 0 there, off the axis cylinder
+    cap_mm: float  # axis cap radius ρc of this level's kernel
+
+
+@dataclass(frozen=True)
+class FastSpec:
+    """FAST-mode split: the near part on the fine grid and coarse levels of increasing step."""
+
+    levels: tuple[FastLevel, ...]
+
+    def __post_init__(self) -> None:
+        prev_r1 = 0.0
+        for lev in self.levels:
+            if not (0.0 < lev.r0_mm < lev.r1_mm and lev.step_mm > 0 and lev.cap_mm >= 0):
+                raise ValueError(f"bad FAST level {lev}")
+            if lev.r0_mm < prev_r1:
+                raise ValueError("FAST levels must take over farther and farther out")
+            if 1.2 * lev.cap_mm >= lev.r0_mm:
+                raise ValueError("a level's axis cap must be narrower than its window start")
+            prev_r1 = lev.r1_mm
+
+
+#: FAST mode for 3-D grids. Tuned on lone seeds of every model and the benchmark implant (max
+#: error vs exact beyond 1 mm from every seed; see the module docstring for the measurements).
+FAST_GRID_SPEC = FastSpec(
+    (
+        FastLevel(step_mm=2.0, r0_mm=10.0, r1_mm=24.0, cap_mm=6.0),
+        FastLevel(step_mm=4.0, r0_mm=30.0, r1_mm=54.0, cap_mm=12.0),
+    )
+)
+#: FAST mode for single slices (a 2-D coarse grid has far fewer nodes per step).
+FAST_SLICE_SPEC = FastSpec((FastLevel(step_mm=4.0, r0_mm=6.0, r1_mm=32.0, cap_mm=4.0),))
+# kept as names for the benchmark notes and the README
+FAST_R0_MM = FAST_GRID_SPEC.levels[0].r0_mm
+FAST_R1_MM = FAST_GRID_SPEC.levels[0].r1_mm
+FAST_STEP_MM = FAST_GRID_SPEC.levels[0].step_mm
+FAST_SLICE_STEP_MM = FAST_SLICE_SPEC.levels[0].step_mm
+FAST_SLICE_R0_MM = FAST_SLICE_SPEC.levels[0].r0_mm
+#: Coarse nodes below index 0 (Catmull-Rom needs one node before and two after each interval).
+_PAD_LO = 1
+_PAD_HI = 2
+
+
+def _smoothstep(r_mm: NDArray[np.float64], r0: float, r1: float) -> NDArray[np.float64]:
+    """C² quintic window: 0 for r ≤ r0, 1 for r ≥ r1 (exactly)."""
+    u = np.clip((r_mm - r0) / (r1 - r0), 0.0, 1.0)
+    return u * u * u * (10.0 + u * (-15.0 + 6.0 * u))
+
+
+def capped_table(fm: FastModel, cap_mm: float) -> NDArray[np.float64]:
+    """T with the axis cusp smoothed within ρ < ``cap_mm``: float64 (nr, nθ) on TABLE_LAYOUT.
+
+    F(r, θ) is linear in θ and folded at 0°: a cusp along the seed axis that no coarse grid
+    represents. Within θ < θc(r) = asin(min(ρc/r, sin 45°)) each row is replaced by the even
+    quartic cap T(θc) + m·θc·(¾u² − ⅛u⁴ − ⅝), u = θ/θc, with m the secant slope of T between
+    θc and 2θc: equal to T at θc with slope m and zero curvature there, flat on the axis, and
+    continuous in r (θc, T(θc) and T(2θc) all are). 1D kernels have no cusp: T unchanged.
+    """
+    if fm.is_1d or cap_mm <= 0.0:
+        return fm.table
+    r = TABLE_LAYOUT.r_nodes_mm()
+    th = TABLE_LAYOUT.theta_nodes_deg()
+    thc = np.degrees(np.arcsin(np.minimum(cap_mm / np.maximum(r, 1e-9), math.sqrt(0.5))))
+    with _KERNEL_LOCK:
+        t_c = _tabulate_pairs(r, thc, *fm.model_arrays())
+        t_2c = _tabulate_pairs(r, np.minimum(2.0 * thc, 90.0), *fm.model_arrays())
+    slope = (t_2c - t_c) / thc
+    u = th[np.newaxis, :] / thc[:, np.newaxis]
+    cap = t_c[:, np.newaxis] + (slope * thc)[:, np.newaxis] * (0.75 * u * u - 0.125 * u**4 - 0.625)
+    return np.where(u < 1.0, cap, fm.table)
+
+
+_PART_CACHE: dict[tuple[str, str, FastSpec], tuple[NDArray[np.float32], ...]] = {}
+
+
+def part_tables(fm: FastModel, spec: FastSpec) -> tuple[NDArray[np.float32], ...]:
+    """(near, level 1, …, level L) float32 tables whose sum is T (to float32 rounding).
+
+    With s_l the window and C_l the capped table of level l: near = T − s_1·C_1,
+    level l = s_l·C_l − s_(l+1)·C_(l+1), the last level s_L·C_L. Each is exactly 0 where its
+    part is not evaluated (s = 1 and C = T there), so skipping those voxels loses nothing.
+    """
+    key = (fm.model.checksum, fm.formalism, spec)
+    got = _PART_CACHE.get(key)
+    if got is not None:
+        return got
+    r = TABLE_LAYOUT.r_nodes_mm()[:, np.newaxis]
+    terms = [
+        _smoothstep(r, lev.r0_mm, lev.r1_mm) * capped_table(fm, lev.cap_mm) for lev in spec.levels
+    ]
+    parts = [fm.table - terms[0]]
+    parts += [terms[i] - terms[i + 1] for i in range(len(terms) - 1)]
+    parts.append(terms[-1])
+    got = tuple(np.ascontiguousarray(p, dtype=np.float32) for p in parts)
+    _PART_CACHE[key] = got
+    return got
+
+
+# Memory-bound (a few MACs per fine voxel). The x and y passes work on the small coarse planes and
+# stay serial; the z pass streams the fine grid and is split over the threads (10⁶ voxels: 3.3 →
+# 2.4 ms median on 2 shared cores; an earlier version that also split the scratch allocation
+# measured 12-16 ms under load, from page faults and threads waiting for a scheduler tick).
+@njit(cache=True, nogil=True, parallel=True, fastmath=True, error_model="numpy")
 def _upsample(dst, base, coarse, bx, wx, by, wy, bz, wz):
     """dst = base + cubic upsample of ``coarse``; separable passes x, then y, then z.
 
@@ -906,7 +928,7 @@ def _upsample(dst, base, coarse, bx, wx, by, wy, bz, wz):
                 w3 = wy[j, 3]
                 for i in range(nx):
                     d[i] = w0 * s0[i] + w1 * s1[i] + w2 * s2[i] + w3 * s3[i]
-    for r in range(nz * ny):
+    for r in prange(nz * ny):
         k = r // ny
         j = r - k * ny
         d = dst[k, j]
@@ -948,60 +970,196 @@ def _catmull_rom(n_fine: int, step: int) -> tuple[NDArray[np.int64], NDArray[np.
     return (node - 1).astype(np.int64), np.ascontiguousarray(w)
 
 
-@dataclass(frozen=True, eq=False)
-class SplitLayout:
-    """The coarse far-field grid of a fine grid for FAST mode, and the upsampling stencils.
+# =========================================================================== Python wrappers
+def _seed_arrays(positions_mm, axes, strengths_u):
+    return (
+        np.ascontiguousarray(positions_mm, dtype=np.float64).reshape(-1, 3),
+        np.ascontiguousarray(axes, dtype=np.float64).reshape(-1, 3),
+        np.ascontiguousarray(strengths_u, dtype=np.float64).reshape(-1),
+    )
 
-    Coarse node I along an axis sits on fine index n·(I − 1) (n = ``steps_ijk``), so the coarse
-    grid covers the fine one with one node before and two after (a flat axis of one voxel keeps
+
+def _row_boxes(
+    shape_zyx: tuple[int, ...],
+    origin_mm: NDArray[np.float64],
+    m_ijk: NDArray[np.float64],
+    pos: NDArray[np.float64],
+    axes: NDArray[np.float64],
+    r_out: float,
+    rho_cyl: float,
+) -> NDArray[np.float64]:
+    """Per seed, the (j, k) index box [j0, j1, k0, k1] of the rows its part can touch: the ball
+    r < r_out and the axis cylinder ρ < rho_cyl clipped to the grid (everything if r_out ≤ 0).
+
+    The cylinder's axis line is clipped (slab method, in index space) to the grid box grown by
+    the cylinder radius; the box of the two end points, grown again, holds the clipped cylinder.
+    """
+    ns = pos.shape[0]
+    boxes = np.empty((ns, 4))
+    boxes[:, 0] = boxes[:, 2] = -1.0
+    boxes[:, 1] = boxes[:, 3] = 1.0e9
+    if r_out <= 0.0 or ns == 0:
+        return boxes
+    m_inv = np.linalg.inv(m_ijk)
+    per_mm = np.linalg.norm(m_inv, axis=1)  # index units per mm along i, j, k (an upper bound)
+    c0 = (pos - origin_mm) @ m_inv.T  # (ns, 3) continuous (i, j, k)
+    n_ijk = np.array(shape_zyx[::-1], dtype=np.float64)
+    e_ball = r_out * per_mm + 1.0
+    lo = c0 - e_ball
+    hi = c0 + e_ball
+    if rho_cyl > 0.0:
+        e = rho_cyl * per_mm + 1.0
+        d = axes @ m_inv.T  # index-space direction of each axis
+        g_lo, g_hi = -e, n_ijk - 1.0 + e
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t1 = (g_lo - c0) / d
+            t2 = (g_hi - c0) / d
+        par = np.abs(d) < 1e-12
+        inside = (c0 >= g_lo) & (c0 <= g_hi)
+        t_lo = np.where(par, np.where(inside, -np.inf, np.inf), np.minimum(t1, t2)).max(axis=1)
+        t_hi = np.where(par, np.where(inside, np.inf, -np.inf), np.maximum(t1, t2)).min(axis=1)
+        hit = t_hi >= t_lo
+        if hit.any():
+            p_a = c0[hit] + t_lo[hit, None] * d[hit]
+            p_b = c0[hit] + t_hi[hit, None] * d[hit]
+            lo[hit] = np.minimum(lo[hit], np.minimum(p_a, p_b) - e)
+            hi[hit] = np.maximum(hi[hit], np.maximum(p_a, p_b) + e)
+    boxes[:, 0], boxes[:, 1] = lo[:, 1], hi[:, 1]
+    boxes[:, 2], boxes[:, 3] = lo[:, 2], hi[:, 2]
+    return boxes
+
+
+def _run_part(
+    fm: FastModel,
+    lut: NDArray[np.float32],
+    out: NDArray[np.float64],
+    counts: NDArray[np.int32],
+    rows: tuple[int, int],
+    origin_mm: NDArray[np.float64],
+    m_ijk: NDArray[np.float64],
+    seeds: tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]],
+    *,
+    direct: bool,
+    r_in: float = 0.0,
+    r_out: float = -1.0,
+    rho_cyl: float = 0.0,
+) -> None:
+    pos, ax, st = seeds
+    if pos.shape[0] == 0 or rows[1] <= rows[0]:
+        return
+    origin = np.ascontiguousarray(origin_mm, dtype=np.float64)
+    m = np.ascontiguousarray(m_ijk, dtype=np.float64)
+    boxes = _row_boxes(out.shape, origin, m, pos, ax, r_out, rho_cyl)
+    with _KERNEL_LOCK:
+        _part_rows(
+            out,
+            counts,
+            int(rows[0]),
+            int(rows[1]),
+            origin,
+            m,
+            pos,
+            ax,
+            st,
+            boxes,
+            direct,
+            float(r_in),
+            float(r_out),
+            float(rho_cyl),
+            lut,
+            fm.lut_par,
+            ATAN_COEF,
+            *fm.model_arrays(),
+        )
+
+
+def grid_rate_accumulate(
+    fm: FastModel,
+    out: NDArray[np.float64],
+    counts: NDArray[np.int32],
+    origin_mm: NDArray[np.float64],
+    index_to_world: NDArray[np.float64],
+    positions_mm: NDArray[np.float64],
+    axes: NDArray[np.float64],
+    strengths_u: NDArray[np.float64],
+    *,
+    cutoff_mm: float | None = None,
+    row_range: tuple[int, int] | None = None,
+) -> None:
+    """EXACT mode: add Σ S·Ḋ (cGy/h) of the seeds to ``out`` (float64 (nz, ny, nx), C-contiguous).
+
+    ``index_to_world`` is GridGeometry.index_to_world_matrix (mm per index step, columns i, j, k).
+    ``row_range`` limits the work to flattened rows [r0, r1) of (k, j) — used for chunking.
+    """
+    nz, ny, _ = out.shape
+    rows = row_range if row_range is not None else (0, nz * ny)
+    _run_part(
+        fm,
+        fm.lut,
+        out,
+        counts,
+        rows,
+        origin_mm,
+        index_to_world,
+        _seed_arrays(positions_mm, axes, strengths_u),
+        direct=True,
+        r_out=-1.0 if cutoff_mm is None else float(cutoff_mm),
+    )
+
+
+def points_rate(
+    fm: FastModel,
+    points_mm: NDArray[np.float64],
+    positions_mm: NDArray[np.float64],
+    axes: NDArray[np.float64],
+    strengths_u: NDArray[np.float64],
+    *,
+    cutoff_mm: float | None = None,
+) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
+    """Dose rate (cGy/h) and inside-capsule flags at ``points_mm`` (P, 3)."""
+    pts = np.ascontiguousarray(points_mm, dtype=np.float64).reshape(-1, 3)
+    out = np.zeros(pts.shape[0])
+    flags = np.zeros(pts.shape[0], dtype=np.bool_)
+    cutoff2 = -1.0 if cutoff_mm is None else float(cutoff_mm) ** 2
+    pos, ax, st = _seed_arrays(positions_mm, axes, strengths_u)
+    with _KERNEL_LOCK:
+        _points_kernel(
+            out, flags, pts, pos, ax, st, cutoff2, fm.lut, fm.lut_par, ATAN_COEF, *fm.model_arrays()
+        )
+    return out, flags
+
+
+def threads() -> int:
+    """Number of numba worker threads."""
+    return int(numba.get_num_threads())
+
+
+# =========================================================================== FAST layouts
+@dataclass(frozen=True, eq=False)
+class CoarseLevel:
+    """A coarse grid in the index space of the next finer grid, and the stencils back to it.
+
+    Coarse node I along an axis sits on finer index n·(I − 1) (n = ``steps_ijk``), so the coarse
+    grid covers the finer one with one node before and two after (a flat axis of one voxel keeps
     one node). Everything is in index space, so any direction matrix works.
     """
 
     shape_zyx: tuple[int, int, int]
     origin_mm: NDArray[np.float64]
-    m_ijk: NDArray[np.float64]  # fine index → LPS mm (columns i, j, k)
-    m_inv: NDArray[np.float64]  # LPS mm → fine index
+    m_ijk: NDArray[np.float64]  # coarse index → LPS mm (columns i, j, k)
     steps_ijk: tuple[int, int, int]
-    coarse_shape_zyx: tuple[int, int, int]
-    coarse_origin_mm: NDArray[np.float64]
-    coarse_m_ijk: NDArray[np.float64]
-    stencils: tuple[NDArray, ...]  # bx, wx, by, wy, bz, wz
-    r0_mm: float  # window: w = 0 below (far part zero)
-    r1_mm: float  # window: w = 1 above (near part zero)
-    r0a_mm: float  # axial window (ρ ≤ rho_i_mm): w = 0 below
-    r1a_mm: float  # axial window: w = 1 above
-    rho_i_mm: float  # distance from the seed axis below which the axial window applies
-    rho_o_mm: float  # ... and above which the radial window applies (C² blend between)
-
-    @property
-    def near_radius_mm(self) -> float:
-        """Largest distance from a seed centre where the near part can be non-zero."""
-        return max(self.r1_mm, self.r1a_mm)
+    stencils: tuple[NDArray, ...]  # bx, wx, by, wy, bz, wz onto the finer grid
 
 
-def split_layout(
+def coarse_level(
     shape_zyx: tuple[int, int, int],
     origin_mm: NDArray[np.float64],
-    index_to_world: NDArray[np.float64],
-    step_mm: float | None = None,
-    r0_mm: float | None = None,
-    r1_mm: float | None = None,
-    axial_mm: tuple[float, float, float, float] | None = None,
-) -> SplitLayout:
-    """Coarse layout for a fine grid: per axis n = max(1, round(step_mm / spacing)); the split
-    window from r0_mm to r1_mm (defaults FAST_STEP_MM, FAST_R0_MM, FAST_R1_MM) and, around each
-    seed axis, ``axial_mm`` = (R0a, R1a, ρi, ρo) (default FAST_AXIAL_MM): the window runs from
-    R0a to R1a for ρ ≤ ρi, blended (C²) into the radial one by ρo."""
-    if step_mm is None:
-        step_mm = FAST_STEP_MM
-    r0 = FAST_R0_MM if r0_mm is None else float(r0_mm)
-    r1 = FAST_R1_MM if r1_mm is None else float(r1_mm)
-    r0a, r1a, rho_i, rho_o = (float(x) for x in (FAST_AXIAL_MM if axial_mm is None else axial_mm))
-    if not 0.0 < r0 < r1:
-        raise ValueError("the split window needs 0 < r0 < r1")
-    if not (r0 <= r0a < r1a and 0.0 <= rho_i < rho_o):
-        raise ValueError("the axial window needs r0 <= R0a < R1a and 0 <= rho_i < rho_o")
-    m = np.ascontiguousarray(index_to_world, dtype=np.float64)
+    m_ijk: NDArray[np.float64],
+    step_mm: float,
+) -> CoarseLevel:
+    """The coarse grid of step ≈ ``step_mm`` over a grid (per axis n = max(1, round(step /
+    spacing)))."""
+    m = np.ascontiguousarray(m_ijk, dtype=np.float64)
     spacing = np.linalg.norm(m, axis=0)  # (i, j, k)
     n_ijk = [int(x) for x in shape_zyx[::-1]]
     steps, c_ijk, off = [], [], []
@@ -1022,44 +1180,73 @@ def split_layout(
             b, w = _catmull_rom(n_f, st)
         stencils += [b, w]
     origin = np.asarray(origin_mm, dtype=np.float64)
-    return SplitLayout(
-        (int(shape_zyx[0]), int(shape_zyx[1]), int(shape_zyx[2])),
-        origin,
-        m,
-        np.linalg.inv(m),
-        (steps[0], steps[1], steps[2]),
+    return CoarseLevel(
         (c_ijk[2], c_ijk[1], c_ijk[0]),
         origin + m @ np.array(off),
         np.ascontiguousarray(m * np.array(steps, dtype=np.float64)[np.newaxis, :]),
+        (steps[0], steps[1], steps[2]),
         tuple(stencils),
-        r0,
-        r1,
-        r0a,
-        r1a,
-        rho_i,
-        rho_o,
     )
 
 
-def _seed_arrays(positions_mm, axes, strengths_u):
-    return (
-        np.ascontiguousarray(positions_mm, dtype=np.float64).reshape(-1, 3),
-        np.ascontiguousarray(axes, dtype=np.float64).reshape(-1, 3),
-        np.ascontiguousarray(strengths_u, dtype=np.float64).reshape(-1),
-    )
+@dataclass(frozen=True, eq=False)
+class SplitLayout:
+    """FAST mode on one fine grid: the spec and its chain of coarse grids (level l + 1 is the
+    coarse grid of level l)."""
+
+    shape_zyx: tuple[int, int, int]
+    origin_mm: NDArray[np.float64]
+    m_ijk: NDArray[np.float64]  # fine index → LPS mm (columns i, j, k)
+    spec: FastSpec
+    levels: tuple[CoarseLevel, ...]
+
+    @property
+    def coarse_shapes_zyx(self) -> tuple[tuple[int, int, int], ...]:
+        return tuple(lev.shape_zyx for lev in self.levels)
+
+    def zeros_far(self) -> list[NDArray[np.float64]]:
+        """Fresh far sums, one float64 array per level."""
+        return [np.zeros(s, dtype=np.float64) for s in self.coarse_shapes_zyx]
 
 
-def near_rows_span(lay: SplitLayout, positions_mm: NDArray[np.float64]) -> tuple[int, int]:
-    """Flattened (k, j) rows [r0, r1) that the seeds' near balls (r ≤ lay.r1_mm) can touch."""
-    nz, ny, _ = lay.shape_zyx
-    pos = np.asarray(positions_mm, dtype=np.float64).reshape(-1, 3)
-    if pos.shape[0] == 0:
-        return 0, 0
-    kc = (pos - lay.origin_mm) @ lay.m_inv[2]
-    ek = lay.near_radius_mm * float(np.linalg.norm(lay.m_inv[2])) + 1.0
-    k0 = max(0, int(np.floor(kc.min() - ek)))
-    k1 = min(nz, int(np.ceil(kc.max() + ek)) + 1)
-    return (k0 * ny, k1 * ny) if k1 > k0 else (0, 0)
+def split_layout(
+    shape_zyx: tuple[int, int, int],
+    origin_mm: NDArray[np.float64],
+    index_to_world: NDArray[np.float64],
+    spec: FastSpec | None = None,
+) -> SplitLayout:
+    """The FAST-mode layout of a fine grid for ``spec`` (default FAST_GRID_SPEC)."""
+    spec = FAST_GRID_SPEC if spec is None else spec
+    shape = (int(shape_zyx[0]), int(shape_zyx[1]), int(shape_zyx[2]))
+    origin = np.asarray(origin_mm, dtype=np.float64)
+    m = np.ascontiguousarray(index_to_world, dtype=np.float64)
+    levels = []
+    g_shape, g_origin, g_m = shape, origin, m
+    for lev in spec.levels:
+        c = coarse_level(g_shape, g_origin, g_m, lev.step_mm)
+        levels.append(c)
+        g_shape, g_origin, g_m = c.shape_zyx, c.origin_mm, c.m_ijk
+    return SplitLayout(shape, origin, m, spec, tuple(levels))
+
+
+def _corners_mm(shape_zyx, origin_mm, m_ijk) -> NDArray[np.float64]:
+    n = np.array(shape_zyx[::-1], dtype=np.float64) - 1.0
+    c = np.array([[a, b, d] for a in (0, 1) for b in (0, 1) for d in (0, 1)], dtype=np.float64)
+    return origin_mm + (c * n) @ m_ijk.T
+
+
+def _cylinder_mm(cap_mm: float, positions_mm, corners_mm) -> float:
+    """Radius of the axis cylinder that holds a part's non-zero values beyond its ball.
+
+    A part is non-zero beyond its ball only within θ < θc(r) (cap radius ρc) plus one table
+    column (0.25° below 10°, 1° above, i.e. r < 5.8·ρc), bilinearly: ρ ≤ ρc + r·sin(0.25°)
+    up to the farthest grid corner r, and ≤ 1.1·ρc where the column is 1°; + 0.5 mm margin.
+    """
+    if cap_mm <= 0.0:
+        return 0.0
+    d = np.linalg.norm(corners_mm[np.newaxis, :, :] - positions_mm[:, np.newaxis, :], axis=2)
+    r_reach = float(d.max()) if d.size else 0.0
+    return cap_mm + max(0.1 * cap_mm, r_reach * math.sin(math.radians(0.25))) + 0.5
 
 
 def near_accumulate(
@@ -1072,88 +1259,102 @@ def near_accumulate(
     strengths_u: NDArray[np.float64],
     row_range: tuple[int, int] | None = None,
 ) -> None:
-    """out += Σ S·Ḋ·(1 − w(r)) (cGy/h) on the fine grid, r ≤ lay.r1_mm; capsule flags."""
-    pos, ax, st = _seed_arrays(positions_mm, axes, strengths_u)
-    r0, r1 = near_rows_span(lay, pos)
-    if row_range is not None:
-        r0, r1 = max(r0, row_range[0]), min(r1, row_range[1])
-    if r1 <= r0:
-        return
-    cidx = np.ascontiguousarray((pos - lay.origin_mm) @ lay.m_inv.T)
-    ext = lay.near_radius_mm * np.linalg.norm(lay.m_inv, axis=1) + 1e-6
-    with _KERNEL_LOCK:
-        _split_rows(
-            out,
-            counts,
-            int(r0),
-            int(r1),
-            lay.origin_mm,
-            lay.m_ijk,
-            pos,
-            ax,
-            st,
-            cidx,
-            ext,
-            0,
-            R_DIRECT_MM,
-            lay.r0_mm,
-            lay.r1_mm,
-            lay.r0a_mm,
-            lay.r1a_mm,
-            lay.rho_i_mm,
-            lay.rho_o_mm,
-            *_model_args(fm),
-        )
+    """out += Σ S·(near kernel) (cGy/h) on the fine grid; capsule flags into ``counts``."""
+    seeds = _seed_arrays(positions_mm, axes, strengths_u)
+    nz, ny, _ = lay.shape_zyx
+    rows = row_range if row_range is not None else (0, nz * ny)
+    first = lay.spec.levels[0]
+    cap = 0.0 if fm.is_1d else first.cap_mm
+    rho = _cylinder_mm(cap, seeds[0], _corners_mm(lay.shape_zyx, lay.origin_mm, lay.m_ijk))
+    _run_part(
+        fm,
+        part_tables(fm, lay.spec)[0],
+        out,
+        counts,
+        rows,
+        lay.origin_mm,
+        lay.m_ijk,
+        seeds,
+        direct=True,
+        r_out=first.r1_mm,
+        rho_cyl=rho,
+    )
 
 
 def far_accumulate(
     fm: FastModel,
-    coarse: NDArray[np.float64],
+    far: list[NDArray[np.float64]],
     lay: SplitLayout,
     positions_mm: NDArray[np.float64],
     axes: NDArray[np.float64],
     strengths_u: NDArray[np.float64],
+    level: int | None = None,
     row_range: tuple[int, int] | None = None,
 ) -> None:
-    """coarse += Σ S·Ḋ·w(r) (cGy/h) on the coarse nodes of ``lay`` (shape coarse_shape_zyx);
-    ``row_range``: flattened coarse (K, J) rows [r0, r1) only."""
-    pos, ax, st = _seed_arrays(positions_mm, axes, strengths_u)
-    nz, ny, _ = coarse.shape
-    r0, r1 = row_range if row_range is not None else (0, nz * ny)
-    if pos.shape[0] == 0 or r1 <= r0:
-        return
+    """far[l] += Σ S·(level-l kernel) (cGy/h) on the coarse nodes of level l (every level, or
+    only ``level``; ``row_range``: flattened (K, J) rows [r0, r1) of that level only)."""
+    seeds = _seed_arrays(positions_mm, axes, strengths_u)
+    tables = part_tables(fm, lay.spec)
     dummy = np.zeros((1, 1, 1), dtype=np.int32)
-    with _KERNEL_LOCK:
-        _split_rows(
-            coarse,
+    n_lev = len(lay.levels)
+    for lv in range(n_lev) if level is None else (level,):
+        c = lay.levels[lv]
+        nz, ny, _ = c.shape_zyx
+        rows = row_range if (row_range is not None and level is not None) else (0, nz * ny)
+        last = lv == n_lev - 1
+        nxt = None if last else lay.spec.levels[lv + 1]
+        cap = 0.0 if (nxt is None or fm.is_1d) else nxt.cap_mm
+        _run_part(
+            fm,
+            tables[lv + 1],
+            far[lv],
             dummy,
-            int(r0),
-            int(r1),
-            lay.coarse_origin_mm,
-            lay.coarse_m_ijk,
-            pos,
-            ax,
-            st,
-            np.zeros((pos.shape[0], 3)),
-            np.zeros(3),
-            1,
-            R_DIRECT_MM,
-            lay.r0_mm,
-            lay.r1_mm,
-            lay.r0a_mm,
-            lay.r1a_mm,
-            lay.rho_i_mm,
-            lay.rho_o_mm,
-            *_model_args(fm),
+            rows,
+            c.origin_mm,
+            c.m_ijk,
+            seeds,
+            direct=False,
+            r_in=lay.spec.levels[lv].r0_mm,
+            r_out=-1.0 if nxt is None else nxt.r1_mm,
+            rho_cyl=0.0
+            if nxt is None
+            else _cylinder_mm(cap, seeds[0], _corners_mm(c.shape_zyx, c.origin_mm, c.m_ijk)),
         )
 
 
 def upsample_into(
     dst: NDArray[np.float64],
     base: NDArray[np.float64],
-    coarse: NDArray[np.float64],
+    far: list[NDArray[np.float64]],
     lay: SplitLayout,
 ) -> None:
-    """dst = base + Catmull-Rom upsample of the coarse far grid (dst may be base)."""
+    """dst = base + the far levels, each Catmull-Rom upsampled into the next finer one (``far``
+    is not modified; dst may be base)."""
     with _KERNEL_LOCK:
-        _upsample(dst, base, coarse, *lay.stencils)
+        acc = far[-1]
+        for lv in range(len(lay.levels) - 1, 0, -1):
+            finer = np.empty_like(far[lv - 1])
+            _upsample(finer, far[lv - 1], acc, *lay.levels[lv].stencils)
+            acc = finer
+        _upsample(dst, base, acc, *lay.levels[0].stencils)
+
+
+def warm_up(model: SourceModel | None = None) -> None:
+    """Compile (or load from cache) every kernel, so the first GUI use does not stall."""
+    from dose.sources import load_model
+
+    m = model if model is not None else load_model("6711")
+    for formalism in ("2d", "1d") if m.has_phi_an else ("2d",):
+        fm = fast_model(m, formalism)  # type: ignore[arg-type]
+        one = (np.zeros((1, 3)), np.array([[0.0, 0.0, 1.0]]), np.ones(1))
+        out = np.zeros((2, 3, 4))
+        counts = np.zeros(out.shape, dtype=np.int32)
+        grid_rate_accumulate(fm, out, counts, np.zeros(3), np.eye(3), *one)
+        points_rate(fm, np.ones((2, 3)), *one)
+        for spec in (FAST_GRID_SPEC, FAST_SLICE_SPEC):
+            lay = split_layout((6, 7, 8), np.zeros(3), np.eye(3), spec)
+            near = np.zeros(lay.shape_zyx)
+            far = lay.zeros_far()
+            near_accumulate(fm, near, np.zeros(lay.shape_zyx, dtype=np.int32), lay, *one)
+            far_accumulate(fm, far, lay, *one)
+            upsample_into(near, near, far, lay)

@@ -20,10 +20,10 @@ from tests.dose_helpers import random_edits
 # on needle implants (measured ≤ 0.2 %).
 FAST_TOL = 5e-3
 # The bound DoseResult.label() states for FAST mode everywhere beyond 1 mm from every seed (any
-# model, axes, grid): measured ≤ 0.98 % (grids) and ≤ 1.1 % (slices) for lone seeds
-# (dose/engine_numba.py, FAST mode).
-FAST_TOL_ANY = 1.5e-2
-FAST_LABEL = "fast (display; ≤1.5 % beyond 1 mm from the seeds)"
+# model, axes, grid): measured ≤ 1.6 % (grids) and ≤ 1.4 % (slices) for lone seeds, the worst a
+# kink of IAI-125A's g_L at 8 cm seen by the 4 mm level (dose/engine_numba.py, FAST mode).
+FAST_TOL_ANY = 2.0e-2
+FAST_LABEL = "fast (display; ≤2 % beyond 1 mm from the seeds)"
 
 
 def _rotation(rng: np.random.Generator) -> np.ndarray:
@@ -209,25 +209,38 @@ def test_fast_accumulator_edit_sequence_equals_fast_recompute() -> None:
 
 def test_split_layout_covers_the_grid_and_upsample_is_exact_for_quadratics() -> None:
     # Catmull-Rom reproduces quadratics exactly (its defining property), in index space, for
-    # any direction matrix and per-axis steps; a one-voxel axis is copied.
+    # any direction matrix and per-axis steps; a one-voxel axis is copied. Through a chain of
+    # two coarse levels as well (level 2 is the coarse grid of level 1, padding included).
     rng = np.random.default_rng(3)
-    for shape, spacing, step in (
-        ((13, 20, 17), (0.7, 1.1, 1.9), 2.0),
-        ((1, 40, 33), (0.8, 0.8, 2.0), 3.2),
-    ):
-        g = GridGeometry(shape, rng.normal(size=3), np.array(spacing), _rotation(rng))
-        lay = engine_numba.split_layout(g.shape_zyx, g.origin_mm, g.index_to_world_matrix, step)
-        coarse_geom = GridGeometry(
-            lay.coarse_shape_zyx,
-            lay.coarse_origin_mm,
-            g.spacing_mm * np.array(lay.steps_ijk),
-            g.direction,
+
+    def f(p: np.ndarray) -> np.ndarray:
+        return 1 + 0.3 * p[..., 0] - 0.02 * p[..., 1] ** 2 + 0.01 * p[..., 0] * p[..., 2]
+
+    def level_geometry(lev: engine_numba.CoarseLevel, direction: np.ndarray) -> GridGeometry:
+        return GridGeometry(
+            lev.shape_zyx, lev.origin_mm, np.linalg.norm(lev.m_ijk, axis=0), direction
         )
 
-        def f(p: np.ndarray) -> np.ndarray:
-            return 1 + 0.3 * p[..., 0] - 0.02 * p[..., 1] ** 2 + 0.01 * p[..., 0] * p[..., 2]
-
-        coarse = np.ascontiguousarray(f(coarse_geom.voxel_centres_world()))
+    for shape, spacing, steps in (
+        ((13, 20, 17), (0.7, 1.1, 1.9), (2.0,)),
+        ((1, 40, 33), (0.8, 0.8, 2.0), (3.2,)),
+        ((21, 25, 23), (1.0, 0.9, 1.2), (2.0, 4.0)),
+    ):
+        g = GridGeometry(shape, rng.normal(size=3), np.array(spacing), _rotation(rng))
+        spec = engine_numba.FastSpec(
+            tuple(
+                engine_numba.FastLevel(step, 10.0 + 30 * n, 24.0 + 30 * n, 0.0)
+                for n, step in enumerate(steps)
+            )
+        )
+        lay = engine_numba.split_layout(g.shape_zyx, g.origin_mm, g.index_to_world_matrix, spec)
+        far = lay.zeros_far()
+        # the whole field on the coarsest level, zeros on the others
+        far[-1][...] = f(level_geometry(lay.levels[-1], g.direction).voxel_centres_world())
         out = np.zeros(g.shape_zyx)
-        engine_numba.upsample_into(out, out, coarse, lay)
+        engine_numba.upsample_into(out, out, far, lay)
         np.testing.assert_allclose(out, f(g.voxel_centres_world()), atol=1e-9)
+        # and every level covers the grid, with the padding Catmull-Rom needs
+        for lev in lay.levels:
+            lo = level_geometry(lev, g.direction).world_to_zyx(g.voxel_centres_world()[0, 0, 0])
+            assert np.all(lo[np.array(lev.shape_zyx) > 1] >= 1.0 - 1e-9)
