@@ -806,8 +806,8 @@ class FastSpec:
 #: error vs exact beyond 1 mm from every seed; see the module docstring for the measurements).
 FAST_GRID_SPEC = FastSpec(
     (
-        FastLevel(step_mm=2.0, r0_mm=10.0, r1_mm=24.0, cap_mm=6.0),
-        FastLevel(step_mm=4.0, r0_mm=30.0, r1_mm=54.0, cap_mm=12.0),
+        FastLevel(step_mm=2.0, r0_mm=8.0, r1_mm=21.0, cap_mm=6.0),
+        FastLevel(step_mm=4.0, r0_mm=21.0, r1_mm=45.0, cap_mm=12.0),
     )
 )
 #: FAST mode for single slices (a 2-D coarse grid has far fewer nodes per step).

@@ -69,10 +69,10 @@ def test_fast_grid_realistic_implant_vs_exact_and_reference() -> None:
     fast = eng.dose_rate_on_grid(seeds, grid, mode="fast")
     exact = eng.dose_rate_on_grid(seeds, grid)
     rel, _ = _errors(fast.dose_rate_cgy_h, exact.dose_rate_cgy_h, grid, seeds, 10.0)
-    # measured max 0.49 %, on a needle-extension line (every seed's axis cusp of F(r, 0°) adds
-    # up there); mean 0.007 %
+    # measured with the 2 + 4 mm levels: max 0.17 %, mean 0.022 % (most of the volume is on
+    # the 4 mm level, whose interpolation error is small but everywhere)
     assert rel.max() <= FAST_TOL
-    assert rel.mean() <= 2e-4
+    assert rel.mean() <= 5e-4
     assert (fast.flagged == exact.flagged).all()
     # and directly against the independent reference at random voxels
     rng = np.random.default_rng(31)
