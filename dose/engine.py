@@ -417,6 +417,8 @@ class NumbaEngine(DoseEngine):
     ) -> None:
         super().__init__(model, formalism, cutoff_mm=cutoff_mm)
         self._fm = engine_numba.fast_model(model, self.formalism)
+        self._layouts: dict[tuple, engine_numba.SplitLayout] = {}
+        self._layouts_lock = threading.Lock()
 
     def _points(self, seeds, pts, cancel):
         n = pts.shape[0]
@@ -441,15 +443,21 @@ class NumbaEngine(DoseEngine):
 
     # -- FAST mode (near/far split) ------------------------------------------------------
     def split_layout(self, geometry: GridGeometry) -> engine_numba.SplitLayout:
-        """The FAST-mode layout of ``geometry`` (its own coarse levels for single slices)."""
+        """The FAST-mode layout of ``geometry`` (its own coarse levels for single slices);
+        the last few are kept, as the GUI asks again and again for the same slices."""
         en = engine_numba
         flat = min(geometry.shape_zyx) == 1
-        return en.split_layout(
-            geometry.shape_zyx,
-            geometry.origin_mm,
-            geometry.index_to_world_matrix,
-            en.FAST_SLICE_SPEC if flat else en.FAST_GRID_SPEC,
-        )
+        spec = en.FAST_SLICE_SPEC if flat else en.FAST_GRID_SPEC
+        m = geometry.index_to_world_matrix
+        key = (geometry.shape_zyx, geometry.origin_mm.tobytes(), m.tobytes(), spec)
+        with self._layouts_lock:
+            lay = self._layouts.pop(key, None)
+            if lay is None:
+                lay = en.split_layout(geometry.shape_zyx, geometry.origin_mm, m, spec)
+            self._layouts[key] = lay  # most recent last
+            while len(self._layouts) > 8:
+                self._layouts.pop(next(iter(self._layouts)))
+            return lay
 
     def fast_parts(
         self,
