@@ -1,24 +1,24 @@
-"""Fast TG-43U1 dose engine: numba kernels with uniform-grid lookup tables.
+"""Fast TG-43U1 dose engine: numba kernels on (r, θ) lookup tables.
 
 Used through :mod:`dose.engine` (``make_engine(model, kind="numba")``); this module holds the
-kernels and the model-specific tables.
+kernels, the tables and the FAST-mode split.
 
-How it is fast and still exact enough
--------------------------------------
-* Far from a seed (r ≥ ``R_DIRECT_MM``) the per-unit-strength dose rate times r² is looked up
-  bilinearly in a table on a uniform (r, θ) grid: r step 0.05 mm up to 20 mm, then 1 mm up to
-  600 mm (every published r node is a multiple of the step, so g_L's and F's kinks in r fall on
-  table rows; beyond 600 mm the value is held); θ step 1° (every published θ node is an integer
-  degree, so F's kinks in θ fall on table columns). θ = 2·atan(ρ/(r + |z|)) with a polynomial
-  atan (|error| < 1e-7 rad), so no libm call in the inner loop. The table is float32 (≈ 0.36 MB
-  for 981 × 91) and stays in L2. Measured against the reference: ≤ 1e-5 relative.
+How it is fast and still exact
+------------------------------
+* Beyond ``R_DIRECT_MM`` (3.5 mm) from a seed the per-unit-strength dose rate times r², T(r, θ),
+  is looked up bilinearly in a float32 table (:class:`TableLayout`: rows every 0.05 mm to
+  25 mm, 0.25 mm to 60 mm, 1 mm to 600 mm, held beyond; columns every 0.25° below 10°, 1°
+  above). Every published r node is a multiple of its segment's step and every published θ
+  node an integer degree, so the kinks of g_L and F fall on rows and columns: ≤ 1e-5 of the
+  reference engine. θ = 2·atan(ρ/(r + |z|)) with a polynomial atan (|error| < 1e-7 rad), so no
+  libm call in the inner loop. The table is 0.57 MB.
 * Each (row, seed) is done in two passes: a branch-free float32 pass that LLVM vectorises (table
-  cell index, weights, 1/r²) and a scalar pass of bilinear lookups.
-* Near a seed (r < ``R_DIRECT_MM``), including the capsule, the exact formalism is evaluated
+  cell, weights, 1/r²) and a scalar pass of bilinear lookups (this CPU has no vector gathers).
+* Near a seed (r < R_DIRECT_MM), including the capsule, the exact formalism is evaluated
   (atan2-difference β, on-axis form, table interpolation, capsule capping and flagging).
 * For a grid row (fixed j, k) and a seed, r²(i) and z(i) are quadratics/linears in i, so each
-  voxel costs two FMAs for geometry; the near-field and cut-off i-ranges are solved
-  analytically per row, which works for any grid direction matrix.
+  voxel costs two FMAs for geometry; the i-ranges (ball, axis cylinder, skipped core) are solved
+  analytically per row and rows outside a seed's (j, k) box are skipped, for any direction matrix.
 * Kernels are ``parallel`` over grid rows (so one 512×512 slice also uses every core),
   ``nogil`` (callable from a worker thread) and ``cache=True``; :func:`warm_up` compiles them.
 * Accumulation is float64: the incremental accumulator subtracts exactly the values it added.
@@ -28,43 +28,42 @@ never overlap (numba's workqueue threading layer is not re-entrant).
 
 EXACT and FAST modes
 --------------------
-Everything above is EXACT mode: every seed-voxel pair goes through the kernel (≤ 1e-5 of the
-reference engine). It is the default, and the only mode for dose at points, the CLI, exports and
-anything a report quotes. FAST mode (``mode="fast"`` on grids, slices and ``DoseGrid``) is for
-interactive display in the GUI:
+EXACT mode puts every seed-voxel pair through the table T (≤ 1e-5 of the reference engine). It is
+the default and the only mode for dose at points, the CLI, exports and anything a report quotes.
+FAST mode (``mode="fast"`` on grids, slices and ``DoseGrid``) is for interactive display:
 
-* Each seed's kernel is split, particle-mesh style, as K = K·(1 − w) + K·w with
-  w(r, ρ) = s(r)·(1 − a(ρ)): s the C² quintic smoothstep from 0 at ``FAST_R0_MM`` (10 mm) to 1
-  at ``FAST_R1_MM`` (24 mm), a(ρ) a C² quintic in the distance ρ from the seed axis, 1 for
-  ρ ≤ 3 mm and 0 for ρ ≥ 17 mm (``FAST_AXIAL_MM``). So the far part is zero along every seed
-  axis: F(r, θ) is linear in θ and folded at 0°, a cusp on the axis that no coarse grid
-  represents (before this, lone seeds erred 2-34 % near their axes, e.g. STM1251, 2301).
-* Near part: evaluated per fine voxel inside each seed's ball r ≤ R1 and its axis cylinder
-  ρ < 17 mm (clipped to the grid) only (rows outside the seed's index-space bounding box are
-  skipped; the hull of the ball and cylinder i-ranges is solved per row), exact formalism and
-  capsule flags below ``R_DIRECT_MM`` as in EXACT mode.
-* Far part: summed over all seeds on a coarse grid in the fine grid's index space (every n-th
-  voxel per axis, n = round(``FAST_STEP_MM`` / spacing), 2 mm → n = 2 at 1 mm; one node of
-  padding before and two after; single slices: ``FAST_SLICE_STEP_MM`` = 4 mm with the window
-  from ``FAST_SLICE_R0_MM`` = 6 mm and axis strips ρ < 40 mm), then
-  upsampled with separable Catmull-Rom cubics (x, y, z passes; exact for quadratics) and added.
-  Any direction matrix works because the interpolation happens in index space.
-* Cost on the benchmark (100 seeds, 100³ at 1 mm): 5.8e6 near-ball pairs (plus the axis
-  cylinders, which largely overlap along a needle) + 1.5e7 far pairs + a 2.7 ms upsample,
-  against 1e8 pairs exact (~7 ns per pair on 2 cores either way).
+* The kernel is split, multigrid style, into a near part on the fine grid and L coarse levels
+  (:class:`FastSpec`; grids: 2 mm from r = 8-21 mm and 4 mm from 21-45 mm; slices: 4 mm from
+  6-28 mm and 8 mm from 90-160 mm). With s_l(r) the C² quintic window of level l and C_l the
+  table whose axis cusp is capped (below), the parts are near = T − s_1·C_1, level
+  l = s_l·C_l − s_(l+1)·C_(l+1), last = s_L·C_L: they sum to T exactly, each is its own
+  (r, θ) table (:func:`part_tables`), and each is exactly 0 where it is not evaluated.
+* Axis caps. F(r, θ) is linear in θ and folded at 0°: a cusp along every seed axis that no
+  coarse grid represents (2-34 % errors for lone seeds without a fix). In C_l the rows are
+  replaced within θ < θc(r) = asin(ρc/r) by a smooth even quartic in θ that meets T at θc with
+  the secant slope of [θc, 2θc] (:func:`capped_table`; continuous in r). T − C_l is then non-zero
+  only in a thin cylinder ρ < ~ρc around the axis (6 mm for the near part, 12 mm for the 2 mm
+  level), which the finer part evaluates on its own grid. (The previous split zeroed the whole
+  far kernel within 17 mm of the axis: 40 % of the near work.)
+* Level l is summed over all seeds on its coarse grid (every n-th node of the next finer grid,
+  n = round(step / spacing); one node of padding before and two after), then the levels are
+  upsampled in turn with separable Catmull-Rom cubics (exact for quadratics) and added to the
+  near sum. Everything is in index space, so any direction matrix works.
+* Cost on the benchmark (100 seeds, 100³ at 1 mm): 5.1e6 near + 4.6e6 (2 mm) + 1.5e6 (4 mm)
+  seed-voxel pairs and two upsamples (~2-4 ms), against 1e8 pairs in EXACT mode (26e6 with the
+  earlier single-level split).
 
-Accuracy, and what limits it: the far part must be smooth on the coarse step, but the TG-43
-kernel is not smooth everywhere: g_L and F are piecewise linear (kinks on shells r = node and
-cones θ = node). Cubic interpolation across a kink errs by ~ slope jump × step / 16. Measured
-against the exact engine beyond 1 mm from every seed (before → after the axis cylinders): a
-lone seed, arbitrary axis, rotated 141³ grid: 6711 3.5 → 0.67 %, 2301 21 → 0.64 %, 6702
-2.9 → 0.61 %, IAI-125A 3.4 → 0.85 %, STM1251 34 → 0.55 %, AgX100 13 → 0.58 % (what remains sits
-at the window edges r ≈ 20-24 mm or ρ ≈ 17 mm); the benchmark implant 0.40 → 0.16 % (2301
-1.5 → 0.15 %, AgX100 1.8 → 0.16 %); random clouds ≤ 0.34 %; fast slices through the needles
-0.42 → 0.21 %, oblique slices through a lone seed ≤ 1.1 % (4 mm slice step). Hence the stated
-bound of FAST mode: ≤ 1.5 % beyond 1 mm from every seed (grids ≤ 1 %; the worst measured,
-0.98 %, IAI-125A at r = 80 mm just off the axis cylinder). Cost on the benchmark: full grid
-~140-230 ms, move ~6-9 ms, slice ~9-16 ms (2 shared cores; noisy).
+Accuracy, and what limits it: a coarse level must be smooth on its step, but g_L and F are
+piecewise linear (kinks on shells r = node and cones θ = node) and cubic interpolation across a
+kink errs by ~ slope jump × step / 16; the windows must also be wide for their step (errors
+grow as (step/width)³: a 4 mm level over a 20 mm window errs ~2 %, over 24 mm ~1.5 %). Measured
+against the exact engine beyond 1 mm from every seed (tests/test_tg43_fast.py, seeds with
+arbitrary axes on rotated grids): lone seeds of every model ≤ 1.58 % on grids (the worst,
+IAI-125A, whose g_L slope changes by 60 % at its 8 cm node, seen by the 4 mm level; the others
+≤ 1.5 %) and ≤ 1.48 % on slices; the benchmark implant 0.17 % (mean 0.02 %), its 512² slice
+0.22 %. Hence the stated bound of FAST mode: ≤ 2 % beyond 1 mm from every seed, ≤ 0.5 % on
+implants. The 8 mm slice level starts beyond 90 mm, after the last g_L node (10 cm) and F's
+last radius, where T has no radial kinks left.
 """
 
 from __future__ import annotations

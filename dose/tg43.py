@@ -9,8 +9,6 @@ change in convention happens in one place:
   1/(r² − L²/4) instead of β/(L r sin θ) (pyTG43, RobustBrachy use 0.003).
 * ``Formalism``: ``"2d"`` (line source, F(r, θ)) or ``"1d"`` (point-source approximation with
   G_L(r, 90°) and φ_an(r)).
-* :class:`UniformLUT`: description of a uniform-grid tabulation (used by the fast engine to tell
-  callers and tests how its lookup tables are laid out).
 
 Conventions (tg43.md §4): exact G_L with β = atan2(z + L/2, ρ) − atan2(z − L/2, ρ); normalised by
 G_L(1 cm, 90°); g_L linear inside the table, nearest below r_min, log-linear beyond r_max using
@@ -23,7 +21,6 @@ r < capsule radius are evaluated at r = capsule radius and flagged.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Literal
 
 from dose.errors import InputError
@@ -36,7 +33,6 @@ __all__ = [
     "ON_AXIS_SIN_THETA",
     "DoseCancelled",
     "Formalism",
-    "UniformLUT",
     "check_formalism",
     "reference_geometry_factor",
 ]
@@ -71,31 +67,3 @@ def reference_geometry_factor(active_length_cm: float) -> float:
     """G_L(1 cm, 90°) = 2·atan(L/2)/L  (cm⁻²)."""
     half = 0.5 * active_length_cm
     return 2.0 * math.atan(half) / active_length_cm
-
-
-@dataclass(frozen=True)
-class UniformLUT:
-    """Layout of a 2-D lookup table on uniform axes.
-
-    Row axis: r in cm, ``n_fine`` rows from 0 with step ``dr_fine_cm`` then ``n_coarse`` rows with
-    step ``dr_coarse_cm`` starting at ``r_split_cm``. Column axis: θ in degrees from 0 to 90 with
-    step ``dtheta_deg``. Tabulated value: Ḋ(r, θ)·r² per unit S_K (cGy h⁻¹ U⁻¹ cm²).
-    """
-
-    dr_fine_cm: float
-    r_split_cm: float
-    dr_coarse_cm: float
-    r_max_cm: float
-    dtheta_deg: float
-
-    @property
-    def n_fine(self) -> int:
-        return round(self.r_split_cm / self.dr_fine_cm)
-
-    @property
-    def n_coarse(self) -> int:
-        return math.ceil((self.r_max_cm - self.r_split_cm) / self.dr_coarse_cm) + 1
-
-    @property
-    def n_theta(self) -> int:
-        return round(90.0 / self.dtheta_deg) + 1

@@ -244,3 +244,29 @@ def test_split_layout_covers_the_grid_and_upsample_is_exact_for_quadratics() -> 
         for lev in lay.levels:
             lo = level_geometry(lev, g.direction).world_to_zyx(g.voxel_centres_world()[0, 0, 0])
             assert np.all(lo[np.array(lev.shape_zyx) > 1] >= 1.0 - 1e-9)
+
+
+@pytest.mark.parametrize("spec_name", ["FAST_GRID_SPEC", "FAST_SLICE_SPEC"])
+@pytest.mark.parametrize("model", ["6711", "STM1251", "AgX100"])
+def test_part_tables_sum_to_the_kernel_and_vanish_where_they_are_skipped(
+    spec_name: str, model: str
+) -> None:
+    # The kernels skip a part wherever its table is 0 (outside the part's ball and axis
+    # cylinder, inside its window start), so that must hold exactly at the table nodes; and
+    # the parts must add up to the EXACT-mode table T (dose/engine_numba.py, part_tables).
+    spec = getattr(engine_numba, spec_name)
+    fm = engine_numba.fast_model(make_engine(model).model, "2d")
+    parts = [p.astype(np.float64) for p in engine_numba.part_tables(fm, spec)]
+    np.testing.assert_allclose(sum(parts), fm.table, rtol=1e-6, atol=0.0)
+    r = engine_numba.TABLE_LAYOUT.r_nodes_mm()[:, np.newaxis]
+    rho = r * np.sin(np.radians(engine_numba.TABLE_LAYOUT.theta_nodes_deg()))[np.newaxis, :]
+    levels = spec.levels
+    for n, part in enumerate(parts):
+        nonzero = part != 0.0
+        if n > 0:  # level n: nothing inside its window start
+            assert not nonzero[r[:, 0] < levels[n - 1].r0_mm].any()
+        if n < len(levels):  # beyond the next level's window end: only the thin axis cylinder
+            beyond = (r >= levels[n].r1_mm) & (rho >= levels[n].cap_mm)
+            assert not (nonzero & beyond).any()
+    # the cap does change the kernel near the axis (else the test above proves nothing)
+    assert (parts[0][(r[:, 0] > levels[0].r1_mm + 5.0)] != 0.0).any()
