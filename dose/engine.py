@@ -39,8 +39,9 @@ DoseGrid, numba engine only) splits each seed's kernel into an exact near part (
 thin cylinder along the seed axis) and smooth far parts summed on coarse grids (2 and 4 mm for
 3-D grids, 4 mm for slices) and upsampled with cubics: ~6x fewer seed-voxel pairs on full
 grids, for interactive display; ≤ 2 % beyond 1 mm from every seed for any model, seed axes and
-grid directions (measured: ≤ 1.6 % on grids and ≤ 1.4 % on slices for lone seeds, the worst at
-a g_L kink seen by the 4 mm level; ≤ 0.23 % on needle implants), see :mod:`dose.engine_numba`.
+grid directions (measured over 192 random cases: ≤ 1.6 % on grids and ≤ 1.3 % on slices, the
+worst at a g_L kink seen by the 4 mm level; ≤ 0.29 % on needle implants), see
+:mod:`dose.engine_numba`.
 The mode is recorded in ``DoseResult.extras["mode"]`` and in ``label()``.
 
 Threading: every numba kernel releases the GIL (``nogil``); long computations are chunked and

@@ -34,7 +34,7 @@ FAST mode (``mode="fast"`` on grids, slices and ``DoseGrid``) is for interactive
 
 * The kernel is split, multigrid style, into a near part on the fine grid and L coarse levels
   (:class:`FastSpec`; grids: 2 mm from r = 8-21 mm and 4 mm from 21-45 mm; slices: 4 mm from
-  6-28 mm and 8 mm from 90-160 mm). With s_l(r) the C² quintic window of level l and C_l the
+  10-32 mm and 8 mm from 90-160 mm). With s_l(r) the C² quintic window of level l and C_l the
   table whose axis cusp is capped (below), the parts are near = T − s_1·C_1, level
   l = s_l·C_l − s_(l+1)·C_(l+1), last = s_L·C_L: they sum to T exactly, each is its own
   (r, θ) table (:func:`part_tables`), and each is exactly 0 where it is not evaluated.
@@ -46,9 +46,10 @@ FAST mode (``mode="fast"`` on grids, slices and ``DoseGrid``) is for interactive
   level), which the finer part evaluates on its own grid. (The previous split zeroed the whole
   far kernel within 17 mm of the axis: 40 % of the near work.)
 * Level l is summed over all seeds on its coarse grid (every n-th node of the next finer grid,
-  n = round(step / spacing); one node of padding before and two after), then the levels are
-  upsampled in turn with separable Catmull-Rom cubics (exact for quadratics) and added to the
-  near sum. Everything is in index space, so any direction matrix works.
+  n = floor(step / spacing): never coarser than the step; one node of padding before and two
+  after), then the levels are upsampled in turn with separable Catmull-Rom cubics (exact for
+  quadratics) and added to the near sum. Everything is in index space, so any direction matrix
+  works.
 * Cost on the benchmark (100 seeds, 100³ at 1 mm): 5.1e6 near + 4.6e6 (2 mm) + 1.5e6 (4 mm)
   seed-voxel pairs and two upsamples (~2-4 ms), against 1e8 pairs in EXACT mode (26e6 with the
   earlier single-level split).
@@ -58,12 +59,14 @@ piecewise linear (kinks on shells r = node and cones θ = node) and cubic interp
 kink errs by ~ slope jump × step / 16; the windows must also be wide for their step (errors
 grow as (step/width)³: a 4 mm level over a 20 mm window errs ~2 %, over 24 mm ~1.5 %). Measured
 against the exact engine beyond 1 mm from every seed (tests/test_tg43_fast.py, seeds with
-arbitrary axes on rotated grids): lone seeds of every model ≤ 1.58 % on grids (the worst,
-IAI-125A, whose g_L slope changes by 60 % at its 8 cm node, seen by the 4 mm level; the others
-≤ 1.5 %) and ≤ 1.48 % on slices; the benchmark implant 0.17 % (mean 0.02 %), its 512² slice
-0.22 %. Hence the stated bound of FAST mode: ≤ 2 % beyond 1 mm from every seed, ≤ 0.5 % on
-implants. The 8 mm slice level starts beyond 90 mm, after the last g_L node (10 cm) and F's
-last radius, where T has no radial kinks left.
+arbitrary axes on rotated grids): lone seeds of every model on 1 mm grids ≤ 1.25 % (slices
+through them ≤ 1.18 %); 192 random cases (every model, 1-5 seeds, spacings 0.7-1.6 mm, random
+slices) ≤ 1.61 % on grids and ≤ 1.30 % on slices, the worst always IAI-125A, whose g_L slope
+changes by 60 % at its 8 cm node, seen by the 4 mm level; the benchmark implant 0.17 % (mean
+0.02 %), its 512² slice 0.29 %. Hence the stated bound of FAST mode: ≤ 2 % beyond 1 mm from
+every seed, ≤ 0.5 % on implants. Level steps are never coarser than specified (a step rounded
+up to 2.6 mm doubled the errors). The 8 mm slice level starts beyond 90 mm, after the last g_L
+node (10 cm) and F's last radius, where T has no radial kinks left.
 """
 
 from __future__ import annotations
@@ -813,7 +816,9 @@ FAST_GRID_SPEC = FastSpec(
 #: FAST mode for single slices (a 2-D coarse grid has far fewer nodes per step).
 FAST_SLICE_SPEC = FastSpec(
     (
-        FastLevel(step_mm=4.0, r0_mm=6.0, r1_mm=28.0, cap_mm=4.0),
+        # a cap of 2 steps: with a 4 mm cap, slices cutting a seed axis obliquely near r ≈ 30 mm
+        # erred up to 3 % (2301); with 8 mm ≤ 1.3 % over 60 random lone-seed slices
+        FastLevel(step_mm=4.0, r0_mm=10.0, r1_mm=32.0, cap_mm=8.0),
         # beyond ~100 mm g_L is extrapolated log-linearly and F is clamped in r: no radial kinks,
         # so an 8 mm level is accurate there (it takes over only after the last table node)
         FastLevel(step_mm=8.0, r0_mm=90.0, r1_mm=160.0, cap_mm=24.0),
@@ -1164,7 +1169,7 @@ def coarse_level(
     m_ijk: NDArray[np.float64],
     step_mm: float,
 ) -> CoarseLevel:
-    """The coarse grid of step ≈ ``step_mm`` over a grid (per axis n = max(1, round(step /
+    """The coarse grid of step ≤ ``step_mm`` over a grid (per axis n = max(1, floor(step /
     spacing)))."""
     m = np.ascontiguousarray(m_ijk, dtype=np.float64)
     spacing = np.linalg.norm(m, axis=0)  # (i, j, k)
@@ -1180,7 +1185,9 @@ def coarse_level(
             b = np.zeros(1, dtype=np.int64)
             w = np.array([[0.0, 1.0, 0.0, 0.0]])
         else:
-            st = max(1, round(step_mm / spacing[a]))
+            # never coarser than step_mm: the windows and caps are tuned for that step (a
+            # rounded-up step of 2.6 mm instead of 2 mm doubled the interpolation error)
+            st = max(1, math.floor(step_mm / spacing[a] + 1e-6))
             steps.append(st)
             c_ijk.append((n_f - 1) // st + 1 + _PAD_LO + _PAD_HI)
             off.append(-float(st * _PAD_LO))
