@@ -10,6 +10,7 @@ Public API::
     needle_axes(positions_mm, needle_ids, axes_given, has_axis, *, needle_directions=None,
                 line_numbers=None, path=None) -> (N, 3) unit axes
     fit_needle_direction(positions_mm) -> (direction (3,), off_line_mm (M,), span_mm)
+    check_seeds_on_tracks(positions_mm, needle_ids, tracks, *, line_numbers=None, path=None)
     orient(direction) -> (3,) the same line, largest-magnitude component positive
 
 Rules, per seed: an explicit axis is kept; else the needle's given direction; else the needle's
@@ -32,6 +33,8 @@ __all__ = [
     "DEFAULT_AXIS",
     "MAX_OFF_LINE_MM",
     "MIN_SPAN_MM",
+    "check_seeds_on_tracks",
+    "distance_to_track_mm",
     "fit_needle_direction",
     "needle_axes",
     "orient",
@@ -160,3 +163,47 @@ def needle_axes(
             )
         axes[need] = d
     return axes
+
+
+def distance_to_track_mm(
+    positions_mm: ArrayLike, entry_mm: ArrayLike, tip_mm: ArrayLike
+) -> NDArray[np.float64]:
+    """Distance (M,) mm of each position (M, 3) from the needle track, the segment entry → tip."""
+    p = np.asarray(positions_mm, dtype=np.float64).reshape(-1, 3)
+    e = np.asarray(entry_mm, dtype=np.float64).reshape(3)
+    d = np.asarray(tip_mm, dtype=np.float64).reshape(3) - e
+    length = float(np.linalg.norm(d))
+    u = d / length
+    along = (p - e) @ u
+    off = np.linalg.norm((p - e) - along[:, np.newaxis] * u, axis=1)
+    beyond = np.maximum(np.maximum(-along, along - length), 0.0)
+    return np.hypot(off, beyond)
+
+
+def check_seeds_on_tracks(
+    positions_mm: ArrayLike,
+    needle_ids: Sequence[Hashable | None],
+    tracks: Mapping[Hashable, tuple[ArrayLike, ArrayLike]],
+    *,
+    line_numbers: Sequence[int] | None = None,
+    path: str | Path | None = None,
+) -> None:
+    """Raise InputError when a seed lies more than MAX_OFF_LINE_MM from its needle's track.
+
+    tracks: needle id → (entry (3,), tip (3,)) mm. Seeds are deposited along the needle as it is
+    withdrawn, so a seed off its track (or beyond its tip or entry) means a wrong needle id or
+    a wrong position, and the needle's direction would then be a silently wrong seed axis.
+    """
+    pos = np.asarray(positions_mm, dtype=np.float64).reshape(-1, 3)
+    for i, nid in enumerate(needle_ids):
+        if nid is None or nid not in tracks:
+            continue
+        entry, tip = tracks[nid]
+        dist = float(distance_to_track_mm(pos[i], entry, tip)[0])
+        if dist > MAX_OFF_LINE_MM:
+            where = f"line {line_numbers[i]}" if line_numbers is not None else f"seed {i + 1}"
+            raise InputError(
+                f"{where}: seed is {dist:.1f} mm from the track of needle {nid!r} (entry to tip; "
+                f"limit {MAX_OFF_LINE_MM:g} mm); check the needle ids and positions",
+                path,
+            )

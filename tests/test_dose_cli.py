@@ -345,24 +345,52 @@ def test_needle_column_dose_equals_explicit_needle_axes(tmp_path: Path, capsys) 
 
 
 def test_needles_file_wins_over_the_fit(tmp_path: Path) -> None:
+    # a track through the seeds' centroid, turned 14° from their line: every seed stays within
+    # 7.5 mm · sin 14° = 1.8 mm of it (the 2 mm limit), yet its direction is not the fitted one
     c = _needle_case(tmp_path)
+    perp = np.cross(_NEEDLE_DIR, [0.0, 0.0, 1.0])
+    perp /= np.linalg.norm(perp)
+    turned = np.cos(np.radians(14)) * _NEEDLE_DIR + np.sin(np.radians(14)) * perp
+    centre = 7.5 * _NEEDLE_DIR
+    entry, tip = centre - 20 * turned, centre + 20 * turned
+    track = ",".join(f"{v:.12f}" for v in (*entry, *tip))
     needles = _write(
         tmp_path / "N.csv",
         "needle,entry_x_mm,entry_y_mm,entry_z_mm,tip_x_mm,tip_y_mm,tip_z_mm\n"
-        "N1,0,0,0,1,0,0\nN2,0,0,0,0,1,0\n",  # N1 along +x; N2 unused
+        f"N1,{track}\nN2,0,0,0,0,1,0\n",  # N2 unused
     )
     with_file = _dose_table(
         c["needle"], c["points"], tmp_path / "DN.csv", "--needles", str(needles)
     )
     seed_rows = c["default"].read_text().splitlines()[1:]
-    along_x = _write(
+    along = ",".join(f"{v:.12f}" for v in turned)
+    explicit = _write(
         tmp_path / "SX.csv",
-        "x_mm,y_mm,z_mm,dir_x,dir_y,dir_z\n" + "".join(f"{r},1,0,0\n" for r in seed_rows),
+        "x_mm,y_mm,z_mm,dir_x,dir_y,dir_z\n" + "".join(f"{r},{along}\n" for r in seed_rows),
     )
-    explicit_x = _dose_table(along_x, c["points"], tmp_path / "DX.csv")
-    np.testing.assert_allclose(with_file[:, 3:], explicit_x[:, 3:], rtol=1e-5)
+    explicit_turned = _dose_table(explicit, c["points"], tmp_path / "DX.csv")
+    np.testing.assert_allclose(with_file[:, 3:], explicit_turned[:, 3:], rtol=1e-5)
     fitted = _dose_table(c["needle"], c["points"], tmp_path / "DF.csv")
     assert np.max(np.abs(fitted[:, 3] / with_file[:, 3] - 1.0)) > 0.01
+
+
+def test_seed_off_its_needle_track_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # a needle file whose track misses the seeds (wrong ids or positions): the needle's
+    # direction would be a silently wrong seed axis, so it is an input error naming the line
+    c = _needle_case(tmp_path)
+    needles = _write(
+        tmp_path / "N.csv",
+        "needle,entry_x_mm,entry_y_mm,entry_z_mm,tip_x_mm,tip_y_mm,tip_z_mm\nN1,0,0,0,1,0,0\n",
+    )
+    args = ["dose", "--seeds", str(c["needle"]), "--needles", str(needles), "--model", "6711"]
+    out = tmp_path / "D.csv"
+    code = main([*args, "--strength-U", "0.8", "--points", str(c["points"]), "--out", str(out)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and not out.exists()
+    assert len(err.splitlines()) == 1
+    assert "SN.csv" in err and "line 3: seed is" in err and "from the track of needle 'N1'" in err
 
 
 @pytest.mark.parametrize(

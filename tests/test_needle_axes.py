@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 
 from dose.errors import InputError
-from dose.needles import MAX_OFF_LINE_MM, fit_needle_direction, needle_axes, orient
+from dose.needles import (
+    MAX_OFF_LINE_MM,
+    check_seeds_on_tracks,
+    distance_to_track_mm,
+    fit_needle_direction,
+    needle_axes,
+    orient,
+)
 from planner.csv_io import read_needles_csv, read_seeds_csv
 
 # An oblique needle (≈ 37° from +z), not aligned with any axis or diagonal.
@@ -188,3 +195,16 @@ def test_bad_needles_csv(tmp_path: Path, text: str, message: str) -> None:
     with pytest.raises(InputError) as info:
         read_needles_csv(p)
     assert message in str(info.value) and str(info.value).startswith(str(p))
+
+
+def test_distance_to_track_and_the_track_check() -> None:
+    # track from (0,0,0) to (0,0,10): beside it, on it, beyond the tip, before the entry
+    entry, tip = np.zeros(3), np.array([0.0, 0.0, 10.0])
+    pts = [[3.0, 4.0, 5.0], [0.0, 0.0, 7.0], [0.0, 0.0, 13.0], [0.0, 3.0, -4.0]]
+    np.testing.assert_allclose(distance_to_track_mm(pts, entry, tip), [5.0, 0.0, 3.0, 5.0])
+    tracks = {"A": (entry, tip)}
+    near = [[1.5, 0.0, 2.0], [0.0, 1.9, 8.0], [0.0, 0.0, 11.5]]
+    check_seeds_on_tracks(near, ["A", "A", "A"], tracks)  # all within 2 mm: no error
+    check_seeds_on_tracks([[9.0, 9.0, 9.0]], [None], tracks)  # no needle: not checked
+    with pytest.raises(InputError, match=r"line 7: seed is 2\.5 mm from the track of needle 'A'"):
+        check_seeds_on_tracks([[0.0, 0.0, 12.5]], ["A"], tracks, line_numbers=[7])

@@ -26,6 +26,7 @@ import numpy as np
 from dose.engine import SeedSet, make_engine, rate_to_dose_gy
 from dose.errors import InputError
 from dose.geometry import GridGeometry
+from dose.needles import check_seeds_on_tracks
 from dose.sources import load_model
 from dose.units import U_PER_MCI_I125, decay_factor, mci_to_u
 
@@ -143,6 +144,17 @@ def run(args: argparse.Namespace) -> int:
     model = load_model(args.model)
     needles = None if args.needles is None else read_needles_csv(args.needles)
     rows = read_seeds_csv(args.seeds, None if needles is None else needles.directions())
+    if needles is not None:
+        tracks = {
+            nid: (needles.entry_mm[k], needles.tip_mm[k]) for k, nid in enumerate(needles.ids)
+        }
+        check_seeds_on_tracks(
+            rows.positions_mm,
+            rows.needle_ids,
+            tracks,
+            line_numbers=rows.line_numbers,
+            path=args.seeds,
+        )
     n_needle, n_explicit, n_default = rows.axis_source_counts()
     axes_note = (
         f"axes: {n_needle} from needles"
