@@ -33,7 +33,7 @@ Units: positions and distances in LPS mm; strengths S_K in U (1 U = 1 cGy cm² h
 in cGy/h (initial, at the implant time of the given strengths); D∞ = Ḋ₀·τ in Gy
 (τ = T½/ln 2, :mod:`dose.units`). Use :func:`strength_at_implant` for calibration→implant decay.
 
-Modes: EXACT (default) evaluates every seed-voxel pair (≤ 1e-5 of the reference engine) and is
+Modes: EXACT (default) evaluates every seed-voxel pair (≤ 3e-4 of the reference engine) and is
 the only mode for dose at points, the CLI and anything a report quotes. FAST (grids, slices and
 DoseGrid, numba engine only) splits each seed's kernel into an exact near part (a ball and a
 thin cylinder along the seed axis) and smooth far parts summed on coarse grids (2 and 4 mm for
@@ -96,7 +96,7 @@ __all__ = [
 CancelFn = Callable[[], bool]
 ProgressFn = Callable[[float], None]
 EngineKind = Literal["numba", "reference"]
-#: "exact": every seed-voxel pair through the TG-43 kernel (≤ 1e-5 of the reference engine);
+#: "exact": every seed-voxel pair through the TG-43 kernel (≤ 3e-4 of the reference engine);
 #: "fast": near/far split with coarse far grids (interactive grids and slices only, ≤ 2 %).
 GridMode = Literal["exact", "fast"]
 _MODE_LABEL = {"exact": "exact", "fast": "fast (display; ≤2 % beyond 1 mm from the seeds)"}
