@@ -17,8 +17,8 @@ needles tilted up to ~15° from +z, in a ~4 cm region at the centre of a 100³ g
   1 mm from every seed (goal ≤ 0.5 % max relative error).
 
 Each of the full grid, the move and the slice is timed in EXACT mode (every seed-voxel pair;
-what points, the CLI and reports use) and in FAST mode (near/far split with a coarse far grid,
-for interactive grids and slices only); the accuracy of each fast path is reported against the
+what points, the CLI and reports use) and in FAST mode (near part plus coarse far levels, for
+interactive grids and slices only); the accuracy of each fast path is reported against the
 reference engine (random voxels) and against the exact engine (every voxel).
 
 Baseline: the reference engine (:mod:`dose.engine_reference`) *is* the straightforward
@@ -229,7 +229,7 @@ def run_benchmarks(quick: bool = False) -> list[dict[str, object]]:
         how = (
             "old contribution out and new in, one fused pass over the grid"
             if mode == "exact"
-            else "near balls of the old and new position, coarse far grid, re-upsampled"
+            else "near parts of the old and new position, coarse far levels, re-upsampled"
         )
         results.append(
             {

@@ -390,8 +390,8 @@ class DoseEngine:
     ) -> DoseResult:
         """Dose rate on slice ``k`` of ``geometry`` only; values (ny, nx). Parallel over rows.
 
-        ``mode="fast"``: a coarse 2-D far grid on the slice plane, exact near disks and a 2-D
-        cubic upsample (interactive display; see :meth:`dose_rate_on_grid`).
+        ``mode="fast"``: coarse 2-D far levels on the slice plane (4 and 8 mm), exact near disks
+        and 2-D cubic upsampling (interactive display; see :meth:`dose_rate_on_grid`).
         """
         g2 = slice_geometry(geometry, k)
         res = self.dose_rate_on_grid(seeds, g2, cancel=cancel, mode=mode)
@@ -736,10 +736,10 @@ class DoseGrid:
     Seeds are keyed by any hashable id. All methods are thread-safe (one lock).
 
     ``mode="fast"`` (numba engine; meant for the GUI) keeps the near sum on the fine grid and
-    the far sum on the coarse grid of the near/far split separately (both float64, edited by
-    exact add/subtract of each seed's deterministic values, so there is no drift); an edit
-    touches only the seed's near ball and the coarse far grid, then re-upsamples the far grid
-    into the total. Values equal ``engine.dose_rate_on_grid(..., mode="fast")``.
+    the far sums on the coarse levels of the split separately (all float64, edited by exact
+    add/subtract of each seed's deterministic values, so there is no drift); an edit touches
+    only the seed's near ball and axis cylinder and the coarse levels, then re-upsamples the
+    levels into the total. Values equal ``engine.dose_rate_on_grid(..., mode="fast")``.
     """
 
     def __init__(
