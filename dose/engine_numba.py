@@ -93,12 +93,7 @@ from dose.tg43 import (
 
 __all__ = [
     "FAST_GRID_SPEC",
-    "FAST_R0_MM",
-    "FAST_R1_MM",
-    "FAST_SLICE_R0_MM",
     "FAST_SLICE_SPEC",
-    "FAST_SLICE_STEP_MM",
-    "FAST_STEP_MM",
     "R_DIRECT_MM",
     "TABLE_LAYOUT",
     "CoarseLevel",
@@ -827,12 +822,6 @@ FAST_SLICE_SPEC = FastSpec(
         FastLevel(step_mm=8.0, r0_mm=90.0, r1_mm=160.0, cap_mm=24.0),
     )
 )
-# kept as names for the benchmark notes and the README
-FAST_R0_MM = FAST_GRID_SPEC.levels[0].r0_mm
-FAST_R1_MM = FAST_GRID_SPEC.levels[0].r1_mm
-FAST_STEP_MM = FAST_GRID_SPEC.levels[0].step_mm
-FAST_SLICE_STEP_MM = FAST_SLICE_SPEC.levels[0].step_mm
-FAST_SLICE_R0_MM = FAST_SLICE_SPEC.levels[0].r0_mm
 #: Coarse nodes below index 0 (Catmull-Rom needs one node before and two after each interval).
 _PAD_LO = 1
 _PAD_HI = 2
@@ -844,6 +833,12 @@ def _smoothstep(r_mm: NDArray[np.float64], r0: float, r1: float) -> NDArray[np.f
     return u * u * u * (10.0 + u * (-15.0 + 6.0 * u))
 
 
+def _cap_mm(fm: FastModel, lev: FastLevel | None) -> float:
+    """Axis cap radius (mm) of ``lev`` for this model: 0 without a level or for 1D kernels,
+    which have no axis cusp (their capped table is T itself, so no axis cylinder either)."""
+    return 0.0 if (lev is None or fm.is_1d) else lev.cap_mm
+
+
 def capped_table(fm: FastModel, cap_mm: float) -> NDArray[np.float64]:
     """T with the axis cusp smoothed within ρ < ``cap_mm``: float64 (nr, nθ) on TABLE_LAYOUT.
 
@@ -853,7 +848,7 @@ def capped_table(fm: FastModel, cap_mm: float) -> NDArray[np.float64]:
     θc and 2θc: equal to T at θc with slope m and zero curvature there, flat on the axis, and
     continuous in r (θc, T(θc) and T(2θc) all are). 1D kernels have no cusp: T unchanged.
     """
-    if fm.is_1d or cap_mm <= 0.0:
+    if cap_mm <= 0.0:
         return fm.table
     r = TABLE_LAYOUT.r_nodes_mm()
     th = TABLE_LAYOUT.theta_nodes_deg()
@@ -883,7 +878,8 @@ def part_tables(fm: FastModel, spec: FastSpec) -> tuple[NDArray[np.float32], ...
         return got
     r = TABLE_LAYOUT.r_nodes_mm()[:, np.newaxis]
     terms = [
-        _smoothstep(r, lev.r0_mm, lev.r1_mm) * capped_table(fm, lev.cap_mm) for lev in spec.levels
+        _smoothstep(r, lev.r0_mm, lev.r1_mm) * capped_table(fm, _cap_mm(fm, lev))
+        for lev in spec.levels
     ]
     parts = [fm.table - terms[0]]
     parts += [terms[i] - terms[i + 1] for i in range(len(terms) - 1)]
@@ -1281,8 +1277,9 @@ def near_accumulate(
     nz, ny, _ = lay.shape_zyx
     rows = row_range if row_range is not None else (0, nz * ny)
     first = lay.spec.levels[0]
-    cap = 0.0 if fm.is_1d else first.cap_mm
-    rho = _cylinder_mm(cap, seeds[0], _corners_mm(lay.shape_zyx, lay.origin_mm, lay.m_ijk))
+    rho = _cylinder_mm(
+        _cap_mm(fm, first), seeds[0], _corners_mm(lay.shape_zyx, lay.origin_mm, lay.m_ijk)
+    )
     _run_part(
         fm,
         part_tables(fm, lay.spec)[0],
@@ -1318,9 +1315,7 @@ def far_accumulate(
         c = lay.levels[lv]
         nz, ny, _ = c.shape_zyx
         rows = row_range if (row_range is not None and level is not None) else (0, nz * ny)
-        last = lv == n_lev - 1
-        nxt = None if last else lay.spec.levels[lv + 1]
-        cap = 0.0 if (nxt is None or fm.is_1d) else nxt.cap_mm
+        nxt = lay.spec.levels[lv + 1] if lv + 1 < n_lev else None  # the level taking over
         _run_part(
             fm,
             tables[lv + 1],
@@ -1333,9 +1328,9 @@ def far_accumulate(
             direct=False,
             r_in=lay.spec.levels[lv].r0_mm,
             r_out=-1.0 if nxt is None else nxt.r1_mm,
-            rho_cyl=0.0
-            if nxt is None
-            else _cylinder_mm(cap, seeds[0], _corners_mm(c.shape_zyx, c.origin_mm, c.m_ijk)),
+            rho_cyl=_cylinder_mm(
+                _cap_mm(fm, nxt), seeds[0], _corners_mm(c.shape_zyx, c.origin_mm, c.m_ijk)
+            ),
         )
 
 

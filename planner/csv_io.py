@@ -253,6 +253,10 @@ class NeedleRows:
         d = d / np.linalg.norm(d, axis=1)[:, np.newaxis]
         return {nid: d[i] for i, nid in enumerate(self.ids)}
 
+    def tracks(self) -> dict[str, tuple[NDArray[np.float64], NDArray[np.float64]]]:
+        """Needle id → (entry (3,), tip (3,)) mm, for :func:`dose.needles.check_seeds_on_tracks`."""
+        return {nid: (self.entry_mm[i], self.tip_mm[i]) for i, nid in enumerate(self.ids)}
+
 
 def read_needles_csv(path: str | Path) -> NeedleRows:
     """Needles ``needle,entry_x_mm,entry_y_mm,entry_z_mm,tip_x_mm,tip_y_mm,tip_z_mm`` →

@@ -29,3 +29,12 @@ def random_edits(acc: DoseGrid, rng: np.random.Generator, ids: list[int], n_edit
                 axis=rng.normal(size=3),
                 strength_u=rng.uniform(0.3, 1.0),
             )
+
+
+def random_rotation(rng: np.random.Generator) -> np.ndarray:
+    """A uniformly random proper rotation matrix (3, 3) (det +1): grid direction columns."""
+    q, r = np.linalg.qr(rng.normal(size=(3, 3)))
+    q = q * np.sign(np.diag(r))
+    if np.linalg.det(q) < 0:
+        q[:, 0] = -q[:, 0]
+    return q

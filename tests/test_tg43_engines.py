@@ -19,7 +19,7 @@ from dose.engine import (
     warm_up_in_subprocess,
 )
 from dose.geometry import GridGeometry
-from tests.dose_helpers import random_edits
+from tests.dose_helpers import random_edits, random_rotation
 
 # Requirement (issue 3): fast vs reference ≤ 0.1 % beyond 1 mm from every seed.
 TOL = 1e-3
@@ -34,14 +34,6 @@ def _cloud(rng: np.random.Generator, n: int, spread_mm: float = 12.0) -> SeedSet
 def _min_dist(points: np.ndarray, seeds: SeedSet) -> np.ndarray:
     d = np.linalg.norm(points[:, None, :] - seeds.positions_mm[None, :, :], axis=2)
     return d.min(axis=1)
-
-
-def _rotation(rng: np.random.Generator) -> np.ndarray:
-    q, r = np.linalg.qr(rng.normal(size=(3, 3)))
-    q = q * np.sign(np.diag(r))
-    if np.linalg.det(q) < 0:
-        q[:, 0] = -q[:, 0]
-    return q
 
 
 @pytest.mark.parametrize(
@@ -66,7 +58,10 @@ def test_grid_non_identity_direction_fast_vs_reference(formalism: str) -> None:
     rng = np.random.default_rng(8)
     seeds = _cloud(rng, 15, 6.0)
     geometry = GridGeometry(
-        (14, 17, 19), np.array([-15.0, -12.0, -11.0]), np.array([1.3, 1.1, 1.7]), _rotation(rng)
+        (14, 17, 19),
+        np.array([-15.0, -12.0, -11.0]),
+        np.array([1.3, 1.1, 1.7]),
+        random_rotation(rng),
     )
     fast = make_engine("6711", formalism, "numba").dose_rate_on_grid(seeds, geometry)
     ref = make_engine("6711", formalism, "reference").dose_rate_on_grid(seeds, geometry)
@@ -94,7 +89,9 @@ def test_grid_flags_voxels_inside_capsules() -> None:
 def test_slice_equals_grid_slice() -> None:
     rng = np.random.default_rng(9)
     seeds = _cloud(rng, 10, 5.0)
-    geometry = GridGeometry((6, 20, 22), np.array([-10.0, -9.0, -3.0]), np.ones(3), _rotation(rng))
+    geometry = GridGeometry(
+        (6, 20, 22), np.array([-10.0, -9.0, -3.0]), np.ones(3), random_rotation(rng)
+    )
     eng = make_engine("6711")
     full = eng.dose_rate_on_grid(seeds, geometry)
     for k in (0, 3, 5):
@@ -106,7 +103,7 @@ def test_slice_equals_grid_slice() -> None:
 def test_accumulator_long_random_edit_sequence_has_no_drift() -> None:
     rng = np.random.default_rng(12)
     geometry = GridGeometry(
-        (22, 26, 30), np.array([-15.0, -13.0, -11.0]), np.ones(3), _rotation(rng)
+        (22, 26, 30), np.array([-15.0, -13.0, -11.0]), np.ones(3), random_rotation(rng)
     )
     eng = make_engine("6711")
     acc = DoseGrid(eng, geometry)

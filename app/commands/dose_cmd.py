@@ -145,13 +145,10 @@ def run(args: argparse.Namespace) -> int:
     needles = None if args.needles is None else read_needles_csv(args.needles)
     rows = read_seeds_csv(args.seeds, None if needles is None else needles.directions())
     if needles is not None:
-        tracks = {
-            nid: (needles.entry_mm[k], needles.tip_mm[k]) for k, nid in enumerate(needles.ids)
-        }
         check_seeds_on_tracks(
             rows.positions_mm,
             rows.needle_ids,
-            tracks,
+            needles.tracks(),
             line_numbers=rows.line_numbers,
             path=args.seeds,
         )

@@ -17,30 +17,19 @@ import numpy as np
 
 from dose.errors import InputError
 
-KEYS = (
-    "volume_cm3",
-    "dmin_gy",
-    "dmax_gy",
-    "dmean_gy",
-    "d99_gy",
-    "d95_gy",
-    "d90_gy",
-    "d5_gy",
-    "d1_gy",
-    "d0_03cc_gy",
-)
-HEADERS = (
-    "Volume cm³",
-    "Dmin Gy",
-    "Dmax Gy",
-    "Dmean Gy",
-    "D99 Gy",
-    "D95 Gy",
-    "D90 Gy",
-    "D5 Gy",
-    "D1 Gy",
-    "D0.03cm³ Gy",
-)
+#: Table columns: key of DVH.summary() (the JSON keys fixed by DESIGN.md) → header.
+COLUMNS = {
+    "volume_cm3": "Volume cm³",
+    "dmin_gy": "Dmin Gy",
+    "dmax_gy": "Dmax Gy",
+    "dmean_gy": "Dmean Gy",
+    "d99_gy": "D99 Gy",
+    "d95_gy": "D95 Gy",
+    "d90_gy": "D90 Gy",
+    "d5_gy": "D5 Gy",
+    "d1_gy": "D1 Gy",
+    "d0_03cc_gy": "D0.03cm³ Gy",
+}
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -111,10 +100,10 @@ def compute_rt_dvhs(rtstruct_path: str, rtdose_path: str) -> tuple[dict[str, dic
 
 def _table(results: dict[str, dict]) -> str:
     width = max([len("Structure")] + [len(n) for n in results])
-    head = f"{'Structure':<{width}}  " + "  ".join(f"{h:>11}" for h in HEADERS)
+    head = f"{'Structure':<{width}}  " + "  ".join(f"{h:>11}" for h in COLUMNS.values())
     lines = [head, "-" * len(head)]
     for name, vals in results.items():
-        lines.append(f"{name:<{width}}  " + "  ".join(f"{vals[k]:>11.3f}" for k in KEYS))
+        lines.append(f"{name:<{width}}  " + "  ".join(f"{vals[k]:>11.3f}" for k in COLUMNS))
     return "\n".join(lines)
 
 
