@@ -21,7 +21,21 @@ from app import __version__
 from dose.errors import InputError
 
 # Order is the order shown in --help.
-COMMANDS = ("gui", "demo", "info", "dose", "dvh", "detect", "verify", "export", "bench")
+COMMANDS = (
+    "gui",
+    "demo",
+    "info",
+    "plan",
+    "dose",
+    "dvh",
+    "autoplan",
+    "robustness",
+    "detect",
+    "verify",
+    "export",
+    "cohort",
+    "bench",
+)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -41,7 +41,7 @@ dose of a smooth field lies on the surface, where no interior sample reaches. D 
 interpolate the cumulative DVH linearly inside bins (dose assumed uniform within a bin, and
 within [Dmin, first edge] and [last edge, Dmax]).
 
-For contoured structures (DICOM RTSTRUCT) :mod:`planner.rtstruct` rasterises the contours on a
+For contoured structures (DICOM RTSTRUCT) :mod:`planner.dicom.rtstruct` rasterises the contours on a
 fine grid (≤ 0.5 mm, sub-slice sampling between contour planes, explicit end-cap rule) and calls
 :func:`compute_dvh` with ``dose_geometry`` set to the RTDOSE grid and ``samples_per_voxel=1``.
 """

@@ -45,7 +45,7 @@ worst at a g_L kink seen by the 4 mm level; ≤ 0.29 % on needle implants), see
 The mode is recorded in ``DoseResult.extras["mode"]`` and in ``label()``.
 
 Threading: every numba kernel releases the GIL (``nogil``); long computations are chunked and
-call ``cancel()`` between chunks (raising :class:`dose.tg43.DoseCancelled`) and ``progress(f)``
+call ``cancel()`` between chunks (raising :class:`dose.tg43.Cancelled`) and ``progress(f)``
 with f in [0, 1]. :class:`DoseGrid` holds a lock; ``set_seeds`` computes into fresh buffers and
 swaps them in only when complete, so a cancelled recompute leaves the previous state intact.
 
@@ -71,12 +71,13 @@ from numpy.typing import ArrayLike, NDArray
 from dose import engine_numba, engine_reference
 from dose.errors import InputError
 from dose.geometry import GridGeometry
+from dose.progress import Cancelled
 from dose.sources import SourceModel, load_model
-from dose.tg43 import DoseCancelled, Formalism, check_formalism
+from dose.tg43 import Formalism, check_formalism
 from dose.units import I125_MEAN_LIFE_H, decay_factor
 
 __all__ = [
-    "DoseCancelled",
+    "Cancelled",
     "DoseEngine",
     "DoseGrid",
     "DoseResult",
@@ -329,7 +330,7 @@ class DoseEngine:
         strengths = np.asarray(seeds.strengths_u) * sign
         for r0 in range(0, n_rows, step):
             if cancel is not None and cancel():
-                raise DoseCancelled()
+                raise Cancelled()
             r1 = min(n_rows, r0 + step)
             self.accumulate_rows(
                 out, counts, geometry, seeds.positions_mm, seeds.axes, strengths, (r0, r1)
@@ -428,7 +429,7 @@ class NumbaEngine(DoseEngine):
         step = 200_000
         for p0 in range(0, n, step):
             if cancel is not None and cancel():
-                raise DoseCancelled()
+                raise Cancelled()
             p1 = min(n, p0 + step)
             r, f = engine_numba.points_rate(
                 self._fm,
@@ -491,7 +492,7 @@ class NumbaEngine(DoseEngine):
             ]
         for done, (lv, q0, q1) in enumerate(steps, start=1):
             if cancel is not None and cancel():
-                raise DoseCancelled()
+                raise Cancelled()
             if lv < 0:
                 engine_numba.near_accumulate(self._fm, near, counts, lay, p, a, s, (q0, q1))
             else:
@@ -546,7 +547,7 @@ class ReferenceEngine(DoseEngine):
             flagged = np.zeros(pts.shape[0], dtype=bool)
             for s in range(len(seeds)):
                 if cancel is not None and cancel():
-                    raise DoseCancelled()
+                    raise Cancelled()
                 near = np.linalg.norm(pts - seeds.positions_mm[s], axis=1) < self.cutoff_mm
                 r, f = engine_reference.rate_at_points(
                     self.model,
@@ -906,7 +907,7 @@ class DoseGrid:
     ) -> None:
         """Replace all seeds and recompute from scratch (ids default to 0..N−1).
 
-        Computed into fresh buffers outside the lock, then swapped in; raises DoseCancelled (and
+        Computed into fresh buffers outside the lock, then swapped in; raises Cancelled (and
         keeps the previous state) when ``cancel()`` returns True. Edits made by another thread
         while this runs are replaced by the swap: cancel the recompute before editing.
         """

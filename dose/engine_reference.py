@@ -23,8 +23,9 @@ from collections.abc import Callable
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from dose.progress import Cancelled
 from dose.sources import SourceModel
-from dose.tg43 import CM_PER_MM, ON_AXIS_SIN_THETA, DoseCancelled, Formalism
+from dose.tg43 import CM_PER_MM, ON_AXIS_SIN_THETA, Formalism
 
 __all__ = [
     "anisotropy_2d",
@@ -143,7 +144,7 @@ def rate_at_points(
     flagged = np.zeros(pts.shape[0], dtype=bool)
     for s in range(pos.shape[0]):
         if cancel is not None and cancel():
-            raise DoseCancelled()
+            raise Cancelled()
         d = pts - pos[s]
         z = d @ ax[s]
         rho = np.sqrt(np.maximum(np.einsum("ij,ij->i", d, d) - z * z, 0.0))

@@ -31,7 +31,6 @@ __all__ = [
     "FORMALISMS",
     "MM_PER_CM",
     "ON_AXIS_SIN_THETA",
-    "DoseCancelled",
     "Formalism",
     "check_formalism",
     "reference_geometry_factor",
@@ -43,10 +42,6 @@ ON_AXIS_SIN_THETA = 0.003
 
 Formalism = Literal["2d", "1d"]
 FORMALISMS: tuple[str, ...] = ("2d", "1d")
-
-
-class DoseCancelled(Exception):  # noqa: N818 (a cancellation, not an error)
-    """Raised when a caller's ``cancel()`` callable returned True between chunks of work."""
 
 
 def check_formalism(formalism: str, model: SourceModel) -> Formalism:

@@ -16,8 +16,9 @@ import numpy as np
 import pytest
 
 from dose.errors import InputError
-from planner.ct_loader import CTImportError, LoadCancelled, inspect_ct, load_ct
-from planner.dicom_scan import scan_dicom
+from dose.progress import Cancelled
+from planner.imaging.ct_loader import CTImportError, inspect_ct, load_ct
+from planner.imaging.dicom_scan import scan_dicom
 from tests import dicom_builders as db
 
 TOL_HU = 1.0  # stored values are rounded to integers (±0.5) plus float rounding
@@ -485,9 +486,9 @@ def test_progress_and_cancel(tmp_path: Path) -> None:
         calls["n"] += 1
         return calls["n"] > 7  # 6 header reads pass, then the pixel reading is cancelled
 
-    with pytest.raises(LoadCancelled):
+    with pytest.raises(Cancelled):
         load_ct(tmp_path, cancel=cancel_after_scan)
-    with pytest.raises(LoadCancelled):
+    with pytest.raises(Cancelled):
         scan_dicom(tmp_path, cancel=lambda: True)
 
 

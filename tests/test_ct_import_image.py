@@ -12,8 +12,8 @@ import pytest
 
 from dose.errors import InputError
 from dose.geometry import GridGeometry
-from planner.ct_loader import load_ct
-from planner.image_io import read_image, write_image
+from planner.imaging.ct_loader import load_ct
+from planner.imaging.image_files import read_image, write_image
 
 
 def _rotation(axis: str, deg: float) -> np.ndarray:
@@ -150,7 +150,7 @@ def test_truncated_image_files_are_refused(tmp_path: Path, suffix: str) -> None:
     path = tmp_path / f"ct{suffix}"
     import SimpleITK as sitk  # noqa: N813
 
-    from planner.image_io import sitk_image
+    from planner.imaging.image_files import sitk_image
 
     sitk.WriteImage(sitk_image(np.full(g.shape_zyx, -700, np.int16), g), str(path), False)
     data = path.read_bytes()

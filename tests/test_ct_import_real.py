@@ -16,7 +16,7 @@ import pytest
 import SimpleITK as sitk  # noqa: N813
 from scipy import ndimage
 
-from planner.ct_loader import CTImportError, load_ct
+from planner.imaging.ct_loader import CTImportError, load_ct
 from tests.conftest import shared_data
 
 

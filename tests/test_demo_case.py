@@ -19,7 +19,7 @@ import SimpleITK as sitk  # noqa: N813 (the library's own convention)
 from app.cli import main
 from dose.errors import InputError
 from dose.geometry import GridGeometry
-from planner.demo import (
+from planner.demo.case import (
     DEMO_CT_SUBDIR,
     DEMO_MASK_NAMES,
     demo_cache_dir,
@@ -29,7 +29,7 @@ from planner.demo import (
     write_demo_case,
     write_demo_case_atomically,
 )
-from planner.demo_phantom import PhantomSpec
+from planner.demo.phantom import PhantomSpec
 
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"  # DICOM PS3.4 Annex B
 EXPLICIT_VR_LE = "1.2.840.10008.1.2.1"  # DICOM PS3.5 §A.2

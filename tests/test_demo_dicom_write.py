@@ -1,4 +1,4 @@
-"""planner.dicom_write: any CTVolume (also oblique) round-trips through a DICOM CT series."""
+"""planner.dicom.ct_write: any CTVolume (also oblique) round-trips through a DICOM CT series."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ import SimpleITK as sitk  # noqa: N813 (the library's own convention)
 from scipy.spatial.transform import Rotation
 
 from dose.geometry import GridGeometry
-from planner.dicom_write import CTSeriesOptions, deterministic_uid, write_ct_series
-from planner.volume import CTVolume, PatientInfo
+from planner.dicom.ct_write import CTSeriesOptions, deterministic_uid, write_ct_series
+from planner.imaging.volume import CTVolume, PatientInfo
 
 
 def _oblique_volume() -> CTVolume:

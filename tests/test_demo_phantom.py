@@ -14,7 +14,7 @@ import pytest
 from numpy.typing import NDArray
 from scipy import ndimage as ndi
 
-from planner.demo_phantom import Phantom, PhantomSpec, generate_phantom, phantom_geometry
+from planner.demo.phantom import Phantom, PhantomSpec, generate_phantom, phantom_geometry
 
 # In-plane structuring element (one voxel in x and y, not along z).
 IN_PLANE = np.zeros((1, 3, 3), dtype=bool)

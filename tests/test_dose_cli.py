@@ -11,7 +11,7 @@ from app.cli import main
 from dose.engine import SeedSet, make_engine
 from dose.errors import InputError
 from dose.sources import load_model
-from planner.csv_io import read_points_csv, read_seeds_csv
+from planner.files.csv_io import read_points_csv, read_seeds_csv
 
 
 def _write(path: Path, text: str) -> Path:

@@ -28,8 +28,8 @@ import csv
 import numpy as np
 import pytest
 
-from planner.rtdose import read_rtdose
-from planner.rtstruct import rasterise_roi, read_rtstruct, roi_dvh
+from planner.dicom.rtdose import read_rtdose
+from planner.dicom.rtstruct import rasterise_roi, read_rtstruct, roi_dvh
 from tests.conftest import shared_data
 
 ENDPOINTS = (

@@ -13,7 +13,7 @@ import pytest
 
 from app.cli import main
 from dose.geometry import GridGeometry
-from planner.image_io import write_image
+from planner.imaging.image_files import write_image
 from tests import dicom_builders as db
 from tests.conftest import REPO_ROOT
 

@@ -17,7 +17,7 @@ from dose.needles import (
     needle_axes,
     orient,
 )
-from planner.csv_io import read_needles_csv, read_seeds_csv
+from planner.files.csv_io import read_needles_csv, read_seeds_csv
 
 # An oblique needle (≈ 37° from +z), not aligned with any axis or diagonal.
 TRUE_DIR = np.array([0.3, -0.5, 0.8]) / np.linalg.norm([0.3, -0.5, 0.8])

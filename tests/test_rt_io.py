@@ -18,8 +18,8 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from dose.dvh import compute_dvh, sample_dose_gy
 from dose.errors import InputError
 from dose.geometry import GridGeometry
-from planner.rtdose import read_rtdose
-from planner.rtstruct import ROI, rasterise_roi, rasterise_roi_on_grid, read_rtstruct, roi_dvh
+from planner.dicom.rtdose import read_rtdose
+from planner.dicom.rtstruct import ROI, rasterise_roi, rasterise_roi_on_grid, read_rtstruct, roi_dvh
 from tests.conftest import shared_data
 
 RTDOSE_SOP = "1.2.840.10008.5.1.4.1.1.481.2"

@@ -1,4 +1,4 @@
-"""planner.session: the Qt-free model the viewer observes (no GUI needed)."""
+"""planner.session.session: the Qt-free model the viewer observes (no GUI needed)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from dose.geometry import GridGeometry
-from planner.session import WINDOW_PRESETS, Session
-from planner.volume import CTVolume, Mask
+from planner.imaging.volume import CTVolume, Mask
+from planner.session.session import WINDOW_PRESETS, Session
 
 
 def _volume() -> CTVolume:

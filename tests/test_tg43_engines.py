@@ -9,7 +9,7 @@ import pytest
 
 from dose import engine_numba
 from dose.engine import (
-    DoseCancelled,
+    Cancelled,
     DoseGrid,
     SeedSet,
     cross_check,
@@ -147,11 +147,11 @@ def test_cancel_between_chunks_keeps_previous_state() -> None:
         calls["n"] += 1
         return calls["n"] > 1
 
-    with pytest.raises(DoseCancelled):
+    with pytest.raises(Cancelled):
         acc.set_seeds(_cloud(rng, 30), cancel=cancel)
     np.testing.assert_array_equal(acc.dose_rate_cgy_h, before)
     assert acc.seed_ids() == ["x"]
-    with pytest.raises(DoseCancelled):
+    with pytest.raises(Cancelled):
         eng.dose_rate_on_grid(_cloud(rng, 5), geometry, cancel=lambda: True)
 
 

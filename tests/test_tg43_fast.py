@@ -10,9 +10,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from benchmarks.bench_dose import make_case
 from dose import engine_numba
-from dose.bench_dose import make_case
-from dose.engine import DoseCancelled, DoseEngine, DoseGrid, DoseResult, SeedSet, make_engine
+from dose.engine import Cancelled, DoseEngine, DoseGrid, DoseResult, SeedSet, make_engine
 from dose.geometry import GridGeometry
 from tests.dose_helpers import random_edits, random_rotation
 
@@ -209,7 +209,7 @@ def test_fast_accumulator_edit_sequence_equals_fast_recompute() -> None:
     assert res.mode == "fast" and "fast" in res.label()
     # a cancelled fast recompute keeps the previous state
     before = acc.dose_rate_cgy_h.copy()
-    with pytest.raises(DoseCancelled):
+    with pytest.raises(Cancelled):
         acc.set_seeds(SeedSet.create(rng.normal(0, 7, (5, 3))), cancel=lambda: True)
     np.testing.assert_array_equal(acc.dose_rate_cgy_h, before)
     # removing every seed returns to zero (up to float64 rounding of the sums)

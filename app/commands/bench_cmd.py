@@ -1,7 +1,7 @@
 """``seedplan bench [--json]``: run every benchmark module and print the numbers side by side.
 
-Benchmark modules (each optional, imported only when present): ``dose.bench_dose`` and
-``dose.bench_dvh``. Each exposes ``run_benchmarks() -> list[dict]`` with the keys ``name,
+Benchmark modules (each optional, imported only when present): ``benchmarks.bench_dose`` and
+``benchmarks.bench_dvh``. Each exposes ``run_benchmarks() -> list[dict]`` with the keys ``name,
 seconds, baseline_seconds, speedup, goal, passed_goal, notes``. The output names the machine
 (nproc, CPU model, numba threads) because the goals are stated for a 2-core machine.
 """
@@ -14,7 +14,7 @@ import json
 import sys
 from typing import Any
 
-BENCH_MODULES = ("dose.bench_dose", "dose.bench_dvh")
+BENCH_MODULES = ("benchmarks.bench_dose", "benchmarks.bench_dvh")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -31,7 +31,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def _machine() -> dict[str, Any]:
     try:
-        from dose.bench_dose import machine_info
+        from benchmarks.bench_dose import machine_info
     except ModuleNotFoundError:
         import os
 

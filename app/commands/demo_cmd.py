@@ -1,7 +1,7 @@
 """``seedplan demo --out DIR [--gui]``: write the synthetic demo case.
 
 DIR receives ``case.json``, the DICOM CT series in ``ct/`` and the ground-truth masks in
-``masks/`` (see :mod:`planner.demo`). DIR must be new, empty, or a previous demo case (which is
+``masks/`` (see :mod:`planner.demo.case`). DIR must be new, empty, or a previous demo case (which is
 replaced); anything else is refused with exit status 2 so no user data is ever overwritten.
 """
 
@@ -38,7 +38,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def _check_target(out: Path) -> None:
-    from planner.demo import foreign_entries, is_demo_case
+    from planner.demo.case import foreign_entries, is_demo_case
 
     if out.exists() and not out.is_dir():
         raise InputError("exists and is not a folder", out)
@@ -60,7 +60,7 @@ def _check_target(out: Path) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from planner.demo import DEMO_MASK_NAMES, write_demo_case_atomically
+    from planner.demo.case import DEMO_MASK_NAMES, write_demo_case_atomically
 
     out: Path = args.out
     _check_target(out)

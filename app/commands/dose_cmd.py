@@ -121,7 +121,12 @@ def _check_strengths(strengths_u: np.ndarray, where: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from planner.csv_io import read_needles_csv, read_points_csv, read_seeds_csv, write_dose_csv
+    from planner.files.csv_io import (
+        read_needles_csv,
+        read_points_csv,
+        read_seeds_csv,
+        write_dose_csv,
+    )
 
     if args.plan is not None:
         raise InputError(

@@ -4,7 +4,7 @@ For every contoured ROI of the RTSTRUCT (point ROIs are skipped): volume (cm³),
 Dmean, D99, D95, D90, D5, D1 and D0.03cm³ (Gy). ``--json`` prints one JSON object keyed by
 structure name with exactly the keys of DESIGN.md; otherwise a table with units.
 Method: contours rasterised on a fine grid with ½-slice end caps and dose interpolated trilinearly
-(:mod:`planner.rtstruct`, :mod:`dose.dvh`). ``seedplan dvh PLAN`` is not available yet.
+(:mod:`planner.dicom.rtstruct`, :mod:`dose.dvh`). ``seedplan dvh PLAN`` is not available yet.
 """
 
 from __future__ import annotations
@@ -61,8 +61,8 @@ def _typical_plane_spacing(rois: list) -> float | None:
 
 def compute_rt_dvhs(rtstruct_path: str, rtdose_path: str) -> tuple[dict[str, dict], list[str]]:
     """DVH summaries keyed by ROI name, and warnings for the user."""
-    from planner.rtdose import read_rtdose
-    from planner.rtstruct import rasterise_roi, read_rtstruct, roi_dvh
+    from planner.dicom.rtdose import read_rtdose
+    from planner.dicom.rtstruct import rasterise_roi, read_rtstruct, roi_dvh
 
     structures = read_rtstruct(rtstruct_path)
     rd = read_rtdose(rtdose_path)

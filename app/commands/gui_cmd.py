@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     _check_display()
     if args.screenshot is not None and args.screenshot.suffix.lower() != ".png":
         raise InputError("screenshot must be a .png file", args.screenshot)
-    from app.gui_main import run_gui  # Qt and VTK are imported only here
+    from app.gui.main import run_gui  # Qt and VTK are imported only here
 
     return run_gui(
         path, series_uid=args.series, screenshot=args.screenshot, size=_parse_size(args.size)
@@ -81,6 +81,6 @@ def run(args: argparse.Namespace) -> int:
 def open_gui(path: Path | None) -> int:
     """Open the viewer on ``path`` (``None``: the demo case); used by ``seedplan demo --gui``."""
     _check_display()
-    from app.gui_main import run_gui
+    from app.gui.main import run_gui
 
     return run_gui(path)

@@ -20,7 +20,7 @@ import sys
 import numpy as np
 
 from dose.geometry import GridGeometry
-from planner.ct_loader import ImportResult, inspect_ct
+from planner.imaging.ct_loader import ImportResult, inspect_ct
 
 HELP_EPILOG = """\
 exit status: 0 when the report was made, even if it lists problems that stop the series from

@@ -57,7 +57,7 @@ def demo_ct_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     Under pytest-xdist the workers share one cache beside their base temp folders and take a
     file lock, so the case is generated once, not once per worker.
     """
-    from planner.demo import DEMO_CT_SUBDIR, ensure_demo_case
+    from planner.demo.case import DEMO_CT_SUBDIR, ensure_demo_case
 
     base = tmp_path_factory.getbasetemp()
     shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base

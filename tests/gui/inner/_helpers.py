@@ -10,7 +10,7 @@ from PySide6.QtCore import QEvent, QPointF, Qt
 from PySide6.QtGui import QMouseEvent, QWheelEvent
 from PySide6.QtWidgets import QApplication, QWidget
 
-from app.views.slice_view import SliceView
+from app.gui.views.slice_view import SliceView
 
 
 def wait_until(predicate: Callable[[], bool], timeout_s: float = 60.0) -> None:

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from PySide6.QtWidgets import QApplication
 
-from app.gui_main import create_application
-from app.main_window import MainWindow
-from app.settings import Settings
-from app.vtk_bridge import VTKWidget
+from app.gui.main import create_application
+from app.gui.main_window import MainWindow
+from app.gui.settings import Settings
+from app.gui.vtk_bridge import VTKWidget
 from tests.gui.conftest import DEMO_ENV
 from tests.gui.inner._helpers import settle, wait_until
 

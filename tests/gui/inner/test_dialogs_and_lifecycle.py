@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PySide6.QtWidgets import QApplication, QDialog, QMessageBox
 
-from app import main_window as main_window_module
-from app.main_window import MainWindow
+from app.gui import main_window as main_window_module
+from app.gui.main_window import MainWindow
 from tests.dicom_builders import write_ct_series, write_junk
 from tests.gui.inner._helpers import settle, wait_until
 from tests.gui.inner.conftest import open_window
@@ -120,7 +120,7 @@ def test_series_chooser_opens_the_chosen_series(
 
 
 def test_recent_files_persist_in_xdg_config(tmp_path: Path) -> None:
-    from app.settings import MAX_RECENT_FILES, Settings, settings_path
+    from app.gui.settings import MAX_RECENT_FILES, Settings, settings_path
 
     # tests/conftest.py redirects XDG_CONFIG_HOME: the settings file must follow it.
     assert settings_path() == Path(os.environ["XDG_CONFIG_HOME"]) / "seedplan" / "seedplan.ini"
@@ -150,7 +150,7 @@ def test_close_finalizes_views_and_ignores_late_model_events(
     gui_app: QApplication, tmp_path: Path
 ) -> None:
     from dose.geometry import GridGeometry
-    from planner.volume import CTVolume
+    from planner.imaging.volume import CTVolume
 
     window = open_window(tmp_path)
     hu = np.random.default_rng(1).normal(0.0, 300.0, (8, 64, 64)).astype(np.int16)
@@ -194,7 +194,7 @@ def test_uncaught_exception_becomes_a_dialog(
     """Errors in slots/callbacks go to a dialog (and stderr) instead of killing the app."""
     import sys
 
-    from app.gui_main import install_exception_hook
+    from app.gui.main import install_exception_hook
 
     shown: list[tuple[str, str]] = []
 

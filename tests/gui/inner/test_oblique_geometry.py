@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from PySide6.QtWidgets import QApplication
 
-from app.main_window import MainWindow
+from app.gui.main_window import MainWindow
 from dose.geometry import GridGeometry
-from planner.volume import CTVolume, PatientInfo
+from planner.imaging.volume import CTVolume, PatientInfo
 from tests.gui.inner._helpers import camera_world_to_widget, settle
 from tests.gui.inner.conftest import open_window
 

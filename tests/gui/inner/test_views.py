@@ -10,9 +10,9 @@ from PySide6.QtCore import QEvent, Qt
 from PySide6.QtGui import QKeyEvent
 from PySide6.QtWidgets import QApplication
 
-from app.main_window import MainWindow
-from app.views.slice_view import Orientation
-from planner.session import WINDOW_PRESETS
+from app.gui.main_window import MainWindow
+from app.gui.views.slice_view import Orientation
+from planner.session.session import WINDOW_PRESETS
 from tests.gui.conftest import image_is_not_blank
 from tests.gui.inner._helpers import (
     camera_world_to_widget,

@@ -1,4 +1,4 @@
-"""Write a :class:`~planner.volume.CTVolume` as a DICOM CT Image Storage series.
+"""Write a :class:`~planner.imaging.volume.CTVolume` as a DICOM CT Image Storage series.
 
 One file per slice, explicit VR little endian, HU stored as unsigned 16-bit with
 ``RescaleSlope`` 1 and ``RescaleIntercept`` −1024 (so HU −1024 … 64511 fit; values below −1024
@@ -26,7 +26,7 @@ from pydicom.uid import (
     generate_uid,
 )
 
-from planner.volume import CTVolume
+from planner.imaging.volume import CTVolume
 
 __all__ = ["CTSeriesOptions", "ct_series_uids", "deterministic_uid", "write_ct_series"]
 

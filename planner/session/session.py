@@ -2,7 +2,8 @@
 
 A :class:`Session` holds the current CT volume (and anything shown with it: ground-truth masks,
 the import report), the crosshair position in LPS mm and the display window/level. The GUI
-subscribes to its :class:`~planner.events.Signal` attributes and never polls; scripts and tests
+subscribes to its
+:class:`~planner.session.events.Signal` attributes and never polls; scripts and tests
 drive the same object without a window.
 
 Signals (all emitted synchronously in the calling thread — the GUI only mutates the session on
@@ -22,8 +23,8 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from planner.events import Signal
-from planner.volume import CTVolume, Mask
+from planner.imaging.volume import CTVolume, Mask
+from planner.session.events import Signal
 
 __all__ = ["WINDOW_PRESETS", "Session", "WindowPreset"]
 
@@ -102,10 +103,11 @@ class Session:
         """Load a CT (DICOM folder or image file) with the planner's loader and show it.
 
         Raises :class:`dose.errors.InputError` on refusal. Must run on the thread that owns the
-        session's listeners (the GUI loads on a worker with :func:`planner.ct_loader.load_ct`
+        session's listeners (the GUI loads on a worker with
+        :func:`planner.imaging.ct_loader.load_ct`
         and calls :meth:`set_volume` on its own thread).
         """
-        from planner.ct_loader import load_ct
+        from planner.imaging.ct_loader import load_ct
 
         volume, report = load_ct(
             Path(path), series_uid=series_uid, progress=progress, cancel=cancel

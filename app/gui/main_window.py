@@ -1,8 +1,9 @@
 # ruff: noqa: N802  (Qt/VTK method names: paintEvent, _getPixelRatio, …)
 """SeedPlan's main window: patient header, four linked views, status bar with HU/LPS readout.
 
-The window observes a Qt-free :class:`planner.session.Session`; loading (folder scan, CT load,
-demo generation) runs on a worker thread through :mod:`app.workers` and the result is handed to
+The window observes a Qt-free :class:`~planner.session.session.Session`;
+loading (folder scan, CT load,
+demo generation) runs on a worker thread through :mod:`app.gui.workers` and the result is handed to
 the session on the GUI thread. Every failure the user can cause (missing path, broken or
 non-CT files, refused geometry) ends in a dialog, never a crash.
 """
@@ -50,14 +51,14 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.settings import Settings
-from app.views.slice_view import Orientation, SliceView
-from app.views.volume_view import VolumeView
-from app.vtk_bridge import VTKWidget
-from app.workers import Worker, start_worker
+from app.gui.settings import Settings
+from app.gui.views.slice_view import Orientation, SliceView
+from app.gui.views.volume_view import VolumeView
+from app.gui.vtk_bridge import VTKWidget
+from app.gui.workers import Worker, start_worker
 from dose.errors import InputError
-from planner.session import WINDOW_PRESETS, Session
-from planner.volume import CTVolume, Mask
+from planner.imaging.volume import CTVolume, Mask
+from planner.session.session import WINDOW_PRESETS, Session
 
 __all__ = ["LoadResult", "MainWindow", "SeriesChoice", "SeriesChooserDialog"]
 
@@ -79,16 +80,16 @@ class LoadResult:
 
 def _load_cancelled_type() -> tuple[type[BaseException], ...]:
     try:
-        from planner.ct_loader import LoadCancelled
+        from dose.progress import Cancelled
     except ImportError:  # loader not available: nothing can be cancelled by exception
         return ()
-    return (LoadCancelled,)
+    return (Cancelled,)
 
 
 def _demo_case_for(path: Path) -> Path | None:
     """The demo case folder when ``path`` is a demo case or its CT folder, else None."""
     try:
-        from planner.demo import DEMO_CT_SUBDIR
+        from planner.demo.case import DEMO_CT_SUBDIR
     except ImportError:
         return None
     if path.is_dir() and (path / DEMO_CT_SUBDIR).is_dir():
@@ -116,18 +117,18 @@ def _open_task(path: Path, series_uid: str | None) -> Callable[..., LoadResult |
     def task(
         progress: Callable[[float, str], None], cancel: Callable[[], bool]
     ) -> LoadResult | SeriesChoice:
-        from planner.ct_loader import load_ct
+        from planner.imaging.ct_loader import load_ct
 
         case_dir = _demo_case_for(path)
         ct_path = path
         if case_dir is not None and path == case_dir:
-            from planner.demo import DEMO_CT_SUBDIR
+            from planner.demo.case import DEMO_CT_SUBDIR
 
             ct_path = case_dir / DEMO_CT_SUBDIR
         uid = series_uid
         scanned = False
         if ct_path.is_dir() and uid is None:
-            from planner.dicom_scan import scan_dicom
+            from planner.imaging.dicom_scan import scan_dicom
 
             def scan_progress(done: int, total: int) -> None:
                 progress(0.3 * done / max(total, 1), f"Scanning headers {done}/{total}")
@@ -147,7 +148,7 @@ def _open_task(path: Path, series_uid: str | None) -> Callable[..., LoadResult |
         masks: dict[str, Mask] = {}
         if case_dir is not None:
             try:
-                from planner.demo import load_demo_masks
+                from planner.demo.case import load_demo_masks
 
                 masks = dict(load_demo_masks(case_dir, volume.geometry))
             except Exception as exc:
@@ -500,7 +501,7 @@ class MainWindow(QMainWindow):
         """Generate the demo case on first use (user cache) and open it."""
 
         def task(progress: Callable[[float, str], None], cancel: Callable[[], bool]) -> Path:
-            from planner.demo import ensure_demo_case
+            from planner.demo.case import ensure_demo_case
 
             progress(0.0, "Preparing the demo case…")
             return Path(ensure_demo_case(progress=progress))

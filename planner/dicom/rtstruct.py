@@ -59,7 +59,7 @@ from numpy.typing import NDArray
 from dose.dvh import DVH, compute_dvh
 from dose.errors import InputError
 from dose.geometry import GridGeometry
-from planner.dicom_read import read_dicom_object
+from planner.dicom.read import read_dicom_object
 
 __all__ = [
     "ROI",

@@ -1,5 +1,6 @@
 # ruff: noqa: N802  (Qt/VTK method names: paintEvent, _getPixelRatio, …)
-"""The 3-D view of a :class:`planner.session.Session`: bone isosurface, structures, slice planes.
+"""The 3-D view of a :class:`~planner.session.session.Session`: bone isosurface,
+structures, slice planes.
 
 The bone surface is extracted with ``vtkFlyingEdges3D`` from a block-averaged copy of the CT
 (≤ 160 voxels in-plane) so that it stays interactive with software OpenGL; the three slice
@@ -25,15 +26,15 @@ from vtkmodules.vtkRenderingCore import (
 )
 from vtkmodules.vtkRenderingImage import vtkImageResliceMapper
 
-from app.views.slice_view import Orientation
-from app.views.vtk_data import (
+from app.gui.views.slice_view import Orientation
+from app.gui.views.vtk_data import (
     downsample_mean,
     image_from_volume,
     isosurface_world,
     mask_surface_cached,
 )
-from app.vtk_bridge import VTKWidget
-from planner.session import Session
+from app.gui.vtk_bridge import VTKWidget
+from planner.session.session import Session
 
 __all__ = ["VolumeView"]
 

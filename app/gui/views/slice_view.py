@@ -1,5 +1,5 @@
 # ruff: noqa: N802  (Qt/VTK method names: paintEvent, _getPixelRatio, …)
-"""One 2-D CT view (axial, sagittal or coronal) of a :class:`planner.session.Session`.
+"""One 2-D CT view (axial, sagittal or coronal) of a :class:`planner.session.session.Session`.
 
 The image is resliced by VTK along the camera's focal plane (``vtkImageResliceMapper``) from a
 ``vtkImageData`` carrying the CT's origin, spacing and *direction*, so the view is a true plane
@@ -40,9 +40,9 @@ from vtkmodules.vtkRenderingCore import (
 )
 from vtkmodules.vtkRenderingImage import vtkImageResliceMapper
 
-from app.views.vtk_data import image_from_volume, mask_surface_cached
-from app.vtk_bridge import VTKWidget
-from planner.session import Session
+from app.gui.views.vtk_data import image_from_volume, mask_surface_cached
+from app.gui.vtk_bridge import VTKWidget
+from planner.session.session import Session
 
 __all__ = ["Orientation", "SliceView"]
 

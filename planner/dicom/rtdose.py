@@ -28,7 +28,7 @@ from numpy.typing import NDArray
 
 from dose.errors import InputError
 from dose.geometry import GridGeometry
-from planner.dicom_read import read_dicom_object
+from planner.dicom.read import read_dicom_object
 
 __all__ = ["RTDose", "read_rtdose"]
 

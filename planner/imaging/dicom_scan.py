@@ -3,7 +3,7 @@
 :func:`scan_dicom` walks a folder (recursively), reads each file's header only (pydicom
 ``stop_before_pixels`` + ``specific_tags``), groups the images into series and lists every file it
 could not use with the reason (INT-1: no silent data loss). It never decodes pixel data; the
-loader (:mod:`planner.ct_loader`) does that for the one series it loads.
+loader (:mod:`planner.imaging.ct_loader`) does that for the one series it loads.
 
 A series is split into *parts* when its images do not share one geometry (rows, columns, pixel
 spacing, orientation), e.g. a scout image stored in the same series as the axial stack
@@ -25,6 +25,7 @@ from pydicom.errors import InvalidDicomError
 from pydicom.uid import UID
 
 from dose.errors import InputError
+from dose.progress import Cancelled
 
 __all__ = [
     "CT_IMAGE_STORAGE",
@@ -600,7 +601,7 @@ def scan_dicom(
     """Scan a DICOM folder (recursively) or a single file, reading headers only.
 
     ``progress(done, total)`` is called per file; when ``cancel()`` returns True the scan stops
-    and raises :class:`planner.ct_loader.LoadCancelled`. A missing path raises InputError;
+    and raises :class:`planner.imaging.ct_loader.Cancelled`. A missing path raises InputError;
     an empty folder gives an empty result (the caller decides whether that is an error).
     """
     root = Path(path)
@@ -615,9 +616,7 @@ def scan_dicom(
     total = len(files)
     for n, f in enumerate(files):
         if cancel is not None and cancel():
-            from planner.ct_loader import LoadCancelled
-
-            raise LoadCancelled("scan cancelled")
+            raise Cancelled("scan cancelled")
         ds, offset, reason = _read_header(f)
         if ds is None:
             skipped.append(SkippedFile(f, reason))

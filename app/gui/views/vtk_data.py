@@ -15,7 +15,7 @@ from vtkmodules.vtkCommonDataModel import vtkImageData, vtkPolyData
 from vtkmodules.vtkFiltersCore import vtkFlyingEdges3D, vtkPolyDataNormals
 
 from dose.geometry import GridGeometry
-from planner.volume import CTVolume, Mask
+from planner.imaging.volume import CTVolume, Mask
 
 __all__ = [
     "downsample_mean",

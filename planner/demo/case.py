@@ -27,9 +27,9 @@ import SimpleITK as sitk  # noqa: N813 (the library's own convention)
 
 from dose.errors import InputError
 from dose.geometry import GridGeometry
-from planner.demo_phantom import PHANTOM_VERSION, Phantom, PhantomSpec, generate_phantom
-from planner.dicom_write import CTSeriesOptions, write_ct_series
-from planner.volume import CTVolume, Mask, PatientInfo
+from planner.demo.phantom import PHANTOM_VERSION, Phantom, PhantomSpec, generate_phantom
+from planner.dicom.ct_write import CTSeriesOptions, write_ct_series
+from planner.imaging.volume import CTVolume, Mask, PatientInfo
 
 __all__ = [
     "DEMO_CASE_FILE",
@@ -226,7 +226,7 @@ def write_demo_case(
     manifest = {
         "format": DEMO_CASE_FORMAT,
         "format_version": DEMO_CASE_FORMAT_VERSION,
-        "generator": "planner.demo_phantom",
+        "generator": "planner.demo.phantom",
         "generator_version": DEMO_VERSION,
         "description": (
             "Synthetic contrast-enhanced (portal-venous) thoracic CT, T7-T11, with metastatic "

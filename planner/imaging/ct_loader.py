@@ -1,4 +1,5 @@
-"""Load a CT series into a :class:`~planner.volume.CTVolume`, checking it and saying what it found.
+"""Load a CT series into a :class:`~planner.imaging.volume.CTVolume`, checking it
+ and saying what it found.
 
 The loader never loads a series silently wrong (reference/dicom-and-integrity.md §4, INT-1/INT-2):
 
@@ -38,7 +39,8 @@ from numpy.typing import NDArray
 
 from dose.errors import InputError
 from dose.geometry import GridGeometry
-from planner.dicom_scan import (
+from dose.progress import CancelFn, Cancelled, ProgressFn
+from planner.imaging.dicom_scan import (
     CT_SOP_CLASSES,
     SECONDARY_CAPTURE_SOP_CLASSES,
     ScanResult,
@@ -48,15 +50,15 @@ from planner.dicom_scan import (
     scan_dicom,
     transfer_syntax_name,
 )
-from planner.volume import CTVolume, PatientInfo
+from planner.imaging.volume import CTVolume, PatientInfo
 
 __all__ = [
     "DEFAULT_MAX_MEMORY_BYTES",
     "IMAGE_SUFFIXES",
     "CTImportError",
+    "Cancelled",
     "ImportReport",
     "ImportResult",
-    "LoadCancelled",
     "inspect_ct",
     "is_image_file",
     "load_ct",
@@ -71,13 +73,6 @@ _POS_TOL_MM = 0.05
 _POS_TOL_FRACTION = 0.01
 _INPLANE_TOL_MM = 0.05
 AIR_HU = -1024.0  # air: fill for voxels outside every acquired slice, and for padding pixels
-
-ProgressFn = Callable[[float, str], None]
-CancelFn = Callable[[], bool]
-
-
-class LoadCancelled(Exception):  # noqa: N818 (public API name)
-    """The user cancelled the scan or load (the ``cancel`` callback returned True)."""
 
 
 @dataclass
@@ -387,7 +382,7 @@ def _resample(
     s = 0
     for k in range(nz):
         if cancel is not None and cancel():
-            raise LoadCancelled("load cancelled")
+            raise Cancelled("load cancelled")
         d = d0 + k * dk
         while s < n_in - 2 and stack.d_mm[s + 1] <= d + 1e-9:
             s += 1
@@ -421,7 +416,7 @@ def _read_pixels(
     n_padding_voxels = 0
     for n, (path, headers) in enumerate(by_file.items()):
         if cancel is not None and cancel():
-            raise LoadCancelled("load cancelled")
+            raise Cancelled("load cancelled")
         ts = headers[0].transfer_syntax_uid
         try:
             ds = pydicom.dcmread(path, force=True)
@@ -652,7 +647,7 @@ def inspect_ct(
     """Like :func:`load_ct` but returns a refused series as a report instead of raising.
 
     Still raises InputError for unusable input (missing path, empty folder, no CT, unknown
-    series UID) and :class:`LoadCancelled`.
+    series UID) and :class:`Cancelled`.
     """
     source = Path(path)
     report_progress = progress or (lambda f, m: None)
@@ -660,7 +655,7 @@ def inspect_ct(
     if not source.exists():
         raise InputError("no such file or folder", source)
     if source.is_file() and is_image_file(source):
-        from planner.image_io import read_image
+        from planner.imaging.image_files import read_image
 
         report_progress(0.0, f"reading {source.name}")
         volume = read_image(source, max_memory_bytes=limit)
@@ -888,7 +883,7 @@ def load_ct(
     None = the largest CT series. ``progress(fraction 0..1, message)`` and ``cancel()`` may be
     called from a worker thread. Raises :class:`CTImportError` (an InputError whose message is
     one line: path + problem, and whose ``report`` says everything) when the series is refused,
-    InputError for unusable paths, :class:`LoadCancelled` when cancelled.
+    InputError for unusable paths, :class:`Cancelled` when cancelled.
     """
     result = inspect_ct(
         path,

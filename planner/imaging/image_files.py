@@ -24,7 +24,7 @@ from numpy.typing import NDArray
 
 from dose.errors import InputError
 from dose.geometry import GridGeometry
-from planner.volume import CTVolume, PatientInfo
+from planner.imaging.volume import CTVolume, PatientInfo
 
 __all__ = ["geometry_from_sitk", "read_image", "read_image_array", "sitk_image", "write_image"]
 

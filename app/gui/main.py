@@ -82,7 +82,7 @@ def create_application(argv: list[str] | None = None) -> QApplication:
     font.setPointSizeF(max(font.pointSizeF(), 9.5))
     app.setFont(font)
     apply_dark_theme(app)
-    from app.vtk_bridge import VTKWidget
+    from app.gui.vtk_bridge import VTKWidget
 
     # A window deleted without being closed still releases its OpenGL windows before exit.
     app.aboutToQuit.connect(VTKWidget.finalize_all)
@@ -127,7 +127,7 @@ def run_gui(
     With ``screenshot``: no dialogs; load, render, save the window as PNG and return 0, or
     raise :class:`dose.errors.InputError` when loading failed (the CLI turns it into exit 2).
     """
-    from app.main_window import MainWindow
+    from app.gui.main_window import MainWindow
     from dose.errors import InputError
 
     app = create_application()

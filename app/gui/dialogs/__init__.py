@@ -1,0 +1,1 @@
+"""Dialogs: import report, prescription, export, recovery."""

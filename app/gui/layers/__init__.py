@@ -1,0 +1,3 @@
+"""Layer adapters: one per kind of thing drawn (CT, structures, needles, seeds, isodoses),
+listening to model events.
+"""

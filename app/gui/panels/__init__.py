@@ -1,0 +1,1 @@
+"""Dock panels: structures, needles, seeds, DVH, metrics."""

@@ -1,0 +1,1 @@
+"""Interaction tools on the views: brush, eraser, needle placement, seed drag, distance."""

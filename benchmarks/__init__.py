@@ -1,0 +1,1 @@
+"""What `seedplan bench` runs: each module exposes run_benchmarks(quick) -> list[dict]."""

@@ -1,0 +1,1 @@
+"""What the GUI shows: the loaded case and the view state (crosshair, window/level, visibility)."""

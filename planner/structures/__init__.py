@@ -1,0 +1,3 @@
+"""Structures: contour rasterising (sub-voxel occupancy), masks, contouring operations, margins,
+booleans.
+"""
