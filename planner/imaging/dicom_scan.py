@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,7 +24,8 @@ from pydicom.errors import InvalidDicomError
 from pydicom.uid import UID
 
 from dose.errors import InputError
-from dose.progress import Cancelled
+from dose.progress import CancelFn, ProgressFn, check_cancelled, report
+from planner.imaging.orientation import orientation_name
 
 __all__ = [
     "CT_IMAGE_STORAGE",
@@ -57,8 +57,6 @@ _DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
 _UNCOMPRESSED_SYNTAXES = frozenset(
     {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2"}
 )
-# Orientation classification: the slice normal within ~1° of a patient axis.
-_AXIS_COS_TOL = math.cos(math.radians(1.0))
 
 _HEADER_TAGS = [
     "SOPClassUID",
@@ -90,9 +88,6 @@ _HEADER_TAGS = [
     "SharedFunctionalGroupsSequence",
     "PerFrameFunctionalGroupsSequence",
 ]
-
-ProgressFn = Callable[[int, int], None]
-CancelFn = Callable[[], bool]
 
 
 def transfer_syntax_name(uid: str) -> str:
@@ -156,19 +151,6 @@ class SliceHeader:
         n = np.cross(row, col)
         norm = float(np.linalg.norm(n))
         return n / norm if norm > 1e-6 else None
-
-
-def _orientation_name(normal: np.ndarray | None) -> str:
-    if normal is None:
-        return "unknown"
-    a = np.abs(normal)
-    if a[2] >= _AXIS_COS_TOL:
-        return "axial"
-    if a[1] >= _AXIS_COS_TOL:
-        return "coronal"
-    if a[0] >= _AXIS_COS_TOL:
-        return "sagittal"
-    return "oblique"
 
 
 def _iso_date(da: str) -> str:
@@ -569,7 +551,7 @@ def _series_info(uid: str, slices: list[SliceHeader], part: int, n_parts: int) -
         columns=first.columns,
         n_files=len(files),
         pixel_spacing_mm=first.pixel_spacing_mm or (0.0, 0.0),
-        orientation=_orientation_name(first.normal),
+        orientation=orientation_name(first.normal),
         files=files,
         slices=slices,
         key=uid if n_parts == 1 else f"{uid}#{part}",
@@ -600,9 +582,10 @@ def scan_dicom(
 ) -> ScanResult:
     """Scan a DICOM folder (recursively) or a single file, reading headers only.
 
-    ``progress(done, total)`` is called per file; when ``cancel()`` returns True the scan stops
-    and raises :class:`planner.imaging.ct_loader.Cancelled`. A missing path raises InputError;
-    an empty folder gives an empty result (the caller decides whether that is an error).
+    ``progress(fraction 0..1, message)`` (:data:`dose.progress.ProgressFn`) is called per file;
+    when ``cancel()`` returns True the scan stops and raises :class:`dose.progress.Cancelled`.
+    A missing path raises InputError; an empty folder gives an empty result (the caller
+    decides whether that is an error).
     """
     root = Path(path)
     if not root.exists():
@@ -615,8 +598,7 @@ def scan_dicom(
     groups: dict[str, list[SliceHeader]] = {}
     total = len(files)
     for n, f in enumerate(files):
-        if cancel is not None and cancel():
-            raise Cancelled("scan cancelled")
+        check_cancelled(cancel, "scan cancelled")
         ds, offset, reason = _read_header(f)
         if ds is None:
             skipped.append(SkippedFile(f, reason))
@@ -631,8 +613,7 @@ def scan_dicom(
                     skipped.append(SkippedFile(f, "no SeriesInstanceUID"))
                 else:
                     groups.setdefault(uid, []).extend(slices)
-        if progress is not None:
-            progress(n + 1, total)
+        report(progress, (n + 1) / max(total, 1), f"scanning headers {n + 1}/{total}")
 
     series: list[SeriesInfo] = []
     for uid, slices in groups.items():
