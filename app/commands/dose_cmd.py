@@ -5,18 +5,31 @@
     seedplan dose --seeds S.csv [--needles N.csv] --model 6711 (--strength-U X | --activity-mCi X)
                   (--points P.csv --out D.csv | --grid-out FILE.nrrd [--spacing-mm 1]
                   [--margin-mm 30]) [--formalism 2d|1d]
-                  [--calibration-date YYYY-MM-DD --implant-date YYYY-MM-DD]
+                  [--calibration-date YYYY-MM-DD --implant-date YYYY-MM-DD] [--force]
 
 Seed axes: a seed's own ``dir_x,dir_y,dir_z``, else its needle's direction (``needle`` column:
 the ``--needles`` file's tip − entry, else the line fitted to that needle's seeds), else +z. The
 formalism, model, table checksum and where the seed axes came from are printed on stderr and
 written as ``#`` comments at the top of the dose CSV (and as metadata in the grid file). Bad
 input: one line, exit 2.
+
+Safety checks (issue 8), all before any dose is computed or written:
+
+* outputs follow the one writing rule (:mod:`planner.files.safe_write`): a regular file or
+  absent, never an input of the command, an existing file only with ``--force``, its folder
+  must exist; written atomically, the grid read back and compared before it replaces the target;
+* numeric options are finite and in range (``--spacing-mm`` 0.1-20, ``--margin-mm`` 0-500,
+  strength 0.05-10 U, :data:`dose.source_strength.PLAUSIBLE_STRENGTH_U`); CSV cells are finite
+  and coordinates within ±10 m (:mod:`planner.files.csv_io`);
+* calibration/implant dates follow :func:`dose.source_strength.decay_between`; the decayed
+  strength must be plausible; the decay (or "no decay correction") is printed on stderr;
+* a non-finite dose is never written.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from datetime import date
 from pathlib import Path
@@ -27,13 +40,21 @@ from dose.engine import SeedSet, make_engine, rate_to_dose_gy
 from dose.errors import InputError
 from dose.geometry import GridGeometry
 from dose.needles import check_seeds_on_tracks
+from dose.source_strength import (
+    PLAUSIBLE_STRENGTH_U,
+    check_strengths_u,
+    strengths_at_implant,
+)
 from dose.sources import load_model
-from dose.units import U_PER_MCI_I125, decay_factor, mci_to_u
+from dose.units import U_PER_MCI_I125, mci_to_u
 
-MIN_STRENGTH_U = 0.05
-MAX_STRENGTH_U = 10.0
-_GRID_SUFFIXES = (".nrrd", ".nhdr", ".mha", ".mhd", ".nii", ".nii.gz")
+MIN_STRENGTH_U, MAX_STRENGTH_U = PLAUSIBLE_STRENGTH_U
+#: Single-file image formats only: a detached header (.nhdr, .mhd) names its data file, which an
+#: atomic replace through a temporary name would break.
+_GRID_SUFFIXES = (".nrrd", ".mha", ".nii", ".nii.gz")
 _MAX_GRID_VOXELS = 200_000_000
+SPACING_RANGE_MM = (0.1, 20.0)
+MARGIN_RANGE_MM = (0.0, 500.0)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -73,14 +94,26 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         help=f"apparent activity per seed (mCi; {U_PER_MCI_I125} U/mCi)",
     )
     p.add_argument("--points", type=Path, help="points CSV: x_mm,y_mm,z_mm")
-    p.add_argument("--out", type=Path, help="dose CSV to write (with --points)")
-    p.add_argument("--grid-out", type=Path, help="dose grid file (Gy, D∞): .nrrd/.mha/.nii[.gz]")
-    p.add_argument("--spacing-mm", type=float, default=1.0, help="grid spacing (default 1 mm)")
+    p.add_argument(
+        "--out", type=Path, help="dose CSV to write (with --points); its folder must exist"
+    )
+    p.add_argument(
+        "--grid-out",
+        type=Path,
+        help="dose grid file (Gy, D∞): .nrrd/.mha/.nii[.gz]; its folder must exist",
+    )
+    p.add_argument(
+        "--spacing-mm",
+        type=float,
+        default=1.0,
+        help=f"grid spacing (default 1 mm; {SPACING_RANGE_MM[0]:g}-{SPACING_RANGE_MM[1]:g})",
+    )
     p.add_argument(
         "--margin-mm",
         type=float,
         default=30.0,
-        help="grid margin around the seeds' bounding box (default 30 mm)",
+        help="grid margin around the seeds' bounding box (default 30 mm; "
+        f"{MARGIN_RANGE_MM[0]:g}-{MARGIN_RANGE_MM[1]:g})",
     )
     p.add_argument(
         "--formalism",
@@ -95,6 +128,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     )
     p.add_argument("--implant-date", type=_iso_date, help="implant date (ISO 8601)")
     p.add_argument(
+        "--force", action="store_true", help="replace existing output files (never an input)"
+    )
+    p.add_argument(
         "--engine", choices=("numba", "reference"), default="numba", help=argparse.SUPPRESS
     )
     p.set_defaults(run=run)
@@ -108,16 +144,15 @@ def _iso_date(text: str) -> date:
         raise argparse.ArgumentTypeError(f"not an ISO 8601 date (YYYY-MM-DD): {text!r}") from None
 
 
-def _check_strengths(strengths_u: np.ndarray, where: str) -> None:
-    bad = (
-        ~np.isfinite(strengths_u) | (strengths_u < MIN_STRENGTH_U) | (strengths_u > MAX_STRENGTH_U)
-    )
-    if np.any(bad):
-        v = float(strengths_u[np.argmax(bad)])
-        raise InputError(
-            f"{where}: seed strength {v:g} U is outside the plausible range "
-            f"{MIN_STRENGTH_U}-{MAX_STRENGTH_U} U for I-125"
-        )
+def _in_range(value: float, option: str, lo: float, hi: float, unit: str) -> float:
+    """``value`` if finite and in [lo, hi], else InputError naming the option."""
+    if not (np.isfinite(value) and lo <= value <= hi):
+        raise InputError(f"{option} must be a number from {lo:g} to {hi:g} {unit}, got {value:g}")
+    return float(value)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    return Path(a).absolute() == Path(b).absolute() or (a.exists() and b.exists() and a.samefile(b))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -127,6 +162,7 @@ def run(args: argparse.Namespace) -> int:
         read_seeds_csv,
         write_dose_csv,
     )
+    from planner.files.safe_write import check_output
 
     if args.plan is not None:
         raise InputError(
@@ -145,6 +181,17 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"grid file must end in one of {', '.join(_GRID_SUFFIXES)}", args.grid_out)
     if (args.calibration_date is None) != (args.implant_date is None):
         raise InputError("--calibration-date and --implant-date go together")
+    if args.grid_out is not None:
+        _in_range(args.spacing_mm, "--spacing-mm", *SPACING_RANGE_MM, "mm")
+        _in_range(args.margin_mm, "--margin-mm", *MARGIN_RANGE_MM, "mm")
+    if want_points and args.grid_out is not None and _same_file(args.out, args.grid_out):
+        raise InputError("--out and --grid-out are the same file", args.out)
+    # Fail fast on a bad target, before any input is read or dose computed (written at the end
+    # through the same rule, checked again).
+    inputs = (args.seeds, args.needles, args.points)
+    for target in (args.out, args.grid_out):
+        if target is not None:
+            check_output(target, inputs=inputs, force=args.force)
 
     model = load_model(args.model)
     needles = None if args.needles is None else read_needles_csv(args.needles)
@@ -167,11 +214,16 @@ def run(args: argparse.Namespace) -> int:
     # Per-seed strengths (file column) override the command line.
     if args.strength_u is not None:
         default_u, how = float(args.strength_u), f"{args.strength_u:g} U"
+        check_strengths_u([default_u], "--strength-U")
     elif args.activity_mci is not None:
         default_u = mci_to_u(float(args.activity_mci))
         how = f"{args.activity_mci:g} mCi = {default_u:.4g} U ({U_PER_MCI_I125} U/mCi)"
+        check_strengths_u([default_u], f"--activity-mCi {args.activity_mci:g} mCi")
     else:
         default_u, how = float("nan"), ""
+    for s_u, line in zip(rows.strengths_u, rows.line_numbers, strict=True):
+        if np.isfinite(s_u):
+            check_strengths_u([s_u], f"{rows.path}: line {line}", what="strength_U")
     strengths = np.where(np.isfinite(rows.strengths_u), rows.strengths_u, default_u)
     if not np.all(np.isfinite(strengths)):
         line = rows.line_numbers[int(np.argmax(~np.isfinite(strengths)))]
@@ -179,13 +231,23 @@ def run(args: argparse.Namespace) -> int:
             f"line {line}: no strength_U for this seed; give --strength-U or --activity-mCi",
             rows.path,
         )
-    if args.strength_u is not None or args.activity_mci is not None:
-        _check_strengths(np.array([default_u]), "command line")
-    _check_strengths(strengths, str(rows.path))
-    decay = 1.0
-    if args.calibration_date is not None:
-        decay = decay_factor(args.calibration_date, args.implant_date)
-        strengths = strengths * decay
+    strengths, decay = strengths_at_implant(
+        strengths,
+        args.calibration_date,
+        args.implant_date,
+        where="--calibration-date/--implant-date",
+    )
+    if decay is None:
+        decay_note = (
+            "no decay correction: strengths taken as at implant (no --calibration-date/"
+            "--implant-date)"
+        )
+    else:
+        decay_note = (
+            f"{decay.describe()}; S_K at implant {float(strengths.min()):.4g}"
+            + (f"-{float(strengths.max()):.4g}" if strengths.max() > strengths.min() else "")
+            + " U per seed"
+        )
 
     seeds = SeedSet.create(rows.positions_mm, rows.axes, strengths)
     engine = make_engine(model, args.formalism, kind=args.engine)
@@ -202,11 +264,7 @@ def run(args: argparse.Namespace) -> int:
         "dose_rate_cGy_h = initial dose rate; dose_Gy = total permanent-implant dose "
         "D_inf = rate x tau (tau = T1/2/ln2, T1/2 = 59.40 d); TG-43 dose to water in water",
     ]
-    if args.calibration_date is not None:
-        notes.append(
-            f"decay from calibration {args.calibration_date.isoformat()} to implant "
-            f"{args.implant_date.isoformat()}: factor {decay:.5f}"
-        )
+    notes.append(decay_note)
     if model.single_source:
         notes.append(f"WARNING: model {model.model_id} data have a single public source")
 
@@ -218,7 +276,16 @@ def run(args: argparse.Namespace) -> int:
                 f"{res.n_flagged} point(s) inside a seed capsule: value capped at the capsule "
                 "surface"
             )
-        write_dose_csv(args.out, pts, res.dose_rate_cgy_h, res.dose_gy, notes)
+        _check_finite(res.dose_rate_cgy_h, pts, args.out)
+        write_dose_csv(
+            args.out,
+            pts,
+            res.dose_rate_cgy_h,
+            res.dose_gy,
+            notes,
+            inputs=inputs,
+            force=args.force,
+        )
         sys.stderr.write(
             f"seedplan dose: {res.label()}; {len(seeds)} seeds ({axes_note}), "
             f"{pts.shape[0]} points"
@@ -226,28 +293,62 @@ def run(args: argparse.Namespace) -> int:
             f" -> {args.out}\n"
         )
     if args.grid_out is not None:
-        _write_grid(args, engine, seeds, notes, axes_note)
+        _write_grid(args, engine, seeds, notes, axes_note, inputs)
+    sys.stderr.write(f"seedplan dose: {decay_note}\n")
     return 0
 
 
-def _write_grid(args, engine, seeds: SeedSet, notes: list[str], axes_note: str) -> None:
+def _check_finite(rate_cgy_h: np.ndarray, points_mm: np.ndarray, out: Path) -> None:
+    """A non-finite dose is never written: InputError naming the first such point."""
+    bad = ~np.isfinite(np.asarray(rate_cgy_h, dtype=np.float64))
+    if np.any(bad):
+        i = int(np.argmax(bad))
+        x, y, z = (float(v) for v in points_mm[i])
+        raise InputError(
+            f"the dose at point {i + 1} ({x:g}, {y:g}, {z:g}) mm is not finite; nothing written",
+            out,
+        )
+
+
+def _grid_geometry(seeds: SeedSet, spacing_mm: float, margin_mm: float) -> GridGeometry:
+    """The axis-aligned grid over the seeds' box + margin; InputError when too large."""
+    lo, hi = seeds.bounding_box_mm()
+    n_xyz = np.floor((hi - lo + 2.0 * margin_mm) / spacing_mm + 1e-9) + 1.0
+    n_voxels = float(np.prod(n_xyz))
+    if not n_voxels <= _MAX_GRID_VOXELS:
+        raise InputError(
+            f"the dose grid would have {n_voxels:.3g} voxels (at most {_MAX_GRID_VOXELS:.0e}); "
+            "use a larger --spacing-mm or a smaller --margin-mm"
+        )
+    return GridGeometry.covering_box(lo - margin_mm, hi + margin_mm, spacing_mm)
+
+
+def _quiet_native_stderr(fn, *args):
+    """Call ``fn(*args)`` with file descriptor 2 sent to /dev/null: ITK prints its own lines on
+    a failed write, and the CLI's contract is one line (ours, naming the target)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        return fn(*args)
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _write_grid(
+    args, engine, seeds: SeedSet, notes: list[str], axes_note: str, inputs: tuple
+) -> None:
     import SimpleITK as sitk  # noqa: N813
 
-    if not args.spacing_mm > 0:
-        raise InputError(f"--spacing-mm must be positive, got {args.spacing_mm:g}")
-    if not args.margin_mm >= 0:
-        raise InputError(f"--margin-mm must not be negative, got {args.margin_mm:g}")
-    lo, hi = seeds.bounding_box_mm()
-    geometry = GridGeometry.covering_box(
-        lo - args.margin_mm, hi + args.margin_mm, float(args.spacing_mm)
-    )
-    if geometry.n_voxels > _MAX_GRID_VOXELS:
-        raise InputError(
-            f"the dose grid would have {geometry.n_voxels} voxels; use a larger --spacing-mm "
-            "or a smaller --margin-mm"
-        )
+    from planner.files.safe_write import write_with
+
+    geometry = _grid_geometry(seeds, float(args.spacing_mm), float(args.margin_mm))
     res = engine.dose_rate_on_grid(seeds, geometry)
     dose = rate_to_dose_gy(res.dose_rate_cgy_h).astype(np.float32)
+    if not np.all(np.isfinite(dose)):
+        raise InputError("the dose grid has non-finite values; nothing written", args.grid_out)
     img = sitk.GetImageFromArray(dose)  # array (z, y, x) → image (x, y, z)
     img.SetOrigin(tuple(float(v) for v in geometry.origin_mm))
     img.SetSpacing(tuple(float(v) for v in geometry.spacing_mm))
@@ -257,8 +358,36 @@ def _write_grid(args, engine, seeds: SeedSet, notes: list[str], axes_note: str) 
     img.SetMetaData("seedplan_model", engine.model.model_id)
     img.SetMetaData("seedplan_table_sha256", engine.model.checksum)
     img.SetMetaData("seedplan_seed_axes", axes_note.removeprefix("axes: "))
-    args.grid_out.parent.mkdir(parents=True, exist_ok=True)
-    sitk.WriteImage(img, str(args.grid_out), True)
+
+    def verify(tmp: Path) -> None:
+        # SimpleITK can "succeed" on a full disk (a truncated .nii.gz): read the file back.
+        try:
+            back = sitk.ReadImage(str(tmp))
+        except RuntimeError:
+            raise InputError(
+                "cannot write: the file could not be read back (disk full?); nothing written",
+                args.grid_out,
+            ) from None
+        same = (
+            back.GetSize() == img.GetSize()
+            and np.allclose(back.GetOrigin(), img.GetOrigin(), atol=1e-4)
+            and np.allclose(back.GetSpacing(), img.GetSpacing(), atol=1e-6)
+            and np.array_equal(sitk.GetArrayViewFromImage(back), dose)
+        )
+        if not same:
+            raise InputError(
+                "the file read back differs from the computed grid; nothing written",
+                args.grid_out,
+            )
+
+    write_with(
+        args.grid_out,
+        lambda tmp: _quiet_native_stderr(sitk.WriteImage, img, str(tmp), True),
+        inputs=inputs,
+        force=args.force,
+        verify=verify,
+        io_errors=(RuntimeError,),
+    )
     sys.stderr.write(
         f"seedplan dose: {res.label()}; {len(seeds)} seeds ({axes_note}); grid "
         f"{geometry.shape_xyz} voxels "

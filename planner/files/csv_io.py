@@ -3,7 +3,13 @@
 Rules: one header line (the first line that is not blank and not a ``#`` comment); ``#`` lines
 are comments anywhere; blank lines are skipped; extra columns are ignored; column names are
 matched case-insensitively. Malformed rows raise :class:`dose.errors.InputError` naming the file
-and the line.
+and the line: a cell that is not a number, not finite (inf, nan, 1e999), or a coordinate (``*_mm``
+column) beyond ±:data:`MAX_ABS_COORD_MM` (10 m: no patient coordinate is that far; such values
+are typing or unit errors and would overflow the dose kernel).
+
+Writing goes through :mod:`planner.files.safe_write` (one rule for every output): the dose CSV
+is written atomically, never over an input (``inputs=``), an existing file only with
+``force=True``, and a table with a non-finite value is refused before anything is written.
 
 Public API::
 
@@ -13,7 +19,7 @@ Public API::
     read_needles_csv(path) -> NeedleRows      # needle,entry_x_mm,..,entry_z_mm,tip_x_mm,..,tip_z_mm
         # rows.directions() -> {needle id: (3,) unit tip − entry}
     read_points_csv(path) -> (P, 3) float64   # x_mm,y_mm,z_mm
-    write_dose_csv(path, points_mm, rate_cgy_h, dose_gy, comments=())
+    write_dose_csv(path, points_mm, rate_cgy_h, dose_gy, comments=(), *, inputs=(), force=False)
 
 Seeds: the ``dir_x,dir_y,dir_z`` cells may be empty on a row (all three): that seed has no
 explicit axis. ``needle`` is any string id (empty: no needle). A seed without an explicit axis
@@ -37,9 +43,11 @@ from numpy.typing import ArrayLike, NDArray
 
 from dose.errors import InputError
 from dose.needles import needle_axes
+from planner.files.safe_write import atomic_open
 
 __all__ = [
     "DOSE_COLUMNS",
+    "MAX_ABS_COORD_MM",
     "NEEDLE_COLUMNS",
     "NeedleRows",
     "SeedRows",
@@ -55,6 +63,8 @@ _DIR = ("dir_x", "dir_y", "dir_z")
 _ENTRY = ("entry_x_mm", "entry_y_mm", "entry_z_mm")
 _TIP = ("tip_x_mm", "tip_y_mm", "tip_z_mm")
 NEEDLE_COLUMNS = ("needle", *_ENTRY, *_TIP)
+#: Largest accepted |coordinate| in a CSV cell (mm).
+MAX_ABS_COORD_MM = 10_000.0
 
 
 @dataclass(frozen=True, eq=False)
@@ -144,6 +154,11 @@ def _number(fields: list[str], idx: int, name: str, lineno: int, path: Path) -> 
         raise InputError(f"line {lineno}: {name} is not a number ({text!r})", path) from None
     if not math.isfinite(value):
         raise InputError(f"line {lineno}: {name} is not finite ({text!r})", path)
+    if name.endswith("_mm") and abs(value) > MAX_ABS_COORD_MM:
+        raise InputError(
+            f"line {lineno}: {name} {text} is beyond ±{MAX_ABS_COORD_MM:g} mm (LPS mm expected)",
+            path,
+        )
     return value
 
 
@@ -189,10 +204,11 @@ def read_seeds_csv(
             raise InputError(f"line {ln}: give all of dir_x, dir_y, dir_z or none of them", path)
         if cells:
             a = np.array([_number(f, c, n, ln, path) for c, n in zip(dcols, _DIR, strict=True)])
-            norm = float(np.linalg.norm(a))
-            if norm < 1e-9:
+            scale = float(np.max(np.abs(a)))  # scaled first: 1e200 components do not overflow
+            if scale < 1e-9:
                 raise InputError(f"line {ln}: seed direction (dir_x, dir_y, dir_z) is zero", path)
-            axes.append(a / norm)
+            a = a / scale
+            axes.append(a / np.linalg.norm(a))
             has_axis.append(True)
         else:
             axes.append(np.array([0.0, 0.0, 1.0]))
@@ -296,18 +312,37 @@ def write_dose_csv(
     rate_cgy_h: ArrayLike,
     dose_gy: ArrayLike,
     comments: Iterable[str] = (),
-) -> None:
-    """Write ``x_mm,y_mm,z_mm,dose_rate_cGy_h,dose_Gy`` with leading ``#`` comment lines."""
+    *,
+    inputs: Iterable[str | Path | None] = (),
+    force: bool = False,
+) -> Path:
+    """Write ``x_mm,y_mm,z_mm,dose_rate_cGy_h,dose_Gy`` with leading ``#`` comment lines.
+
+    points_mm (P, 3) LPS mm; rate_cgy_h (P,) cGy/h; dose_gy (P,) Gy. Written under the one
+    output rule (:mod:`planner.files.safe_write`: atomic; never over one of ``inputs``; an
+    existing file only with ``force``). A non-finite value raises InputError naming ``path``
+    and the row before anything is written. Returns the final path."""
     path = Path(path)
     pts = np.asarray(points_mm, dtype=np.float64).reshape(-1, 3)
     rate = np.asarray(rate_cgy_h, dtype=np.float64).reshape(-1)
     dose = np.asarray(dose_gy, dtype=np.float64).reshape(-1)
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", encoding="utf-8", newline="") as fh:
+    if not (pts.shape[0] == rate.shape[0] == dose.shape[0]):
+        raise ValueError(
+            f"{pts.shape[0]} points, {rate.shape[0]} rates and {dose.shape[0]} doses differ"
+        )
+    table = np.column_stack([pts, rate, dose])
+    finite = np.isfinite(table).all(axis=1)
+    if not finite.all():
+        i = int(np.argmin(finite))
+        raise InputError(
+            f"row {i + 1} ({', '.join(f'{v:g}' for v in table[i])}) is not finite; nothing written",
+            path,
+        )
+    with atomic_open(path, "w", inputs=inputs, force=force) as fh:
         for c in comments:
             for line in str(c).splitlines() or [""]:
                 fh.write(f"# {line}\n")
         fh.write(",".join(DOSE_COLUMNS) + "\n")
         for (x, y, z), r, d in zip(pts, rate, dose, strict=True):
             fh.write(f"{x:.4f},{y:.4f},{z:.4f},{r:.6g},{d:.6g}\n")
-    tmp.replace(path)  # atomic: a failed write never leaves a half-written file
+    return path
