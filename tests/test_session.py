@@ -83,3 +83,122 @@ def test_masks_must_be_on_the_ct_grid() -> None:
     good = Mask("GTV", np.zeros((5, 6, 7), bool), v.geometry)
     s.set_volume(v, masks={"GTV": good})
     assert list(s.masks) == ["GTV"]
+
+
+# ---------------------------------------------------------------------- events (psygnal)
+
+
+def test_one_raising_listener_does_not_stop_the_others() -> None:
+    """Every listener runs; the first error still reaches the emitter (never silent)."""
+    from psygnal import EmitLoopError
+
+    s = Session()
+    s.set_volume(_volume())
+    seen: list[str] = []
+
+    def broken(_xyz: np.ndarray) -> None:
+        seen.append("broken")
+        raise RuntimeError("overlay failed")
+
+    s.crosshair_changed.connect(lambda _xyz: seen.append("first"))
+    s.crosshair_changed.connect(broken)
+    s.crosshair_changed.connect(lambda _xyz: seen.append("after"))
+    target = s.volume.geometry.index_to_world([1.0, 1.0, 1.0])
+    with pytest.raises(EmitLoopError) as info:
+        s.set_crosshair(target)
+    assert isinstance(info.value.__cause__, RuntimeError)
+    assert seen == ["first", "broken", "after"]
+    assert np.allclose(s.crosshair_mm, target)  # the model changed despite the listener
+
+
+def test_a_deleted_views_listener_is_dropped() -> None:
+    """Listeners are weak references: a view that is gone stops listening by itself."""
+    import gc
+
+    class View:
+        def __init__(self) -> None:
+            self.calls = 0
+
+        def on_volume(self) -> None:
+            self.calls += 1
+
+    s = Session()
+    kept, dropped = View(), View()
+    for listener in (kept, dropped):
+        s.volume_changed.connect(listener.on_volume)
+        s.crosshair_changed.connect(listener.on_volume)
+    del listener
+    assert len(s.volume_changed) == 2 and len(s.crosshair_changed) == 2
+    del dropped
+    gc.collect()
+    assert len(s.volume_changed) == 1 and len(s.crosshair_changed) == 1
+    s.set_volume(_volume())
+    assert kept.calls == 1
+
+
+def test_document_and_view_state_are_separate() -> None:
+    """The case (document) is immutable; crosshair, window and visibility live in the view."""
+    from planner.open_case import OpenedCase
+
+    s = Session()
+    v = _volume()
+    mask = Mask("GTV", np.ones((5, 6, 7), bool), v.geometry)
+    s.set_volume(v, masks={"GTV": mask}, report_lines=["loaded"])
+    case = s.case
+    assert isinstance(case, OpenedCase) and case.volume is v
+    with pytest.raises(TypeError):
+        case.masks["CTV"] = mask  # type: ignore[index]  # read-only mapping
+    shown: list[tuple[str, bool]] = []
+    s.view.visibility_changed.connect(lambda name, on: shown.append((name, on)))
+    s.view.set_visible("GTV", False)
+    s.view.set_visible("GTV", False)  # unchanged: no event
+    s.set_crosshair(v.geometry.index_to_world([0, 0, 0]))
+    s.set_window_level(1500.0, -600.0)
+    assert shown == [("GTV", False)] and not s.view.is_visible("GTV")
+    assert s.case is case  # view changes never touch the document
+    s.set_volume(v)  # a new document resets the view state
+    assert s.view.is_visible("GTV") and s.window_hu == WINDOW_PRESETS[0].window_hu
+    assert not hasattr(Session, "load")  # one way to open a case: planner.open_case
+
+
+# ---------------------------------------------------------------------- LPS formatting
+
+
+@pytest.mark.parametrize(
+    ("axis", "value", "text"),
+    [
+        (0, 49.6, "x = 49.6 mm (L)"),
+        (0, -49.6, "x = -49.6 mm (R)"),
+        (1, 12.34, "y = 12.3 mm (P)"),
+        (1, -0.06, "y = -0.1 mm (A)"),
+        (2, 151.25, "z = 151.2 mm (S)"),
+        (2, -151.2, "z = -151.2 mm (I)"),
+        (2, -0.04, "z = 0.0 mm"),  # rounds to zero: no sign, no side
+        (0, 0.0, "x = 0.0 mm"),
+    ],
+)
+def test_lps_coordinate_text_has_the_sign_and_side_of_the_value(
+    axis: int, value: float, text: str
+) -> None:
+    from planner.session.coordinates import format_lps_coordinate
+
+    assert format_lps_coordinate(axis, value) == text
+
+
+def test_lps_point_text_round_trips_through_a_parser() -> None:
+    """Parse the text back: value and letter agree with the LPS convention for any point."""
+    import re
+
+    from planner.session.coordinates import format_lps_point
+
+    rng = np.random.default_rng(7)
+    for xyz in rng.uniform(-300, 300, (200, 3)):
+        text = format_lps_point(xyz)
+        parts = re.findall(r"([xyz]) = (-?\d+\.\d) mm(?: \(([LRAPSI])\))?", text)
+        assert [p[0] for p in parts] == ["x", "y", "z"], text
+        for axis, (_, value, side) in enumerate(parts):
+            assert float(value) == pytest.approx(xyz[axis], abs=0.05 + 1e-9)
+            expected = ("L", "P", "S")[axis] if xyz[axis] > 0 else ("R", "A", "I")[axis]
+            assert side == ("" if abs(xyz[axis]) < 0.05 else expected), text
+    with pytest.raises(ValueError):
+        format_lps_point([1.0, 2.0])

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -57,103 +56,24 @@ from app.gui.views.volume_view import VolumeView
 from app.gui.vtk_bridge import VTKWidget
 from app.gui.workers import Worker, start_worker
 from dose.errors import InputError
-from planner.imaging.volume import CTVolume, Mask
+from dose.progress import CancelFn, Cancelled, ProgressFn
+from planner.imaging.volume import CTVolume
+from planner.open_case import OpenedCase, SeriesChoice, open_case_or_choose
 from planner.session.session import WINDOW_PRESETS, Session
 
-__all__ = ["LoadResult", "MainWindow", "SeriesChoice", "SeriesChooserDialog"]
+__all__ = ["MainWindow", "SeriesChooserDialog"]
 
 APP_TITLE = "SeedPlan"
-
-
-@dataclass
-class LoadResult:
-    """What a background load hands to the GUI thread."""
-
-    volume: CTVolume
-    path: Path
-    report_lines: list[str] = field(default_factory=list)
-    masks: dict[str, Mask] = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------------------------- helpers
 
 
-def _load_cancelled_type() -> tuple[type[BaseException], ...]:
-    try:
-        from dose.progress import Cancelled
-    except ImportError:  # loader not available: nothing can be cancelled by exception
-        return ()
-    return (Cancelled,)
+def _open_task(path: Path, series_uid: str | None) -> Callable[..., OpenedCase | SeriesChoice]:
+    """A Qt-free task for the worker: :func:`planner.open_case.open_case_or_choose`."""
 
-
-def _demo_case_for(path: Path) -> Path | None:
-    """The demo case folder when ``path`` is a demo case or its CT folder, else None."""
-    try:
-        from planner.demo.case import DEMO_CT_SUBDIR
-    except ImportError:
-        return None
-    if path.is_dir() and (path / DEMO_CT_SUBDIR).is_dir():
-        return path
-    if path.name == DEMO_CT_SUBDIR and path.parent.is_dir():
-        return path.parent
-    return None
-
-
-@dataclass
-class SeriesChoice:
-    """A DICOM folder holds several series (or none that is CT): the GUI must decide."""
-
-    scan: Any
-    path: Path
-
-
-def _open_task(path: Path, series_uid: str | None) -> Callable[..., LoadResult | SeriesChoice]:
-    """A Qt-free task: scan a folder if needed, load the CT, and the demo masks if it is one.
-
-    Returns a :class:`SeriesChoice` instead of loading when a folder holds more than one series
-    (or no CT series) and no ``series_uid`` was given.
-    """
-
-    def task(
-        progress: Callable[[float, str], None], cancel: Callable[[], bool]
-    ) -> LoadResult | SeriesChoice:
-        from planner.imaging.ct_loader import load_ct
-
-        case_dir = _demo_case_for(path)
-        ct_path = path
-        if case_dir is not None and path == case_dir:
-            from planner.demo.case import DEMO_CT_SUBDIR
-
-            ct_path = case_dir / DEMO_CT_SUBDIR
-        uid = series_uid
-        scanned = False
-        if ct_path.is_dir() and uid is None:
-            from planner.imaging.dicom_scan import scan_dicom
-
-            def scan_progress(done: int, total: int) -> None:
-                progress(0.3 * done / max(total, 1), f"Scanning headers {done}/{total}")
-
-            scan = scan_dicom(ct_path, progress=scan_progress, cancel=cancel)
-            cts = scan.ct_series()
-            if len(scan.series) != 1 or not cts:
-                return SeriesChoice(scan=scan, path=path)
-            uid = cts[0].key
-            scanned = True
-
-        def load_progress(fraction: float, message: str) -> None:
-            progress(0.3 + 0.7 * fraction if scanned else fraction, message)
-
-        volume, report = load_ct(ct_path, series_uid=uid, progress=load_progress, cancel=cancel)
-        lines = list(report.lines())
-        masks: dict[str, Mask] = {}
-        if case_dir is not None:
-            try:
-                from planner.demo.case import load_demo_masks
-
-                masks = dict(load_demo_masks(case_dir, volume.geometry))
-            except Exception as exc:
-                lines.append(f"ground-truth masks not shown: {exc}")
-        return LoadResult(volume=volume, path=path, report_lines=lines, masks=masks)
+    def task(progress: ProgressFn, cancel: CancelFn) -> OpenedCase | SeriesChoice:
+        return open_case_or_choose(path, series_uid=series_uid, progress=progress, cancel=cancel)
 
     return task
 
@@ -491,7 +411,7 @@ class MainWindow(QMainWindow):
             return
         self._start(_open_task(path, series_uid), f"Opening {path.name}…", self._on_opened)
 
-    def _on_opened(self, result: LoadResult | SeriesChoice) -> None:
+    def _on_opened(self, result: OpenedCase | SeriesChoice) -> None:
         if isinstance(result, SeriesChoice):
             self._on_scanned(result.scan, result.path)
         else:
@@ -541,7 +461,7 @@ class MainWindow(QMainWindow):
             on_failed=self._on_worker_failed,
             on_progress=self._on_progress,
             on_cancelled=self._on_cancelled,
-            cancel_exceptions=_load_cancelled_type(),
+            cancel_exceptions=(Cancelled,),
             parent=self,
         )
 
@@ -581,16 +501,11 @@ class MainWindow(QMainWindow):
         else:
             self._fail(f"Unexpected error while loading: {type(exc).__name__}: {exc}")
 
-    def _on_loaded(self, result: LoadResult) -> None:
-        self.session.set_volume(
-            result.volume,
-            masks=result.masks,
-            report_lines=result.report_lines,
-            source_path=result.path,
-        )
+    def _on_loaded(self, result: OpenedCase) -> None:
+        self.session.set_case(result)
         with contextlib.suppress(OSError):  # an unwritable config must not stop the viewer
-            self.settings.add_recent(result.path)
-        self.loaded.emit(result.path)
+            self.settings.add_recent(result.source_path)
+        self.loaded.emit(result.source_path)
 
     def _set_busy(self, busy: bool, message: str = "") -> None:
         self.progress_bar.setValue(0)

@@ -1,32 +1,42 @@
 """The viewing/planning session: a Qt-free model the GUI observes.
 
-A :class:`Session` holds the current CT volume (and anything shown with it: ground-truth masks,
-the import report), the crosshair position in LPS mm and the display window/level. The GUI
-subscribes to its
-:class:`~planner.session.events.Signal` attributes and never polls; scripts and tests
-drive the same object without a window.
+Two kinds of state, kept in separate objects:
 
-Signals (all emitted synchronously in the calling thread — the GUI only mutates the session on
-its own thread):
+* **document state** — :attr:`Session.case`, an immutable
+  :class:`~planner.open_case.OpenedCase` (the CT, its structures and import report: what a plan
+  file will hold or reference). Replaced as a whole; only document state will be undoable.
+* **view state** — :attr:`Session.view`, a :class:`ViewState` (linked crosshair in LPS mm,
+  window/level in HU, structure visibility). Never undoable, never saved in a plan.
 
-* ``volume_changed()``: a new volume (or none) was set; crosshair and window/level reset.
-* ``crosshair_changed(xyz_mm)``: the linked crosshair moved, ``(3,)`` LPS mm.
-* ``window_level_changed(window_hu, level_hu)``.
+Signals (:mod:`planner.session.evented`: psygnal, weak references, every listener runs even
+when one raises; emitted synchronously in the calling thread — the GUI mutates the session
+only on its own thread):
+
+* ``Session.volume_changed()``: a new case (or none) was set; the view state was reset.
+* ``ViewState.crosshair_changed(xyz_mm)``: the crosshair moved, ``(3,)`` LPS mm.
+* ``ViewState.window_level_changed(window_hu, level_hu)``.
+* ``ViewState.visibility_changed(name, visible)``: a structure was shown or hidden.
+
+For convenience the session forwards the view state's signals and setters
+(``session.crosshair_changed`` is ``session.view.crosshair_changed``). Scripts and tests drive
+the same object without a window: ``session.set_case(open_case(path))``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from dose.geometry import GridGeometry
 from planner.imaging.volume import CTVolume, Mask
-from planner.session.events import Signal
+from planner.open_case import OpenedCase
+from planner.session.evented import IsolatingSignalInstance, Signal
 
-__all__ = ["WINDOW_PRESETS", "Session", "WindowPreset"]
+__all__ = ["WINDOW_PRESETS", "Session", "ViewState", "WindowPreset"]
 
 
 @dataclass(frozen=True)
@@ -49,75 +59,35 @@ WINDOW_PRESETS: tuple[WindowPreset, ...] = (
 _MIN_WINDOW_HU = 1.0
 
 
-class Session:
-    """Current CT, masks, crosshair and window/level, with change signals."""
+class ViewState:
+    """What the views show of the document: crosshair, window/level, structure visibility."""
+
+    crosshair_changed = Signal(object)
+    window_level_changed = Signal(float, float)
+    visibility_changed = Signal(str, bool)
 
     def __init__(self) -> None:
-        self.volume: CTVolume | None = None
-        self.masks: dict[str, Mask] = {}
-        self.report_lines: list[str] = []
-        self.source_path: Path | None = None
+        self._geometry: GridGeometry | None = None
         self._crosshair_mm: NDArray[np.float64] = np.zeros(3)
         self.window_hu: float = WINDOW_PRESETS[0].window_hu
         self.level_hu: float = WINDOW_PRESETS[0].level_hu
-        self.volume_changed = Signal()
-        self.crosshair_changed = Signal()
-        self.window_level_changed = Signal()
+        self._hidden: set[str] = set()
 
-    # ------------------------------------------------------------------ volume
-    def set_volume(
-        self,
-        volume: CTVolume | None,
-        *,
-        masks: dict[str, Mask] | None = None,
-        report_lines: list[str] | None = None,
-        source_path: Path | str | None = None,
-    ) -> None:
-        """Show ``volume``; the crosshair goes to the volume centre, window to soft tissue."""
-        if volume is not None and masks:
-            for mask in masks.values():
-                if not mask.geometry.same_as(volume.geometry):
-                    raise ValueError(f"mask {mask.name!r} is not on the CT grid")
-        self.volume = volume
-        self.masks = dict(masks or {})
-        self.report_lines = list(report_lines or [])
-        self.source_path = Path(source_path) if source_path else None
-        if volume is not None:
+    def reset(self, geometry: GridGeometry | None) -> None:
+        """New document: crosshair on the central voxel, soft-tissue window, all shown.
+
+        Emits nothing (the session announces the new document with ``volume_changed``).
+        """
+        self._geometry = geometry
+        if geometry is not None:
             # The central voxel's centre: every view starts on a real slice, not between two.
-            centre_ijk = np.floor((np.asarray(volume.geometry.shape_xyz) - 1) / 2.0)
-            self._crosshair_mm = volume.geometry.index_to_world(centre_ijk)
+            centre_ijk = np.floor((np.asarray(geometry.shape_xyz) - 1) / 2.0)
+            self._crosshair_mm = geometry.index_to_world(centre_ijk)
         else:
             self._crosshair_mm = np.zeros(3)
         preset = WINDOW_PRESETS[0]
         self.window_hu, self.level_hu = preset.window_hu, preset.level_hu
-        self.volume_changed.emit()
-
-    def load(
-        self,
-        path: Path | str,
-        *,
-        series_uid: str | None = None,
-        progress: Callable[[float, str], None] | None = None,
-        cancel: Callable[[], bool] | None = None,
-    ) -> CTVolume:
-        """Load a CT (DICOM folder or image file) with the planner's loader and show it.
-
-        Raises :class:`dose.errors.InputError` on refusal. Must run on the thread that owns the
-        session's listeners (the GUI loads on a worker with
-        :func:`planner.imaging.ct_loader.load_ct`
-        and calls :meth:`set_volume` on its own thread).
-        """
-        from planner.imaging.ct_loader import load_ct
-
-        volume, report = load_ct(
-            Path(path), series_uid=series_uid, progress=progress, cancel=cancel
-        )
-        self.set_volume(volume, report_lines=report.lines(), source_path=path)
-        return volume
-
-    @property
-    def has_volume(self) -> bool:
-        return self.volume is not None
+        self._hidden.clear()
 
     # ------------------------------------------------------------------ crosshair
     @property
@@ -134,29 +104,24 @@ class Session:
         xyz = np.asarray(xyz_mm, dtype=np.float64).reshape(3)
         if not np.all(np.isfinite(xyz)):
             raise ValueError("crosshair position must be finite")
-        if self.volume is not None:
-            geometry = self.volume.geometry
-            ijk = geometry.world_to_index(xyz)
-            ijk = np.clip(ijk, 0, np.asarray(geometry.shape_xyz) - 1)
+        if self._geometry is not None:
+            ijk = self._geometry.world_to_index(xyz)
+            ijk = np.clip(ijk, 0, np.asarray(self._geometry.shape_xyz) - 1)
             if snap:
                 ijk = np.rint(ijk)
-            xyz = geometry.index_to_world(ijk)
+            xyz = self._geometry.index_to_world(ijk)
         if np.allclose(xyz, self._crosshair_mm, atol=1e-9):
             return
         self._crosshair_mm = xyz
         self.crosshair_changed.emit(xyz.copy())
-
-    def crosshair_index_ijk(self) -> NDArray[np.float64]:
-        """Crosshair as a continuous (i, j, k) index of the current volume."""
-        if self.volume is None:
-            raise ValueError("no volume loaded")
-        return self.volume.geometry.world_to_index(self._crosshair_mm)
 
     # ------------------------------------------------------------------ window / level
     def set_window_level(self, window_hu: float, level_hu: float) -> None:
         """Display window width and centre (HU); the width is at least 1 HU."""
         window_hu = max(float(window_hu), _MIN_WINDOW_HU)
         level_hu = float(level_hu)
+        if not (np.isfinite(window_hu) and np.isfinite(level_hu)):
+            raise ValueError("window and level must be finite")
         if (window_hu, level_hu) == (self.window_hu, self.level_hu):
             return
         self.window_hu, self.level_hu = window_hu, level_hu
@@ -168,6 +133,117 @@ class Session:
                 self.set_window_level(preset.window_hu, preset.level_hu)
                 return
         raise ValueError(f"unknown window preset {name!r}")
+
+    # ------------------------------------------------------------------ visibility
+    def is_visible(self, name: str) -> bool:
+        return name not in self._hidden
+
+    def set_visible(self, name: str, visible: bool) -> None:
+        """Show or hide the structure ``name`` in every view."""
+        if visible == self.is_visible(name):
+            return
+        (self._hidden.discard if visible else self._hidden.add)(name)
+        self.visibility_changed.emit(name, bool(visible))
+
+
+class Session:
+    """The current document (an :class:`OpenedCase` or None) and its :class:`ViewState`."""
+
+    volume_changed = Signal()
+
+    def __init__(self) -> None:
+        self.case: OpenedCase | None = None
+        self.view = ViewState()
+
+    # ------------------------------------------------------------------ document
+    def set_case(self, case: OpenedCase | None) -> None:
+        """Show ``case`` (None: nothing); the view state is reset, then ``volume_changed``."""
+        self.case = case
+        self.view.reset(case.volume.geometry if case is not None else None)
+        self.volume_changed.emit()
+
+    def set_volume(
+        self,
+        volume: CTVolume | None,
+        *,
+        masks: Mapping[str, Mask] | None = None,
+        report_lines: Sequence[str] | None = None,
+        source_path: Path | str | None = None,
+    ) -> None:
+        """Show a volume built in memory (scripts, tests): :meth:`set_case` of an OpenedCase.
+
+        Raises ValueError when a mask is not on the volume's grid.
+        """
+        if volume is None:
+            self.set_case(None)
+            return
+        source = Path(source_path) if source_path else Path(volume.source_path or ".")
+        self.set_case(
+            OpenedCase(
+                volume=volume,
+                source_path=source,
+                masks=dict(masks or {}),
+                report_lines=tuple(report_lines or ()),
+                series_uid=volume.info.series_instance_uid,
+            )
+        )
+
+    @property
+    def volume(self) -> CTVolume | None:
+        return self.case.volume if self.case is not None else None
+
+    @property
+    def masks(self) -> Mapping[str, Mask]:
+        return self.case.masks if self.case is not None else {}
+
+    @property
+    def report_lines(self) -> tuple[str, ...]:
+        return self.case.report_lines if self.case is not None else ()
+
+    @property
+    def source_path(self) -> Path | None:
+        return self.case.source_path if self.case is not None else None
+
+    @property
+    def has_volume(self) -> bool:
+        return self.case is not None
+
+    # ------------------------------------------------------------------ view-state shortcuts
+    @property
+    def crosshair_changed(self) -> IsolatingSignalInstance:
+        return self.view.crosshair_changed  # type: ignore[return-value]
+
+    @property
+    def window_level_changed(self) -> IsolatingSignalInstance:
+        return self.view.window_level_changed  # type: ignore[return-value]
+
+    @property
+    def crosshair_mm(self) -> NDArray[np.float64]:
+        """Crosshair position, ``(3,)`` LPS mm (a copy)."""
+        return self.view.crosshair_mm
+
+    def set_crosshair(self, xyz_mm: ArrayLike, *, snap: bool = True) -> None:
+        self.view.set_crosshair(xyz_mm, snap=snap)
+
+    @property
+    def window_hu(self) -> float:
+        return self.view.window_hu
+
+    @property
+    def level_hu(self) -> float:
+        return self.view.level_hu
+
+    def set_window_level(self, window_hu: float, level_hu: float) -> None:
+        self.view.set_window_level(window_hu, level_hu)
+
+    def apply_preset(self, name: str) -> None:
+        self.view.apply_preset(name)
+
+    def crosshair_index_ijk(self) -> NDArray[np.float64]:
+        """Crosshair as a continuous (i, j, k) index of the current volume."""
+        if self.volume is None:
+            raise ValueError("no volume loaded")
+        return self.volume.geometry.world_to_index(self.view.crosshair_mm)
 
     # ------------------------------------------------------------------ probing
     def hu_at(self, xyz_mm: ArrayLike) -> float:
