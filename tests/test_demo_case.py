@@ -194,7 +194,7 @@ def test_whole_case_is_byte_identical_and_replaceable(tmp_path: Path) -> None:
     assert _digest(b) == first
     # Writing over a previous demo case replaces it (stale files disappear).
     (b / "ct" / "stale.dcm").write_bytes(b"old")
-    write_demo_case_atomically(b, spec=SMALL)
+    write_demo_case_atomically(b, spec=SMALL, force=True)
     assert _digest(b) == first
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b"]  # no temp folders left
 

@@ -1,8 +1,11 @@
-"""``seedplan demo --out DIR [--gui]``: write the synthetic demo case.
+"""``seedplan demo --out DIR [--gui] [--force]``: write the synthetic demo case.
 
 DIR receives ``case.json``, the DICOM CT series in ``ct/`` and the ground-truth masks in
-``masks/`` (see :mod:`planner.demo.case`). DIR must be new, empty, or a previous demo case (which is
-replaced); anything else is refused with exit status 2 so no user data is ever overwritten.
+``masks/`` (see :mod:`planner.demo.case`). The output rule (as for every writer,
+:mod:`planner.files.safe_write`): DIR is new (its parent folder must exist), empty, or - with
+``--force`` - a previous demo case, which is replaced atomically; anything else (a file, a device,
+a folder with other files, a missing parent) is refused with exit status 2, so no user data is
+ever overwritten. A failed write (full disk, read-only folder) leaves DIR as it was.
 """
 
 from __future__ import annotations
@@ -11,8 +14,6 @@ import argparse
 import sys
 import time
 from pathlib import Path
-
-from dose.errors import InputError
 
 __all__ = ["add_parser", "run"]
 
@@ -30,40 +31,22 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         required=True,
         type=Path,
         metavar="DIR",
-        help="output folder: new, empty, or a previous demo case (replaced)",
+        help="output folder: new (in an existing folder), empty, or with --force a previous "
+        "demo case (replaced)",
+    )
+    p.add_argument(
+        "--force", action="store_true", help="replace a previous demo case in DIR (nothing else)"
     )
     p.add_argument("--gui", action="store_true", help="open the case in the viewer afterwards")
     p.set_defaults(run=run)
     return p
 
 
-def _check_target(out: Path) -> None:
-    from planner.demo.case import foreign_entries, is_demo_case
-
-    if out.exists() and not out.is_dir():
-        raise InputError("exists and is not a folder", out)
-    if not out.is_dir():
-        return
-    foreign = foreign_entries(out)
-    if foreign and not is_demo_case(out):
-        raise InputError(
-            "folder is not empty and is not a SeedPlan demo case; choose a new or empty folder",
-            out,
-        )
-    if foreign:
-        shown = ", ".join(foreign[:3]) + (", …" if len(foreign) > 3 else "")
-        raise InputError(
-            f"folder holds a demo case and other files ({shown}) that replacing it would "
-            "delete; choose a new or empty folder",
-            out,
-        )
-
-
 def run(args: argparse.Namespace) -> int:
-    from planner.demo.case import DEMO_MASK_NAMES, write_demo_case_atomically
+    from planner.demo.case import DEMO_MASK_NAMES, check_demo_target, write_demo_case_atomically
 
     out: Path = args.out
-    _check_target(out)
+    check_demo_target(out, force=args.force)  # fail fast, before minutes of generation
     interactive = sys.stderr.isatty()
 
     def progress(fraction: float, message: str) -> None:
@@ -73,11 +56,10 @@ def run(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     try:
-        case_dir = write_demo_case_atomically(out, progress=progress)
-    except PermissionError as exc:
-        raise InputError(f"cannot write here: {exc.strerror or exc}", out) from None
-    if interactive:
-        sys.stderr.write("\n")
+        case_dir = write_demo_case_atomically(out, progress=progress, force=args.force)
+    finally:
+        if interactive:
+            sys.stderr.write("\n")  # end the progress line (before an error line, too)
     n_ct = len(list((case_dir / "ct").glob("*.dcm")))
     print(
         f"wrote demo case to {case_dir} ({n_ct} CT slices, masks: {', '.join(DEMO_MASK_NAMES)}) "

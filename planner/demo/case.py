@@ -13,6 +13,7 @@ Layout of a case folder (all bytes deterministic)::
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -37,6 +38,7 @@ __all__ = [
     "DEMO_MASK_NAMES",
     "DEMO_MASK_SUBDIR",
     "DEMO_VERSION",
+    "check_demo_target",
     "demo_cache_dir",
     "ensure_demo_case",
     "foreign_entries",
@@ -261,37 +263,115 @@ def write_demo_case(
     return out
 
 
+def check_demo_target(target: str | Path, *, force: bool = False) -> Path:
+    """The output rule for a demo case folder; returns the final path (links followed).
+
+    ``target`` is absent (its parent must exist), an empty folder, or - with ``force`` - a
+    previous demo case holding nothing else. Devices, FIFOs, regular files, missing parents,
+    folders with other files (even with ``force``) raise :class:`OutputError` naming ``target``.
+    """
+    from planner.files.safe_write import OutputError, OutputExistsError, check_output_folder
+
+    final = check_output_folder(target)
+    if not final.is_dir():
+        return final
+    foreign = foreign_entries(final)
+    if foreign and not is_demo_case(final):
+        raise OutputError(
+            "folder is not empty and is not a SeedPlan demo case; choose a new or empty folder",
+            target,
+        )
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (", …" if len(foreign) > 3 else "")
+        raise OutputError(
+            f"folder holds a demo case and other files ({shown}) that replacing it would "
+            "delete; choose a new or empty folder",
+            target,
+        )
+    if is_demo_case(final) and not force:
+        raise OutputExistsError("holds a demo case already; use --force to replace it", target)
+    return final
+
+
+def _verify_case(case_dir: Path) -> None:
+    """Every file of the manifest is there and non-empty, every mask reads back."""
+    data = _read_manifest(case_dir)
+    if data is None:
+        raise OSError(errno.EIO, "the written case.json does not read back")
+    files = list(data.get("ct", {}).get("files", []))
+    masks = [s.get("file", "") for s in data.get("structures", {}).values()]
+    for rel in files + masks:
+        if not (case_dir / rel).is_file() or (case_dir / rel).stat().st_size == 0:
+            raise OSError(errno.EIO, f"{rel} was not written")
+    for rel in masks:
+        sitk.ReadImage(str(case_dir / rel))
+
+
 def write_demo_case_atomically(
     target: str | Path,
     *,
     progress: Callable[[float, str], None] | None = None,
     spec: PhantomSpec | None = None,
+    force: bool = False,
+    make_parents: bool = False,
 ) -> Path:
-    """Write the case into a temporary sibling of ``target`` and swap it in with renames, so
-    ``target`` is never seen half-written. ``target`` must be absent, empty, or a demo case."""
+    """Write the case into a hidden temporary sibling of ``target``, verify and fsync it, and
+    swap it in with renames, so ``target`` is never seen half-written (old case kept on any
+    failure, byte for byte).
+
+    The target follows :func:`check_demo_target` (a previous demo case is replaced only with
+    ``force``). ``make_parents`` creates missing parent folders (the user cache only; outputs the
+    user names never get folders created). Write failures (full disk, read-only folder) raise
+    :class:`~planner.files.safe_write.OutputError` naming ``target``."""
+    from planner.files.safe_write import OutputError, fsync_folder, fsync_tree
+
     target = Path(target).absolute()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    if make_parents:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    final = check_demo_target(target, force=force)
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+    except OSError as exc:
+        raise OutputError(
+            f"cannot write in folder {final.parent}: {exc.strerror}; nothing was written", target
+        ) from None
     try:
         write_demo_case(tmp, progress=progress, spec=spec)
+        _verify_case(tmp)
+        fsync_tree(tmp)
+        check_demo_target(target, force=force)  # again: time has passed
         old: Path | None = None
-        if target.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
-            os.replace(target, old / "case")
+        if final.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{final.name}.old-", dir=final.parent))
+            os.replace(final, old / "case")
         try:
-            os.replace(tmp, target)
+            os.replace(tmp, final)
         except OSError:
             # Someone else created it meanwhile (e.g. a second window): keep theirs if valid.
             if old is not None:
-                os.replace(old / "case", target)
-            if not is_demo_case(target, complete=True):
+                os.replace(old / "case", final)
+            if not is_demo_case(final, complete=True):
                 raise
+        fsync_folder(final.parent)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
+    except OutputError:
+        raise
+    except (OSError, RuntimeError) as exc:  # RuntimeError: SimpleITK's write failures
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            why = "no space left on the device"
+        elif isinstance(exc, OSError):
+            why = exc.strerror or str(exc)
+        else:
+            why = (str(exc).strip().splitlines() or ["write failed"])[-1].strip()
+            why = why.replace(str(tmp), str(target))
+        raise OutputError(
+            f"cannot write the demo case: {why}; nothing was changed", target
+        ) from None
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
-    return target
+    return final
 
 
 def ensure_demo_case(progress: Callable[[float, str], None] | None = None) -> Path:
@@ -299,7 +379,9 @@ def ensure_demo_case(progress: Callable[[float, str], None] | None = None) -> Pa
     case_dir = demo_cache_dir()
     if is_demo_case(case_dir, complete=True):
         return case_dir
-    return write_demo_case_atomically(case_dir, progress=progress, spec=PhantomSpec())
+    return write_demo_case_atomically(
+        case_dir, progress=progress, spec=PhantomSpec(), force=True, make_parents=True
+    )
 
 
 def load_demo_masks(case_dir: str | Path, geometry: GridGeometry) -> dict[str, Mask]:

@@ -43,6 +43,7 @@ API
         # a folder output (demo case, export folder): absent with an existing parent, or an
         # existing folder; refuses devices, FIFOs, regular files, dangling links, missing parents
     fsync_tree(folder)    # fsync every file and folder below ``folder`` (before a folder swap)
+    fsync_folder(folder)  # fsync one folder's entries (after a rename inside it)
 
 ``inputs`` is any iterable of paths (``None`` entries are skipped), e.g.
 ``inputs=(args.seeds, args.points)``.
@@ -67,6 +68,7 @@ __all__ = [
     "atomic_open",
     "check_output",
     "check_output_folder",
+    "fsync_folder",
     "fsync_tree",
     "write_bytes",
     "write_text",
@@ -389,6 +391,11 @@ def check_output_folder(target: PathLike) -> Path:
         raise OutputError(f"exists and is not a folder (a {kind})", target)
     _check_folder(final.parent, target)
     return final
+
+
+def fsync_folder(folder: PathLike) -> None:
+    """fsync ``folder`` itself (its entries: a rename inside it becomes durable)."""
+    _fsync_dir(Path(folder))
 
 
 def fsync_tree(folder: PathLike) -> None:
