@@ -5,7 +5,7 @@ Definitions (../shared/reference/clinical.md §2.4):
 
 * V_T: target volume; V_T,ref: target volume receiving ≥ PD; V_T,1.5ref: target volume receiving
   ≥ 1.5·PD; V_ref: volume of the **whole dose grid** receiving ≥ PD (same sub-voxel sampling as
-  the DVHs, :func:`dose.dvh.volume_at_or_above_cm3`).
+  the DVHs, :func:`dose.dvh_calc.volume_at_or_above_cm3`).
 * CI = (V_T,ref / V_T)·(V_T,ref / V_ref) (Paddick / van't Riet form; ideal 1).
 * EI = (V_ref − V_T,ref) / V_T (ideal 0).
 * HI = (V_T,ref − V_T,1.5ref) / V_T,ref (the Wu et al. DHI, = 1 − DNR; higher is more homogeneous).
@@ -44,7 +44,8 @@ import numba
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from dose.dvh import DVH, compute_dvh, default_bin_width_gy, volume_at_or_above_cm3
+from dose.dvh import DVH, default_bin_width_gy
+from dose.dvh_calc import compute_dvh, volume_at_or_above_cm3
 from dose.geometry import GridGeometry
 from dose.units import I125_HALF_LIFE_H
 
@@ -459,7 +460,7 @@ def evaluate_plan(
 ) -> PlanEvaluation:
     """DVHs and all metrics of a plan: dose (Gy) on ``geometry``, structures on
     ``structure_geometry`` (default: the same grid; e.g. the CT grid, or a finer one for a thin
-    cord — see :func:`dose.dvh.compute_dvh`). V_ref is taken over the whole dose grid.
+    cord — see :func:`dose.dvh_calc.compute_dvh`). V_ref is taken over the whole dose grid.
 
     target : (name, occupancy (z, y, x) 0..1 or bool); oars : name → occupancy.
     goals : default :func:`default_goals` (with ``cord_name`` if given).

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 from scipy.optimize import brentq
 
-from dose.dvh import compute_dvh
+from dose.dvh_calc import compute_dvh
 from dose.geometry import GridGeometry
 
 

@@ -8,13 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from dose.dvh import (
-    DVH,
-    compute_dvh,
-    default_bin_width_gy,
-    sample_dose_gy,
-    volume_at_or_above_cm3,
-)
+from dose.dvh import DVH, default_bin_width_gy
+from dose.dvh_calc import compute_dvh, sample_dose_gy, volume_at_or_above_cm3
 from dose.errors import InputError
 from dose.geometry import GridGeometry
 

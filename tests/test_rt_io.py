@@ -15,7 +15,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-from dose.dvh import compute_dvh, sample_dose_gy
+from dose.dvh_calc import compute_dvh, sample_dose_gy
 from dose.errors import InputError
 from dose.geometry import GridGeometry
 from planner.dicom.rtdose import read_rtdose

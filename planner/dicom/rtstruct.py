@@ -56,7 +56,8 @@ import numba
 import numpy as np
 from numpy.typing import NDArray
 
-from dose.dvh import DVH, compute_dvh
+from dose.dvh import DVH
+from dose.dvh_calc import compute_dvh
 from dose.errors import InputError
 from dose.geometry import GridGeometry
 from planner.dicom.read import read_dicom_object
