@@ -1,0 +1,482 @@
+"""The plan document: immutable values with stable ids.
+
+A :class:`Plan` is a tree of frozen values. An edit never changes a plan: it makes a new one that
+shares every unchanged value (and every unchanged mask array) with the old one (see
+:mod:`planner.plan.commands`). Ids are stable strings (``"st-…"`` structures, ``"nd-…"``
+needles, ``"sd-…"`` seeds, ``"gl-…"`` goals) that survive renames, saves and reloads.
+
+Structures: one master representation
+-------------------------------------
+A structure *is* a binary labelmap on the plan's CT grid (as 3D Slicer's segmentations are):
+``Structure.mask`` is a read-only ``(z, y, x)`` bool array with exactly the CT's shape and
+geometry. Contours (for display, for RTSTRUCT export) are derived from it; imported RTSTRUCT
+contours are rasterised once, on import, into it. **One volume rule:** a structure's volume is
+its voxel count × the CT voxel volume (:attr:`Structure.volume_cm3`), and the plan's DVH
+(:func:`planner.plan.dvh.structure_dvh`) integrates exactly those voxels, each with weight 1, so
+the volume the structure panel shows is the volume under the DVH.
+
+Coordinates are LPS millimetres; strengths are air-kerma strength S_K in U (apparent activity in
+mCi is derived with 1.270 U/mCi for I-125); doses are total permanent-implant doses D∞ in Gy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+import uuid
+from dataclasses import dataclass, field, replace
+from datetime import date
+from functools import cached_property
+from typing import Literal
+
+import numpy as np
+from numpy.typing import NDArray
+
+from dose.errors import InputError
+from dose.geometry import GridGeometry
+from dose.source_strength import PLAUSIBLE_STRENGTH_U, decay_between
+from dose.units import U_PER_MCI_I125
+from planner.imaging.volume import CTVolume
+
+__all__ = [
+    "ROLES",
+    "STATUSES",
+    "CTReference",
+    "Goal",
+    "Needle",
+    "Plan",
+    "Prescription",
+    "Role",
+    "Seed",
+    "SourceSpec",
+    "Status",
+    "Structure",
+    "geometry_sha256",
+    "new_id",
+]
+
+Role = Literal["target", "oar", "other"]
+Status = Literal["draft", "reviewed", "approved"]
+ROLES: tuple[str, ...] = ("target", "oar", "other")
+STATUSES: tuple[str, ...] = ("draft", "reviewed", "approved")
+#: Prescription metrics: D<x> = the dose covering x % of the reference structure's volume.
+_METRIC_RE = re.compile(r"^D(100|[1-9][0-9]?)(\.[0-9]+)?$")
+#: Plausible total permanent-implant prescription doses (Gy) for I-125.
+MIN_PD_GY, MAX_PD_GY = 1.0, 400.0
+#: Plausible I-125 seed strengths (U): the one rule of :mod:`dose.source_strength`.
+MIN_STRENGTH_U, MAX_STRENGTH_U = PLAUSIBLE_STRENGTH_U
+Vec3 = tuple[float, float, float]
+
+
+def new_id(prefix: str) -> str:
+    """A new stable id: ``"<prefix>-"`` + 12 random hex digits (e.g. ``"st-3fa9c1d20b7e"``)."""
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+def _vec3(values: object, what: str) -> Vec3:
+    try:
+        v = tuple(float(c) for c in values)  # type: ignore[attr-defined]
+    except (TypeError, ValueError):
+        raise ValueError(f"{what} must be 3 numbers") from None
+    if len(v) != 3 or not all(math.isfinite(c) for c in v):
+        raise ValueError(f"{what} must be 3 finite numbers (mm), got {v}")
+    return (v[0], v[1], v[2])
+
+
+def geometry_sha256(geometry: GridGeometry) -> str:
+    """SHA-256 of a grid's shape, origin, spacing (rounded to 1 µm) and direction (to 1e-7)."""
+    doc = {
+        "shape_zyx": [int(n) for n in geometry.shape_zyx],
+        "origin_mm": [round(float(v), 3) + 0.0 for v in geometry.origin_mm],
+        "spacing_mm": [round(float(v), 3) + 0.0 for v in geometry.spacing_mm],
+        "direction": [round(float(v), 7) + 0.0 for v in geometry.direction.reshape(-1)],
+    }
+    text = json.dumps(doc, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode("ascii")).hexdigest()
+
+
+# ====================================================================== CT reference
+@dataclass(frozen=True, eq=False)
+class CTReference:
+    """The CT a plan belongs to: who, which series, and where every voxel is.
+
+    A plan is never attached to a CT with another patient ID, frame of reference or geometry
+    (:meth:`mismatches`). ``geometry`` is the CT grid (LPS mm) every mask lives on.
+    """
+
+    patient_id: str
+    patient_name: str
+    study_instance_uid: str
+    series_instance_uid: str
+    frame_of_reference_uid: str
+    geometry: GridGeometry
+    geometry_sha256: str = ""
+    source_path: str = ""  # where the CT was loaded from (information only)
+
+    def __post_init__(self) -> None:
+        digest = geometry_sha256(self.geometry)
+        if self.geometry_sha256 and self.geometry_sha256 != digest:
+            raise ValueError("CT reference: geometry checksum does not match its geometry")
+        object.__setattr__(self, "geometry_sha256", digest)
+
+    @classmethod
+    def from_volume(cls, ct: CTVolume) -> CTReference:
+        info = ct.info
+        return cls(
+            patient_id=info.patient_id,
+            patient_name=info.patient_name,
+            study_instance_uid=info.study_instance_uid,
+            series_instance_uid=info.series_instance_uid,
+            frame_of_reference_uid=info.frame_of_reference_uid,
+            geometry=ct.geometry,
+            source_path=ct.source_path,
+        )
+
+    def mismatches(self, ct: CTVolume) -> tuple[list[str], list[str]]:
+        """``(problems, warnings)`` of attaching this plan to ``ct``.
+
+        Problems (refuse): another patient ID, frame of reference UID, or grid geometry.
+        Warnings (show): another series or study with the same patient, frame and grid.
+        """
+        info = ct.info
+        problems: list[str] = []
+        warnings: list[str] = []
+        if info.patient_id != self.patient_id:
+            problems.append(f"patient ID {info.patient_id!r} is not the plan's {self.patient_id!r}")
+        if info.frame_of_reference_uid != self.frame_of_reference_uid:
+            problems.append(
+                f"frame of reference {info.frame_of_reference_uid or '(none)'} is not the "
+                f"plan's {self.frame_of_reference_uid or '(none)'}"
+            )
+        if not ct.geometry.same_as(self.geometry, tol_mm=1e-3):
+            problems.append(
+                "CT grid (shape, origin, spacing or direction) is not the plan's "
+                f"(CT {'×'.join(map(str, ct.geometry.shape_xyz))}, plan "
+                f"{'×'.join(map(str, self.geometry.shape_xyz))} voxels)"
+            )
+        if not problems and info.series_instance_uid != self.series_instance_uid:
+            warnings.append(
+                f"CT series {info.series_instance_uid} is not the plan's "
+                f"{self.series_instance_uid} (same patient, frame of reference and grid)"
+            )
+        return problems, warnings
+
+
+# ====================================================================== structures
+@dataclass(frozen=True, eq=False)
+class Structure:
+    """One structure: a bool labelmap on the CT grid (the master representation).
+
+    mask : (z, y, x) ndarray of bool, read-only, shape ``geometry.shape_zyx``
+    geometry : the plan's CT grid (LPS mm)
+    role : "target", "oar" (organ at risk) or "other"
+    color_rgb : 0–255 each
+    origin : where it came from ("RTSTRUCT RS.dcm ROI 3 'PTV'", "mask GTV.nrrd", "drawn")
+    """
+
+    id: str
+    name: str
+    role: Role
+    mask: NDArray[np.bool_]
+    geometry: GridGeometry
+    color_rgb: tuple[int, int, int] = (255, 0, 0)
+    origin: str = ""
+    _count: int | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.id or not isinstance(self.id, str):
+            raise ValueError("a structure needs a non-empty id")
+        if not self.name.strip():
+            raise ValueError("a structure needs a non-empty name")
+        if self.role not in ROLES:
+            raise ValueError(f"structure role {self.role!r} is not one of {', '.join(ROLES)}")
+        if len(self.color_rgb) != 3 or not all(0 <= int(c) <= 255 for c in self.color_rgb):
+            raise ValueError(f"structure color {self.color_rgb} is not three values in 0–255")
+        m = self.mask
+        if not isinstance(m, np.ndarray) or m.dtype != np.bool_ or m.flags.writeable:
+            raise ValueError("a structure mask must be a read-only bool ndarray")
+        if tuple(m.shape) != self.geometry.shape_zyx:
+            raise ValueError(
+                f"structure {self.name!r}: mask shape {m.shape} is not the CT grid "
+                f"{self.geometry.shape_zyx}"
+            )
+        object.__setattr__(self, "color_rgb", tuple(int(c) for c in self.color_rgb))
+
+    @cached_property
+    def voxel_count(self) -> int:
+        """Number of voxels inside (True)."""
+        return int(np.count_nonzero(self.mask)) if self._count is None else int(self._count)
+
+    @property
+    def volume_cm3(self) -> float:
+        """Voxel count × CT voxel volume (cm³): the one volume rule (module docstring)."""
+        return self.voxel_count * self.geometry.voxel_volume_mm3 / 1000.0
+
+    def with_mask(self, mask: NDArray[np.bool_], *, voxel_count: int | None = None) -> Structure:
+        """The same structure with another (read-only) mask; ``voxel_count`` if already known."""
+        return Structure(
+            self.id,
+            self.name,
+            self.role,
+            mask,
+            self.geometry,
+            self.color_rgb,
+            self.origin,
+            voxel_count,
+        )
+
+    def with_fields(self, **changes: object) -> Structure:
+        """The same structure (same mask and count) with other name/role/color/origin."""
+        return replace(self, _count=self.voxel_count, **changes)  # type: ignore[arg-type]
+
+
+# ====================================================================== prescription, source
+@dataclass(frozen=True)
+class Prescription:
+    """Prescribed dose: ``metric`` (e.g. "D90") of structure ``structure_id`` ≥ ``dose_gy``.
+
+    dose_gy : total permanent-implant dose D∞ (Gy)
+    """
+
+    dose_gy: float
+    structure_id: str
+    metric: str = "D90"
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.dose_gy) and MIN_PD_GY <= self.dose_gy <= MAX_PD_GY):
+            raise ValueError(
+                f"prescription dose {self.dose_gy:g} Gy is outside the plausible range "
+                f"{MIN_PD_GY:g}-{MAX_PD_GY:g} Gy"
+            )
+        if not _METRIC_RE.match(self.metric):
+            raise ValueError(f"prescription metric {self.metric!r} is not of the form D90")
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """The seed model and its strength.
+
+    model_id : a model of resources/seeds ("6711"); model_sha256 : its table checksum at
+    planning time (INT-4). strength_u : air-kerma strength S_K per seed at calibration (U), or
+    None when not yet given. entered_as : "U" or "mCi" (what the user typed; mCi is shown
+    beside U). calibration_date / implant_date : ISO dates, or None.
+    """
+
+    model_id: str
+    model_sha256: str = ""
+    strength_u: float | None = None
+    entered_as: Literal["U", "mCi"] = "U"
+    calibration_date: date | None = None
+    implant_date: date | None = None
+    isotope: str = "I-125"
+
+    def __post_init__(self) -> None:
+        if not self.model_id:
+            raise ValueError("a source needs a seed model id")
+        if self.strength_u is not None and not (
+            math.isfinite(self.strength_u) and MIN_STRENGTH_U <= self.strength_u <= MAX_STRENGTH_U
+        ):
+            raise ValueError(
+                f"seed strength {self.strength_u:g} U is outside the plausible range "
+                f"{MIN_STRENGTH_U}-{MAX_STRENGTH_U} U for I-125"
+            )
+        if self.entered_as not in ("U", "mCi"):
+            raise ValueError(f"strength unit {self.entered_as!r} is not U or mCi")
+        if (self.calibration_date is None) != (self.implant_date is None):
+            raise ValueError("give both the calibration and the implant date, or neither")
+        if self.calibration_date is not None and self.implant_date is not None:
+            try:
+                decay = decay_between(self.calibration_date, self.implant_date)
+            except InputError as exc:
+                raise ValueError(exc.problem) from None
+            at_implant = None if self.strength_u is None else self.strength_u * decay.factor
+            if at_implant is not None and not MIN_STRENGTH_U <= at_implant <= MAX_STRENGTH_U:
+                raise ValueError(
+                    f"seed strength at implant {at_implant:.3g} U is outside the plausible "
+                    f"range {MIN_STRENGTH_U}-{MAX_STRENGTH_U} U for I-125"
+                )
+
+    @property
+    def activity_mci(self) -> float | None:
+        """Apparent activity (mCi) = S_K / 1.270 U/mCi."""
+        return None if self.strength_u is None else self.strength_u / U_PER_MCI_I125
+
+    @property
+    def decay_factor(self) -> float:
+        """Strength left at implant / strength at calibration (1 when the dates are unknown)."""
+        if self.calibration_date is None or self.implant_date is None:
+            return 1.0
+        return decay_between(self.calibration_date, self.implant_date).factor
+
+    @property
+    def strength_at_implant_u(self) -> float | None:
+        return None if self.strength_u is None else self.strength_u * self.decay_factor
+
+
+# ====================================================================== needles, seeds, goals
+@dataclass(frozen=True)
+class Needle:
+    """A needle track from ``entry_mm`` to ``tip_mm`` (LPS mm)."""
+
+    id: str
+    entry_mm: Vec3
+    tip_mm: Vec3
+    label: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "entry_mm", _vec3(self.entry_mm, "needle entry"))
+        object.__setattr__(self, "tip_mm", _vec3(self.tip_mm, "needle tip"))
+
+
+@dataclass(frozen=True)
+class Seed:
+    """A seed at ``position_mm`` (LPS mm) with unit axis ``axis``, on needle ``needle_id``
+    (or free, None); ``strength_u`` overrides the source's strength when set."""
+
+    id: str
+    position_mm: Vec3
+    axis: Vec3 = (0.0, 0.0, 1.0)
+    needle_id: str | None = None
+    strength_u: float | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "position_mm", _vec3(self.position_mm, "seed position"))
+        a = np.asarray(_vec3(self.axis, "seed axis"))
+        n = float(np.linalg.norm(a))
+        if not n > 0:
+            raise ValueError("a seed axis must not be zero")
+        object.__setattr__(self, "axis", _vec3(a / n, "seed axis"))
+        if self.strength_u is not None and not (
+            math.isfinite(self.strength_u) and MIN_STRENGTH_U <= self.strength_u <= MAX_STRENGTH_U
+        ):
+            raise ValueError(f"seed strength {self.strength_u:g} U is outside the plausible range")
+
+
+@dataclass(frozen=True)
+class Goal:
+    """A planning goal: ``metric`` of ``structure_id`` ``comparison`` ``value`` ``unit``.
+
+    E.g. ``Goal("gl-…", "st-…", "D90", ">=", 110.0, "Gy")``, ``Goal(…, "D0.1cc", "<=", 50.0,
+    "Gy")``, ``Goal(…, "V100", ">=", 95.0, "%")``.
+    """
+
+    id: str
+    structure_id: str
+    metric: str
+    comparison: Literal[">=", "<="]
+    value: float
+    unit: Literal["Gy", "%", "cm3"]
+
+    def __post_init__(self) -> None:
+        if self.comparison not in (">=", "<="):
+            raise ValueError(f"goal comparison {self.comparison!r} is not >= or <=")
+        if self.unit not in ("Gy", "%", "cm3"):
+            raise ValueError(f"goal unit {self.unit!r} is not Gy, % or cm3")
+        if not self.metric or not math.isfinite(self.value):
+            raise ValueError("a goal needs a metric and a finite value")
+
+
+# ====================================================================== the plan
+@dataclass(frozen=True, eq=False)
+class Plan:
+    """One revision of a plan (immutable; see the module docstring).
+
+    status : "draft" → "reviewed" → "approved". An approved plan is read-only: editing it means
+    starting revision + 1 (:meth:`planner.plan.document.PlanDocument.new_revision`).
+    approved_by / approved_utc : who approved this revision and when (ISO 8601 UTC), or "".
+    previous_sha256 : content checksum of the revision this one was started from ("" for 1).
+    """
+
+    plan_uid: str
+    ct: CTReference
+    structures: tuple[Structure, ...] = ()
+    prescription: Prescription | None = None
+    source: SourceSpec | None = None
+    needles: tuple[Needle, ...] = ()
+    seeds: tuple[Seed, ...] = ()
+    goals: tuple[Goal, ...] = ()
+    status: Status = "draft"
+    revision: int = 1
+    name: str = ""
+    created_utc: str = ""
+    approved_by: str = ""
+    approved_utc: str = ""
+    previous_sha256: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "structures", tuple(self.structures))
+        object.__setattr__(self, "needles", tuple(self.needles))
+        object.__setattr__(self, "seeds", tuple(self.seeds))
+        object.__setattr__(self, "goals", tuple(self.goals))
+        if self.status not in STATUSES:
+            raise ValueError(f"plan status {self.status!r} is not one of {', '.join(STATUSES)}")
+        if not isinstance(self.revision, int) or self.revision < 1:
+            raise ValueError(f"plan revision must be an integer ≥ 1, got {self.revision!r}")
+        ids = [s.id for s in self.structures]
+        _unique(ids, "structure id")
+        _unique([s.name.strip().lower() for s in self.structures], "structure name")
+        for s in self.structures:
+            if s.geometry is not self.ct.geometry and not s.geometry.same_as(self.ct.geometry):
+                raise ValueError(f"structure {s.name!r} is not on the plan's CT grid")
+        _unique([n.id for n in self.needles], "needle id")
+        _unique([s.id for s in self.seeds], "seed id")
+        _unique([g.id for g in self.goals], "goal id")
+        known = set(ids)
+        if self.prescription is not None and self.prescription.structure_id not in known:
+            raise ValueError(
+                f"prescription structure {self.prescription.structure_id!r} is not in the plan"
+            )
+        for g in self.goals:
+            if g.structure_id not in known:
+                raise ValueError(f"goal {g.id} refers to a missing structure {g.structure_id!r}")
+        needle_ids = {n.id for n in self.needles}
+        for s in self.seeds:
+            if s.needle_id is not None and s.needle_id not in needle_ids:
+                raise ValueError(f"seed {s.id} is on a missing needle {s.needle_id!r}")
+
+    @classmethod
+    def new(cls, ct: CTReference | CTVolume, **fields: object) -> Plan:
+        """A new draft, revision 1, with a fresh plan UID."""
+        ref = ct if isinstance(ct, CTReference) else CTReference.from_volume(ct)
+        return cls(plan_uid=uuid.uuid4().hex, ct=ref, **fields)  # type: ignore[arg-type]
+
+    @property
+    def geometry(self) -> GridGeometry:
+        """The CT grid every mask lives on."""
+        return self.ct.geometry
+
+    @property
+    def is_approved(self) -> bool:
+        return self.status == "approved"
+
+    def structure(self, structure_id: str) -> Structure:
+        """The structure with this id (KeyError naming it when absent)."""
+        for s in self.structures:
+            if s.id == structure_id:
+                return s
+        raise KeyError(f"no structure with id {structure_id!r} in the plan")
+
+    def structure_index(self, structure_id: str) -> int:
+        for i, s in enumerate(self.structures):
+            if s.id == structure_id:
+                return i
+        raise KeyError(f"no structure with id {structure_id!r} in the plan")
+
+    def structure_named(self, name: str) -> Structure | None:
+        """The structure called ``name`` (case-insensitive), or None."""
+        key = name.strip().lower()
+        return next((s for s in self.structures if s.name.strip().lower() == key), None)
+
+    def evolve(self, **changes: object) -> Plan:
+        """A new plan with ``changes`` (validated); everything else is shared."""
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+
+def _unique(values: list[str], what: str) -> None:
+    seen: set[str] = set()
+    for v in values:
+        if v in seen:
+            raise ValueError(f"duplicate {what} {v!r}")
+        seen.add(v)
