@@ -27,12 +27,20 @@ import numpy as np
 
 from dose.errors import InputError
 from dose.progress import CancelFn, Cancelled, ProgressFn, sub_progress
-from planner.imaging.dicom_scan import ScanResult, SeriesInfo, SkippedFile, SliceHeader, scan_dicom
+from planner.imaging.dicom_scan import (
+    ScanResult,
+    SeriesInfo,
+    SkippedFile,
+    SliceHeader,
+    geometry_difference,
+    scan_dicom,
+)
 from planner.imaging.import_report import CTImportError, ImportReport, ImportResult
-from planner.imaging.paths import IMAGE_SUFFIXES, is_image_file
+from planner.imaging.paths import IMAGE_SUFFIXES, is_image_file, path_kind, regular_file_problem
 from planner.imaging.pixels import read_pixels
-from planner.imaging.series_checks import check_hu, check_identity
+from planner.imaging.series_checks import check_hu, check_identity, interleaving_warning
 from planner.imaging.slice_stack import (
+    StackGeometry,
     analyse_stack,
     irregular_reasons,
     resample,
@@ -95,9 +103,9 @@ def _choose_series(
             reasons = sorted({k.reason.split(":")[0] for k in scan.skipped})
             images = [k.path.name for k in scan.skipped if is_image_file(k.path)]
             hint = f"; open an image file directly, e.g. {images[0]}" if images else ""
+            shown = "; ".join(reasons[:4]) + ("; …" if len(reasons) > 4 else "")
             raise InputError(
-                f"no DICOM images: {len(scan.skipped)} file(s) skipped ({'; '.join(reasons)})"
-                + hint,
+                f"no DICOM images to load: {len(scan.skipped)} file(s) skipped ({shown})" + hint,
                 source,
             )
         counts: dict[str, int] = {}
@@ -125,9 +133,13 @@ def inspect_ct(
     source = Path(path)
     report_progress = progress or (lambda f, m: None)
     limit = _max_memory_default() if max_memory_bytes is None else int(max_memory_bytes)
-    if not source.exists():
+    kind = path_kind(source)
+    if kind == "missing":
         raise InputError("no such file or folder", source)
-    if source.is_file() and is_image_file(source):
+    if kind not in ("file", "folder"):
+        problem = regular_file_problem(source)
+        raise InputError(problem.replace("not a regular file", "not a file or folder"), source)
+    if kind == "file" and is_image_file(source):
         from planner.imaging.image_files import read_image
 
         report_progress(0.0, f"reading {source.name}")
@@ -143,7 +155,7 @@ def inspect_ct(
         report_progress(1.0, "done")
         return ImportResult(volume, report)
 
-    file_hint = source if source.is_file() else None
+    file_hint = source if kind == "file" else None
     scan_root = source.parent if file_hint is not None else source
     if file_hint is not None and source.name.upper() == "DICOMDIR":
         file_hint = None  # a DICOMDIR stands for its whole folder (scanned recursively)
@@ -166,12 +178,13 @@ def inspect_ct(
         for other in others:
             if other is series:
                 continue
-            for f in other.files:
+            for h in other.slices:
                 report.skipped.append(
                     SkippedFile(
-                        f,
-                        f"same series but different size/orientation ({other.columns}×"
-                        f"{other.rows} {other.orientation}); load it as --series {other.key}",
+                        h.path,
+                        _other_part_reason(h, series.slices[0], series.part, other.key),
+                        h.series_instance_uid,
+                        h.ipp_mm,
                     )
                 )
         report.warnings.append(
@@ -181,6 +194,17 @@ def inspect_ct(
         )
     volume = _load_series(series, report, allow_resample, limit, report_progress, cancel)
     return ImportResult(volume, report, scan, series)
+
+
+def _other_part_reason(h: SliceHeader, ref: SliceHeader, part: int, key: str) -> str:
+    """Why an image of the same series is not in the loaded part: what differs, truthfully."""
+    diff = geometry_difference(h, ref)
+    size_or_orientation = diff.startswith("image size") or "orientation" in diff
+    what = "size/orientation" if size_or_orientation else "pixel spacing"
+    return (
+        f"same series but different {what} than the loaded part {part}: {diff}; load it as "
+        f"--series {key}"
+    )
 
 
 def _load_series(
@@ -217,7 +241,7 @@ def _load_series(
         )
         return None
     if not stack.regular and not allow_resample:
-        report.problems.extend(irregular_reasons(stack))
+        _refuse_irregular(stack, report)
         return None
 
     by_file: dict[Path, list[SliceHeader]] = {}
@@ -237,17 +261,21 @@ def _load_series(
         stack = analyse_stack(kept)
         grid = stack.output_grid()
         if not stack.regular and not allow_resample:
-            report.problems.extend(irregular_reasons(stack))
+            _refuse_irregular(stack, report)
             return None
+    if len(stack.slices) >= 2:
+        interleaved = interleaving_warning(stack.slices, float(np.median(stack.gaps_mm)))
+        if interleaved:
+            report.warnings.append(interleaved)
 
     tags = {s.gantry_tilt_deg for s in stack.slices if s.gantry_tilt_deg}
-    if tags and not stack.sheared:
+    if tags and not stack.tilted:
         report.warnings.append(
             f"GantryDetectorTilt {max(tags, key=abs):+.1f}° in the header, but the slice positions "
             "follow the slice normal: loaded as the positions and orientation describe (no "
             "shear to correct); check against the scanner if in doubt"
         )
-    elif stack.sheared and tags:
+    elif stack.tilted and tags:
         tag = max(tags, key=abs)
         if abs(abs(tag) - stack.tilt_deg) > 0.5:
             report.warnings.append(
@@ -264,12 +292,12 @@ def _load_series(
             store_plane(hu, k, plane)
         progress(0.9, "stacking")
     else:
-        message = stack.describe_resampling(grid)
-        report.warnings.append(message)
+        report.warnings.append(stack.describe_resampling(grid))
         resample(
             stack, ordered, grid, hu, lambda f: progress(0.85 + 0.15 * f, "resampling"), cancel
         )
     del ordered
+    report.warnings.extend(stack.describe_gaps(report.skipped))
     check_hu(hu, report)
     report.geometry = grid
     report.estimated_memory_bytes = max(report.estimated_memory_bytes, int(hu.nbytes))
@@ -292,6 +320,12 @@ def _load_series(
         warnings=list(report.warnings),
         source_path=str(report.source),
     )
+
+
+def _refuse_irregular(stack: StackGeometry, report: ImportReport) -> None:
+    """Refuse an irregular stack (resampling switched off), saying where and why."""
+    report.problems.extend(irregular_reasons(stack))
+    report.warnings.extend(stack.describe_gaps(report.skipped))
 
 
 def load_ct(

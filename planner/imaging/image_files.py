@@ -24,11 +24,20 @@ from numpy.typing import NDArray
 
 from dose.errors import InputError
 from dose.geometry import GridGeometry
+from planner.imaging.paths import (
+    IMAGE_SUFFIXES,
+    SpecialFileError,
+    open_regular,
+    regular_file_problem,
+)
 from planner.imaging.volume import CTVolume, PatientInfo
 
 __all__ = ["geometry_from_sitk", "read_image", "read_image_array", "sitk_image", "write_image"]
 
-_SUFFIXES = (".nii", ".nii.gz", ".mha", ".mhd", ".nrrd", ".nhdr")
+_SUFFIXES = IMAGE_SUFFIXES
+# Detached headers name their voxel file(s): MetaImage "ElementDataFile = x.raw", NRRD
+# "data file: x.raw" (or "LIST" followed by one name per line).
+_DATA_FILE_KEYS = {".mhd": ("elementdatafile",), ".nhdr": ("data file", "datafile")}
 
 
 @contextlib.contextmanager
@@ -98,9 +107,11 @@ def read_image_array(
 ) -> tuple[NDArray, GridGeometry]:
     """Read a 3-D scalar image: ``(array (z, y, x), geometry)``. Bad files raise InputError."""
     src = Path(path)
-    if not src.exists():
-        raise InputError("no such file", src)
+    problem = regular_file_problem(src)
+    if problem:
+        raise InputError(problem, src)
     _check_suffix(src)
+    _check_detached_data(src)
     try:
         reader = sitk.ImageFileReader()
         reader.SetFileName(str(src))
@@ -181,6 +192,36 @@ def read_image(path: str | Path, *, max_memory_bytes: int | None = None) -> CTVo
         warnings=warnings,
         source_path=str(src),
     )
+
+
+def _check_detached_data(header: Path) -> None:
+    """A .mhd/.nhdr header's voxel files must be regular files too (ITK would block on a FIFO
+    or read /dev/zero forever); raises InputError naming the data file and what it is."""
+    suffix = next((s for s in _DATA_FILE_KEYS if header.name.lower().endswith(s)), None)
+    if suffix is None:
+        return
+    try:
+        with open_regular(header) as fp:
+            text = fp.read(1 << 16).decode("latin-1")
+    except SpecialFileError as exc:
+        raise InputError(exc.reason, header) from exc
+    lines = text.splitlines()
+    names: list[str] = []
+    for n, line in enumerate(lines):
+        key, sep, value = line.partition("=" if suffix == ".mhd" else ":")
+        if not sep or key.strip().lower() not in _DATA_FILE_KEYS[suffix]:
+            continue
+        value = value.strip()
+        if value.upper() == "LIST":
+            names = [ln.strip() for ln in lines[n + 1 :] if ln.strip()]
+        elif value.upper() != "LOCAL" and "%" not in value:
+            names = [value]
+        break
+    for name in names[:10000]:
+        data = Path(name) if Path(name).is_absolute() else header.parent / name
+        problem = regular_file_problem(data)
+        if problem:
+            raise InputError(f"its voxel data file {name}: {problem}", header)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -23,6 +23,7 @@ __all__ = [
     "open_regular",
     "path_kind",
     "regular_file_problem",
+    "walk_files",
 ]
 
 IMAGE_SUFFIXES = (".nii", ".nii.gz", ".mha", ".mhd", ".nrrd", ".nhdr")
@@ -149,3 +150,53 @@ def open_regular(path: str | Path) -> BinaryIO:
     except BaseException:
         os.close(fd)
         raise
+
+
+def walk_files(root: str | Path, *, recursive: bool) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """Regular files in a folder (recursively: in its sub-folders too), sorted, and every entry
+    that is *not* read with the reason: ``(files, [(path, reason), ...])``.
+
+    Hidden names (starting with ".") are ignored. Symlinks to files are followed (once, to a
+    regular file); symlinks to folders are not followed (a link back up would loop) and are
+    listed. Sub-folders that cannot be listed are listed with the reason. Without
+    ``recursive``, sub-folders are ignored. Raises OSError when ``root`` cannot be listed.
+    """
+    files: list[Path] = []
+    odd: list[tuple[Path, str]] = []
+
+    def visit(folder: Path, top: bool) -> None:
+        try:
+            with os.scandir(folder) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as exc:
+            if top:
+                raise
+            odd.append((folder, _os_reason(exc).replace("unreadable", "unreadable folder", 1)))
+            return
+        subfolders: list[Path] = []
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            p = Path(entry.path)
+            try:
+                is_dir = entry.is_dir(follow_symlinks=False)
+            except OSError:
+                is_dir = False
+            if is_dir:
+                if recursive:
+                    subfolders.append(p)
+                continue
+            if entry.is_symlink() and path_kind(p) == "folder":
+                if recursive:
+                    odd.append((p, f"symlink to a folder ({os.readlink(p)}): not followed"))
+                continue
+            problem = regular_file_problem(p)
+            if problem:
+                odd.append((p, problem))
+            else:
+                files.append(p)
+        for sub in subfolders:
+            visit(sub, False)
+
+    visit(Path(root), True)
+    return files, odd

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from numpy.typing import NDArray
 from dose.progress import CancelFn, Cancelled
 from planner.imaging.dicom_scan import SkippedFile, SliceHeader, transfer_syntax_name
 from planner.imaging.import_report import ImportReport
+from planner.imaging.paths import SpecialFileError, open_regular
 from planner.imaging.slice_stack import AIR_HU
 
 __all__ = ["one_line", "read_pixels"]
@@ -33,18 +35,23 @@ def read_pixels(
             raise Cancelled("load cancelled")
         ts = headers[0].transfer_syntax_uid
         try:
-            ds = pydicom.dcmread(path, force=True)
-            meta = getattr(ds, "file_meta", None)
-            if meta is None or "TransferSyntaxUID" not in meta:
-                # No file meta (§4 #14): use the encoding the header scan found.
-                meta = meta if meta is not None else pydicom.dataset.FileMetaDataset()
-                meta.TransferSyntaxUID = ts
-                ds.file_meta = meta
-            raw = ds.pixel_array
+            with open_regular(path) as fp, warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # invalid values: the header checks speak
+                ds = pydicom.dcmread(fp, force=True)
+                meta = getattr(ds, "file_meta", None)
+                if meta is None or "TransferSyntaxUID" not in meta:
+                    # No file meta (§4 #14): use the encoding the header scan found.
+                    meta = meta if meta is not None else pydicom.dataset.FileMetaDataset()
+                    meta.TransferSyntaxUID = ts
+                    ds.file_meta = meta
+                raw = ds.pixel_array
+        except SpecialFileError as exc:
+            report.skipped.append(_skip(headers[0], exc.reason))
+            continue
         except (NotImplementedError, RuntimeError, ImportError) as exc:
             report.skipped.append(
-                SkippedFile(
-                    path,
+                _skip(
+                    headers[0],
                     f"pixel data cannot be decoded: unsupported compression "
                     f"{transfer_syntax_name(ts)} ({one_line(exc)})",
                 )
@@ -57,14 +64,14 @@ def read_pixels(
                 else "pixel data unreadable"
             )
             report.skipped.append(
-                SkippedFile(path, f"{what} ({transfer_syntax_name(ts)}): {one_line(exc)}")
+                _skip(headers[0], f"{what} ({transfer_syntax_name(ts)}): {one_line(exc)}")
             )
             continue
         h0 = headers[0]
         expected = (h0.n_frames, h0.rows, h0.columns) if h0.n_frames > 1 else (h0.rows, h0.columns)
         if raw.shape != expected:
             report.skipped.append(
-                SkippedFile(path, f"pixel array shape {raw.shape} does not match header {expected}")
+                _skip(h0, f"pixel array shape {raw.shape} does not match header {expected}")
             )
             continue
         frames = raw if h0.n_frames > 1 else raw[np.newaxis]
@@ -92,6 +99,11 @@ def read_pixels(
             f"field of view) set to {AIR_HU:.0f} HU (air)"
         )
     return out
+
+
+def _skip(h: SliceHeader, reason: str) -> SkippedFile:
+    """A skip record that remembers the file's series and position (to name it in a gap)."""
+    return SkippedFile(h.path, reason, h.series_instance_uid, h.ipp_mm)
 
 
 def _padding_range(ds: Any) -> tuple[float, float] | None:

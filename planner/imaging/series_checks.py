@@ -18,7 +18,7 @@ from planner.imaging.dicom_scan import (
 )
 from planner.imaging.import_report import ImportReport
 
-__all__ = ["check_hu", "check_identity"]
+__all__ = ["check_hu", "check_identity", "interleaving_warning"]
 
 
 def check_identity(series: SeriesInfo, report: ImportReport) -> list[SliceHeader]:
@@ -76,11 +76,12 @@ def check_identity(series: SeriesInfo, report: ImportReport) -> list[SliceHeader
     studies = sorted({s.study_instance_uid for s in usable})
     if len(studies) > 1:
         report.warnings.append(f"{len(studies)} different StudyInstanceUIDs in one series")
-    missing = [s for s in usable if s.ipp_mm is None or s.iop is None or s.pixel_spacing_mm is None]
-    if missing:
-        report.problems.append(
-            f"{len(missing)} image(s) without ImagePositionPatient/ImageOrientationPatient/"
-            f"PixelSpacing (e.g. {missing[0].path.name}): they cannot be placed in the patient"
+    _check_placement(usable, report)
+    no_rescale = [s for s in usable if s.rescale_missing]
+    if no_rescale:
+        report.warnings.append(
+            f"{len(no_rescale)} image(s) without RescaleSlope/RescaleIntercept "
+            f"({_names(no_rescale)}): stored values taken as HU (slope 1, intercept 0)"
         )
     colour = [s for s in usable if s.samples_per_pixel != 1]
     if colour:
@@ -88,6 +89,61 @@ def check_identity(series: SeriesInfo, report: ImportReport) -> list[SliceHeader
             f"colour images (SamplesPerPixel {colour[0].samples_per_pixel}): not CT data"
         )
     return usable
+
+
+def _names(slices: list[SliceHeader], limit: int = 3) -> str:
+    """ "a/CT001.dcm, a/CT002.dcm and 4 more"."""
+    names = [s.name for s in slices[:limit]]
+    more = len(slices) - limit
+    return ", ".join(names) + (f" and {more} more" if more > 0 else "")
+
+
+def _check_placement(usable: list[SliceHeader], report: ImportReport) -> None:
+    """Refuse images whose position, orientation or pixel spacing is missing or invalid,
+    naming the tag, the value and the files (one problem per distinct reason)."""
+    by_reason: dict[str, list[SliceHeader]] = {}
+    for s in usable:
+        reasons = list(s.invalid)
+        for keyword, value in (
+            ("ImagePositionPatient", s.ipp_mm),
+            ("ImageOrientationPatient", s.iop),
+            ("PixelSpacing", s.pixel_spacing_mm),
+        ):
+            if value is None and not any(r.startswith(keyword) for r in reasons):
+                reasons.append(f"no {keyword}")
+        for r in reasons:
+            # Multi-frame reasons end in "(frame n)": group the frames of one reason.
+            by_reason.setdefault(r.split(" (frame ")[0], []).append(s)
+    for reason, slices in by_reason.items():
+        report.problems.append(
+            f"{reason} in {len(slices)} image(s) ({_names(slices)}): they cannot be placed in "
+            "the patient"
+        )
+
+
+def interleaving_warning(slices: list[SliceHeader], spacing_mm: float) -> str:
+    """A warning when images of one series repeat InstanceNumbers (two acquisitions stored
+    in one SeriesInstanceUID and merged into one stack at ``spacing_mm``), else ""."""
+    by_number: dict[int, list[SliceHeader]] = {}
+    for s in slices:
+        if s.instance_number is not None and s.n_frames == 1:
+            by_number.setdefault(s.instance_number, []).append(s)
+    repeated = {n: group for n, group in by_number.items() if len(group) > 1}
+    if not repeated:
+        return ""
+    n, group = min(repeated.items())
+    acquisitions = sorted({s.acquisition_number for s in slices if s.acquisition_number})
+    acq = (
+        f"; AcquisitionNumbers {', '.join(str(a) for a in acquisitions)}"
+        if len(acquisitions) > 1
+        else ""
+    )
+    return (
+        f"{len(repeated)} InstanceNumber(s) occur more than once (e.g. {n}: "
+        f"{_names(group, 2)}{acq}): two interleaved acquisitions in one series? They were "
+        f"merged into one volume at {spacing_mm:.2f} mm slice spacing — check that this is "
+        "one scan"
+    )
 
 
 def _sop_name(uid: str) -> str:

@@ -19,14 +19,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.typing import NDArray
 
 from dose.geometry import GridGeometry
 from dose.progress import CancelFn, Cancelled
-from planner.imaging.dicom_scan import SliceHeader
+from planner.imaging.dicom_headers import SkippedFile, SliceHeader
 
 __all__ = [
     "AIR_HU",
@@ -44,6 +44,9 @@ __all__ = [
 POS_TOL_MM = 0.05
 POS_TOL_FRACTION = 0.01
 INPLANE_TOL_MM = 0.05
+# Skip reasons of files that cannot be a missing slice, and of other parts of a split series.
+_NOT_A_SLICE = ("not a DICOM file", "not a regular file", "DICOMDIR", "symlink", "dangling")
+_OTHER_PART = "same series but different"
 AIR_HU = -1024.0  # air: fill for voxels outside every acquired slice, and for padding pixels
 
 
@@ -59,10 +62,13 @@ class StackGeometry:
     normal: NDArray[np.float64]
     pixel_spacing_mm: tuple[float, float]  # (row spacing, column spacing)
     uniform: bool
-    sheared: bool
-    tilt_deg: float  # from geometry (0 when not sheared)
+    sheared: bool  # any in-plane offset between slices (tilt or shifted slices): resample
+    tilt_deg: float  # from geometry (0 when not tilted)
     gaps_mm: NDArray[np.float64]
     problems: list[str]
+    tilted: bool = False  # slice origins step along a line that is not the normal (gantry tilt)
+    shifted: list[int] = field(default_factory=list)  # slices off that line (indices)
+    shift_mm: NDArray[np.float64] | None = None  # (N,) in-plane distance of each from the line
 
     @property
     def regular(self) -> bool:
@@ -93,11 +99,13 @@ class StackGeometry:
 
     def describe_resampling(self, grid: GridGeometry) -> str:
         why = []
-        if self.sheared:
+        if self.tilted:
             why.append(
                 f"gantry tilt {self.tilt_deg:.1f}° (slice origins step along the table, not the "
                 "slice normal)"
             )
+        if self.shifted:
+            why.append(self.describe_shifts())
         if not self.uniform:
             why.append(
                 f"slice gaps {self.gaps_mm.min():.2f}–{self.gaps_mm.max():.2f} mm along the "
@@ -111,6 +119,125 @@ class StackGeometry:
             f"{grid.shape_zyx[2]}×{grid.shape_zyx[1]} pixels; linear interpolation; "
             f"areas outside the acquired slices set to {AIR_HU:.0f} HU)"
         )
+
+    def describe_shifts(self, limit: int = 3) -> str:
+        """ "2 slice(s) shifted in-plane off the line of the others: a/CT003.dcm by 5.00 mm…"."""
+        assert self.shift_mm is not None
+        worst = sorted(self.shifted, key=lambda i: -float(self.shift_mm[i]))  # type: ignore[index]
+        named = ", ".join(
+            f"{self.slices[i].name} by {float(self.shift_mm[i]):.2f} mm"  # type: ignore[index]
+            for i in worst[:limit]
+        )
+        more = f" and {len(worst) - limit} more" if len(worst) > limit else ""
+        return (
+            f"{len(worst)} slice(s) shifted in-plane off the line through the other slices' "
+            f"origins: {named}{more} (each placed where its ImagePositionPatient says)"
+        )
+
+    def describe_gaps(self, skipped: list[SkippedFile], limit: int = 8) -> list[str]:
+        """One warning per irregular gap, naming its position, its neighbours and the skipped
+        file that would have filled it (with that file's reason); and one per skipped file of
+        this series that lay beyond either end of the stack."""
+        n = len(self.slices)
+        if n < 2:
+            return []
+        d, gaps = self.d_mm, self.gaps_mm
+        median = float(np.median(gaps))
+        tol = max(POS_TOL_MM, POS_TOL_FRACTION * median)
+        uid = self.slices[0].series_instance_uid
+        placed = [
+            (float(np.asarray(k.ipp_mm) @ self.normal), k)
+            for k in skipped
+            if k.ipp_mm is not None and k.series_instance_uid == uid
+        ]
+
+        def who(lo_mm: float, hi_mm: float) -> list[SkippedFile]:
+            return [k for dk, k in placed if lo_mm <= dk <= hi_mm]
+
+        # Skipped before their place was known (unreadable header, truncated after the file
+        # meta): they may be the missing slice, so a gap names them too.
+        unknown = [
+            k
+            for k in skipped
+            if k.ipp_mm is None
+            and k.series_instance_uid in ("", uid)
+            and not k.reason.startswith(_NOT_A_SLICE)
+        ]
+        unplaced = (
+            "; files skipped before their position was known: "
+            + "; ".join(f"{k.path.name} ({k.reason})" for k in unknown[:3])
+            + (f" and {len(unknown) - 3} more" if len(unknown) > 3 else "")
+            if unknown
+            else " (not in the folder)"
+        )
+        out: list[str] = []
+        pos = np.asarray([sl.ipp_mm for sl in self.slices], dtype=float)
+        odd = [a for a in range(n - 1) if abs(float(gaps[a]) - median) > tol]
+        for a in odd[:limit]:
+            gap, lo, hi = float(gaps[a]), self.slices[a], self.slices[a + 1]
+            m = round(gap / median)
+            if m >= 2 and abs(gap - m * median) <= tol * m:
+                for j in range(1, m):
+                    at = float(d[a]) + gap * j / m
+                    ipp = pos[a] + (pos[a + 1] - pos[a]) * j / m
+                    files = who(at - tol, at + tol)
+                    cause = (
+                        "; ".join(f"{k.path.name} was skipped ({k.reason})" for k in files)
+                        if files
+                        else "no image at that position in the series" + unplaced
+                    )
+                    out.append(
+                        f"missing slice at {at:.2f} mm along the slice normal (IPP ≈ "
+                        f"({ipp[0]:.2f}, {ipp[1]:.2f}, {ipp[2]:.2f}) mm LPS), between "
+                        f"{lo.name} and {hi.name}: {cause}; interpolated from its neighbours"
+                    )
+            else:
+                files = who(float(d[a]) + tol, float(d[a + 1]) - tol)
+                cause = "".join(f"; {k.path.name} was skipped ({k.reason})" for k in files)
+                out.append(
+                    f"slice gap {gap:.2f} mm (median {median:.2f} mm) between {lo.name} and "
+                    f"{hi.name}, from {float(d[a]):.2f} to {float(d[a + 1]):.2f} mm along the "
+                    f"slice normal{cause}"
+                )
+        if len(odd) > limit:
+            out.append(f"… and {len(odd) - limit} more irregular slice gap(s)")
+        for end, beyond in (
+            ("first", [(dk, k) for dk, k in placed if dk < d[0] - tol]),
+            ("last", [(dk, k) for dk, k in placed if dk > d[-1] + tol]),
+        ):
+            # Other geometry parts of a split series are reported once, by the caller.
+            beyond = [(dk, k) for dk, k in beyond if not k.reason.startswith(_OTHER_PART)]
+            if beyond:
+                edge = float(d[0] if end == "first" else d[-1])
+                dk, k = beyond[0]
+                more = f" (and {len(beyond) - 1} more file(s))" if len(beyond) > 1 else ""
+                out.append(
+                    f"{k.path.name}{more} beyond the {end} loaded slice (at {dk:.2f} mm along "
+                    f"the slice normal) was skipped ({k.reason}): the volume ends at "
+                    f"{edge:.2f} mm"
+                )
+        return out
+
+
+def _inplane_fit(
+    d: NDArray[np.float64], offsets_mm: NDArray[np.float64], gaps: NDArray[np.float64]
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Robust line through the slices' in-plane offsets: (slope (2,) mm per mm along n,
+    residual distance (N,) mm of each slice from the line).
+
+    The slope is the median of the step-to-step slopes, so one shifted slice cannot pass for a
+    small gantry tilt (a least-squares fit would).
+    """
+    x = d - d[0]
+    steps = gaps > POS_TOL_MM
+    if len(d) >= 3 and np.count_nonzero(steps) >= 2:
+        slope = np.median(np.diff(offsets_mm, axis=0)[steps] / gaps[steps, None], axis=0)
+    else:
+        span = float(x[-1])
+        slope = (offsets_mm[-1] - offsets_mm[0]) / span if span > 0 else np.zeros(2)
+    intercept = np.median(offsets_mm - np.outer(x, slope), axis=0)
+    residual = np.linalg.norm(offsets_mm - intercept - np.outer(x, slope), axis=1)
+    return slope, residual
 
 
 def analyse_stack(slices: list[SliceHeader]) -> StackGeometry:
@@ -126,10 +253,14 @@ def analyse_stack(slices: list[SliceHeader]) -> StackGeometry:
         problems.append(
             f"ImageOrientationPatient is not two orthogonal unit vectors: {list(first.iop)}"
         )
-    # Orthonormalise the rounding noise of DS strings away.
-    row = row / np.linalg.norm(row)
-    col = col - (col @ row) * row
-    col = col / np.linalg.norm(col)
+    # Orthonormalise the rounding noise of DS strings away (the header check refused
+    # degenerate orientations; the guard keeps numpy quiet if one slips through).
+    with np.errstate(invalid="ignore", divide="ignore"):
+        row = row / np.linalg.norm(row)
+        col = col - (col @ row) * row
+        col = col / np.linalg.norm(col)
+    if not (np.all(np.isfinite(row)) and np.all(np.isfinite(col))):
+        raise ValueError(f"degenerate ImageOrientationPatient {list(first.iop)}")
     normal = np.cross(row, col)
     pos = np.asarray([s.ipp_mm for s in slices], dtype=float)
     d = pos @ normal
@@ -141,7 +272,9 @@ def analyse_stack(slices: list[SliceHeader]) -> StackGeometry:
     offsets_px = np.column_stack([(rel @ col) / ps_row, (rel @ row) / ps_col])
     offsets_mm = np.column_stack([rel @ col, rel @ row])
     gaps = np.diff(d) if len(d) > 1 else np.zeros(0)
-    uniform, sheared, tilt = True, False, 0.0
+    uniform, sheared, tilt, tilted = True, False, 0.0, False
+    shifted: list[int] = []
+    residual = np.zeros(len(d))
     if len(slices) >= 2:
         median_gap = float(np.median(gaps))
         tol = max(POS_TOL_MM, POS_TOL_FRACTION * median_gap)
@@ -163,11 +296,14 @@ def analyse_stack(slices: list[SliceHeader]) -> StackGeometry:
         )
         sheared = bool(np.max(np.abs(offsets_mm)) > INPLANE_TOL_MM)
         if sheared:
+            # Tilt = a consistent shear (mm in-plane per mm along n); slices off that line are
+            # shifted (a moved table, an edited header), reported as such.
+            slope, residual = _inplane_fit(d, offsets_mm, gaps)
             span = float(d[-1] - d[0])
-            if span > 0:
-                # Least-squares shear (mm in-plane per mm along n) → tilt angle.
-                slope = np.linalg.lstsq((d - d[0])[:, None], offsets_mm, rcond=None)[0][0]
+            tilted = bool(float(np.linalg.norm(slope)) * span > INPLANE_TOL_MM)
+            if tilted:
                 tilt = math.degrees(math.atan(float(np.linalg.norm(slope))))
+            shifted = [int(i) for i in np.nonzero(residual > INPLANE_TOL_MM)[0]]
     return StackGeometry(
         slices=slices,
         d_mm=d,
@@ -181,12 +317,15 @@ def analyse_stack(slices: list[SliceHeader]) -> StackGeometry:
         tilt_deg=tilt,
         gaps_mm=gaps,
         problems=problems,
+        tilted=tilted,
+        shifted=shifted,
+        shift_mm=residual,
     )
 
 
 def slice_name(s: SliceHeader) -> str:
     """File name with its folder (series may span folders) and frame for multi-frame files."""
-    return f"{s.path.parent.name}/{s.path.name}" + (f"[frame {s.frame}]" if s.n_frames > 1 else "")
+    return s.name
 
 
 def resample(
@@ -264,7 +403,9 @@ def resample(
 
 def irregular_reasons(stack: StackGeometry) -> list[str]:
     out = []
-    if stack.sheared:
+    if stack.shifted:
+        out.append(stack.describe_shifts() + " — resampling is switched off")
+    if stack.tilted:
         out.append(
             f"gantry tilt {stack.tilt_deg:.1f}°: slice origins step along the table, not the "
             "slice normal (a shear); loading it as a stack would misplace every slice — "
