@@ -59,6 +59,7 @@ __all__ = [
     "plan_content_sha256",
     "plan_file_bytes",
     "save_plan",
+    "write_plan_file",
 ]
 
 FORMAT = "seedplan-plan"
@@ -150,12 +151,25 @@ def save_plan(
     own file). Raises OutputError (an InputError: one line naming ``path``) when it cannot;
     the previous file is then unchanged.
     """
-    app_version = _app_version()
     target = Path(path)
     if target.suffix.lower() != PLAN_SUFFIX:
         raise InputError(f"a plan file name must end in {PLAN_SUFFIX}", target)
+    return write_plan_file(plan, target, force=force, inputs=inputs, progress=progress)
+
+
+def write_plan_file(
+    plan: Plan,
+    path: str | Path,
+    *,
+    force: bool = False,
+    inputs: tuple[str | Path | None, ...] = (),
+    progress: ProgressFn | None = None,
+) -> Path:
+    """:func:`save_plan` under any file name (the autosave's ``*.seedplan.autosave``)."""
     from planner.plan.document import utc_now
 
+    target = Path(path)
+    app_version = _app_version()
     saved = utc_now()
     expected: dict[str, str] = {}
 

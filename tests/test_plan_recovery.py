@@ -1,0 +1,161 @@
+"""Autosave and crash recovery: a crashed session's work comes back from the autosave."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dose.errors import InputError
+from planner.plan.commands import EditMask, UpdateStructure
+from planner.plan.document import PlanDocument
+from planner.plan.plan_file import load_plan, save_plan
+from planner.plan.recovery import (
+    Autosaver,
+    SessionLock,
+    autosave_path,
+    discard,
+    find_recovery,
+    find_unsaved_recoveries,
+    keep_both,
+    restore,
+)
+from tests.plan_builders import full_plan, plans_equal
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+@pytest.fixture(autouse=True)
+def _state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+
+
+def _open(tmp_path: Path) -> tuple[PlanDocument, Path]:
+    path = save_plan(full_plan(), tmp_path / "p.seedplan")
+    doc = PlanDocument(load_plan(path).plan, path=path)
+    return doc, path
+
+
+def test_autosave_is_debounced_and_removed_on_save(tmp_path: Path) -> None:
+    doc, path = _open(tmp_path)
+    original = path.read_bytes()
+    clock = FakeClock()
+    auto = Autosaver(doc, delay_s=30.0, clock=clock)
+    assert auto.tick() is None  # nothing edited
+    sid = doc.plan.structures[0].id
+    doc.execute(UpdateStructure(sid, name="PTV-edited"))
+    clock.t += 10
+    assert auto.tick() is None  # too soon after the edit
+    doc.execute(EditMask(sid, (slice(0, 1), slice(0, 2), slice(0, 2)), True))
+    clock.t += 29
+    assert auto.tick() is None  # the second edit restarted the delay
+    clock.t += 2
+    written = auto.tick()
+    assert written == autosave_path(path) and written.is_file()
+    assert plans_equal(load_plan(written).plan, doc.plan)
+    assert path.read_bytes() == original  # never written over the user's file
+    assert auto.tick() is None  # nothing new since
+    save_plan(doc.plan, path, force=True)
+    doc.mark_saved(path)
+    assert not written.exists()  # a clean save removes the autosave
+
+
+def test_crashed_session_is_recovered(tmp_path: Path) -> None:
+    path = save_plan(full_plan(), tmp_path / "p.seedplan")
+    saved = path.read_bytes()
+    script = textwrap.dedent(
+        f"""
+        import time
+        from planner.plan.commands import EditMask, UpdateStructure
+        from planner.plan.document import PlanDocument
+        from planner.plan.plan_file import load_plan
+        from planner.plan.recovery import Autosaver, SessionLock
+        path = {str(path)!r}
+        lock = SessionLock(path).acquire()
+        doc = PlanDocument(load_plan(path).plan, path=path)
+        auto = Autosaver(doc, delay_s=0.0)
+        sid = doc.plan.structures[1].id
+        doc.execute(UpdateStructure(sid, name="Cord"))
+        with doc.stroke("Paint"):
+            for k in range(5):
+                doc.execute(EditMask(sid, (slice(2, 3), slice(k, k + 4), slice(0, 4)), True))
+        assert auto.tick() is not None
+        print("AUTOSAVED", flush=True)
+        time.sleep(60)
+        """
+    )
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    child = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT
+    )
+    try:
+        assert child.stdout.readline().strip() == "AUTOSAVED"
+        # While that session runs, its work is not offered to anyone else...
+        assert find_recovery(path) is None
+        with pytest.raises(InputError, match="open in another SeedPlan session"):
+            SessionLock(path).acquire()
+        os.kill(child.pid, signal.SIGKILL)  # ... then it crashes
+    finally:
+        child.wait(timeout=30)
+        child.stdout.close()
+    assert path.read_bytes() == saved  # the user's file was never touched
+    candidate = find_recovery(path)
+    assert candidate is not None and candidate.newer_than_plan
+    assert "unsaved work on" in candidate.describe()
+    plan = restore(candidate)
+    cord = plan.structure("st-000000000001")
+    assert cord.name == "Cord"
+    assert cord.mask[2, 0:8, 0:4].all()
+    expected = full_plan().structures[1].mask.copy()
+    expected[2, 0:8, 0:4] = True
+    np.testing.assert_array_equal(cord.mask, expected)
+    # Keep both: the autosave becomes a plan file of its own; the saved plan is unchanged.
+    copy = keep_both(candidate)
+    assert copy.parent == path.parent and "recovered" in copy.name
+    assert plans_equal(load_plan(copy).plan, plan)
+    assert path.read_bytes() == saved and find_recovery(path) is None
+    # The new session takes the stale lock.
+    SessionLock(path).acquire().release()
+
+
+def test_discard_and_nothing_to_recover(tmp_path: Path) -> None:
+    doc, path = _open(tmp_path)
+    auto = Autosaver(doc, delay_s=0.0)
+    doc.execute(UpdateStructure(doc.plan.structures[0].id, name="X"))
+    auto.flush()
+    auto.close()  # as if the session died (no lock: never acquired)
+    candidate = find_recovery(path)
+    assert candidate is not None
+    discard(candidate)
+    assert not autosave_path(path).exists() and find_recovery(path) is None
+    # An autosave identical to the saved plan is nothing to recover.
+    save_plan(doc.plan, autosave_path(path).with_suffix(".seedplan"), force=True)
+    os.replace(autosave_path(path).with_suffix(".seedplan"), autosave_path(path))
+    save_plan(doc.plan, path, force=True)
+    assert find_recovery(path) is None
+
+
+def test_never_saved_plan_is_recovered_from_the_recovery_folder(tmp_path: Path) -> None:
+    doc = PlanDocument(full_plan())
+    auto = Autosaver(doc, delay_s=0.0)
+    doc.execute(UpdateStructure(doc.plan.structures[2].id, name="Skin"))
+    written = auto.flush()
+    assert written is not None and written.parent == tmp_path / "state" / "seedplan" / "recovery"
+    auto.close()
+    found = find_unsaved_recoveries()
+    assert len(found) == 1 and found[0].plan_path is None
+    assert restore(found[0]).structures[2].name == "Skin"
