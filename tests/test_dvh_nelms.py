@@ -29,7 +29,8 @@ import numpy as np
 import pytest
 
 from planner.dicom.rtdose import read_rtdose
-from planner.dicom.rtstruct import rasterise_roi, read_rtstruct, roi_dvh
+from planner.dicom.rtstruct import read_rtstruct
+from planner.structures.rasterise import rasterise_roi, roi_dvh
 from tests.conftest import shared_data
 
 ENDPOINTS = (

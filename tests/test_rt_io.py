@@ -19,7 +19,8 @@ from dose.dvh_calc import compute_dvh, sample_dose_gy
 from dose.errors import InputError
 from dose.geometry import GridGeometry
 from planner.dicom.rtdose import read_rtdose
-from planner.dicom.rtstruct import ROI, rasterise_roi, rasterise_roi_on_grid, read_rtstruct, roi_dvh
+from planner.dicom.rtstruct import ROI, read_rtstruct
+from planner.structures.rasterise import rasterise_roi, rasterise_roi_on_grid, roi_dvh
 from tests.conftest import shared_data
 
 RTDOSE_SOP = "1.2.840.10008.5.1.4.1.1.481.2"

@@ -62,7 +62,8 @@ def _typical_plane_spacing(rois: list) -> float | None:
 def compute_rt_dvhs(rtstruct_path: str, rtdose_path: str) -> tuple[dict[str, dict], list[str]]:
     """DVH summaries keyed by ROI name, and warnings for the user."""
     from planner.dicom.rtdose import read_rtdose
-    from planner.dicom.rtstruct import rasterise_roi, read_rtstruct, roi_dvh
+    from planner.dicom.rtstruct import read_rtstruct
+    from planner.structures.rasterise import rasterise_roi, roi_dvh
 
     structures = read_rtstruct(rtstruct_path)
     rd = read_rtdose(rtdose_path)

@@ -1,88 +1,73 @@
-"""Read DICOM RTSTRUCT contours and rasterise them to a sub-voxel occupancy.
+"""Read DICOM RTSTRUCT contours, checked so that no contour silently changes a volume.
 
 Public API
 ----------
 ``read_rtstruct(path) -> StructureSet``
-    All ROIs with their closed planar contours (LPS mm). Point ROIs (only POINT contours) are
-    kept but flagged ``is_point_roi``; OPEN_PLANAR / OPEN_NONPLANAR contours are ignored.
-``rasterise_roi(roi, *, spacing_mm=None, max_samples=4_000_000, slice_thickness_mm=None)
--> RasterisedROI``
-    Fractional occupancy (0..1, float32, (z, y, x)) on a fine axis-aligned grid covering the ROI.
-``rasterise_roi_on_grid(roi, geometry, *, fine_spacing_mm=0.25, slice_thickness_mm=None)
--> (z, y, x) float32``
-    The same rule onto a given axial grid (e.g. a plan's dose or CT grid): each voxel gets the
-    average of its fine cells (input for ``dose.dvh.compute_dvh`` / ``dose.metrics``).
-``roi_dvh(raster, dose_gy, dose_geometry, *, prescription_gy=None, bin_width_gy=None) -> DVH``
-    The DVH of a rasterised ROI in a dose grid (fine-grid samples, trilinear dose).
+    All ROIs with their closed planar contours (LPS mm) and frame of reference. Point ROIs (only
+    POINT contours) are kept but flagged ``is_point_roi``.
 
-Contours must lie on axial planes (constant z within 0.01 mm): contours on oblique or sagittal /
-coronal planes are refused with an :class:`InputError` rather than mis-rasterised.
+Rasterising (occupancy, DVH sampling) lives in :mod:`planner.structures.rasterise`.
 
-Rasterisation (the method, stated once)
----------------------------------------
-* **Planes.** Contours are grouped by their z (within 0.01 mm). All contours of one plane form one
-  region under the even-odd rule, so holes and separate islands work.
-* **End caps (explicit rule, used for volume and dose alike).** Every contour plane stands for a
-  slab of its own thickness: half the distance to the neighbouring plane on each side; the first
-  and last planes of a run therefore extend by **½ the plane spacing beyond the outermost
-  contours** (the "½-slice end-cap" of Nelms et al. 2015, whose analytic volumes include it). A
-  gap larger than 1.5 × the median plane spacing breaks the ROI into separate runs, each with its
-  own end caps. A single-plane ROI needs ``slice_thickness_mm``.
-* **Between planes.** A point takes the cross-section of the contour plane whose slab holds it
-  (each contour is extruded over its slab: the convention of most planning systems and the one
-  the Nelms analytic end caps model). Shape-based (signed-distance) interpolation between planes
-  was tried and rejected: on the Nelms set it is exact for the axial cone but cuts the chord of
-  convex ends (sphere −4.5 % volume at 3 mm vs −1.6 % for slabs; more D99/D95 failures).
-* **Sub-voxel occupancy.** The fine grid has in-plane spacing ``spacing_mm`` (default 0.25 mm,
-  coarser only when the ROI's bounding box would exceed ``max_samples`` fine voxels) and a slice
-  thickness of plane spacing / n (≤ the in-plane spacing), aligned so that slab and end-cap
-  boundaries fall on fine-slice boundaries for evenly spaced planes. In-plane coverage of a fine
-  voxel is ``clip(0.5 − d/h, 0, 1)`` with d the exact signed distance (mm) from its centre to the
-  nearest contour edge and h the in-plane spacing (exact for straight edges along the grid,
-  unbiased otherwise); a fine slice cut by a slab boundary gets the covered fraction of its
-  thickness from each slab.
-* **Dose.** :func:`roi_dvh` interpolates the dose trilinearly at one low-discrepancy point inside
-  each fine voxel (see :mod:`dose.dvh`), and adds the contour vertices (and their end-cap faces) as
-  boundary points for Dmin/Dmax.
+What is refused (:class:`InputError`, one line naming the file, the ROI and the contour)
+--------------------------------------------------------------------------------------
+* ContourData that is not numeric, has a value count that is not a multiple of 3, holds NaN or
+  infinite coordinates, or disagrees with NumberOfContourPoints;
+* a CLOSED_PLANAR contour that is not on an axial plane (z varies by more than 0.01 mm);
+* a self-intersecting contour (a "bow-tie": its inside is ambiguous), and two contours of one
+  plane whose edges cross or overlap (identical duplicates included: the even-odd rule would
+  cancel them);
+* two contour planes of one ROI closer than max(0.05 mm, 10 % of its plane spacing) but not on the
+  same plane (a duplicated, re-rounded plane);
+* an ROI whose ReferencedFrameOfReferenceUID is not among the structure set's frames.
+
+What is dropped with a warning naming the ROI (it cannot change a volume)
+------------------------------------------------------------------------
+Closed contours with fewer than 3 distinct points or zero area; OPEN_PLANAR / OPEN_NONPLANAR and
+other non-closed contours. Warnings are in :attr:`StructureSet.warnings`.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numba
 import numpy as np
 from numpy.typing import NDArray
 
-from dose.dvh import DVH
-from dose.dvh_calc import compute_dvh
 from dose.errors import InputError
-from dose.geometry import GridGeometry
 from planner.dicom.read import read_dicom_object
 
-__all__ = [
-    "ROI",
-    "RasterisedROI",
-    "StructureSet",
-    "rasterise_roi",
-    "rasterise_roi_on_grid",
-    "read_rtstruct",
-    "roi_dvh",
-]
+__all__ = ["ROI", "StructureSet", "read_rtstruct"]
 
 RTSTRUCT_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.481.3"
 PLANE_TOL_MM = 0.01
-DEFAULT_SPACING_MM = 0.25
-DEFAULT_MAX_SAMPLES = 4_000_000
+#: A contour with |area| below this (mm²) encloses nothing.
+MIN_AREA_MM2 = 1e-6
+#: Planes of one ROI closer than this (mm, or this fraction of the plane spacing) are duplicates.
+DUPLICATE_PLANE_MM = 0.05
+DUPLICATE_PLANE_FRACTION = 0.1
+
+_MOVED = {"RasterisedROI", "rasterise_roi", "rasterise_roi_on_grid", "roi_dvh"}
+
+
+def __getattr__(name: str) -> Any:
+    """Rasterising moved to :mod:`planner.structures.rasterise`; old imports keep working."""
+    if name in _MOVED:
+        from planner.structures import rasterise
+
+        return getattr(rasterise, name)
+    raise AttributeError(f"module 'planner.dicom.rtstruct' has no attribute {name!r}")
 
 
 @dataclass
 class ROI:
     """One structure of an RTSTRUCT.
 
-    ``contours`` holds the CLOSED_PLANAR contours, each an (n, 3) float array of LPS mm.
+    ``contours`` holds the CLOSED_PLANAR contours, each an (n, 3) float array of LPS mm (n ≥ 3,
+    consecutive duplicate vertices removed). ``frame_of_reference_uid`` is the ROI's own
+    ReferencedFrameOfReferenceUID ("" when the file gives none).
     """
 
     number: int
@@ -92,11 +77,21 @@ class ROI:
     contours: list[NDArray[np.float64]] = field(default_factory=list)
     n_point_contours: int = 0
     n_ignored_contours: int = 0
+    frame_of_reference_uid: str = ""
 
     @property
     def is_point_roi(self) -> bool:
         """True for markers/points (no closed contour, at least one POINT contour)."""
         return not self.contours and self.n_point_contours > 0
+
+    @property
+    def plane_z_mm(self) -> NDArray[np.float64]:
+        """(P,) distinct contour plane positions (mm), ascending."""
+        zs = np.sort([float(c[0, 2]) for c in self.contours])
+        if zs.size == 0:
+            return zs
+        keep = np.concatenate([[True], np.diff(zs) > PLANE_TOL_MM])
+        return zs[keep]
 
 
 @dataclass
@@ -104,32 +99,13 @@ class StructureSet:
     rois: list[ROI]
     frame_of_reference_uid: str = ""
     source_path: str = ""
+    #: Every frame of reference the structure set declares (ReferencedFrameOfReferenceSequence).
+    frame_of_reference_uids: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     def contoured(self) -> list[ROI]:
         """ROIs with at least one closed planar contour, in file order."""
         return [r for r in self.rois if r.contours]
-
-
-@dataclass
-class RasterisedROI:
-    """A contoured ROI on a fine grid.
-
-    occupancy : (z, y, x) float32 in 0..1 on ``geometry``
-    geometry : axis-aligned fine GridGeometry (LPS mm)
-    boundary_points_mm : (M, 3) contour vertices and their end-cap faces (LPS mm)
-    plane_z_mm : (P,) contour plane positions
-    """
-
-    name: str
-    occupancy: NDArray[np.float32]
-    geometry: GridGeometry
-    boundary_points_mm: NDArray[np.float64]
-    plane_z_mm: NDArray[np.float64]
-    method: str = ""
-
-    @property
-    def volume_cm3(self) -> float:
-        return float(self.occupancy.sum(dtype=np.float64)) * self.geometry.voxel_volume_mm3 / 1e3
 
 
 # ====================================================================== reading
@@ -137,63 +113,234 @@ def read_rtstruct(path: str | Path) -> StructureSet:
     """Read ROIs and contours; raises :class:`InputError` for a file SeedPlan cannot use."""
     path = Path(path)
     ds = read_dicom_object(path, modality="RTSTRUCT", sop_class_uid=RTSTRUCT_SOP_CLASS)
-
+    frames = _declared_frames(ds)
     names: dict[int, str] = {}
+    roi_frames: dict[int, str] = {}
     for item in getattr(ds, "StructureSetROISequence", []) or []:
         try:
-            names[int(item.ROINumber)] = str(getattr(item, "ROIName", "")).strip()
+            number = int(item.ROINumber)
         except (AttributeError, TypeError, ValueError):
             continue
+        names[number] = str(getattr(item, "ROIName", "")).strip()
+        roi_frames[number] = str(getattr(item, "ReferencedFrameOfReferenceUID", "") or "").strip()
     types: dict[int, str] = {}
     for item in getattr(ds, "RTROIObservationsSequence", []) or []:
         try:
             types[int(item.ReferencedROINumber)] = str(getattr(item, "RTROIInterpretedType", ""))
         except (AttributeError, TypeError, ValueError):
             continue
+    warnings: list[str] = []
     rois: list[ROI] = []
     for rc in getattr(ds, "ROIContourSequence", []) or []:
         try:
             number = int(rc.ReferencedROINumber)
         except (AttributeError, TypeError, ValueError) as exc:
             raise InputError("an ROIContourSequence item has no ReferencedROINumber", path) from exc
-        color = getattr(rc, "ROIDisplayColor", None)
         roi = ROI(
             number=number,
             name=names.get(number, f"ROI {number}") or f"ROI {number}",
             interpreted_type=types.get(number, ""),
-            color_rgb=_color(color),
+            color_rgb=_color(getattr(rc, "ROIDisplayColor", None)),
+            frame_of_reference_uid=roi_frames.get(number, ""),
         )
-        for c in getattr(rc, "ContourSequence", []) or []:
+        if roi.frame_of_reference_uid and frames and roi.frame_of_reference_uid not in frames:
+            raise InputError(
+                f"ROI {roi.name!r} references frame of reference {roi.frame_of_reference_uid},"
+                " which the structure set does not declare",
+                path,
+            )
+        n_dropped = 0
+        for index, c in enumerate(getattr(rc, "ContourSequence", []) or [], start=1):
             kind = str(getattr(c, "ContourGeometricType", "")).upper()
-            data = _contour_values(c)
             if kind == "POINT":
                 roi.n_point_contours += 1
                 continue
-            if kind != "CLOSED_PLANAR" or data is None:
+            if kind != "CLOSED_PLANAR":
                 roi.n_ignored_contours += 1
                 continue
-            try:
-                pts = np.asarray(data, dtype=np.float64).reshape(-1)
-            except (TypeError, ValueError) as exc:
-                raise InputError(f"ROI {roi.name!r}: ContourData is not numeric", path) from exc
-            if pts.size % 3 or pts.size < 9 or not np.all(np.isfinite(pts)):
-                roi.n_ignored_contours += 1
+            pts = _checked_points(c, roi.name, index, path)
+            if pts is None:
+                n_dropped += 1
                 continue
-            pts = pts.reshape(-1, 3)
-            spread = float(np.ptp(pts[:, 2]))
-            if spread > PLANE_TOL_MM:
-                raise InputError(
-                    f"ROI {roi.name!r}: a contour is not on an axial plane (z varies by"
-                    f" {spread:.3g} mm); only axial contours are supported",
-                    path,
-                )
             roi.contours.append(pts)
+        if n_dropped:
+            warnings.append(
+                f"ROI {roi.name!r}: {n_dropped} closed contour(s) with fewer than 3 distinct"
+                " points or zero area ignored (they enclose no volume)"
+            )
+        if roi.n_ignored_contours:
+            warnings.append(
+                f"ROI {roi.name!r}: {roi.n_ignored_contours} open or non-planar contour(s)"
+                " ignored (only CLOSED_PLANAR contours enclose a volume)"
+            )
+        _check_planes(roi, path)
         rois.append(roi)
     return StructureSet(
         rois=rois,
-        frame_of_reference_uid=_frame_of_reference(ds),
+        frame_of_reference_uid=frames[0] if frames else str(getattr(ds, "FrameOfReferenceUID", "")),
         source_path=str(path),
+        frame_of_reference_uids=frames,
+        warnings=warnings,
     )
+
+
+def _checked_points(
+    item: object, roi_name: str, index: int, path: Path
+) -> NDArray[np.float64] | None:
+    """(n, 3) points of one CLOSED_PLANAR contour, or None if it encloses nothing."""
+    where = f"ROI {roi_name!r}, contour {index}"
+    data = _contour_values(item)
+    if data is None:
+        raise InputError(f"{where}: CLOSED_PLANAR contour has no ContourData", path)
+    try:
+        flat = np.asarray(data, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"{where}: ContourData is not numeric", path) from exc
+    if flat.size % 3:
+        raise InputError(
+            f"{where}: ContourData has {flat.size} values, not a multiple of 3 (x, y, z)", path
+        )
+    if not np.all(np.isfinite(flat)):
+        raise InputError(f"{where}: ContourData holds NaN or infinite coordinates", path)
+    declared = getattr(item, "NumberOfContourPoints", None)
+    if declared not in (None, "") and int(declared) != flat.size // 3:
+        raise InputError(
+            f"{where}: NumberOfContourPoints is {int(declared)} but ContourData holds"
+            f" {flat.size // 3} points",
+            path,
+        )
+    pts = flat.reshape(-1, 3)
+    spread = float(np.ptp(pts[:, 2])) if pts.size else 0.0
+    if spread > PLANE_TOL_MM:
+        raise InputError(
+            f"{where}: contour is not on an axial plane (z varies by {spread:.3g} mm); only"
+            " axial contours are supported",
+            path,
+        )
+    # Drop consecutive duplicate vertices (and a closing copy of the first vertex).
+    if len(pts) > 1:
+        nxt = np.roll(pts[:, :2], -1, axis=0)
+        pts = pts[np.any(np.abs(pts[:, :2] - nxt) > 1e-9, axis=1)]
+    if len(pts) < 3:
+        return None
+    x, y = pts[:, 0], pts[:, 1]
+    area = 0.5 * float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))
+    if abs(area) < MIN_AREA_MM2:
+        return None
+    pts = np.ascontiguousarray(pts)
+    pts[:, 2] = float(np.mean(pts[:, 2]))
+    if _first_crossing(pts[:, 0].copy(), pts[:, 1].copy(), np.array([0, len(pts)])) >= 0:
+        raise InputError(
+            f"{where}: contour at z = {pts[0, 2]:g} mm intersects itself (its inside is ambiguous)",
+            path,
+        )
+    return pts
+
+
+def _check_planes(roi: ROI, path: Path) -> None:
+    """Refuse crossing contours within a plane and near-duplicate planes."""
+    if not roi.contours:
+        return
+    zs = np.array([float(c[0, 2]) for c in roi.contours])
+    order = np.argsort(zs, kind="stable")
+    groups: list[list[int]] = []
+    for idx in order:
+        if groups and abs(zs[idx] - zs[groups[-1][0]]) <= PLANE_TOL_MM:
+            groups[-1].append(int(idx))
+        else:
+            groups.append([int(idx)])
+    for g in groups:
+        if len(g) < 2:
+            continue
+        polys = [roi.contours[i] for i in g]
+        vx = np.ascontiguousarray(np.concatenate([q[:, 0] for q in polys]))
+        vy = np.ascontiguousarray(np.concatenate([q[:, 1] for q in polys]))
+        starts = np.cumsum([0] + [len(q) for q in polys]).astype(np.int64)
+        if _first_crossing(vx, vy, starts) >= 0:
+            raise InputError(
+                f"ROI {roi.name!r}: contours on plane z = {zs[g[0]]:g} mm cross or overlap each"
+                " other (duplicated or overlapping contours; their union is ambiguous)",
+                path,
+            )
+    planes = np.array([zs[g[0]] for g in groups])
+    if planes.size > 2:
+        gaps = np.diff(planes)
+        limit = max(DUPLICATE_PLANE_MM, DUPLICATE_PLANE_FRACTION * float(np.median(gaps)))
+        close = np.flatnonzero(gaps < limit)
+        if close.size:
+            p = int(close[0])
+            raise InputError(
+                f"ROI {roi.name!r}: contour planes z = {planes[p]:g} and {planes[p + 1]:g} mm are"
+                f" only {gaps[p]:.3g} mm apart (a duplicated plane?)",
+                path,
+            )
+
+
+@numba.njit(cache=True)
+def _first_crossing(vx: np.ndarray, vy: np.ndarray, starts: np.ndarray) -> int:
+    """Index of the first edge that properly crosses, or overlaps collinearly, another edge of
+    the polygons (polygon p = vertices starts[p]:starts[p+1], closed); −1 if none. Edges that
+    share a vertex in one polygon only touch there and are not counted."""
+    n_e = vx.shape[0]
+    poly = np.empty(n_e, dtype=np.int64)
+    nxt = np.empty(n_e, dtype=np.int64)
+    for p in range(starts.shape[0] - 1):
+        for e in range(starts[p], starts[p + 1]):
+            poly[e] = p
+            nxt[e] = e + 1 if e + 1 < starts[p + 1] else starts[p]
+    xmin = np.empty(n_e)
+    for e in range(n_e):
+        xmin[e] = min(vx[e], vx[nxt[e]])
+    order = np.argsort(xmin)
+    for a in range(n_e):
+        e = order[a]
+        ax1, ay1, ax2, ay2 = vx[e], vy[e], vx[nxt[e]], vy[nxt[e]]
+        exmax = max(ax1, ax2)
+        for b in range(a + 1, n_e):
+            f = order[b]
+            if xmin[f] > exmax:
+                break
+            if poly[e] == poly[f] and (nxt[e] == f or nxt[f] == e):
+                continue
+            bx1, by1, bx2, by2 = vx[f], vy[f], vx[nxt[f]], vy[nxt[f]]
+            if max(by1, by2) < min(ay1, ay2) or max(ay1, ay2) < min(by1, by2):
+                continue
+            if _segments_cross(ax1, ay1, ax2, ay2, bx1, by1, bx2, by2):
+                return e
+    return -1
+
+
+@numba.njit(cache=True, inline="always")
+def _orient(ax: float, ay: float, bx: float, by: float, cx: float, cy: float) -> float:
+    return (bx - ax) * (cy - ay) - (by - ay) * (cx - ax)
+
+
+@numba.njit(cache=True)
+def _segments_cross(
+    ax1: float, ay1: float, ax2: float, ay2: float, bx1: float, by1: float, bx2: float, by2: float
+) -> bool:
+    """Proper crossing (interiors intersect at one point) or a collinear overlap of positive
+    length; touching at an end point is not a crossing."""
+    scale = max(abs(ax2 - ax1) + abs(ay2 - ay1), abs(bx2 - bx1) + abs(by2 - by1), 1e-12)
+    eps = 1e-9 * scale * scale
+    o1 = _orient(ax1, ay1, ax2, ay2, bx1, by1)
+    o2 = _orient(ax1, ay1, ax2, ay2, bx2, by2)
+    o3 = _orient(bx1, by1, bx2, by2, ax1, ay1)
+    o4 = _orient(bx1, by1, bx2, by2, ax2, ay2)
+    if abs(o1) <= eps and abs(o2) <= eps:
+        # Collinear: overlap length along the longer direction.
+        dx, dy = ax2 - ax1, ay2 - ay1
+        ll = dx * dx + dy * dy
+        if ll <= 0.0:
+            return False
+        t1 = ((bx1 - ax1) * dx + (by1 - ay1) * dy) / ll
+        t2 = ((bx2 - ax1) * dx + (by2 - ay1) * dy) / ll
+        lo = max(min(t1, t2), 0.0)
+        hi = min(max(t1, t2), 1.0)
+        return hi - lo > 1e-9
+    a_splits_b = (o1 > eps and o2 < -eps) or (o1 < -eps and o2 > eps)
+    b_splits_a = (o3 > eps and o4 < -eps) or (o3 < -eps and o4 > eps)
+    return a_splits_b and b_splits_a
 
 
 def _contour_values(item: object) -> object:
@@ -220,319 +367,10 @@ def _color(value: object) -> tuple[int, int, int] | None:
     return (r, g, b)
 
 
-def _frame_of_reference(ds: object) -> str:
+def _declared_frames(ds: object) -> list[str]:
+    out = []
     for item in getattr(ds, "ReferencedFrameOfReferenceSequence", []) or []:
-        uid = getattr(item, "FrameOfReferenceUID", None)
-        if uid:
-            return str(uid)
-    return str(getattr(ds, "FrameOfReferenceUID", ""))
-
-
-# ====================================================================== in-plane coverage
-@numba.njit(cache=True)
-def _plane_coverage(
-    xs: np.ndarray,
-    ys: np.ndarray,
-    vx: np.ndarray,
-    vy: np.ndarray,
-    starts: np.ndarray,
-    hx: float,
-    hy: float,
-) -> np.ndarray:
-    """(ny, nx) fraction of each fine pixel (centres xs, ys; size hx × hy mm) inside the polygons.
-
-    Inside/outside by the even-odd rule (scan lines through the pixel centres); within h/2 of an
-    edge the coverage is ``clip(0.5 − d/h, 0, 1)`` with d the signed distance (negative inside)
-    from the pixel centre to the nearest edge. vx, vy: concatenated vertices; polygon p is
-    vx[starts[p]:starts[p+1]] (implicitly closed).
-    """
-    ny = ys.shape[0]
-    nx = xs.shape[0]
-    x0 = xs[0]
-    y0 = ys[0]
-    n_poly = starts.shape[0] - 1
-    inside = np.zeros((ny, nx), dtype=np.bool_)
-    xint = np.empty(vx.shape[0])
-    for jy in range(ny):
-        y = ys[jy]
-        m = 0
-        for p in range(n_poly):
-            a = starts[p]
-            n = starts[p + 1] - a
-            for e in range(n):
-                x1 = vx[a + e]
-                y1 = vy[a + e]
-                x2 = vx[a + (e + 1) % n]
-                y2 = vy[a + (e + 1) % n]
-                if (y1 > y) != (y2 > y):
-                    xint[m] = x1 + (y - y1) * (x2 - x1) / (y2 - y1)
-                    m += 1
-        if m < 2:
-            continue
-        cuts = np.sort(xint[:m])
-        for c in range(0, m - 1, 2):
-            # pixels with centre in (cuts[c], cuts[c+1]) are inside
-            i_lo = max(math.ceil((cuts[c] - x0) / hx), 0)
-            i_hi = min(math.floor((cuts[c + 1] - x0) / hx), nx - 1)
-            for ix in range(i_lo, i_hi + 1):
-                xc = x0 + ix * hx
-                if cuts[c] < xc < cuts[c + 1]:
-                    inside[jy, ix] = True
-    # Distance to the nearest edge, only where it is below h/2 (the anti-aliasing band).
-    h = math.sqrt(hx * hy)  # anti-aliasing width (exact for square pixels)
-    band = 0.5 * h
-    dist = np.full((ny, nx), band)
-    for p in range(n_poly):
-        a = starts[p]
-        n = starts[p + 1] - a
-        for e in range(n):
-            x1 = vx[a + e]
-            y1 = vy[a + e]
-            x2 = vx[a + (e + 1) % n]
-            y2 = vy[a + (e + 1) % n]
-            dx = x2 - x1
-            dy = y2 - y1
-            ll = dx * dx + dy * dy
-            i_lo = max(math.floor((min(x1, x2) - band - x0) / hx), 0)
-            i_hi = min(math.ceil((max(x1, x2) + band - x0) / hx), nx - 1)
-            j_lo = max(math.floor((min(y1, y2) - band - y0) / hy), 0)
-            j_hi = min(math.ceil((max(y1, y2) + band - y0) / hy), ny - 1)
-            for jy in range(j_lo, j_hi + 1):
-                y = y0 + jy * hy
-                for ix in range(i_lo, i_hi + 1):
-                    x = x0 + ix * hx
-                    t = 0.0
-                    if ll > 0.0:
-                        t = ((x - x1) * dx + (y - y1) * dy) / ll
-                        t = min(max(t, 0.0), 1.0)
-                    ex = x1 + t * dx - x
-                    ey = y1 + t * dy - y
-                    d = math.sqrt(ex * ex + ey * ey)
-                    if d < dist[jy, ix]:
-                        dist[jy, ix] = d
-    out = np.empty((ny, nx), dtype=np.float32)
-    for jy in range(ny):
-        for ix in range(nx):
-            d = dist[jy, ix]
-            if inside[jy, ix]:
-                out[jy, ix] = min(0.5 + d / h, 1.0)
-            else:
-                out[jy, ix] = max(0.5 - d / h, 0.0)
+        uid = str(getattr(item, "FrameOfReferenceUID", "") or "").strip()
+        if uid and uid not in out:
+            out.append(uid)
     return out
-
-
-# ====================================================================== rasterisation
-def _group_planes(roi: ROI) -> tuple[NDArray[np.float64], list[list[NDArray[np.float64]]]]:
-    zs = np.array([float(np.mean(c[:, 2])) for c in roi.contours])
-    order = np.argsort(zs, kind="stable")
-    planes: list[float] = []
-    polys: list[list[NDArray[np.float64]]] = []
-    for idx in order:
-        z = zs[idx]
-        if planes and abs(z - planes[-1]) <= PLANE_TOL_MM:
-            polys[-1].append(roi.contours[idx])
-        else:
-            planes.append(z)
-            polys.append([roi.contours[idx]])
-    return np.asarray(planes), polys
-
-
-@dataclass
-class _Slabs:
-    """Contour planes of an ROI and the slab [lower, upper] (mm) each one fills."""
-
-    plane_z: NDArray[np.float64]
-    polys: list[list[NDArray[np.float64]]]
-    lower: NDArray[np.float64]
-    upper: NDArray[np.float64]
-    run_id: NDArray[np.int64]
-    typical_mm: float
-
-
-def _slabs(roi: ROI, slice_thickness_mm: float | None) -> _Slabs:
-    """Planes, runs and slabs with ½-slice end caps (the rule in the module docstring)."""
-    if not roi.contours:
-        raise InputError(f"ROI {roi.name!r} has no closed planar contours")
-    plane_z, plane_polys = _group_planes(roi)
-    n_planes = plane_z.size
-    if n_planes > 1:
-        typical = float(np.median(np.diff(plane_z)))
-    elif slice_thickness_mm is not None and slice_thickness_mm > 0:
-        typical = float(slice_thickness_mm)
-    else:
-        raise InputError(
-            f"ROI {roi.name!r} is contoured on a single plane; its slice thickness is unknown"
-        )
-    # Runs of consecutive planes; each plane's slab is [lower_p, upper_p].
-    breaks = np.flatnonzero(np.diff(plane_z) > 1.5 * typical)
-    run_id = np.zeros(n_planes, dtype=np.int64)
-    for b in breaks:
-        run_id[b + 1 :] += 1
-    lower = np.empty(n_planes)
-    upper = np.empty(n_planes)
-    for p in range(n_planes):
-        prev_ok = p > 0 and run_id[p - 1] == run_id[p]
-        next_ok = p < n_planes - 1 and run_id[p + 1] == run_id[p]
-        h_prev = plane_z[p] - plane_z[p - 1] if prev_ok else None
-        h_next = plane_z[p + 1] - plane_z[p] if next_ok else None
-        # End cap: ½ of the spacing to the in-run neighbour (or the typical spacing if alone).
-        lower[p] = plane_z[p] - 0.5 * (h_prev if h_prev is not None else (h_next or typical))
-        upper[p] = plane_z[p] + 0.5 * (h_next if h_next is not None else (h_prev or typical))
-    return _Slabs(plane_z, plane_polys, lower, upper, run_id, typical)
-
-
-def _fill(
-    slabs: _Slabs,
-    xs: NDArray[np.float64],
-    ys: NDArray[np.float64],
-    zc: NDArray[np.float64],
-    hx: float,
-    hy: float,
-    dz: float,
-) -> NDArray[np.float32]:
-    """(nz, ny, nx) occupancy of fine voxels centred at (xs, ys, zc) (hx × hy × dz mm): in-plane
-    coverage of each plane's contours times the fraction of the fine slice inside its slab."""
-    ny, nx = ys.size, xs.size
-    cover = np.empty((slabs.plane_z.size, ny, nx), dtype=np.float32)
-    for p, polys in enumerate(slabs.polys):
-        vx = np.ascontiguousarray(np.concatenate([q[:, 0] for q in polys]))
-        vy = np.ascontiguousarray(np.concatenate([q[:, 1] for q in polys]))
-        starts = np.cumsum([0] + [len(q) for q in polys]).astype(np.int64)
-        cover[p] = _plane_coverage(
-            np.ascontiguousarray(xs), np.ascontiguousarray(ys), vx, vy, starts, hx, hy
-        )
-    occ = np.zeros((zc.size, ny, nx), dtype=np.float32)
-    for q in range(zc.size):
-        a, b = zc[q] - 0.5 * dz, zc[q] + 0.5 * dz
-        # Planes whose slab overlaps this fine slice (by more than a rounding error).
-        overlap = np.minimum(slabs.upper, b) - np.maximum(slabs.lower, a)
-        for p in np.flatnonzero(overlap > 1e-6 * dz):
-            frac = min(float(overlap[p]) / dz, 1.0)
-            if frac >= 1.0 - 1e-9:
-                occ[q] += cover[p]
-            else:
-                occ[q] += np.float32(frac) * cover[p]
-    np.minimum(occ, 1.0, out=occ)
-    return occ
-
-
-def rasterise_roi(
-    roi: ROI,
-    *,
-    spacing_mm: float | None = None,
-    max_samples: int = DEFAULT_MAX_SAMPLES,
-    slice_thickness_mm: float | None = None,
-) -> RasterisedROI:
-    """Fractional occupancy of a contoured ROI on its own fine grid (method: module docstring)."""
-    slabs = _slabs(roi, slice_thickness_mm)
-    typical = slabs.typical_mm
-    all_pts = np.vstack(roi.contours)
-    xy_lo = all_pts[:, :2].min(axis=0)
-    xy_hi = all_pts[:, :2].max(axis=0)
-    z_lo, z_hi = float(slabs.lower.min()), float(slabs.upper.max())
-    extent = np.array([*(xy_hi - xy_lo), z_hi - z_lo]) + 1e-9
-    h = DEFAULT_SPACING_MM if spacing_mm is None else float(spacing_mm)
-    h = max(h, float(np.cbrt(np.prod(extent + 2 * h) / max_samples)))
-    n_sub = max(1, math.ceil(typical / h - 1e-9))
-    dz = typical / n_sub
-    margin = 2.0 * h
-    nx = math.ceil((extent[0] + 2 * margin) / h) + 1
-    ny = math.ceil((extent[1] + 2 * margin) / h) + 1
-    nz = max(1, math.ceil((z_hi - z_lo) / dz - 1e-6))
-    x0 = float(xy_lo[0] - margin)
-    y0 = float(xy_lo[1] - margin)
-    # The fine grid; its voxel centres (the only index → mm conversion is GridGeometry's). The
-    # coverage kernel relies on xs, ys being evenly spaced by h from xs[0], ys[0].
-    geometry = GridGeometry.axis_aligned((nz, ny, nx), (x0, y0, z_lo + 0.5 * dz), (h, h, dz))
-    xs, ys, zc = geometry.axis_coordinates_mm()
-    occ = _fill(slabs, xs, ys, zc, h, h, dz)
-
-    # Boundary points: vertices on their planes, plus the end-cap faces of each run.
-    bpts = [all_pts]
-    n_planes = slabs.plane_z.size
-    for p in range(n_planes):
-        for c in slabs.polys[p]:
-            if p == 0 or slabs.run_id[p - 1] != slabs.run_id[p]:
-                bpts.append(np.column_stack([c[:, :2], np.full(len(c), slabs.lower[p])]))
-            if p == n_planes - 1 or slabs.run_id[p + 1] != slabs.run_id[p]:
-                bpts.append(np.column_stack([c[:, :2], np.full(len(c), slabs.upper[p])]))
-    method = (
-        f"contours rasterised on a {h:g}×{h:g}×{dz:g} mm grid (each contour fills its slab,"
-        " ½-slice end caps at the first and last contour of each run)"
-    )
-    return RasterisedROI(
-        name=roi.name,
-        occupancy=occ,
-        geometry=geometry,
-        boundary_points_mm=np.vstack(bpts),
-        plane_z_mm=slabs.plane_z,
-        method=method,
-    )
-
-
-def rasterise_roi_on_grid(
-    roi: ROI,
-    geometry: GridGeometry,
-    *,
-    fine_spacing_mm: float = DEFAULT_SPACING_MM,
-    slice_thickness_mm: float | None = None,
-) -> NDArray[np.float32]:
-    """Fractional occupancy (z, y, x) float32 of a contoured ROI on a given axial grid.
-
-    Each voxel of ``geometry`` near the ROI is split into fine cells (≤ ``fine_spacing_mm``
-    along every axis), covered by the same rule as :func:`rasterise_roi` (slabs, ½-slice end
-    caps, exact edge distance) and averaged back. ``geometry`` must have the identity direction
-    (axial, rows along +y, columns along +x): other grids are refused with a ValueError.
-    """
-    if not geometry.is_axis_aligned:
-        raise ValueError("rasterise_roi_on_grid needs an axis-aligned (identity-direction) grid")
-    slabs = _slabs(roi, slice_thickness_mm)
-    out = np.zeros(geometry.shape_zyx, dtype=np.float32)
-    all_pts = np.vstack(roi.contours)
-    lo = np.array([*all_pts[:, :2].min(axis=0), slabs.lower.min()])
-    hi = np.array([*all_pts[:, :2].max(axis=0), slabs.upper.max()])
-    # Voxel index range (i, j, k) whose boxes can meet the ROI's bounding box.
-    ijk_lo = np.floor(geometry.world_to_index(lo) + 0.5).astype(int)
-    ijk_hi = np.ceil(geometry.world_to_index(hi) - 0.5).astype(int)
-    ijk_lo = np.maximum(ijk_lo, 0)
-    ijk_hi = np.minimum(ijk_hi, np.asarray(geometry.shape_xyz) - 1)
-    if np.any(ijk_hi < ijk_lo):
-        return out
-    n_c = ijk_hi - ijk_lo + 1  # (i, j, k) voxel counts of the crop
-    f = np.maximum(np.ceil(geometry.spacing_mm / fine_spacing_mm - 1e-9).astype(int), 1)
-    fine_spacing = geometry.spacing_mm / f
-    # Fine grid: the crop's voxels subdivided f times along each axis.
-    first_centre = geometry.index_to_world(ijk_lo - 0.5 + 0.5 / f)
-    fine = GridGeometry.axis_aligned(
-        (int(n_c[2] * f[2]), int(n_c[1] * f[1]), int(n_c[0] * f[0])), first_centre, fine_spacing
-    )
-    xs, ys, zc = fine.axis_coordinates_mm()
-    hx, hy, dz = (float(v) for v in fine_spacing)
-    occ = _fill(slabs, xs, ys, zc, hx, hy, dz)
-    block = occ.reshape(n_c[2], f[2], n_c[1], f[1], n_c[0], f[0]).mean(axis=(1, 3, 5))
-    out[ijk_lo[2] : ijk_hi[2] + 1, ijk_lo[1] : ijk_hi[1] + 1, ijk_lo[0] : ijk_hi[0] + 1] = block
-    return out
-
-
-def roi_dvh(
-    raster: RasterisedROI,
-    dose_gy: NDArray[np.floating],
-    dose_geometry: GridGeometry,
-    *,
-    prescription_gy: float | None = None,
-    bin_width_gy: float | None = None,
-) -> DVH:
-    """DVH of a rasterised ROI: trilinear dose at one jittered point per fine voxel."""
-    dvh = compute_dvh(
-        dose_gy,
-        raster.occupancy,
-        raster.geometry,
-        dose_geometry=dose_geometry,
-        samples_per_voxel=1,
-        jitter=True,
-        bin_width_gy=bin_width_gy,
-        name=raster.name,
-        prescription_gy=prescription_gy,
-        boundary_points_mm=raster.boundary_points_mm,
-    )
-    return dvh
