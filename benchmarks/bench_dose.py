@@ -21,7 +21,7 @@ what points, the CLI and reports use) and in FAST mode (near part plus coarse fa
 interactive grids and slices only); the accuracy of each fast path is reported against the
 reference engine (random voxels) and against the exact engine (every voxel).
 
-Baseline: the reference engine (:mod:`dose.engine_reference`) *is* the straightforward
+Baseline: the reference engine (:mod:`dose.engine.reference`) *is* the straightforward
 vectorised numpy implementation (loop over seeds, vectorised over voxels, ``np.interp``); it runs
 on a subset of the seeds and is scaled linearly to 100 seeds (its cost is exactly linear in the
 number of seeds), which the notes state.
@@ -36,8 +36,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from dose import engine_numba
-from dose.engine import DoseGrid, SeedSet, make_engine, slice_geometry
+from dose.engine import DoseGrid, SeedSet, kernels, make_engine, slice_geometry
 from dose.geometry import GridGeometry
 
 __all__ = ["machine_info", "make_case", "run_benchmarks"]
@@ -100,7 +99,7 @@ def make_case(n_needles: int = 10, seeds_per_needle: int = 10) -> tuple[SeedSet,
     return seeds, geometry
 
 
-def _spec_text(spec: engine_numba.FastSpec) -> str:
+def _spec_text(spec: kernels.FastSpec) -> str:
     """One line describing a FAST split: near ball radius, then each coarse level."""
     lv = spec.levels
     parts = [f"exact near ball r < {lv[0].r1_mm:g} mm + axis cylinder rho < ~{lv[0].cap_mm:g} mm"]
@@ -163,8 +162,8 @@ def run_benchmarks(quick: bool = False) -> list[dict[str, object]]:
     """Run the dose benchmarks; ``quick`` uses fewer repetitions and smaller baselines.
 
     EXACT mode (every seed-voxel pair, ≤ 3e-4 of the reference) is what points, the CLI and
-    reports use; FAST mode (near/far split, :mod:`dose.engine_numba`) is for interactive grids
-    and slices in the GUI. Both are timed here side by side with the numpy baseline.
+    reports use; FAST mode (near/far split, :mod:`dose.engine.kernels.fast`) is for interactive
+    grids and slices in the GUI. Both are timed here side by side with the numpy baseline.
     """
     seeds, grid = make_case()
     n = len(seeds)
@@ -205,7 +204,7 @@ def run_benchmarks(quick: bool = False) -> list[dict[str, object]]:
             "speedup": speed_f,
             "goal": f"<= {GOAL_FULL_S} s and >= {GOAL_SPEEDUP:g}x baseline",
             "passed_goal": bool(t_ffast <= GOAL_FULL_S and speed_f >= GOAL_SPEEDUP),
-            "notes": f"near/far split: {_spec_text(engine_numba.FAST_GRID_SPEC)} (interactive "
+            "notes": f"near/far split: {_spec_text(kernels.FAST_GRID_SPEC)} (interactive "
             "display; points, CLI and reports use exact)",
         }
     )
@@ -287,8 +286,7 @@ def run_benchmarks(quick: bool = False) -> list[dict[str, object]]:
             "speedup": t_slice_base / t_sfast,
             "goal": f"<= {GOAL_SLICE_S * 1000:g} ms",
             "passed_goal": bool(t_sfast <= GOAL_SLICE_S),
-            "notes": "near/far split on the slice plane: "
-            + _spec_text(engine_numba.FAST_SLICE_SPEC),
+            "notes": "near/far split on the slice plane: " + _spec_text(kernels.FAST_SLICE_SPEC),
         }
     )
 

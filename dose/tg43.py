@@ -1,6 +1,6 @@
 """TG-43U1 conventions shared by both engines (constants only — no shared numerics).
 
-The fast engine (``dose.engine_numba``) and the reference engine (``dose.engine_reference``)
+The numba engine (``dose.engine.kernels``) and the reference engine (``dose.engine.reference``)
 implement the formalism independently; what they share is *definitions*, kept here so that a
 change in convention happens in one place:
 

@@ -7,12 +7,12 @@ import threading
 import numpy as np
 import pytest
 
-from dose import engine_numba
 from dose.engine import (
     Cancelled,
     DoseGrid,
     SeedSet,
     cross_check,
+    kernels,
     make_engine,
     slice_geometry,
     warm_up,
@@ -164,8 +164,14 @@ def test_compute_off_thread_equals_main_thread_and_reports_progress() -> None:
     box: dict[str, object] = {}
     progress: list[float] = []
 
+    messages: set[str] = set()
+
+    def on_progress(fraction: float, message: str) -> None:  # dose.progress.ProgressFn
+        progress.append(fraction)
+        messages.add(message)
+
     def work() -> None:
-        box["res"] = eng.dose_rate_on_grid(seeds, geometry, progress=progress.append)
+        box["res"] = eng.dose_rate_on_grid(seeds, geometry, progress=on_progress)
 
     t = threading.Thread(target=work)
     t.start()
@@ -176,6 +182,7 @@ def test_compute_off_thread_equals_main_thread_and_reports_progress() -> None:
     np.testing.assert_array_equal(box["res"].dose_rate_cgy_h, main.dose_rate_cgy_h)
     np.testing.assert_array_equal(sl.dose_rate_cgy_h, main.dose_rate_cgy_h[7])
     assert progress and progress[-1] == 1.0 and progress == sorted(progress)
+    assert messages == {"dose grid"}
 
 
 def test_cutoff_drops_only_far_contributions() -> None:
@@ -194,10 +201,10 @@ def test_cutoff_drops_only_far_contributions() -> None:
 def test_atan_polynomial_and_warm_up() -> None:
     t = np.linspace(0, 1, 10001)
     q = t * t
-    p = np.polynomial.polynomial.polyval(q, engine_numba.ATAN_COEF)
+    p = np.polynomial.polynomial.polyval(q, kernels.ATAN_COEF)
     assert np.max(np.abs(t * p - np.arctan(t))) < 1e-7
     warm_up(["6711", "2301"])
-    assert engine_numba.threads() >= 1
+    assert kernels.threads() >= 1
 
 
 def test_seedset_validation() -> None:
@@ -228,8 +235,8 @@ def test_warm_up_in_subprocess_succeeds() -> None:
 @pytest.mark.parametrize("model", ["6711", "2301", "6702", "IAI-125A", "STM1251", "AgX100"])
 def test_exact_table_accuracy_by_distance_band(model: str) -> None:
     # The numba engine's (r, θ) table against the independent reference engine, one seed with an
-    # arbitrary axis, by distance from it (bounds stated in dose/engine_numba.py: ≤ 3e-5 from 5 to
-    # 60 mm, ≤ 3e-4 elsewhere beyond 3.5 mm; measured ≤ 2.5e-5 and ≤ 2.5e-4).
+    # arbitrary axis, by distance from it (bounds stated in dose/engine/kernels/__init__.py:
+    # ≤ 3e-5 from 5 to 60 mm, ≤ 3e-4 elsewhere beyond 3.5 mm; measured ≤ 2.5e-5 and ≤ 2.5e-4).
     rng = np.random.default_rng(sum(map(ord, model)) + 1)
     axis = rng.normal(size=3)
     seeds = SeedSet.create(rng.normal(size=(1, 3)), axis[np.newaxis], 0.9)

@@ -2,7 +2,7 @@
 the independent numpy reference; fast slices; fast incremental accumulator; mode labelling.
 
 Tolerances come from issue 3 ("≤ 0.5 % error" for the interactive grid) and from the measured
-behaviour of the split, stated where a bound differs (see dose/engine_numba.py, FAST mode).
+behaviour of the split, stated where a bound differs (see dose/engine/kernels/fast.py).
 """
 
 from __future__ import annotations
@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 
 from benchmarks.bench_dose import make_case
-from dose import engine_numba
-from dose.engine import Cancelled, DoseEngine, DoseGrid, DoseResult, SeedSet, make_engine
+from dose.engine import Cancelled, DoseEngine, DoseGrid, DoseResult, SeedSet, kernels, make_engine
 from dose.geometry import GridGeometry
 from tests.dose_helpers import random_edits, random_rotation
 
@@ -21,7 +20,7 @@ from tests.dose_helpers import random_edits, random_rotation
 FAST_TOL = 5e-3
 # The bound DoseResult.label() states for FAST mode everywhere beyond 1 mm from every seed (any
 # model, axes, grid): measured ≤ 1.61 % (grids) and ≤ 1.30 % (slices) over 192 random cases, the
-# worst a kink of IAI-125A's g_L at 8 cm seen by the 4 mm level (dose/engine_numba.py, FAST mode).
+# worst a kink of IAI-125A's g_L at 8 cm seen by the 4 mm level (dose/engine/kernels/fast.py).
 FAST_TOL_ANY = 2.0e-2
 FAST_LABEL = "fast (display; ≤2 % beyond 1 mm from the seeds)"
 
@@ -228,7 +227,7 @@ def test_split_layout_covers_the_grid_and_upsample_is_exact_for_quadratics() -> 
     def f(p: np.ndarray) -> np.ndarray:
         return 1 + 0.3 * p[..., 0] - 0.02 * p[..., 1] ** 2 + 0.01 * p[..., 0] * p[..., 2]
 
-    def level_geometry(lev: engine_numba.CoarseLevel, direction: np.ndarray) -> GridGeometry:
+    def level_geometry(lev: kernels.CoarseLevel, direction: np.ndarray) -> GridGeometry:
         return GridGeometry(
             lev.shape_zyx, lev.origin_mm, np.linalg.norm(lev.m_ijk, axis=0), direction
         )
@@ -239,18 +238,18 @@ def test_split_layout_covers_the_grid_and_upsample_is_exact_for_quadratics() -> 
         ((21, 25, 23), (1.0, 0.9, 1.2), (2.0, 4.0)),
     ):
         g = GridGeometry(shape, rng.normal(size=3), np.array(spacing), random_rotation(rng))
-        spec = engine_numba.FastSpec(
+        spec = kernels.FastSpec(
             tuple(
-                engine_numba.FastLevel(step, 10.0 + 30 * n, 24.0 + 30 * n, 0.0)
+                kernels.FastLevel(step, 10.0 + 30 * n, 24.0 + 30 * n, 0.0)
                 for n, step in enumerate(steps)
             )
         )
-        lay = engine_numba.split_layout(g.shape_zyx, g.origin_mm, g.index_to_world_matrix, spec)
+        lay = kernels.split_layout(g.shape_zyx, g.origin_mm, g.index_to_world_matrix, spec)
         far = lay.zeros_far()
         # the whole field on the coarsest level, zeros on the others
         far[-1][...] = f(level_geometry(lay.levels[-1], g.direction).voxel_centres_world())
         out = np.zeros(g.shape_zyx)
-        engine_numba.upsample_into(out, out, far, lay)
+        kernels.upsample_into(out, out, far, lay)
         np.testing.assert_allclose(out, f(g.voxel_centres_world()), atol=1e-9)
         # and every level covers the grid, with the padding Catmull-Rom needs
         for lev in lay.levels:
@@ -265,13 +264,13 @@ def test_part_tables_sum_to_the_kernel_and_vanish_where_they_are_skipped(
 ) -> None:
     # The kernels skip a part wherever its table is 0 (outside the part's ball and axis
     # cylinder, inside its window start), so that must hold exactly at the table nodes; and
-    # the parts must add up to the EXACT-mode table T (dose/engine_numba.py, part_tables).
-    spec = getattr(engine_numba, spec_name)
-    fm = engine_numba.fast_model(make_engine(model).model, "2d")
-    parts = [p.astype(np.float64) for p in engine_numba.part_tables(fm, spec)]
+    # the parts must add up to the EXACT-mode table T (dose/engine/kernels/fast.py, part_tables).
+    spec = getattr(kernels, spec_name)
+    fm = kernels.fast_model(make_engine(model).model, "2d")
+    parts = [p.astype(np.float64) for p in kernels.part_tables(fm, spec)]
     np.testing.assert_allclose(sum(parts), fm.table, rtol=1e-6, atol=0.0)
-    r = engine_numba.TABLE_LAYOUT.r_nodes_mm()[:, np.newaxis]
-    rho = r * np.sin(np.radians(engine_numba.TABLE_LAYOUT.theta_nodes_deg()))[np.newaxis, :]
+    r = kernels.TABLE_LAYOUT.r_nodes_mm()[:, np.newaxis]
+    rho = r * np.sin(np.radians(kernels.TABLE_LAYOUT.theta_nodes_deg()))[np.newaxis, :]
     levels = spec.levels
     for n, part in enumerate(parts):
         nonzero = part != 0.0
@@ -287,7 +286,7 @@ def test_part_tables_sum_to_the_kernel_and_vanish_where_they_are_skipped(
 def test_fast_slices_through_lone_seeds_at_random_angles_within_label_bound() -> None:
     # Slices that cut a seed axis obliquely at some distance from the seed cross the axis cusp
     # of F where the slice's coarse level takes over (a 4 mm axis cap there erred up to 3 % for
-    # 2301; with the 8 mm cap measured ≤ 1.3 % over 60 such cases, dose/engine_numba.py).
+    # 2301; with the 8 mm cap measured ≤ 1.3 % over 60 such cases, dose/engine/kernels/fast.py).
     rng = np.random.default_rng(5)
     for case in range(12):
         model = ["2301", "6711", "STM1251", "AgX100", "IAI-125A", "6702"][case % 6]
@@ -305,7 +304,7 @@ def test_fast_slices_through_lone_seeds_at_random_angles_within_label_bound() ->
 def test_fast_grid_random_spacings_within_label_bound(model: str) -> None:
     # Anisotropic spacings between 0.7 and 1.6 mm: the coarse steps must never be rounded up
     # past the tuned 2 and 4 mm (a 1.29 mm spacing once gave a 2.6 mm step and 2.0 % errors;
-    # measured now ≤ 1.61 % over 192 random cases, dose/engine_numba.py).
+    # measured now ≤ 1.61 % over 192 random cases, dose/engine/kernels/fast.py).
     rng = np.random.default_rng(sum(map(ord, model)) + 7)
     n = int(rng.integers(1, 6))
     seeds = SeedSet.create(rng.normal(0, 6, (n, 3)), rng.normal(size=(n, 3)), 0.6)

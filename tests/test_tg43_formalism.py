@@ -11,8 +11,8 @@ import math
 import numpy as np
 import pytest
 
-from dose import engine_reference as er
 from dose.engine import SeedSet, make_engine
+from dose.engine import reference as er
 from dose.errors import InputError
 from dose.sources import load_model
 from dose.tg43 import reference_geometry_factor

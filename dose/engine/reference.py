@@ -1,11 +1,12 @@
 """Independent pure-numpy TG-43U1 reference engine (slow, simple, obviously right).
 
-A different code path from :mod:`dose.engine_numba`: no lookup tables, no numba; every pair
+A different code path from :mod:`dose.engine.kernels`: no lookup tables, no numba; every pair
 (point, seed) is evaluated directly with ``np.arctan2`` and ``np.interp``, one seed at a time,
 vectorised over points. Used by the tests to hold the fast engine to ≤ 0.1 %, by ``seedplan
 bench`` as the numpy baseline, and by reports as an independent check.
 
-Public API (pure functions; :mod:`dose.engine` wraps them in the common engine interface)::
+Public API (pure functions, and :class:`ReferenceEngine`, which wraps them in the common engine
+interface of :class:`dose.engine.base.DoseEngine`)::
 
     geometry_factor(r_cm, theta_rad, L_cm) -> G_L (cm⁻²)
     radial_dose(model, r_cm) -> g_L(r)
@@ -14,20 +15,22 @@ Public API (pure functions; :mod:`dose.engine` wraps them in the common engine i
     single_seed_rate_per_u(model, rho_mm, z_mm, formalism) -> (Ḋ per U (cGy/h/U), flagged)
     rate_at_points(model, points_mm, positions_mm, axes, strengths_u, formalism,
                    cancel=None) -> (rate_cgy_h (P,), flagged (P,) bool)
+    ReferenceEngine(model, formalism, cutoff_mm=None)   # make_engine(model, kind="reference")
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from dose.progress import Cancelled
+from dose.engine.base import DoseEngine
+from dose.geometry import GridGeometry
+from dose.progress import CancelFn, check_cancelled
 from dose.sources import SourceModel
 from dose.tg43 import CM_PER_MM, ON_AXIS_SIN_THETA, Formalism
 
 __all__ = [
+    "ReferenceEngine",
     "anisotropy_2d",
     "anisotropy_factor",
     "geometry_factor",
@@ -133,7 +136,7 @@ def rate_at_points(
     strengths_u: ArrayLike,
     formalism: Formalism = "2d",
     *,
-    cancel: Callable[[], bool] | None = None,
+    cancel: CancelFn | None = None,
 ) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
     """Σ over seeds of S·Ḋ (cGy/h) at ``points_mm`` (P, 3); returns (rate (P,), flagged (P,))."""
     pts = np.asarray(points_mm, dtype=np.float64).reshape(-1, 3)
@@ -143,8 +146,7 @@ def rate_at_points(
     total = np.zeros(pts.shape[0])
     flagged = np.zeros(pts.shape[0], dtype=bool)
     for s in range(pos.shape[0]):
-        if cancel is not None and cancel():
-            raise Cancelled()
+        check_cancelled(cancel, "dose computation cancelled")
         d = pts - pos[s]
         z = d @ ax[s]
         rho = np.sqrt(np.maximum(np.einsum("ij,ij->i", d, d) - z * z, 0.0))
@@ -152,3 +154,79 @@ def rate_at_points(
         total += st[s] * rate
         flagged |= fl
     return total, flagged
+
+
+class ReferenceEngine(DoseEngine):
+    """The independent pure-numpy engine (this module's functions); slow, for checks."""
+
+    kind = "reference"
+
+    def _points(self, seeds, pts, cancel):
+        if self.cutoff_mm is not None:
+            rate = np.zeros(pts.shape[0])
+            flagged = np.zeros(pts.shape[0], dtype=bool)
+            for s in range(len(seeds)):
+                check_cancelled(cancel, "dose computation cancelled")
+                near = np.linalg.norm(pts - seeds.positions_mm[s], axis=1) < self.cutoff_mm
+                r, f = rate_at_points(
+                    self.model,
+                    pts[near],
+                    seeds.positions_mm[s],
+                    seeds.axes[s],
+                    seeds.strengths_u[s : s + 1],
+                    self.formalism,
+                )
+                rate[near] += r
+                flagged[near] |= f
+            return rate, flagged
+        return rate_at_points(
+            self.model,
+            pts,
+            seeds.positions_mm,
+            seeds.axes,
+            seeds.strengths_u,
+            self.formalism,
+            cancel=cancel,
+        )
+
+    def _rows_per_chunk(self, geometry: GridGeometry, n_seeds: int) -> int:
+        nz, ny, nx = geometry.shape_zyx
+        return max(1, min(16384 // max(1, nx), -(-(nz * ny) // 8)))
+
+    def accumulate_rows(self, out, counts, geometry, positions_mm, axes, strengths_u, row_range):
+        nz, ny, nx = geometry.shape_zyx
+        r0, r1 = row_range
+        rows = np.arange(r0, r1)
+        k = rows // ny
+        j = rows % ny
+        i = np.arange(nx)
+        ijk = np.empty((rows.size, nx, 3))
+        ijk[..., 0] = i[np.newaxis, :]
+        ijk[..., 1] = j[:, np.newaxis]
+        ijk[..., 2] = k[:, np.newaxis]
+        pts = geometry.index_to_world(ijk).reshape(-1, 3)
+        view = out.reshape(nz * ny, nx)
+        cview = counts.reshape(nz * ny, nx)
+        seeds_pos = np.asarray(positions_mm).reshape(-1, 3)
+        for s in range(seeds_pos.shape[0]):
+            st = float(np.asarray(strengths_u).reshape(-1)[s])
+            if self.cutoff_mm is not None:
+                near = np.linalg.norm(pts - seeds_pos[s], axis=1) < self.cutoff_mm
+            else:
+                near = np.ones(pts.shape[0], dtype=bool)
+            rate = np.zeros(pts.shape[0])
+            flag = np.zeros(pts.shape[0], dtype=bool)
+            r, f = rate_at_points(
+                self.model,
+                pts[near],
+                seeds_pos[s],
+                np.asarray(axes).reshape(-1, 3)[s],
+                np.ones(1),
+                self.formalism,
+            )
+            rate[near] = r
+            flag[near] = f
+            view[r0:r1] += st * rate.reshape(rows.size, nx)
+            cview[r0:r1] += (
+                np.where(flag, 1 if st >= 0 else -1, 0).reshape(rows.size, nx).astype(np.int32)
+            )
