@@ -292,3 +292,86 @@ def strip_file_meta(path: Path) -> Path:
     ds.preamble = None
     pydicom.dcmwrite(path, ds, enforce_file_format=False, implicit_vr=True, little_endian=True)
     return path
+
+
+def set_raw(ds: Dataset, keyword: str, text: str) -> Dataset:
+    """Store ``text`` as the raw value of ``keyword`` (e.g. ``"abc\\0.7"`` for PixelSpacing),
+    bypassing pydicom's validation, as a damaged or non-conformant file would hold it."""
+    from pydicom.datadict import dictionary_VR, tag_for_keyword
+    from pydicom.dataelem import RawDataElement
+    from pydicom.tag import Tag
+
+    tag = Tag(tag_for_keyword(keyword))
+    raw = text.encode("latin-1")
+    if len(raw) % 2:
+        raw += b" "
+    ds._dict[tag] = RawDataElement(tag, dictionary_VR(tag), len(raw), raw, 0, False, True)
+    return ds
+
+
+# ------------------------------------------------------------------ RT structure sets (DVH tests)
+RT_FRAME_UID = "1.2.826.0.1.3680043.8.498.1"
+
+
+def write_structure_set(
+    path: Path,
+    rois: Sequence[tuple[str, Sequence[tuple[str, object]]]],
+    *,
+    frame_of_reference_uid: str | None = RT_FRAME_UID,
+    roi_frames: Sequence[str | None] | None = None,
+    number_of_points: Sequence[Sequence[int | None]] | None = None,
+) -> Path:
+    """An RTSTRUCT whose contour data are written as given (for malformed-input tests).
+
+    rois: (name, [(ContourGeometricType, data), …]); data is an (n, 3) array or a flat list of
+    values written verbatim (any count, "nan" allowed). frame_of_reference_uid: the structure
+    set's declared frame (None: no ReferencedFrameOfReferenceSequence); roi_frames: per ROI
+    ReferencedFrameOfReferenceUID (None: the attribute is absent; default: the declared frame).
+    number_of_points: per ROI and contour, NumberOfContourPoints to write (None: the true count).
+    """
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = RT_STRUCTURE_SET
+    ds.SOPInstanceUID = generate_uid()
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.SOPClassUID = RT_STRUCTURE_SET
+    ds.Modality = "RTSTRUCT"
+    ds.PatientID = "SP-TEST-1"
+    ds.StudyInstanceUID = generate_uid()
+    ds.SeriesInstanceUID = generate_uid()
+    ds.StructureSetLabel = "test"
+    if frame_of_reference_uid is not None:
+        ref = Dataset()
+        ref.FrameOfReferenceUID = frame_of_reference_uid
+        ds.ReferencedFrameOfReferenceSequence = DicomSequence([ref])
+    ssroi, roic = [], []
+    for number, (name, contours) in enumerate(rois, start=1):
+        item = Dataset()
+        item.ROINumber = number
+        item.ROIName = name
+        frame = frame_of_reference_uid if roi_frames is None else roi_frames[number - 1]
+        if frame is not None:
+            item.ReferencedFrameOfReferenceUID = frame
+        item.ROIGenerationAlgorithm = "MANUAL"
+        ssroi.append(item)
+        rc = Dataset()
+        rc.ReferencedROINumber = number
+        rc.ROIDisplayColor = [255, 0, 0]
+        seq = []
+        for c_index, (kind, data) in enumerate(contours):
+            c = Dataset()
+            c.ContourGeometricType = kind
+            if isinstance(data, np.ndarray):
+                values = [f"{v:.6g}" for v in data.ravel()]
+            else:
+                values = [str(v) for v in data]  # type: ignore[union-attr]
+            declared = None if number_of_points is None else number_of_points[number - 1][c_index]
+            c.NumberOfContourPoints = len(values) // 3 if declared is None else declared
+            c.ContourData = values
+            seq.append(c)
+        rc.ContourSequence = DicomSequence(seq)
+        roic.append(rc)
+    ds.StructureSetROISequence = DicomSequence(ssroi)
+    ds.ROIContourSequence = DicomSequence(roic)
+    return save(ds, path)

@@ -4,7 +4,7 @@ For every contoured ROI of the RTSTRUCT (point ROIs are skipped): volume (cm³),
 Dmean, D99, D95, D90, D5, D1 and D0.03cm³ (Gy). ``--json`` prints one JSON object keyed by
 structure name with exactly the keys of DESIGN.md; otherwise a table with units.
 Method: contours rasterised on a fine grid with ½-slice end caps and dose interpolated trilinearly
-(:mod:`planner.dicom.rtstruct`, :mod:`dose.dvh`). ``seedplan dvh PLAN`` is not available yet.
+(:mod:`planner.structures.rasterise`, :mod:`dose.dvh`). ``seedplan dvh PLAN`` is not available yet.
 """
 
 from __future__ import annotations
@@ -12,8 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-
-import numpy as np
 
 from dose.errors import InputError
 
@@ -50,52 +48,83 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     return p
 
 
-def _typical_plane_spacing(rois: list) -> float | None:
-    diffs = []
-    for roi in rois:
-        zs = np.unique(np.round([float(np.mean(c[:, 2])) for c in roi.contours], 2))
-        if zs.size > 1:
-            diffs.append(np.diff(zs))
-    return float(np.median(np.concatenate(diffs))) if diffs else None
+def _check_frames(structures, rd, rtstruct_path: str, rtdose_path: str) -> list[str]:
+    """Every ROI must be in the dose's frame of reference; returns warnings."""
+    dose_frame = rd.frame_of_reference_uid.strip()
+    if not dose_frame:
+        raise InputError(
+            "RTDOSE has no FrameOfReferenceUID; cannot check that the structures are in its frame",
+            rtdose_path,
+        )
+    declared = structures.frame_of_reference_uids
+    warnings = []
+    for roi in structures.contoured():
+        frame = roi.frame_of_reference_uid
+        if not frame:
+            if len(declared) != 1:
+                raise InputError(
+                    f"ROI {roi.name!r} has no ReferencedFrameOfReferenceUID and the structure set"
+                    f" declares {len(declared)} frames; cannot tell which frame it is in",
+                    rtstruct_path,
+                )
+            frame = declared[0]
+            warnings.append(
+                f"ROI {roi.name!r} has no ReferencedFrameOfReferenceUID; using the structure"
+                f" set's only frame {frame}"
+            )
+        if frame != dose_frame:
+            raise InputError(
+                f"ROI {roi.name!r} is in frame of reference {frame}, the RTDOSE in {dose_frame}",
+                rtstruct_path,
+            )
+    return warnings
 
 
 def compute_rt_dvhs(rtstruct_path: str, rtdose_path: str) -> tuple[dict[str, dict], list[str]]:
-    """DVH summaries keyed by ROI name, and warnings for the user."""
+    """DVH summaries keyed by ROI name, and warnings for the user (each names its structure).
+
+    Skipped with a warning: ROIs without closed contours, contoured on a single plane (unknown
+    thickness) or entirely outside the dose grid (their numbers would be zeros)."""
     from planner.dicom.rtdose import read_rtdose
     from planner.dicom.rtstruct import read_rtstruct
     from planner.structures.rasterise import rasterise_roi, roi_dvh
 
     structures = read_rtstruct(rtstruct_path)
     rd = read_rtdose(rtdose_path)
-    warnings: list[str] = []
-    if (
-        structures.frame_of_reference_uid
-        and rd.frame_of_reference_uid
-        and structures.frame_of_reference_uid != rd.frame_of_reference_uid
-    ):
-        raise InputError(
-            "RTSTRUCT and RTDOSE have different FrameOfReferenceUIDs "
-            f"({structures.frame_of_reference_uid} vs {rd.frame_of_reference_uid})",
-            rtdose_path,
-        )
-    rois = structures.contoured()
+    warnings: list[str] = list(structures.warnings)
+    warnings += _check_frames(structures, rd, rtstruct_path, rtdose_path)
     for roi in structures.rois:
         if not roi.contours and not roi.is_point_roi:
             warnings.append(f"ROI {roi.name!r} has no closed contours; skipped")
-    if not rois:
-        raise InputError("no ROI with closed planar contours", rtstruct_path)
-    thickness = _typical_plane_spacing(rois) or float(rd.geometry.spacing_mm[2])
     out: dict[str, dict] = {}
-    for roi in rois:
-        raster = rasterise_roi(roi, slice_thickness_mm=thickness)
+    for roi in structures.contoured():
+        planes = roi.plane_z_mm
+        if planes.size < 2:
+            warnings.append(
+                f"ROI {roi.name!r} is contoured on a single plane (z = {planes[0]:g} mm): its"
+                " thickness, hence its volume, is unknown; skipped"
+            )
+            continue
+        raster = rasterise_roi(roi)
         dvh = roi_dvh(raster, rd.dose_gy, rd.geometry)
         name = roi.name if roi.name not in out else f"{roi.name} (ROI {roi.number})"
-        out[name] = {k: float(v) for k, v in dvh.summary().items()}
-        if dvh.outside_dose_grid_cm3 > 0.0005:
+        outside = dvh.outside_dose_grid_cm3
+        if outside >= dvh.volume_cm3 * (1.0 - 1e-9):
             warnings.append(
-                f"{name}: {dvh.outside_dose_grid_cm3:.3f} cm³ lies outside the dose grid"
+                f"ROI {roi.name!r} lies entirely outside the dose grid; skipped (no dose to report)"
+            )
+            continue
+        out[name] = {k: float(v) for k, v in dvh.summary().items()}
+        if outside > 0.0005:
+            warnings.append(
+                f"{name}: {outside:.3f} cm³ of {dvh.volume_cm3:.3f} cm³ lies outside the dose grid"
                 " (counted at 0 Gy)"
             )
+    if not out:
+        raise InputError(
+            "no ROI with closed planar contours on two or more planes inside the dose grid",
+            rtstruct_path,
+        )
     return out, warnings
 
 

@@ -223,10 +223,10 @@ def _checked_points(
         pts = pts[np.any(np.abs(pts[:, :2] - nxt) > 1e-9, axis=1)]
     if len(pts) < 3:
         return None
-    x, y = pts[:, 0], pts[:, 1]
-    area = 0.5 * float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))
-    if abs(area) < MIN_AREA_MM2:
-        return None
+    centred = pts[:, :2] - pts[:, :2].mean(axis=0)
+    sv = np.linalg.svd(centred, compute_uv=False)
+    if sv[1] <= 1e-9 * max(float(sv[0]), 1.0):
+        return None  # all points on one line: no inside at all
     pts = np.ascontiguousarray(pts)
     pts[:, 2] = float(np.mean(pts[:, 2]))
     if _first_crossing(pts[:, 0].copy(), pts[:, 1].copy(), np.array([0, len(pts)])) >= 0:
@@ -234,6 +234,11 @@ def _checked_points(
             f"{where}: contour at z = {pts[0, 2]:g} mm intersects itself (its inside is ambiguous)",
             path,
         )
+    # Only now (a bow-tie's lobes cancel in the signed area): a simple polygon of no area.
+    x, y = pts[:, 0], pts[:, 1]
+    area = 0.5 * float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))
+    if abs(area) < MIN_AREA_MM2:
+        return None
     return pts
 
 
