@@ -28,7 +28,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from dose.errors import InputError
 from dose.progress import CancelFn, ProgressFn, check_cancelled, report, sub_progress
@@ -213,18 +213,7 @@ def _open(
 
 
 def _scan(folder: Path, progress: ProgressFn | None, cancel: CancelFn | None) -> ScanResult:
-    """Header scan of ``folder`` with the :mod:`dose.progress` contract."""
+    """Header scan of ``folder`` (progress and cancel as in :mod:`dose.progress`)."""
     from planner.imaging.dicom_scan import scan_dicom
 
-    def scan_progress(done_or_fraction: float, total_or_message: Any = "") -> None:
-        # scan_dicom reports (done, total) today and (fraction, message) once it follows
-        # dose.progress: accept both until that change lands.
-        if isinstance(total_or_message, str):
-            report(progress, done_or_fraction, total_or_message or "scanning headers")
-        else:
-            total = max(int(total_or_message), 1)
-            report(
-                progress, done_or_fraction / total, f"scanning headers {done_or_fraction}/{total}"
-            )
-
-    return scan_dicom(folder, progress=scan_progress if progress else None, cancel=cancel)
+    return scan_dicom(folder, progress=progress, cancel=cancel)

@@ -169,6 +169,19 @@ def run_gui(
             _report_timing("demo/CT loaded and all four views rendered")
 
         window.loaded.connect(rendered)
+    if screenshot is None:
+        # Compile the dose kernels in a child process (app.gui.dose_warmup) once the first case
+        # is on screen (or after 5 s), so the compile never competes with showing the window.
+        def warm_up(_arg: object = None) -> None:
+            window.start_dose_warm_up()
+
+        window.loaded.connect(warm_up)
+        window.load_failed.connect(warm_up)
+        QTimer.singleShot(5000, warm_up)
+        if os.environ.get("SEEDPLAN_TIMING"):
+            window.dose_engine.state_changed.connect(
+                lambda state, _msg: _report_timing(f"dose engine {state}")
+            )
     # Start loading before show(): the worker's imports and file reading overlap with the
     # creation of the OpenGL windows.
     if path is None:

@@ -17,6 +17,10 @@ coronal   +P              +L            +S           the front
 Mouse: left click/drag moves the linked crosshair; right drag changes window (x) and level (y);
 middle drag or Shift+left drag pans; wheel (or PgUp/PgDn, ↑/↓) scrolls slices; Ctrl+wheel
 (or +/−) zooms; R resets zoom and pan.
+
+The view owns the camera and the interaction; what it shows is drawn by its layers
+(:mod:`app.gui.layers`): CT slice, structure outlines, crosshair, annotations (orientation
+letters, slice counter and LPS position), scale bar and HU colour bar.
 """
 
 from __future__ import annotations
@@ -29,26 +33,21 @@ from numpy.typing import NDArray
 from PySide6.QtCore import QPointF, Qt, Signal
 from PySide6.QtGui import QKeyEvent, QMouseEvent, QResizeEvent, QWheelEvent
 from PySide6.QtWidgets import QWidget
-from vtkmodules.vtkCommonCore import vtkPoints
-from vtkmodules.vtkCommonDataModel import vtkCellArray, vtkImageData, vtkPlane, vtkPolyData
-from vtkmodules.vtkFiltersCore import vtkCutter
-from vtkmodules.vtkRenderingCore import (
-    vtkActor,
-    vtkImageSlice,
-    vtkPolyDataMapper,
-    vtkTextActor,
-)
-from vtkmodules.vtkRenderingImage import vtkImageResliceMapper
 
-from app.gui.views.vtk_data import image_from_volume, mask_surface_cached
+from app.gui.layers.annotations import HUColourBarLayer, ScaleBarLayer, SliceAnnotationsLayer
+from app.gui.layers.base import Layer, Subscriptions
+from app.gui.layers.crosshair import CrosshairLayer
+from app.gui.layers.ct_image import CTSliceLayer
+from app.gui.layers.structures import StructureOutlineLayer
 from app.gui.vtk_bridge import VTKWidget
+from planner.session.evented import Signal as ModelSignal
 from planner.session.session import Session
 
 __all__ = ["Orientation", "SliceView"]
 
 _BACKGROUND_RGB = (0.0, 0.0, 0.0)
-_TEXT_RGB = (0.92, 0.92, 0.92)
-_LABEL_RGB = (1.0, 0.85, 0.35)
+#: |cos| between a view normal and a volume axis above which the view shows acquired slices.
+_ALIGNED_COS = 1.0 - 1e-6
 
 
 @dataclass(frozen=True)
@@ -75,13 +74,18 @@ class Orientation(Enum):
 
 
 _CAMERA_DISTANCE_MM = 1000.0
-_OVERLAY_OFFSET_MM = 0.5  # crosshair/contours drawn this far in front of the slice
 
 
 class SliceView(VTKWidget):
-    """A 2-D view. Emits ``probe(xyz_mm or None, hu)`` as the mouse moves over the image."""
+    """A 2-D view: camera and interaction; what it shows is drawn by its :attr:`layers`.
+
+    Emits the Qt signal ``probe(xyz_mm or None, hu)`` as the mouse moves over the image, and
+    the model-style signal ``camera_changed()`` after every zoom, pan, slice move or resize
+    (layers that depend on the field of view listen to it).
+    """
 
     probe = Signal(object, float)
+    camera_changed = ModelSignal()
 
     def __init__(
         self, session: Session, orientation: Orientation, parent: QWidget | None = None
@@ -90,109 +94,47 @@ class SliceView(VTKWidget):
         self.session = session
         self.orientation = orientation
         self.setObjectName(f"{orientation.spec.title.lower()}_view")
-        self._image: vtkImageData | None = None
         self._drag: tuple[str, QPointF, tuple[float, ...]] | None = None
         self._wheel_accum = 0
         self._auto_fit = True  # re-fit on resize until the user zooms or pans
-
-        renderer = self.renderer
-        renderer.SetBackground(*_BACKGROUND_RGB)
-        camera = renderer.GetActiveCamera()
-        camera.ParallelProjectionOn()
-
-        self._mapper = vtkImageResliceMapper()
-        self._mapper.SliceFacesCameraOn()
-        self._mapper.SliceAtFocalPointOn()
-        self._mapper.BorderOff()
-        self._slice = vtkImageSlice()
-        self._slice.SetMapper(self._mapper)
-        prop = self._slice.GetProperty()
-        prop.SetInterpolationTypeToLinear()
-        prop.SetColorWindow(session.window_hu)
-        prop.SetColorLevel(session.level_hu)
-        self._slice.VisibilityOff()
-        renderer.AddViewProp(self._slice)
-
-        # Crosshair: one line for each of the two other views' planes, in their colours.
-        self._cross_lines: list[tuple[vtkPolyData, vtkActor, NDArray[np.float64]]] = []
-        for other in Orientation:
-            if other is orientation:
-                continue
-            polydata = vtkPolyData()
-            mapper = vtkPolyDataMapper()
-            mapper.SetInputData(polydata)
-            actor = vtkActor()
-            actor.SetMapper(mapper)
-            actor.GetProperty().SetColor(*other.spec.color_rgb)
-            actor.GetProperty().SetLineWidth(1.2)
-            actor.GetProperty().LightingOff()
-            actor.PickableOff()
-            actor.VisibilityOff()
-            renderer.AddViewProp(actor)
-            self._cross_lines.append((polydata, actor, other.normal))
-
-        self._contours: list[tuple[vtkCutter, vtkActor]] = []
-        self._plane = vtkPlane()
-
-        self._text: dict[str, vtkTextActor] = {}
-        left, right, top, bottom = orientation.spec.labels
-        for key, text, pos, hjust, vjust in (
-            ("left", left, (0.012, 0.5), "left", "center"),
-            ("right", right, (0.988, 0.5), "right", "center"),
-            ("top", top, (0.5, 0.985), "center", "top"),
-            ("bottom", bottom, (0.5, 0.015), "center", "bottom"),
-        ):
-            self._text[key] = self._add_text(text, pos, hjust, vjust, 15, _LABEL_RGB, bold=True)
-        self._text["title"] = self._add_text(
-            orientation.spec.title, (0.015, 0.985), "left", "top", 13, orientation.spec.color_rgb
-        )
-        self._text["slice"] = self._add_text("", (0.015, 0.93), "left", "top", 11, _TEXT_RGB)
-        self._text["wl"] = self._add_text("", (0.015, 0.015), "left", "bottom", 11, _TEXT_RGB)
-        self._text["zoom"] = self._add_text("", (0.985, 0.015), "right", "bottom", 11, _TEXT_RGB)
-        self._text["empty"] = self._add_text(
-            "No image loaded", (0.5, 0.5), "center", "center", 14, (0.55, 0.55, 0.55)
-        )
-
-        session.volume_changed.connect(self._on_volume_changed)
-        session.crosshair_changed.connect(self._on_crosshair_changed)
-        session.window_level_changed.connect(self._on_window_level_changed)
-        self._on_window_level_changed(session.window_hu, session.level_hu)
+        self.renderer.SetBackground(*_BACKGROUND_RGB)
+        self.renderer.GetActiveCamera().ParallelProjectionOn()
+        # The camera follows the model first; the layers (connected after) see the new camera.
+        self._camera_subscriptions = Subscriptions()
+        self._camera_subscriptions.listen(session.volume_changed, self._on_volume_changed)
+        self._camera_subscriptions.listen(session.crosshair_changed, self._on_crosshair_changed)
+        self.layers: list[Layer] = []
+        self._build_layers()
         if session.volume is not None:
             self._on_volume_changed()
 
-    # ------------------------------------------------------------------ construction helpers
-    def _add_text(
-        self,
-        text: str,
-        pos: tuple[float, float],
-        hjust: str,
-        vjust: str,
-        size_pt: int,
-        rgb: tuple[float, float, float],
-        *,
-        bold: bool = False,
-    ) -> vtkTextActor:
-        actor = vtkTextActor()
-        actor.SetInput(text)
-        coord = actor.GetPositionCoordinate()
-        coord.SetCoordinateSystemToNormalizedViewport()
-        coord.SetValue(*pos)
-        tp = actor.GetTextProperty()
-        tp.SetFontFamilyToArial()
-        tp.SetFontSize(size_pt)
-        tp.SetColor(*rgb)
-        tp.SetBold(bold)
-        tp.ShadowOn()
-        {"left": tp.SetJustificationToLeft, "right": tp.SetJustificationToRight}.get(
-            hjust, tp.SetJustificationToCentered
-        )()
-        {
-            "top": tp.SetVerticalJustificationToTop,
-            "bottom": tp.SetVerticalJustificationToBottom,
-        }.get(vjust, tp.SetVerticalJustificationToCentered)()
-        actor.PickableOff()
-        self.renderer.AddViewProp(actor)
-        return actor
+    def _build_layers(self) -> None:
+        others = [o for o in Orientation if o is not self.orientation]
+        self.ct_layer = CTSliceLayer(self, self.session)
+        self.structure_layer = StructureOutlineLayer(self, self.session, self.normal)
+        self.crosshair_layer = CrosshairLayer(
+            self,
+            self.session,
+            self.normal,
+            [o.normal for o in others],
+            [o.spec.color_rgb for o in others],
+        )
+        self.annotations = SliceAnnotationsLayer(self, self.session)
+        self.scale_bar = ScaleBarLayer(self, self.session)
+        self.colour_bar = HUColourBarLayer(self, self.session)
+        self.layers = [
+            self.ct_layer,
+            self.structure_layer,
+            self.crosshair_layer,
+            self.annotations,
+            self.scale_bar,
+            self.colour_bar,
+        ]
+
+    @property
+    def _text(self) -> dict[str, object]:
+        """The annotation text actors by name (left, right, top, bottom, title, slice, …)."""
+        return self.annotations.text  # type: ignore[return-value]
 
     # ------------------------------------------------------------------ geometry helpers
     @property
@@ -206,11 +148,38 @@ class SliceView(VTKWidget):
         right = np.cross(self.normal, up)
         return right, up
 
+    @property
+    def position_axis(self) -> int:
+        """The LPS axis (0 = x, 1 = y, 2 = z) along which this view's plane is positioned."""
+        return int(np.argmax(np.abs(self.normal)))
+
     def _slice_axis(self) -> int:
         """The volume index axis (0=i, 1=j, 2=k) closest to the slice normal."""
         assert self.session.volume is not None
         direction = self.session.volume.geometry.direction
         return int(np.argmax(np.abs(direction.T @ self.normal)))
+
+    def is_resliced(self) -> bool:
+        """True when the view's plane is not an acquired slice (no volume axis along it)."""
+        volume = self.session.volume
+        if volume is None:
+            return False
+        cosines = np.abs(volume.geometry.direction.T @ self.normal)
+        return bool(cosines.max() < _ALIGNED_COS)
+
+    def _plane_range_mm(self) -> tuple[float, float, float]:
+        """For a resliced view: (lowest, highest) ``n · x`` over the voxel centres, and the
+        step between planes (the spacing of the volume axis closest to the normal), mm."""
+        volume = self.session.volume
+        assert volume is not None
+        g = volume.geometry
+        nx, ny, nz = g.shape_xyz
+        corners = np.array(
+            [[i, j, k] for i in (0, nx - 1) for j in (0, ny - 1) for k in (0, nz - 1)], float
+        )
+        along = g.index_to_world(corners) @ self.normal
+        step = float(g.spacing_mm[self._slice_axis()])
+        return float(along.min()), float(along.max()), step
 
     def slice_position_mm(self) -> float:
         """Position of the displayed plane along the view normal (LPS mm, ``n · x``)."""
@@ -218,18 +187,32 @@ class SliceView(VTKWidget):
         return float(fp @ self.normal)
 
     def slice_index(self) -> int:
-        """Index (along the volume axis closest to the normal) of the displayed slice."""
-        volume = self.session.volume
-        if volume is None:
-            return -1
-        ijk = volume.geometry.world_to_index(self.session.crosshair_mm)
-        return int(np.rint(ijk[self._slice_axis()]))
+        """0-based number of the displayed plane: the volume slice index when the view shows
+        acquired slices, else the plane number along the normal (see :meth:`slice_counter`)."""
+        return self.slice_counter()[0]
 
     def n_slices(self) -> int:
+        return self.slice_counter()[1]
+
+    def slice_counter(self) -> tuple[int, int, bool]:
+        """(index, count, resliced) for the slice text and scrolling.
+
+        Acquired slices: the index along the volume axis along the normal, of that axis' size.
+        Resliced (a tilted or oblique volume): planes one step apart along the view normal
+        across the volume — a tilted volume's rows are never counted as slices.
+        """
         volume = self.session.volume
         if volume is None:
-            return 0
-        return int(volume.geometry.shape_xyz[self._slice_axis()])
+            return -1, 0, False
+        if not self.is_resliced():
+            ijk = volume.geometry.world_to_index(self.session.crosshair_mm)
+            axis = self._slice_axis()
+            return int(np.rint(ijk[axis])), int(volume.geometry.shape_xyz[axis]), False
+        low, high, step = self._plane_range_mm()
+        here = float(self.session.crosshair_mm @ self.normal)
+        count = int(np.floor((high - low) / step + 1e-6)) + 1
+        index = int(np.clip(np.rint((here - low) / step), 0, count - 1))
+        return index, count, True
 
     def display_to_world(self, x_px: float, y_px: float) -> NDArray[np.float64]:
         """Qt widget coordinates (logical px, origin top-left) → LPS mm on the slice plane."""
@@ -256,46 +239,12 @@ class SliceView(VTKWidget):
     def _on_volume_changed(self) -> None:
         if self.is_closed:
             return
-        volume = self.session.volume
-        for _cutter, actor in self._contours:
-            self.renderer.RemoveViewProp(actor)
-        self._contours.clear()
-        if volume is None:
-            self._image = None
-            self._slice.VisibilityOff()
-            for _, actor, _ in self._cross_lines:
-                actor.VisibilityOff()
-            self._text["empty"].VisibilityOn()
-            self.request_render()
-            return
-        self._image = image_from_volume(volume)
-        self._mapper.SetInputData(self._image)
-        self._slice.VisibilityOn()
-        self._text["empty"].VisibilityOff()
-        for mask in self.session.masks.values():
-            self._add_contour(mask_surface_cached(mask), mask.color_rgb)
-        self.reset_camera()
-        self._on_crosshair_changed(self.session.crosshair_mm)
-
-    def _add_contour(self, surface: vtkPolyData, color_rgb: tuple[int, int, int]) -> None:
-        if surface.GetNumberOfPoints() == 0:
-            return
-        cutter = vtkCutter()
-        cutter.SetInputData(surface)
-        cutter.SetCutFunction(self._plane)
-        mapper = vtkPolyDataMapper()
-        mapper.SetInputConnection(cutter.GetOutputPort())
-        mapper.ScalarVisibilityOff()
-        actor = vtkActor()
-        actor.SetMapper(mapper)
-        actor.GetProperty().SetColor(*(c / 255.0 for c in color_rgb))
-        actor.GetProperty().SetLineWidth(2.0)
-        actor.GetProperty().LightingOff()
-        actor.PickableOff()
-        # Draw in front of the image slice (parallel projection: no visible shift).
-        actor.SetPosition(*(-_OVERLAY_OFFSET_MM * self.normal))
-        self.renderer.AddViewProp(actor)
-        self._contours.append((cutter, actor))
+        if self.session.volume is not None:
+            self.reset_camera()
+            self._on_crosshair_changed(self.session.crosshair_mm)
+        else:
+            self.camera_changed.emit()
+        self.request_render()
 
     def reset_camera(self) -> None:
         """Fit the whole volume in the view (zoom and pan reset), keeping the slice position."""
@@ -317,7 +266,7 @@ class SliceView(VTKWidget):
         camera.SetParallelScale(1.04 * max(half_extent_mm[1], half_extent_mm[0] / aspect))
         self._auto_fit = True
         self._update_clipping()
-        self._update_texts()
+        self.camera_changed.emit()
         self.request_render()
 
     @staticmethod
@@ -340,6 +289,7 @@ class SliceView(VTKWidget):
         camera.SetClippingRange(_CAMERA_DISTANCE_MM - 50.0, _CAMERA_DISTANCE_MM + 50.0)
 
     def _on_crosshair_changed(self, xyz_mm: NDArray[np.float64]) -> None:
+        """Move the focal plane onto the crosshair (the view's content is drawn by layers)."""
         if self.is_closed or self.session.volume is None:
             return
         xyz_mm = np.asarray(xyz_mm, dtype=np.float64)
@@ -349,79 +299,28 @@ class SliceView(VTKWidget):
         fp = fp + (xyz_mm @ n - fp @ n) * n
         camera.SetFocalPoint(*fp)
         camera.SetPosition(*(fp - _CAMERA_DISTANCE_MM * n))
-        self._plane.SetOrigin(*xyz_mm)
-        self._plane.SetNormal(*n)
-        self._update_crosshair_lines(xyz_mm)
         self._update_clipping()
-        self._update_texts()
         self.request_render()
-
-    def _update_crosshair_lines(self, xyz_mm: NDArray[np.float64]) -> None:
-        volume = self.session.volume
-        assert volume is not None
-        lower, upper = volume.geometry.bounds_world_mm()
-        reach_mm = float(np.linalg.norm(upper - lower)) + 10.0
-        gap_mm = 0.025 * self.renderer.GetActiveCamera().GetParallelScale()
-        front = xyz_mm - _OVERLAY_OFFSET_MM * self.normal
-        for polydata, actor, other_normal in self._cross_lines:
-            # The other view's plane cuts this one along n × n_other.
-            along = np.cross(self.normal, other_normal)
-            along /= np.linalg.norm(along)
-            pts = np.array(
-                [
-                    front - reach_mm * along,
-                    front - gap_mm * along,
-                    front + gap_mm * along,
-                    front + reach_mm * along,
-                ]
-            )
-            points = vtkPoints()
-            for p in pts:
-                points.InsertNextPoint(*p)
-            lines = vtkCellArray()
-            for a, b in ((0, 1), (2, 3)):
-                lines.InsertNextCell(2)
-                lines.InsertCellPoint(a)
-                lines.InsertCellPoint(b)
-            polydata.SetPoints(points)
-            polydata.SetLines(lines)
-            polydata.Modified()
-            actor.VisibilityOn()
-
-    def _on_window_level_changed(self, window_hu: float, level_hu: float) -> None:
-        if self.is_closed:
-            return
-        prop = self._slice.GetProperty()
-        prop.SetColorWindow(window_hu)
-        prop.SetColorLevel(level_hu)
-        self._update_texts()
-        self.request_render()
-
-    def _update_texts(self) -> None:
-        s = self.session
-        self._text["wl"].SetInput(f"W {s.window_hu:.0f} HU   L {s.level_hu:.0f} HU")
-        if s.volume is None:
-            for key in ("slice", "zoom"):
-                self._text[key].SetInput("")
-            return
-        axis_name = "LPS"[int(np.argmax(np.abs(self.normal)))]
-        self._text["slice"].SetInput(
-            f"Slice {self.slice_index() + 1}/{self.n_slices()}   "
-            f"{axis_name} = {self.slice_position_mm():.1f} mm"
-        )
-        # Field of view height on screen, so the user can judge sizes.
-        fov_mm = 2.0 * self.renderer.GetActiveCamera().GetParallelScale()
-        self._text["zoom"].SetInput(f"FOV {fov_mm:.0f} mm")
 
     # ------------------------------------------------------------------ interaction
     def scroll_slices(self, n_steps: int) -> None:
-        """Move the crosshair ``n_steps`` slices along the view normal (snapped to voxels)."""
+        """Move the crosshair ``n_steps`` slices along the view normal.
+
+        Acquired slices: to the next voxel centres along the volume axis. Resliced view: one
+        step (see :meth:`slice_counter`) along the normal, keeping the in-plane position.
+        """
         volume = self.session.volume
         if volume is None or n_steps == 0:
             return
         geometry = volume.geometry
-        axis = self._slice_axis()
         c = self.session.crosshair_mm
+        if self.is_resliced():
+            low, high, step = self._plane_range_mm()
+            here = float(c @ self.normal)
+            target = float(np.clip(here + n_steps * step, low, high))
+            self.session.set_crosshair(c + (target - here) * self.normal, snap=False)
+            return
+        axis = self._slice_axis()
         ijk = geometry.world_to_index(c)
         sign = float(np.sign(geometry.direction[:, axis] @ self.normal)) or 1.0
         new_index = np.rint(ijk[axis]) + sign * n_steps
@@ -434,8 +333,7 @@ class SliceView(VTKWidget):
         camera = self.renderer.GetActiveCamera()
         camera.SetParallelScale(camera.GetParallelScale() / factor)
         self._auto_fit = False
-        self._update_crosshair_lines(self.session.crosshair_mm)
-        self._update_texts()
+        self.camera_changed.emit()
         self.request_render()
 
     def pan_mm(self, right_mm: float, up_mm: float) -> None:
@@ -446,6 +344,7 @@ class SliceView(VTKWidget):
         self._auto_fit = False
         camera.SetFocalPoint(*(np.asarray(camera.GetFocalPoint()) + shift))
         camera.SetPosition(*(np.asarray(camera.GetPosition()) + shift))
+        self.camera_changed.emit()
         self.request_render()
 
     def _mm_per_px(self) -> float:
@@ -533,17 +432,18 @@ class SliceView(VTKWidget):
 
     def resizeEvent(self, ev: QResizeEvent) -> None:
         super().resizeEvent(ev)
-        if self._auto_fit and not self.is_closed and self.session.volume is not None:
+        if self.is_closed:
+            return
+        if self._auto_fit and self.session.volume is not None:
             self.reset_camera()
+        else:
+            self.camera_changed.emit()  # mm per pixel changed: the scale bar follows
 
     # ------------------------------------------------------------------ teardown
     def finalize(self) -> None:
         if self.is_closed:
             return
-        self.session.volume_changed.disconnect(self._on_volume_changed)
-        self.session.crosshair_changed.disconnect(self._on_crosshair_changed)
-        self.session.window_level_changed.disconnect(self._on_window_level_changed)
-        self._contours.clear()
-        self._mapper.SetInputData(None)
-        self._image = None
+        self._camera_subscriptions.close()
+        for layer in self.layers:
+            layer.close()
         super().finalize()

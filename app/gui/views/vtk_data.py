@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 from numpy.typing import NDArray
+from scipy import ndimage
 from vtkmodules.util.numpy_support import numpy_to_vtk, vtk_to_numpy
 from vtkmodules.vtkCommonCore import vtkPoints
 from vtkmodules.vtkCommonDataModel import vtkImageData, vtkPolyData
@@ -18,6 +19,10 @@ from dose.geometry import GridGeometry
 from planner.imaging.volume import CTVolume, Mask
 
 __all__ = [
+    "body_extent_ijk",
+    "body_image",
+    "body_mask",
+    "bone_surface_world",
     "downsample_mean",
     "image_from_volume",
     "isosurface_world",
@@ -171,3 +176,93 @@ def mask_surface_cached(mask: Mask) -> vtkPolyData:
         _SURFACE_CACHE.pop(next(iter(_SURFACE_CACHE)))
     _SURFACE_CACHE[key] = (mask.voxels, surface)
     return surface
+
+
+#: HU above which a voxel belongs to the patient (skin, fat, muscle, bone; not air or noise).
+BODY_THRESHOLD_HU = -400.0
+_MAX_IN_PLANE_VOXELS = 160
+_BODY_CACHE: dict[int, tuple[NDArray[np.generic], NDArray[np.bool_], int]] = {}
+
+
+def _body_small(hu_zyx: NDArray[np.generic]) -> tuple[NDArray[np.bool_], int]:
+    """The body on a block-averaged copy (factor ``f`` in y and x): the largest connected
+    region above :data:`BODY_THRESHOLD_HU`, holes filled (lungs are inside the body)."""
+    key = id(hu_zyx)
+    hit = _BODY_CACHE.get(key)
+    if hit is not None and hit[0] is hu_zyx:
+        return hit[1], hit[2]
+    small, f = downsample_mean(hu_zyx, _MAX_IN_PLANE_VOXELS)
+    labels, n = ndimage.label(small > BODY_THRESHOLD_HU)
+    if n == 0:
+        body = np.ones(small.shape, bool)
+    else:
+        sizes = np.bincount(labels.ravel())[1:]
+        body = labels == int(np.argmax(sizes)) + 1
+        body = np.stack([ndimage.binary_fill_holes(plane) for plane in body])
+    _BODY_CACHE.clear()  # one volume at a time
+    _BODY_CACHE[key] = (hu_zyx, body, f)
+    return body, f
+
+
+def body_extent_ijk(hu_zyx: NDArray[np.generic], *, margin_voxels: int = 3) -> tuple[int, ...]:
+    """Index box ``(i0, i1, j0, j1, k0, k1)`` (inclusive) of the patient's body, grown by
+    ``margin_voxels`` (of the full grid); the whole grid when no body is found."""
+    nz, ny, nx = hu_zyx.shape
+    body, f = _body_small(hu_zyx)
+    k_sl, j_sl, i_sl = ndimage.find_objects(body.astype(np.int8))[0]
+    m = margin_voxels
+    return (
+        max(0, i_sl.start * f - m),
+        min(nx - 1, i_sl.stop * f - 1 + m),
+        max(0, j_sl.start * f - m),
+        min(ny - 1, j_sl.stop * f - 1 + m),
+        max(0, k_sl.start - m),
+        min(nz - 1, k_sl.stop - 1 + m),
+    )
+
+
+def body_mask(hu_zyx: NDArray[np.generic]) -> NDArray[np.bool_]:
+    """The body (see :func:`_body_small`) on the full grid ``(z, y, x)``, one block wider."""
+    body, f = _body_small(hu_zyx)
+    body = ndimage.binary_dilation(body, iterations=1)
+    full = np.repeat(np.repeat(body, f, axis=1), f, axis=2)
+    out = np.zeros(hu_zyx.shape, bool)
+    ny, nx = min(full.shape[1], out.shape[1]), min(full.shape[2], out.shape[2])
+    out[:, :ny, :nx] = full[:, :ny, :nx]
+    return out
+
+
+def bone_surface_world(volume: CTVolume, threshold_hu: float) -> vtkPolyData:
+    """Bone isosurface (LPS mm) of the body only, from a block-averaged copy (≤ 160 in-plane).
+
+    Averaging keeps it interactive with software OpenGL; outside :func:`body_extent_ijk` the
+    copy is set to air, so no couch or stray fragment beside the patient becomes "bone".
+    """
+    small, f = downsample_mean(volume.hu, _MAX_IN_PLANE_VOXELS)
+    body, _ = _body_small(volume.hu)
+    small = np.where(ndimage.binary_dilation(body, iterations=1), small, np.float32(-1000.0))
+    offset = ((f - 1) / 2.0, (f - 1) / 2.0, 0.0)
+    return isosurface_world(
+        small, volume.geometry, threshold_hu, index_offset_ijk=offset, index_scale_ijk=(f, f, 1.0)
+    )
+
+
+def body_image(volume: CTVolume, *, margin_voxels: int = 3) -> vtkImageData:
+    """``vtkImageData`` of the body only: the CT cropped to :func:`body_extent_ijk`, with
+    everything outside :func:`body_mask` (couch, air) set to -1000 HU. The geometry is kept
+    exactly: the crop's origin is the world position of its first voxel, same spacing and
+    direction."""
+    i0, i1, j0, j1, k0, k1 = body_extent_ijk(volume.hu, margin_voxels=margin_voxels)
+    g = volume.geometry
+    box = np.s_[k0 : k1 + 1, j0 : j1 + 1, i0 : i1 + 1]
+    dtype = volume.hu.dtype if volume.hu.dtype in (np.int16, np.float32) else np.float32
+    crop = np.where(body_mask(volume.hu)[box], volume.hu[box], -1000).astype(dtype)
+    image = vtkImageData()
+    image.SetDimensions(crop.shape[2], crop.shape[1], crop.shape[0])
+    image.SetOrigin(*g.index_to_world(np.array([i0, j0, k0], float)))
+    image.SetSpacing(*g.spacing_mm)
+    image.SetDirectionMatrix(g.direction.ravel().tolist())
+    scalars = numpy_to_vtk(crop.ravel(), deep=True)
+    scalars.SetName("HU")
+    image.GetPointData().SetScalars(scalars)
+    return image

@@ -92,7 +92,7 @@ def test_window_presets_change_rendered_pixels(demo_window: MainWindow) -> None:
     for preset in WINDOW_PRESETS:
         w.preset_actions[preset.name].trigger()
         settle()
-        prop = axial._slice.GetProperty()
+        prop = axial.ct_layer.image_slice.GetProperty()
         assert (prop.GetColorWindow(), prop.GetColorLevel()) == (
             preset.window_hu,
             preset.level_hu,
@@ -116,7 +116,7 @@ def test_right_drag_changes_window_level(demo_window: MainWindow) -> None:
     drag(axial, (cx, cy), (cx + 50, cy + 20), Qt.MouseButton.RightButton)
     assert w.session.window_hu > 400.0  # dragging right widens the window
     assert w.session.level_hu < 40.0  # dragging down lowers the level
-    assert axial._slice.GetProperty().GetColorWindow() == w.session.window_hu
+    assert axial.ct_layer.image_slice.GetProperty().GetColorWindow() == w.session.window_hu
     w.session.apply_preset("Soft tissue")
 
 
@@ -133,7 +133,7 @@ def test_cursor_readout_shows_lps_mm_and_hu(demo_window: MainWindow) -> None:
     px, py = camera_world_to_widget(axial, xyz)
     mouse(axial, QEvent.Type.MouseMove, px, py)
     text = w.probe_label.text()
-    numbers = re.findall(r"([xyz]) (-?\d+\.\d) mm", text)
+    numbers = re.findall(r"([xyz]) = (-?\d+\.\d) mm", text)
     assert [n for n, _ in numbers] == ["x", "y", "z"], text
     shown = np.array([float(v) for _, v in numbers])
     mm_per_px = 2 * axial.renderer.GetActiveCamera().GetParallelScale() / axial.height()

@@ -1,0 +1,90 @@
+"""The base of every layer adapter: VTK props in one view, fed by model events.
+
+A layer adapter (napari's ``VispyBaseLayer`` idea) draws one kind of thing — the CT slice,
+structure outlines, the crosshair, later needles, seeds and isodoses — into one view's
+renderer. It subscribes to the Qt-free model's psygnal events in ``__init__`` through
+:meth:`Layer.listen` (weak references: a layer that is gone stops listening by itself; one
+layer that raises does not stop the others) and requests renders through its view, on the GUI
+thread. :meth:`Layer.close` (called by the view's ``finalize``) removes its props and its
+subscriptions, so a closed view is never drawn into.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from psygnal import SignalInstance
+from vtkmodules.vtkRenderingCore import vtkProp
+
+from app.gui.vtk_bridge import VTKWidget
+from planner.session.session import Session
+
+__all__ = ["Layer", "Subscriptions"]
+
+
+class Subscriptions:
+    """Model-signal connections made by one GUI object, all dropped by :meth:`close`.
+
+    psygnal already holds bound methods weakly (an object that is gone stops listening); this
+    also lets a closed-but-alive view stop listening at once, in one place.
+    """
+
+    def __init__(self) -> None:
+        self._connections: list[tuple[SignalInstance, Callable[..., Any]]] = []
+
+    def listen(self, signal: SignalInstance, callback: Callable[..., Any]) -> None:
+        signal.connect(callback)
+        self._connections.append((signal, callback))
+
+    def close(self) -> None:
+        for signal, callback in self._connections:
+            signal.disconnect(callback, missing_ok=True)
+        self._connections.clear()
+
+
+class Layer:
+    """Props of one kind of thing drawn in ``view``; subclasses fill :attr:`props`."""
+
+    def __init__(self, view: VTKWidget, session: Session) -> None:
+        self.view = view
+        self.session = session
+        self.props: list[vtkProp] = []
+        self._subscriptions = Subscriptions()
+        self._closed = False
+
+    # ------------------------------------------------------------------ for subclasses
+    def listen(self, signal: SignalInstance, callback: Callable[..., Any]) -> None:
+        """Connect ``callback`` (a bound method of this layer) to a model signal."""
+        self._subscriptions.listen(signal, callback)
+
+    def add_prop(self, prop: vtkProp) -> vtkProp:
+        """Add ``prop`` to the view's renderer and own it."""
+        self.view.renderer.AddViewProp(prop)
+        self.props.append(prop)
+        return prop
+
+    def remove_prop(self, prop: vtkProp) -> None:
+        self.view.renderer.RemoveViewProp(prop)
+        if prop in self.props:
+            self.props.remove(prop)
+
+    def render(self) -> None:
+        """Ask the view to redraw (merged by Qt; nothing once the view is closed)."""
+        if not self.closed:
+            self.view.request_render()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed or self.view.is_closed
+
+    # ------------------------------------------------------------------ lifecycle
+    def close(self) -> None:
+        """Remove this layer's props and subscriptions. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._subscriptions.close()
+        for prop in list(self.props):
+            self.view.renderer.RemoveViewProp(prop)
+        self.props.clear()
