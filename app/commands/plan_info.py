@@ -1,0 +1,188 @@
+"""``seedplan info PLAN [--json]``: what a ``.seedplan`` file holds (called by info_cmd).
+
+``--json`` prints one object: the file (format version, content hash), the CT reference,
+structures (id, name, role, volume_cm3 …), prescription, source (U and mCi), needles, seeds,
+goals, status and revision. Volumes follow the plan's one volume rule (voxel count × CT voxel
+volume, the volume its DVHs integrate).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, TextIO
+
+from planner.plan.plan_file import LoadedPlan, is_plan_file, load_plan
+
+__all__ = ["is_plan_file", "plan_info_dict", "run_plan_info"]
+
+
+def plan_info_dict(loaded: LoadedPlan) -> dict[str, Any]:
+    """The ``info --json`` object of a loaded plan file."""
+    plan = loaded.plan
+    ct = plan.ct
+    names = {s.id: s.name for s in plan.structures}
+    rx = plan.prescription
+    src = plan.source
+    return {
+        "path": str(loaded.path),
+        "kind": "plan",
+        "format_version": loaded.format_version,
+        "file_format_version": loaded.read_version,
+        "content_sha256": loaded.content_sha256,
+        "saved_utc": loaded.saved_utc,
+        "app_version": loaded.app_version,
+        "plan_uid": plan.plan_uid,
+        "name": plan.name,
+        "status": plan.status,
+        "revision": plan.revision,
+        "created_utc": plan.created_utc,
+        "approved_by": plan.approved_by,
+        "approved_utc": plan.approved_utc,
+        "previous_sha256": plan.previous_sha256,
+        "ct": {
+            "patient_id": ct.patient_id,
+            "patient_name": ct.patient_name,
+            "study_instance_uid": ct.study_instance_uid,
+            "series_instance_uid": ct.series_instance_uid,
+            "frame_of_reference_uid": ct.frame_of_reference_uid,
+            "geometry": ct.geometry.to_dict(),
+            "geometry_sha256": ct.geometry_sha256,
+            "source_path": ct.source_path,
+        },
+        "structures": [
+            {
+                "id": s.id,
+                "name": s.name,
+                "role": s.role,
+                "volume_cm3": s.volume_cm3,
+                "voxel_count": s.voxel_count,
+                "color_rgb": list(s.color_rgb),
+                "origin": s.origin,
+            }
+            for s in plan.structures
+        ],
+        "prescription": None
+        if rx is None
+        else {
+            "dose_gy": rx.dose_gy,
+            "metric": rx.metric,
+            "structure_id": rx.structure_id,
+            "structure": names.get(rx.structure_id, ""),
+        },
+        "source": None
+        if src is None
+        else {
+            "model": src.model_id,
+            "model_sha256": src.model_sha256,
+            "isotope": src.isotope,
+            "strength_U": src.strength_u,
+            "activity_mCi": src.activity_mci,
+            "entered_as": src.entered_as,
+            "calibration_date": None if src.calibration_date is None else str(src.calibration_date),
+            "implant_date": None if src.implant_date is None else str(src.implant_date),
+            "decay_factor": src.decay_factor,
+            "strength_at_implant_U": src.strength_at_implant_u,
+        },
+        "needles": [
+            {
+                "id": n.id,
+                "label": n.label,
+                "entry_mm": list(n.entry_mm),
+                "tip_mm": list(n.tip_mm),
+                "warnings": [],
+            }
+            for n in plan.needles
+        ],
+        "seeds": [
+            {
+                "id": s.id,
+                "needle": s.needle_id,
+                "position_mm": list(s.position_mm),
+                "axis": list(s.axis),
+                "strength_U": s.strength_u
+                if s.strength_u is not None
+                else (None if src is None else src.strength_u),
+            }
+            for s in plan.seeds
+        ],
+        "goals": [
+            {
+                "id": g.id,
+                "structure": names.get(g.structure_id, ""),
+                "structure_id": g.structure_id,
+                "metric": g.metric,
+                "comparison": g.comparison,
+                "value": g.value,
+                "unit": g.unit,
+            }
+            for g in plan.goals
+        ],
+    }
+
+
+def _text(d: dict[str, Any], out: TextIO) -> None:
+    w = out.write
+    ct = d["ct"]
+    g = ct["geometry"]
+    w(f"{d['path']}: SeedPlan plan, format {d['format_version']}")
+    if d["file_format_version"] != d["format_version"]:
+        w(f" (file is format {d['file_format_version']}, migrated on reading)")
+    w("\n")
+    w(f"  {d['name'] or '(unnamed)'}: revision {d['revision']}, {d['status']}")
+    if d["status"] == "approved":
+        w(f" by {d['approved_by']} at {d['approved_utc']}")
+    w(f"; created {d['created_utc']}, saved {d['saved_utc']}\n")
+    w(f"  content SHA-256 {d['content_sha256']}\n")
+    w(f"CT: patient {ct['patient_name']!r} id {ct['patient_id']!r}\n")
+    w(f"  study {ct['study_instance_uid']}\n  series {ct['series_instance_uid']}\n")
+    w(f"  frame of reference {ct['frame_of_reference_uid']}\n")
+    size = "×".join(str(n) for n in reversed(g["shape_zyx"]))
+    spacing = "/".join(f"{v:.4g}" for v in g["spacing_mm"])
+    w(
+        f"  grid {size} voxels (x×y×z), spacing {spacing} mm, geometry SHA-256 "
+        f"{ct['geometry_sha256'][:16]}…\n"
+    )
+    w(f"Structures ({len(d['structures'])}):\n")
+    for s in d["structures"]:
+        w(f"  {s['name']:<20} {s['role']:<7} {s['volume_cm3']:10.3f} cm³  ({s['origin']})\n")
+    rx = d["prescription"]
+    w(
+        "Prescription: "
+        + (
+            "none"
+            if rx is None
+            else f"{rx['metric']} of {rx['structure']} ≥ {rx['dose_gy']:g} Gy (D∞)"
+        )
+        + "\n"
+    )
+    src = d["source"]
+    if src is None:
+        w("Source: none\n")
+    else:
+        strength = (
+            "strength not given"
+            if src["strength_U"] is None
+            else f"{src['strength_U']:.4g} U = {src['activity_mCi']:.4g} mCi per seed"
+        )
+        w(f"Source: {src['model']} ({src['isotope']}), {strength}")
+        if src["calibration_date"]:
+            w(
+                f", calibrated {src['calibration_date']}, implant {src['implant_date']} "
+                f"(decay factor {src['decay_factor']:.4f})"
+            )
+        w("\n")
+    w(f"Needles: {len(d['needles'])}; seeds: {len(d['seeds'])}; goals: {len(d['goals'])}\n")
+
+
+def run_plan_info(path: str | Path, *, as_json: bool, out: TextIO | None = None) -> int:
+    """Print the plan file's summary (text or one JSON object); InputError for a bad file."""
+    out = out or sys.stdout
+    d = plan_info_dict(load_plan(path))
+    if as_json:
+        json.dump(d, out, indent=1, ensure_ascii=False)
+        out.write("\n")
+    else:
+        _text(d, out)
+    return 0
