@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -117,3 +118,113 @@ def test_broken_json_is_refused(tmp_path: Path) -> None:
     p.write_text("{not json", encoding="utf-8")
     with pytest.raises(InputError, match=r"broken\.json.*not valid JSON"):
         load_model(p)
+
+
+# Golden sha256 of every seed table, as dose.sources computes them (canonical JSON of the numeric
+# tables: constants Λ / L / T½, g_L, F, φ_an; the overall one also covers the model id). Pinned
+# here on purpose: any change of a number in resources/seeds/*.json, or of the canonical form,
+# fails loudly, and every dose label (``tables sha256 …``) changes with it. A deliberate table
+# change must update these values in the same commit, with the table's provenance.
+GOLDEN_CHECKSUMS = {
+    "2301": "1fe067eb2da7bdda09c87c2ba6f19c055ae0a140de107293cfd5f66e757970d1",
+    "6702": "e54e1388fffd035047e3e388d8159b8fb9015c752bbe8459f2cc1b93738a27d4",
+    "6711": "2c7665d703f18857ba37e64b8311f9501d96383e260ce1e01fd96d74fa9cc2f3",
+    "AgX100": "64ee98d18745325e1c936d926ad6bf2f432863f5e7f5579dd2d3b8f4234ee4c8",
+    "IAI-125A": "8464b26e24b6fb4201a00ee63b999b208848c32e7bf3f3e4d051e7ff1b543e58",
+    "STM1251": "75260e2659895a1b00ef4d74a52e48c7e860370b3ec99ce47492e2afa0a9f13b",
+}
+GOLDEN_TABLE_CHECKSUMS = {
+    "2301": {
+        "constants": "691b9484cc9a1d082d5db4ab5a3ee2cdf82263d595052d4ade64799e51100f1f",
+        "g_L": "120c578cd327e5014c0f3f5217b5539812c7d6976c56c5f5607a8bcabd3fd154",
+        "F": "0463896a50a6141eebc8c3b9cce18a9f74cdd263115c3095d58788adf9f1adf4",
+        "phi_an": "0caf135f38b45cac448ba23ecfd3ed3d8c7817aaf4e60fe0bf9c951d49daa292",
+    },
+    "6702": {
+        "constants": "0cac885bea8df2952862d96c31a7c1888a4dec34b3791808b0aabdc0ff1b5469",
+        "g_L": "d2b9010c42f67c2203de6521f335f68f2cfa4198c51d2b627bc9ce01d699143a",
+        "F": "6b18fb38faab303743d57f79264a8ab63cddd3869fc286af58e8bb00885a5686",
+        "phi_an": "239fbd337435e2f92079147628d5461481c1ccf736c4f05faac4585d2795b8a5",
+    },
+    "6711": {
+        "constants": "ce83e1d07e42460c520245cb4d538c87669f6c37365878cf0fa3e48e57d2bf72",
+        "g_L": "c9a7ea0cc913d435a5a8265fcae816d7778212e9bf193510a903541cb587ebfc",
+        "F": "18f14c8917a0246ed6b8b22cd47795dc290291caf55bcf703088c0db9b0253b9",
+        "phi_an": "0ee38f64e90320f97614a6c0461dbbb7fe9b25995744fcbd5f1414880670238f",
+    },
+    "AgX100": {
+        "constants": "9359451f107dad7a67dfddb640693effaeb376d63d68827b6e07682c9c8718da",
+        "g_L": "e548b8da26eaefb107e8669fec54018acfb2f742fd53c05b9ad367687b6574e4",
+        "F": "7a4814430b5325ab64b23b16e2589f0cb634d7bceaa9a7cae4debae5f74c9cf0",
+        "phi_an": "74234e98afe7498fb5daf1f36ac2d78acc339464f950703b8c019892f982b90b",
+    },
+    "IAI-125A": {
+        "constants": "3968c07c6b229bffd2bd6b901824f3b11923f4ff3d51b5b2d833dd5990130a8b",
+        "g_L": "8345919e1dfbd6037397f569cf86f125bfc89aa17ba119d04fd898eb95f6165d",
+        "F": "99208d48406fd2cf6bd54caca502628d0aa8370972df03ff2e933455466980d2",
+        "phi_an": "74234e98afe7498fb5daf1f36ac2d78acc339464f950703b8c019892f982b90b",
+    },
+    "STM1251": {
+        "constants": "33c60dccfcadaf139157ab8e189759ed56b631cfb063fef6400d88b44e93cd82",
+        "g_L": "e218e53afe1bd2900fdbaa331c89c5f5a6bb5dc17e50747151d92662f8bd0929",
+        "F": "d303f806f9ade5f4f1ad7d0102e1c4a85a17ae0a7e4b55ac6350421428c55034",
+        "phi_an": "74234e98afe7498fb5daf1f36ac2d78acc339464f950703b8c019892f982b90b",
+    },
+}
+# sha256 of the canonical JSON of null: the φ_an checksum of a model without φ_an
+NULL_SHA256 = "74234e98afe7498fb5daf1f36ac2d78acc339464f950703b8c019892f982b90b"
+
+
+def test_golden_checksums_cover_exactly_the_seed_library() -> None:
+    assert set(GOLDEN_CHECKSUMS) == set(known_models()) == set(MODELS)
+
+
+@pytest.mark.parametrize("name", sorted(GOLDEN_CHECKSUMS))
+def test_table_checksums_equal_golden_values(name: str) -> None:
+    m = load_model(name)
+    assert m.table_checksums == GOLDEN_TABLE_CHECKSUMS[name]
+    assert m.checksum == GOLDEN_CHECKSUMS[name]
+    assert (m.table_checksums["phi_an"] == NULL_SHA256) == (not m.has_phi_an)
+
+
+def _canonical(obj: object) -> str:
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+@pytest.mark.parametrize("name", sorted(GOLDEN_CHECKSUMS))
+def test_golden_checksums_recomputed_from_the_raw_json(name: str) -> None:
+    # an independent recomputation from the file (not through dose.sources): the golden values
+    # are the canonical JSON (sorted keys, no spaces, numbers as floats) of the published tables
+    doc = json.loads((SEEDS_DIR / f"{name}.json").read_text(encoding="utf-8"))
+
+    def floats(values: list) -> list:
+        return [floats(v) if isinstance(v, list) else float(v) for v in values]
+
+    g, f, phi = doc["radial_dose_function"], doc["anisotropy_function"], doc["anisotropy_factor"]
+    tables = {
+        "constants": {
+            "lambda": float(doc["dose_rate_constant_cGy_per_h_per_U"]),
+            "L_cm": float(doc["active_length_cm"]),
+            "half_life_days": float(doc["half_life_days"]),
+        },
+        "g_L": {"r_cm": floats(g["r_cm"]), "g_L": floats(g["g_L"])},
+        "F": {"r_cm": floats(f["r_cm"]), "theta_deg": floats(f["theta_deg"]), "F": floats(f["F"])},
+        "phi_an": None
+        if phi is None
+        else {"r_cm": floats(phi["r_cm"]), "phi_an": floats(phi["phi_an"])},
+    }
+    assert {k: _canonical(v) for k, v in tables.items()} == GOLDEN_TABLE_CHECKSUMS[name]
+    assert _canonical({"model_id": name, **tables}) == GOLDEN_CHECKSUMS[name]
+
+
+def test_a_changed_table_value_changes_its_checksum() -> None:
+    # the checksum really sees the numbers: the last digit of one F entry
+    from dose.sources import parse_model
+
+    doc = json.loads((SEEDS_DIR / "6711.json").read_text(encoding="utf-8"))
+    doc["anisotropy_function"]["F"][3][2] += 0.001
+    m = parse_model(doc, "x.json")
+    assert m.table_checksums["F"] != GOLDEN_TABLE_CHECKSUMS["6711"]["F"]
+    assert m.checksum != GOLDEN_CHECKSUMS["6711"]
+    assert m.table_checksums["g_L"] == GOLDEN_TABLE_CHECKSUMS["6711"]["g_L"]
