@@ -219,3 +219,35 @@ def test_ensure_demo_case_uses_the_user_cache(case_dir: Path) -> None:
     assert is_demo_case(case)  # still recognisable as a demo case (may be replaced)
     leftovers = [p.name for p in case.parent.iterdir() if p.name.startswith(".")]
     assert leftovers == []
+
+
+@pytest.mark.parametrize(
+    ("kind", "message"),
+    [
+        ("char device", "exists and is a character device, not a folder"),
+        ("fifo", "is a FIFO (named pipe), not a folder"),
+        ("link to device", "symbolic link to /dev/full, a character device, not a folder"),
+        ("missing parent", "does not exist (create it first)"),
+        ("previous case", "holds a demo case already; use --force to replace it"),
+    ],
+)
+def test_demo_out_follows_the_output_rule(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], kind: str, message: str
+) -> None:
+    # issue 8: one rule for every writer; these are refused before any generation starts
+    target = {"char device": Path("/dev/full"), "missing parent": tmp_path / "no" / "case"}.get(
+        kind, tmp_path / "out"
+    )
+    if kind == "fifo":
+        os.mkfifo(target)
+    elif kind == "link to device":
+        target.symlink_to("/dev/full")
+    elif kind == "previous case":
+        write_demo_case(target, spec=SMALL)
+    before = _digest(tmp_path), sorted(p.name for p in tmp_path.iterdir())
+    assert main(["demo", "--out", str(target)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert f"{target}: " in err and message in err, err
+    assert (_digest(tmp_path), sorted(p.name for p in tmp_path.iterdir())) == before
+    assert os.stat("/dev/full").st_rdev == os.makedev(1, 7)

@@ -198,7 +198,7 @@ def test_output_folder_rule(tmp_path: Path) -> None:
     assert check_output_folder(tmp_path / "new") == tmp_path / "new"
     assert check_output_folder(tmp_path / "to_dir") == tmp_path / "dir"
     for name, message in [
-        ("file", "not a folder (a regular file)"),
+        ("file", "exists and is a regular file, not a folder"),
         ("to_dev", "a character device, not a folder"),
         ("no/new", "does not exist"),
     ]:

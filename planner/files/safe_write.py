@@ -210,6 +210,14 @@ def _why(exc: OSError, folder: Path) -> str:
     return f"cannot write: {exc.strerror or exc}; nothing was written"
 
 
+def _no_space(folder: Path) -> bool:
+    """True when the file system of ``folder`` has no free block left for us."""
+    try:
+        return os.statvfs(folder).f_bavail == 0
+    except (OSError, AttributeError):
+        return False
+
+
 def _copy_mode(fd: int, old: os.stat_result | None) -> None:
     if old is None:
         return
@@ -294,6 +302,8 @@ def write_with(
     except BaseException as exc:
         _remove(tmp)
         if io_errors and isinstance(exc, io_errors):
+            if _no_space(final.parent):  # libraries rarely say why a write failed
+                raise OutputError(_why(OSError(errno.ENOSPC, ""), final.parent), target) from None
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[-1]
             first = first.replace(str(tmp), str(target)).replace(tmp.name, target.name)
             why = f"cannot write: {first.strip()}; nothing was written"
@@ -388,7 +398,7 @@ def check_output_folder(target: PathLike) -> Path:
         final = real
     elif lst is not None and not stat.S_ISDIR(lst.st_mode):
         kind = "regular file" if stat.S_ISREG(lst.st_mode) else _kind(lst.st_mode)
-        raise OutputError(f"exists and is not a folder (a {kind})", target)
+        raise OutputError(f"exists and is a {kind}, not a folder", target)
     _check_folder(final.parent, target)
     return final
 
