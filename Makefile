@@ -13,7 +13,9 @@ APT_PACKAGES := xvfb xauth libgl1-mesa-dri libegl1 libglib2.0-0 libdbus-1-3 libf
 	libxcb-shape0 libxcb-image0 libxcb-render-util0 dicom3tools
 
 PYTEST_ARGS ?=
-XVFB := $(if $(DISPLAY),,$(shell command -v xvfb-run >/dev/null 2>&1 && echo 'xvfb-run -a -s "-screen 0 1280x1024x24"'))
+# The test session starts its own Xvfb (tests/conftest.py), found when pytest runs, i.e. after
+# `sysdeps` installed it; nothing here looks for Xvfb while the Makefile is being read.
+SCREEN := 1280x1024x24
 
 .PHONY: run test bench lint format sysdeps venv clean demo screenshot
 
@@ -23,6 +25,7 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || { \
 	  echo "Could not create a virtual environment: install python3-venv (apt-get install python3-venv)"; exit 1; }
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet 'setuptools>=68' wheel
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	@touch $(STAMP)
 
@@ -43,11 +46,13 @@ run: sysdeps $(STAMP)
 	$(BIN)/seedplan gui
 
 # Refresh the README screenshot from the real window on the demo case.
-screenshot: $(STAMP)
-	$(XVFB) $(BIN)/seedplan gui --screenshot docs/screenshot.png
+screenshot: sysdeps $(STAMP)
+	@if [ -n "$$DISPLAY" ]; then $(BIN)/seedplan gui --screenshot docs/screenshot.png; \
+	else xvfb-run -a -s "-screen 0 $(SCREEN)" $(BIN)/seedplan gui --screenshot docs/screenshot.png; fi
 
+# Two xdist workers (two cores); one Xvfb for the whole run, inherited by workers and children.
 test: sysdeps $(STAMP)
-	$(XVFB) $(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/seedplan bench
@@ -55,10 +60,11 @@ bench: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check app planner dose resources tests benchmarks
 	$(BIN)/ruff format --check app planner dose resources tests benchmarks
+	$(BIN)/lint-imports --no-cache --no-logo
 
 format: $(STAMP)
 	$(BIN)/ruff format app planner dose resources tests benchmarks
 	$(BIN)/ruff check --fix app planner dose resources tests benchmarks
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) .pytest_cache .ruff_cache .import_linter_cache .ci/out build dist *.egg-info

@@ -1,27 +1,147 @@
-"""Shared fixtures. Real data lives in ../shared/data (tests that need it skip when absent)."""
+"""Shared fixtures and the session set-up that keeps the suite from flaking.
+
+- **One X display for the whole run.** The main pytest process starts one private Xvfb
+  (tests/xserver.py) before any xdist worker exists and exports ``DISPLAY``; workers and the
+  GUI child processes inherit it (``SEEDPLAN_TEST_DISPLAY=inherit`` tells them not to start
+  their own). Set ``SEEDPLAN_TEST_DISPLAY=inherit`` yourself to use the display you have.
+- **Real data and tools.** Real data lives in ../shared/data (or ``$SEEDPLAN_SHARED_DATA``);
+  a test that needs it, a tool (dciodvfy) or a display skips with a clear reason on a user's
+  machine. With ``SEEDPLAN_REQUIRE_DATA=1`` (set by .ci/run) every skip is a failure instead.
+- **Per-test state.** Each test gets its own ``XDG_CONFIG_HOME`` (settings, recent files);
+  ``XDG_CACHE_HOME`` is per worker (its content, the demo case, is deterministic and written
+  atomically).
+"""
 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
+from collections.abc import Generator
 from pathlib import Path
 
 import pytest
 
+from tests.xserver import XServer, XServerError, start_xvfb
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = Path(os.environ.get("SEEDPLAN_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+
+#: ``1``: a missing data set, tool or display fails the test instead of skipping it (CI).
+REQUIRE_ENV = "SEEDPLAN_REQUIRE_DATA"
+#: ``inherit``: use the current ``DISPLAY``; otherwise the session starts its own Xvfb.
+DISPLAY_ENV = "SEEDPLAN_TEST_DISPLAY"
+#: Why there is no display, when there is none (read by tests/gui/conftest.py).
+NO_DISPLAY_ENV = "SEEDPLAN_TEST_NO_DISPLAY_REASON"
+
+_XSERVER = pytest.StashKey[XServer]()
+
+
+def everything_required() -> bool:
+    """True under ``SEEDPLAN_REQUIRE_DATA=1`` (CI): skipping for a missing resource fails."""
+    return os.environ.get(REQUIRE_ENV) == "1"
+
+
+def skip_or_fail(reason: str) -> None:
+    """Skip with ``reason`` on a user's machine; fail with it in CI (``SEEDPLAN_REQUIRE_DATA``)."""
+    if everything_required():
+        pytest.fail(f"{reason} ({REQUIRE_ENV}=1: required here)", pytrace=False)
+    pytest.skip(reason)
 
 
 def shared_data(*parts: str) -> Path:
     """Path into ../shared/data; skips the test with a clear reason when it is absent."""
     path = SHARED_DATA.joinpath(*parts)
     if not path.exists():
-        pytest.skip(f"real test data not found at {path} (expected ../shared/data beside the repo)")
+        skip_or_fail(
+            f"real test data not found at {path} (expected ../shared/data beside the repo "
+            "or SEEDPLAN_SHARED_DATA)"
+        )
     return path
 
 
+def require_tool(name: str, package: str) -> str:
+    """Absolute path of the command-line tool ``name``; skips (CI: fails) when missing."""
+    path = shutil.which(name)
+    if path is None:
+        skip_or_fail(f"{name} not installed (Debian package {package})")
+    assert path is not None
+    return path
+
+
+# ----------------------------------------------------------------------------------------------
+# Session hooks
+# ----------------------------------------------------------------------------------------------
+def pytest_configure(config: pytest.Config) -> None:
+    """Main process only: start the session's Xvfb before xdist starts its workers."""
+    if hasattr(config, "workerinput") or os.environ.get(DISPLAY_ENV) == "inherit":
+        return
+    tmp_root = Path(config.getoption("basetemp") or tempfile.gettempdir())
+    try:
+        server = start_xvfb(tmp_root / f"seedplan-xvfb-{os.getpid()}")
+    except XServerError as exc:
+        os.environ.pop("DISPLAY", None)
+        os.environ[NO_DISPLAY_ENV] = str(exc)
+    else:
+        config.stash[_XSERVER] = server
+        os.environ["DISPLAY"] = server.display
+        os.environ.pop("WAYLAND_DISPLAY", None)  # Qt must use the X display we made
+    os.environ[DISPLAY_ENV] = "inherit"
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    server = config.stash.get(_XSERVER, None)
+    if server is not None:
+        server.stop()
+        shutil.rmtree(server.log_path.parent, ignore_errors=True)
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    server = config.stash.get(_XSERVER, None)
+    display = os.environ.get("DISPLAY") or f"none ({os.environ.get(NO_DISPLAY_ENV, 'not set')})"
+    source = f"private Xvfb pid {server.process.pid}" if server else "inherited"
+    return [
+        f"seedplan: DISPLAY={display} [{source}]; shared data: {SHARED_DATA}; "
+        f"{REQUIRE_ENV}={os.environ.get(REQUIRE_ENV, '0')}"
+    ]
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """In CI (``SEEDPLAN_REQUIRE_DATA=1``) a skipped test is a failed test (xfail excepted)."""
+    report = yield
+    if report.skipped and everything_required() and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
+        report.outcome = "failed"
+        report.longrepr = f"skipped, which {REQUIRE_ENV}=1 forbids: {reason}"
+    return report
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(
+    collector: pytest.Collector,
+) -> Generator[None, pytest.CollectReport, pytest.CollectReport]:
+    """The same for a module skipped at collection (``importorskip``, module-level skip)."""
+    report = yield
+    if report.skipped and everything_required():
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
+        report.outcome = "failed"
+        report.longrepr = f"skipped at collection, which {REQUIRE_ENV}=1 forbids: {reason}"
+    return report
+
+
+# ----------------------------------------------------------------------------------------------
+# Fixtures
+# ----------------------------------------------------------------------------------------------
 @pytest.fixture(autouse=True)
 def _isolated_user_dirs(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
-    """Keep tests out of the real user cache/config (recent files, demo cache, settings)."""
+    """Keep tests out of the real user cache/config (recent files, demo cache, settings).
+
+    The config folder is new for every test (no settings leak from one test to the next,
+    whatever order xdist runs them in); the cache folder is shared by the tests of a worker.
+    """
     base = tmp_path_factory.getbasetemp() / "xdg"
     monkeypatch.setenv("XDG_CACHE_HOME", str(base / "cache"))
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(base / "config"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.mktemp("xdg-config")))

@@ -1,41 +1,48 @@
-"""GUI tests: every VTK widget test runs in its own process under a real X display.
+"""GUI tests: every VTK widget test runs in its own process under the session's X display.
 
 A rendering failure in VTK is a segfault, not an exception, so the tests that open windows
 (``tests/gui/inner/test_*.py``) are not collected by the main run: ``test_gui_suite.py`` runs
-each of those modules in a child ``pytest`` with ``SEEDPLAN_GUI_INNER=1``, under the current
-``DISPLAY`` or, when there is none, under ``xvfb-run``. ``QT_QPA_PLATFORM=offscreen`` cannot
-host a VTK widget, so it is never used here.
+each of those modules in a child ``pytest`` with ``SEEDPLAN_GUI_INNER=1``. The child inherits
+``DISPLAY`` from the one Xvfb that tests/conftest.py started for the session; it never starts
+an X server of its own. It is judged by its JUnit XML (and its exit status), and on a timeout
+its whole process group is killed. ``QT_QPA_PLATFORM=offscreen`` cannot host a VTK widget, so
+it is never used here.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tests.conftest import REPO_ROOT
+from tests.child_process import ChildResult, JUnitSummary, judge_child_pytest, read_junit
+from tests.child_process import run_child as _run_child
+from tests.conftest import NO_DISPLAY_ENV, REPO_ROOT, skip_or_fail
 
 INNER_ENV = "SEEDPLAN_GUI_INNER"
 DEMO_ENV = "SEEDPLAN_GUI_DEMO_CASE"
-XVFB_ARGS = ["xvfb-run", "-a", "-s", "-screen 0 1280x1024x24"]
 
 if os.environ.get(INNER_ENV) != "1":
     collect_ignore_glob = ["inner/*"]
 
 
+def require_display() -> None:
+    """Skip (CI: fail) the test when the session has no X display."""
+    if not os.environ.get("DISPLAY"):
+        why = os.environ.get(NO_DISPLAY_ENV, "DISPLAY is not set")
+        skip_or_fail(f"GUI tests need an X display: {why}")
+
+
 def display_prefix() -> list[str]:
-    """Command prefix giving a child process an X display (skips when none can be had)."""
-    if os.environ.get("DISPLAY"):
-        return []
-    if shutil.which("xvfb-run"):
-        return list(XVFB_ARGS)
-    pytest.skip("GUI tests need an X display or xvfb-run (apt-get install xvfb xauth)")
+    """Command prefix giving a child process an X display: none is needed (it inherits the
+    session's ``DISPLAY``); skips (CI: fails) when the session has no display."""
+    require_display()
+    return []
 
 
 def child_env(**extra: str) -> dict[str, str]:
@@ -48,6 +55,31 @@ def child_env(**extra: str) -> dict[str, str]:
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
     env.update(extra)
     return env
+
+
+def run_child(
+    cmd: Sequence[str], *, log_dir: Path, timeout_s: float, env: dict[str, str] | None = None
+) -> ChildResult:
+    """:func:`tests.child_process.run_child` in the repository with :func:`child_env`."""
+    return _run_child(
+        cmd, cwd=REPO_ROOT, log_dir=log_dir, timeout_s=timeout_s, env=env or child_env()
+    )
+
+
+__all__ = [
+    "DEMO_ENV",
+    "INNER_ENV",
+    "ChildResult",
+    "JUnitSummary",
+    "child_env",
+    "display_prefix",
+    "image_is_not_blank",
+    "judge_child_pytest",
+    "python_exe",
+    "read_junit",
+    "require_display",
+    "run_child",
+]
 
 
 @pytest.fixture(scope="session")
