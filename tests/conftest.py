@@ -76,9 +76,9 @@ def pytest_configure(config: pytest.Config) -> None:
     """Main process only: start the session's Xvfb before xdist starts its workers."""
     if hasattr(config, "workerinput") or os.environ.get(DISPLAY_ENV) == "inherit":
         return
-    tmp_root = Path(config.getoption("basetemp") or tempfile.gettempdir())
+    # Not under --basetemp: pytest empties that folder when it first hands out a tmp_path.
     try:
-        server = start_xvfb(tmp_root / f"seedplan-xvfb-{os.getpid()}")
+        server = start_xvfb(Path(tempfile.gettempdir()) / f"seedplan-xvfb-{os.getpid()}")
     except XServerError as exc:
         os.environ.pop("DISPLAY", None)
         os.environ[NO_DISPLAY_ENV] = str(exc)
