@@ -6,7 +6,11 @@
   their own). Set ``SEEDPLAN_TEST_DISPLAY=inherit`` yourself to use the display you have.
 - **Real data and tools.** Real data lives in ../shared/data (or ``$SEEDPLAN_SHARED_DATA``);
   a test that needs it, a tool (dciodvfy) or a display skips with a clear reason on a user's
-  machine. With ``SEEDPLAN_REQUIRE_DATA=1`` (set by .ci/run) every skip is a failure instead.
+  machine. With ``SEEDPLAN_REQUIRE_DATA=1`` (set by .ci/run) such a test fails instead: use
+  :func:`shared_data`, :func:`require_tool` or ``tests.gui.conftest.require_display``; a plain
+  ``pytest.skip`` (or ``importorskip``) whose reason says "not installed", "could not import",
+  "test data not found" or "X display" fails too. Skips about what the machine can do (root,
+  mount namespaces, devices) stay skips.
 - **Per-test state.** Each test gets its own ``XDG_CONFIG_HOME`` (settings, recent files);
   ``XDG_CACHE_HOME`` is per worker (its content, the demo case, is deterministic and written
   atomically).
@@ -15,6 +19,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Generator
@@ -35,6 +40,10 @@ DISPLAY_ENV = "SEEDPLAN_TEST_DISPLAY"
 NO_DISPLAY_ENV = "SEEDPLAN_TEST_NO_DISPLAY_REASON"
 
 _XSERVER = pytest.StashKey[XServer]()
+#: Skip reasons that mean a tool, package, data set or display is missing (failures in CI).
+MISSING_RESOURCE = re.compile(
+    r"not installed|could not import|test data not found|X display", re.IGNORECASE
+)
 
 
 def everything_required() -> bool:
@@ -110,10 +119,10 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-    """In CI (``SEEDPLAN_REQUIRE_DATA=1``) a skipped test is a failed test (xfail excepted)."""
+    """In CI (``SEEDPLAN_REQUIRE_DATA=1``) a test skipped for a missing resource fails."""
     report = yield
-    if report.skipped and everything_required() and not hasattr(report, "wasxfail"):
-        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
+    if _fails_in_ci(report) and not hasattr(report, "wasxfail"):
+        reason = _skip_reason(report)
         report.outcome = "failed"
         report.longrepr = f"skipped, which {REQUIRE_ENV}=1 forbids: {reason}"
     return report
@@ -125,11 +134,22 @@ def pytest_make_collect_report(
 ) -> Generator[None, pytest.CollectReport, pytest.CollectReport]:
     """The same for a module skipped at collection (``importorskip``, module-level skip)."""
     report = yield
-    if report.skipped and everything_required():
-        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
+    if _fails_in_ci(report):
+        reason = _skip_reason(report)
         report.outcome = "failed"
         report.longrepr = f"skipped at collection, which {REQUIRE_ENV}=1 forbids: {reason}"
     return report
+
+
+def _skip_reason(report: pytest.TestReport | pytest.CollectReport) -> str:
+    longrepr = report.longrepr
+    return str(longrepr[2] if isinstance(longrepr, tuple) else longrepr)
+
+
+def _fails_in_ci(report: pytest.TestReport | pytest.CollectReport) -> bool:
+    return bool(
+        report.skipped and everything_required() and MISSING_RESOURCE.search(_skip_reason(report))
+    )
 
 
 # ----------------------------------------------------------------------------------------------

@@ -38,6 +38,10 @@ def test_own_skip():
     pytest.skip("dciodvfy not installed (Debian package dicom3tools)")
 
 
+def test_machine_skip():
+    pytest.skip("root bypasses folder permissions")
+
+
 def test_display():
     require_display()
 
@@ -96,6 +100,7 @@ def test_missing_resources_skip_for_a_user(tmp_path: Path) -> None:
     assert outcomes["test_data"].startswith("skipped") and "not found" in outcomes["test_data"]
     assert outcomes["test_tool"].startswith("skipped: no-such-tool-seedplan not installed")
     assert outcomes["test_own_skip"].startswith("skipped")
+    assert outcomes["test_machine_skip"].startswith("skipped")
     assert (
         outcomes["test_display"].startswith("skipped") and "X display" in outcomes["test_display"]
     )
@@ -105,11 +110,13 @@ def test_missing_resources_skip_for_a_user(tmp_path: Path) -> None:
 
 
 def test_missing_resources_fail_in_ci(tmp_path: Path) -> None:
-    """Under ``SEEDPLAN_REQUIRE_DATA=1`` every skip fails, at collection too; xfail stays."""
+    """Under ``SEEDPLAN_REQUIRE_DATA=1`` a skip for a missing data set, tool, package or display
+    fails, at collection too; a skip about what the machine can do and an xfail stay."""
     outcomes, result = _child_pytest(tmp_path, required=True)
     for name in ("test_data", "test_tool", "test_own_skip", "test_display"):
         assert outcomes[name].startswith(("failure", "error")), (name, outcomes[name])
     assert "not found" in outcomes["test_data"] and "X display" in outcomes["test_display"]
+    assert outcomes["test_machine_skip"].startswith("skipped")
     assert outcomes["test_xfail"].startswith("xfail")
     assert outcomes["test_passes"] == "passed"
     assert result.returncode == 1, result.tail()
