@@ -228,8 +228,28 @@ def test_cross_check_for_reports() -> None:
 
 
 def test_warm_up_in_subprocess_succeeds() -> None:
-    proc = warm_up_in_subprocess(["6711"])
+    # the GUI's contract (dose/engine/warmup.py): returns at once; progress(fraction, message)
+    # while compiling; on_done(ok, message) exactly once when the child has exited
+    fractions: list[float] = []
+    done_calls: list[tuple[bool, str]] = []
+    proc = warm_up_in_subprocess(
+        ["6711"],
+        progress=lambda f, msg: fractions.append(f),
+        on_done=lambda ok, msg: done_calls.append((ok, msg)),
+    )
     assert proc.wait(timeout=300) == 0
+    assert proc.done and proc.ok is True and proc.poll() == 0 and proc.returncode == 0
+    assert done_calls == [(True, "dose kernels compiled")]
+    assert fractions and fractions[-1] == 1.0 and fractions == sorted(fractions)
+
+
+def test_warm_up_in_subprocess_reports_failure() -> None:
+    done_calls: list[tuple[bool, str]] = []
+    proc = warm_up_in_subprocess(["nonesuch"], on_done=lambda ok, msg: done_calls.append((ok, msg)))
+    assert proc.wait(timeout=120) != 0
+    assert proc.ok is False and len(done_calls) == 1 and done_calls[0][0] is False
+    assert done_calls[0][1] == proc.message
+    assert "unknown seed model 'nonesuch'" in proc.message  # the child's last line, for the GUI
 
 
 @pytest.mark.parametrize("model", ["6711", "2301", "6702", "IAI-125A", "STM1251", "AgX100"])
