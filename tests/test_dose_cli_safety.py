@@ -200,8 +200,15 @@ def test_dates_checked_and_decay_printed(
 
 
 def test_no_dates_says_no_decay(tmp_path, inputs, capsys) -> None:
+    import SimpleITK as sitk  # noqa: N813
+
     assert main(_args(inputs, "nrrd", tmp_path / "g.nrrd")) == 0
-    assert "no decay correction" in capsys.readouterr().err
+    assert capsys.readouterr().err.count("no decay correction") == 1
+    dates = ["--calibration-date", "2026-01-01", "--implant-date", "2026-01-20"]
+    assert main(_args(inputs, "nrrd", tmp_path / "h.nrrd", *dates)) == 0
+    assert capsys.readouterr().err.count(f"factor {0.5 ** (19 / 59.4):.5f}") == 1
+    meta = sitk.ReadImage(str(tmp_path / "h.nrrd")).GetMetaData("seedplan_decay")
+    assert meta.startswith("decay from calibration 2026-01-01 to implant 2026-01-20")
 
 
 # --------------------------------------------------------------------------- numbers

@@ -259,7 +259,8 @@ def run(args: argparse.Namespace) -> int:
         + ", ".join(f"{k} {v[:12]}" for k, v in model.table_checksums.items())
         + ")",
         f"{len(seeds)} seeds, total S_K {seeds.total_strength_u:.4g} U at implant"
-        + (f"; per seed {how}" if how else "; per-seed strength_U from the CSV"),
+        + (f"; per seed {how}" if how else "; per-seed strength_U from the CSV")
+        + (" (at calibration)" if decay is not None else ""),
         f"seed {axes_note}",
         "dose_rate_cGy_h = initial dose rate; dose_Gy = total permanent-implant dose "
         "D_inf = rate x tau (tau = T1/2/ln2, T1/2 = 59.40 d); TG-43 dose to water in water",
@@ -293,7 +294,7 @@ def run(args: argparse.Namespace) -> int:
             f" -> {args.out}\n"
         )
     if args.grid_out is not None:
-        _write_grid(args, engine, seeds, notes, axes_note, inputs)
+        _write_grid(args, engine, seeds, notes, axes_note, decay_note, inputs)
     sys.stderr.write(f"seedplan dose: {decay_note}\n")
     return 0
 
@@ -338,7 +339,13 @@ def _quiet_native_stderr(fn, *args):
 
 
 def _write_grid(
-    args, engine, seeds: SeedSet, notes: list[str], axes_note: str, inputs: tuple
+    args,
+    engine,
+    seeds: SeedSet,
+    notes: list[str],
+    axes_note: str,
+    decay_note: str,
+    inputs: tuple,
 ) -> None:
     import SimpleITK as sitk  # noqa: N813
 
@@ -358,6 +365,7 @@ def _write_grid(
     img.SetMetaData("seedplan_model", engine.model.model_id)
     img.SetMetaData("seedplan_table_sha256", engine.model.checksum)
     img.SetMetaData("seedplan_seed_axes", axes_note.removeprefix("axes: "))
+    img.SetMetaData("seedplan_decay", decay_note)
 
     def verify(tmp: Path) -> None:
         # SimpleITK can "succeed" on a full disk (a truncated .nii.gz): read the file back.
@@ -396,4 +404,6 @@ def _write_grid(
         f" -> {args.grid_out}\n"
     )
     for n in notes:
+        if n == decay_note:
+            continue  # printed once, by run()
         sys.stderr.write(f"# {n}\n")
