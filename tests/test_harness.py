@@ -11,10 +11,13 @@ import os
 import shutil
 import socket
 import sys
+import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from tests.child_process import ChildResult, run_child
+import pytest
+
+from tests.child_process import ChildResult, judge_child_pytest, run_child
 from tests.conftest import DISPLAY_ENV, REPO_ROOT, REQUIRE_ENV, skip_or_fail
 from tests.xserver import start_xvfb
 
@@ -168,3 +171,82 @@ def test_session_display_is_the_private_xvfb() -> None:
         )
     assert os.environ.get(DISPLAY_ENV) == "inherit"
     assert _accepts_connections(display), f"nothing listens on {_x_socket(display)}"
+
+
+def _pid_alive(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie, killed but not yet reaped by init, does not count)."""
+    try:
+        os.kill(pid, 0)
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (ProcessLookupError, FileNotFoundError):
+        return False
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+
+
+def _dies_soon(pid: int, within_s: float = 10.0) -> bool:
+    """SIGKILL is delivered when the process next runs: give it a moment to be gone."""
+    deadline = time.monotonic() + within_s
+    while _pid_alive(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+@pytest.mark.parametrize("leader", ["hangs", "exits"])
+def test_child_process_group_is_killed(tmp_path: Path, leader: str) -> None:
+    """A grandchild never outlives :func:`run_child`: on timeout the group is killed, and a
+    grandchild left behind by a leader that exited is killed too."""
+    pid_file = tmp_path / "grandchild.pid"
+    script = f"sleep 300 & echo $! > '{pid_file}'; " + ("wait" if leader == "hangs" else "exit 0")
+    result = run_child(
+        ["bash", "-c", script], cwd=tmp_path, log_dir=tmp_path / "logs", timeout_s=3.0, env=None
+    )
+    assert result.timed_out is (leader == "hangs")
+    assert result.returncode == (-9 if leader == "hangs" else 0)
+    grandchild = int(pid_file.read_text())
+    assert _dies_soon(grandchild), f"grandchild {grandchild} survived"
+
+
+def _junit(path: Path, cases: str) -> Path:
+    path.write_text(f'<?xml version="1.0"?><testsuites><testsuite>{cases}</testsuite></testsuites>')
+    return path
+
+
+PASS = '<testcase classname="m" name="ok"/>'
+FAIL = '<testcase classname="m" name="bad"><failure message="boom"/></testcase>'
+ERROR = '<testcase classname="m" name="e"><error message="setup"/></testcase>'
+SKIP = '<testcase classname="m" name="s"><skipped message="why"/></testcase>'
+
+
+@pytest.mark.parametrize(
+    ("cases", "returncode", "verdict"),
+    [
+        (PASS + PASS, 0, "pass"),
+        (
+            PASS + '<testcase classname="m" name="bad"><failure message="boom"/></testcase>',
+            1,
+            "fail",
+        ),
+        (PASS + '<testcase classname="m" name="e"><error message="setup"/></testcase>', 1, "fail"),
+        ("", 5, "fail"),  # no tests ran
+        (PASS, -11, "fail"),  # clean report, but a crash at exit
+        (PASS + SKIP, 0, "skip"),
+        (None, -11, "fail"),  # crashed before writing its report
+    ],
+    ids=["passed", "failure", "error", "none-ran", "crash-at-exit", "skipped", "no-report"],
+)
+def test_child_pytest_is_judged_by_its_junit_report(
+    tmp_path: Path, cases: str | None, returncode: int, verdict: str
+) -> None:
+    junit = tmp_path / "junit.xml"
+    if cases is not None:
+        _junit(junit, cases)
+    # The output claims success whatever happened: it must not matter.
+    result = ChildResult(returncode, "2 passed in 1.0s\n", "")
+    if verdict == "pass":
+        assert judge_child_pytest(result, junit, "child").passed == 2
+        return
+    expected = pytest.skip.Exception if verdict == "skip" else pytest.fail.Exception
+    with pytest.raises(expected):
+        judge_child_pytest(result, junit, "child")
