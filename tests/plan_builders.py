@@ -8,7 +8,6 @@ import numpy as np
 
 from dose.geometry import GridGeometry
 from planner.imaging.volume import CTVolume, PatientInfo
-from planner.plan.masks import readonly_mask
 from planner.plan.model import (
     CTReference,
     Goal,
@@ -49,15 +48,7 @@ def full_plan(ct: CTVolume | None = None, *, random_masks: bool = False, seed: i
             m = np.zeros(g.shape_zyx, bool)
             m[3 + k : 12 + k, 5 + 3 * k : 25, 4 : 20 + k] = True
         structures.append(
-            Structure(
-                f"st-{k:012x}",
-                name,
-                role,
-                readonly_mask(m, g.shape_zyx),
-                g,
-                (255, 40 * k, 0),
-                f"test {k}",
-            )
+            Structure.from_mask(f"st-{k:012x}", name, role, m, g, (255, 40 * k, 0), f"test {k}")
         )
     needles = (Needle("nd-1", (1.0, -30.0, -20.0), (2.0, 5.0, -21.0), "A"),)
     seeds = (

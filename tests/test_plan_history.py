@@ -211,6 +211,8 @@ def test_history_memory_follows_the_edit_not_the_volume() -> None:
     # A stroke's union box is 1×24×12 voxels: 2 × 36 packed bytes + bookkeeping.
     assert per_stroke < 1000, per_stroke
     assert doc.history.nbytes < 0.05 * mask_bytes * 3
+    # The edited structure stores its extent only, not the grid.
+    assert doc.plan.structures[1].crop.nbytes < 0.1 * mask_bytes
 
 
 def test_volume_rule_structure_volume_is_the_dvh_volume() -> None:

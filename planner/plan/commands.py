@@ -24,12 +24,9 @@ from numpy.typing import ArrayLike, NDArray
 from planner.plan.masks import (
     Box,
     PackedBox,
-    bounding_box,
     box_size,
     box_union,
     normalise_box,
-    patched,
-    readonly_mask,
 )
 from planner.plan.model import (
     Goal,
@@ -157,9 +154,8 @@ class MaskChange:
 
     def _write(self, plan: Plan, old: PackedBox, new: PackedBox) -> Plan:
         s = plan.structure(self.structure_id)
-        mask = patched(s.mask, new.box, new.unpack())
         count = s.voxel_count - old.count + new.count
-        return _replace_structure(plan, s.with_mask(mask, voxel_count=count))
+        return _replace_structure(plan, s.patched(new.box, new.unpack(), voxel_count=count))
 
     def undo(self, plan: Plan) -> Plan:
         return self._write(plan, self.after, self.before)
@@ -174,7 +170,7 @@ class MaskChange:
         union = box_union(self.box, later.box)
         if box_size(union) > _MERGE_GROWTH * (box_size(self.box) + box_size(later.box)) + 4096:
             return None
-        now = plan_now.structure(self.structure_id).mask[union]
+        now = plan_now.structure(self.structure_id).values_in(union)
         before = now.copy()
         # State before both: the later change's "before" inside its box, then ours (older).
         for c in (later, self):
@@ -199,8 +195,7 @@ class StructureAdded:
 
     @classmethod
     def of(cls, index: int, structure: Structure) -> StructureAdded:
-        box = bounding_box(structure.mask)
-        packed = PackedBox.pack(box, structure.mask[box])
+        packed = PackedBox.pack(structure.box, structure.crop)
         return cls(index, _metadata_only(structure), packed)
 
     @property
@@ -212,18 +207,18 @@ class StructureAdded:
         return self.packed.nbytes + 400
 
     def _structure(self) -> Structure:
-        shape = self.template.geometry.shape_zyx
-        mask = np.zeros(shape, dtype=np.bool_)
-        mask[self.packed.box] = self.packed.unpack()
-        mask.setflags(write=False)
+        crop = self.packed.unpack()
+        crop.setflags(write=False)
+        t = self.template
         return Structure(
-            self.template.id,
-            self.template.name,
-            self.template.role,
-            mask,
-            self.template.geometry,
-            self.template.color_rgb,
-            self.template.origin,
+            t.id,
+            t.name,
+            t.role,
+            t.geometry,
+            self.packed.box,
+            crop,
+            t.color_rgb,
+            t.origin,
             self.packed.count,
         )
 
@@ -301,9 +296,11 @@ class StructureUpdated:
 
 
 def _metadata_only(s: Structure) -> Structure:
-    """A copy of ``s`` whose mask is a zero-strided view (no memory), for change records."""
-    empty = np.broadcast_to(np.zeros(1, dtype=np.bool_), s.geometry.shape_zyx)
-    return Structure(s.id, s.name, s.role, empty, s.geometry, s.color_rgb, s.origin, 0)
+    """A copy of ``s`` without voxels (an empty box), for change records."""
+    empty = np.zeros((0, 0, 0), dtype=np.bool_)
+    empty.setflags(write=False)
+    box = (slice(0, 0), slice(0, 0), slice(0, 0))
+    return Structure(s.id, s.name, s.role, s.geometry, box, empty, s.color_rgb, s.origin, 0)
 
 
 # ====================================================================== commands
@@ -329,13 +326,10 @@ class EditMask:
         new = np.broadcast_to(np.asarray(self.values), shape)
         if new.dtype != np.bool_:
             new = new != 0
-        old_values = s.mask[box]
-        before = PackedBox.pack(box, old_values)
+        before = PackedBox.pack(box, s.values_in(box))
         after = PackedBox.pack(box, new)
-        mask = patched(s.mask, box, new)
-        plan2 = _replace_structure(
-            plan, s.with_mask(mask, voxel_count=s.voxel_count - before.count + after.count)
-        )
+        count = s.voxel_count - before.count + after.count
+        plan2 = _replace_structure(plan, s.patched(box, new, voxel_count=count))
         return plan2, MaskChange(s.id, before, after)
 
 
@@ -356,12 +350,11 @@ class AddStructure:
     def apply(self, plan: Plan) -> tuple[Plan, Change]:
         if plan.structure_named(self.name) is not None:
             raise ValueError(f"the plan already has a structure called {self.name!r}")
-        mask = readonly_mask(self.mask, plan.geometry.shape_zyx)
-        s = Structure(
+        s = Structure.from_mask(
             self.structure_id,
             self.name.strip(),
             self.role,
-            mask,
+            self.mask,
             plan.geometry,
             self.color_rgb,
             self.origin,

@@ -20,12 +20,14 @@ __all__ = [
     "Box",
     "PackedBox",
     "bounding_box",
+    "box_intersection",
     "box_shape",
     "box_size",
     "box_union",
     "normalise_box",
     "patched",
     "readonly_mask",
+    "relative_box",
 ]
 
 #: (z, y, x) slices with integer start/stop and step 1.
@@ -81,6 +83,22 @@ def box_union(a: Box, b: Box) -> Box:
         return a
     return tuple(  # type: ignore[return-value]
         slice(min(p.start, q.start), max(p.stop, q.stop)) for p, q in zip(a, b, strict=True)
+    )
+
+
+def box_intersection(a: Box, b: Box) -> Box:
+    """The voxels two normalised boxes share (an empty box when none)."""
+    out = []
+    for p, q in zip(a, b, strict=True):
+        lo, hi = max(p.start, q.start), min(p.stop, q.stop)
+        out.append(slice(lo, max(lo, hi)))
+    return (out[0], out[1], out[2])
+
+
+def relative_box(inner: Box, outer: Box) -> Box:
+    """``inner`` (inside ``outer``) in the coordinates of an array holding ``outer``."""
+    return tuple(  # type: ignore[return-value]
+        slice(i.start - o.start, i.stop - o.start) for i, o in zip(inner, outer, strict=True)
     )
 
 

@@ -9,8 +9,9 @@ Structures: one master representation
 -------------------------------------
 A structure *is* a binary labelmap on the plan's CT grid (as 3D Slicer's segmentations are):
 ``Structure.mask`` is a read-only ``(z, y, x)`` bool array with exactly the CT's shape and
-geometry. Contours (for display, for RTSTRUCT export) are derived from it; imported RTSTRUCT
-contours are rasterised once, on import, into it. **One volume rule:** a structure's volume is
+geometry (stored as its extent: a box and the values inside it, see :class:`Structure`).
+Contours (for display, for RTSTRUCT export) are derived from it; imported RTSTRUCT contours are
+rasterised once, on import, into it. **One volume rule:** a structure's volume is
 its voxel count × the CT voxel volume (:attr:`Structure.volume_cm3`), and the plan's DVH
 (:func:`planner.plan.dvh.structure_dvh`) integrates exactly those voxels, each with weight 1, so
 the volume the structure panel shows is the volume under the DVH.
@@ -32,13 +33,23 @@ from functools import cached_property
 from typing import Literal
 
 import numpy as np
-from numpy.typing import NDArray
+from numpy.typing import ArrayLike, NDArray
 
 from dose.errors import InputError
 from dose.geometry import GridGeometry
 from dose.source_strength import PLAUSIBLE_STRENGTH_U, decay_between
 from dose.units import U_PER_MCI_I125
 from planner.imaging.volume import CTVolume
+from planner.plan.masks import (
+    Box,
+    bounding_box,
+    box_intersection,
+    box_shape,
+    box_size,
+    box_union,
+    normalise_box,
+    relative_box,
+)
 
 __all__ = [
     "ROLES",
@@ -169,18 +180,24 @@ class CTReference:
 class Structure:
     """One structure: a bool labelmap on the CT grid (the master representation).
 
-    mask : (z, y, x) ndarray of bool, read-only, shape ``geometry.shape_zyx``
+    Stored as its *extent*: ``box`` (a (z, y, x) tuple of slices on the CT grid) and ``crop``,
+    the read-only bool values inside it (shape ``box_shape(box)``); every voxel outside the box
+    is outside the structure. An edit copies only the extent, never the whole grid.
+    :attr:`mask` gives the full ``(z, y, x)`` read-only array on the CT grid (built once per
+    structure value; the zero pages outside the box cost no memory until read).
+
     geometry : the plan's CT grid (LPS mm)
     role : "target", "oar" (organ at risk) or "other"
     color_rgb : 0–255 each
-    origin : where it came from ("RTSTRUCT RS.dcm ROI 3 'PTV'", "mask GTV.nrrd", "drawn")
+    origin : where it came from ("RTSTRUCT RS.dcm ROI 3", "mask GTV.nrrd", "drawn")
     """
 
     id: str
     name: str
     role: Role
-    mask: NDArray[np.bool_]
     geometry: GridGeometry
+    box: Box
+    crop: NDArray[np.bool_]
     color_rgb: tuple[int, int, int] = (255, 0, 0)
     origin: str = ""
     _count: int | None = field(default=None, repr=False)
@@ -194,41 +211,95 @@ class Structure:
             raise ValueError(f"structure role {self.role!r} is not one of {', '.join(ROLES)}")
         if len(self.color_rgb) != 3 or not all(0 <= int(c) <= 255 for c in self.color_rgb):
             raise ValueError(f"structure color {self.color_rgb} is not three values in 0–255")
-        m = self.mask
-        if not isinstance(m, np.ndarray) or m.dtype != np.bool_ or m.flags.writeable:
-            raise ValueError("a structure mask must be a read-only bool ndarray")
-        if tuple(m.shape) != self.geometry.shape_zyx:
+        box = normalise_box(self.box, self.geometry.shape_zyx)
+        c = self.crop
+        if not isinstance(c, np.ndarray) or c.dtype != np.bool_ or c.flags.writeable:
+            raise ValueError("a structure's voxels must be a read-only bool ndarray")
+        if tuple(c.shape) != box_shape(box):
             raise ValueError(
-                f"structure {self.name!r}: mask shape {m.shape} is not the CT grid "
-                f"{self.geometry.shape_zyx}"
+                f"structure {self.name!r}: voxels of shape {c.shape} do not fill its box "
+                f"{box_shape(box)}"
             )
-        object.__setattr__(self, "color_rgb", tuple(int(c) for c in self.color_rgb))
+        object.__setattr__(self, "box", box)
+        object.__setattr__(self, "color_rgb", tuple(int(v) for v in self.color_rgb))
+
+    @classmethod
+    def from_mask(
+        cls,
+        id: str,
+        name: str,
+        role: Role,
+        mask: ArrayLike,
+        geometry: GridGeometry,
+        color_rgb: tuple[int, int, int] = (255, 0, 0),
+        origin: str = "",
+    ) -> Structure:
+        """A structure from a full ``(z, y, x)`` mask on ``geometry`` (nonzero = inside)."""
+        m = np.asarray(mask)
+        if tuple(m.shape) != geometry.shape_zyx:
+            raise ValueError(
+                f"structure {name!r}: mask shape {m.shape} is not the CT grid {geometry.shape_zyx}"
+            )
+        if m.dtype != np.bool_:
+            m = m != 0
+        box = bounding_box(m)
+        crop = np.array(m[box], dtype=np.bool_, order="C", copy=True)
+        crop.setflags(write=False)
+        return cls(id, name, role, geometry, box, crop, color_rgb, origin)
+
+    @cached_property
+    def mask(self) -> NDArray[np.bool_]:
+        """The full ``(z, y, x)`` read-only bool array on the CT grid."""
+        full = np.zeros(self.geometry.shape_zyx, dtype=np.bool_)
+        full[self.box] = self.crop
+        full.setflags(write=False)
+        return full
 
     @cached_property
     def voxel_count(self) -> int:
-        """Number of voxels inside (True)."""
-        return int(np.count_nonzero(self.mask)) if self._count is None else int(self._count)
+        """Number of voxels inside."""
+        return int(np.count_nonzero(self.crop)) if self._count is None else int(self._count)
 
     @property
     def volume_cm3(self) -> float:
         """Voxel count × CT voxel volume (cm³): the one volume rule (module docstring)."""
         return self.voxel_count * self.geometry.voxel_volume_mm3 / 1000.0
 
-    def with_mask(self, mask: NDArray[np.bool_], *, voxel_count: int | None = None) -> Structure:
-        """The same structure with another (read-only) mask; ``voxel_count`` if already known."""
+    def values_in(self, box: Box) -> NDArray[np.bool_]:
+        """The mask's values inside ``box`` (a normalised box on the CT grid), a new array."""
+        out = np.zeros(box_shape(box), dtype=np.bool_)
+        inner = box_intersection(box, self.box)
+        if box_size(inner):
+            out[relative_box(inner, box)] = self.crop[relative_box(inner, self.box)]
+        return out
+
+    def patched(
+        self, box: Box, values: NDArray[np.bool_], *, voxel_count: int | None = None
+    ) -> Structure:
+        """The same structure with ``values`` written into ``box`` (normalised, on the CT
+        grid); copies only the union of its extent and ``box``."""
+        if box_size(box) == 0:
+            return self
+        union = box_union(self.box, box)
+        crop = np.zeros(box_shape(union), dtype=np.bool_)
+        if box_size(self.box):
+            crop[relative_box(self.box, union)] = self.crop
+        crop[relative_box(box, union)] = values
+        crop.setflags(write=False)
         return Structure(
             self.id,
             self.name,
             self.role,
-            mask,
             self.geometry,
+            union,
+            crop,
             self.color_rgb,
             self.origin,
             voxel_count,
         )
 
     def with_fields(self, **changes: object) -> Structure:
-        """The same structure (same mask and count) with other name/role/color/origin."""
+        """The same structure (same voxels and count) with other name/role/color/origin."""
         return replace(self, _count=self.voxel_count, **changes)  # type: ignore[arg-type]
 
 

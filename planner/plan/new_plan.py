@@ -33,7 +33,6 @@ from planner.dicom.rtstruct import read_rtstruct
 from planner.imaging.image_files import read_image_array
 from planner.imaging.volume import CTVolume
 from planner.plan.document import utc_now
-from planner.plan.masks import readonly_mask
 from planner.plan.model import (
     ROLES,
     CTReference,
@@ -228,11 +227,11 @@ def new_plan(
             color = palette[used.get(role, 0) % len(palette)]
             used[role] = used.get(role, 0) + 1
         structures.append(
-            Structure(
+            Structure.from_mask(
                 new_id("st"),
                 sname.strip(),
                 role,  # type: ignore[arg-type]
-                readonly_mask(mask, ct.geometry.shape_zyx),
+                mask,
                 ref.geometry,
                 color,
                 origin,

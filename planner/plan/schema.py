@@ -57,8 +57,12 @@ def plan_to_doc(plan: Plan) -> tuple[dict[str, Any], dict[str, PackedBox]]:
     masks: dict[str, PackedBox] = {}
     structures = []
     for s in plan.structures:
-        box = bounding_box(s.mask)
-        packed = PackedBox.pack(box, s.mask[box])
+        tight = bounding_box(s.crop)  # the extent may have grown past erased voxels
+        box = tuple(  # type: ignore[assignment]
+            slice(b.start + t.start, b.start + t.stop) if t.stop > t.start else slice(0, 0)
+            for b, t in zip(s.box, tight, strict=True)
+        )
+        packed = PackedBox.pack(box, s.crop[tight])
         member = mask_member(s.id)
         masks[member] = packed
         structures.append(
@@ -380,9 +384,8 @@ def plan_from_doc(
         sid = r.ident(sd["id"], f"{w}.id")
         rec = _mask_record(r, sd["mask"], f"{w}.mask", sid, geometry.shape_zyx)
         packed = read_mask(rec, f"{w}.mask")
-        mask = np.zeros(geometry.shape_zyx, dtype=np.bool_)
-        mask[packed.box] = packed.unpack()
-        mask.setflags(write=False)
+        crop = packed.unpack()
+        crop.setflags(write=False)
         color = r.vec(sd["color_rgb"], f"{w}.color_rgb", lo=0, hi=255)
         s = r.build(
             w,
@@ -390,8 +393,9 @@ def plan_from_doc(
             sid,
             r.str_(sd["name"], f"{w}.name", max_len=64, empty=False),
             r.choice(sd["role"], f"{w}.role", ROLES),
-            mask,
             geometry,
+            packed.box,
+            crop,
             (int(color[0]), int(color[1]), int(color[2])),
             r.str_(sd["origin"], f"{w}.origin", max_len=1024),
             packed.count,
