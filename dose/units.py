@@ -49,6 +49,9 @@ def decay_factor(
     """Fraction of the calibrated strength left at the implant time, exp(−λ·Δt).
 
     Dates without a time are taken at 00:00. An implant before calibration gives a factor > 1.
+    This is the unchecked formula; user-entered dates go through
+    :func:`dose.source_strength.decay_between` (the date rule: at most 7 days before, 3
+    half-lives after calibration) and :func:`dose.source_strength.strengths_at_implant`.
     """
 
     def as_dt(d: date | datetime) -> datetime:

@@ -397,3 +397,18 @@ def test_huge_direction_components_are_a_direction(tmp_path: Path) -> None:
     p.write_text("x_mm,y_mm,z_mm,dir_x,dir_y,dir_z\n0,0,0,0,1e200,1\n1,0,0,3e300,0,4e300\n")
     axes = read_seeds_csv(p).axes  # scaled before normalising: no overflow to inf/nan
     np.testing.assert_allclose(axes, [[0, 1, 0], [0.6, 0, 0.8]], atol=1e-12)
+
+
+def test_last_guard_before_writing_a_dose() -> None:
+    from app.commands.dose_cmd import check_dose_values
+
+    check_dose_values(np.array([0.0, 1.5]), Path("d.csv"), np.zeros((2, 3)))
+    with pytest.raises(InputError, match=r"d\.csv: the dose at point 2 \(1, 2, 3\) mm is nan"):
+        check_dose_values(np.array([1.0, np.nan]), Path("d.csv"), np.array([[0, 0, 0], [1, 2, 3]]))
+    grid = np.ones((2, 3, 4), np.float32)
+    grid[1, 2, 3] = -1.0
+    with pytest.raises(InputError, match=r"g\.nrrd: the dose at voxel \(z, y, x\) \(1, 2, 3\)"):
+        check_dose_values(grid, Path("g.nrrd"))
+    grid[1, 2, 3] = np.inf
+    with pytest.raises(InputError, match="is inf"):
+        check_dose_values(grid, Path("g.nrrd"))

@@ -277,7 +277,7 @@ def run(args: argparse.Namespace) -> int:
                 f"{res.n_flagged} point(s) inside a seed capsule: value capped at the capsule "
                 "surface"
             )
-        _check_finite(res.dose_rate_cgy_h, pts, args.out)
+        check_dose_values(res.dose_rate_cgy_h, args.out, pts)
         write_dose_csv(
             args.out,
             pts,
@@ -299,16 +299,21 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_finite(rate_cgy_h: np.ndarray, points_mm: np.ndarray, out: Path) -> None:
-    """A non-finite dose is never written: InputError naming the first such point."""
-    bad = ~np.isfinite(np.asarray(rate_cgy_h, dtype=np.float64))
-    if np.any(bad):
-        i = int(np.argmax(bad))
-        x, y, z = (float(v) for v in points_mm[i])
-        raise InputError(
-            f"the dose at point {i + 1} ({x:g}, {y:g}, {z:g}) mm is not finite; nothing written",
-            out,
-        )
+def check_dose_values(dose: np.ndarray, target: Path, points_mm: np.ndarray | None = None) -> None:
+    """The last guard before writing: every dose (rate) is finite and ≥ 0, else InputError
+    naming the target and the first bad point (``points_mm`` (P, 3) mm) or voxel index."""
+    values = np.asarray(dose, dtype=np.float64)
+    bad = ~np.isfinite(values) | (values < 0.0)
+    if not np.any(bad):
+        return
+    flat = int(np.argmax(bad.reshape(-1)))
+    v = float(values.reshape(-1)[flat])
+    if points_mm is not None:
+        x, y, z = (float(c) for c in np.asarray(points_mm).reshape(-1, 3)[flat])
+        where = f"point {flat + 1} ({x:g}, {y:g}, {z:g}) mm"
+    else:
+        where = f"voxel (z, y, x) {tuple(int(k) for k in np.unravel_index(flat, values.shape))}"
+    raise InputError(f"the dose at {where} is {v:g} (not a valid dose); nothing written", target)
 
 
 def _grid_geometry(seeds: SeedSet, spacing_mm: float, margin_mm: float) -> GridGeometry:
@@ -354,8 +359,7 @@ def _write_grid(
     geometry = _grid_geometry(seeds, float(args.spacing_mm), float(args.margin_mm))
     res = engine.dose_rate_on_grid(seeds, geometry)
     dose = rate_to_dose_gy(res.dose_rate_cgy_h).astype(np.float32)
-    if not np.all(np.isfinite(dose)):
-        raise InputError("the dose grid has non-finite values; nothing written", args.grid_out)
+    check_dose_values(dose, args.grid_out)
     img = sitk.GetImageFromArray(dose)  # array (z, y, x) → image (x, y, z)
     img.SetOrigin(tuple(float(v) for v in geometry.origin_mm))
     img.SetSpacing(tuple(float(v) for v in geometry.spacing_mm))
