@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -229,3 +231,26 @@ def test_volume_rule_structure_volume_is_the_dvh_volume() -> None:
         )
         ref = compute_dvh(dose_gy, s.mask.astype(np.float32), g)
         assert dvh.volume_cm3 == pytest.approx(ref.volume_cm3, rel=1e-9)
+
+
+def test_plan_is_never_attached_to_another_ct() -> None:
+    from dose.errors import InputError
+
+    ct = _ct()
+    plan = Plan.new(ct)
+    assert plan.check_ct(ct) == []
+    other_patient = CTVolume(ct.hu, ct.geometry, replace(ct.info, patient_id="P-2"))
+    with pytest.raises(InputError, match="patient ID 'P-2' is not the plan's 'P-1'"):
+        plan.check_ct(other_patient, where="ct/")
+    other_frame = CTVolume(ct.hu, ct.geometry, replace(ct.info, frame_of_reference_uid="9.9"))
+    with pytest.raises(InputError, match=r"frame of reference 9\.9"):
+        plan.check_ct(other_frame)
+    g = ct.geometry
+    shifted = GridGeometry(
+        g.shape_zyx, g.origin_mm + np.array([0.0, 0.0, 2.5]), g.spacing_mm, g.direction
+    )
+    with pytest.raises(InputError, match="CT grid"):
+        plan.check_ct(CTVolume(ct.hu, shifted, ct.info))
+    other_series = CTVolume(ct.hu, ct.geometry, replace(ct.info, series_instance_uid="1.2.9"))
+    warnings = plan.check_ct(other_series)
+    assert len(warnings) == 1 and "series 1.2.9" in warnings[0]

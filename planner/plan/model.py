@@ -30,6 +30,7 @@ import uuid
 from dataclasses import dataclass, field, replace
 from datetime import date
 from functools import cached_property
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -521,6 +522,19 @@ class Plan:
     @property
     def is_approved(self) -> bool:
         return self.status == "approved"
+
+    def check_ct(self, ct: CTVolume, *, where: str | Path | None = None) -> list[str]:
+        """Refuse to attach this plan to ``ct`` when its patient ID, frame of reference or grid
+        differ (InputError, one line naming ``where`` or the CT's path); returns the warnings
+        to show otherwise (e.g. another series with the same frame and grid)."""
+        problems, warnings = self.ct.mismatches(ct)
+        if problems:
+            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+            raise InputError(
+                f"this CT is not the plan's: {problems[0]}{more}",
+                where if where is not None else (ct.source_path or None),
+            )
+        return warnings
 
     def structure(self, structure_id: str) -> Structure:
         """The structure with this id (KeyError naming it when absent)."""
