@@ -4,7 +4,7 @@ Reference HU ranges are typical CT numbers of the tissues (fat −100…−50, m
 aerated lung < −700, CSF 0…+20, spinal cord +30…+40, cortical bone > +500, cancellous bone of
 an adult thoracic vertebra +150…+300), as stated in the demo-case task (issue 2) and
 DESIGN.md "Demo case"; the positions used for tissue samples are those of the anatomy model
-(anatomy frame, mm; see planner/demo_phantom.py).
+(anatomy frame, mm; see planner/demo/anatomy.py, torso.py and skeleton.py).
 """
 
 from __future__ import annotations
@@ -166,3 +166,39 @@ def test_vertebral_levels_vary_along_z(phantom: Phantom) -> None:
     rows_with_body = np.flatnonzero(vb.any(axis=(1, 2)))
     extent_mm = (rows_with_body.max() - rows_with_body.min() + 1) * 2.5
     assert 18.0 <= extent_mm <= 26.0
+
+
+def test_extra_painters_run_after_the_anatomy_and_before_the_noise() -> None:
+    """An extra painter (e.g. implanted seeds) sees the finished anatomy on the float grid, and
+    the noise is added on top of what it painted."""
+    seen: dict[str, object] = {}
+
+    def painter(ctx, hu) -> None:
+        blk = ctx.block((-2.0, -2.0, -2.0), (2.0, 2.0, 2.0))
+        assert blk is not None and hu.dtype == np.float32 and hu.shape == ctx.shape
+        seen["before"] = hu[blk.sl].copy()
+        seen["where"] = blk.sl
+        hu[blk.sl] = 3000.0  # metal
+
+    quiet = PhantomSpec(noise_sd_hu=0.0)
+    plain = generate_phantom(quiet, n_slices=6, matrix=128)
+    painted = generate_phantom(quiet, n_slices=6, matrix=128, extra_painters=[painter])
+    noisy = generate_phantom(n_slices=6, matrix=128, extra_painters=[painter])
+    changed = painted.hu != plain.hu
+    assert changed.any() and np.all(painted.hu[changed] == 3000)
+    # The painter saw the finished (noise-free) anatomy: the same HU, before rounding.
+    before = seen["before"]
+    assert isinstance(before, np.ndarray) and np.ptp(before) > 50.0  # not a blank box
+    np.testing.assert_allclose(before, plain.hu[seen["where"]], atol=0.5)
+    # With noise, the painted voxels are no longer all exactly 3000.
+    assert np.unique(noisy.hu[changed]).size > 1
+
+
+def test_importing_the_phantom_does_not_load_scipy() -> None:
+    """The GUI imports the demo modules at start-up: scipy (≈1 s) loads only when painting."""
+    import subprocess
+    import sys
+
+    code = "import sys, planner.demo.phantom, planner.demo.case; print('scipy' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False", out.stderr
