@@ -518,22 +518,69 @@ def _wall_extremes(
 
 def _dose_bound_gy(dose: NDArray, dg: GridGeometry, raster: RasterisedROI) -> float:
     """Largest dose-grid value near the ROI (bounds every trilinear sample in it)."""
+    a, b = _node_box(raster, dg)
+    if np.any(b <= a):
+        return 0.0
+    return float(np.nanmax(dose[a[0] : b[0], a[1] : b[1], a[2] : b[2]]))
+
+
+def _node_box(raster: RasterisedROI, dg: GridGeometry) -> tuple[NDArray, NDArray]:
+    """Inclusive-exclusive dose-grid index box (k, j, i) of the nodes near the ROI."""
     lo, hi = raster.geometry.bounds_world_mm()
+    dz = raster.geometry.spacing_mm[2]
     corners = np.array(
         [
             [x, y, z]
             for x in (lo[0], hi[0])
             for y in (lo[1], hi[1])
-            for z in (lo[2] - raster.geometry.spacing_mm[2], hi[2] + raster.geometry.spacing_mm[2])
+            for z in (lo[2] - dz, hi[2] + dz)
         ]
     )
     kji = dg.world_to_zyx(corners)
     a = np.maximum(np.floor(kji.min(axis=0)).astype(int) - 1, 0)
-    b = np.minimum(np.ceil(kji.max(axis=0)).astype(int) + 2, np.asarray(dose.shape))
+    b = np.minimum(np.ceil(kji.max(axis=0)).astype(int) + 2, np.asarray(dg.shape_zyx))
+    return a, b
+
+
+def _inside_node_extremes(
+    raster: RasterisedROI, dose: NDArray, dg: GridGeometry
+) -> tuple[float, float]:
+    """Min and max dose-grid value over the grid nodes inside the ROI.
+
+    A trilinear field is linear along each axis inside a dose cell, so its extremes over a region
+    lie at grid nodes inside the region or on the region's surface: with the surface sampled
+    (walls, caps), these nodes make Dmin/Dmax those of the interpolated field.
+    """
+    a, b = _node_box(raster, dg)
     if np.any(b <= a):
-        return 0.0
-    part = dose[a[0] : b[0], a[1] : b[1], a[2] : b[2]]
-    return float(np.nanmax(part)) if part.size else 0.0
+        return math.inf, -math.inf
+    kk, jj, ii = np.meshgrid(*(np.arange(a[d], b[d]) for d in range(3)), indexing="ij")
+    kji = np.column_stack([kk.ravel(), jj.ravel(), ii.ravel()])
+    xyz = dg.zyx_to_world(kji)
+    slabs = raster.slabs
+    p = np.searchsorted(slabs.lower, xyz[:, 2], side="right") - 1
+    h = raster.h_mm
+    nx, ny = raster.xs_mm.size, raster.ys_mm.size
+    fi = np.floor((xyz[:, 0] - raster.xs_mm[0]) / h + 0.5).astype(np.int64)
+    fj = np.floor((xyz[:, 1] - raster.ys_mm[0]) / h + 0.5).astype(np.int64)
+    ok = (p >= 0) & (fi >= 0) & (fi < nx) & (fj >= 0) & (fj < ny)
+    ok[ok] &= xyz[ok, 2] <= slabs.upper[p[ok]]
+    lo, hi = math.inf, -math.inf
+    nbx = nx // BLOCK
+    for plane in np.unique(p[ok]):
+        sel = np.flatnonzero(ok & (p == plane))
+        cells = raster.cells[int(plane)]
+        mask = np.zeros(ny * nx, dtype=np.bool_)
+        mask[cells.surface[cells.surface_cover >= 0.5]] = True
+        pix = fj[sel] * nx + fi[sel]
+        bj, bi = fj[sel] // BLOCK, fi[sel] // BLOCK
+        blocks = np.zeros((ny // BLOCK) * nbx, dtype=np.bool_)
+        blocks[cells.interior] = True
+        inside = mask[pix] | blocks[bj * nbx + bi]
+        if np.any(inside):
+            vals = dose[kji[sel[inside], 0], kji[sel[inside], 1], kji[sel[inside], 2]]
+            lo, hi = min(lo, float(vals.min())), max(hi, float(vals.max()))
+    return lo, hi
 
 
 def roi_dvh(
@@ -622,6 +669,8 @@ def roi_dvh(
                 ok = np.empty((kji.shape[0], 1), dtype=np.bool_)
                 _points(dose, kji, d, ok)
                 surf_lo, surf_hi = min(surf_lo, float(d.min())), max(surf_hi, float(d.max()))
+    node_lo, node_hi = _inside_node_extremes(raster, dose, dose_geometry)
+    surf_lo, surf_hi = min(surf_lo, node_lo), max(surf_hi, node_hi)
     extra = np.array([surf_lo, surf_hi]) if math.isfinite(surf_hi) else None
     return builder.build(prescription_gy=prescription_gy, extra_dose_gy=extra, method=raster.method)
 
