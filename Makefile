@@ -54,6 +54,10 @@ screenshot: sysdeps $(STAMP)
 test: sysdeps $(STAMP)
 	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
 
+# Write the demo case (CT, masks, plan, post-op CT) to out/demo.
+demo: $(STAMP)
+	mkdir -p out && $(BIN)/seedplan demo --out out/demo --force
+
 bench: $(STAMP)
 	$(BIN)/seedplan bench
 
