@@ -89,10 +89,14 @@ def create_application(argv: list[str] | None = None) -> QApplication:
     return app
 
 
-def install_exception_hook(parent: Callable[[], QWidget | None]) -> None:
+def install_exception_hook(
+    parent: Callable[[], QWidget | None], *, on_error: Callable[[str], None] | None = None
+) -> None:
     """Show uncaught exceptions (from slots and callbacks) in a dialog instead of dying.
 
     The traceback still goes to stderr. ``parent()`` returns the window to attach the dialog to.
+    With ``on_error`` (no user to click a dialog: ``--screenshot``) it is called with one line
+    instead of showing the dialog.
     """
     previous = sys.excepthook
 
@@ -102,12 +106,18 @@ def install_exception_hook(parent: Callable[[], QWidget | None]) -> None:
             return
         text = "".join(traceback.format_exception(exc_type, exc, tb))
         sys.stderr.write(text)
+        # A model listener that failed arrives wrapped (planner.session.evented): name the cause.
+        cause = exc.__cause__ if exc.__cause__ is not None else exc
+        summary = f"{type(cause).__name__}: {cause}"
+        if on_error is not None:
+            on_error(summary)
+            return
         if QApplication.instance() is None:
             return
         box = QMessageBox(parent())
         box.setIcon(QMessageBox.Icon.Critical)
         box.setWindowTitle("SeedPlan: unexpected error")
-        box.setText(f"{exc_type.__name__}: {exc}")
+        box.setText(summary)
         box.setInformativeText("The operation was abandoned. Please report this problem.")
         box.setDetailedText(text)
         box.exec()
@@ -132,12 +142,18 @@ def run_gui(
 
     app = create_application()
     window = MainWindow(interactive=screenshot is None)
-    install_exception_hook(lambda: window)
+    outcome: dict[str, object] = {}
+
+    def unexpected(summary: str) -> None:  # --screenshot: no dialog, exit status 1 (a bug)
+        outcome.setdefault("unexpected", summary)
+        window.close()
+        app.quit()
+
+    install_exception_hook(lambda: window, on_error=unexpected if screenshot else None)
     if size is not None:
         window.resize(*size)
     elif screenshot is not None:
         window.resize(1280, 800)
-    outcome: dict[str, object] = {}
 
     if screenshot is not None:
 
@@ -192,6 +208,9 @@ def run_gui(
     if os.environ.get("SEEDPLAN_TIMING"):
         _report_timing("window shown")
     status = app.exec()
+    if "unexpected" in outcome:
+        sys.stderr.write(f"seedplan gui: unexpected error: {outcome['unexpected']}\n")
+        return 1
     if "error" in outcome:
         raise InputError(str(outcome["error"]))  # the message already names the file
     return int(status)

@@ -24,16 +24,13 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from PySide6.QtCore import QPoint, QRect, QTimer, Signal
-from PySide6.QtGui import QAction, QCloseEvent, QImage, QKeySequence, QPainter, QPixmap
+from PySide6.QtCore import QTimer, Signal
+from PySide6.QtGui import QCloseEvent, QImage
 from PySide6.QtWidgets import (
     QDialog,
     QFileDialog,
-    QLabel,
     QMainWindow,
     QMessageBox,
-    QPushButton,
-    QSizePolicy,
     QVBoxLayout,
     QWidget,
 )
@@ -43,7 +40,9 @@ from app.gui.dialogs.series_chooser import SeriesChooserDialog
 from app.gui.dose_warmup import DoseEngineWarmUp
 from app.gui.layers.base import Subscriptions
 from app.gui.panels.header_bar import HeaderBar
+from app.gui.panels.menus import WindowMenus
 from app.gui.panels.status_panel import StatusPanel
+from app.gui.screenshot import grab_composited, save_png
 from app.gui.settings import Settings
 from app.gui.views.slice_view import SliceView
 from app.gui.views.view_grid import ViewGrid
@@ -52,15 +51,11 @@ from app.gui.workers import Worker, start_worker
 from dose.errors import InputError
 from dose.progress import CancelFn, Cancelled, ProgressFn
 from planner.open_case import OpenedCase, SeriesChoice, open_case_or_choose
-from planner.session.session import WINDOW_PRESETS, Session
+from planner.session.session import Session
 
 __all__ = ["MainWindow", "SeriesChooserDialog"]
 
 APP_TITLE = "SeedPlan"
-_HINT = (
-    "Left: crosshair · Right-drag: window/level · Wheel: slices · "
-    "Ctrl+wheel: zoom · Middle/Shift-drag: pan · Double-click: enlarge  "
-)
 
 
 class MainWindow(QMainWindow):
@@ -118,7 +113,8 @@ class MainWindow(QMainWindow):
         self._subscriptions = Subscriptions()
         self._subscriptions.listen(self.session.volume_changed, self._on_volume_changed)
         self._subscriptions.listen(self.session.crosshair_changed, self._on_crosshair_changed)
-        self._build_menus()
+        self.menus = WindowMenus(self)
+        self.preset_actions = self.menus.preset_actions
         self.resize(1400, 900)
         self._on_volume_changed()
 
@@ -141,73 +137,6 @@ class MainWindow(QMainWindow):
     def start_dose_warm_up(self) -> None:
         """Compile the dose kernels off-process (``seedplan gui`` calls it once shown)."""
         self.dose_engine.start()
-
-    def _action(self, menu: Any, text: str, slot: Callable[[], Any], key: Any = None) -> QAction:
-        act = QAction(text, self)
-        if key is not None:
-            act.setShortcut(QKeySequence(key))
-        act.triggered.connect(lambda _=False: slot())
-        menu.addAction(act)
-        return act
-
-    def _build_menus(self) -> None:
-        menu = self.menuBar()
-        file_menu = menu.addMenu("&File")
-        keys = QKeySequence.StandardKey
-        self._action(file_menu, "Open DICOM &folder…", self._ask_open_folder, keys.Open)
-        self._action(file_menu, "Open image &file (NIfTI, MHA, NRRD)…", self._ask_open_file)
-        self._action(file_menu, "Open &demo case", self.open_demo)
-        self.recent_menu = file_menu.addMenu("&Recent files")
-        self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
-        self._fill_recent_menu()
-        file_menu.addSeparator()
-        self._action(file_menu, "Import &report…", self.show_import_report)
-        self._action(file_menu, "Save &screenshot…", self._ask_screenshot)
-        file_menu.addSeparator()
-        self._action(file_menu, "&Quit", self.close, keys.Quit)
-
-        view_menu = menu.addMenu("&View")
-        toolbar = self.addToolBar("Window")
-        toolbar.setObjectName("window_toolbar")
-        toolbar.setMovable(False)
-        toolbar.addWidget(QLabel("  Window: "))
-        self.preset_actions: dict[str, QAction] = {}
-        for n, preset in enumerate(WINDOW_PRESETS, start=1):
-            text = f"{preset.name}  (W {preset.window_hu:.0f} / L {preset.level_hu:.0f} HU)"
-            apply = lambda name=preset.name: self.session.apply_preset(name)  # noqa: E731
-            act = self._action(view_menu, text, apply, f"F{n + 1}")
-            button = QPushButton(preset.name)
-            button.setObjectName(f"preset_{preset.name.lower().replace(' ', '_')}")
-            button.setToolTip(act.text())
-            button.clicked.connect(act.trigger)
-            toolbar.addWidget(button)
-            self.preset_actions[preset.name] = act
-        view_menu.addSeparator()
-        self.structures_menu = view_menu.addMenu("&Structures")
-        self._action(view_menu, "&Reset views", self.reset_views, "Ctrl+R")
-        toolbar.addSeparator()
-        reset = QPushButton("Reset views")
-        reset.clicked.connect(self.reset_views)
-        toolbar.addWidget(reset)
-        spacer = QWidget()
-        spacer.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
-        toolbar.addWidget(spacer)
-        hint = QLabel(_HINT)
-        hint.setObjectName("hint_label")
-        toolbar.addWidget(hint)
-        help_menu = menu.addMenu("&Help")
-        self._action(help_menu, "&About SeedPlan", self._about)
-
-    def _fill_structures_menu(self) -> None:
-        """One checkable entry per structure: shows or hides it in every view (view state)."""
-        self.structures_menu.clear()
-        names = list(self.session.masks)
-        self.structures_menu.setEnabled(bool(names))
-        for name in names:
-            act = self.structures_menu.addAction(name)
-            act.setCheckable(True)
-            act.setChecked(self.session.view.is_visible(name))
-            act.toggled.connect(lambda on, n=name: self.session.view.set_visible(n, on))
 
     # ------------------------------------------------------------------ opening
     def open_path(self, path: Path | str, *, series_uid: str | None = None) -> None:
@@ -333,19 +262,6 @@ class MainWindow(QMainWindow):
         if file:
             self.open_path(file)
 
-    def _fill_recent_menu(self) -> None:
-        self.recent_menu.clear()
-        recent = self.settings.recent_files()
-        if not recent:
-            self.recent_menu.addAction("(none)").setEnabled(False)
-            return
-        for path in recent:
-            act = self.recent_menu.addAction(str(path))
-            act.setEnabled(path.exists())
-            act.triggered.connect(lambda _=False, p=path: self.open_path(p))
-        self.recent_menu.addSeparator()
-        self.recent_menu.addAction("Clear list").triggered.connect(self.settings.clear_recent)
-
     def import_report_text(self) -> str:
         volume = self.session.volume
         warnings = list(volume.warnings) if volume is not None else []
@@ -376,7 +292,7 @@ class MainWindow(QMainWindow):
     def _on_volume_changed(self) -> None:
         volume = self.session.volume
         self.header.set_volume(volume)
-        self._fill_structures_menu()
+        self.menus.fill_structures_menu()
         if volume is None:
             self.setWindowTitle(APP_TITLE)
             self.status.show_probe(None, float("nan"))
@@ -396,36 +312,12 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------------ output
     def grab_composited(self) -> QImage:
-        """The whole window as an image, VTK views included.
-
-        ``QWidget.grab()`` cannot see native OpenGL children, so each VTK view's own render
-        is painted over its place in the grabbed window.
-        """
-        for view in self.vtk_views:
-            view.render_now()
-        pixmap: QPixmap = self.grab()
-        dpr = pixmap.devicePixelRatio()
-        painter = QPainter(pixmap)
-        try:
-            for view in self.vtk_views:
-                rgb = view.grab_rgb()
-                if rgb.size == 0:
-                    continue
-                h, w, _ = rgb.shape
-                image = QImage(rgb.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
-                painter.drawImage(QRect(view.mapTo(self, QPoint(0, 0)), view.size()), image)
-        finally:
-            painter.end()
-        image = pixmap.toImage()
-        image.setDevicePixelRatio(dpr)
-        return image
+        """The whole window as an image, VTK views included (see :mod:`app.gui.screenshot`)."""
+        return grab_composited(self, self.vtk_views)
 
     def save_screenshot(self, path: Path) -> None:
         """Write the composited window as PNG; raises OSError when it cannot be written."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if not self.grab_composited().save(str(path), "PNG", 0):  # 0: smallest file
-            raise OSError(f"cannot write PNG to {path}")
+        save_png(self.grab_composited(), Path(path))
 
     # ------------------------------------------------------------------ teardown
     def closeEvent(self, event: QCloseEvent) -> None:

@@ -191,3 +191,26 @@ def test_window_shows_the_engine_state_and_does_not_start_it_itself(window: Main
     assert "compiling" in window.status.engine_label.text()
     window.status.set_engine_state("ready", "Dose engine ready (21 s)")
     assert not window.status.engine_busy.isVisibleTo(window)
+
+
+def test_structure_visibility_is_view_state_shown_in_every_view(window: MainWindow) -> None:
+    from planner.imaging.volume import Mask
+
+    volume = _volume(np.eye(3))
+    voxels = np.zeros(volume.shape_zyx, bool)
+    voxels[5:15, 20:40, 20:40] = True
+    window.session.set_volume(volume, masks={"GTV": Mask("GTV", voxels, volume.geometry)})
+    window.session.set_crosshair(volume.geometry.index_to_world([30, 30, 10]))
+    settle()
+    case = window.session.case
+    actions = {a.text(): a for a in window.menus.structures_menu.actions()}
+    assert list(actions) == ["GTV"] and actions["GTV"].isChecked()
+    outlines = [v.structure_layer.outlines["GTV"][1] for v in window.slice_views]
+    surface = window.volume_view.structure_layer.surfaces["GTV"]
+    assert all(a.GetVisibility() for a in outlines) and surface.GetVisibility()
+    actions["GTV"].setChecked(False)  # the menu hides it everywhere …
+    settle()
+    assert not any(a.GetVisibility() for a in outlines) and not surface.GetVisibility()
+    assert window.session.case is case  # … without touching the document
+    window.session.view.set_visible("GTV", True)
+    assert all(a.GetVisibility() for a in outlines) and surface.GetVisibility()
