@@ -154,7 +154,9 @@ def test_mask_on_another_grid_is_refused(case: Path, tmp_path: Path, capsys) -> 
     assert "is not on the CT grid" in err and str(bad) in err and "\n" not in err
 
 
-def _write_rtstruct(path: Path, case: Path, names: tuple[str, ...], frame_uid: str) -> None:
+def _write_rtstruct(
+    path: Path, case: Path, names: tuple[str, ...], frame_uid: str, patient_id: str | None = None
+) -> None:
     """An RTSTRUCT as another system would write it: the masks' iso-0.5 contours per slice
     (skimage.measure.find_contours), in LPS mm, CLOSED_PLANAR, written with pydicom."""
     ct0 = pydicom.dcmread(sorted((case / "ct").glob("*.dcm"))[0], stop_before_pixels=True)
@@ -166,7 +168,7 @@ def _write_rtstruct(path: Path, case: Path, names: tuple[str, ...], frame_uid: s
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds.SOPClassUID = RT_STRUCTURE_SET
     ds.Modality = "RTSTRUCT"
-    ds.PatientID = ct0.PatientID
+    ds.PatientID = ct0.PatientID if patient_id is None else patient_id
     ds.PatientName = ct0.PatientName
     ds.StudyInstanceUID = ct0.StudyInstanceUID
     ds.SeriesInstanceUID = generate_uid()
@@ -256,3 +258,14 @@ def test_rtstruct_of_another_frame_of_reference_is_refused(case, tmp_path, capsy
 )  # fmt: skip
 def test_default_roles(name: str, role: str) -> None:
     assert default_role(name) == role
+
+
+def test_rtstruct_of_another_patient_is_refused(case, tmp_path, capsys) -> None:
+    manifest = json.loads((case / "case.json").read_text())
+    rs = tmp_path / "RS_patient.dcm"
+    _write_rtstruct(rs, case, ("GTV",), manifest["ct"]["frame_of_reference_uid"], "OTHER-7")
+    argv = ["plan", "new", "--ct", str(case / "ct"), "--rtstruct", str(rs),
+            "--out", str(tmp_path / "x.seedplan")]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "patient ID 'OTHER-7' is not the CT's 'DEMO-0001'" in err and "\n" not in err

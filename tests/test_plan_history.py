@@ -254,3 +254,24 @@ def test_plan_is_never_attached_to_another_ct() -> None:
     other_series = CTVolume(ct.hu, ct.geometry, replace(ct.info, series_instance_uid="1.2.9"))
     warnings = plan.check_ct(other_series)
     assert len(warnings) == 1 and "series 1.2.9" in warnings[0]
+
+
+def test_history_budget_drops_the_oldest_steps_and_tracks_the_saved_state() -> None:
+    doc = _doc(1)
+    sid = doc.plan.structures[0].id
+    original = doc.plan.structures[0].mask.copy()
+    doc.history.clear()
+    doc.mark_saved("/tmp/budget.seedplan")
+    one = None
+    for k in range(10):
+        doc.execute(EditMask(sid, (slice(k, k + 1), slice(0, 40), slice(0, 32)), True))
+        one = one or doc.history.nbytes
+    doc.history.max_bytes = int(3.5 * one)
+    doc.execute(EditMask(sid, (slice(12, 13), slice(0, 40), slice(0, 32)), True))
+    assert len(doc.history.undo_steps) == 3  # only what fits in the budget is kept
+    while doc.undo():
+        pass
+    assert doc.is_modified  # the saved state fell out of the history: still "modified"
+    mask = doc.plan.structures[0].mask
+    assert mask[7, 0:40, 0:32].all()  # the dropped steps stay applied
+    np.testing.assert_array_equal(mask[8:], original[8:])  # the kept ones were undone

@@ -104,6 +104,18 @@ def _rtstruct_structures(
         )
     if not ss.frame_of_reference_uid:
         notes.append(f"{path.name}: no frame of reference UID; assumed to be the CT's")
+    elif not ct_for:
+        notes.append(
+            f"{path.name}: the CT has no frame of reference UID (an image file?); the "
+            "RTSTRUCT's frame could not be checked against it"
+        )
+    rs_patient = _patient_id(path)
+    if rs_patient and ct.info.patient_id and rs_patient != ct.info.patient_id:
+        raise InputError(
+            f"patient ID {rs_patient!r} is not the CT's {ct.info.patient_id!r}: these contours "
+            "belong to another patient",
+            path,
+        )
     notes.extend(f"{path.name}: {w}" for w in getattr(ss, "warnings", []))
     if not ct.geometry.is_axis_aligned:
         raise InputError(
@@ -137,6 +149,16 @@ def _rtstruct_structures(
             )
         out.append((roi.name, mask, roi.color_rgb, f"RTSTRUCT {path.name} ROI {roi.number}"))
     return out
+
+
+def _patient_id(path: Path) -> str:
+    import pydicom
+
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["PatientID"])
+    except Exception:  # read_rtstruct has already read the file; this is only a check
+        return ""
+    return str(getattr(ds, "PatientID", "") or "").strip()
 
 
 def _mask_structure(name: str, path: Path, ct: CTVolume) -> np.ndarray:
