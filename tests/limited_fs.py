@@ -1,4 +1,5 @@
-"""Run Python code on a real, tiny, full or read-only file system (tests of write failures).
+"""Run Python code on a real, tiny, full or read-only file system (tests of write failures);
+:func:`no_hang` turns a blocked call (e.g. opening a FIFO) into a test failure.
 
 A private mount namespace (``unshare -rm``: user + mount namespaces, no root needed where
 unprivileged user namespaces are enabled, as on Debian 12) mounts a small tmpfs over a test
@@ -14,9 +15,12 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 
@@ -54,6 +58,22 @@ def run_cli(argv):
         f.seek(0)
         return rc, f.read().decode()
 '''
+
+
+@contextmanager
+def no_hang(seconds: int) -> Iterator[None]:
+    """Fail (TimeoutError) instead of hanging when the block takes longer than ``seconds``."""
+
+    def expire(_signum: int, _frame: object) -> None:
+        raise TimeoutError(f"still blocked after {seconds} s (opened a FIFO?)")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 @cache

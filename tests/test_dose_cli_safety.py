@@ -19,7 +19,7 @@ from dose.source_strength import (
     strengths_at_implant,
 )
 from planner.files.csv_io import write_dose_csv
-from tests.limited_fs import limited_fs_problem, run_limited
+from tests.limited_fs import limited_fs_problem, no_hang, run_limited
 
 OLD = b"old bytes, must survive\n"
 WRITERS = {"csv": ".csv", "nrrd": ".nrrd", "mha": ".mha", "nii.gz": ".nii.gz"}
@@ -112,7 +112,8 @@ def test_every_output_refuses_every_bad_target(
 ) -> None:
     target, message = _make_target(kind, WRITERS[writer], tmp_path, inputs)
     before = _snapshot(tmp_path)
-    rc = main(_args(inputs, writer, target, *(["--force"] if kind != "exists" else [])))
+    with no_hang(60):  # a FIFO opened for writing would block forever
+        rc = main(_args(inputs, writer, target, *(["--force"] if kind != "exists" else [])))
     line = _one_line(capsys.readouterr().err)
     assert rc == 2
     assert str(target) in line and message in line, line

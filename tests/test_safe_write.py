@@ -23,7 +23,7 @@ from planner.files.safe_write import (
     write_text,
     write_with,
 )
-from tests.limited_fs import limited_fs_problem, run_limited
+from tests.limited_fs import limited_fs_problem, no_hang, run_limited
 
 OLD = b"old bytes\n"
 
@@ -111,8 +111,9 @@ BAD_KINDS = [
 def test_every_writer_refuses_every_bad_target(tmp_path: Path, writer: str, kind: str) -> None:
     target, kw, message, keep = _bad_target(kind, tmp_path)
     before = _listing(tmp_path)
-    with pytest.raises(OutputError) as info:
-        WRITERS[writer](target, **kw)  # a FIFO would block here if it were opened
+    # no_hang: a FIFO opened for writing would block forever
+    with no_hang(60), pytest.raises(OutputError) as info:
+        WRITERS[writer](target, **kw)
     text = str(info.value)
     assert text.startswith(f"{target}: ") and message in text
     assert ".tmp" not in text and "\n" not in text
