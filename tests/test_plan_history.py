@@ -62,6 +62,14 @@ def test_edit_makes_a_new_plan_and_shares_the_rest() -> None:
     assert after.structures[1].mask[0:2, 0:3, 0:4].all()
     assert after.structures[1].voxel_count == s1.voxel_count + 24
     assert after.structures[1].voxel_count == int(np.count_nonzero(after.structures[1].mask))
+    for k in (0, 1, 7, 19):
+        np.testing.assert_array_equal(
+            after.structures[1].slice_mask(k), after.structures[1].mask[k]
+        )
+    # A paint tool's (box, values) patch is an EditMask.
+    patch = ((slice(3, 4), slice(5, 7), slice(5, 9)), np.ones((1, 2, 4), bool))
+    doc.execute(EditMask.from_patch(s2.id, patch, label="Brush"))
+    assert doc.plan.structures[2].mask[3, 5:7, 5:9].all() and doc.history.undo_label == "Brush"
 
 
 def test_stroke_is_one_step_and_undo_redo_are_exact() -> None:

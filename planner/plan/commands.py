@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
-from numpy.typing import ArrayLike, NDArray
+from numpy.typing import ArrayLike
 
 from planner.plan.masks import (
     Box,
@@ -91,9 +91,6 @@ class Command(Protocol):
 
 
 # ====================================================================== changes
-_FIELDS = ("prescription", "source", "goals", "needles", "seeds", "status")
-
-
 @dataclass(frozen=True)
 class FieldChange:
     """Plan fields replaced by new values (small values: prescription, source, needles …)."""
@@ -319,6 +316,19 @@ class EditMask:
     label: str = "Edit mask"
     merge_key: Hashable | None = None
 
+    @classmethod
+    def from_patch(
+        cls,
+        structure_id: str,
+        patch: tuple[tuple[slice, ...], ArrayLike],
+        *,
+        label: str = "Edit mask",
+        merge_key: Hashable | None = None,
+    ) -> EditMask:
+        """The edit of a paint-tool patch ``(box, new_values)`` (planner.structures.patch)."""
+        box, values = patch
+        return cls(structure_id, box, values, label, merge_key)
+
     def apply(self, plan: Plan) -> tuple[Plan, Change]:
         s = plan.structure(self.structure_id)
         box = normalise_box(self.box, plan.geometry.shape_zyx)
@@ -478,9 +488,3 @@ class SetStatus:
         if self.status not in ("draft", "reviewed"):
             raise ValueError("approve a plan with PlanDocument.approve(), not a SetStatus edit")
         return _field_command(plan, status=self.status)
-
-
-def mask_values(values: ArrayLike) -> NDArray[np.bool_]:
-    """``values`` as bool (nonzero = inside)."""
-    arr = np.asarray(values)
-    return arr if arr.dtype == np.bool_ else arr != 0
