@@ -159,9 +159,10 @@ class HistogramBuilder:
         self.fine_offset = np.zeros(n_bins + 1, dtype=np.int64)
         np.cumsum(self.fine_m, out=self.fine_offset[1:])
         n_fine = int(self.fine_offset[-1])
-        self.fine_vol = np.zeros(n_fine)
-        self.fine_lo = np.full(n_fine, np.inf)
-        self.fine_hi = np.full(n_fine, -np.inf)
+        self.fine = np.empty((n_fine, 3))  # volume cm³, lowest Gy, highest Gy
+        self.fine[:, 0] = 0.0
+        self.fine[:, 1] = np.inf
+        self.fine[:, 2] = -np.inf
         self.stats = new_stats()
 
     def add(
@@ -197,9 +198,7 @@ class HistogramBuilder:
             self.fine_offset,
             self.fine_m,
             self.hist,
-            self.fine_vol,
-            self.fine_lo,
-            self.fine_hi,
+            self.fine,
             self.stats,
         )
 
@@ -230,8 +229,8 @@ class HistogramBuilder:
                 )
             lo = min(lo, float(np.min(extra)))
             hi = max(hi, float(np.max(extra)))
-        keep = self.fine_vol > 0
-        fine = FineBins(self.fine_lo[keep], self.fine_hi[keep], self.fine_vol[keep])
+        used = self.fine[self.fine[:, 0] > 0]
+        fine = FineBins(used[:, 1], used[:, 2], used[:, 0])
         last = int(np.flatnonzero(self.hist)[-1]) + 1 if np.any(self.hist > 0) else 1
         return DVH(
             name=self.name,

@@ -206,20 +206,19 @@ def accumulate(
     fine_offset: np.ndarray,
     fine_m: np.ndarray,
     hist: np.ndarray,
-    fine_vol: np.ndarray,
-    fine_lo: np.ndarray,
-    fine_hi: np.ndarray,
+    fine: np.ndarray,
     stats: np.ndarray,
 ) -> None:
     """Add (N, S) sample doses, each weighing weight[n] cm³, to a display histogram and its fine
     bins (dose.dvh module docstring); may be called chunk by chunk.
 
     hist (n_bins,); fine_offset (n_bins + 1,) int64: first fine bin of each display bin;
-    fine_m (n_bins,) fine bins per display bin; fine_vol/lo/hi (fine_offset[-1],): volume, lowest
-    and highest dose per fine bin (lo = +inf, hi = −inf when empty). Doses ≥ the last bin go into
-    it; negative doses count as 0. ``interior`` (N,) bool flags the voxels whose samples count for
-    Dmin/Dmax (S_LO_I/S_HI_I; an empty array means all); S_LO_A/S_HI_A are over all samples.
-    ``inside`` (N, S) False marks samples outside the dose grid (their volume → S_OUTSIDE).
+    fine_m (n_bins,): fine bins per display bin; fine (fine_offset[-1], 3): volume, lowest and
+    highest dose per fine bin (lo = +inf, hi = −inf when empty; one row per cache line).
+    Doses ≥ the last bin go into it; negative doses count as 0. ``interior`` (N,) bool flags
+    the voxels whose samples count for Dmin/Dmax (S_LO_I/S_HI_I; empty = all voxels);
+    S_LO_A/S_HI_A are over all samples. ``inside`` (N, S) False marks samples outside the
+    dose grid (their volume goes to S_OUTSIDE).
     """
     n_vox, n_sub = doses.shape
     n_bins = hist.shape[0]
@@ -239,11 +238,11 @@ def accumulate(
             m = fine_m[b]
             f = int((d * inv - b) * m)
             f = fine_offset[b] + min(max(f, 0), m - 1)
-            fine_vol[f] += w
-            if d < fine_lo[f]:
-                fine_lo[f] = d
-            if d > fine_hi[f]:
-                fine_hi[f] = d
+            fine[f, 0] += w
+            if d < fine[f, 1]:
+                fine[f, 1] = d
+            if d > fine[f, 2]:
+                fine[f, 2] = d
             stats[S_TOTAL] += w
             stats[S_INTEGRAL] += w * d
             if not inside[n, s]:

@@ -461,11 +461,11 @@ def _column_samples(
     dzc = (z_hi - z_lo) / m_z
     n_t = table.shape[0]
     for n in range(cx.shape[0]):
+        m = (seed + n * m_z * n_sub) % n_t
         for c in range(m_z):
             zc = z_lo + (c + 0.5) * dzc
             for s in range(n_sub):
                 q = c * n_sub + s
-                m = (seed + n * m_z * n_sub + q) % n_t
                 oz = offsets[s, 0] + jitter_half * table[m, 0]
                 oy = offsets[s, 1] + jitter_half * table[m, 1]
                 ox = offsets[s, 2] + jitter_half * table[m, 2]
@@ -478,6 +478,9 @@ def _column_samples(
                 d, ok = _trilinear(dose, qk, qj, qi)
                 out_dose[n, q] = d
                 out_inside[n, q] = ok
+                m += 1
+                if m == n_t:
+                    m = 0
 
 
 @numba.njit(cache=True)
