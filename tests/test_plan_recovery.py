@@ -159,3 +159,20 @@ def test_never_saved_plan_is_recovered_from_the_recovery_folder(tmp_path: Path) 
     found = find_unsaved_recoveries()
     assert len(found) == 1 and found[0].plan_path is None
     assert restore(found[0]).structures[2].name == "Skin"
+
+
+def test_approved_plan_round_trips_read_only_and_is_never_autosaved(tmp_path: Path) -> None:
+    doc = PlanDocument(full_plan(), path=tmp_path / "a.seedplan")
+    auto = Autosaver(doc, delay_s=0.0)
+    doc.approve(user="physicist")
+    assert auto.flush() is None and not autosave_path(doc.path).exists()
+    path = save_plan(doc.plan, doc.path)
+    doc.mark_saved(path)
+    loaded = load_plan(path).plan
+    assert (loaded.status, loaded.approved_by, loaded.revision) == ("approved", "physicist", 3)
+    reopened = PlanDocument(loaded, path=path)
+    with pytest.raises(InputError, match="approved and read-only"):
+        reopened.execute(UpdateStructure(loaded.structures[0].id, name="X"))
+    rev = reopened.new_revision()
+    assert rev.revision == 4 and rev.status == "draft"
+    assert rev.previous_sha256 == load_plan(path).content_sha256
