@@ -12,6 +12,9 @@ D95 = d0 + √(2AB·0.05) and, by symmetry, D5 = d0 + A + B − √(2AB·0.05) (
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -98,3 +101,16 @@ def test_fine_bins_resolution_is_relative_at_high_dose() -> None:
     edges, cum = dvh.bin_edges_gy, dvh.cumulative_cm3
     b = int(np.searchsorted(edges, 150.45))
     assert dvh.v_gy(edges[b]) == pytest.approx(cum[b], rel=1e-9)
+
+
+def test_importing_the_value_object_does_not_load_numba() -> None:
+    # Issue 9: ``import dose.dvh`` is cheap (no numba); the computing functions load it lazily.
+    code = (
+        "import sys, dose.dvh; assert 'numba' not in sys.modules, 'numba imported';"
+        "from dose.dvh import compute_dvh; assert 'numba' in sys.modules"
+    )
+    subprocess.run(
+        [sys.executable, "-c", code],
+        check=True,
+        cwd=str(Path(__file__).parents[1]),
+    )

@@ -595,7 +595,9 @@ def roi_dvh(
     bin_width_gy: float | None = None,
 ) -> DVH:
     """DVH of a rasterised ROI: trilinear dose (Gy) of ``dose_gy`` (z, y, x) on ``dose_geometry``
-    at the stratified samples (module docstring); Dmin/Dmax include slab walls and end caps."""
+    at the stratified samples (module docstring); Dmin/Dmax include slab walls and end caps.
+    ``voxel_dmax_gy`` is the largest dose-grid value at a grid node inside the ROI (NaN if no
+    node is inside)."""
     dose = np.asarray(dose_gy)
     if dose.dtype not in (np.float32, np.float64):
         dose = dose.astype(np.float64)
@@ -675,7 +677,12 @@ def roi_dvh(
     node_lo, node_hi = _inside_node_extremes(raster, dose, dose_geometry)
     surf_lo, surf_hi = min(surf_lo, node_lo), max(surf_hi, node_hi)
     extra = np.array([surf_lo, surf_hi]) if math.isfinite(surf_hi) else None
-    return builder.build(prescription_gy=prescription_gy, extra_dose_gy=extra, method=raster.method)
+    return builder.build(
+        prescription_gy=prescription_gy,
+        extra_dose_gy=extra,
+        voxel_dmax_gy=node_hi if math.isfinite(node_hi) else math.nan,
+        method=raster.method,
+    )
 
 
 @numba.njit(cache=True)
