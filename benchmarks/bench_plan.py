@@ -134,6 +134,7 @@ def run_benchmarks(quick: bool = False) -> list[dict]:
         copies.append(time.perf_counter() - t0)
     naive_mb = n_strokes * mask_bytes / MB
     dab_s = statistics.fmean(times)
+    p50, p95 = (float(v) for v in np.percentile(times, [50, 95]))
     grid = "×".join(str(n) for n in reversed(shape))
     rows = [
         {
@@ -147,13 +148,16 @@ def run_benchmarks(quick: bool = False) -> list[dict]:
             "traced_held_mb": held_mb,
             "traced_peak_mb": peak_mb,
             "naive_history_mb": naive_mb,
+            "dab_p50_s": p50,
+            "dab_p95_s": p95,
             "undo_stroke_s": undo_s,
             "redo_stroke_s": redo_s,
             "notes": (
                 f"history {hist_mb:.3f} MB ({doc.history.nbytes / n_strokes:.0f} B/stroke); "
                 f"traced memory held {held_mb:.1f} MB, peak {peak_mb:.1f} MB (one mask = "
                 f"{mask_bytes / MB:.1f} MB); a full-copy history would hold {naive_mb:.0f} MB; "
-                f"dab mean {1e3 * dab_s:.1f} ms, max {1e3 * max(times):.1f} ms; undo stroke "
+                f"dab mean {1e3 * dab_s:.1f} ms (p50 {1e3 * p50:.1f}, p95 {1e3 * p95:.1f}, max "
+                f"{1e3 * max(times):.1f} ms); undo stroke "
                 f"{1e3 * undo_s:.1f} ms, redo {1e3 * redo_s:.1f} ms (time = one dab, numpy = "
                 "one full mask copy)"
             ),
