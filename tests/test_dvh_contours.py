@@ -95,3 +95,20 @@ def test_on_grid_occupancy_is_exact_in_z_and_memory_light() -> None:
     assert occ[0, 8, 8] == pytest.approx(0.7, abs=1e-6)
     assert occ[1, 8, 8] == pytest.approx(1.0)
     assert occ[4, 8, 8] == pytest.approx(0.3, abs=1e-6)  # 8.75 … 11.25: 0.75 mm of 2.5 inside
+
+
+def test_roi_touching_the_dose_grid_edge_is_not_partly_outside() -> None:
+    # The box x ∈ [−10, 0] mm, planes z = 0 … 6 (slabs −0.5 … 6.5) ends exactly where the dose
+    # grid's voxel boxes end (x = 0, z = 6.5): nothing lies outside the grid, so no volume may be
+    # counted at 0 Gy (surface samples straying a fraction of a fine pixel beyond the contour
+    # must not raise a false "outside the dose grid" warning or a 0 Gy Dmin).
+    roi = _roi("Edge", [square(-10.0, 0.0, 10.0, z) for z in range(7)])
+    g = GridGeometry.axis_aligned((10, 14, 12), (-11.5, -2.0, -2.5), (1.0, 1.0, 1.0))
+    x = g.axis_coordinates_mm()[0]
+    dose = np.broadcast_to(20.0 + x, g.shape_zyx).copy()  # 8.5 … 19.5 Gy at the voxel centres
+    dvh = roi_dvh(rasterise_roi(roi), dose, g)
+    assert dvh.outside_dose_grid_cm3 == 0.0
+    assert dvh.volume_cm3 == pytest.approx(0.7, rel=2e-3)
+    assert dvh.dmin_gy == pytest.approx(10.0, abs=1e-9)  # x = −10 mm
+    assert dvh.dmax_gy == pytest.approx(19.5, abs=1e-9)  # held at the edge voxel's value
+    assert dvh.d_percent(100) == pytest.approx(10.0, abs=1e-9)

@@ -452,11 +452,15 @@ def _column_samples(
     jitter_half: float,
     table: np.ndarray,
     seed: int,
+    clamp: bool,
     out_dose: np.ndarray,
     out_inside: np.ndarray,
 ) -> None:
     """Dose at the samples of columns centred at (cx, cy) (N,) mm, ``size_xy`` mm wide, from z_lo
-    to z_hi cut into m_z cells; offsets (S, 3) (z, y, x) in cell units. out: (N, m_z·S)."""
+    to z_hi cut into m_z cells; offsets (S, 3) (z, y, x) in cell units. out: (N, m_z·S).
+    ``clamp``: pull points into the dose grid's voxel boxes (for an ROI that lies inside them,
+    whose surface samples may stray up to a fine pixel beyond its contour)."""
+    nz, ny, nx = dose.shape
     n_sub = offsets.shape[0]
     dzc = (z_hi - z_lo) / m_z
     n_t = table.shape[0]
@@ -475,6 +479,10 @@ def _column_samples(
                 qk = aff[0, 0] * x + aff[0, 1] * y + aff[0, 2] * z + aff[0, 3]
                 qj = aff[1, 0] * x + aff[1, 1] * y + aff[1, 2] * z + aff[1, 3]
                 qi = aff[2, 0] * x + aff[2, 1] * y + aff[2, 2] * z + aff[2, 3]
+                if clamp:
+                    qk = min(max(qk, -0.5), nz - 0.5)
+                    qj = min(max(qj, -0.5), ny - 0.5)
+                    qi = min(max(qi, -0.5), nx - 0.5)
                 d, ok = _trilinear(dose, qk, qj, qi)
                 out_dose[n, q] = d
                 out_inside[n, q] = ok
@@ -525,6 +533,20 @@ def _dose_bound_gy(dose: NDArray, dg: GridGeometry, raster: RasterisedROI) -> fl
     if np.any(b <= a):
         return 0.0
     return float(np.nanmax(dose[a[0] : b[0], a[1] : b[1], a[2] : b[2]]))
+
+
+def _inside_dose_box(raster: RasterisedROI, dg: GridGeometry) -> bool:
+    """True when the whole ROI (every contour vertex at its slab's bottom and top; the voxel-box
+    union of a grid is convex) lies inside the dose grid's voxel boxes."""
+    slabs = raster.slabs
+    pts = []
+    for p, polys in enumerate(slabs.polys):
+        for c in polys:
+            for z in (slabs.lower[p], slabs.upper[p]):
+                pts.append(np.column_stack([c[:, :2], np.full(len(c), z)]))
+    kji = dg.world_to_zyx(np.vstack(pts))
+    tol = 1e-6
+    return bool(np.all(kji >= -0.5 - tol) and np.all(kji <= np.asarray(dg.shape_zyx) - 0.5 + tol))
 
 
 def _node_box(raster: RasterisedROI, dg: GridGeometry) -> tuple[NDArray, NDArray]:
@@ -616,6 +638,7 @@ def roi_dvh(
     slabs = raster.slabs
     surf_lo, surf_hi = np.inf, -np.inf
     x0, y0 = float(raster.xs_mm[0]), float(raster.ys_mm[0])
+    inside_box = _inside_dose_box(raster, dose_geometry)
     for p, cells in enumerate(raster.cells):
         z_lo, z_hi = float(slabs.lower[p]), float(slabs.upper[p])
         t = z_hi - z_lo
@@ -640,6 +663,7 @@ def roi_dvh(
                 0.5 / INTERIOR_SAMPLES,
                 JITTER,
                 7919 * p,
+                inside_box,
                 d,
                 ok,
             )
@@ -653,7 +677,21 @@ def roi_dvh(
             d = np.empty((cx.size, m_z))
             ok = np.empty((cx.size, m_z), dtype=np.bool_)
             _column_samples(
-                dose, aff, cx, cy, h, z_lo, z_hi, m_z, off_one, 0.5, JITTER, 104729 * p + 1, d, ok
+                dose,
+                aff,
+                cx,
+                cy,
+                h,
+                z_lo,
+                z_hi,
+                m_z,
+                off_one,
+                0.5,
+                JITTER,
+                104729 * p + 1,
+                inside_box,
+                d,
+                ok,
             )
             cover = cells.surface_cover.astype(np.float64)
             builder.add(d, ok, cover * (h * h * t / 1000.0 / m_z), cover >= 1.0 - 1e-6)
@@ -669,7 +707,10 @@ def roi_dvh(
                 if not is_cap:
                     continue
                 pts = np.column_stack([x0 + fi * h, y0 + fj * h, np.full(fi.size, z_cap)])
-                kji = np.ascontiguousarray(pts @ aff[:, :3].T + aff[:, 3])
+                kji = pts @ aff[:, :3].T + aff[:, 3]
+                if inside_box:
+                    kji = np.clip(kji, -0.5, np.asarray(dose.shape) - 0.5)
+                kji = np.ascontiguousarray(kji)
                 d = np.empty((kji.shape[0], 1))
                 ok = np.empty((kji.shape[0], 1), dtype=np.bool_)
                 _points(dose, kji, d, ok)
