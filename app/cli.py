@@ -8,17 +8,25 @@ Each sub-command lives in ``app/commands/<name>_cmd.py`` and provides::
 Bad input raises :class:`dose.errors.InputError` (or ``FileNotFoundError``/``PermissionError``):
 this module turns it into one line on stderr and exit status 2. Anything else is a bug and
 keeps its traceback.
+
+Output into a closed pipe (``seedplan info DIR | head``) ends quietly with status 141 (128 +
+SIGPIPE, what the shell reports for a command stopped by a closed pipe), never a traceback:
+every command's output goes through :func:`main`, which also flushes stdout before returning.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
 from app import __version__
 from dose.errors import InputError
+
+# Exit status after the reader of our stdout went away (128 + SIGPIPE).
+EXIT_BROKEN_PIPE = 141
 
 # Order is the order shown in --help.
 COMMANDS = (
@@ -67,6 +75,32 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one sub-command; returns the exit status (0, 2 for bad input, 141 closed pipe)."""
+    try:
+        try:
+            status = _run(argv)
+        finally:
+            # Inside the try (also after --help's SystemExit): a closed pipe must not fail
+            # in the interpreter's final flush.
+            sys.stdout.flush()
+        return status
+    except BrokenPipeError:
+        _discard_stdout()
+        return EXIT_BROKEN_PIPE
+
+
+def _discard_stdout() -> None:
+    """Point stdout at /dev/null so Python's final flush cannot raise again (Python docs,
+    "Note on SIGPIPE")."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+def _run(argv: Sequence[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv:
         argv = ["gui"]
@@ -77,6 +111,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(args.run(args) or 0)
+    except BrokenPipeError:
+        raise
     except InputError as exc:
         sys.stderr.write(f"seedplan {args.command}: {exc}\n")
         return 2

@@ -5,10 +5,11 @@ slices, memory), the chosen series' geometry after loading, and everything the l
 (warnings, reasons it refuses the series, skipped files with reasons). For an image file
 (.nii/.nii.gz/.mha/.mhd/.nrrd): its geometry.
 
-Exit status: 0 when the report could be made, *including* a report that says the series cannot
-be loaded (its problems are printed; with --json, ``"loaded": false``); 2 for unusable input —
-a missing path, an empty folder, a folder without any CT series, an unknown --series UID, an
-unreadable image file — with one line on stderr.
+Exit status (one contract with DESIGN.md, "Command line"): 0 when the CT can be loaded; 2 for
+bad input, with one line on stderr naming the path and the problem. A series the loader refuses
+is bad input: the report (with its problems) is still printed on stdout — with --json as the one
+JSON object, ``"loaded": false`` — and the status is 2. Unusable input (missing path, empty
+folder, no CT series, unknown --series UID, unreadable image file) prints nothing on stdout.
 """
 
 from __future__ import annotations
@@ -20,13 +21,16 @@ import sys
 import numpy as np
 
 from dose.geometry import GridGeometry
-from planner.imaging.ct_loader import ImportResult, inspect_ct
+from planner.imaging.ct_loader import ImportReport, ImportResult, inspect_ct
 
 HELP_EPILOG = """\
-exit status: 0 when the report was made, even if it lists problems that stop the series from
-loading (then "NOT LOADED" is printed, or "loaded": false with --json); 2 for unusable input
-(missing path, empty folder, no CT series, unknown --series, unreadable file), with one line on
-stderr.
+exit status:
+  0  the CT can be loaded (warnings, e.g. resampling, are listed in the report)
+  2  bad input, with one line on stderr naming the path and the problem:
+     - the series is refused: the report is still printed on stdout ("NOT LOADED" and its
+       problems; with --json the JSON object with "loaded": false)
+     - unusable input (missing path, empty folder, no CT series, unknown --series,
+       unreadable file): nothing on stdout
 """
 
 
@@ -109,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
             }
         json.dump(out, sys.stdout, indent=1, ensure_ascii=False)
         sys.stdout.write("\n")
-        return 0
+        return _status(report)
 
     w = sys.stdout.write
     if result.scan is not None:
@@ -155,4 +159,12 @@ def run(args: argparse.Namespace) -> int:
             w(f"  - {msg}\n")
     else:
         w("Loadable: yes\n")
-    return 0
+    return _status(report)
+
+
+def _status(report: ImportReport) -> int:
+    """0 when loadable; a refused series raises its one-line error (exit 2, stdout kept)."""
+    if report.ok:
+        return 0
+    sys.stdout.flush()  # the report first, then the one line on stderr
+    raise report.refusal()

@@ -354,9 +354,5 @@ def load_ct(
         max_memory_bytes=max_memory_bytes,
     )
     if result.volume is None:
-        report = result.report
-        more = (
-            f" (and {len(report.problems) - 1} more problem(s))" if len(report.problems) > 1 else ""
-        )
-        raise CTImportError(f"CT not loaded: {report.problems[0]}{more}", report.source, report)
+        raise result.report.refusal()
     return result.volume, result.report

@@ -338,9 +338,10 @@ def _pixel_format(ds: pydicom.Dataset, image: bool) -> tuple[int, int, int, int,
     spp = 1 if spp_v is None else _int(spp_v)
     if image:
         if not rows or not cols or rows < 0 or cols < 0:
+            what = "no Rows/Columns" if "Rows" not in ds or "Columns" not in ds else "damaged"
             raise UnusableFileError(
-                f"truncated or damaged header: Rows {_shown(ds.get('Rows'))}, Columns "
-                f"{_shown(ds.get('Columns'))} (an image needs both, > 0)"
+                f"truncated or damaged header ({what}): Rows {_shown(ds.get('Rows'))}, Columns "
+                f"{_shown(ds.get('Columns'))}; an image needs both > 0"
             )
         if n_frames is None or n_frames < 1:
             raise UnusableFileError(f"NumberOfFrames {_shown(frames_v)}: not a positive integer")

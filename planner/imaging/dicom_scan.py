@@ -218,16 +218,31 @@ def _same_geometry(a: SliceHeader, b: SliceHeader) -> bool:
 
 
 def _split_by_geometry(slices: list[SliceHeader]) -> list[list[SliceHeader]]:
-    """Group images by geometry (tolerant, unlike rounding), largest group first."""
+    """Group images by geometry (tolerant, unlike rounding), largest group first.
+
+    Images whose pixel spacing or orientation is missing or invalid have no geometry to
+    compare: they stay with the largest part, whose load then refuses them by name (a part of
+    their own would let the rest load with a silently interpolated gap).
+    """
     parts: list[list[SliceHeader]] = []
+    unplaced: list[SliceHeader] = []
     for s in slices:
+        if s.pixel_spacing_mm is None or s.iop is None:
+            unplaced.append(s)
+            continue
         for part in parts:
             if _same_geometry(part[0], s):
                 part.append(s)
                 break
         else:
             parts.append([s])
-    return sorted(parts, key=lambda p: -len(p))
+    parts.sort(key=lambda p: -len(p))
+    if unplaced:
+        if parts:
+            parts[0].extend(unplaced)
+        else:
+            parts.append(unplaced)
+    return parts
 
 
 def _series_info(uid: str, slices: list[SliceHeader], part: int, n_parts: int) -> SeriesInfo:

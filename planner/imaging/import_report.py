@@ -71,6 +71,13 @@ class ImportReport:
             out.extend(f"  - {p}" for p in self.problems)
         return out
 
+    def refusal(self) -> CTImportError:
+        """The error a refused series raises: one line, path + first problem (+ how many more)."""
+        n = len(self.problems)
+        more = f" (and {n - 1} more problem(s))" if n > 1 else ""
+        first = self.problems[0] if self.problems else "no problem recorded"
+        return CTImportError(f"CT not loaded: {first}{more}", self.source, self)
+
     def to_dict(self) -> dict:
         return {
             "source": str(self.source),

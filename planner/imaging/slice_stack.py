@@ -45,7 +45,7 @@ POS_TOL_MM = 0.05
 POS_TOL_FRACTION = 0.01
 INPLANE_TOL_MM = 0.05
 # Skip reasons of files that cannot be a missing slice, and of other parts of a split series.
-_NOT_A_SLICE = ("not a DICOM file", "not a regular file", "DICOMDIR", "symlink", "dangling")
+_NOT_A_SLICE = ("not a regular file", "DICOMDIR", "symlink", "dangling", "unreadable folder")
 _OTHER_PART = "same series but different"
 AIR_HU = -1024.0  # air: fill for voxels outside every acquired slice, and for padding pixels
 
@@ -168,7 +168,7 @@ class StackGeometry:
             + "; ".join(f"{k.path.name} ({k.reason})" for k in unknown[:3])
             + (f" and {len(unknown) - 3} more" if len(unknown) > 3 else "")
             if unknown
-            else " (not in the folder)"
+            else " (no file for it in the folder)"
         )
         out: list[str] = []
         pos = np.asarray([sl.ipp_mm for sl in self.slices], dtype=float)

@@ -8,6 +8,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from dose.geometry import GridGeometry
+from planner.imaging.orientation import orientation_from_direction
 
 __all__ = ["CTVolume", "Mask", "PatientInfo"]
 
@@ -59,6 +60,12 @@ class CTVolume:
     @property
     def shape_zyx(self) -> tuple[int, int, int]:
         return self.geometry.shape_zyx
+
+    @property
+    def orientation(self) -> str:
+        """ "axial" | "coronal" | "sagittal" | "oblique": how the stored slices lie in the
+        patient (:func:`planner.imaging.orientation.orientation_from_direction`)."""
+        return orientation_from_direction(self.geometry.direction)
 
     def hu_at_world(self, xyz_mm: NDArray[np.float64]) -> NDArray[np.float64]:
         """Nearest-voxel HU at LPS positions ``(..., 3)``; NaN outside the volume."""
