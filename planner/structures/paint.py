@@ -27,7 +27,14 @@ from numpy.typing import ArrayLike, NDArray
 
 from dose.errors import InputError
 from dose.geometry import GridGeometry
-from planner.structures.patch import Box, Patch, check_mask, check_positive_mm, empty_patch
+from planner.structures.patch import (
+    Box,
+    Patch,
+    bounding_box,
+    check_mask,
+    check_positive_mm,
+    empty_patch,
+)
 
 __all__ = ["brush", "fill_polygon", "stroke"]
 
@@ -57,10 +64,22 @@ def _half_slab_mm(geometry: GridGeometry, normal: NDArray[np.float64]) -> float:
     return 0.5 * float(np.sum(geometry.spacing_mm * np.abs(geometry.direction.T @ normal)))
 
 
-def _box_around(geometry: GridGeometry, points_mm: NDArray[np.float64], reach_mm: float) -> Box:
-    """Index box (z, y, x) holding every voxel centre within ``reach_mm`` of the points."""
+def _box_around(
+    geometry: GridGeometry,
+    points_mm: NDArray[np.float64],
+    reach_mm: float,
+    normal: NDArray[np.float64] | None = None,
+) -> Box:
+    """Index box (z, y, x) holding every voxel centre within ``reach_mm`` of the points (or,
+    with ``normal``, of a disc of that radius in the plane: its one-voxel slab)."""
     kji = geometry.world_to_zyx(points_mm)  # (n, 3)
-    half = reach_mm / geometry.spacing_mm[::-1]  # a sphere is an axis-aligned ellipsoid in index
+    if normal is None:
+        reach_ijk = np.full(3, reach_mm)  # a sphere is an axis-aligned ellipsoid in index space
+    else:
+        cos = np.abs(geometry.direction.T @ normal)  # (i, j, k) axes against the normal
+        t = _half_slab_mm(geometry, normal)
+        reach_ijk = reach_mm * np.sqrt(np.maximum(0.0, 1.0 - cos**2)) + t * cos
+    half = reach_ijk[::-1] / geometry.spacing_mm[::-1]
     lo = np.floor(kji.min(axis=0) - half - 1e-9).astype(np.int64)
     hi = np.ceil(kji.max(axis=0) + half + 1e-9).astype(np.int64) + 1
     shape = np.asarray(geometry.shape_zyx)
@@ -117,6 +136,11 @@ def _finish(
 ) -> Patch:
     if allowed is not None:
         shape = shape & allowed
+    tight = bounding_box(shape)  # crop to the tool's footprint (a smaller undo record)
+    if tight is None:
+        return empty_patch()
+    shape = shape[tight]
+    box = tuple(slice(b.start + t.start, b.start + t.stop) for b, t in zip(box, tight, strict=True))  # type: ignore[assignment]
     new = mask[box].copy()
     new[shape] = bool(value)
     return box, new
@@ -170,7 +194,9 @@ def stroke(
     r = check_positive_mm(radius_mm, "brush radius_mm")
     path = _points(path_mm, "brush path")
     normal = None if plane_normal is None else _unit(plane_normal, "plane_normal")
-    box = _box_around(geometry, path, r)
+    if normal is not None:  # project the path into the plane through its first point
+        path = path - np.outer((path - path[0]) @ normal, normal)
+    box = _box_around(geometry, path, r, normal)
     if any(s.stop <= s.start for s in box):
         return empty_patch()
     w = _box_world(geometry, box)
@@ -182,7 +208,6 @@ def stroke(
         off = rel0 @ normal
         t = _half_slab_mm(geometry, normal)
         in_slab = (off > -t) & (off <= t)
-        path = path - np.outer((path - path[0]) @ normal, normal)
         w = w - off[..., None] * normal
     else:
         in_slab = None
