@@ -22,7 +22,10 @@ _NAMES = ("sagittal", "coronal", "axial")  # normal along LPS x, y, z
 def _unit_normal(normal: ArrayLike | None) -> np.ndarray | None:
     if normal is None:
         return None
-    n = np.asarray(normal, dtype=float).reshape(-1)
+    try:
+        n = np.asarray(normal, dtype=float).reshape(-1)
+    except (TypeError, ValueError):
+        return None
     if n.shape != (3,) or not np.all(np.isfinite(n)):
         return None
     norm = float(np.linalg.norm(n))
