@@ -144,3 +144,33 @@ def test_fill_holes() -> None:
     tube[:, 25:35, 25:35] = False  # open at both ends: a 3-D fill leaves it, per slice fills
     assert fill_holes(tube, GRID, per_slice=False)[1].size == 0
     np.testing.assert_array_equal(apply_patch(tube, fill_holes(tube, GRID))[:, 20:40, 20:40], True)
+
+
+def test_patch_helpers() -> None:
+    from planner.structures.patch import (
+        bounding_box,
+        check_mask,
+        empty_patch,
+        grow_box,
+        patch_from_change,
+        point_index,
+    )
+
+    labels = np.zeros(GRID.shape_zyx, np.uint8)
+    labels[3, 4, 5] = 2
+    m = check_mask(labels, GRID)
+    assert m.dtype == np.bool_ and m.sum() == 1
+    with pytest.raises(InputError, match="boolean label mask"):
+        check_mask(labels.astype(float), GRID)
+    assert bounding_box(m) == (slice(3, 4), slice(4, 5), slice(5, 6))
+    assert bounding_box(np.zeros(GRID.shape_zyx, bool)) is None
+    assert grow_box(bounding_box(m), 4, GRID.shape_zyx) == (slice(0, 8), slice(0, 9), slice(1, 10))
+    new = m.copy()
+    new[10, 20, 30] = True
+    box, values = patch_from_change(m, new)
+    assert box == (slice(10, 11), slice(20, 21), slice(30, 31)) and values.tolist() == [[[True]]]
+    np.testing.assert_array_equal(apply_patch(m, (box, values)), new)
+    np.testing.assert_array_equal(apply_patch(m, empty_patch()), m)
+    assert point_index(GRID, GRID.zyx_to_world(np.array([3.2, 4.4, 5.6]))) == (3, 4, 6)
+    with pytest.raises(InputError, match="three finite"):
+        point_index(GRID, (0.0, np.nan, 0.0))

@@ -118,3 +118,13 @@ def test_ptv_is_gtv_plus_5_mm_minus_cord_plus_2_mm(demo: dict) -> None:
         make_ptv(empty, g, gtv, margin_mm=0.3)
     with pytest.raises(InputError, match="empty"):
         make_ptv(empty, g, empty)
+
+
+def test_canal_growing_can_be_cancelled(demo: dict) -> None:
+    from dose.progress import Cancelled
+
+    g, truth = demo["geometry"], demo["masks"]["SpinalCanal"]
+    empty = np.zeros(g.shape_zyx, bool)
+    with pytest.raises(Cancelled):
+        grow_canal(empty, g, demo["ct"].hu, _click_in(truth, g, 10), cancel=lambda: True)
+    assert not empty.any()
