@@ -224,6 +224,14 @@ def accumulate(
     n_bins = hist.shape[0]
     use_all = interior.shape[0] == 0
     inv = 1.0 / bin_width
+    # Running sums in locals (array updates in the loop would defeat register allocation).
+    total = stats[S_TOTAL]
+    integral = stats[S_INTEGRAL]
+    lo_i = stats[S_LO_I]
+    hi_i = stats[S_HI_I]
+    lo_a = stats[S_LO_A]
+    hi_a = stats[S_HI_A]
+    outside = stats[S_OUTSIDE]
     for n in range(n_vox):
         w = weight[n]
         if w <= 0.0:
@@ -233,25 +241,36 @@ def accumulate(
             d = doses[n, s]
             if d < 0.0:
                 d = 0.0
-            b = min(int(d * inv), n_bins - 1)
+            u = d * inv
+            b = min(int(u), n_bins - 1)
             hist[b] += w
             m = fine_m[b]
-            f = int((d * inv - b) * m)
-            f = fine_offset[b] + min(max(f, 0), m - 1)
+            f = fine_offset[b] + min(max(int((u - b) * m), 0), m - 1)
             fine[f, 0] += w
             if d < fine[f, 1]:
                 fine[f, 1] = d
             if d > fine[f, 2]:
                 fine[f, 2] = d
-            stats[S_TOTAL] += w
-            stats[S_INTEGRAL] += w * d
+            total += w
+            integral += w * d
             if not inside[n, s]:
-                stats[S_OUTSIDE] += w
-            stats[S_LO_A] = min(stats[S_LO_A], d)
-            stats[S_HI_A] = max(stats[S_HI_A], d)
+                outside += w
+            if d < lo_a:
+                lo_a = d
+            if d > hi_a:
+                hi_a = d
             if ext:
-                stats[S_LO_I] = min(stats[S_LO_I], d)
-                stats[S_HI_I] = max(stats[S_HI_I], d)
+                if d < lo_i:
+                    lo_i = d
+                if d > hi_i:
+                    hi_i = d
+    stats[S_TOTAL] = total
+    stats[S_INTEGRAL] = integral
+    stats[S_LO_I] = lo_i
+    stats[S_HI_I] = hi_i
+    stats[S_LO_A] = lo_a
+    stats[S_HI_A] = hi_a
+    stats[S_OUTSIDE] = outside
 
 
 @numba.njit(cache=True)
