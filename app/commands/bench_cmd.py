@@ -14,7 +14,13 @@ import json
 import sys
 from typing import Any
 
-BENCH_MODULES = ("benchmarks.bench_dose", "benchmarks.bench_dvh")
+BENCH_MODULES = (
+    "benchmarks.bench_dose",
+    "benchmarks.bench_dvh",
+    "benchmarks.bench_plan",
+    "benchmarks.bench_structures",
+    "benchmarks.bench_detect",
+)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
