@@ -579,32 +579,36 @@ def _inside_node_extremes(
     a, b = _node_box(raster, dg)
     if np.any(b <= a):
         return math.inf, -math.inf
-    kk, jj, ii = np.meshgrid(*(np.arange(a[d], b[d]) for d in range(3)), indexing="ij")
-    kji = np.column_stack([kk.ravel(), jj.ravel(), ii.ravel()])
-    xyz = dg.zyx_to_world(kji)
     slabs = raster.slabs
-    p = np.searchsorted(slabs.lower, xyz[:, 2], side="right") - 1
     h = raster.h_mm
     nx, ny = raster.xs_mm.size, raster.ys_mm.size
-    fi = np.floor((xyz[:, 0] - raster.xs_mm[0]) / h + 0.5).astype(np.int64)
-    fj = np.floor((xyz[:, 1] - raster.ys_mm[0]) / h + 0.5).astype(np.int64)
-    ok = (p >= 0) & (fi >= 0) & (fi < nx) & (fj >= 0) & (fj < ny)
-    ok[ok] &= xyz[ok, 2] <= slabs.upper[p[ok]]
-    lo, hi = math.inf, -math.inf
     nbx = nx // BLOCK
-    for plane in np.unique(p[ok]):
-        sel = np.flatnonzero(ok & (p == plane))
-        cells = raster.cells[int(plane)]
-        mask = np.zeros(ny * nx, dtype=np.bool_)
-        mask[cells.surface[cells.surface_cover >= 0.5]] = True
-        pix = fj[sel] * nx + fi[sel]
-        bj, bi = fj[sel] // BLOCK, fi[sel] // BLOCK
-        blocks = np.zeros((ny // BLOCK) * nbx, dtype=np.bool_)
-        blocks[cells.interior] = True
-        inside = mask[pix] | blocks[bj * nbx + bi]
-        if np.any(inside):
-            vals = dose[kji[sel[inside], 0], kji[sel[inside], 1], kji[sel[inside], 2]]
-            lo, hi = min(lo, float(vals.min())), max(hi, float(vals.max()))
+    masks: dict[int, NDArray[np.bool_]] = {}
+    lo, hi = math.inf, -math.inf
+    jj, ii = np.meshgrid(np.arange(a[1], b[1]), np.arange(a[2], b[2]), indexing="ij")
+    jj, ii = jj.ravel(), ii.ravel()
+    for k in range(a[0], b[0]):  # one dose slice at a time (bounded memory)
+        kji = np.column_stack([np.full(jj.size, k), jj, ii])
+        xyz = dg.zyx_to_world(kji)
+        p = np.searchsorted(slabs.lower, xyz[:, 2], side="right") - 1
+        fi = np.floor((xyz[:, 0] - raster.xs_mm[0]) / h + 0.5).astype(np.int64)
+        fj = np.floor((xyz[:, 1] - raster.ys_mm[0]) / h + 0.5).astype(np.int64)
+        ok = (p >= 0) & (fi >= 0) & (fi < nx) & (fj >= 0) & (fj < ny)
+        ok[ok] &= xyz[ok, 2] <= slabs.upper[p[ok]]
+        for plane in np.unique(p[ok]):
+            sel = np.flatnonzero(ok & (p == plane))
+            if int(plane) not in masks:
+                cells = raster.cells[int(plane)]
+                mask = np.zeros(ny * nx, dtype=np.bool_)
+                mask[cells.surface[cells.surface_cover >= 0.5]] = True
+                full = np.zeros((ny // BLOCK, nbx), dtype=np.bool_)
+                full.ravel()[cells.interior] = True
+                mask |= np.repeat(np.repeat(full, BLOCK, axis=0), BLOCK, axis=1).ravel()
+                masks = {int(plane): mask}  # planes are visited in order: keep one
+            inside = masks[int(plane)][fj[sel] * nx + fi[sel]]
+            if np.any(inside):
+                vals = dose[k, jj[sel[inside]], ii[sel[inside]]]
+                lo, hi = min(lo, float(vals.min())), max(hi, float(vals.max()))
     return lo, hi
 
 
