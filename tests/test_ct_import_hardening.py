@@ -579,3 +579,16 @@ def test_inspect_reports_refusal_without_raising(tmp_path: Path) -> None:
     result = inspect_ct(tmp_path)
     assert result.volume is None and not result.report.ok
     assert "PixelSpacing '0\\0'" in result.report.problems[0]
+
+
+def test_variable_spacing_is_described_once_per_run_of_gaps(tmp_path: Path) -> None:
+    z = [-6.0, -2.0, 2.0, 6.0, 7.0, 14.0, 21.0, 28.0]  # 4, 4, 4, then 1, then 7 ×3 mm
+    paths = db.write_ct_series(tmp_path, positions=[(-4.0, -5.0, zz) for zz in z])
+    _volume, report = load_ct(tmp_path)
+    gaps = [w for w in report.warnings if "slice gap" in w and not w.startswith("resampled")]
+    assert len(gaps) == 2
+    assert gaps[0].startswith("slice gap 1.00 mm (median 4.00 mm)")
+    assert paths[3].name in gaps[0] and paths[4].name in gaps[0]
+    assert gaps[1].startswith("3 slice gaps of 7.00 mm (median 4.00 mm)")
+    assert paths[4].name in gaps[1] and paths[7].name in gaps[1]
+    assert "7.00 to 28.00 mm along the slice normal" in gaps[1]

@@ -80,6 +80,12 @@ def test_nelms_3mm_missing_slice_is_detected(tmp_path: Path) -> None:
     assert volume.shape_zyx == (20, 512, 512)
     np.testing.assert_allclose(volume.geometry.spacing_mm, (0.6, 0.6, 3.0), atol=1e-9)
     assert any(w.startswith("resampled") for w in volume.warnings)
+    # The gap is named: its position (z = 0 mm), its neighbours, and that no file fills it.
+    gap = [w for w in volume.warnings if w.startswith("missing slice")]
+    assert len(gap) == 1
+    assert "(-153.30, -153.30, 0.00) mm LPS" in gap[0]
+    assert files[8].name in gap[0] and files[10].name in gap[0]
+    assert "no file for it in the folder" in gap[0]
 
 
 def test_nelms_two_folders_sharing_one_series_uid_are_refused() -> None:
@@ -193,3 +199,18 @@ def test_ge_padding_pixels_become_air(ge_tilt) -> None:
     _, volume, report, _ = ge_tilt
     assert float(volume.hu.min()) >= -1024.0
     assert any("padding" in w for w in report.warnings), report.warnings
+
+
+def test_ge_gap_warnings_name_each_run_of_gaps(ge_tilt) -> None:
+    """shared/data/README.md: table steps 4.22 mm ×13, 1.14 mm, 7.38 mm ×13, i.e. along the
+    tilted slice normal 4.00, 1.08 and 7.00 mm (× cos 18.5°): one warning per run, not per gap,
+    and none calls an acquisition gap a missing slice."""
+    _, _volume, report, _files = ge_tilt
+    gaps = [w for w in report.warnings if "slice gap" in w and not w.startswith("resampled")]
+    assert len(gaps) == 2
+    assert gaps[0].startswith("slice gap 1.08 mm (median 4.00 mm)")
+    assert "14.dcm to ct-gantry-tilt-ge/15.dcm" in gaps[0]
+    assert gaps[1].startswith("13 slice gaps of 7.00 mm (median 4.00 mm)")
+    assert "15.dcm to ct-gantry-tilt-ge/28.dcm" in gaps[1]
+    assert not any(w.startswith("missing slice") for w in report.warnings)
+    assert not any("shifted in-plane" in w for w in report.warnings)  # a true tilt, no outlier

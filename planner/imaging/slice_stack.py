@@ -173,10 +173,32 @@ class StackGeometry:
         out: list[str] = []
         pos = np.asarray([sl.ipp_mm for sl in self.slices], dtype=float)
         odd = [a for a in range(n - 1) if abs(float(gaps[a]) - median) > tol]
-        for a in odd[:limit]:
+        run: list[int] = []  # consecutive irregular gaps of one size: one message
+
+        def flush() -> None:
+            if not run:
+                return
+            a, b = run[0], run[-1]
+            sizes = gaps[run]
+            lo_mm, hi_mm = float(sizes.min()), float(sizes.max())
+            value = f"{lo_mm:.2f}" if hi_mm - lo_mm < 0.005 else f"{lo_mm:.2f}–{hi_mm:.2f}"
+            size = (
+                f"slice gap {value} mm" if len(run) == 1 else f"{len(run)} slice gaps of {value} mm"
+            )
+            files = who(float(d[a]) + tol, float(d[b + 1]) - tol)
+            cause = "".join(f"; {k.path.name} was skipped ({k.reason})" for k in files)
+            out.append(
+                f"{size} (median {median:.2f} mm) from {self.slices[a].name} to "
+                f"{self.slices[b + 1].name}, {float(d[a]):.2f} to {float(d[b + 1]):.2f} mm along "
+                f"the slice normal{cause}"
+            )
+            run.clear()
+
+        for a in odd:
             gap, lo, hi = float(gaps[a]), self.slices[a], self.slices[a + 1]
             m = round(gap / median)
             if m >= 2 and abs(gap - m * median) <= tol * m:
+                flush()
                 for j in range(1, m):
                     at = float(d[a]) + gap * j / m
                     ipp = pos[a] + (pos[a + 1] - pos[a]) * j / m
@@ -192,15 +214,12 @@ class StackGeometry:
                         f"{lo.name} and {hi.name}: {cause}; interpolated from its neighbours"
                     )
             else:
-                files = who(float(d[a]) + tol, float(d[a + 1]) - tol)
-                cause = "".join(f"; {k.path.name} was skipped ({k.reason})" for k in files)
-                out.append(
-                    f"slice gap {gap:.2f} mm (median {median:.2f} mm) between {lo.name} and "
-                    f"{hi.name}, from {float(d[a]):.2f} to {float(d[a + 1]):.2f} mm along the "
-                    f"slice normal{cause}"
-                )
-        if len(odd) > limit:
-            out.append(f"… and {len(odd) - limit} more irregular slice gap(s)")
+                if run and (run[-1] != a - 1 or abs(float(gaps[run[0]]) - gap) > tol):
+                    flush()
+                run.append(a)
+        flush()
+        if len(out) > limit:
+            out[limit:] = [f"… and {len(out) - limit} more irregular slice gap message(s)"]
         for end, beyond in (
             ("first", [(dk, k) for dk, k in placed if dk < d[0] - tol]),
             ("last", [(dk, k) for dk, k in placed if dk > d[-1] + tol]),
