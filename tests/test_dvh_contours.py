@@ -112,3 +112,25 @@ def test_roi_touching_the_dose_grid_edge_is_not_partly_outside() -> None:
     assert dvh.dmin_gy == pytest.approx(10.0, abs=1e-9)  # x = −10 mm
     assert dvh.dmax_gy == pytest.approx(19.5, abs=1e-9)  # held at the edge voxel's value
     assert dvh.d_percent(100) == pytest.approx(10.0, abs=1e-9)
+
+
+def test_contour_dvh_on_a_rotated_dose_grid() -> None:
+    # Dose D = 40 + x + 0.5·y + 0.25·z (Gy) at the voxel centres of a grid rotated 30° about z
+    # and tilted 10° about x (trilinear-exact for a linear field). Box x, y ∈ [0, 10], planes
+    # z = 0 … 9 (slabs −0.5 … 9.5): Dmin at (0, 0, −0.5) = 39.875, Dmax at (10, 10, 9.5) =
+    # 57.375, Dmean at the centre (5, 5, 4.5) = 48.625 Gy.
+    roi = _roi("Box", [square(0.0, 0.0, 10.0, z) for z in range(10)])
+    c, s = np.cos(np.pi / 6), np.sin(np.pi / 6)
+    rz = np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+    t = np.deg2rad(10.0)
+    rx = np.array([[1.0, 0.0, 0.0], [0.0, np.cos(t), -np.sin(t)], [0.0, np.sin(t), np.cos(t)]])
+    g = GridGeometry((30, 40, 40), (-2.0, -16.0, -8.0), (1.2, 1.1, 1.0), rz @ rx)
+    xyz = g.voxel_centres_world()
+    dose = 40.0 + xyz[..., 0] + 0.5 * xyz[..., 1] + 0.25 * xyz[..., 2]
+    assert g.world_to_zyx(np.array([[0.0, 0, -0.5], [10, 10, 9.5]])).min() > 0  # inside
+    dvh = roi_dvh(rasterise_roi(roi), dose, g)
+    assert dvh.outside_dose_grid_cm3 == 0.0
+    assert dvh.volume_cm3 == pytest.approx(1.0, rel=2e-3)
+    assert dvh.dmin_gy == pytest.approx(39.875, abs=1e-6)
+    assert dvh.dmax_gy == pytest.approx(57.375, abs=1e-6)
+    assert dvh.dmean_gy == pytest.approx(48.625, abs=0.01)
