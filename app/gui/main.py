@@ -187,17 +187,22 @@ def run_gui(
         window.loaded.connect(rendered)
     if screenshot is None:
         # Compile the dose kernels in a child process (app.gui.dose_warmup) once the first case
-        # is on screen (or after 5 s), so the compile never competes with showing the window.
+        # is on screen (or after 30 s), so the compile never competes with showing the window.
         def warm_up(_arg: object = None) -> None:
             window.start_dose_warm_up()
 
         window.loaded.connect(warm_up)
         window.load_failed.connect(warm_up)
-        QTimer.singleShot(5000, warm_up)
+        QTimer.singleShot(30_000, warm_up)  # a cancelled first load emits neither
         if os.environ.get("SEEDPLAN_TIMING"):
-            window.dose_engine.state_changed.connect(
-                lambda state, _msg: _report_timing(f"dose engine {state}")
-            )
+            reported: set[str] = set()
+
+            def engine_timing(state: str, _message: str) -> None:
+                if state not in reported:
+                    reported.add(state)
+                    _report_timing(f"dose engine {state}")
+
+            window.dose_engine.state_changed.connect(engine_timing)
     # Start loading before show(): the worker's imports and file reading overlap with the
     # creation of the OpenGL windows.
     if path is None:

@@ -46,6 +46,7 @@ from app.gui.screenshot import grab_composited, save_png
 from app.gui.settings import Settings
 from app.gui.views.slice_view import SliceView
 from app.gui.views.view_grid import ViewGrid
+from app.gui.views.vtk_data import prepare_display
 from app.gui.vtk_bridge import VTKWidget
 from app.gui.workers import Worker, start_worker
 from dose.errors import InputError
@@ -150,9 +151,13 @@ class MainWindow(QMainWindow):
             return
 
         def task(progress: ProgressFn, cancel: CancelFn) -> OpenedCase | SeriesChoice:
-            return open_case_or_choose(
+            result = open_case_or_choose(
                 path, series_uid=series_uid, progress=progress, cancel=cancel
             )
+            if isinstance(result, OpenedCase):
+                progress(1.0, "Preparing the 3-D view…")
+                prepare_display(result.volume)  # numpy only: off the GUI thread
+            return result
 
         self._start(task, f"Opening {path.name}…", self._on_opened)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -14,7 +16,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from planner.imaging.dicom_scan import ScanResult
+if TYPE_CHECKING:  # pydicom (imported by the scanner) costs ~1 s at window start
+    from planner.imaging.dicom_scan import ScanResult
 
 __all__ = ["SeriesChooserDialog"]
 

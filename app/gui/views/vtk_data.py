@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy import ndimage
 from vtkmodules.util.numpy_support import numpy_to_vtk, vtk_to_numpy
 from vtkmodules.vtkCommonCore import vtkPoints
 from vtkmodules.vtkCommonDataModel import vtkImageData, vtkPolyData
@@ -28,6 +27,7 @@ __all__ = [
     "isosurface_world",
     "mask_surface_cached",
     "mask_surface_world",
+    "prepare_display",
 ]
 
 # id(mask.voxels) → (voxels, surface): the three 2-D views and the 3-D view share one surface.
@@ -181,12 +181,20 @@ def mask_surface_cached(mask: Mask) -> vtkPolyData:
 #: HU above which a voxel belongs to the patient (skin, fat, muscle, bone; not air or noise).
 BODY_THRESHOLD_HU = -400.0
 _MAX_IN_PLANE_VOXELS = 160
-_BODY_CACHE: dict[int, tuple[NDArray[np.generic], NDArray[np.bool_], int]] = {}
+_BODY_CACHE: dict[int, tuple[NDArray[np.generic], NDArray[np.bool_], int, NDArray[np.float32]]] = {}
+
+
+def prepare_display(volume: CTVolume) -> None:
+    """Compute (and cache) what the 3-D layers need that costs time — the block-averaged CT
+    and the body mask — so a loader's worker thread can do it instead of the GUI thread."""
+    _body_crop(volume.hu, 3)
 
 
 def _body_small(hu_zyx: NDArray[np.generic]) -> tuple[NDArray[np.bool_], int]:
     """The body on a block-averaged copy (factor ``f`` in y and x): the largest connected
     region above :data:`BODY_THRESHOLD_HU`, holes filled (lungs are inside the body)."""
+    from scipy import ndimage  # lazily: ~1 s of import at window start
+
     key = id(hu_zyx)
     hit = _BODY_CACHE.get(key)
     if hit is not None and hit[0] is hu_zyx:
@@ -200,13 +208,21 @@ def _body_small(hu_zyx: NDArray[np.generic]) -> tuple[NDArray[np.bool_], int]:
         body = labels == int(np.argmax(sizes)) + 1
         body = np.stack([ndimage.binary_fill_holes(plane) for plane in body])
     _BODY_CACHE.clear()  # one volume at a time
-    _BODY_CACHE[key] = (hu_zyx, body, f)
+    _BODY_CACHE[key] = (hu_zyx, body, f, small)
     return body, f
+
+
+def _small_copy(hu_zyx: NDArray[np.generic]) -> NDArray[np.float32]:
+    """The block-averaged copy :func:`_body_small` made (cached with it)."""
+    _body_small(hu_zyx)
+    return _BODY_CACHE[id(hu_zyx)][3]
 
 
 def body_extent_ijk(hu_zyx: NDArray[np.generic], *, margin_voxels: int = 3) -> tuple[int, ...]:
     """Index box ``(i0, i1, j0, j1, k0, k1)`` (inclusive) of the patient's body, grown by
     ``margin_voxels`` (of the full grid); the whole grid when no body is found."""
+    from scipy import ndimage
+
     nz, ny, nx = hu_zyx.shape
     body, f = _body_small(hu_zyx)
     k_sl, j_sl, i_sl = ndimage.find_objects(body.astype(np.int8))[0]
@@ -223,6 +239,8 @@ def body_extent_ijk(hu_zyx: NDArray[np.generic], *, margin_voxels: int = 3) -> t
 
 def body_mask(hu_zyx: NDArray[np.generic]) -> NDArray[np.bool_]:
     """The body (see :func:`_body_small`) on the full grid ``(z, y, x)``, one block wider."""
+    from scipy import ndimage  # lazily: ~1 s of import at window start
+
     body, f = _body_small(hu_zyx)
     body = ndimage.binary_dilation(body, iterations=1)
     full = np.repeat(np.repeat(body, f, axis=1), f, axis=2)
@@ -238,8 +256,10 @@ def bone_surface_world(volume: CTVolume, threshold_hu: float) -> vtkPolyData:
     Averaging keeps it interactive with software OpenGL; outside :func:`body_extent_ijk` the
     copy is set to air, so no couch or stray fragment beside the patient becomes "bone".
     """
-    small, f = downsample_mean(volume.hu, _MAX_IN_PLANE_VOXELS)
-    body, _ = _body_small(volume.hu)
+    from scipy import ndimage  # lazily: ~1 s of import at window start
+
+    body, f = _body_small(volume.hu)
+    small = _small_copy(volume.hu)
     small = np.where(ndimage.binary_dilation(body, iterations=1), small, np.float32(-1000.0))
     offset = ((f - 1) / 2.0, (f - 1) / 2.0, 0.0)
     return isosurface_world(
@@ -247,16 +267,35 @@ def bone_surface_world(volume: CTVolume, threshold_hu: float) -> vtkPolyData:
     )
 
 
+_CROP_CACHE: dict[tuple[int, int], tuple[NDArray[np.generic], NDArray[np.generic], tuple[int, ...]]]
+_CROP_CACHE = {}
+
+
+def _body_crop(
+    hu_zyx: NDArray[np.generic], margin_voxels: int
+) -> tuple[NDArray[np.generic], tuple[int, ...]]:
+    """The CT inside :func:`body_extent_ijk`, air (-1000 HU) outside :func:`body_mask`;
+    and the crop's first index ``(i0, j0, k0)``. Cached for the current volume."""
+    key = (id(hu_zyx), margin_voxels)
+    hit = _CROP_CACHE.get(key)
+    if hit is not None and hit[0] is hu_zyx:
+        return hit[1], hit[2]
+    i0, i1, j0, j1, k0, k1 = body_extent_ijk(hu_zyx, margin_voxels=margin_voxels)
+    box = np.s_[k0 : k1 + 1, j0 : j1 + 1, i0 : i1 + 1]
+    dtype = hu_zyx.dtype if hu_zyx.dtype in (np.int16, np.float32) else np.float32
+    crop = np.where(body_mask(hu_zyx)[box], hu_zyx[box], -1000).astype(dtype)
+    _CROP_CACHE.clear()
+    _CROP_CACHE[key] = (hu_zyx, crop, (i0, j0, k0))
+    return crop, (i0, j0, k0)
+
+
 def body_image(volume: CTVolume, *, margin_voxels: int = 3) -> vtkImageData:
     """``vtkImageData`` of the body only: the CT cropped to :func:`body_extent_ijk`, with
     everything outside :func:`body_mask` (couch, air) set to -1000 HU. The geometry is kept
     exactly: the crop's origin is the world position of its first voxel, same spacing and
     direction."""
-    i0, i1, j0, j1, k0, k1 = body_extent_ijk(volume.hu, margin_voxels=margin_voxels)
     g = volume.geometry
-    box = np.s_[k0 : k1 + 1, j0 : j1 + 1, i0 : i1 + 1]
-    dtype = volume.hu.dtype if volume.hu.dtype in (np.int16, np.float32) else np.float32
-    crop = np.where(body_mask(volume.hu)[box], volume.hu[box], -1000).astype(dtype)
+    crop, (i0, j0, k0) = _body_crop(volume.hu, margin_voxels)
     image = vtkImageData()
     image.SetDimensions(crop.shape[2], crop.shape[1], crop.shape[0])
     image.SetOrigin(*g.index_to_world(np.array([i0, j0, k0], float)))
