@@ -269,3 +269,31 @@ def test_exact_table_accuracy_by_distance_band(model: str) -> None:
         got = fast.dose_rate_at_points(seeds, pts).dose_rate_cgy_h
         want = ref.dose_rate_at_points(seeds, pts).dose_rate_cgy_h
         assert np.max(np.abs(got - want) / want) <= tol, (lo, hi)
+
+
+def test_one_progress_and_cancel_contract_in_every_mode() -> None:
+    # dose.progress: progress(fraction, message) rising to 1.0; cancel() → dose.progress.Cancelled
+    import dose.progress
+
+    assert Cancelled is dose.progress.Cancelled
+    rng = np.random.default_rng(31)
+    seeds = _cloud(rng, 12, 6.0)
+    geometry = GridGeometry.axis_aligned((24, 26, 28), (-12.0, -13.0, -14.0), (1.0, 1.0, 1.0))
+    for kind, mode, message in (
+        ("numba", "exact", "dose grid"),
+        ("numba", "fast", "dose grid (fast)"),
+        ("reference", "exact", "dose grid"),
+    ):
+        eng = make_engine("6711", kind=kind)
+        calls: list[tuple[float, str]] = []
+        acc = DoseGrid(eng, geometry, mode=mode)
+        acc.set_seeds(seeds, progress=lambda f, msg, calls=calls: calls.append((f, msg)))
+        fractions = [f for f, _ in calls]
+        assert fractions and fractions[-1] == 1.0 and fractions == sorted(fractions), kind
+        assert {msg for _, msg in calls} == {message}, (kind, mode)
+        before = acc.dose_rate_cgy_h.copy()
+        with pytest.raises(dose.progress.Cancelled, match="cancelled"):
+            acc.set_seeds(_cloud(rng, 3), cancel=lambda: True)
+        np.testing.assert_array_equal(acc.dose_rate_cgy_h, before)
+        with pytest.raises(dose.progress.Cancelled):
+            eng.dose_rate_at_points(seeds, np.zeros((5, 3)), cancel=lambda: True)
