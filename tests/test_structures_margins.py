@@ -176,3 +176,19 @@ def test_margins_and_booleans_make_a_ring() -> None:
     assert not np.any(ring & mask)
     np.testing.assert_array_equal(apply_patch(ring, union(ring, GRID, mask)), grown)
     assert r[ring].min() > 8.0 - SURFACE_TOL_MM and r[ring].max() <= 13.0 + SURFACE_TOL_MM
+
+
+@pytest.mark.parametrize("margin", [5.0, (3.2, 0.0, 7.5)])
+def test_large_masks_in_slabs_give_the_same_result(
+    monkeypatch: pytest.MonkeyPatch, margin: float | tuple[float, float, float]
+) -> None:
+    """Big crops are processed in overlapping slabs along k (bounded memory): same voxels."""
+    import planner.structures.margins as margins
+
+    mask, _ = _sphere(14.0, np.array([0.4, -0.3, 0.8]))
+    mask = _readonly(mask | _sphere(6.0, np.array([-20.0, 18.0, -30.0]))[0])
+    grown = apply_patch(mask, expand(mask, GRID, margin))
+    thin = apply_patch(mask, shrink(mask, GRID, margin))
+    monkeypatch.setattr(margins, "_MAX_PIECE_VOXELS", 5 * 96 * 96)
+    np.testing.assert_array_equal(apply_patch(mask, expand(mask, GRID, margin)), grown)
+    np.testing.assert_array_equal(apply_patch(mask, shrink(mask, GRID, margin)), thin)

@@ -102,19 +102,45 @@ def _surface_distance_scaled(
     idx = ndimage.distance_transform_edt(
         ~features, sampling=sampling_zyx, return_distances=False, return_indices=True
     )
-    v = np.empty((3, *features.shape), dtype=np.float64)
+    v = np.empty((3, *features.shape), dtype=np.float32)
     for a in range(3):
         shape = [1, 1, 1]
         shape[a] = features.shape[a]
         here = np.arange(features.shape[a]).reshape(shape)
-        v[a] = (idx[a] - here) * sampling_zyx[a]
+        v[a] = (idx[a] - here) * np.float32(min(sampling_zyx[a], 1e30))
     del idx
-    d = np.sqrt(np.einsum("a...,a...->...", v, v))
+    d = np.sqrt(np.einsum("a...,a...->...", v, v, dtype=np.float64))
     safe = np.where(d > 0, d, 1.0)
     c = np.zeros_like(d)
     for a in range(3):
         c += sampling_zyx[a] * (v[a] / safe) ** 4
     return np.where(d > 0, d - 0.5 * c, 0.0)
+
+
+#: Largest crop processed in one piece (voxels); bigger ones go in overlapping slabs along k,
+#: which bounds memory (~40 B per voxel of a piece) without changing the result.
+_MAX_PIECE_VOXELS = 4_000_000
+
+
+def _near(
+    features: NDArray[np.bool_], sampling_zyx: NDArray[np.float64], *, inclusive: bool
+) -> NDArray[np.bool_]:
+    """Voxels whose scaled surface distance to ``features`` is ≤ 1 (``inclusive``) or < 1."""
+    nz = features.shape[0]
+    per_slice = max(1, features[0].size)
+    # Features farther than the margin along k never matter: 1/sampling_k slices (+1).
+    reach = int(min(nz, np.ceil(1.0 / sampling_zyx[0]) + 1))
+    slab = max(1, _MAX_PIECE_VOXELS // per_slice - 2 * reach)
+    out = np.zeros(features.shape, dtype=bool)
+    for z0 in range(0, nz, slab):
+        z1 = min(nz, z0 + slab)
+        lo, hi = max(0, z0 - reach), min(nz, z1 + reach)
+        piece = features[lo:hi]
+        if not piece.any():
+            continue
+        d = _surface_distance_scaled(piece, sampling_zyx)[z0 - lo : z1 - lo]
+        out[z0:z1] = d <= 1.0 + _TIE if inclusive else d < 1.0 - _TIE
+    return out
 
 
 def _sampling(geometry: GridGeometry, m_zyx: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -155,8 +181,7 @@ def expand(
     reach = np.ceil(m_zyx / geometry.spacing_mm[::-1]).astype(np.int64) + 1
     crop_box = grow_box(box, reach, geometry.shape_zyx)
     crop = m[crop_box]
-    d = _surface_distance_scaled(crop, _sampling(geometry, m_zyx))
-    new = crop | (d <= 1.0 + _TIE)
+    new = crop | _near(crop, _sampling(geometry, m_zyx), inclusive=True)
     return patch_from_change(crop, new, crop_box)
 
 
@@ -177,6 +202,5 @@ def shrink(
     outside = ~crop
     if not outside.any():  # the mask fills the crop and runs off every grid edge
         return patch_from_change(crop, crop, crop_box)
-    d = _surface_distance_scaled(outside, _sampling(geometry, m_zyx))
-    new = crop & (d >= 1.0 - _TIE)
+    new = crop & ~_near(outside, _sampling(geometry, m_zyx), inclusive=False)
     return patch_from_change(crop, new, crop_box)
