@@ -129,7 +129,17 @@ def _brush_rows(quick: bool) -> list[dict[str, Any]]:
         out[box] = values
 
     copy_s, _ = _median_time(copy_apply, 5 if quick else 20)
-    rows[0]["notes"] += f"; for comparison a full-volume copy per move costs {copy_s * 1e3:.1f} ms"
+    # Undo memory: 100 mouse moves, each stored as its patch plus the old box content.
+    undo_bytes = 0
+    for s in range(100):
+        ang = np.array([s, s + 1]) * (2.0 / 30.0)
+        pts = centre + np.stack([30 * np.cos(ang), 30 * np.sin(ang), np.zeros(2)], axis=1)
+        box, values = stroke(mask, g, pts, RADIUS_MM, plane_normal=(0.0, 0.0, 1.0))
+        undo_bytes += 2 * values.nbytes
+    rows[0]["notes"] += (
+        f"; a full-volume copy per move would cost {copy_s * 1e3:.1f} ms; "
+        f"undo record of 100 moves (patch + old box): {undo_bytes / 1024:.0f} kB"
+    )
     return rows
 
 
