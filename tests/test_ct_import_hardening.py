@@ -79,11 +79,13 @@ GEOMETRY_CASES = {
         ("inf\\0.7", "not finite"),
         ("abc\\0.7", "not numbers"),
         ("0.8", "1 value(s) instead of 2"),
+        ("1e300\\0.7", "implausible"),
     ],
     "ImagePositionPatient": [
         ("nan\\0\\0", "not finite"),
         ("1\\x\\3", "not numbers"),
         ("1\\2", "2 value(s) instead of 3"),
+        ("1e308\\0\\0", "implausible"),
     ],
     "ImageOrientationPatient": [
         ("1\\0\\0\\1\\0\\0", "not orthogonal"),  # degenerate: row = column

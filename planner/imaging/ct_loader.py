@@ -225,11 +225,15 @@ def _load_series(
         return None
 
     # Header-level geometry first: refuse early, and estimate memory before reading pixels.
-    stack = analyse_stack(usable)
-    if stack.problems:
+    try:
+        stack = analyse_stack(usable)
+        grid = None if stack.problems else stack.output_grid()
+    except ValueError as exc:  # headers the checks let through but no grid fits: refuse
+        report.problems.append(f"no regular grid fits the slice headers: {exc}")
+        return None
+    if stack.problems or grid is None:
         report.problems.extend(stack.problems)
         return None
-    grid = stack.output_grid()
     in_bytes = len(usable) * series.rows * series.columns * 4  # float32 planes while loading
     out_bytes = grid.n_voxels * series.bytes_per_voxel
     report.estimated_memory_bytes = in_bytes + out_bytes

@@ -57,6 +57,10 @@ UNCOMPRESSED_SYNTAXES = frozenset(
 )
 # ImageOrientationPatient: two unit vectors (±1e-3) that are orthogonal (|cos| ≤ 1e-3, 0.06°).
 _IOP_UNIT_TOL = 1e-3
+# Plausibility bounds that keep the geometry arithmetic finite (a CT pixel is ≤ ~2 mm; a
+# patient position beyond 10 m is a broken header).
+_MAX_PIXEL_MM = 100.0
+_MAX_MM = 1e4
 
 _HEADER_TAGS = [
     "SOPClassUID",
@@ -233,6 +237,10 @@ def _geometry(keyword: str, value: object, problems: list[str]) -> tuple[float, 
     out, why = _numbers(value, n)
     if out is not None and keyword == "PixelSpacing" and min(out) <= 0:
         out, why = None, "not two positive numbers (mm)"
+    elif out is not None and keyword == "PixelSpacing" and max(out) > _MAX_PIXEL_MM:
+        out, why = None, f"implausible (above {_MAX_PIXEL_MM:g} mm)"
+    elif out is not None and keyword == "ImagePositionPatient" and max(map(abs, out)) > _MAX_MM:
+        out, why = None, f"implausible (beyond ±{_MAX_MM:g} mm)"
     if out is not None and keyword == "ImageOrientationPatient":
         row, col = np.asarray(out[:3]), np.asarray(out[3:])
         norms = (float(np.linalg.norm(row)), float(np.linalg.norm(col)))
