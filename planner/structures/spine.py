@@ -22,8 +22,9 @@ below the midpoint between the cord's level (median near the click) and the CSF 
 canal's 20th percentile), or rises ``tissue_rise`` × that contrast above the cord (tumour), or
 reach the canal wall (invalid: interpolated). Where a tumour compresses the cord the slices are
 mostly bridged from above and below, so the contour there is approximate: it is a starting
-contour for the user to check and edit (demo: Dice 0.85 overall from a click at T7, 0.5-0.8 on
-the compressed slices).
+contour for the user to check and edit. Click where the cord is clearly seen, away from the
+compression: on the demo CT a click at T7 or T11 gives Dice 0.85-0.87 (0.5-0.8 on the
+compressed slices); a click at the compression itself stops early (Dice 0.58).
 
 PTV (:func:`make_ptv`): GTV expanded by ``margin_mm`` minus (cord expanded by
 ``avoid_margin_mm``), with :mod:`planner.structures.margins` (surface-distance margins on the
