@@ -214,3 +214,55 @@ def test_structure_visibility_is_view_state_shown_in_every_view(window: MainWind
     assert window.session.case is case  # … without touching the document
     window.session.view.set_visible("GTV", True)
     assert all(a.GetVisibility() for a in outlines) and surface.GetVisibility()
+
+
+def test_a_layer_that_is_gone_stops_listening_and_a_failing_one_stops_no_other(
+    window: MainWindow,
+) -> None:
+    """Layers hold no strong reference in the model (psygnal weak refs); a layer that raises
+    on an event leaves every other layer and view updated, and the error still surfaces."""
+    import gc
+
+    from psygnal import EmitLoopError
+
+    from app.gui.layers.annotations import ScaleBarLayer
+    from app.gui.layers.base import Layer
+
+    session = window.session
+    view = window.axial_view
+    n_before = len(session.volume_changed)
+    extra = ScaleBarLayer(view, session)
+    assert len(session.volume_changed) == n_before + 1
+    for prop in list(extra.props):
+        view.renderer.RemoveViewProp(prop)  # (only the subscription is under test)
+    del extra
+    gc.collect()
+    assert len(session.volume_changed) == n_before
+
+    class Broken(Layer):
+        def __init__(self) -> None:
+            super().__init__(view, session)
+            # Called before every other listener (psygnal: higher priority first).
+            session.volume_changed.connect(self.fail, priority=100)
+
+        def close(self) -> None:
+            session.volume_changed.disconnect(self.fail, missing_ok=True)
+            super().close()
+
+        def fail(self) -> None:
+            raise RuntimeError("broken overlay")
+
+    broken = Broken()
+    try:
+        volume = _volume(np.eye(3), warnings=["one warning"])
+        with pytest.raises(EmitLoopError) as info:
+            session.set_volume(volume)
+        assert isinstance(info.value.__cause__, RuntimeError)
+        settle()
+        # Every other listener (all called after the broken one) still saw the new volume.
+        assert window.header.warning_label.isVisible()  # main window (connected last)
+        for v in window.vtk_views:
+            assert v.grab_rgb().std() > 0
+        assert window.coronal_view.ct_layer.mapper.GetInput().GetDimensions()[0] == 64
+    finally:
+        broken.close()
