@@ -41,7 +41,6 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -55,18 +54,6 @@ FINE_REL = 0.001
 _QUERY = re.compile(r"([dv])(\d+(?:\.\d*)?|\.\d+)(%|cc|cm3|cm³|gy)?")
 #: Bin count limit (2·10⁶ bins = 200 000 Gy at 0.1 Gy): beyond it the dose is not plausible.
 MAX_BINS = 2_000_000
-
-_LAZY = {"compute_dvh", "dvh_from_samples", "sample_dose_gy", "volume_at_or_above_cm3"}
-
-
-def __getattr__(name: str) -> Any:
-    """The computing functions live in :mod:`dose.dvh_calc` (numba); importing them from here
-    still works, loading numba only when one of them is first asked for."""
-    if name in _LAZY:
-        from dose import dvh_calc
-
-        return getattr(dvh_calc, name)
-    raise AttributeError(f"module 'dose.dvh' has no attribute {name!r}")
 
 
 def default_bin_width_gy(prescription_gy: float | None = None) -> float:

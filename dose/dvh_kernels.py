@@ -374,3 +374,101 @@ def _sample_point_list(
         d, ok = _trilinear(dose, kji[n, 0], kji[n, 1], kji[n, 2])
         out[n, 0] = d
         inside[n, 0] = ok
+
+
+@numba.njit(cache=True)
+def column_samples(
+    dose: np.ndarray,
+    aff: np.ndarray,
+    cx: np.ndarray,
+    cy: np.ndarray,
+    size_xy: float,
+    z_lo: float,
+    z_hi: float,
+    m_z: int,
+    offsets: np.ndarray,
+    jitter_half: float,
+    table: np.ndarray,
+    seed: int,
+    clamp: bool,
+    out_dose: np.ndarray,
+    out_inside: np.ndarray,
+) -> None:
+    """Dose at the samples of columns centred at (cx, cy) (N,) mm, ``size_xy`` mm wide, from z_lo
+    to z_hi cut into m_z cells; offsets (S, 3) (z, y, x) in cell units. out: (N, m_z·S).
+    ``clamp``: pull points into the dose grid's voxel boxes (for an ROI that lies inside them,
+    whose surface samples may stray up to a fine pixel beyond its contour)."""
+    nz, ny, nx = dose.shape
+    n_sub = offsets.shape[0]
+    dzc = (z_hi - z_lo) / m_z
+    n_t = table.shape[0]
+    for n in range(cx.shape[0]):
+        m = (seed + n * m_z * n_sub) % n_t
+        for c in range(m_z):
+            zc = z_lo + (c + 0.5) * dzc
+            for s in range(n_sub):
+                q = c * n_sub + s
+                oz = offsets[s, 0] + jitter_half * table[m, 0]
+                oy = offsets[s, 1] + jitter_half * table[m, 1]
+                ox = offsets[s, 2] + jitter_half * table[m, 2]
+                x = cx[n] + ox * size_xy
+                y = cy[n] + oy * size_xy
+                z = zc + oz * dzc
+                qk = aff[0, 0] * x + aff[0, 1] * y + aff[0, 2] * z + aff[0, 3]
+                qj = aff[1, 0] * x + aff[1, 1] * y + aff[1, 2] * z + aff[1, 3]
+                qi = aff[2, 0] * x + aff[2, 1] * y + aff[2, 2] * z + aff[2, 3]
+                if clamp:
+                    qk = min(max(qk, -0.5), nz - 0.5)
+                    qj = min(max(qj, -0.5), ny - 0.5)
+                    qi = min(max(qi, -0.5), nx - 0.5)
+                d, ok = _trilinear(dose, qk, qj, qi)
+                out_dose[n, q] = d
+                out_inside[n, q] = ok
+                m += 1
+                if m == n_t:
+                    m = 0
+
+
+@numba.njit(cache=True)
+def wall_extremes(
+    dose: np.ndarray,
+    aff: np.ndarray,
+    vx: np.ndarray,
+    vy: np.ndarray,
+    starts: np.ndarray,
+    z_levels: np.ndarray,
+    step: float,
+) -> tuple[float, float]:
+    """Min and max trilinear dose over the side walls of the prisms (polygons × z_levels):
+    every edge cut into pieces ≤ ``step`` mm, at every z level (0 Gy outside the dose grid)."""
+    lo = np.inf
+    hi = -np.inf
+    for p in range(starts.shape[0] - 1):
+        a = starts[p]
+        n = starts[p + 1] - a
+        for e in range(n):
+            x1 = vx[a + e]
+            y1 = vy[a + e]
+            x2 = vx[a + (e + 1) % n]
+            y2 = vy[a + (e + 1) % n]
+            n_pts = max(1, math.ceil(math.hypot(x2 - x1, y2 - y1) / step))
+            for t in range(n_pts):
+                x = x1 + (x2 - x1) * t / n_pts
+                y = y1 + (y2 - y1) * t / n_pts
+                for z in z_levels:
+                    qk = aff[0, 0] * x + aff[0, 1] * y + aff[0, 2] * z + aff[0, 3]
+                    qj = aff[1, 0] * x + aff[1, 1] * y + aff[1, 2] * z + aff[1, 3]
+                    qi = aff[2, 0] * x + aff[2, 1] * y + aff[2, 2] * z + aff[2, 3]
+                    d, _ok = _trilinear(dose, qk, qj, qi)
+                    lo = min(lo, d)
+                    hi = max(hi, d)
+    return lo, hi
+
+
+@numba.njit(cache=True)
+def points_dose(dose: np.ndarray, kji: np.ndarray, out: np.ndarray, inside: np.ndarray) -> None:
+    """Trilinear dose at continuous indices kji (N, 3) into out (N, 1), inside flags (N, 1)."""
+    for n in range(kji.shape[0]):
+        d, ok = _trilinear(dose, kji[n, 0], kji[n, 1], kji[n, 2])
+        out[n, 0] = d
+        inside[n, 0] = ok

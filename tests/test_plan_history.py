@@ -7,7 +7,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from dose.dvh import compute_dvh
+from dose.dvh_calc import compute_dvh
 from dose.geometry import GridGeometry
 from planner.imaging.volume import CTVolume, PatientInfo
 from planner.plan.commands import (

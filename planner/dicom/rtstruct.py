@@ -30,7 +30,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numba
 import numpy as np
@@ -48,17 +47,6 @@ MIN_AREA_MM2 = 1e-6
 #: Planes of one ROI closer than this (mm, or this fraction of the plane spacing) are duplicates.
 DUPLICATE_PLANE_MM = 0.05
 DUPLICATE_PLANE_FRACTION = 0.1
-
-_MOVED = {"RasterisedROI", "rasterise_roi", "rasterise_roi_on_grid", "roi_dvh"}
-
-
-def __getattr__(name: str) -> Any:
-    """Rasterising moved to :mod:`planner.structures.rasterise`; old imports keep working."""
-    if name in _MOVED:
-        from planner.structures import rasterise
-
-        return getattr(rasterise, name)
-    raise AttributeError(f"module 'planner.dicom.rtstruct' has no attribute {name!r}")
 
 
 @dataclass

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from numpy.typing import ArrayLike
 
-from dose.dvh import DVH, compute_dvh
+from dose.dvh import DVH
+from dose.dvh_calc import compute_dvh
 from dose.geometry import GridGeometry
 from planner.plan.model import Plan
 

@@ -43,11 +43,7 @@ from planner.plan.model import (
     Structure,
     new_id,
 )
-
-try:  # being moved to planner.structures.rasterise
-    from planner.structures.rasterise import rasterise_roi_on_grid
-except ImportError:  # pragma: no cover - before the move
-    from planner.dicom.rtstruct import rasterise_roi_on_grid  # type: ignore[no-redef]
+from planner.structures.rasterise import rasterise_roi_on_grid
 
 __all__ = ["default_role", "new_plan"]
 
