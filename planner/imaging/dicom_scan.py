@@ -1,9 +1,11 @@
 """Header-only scan of a DICOM folder: which series are there, and which files were skipped why.
 
-:func:`scan_dicom` walks a folder (recursively), reads each file's header only (pydicom
-``stop_before_pixels`` + ``specific_tags``), groups the images into series and lists every file it
-could not use with the reason (INT-1: no silent data loss). It never decodes pixel data; the
-loader (:mod:`planner.imaging.ct_loader`) does that for the one series it loads.
+:func:`scan_dicom` walks a folder (recursively), reads each regular file's header only (pydicom
+``stop_before_pixels`` + ``specific_tags``; checked in :mod:`.dicom_headers`), groups the images
+into series and lists every file it could not use with the reason (INT-1: no silent data loss),
+including entries it never opens (FIFOs, sockets, devices, broken or looping symlinks,
+unreadable files and folders: :mod:`.paths`). It never decodes pixel data; the loader
+(:mod:`planner.imaging.ct_loader`) does that for the one series it loads.
 
 A series is split into *parts* when its images do not share one geometry (rows, columns, pixel
 spacing, orientation), e.g. a scout image stored in the same series as the axial stack
