@@ -121,8 +121,8 @@ class HeaderBar(QFrame):
             w.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
             w.setSizePolicy(QSizePolicy.Policy.Minimum, QSizePolicy.Policy.Preferred)
             layout.addWidget(w)
-        layout.addWidget(self.description_label, 2)
-        layout.addWidget(self.warning_label, 3)
+        layout.addWidget(self.description_label, 1)
+        layout.addWidget(self.warning_label, 4)  # the warnings get most of the room left
         layout.addWidget(self.plan_label)
         self.set_volume(None)
 
