@@ -177,7 +177,7 @@ class Session:
         if volume is None:
             self.set_case(None)
             return
-        source = Path(source_path) if source_path else Path(volume.source_path or ".")
+        source = Path(source_path or volume.source_path or "(in memory)")
         self.set_case(
             OpenedCase(
                 volume=volume,
