@@ -1,1 +1,1 @@
-"""Dialogs: import report, prescription, export, recovery."""
+"""Dialogs: series_chooser, import_report; next: prescription, export, recovery."""
