@@ -596,3 +596,14 @@ def test_variable_spacing_is_described_once_per_run_of_gaps(tmp_path: Path) -> N
     assert gaps[1].startswith("3 slice gaps of 7.00 mm (median 4.00 mm)")
     assert paths[4].name in gaps[1] and paths[7].name in gaps[1]
     assert "7.00 to 28.00 mm along the slice normal" in gaps[1]
+
+
+def test_small_inplane_jitter_is_described_not_called_tilt(tmp_path: Path) -> None:
+    # Origins alternate 0.08 mm in x: above the 0.05 mm shear tolerance, no consistent slope,
+    # no single outlier — the reason must still say what it is.
+    positions = [(-4.0 + (0.08 if k % 2 else 0.0), -5.0, -6.0 + 2.5 * k) for k in range(6)]
+    db.write_ct_series(tmp_path, positions=positions)
+    result = inspect_ct(tmp_path, allow_resample=False)
+    text = " ".join(result.report.problems)
+    assert "gantry tilt" not in text
+    assert "in-plane" in text and "resampling is switched off" in text

@@ -106,6 +106,8 @@ class StackGeometry:
             )
         if self.shifted:
             why.append(self.describe_shifts())
+        if self.sheared and not (self.tilted or self.shifted):
+            why.append(self.describe_small_offsets())
         if not self.uniform:
             why.append(
                 f"slice gaps {self.gaps_mm.min():.2f}–{self.gaps_mm.max():.2f} mm along the "
@@ -132,6 +134,15 @@ class StackGeometry:
         return (
             f"{len(worst)} slice(s) shifted in-plane off the line through the other slices' "
             f"origins: {named}{more} (each placed where its ImagePositionPatient says)"
+        )
+
+    def describe_small_offsets(self) -> str:
+        """In-plane offsets above tolerance that are neither a tilt nor single shifted slices."""
+        ps_row, ps_col = self.pixel_spacing_mm
+        mm = np.hypot(self.offsets_px[:, 0] * ps_row, self.offsets_px[:, 1] * ps_col)
+        return (
+            f"in-plane offsets between slice origins up to {float(mm.max()):.2f} mm (each slice "
+            "placed where its ImagePositionPatient says)"
         )
 
     def describe_gaps(self, skipped: list[SkippedFile], limit: int = 8) -> list[str]:
@@ -239,21 +250,27 @@ class StackGeometry:
 
 
 def _inplane_fit(
-    d: NDArray[np.float64], offsets_mm: NDArray[np.float64], gaps: NDArray[np.float64]
+    d: NDArray[np.float64], offsets_mm: NDArray[np.float64]
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Robust line through the slices' in-plane offsets: (slope (2,) mm per mm along n,
     residual distance (N,) mm of each slice from the line).
 
-    The slope is the median of the step-to-step slopes, so one shifted slice cannot pass for a
-    small gantry tilt (a least-squares fit would).
+    The slope is the Theil–Sen estimate (median of the slopes between all pairs of slices, per
+    axis), so one shifted slice — or jitter — cannot pass for a small gantry tilt (a
+    least-squares fit would). Pairs are subsampled above ~1500 slices (memory).
     """
     x = d - d[0]
-    steps = gaps > POS_TOL_MM
-    if len(d) >= 3 and np.count_nonzero(steps) >= 2:
-        slope = np.median(np.diff(offsets_mm, axis=0)[steps] / gaps[steps, None], axis=0)
+    n = len(d)
+    stride = max(1, n // 1500)
+    idx = np.arange(0, n, stride)
+    i, j = np.triu_indices(len(idx), k=1)
+    i, j = idx[i], idx[j]
+    dx = x[j] - x[i]
+    keep = dx > POS_TOL_MM
+    if np.any(keep):
+        slope = np.median((offsets_mm[j] - offsets_mm[i])[keep] / dx[keep, None], axis=0)
     else:
-        span = float(x[-1])
-        slope = (offsets_mm[-1] - offsets_mm[0]) / span if span > 0 else np.zeros(2)
+        slope = np.zeros(2)
     intercept = np.median(offsets_mm - np.outer(x, slope), axis=0)
     residual = np.linalg.norm(offsets_mm - intercept - np.outer(x, slope), axis=1)
     return slope, residual
@@ -317,7 +334,7 @@ def analyse_stack(slices: list[SliceHeader]) -> StackGeometry:
         if sheared:
             # Tilt = a consistent shear (mm in-plane per mm along n); slices off that line are
             # shifted (a moved table, an edited header), reported as such.
-            slope, residual = _inplane_fit(d, offsets_mm, gaps)
+            slope, residual = _inplane_fit(d, offsets_mm)
             span = float(d[-1] - d[0])
             tilted = bool(float(np.linalg.norm(slope)) * span > INPLANE_TOL_MM)
             if tilted:
@@ -424,6 +441,8 @@ def irregular_reasons(stack: StackGeometry) -> list[str]:
     out = []
     if stack.shifted:
         out.append(stack.describe_shifts() + " — resampling is switched off")
+    if stack.sheared and not (stack.tilted or stack.shifted):
+        out.append(stack.describe_small_offsets() + " — resampling is switched off")
     if stack.tilted:
         out.append(
             f"gantry tilt {stack.tilt_deg:.1f}°: slice origins step along the table, not the "
