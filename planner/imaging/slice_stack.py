@@ -257,11 +257,11 @@ def _inplane_fit(
 
     The slope is the Theil–Sen estimate (median of the slopes between all pairs of slices, per
     axis), so one shifted slice — or jitter — cannot pass for a small gantry tilt (a
-    least-squares fit would). Pairs are subsampled above ~1500 slices (memory).
+    least-squares fit would). Pairs are subsampled above 400 slices (time).
     """
     x = d - d[0]
     n = len(d)
-    stride = max(1, n // 1500)
+    stride = max(1, -(-n // 400))  # at most ~400 slices: ≤ 80 000 pairs
     idx = np.arange(0, n, stride)
     i, j = np.triu_indices(len(idx), k=1)
     i, j = idx[i], idx[j]
