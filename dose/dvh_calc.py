@@ -154,11 +154,12 @@ class HistogramBuilder:
         self.name = name
         self.bin_width_gy = float(bin_width_gy)
         n_bins = int(max(top_gy, 0.0) / bin_width_gy) + 1
-        self.hist = np.zeros(n_bins)
-        self.fine_m = fine_bins_per_bin(self.bin_width_gy, n_bins)
-        self.fine_offset = np.zeros(n_bins + 1, dtype=np.int64)
-        np.cumsum(self.fine_m, out=self.fine_offset[1:])
-        n_fine = int(self.fine_offset[-1])
+        fine_m = fine_bins_per_bin(self.bin_width_gy, n_bins)
+        self.layout = np.empty((n_bins, 2), dtype=np.int64)  # first fine bin, fine bins
+        self.layout[:, 1] = fine_m
+        self.layout[0, 0] = 0
+        np.cumsum(fine_m[:-1], out=self.layout[1:, 0])
+        n_fine = int(fine_m.sum())
         self.fine = np.empty((n_fine, 3))  # volume cm³, lowest Gy, highest Gy
         self.fine[:, 0] = 0.0
         self.fine[:, 1] = np.inf
@@ -195,9 +196,7 @@ class HistogramBuilder:
             weight,
             interior_arr,
             self.bin_width_gy,
-            self.fine_offset,
-            self.fine_m,
-            self.hist,
+            self.layout,
             self.fine,
             self.stats,
         )
@@ -231,11 +230,12 @@ class HistogramBuilder:
             hi = max(hi, float(np.max(extra)))
         used = self.fine[self.fine[:, 0] > 0]
         fine = FineBins(used[:, 1], used[:, 2], used[:, 0])
-        last = int(np.flatnonzero(self.hist)[-1]) + 1 if np.any(self.hist > 0) else 1
+        hist = np.add.reduceat(self.fine[:, 0], self.layout[:, 0])
+        last = int(np.flatnonzero(hist)[-1]) + 1 if np.any(hist > 0) else 1
         return DVH(
             name=self.name,
             bin_width_gy=self.bin_width_gy,
-            differential_cm3=self.hist[:last].copy(),
+            differential_cm3=hist[:last],
             dmin_gy=lo,
             dmax_gy=hi,
             dmean_gy=mean,

@@ -203,25 +203,23 @@ def accumulate(
     weight: np.ndarray,
     interior: np.ndarray,
     bin_width: float,
-    fine_offset: np.ndarray,
-    fine_m: np.ndarray,
-    hist: np.ndarray,
+    layout: np.ndarray,
     fine: np.ndarray,
     stats: np.ndarray,
 ) -> None:
-    """Add (N, S) sample doses, each weighing weight[n] cm³, to a display histogram and its fine
-    bins (dose.dvh module docstring); may be called chunk by chunk.
+    """Add (N, S) sample doses, each weighing weight[n] cm³, to the fine bins of a display
+    histogram (dose.dvh module docstring); may be called chunk by chunk.
 
-    hist (n_bins,); fine_offset (n_bins + 1,) int64: first fine bin of each display bin;
-    fine_m (n_bins,): fine bins per display bin; fine (fine_offset[-1], 3): volume, lowest and
-    highest dose per fine bin (lo = +inf, hi = −inf when empty; one row per cache line).
+    layout (n_bins, 2) int64: per display bin, its first fine bin and its number of fine bins;
+    fine (n_fine, 3): volume, lowest and highest dose per fine bin (lo = +inf, hi = −inf when
+    empty; one row per cache line). A display bin's volume is the sum of its fine bins.
     Doses ≥ the last bin go into it; negative doses count as 0. ``interior`` (N,) bool flags
     the voxels whose samples count for Dmin/Dmax (S_LO_I/S_HI_I; empty = all voxels);
     S_LO_A/S_HI_A are over all samples. ``inside`` (N, S) False marks samples outside the
     dose grid (their volume goes to S_OUTSIDE).
     """
     n_vox, n_sub = doses.shape
-    n_bins = hist.shape[0]
+    n_bins = layout.shape[0]
     use_all = interior.shape[0] == 0
     inv = 1.0 / bin_width
     # Running sums in locals (array updates in the loop would defeat register allocation).
@@ -243,9 +241,8 @@ def accumulate(
                 d = 0.0
             u = d * inv
             b = min(int(u), n_bins - 1)
-            hist[b] += w
-            m = fine_m[b]
-            f = fine_offset[b] + min(max(int((u - b) * m), 0), m - 1)
+            m = layout[b, 1]
+            f = layout[b, 0] + min(max(int((u - b) * m), 0), m - 1)
             fine[f, 0] += w
             if d < fine[f, 1]:
                 fine[f, 1] = d
