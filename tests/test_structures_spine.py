@@ -38,14 +38,21 @@ def _click_in(mask: np.ndarray, geometry, k: int) -> np.ndarray:
     return geometry.zyx_to_world(np.r_[k, np.argwhere(mask[k]).mean(axis=0)])
 
 
-@pytest.mark.parametrize("k", [5, 25, 45], ids=["T7", "T9-tumour", "T11"])
-def test_canal_from_one_click_matches_the_ground_truth(demo: dict, k: int) -> None:
+@pytest.mark.parametrize(
+    ("k", "offset_mm"),
+    [(5, (0, 0, 0)), (25, (0, 0, 0)), (10, (4, 0, 0)), (30, (0, -4, 0)), (40, (3, 4, 0))],
+    ids=["T7", "T9-tumour", "T8-4mm-left", "T9-4mm-anterior", "T10-off-centre"],
+)
+def test_canal_from_one_click_matches_the_ground_truth(
+    demo: dict, k: int, offset_mm: tuple[float, float, float]
+) -> None:
+    """Clicks at the canal's centre and up to 5 mm off it (a user's click is not central)."""
     g, truth = demo["geometry"], demo["masks"]["SpinalCanal"]
     empty = np.zeros(g.shape_zyx, bool)
     progress: list[float] = []
-    patch = grow_canal(
-        empty, g, demo["ct"].hu, _click_in(truth, g, k), progress=lambda f, _m: progress.append(f)
-    )
+    click = _click_in(truth, g, k) + np.asarray(offset_mm, float)
+    assert truth[tuple(np.rint(g.world_to_zyx(click)).astype(int))]
+    patch = grow_canal(empty, g, demo["ct"].hu, click, progress=lambda f, _m: progress.append(f))
     canal = apply_patch(empty, patch)
     assert _dice(canal, truth) >= 0.9
     # It follows the canal through every slice, across discs, foramina and the lytic T9.
