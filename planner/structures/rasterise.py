@@ -37,9 +37,16 @@ The method (stated once)
   by its coverage. Resolution is set by the distance to the surface, never by a sample budget, so
   a lung or a body contour is sampled exactly like a 1 cm³ sphere (cost grows with volume, memory
   with one plane at a time: samples go straight into the histogram).
-* **Dmin / Dmax.** Over the samples of fully covered cells and over the surface itself: each
-  slab's side walls (every contour edge cut at ≤ 0.25 mm, at z levels ≤ 0.25 mm apart from the
-  slab's bottom to its top) and the end-cap faces (pixel centres inside the contour at the cap).
+* **Dmin / Dmax.** Over the samples of fully covered cells, the dose-grid nodes inside the ROI and
+  the surface itself: each slab's side walls (every contour edge cut at ≤ 0.25 mm, at z levels
+  ≤ 0.25 mm apart from the slab's bottom to its top) and the end-cap faces (pixel centres inside
+  the contour at the cap). A trilinear field is linear along each axis inside a dose cell, so its
+  extremes over the ROI lie at such nodes or on the surface: Dmin/Dmax are those of the
+  interpolated field up to the 0.25 mm surface sampling.
+* **Dose grid edge.** Samples outside the dose grid's voxel boxes count at 0 Gy and as volume
+  outside the grid — unless every contour vertex (at its slab's bottom and top) lies inside them:
+  then the whole ROI does, and surface samples that stray a fraction of a pixel beyond the contour
+  are pulled into the grid, so "outside the dose grid" is only ever reported when true.
 """
 
 from __future__ import annotations
