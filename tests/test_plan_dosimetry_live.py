@@ -1,0 +1,151 @@
+"""Live dose on the three views: fast incremental slices, isodose lines, stale exact results."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dose.engine import SeedSet, make_engine
+from planner.plan.document import PlanDocument
+from planner.plan.live_dose import VIEWS, LiveDose
+from planner.plan.model import Seed
+from planner.plan.needle_commands import AddSeedOnNeedle, DeleteSeeds, MoveSeedAlongNeedle
+from tests.plan_builders import full_plan
+
+
+@pytest.fixture(scope="module")
+def engine():
+    return make_engine("6711", "2d", "numba")
+
+
+def _plan():
+    p = full_plan().evolve(status="draft")
+    extra = (
+        Seed("sd-3", (-3.0, -8.0, -18.0), (0.0, 1.0, 0.0), None),
+        Seed("sd-4", (4.0, -2.0, -25.0), (1.0, 0.0, 0.0), None, 0.7),
+    )
+    return p.evolve(seeds=(*p.seeds, *extra))
+
+
+def _exact_plane(engine, live, view):
+    plan = live.plan
+    from planner.plan.dosimetry import plan_seed_set
+
+    seeds, _ = plan_seed_set(plan)
+    g = live.plane(view).geometry
+    res = engine.dose_rate_on_grid(seeds, g)
+    return res.dose_gy[0], seeds
+
+
+def test_views_lie_on_the_ct_pixel_grid(engine):
+    plan = _plan()
+    live = LiveDose(plan, engine=engine, crop_margin_mm=None)
+    g = plan.geometry
+    for view, (k, j, i) in {
+        "axial": (7, 3, 5),
+        "coronal": (3, 7, 5),
+        "sagittal": (3, 5, 7),
+    }.items():
+        live.set_slice(view, 7)
+        plane = live.plane(view)
+        rc = {"axial": (j, i), "coronal": (k, i), "sagittal": (k, j)}[view]
+        w = plane.rc_to_world_mm(np.array([rc], dtype=float))[0]
+        np.testing.assert_allclose(w, g.zyx_to_world(np.array([[k, j, i]], float))[0], atol=1e-9)
+        assert live.slice_dose_gy(view).shape == plane.full_shape
+
+
+def test_fast_views_match_the_exact_dose(engine):
+    live = LiveDose(_plan(), engine=engine, crop_margin_mm=None)
+    for view in VIEWS:
+        exact, seeds = _exact_plane(engine, live, view)
+        fast = live.region_dose_gy(view)
+        pts = live.plane(view).geometry.voxel_centres_world().reshape(-1, 3)
+        dist = np.min(
+            np.linalg.norm(pts[:, None, :] - seeds.positions_mm[None, :, :], axis=2), axis=1
+        ).reshape(exact.shape)
+        far = dist > 1.0
+        rel = np.abs(fast[far] - exact[far]) / exact[far]
+        assert exact.max() > 0 and rel.max() <= 0.02
+
+
+def test_incremental_edits_equal_a_fresh_computation_and_undo(engine):
+    doc = PlanDocument(_plan())
+    live = LiveDose(doc.plan, engine=engine, crop_margin_mm=10.0)
+    live.attach(doc)
+    before = {v: live.slice_dose_gy(v).copy() for v in VIEWS}
+    seen = []
+    live.events.slices_changed.connect(seen.append)
+    with doc.stroke("Drag seed"):
+        for k in range(6):
+            doc.execute(MoveSeedAlongNeedle("sd-1", distance_mm=4.0 + 2.0 * k))
+    doc.execute(AddSeedOnNeedle("nd-1", 12.0, seed_id="sd-5"))
+    doc.execute(DeleteSeeds(["sd-3"]))
+    assert len(seen) == 8 and all(s == frozenset(VIEWS) for s in seen)
+    fresh = LiveDose(doc.plan, engine=engine, crop_margin_mm=10.0)
+    for v in VIEWS:
+        live.set_slice(v, live.slice_index(v))
+        a, b = live.slice_dose_gy(v), fresh.slice_dose_gy(v)
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-9 * b.max())
+        assert not np.allclose(a, before[v])
+    while doc.undo():
+        pass
+    for v in VIEWS:
+        np.testing.assert_allclose(
+            live.slice_dose_gy(v), before[v], rtol=1e-9, atol=1e-9 * before[v].max()
+        )
+
+
+def test_isodose_lines_follow_the_levels(engine):
+    live = LiveDose(_plan(), engine=engine, crop_margin_mm=None)
+    live.set_slice("axial", 8)  # z = -20 mm, the needle's plane
+    pd = live.prescription_gy
+    dose = live.slice_dose_gy("axial")
+    lines = live.isodose_lines("axial", (50.0, 100.0, 1e6))
+    assert lines[1e6] == []  # above the maximum: no line
+    for p in (50.0, 100.0):
+        assert lines[p], f"no {p} % line"
+        for line in lines[p]:
+            r, c = line[:, 0], line[:, 1]
+            r0, c0 = np.floor(r).astype(int), np.floor(c).astype(int)
+            r1, c1 = np.minimum(r0 + 1, dose.shape[0] - 1), np.minimum(c0 + 1, dose.shape[1] - 1)
+            fr, fc = r - r0, c - c0
+            v = (
+                dose[r0, c0] * (1 - fr) * (1 - fc)
+                + dose[r1, c0] * fr * (1 - fc)
+                + dose[r0, c1] * (1 - fr) * fc
+                + dose[r1, c1] * fr * fc
+            )
+            np.testing.assert_allclose(v, pd * p / 100.0, rtol=1e-6)
+
+
+def test_a_stale_exact_result_never_overwrites_a_newer_one(engine):
+    doc = PlanDocument(_plan())
+    live = LiveDose(doc.plan, engine=engine, crop_margin_mm=10.0)
+    live.attach(doc)
+    ready, stale = [], []
+    live.events.exact_ready.connect(ready.append)
+    live.events.exact_stale.connect(stale.append)
+    old = live.request_exact()
+    doc.execute(MoveSeedAlongNeedle("sd-1", distance_mm=9.0))
+    assert old.cancelled()
+    new = live.request_exact()
+    result_new = live.run_exact(new)
+    assert result_new is not None and live.latest_exact is result_new
+    # The old request finishes later (e.g. a slow worker): dropped.
+    from planner.plan.dosimetry import compute_plan_dosimetry
+
+    result_old = compute_plan_dosimetry(old.plan)
+    assert live.deliver_exact(old, result_old) is False
+    assert live.latest_exact is result_new and ready == [result_new] and stale == [old.generation]
+    # A request made stale while running is cancelled and returns None.
+    req = live.request_exact()
+    doc.execute(MoveSeedAlongNeedle("sd-1", distance_mm=7.0))
+    assert live.run_exact(req) is None
+    assert live.latest_exact is result_new
+    # The exact dose of the delivered result is that of its plan's seeds.
+    seeds = SeedSet.create(
+        result_new.seeds.positions_mm, result_new.seeds.axes, result_new.seeds.strengths_u
+    )
+    p = result_new.geometry.zyx_to_world(np.array([[10.0, 10.0, 10.0]]))
+    ref = engine.dose_rate_at_points(seeds, p).dose_gy[0]
+    assert result_new.dose_gy[10, 10, 10] == pytest.approx(ref, rel=1e-6)
