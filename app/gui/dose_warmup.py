@@ -73,6 +73,7 @@ class DoseEngineWarmUp(QObject):
         self._worker: Worker | None = None
         self._started_s = 0.0
         self._waiting: list[Callable[[], None]] = []
+        self._stopped = False
         self._timer = QTimer(self)
         self._timer.setInterval(_POLL_MS)
         self._timer.timeout.connect(self._poll)
@@ -110,6 +111,7 @@ class DoseEngineWarmUp(QObject):
     def stop(self) -> None:
         """Stop polling (window closing). A running compile child is left to finish: it only
         fills numba's cache, which the next start then loads in ~1 s."""
+        self._stopped = True
         self._timer.stop()
         self._waiting.clear()
         if self._worker is not None:
@@ -119,6 +121,8 @@ class DoseEngineWarmUp(QObject):
     def _on_child_started(self, child: ProcessHandle) -> None:
         self._worker = None
         self.child = child
+        if self._stopped:
+            return
         self._timer.start()
         self._poll()
 
@@ -143,6 +147,8 @@ class DoseEngineWarmUp(QObject):
         self._load_here()
 
     def _load_here(self) -> None:
+        if self._stopped:
+            return
         if self.state != "failed":
             self._set("loading", "Dose engine: loading kernels…")
 
@@ -165,5 +171,7 @@ class DoseEngineWarmUp(QObject):
         self._set("failed", f"Dose engine unavailable: {type(exc).__name__}: {exc}")
 
     def _set(self, state: str, message: str) -> None:
+        if self._stopped:
+            return
         self.state, self.message = state, message
         self.state_changed.emit(state, message)

@@ -71,6 +71,9 @@ def apply_dark_theme(app: QApplication) -> None:
 
 def create_application(argv: list[str] | None = None) -> QApplication:
     """The QApplication (reused when one exists, e.g. under pytest-qt)."""
+    from app.gui.pyside_refcounts import protect_singletons
+
+    protect_singletons()  # PySide6 6.12 on Python 3.11 loses references to None/True
     app = QApplication.instance()
     if app is None:
         QCoreApplication.setAttribute(Qt.ApplicationAttribute.AA_ShareOpenGLContexts)

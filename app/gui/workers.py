@@ -4,8 +4,9 @@ The task is a plain callable ``task(progress, cancel)``: ``progress(fraction, me
 ``cancel() -> bool``; it must not touch Qt or VTK. It runs on a Python worker thread
 (``concurrent.futures``), which never touches a Qt object either: progress is stored under a
 lock and a QTimer on the GUI thread polls it and the future. So every Qt signal of a
-:class:`Worker` is emitted on the GUI thread. (Emitting PySide6 signals from a foreign thread
-proved fragile: with many queued progress signals it corrupted reference counts at exit.)
+:class:`Worker` is emitted on the GUI thread. (The reference-count corruption once blamed on
+cross-thread signals is PySide6 6.12's lost references to None/True on Python 3.11, see
+:mod:`app.gui.pyside_refcounts`.)
 """
 
 from __future__ import annotations

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 from collections.abc import Iterator
 
 import numpy as np
@@ -178,7 +179,19 @@ def test_dose_warm_up_runs_off_the_gui_thread(gui_app: QApplication) -> None:
     # The failure is reported; the kernels are then loaded in-process, off the GUI thread.
     wait_until(lambda: failing.state == "ready", 30)
     assert any("exit 3" in m for m in messages), messages
-    for obj in (warm, failing):
+    stopped = DoseEngineWarmUp(
+        start_child=child("import time; time.sleep(0.3)"), warm_up_here=load_here
+    )
+    stopped.start()
+    stopped.stop()  # the window closed while compiling: nothing more happens
+    n_threads = len(threads)
+    worker = stopped._worker
+    wait_until(lambda: worker is None or not worker.is_running, 30)
+    end = time.monotonic() + 1.0  # let a (wrong) poll/load cycle happen if it would
+    while time.monotonic() < end:
+        settle()
+    assert stopped.state == "compiling" and len(threads) <= n_threads + 1  # child start only
+    for obj in (warm, failing, stopped):
         obj.stop()
         obj.deleteLater()
     settle()
