@@ -149,3 +149,47 @@ def test_a_stale_exact_result_never_overwrites_a_newer_one(engine):
     p = result_new.geometry.zyx_to_world(np.array([[10.0, 10.0, 10.0]]))
     ref = engine.dose_rate_at_points(seeds, p).dose_gy[0]
     assert result_new.dose_gy[10, 10, 10] == pytest.approx(ref, rel=1e-6)
+
+
+def test_iso_segments_match_find_contours():
+    from skimage.measure import find_contours
+
+    from planner.plan.isolines import iso_segments
+
+    rng = np.random.default_rng(3)
+    y, x = np.mgrid[0:60, 0:70]
+    field = np.exp(-((x - 30.0) ** 2 + (y - 25.0) ** 2) / 200.0) + 0.6 * np.exp(
+        -((x - 50.0) ** 2 + (y - 40.0) ** 2) / 60.0
+    )
+    field += 0.01 * rng.standard_normal(field.shape)
+    for level in (0.2, 0.5, 0.9):
+        segs = iso_segments(field, level)
+        lines = find_contours(field, level)
+        ends = segs.reshape(-1, 2)
+        pts = np.concatenate(lines)
+        # Every segment end is a find_contours point and vice versa (same edge crossings).
+        d1 = np.min(np.linalg.norm(ends[:, None] - pts[None], axis=2), axis=1)
+        d2 = np.min(np.linalg.norm(pts[:, None] - ends[None], axis=2), axis=1)
+        assert d1.max() < 1e-9 and d2.max() < 1e-9
+        # Segments chain: the number of segments is the number of polyline steps.
+        assert len(segs) == sum(len(c) - 1 for c in lines)
+    assert iso_segments(field, 10.0).shape == (0, 2, 2)
+
+
+def test_live_segments_are_the_lines(engine):
+    live = LiveDose(_plan(), engine=engine, crop_margin_mm=10.0)
+    live.set_slice("axial", 8)
+    segs = live.isodose_segments("axial", (50.0, 100.0))
+    lines = live.isodose_lines("axial", (50.0, 100.0))
+    for p in (50.0, 100.0):
+        assert len(segs[p]) == sum(len(c) - 1 for c in lines[p]) > 0
+        pts = np.concatenate(lines[p])
+        d = np.min(np.linalg.norm(segs[p].reshape(-1, 2)[:, None] - pts[None], axis=2), axis=1)
+        assert d.max() < 1e-9
+
+
+def test_exact_mode_views_equal_the_engine(engine):
+    live = LiveDose(_plan(), engine=engine, crop_margin_mm=10.0, mode="exact")
+    for view in VIEWS:
+        exact, _ = _exact_plane(engine, live, view)
+        np.testing.assert_allclose(live.region_dose_gy(view), exact, rtol=1e-9)
