@@ -259,15 +259,18 @@ def needle_implant_scene(
     screw: bool = True,
     cement: bool = True,
     margin_mm: float = 8.0,
+    avoid_lung: NDArray[np.generic] | None = None,
 ) -> PostopScene:
     """A posterior-approach implant around ``target`` (a (z, y, x) mask on ``geometry``).
 
     Needles run anterior (−y) on an x–z grid at ``needle_spacing_mm`` across the target's
     bounding box, each with up to 4 seeds at ``seed_spacing_mm`` plus ``jitter_mm`` of
     displacement and ~6° of axis spread; seeds farther than ``margin_mm`` from the target are
-    not loaded (as a planner would not). ``clusters`` adds a touching end-to-end pair, an
-    end-to-end triplet and a side-by-side pair (3.2 mm apart); ``screw`` a pedicle screw and
-    ``cement`` a vertebroplasty ellipsoid well away from the seeds.
+    not loaded (as a planner would not); with ``avoid_lung`` (the CT's HU, (z, y, x)) no seed is
+    put within 3 mm of CT below −300 HU (seed detection in lung is a known limitation).
+    ``clusters`` adds a touching end-to-end pair, an end-to-end triplet and a side-by-side pair
+    (3.2 mm apart); ``screw`` a pedicle screw and ``cement`` a vertebroplasty ellipsoid well
+    away from the seeds.
     """
     rng = np.random.default_rng(rng)
     kji = np.argwhere(target)
@@ -285,6 +288,11 @@ def needle_implant_scene(
         k = np.rint(geometry.world_to_zyx(p)).astype(int)
         if np.any(k < 0) or np.any(k >= np.asarray(target.shape)):
             return False
+        if avoid_lung is not None:
+            reach = np.maximum(np.ceil(3.0 / np.asarray(geometry.spacing_mm)[::-1]).astype(int), 1)
+            lo_k, hi_k = np.maximum(k - reach, 0), k + reach + 1
+            if avoid_lung[lo_k[0] : hi_k[0], lo_k[1] : hi_k[1], lo_k[2] : hi_k[2]].min() < -300:
+                return False
         return bool(outside_mm[tuple(k)] <= margin_mm)
 
     seeds, axes = [], []

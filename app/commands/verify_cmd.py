@@ -1,0 +1,204 @@
+"""``seedplan verify PLAN POSTOP_CT --out DIR [--ct CT] [--formalism 1d|2d] [--json] [--force]``.
+
+Post-implant verification (:func:`planner.postop.verify.verify_plan`): detect the seeds on the
+post-op CT, register it to the planning CT on bone, match planned and implanted seeds, compute
+the post-plan dose and compare every metric. Writes into DIR (an existing or new folder):
+
+- ``detected_seeds.csv``: the detected seeds in the planning frame (DESIGN.md's detected-seeds
+  columns, LPS mm);
+- ``matching.csv``: planned seed id, implanted position, displacement (mm); unmatched seeds;
+- ``comparison.csv``: structure, metric, unit, planned, post-op, difference;
+- ``verification.json``: all of it, with the registration, needle deviations and warnings;
+- ``postop.seedplan``: a copy of the plan with the implanted seeds, for the report.
+
+The planning CT is the one the plan was made on (its recorded path, relative to the plan file
+when not absolute) unless ``--ct`` names it. Existing outputs are replaced only with ``--force``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import sys
+from pathlib import Path
+
+from dose.errors import InputError
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "verify",
+        help="post-implant verification of a plan on its post-op CT",
+        description="Detect the implanted seeds on the post-op CT, register it to the planning "
+        "CT, match the seeds to the plan, recompute the dose and compare every metric.",
+    )
+    p.add_argument("plan", metavar="PLAN", help="the plan (.seedplan)")
+    p.add_argument("postop", metavar="POSTOP_CT_PATH", help="post-op CT: DICOM folder or image")
+    p.add_argument("--out", required=True, metavar="DIR", help="folder for the results")
+    p.add_argument(
+        "--ct",
+        default=None,
+        metavar="CT_PATH",
+        help="planning CT (default: the path recorded in the plan)",
+    )
+    p.add_argument(
+        "--formalism",
+        choices=("1d", "2d"),
+        default="1d",
+        help="post-op dose formalism: 1d (default, seed orientation uncertain) or 2d "
+        "with the detected axes",
+    )
+    p.add_argument("--gate-mm", type=float, default=10.0, help="matching gate (default 10 mm)")
+    p.add_argument("--json", action="store_true", help="print the verification as one JSON object")
+    p.add_argument("--force", action="store_true", help="replace existing result files")
+    p.set_defaults(run=run)
+    return p
+
+
+def _planning_ct_path(plan_path: Path, recorded: str, given: str | None) -> Path:
+    if given:
+        return Path(given)
+    if not recorded:
+        raise InputError("the plan records no CT path: name the planning CT with --ct", plan_path)
+    p = Path(recorded)
+    return p if p.is_absolute() else (plan_path.parent / p)
+
+
+def _csv(header: str, rows: list[str]) -> str:
+    buf = io.StringIO()
+    buf.write(header + "\n")
+    for r in rows:
+        buf.write(r + "\n")
+    return buf.getvalue()
+
+
+def _fmt(v: float | None, digits: int = 3) -> str:
+    return "" if v is None else f"{v:.{digits}f}"
+
+
+def verification_dict(v, plan_path: str, postop_path: str) -> dict:
+    """The JSON form of a :class:`planner.postop.verify.Verification`."""
+    seeds = v.implanted_plan.seeds
+    return {
+        "plan": plan_path,
+        "postop_ct": postop_path,
+        "summary": v.summary(),
+        "formalism": v.formalism,
+        "detection": {
+            "found": len(v.detection.seeds),
+            "expected": v.detection.expected,
+            "clusters_split": v.detection.clusters_split,
+            "threshold_hu": v.detection.threshold_hu,
+            "metal_excluded": [
+                {"centre_mm": list(m.centre_mm), "volume_mm3": m.volume_mm3, "reason": m.reason}
+                for m in v.detection.metal
+            ],
+        },
+        "registration": {
+            **v.registration.transform.to_dict(),
+            "initialised_by": v.registration.initialised_by,
+            "metric_value": v.registration.metric_value,
+            "stop_reason": v.registration.stop_reason,
+        },
+        "implanted_seeds": [
+            {"id": s.id, "position_mm": list(s.position_mm), "axis": list(s.axis)} for s in seeds
+        ],
+        "matching": {
+            "gate_mm": v.match.gate_mm,
+            "pairs": [
+                {"planned": int(i), "implanted": int(j), "displacement_mm": list(map(float, d))}
+                for (i, j), d in zip(v.match.pairs, v.match.displacement_mm, strict=True)
+            ],
+            "unmatched_planned": v.match.unmatched_planned,
+            "unmatched_implanted": v.match.unmatched_implanted,
+        },
+        "needles": [n.__dict__ for n in v.needles],
+        "comparison": [r.to_dict() for r in v.comparison],
+        "planned_metrics": v.planned.metrics_dict(),
+        "postop_metrics": v.postop.metrics_dict(),
+        "warnings": v.warnings,
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    from planner.files.safe_write import check_output_folder, write_text
+    from planner.imaging.ct_loader import load_ct
+    from planner.plan.plan_file import load_plan, save_plan
+    from planner.postop.verify import verify_plan
+
+    plan_path = Path(args.plan)
+    out = check_output_folder(args.out)
+    loaded = load_plan(plan_path)
+    plan = loaded.plan
+    ct_path = _planning_ct_path(plan_path, plan.ct.source_path, args.ct)
+    inputs = (plan_path, args.postop, ct_path)
+    names = (
+        "detected_seeds.csv",
+        "matching.csv",
+        "comparison.csv",
+        "verification.json",
+        "postop.seedplan",
+    )
+    if not args.force:
+        for name in names:
+            if (out / name).exists():
+                raise InputError("exists (use --force to replace the results)", out / name)
+    planning_ct, _ = load_ct(ct_path)
+    postop_ct, _ = load_ct(args.postop)
+    v = verify_plan(plan, planning_ct, postop_ct, formalism=args.formalism, gate_mm=args.gate_mm)
+    out.mkdir(exist_ok=True)
+    det = v.detection
+    rows = []
+    for p, s in zip(v.implanted_mm, det.seeds, strict=True):
+        a = v.registration.transform.apply_vectors(s.axis)
+        rows.append(
+            f"{p[0]:.3f},{p[1]:.3f},{p[2]:.3f},{a[0]:.5f},{a[1]:.5f},{a[2]:.5f},{s.confidence:.3f}"
+        )
+    write_text(
+        out / "detected_seeds.csv",
+        "# detected on "
+        + str(args.postop)
+        + ", mapped into the planning frame\n"
+        + _csv("x_mm,y_mm,z_mm,dir_x,dir_y,dir_z,confidence", rows),
+        inputs=inputs,
+        force=args.force,
+    )
+    mrows = []
+    for (i, j), d in zip(v.match.pairs, v.match.displacement_mm, strict=True):
+        q = v.implanted_mm[j]
+        mrows.append(
+            f"{plan.seeds[i].id},{q[0]:.3f},{q[1]:.3f},{q[2]:.3f},"
+            f"{d[0]:.3f},{d[1]:.3f},{d[2]:.3f},{float((d**2).sum() ** 0.5):.3f}"
+        )
+    for i in v.match.unmatched_planned:
+        mrows.append(f"{plan.seeds[i].id},,,,,,,")
+    for j in v.match.unmatched_implanted:
+        q = v.implanted_mm[j]
+        mrows.append(f",{q[0]:.3f},{q[1]:.3f},{q[2]:.3f},,,,")
+    write_text(
+        out / "matching.csv",
+        _csv("planned_seed,x_mm,y_mm,z_mm,dx_mm,dy_mm,dz_mm,distance_mm", mrows),
+        inputs=inputs,
+        force=args.force,
+    )
+    crows = [
+        f"{r.structure},{r.metric},{r.unit},{_fmt(r.planned)},{_fmt(r.postop)},{_fmt(r.difference)}"
+        for r in v.comparison
+    ]
+    write_text(
+        out / "comparison.csv",
+        _csv("structure,metric,unit,planned,postop,difference", crows),
+        inputs=inputs,
+        force=args.force,
+    )
+    doc = verification_dict(v, str(plan_path), str(args.postop))
+    text = json.dumps(doc, indent=1, default=float)
+    write_text(out / "verification.json", text + "\n", inputs=inputs, force=args.force)
+    save_plan(v.implanted_plan, out / "postop.seedplan", force=args.force, inputs=inputs)
+    if args.json:
+        sys.stdout.write(json.dumps(doc, default=float) + "\n")
+    sys.stderr.write(f"seedplan verify: {v.summary()}\n")
+    for w in v.warnings:
+        sys.stderr.write(f"seedplan verify: warning: {w}\n")
+    return 0
