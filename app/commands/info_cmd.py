@@ -43,7 +43,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         epilog=HELP_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("path", help="DICOM folder or file, or .nii/.nii.gz/.mha/.mhd/.nrrd image")
+    p.add_argument(
+        "path",
+        help="DICOM folder or file, .nii/.nii.gz/.mha/.mhd/.nrrd image, or a .seedplan plan",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument(
         "--series",
@@ -85,6 +88,10 @@ def _geometry_lines(g: GridGeometry) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from app.commands.plan_info import is_plan_file, run_plan_info
+
+    if is_plan_file(args.path):
+        return run_plan_info(args.path, as_json=args.json)
     result: ImportResult = inspect_ct(args.path, series_uid=args.series)
     report = result.report
     volume = result.volume

@@ -97,5 +97,6 @@ class Mask:
 
     @property
     def volume_cm3(self) -> float:
-        """Voxel-count volume (cm³); DVH code uses sub-voxel occupancy instead."""
+        """Voxel-count volume (cm³): the volume rule of plan structures, whose DVHs integrate
+        exactly these voxels (contour DVHs from an RTSTRUCT use sub-voxel occupancy)."""
         return float(self.voxels.sum()) * self.geometry.voxel_volume_mm3 / 1000.0
