@@ -42,6 +42,7 @@ from app.gui.layers.base import Subscriptions
 from app.gui.panels.header_bar import HeaderBar
 from app.gui.panels.menus import WindowMenus
 from app.gui.panels.status_panel import StatusPanel
+from app.gui.planning_ui import install_planning_ui
 from app.gui.screenshot import grab_composited, save_png
 from app.gui.settings import Settings
 from app.gui.views.slice_view import SliceView
@@ -49,6 +50,7 @@ from app.gui.views.view_grid import ViewGrid
 from app.gui.views.vtk_data import prepare_display
 from app.gui.vtk_bridge import VTKWidget
 from app.gui.workers import Worker, start_worker
+from app.gui.workflow_ui import install_workflow_ui
 from dose.errors import InputError
 from dose.progress import CancelFn, Cancelled, ProgressFn
 from planner.open_case import OpenedCase, SeriesChoice, open_case_or_choose
@@ -116,6 +118,10 @@ class MainWindow(QMainWindow):
         self._subscriptions.listen(self.session.crosshair_changed, self._on_crosshair_changed)
         self.menus = WindowMenus(self)
         self.preset_actions = self.menus.preset_actions
+        # The planning and workflow parts install their own layers, tools, docks and menus;
+        # they listen to self.session (document_changed) and need nothing else from here.
+        install_planning_ui(self)
+        install_workflow_ui(self)
         self.resize(1400, 900)
         self._on_volume_changed()
 

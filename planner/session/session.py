@@ -27,6 +27,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -35,6 +36,9 @@ from dose.geometry import GridGeometry
 from planner.imaging.volume import CTVolume, Mask
 from planner.open_case import OpenedCase
 from planner.session.evented import IsolatingSignalInstance, Signal
+
+if TYPE_CHECKING:
+    from planner.plan.document import PlanDocument
 
 __all__ = ["WINDOW_PRESETS", "Session", "ViewState", "WindowPreset"]
 
@@ -147,13 +151,25 @@ class ViewState:
 
 
 class Session:
-    """The current document (an :class:`OpenedCase` or None) and its :class:`ViewState`."""
+    """The current case (an :class:`OpenedCase` or None), the plan being edited on it (a
+    :class:`~planner.plan.document.PlanDocument` or None) and the :class:`ViewState`.
+
+    ``document_changed(document)`` is emitted when a plan is opened, created or closed (None);
+    edits inside a plan are the document's own events (``document.events.changed``).
+    """
 
     volume_changed = Signal()
+    document_changed = Signal(object)
 
     def __init__(self) -> None:
         self.case: OpenedCase | None = None
+        self.document: PlanDocument | None = None
         self.view = ViewState()
+
+    def set_document(self, document: PlanDocument | None) -> None:
+        """Make ``document`` the plan being edited (None: no plan), then ``document_changed``."""
+        self.document = document
+        self.document_changed.emit(document)
 
     # ------------------------------------------------------------------ document
     def set_case(self, case: OpenedCase | None) -> None:
