@@ -28,13 +28,13 @@ import itertools
 from collections.abc import Hashable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
 from psygnal import Signal
 
 from dose.errors import InputError
+from planner.plan.clock import utc_now
 from planner.plan.commands import Change, Command
 from planner.plan.model import Plan
 
@@ -392,11 +392,6 @@ class PlanDocument:
         self.path = Path(path)
         self.history.mark_clean()
         self._history_event()
-
-
-def utc_now() -> str:
-    """The current time, ISO 8601 UTC to the second (``2026-12-01T19:50:00Z``)."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _user() -> str:

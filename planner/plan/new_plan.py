@@ -32,7 +32,7 @@ from dose.progress import CancelFn, ProgressFn, check_cancelled, report
 from planner.dicom.rtstruct import read_rtstruct
 from planner.imaging.image_files import read_image_array
 from planner.imaging.volume import CTVolume
-from planner.plan.document import utc_now
+from planner.plan.clock import utc_now
 from planner.plan.model import (
     ROLES,
     CTReference,

@@ -166,7 +166,7 @@ def write_plan_file(
     progress: ProgressFn | None = None,
 ) -> Path:
     """:func:`save_plan` under any file name (the autosave's ``*.seedplan.autosave``)."""
-    from planner.plan.document import utc_now
+    from planner.plan.clock import utc_now
 
     target = Path(path)
     app_version = _app_version()

@@ -31,7 +31,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from dose.errors import InputError
-from planner.plan.document import PlanChanged, PlanDocument, utc_now
+from planner.plan.clock import utc_now
+from planner.plan.document import PlanChanged, PlanDocument
 from planner.plan.model import Plan
 from planner.plan.plan_file import PLAN_SUFFIX, load_plan, write_plan_file
 
