@@ -103,4 +103,5 @@ def test_grid_is_clipped_to_the_ct():
     g = dose_grid_geometry(plan, margin_mm=500.0)
     lo, hi = g.bounds_world_mm()
     ct_lo, ct_hi = plan.geometry.bounds_world_mm()
-    assert np.all(lo >= ct_lo - 1e-6) and np.all(hi <= ct_hi + 1e-6)
+    half = 0.5 * plan.geometry.spacing_mm  # the CT's voxel boxes (an axis-aligned test CT)
+    assert np.all(lo >= ct_lo - half - 1e-6) and np.all(hi <= ct_hi + half + 1e-6)

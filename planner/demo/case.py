@@ -7,6 +7,8 @@ Layout of a case folder (all bytes deterministic)::
     ct/CT0001.dcm …      DICOM CT Image Storage series, one file per slice
     masks/<Name>.nrrd    uint8 label maps (1 inside) on the exact CT grid: GTV, SpinalCord,
                          SpinalCanal, VertebralBody (the involved T9 body)
+    plan.seedplan        a finished example plan that meets its goals (full-size case only;
+                         :mod:`planner.demo.plan`)
 
 :func:`ensure_demo_case` generates it once into the user cache (atomically) and returns it.
 """
@@ -100,7 +102,14 @@ def is_demo_case(path: str | Path, *, complete: bool = False) -> bool:
         return False
     files = list(data.get("ct", {}).get("files", []))
     files += [s.get("file", "") for s in data.get("structures", {}).values()]
+    files += _plan_files(data)
     return bool(files) and all((case_dir / f).is_file() for f in files)
+
+
+def _plan_files(data: dict) -> list[str]:  # type: ignore[type-arg]
+    """The plan file a manifest lists (none for cases without a plan)."""
+    entry = data.get("plan")
+    return [str(entry["file"])] if isinstance(entry, dict) and entry.get("file") else []
 
 
 def foreign_entries(case_dir: str | Path) -> list[str]:
@@ -114,6 +123,7 @@ def foreign_entries(case_dir: str | Path) -> list[str]:
     ours = {DEMO_CASE_FILE, DEMO_CT_SUBDIR, DEMO_MASK_SUBDIR}
     files = list(data.get("ct", {}).get("files", []))
     files += [s.get("file", "") for s in data.get("structures", {}).values()]
+    files += _plan_files(data)
     ours |= {Path(f).parts[0] for f in files if f}
     return [n for n in names if n not in ours]
 
@@ -156,11 +166,14 @@ def write_demo_case(
     *,
     progress: Callable[[float, str], None] | None = None,
     spec: PhantomSpec | None = None,
+    with_plan: bool | None = None,
 ) -> Path:
     """Generate the demo case into ``out_dir`` (created if needed) and return it.
 
     ``spec`` defaults to the full-size case (512 × 512 × 52, 0.78 × 0.78 × 2.5 mm); smaller specs
-    are for tests. Existing files of the same names are overwritten; nothing else is touched.
+    are for tests. ``with_plan`` (default: for the full-size case only, the demo plan's search
+    is tuned for its anatomy) also writes ``plan.seedplan``. Existing files of the same names
+    are overwritten; nothing else is touched.
     """
     report = progress or (lambda _f, _m: None)
     spec = spec or PhantomSpec()
@@ -225,6 +238,31 @@ def write_demo_case(
     from pydicom import dcmread
 
     first = dcmread(paths[0], stop_before_pixels=True)
+    plan_entry = None
+    if with_plan if with_plan is not None else spec == PhantomSpec():
+        from dataclasses import replace as _replace
+
+        from planner.demo.plan import DEMO_PLAN_FILE, write_demo_plan
+
+        report(0.94, "demo plan")
+        uids = _replace(
+            info,
+            study_instance_uid=str(first.StudyInstanceUID),
+            series_instance_uid=str(first.SeriesInstanceUID),
+            frame_of_reference_uid=str(first.FrameOfReferenceUID),
+        )
+        # source_path relative to the case folder: planner.plan.plan_ct finds it there.
+        plan_ct = CTVolume(hu=ph.hu, geometry=ph.geometry, info=uids, source_path=DEMO_CT_SUBDIR)
+        _, rep = write_demo_plan(
+            out, plan_ct, ph.masks, progress=lambda f, m: report(0.94 + 0.05 * f, m)
+        )
+        plan_entry = {
+            "file": DEMO_PLAN_FILE,
+            "needles": int(rep.chosen.get("needles", 0)),
+            "seeds": int(rep.chosen.get("seeds", 0)),
+            "description": "posterolateral needles avoiding the cord by >= 5 mm; "
+            "goals: PTV_eval D90 >= 110 Gy, SpinalCord D0.1cc <= 50 Gy",
+        }
     manifest = {
         "format": DEMO_CASE_FORMAT,
         "format_version": DEMO_CASE_FORMAT_VERSION,
@@ -256,6 +294,8 @@ def write_demo_case(
         },
         "anatomy": _landmarks(ph),
     }
+    if plan_entry is not None:
+        manifest["plan"] = plan_entry
     (out / DEMO_CASE_FILE).write_text(
         json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8"
     )
@@ -300,11 +340,15 @@ def _verify_case(case_dir: Path) -> None:
         raise OSError(errno.EIO, "the written case.json does not read back")
     files = list(data.get("ct", {}).get("files", []))
     masks = [s.get("file", "") for s in data.get("structures", {}).values()]
-    for rel in files + masks:
+    for rel in files + masks + _plan_files(data):
         if not (case_dir / rel).is_file() or (case_dir / rel).stat().st_size == 0:
             raise OSError(errno.EIO, f"{rel} was not written")
     for rel in masks:
         sitk.ReadImage(str(case_dir / rel))
+    for rel in _plan_files(data):
+        from planner.plan.plan_file import load_plan
+
+        load_plan(case_dir / rel)  # complete and intact (raises InputError otherwise)
 
 
 def write_demo_case_atomically(

@@ -19,9 +19,9 @@ needle direction when loaded along a needle).
 
 Grid: axis-aligned, ``spacing_mm`` (default 1 mm, clinical.md §2.4: ≤ 1 mm where I-125
 gradients are steep), covering the box of every target and organ at risk plus ``margin_mm``
-(default 15 mm) and every seed plus ``margin_mm``, clipped to the CT. V_ref (for CI and EI) is
-taken over this whole grid; when the prescription isodose touches the grid's edge a warning
-says V_ref (hence CI, EI) is underestimated.
+(default 15 mm) and every seed plus ``margin_mm``, clipped to the CT's voxel boxes. V_ref
+(for CI and EI) is taken over this whole grid; when the prescription isodose touches the
+grid's edge a warning says V_ref (hence CI, EI) is underestimated.
 
 DVHs: :func:`planner.plan.dvh.structure_dvh` (each CT voxel of a structure, weight 1, 4
 jittered sub-samples, trilinear dose), so every DVH's volume is the structure's volume.
@@ -258,12 +258,26 @@ def dose_grid_geometry(
         raise InputError("the plan has no target, organ at risk or seed to compute a dose for")
     lo = np.min(los, axis=0)
     hi = np.max(his, axis=0)
-    ct_lo, ct_hi = plan.geometry.bounds_world_mm()
+    # The CT's voxel boxes (not only their centres): structure voxels on the outer slices
+    # keep their full volume inside the dose grid.
+    g = plan.geometry
+    n_zyx = np.array(g.shape_zyx, dtype=np.float64)
+    edge = g.zyx_to_world(
+        np.array(
+            [
+                [z, y, x]
+                for z in (-0.5, n_zyx[0] - 0.5)
+                for y in (-0.5, n_zyx[1] - 0.5)
+                for x in (-0.5, n_zyx[2] - 0.5)
+            ]
+        )
+    )
+    ct_lo, ct_hi = edge.min(axis=0), edge.max(axis=0)
     lo = np.maximum(lo, ct_lo)
     hi = np.minimum(hi, ct_hi)
     if np.any(hi <= lo):
         raise InputError("the plan's structures and seeds lie outside its CT")
-    # Whole voxels, centred on the box (voxel centres from lo + s/2 to hi - s/2).
+    # Whole voxels, centred on the box: their boxes cover [lo, hi].
     n = np.maximum(np.ceil((hi - lo) / spacing_mm - 1e-9), 1.0)
     n_voxels = float(np.prod(n))
     if n_voxels > MAX_GRID_VOXELS:

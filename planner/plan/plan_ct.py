@@ -1,0 +1,62 @@
+"""Finding a plan file's CT: the CT its reference names, if it can be found and matches.
+
+A plan file stores a reference to its CT (UIDs, grid, and where it was loaded from), not the
+CT itself. :func:`find_plan_ct` looks, in order, at ``ct.source_path`` (absolute, or relative
+to the plan file's folder) and at a ``ct`` folder beside the plan file (the demo case's
+layout); the first CT that loads and matches the plan's patient, frame of reference and grid
+(:meth:`Plan.check_ct`) is returned with a note saying where it came from. None (with the
+reason) when there is none: callers then skip what needs HU values (bone checks) and say so.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dose.errors import InputError
+from planner.imaging.volume import CTVolume
+from planner.plan.model import Plan
+
+__all__ = ["find_plan_ct"]
+
+
+def _candidates(plan: Plan, plan_path: Path | None) -> list[Path]:
+    out: list[Path] = []
+    src = plan.ct.source_path
+    base = None if plan_path is None else Path(plan_path).absolute().parent
+    if src:
+        p = Path(src)
+        if p.is_absolute():
+            out.append(p)
+        elif base is not None:
+            out.append(base / p)
+    if base is not None:
+        out.append(base / "ct")
+    seen: list[Path] = []
+    for p in out:
+        if p not in seen:
+            seen.append(p)
+    return seen
+
+
+def find_plan_ct(plan: Plan, plan_path: str | Path | None = None) -> tuple[CTVolume | None, str]:
+    """(the plan's CT or None, a one-line note on where it came from or why there is none)."""
+    from planner.imaging.ct_loader import load_ct
+
+    reasons = []
+    for path in _candidates(plan, None if plan_path is None else Path(plan_path)):
+        if not path.exists():
+            continue
+        try:
+            ct, _ = load_ct(path)
+        except InputError as exc:
+            reasons.append(str(exc))
+            continue
+        try:
+            plan.check_ct(ct, where=path)
+        except InputError as exc:
+            reasons.append(str(exc))
+            continue
+        return ct, f"CT from {path}"
+    if reasons:
+        return None, "no matching CT: " + reasons[0]
+    return None, "the plan's CT was not found (bone and body checks need it)"

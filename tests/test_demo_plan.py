@@ -1,0 +1,89 @@
+"""The demo plan: written with the demo case, deterministic, meets its goals, needles avoid
+the cord, seeds on their needles along the needle direction."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dose.needles import distance_to_track_mm
+from planner.demo.case import write_demo_case
+from planner.demo.plan import DEMO_PLAN_FILE, DemoPlanSettings, build_demo_plan
+from planner.plan.dosimetry import compute_plan_dosimetry
+from planner.plan.needles import _structure_distance_mm, needle_direction, plan_needle_warnings
+from planner.plan.plan_ct import find_plan_ct
+from planner.plan.plan_file import load_plan, plan_file_bytes
+
+
+@pytest.fixture(scope="module")
+def case(tmp_path_factory: pytest.TempPathFactory):
+    out = write_demo_case(tmp_path_factory.mktemp("demo") / "case")
+    loaded = load_plan(out / DEMO_PLAN_FILE)
+    ct, note = find_plan_ct(loaded.plan, loaded.path)
+    assert ct is not None, note
+    return out, loaded.plan, ct
+
+
+@pytest.fixture(scope="module")
+def dosimetry(case):
+    _, plan, ct = case
+    return compute_plan_dosimetry(plan, ct)
+
+
+def test_plan_is_on_the_demo_ct(case):
+    out, plan, ct = case
+    assert plan.check_ct(ct) == []
+    assert Path(ct.source_path).resolve() == (out / "ct").resolve()
+    names = [s.name for s in plan.structures]
+    assert names == ["GTV", "PTV", "PTV_eval", "SpinalCord", "SpinalCanal", "VertebralBody"]
+    assert plan.prescription.dose_gy == 110.0
+    assert plan.structure(plan.prescription.structure_id).name == "PTV_eval"
+    assert 20 <= len(plan.seeds) <= 80 and 4 <= len(plan.needles) <= 20
+    # 0.4-0.8 mCi per seed (clinical.md), with decay from calibration to implant.
+    assert 0.4 <= plan.source.activity_mci <= 0.8
+    assert plan.source.decay_factor < 1.0
+
+
+def test_goals_pass(dosimetry):
+    by_metric = {g.goal.metric: g for g in dosimetry.goal_results}
+    assert by_metric["D90"].value >= 110.0 and by_metric["D90"].status == "pass"
+    assert by_metric["D0.1cc"].value <= 50.0 and by_metric["D0.1cc"].status != "fail"
+    assert dosimetry.status in ("pass", "warn")
+    assert dosimetry.metrics["PTV_eval"].d90_gy >= 110.0
+    assert dosimetry.metrics["SpinalCord"].d0_1cc_gy <= 50.0
+    # The PTV's own coverage is reported (the cord-adjacent rim is deliberately cold).
+    assert 0 < dosimetry.metrics["PTV"].d90_gy < dosimetry.metrics["PTV_eval"].d90_gy
+
+
+def test_needles_avoid_the_cord_and_seeds_lie_on_them(case):
+    _, plan, ct = case
+    cord = plan.structure_named("SpinalCord")
+    for n in plan.needles:
+        dist, _ = _structure_distance_mm(cord, np.asarray(n.entry_mm), np.asarray(n.tip_mm))
+        assert dist >= 5.0, n
+        assert n.entry_mm[1] > n.tip_mm[1]  # enters from posterior (LPS +y)
+    warnings = plan_needle_warnings(plan, ct)
+    for ws in warnings.values():
+        assert not any(w.other_id == cord.id for w in ws)
+        assert not any(w.kind in ("leaves_body", "crosses_needle", "outside_ct") for w in ws)
+    needles = {n.id: n for n in plan.needles}
+    for s in plan.seeds:
+        n = needles[s.needle_id]
+        assert distance_to_track_mm(s.position_mm, n.entry_mm, n.tip_mm)[0] < 1e-6
+        np.testing.assert_allclose(s.axis, needle_direction(n), atol=1e-9)
+
+
+def test_plan_is_deterministic_and_configurable(case):
+    _, plan, ct = case
+    masks = {s.name: s.mask for s in plan.structures}
+    again, _ = build_demo_plan(ct, masks)
+    # Rebuilt from the loaded CT (same UIDs and grid): the same plan, byte for byte.
+    a = plan_file_bytes(plan, saved_utc="x", app_version="")
+    b = plan_file_bytes(again.evolve(ct=plan.ct), saved_utc="x", app_version="")
+    assert a == b
+    tighter, rep = build_demo_plan(ct, masks, settings=DemoPlanSettings(cord_d0_1cc_limit_gy=45.0))
+    cord_goal = next(g for g in tighter.goals if g.metric == "D0.1cc")
+    assert cord_goal.value == 45.0
+    assert rep.candidates and rep.chosen in rep.candidates
