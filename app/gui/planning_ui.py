@@ -4,18 +4,496 @@
 views and menus exist. It adds its own layers (needles, seeds, isodoses), tools, docks and menu
 entries, and listens to ``window.session.document_changed`` (a plan opened or closed) and the
 document's own events; the window knows nothing else about it.
+
+:class:`PlanningUI` is the one object between the Qt-free plan and the planning widgets:
+
+* it follows the session's :class:`~planner.plan.document.PlanDocument`: every edit, undo or
+  redo (``doc.events.changed``) first updates the :class:`~planner.plan.live_dose.LiveDose`
+  (fast incremental dose on the three views' slices), then emits ``events.plan_changed`` so
+  the layers and panels redraw — all synchronously on the GUI thread, so the isodoses follow
+  a dragged seed in the same event;
+* the crosshair picks the slices of the live dose (``live.set_slice``);
+* when an edit ends (the mouse is released, or 250 ms after a keyboard/table edit) the exact
+  3-D dose, DVHs, metrics and goals (:func:`planner.plan.dosimetry.compute_plan_dosimetry`)
+  are computed on a worker with cancel; a result is shown only if no edit happened since
+  (``LiveDose.generation``), so a stale result never overwrites a newer one;
+* the dose engine is touched only after ``window.dose_engine.when_ready`` (never a numba
+  compile on the GUI thread); until then the views show the plan without dose.
+
+Events (psygnal, GUI thread): ``plan_changed(plan or None)``, ``live_changed(views)``,
+``exact_changed(PlanDosimetry or None)``, ``selection_changed()``, ``warnings_changed()``,
+``status_changed(text)``.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import contextlib
+import math
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from numpy.typing import NDArray
+from psygnal import Signal
+from PySide6.QtCore import QObject, Qt, QTimer
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import QDockWidget, QMessageBox
+
+from app.gui.workers import Worker, start_worker
+from dose.errors import InputError
+from dose.progress import Cancelled
+from planner.plan.live_dose import DEFAULT_LEVELS_PERCENT, LiveDose, ViewName
+from planner.plan.model import Plan
 
 if TYPE_CHECKING:
     from app.gui.main_window import MainWindow
+    from app.gui.views.slice_view import SliceView
+    from planner.plan.document import PlanChanged, PlanDocument
+    from planner.plan.dosimetry import PlanDosimetry
+    from planner.plan.needles import NeedleRow, NeedleWarning
 
-__all__ = ["install_planning_ui"]
+__all__ = ["PlanningEvents", "PlanningUI", "install_planning_ui", "live_view_name"]
+
+#: Exact refresh this long after the last edit that was not a drag (keyboard, table, undo).
+EXACT_DELAY_MS = 250
+#: Needle table and warnings refresh this long after the last edit (they scan the CT).
+TABLE_DELAY_MS = 120
+
+_LIVE_AXIS = {"axial": 2, "coronal": 1, "sagittal": 0}  # CT index axis (i, j, k) of a view
+
+
+def live_view_name(view: SliceView) -> ViewName:
+    """The :data:`planner.plan.live_dose.VIEWS` name of a 2-D view."""
+    return view.orientation.name.lower()  # type: ignore[return-value]
+
+
+class PlanningEvents:
+    """Signals of :class:`PlanningUI` (psygnal, emitted on the GUI thread)."""
+
+    plan_changed = Signal(object)  # Plan | None
+    live_changed = Signal(object)  # frozenset of live view names
+    exact_changed = Signal(object)  # PlanDosimetry | None
+    selection_changed = Signal()
+    warnings_changed = Signal()
+    status_changed = Signal(str)
+
+
+class PlanningUI(QObject):
+    """The planning controller of one window (module docstring)."""
+
+    def __init__(self, window: MainWindow) -> None:
+        super().__init__(window)
+        self.window = window
+        self.session = window.session
+        self.events = PlanningEvents()
+        self.document: PlanDocument | None = None
+        self.live: LiveDose | None = None
+        self.exact: PlanDosimetry | None = None
+        self.exact_status = "no plan"
+        self.levels_percent: tuple[float, ...] = DEFAULT_LEVELS_PERCENT
+        self.wash = False
+        self.selected_needle_id: str | None = None
+        self.selected_seed_id: str | None = None
+        self.warnings: dict[str, list[NeedleWarning]] = {}
+        self.rows: list[NeedleRow] = []
+        self.dragging = False
+        #: The planning layers of each 2-D view: {view: {"isodoses"|"needles"|"seeds": layer}}.
+        self.view_layers: dict[Any, dict[str, Any]] = {}
+        #: A needle being placed (drawn, not in the plan), or None.
+        self.preview_needle: Any = None
+        self._engine_ready = False
+        self._exact_worker: Worker | None = None
+        self._exact_generation = -1
+        #: Seconds of the last exact refresh (for the status line and the benchmark).
+        self.exact_seconds = math.nan
+        self._exact_timer = QTimer(self)
+        self._exact_timer.setSingleShot(True)
+        self._exact_timer.setInterval(EXACT_DELAY_MS)
+        self._exact_timer.timeout.connect(self.refresh_exact)
+        self._table_timer = QTimer(self)
+        self._table_timer.setSingleShot(True)
+        self._table_timer.setInterval(TABLE_DELAY_MS)
+        self._table_timer.timeout.connect(self.refresh_table)
+        self.session.document_changed.connect(self._on_document_changed)
+        self.session.crosshair_changed.connect(self._on_crosshair_changed)
+        self.session.volume_changed.connect(self._on_volume_changed)
+
+    # ------------------------------------------------------------------ state
+    @property
+    def plan(self) -> Plan | None:
+        return None if self.document is None else self.document.plan
+
+    def _set_status(self, text: str) -> None:
+        self.exact_status = text
+        self.events.status_changed.emit(text)
+
+    # ------------------------------------------------------------------ document
+    def _on_document_changed(self, document: PlanDocument | None) -> None:
+        if self.document is not None:
+            self.document.events.changed.disconnect(self._on_plan_edited, missing_ok=True)
+        self._cancel_exact()
+        self.document = document
+        self.live = None
+        self.exact = None
+        self.selected_needle_id = self.selected_seed_id = None
+        self.warnings, self.rows = {}, []
+        if document is None:
+            self._set_status("no plan")
+            self.events.plan_changed.emit(None)
+            self.events.exact_changed.emit(None)
+            self.events.live_changed.emit(frozenset())
+            self.events.warnings_changed.emit()
+            return
+        document.events.changed.connect(self._on_plan_edited)
+        self.events.plan_changed.emit(document.plan)
+        self.events.exact_changed.emit(None)
+        self.refresh_table()
+        engine = self.window.dose_engine
+        if not engine.is_ready:
+            self._set_status("waiting for the dose engine…")
+            engine.start()  # idempotent; the window starts it too
+        engine.when_ready(lambda doc=document: self._on_engine_ready(doc))
+
+    def _on_engine_ready(self, document: PlanDocument) -> None:
+        if document is not self.document:
+            return
+        self._engine_ready = True
+        self._make_live()
+        self.refresh_exact()
+
+    def _make_live(self) -> None:
+        plan = self.plan
+        if plan is None:
+            return
+        self.live = None
+        if plan.source is None or plan.prescription is None:
+            missing = "seed source" if plan.source is None else "prescription"
+            self._set_status(f"no dose: the plan has no {missing} (Plan → Prescription…)")
+            self.events.live_changed.emit(frozenset())
+            return
+        views = self._live_indices()
+        self.live = LiveDose(plan, views=views)
+        self.events.live_changed.emit(frozenset(views))
+
+    def _live_indices(self) -> dict[ViewName, int]:
+        """The CT slice of each live view at the crosshair."""
+        plan = self.plan
+        assert plan is not None
+        ijk = plan.geometry.world_to_index(self.session.crosshair_mm)
+        return {v: int(np.rint(ijk[a])) for v, a in _LIVE_AXIS.items()}  # type: ignore[misc]
+
+    def _on_plan_edited(self, change: PlanChanged) -> None:
+        plan = change.plan
+        if self._engine_ready and (
+            self.live is None
+            or "source" in change.what
+            or "prescription" in change.what
+            or plan.source is None
+            or plan.prescription is None
+        ):
+            self._make_live()
+        elif self.live is not None:
+            changed = self.live.sync(plan)
+            if changed:
+                self.events.live_changed.emit(changed)
+        ids = {n.id for n in plan.needles}
+        if self.selected_needle_id not in ids:
+            self.selected_needle_id = None
+        if self.selected_seed_id not in {s.id for s in plan.seeds}:
+            self.selected_seed_id = None
+        self.events.plan_changed.emit(plan)
+        self._table_timer.start()
+        if self._engine_ready:
+            self._cancel_exact()
+            self._set_status("dose: live (fast) — exact refresh pending")
+            if not self.dragging:
+                self._exact_timer.start()
+
+    def _on_volume_changed(self) -> None:
+        # A new CT: the plan (if any) belongs to the other one; the session owner closes it.
+        self.events.live_changed.emit(frozenset())
+
+    def _on_crosshair_changed(self, xyz_mm: NDArray[np.float64]) -> None:
+        live = self.live
+        if live is None or self.plan is None:
+            return
+        changed = []
+        for view, index in self._live_indices().items():
+            if live.slice_index(view) != index:
+                live.set_slice(view, index)
+                changed.append(view)
+        if changed:
+            self.events.live_changed.emit(frozenset(changed))
+
+    # ------------------------------------------------------------------ editing helpers
+    def execute(self, command: Any) -> bool:
+        """Run ``command`` on the document; a refused edit is shown in the status bar."""
+        if self.document is None:
+            return False
+        try:
+            self.document.execute(command)
+        except (ValueError, KeyError, InputError) as exc:
+            text = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+            self.window.statusBar().showMessage(f"Not done: {text}", 6000)
+            return False
+        return True
+
+    @contextlib.contextmanager
+    def drag(self, label: str) -> Iterator[None]:
+        """One mouse drag: one undo step, and the exact refresh waits for the release."""
+        assert self.document is not None
+        self.dragging = True
+        try:
+            with self.document.stroke(label):
+                yield
+        finally:
+            self.dragging = False
+            if self._engine_ready and self.document is not None:
+                self._exact_timer.stop()
+                self.refresh_exact()
+
+    def select(self, needle_id: str | None = None, seed_id: str | None = None) -> None:
+        if (needle_id, seed_id) == (self.selected_needle_id, self.selected_seed_id):
+            return
+        self.selected_needle_id, self.selected_seed_id = needle_id, seed_id
+        self.events.selection_changed.emit()
+
+    def set_levels(self, levels_percent: tuple[float, ...]) -> None:
+        """Isodose levels (% of PD) shown on the views."""
+        levels = tuple(sorted({float(p) for p in levels_percent if 0 < float(p) <= 1000}))
+        if not levels:
+            raise ValueError("give at least one isodose level between 0 and 1000 % of PD")
+        self.levels_percent = levels
+        if self.live is not None:
+            self.live.levels_percent = levels
+        self.events.live_changed.emit(frozenset(_LIVE_AXIS))
+
+    def set_wash(self, on: bool) -> None:
+        self.wash = bool(on)
+        self.events.live_changed.emit(frozenset(_LIVE_AXIS))
+
+    # ------------------------------------------------------------------ table and warnings
+    def refresh_table(self) -> None:
+        """Needle rows and warnings (CT-based checks) of the current plan."""
+        from planner.plan.needles import needle_table, plan_needle_warnings
+
+        plan = self.plan
+        if plan is None:
+            self.warnings, self.rows = {}, []
+        else:
+            ct = self.session.volume
+            if ct is not None and not ct.geometry.same_as(plan.geometry):
+                ct = None
+            self.warnings = plan_needle_warnings(plan, ct)
+            self.rows = needle_table(plan, ct, warnings=self.warnings)
+        self.events.warnings_changed.emit()
+
+    # ------------------------------------------------------------------ exact refresh
+    def _cancel_exact(self) -> None:
+        self._exact_timer.stop()
+        if self._exact_worker is not None:
+            self._exact_worker.cancel()
+            self._exact_worker = None
+
+    def refresh_exact(self) -> None:
+        """Start the exact dose, DVHs and metrics of the current plan on a worker."""
+        live = self.live
+        if live is None or self.document is None:
+            return
+        self._cancel_exact()
+        request = live.request_exact()
+        self._exact_generation = request.generation
+        self._set_status("dose: computing exact dose, DVH and metrics…")
+        import time
+
+        started = time.perf_counter()
+
+        def task(progress: Callable[[float, str], None], cancel: Callable[[], bool]) -> Any:
+            return live.run_exact(request, progress=progress, cancel=cancel)
+
+        def finished(result: PlanDosimetry | None) -> None:
+            if worker is self._exact_worker:
+                self._exact_worker = None
+            if result is None or live is not self.live or request.cancelled():
+                return  # stale: a newer edit (and its own refresh) came after it
+            self.exact_seconds = time.perf_counter() - started
+            self.exact = result
+            self._set_status(f"dose: exact ({self.exact_seconds:.1f} s) — {result.label}")
+            self.events.exact_changed.emit(result)
+
+        def failed(exc: BaseException) -> None:
+            if worker is self._exact_worker:
+                self._exact_worker = None
+            self._set_status(f"dose: exact refresh failed: {exc}")
+
+        worker = start_worker(
+            task,
+            on_finished=finished,
+            on_failed=failed,
+            cancel_exceptions=(Cancelled,),
+            parent=self,
+        )
+        self._exact_worker = worker
+
+    @property
+    def exact_pending(self) -> bool:
+        return self._exact_worker is not None or self._exact_timer.isActive()
+
+    def close(self) -> None:
+        self._cancel_exact()
+        self._table_timer.stop()
+
+
+# ====================================================================== installation
+def _has_shortcut(window: MainWindow, key: QKeySequence) -> bool:
+    return any(
+        a.shortcut() == key for a in window.findChildren(QAction) if not a.shortcut().isEmpty()
+    )
 
 
 def install_planning_ui(window: MainWindow) -> None:
-    """Add the planning layers, tools, docks and menus to ``window`` (nothing yet)."""
-    del window
+    """Add the planning layers, tools, docks and menus to ``window``."""
+    from app.gui.layers.isodoses import IsodoseLayer, IsodoseSurfaceLayer
+    from app.gui.layers.needles import NeedleLayer, NeedleTrackLayer
+    from app.gui.layers.seeds import SeedGlyphLayer, SeedLayer
+    from app.gui.panels.dvh_panel import DVHPanel
+    from app.gui.panels.metrics_panel import MetricsPanel
+    from app.gui.panels.needle_table import NeedleTablePanel
+    from app.gui.tools.distance_tool import DistanceTool
+    from app.gui.tools.needle_tool import NeedleTool
+    from app.gui.tools.seed_tool import SeedTool
+
+    planning = PlanningUI(window)
+    window.planning = planning  # type: ignore[attr-defined]
+    for view in window.slice_views:
+        layers = {
+            "isodoses": IsodoseLayer(view, window.session, planning),
+            "needles": NeedleLayer(view, window.session, planning),
+            "seeds": SeedLayer(view, window.session, planning),
+        }
+        planning.view_layers[view] = layers
+        view.layers.extend(layers.values())
+    vv = window.volume_view
+    vv.layers.extend(
+        [
+            NeedleTrackLayer(vv, window.session, planning),
+            SeedGlyphLayer(vv, window.session, planning),
+            IsodoseSurfaceLayer(vv, window.session, planning),
+        ]
+    )
+    # Tools: event filters on the 2-D views (the view's own navigation runs when they pass).
+    planning.seed_tool = SeedTool(planning)  # type: ignore[attr-defined]
+    planning.needle_tool = NeedleTool(planning)  # type: ignore[attr-defined]
+    planning.distance_tool = DistanceTool(planning)  # type: ignore[attr-defined]
+    for view in window.slice_views:
+        view.installEventFilter(planning.seed_tool)  # type: ignore[attr-defined]
+        view.installEventFilter(planning.needle_tool)  # type: ignore[attr-defined]
+        view.installEventFilter(planning.distance_tool)  # type: ignore[attr-defined]
+
+    docks: dict[str, QDockWidget] = {}
+    for key, title, widget, area in (
+        (
+            "needles",
+            "Needles and seeds",
+            NeedleTablePanel(planning),
+            Qt.DockWidgetArea.RightDockWidgetArea,
+        ),
+        (
+            "metrics",
+            "Dose metrics and goals",
+            MetricsPanel(planning),
+            Qt.DockWidgetArea.RightDockWidgetArea,
+        ),
+        ("dvh", "DVH", DVHPanel(planning), Qt.DockWidgetArea.RightDockWidgetArea),
+    ):
+        dock = QDockWidget(title, window)
+        dock.setObjectName(f"{key}_dock")
+        dock.setWidget(widget)
+        dock.setFeatures(
+            QDockWidget.DockWidgetFeature.DockWidgetMovable
+            | QDockWidget.DockWidgetFeature.DockWidgetFloatable
+            | QDockWidget.DockWidgetFeature.DockWidgetClosable
+        )
+        window.addDockWidget(area, dock)
+        docks[key] = dock
+    window.tabifyDockWidget(docks["metrics"], docks["dvh"])
+    docks["metrics"].raise_()
+    planning.docks = docks  # type: ignore[attr-defined]
+    planning.needle_panel = docks["needles"].widget()  # type: ignore[attr-defined]
+    planning.metrics_panel = docks["metrics"].widget()  # type: ignore[attr-defined]
+    planning.dvh_panel = docks["dvh"].widget()  # type: ignore[attr-defined]
+    for dock in docks.values():
+        dock.setVisible(False)
+
+    def show_docks(document: object) -> None:
+        for dock in docks.values():
+            dock.setVisible(document is not None)
+
+    window.session.document_changed.connect(show_docks)
+    planning.events.status_changed.connect(lambda text: window.statusBar().showMessage(text, 8000))
+    _install_menu(window, planning)
+
+
+def _install_menu(window: MainWindow, planning: PlanningUI) -> None:
+    from app.gui.dialogs.prescription import PrescriptionDialog
+
+    menu = window.menuBar().addMenu("&Plan")
+    menu.setObjectName("plan_menu")
+    actions: dict[str, QAction] = {}
+
+    def add(key: str, text: str, slot: Callable[[], Any], shortcut: str | None = None) -> QAction:
+        act = QAction(text, window)
+        act.setObjectName(f"plan_{key}")
+        if shortcut and not _has_shortcut(window, QKeySequence(shortcut)):
+            act.setShortcut(QKeySequence(shortcut))
+        act.triggered.connect(lambda _=False: slot())
+        menu.addAction(act)
+        actions[key] = act
+        return act
+
+    def undo() -> None:
+        if planning.document is not None:
+            planning.document.undo()
+
+    def redo() -> None:
+        if planning.document is not None:
+            planning.document.redo()
+
+    def prescription() -> None:
+        if planning.document is None:
+            QMessageBox.information(window, "Prescription", "Open or create a plan first.")
+            return
+        PrescriptionDialog(planning, window).exec()
+
+    add("undo", "&Undo plan edit", undo, "Ctrl+Z")
+    add("redo", "&Redo plan edit", redo, "Ctrl+Shift+Z")
+    menu.addSeparator()
+    add("needle", "Place &needle (click entry, then tip)", planning.needle_tool.start, "N")  # type: ignore[attr-defined]
+    add("distance", "Measure &distance", planning.distance_tool.start, "M")  # type: ignore[attr-defined]
+    add("delete", "&Delete selected needle or seed", planning.seed_tool.delete_selected, "Del")  # type: ignore[attr-defined]
+    menu.addSeparator()
+    add("prescription", "&Prescription and seeds…", prescription)
+    wash = add("wash", "Dose colour &wash", lambda: None)
+    wash.setCheckable(True)
+    wash.toggled.connect(planning.set_wash)
+    add("exact", "Recompute e&xact dose now", planning.refresh_exact, "F5")
+    planning.actions = actions  # type: ignore[attr-defined]
+
+    def enable(_doc: object = None) -> None:
+        has = planning.document is not None
+        for k in ("undo", "redo", "needle", "delete", "prescription", "exact"):
+            actions[k].setEnabled(has)
+        if planning.document is not None:
+            h = planning.document.history
+            actions["undo"].setEnabled(h.can_undo)
+            actions["redo"].setEnabled(h.can_redo)
+            actions["undo"].setText(f"&Undo {h.undo_label}" if h.can_undo else "&Undo")
+            actions["redo"].setText(f"&Redo {h.redo_label}" if h.can_redo else "&Redo")
+
+    def on_doc(doc: PlanDocument | None) -> None:
+        if doc is not None:
+            doc.events.history_changed.connect(enable)
+        enable()
+
+    window.session.document_changed.connect(on_doc)
+    enable()

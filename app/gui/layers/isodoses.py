@@ -1,0 +1,299 @@
+"""Isodose layers: live isodose lines (and an optional colour wash) on the 2-D views; the
+100 % isodose surface in 3-D.
+
+:class:`IsodoseLayer` draws, on one 2-D view, the live dose's isodose segments
+(:meth:`planner.plan.live_dose.LiveDose.isodose_segments`, default 50/90/100/150/200 % of the
+prescription) for that view's CT slice, each level one line actor in its colour, and a
+legend in Gy and % PD (bottom right). The segments lie on the CT pixel grid of the slice
+(:meth:`~planner.plan.live_dose.ViewPlane.rc_to_world_mm`), so they overlay the image exactly.
+A view that shows a resliced (oblique) plane has no live dose plane: it says so instead of
+drawing lines of another plane. The wash (Plan → Dose colour wash) is a translucent colour
+image of the same slice dose, from 50 % PD up, clear below.
+
+:class:`IsodoseSurfaceLayer` draws the prescription isodose surface of the latest exact dose
+(:class:`~planner.plan.dosimetry.PlanDosimetry`) in 3-D; it is hidden while that dose is stale.
+
+The dose is only ever read from the live dose / exact result the planning controller holds:
+nothing here touches the engine (and so nothing compiles on the GUI thread).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+from numpy.typing import NDArray
+from vtkmodules.util.numpy_support import numpy_to_vtk, numpy_to_vtkIdTypeArray
+from vtkmodules.vtkCommonCore import vtkLookupTable, vtkPoints
+from vtkmodules.vtkCommonDataModel import vtkCellArray, vtkImageData, vtkPolyData
+from vtkmodules.vtkFiltersCore import vtkFlyingEdges3D
+from vtkmodules.vtkRenderingCore import (
+    vtkActor,
+    vtkImageActor,
+    vtkPolyDataMapper,
+    vtkTextActor,
+)
+
+from app.gui.layers.annotations import add_text
+from app.gui.layers.base import Layer
+from planner.session.session import Session
+
+if TYPE_CHECKING:
+    from app.gui.planning_ui import PlanningUI
+    from app.gui.views.slice_view import SliceView
+    from app.gui.vtk_bridge import VTKWidget
+    from planner.plan.dosimetry import PlanDosimetry
+
+__all__ = [
+    "ISODOSE_OFFSET_MM",
+    "IsodoseLayer",
+    "IsodoseSurfaceLayer",
+    "level_rgb",
+    "segments_polydata",
+]
+
+#: Isodose lines lie between the structure outlines (0.5 mm) and needles/seeds (0.9 mm).
+ISODOSE_OFFSET_MM = 0.7
+#: Colours chosen to read on grey CT and to differ from structure colours and seeds.
+LEVEL_RGB: dict[float, tuple[float, float, float]] = {
+    50.0: (0.30, 0.55, 1.00),
+    90.0: (0.20, 0.90, 0.35),
+    100.0: (1.00, 0.95, 0.10),
+    150.0: (1.00, 0.55, 0.10),
+    200.0: (1.00, 0.30, 0.85),
+}
+
+
+def level_rgb(percent: float) -> tuple[float, float, float]:
+    """The colour of an isodose level (% of PD); other levels interpolate blue → magenta."""
+    if percent in LEVEL_RGB:
+        return LEVEL_RGB[percent]
+    t = float(np.clip((percent - 50.0) / 150.0, 0.0, 1.0))
+    a, b = np.array(LEVEL_RGB[50.0]), np.array(LEVEL_RGB[200.0])
+    r, g, bb = ((1 - t) * a + t * b).tolist()
+    return (r, g, bb)
+
+
+def segments_polydata(points_mm: NDArray[np.float64], polydata: vtkPolyData) -> None:
+    """Fill ``polydata`` with line segments: ``points_mm`` (2S, 3), each pair one segment."""
+    pts = np.ascontiguousarray(points_mm, dtype=np.float64).reshape(-1, 3)
+    n_seg = len(pts) // 2
+    vpts = vtkPoints()
+    vpts.SetData(numpy_to_vtk(pts, deep=True))
+    cells = vtkCellArray()
+    offsets = numpy_to_vtkIdTypeArray(np.arange(0, 2 * n_seg + 1, 2, dtype=np.int64), deep=True)
+    conn = numpy_to_vtkIdTypeArray(np.arange(2 * n_seg, dtype=np.int64), deep=True)
+    cells.SetData(offsets, conn)
+    polydata.SetPoints(vpts)
+    polydata.SetLines(cells)
+    polydata.Modified()
+
+
+class IsodoseLayer(Layer):
+    """Live isodose lines, legend and optional wash on one 2-D view (module docstring)."""
+
+    def __init__(self, view: SliceView, session: Session, planning: PlanningUI) -> None:
+        super().__init__(view, session)
+        self.slice_view = view
+        self.planning = planning
+        from app.gui.planning_ui import live_view_name
+
+        self.name = live_view_name(view)
+        self.lines: dict[float, tuple[vtkPolyData, vtkActor]] = {}
+        self.legend: list[vtkTextActor] = []
+        #: Segment count drawn per level at the last update (tests and the benchmark read it).
+        self.segment_counts: dict[float, int] = {}
+        self.note = add_text(self, "", (0.985, 0.06), "right", "bottom", 11, (0.8, 0.8, 0.8))
+        self.wash_image = vtkImageData()
+        self.wash_lut = vtkLookupTable()
+        self.wash_actor = vtkImageActor()
+        self.wash_actor.GetMapper().SetInputData(self.wash_image)
+        self.wash_actor.PickableOff()
+        self.wash_actor.VisibilityOff()
+        self.add_prop(self.wash_actor)
+        self.listen(planning.events.live_changed, self._on_live_changed)
+        self.listen(planning.events.plan_changed, self._on_plan_changed)
+        self.update()
+
+    def _on_live_changed(self, views: frozenset[str]) -> None:
+        if not views or self.name in views:
+            self.update()
+
+    def _on_plan_changed(self, _plan: object) -> None:
+        if self.planning.live is None:
+            self.update()
+
+    def aligned(self) -> bool:
+        """True when this view shows a CT slice of the live dose's axis (not resliced)."""
+        from app.gui.planning_ui import _LIVE_AXIS
+
+        view = self.slice_view
+        if self.session.volume is None or view.is_resliced():
+            return False
+        return view._slice_axis() == _LIVE_AXIS[self.name]
+
+    def _level_actor(self, percent: float) -> tuple[vtkPolyData, vtkActor]:
+        if percent not in self.lines:
+            pd = vtkPolyData()
+            mapper = vtkPolyDataMapper()
+            mapper.SetInputData(pd)
+            mapper.ScalarVisibilityOff()
+            actor = vtkActor()
+            actor.SetMapper(mapper)
+            prop = actor.GetProperty()
+            prop.SetColor(*level_rgb(percent))
+            prop.SetLineWidth(2.6 if percent == 100.0 else 1.7)
+            prop.LightingOff()
+            actor.PickableOff()
+            self.add_prop(actor)
+            self.lines[percent] = (pd, actor)
+        return self.lines[percent]
+
+    def _hide(self, note: str = "") -> None:
+        for _, actor in self.lines.values():
+            actor.VisibilityOff()
+        for t in self.legend:
+            t.VisibilityOff()
+        self.wash_actor.VisibilityOff()
+        self.note.SetInput(note)
+        self.segment_counts = {}
+
+    def update(self, *_args: object) -> None:
+        if self.closed:
+            return
+        live = self.planning.live
+        if live is None or live.prescription_gy is None:
+            self._hide(self.planning.exact_status if self.planning.plan is not None else "")
+            self.render()
+            return
+        if not self.aligned():
+            self._hide("isodoses: on acquired-slice views only")
+            self.render()
+            return
+        self.note.SetInput("")
+        plane = live.plane(self.name)  # type: ignore[arg-type]
+        normal = self.slice_view.normal
+        segs = live.isodose_segments(self.name, self.planning.levels_percent)  # type: ignore[arg-type]
+        shift = -ISODOSE_OFFSET_MM * normal
+        for p in list(self.lines):
+            if p not in segs:
+                self.lines[p][1].VisibilityOff()
+        self.segment_counts = {}
+        for p, s in segs.items():
+            pd, actor = self._level_actor(p)
+            self.segment_counts[p] = len(s)
+            if len(s) == 0:
+                actor.VisibilityOff()
+                continue
+            world = plane.rc_to_world_mm(s.reshape(-1, 2)) + shift
+            segments_polydata(world, pd)
+            actor.VisibilityOn()
+        self._update_legend(live.prescription_gy, segs)
+        self._update_wash(live, plane, normal)
+        self.render()
+
+    def _update_legend(self, pd_gy: float, segs: dict[float, NDArray]) -> None:
+        levels = sorted(segs, reverse=True)
+        while len(self.legend) < len(levels) + 1:
+            self.legend.append(add_text(self, "", (0.015, 0.0), "left", "bottom", 11, (1, 1, 1)))
+        for t in self.legend:
+            t.VisibilityOff()
+        y = 0.065
+        for i, p in enumerate(sorted(levels)):
+            t = self.legend[i]
+            shown = "" if len(segs[p]) else "  (none)"
+            t.SetInput(f"{p:g} %  {pd_gy * p / 100.0:.0f} Gy{shown}")
+            t.GetTextProperty().SetColor(*level_rgb(p))
+            t.GetPositionCoordinate().SetValue(0.015, y)
+            t.VisibilityOn()
+            y += 0.045
+        title = self.legend[len(levels)]
+        title.SetInput(f"Isodose (PD {pd_gy:g} Gy, live)")
+        title.GetTextProperty().SetColor(0.92, 0.92, 0.92)
+        title.GetPositionCoordinate().SetValue(0.015, y)
+        title.VisibilityOn()
+
+    def _update_wash(self, live, plane, normal: NDArray[np.float64]) -> None:
+        if not self.planning.wash:
+            self.wash_actor.VisibilityOff()
+            return
+        pd_gy = float(live.prescription_gy)
+        dose = live.region_dose_gy(self.name)
+        g = plane.geometry
+        rows, cols = dose.shape
+        img = self.wash_image
+        img.SetDimensions(cols, rows, 1)
+        sp = g.spacing_mm
+        img.SetSpacing(float(sp[0]), float(sp[1]), 1.0)
+        origin = np.asarray(g.origin_mm) - ISODOSE_OFFSET_MM * 1.2 * normal
+        img.SetOrigin(*(float(v) for v in origin))
+        m = g.direction
+        img.SetDirectionMatrix(*(float(v) for v in m.reshape(-1)))
+        arr = numpy_to_vtk(np.ascontiguousarray(dose, dtype=np.float32).reshape(-1), deep=True)
+        img.GetPointData().SetScalars(arr)
+        img.Modified()
+        lut = self.wash_lut
+        lut.SetNumberOfTableValues(256)
+        lut.SetTableRange(0.5 * pd_gy, 2.0 * pd_gy)
+        lut.SetHueRange(0.66, 0.0)
+        lut.SetAlphaRange(0.35, 0.45)
+        lut.SetBelowRangeColor(0, 0, 0, 0)
+        lut.UseBelowRangeColorOn()
+        lut.Build()
+        prop = self.wash_actor.GetProperty()
+        prop.SetLookupTable(lut)
+        prop.UseLookupTableScalarRangeOn()
+        self.wash_actor.VisibilityOn()
+
+
+class IsodoseSurfaceLayer(Layer):
+    """The 100 % isodose surface of the latest exact dose in 3-D (module docstring)."""
+
+    def __init__(self, view: VTKWidget, session: Session, planning: PlanningUI) -> None:
+        super().__init__(view, session)
+        self.planning = planning
+        self.image = vtkImageData()
+        self.contour = vtkFlyingEdges3D()
+        self.contour.SetInputData(self.image)
+        self.contour.ComputeNormalsOn()
+        mapper = vtkPolyDataMapper()
+        mapper.SetInputConnection(self.contour.GetOutputPort())
+        mapper.ScalarVisibilityOff()
+        self.actor = vtkActor()
+        self.actor.SetMapper(mapper)
+        self.actor.GetProperty().SetColor(*LEVEL_RGB[100.0])
+        self.actor.GetProperty().SetOpacity(0.35)
+        self.actor.PickableOff()
+        self.actor.VisibilityOff()
+        self.add_prop(self.actor)
+        self.text = add_text(self, "", (0.015, 0.93), "left", "top", 11, LEVEL_RGB[100.0])
+        self.listen(planning.events.exact_changed, self.update)
+        self.listen(planning.events.plan_changed, self._on_plan_changed)
+        self.update(None)
+
+    def _on_plan_changed(self, plan: object) -> None:
+        if plan is None:
+            self.update(None)
+
+    def update(self, result: PlanDosimetry | None = None) -> None:
+        if self.closed:
+            return
+        result = self.planning.exact if result is None else result
+        if result is None or result.prescription_gy is None or not len(result.seeds):
+            self.actor.VisibilityOff()
+            self.text.SetInput("")
+            self.render()
+            return
+        g = result.geometry
+        nz, ny, nx = g.shape_zyx
+        self.image.SetDimensions(nx, ny, nz)
+        self.image.SetSpacing(*(float(v) for v in g.spacing_mm))
+        self.image.SetOrigin(*(float(v) for v in g.origin_mm))
+        self.image.SetDirectionMatrix(*(float(v) for v in g.direction.reshape(-1)))
+        arr = numpy_to_vtk(np.ascontiguousarray(result.dose_gy, np.float32).reshape(-1), deep=True)
+        self.image.GetPointData().SetScalars(arr)
+        self.image.Modified()
+        self.contour.SetValue(0, float(result.prescription_gy))
+        self.actor.VisibilityOn()
+        self.text.SetInput(f"100 % isodose ({result.prescription_gy:g} Gy, exact)")
+        self.render()

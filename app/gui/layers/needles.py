@@ -1,0 +1,233 @@
+"""Needle layers: on a 2-D view the needle's projection, its ends and where it crosses the
+slice; in 3-D the needle as a tube.
+
+A needle is a line in 3-D (entry → tip, LPS mm). On a 2-D view (:class:`NeedleLayer`) it is
+drawn as its projection onto the displayed plane (thin, translucent: most of an oblique needle
+is off the slice), a small square at the entry and a diamond at the tip (the handles a drag
+grabs, :mod:`app.gui.tools.needle_tool`), and a bright ring where the track crosses the
+displayed plane (:func:`planner.plan.needles.plane_crossing_mm`). A needle with warnings is
+drawn orange (red when it passes through a structure to avoid); the selected one is thicker.
+The name is written beside the entry.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+from numpy.typing import NDArray
+from vtkmodules.vtkCommonCore import vtkPoints
+from vtkmodules.vtkCommonDataModel import vtkCellArray, vtkPolyData
+from vtkmodules.vtkFiltersCore import vtkTubeFilter
+from vtkmodules.vtkRenderingCore import vtkActor, vtkPolyDataMapper, vtkTextActor
+
+from app.gui.layers.base import Layer
+from planner.plan.needles import plane_crossing_mm
+from planner.session.session import Session
+
+if TYPE_CHECKING:
+    from app.gui.planning_ui import PlanningUI
+    from app.gui.views.slice_view import SliceView
+    from app.gui.vtk_bridge import VTKWidget
+    from planner.plan.model import Needle
+
+__all__ = [
+    "NEEDLE_OFFSET_MM",
+    "NeedleLayer",
+    "NeedleTrackLayer",
+    "needle_rgb",
+    "polyline_polydata",
+]
+
+#: Needles and seeds are drawn this far in front of the image (isodoses and outlines behind).
+NEEDLE_OFFSET_MM = 0.9
+NEEDLE_RGB = (0.45, 0.85, 1.0)
+WARN_RGB = (1.0, 0.6, 0.15)
+DANGER_RGB = (1.0, 0.25, 0.2)
+SELECTED_RGB = (1.0, 1.0, 1.0)
+_HANDLE_PX = 5.0
+_RING_PX = 6.0
+
+
+def needle_rgb(planning: PlanningUI, needle_id: str) -> tuple[float, float, float]:
+    """Colour of a needle: red through a structure to avoid, orange with other warnings."""
+    kinds = {w.kind for w in planning.warnings.get(needle_id, ())}
+    if "through_avoid" in kinds:
+        return DANGER_RGB
+    return WARN_RGB if kinds else NEEDLE_RGB
+
+
+def polyline_polydata(
+    points_mm: NDArray[np.float64], lines: list[list[int]], polydata: vtkPolyData | None = None
+) -> vtkPolyData:
+    """A vtkPolyData of ``points_mm`` (M, 3) and polylines (lists of point indices)."""
+    pd = polydata if polydata is not None else vtkPolyData()
+    pts = vtkPoints()
+    for p in np.asarray(points_mm, dtype=np.float64).reshape(-1, 3):
+        pts.InsertNextPoint(float(p[0]), float(p[1]), float(p[2]))
+    cells = vtkCellArray()
+    for line in lines:
+        cells.InsertNextCell(len(line))
+        for i in line:
+            cells.InsertCellPoint(int(i))
+    pd.SetPoints(pts)
+    pd.SetLines(cells)
+    pd.Modified()
+    return pd
+
+
+def _line_actor(pd: vtkPolyData, rgb: tuple[float, float, float], width: float) -> vtkActor:
+    mapper = vtkPolyDataMapper()
+    mapper.SetInputData(pd)
+    mapper.ScalarVisibilityOff()
+    actor = vtkActor()
+    actor.SetMapper(mapper)
+    prop = actor.GetProperty()
+    prop.SetColor(*rgb)
+    prop.SetLineWidth(width)
+    prop.LightingOff()
+    actor.PickableOff()
+    return actor
+
+
+class NeedleLayer(Layer):
+    """Needles of the plan on one 2-D view (module docstring)."""
+
+    def __init__(self, view: SliceView, session: Session, planning: PlanningUI) -> None:
+        super().__init__(view, session)
+        self.slice_view = view
+        self.planning = planning
+        self._actors: list[vtkActor] = []
+        self._labels: list[vtkTextActor] = []
+        #: Screen handles drawn last: {(needle id, "entry" | "tip"): (x_px, y_px)}.
+        self.handles_px: dict[tuple[str, str], tuple[float, float]] = {}
+        #: Where each needle crosses the displayed plane (LPS mm), for tests and tools.
+        self.crossings_mm: dict[str, NDArray[np.float64]] = {}
+        self.listen(planning.events.plan_changed, self.update)
+        self.listen(planning.events.selection_changed, self.update)
+        self.listen(planning.events.warnings_changed, self.update)
+        self.listen(session.crosshair_changed, self.update)
+        self.listen(view.camera_changed, self.update)  # handle sizes are in pixels
+        self.update()
+
+    def _clear(self) -> None:
+        for prop in [*self._actors, *self._labels]:
+            self.remove_prop(prop)
+        self._actors.clear()
+        self._labels.clear()
+        self.handles_px.clear()
+        self.crossings_mm.clear()
+
+    def update(self, *_args: object) -> None:
+        if self.closed:
+            return
+        self._clear()
+        plan = self.planning.plan
+        view = self.slice_view
+        if plan is None or self.session.volume is None or not plan.needles:
+            self.render()
+            return
+        n = view.normal
+        here = view.slice_position_mm()
+        mm_per_px = view._mm_per_px()
+        right, up = view._screen_axes()
+        preview = getattr(self.planning, "preview_needle", None)
+        needles: list[Needle] = list(plan.needles)
+        if preview is not None:
+            needles.append(preview)
+        for needle in needles:
+            entry = np.asarray(needle.entry_mm, dtype=np.float64)
+            tip = np.asarray(needle.tip_mm, dtype=np.float64)
+            selected = needle.id == self.planning.selected_needle_id
+            rgb = (
+                SELECTED_RGB
+                if selected
+                else NEEDLE_RGB
+                if needle is preview
+                else needle_rgb(self.planning, needle.id)
+            )
+
+            def onto(p: NDArray[np.float64]) -> NDArray[np.float64]:
+                return p + (here - p @ n - NEEDLE_OFFSET_MM) * n
+
+            e2, t2 = onto(entry), onto(tip)
+            track = polyline_polydata(np.array([e2, t2]), [[0, 1]])
+            actor = _line_actor(track, rgb, 3.0 if selected else 1.6)
+            actor.GetProperty().SetOpacity(0.95 if selected else 0.7)
+            self._actors.append(self.add_prop(actor))  # type: ignore[arg-type]
+            h = _HANDLE_PX * mm_per_px
+            square = [
+                e2 + h * (sx * right + sy * up) for sx, sy in ((-1, -1), (1, -1), (1, 1), (-1, 1))
+            ]
+            diamond = [t2 + h * 1.3 * v for v in (right, up, -right, -up)]
+            pts = np.array([*square, *diamond])
+            handles = polyline_polydata(pts, [[0, 1, 2, 3, 0], [4, 5, 6, 7, 4]])
+            self._actors.append(self.add_prop(_line_actor(handles, rgb, 2.0)))  # type: ignore[arg-type]
+            if needle is not preview:
+                self.handles_px[(needle.id, "entry")] = view.world_to_display(e2)
+                self.handles_px[(needle.id, "tip")] = view.world_to_display(t2)
+            cross = plane_crossing_mm(entry, tip, n * here, n)
+            if cross is not None:
+                self.crossings_mm[needle.id] = cross
+                c2 = onto(cross)
+                r = _RING_PX * mm_per_px
+                ang = np.linspace(0.0, 2 * np.pi, 17)
+                ring = c2 + r * (np.cos(ang)[:, None] * right + np.sin(ang)[:, None] * up)
+                ring_pd = polyline_polydata(ring, [list(range(len(ring)))])
+                self._actors.append(self.add_prop(_line_actor(ring_pd, rgb, 2.5)))  # type: ignore[arg-type]
+            if needle.label and needle is not preview:
+                self._labels.append(self._label(needle.label, e2 + 2.5 * h * (right + up), rgb))
+        self.render()
+
+    def _label(self, text: str, at_mm: NDArray[np.float64], rgb) -> vtkTextActor:
+        actor = vtkTextActor()
+        actor.SetInput(text)
+        coord = actor.GetPositionCoordinate()
+        coord.SetCoordinateSystemToWorld()
+        coord.SetValue(*(float(v) for v in at_mm))
+        tp = actor.GetTextProperty()
+        tp.SetFontFamilyToArial()
+        tp.SetFontSize(11)
+        tp.SetColor(*rgb)
+        tp.ShadowOn()
+        actor.PickableOff()
+        self.add_prop(actor)
+        return actor
+
+
+class NeedleTrackLayer(Layer):
+    """Needles of the plan in 3-D: tubes of 0.6 mm radius (an 18-gauge needle is 1.27 mm)."""
+
+    def __init__(self, view: VTKWidget, session: Session, planning: PlanningUI) -> None:
+        super().__init__(view, session)
+        self.planning = planning
+        self.polydata = vtkPolyData()
+        tube = vtkTubeFilter()
+        tube.SetInputData(self.polydata)
+        tube.SetRadius(0.6)
+        tube.SetNumberOfSides(10)
+        mapper = vtkPolyDataMapper()
+        mapper.SetInputConnection(tube.GetOutputPort())
+        mapper.ScalarVisibilityOff()
+        self.tube = tube
+        self.actor = vtkActor()
+        self.actor.SetMapper(mapper)
+        self.actor.GetProperty().SetColor(*NEEDLE_RGB)
+        self.actor.PickableOff()
+        self.add_prop(self.actor)
+        self.listen(planning.events.plan_changed, self.update)
+        self.update()
+
+    def update(self, *_args: object) -> None:
+        if self.closed:
+            return
+        plan = self.planning.plan
+        needles = () if plan is None else plan.needles
+        if not needles:
+            self.actor.VisibilityOff()
+            self.render()
+            return
+        pts = np.array([p for nd in needles for p in (nd.entry_mm, nd.tip_mm)], dtype=float)
+        polyline_polydata(pts, [[2 * i, 2 * i + 1] for i in range(len(needles))], self.polydata)
+        self.actor.VisibilityOn()
+        self.render()

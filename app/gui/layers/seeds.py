@@ -1,0 +1,176 @@
+"""Seed layers: seeds on a 2-D view's slice, and every seed in 3-D.
+
+On a 2-D view (:class:`SeedLayer`) a seed whose centre lies within half a slice of the
+displayed plane is drawn as its 4.5 mm capsule projected onto the plane (a thick white bar:
+it reads on grey CT, and a seed on the slice is also bright on the CT itself); a seed within
+``NEAR_MM`` (5 mm) of the plane is drawn as a small grey cross, so neighbouring slices' seeds
+are seen without hiding anatomy. The selected seed is cyan. In 3-D (:class:`SeedGlyphLayer`)
+each seed is a 4.5 × 0.8 mm cylinder along its axis.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+from numpy.typing import NDArray
+from vtkmodules.util.numpy_support import numpy_to_vtk
+from vtkmodules.vtkCommonCore import vtkPoints
+from vtkmodules.vtkCommonDataModel import vtkPolyData
+from vtkmodules.vtkCommonTransforms import vtkTransform
+from vtkmodules.vtkFiltersCore import vtkGlyph3D
+from vtkmodules.vtkFiltersGeneral import vtkTransformPolyDataFilter
+from vtkmodules.vtkFiltersSources import vtkCylinderSource
+from vtkmodules.vtkRenderingCore import vtkActor, vtkPolyDataMapper
+
+from app.gui.layers.base import Layer
+from app.gui.layers.needles import NEEDLE_OFFSET_MM, _line_actor, polyline_polydata
+from planner.session.session import Session
+
+if TYPE_CHECKING:
+    from app.gui.planning_ui import PlanningUI
+    from app.gui.views.slice_view import SliceView
+    from app.gui.vtk_bridge import VTKWidget
+
+__all__ = ["NEAR_MM", "SEED_LENGTH_MM", "SeedGlyphLayer", "SeedLayer"]
+
+SEED_LENGTH_MM = 4.5
+NEAR_MM = 5.0
+SEED_RGB = (1.0, 1.0, 1.0)
+NEAR_RGB = (0.72, 0.72, 0.72)
+SELECTED_RGB = (0.2, 1.0, 1.0)
+
+
+class SeedLayer(Layer):
+    """Seeds near the displayed plane of one 2-D view (module docstring)."""
+
+    def __init__(self, view: SliceView, session: Session, planning: PlanningUI) -> None:
+        super().__init__(view, session)
+        self.slice_view = view
+        self.planning = planning
+        self.on_slice = polyline_polydata(np.zeros((0, 3)), [])
+        self.near = polyline_polydata(np.zeros((0, 3)), [])
+        self.selected = polyline_polydata(np.zeros((0, 3)), [])
+        self.on_actor = self.add_prop(_line_actor(self.on_slice, SEED_RGB, 5.0))
+        self.near_actor = self.add_prop(_line_actor(self.near, NEAR_RGB, 1.5))
+        self.sel_actor = self.add_prop(_line_actor(self.selected, SELECTED_RGB, 6.0))
+        #: Seeds drawn on this slice: {seed id: (x_px, y_px)} (what a click can grab).
+        self.seeds_px: dict[str, tuple[float, float]] = {}
+        self.listen(planning.events.plan_changed, self.update)
+        self.listen(planning.events.selection_changed, self.update)
+        self.listen(session.crosshair_changed, self.update)
+        self.listen(view.camera_changed, self.update)
+        self.update()
+
+    def half_thickness_mm(self) -> float:
+        """Half the slice spacing along this view's normal (mm)."""
+        volume = self.session.volume
+        if volume is None:
+            return 0.5
+        g = volume.geometry
+        return 0.5 * float(g.spacing_mm[self.slice_view._slice_axis()])
+
+    def update(self, *_args: object) -> None:
+        if self.closed:
+            return
+        self.seeds_px = {}
+        plan = self.planning.plan
+        view = self.slice_view
+        if plan is None or not plan.seeds or self.session.volume is None:
+            for pd in (self.on_slice, self.near, self.selected):
+                polyline_polydata(np.zeros((0, 3)), [], pd)
+            self.render()
+            return
+        n = view.normal
+        here = view.slice_position_mm()
+        half = self.half_thickness_mm()
+        pos = np.array([s.position_mm for s in plan.seeds], dtype=np.float64)
+        axes = np.array([s.axis for s in plan.seeds], dtype=np.float64)
+        dist = pos @ n - here
+        flat = pos + (-dist - NEEDLE_OFFSET_MM - 0.05)[:, None] * n
+        ax2 = axes - (axes @ n)[:, None] * n
+        norm = np.linalg.norm(ax2, axis=1)
+        right, up = view._screen_axes()
+        # A seed seen end-on is drawn as a short bar across (still visible, 1.5 mm).
+        ax2 = np.where(norm[:, None] > 0.2, ax2 / np.maximum(norm, 1e-9)[:, None], right)
+        length = np.where(norm > 0.2, SEED_LENGTH_MM * np.minimum(norm, 1.0), 1.5)
+        ends = np.stack(
+            [flat - 0.5 * length[:, None] * ax2, flat + 0.5 * length[:, None] * ax2], axis=1
+        )
+        on = np.abs(dist) <= half
+        near = ~on & (np.abs(dist) <= NEAR_MM)
+        ids = [s.id for s in plan.seeds]
+        sel = np.array([i == self.planning.selected_seed_id for i in ids])
+        self._segments(self.on_slice, ends[on & ~sel])
+        self._segments(self.selected, ends[on & sel])
+        mm = view._mm_per_px() * 3.0
+        crosses = [
+            seg
+            for p in flat[near]
+            for seg in ((p - mm * right, p + mm * right), (p - mm * up, p + mm * up))
+        ]
+        self._segments(self.near, np.array(crosses).reshape(-1, 2, 3))
+        for i in np.flatnonzero(on):
+            self.seeds_px[ids[i]] = view.world_to_display(flat[i])
+        self.render()
+
+    @staticmethod
+    def _segments(pd: vtkPolyData, ends: NDArray[np.float64]) -> None:
+        ends = np.asarray(ends, dtype=np.float64).reshape(-1, 2, 3)
+        polyline_polydata(ends.reshape(-1, 3), [[2 * i, 2 * i + 1] for i in range(len(ends))], pd)
+
+
+class SeedGlyphLayer(Layer):
+    """Every seed of the plan in 3-D as a cylinder along its axis."""
+
+    def __init__(self, view: VTKWidget, session: Session, planning: PlanningUI) -> None:
+        super().__init__(view, session)
+        self.planning = planning
+        self.points = vtkPolyData()
+        cylinder = vtkCylinderSource()
+        cylinder.SetRadius(0.4)
+        cylinder.SetHeight(SEED_LENGTH_MM)
+        cylinder.SetResolution(10)
+        # vtkCylinderSource lies along y; vtkGlyph3D orients a glyph's x axis: rotate y → x.
+        turn = vtkTransform()
+        turn.RotateZ(-90.0)
+        along_x = vtkTransformPolyDataFilter()
+        along_x.SetInputConnection(cylinder.GetOutputPort())
+        along_x.SetTransform(turn)
+        glyph = vtkGlyph3D()
+        glyph.SetInputData(self.points)
+        glyph.SetSourceConnection(along_x.GetOutputPort())
+        glyph.SetVectorModeToUseVector()
+        glyph.OrientOn()
+        glyph.ScalingOff()
+        mapper = vtkPolyDataMapper()
+        mapper.SetInputConnection(glyph.GetOutputPort())
+        mapper.ScalarVisibilityOff()
+        self.actor = vtkActor()
+        self.actor.SetMapper(mapper)
+        self.actor.GetProperty().SetColor(0.95, 0.95, 0.85)
+        self.actor.GetProperty().SetSpecular(0.6)
+        self.actor.PickableOff()
+        self.add_prop(self.actor)
+        self.listen(planning.events.plan_changed, self.update)
+        self.update()
+
+    def update(self, *_args: object) -> None:
+        if self.closed:
+            return
+        plan = self.planning.plan
+        if plan is None or not plan.seeds:
+            self.actor.VisibilityOff()
+            self.render()
+            return
+        pos = np.array([s.position_mm for s in plan.seeds], dtype=np.float64)
+        axes = np.array([s.axis for s in plan.seeds], dtype=np.float64)
+        pts = vtkPoints()
+        pts.SetData(numpy_to_vtk(pos, deep=True))
+        self.points.SetPoints(pts)
+        vec = numpy_to_vtk(axes, deep=True)
+        vec.SetName("axis")
+        self.points.GetPointData().SetVectors(vec)
+        self.points.Modified()
+        self.actor.VisibilityOn()
+        self.render()

@@ -1,0 +1,124 @@
+"""The DVH panel: cumulative DVHs of the exact dose (targets, cord, other structures).
+
+Drawn with matplotlib's QtAgg canvas (PySide6): volume (% of the structure) against dose (Gy,
+with % of PD on the top axis), one line per non-empty structure in its structure colour
+(targets thick, organs at risk solid, others dashed), the prescription as a dotted vertical
+line. The title names the engine, formalism and grid; while an edit is pending the last exact
+curves stay and the title says they are being updated, so the panel never shows a DVH the
+title does not describe.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import TYPE_CHECKING
+
+import matplotlib
+
+matplotlib.use("QtAgg")
+
+from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+from matplotlib.figure import Figure
+from PySide6.QtWidgets import QVBoxLayout, QWidget
+
+if TYPE_CHECKING:
+    from app.gui.planning_ui import PlanningUI
+    from planner.plan.dosimetry import PlanDosimetry
+
+__all__ = ["DVHPanel"]
+
+_BG = "#202226"
+_FG = "#dcdcdc"
+
+
+class DVHPanel(QWidget):
+    """Cumulative DVHs of the latest exact dose (module docstring)."""
+
+    def __init__(self, planning: PlanningUI) -> None:
+        super().__init__()
+        self.planning = planning
+        self.setObjectName("dvh_panel")
+        self.figure = Figure(figsize=(4.5, 3.2), dpi=90, facecolor=_BG)
+        self.canvas = FigureCanvasQTAgg(self.figure)
+        self.axes = self.figure.add_subplot(111)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(2, 2, 2, 2)
+        layout.addWidget(self.canvas)
+        #: The curves drawn: {structure name: (dose_gy array, volume_percent array)}.
+        self.curves: dict[str, tuple[object, object]] = {}
+        planning.events.exact_changed.connect(self.show_result)
+        planning.events.status_changed.connect(self._on_status)
+        self.show_result(None)
+
+    def _style(self) -> None:
+        ax = self.axes
+        ax.set_facecolor(_BG)
+        for side in ax.spines.values():
+            side.set_color("#888888")
+        ax.tick_params(colors=_FG, labelsize=8)
+        ax.xaxis.label.set_color(_FG)
+        ax.yaxis.label.set_color(_FG)
+        ax.set_xlabel("Dose (Gy)", fontsize=9)
+        ax.set_ylabel("Volume (%)", fontsize=9)
+        ax.grid(True, color="#444444", linewidth=0.5)
+
+    def show_result(self, result: PlanDosimetry | None) -> None:
+        self.figure.clear()
+        self.axes = self.figure.add_subplot(111)
+        self._style()
+        self.curves = {}
+        plan = self.planning.plan
+        if result is None or plan is None:
+            msg = "No plan" if plan is None else "No exact dose yet"
+            self.axes.text(
+                0.5, 0.5, msg, color=_FG, ha="center", va="center", transform=self.axes.transAxes
+            )
+            self.canvas.draw_idle()
+            return
+        colours = {s.name: tuple(c / 255.0 for c in s.color_rgb) for s in plan.structures}
+        roles = {s.name: s.role for s in plan.structures}
+        top = 0.0
+        for name, dvh in result.dvhs.items():
+            if dvh.volume_cm3 <= 0:
+                continue
+            dose = dvh.bin_edges_gy[:-1]
+            vol = dvh.cumulative_percent
+            n = min(len(dose), len(vol))
+            role = roles.get(name, "other")
+            self.axes.plot(
+                dose[:n],
+                vol[:n],
+                color=colours.get(name, (0.8, 0.8, 0.8)),
+                linewidth=2.2 if role == "target" else 1.5,
+                linestyle="--" if role == "other" else "-",
+                label=f"{name} ({dvh.volume_cm3:.1f} cm³)",
+            )
+            self.curves[name] = (dose[:n], vol[:n])
+            top = max(top, float(dvh.dmax_gy))
+        pd = result.prescription_gy
+        if pd:
+            self.axes.axvline(pd, color="#ffee33", linestyle=":", linewidth=1.2)
+            top = min(max(top, 2.0 * pd), 4.0 * pd)
+            sec = self.axes.secondary_xaxis(
+                "top", functions=(lambda d: 100 * d / pd, lambda p: p * pd / 100)
+            )
+            sec.set_xlabel("% of PD", fontsize=8, color=_FG)
+            sec.tick_params(colors=_FG, labelsize=7)
+        self.axes.set_xlim(0, top or 1.0)
+        self.axes.set_ylim(0, 102)
+        leg = self.axes.legend(fontsize=7, facecolor=_BG, edgecolor="#666666", labelcolor=_FG)
+        leg.set_draggable(True)
+        self.axes.set_title(
+            f"DVH — exact TG-43 {result.formalism.upper()}, {len(result.seeds)} seeds",
+            fontsize=8,
+            color=_FG,
+        )
+        with warnings.catch_warnings():  # a narrow dock: matplotlib keeps its margins
+            warnings.simplefilter("ignore", UserWarning)
+            self.figure.tight_layout()
+        self.canvas.draw_idle()
+
+    def _on_status(self, text: str) -> None:
+        if self.curves and "pending" in text:
+            self.axes.set_title("DVH — updating after the edit…", fontsize=8, color="#ffcc66")
+            self.canvas.draw_idle()
