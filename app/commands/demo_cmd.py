@@ -38,11 +38,46 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "--force", action="store_true", help="replace a previous demo case in DIR (nothing else)"
     )
     p.add_argument("--gui", action="store_true", help="open the case in the viewer afterwards")
+    p.add_argument(
+        "--cohort",
+        type=int,
+        default=None,
+        metavar="N",
+        help="write N synthetic cohort cases (plans + post-op CTs, for seedplan cohort) instead",
+    )
     p.set_defaults(run=run)
     return p
 
 
+def run_cohort(args: argparse.Namespace) -> int:
+    """``--cohort N``: N synthetic cases (:mod:`planner.demo.cohort`)."""
+    from dose.errors import InputError
+    from planner.demo.cohort import write_cohort
+
+    if args.cohort < 1:
+        raise InputError(f"--cohort needs at least 1 case (got {args.cohort})")
+    if args.gui:
+        raise InputError("--gui cannot be used with --cohort")
+    interactive = sys.stderr.isatty()
+
+    def progress(fraction: float, message: str) -> None:
+        if interactive:
+            sys.stderr.write(f"\r{100 * fraction:5.1f} % {message[:60]:<60}")
+            sys.stderr.flush()
+
+    t0 = time.perf_counter()
+    try:
+        paths = write_cohort(args.cohort, args.out, force=args.force, progress=progress)
+    finally:
+        if interactive:
+            sys.stderr.write("\n")
+    print(f"wrote {len(paths)} cohort cases to {args.out} in {time.perf_counter() - t0:.1f} s")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
+    if getattr(args, "cohort", None) is not None:
+        return run_cohort(args)
     from planner.demo.case import DEMO_MASK_NAMES, check_demo_target, write_demo_case_atomically
 
     out: Path = args.out
