@@ -13,6 +13,12 @@ formalism, model, table checksum and where the seed axes came from are printed o
 written as ``#`` comments at the top of the dose CSV (and as metadata in the grid file). Bad
 input: one line, exit 2.
 
+With a plan file (``seedplan dose PLAN``) the seeds (positions, axes = needle directions,
+strengths), the seed model and the calibration/implant dates come from the plan (the options
+that give them are refused); ``--grid-out`` writes the plan's dose grid (the exact 1 mm grid of
+:func:`planner.plan.dosimetry.dose_grid_geometry`; ``--spacing-mm``/``--margin-mm`` do not
+apply).
+
 Safety checks (issue 8), all before any dose is computed or written:
 
 * outputs follow the one writing rule (:mod:`planner.files.safe_write`): a regular file or
@@ -165,9 +171,7 @@ def run(args: argparse.Namespace) -> int:
     from planner.files.safe_write import check_output
 
     if args.plan is not None:
-        raise InputError(
-            "plan files are not supported by 'seedplan dose' yet; use --seeds", args.plan
-        )
+        return _run_plan(args)
     if args.seeds is None:
         raise InputError("give --seeds CSV (or a plan file)")
     if args.model is None:
@@ -351,12 +355,14 @@ def _write_grid(
     axes_note: str,
     decay_note: str,
     inputs: tuple,
+    geometry: GridGeometry | None = None,
 ) -> None:
     import SimpleITK as sitk  # noqa: N813
 
     from planner.files.safe_write import write_with
 
-    geometry = _grid_geometry(seeds, float(args.spacing_mm), float(args.margin_mm))
+    if geometry is None:
+        geometry = _grid_geometry(seeds, float(args.spacing_mm), float(args.margin_mm))
     res = engine.dose_rate_on_grid(seeds, geometry)
     dose = rate_to_dose_gy(res.dose_rate_cgy_h).astype(np.float32)
     check_dose_values(dose, args.grid_out)
@@ -403,7 +409,7 @@ def _write_grid(
     sys.stderr.write(
         f"seedplan dose: {res.label()}; {len(seeds)} seeds ({axes_note}); grid "
         f"{geometry.shape_xyz} voxels "
-        f"(x, y, z) at {args.spacing_mm:g} mm, max {float(dose.max()):.4g} Gy"
+        f"(x, y, z) at {float(geometry.spacing_mm[0]):g} mm, max {float(dose.max()):.4g} Gy"
         f"{f', {res.n_flagged} voxels inside a capsule (capped)' if res.n_flagged else ''}"
         f" -> {args.grid_out}\n"
     )
@@ -411,3 +417,115 @@ def _write_grid(
         if n == decay_note:
             continue  # printed once, by run()
         sys.stderr.write(f"# {n}\n")
+
+
+def _run_plan(args: argparse.Namespace) -> int:
+    """``seedplan dose PLAN (--points P.csv --out D.csv | --grid-out FILE)``."""
+    from planner.files.csv_io import read_points_csv, write_dose_csv
+    from planner.files.safe_write import check_output
+    from planner.plan.dosimetry import dose_grid_geometry, plan_seed_set
+    from planner.plan.plan_file import load_plan
+
+    given = [
+        opt
+        for opt, value in (
+            ("--seeds", args.seeds),
+            ("--needles", args.needles),
+            ("--model", args.model),
+            ("--strength-U", args.strength_u),
+            ("--activity-mCi", args.activity_mci),
+            ("--calibration-date", args.calibration_date),
+            ("--implant-date", args.implant_date),
+        )
+        if value is not None
+    ]
+    if given:
+        raise InputError(
+            f"{given[0]} cannot be used with a plan file: the seeds, model, strength and dates "
+            "come from the plan",
+            args.plan,
+        )
+    want_points = args.points is not None or args.out is not None
+    if want_points and (args.points is None or args.out is None):
+        raise InputError("--points and --out go together")
+    if not want_points and args.grid_out is None:
+        raise InputError("give --points P.csv --out D.csv, or --grid-out FILE.nrrd")
+    if args.grid_out is not None and not str(args.grid_out).lower().endswith(_GRID_SUFFIXES):
+        raise InputError(f"grid file must end in one of {', '.join(_GRID_SUFFIXES)}", args.grid_out)
+    if want_points and args.grid_out is not None and _same_file(args.out, args.grid_out):
+        raise InputError("--out and --grid-out are the same file", args.out)
+    inputs = (Path(args.plan), args.points)
+    for target in (args.out, args.grid_out):
+        if target is not None:
+            check_output(target, inputs=inputs, force=args.force)
+
+    plan = load_plan(args.plan).plan
+    src = plan.source
+    if src is None:
+        raise InputError("the plan has no seed source (model and strength)", args.plan)
+    try:
+        seeds, _ids = plan_seed_set(plan)
+    except InputError as exc:
+        raise InputError(exc.problem, args.plan) from None
+    if not len(seeds):
+        raise InputError("the plan has no seeds", args.plan)
+    model = load_model(src.model_id)
+    engine = make_engine(model, args.formalism, kind=args.engine)
+    if src.calibration_date is not None and src.implant_date is not None:
+        from dose.source_strength import decay_between
+
+        decay_note = (
+            f"{decay_between(src.calibration_date, src.implant_date).describe()}; S_K at "
+            f"implant {float(seeds.strengths_u.min()):.4g}"
+            + (
+                f"-{float(seeds.strengths_u.max()):.4g}"
+                if seeds.strengths_u.max() > seeds.strengths_u.min()
+                else ""
+            )
+            + " U per seed"
+        )
+    else:
+        decay_note = "no decay correction: the plan has no calibration/implant dates"
+    axes_note = f"axes: {len(seeds)} from the plan (the needle direction for seeds on needles)"
+    notes = [
+        f"SeedPlan TG-43U1 dose: {engine.formalism.upper()} formalism, model {model.model_id} "
+        f"({model.describe()})",
+        f"tables sha256 {model.checksum} ("
+        + ", ".join(f"{k} {v[:12]}" for k, v in model.table_checksums.items())
+        + ")",
+        f"plan {plan.plan_uid} revision {plan.revision} ({plan.status}) from {args.plan}",
+        f"{len(seeds)} seeds, total S_K {seeds.total_strength_u:.4g} U at implant",
+        f"seed {axes_note}",
+        "dose_rate_cGy_h = initial dose rate; dose_Gy = total permanent-implant dose "
+        "D_inf = rate x tau (tau = T1/2/ln2, T1/2 = 59.40 d); TG-43 dose to water in water",
+        decay_note,
+    ]
+    if src.model_sha256 and src.model_sha256 != model.checksum:
+        notes.append(
+            f"WARNING: the plan was made with other {model.model_id} tables "
+            f"(sha256 {src.model_sha256[:12]}); this dose uses the current tables"
+        )
+        sys.stderr.write(f"seedplan dose: warning: {notes[-1].removeprefix('WARNING: ')}\n")
+    if model.single_source:
+        notes.append(f"WARNING: model {model.model_id} data have a single public source")
+    if want_points:
+        pts = read_points_csv(args.points)
+        res = engine.dose_rate_at_points(seeds, pts)
+        if res.n_flagged:
+            notes.append(
+                f"{res.n_flagged} point(s) inside a seed capsule: value capped at the capsule "
+                "surface"
+            )
+        check_dose_values(res.dose_rate_cgy_h, args.out, pts)
+        write_dose_csv(
+            args.out, pts, res.dose_rate_cgy_h, res.dose_gy, notes, inputs=inputs, force=args.force
+        )
+        sys.stderr.write(
+            f"seedplan dose: {res.label()}; {len(seeds)} seeds from the plan, "
+            f"{pts.shape[0]} points -> {args.out}\n"
+        )
+    if args.grid_out is not None:
+        geometry = dose_grid_geometry(plan, seeds.positions_mm)
+        _write_grid(args, engine, seeds, notes, axes_note, decay_note, inputs, geometry)
+    sys.stderr.write(f"seedplan dose: {decay_note}\n")
+    return 0

@@ -4,7 +4,14 @@ For every contoured ROI of the RTSTRUCT (point ROIs are skipped): volume (cm³),
 Dmean, D99, D95, D90, D5, D1 and D0.03cm³ (Gy). ``--json`` prints one JSON object keyed by
 structure name with exactly the keys of DESIGN.md; otherwise a table with units.
 Method: contours rasterised on a fine grid with ½-slice end caps and dose interpolated trilinearly
-(:mod:`planner.structures.rasterise`, :mod:`dose.dvh`). ``seedplan dvh PLAN`` is not available yet.
+(:mod:`planner.structures.rasterise`, :mod:`dose.dvh`).
+
+``seedplan dvh PLAN [--json]``: the plan's exact dose on its 1 mm grid and the DVH of every
+structure by the plan's one volume rule (:func:`planner.plan.dosimetry.compute_plan_dosimetry`);
+``--json`` holds the same per-structure keys plus ``"metrics"``: prescription, formalism, model
+and table checksum, dose grid, targets (D90, D100, V100, V150, V200, CI, EI, HI, BED …), organs
+at risk (Dmax, D0.1cm³, D1cm³, minimum seed distance, BED …), every goal with its value and
+pass/warn/fail, and warnings.
 """
 
 from __future__ import annotations
@@ -40,7 +47,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
             " trilinearly."
         ),
     )
-    p.add_argument("plan", nargs="?", help="a SeedPlan plan file (not supported yet)")
+    p.add_argument(
+        "plan", nargs="?", help="a SeedPlan plan file (its dose, DVHs, metrics and goals)"
+    )
     p.add_argument("--rtstruct", metavar="RS.dcm", help="DICOM RT Structure Set")
     p.add_argument("--rtdose", metavar="RD.dcm", help="DICOM RT Dose (DoseUnits GY)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -139,11 +148,7 @@ def _table(results: dict[str, dict]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     if args.plan is not None:
-        raise InputError(
-            "plan files are not supported by 'seedplan dvh' yet; use --rtstruct RS.dcm"
-            " --rtdose RD.dcm",
-            args.plan,
-        )
+        return _run_plan(args)
     if not args.rtstruct or not args.rtdose:
         raise InputError("both --rtstruct RS.dcm and --rtdose RD.dcm are required")
     results, warnings = compute_rt_dvhs(args.rtstruct, args.rtdose)
@@ -157,3 +162,65 @@ def run(args: argparse.Namespace) -> int:
         )
         sys.stdout.write(_table(results) + "\n")
     return 0
+
+
+def _run_plan(args: argparse.Namespace) -> int:
+    """``seedplan dvh PLAN [--json]``."""
+    from planner.plan.dosimetry import compute_plan_dosimetry
+    from planner.plan.plan_ct import find_plan_ct
+    from planner.plan.plan_file import load_plan
+
+    if args.rtstruct or args.rtdose:
+        raise InputError("give a plan file or --rtstruct/--rtdose, not both", args.plan)
+    loaded = load_plan(args.plan)
+    ct, _note = find_plan_ct(loaded.plan, loaded.path)
+    try:
+        d = compute_plan_dosimetry(loaded.plan, ct)
+    except InputError as exc:
+        raise InputError(exc.problem, args.plan) from None
+    for w in d.warnings:
+        sys.stderr.write(f"seedplan dvh: warning: {w}\n")
+    results: dict[str, object] = {
+        name: {k: float(v) for k, v in dvh.summary().items()} for name, dvh in d.dvhs.items()
+    }
+    if args.json:
+        if "metrics" in results:
+            raise InputError(
+                "a structure is called 'metrics', the key --json keeps for the plan metrics; "
+                "rename it",
+                args.plan,
+            )
+        results["metrics"] = d.metrics_dict()
+        sys.stdout.write(
+            json.dumps(_finite(results), indent=2, allow_nan=False, default=_json_default)
+        )
+        sys.stdout.write("\n")
+        return 0
+    sys.stdout.write(f"DVH of {args.plan} ({d.label}; one volume rule; doses in Gy)\n")
+    sys.stdout.write(_table({k: v for k, v in results.items() if isinstance(v, dict)}) + "\n")
+    if d.goal_results:
+        sys.stdout.write("Goals:\n")
+        for g in d.goal_results:
+            value = "n/a" if g.value != g.value else f"{g.value:.2f}"
+            unit = {"cm3": "cm³"}.get(g.goal.unit, g.goal.unit)
+            note = f" ({g.note})" if g.note else ""
+            sys.stdout.write(f"  {g.status.upper():4s}  {g.label}: {value} {unit}{note}\n")
+    return 0
+
+
+def _finite(value: object) -> object:
+    """NaN/inf → None, recursively (valid JSON)."""
+    if isinstance(value, float):
+        return value if value == value and abs(value) != float("inf") else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _json_default(value: object) -> object:
+    try:
+        return float(value)  # numpy scalars
+    except (TypeError, ValueError):
+        return str(value)

@@ -1,9 +1,13 @@
 """``seedplan info PLAN [--json]``: what a ``.seedplan`` file holds (called by info_cmd).
 
 ``--json`` prints one object: the file (format version, content hash), the CT reference,
-structures (id, name, role, volume_cm3 …), prescription, source (U and mCi), needles, seeds,
-goals, status and revision. Volumes follow the plan's one volume rule (voxel count × CT voxel
-volume, the volume its DVHs integrate).
+structures (id, name, role, volume_cm3 …), prescription, source (U and mCi), needles (id,
+label, entry_mm, tip_mm, length, insertion depth, angles to the axial/sagittal/coronal planes,
+seeds, ``warnings``: one line each, and ``warning_details``), the loading summary (seeds per
+needle, totals in U and mCi at calibration and implant), seeds, goals, status and revision.
+Needle warnings use the plan's CT when it is found (``planner.plan.plan_ct``; else the bone
+and body checks are skipped and ``needle_checks`` says so). Volumes follow the plan's one
+volume rule (voxel count × CT voxel volume, the volume its DVHs integrate).
 """
 
 from __future__ import annotations
@@ -13,14 +17,22 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
+from planner.imaging.volume import CTVolume
 from planner.plan.plan_file import LoadedPlan, is_plan_file, load_plan
 
 __all__ = ["is_plan_file", "plan_info_dict", "run_plan_info"]
 
 
-def plan_info_dict(loaded: LoadedPlan) -> dict[str, Any]:
-    """The ``info --json`` object of a loaded plan file."""
+def plan_info_dict(
+    loaded: LoadedPlan, ct: CTVolume | None = None, ct_note: str = ""
+) -> dict[str, Any]:
+    """The ``info --json`` object of a loaded plan file; ``ct`` (the plan's CT, when found)
+    lets the needle warnings include the bone and body checks."""
+    from planner.plan.loading import loading_summary
+    from planner.plan.needles import needle_table
+
     plan = loaded.plan
+    rows = {r.id: r for r in needle_table(plan, ct)}
     ct = plan.ct
     names = {s.id: s.name for s in plan.structures}
     rx = plan.prescription
@@ -85,16 +97,10 @@ def plan_info_dict(loaded: LoadedPlan) -> dict[str, Any]:
             "decay_factor": src.decay_factor,
             "strength_at_implant_U": src.strength_at_implant_u,
         },
-        "needles": [
-            {
-                "id": n.id,
-                "label": n.label,
-                "entry_mm": list(n.entry_mm),
-                "tip_mm": list(n.tip_mm),
-                "warnings": [],
-            }
-            for n in plan.needles
-        ],
+        "needles": [rows[n.id].to_dict() for n in plan.needles],
+        "needle_checks": ct_note
+        or ("with the plan's CT" if ct is not None else "without the CT: no bone/body checks"),
+        "loading": loading_summary(plan).to_dict(),
         "seeds": [
             {
                 "id": s.id,
@@ -174,12 +180,36 @@ def _text(d: dict[str, Any], out: TextIO) -> None:
             )
         w("\n")
     w(f"Needles: {len(d['needles'])}; seeds: {len(d['seeds'])}; goals: {len(d['goals'])}\n")
+    if d["needles"]:
+        w(f"  needle checks {d['needle_checks']}\n")
+        w(
+            f"  {'needle':<8} {'length':>8} {'depth':>8} {'∠axial':>7} {'∠sag':>6} {'seeds':>5}"
+            "  warnings\n"
+        )
+    for n in d["needles"]:
+        w(
+            f"  {n['label'] or n['id']:<8} {n['length_mm']:6.1f}mm {n['insertion_depth_mm']:6.1f}mm"
+            f" {n['angle_to_axial_deg']:6.1f}° {n['angle_to_sagittal_deg']:5.1f}° {n['n_seeds']:5d}"
+            f"  {'; '.join(n['warnings']) or '-'}\n"
+        )
+    ld = d["loading"]
+    if ld["total_seeds"]:
+        w(
+            f"Loading: {ld['total_seeds']} seeds ({ld['free_seeds']} not on a needle), total "
+            f"{ld['total_strength_U']:.4g} U = {ld['total_activity_mCi']:.4g} mCi at calibration, "
+            f"{ld['total_strength_at_implant_U']:.4g} U = "
+            f"{ld['total_activity_at_implant_mCi']:.4g} mCi at implant\n"
+        )
 
 
 def run_plan_info(path: str | Path, *, as_json: bool, out: TextIO | None = None) -> int:
     """Print the plan file's summary (text or one JSON object); InputError for a bad file."""
+    from planner.plan.plan_ct import find_plan_ct
+
     out = out or sys.stdout
-    d = plan_info_dict(load_plan(path))
+    loaded = load_plan(path)
+    ct, note = find_plan_ct(loaded.plan, loaded.path)
+    d = plan_info_dict(loaded, ct, note)
     if as_json:
         json.dump(d, out, indent=1, ensure_ascii=False)
         out.write("\n")
