@@ -1,0 +1,190 @@
+"""The post-op mode's result panels: the planned vs post-op comparison table and both DVHs.
+
+:class:`ComparisonTable` shows one row per metric of every target and organ at risk: planned,
+intra-op (when an intra-op plan was given), post-op, and post-op − planned, each with its unit;
+the rows the clinician reads first (target D90, V100, cord D0.1 cm³) come first.
+:class:`DVHPlot` draws every structure's cumulative DVH of the plan (solid) and of the implant
+(dashed) in the structure's colour, with the prescription marked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+from matplotlib.figure import Figure
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QBrush, QColor
+from PySide6.QtWidgets import QHeaderView, QTableWidget, QTableWidgetItem, QWidget
+
+from planner.plan.dosimetry import PlanDosimetry
+from planner.postop.verify import ComparisonRow
+
+__all__ = ["ComparisonTable", "DVHPlot", "table_rows"]
+
+#: Metrics shown first, in this order (the rest follow in the dosimetry's order).
+_FIRST = (
+    "d90_gy",
+    "v100_percent",
+    "d100_gy",
+    "v150_percent",
+    "d0_1cc_gy",
+    "dmax_0_03cc_gy",
+    "min_seed_distance_mm",
+)
+#: Rows not shown: inputs, not results (the prescription is the same in both columns).
+_HIDDEN = ("prescription_gy",)
+_LABELS = {
+    "d90_gy": "D90",
+    "d100_gy": "D100",
+    "v100_percent": "V100",
+    "v150_percent": "V150",
+    "v200_percent": "V200",
+    "dmean_gy": "Dmean",
+    "v_t_ref_cm3": "target volume ≥ Rx",
+    "v_t_1_5ref_cm3": "target volume ≥ 1.5 Rx",
+    "v_ref_cm3": "volume ≥ Rx (all tissue)",
+    "ci": "conformity index CI",
+    "ei": "external index EI",
+    "hi": "homogeneity index HI",
+    "bed_d90_gy": "BED of D90",
+    "eqd2_d90_gy": "EQD2 of D90",
+    "dmax_0_03cc_gy": "Dmax (D0.03 cm³)",
+    "dmax_voxel_gy": "Dmax (voxel)",
+    "d0_1cc_gy": "D0.1 cm³",
+    "d1cc_gy": "D1 cm³",
+    "d2cc_gy": "D2 cm³",
+    "min_seed_distance_mm": "nearest seed centre",
+    "bed_d0_1cc_gy": "BED of D0.1 cm³",
+    "eqd2_d0_1cc_gy": "EQD2 of D0.1 cm³",
+    "bed_dmax_0_03cc_gy": "BED of D0.03 cm³",
+    "eqd2_dmax_0_03cc_gy": "EQD2 of D0.03 cm³",
+}
+_COLOURS = ("#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf")
+
+
+def _label(metric: str) -> str:
+    return _LABELS.get(metric, metric.removesuffix("_gy").removesuffix("_percent"))
+
+
+def table_rows(
+    comparison: Sequence[ComparisonRow], intraop: PlanDosimetry | None = None
+) -> list[tuple[str, str, str, float | None, float | None, float | None, float | None]]:
+    """``(structure, metric label, unit, planned, intra-op, post-op, post-op − planned)`` rows,
+    the key metrics first (module docstring); intra-op is None without an intra-op plan."""
+
+    def rank(r: ComparisonRow) -> tuple[int, int]:
+        return (_FIRST.index(r.metric) if r.metric in _FIRST else len(_FIRST), 0)
+
+    out = []
+    for r in sorted((r for r in comparison if r.metric not in _HIDDEN), key=rank):
+        intra = None
+        if intraop is not None and r.structure in intraop.metrics:
+            value = intraop.metrics[r.structure].to_dict().get(r.metric)
+            intra = float(value) if isinstance(value, (int, float)) else None
+        out.append(
+            (r.structure, _label(r.metric), r.unit, r.planned, intra, r.postop, r.difference)
+        )
+    return out
+
+
+def _fmt(value: float | None) -> str:
+    if value is None or not np.isfinite(value):
+        return "—"
+    return f"{value:.1f}" if abs(value) >= 10 else f"{value:.2f}"
+
+
+class ComparisonTable(QTableWidget):
+    """Planned | intra-op | post-op | difference, one row per metric (module docstring)."""
+
+    HEADERS = ("Structure", "Metric", "Planned", "Intra-op", "Post-op", "Δ post − plan", "Unit")
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(0, len(self.HEADERS), parent)
+        self.setObjectName("postop_comparison")
+        self.setHorizontalHeaderLabels(self.HEADERS)
+        self.verticalHeader().setVisible(False)
+        self.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        self.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.setColumnHidden(3, True)
+
+    def show_rows(
+        self, comparison: Sequence[ComparisonRow], intraop: PlanDosimetry | None = None
+    ) -> None:
+        rows = table_rows(comparison, intraop)
+        self.setColumnHidden(3, intraop is None)
+        self.setRowCount(len(rows))
+        for r, (structure, metric, unit, planned, intra, post, diff) in enumerate(rows):
+            cells = (structure, metric, _fmt(planned), _fmt(intra), _fmt(post), _fmt(diff), unit)
+            for c, text in enumerate(cells):
+                item = QTableWidgetItem(text)
+                if c >= 2 and c <= 5:
+                    item.setTextAlignment(
+                        Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
+                    )
+                # Colour large relative changes of a metric (≥ 10 % of the planned value).
+                if c == 5 and diff is not None and planned and abs(diff) >= 0.1 * abs(planned):
+                    item.setForeground(QBrush(QColor("#c0392b")))
+                self.setItem(r, c, item)
+
+    def cell_text(self, row: int, column: int) -> str:
+        item = self.item(row, column)
+        return item.text() if item is not None else ""
+
+
+class DVHPlot(FigureCanvasQTAgg):
+    """Cumulative DVHs: plan solid, implant dashed (module docstring)."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        self.figure = Figure(figsize=(5.0, 3.2), dpi=90, layout="constrained")
+        super().__init__(self.figure)
+        self.setParent(parent)
+        self.setObjectName("postop_dvh")
+        self.axes = self.figure.add_subplot(1, 1, 1)
+        #: (structure, "planned" | "postop") of every curve drawn (tests read it).
+        self.curves: list[tuple[str, str]] = []
+        self._empty()
+
+    def _empty(self) -> None:
+        ax = self.axes
+        ax.clear()
+        ax.set_xlabel("Dose (Gy)")
+        ax.set_ylabel("Volume (%)")
+        ax.set_ylim(0, 105)
+        ax.grid(True, alpha=0.3)
+
+    def show_dvhs(self, planned: PlanDosimetry, postop: PlanDosimetry) -> None:
+        self._empty()
+        self.curves.clear()
+        ax = self.axes
+        pd = planned.prescription_gy
+        x_max = 0.0
+        for n, (name, dvh) in enumerate(planned.dvhs.items()):
+            colour = _COLOURS[n % len(_COLOURS)]
+            for which, d, style in (("planned", dvh, "-"), ("postop", postop.dvhs.get(name), "--")):
+                if d is None:
+                    continue
+                ax.plot(
+                    d.bin_edges_gy,
+                    d.cumulative_percent,
+                    style,
+                    color=colour,
+                    lw=1.6,
+                    label=f"{name} {'plan' if which == 'planned' else 'post-op'}",
+                )
+                self.curves.append((name, which))
+                x_max = max(x_max, float(d.d_percent(1.0)) if d.volume_cm3 > 0 else 0.0)
+        if pd:
+            x_max = min(x_max, 3.0 * pd)  # the clinically read range: up to 3 × Rx
+            ax.axvline(pd, color="0.4", lw=1.0, ls=":")
+            ax.text(pd, 101, f" Rx {pd:g} Gy", fontsize=8, color="0.3", va="bottom")
+            x_max = max(x_max, 2.0 * pd)
+        ax.set_xlim(0, max(x_max * 1.05, 1.0))
+        ax.set_title(
+            f"DVH — plan (solid, {planned.formalism.upper()}) vs post-op "
+            f"(dashed, {postop.formalism.upper()})",
+            fontsize=9,
+        )
+        ax.legend(fontsize=7, loc="upper right")
+        self.draw_idle()

@@ -1,0 +1,568 @@
+# ruff: noqa: N802  (Qt method names: closeEvent)
+"""Post-op verification mode: the post-op CT with its detected seeds, review, registration check.
+
+A window of its own beside the planning views (the plan and its CT stay on the main window):
+
+* left: an axial view of the **post-op CT** (a second :class:`~planner.session.session.Session`
+  with its own crosshair) with the detected seeds as a layer
+  (:class:`app.gui.postop.seeds_layer.SeedMarkersLayer`);
+* toolbar: open the post-op CT, *Detect & verify* (:func:`planner.postop.verify.verify_plan`
+  off the GUI thread, with progress and cancel), and the seed edits — add a seed at the
+  crosshair, delete / split the seed nearest it, merge it with its nearest neighbour — undoable
+  (:class:`planner.postop.edits.SeedEdits`);
+* right, in tabs: the **comparison table** (planned, intra-op when an intra-op plan is given,
+  post-op, difference), **both DVHs**, and the **registration**: a checkerboard or colour fusion
+  of the planning CT against the post-op CT mapped through the transform, with shift (1 mm) and
+  rotate (0.5°, about the target centre) buttons.
+
+After every edit or nudge the matching and the post-plan dose are recomputed in the background
+(:func:`planner.postop.edits.reverify`, a fraction of a second); a result made for an older
+state is dropped.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from PySide6.QtCore import Qt, QTimer
+from PySide6.QtGui import QAction, QCloseEvent, QImage, QKeySequence, QPixmap
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QGridLayout,
+    QGroupBox,
+    QLabel,
+    QMainWindow,
+    QPushButton,
+    QSplitter,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.gui.dialogs.task_progress import TaskRunner
+from app.gui.postop.fusion import fusion_slice
+from app.gui.postop.panels import ComparisonTable, DVHPlot
+from app.gui.postop.seeds_layer import SeedMarkersLayer
+from app.gui.views.slice_view import Orientation, SliceView
+from dose.errors import InputError
+from dose.progress import CancelFn, ProgressFn
+from planner.imaging.volume import CTVolume
+from planner.plan.dosimetry import PlanDosimetry, compute_plan_dosimetry
+from planner.plan.model import Plan
+from planner.postop.edits import EditedSeeds, PostopReview, reverify
+from planner.postop.verify import Verification, _target_centre_mm, verify_plan
+from planner.session.session import Session
+
+if TYPE_CHECKING:
+    from app.gui.main_window import MainWindow
+
+__all__ = ["PostopWindow"]
+
+#: Seeds farther than this from the crosshair are never "the selected seed".
+SELECT_MM = 5.0
+#: A merge takes the selected seed and its nearest neighbour if it is this close.
+MERGE_MM = 6.0
+NUDGE_MM = 1.0
+NUDGE_DEG = 0.5
+
+
+class PostopWindow(QMainWindow):
+    """The post-op mode of ``main`` (module docstring)."""
+
+    def __init__(self, main: MainWindow) -> None:
+        super().__init__(main)
+        self.setWindowFlag(Qt.WindowType.Window, True)
+        self.setObjectName("postop_window")
+        self.setWindowTitle("SeedPlan — post-op verification")
+        self.main = main
+        self.postop_session = Session()
+        self.postop_ct: CTVolume | None = None
+        self.review: PostopReview | None = None
+        self.intraop: PlanDosimetry | None = None
+        self._generation = 0
+        self._pending_reverify = False
+        self._closing = False
+
+        self.view = SliceView(self.postop_session, Orientation.AXIAL)
+        self.seeds_layer = SeedMarkersLayer(
+            self.view, self.postop_session, self.view.normal, self._seeds, self.selected_index
+        )
+        self.view.layers.append(self.seeds_layer)
+        self.table = ComparisonTable()
+        self.dvh = DVHPlot()
+        self.summary = QLabel("Open the post-op CT, then Detect & verify.")
+        self.summary.setObjectName("postop_summary")
+        self.summary.setWordWrap(True)
+        self.runner = TaskRunner()
+        self.runner.state_changed.connect(self._update_actions)
+        self._build_registration_tab()
+
+        left = QWidget()
+        left_layout = QVBoxLayout(left)
+        left_layout.setContentsMargins(0, 0, 0, 0)
+        left_layout.addWidget(
+            QLabel(
+                "Post-op CT (seeds: cyan detected, orange edited, yellow "
+                "selected = nearest the crosshair)"
+            )
+        )
+        left_layout.addWidget(self.view, 1)
+        self.tabs = QTabWidget()
+        table_page = QWidget()
+        tl = QVBoxLayout(table_page)
+        tl.addWidget(self.summary)
+        tl.addWidget(self.table, 1)
+        self.tabs.addTab(table_page, "Comparison")
+        self.tabs.addTab(self.dvh, "DVH")
+        self.tabs.addTab(self.registration_page, "Registration")
+        splitter = QSplitter()
+        splitter.addWidget(left)
+        splitter.addWidget(self.tabs)
+        splitter.setSizes([620, 640])
+        central = QWidget()
+        outer = QVBoxLayout(central)
+        outer.addWidget(splitter, 1)
+        outer.addWidget(self.runner)
+        self.setCentralWidget(central)
+        self._build_toolbar()
+        self.postop_session.crosshair_changed.connect(self._on_postop_crosshair)
+        self._reverify_timer = QTimer(self)
+        self._reverify_timer.setSingleShot(True)
+        self._reverify_timer.setInterval(250)
+        self._reverify_timer.timeout.connect(self.start_reverify)
+        self.resize(1300, 820)
+        self._update_actions()
+
+    # ------------------------------------------------------------------ construction
+    def _action(self, text: str, slot: Any, shortcut: str | None = None, tip: str = "") -> QAction:
+        action = QAction(text, self)
+        if shortcut:
+            action.setShortcut(QKeySequence(shortcut))
+        action.setToolTip(f"{tip} ({shortcut})" if shortcut and tip else tip or text)
+        action.triggered.connect(slot)
+        return action
+
+    def _build_toolbar(self) -> None:
+        bar = self.addToolBar("Post-op")
+        bar.setObjectName("postop_toolbar")
+        self.open_action = self._action("Open post-op CT…", self._ask_open, "Ctrl+O")
+        self.verify_action = self._action(
+            "Detect && verify",
+            self.run_verification,
+            "Ctrl+R",
+            "Find the seeds, register to the plan, compute the post-plan dose",
+        )
+        self.add_action = self._action(
+            "Add seed", self.add_seed_at_crosshair, "A", "Add a seed at the crosshair"
+        )
+        self.delete_action = self._action(
+            "Delete seed", self.delete_selected, "D", "Delete the seed nearest the crosshair"
+        )
+        self.merge_action = self._action(
+            "Merge", self.merge_selected, "M", "Merge the selected seed with its nearest neighbour"
+        )
+        self.split_action = self._action(
+            "Split", self.split_selected, "S", "Split the selected seed in two along its axis"
+        )
+        self.undo_action = self._action("Undo", self.undo, "Ctrl+Z")
+        self.redo_action = self._action("Redo", self.redo, "Ctrl+Shift+Z")
+        self.intraop_action = self._action(
+            "Intra-op plan…",
+            self._ask_intraop,
+            None,
+            "Add the intra-op plan's column to the comparison",
+        )
+        for a in (self.open_action, self.verify_action):
+            bar.addAction(a)
+        bar.addSeparator()
+        for a in (
+            self.add_action,
+            self.delete_action,
+            self.merge_action,
+            self.split_action,
+            self.undo_action,
+            self.redo_action,
+        ):
+            bar.addAction(a)
+        bar.addSeparator()
+        bar.addAction(self.intraop_action)
+
+    def _build_registration_tab(self) -> None:
+        page = QWidget()
+        layout = QVBoxLayout(page)
+        self.fusion_label = QLabel("No registration yet")
+        self.fusion_label.setObjectName("postop_fusion")
+        self.fusion_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.fusion_label.setMinimumSize(360, 360)
+        self.fusion_mode = QComboBox()
+        self.fusion_mode.addItems(["checkerboard", "fusion"])
+        self.fusion_mode.setToolTip(
+            "Checkerboard: squares alternate planning / post-op CT. "
+            "Fusion: planning green, post-op magenta, grey = agree."
+        )
+        self.fusion_mode.currentTextChanged.connect(lambda _t: self.refresh_fusion())
+        self.slice_offset = QDoubleSpinBox()
+        self.slice_offset.setRange(-80.0, 80.0)
+        self.slice_offset.setSuffix(" mm (S+)")
+        self.slice_offset.setSingleStep(2.0)
+        self.slice_offset.setToolTip("Axial plane shown, relative to the target centre")
+        self.slice_offset.valueChanged.connect(lambda _v: self.refresh_fusion())
+        self.transform_label = QLabel("")
+        self.transform_label.setObjectName("postop_transform")
+        self.transform_label.setWordWrap(True)
+        nudge = QGroupBox("Manual correction of the post-op CT (planning frame, LPS)")
+        grid = QGridLayout(nudge)
+        self.nudge_buttons: dict[str, QPushButton] = {}
+        moves = [
+            ("R −1 mm", (-NUDGE_MM, 0, 0), (0, 0, 0)),
+            ("L +1 mm", (NUDGE_MM, 0, 0), (0, 0, 0)),
+            ("A −1 mm", (0, -NUDGE_MM, 0), (0, 0, 0)),
+            ("P +1 mm", (0, NUDGE_MM, 0), (0, 0, 0)),
+            ("I −1 mm", (0, 0, -NUDGE_MM), (0, 0, 0)),
+            ("S +1 mm", (0, 0, NUDGE_MM), (0, 0, 0)),
+            ("rot x −0.5°", (0, 0, 0), (-NUDGE_DEG, 0, 0)),
+            ("rot x +0.5°", (0, 0, 0), (NUDGE_DEG, 0, 0)),
+            ("rot y −0.5°", (0, 0, 0), (0, -NUDGE_DEG, 0)),
+            ("rot y +0.5°", (0, 0, 0), (0, NUDGE_DEG, 0)),
+            ("rot z −0.5°", (0, 0, 0), (0, 0, -NUDGE_DEG)),
+            ("rot z +0.5°", (0, 0, 0), (0, 0, NUDGE_DEG)),
+        ]
+        for n, (text, shift, rot) in enumerate(moves):
+            button = QPushButton(text)
+            button.clicked.connect(lambda _c=False, s=shift, r=rot: self.nudge(s, r))
+            grid.addWidget(button, n // 2, n % 2)
+            self.nudge_buttons[text] = button
+        self.undo_nudge_button = QPushButton("Undo correction")
+        self.undo_nudge_button.clicked.connect(self.undo_nudge)
+        self.reset_nudge_button = QPushButton("Automatic registration")
+        self.reset_nudge_button.clicked.connect(self.reset_registration)
+        grid.addWidget(self.undo_nudge_button, 6, 0)
+        grid.addWidget(self.reset_nudge_button, 6, 1)
+        row = QWidget()
+        rl = QGridLayout(row)
+        rl.setContentsMargins(0, 0, 0, 0)
+        rl.addWidget(QLabel("View"), 0, 0)
+        rl.addWidget(self.fusion_mode, 0, 1)
+        rl.addWidget(QLabel("Plane"), 0, 2)
+        rl.addWidget(self.slice_offset, 0, 3)
+        layout.addWidget(row)
+        layout.addWidget(self.fusion_label, 1)
+        layout.addWidget(self.transform_label)
+        layout.addWidget(nudge)
+        self.registration_page = page
+
+    # ------------------------------------------------------------------ inputs
+    @property
+    def plan(self) -> Plan | None:
+        doc = self.main.session.document
+        return doc.plan if doc is not None else None
+
+    @property
+    def planning_ct(self) -> CTVolume | None:
+        return self.main.session.volume
+
+    def _ask_open(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Open the post-op CT (DICOM folder)")
+        if folder:
+            self.open_postop(folder)
+
+    def open_postop(self, path: str) -> None:
+        """Load the post-op CT from ``path`` (DICOM folder or image file) in the background."""
+        from planner.imaging.ct_loader import load_ct
+
+        def task(progress: ProgressFn, cancel: CancelFn) -> CTVolume:
+            return load_ct(path, progress=progress, cancel=cancel)[0]
+
+        self.runner.run(task, self.set_postop_ct, f"Opening {path}…")
+
+    def set_postop_ct(self, ct: CTVolume) -> None:
+        """Show ``ct`` as the post-op CT; any earlier verification is dropped."""
+        self.postop_ct = ct
+        self.review = None
+        self._generation += 1
+        self.postop_session.set_volume(ct)
+        self.summary.setText("Post-op CT loaded; press Detect & verify.")
+        self._refresh()
+
+    def _ask_intraop(self) -> None:
+        file, _ = QFileDialog.getOpenFileName(
+            self, "Intra-op plan", "", "SeedPlan plans (*.seedplan);;All files (*)"
+        )
+        if not file:
+            return
+        from planner.plan.plan_file import load_plan
+
+        ct = self.planning_ct
+
+        def task(progress: ProgressFn, cancel: CancelFn) -> PlanDosimetry:
+            plan = load_plan(file).plan
+            if ct is None:
+                raise InputError("no planning CT is open")
+            return compute_plan_dosimetry(plan, ct, progress=progress, cancel=cancel)
+
+        self.runner.run(task, self.set_intraop, "Computing the intra-op plan's dose…")
+
+    def set_intraop(self, dosimetry: PlanDosimetry | None) -> None:
+        """Add (None: remove) the intra-op plan's column to the comparison."""
+        self.intraop = dosimetry
+        self._refresh()
+
+    # ------------------------------------------------------------------ verification
+    def run_verification(self) -> bool:
+        """Detect, register, match and compute both doses in the background; False (and a
+        message) when the plan, its CT or the post-op CT is missing or a task is running."""
+        plan, ct, post = self.plan, self.planning_ct, self.postop_ct
+        if plan is None or ct is None or post is None:
+            missing = (
+                "a plan"
+                if plan is None
+                else "the planning CT"
+                if ct is None
+                else ("the post-op CT")
+            )
+            self.runner.label.setText(f"Cannot verify: open {missing} first")
+            return False
+
+        def task(progress: ProgressFn, cancel: CancelFn) -> Verification:
+            return verify_plan(plan, ct, post, progress=progress, cancel=cancel)
+
+        return self.runner.run(task, self._on_verified, "Detecting seeds…")
+
+    def _on_verified(self, verification: Verification) -> None:
+        self.review = PostopReview(verification)
+        self._generation += 1
+        if verification.detection.seeds:
+            centre = verification.detection.positions_mm.mean(axis=0)
+            self.postop_session.set_crosshair(centre)
+            self.focus_view(centre)
+        self._refresh()
+
+    def focus_view(self, centre_mm: np.ndarray, half_height_mm: float = 45.0) -> None:
+        """Zoom the post-op view onto ``centre_mm`` (the implant), ± ``half_height_mm``."""
+        view = self.view
+        view.reset_camera()
+        camera = view.renderer.GetActiveCamera()
+        fp = np.asarray(camera.GetFocalPoint())
+        right = np.cross(view.normal, np.asarray(view.orientation.spec.view_up, float))
+        up = np.asarray(view.orientation.spec.view_up, float)
+        d = np.asarray(centre_mm, float) - fp
+        view.pan_mm(-(d @ right), -(d @ up))
+        view.zoom(camera.GetParallelScale() / half_height_mm)
+
+    def _seeds(self) -> EditedSeeds | None:
+        return self.review.edits.seeds if self.review is not None else None
+
+    def selected_index(self) -> int | None:
+        """The seed nearest the post-op crosshair (within 5 mm), the one edits act on."""
+        if self.review is None:
+            return None
+        return self.review.edits.nearest(self.postop_session.crosshair_mm, within_mm=SELECT_MM)
+
+    # ------------------------------------------------------------------ seed edits
+    def _edited(self) -> None:
+        self._generation += 1
+        self.seeds_layer.update()
+        self._update_actions()
+        self._reverify_timer.start()
+
+    def add_seed_at_crosshair(self) -> None:
+        if self.review is None:
+            return
+        seeds = self.review.edits.seeds
+        axis = np.median(seeds.axes, axis=0) if len(seeds) else np.array([0.0, 0.0, 1.0])
+        if not np.linalg.norm(axis) > 1e-6:
+            axis = np.array([0.0, 0.0, 1.0])
+        self.review.edits.add(self.postop_session.crosshair_mm, axis)
+        self._edited()
+
+    def delete_selected(self) -> None:
+        i = self.selected_index()
+        if self.review is not None and i is not None:
+            self.review.edits.delete([i])
+            self._edited()
+
+    def merge_selected(self) -> None:
+        i = self.selected_index()
+        if self.review is None or i is None:
+            return
+        p = self.review.edits.seeds.positions_mm
+        d = np.linalg.norm(p - p[i], axis=1)
+        d[i] = np.inf
+        j = int(np.argmin(d))
+        if not d[j] <= MERGE_MM:
+            self.runner.label.setText(f"No other seed within {MERGE_MM:g} mm to merge with")
+            return
+        self.review.edits.merge([i, j])
+        self._edited()
+
+    def split_selected(self) -> None:
+        i = self.selected_index()
+        if self.review is not None and i is not None:
+            self.review.edits.split(i)
+            self._edited()
+
+    def undo(self) -> None:
+        if self.review is not None and self.review.edits.undo():
+            self._edited()
+
+    def redo(self) -> None:
+        if self.review is not None and self.review.edits.redo():
+            self._edited()
+
+    # ------------------------------------------------------------------ registration
+    def _target_centre(self) -> np.ndarray:
+        plan = self.plan
+        c = _target_centre_mm(plan) if plan is not None else None
+        if c is None and self.review is not None:
+            c = self.review.implanted_mm().mean(axis=0)
+        return np.zeros(3) if c is None else np.asarray(c, dtype=np.float64)
+
+    def nudge(self, shift_mm: Any = (0, 0, 0), rotation_deg: Any = (0, 0, 0)) -> None:
+        """Correct the registration by hand (rotations about the target centre)."""
+        if self.review is None:
+            return
+        self.review.nudge(shift_mm, rotation_deg, about_mm=self._target_centre())
+        self._registration_changed()
+
+    def undo_nudge(self) -> None:
+        if self.review is not None and self.review.undo_nudge():
+            self._registration_changed()
+
+    def reset_registration(self) -> None:
+        if self.review is not None:
+            self.review.reset_registration()
+            self._registration_changed()
+
+    def _registration_changed(self) -> None:
+        self.refresh_fusion()
+        self._show_transform()
+        self._edited()
+
+    # ------------------------------------------------------------------ re-verification
+    def start_reverify(self) -> None:
+        """Recompute matching and post-op dose for the current seeds and transform."""
+        review, plan, ct = self.review, self.plan, self.planning_ct
+        if review is None or plan is None or ct is None:
+            return
+        if self.runner.busy:
+            self._pending_reverify = True
+            return
+        generation = self._generation
+        base, seeds, transform = review.base, review.edits.seeds, review.transform
+
+        def task(progress: ProgressFn, cancel: CancelFn) -> Verification:
+            return reverify(base, plan, ct, seeds, transform, progress=progress, cancel=cancel)
+
+        def done(v: Verification) -> None:
+            if generation == self._generation and self.review is review:
+                review.verification = v
+                self._refresh()
+
+        def failed(_exc: BaseException) -> None:
+            self.summary.setText(self.runner.label.text())
+
+        self.runner.run(task, done, "Recomputing the post-op dose…", on_failed=failed)
+
+    # ------------------------------------------------------------------ views
+    def _on_postop_crosshair(self, *_args: object) -> None:
+        self._update_actions()
+
+    def _update_actions(self, *_args: object) -> None:
+        busy = self.runner.busy
+        has = self.review is not None
+        selected = self.selected_index() is not None
+        self.verify_action.setEnabled(not busy)
+        self.open_action.setEnabled(not busy)
+        self.add_action.setEnabled(has)
+        for a in (self.delete_action, self.merge_action, self.split_action):
+            a.setEnabled(has and selected)
+        self.undo_action.setEnabled(has and self.review.edits.can_undo)  # type: ignore[union-attr]
+        self.redo_action.setEnabled(has and self.review.edits.can_redo)  # type: ignore[union-attr]
+        if has:
+            assert self.review is not None
+            self.undo_action.setText(f"Undo {self.review.edits.undo_label}".strip())
+        for b in (*self.nudge_buttons.values(), self.undo_nudge_button, self.reset_nudge_button):
+            b.setEnabled(has)
+        if not busy and self._pending_reverify:
+            self._pending_reverify = False
+            QTimer.singleShot(0, self.start_reverify)
+
+    def _refresh(self) -> None:
+        self.seeds_layer.update()
+        self._update_actions()
+        review = self.review
+        if review is None:
+            self.table.setRowCount(0)
+            self.fusion_label.setText("No registration yet")
+            return
+        v = review.verification
+        lines = [v.detection.summary(), v.summary()]
+        lines += [f"⚠ {w}" for w in v.warnings]
+        self.summary.setText("\n".join(lines))
+        self.table.show_rows(v.comparison, self.intraop)
+        self.dvh.show_dvhs(v.planned, v.postop)
+        self.refresh_fusion()
+        self._show_transform()
+
+    def _show_transform(self) -> None:
+        if self.review is None:
+            return
+        t = self.review.transform
+        angles = _euler_deg(t.matrix)
+        state = (
+            "corrected by hand" if self.review.nudged else "automatic (bone, mutual information)"
+        )
+        r = self.review.verification.registration
+        self.transform_label.setText(
+            f"Post-op → planning, {state}: shift "
+            + ", ".join(f"{v:+.1f}" for v in t.translation_mm)
+            + " mm (x, y, z LPS); rotation "
+            + ", ".join(f"{v:+.2f}" for v in angles)
+            + f"° about x, y, z; initialised by {r.initialised_by}, {r.iterations} iterations"
+        )
+
+    def refresh_fusion(self) -> None:
+        """Redraw the registration check image (checkerboard or fusion)."""
+        if self.review is None or self.planning_ct is None or self.postop_ct is None:
+            return
+        centre = self._target_centre() + np.array([0.0, 0.0, self.slice_offset.value()])
+        rgb = fusion_slice(
+            self.planning_ct,
+            self.postop_ct,
+            self.review.transform,
+            centre,
+            mode=self.fusion_mode.currentText(),  # type: ignore[arg-type]
+        )
+        self.fusion_rgb = rgb
+        h, w, _ = rgb.shape
+        image = QImage(rgb.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
+        side = max(200, min(self.fusion_label.width(), self.fusion_label.height()) - 4)
+        self.fusion_label.setPixmap(
+            QPixmap.fromImage(image).scaled(
+                side,
+                side,
+                Qt.AspectRatioMode.KeepAspectRatio,
+                Qt.TransformationMode.SmoothTransformation,
+            )
+        )
+
+    # ------------------------------------------------------------------ teardown
+    def closeEvent(self, event: QCloseEvent) -> None:
+        if not self._closing:
+            self._closing = True
+            self._reverify_timer.stop()
+            self.runner.wait(10.0)
+            self.seeds_layer.close()
+            self.view.finalize()
+        super().closeEvent(event)
+
+
+def _euler_deg(rot: np.ndarray) -> tuple[float, float, float]:
+    """Angles (degrees) about x, y, z of ``rot = Rz Ry Rx``."""
+    ry = float(np.degrees(np.arcsin(np.clip(-rot[2, 0], -1.0, 1.0))))
+    rx = float(np.degrees(np.arctan2(rot[2, 1], rot[2, 2])))
+    rz = float(np.degrees(np.arctan2(rot[1, 0], rot[0, 0])))
+    return rx, ry, rz
