@@ -210,3 +210,38 @@ def test_loading_summary(case):
         s.total_strength_u * plan.source.decay_factor
     )
     assert s.total_strength_at_implant_u < s.total_strength_u
+
+
+def test_needle_checks_follow_the_document(case):
+    from planner.plan.document import PlanDocument
+    from planner.plan.needle_checks import NeedleChecks
+    from planner.plan.needle_commands import AddNeedle, DeleteNeedle, MoveNeedle
+
+    ct, plan = case
+    doc = PlanDocument(plan)
+    checks = NeedleChecks(doc.plan, ct)
+    checks.attach(doc)
+    seen = []
+    checks.events.rows_changed.connect(seen.append)
+    doc.execute(AddNeedle((-10.0, -29.0, 0.0), (-10.0, -10.0, 0.0), needle_id="nd-a"))
+    doc.execute(AddNeedle((-14.0, -29.0, 4.0), (-14.0, -10.0, 4.0), needle_id="nd-b"))
+    assert seen == [frozenset({"nd-a"}), frozenset({"nd-b"})]
+    assert checks.row("nd-a").warnings == ()
+    # Drag nd-b's tip next to the cord and across nd-a's track: both rows change.
+    with doc.stroke("Drag tip"):
+        doc.execute(MoveNeedle("nd-b", tip_mm=(-4.0, -8.0, -4.0)))
+        doc.execute(MoveNeedle("nd-b", tip_mm=(-3.0, -6.5, -4.0)))
+    kinds_b = {w.kind for w in checks.row("nd-b").warnings}
+    assert "near_avoid" in kinds_b and "crosses_needle" in kinds_b
+    assert {w.kind for w in checks.row("nd-a").warnings} == {"crosses_needle"}
+    assert seen[-1] == frozenset({"nd-a", "nd-b"})
+    # The kept rows equal a fresh table of the same plan.
+    fresh = {r.id: r for r in needle_table(doc.plan, ct)}
+    for nid, row in checks.rows.items():
+        assert sorted(w.message for w in row.warnings) == sorted(
+            w.message for w in fresh[nid].warnings
+        )
+        assert row.insertion_depth_mm == pytest.approx(fresh[nid].insertion_depth_mm)
+    doc.execute(DeleteNeedle("nd-b"))
+    assert seen[-1] == frozenset({"nd-a", "nd-b"}) and set(checks.rows) == {"nd-a"}
+    assert checks.row("nd-a").warnings == ()

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import math
 import re
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -54,6 +55,7 @@ __all__ = [
     "NeedleWarning",
     "WarningKind",
     "angle_to_plane_deg",
+    "crossing_warnings",
     "needle_direction",
     "needle_length_mm",
     "needle_row",
@@ -221,18 +223,35 @@ def _inside_grid(geometry: GridGeometry, pts: NDArray[np.float64]) -> tuple[NDAr
     return inside, np.clip(kji, 0, shape - 1)
 
 
+#: Border voxels (k, j, i) and their centres (LPS mm) per structure value (structures are
+#: immutable: an edit makes a new value, so the cache never goes stale).
+_BORDERS: weakref.WeakKeyDictionary[Structure, tuple[NDArray, NDArray]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _border(structure: Structure) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    hit = _BORDERS.get(structure)
+    if hit is None:
+        crop = structure.crop
+        border = crop & ~ndimage.binary_erosion(crop, border_value=0)
+        kji = np.argwhere(border).astype(np.float64) + [b.start for b in structure.box]
+        hit = (kji, structure.geometry.zyx_to_world(kji))
+        _BORDERS[structure] = hit
+    return hit
+
+
 def _structure_distance_mm(
     structure: Structure, entry: NDArray, tip: NDArray
 ) -> tuple[float, NDArray[np.float64] | None]:
     """(distance from the segment to the structure's voxel boxes (mm; 0 through it), the
     closest point on the segment)."""
-    crop = structure.crop
-    if not crop.any():
+    if structure.voxel_count == 0:
         return math.inf, None
     g = structure.geometry
-    border = crop & ~ndimage.binary_erosion(crop, border_value=0)
-    kji = np.argwhere(border).astype(np.float64) + [b.start for b in structure.box]
-    centres = g.zyx_to_world(kji)
+    kji, centres = _border(structure)
+    if len(kji) == 0:
+        return math.inf, None
     d = tip - entry
     length2 = float(d @ d)
     u = np.clip(((centres - entry) @ d) / length2, 0.0, 1.0)
@@ -262,6 +281,26 @@ def _slice_body(hu: NDArray, k: int, body_hu: float) -> NDArray[np.bool_]:
     return m
 
 
+#: Filled body outline per CT slice, per HU array (kept while the array lives).
+_BODY_CACHE: dict[tuple[int, float], tuple[weakref.ref, dict[int, NDArray[np.bool_]]]] = {}
+
+
+def _body_slices(hu: NDArray, body_hu: float) -> dict[int, NDArray[np.bool_]]:
+    key = (id(hu), float(body_hu))
+    hit = _BODY_CACHE.get(key)
+    if hit is not None and hit[0]() is hu:
+        return hit[1]
+    for k in [k for k, (ref, _) in _BODY_CACHE.items() if ref() is None]:
+        del _BODY_CACHE[k]
+    try:
+        ref = weakref.ref(hu)
+    except TypeError:  # not weak-referenceable (a view of a temporary): no cache
+        return {}
+    slices: dict[int, NDArray[np.bool_]] = {}
+    _BODY_CACHE[key] = (ref, slices)
+    return slices
+
+
 class _BodyLookup:
     """Inside-the-body test along a track (a body structure, or the CT per slice, cached)."""
 
@@ -269,7 +308,9 @@ class _BodyLookup:
         self.structure = next((s for s in plan.structures if BODY_NAME_RE.match(s.name)), None)
         self.ct = ct
         self.body_hu = body_hu
-        self._slices: dict[int, NDArray[np.bool_]] = {}
+        self._slices: dict[int, NDArray[np.bool_]] = (
+            {} if ct is None else _body_slices(ct.hu, body_hu)
+        )
 
     @property
     def available(self) -> bool:
@@ -406,10 +447,20 @@ def needle_warnings(
                         _tuple(pts[sel[int(np.argmax(bone))]]),
                     )
                 )
-    for other in plan.needles if others is None else others:
+    out += crossing_warnings(needle, plan.needles if others is None else others, settings=cfg)
+    return out
+
+
+def crossing_warnings(
+    needle: Needle, others: Sequence[Needle], *, settings: NeedleCheckSettings | None = None
+) -> list[NeedleWarning]:
+    """``crosses_needle`` warnings of ``needle`` against ``others`` (itself is skipped)."""
+    cfg = settings or NeedleCheckSettings()
+    out = []
+    for other in others:
         if other.id == needle.id:
             continue
-        dist = segment_distance_mm(entry, tip, other.entry_mm, other.tip_mm)
+        dist = segment_distance_mm(needle.entry_mm, needle.tip_mm, other.entry_mm, other.tip_mm)
         if dist < cfg.needle_clearance_mm:
             name = other.label or other.id
             out.append(
