@@ -47,7 +47,8 @@ Accuracy: FAST mode is within 2 % of the exact dose beyond 1 mm from every seed
 Threads: :meth:`sync`, :meth:`set_slice` and the queries are meant for one (GUI) thread;
 :meth:`run_exact`/:meth:`deliver_exact` may run in a worker (events are emitted in the calling
 thread; the GUI marshals them). Incremental updates run numba with ``threads`` (default 1):
-tiny kernels are faster on one thread than split over busy cores.
+tiny kernels are faster on one thread than split over busy cores; recomputing a whole view
+(slice change) uses all of numba's threads.
 """
 
 from __future__ import annotations
@@ -329,8 +330,7 @@ class LiveDose:
             ids: list[Hashable] = list(self._seeds)
             vals = list(self._seeds.values())
             seeds = SeedSet.create([v[0] for v in vals], [v[1] for v in vals], [v[2] for v in vals])
-            with _numba_threads(self.threads):
-                grid.set_seeds(seeds, ids)
+            grid.set_seeds(seeds, ids)  # a whole view: all of numba's threads
         self._grids[view] = grid
 
     def _rebuild(self, plan: Plan) -> None:
