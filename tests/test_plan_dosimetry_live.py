@@ -193,3 +193,18 @@ def test_exact_mode_views_equal_the_engine(engine):
     for view in VIEWS:
         exact, _ = _exact_plane(engine, live, view)
         np.testing.assert_allclose(live.region_dose_gy(view), exact, rtol=1e-9)
+
+
+def test_a_seed_dragged_out_of_the_computed_region_enlarges_it(engine):
+    from planner.plan.needle_commands import MoveSeed
+
+    doc = PlanDocument(_plan())
+    live = LiveDose(doc.plan, engine=engine, crop_margin_mm=6.0)
+    live.attach(doc)
+    before = live.plane("axial").geometry.shape_zyx
+    doc.execute(MoveSeed("sd-3", (-3.0, 14.0, -18.0)))  # 22 mm further posterior
+    after = live.plane("axial").geometry.shape_zyx
+    assert after[1] > before[1]
+    fresh = LiveDose(doc.plan, engine=engine, crop_margin_mm=6.0)
+    for v in VIEWS:
+        np.testing.assert_allclose(live.slice_dose_gy(v), fresh.slice_dose_gy(v), rtol=1e-12)

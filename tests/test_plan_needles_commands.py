@@ -118,3 +118,28 @@ def test_needle_edits_are_saved_in_the_plan_file(doc, tmp_path):
     b1 = next(s for s in back.seeds if s.id == "sd-b1")
     assert b1.needle_id == "nd-b" and b1.strength_u == 0.6
     assert _needle(back, "nd-b") == Needle("nd-b", (0.0, -30.0, -10.0), (0.0, 0.0, -10.0), "B")
+
+
+def test_set_seed_source_in_mci_with_dates(doc):
+    from datetime import date
+
+    from planner.plan.needle_commands import SetSeedSource
+
+    doc.execute(
+        SetSeedSource(
+            "6711",
+            activity_mci=0.6,
+            calibration_date=date(2026, 11, 1),
+            implant_date=date(2026, 12, 1),
+        )
+    )
+    src = doc.plan.source
+    assert src.entered_as == "mCi" and src.strength_u == pytest.approx(0.6 * 1.270)
+    assert src.activity_mci == pytest.approx(0.6)
+    assert len(src.model_sha256) == 64
+    assert src.decay_factor == pytest.approx(0.5 ** (30 / 59.40), rel=1e-4)
+    with pytest.raises(ValueError, match="plausible"):
+        doc.execute(SetSeedSource("6711", strength_u=50.0))
+    with pytest.raises(ValueError, match="both"):
+        doc.execute(SetSeedSource("6711", strength_u=0.5, activity_mci=0.4))
+    assert doc.undo() and doc.plan.source.strength_u == 0.5

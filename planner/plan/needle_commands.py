@@ -15,19 +15,21 @@ Commands: :class:`AddNeedle`, :class:`MoveNeedle` (entry and/or tip), :class:`De
 (and its seeds), :class:`RenameNeedle`, :class:`AddSeeds`, :class:`AddSeedOnNeedle`,
 :class:`MoveSeedAlongNeedle`, :class:`MoveSeed` (a free seed), :class:`DeleteSeeds`,
 :class:`LoadNeedle` (replace a needle's seeds by a loading, :mod:`planner.plan.loading`),
-:class:`AddNeedles` (e.g. a template).
+:class:`AddNeedles` (e.g. a template); :class:`SetSeedSource` (the plan's seed model and
+strength, in U or mCi, with the calibration and implant dates).
 """
 
 from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import date
 from typing import Any
 
 import numpy as np
 
 from planner.plan.commands import Change, FieldChange
-from planner.plan.model import Needle, Plan, Seed, Vec3, new_id
+from planner.plan.model import Needle, Plan, Seed, SourceSpec, Vec3, new_id
 from planner.plan.needles import needle_direction, needle_length_mm
 
 __all__ = [
@@ -42,6 +44,7 @@ __all__ = [
     "MoveSeed",
     "MoveSeedAlongNeedle",
     "RenameNeedle",
+    "SetSeedSource",
     "distance_from_tip_mm",
     "seed_on_needle",
 ]
@@ -310,3 +313,43 @@ class LoadNeedle:
             raise ValueError(f"every seed of a loading must be on needle {self.needle_id}")
         kept = tuple(s for s in plan.seeds if s.needle_id != self.needle_id)
         return _change(plan, seeds=(*kept, *self.seeds))
+
+
+@dataclass(frozen=True)
+class SetSeedSource:
+    """Set the plan's seed model and per-seed strength: air-kerma strength ``strength_u`` (U)
+    or apparent activity ``activity_mci`` (mCi, × 1.270 U/mCi; shown beside U), at the
+    calibration date; with both dates the decay to the implant date is applied to the dose.
+    The model's table checksum is recorded (INT-4). ValueError for a bad value."""
+
+    model_id: str
+    strength_u: float | None = None
+    activity_mci: float | None = None
+    calibration_date: date | None = None
+    implant_date: date | None = None
+    label: str = "Set seed source"
+    merge_key: Hashable | None = None
+
+    def apply(self, plan: Plan) -> tuple[Plan, Change]:
+        from dose.errors import InputError
+        from dose.sources import load_model
+        from dose.units import mci_to_u
+
+        if self.strength_u is not None and self.activity_mci is not None:
+            raise ValueError("give the strength in U or the activity in mCi, not both")
+        try:
+            model = load_model(self.model_id)
+        except InputError as exc:
+            raise ValueError(str(exc)) from None
+        strength = (
+            self.strength_u if self.activity_mci is None else mci_to_u(float(self.activity_mci))
+        )
+        source = SourceSpec(
+            model.model_id,
+            model.checksum,
+            None if strength is None else float(strength),
+            "mCi" if self.activity_mci is not None else "U",
+            self.calibration_date,
+            self.implant_date,
+        )
+        return _change(plan, source=source)
