@@ -1,0 +1,176 @@
+"""Report figures (matplotlib, Agg backend, no Qt): the DVH and isodoses on three planes.
+
+Every figure carries the plan's identity (patient, plan, revision) and units on its axes.
+Views are sampled in LPS millimetres on planes through a point (the target centroid): axial
+(x → patient left, y → posterior, drawn with anterior up), coronal (x, z with superior up) and
+sagittal (y, z with anterior left), so any CT direction matrix is shown correctly. CT and masks
+are sampled nearest-neighbour, the dose trilinearly.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display, no Qt: before pyplot
+
+import matplotlib.pyplot as plt
+import numpy as np
+from numpy.typing import NDArray
+from scipy import ndimage
+
+from dose.dvh import DVH
+from dose.geometry import GridGeometry
+
+__all__ = ["ISODOSE_PERCENT", "PlaneView", "dvh_png", "isodose_png"]
+
+#: Isodose lines drawn (% of the prescription) and their colours.
+ISODOSE_PERCENT = (50, 100, 150, 200)
+_ISO_COLORS = ("#1f77ff", "#ff2a2a", "#ffb000", "#ff00ff")
+DPI = 160
+
+
+def _png(fig: plt.Figure) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def dvh_png(
+    dvhs: Mapping[str, DVH],
+    colors: Mapping[str, tuple[int, int, int]],
+    *,
+    prescription_gy: float | None,
+    identity: str,
+    size_in: tuple[float, float] = (7.0, 3.6),
+) -> bytes:
+    """Cumulative DVHs (volume % vs dose Gy), one line per structure, the prescription marked."""
+    fig, ax = plt.subplots(figsize=size_in)
+    fig.subplots_adjust(left=0.08, right=0.98, bottom=0.13, top=0.92)
+    top = 0.0
+    for name, dvh in dvhs.items():
+        edges = dvh.bin_edges_gy
+        cum = dvh.cumulative_percent
+        n = min(len(edges), len(cum))
+        rgb = np.asarray(colors.get(name, (80, 80, 80)), dtype=float) / 255.0
+        ax.plot(edges[:n], cum[:n], color=rgb, lw=1.6, label=f"{name} ({dvh.volume_cm3:.2f} cm³)")
+        top = max(top, float(dvh.dmax_gy))
+    if prescription_gy:
+        ax.axvline(prescription_gy, color="k", ls="--", lw=1.0)
+        ax.text(prescription_gy, 101, f" PD {prescription_gy:g} Gy", va="bottom", fontsize=8)
+        top = min(top, 3.0 * prescription_gy)
+    ax.set_xlim(0, max(top * 1.02, 1.0))
+    ax.set_ylim(0, 105)
+    ax.set_xlabel("Dose D∞ (Gy)")
+    ax.set_ylabel("Volume (% of structure)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7, loc="upper right")
+    ax.set_title(f"Cumulative DVH — {identity}", fontsize=8)
+    return _png(fig)
+
+
+@dataclass(frozen=True)
+class PlaneView:
+    """One sampled plane: ``name`` ("axial" …), the two in-plane LPS axes (indices 0-2) and
+    the fixed coordinate."""
+
+    name: str
+    u_axis: int
+    v_axis: int
+    fixed_axis: int
+    fixed_mm: float
+
+
+def _sample_linear(volume: NDArray, geometry: GridGeometry, pts_mm: NDArray[np.float64]) -> NDArray:
+    """Trilinear samples (0 outside the grid) at LPS points (..., 3)."""
+    kji = geometry.world_to_zyx(pts_mm.reshape(-1, 3)).T
+    vals = ndimage.map_coordinates(volume, kji, order=1, mode="constant", cval=0.0)
+    return vals.reshape(pts_mm.shape[:-1])
+
+
+def _sample_nearest(
+    volume: NDArray,
+    geometry: GridGeometry,
+    pts_mm: NDArray[np.float64],
+    fill: float,
+    offset_kji: tuple[int, int, int] = (0, 0, 0),
+) -> NDArray[np.float64]:
+    """Nearest-voxel samples of ``volume`` (a crop starting at ``offset_kji`` of ``geometry``;
+    ``fill`` outside) at LPS points (..., 3); no copy of the volume."""
+    kji = np.rint(geometry.world_to_zyx(pts_mm.reshape(-1, 3))).astype(np.int64)
+    kji -= np.asarray(offset_kji, dtype=np.int64)
+    ok = np.all((kji >= 0) & (kji < np.asarray(volume.shape)), axis=1)
+    out = np.full(kji.shape[0], fill, dtype=np.float64)
+    out[ok] = volume[kji[ok, 0], kji[ok, 1], kji[ok, 2]]
+    return out.reshape(pts_mm.shape[:-1])
+
+
+def isodose_png(
+    view: PlaneView,
+    *,
+    centre_mm: NDArray[np.float64],
+    half_width_mm: float,
+    ct_hu: NDArray | None,
+    ct_geometry: GridGeometry,
+    dose_gy: NDArray[np.float64],
+    dose_geometry: GridGeometry,
+    prescription_gy: float,
+    masks: Sequence[tuple[str, NDArray[np.bool_], tuple[int, int, int], tuple[int, int, int]]],
+    seeds_mm: NDArray[np.float64],
+    identity: str,
+    pixel_mm: float = 0.5,
+    size_in: tuple[float, float] = (2.6, 3.1),
+) -> bytes:
+    """Isodose lines (:data:`ISODOSE_PERCENT` of the prescription) over the CT with the
+    structures' outlines and the seeds within ±2.5 mm of the plane. ``masks``: (name, crop,
+    crop offset (k, j, i) on the CT grid, colour)."""
+    n = int(np.ceil(2 * half_width_mm / pixel_mm)) + 1
+    u = centre_mm[view.u_axis] + np.linspace(-half_width_mm, half_width_mm, n)
+    v = centre_mm[view.v_axis] + np.linspace(-half_width_mm, half_width_mm, n)
+    uu, vv = np.meshgrid(u, v)
+    pts = np.empty((*uu.shape, 3))
+    pts[..., view.u_axis] = uu
+    pts[..., view.v_axis] = vv
+    pts[..., view.fixed_axis] = view.fixed_mm
+    fig, ax = plt.subplots(figsize=size_in)
+    fig.subplots_adjust(left=0.17, right=0.97, bottom=0.12, top=0.91)
+    extent = (u[0], u[-1], v[0], v[-1])
+    if ct_hu is not None:
+        hu = _sample_nearest(ct_hu, ct_geometry, pts, -1000.0)
+        ax.imshow(hu, cmap="gray", vmin=-160, vmax=240, origin="lower", extent=extent)
+    dose = _sample_linear(np.asarray(dose_gy, dtype=np.float64), dose_geometry, pts)
+    levels = [prescription_gy * p / 100.0 for p in ISODOSE_PERCENT]
+    cs = ax.contour(uu, vv, dose, levels=levels, colors=_ISO_COLORS, linewidths=1.0)
+    handles = [
+        plt.Line2D([], [], color=c, lw=1.2, label=f"{p} % ({lv:g} Gy)")
+        for p, lv, c in zip(ISODOSE_PERCENT, levels, _ISO_COLORS, strict=True)
+    ]
+    del cs
+    for name, crop, offset, rgb in masks:
+        m = _sample_nearest(crop, ct_geometry, pts, 0.0, offset)
+        if m.max() > 0.5:
+            col = np.asarray(rgb, dtype=float) / 255.0
+            ax.contour(uu, vv, m, levels=[0.5], colors=[col], linewidths=0.9, linestyles="--")
+            handles.append(plt.Line2D([], [], color=col, lw=0.9, ls="--", label=name))
+    near = np.abs(seeds_mm[:, view.fixed_axis] - view.fixed_mm) <= 2.5 if len(seeds_mm) else []
+    if len(seeds_mm) and np.any(near):
+        s = seeds_mm[near]
+        ax.plot(s[:, view.u_axis], s[:, view.v_axis], "o", ms=2.5, mfc="#00ff66", mec="k", mew=0.4)
+    names = "xyz"
+    lps = {0: ("R", "L"), 1: ("A", "P"), 2: ("I", "S")}
+    ax.set_xlabel(f"{names[view.u_axis]} (mm)   {lps[view.u_axis][0]} ↔ {lps[view.u_axis][1]}")
+    ax.set_ylabel(f"{names[view.v_axis]} (mm)   {lps[view.v_axis][0]} ↔ {lps[view.v_axis][1]}")
+    if view.v_axis == 1:  # axial: anterior up (radiological display)
+        ax.invert_yaxis()
+    ax.set_aspect("equal")
+    ax.tick_params(labelsize=6)
+    ax.xaxis.label.set_size(7)
+    ax.yaxis.label.set_size(7)
+    fixed = names[view.fixed_axis]
+    ax.set_title(f"{identity}\n{view.name}, {fixed} = {view.fixed_mm:.1f} mm", fontsize=5.5)
+    ax.legend(handles=handles, fontsize=4.5, loc="lower left", framealpha=0.7)
+    return _png(fig)
