@@ -31,7 +31,7 @@ from planner.postop.match import match_seeds, needle_deviations
 from planner.postop.register import RegistrationResult, RigidTransform
 from planner.postop.verify import Verification, compare_dosimetry
 
-__all__ = ["EditedSeeds", "PostopReview", "SeedEdits", "reverify"]
+__all__ = ["EditedSeeds", "PostopReview", "SeedEdits", "nudge_transform", "reverify"]
 
 
 @dataclass(frozen=True)
@@ -207,6 +207,23 @@ class SeedEdits:
         )
 
 
+def nudge_transform(
+    transform: RigidTransform,
+    shift_mm: ArrayLike = (0.0, 0.0, 0.0),
+    rotation_deg: ArrayLike = (0.0, 0.0, 0.0),
+    *,
+    about_mm: ArrayLike | None = None,
+) -> RigidTransform:
+    """``transform`` followed by a manual correction in the planning frame: rotations about
+    x, y, z (degrees, :meth:`RigidTransform.nudged` order) about the point ``about_mm``
+    (default the origin), then a shift (LPS mm)."""
+    c = np.zeros(3) if about_mm is None else np.asarray(about_mm, dtype=np.float64).reshape(3)
+    rotated = transform.nudged((0, 0, 0), rotation_deg)
+    extra = rotated.matrix @ transform.matrix.T  # the correction's rotation alone
+    # Rotate about c: x' = E (x − c) + c = E x + (c − E c).
+    return rotated.nudged(c - extra @ c + np.asarray(shift_mm, dtype=np.float64), (0, 0, 0))
+
+
 class PostopReview:
     """A verification under review: the seed edits and the registration with its nudges.
 
@@ -239,12 +256,7 @@ class PostopReview:
     ) -> RigidTransform:
         """Shift (LPS mm) and/or rotate (degrees about x, y, z) the post-op CT in the planning
         frame; rotations are about ``about_mm`` (planning frame; default the frame's origin)."""
-        c = np.zeros(3) if about_mm is None else np.asarray(about_mm, dtype=np.float64)
-        # Rotate about c: x' = R (x − c) + c = R x + (c − R c).
-        rotated = self.transform.nudged((0, 0, 0), rotation_deg)
-        r = np.asarray(rotated.matrix) @ np.linalg.inv(self.transform.matrix)
-        extra = c - r @ c + np.asarray(shift_mm, dtype=np.float64)
-        new = rotated.nudged(extra, (0, 0, 0))
+        new = nudge_transform(self.transform, shift_mm, rotation_deg, about_mm=about_mm)
         self._nudges.append(self.transform)
         self.transform = new
         self.transform_changed.emit(new)

@@ -1,0 +1,195 @@
+"""Post-op verification mode in the GUI (issue 13): the Workflow menu opens a window with the
+post-op CT and its detected seeds; detection/verification runs off the GUI thread with progress
+and cancel; seeds are added, deleted, merged and split (undoable); the registration is checked
+on a checkerboard and nudged by hand; the comparison table and both DVHs follow."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PySide6.QtWidgets import QApplication
+
+from app.gui.main_window import MainWindow
+from app.gui.postop.window import PostopWindow
+from app.gui.settings import Settings
+from planner.plan.document import PlanDocument
+from tests.gui.conftest import image_is_not_blank
+from tests.gui.inner._helpers import settle, wait_until
+from tests.gui.inner._postop_case import PostopCase, build_postop_case
+
+VERIFY_TIMEOUT_S = 180.0
+
+
+@pytest.fixture(scope="module")
+def case() -> PostopCase:
+    return build_postop_case()
+
+
+@pytest.fixture(scope="module")
+def main_window(
+    gui_app: QApplication, case: PostopCase, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[MainWindow]:
+    tmp = tmp_path_factory.mktemp("postop-settings")
+    window = MainWindow(settings=Settings(Path(tmp) / "seedplan.ini"), interactive=False)
+    window.resize(1200, 800)
+    window.show()
+    settle()
+    yield window
+    window.close()
+    settle()
+
+
+def _wait_idle(pw: PostopWindow) -> None:
+    wait_until(lambda: not pw.runner.busy and not pw._reverify_timer.isActive(), VERIFY_TIMEOUT_S)
+    settle()
+
+
+def test_workflow_menu_needs_a_plan(main_window: MainWindow, case: PostopCase) -> None:
+    ui = main_window.workflow  # type: ignore[attr-defined]
+    titles = [a.text() for a in main_window.menuBar().actions()]
+    assert "&Workflow" in titles
+    assert not ui.postop_action.isEnabled() and ui.open_postop() is None
+    main_window.session.set_volume(case.ct)
+    main_window.session.set_document(PlanDocument(case.plan))
+    assert ui.postop_action.isEnabled() and ui.export_action.isEnabled()
+
+
+@pytest.fixture(scope="module")
+def postop(main_window: MainWindow, case: PostopCase) -> PostopWindow:
+    if main_window.session.document is None:
+        main_window.session.set_volume(case.ct)
+        main_window.session.set_document(PlanDocument(case.plan))
+    pw = main_window.workflow.open_postop()  # type: ignore[attr-defined]
+    assert pw is not None
+    settle()
+    pw.set_postop_ct(case.postop)
+    settle()
+    return pw
+
+
+def test_verification_can_be_cancelled(postop: PostopWindow) -> None:
+    cancelled: list[bool] = []
+    postop.runner.cancelled.connect(lambda: cancelled.append(True))
+    assert postop.run_verification()
+    assert postop.runner.busy  # off the GUI thread: we are back before it finishes
+    postop.runner.cancel()
+    wait_until(lambda: not postop.runner.busy, VERIFY_TIMEOUT_S)
+    assert cancelled and postop.review is None
+    assert postop.runner.label.text() == "Cancelled"
+
+
+def test_verification_shows_seeds_table_and_dvhs(postop: PostopWindow, case: PostopCase) -> None:
+    fractions: list[float] = []
+    postop.runner.worker = None
+    assert postop.run_verification()
+    postop.runner.worker.progress.connect(lambda f, _m: fractions.append(f))  # type: ignore[union-attr]
+    wait_until(lambda: postop.review is not None, VERIFY_TIMEOUT_S)
+    _wait_idle(postop)
+    assert fractions and max(fractions) > 0.3 and fractions == sorted(fractions)
+    v = postop.review.verification  # type: ignore[union-attr]
+    n = len(case.plan.seeds)
+    assert len(v.implanted_mm) == n and len(v.match.pairs) == n
+    # Detected seeds, in the planning frame, land on the true implanted positions.
+    d = np.linalg.norm(v.implanted_mm[:, None] - case.implanted_mm[None], axis=-1).min(axis=1)
+    assert np.sqrt(np.mean(d**2)) < 0.7
+    # The view is on the implant: seeds are drawn on its plane, the nearest one selected.
+    shown = postop.seeds_layer.shown
+    assert shown["detected"] + shown["selected"] >= 1
+    # Comparison table: D90 of the GTV first, planned and post-op as the verification says.
+    table = postop.table
+    assert table.rowCount() == len([r for r in v.comparison if r.metric != "prescription_gy"])
+    assert (table.cell_text(0, 0), table.cell_text(0, 1)) == ("GTV", "D90")
+    row = v.row("GTV", "d90_gy")
+    assert float(table.cell_text(0, 2)) == pytest.approx(row.planned, abs=0.01)
+    assert float(table.cell_text(0, 4)) == pytest.approx(row.postop, abs=0.01)
+    assert table.isColumnHidden(3)  # no intra-op plan
+    assert ("GTV", "planned") in postop.dvh.curves and ("GTV", "postop") in postop.dvh.curves
+    assert ("SpinalCord", "postop") in postop.dvh.curves
+    assert "seeds matched" in postop.summary.text()
+
+
+def test_seed_edits_are_undoable_and_reverified(postop: PostopWindow) -> None:
+    review = postop.review
+    assert review is not None
+    n = len(review.edits.seeds)
+    i = postop.selected_index()
+    assert i is not None
+    target = review.edits.seeds.positions_mm[i].copy()
+    postop.delete_selected()
+    _wait_idle(postop)
+    assert len(review.verification.implanted_mm) == n - 1
+    assert len(review.verification.match.unmatched_planned) == 1
+    assert postop.undo_action.isEnabled()
+    postop.undo()
+    _wait_idle(postop)
+    assert len(review.verification.implanted_mm) == n
+    # Split the seed at the crosshair, then merge the two halves back: one seed again.
+    postop.postop_session.set_crosshair(target, snap=False)
+    postop.split_selected()
+    assert len(review.edits.seeds) == n + 1
+    postop.merge_selected()
+    _wait_idle(postop)
+    assert len(review.edits.seeds) == n
+    np.testing.assert_allclose(review.edits.seeds.positions_mm[-1], target, atol=1e-9)
+    assert review.edits.seeds.origin[-1] == "merged"
+    assert any("reviewed by hand" in w for w in review.verification.warnings)
+    # Add a seed at the crosshair (a seed the detector missed): drawn and selected.
+    postop.add_seed_at_crosshair()
+    _wait_idle(postop)
+    assert len(review.verification.implanted_mm) == n + 1
+    assert postop.seeds_layer.shown["selected"] == 1
+    for _ in range(4):
+        postop.undo()
+    _wait_idle(postop)
+    assert len(review.edits.seeds) == n and not review.edits.can_undo
+
+
+def test_registration_nudge_changes_fusion_and_dose(postop: PostopWindow) -> None:
+    review = postop.review
+    assert review is not None
+    postop.tabs.setCurrentWidget(postop.registration_page)
+    settle()
+    postop.refresh_fusion()
+    before_rgb = postop.fusion_rgb.copy()
+    assert image_is_not_blank(before_rgb)
+    t0 = review.transform
+    before_mm = review.verification.implanted_mm.copy()
+    postop.nudge_buttons["L +1 mm"].click()
+    _wait_idle(postop)
+    np.testing.assert_allclose(
+        np.subtract(review.transform.translation_mm, t0.translation_mm), [1.0, 0.0, 0.0], atol=1e-9
+    )
+    np.testing.assert_allclose(
+        review.verification.implanted_mm - before_mm, [[1.0, 0, 0]] * len(before_mm), atol=1e-9
+    )
+    assert not np.array_equal(postop.fusion_rgb, before_rgb)
+    assert "corrected by hand" in postop.transform_label.text()
+    postop.fusion_mode.setCurrentText("fusion")
+    settle()
+    rgb = postop.fusion_rgb
+    assert rgb.shape[-1] == 3 and not np.array_equal(rgb[..., 0], rgb[..., 1])  # colour overlay
+    postop.reset_nudge_button.click()
+    _wait_idle(postop)
+    assert review.transform == t0 and not review.nudged
+    np.testing.assert_allclose(review.verification.implanted_mm, before_mm, atol=1e-9)
+
+
+def test_intraop_column_and_screenshot(postop: PostopWindow, tmp_path: Path) -> None:
+    review = postop.review
+    assert review is not None
+    postop.set_intraop(review.verification.planned)  # the intra-op plan = the plan here
+    assert not postop.table.isColumnHidden(3)
+    assert postop.table.cell_text(0, 3) == postop.table.cell_text(0, 2)
+    postop.set_intraop(None)
+    assert postop.table.isColumnHidden(3)
+    from app.gui.screenshot import grab_composited
+
+    postop.tabs.setCurrentIndex(0)
+    settle(10)
+    image = grab_composited(postop, [postop.view])
+    assert image.width() > 600
+    rgb = postop.view.grab_rgb()
+    assert image_is_not_blank(rgb)
