@@ -243,7 +243,7 @@ def test_rtstruct_non_axial_series(tmp_path):
             pts = np.array([float(v) for v in c.ContourData]).reshape(-1, 3)
             assert len(pts) >= 4
             ijk = g.world_to_index(pts)
-            k = int(round(ijk[0, 2]))
+            k = int(np.rint(ijk[0, 2]))
             assert np.allclose(ijk[:, 2], k, atol=1e-3)  # on the slice plane
             uid = c.ContourImageSequence[0].ReferencedSOPInstanceUID
             assert uid == slices.sop_instance_uids[k]
