@@ -12,7 +12,7 @@ from dose.needles import distance_to_track_mm
 from planner.demo.case import write_demo_case
 from planner.demo.plan import DEMO_PLAN_FILE, DemoPlanSettings, build_demo_plan
 from planner.plan.dosimetry import compute_plan_dosimetry
-from planner.plan.needles import _structure_distance_mm, needle_direction, plan_needle_warnings
+from planner.plan.needles import needle_direction, plan_needle_warnings, structure_distance_mm
 from planner.plan.plan_ct import find_plan_ct
 from planner.plan.plan_file import load_plan, plan_file_bytes
 
@@ -61,7 +61,7 @@ def test_needles_avoid_the_cord_and_seeds_lie_on_them(case):
     _, plan, ct = case
     cord = plan.structure_named("SpinalCord")
     for n in plan.needles:
-        dist, _ = _structure_distance_mm(cord, np.asarray(n.entry_mm), np.asarray(n.tip_mm))
+        dist, _ = structure_distance_mm(cord, np.asarray(n.entry_mm), np.asarray(n.tip_mm))
         assert dist >= 5.0, n
         assert n.entry_mm[1] > n.tip_mm[1]  # enters from posterior (LPS +y)
     warnings = plan_needle_warnings(plan, ct)

@@ -52,7 +52,7 @@ from planner.plan.model import (
     SourceSpec,
     Structure,
 )
-from planner.plan.needles import _structure_distance_mm
+from planner.plan.needles import structure_distance_mm
 
 __all__ = [
     "DEMO_CALIBRATION_DATE",
@@ -229,7 +229,7 @@ def build_demo_plan(
         needles = [
             n
             for n in needles
-            if _structure_distance_mm(cord, np.asarray(n.entry_mm), np.asarray(n.tip_mm))[0]
+            if structure_distance_mm(cord, np.asarray(n.entry_mm), np.asarray(n.tip_mm))[0]
             >= cfg.needle_cord_clearance_mm
         ]
         with_needles = base.evolve(needles=tuple(needles))

@@ -66,6 +66,7 @@ __all__ = [
     "point_at_distance_from_tip_mm",
     "segment_distance_mm",
     "slice_crossing_mm",
+    "structure_distance_mm",
     "track_samples_mm",
 ]
 
@@ -241,11 +242,13 @@ def _border(structure: Structure) -> tuple[NDArray[np.float64], NDArray[np.float
     return hit
 
 
-def _structure_distance_mm(
+def structure_distance_mm(
     structure: Structure, entry: NDArray, tip: NDArray
 ) -> tuple[float, NDArray[np.float64] | None]:
-    """(distance from the segment to the structure's voxel boxes (mm; 0 through it), the
-    closest point on the segment)."""
+    """(distance (mm) from the segment ``entry`` → ``tip`` (3,) LPS mm to the voxel boxes of
+    the structure's border (0 when it passes through a border voxel; a segment entirely
+    inside gives its distance to the border), the closest point on the segment (3,) or None
+    for an empty structure)."""
     if structure.voxel_count == 0:
         return math.inf, None
     g = structure.geometry
@@ -391,7 +394,7 @@ def needle_warnings(
                 )
             )
             continue
-        dist, where = _structure_distance_mm(s, entry, tip)
+        dist, where = structure_distance_mm(s, entry, tip)
         if dist < cfg.avoid_distance_mm:
             out.append(
                 NeedleWarning(
