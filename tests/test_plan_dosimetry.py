@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -159,3 +160,21 @@ def test_oblique_ct_volumes_dose_and_seed_distance():
     assert d.dose_gy[4, 9, 12] == pytest.approx(
         eng.dose_rate_at_points(seeds, p).dose_gy[0], rel=1e-3
     )
+
+
+def test_progress_rises_to_one_and_cancel_stops():
+    from dose.progress import Cancelled
+
+    plan = full_plan()
+    seen: list[float] = []
+    compute_plan_dosimetry(plan, progress=lambda f, m: seen.append(f))
+    assert seen[-1] == 1.0 and all(0.0 <= f <= 1.0 for f in seen)
+    assert all(b >= a - 1e-12 for a, b in itertools.pairwise(seen))
+    calls = []
+
+    def cancel() -> bool:
+        calls.append(1)
+        return len(calls) > 2
+
+    with pytest.raises(Cancelled):
+        compute_plan_dosimetry(plan, cancel=cancel)
