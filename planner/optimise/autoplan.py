@@ -1,0 +1,469 @@
+"""Automatic planning (issue 12): one entry point, :func:`autoplan`.
+
+::
+
+    res = autoplan(plan, ct, options=AutoplanOptions(approach="posterolateral"),
+                   progress=p, cancel=c)
+    res.plan           the new plan (needles, seeds, goals), made with plan commands
+    res.commands       [SetNeedlesAndSeeds, SetGoals]: what the GUI executes (one undo step each)
+    res.dosimetry      exact TG-43 dosimetry of res.plan (planner.plan.dosimetry)
+    res.summary()      the CLI's JSON: needles, seeds, strength, metrics, time, rejections, goals
+
+Steps: candidate needles (:mod:`planner.optimise.candidates`, rejections counted by reason),
+seed slots (:mod:`planner.optimise.slots`), the exact dose-influence matrix on sampled target
+and cord voxels (:mod:`planner.optimise.influence`), the selection (:mod:`planner.optimise.
+solve`), then the exact dosimetry of the result (the reported metrics always are). When the
+exact cord D0.1 cm³ exceeds its limit the sampled limit is lowered in proportion and the
+selection repeated; when the exact D90 falls short of the prescription although the sampled
+coverage held, the coverage dose is raised by 3 % and repeated (at most ``max_rounds``
+rounds, within ``time_budget_s``); the best plan that keeps the cord limit is kept. A target
+that cannot be covered without breaking the cord limit gives the best feasible plan; its goals
+(D90 ≥ PD, V100 ≥ 95 %, cord D0.1 cm³ ≤ limit, added to the plan when missing) say which failed.
+
+Locked needles (``keep_needles``: the plan's needles, placed by hand or already in the patient)
+are kept as they are and get seeds; with ``seeds_only`` no other needle is added.
+
+``robust``: optimise for the 5th-percentile D90 under needle errors
+(:mod:`planner.optimise.robustness`) with the 95th-percentile cord D0.1 cm³ under the limit: the
+coverage dose is raised in steps of 5 % while the 5th percentile is short and the 95th-percentile
+cord dose allows it; the plan with the best 5th-percentile D90 among those whose 95th-percentile
+cord dose keeps the limit is kept.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+import numpy as np
+
+from dose.errors import InputError
+from dose.metrics import DEFAULT_CORD_D0_1CC_LIMIT_GY, OARMetrics, TargetMetrics
+from dose.progress import CancelFn, ProgressFn, check_cancelled, report, sub_progress
+from planner.imaging.volume import CTVolume
+from planner.optimise.candidates import (
+    Candidate,
+    CandidateSet,
+    CandidateSettings,
+    make_candidates,
+    needle_conflicts,
+)
+from planner.optimise.influence import influence_matrix
+from planner.optimise.robustness import (
+    NeedleErrorModel,
+    RobustnessResult,
+    cord_structure,
+    robustness,
+)
+from planner.optimise.slots import make_slots
+from planner.optimise.solve import Problem, Solution, solve
+from planner.plan.commands import SetGoals, SetNeedlesAndSeeds
+from planner.plan.dosimetry import PlanDosimetry, compute_plan_dosimetry
+from planner.plan.loading import load_needle_seeds, target_parts_mm
+from planner.plan.model import Goal, Needle, Plan, Prescription, Seed, Structure, new_id
+from planner.plan.needles import needle_direction
+
+__all__ = ["AutoplanOptions", "AutoplanResult", "autoplan", "uniform_loading"]
+
+
+@dataclass(frozen=True)
+class AutoplanOptions:
+    """What the user chooses (CLI flags of ``seedplan autoplan``); lengths mm, doses Gy."""
+
+    pd_gy: float | None = None  # default: the plan's prescription
+    approach: str | tuple[float, float, float] = "posterolateral"
+    parallel: bool = False
+    bone: Literal["avoid", "allow"] = "allow"
+    no_pass: tuple[str, ...] = ()
+    no_pass_margin_mm: float = 5.0
+    keep_needles: bool = False
+    seeds_only: bool = False
+    needle_spacing_mm: float = 10.0
+    seed_spacing_mm: float = 10.0
+    slot_margin_mm: float = 0.0
+    max_needles: int = 30
+    cord_limit_gy: float | None = None  # default: the plan's cord D0.1cc goal, else 45 Gy
+    v100_goal_percent: float = 95.0
+    needle_clearance_mm: float = 2.0
+    method: Literal["greedy", "milp", "auto"] = "greedy"
+    robust: bool = False
+    robust_samples: int = 30
+    error_model: NeedleErrorModel = field(default_factory=NeedleErrorModel)
+    time_budget_s: float = 10.0
+    max_rounds: int = 4
+    formalism: str = "2d"
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.max_needles, int) and 1 <= self.max_needles <= 200):
+            raise InputError(f"--max-needles must be 1-200, got {self.max_needles}")
+        if self.cord_limit_gy is not None and not (
+            math.isfinite(self.cord_limit_gy) and self.cord_limit_gy > 0
+        ):
+            raise InputError(f"the cord limit must be a positive dose, got {self.cord_limit_gy}")
+        if not 50.0 <= self.v100_goal_percent <= 100.0:
+            raise InputError(f"the V100 goal must be 50-100 %, got {self.v100_goal_percent}")
+
+
+@dataclass
+class AutoplanResult:
+    """The new plan, its exact dosimetry and what the run did (module docstring)."""
+
+    plan: Plan
+    commands: list[object]
+    dosimetry: PlanDosimetry
+    candidates: CandidateSet
+    solution: Solution
+    seconds: float
+    rounds: int
+    feasible: bool  # every autoplan goal met
+    failed_goals: list[str]
+    robust: RobustnessResult | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def summary(self) -> dict[str, object]:
+        """The JSON of ``seedplan autoplan --json``."""
+        d = self.dosimetry
+        metrics: dict[str, object] = {}
+        for name, m in d.metrics.items():
+            if isinstance(m, TargetMetrics):
+                metrics[name] = {
+                    "d90_gy": m.d90_gy,
+                    "v100_percent": m.v100_percent,
+                    "v150_percent": m.v150_percent,
+                    "v200_percent": m.v200_percent,
+                    "d100_gy": m.d100_gy,
+                }
+            elif isinstance(m, OARMetrics):
+                metrics[name] = {"d0_1cc_gy": m.d0_1cc_gy, "dmax_0_03cc_gy": m.dmax_0_03cc_gy}
+        out: dict[str, object] = {
+            "needles": len(self.plan.needles),
+            "seeds": len(self.plan.seeds),
+            "total_strength_U": d.seeds.total_strength_u,
+            "prescription_gy": d.prescription_gy,
+            "metrics": metrics,
+            "goals": [g.to_dict() for g in d.goal_results],
+            "failed_goals": list(self.failed_goals),
+            "feasible": self.feasible,
+            "time_s": self.seconds,
+            "rounds": self.rounds,
+            "method": self.solution.method,
+            "candidates": len(self.candidates.candidates),
+            "lines_meeting_target": self.candidates.lines_meeting_target,
+            "rejected": dict(self.candidates.rejected),
+            "no_pass": list(self.candidates.no_pass),
+            "dose": d.label,
+            "notes": list(self.notes),
+        }
+        if self.robust is not None:
+            out["robustness"] = self.robust.to_dict()
+        return out
+
+
+def _locked_candidates(plan: Plan, tgt: Structure, start: int) -> list[Candidate]:
+    out = []
+    for i, n in enumerate(plan.needles):
+        try:
+            d = needle_direction(n)
+        except ValueError:
+            continue
+        parts = tuple(target_parts_mm(n, tgt))
+        out.append(
+            Candidate(
+                start + i,
+                np.asarray(n.entry_mm, float),
+                np.asarray(n.tip_mm, float),
+                d,
+                parts,
+                0.0,
+                -1,
+            )
+        )
+    return out
+
+
+def _cord_limit(plan: Plan, cord_id: str | None, o: AutoplanOptions) -> float:
+    """The cord D0.1 cm³ limit: the option, else the plan's goal, else 45 Gy."""
+    if o.cord_limit_gy is not None:
+        return float(o.cord_limit_gy)
+    for g in plan.goals:
+        key = g.metric.replace(" ", "").lower()
+        if g.structure_id == cord_id and g.comparison == "<=" and key in ("d0.1cc", "d0.1cm3"):
+            return float(g.value)
+    return DEFAULT_CORD_D0_1CC_LIMIT_GY
+
+
+def _slot_target(plan: Plan, rx_target: Structure) -> Structure:
+    """Where needles end and seeds may go: the union of every target structure (e.g. the
+    PTV when the prescription is on a PTV cropped from the cord)."""
+    targets = [s for s in plan.structures if s.role == "target" and s.voxel_count > 0]
+    if len(targets) <= 1:
+        return rx_target
+    union = np.zeros(plan.geometry.shape_zyx, dtype=bool)
+    for s in targets:
+        union[s.box] |= s.crop
+    return Structure.from_mask("st-autoplan-targets", "targets", "target", union, plan.geometry)
+
+
+def _goals(
+    plan: Plan, target_id: str, cord_id: str | None, pd: float, limit: float, o: AutoplanOptions
+):
+    wanted = [Goal(new_id("gl"), target_id, "D90", ">=", pd, "Gy")]
+    wanted.append(Goal(new_id("gl"), target_id, "V100", ">=", o.v100_goal_percent, "%"))
+    if cord_id is not None:
+        wanted.append(Goal(new_id("gl"), cord_id, "D0.1cc", "<=", limit, "Gy"))
+    have = {(g.structure_id, g.metric.replace(" ", "").lower()) for g in plan.goals}
+    goals = list(plan.goals)
+    for g in wanted:
+        if (g.structure_id, g.metric.lower()) in have:
+            goals = [
+                replace(x, value=g.value)
+                if (x.structure_id, x.metric.replace(" ", "").lower())
+                == (g.structure_id, g.metric.lower())
+                else x
+                for x in goals
+            ]
+        else:
+            goals.append(g)
+    return tuple(goals)
+
+
+def _check_inputs(plan: Plan, ct: CTVolume | None, o: AutoplanOptions) -> tuple[Plan, float]:
+    if ct is None:
+        raise InputError("automatic planning needs the plan's CT (none was loaded)")
+    plan.check_ct(ct)
+    rx = plan.prescription
+    if rx is None:
+        targets = [s for s in plan.structures if s.role == "target"]
+        if not targets:
+            raise InputError("the plan has no target structure to plan for")
+        if o.pd_gy is None:
+            raise InputError("the plan has no prescription: give --pd-gy")
+        rx = Prescription(float(o.pd_gy), targets[0].id, "D90")
+    elif o.pd_gy is not None:
+        try:
+            rx = Prescription(float(o.pd_gy), rx.structure_id, rx.metric)
+        except ValueError as exc:
+            raise InputError(f"--pd-gy: {exc}") from None
+    target = plan.structure(rx.structure_id)
+    if target.voxel_count == 0:
+        raise InputError(f"the target {target.name!r} is empty")
+    hu_in = ct.hu[target.mask]
+    if hu_in.size and float(np.mean(hu_in <= -1000)) > 0.5:
+        raise InputError(f"the target {target.name!r} lies outside the CT's data (air/padding)")
+    if plan.source is None or plan.source.strength_u is None:
+        raise InputError("the plan has no seed source strength: set the model and strength")
+    if (o.keep_needles or o.seeds_only) and not plan.needles:
+        raise InputError("--keep-needles: the plan has no needles to keep")
+    return plan.evolve(prescription=rx), float(rx.dose_gy)
+
+
+def _build_plan(
+    plan: Plan, cands: list[Candidate], locked_ids: list[str], sol: Solution, slots
+) -> tuple[Plan, list[Needle], list[Seed]]:
+    """Needles (locked ones kept, new ones labelled A1, A2 …) and seeds of a solution."""
+    n_locked = len(locked_ids)
+    chosen = set(int(n) for n in sol.needles)
+    needles: list[Needle] = []
+    id_of: dict[int, str] = {}
+    for c in cands:
+        if c.index >= len(cands) - n_locked:  # locked: keep the plan's needle
+            nid = locked_ids[c.index - (len(cands) - n_locked)]
+            id_of[c.index] = nid
+            needles.append(next(n for n in plan.needles if n.id == nid))
+        elif c.index in chosen:
+            nid = new_id("nd")
+            id_of[c.index] = nid
+            e, t = c.entry_mm, c.tip_mm
+            needles.append(
+                Needle(nid, tuple(map(float, e)), tuple(map(float, t)), f"A{len(needles) + 1}")  # type: ignore[arg-type]
+            )
+    seeds = []
+    for s in sol.slots:
+        n = int(slots.needle[s])
+        p = slots.positions_mm[s]
+        a = slots.axes[s]
+        seeds.append(Seed(new_id("sd"), tuple(map(float, p)), tuple(map(float, a)), id_of[n]))  # type: ignore[arg-type]
+    # Needles without seeds that are not locked are dropped.
+    used = {s.needle_id for s in seeds} | set(locked_ids)
+    needles = [n for n in needles if n.id in used]
+    return plan, needles, seeds
+
+
+def autoplan(
+    plan: Plan,
+    ct: CTVolume | None,
+    *,
+    options: AutoplanOptions | None = None,
+    progress: ProgressFn | None = None,
+    cancel: CancelFn | None = None,
+) -> AutoplanResult:
+    """Plan needles and seeds automatically (module docstring). InputError for bad input;
+    :class:`dose.progress.Cancelled` when ``cancel()`` says so (``plan`` is never changed)."""
+    t0 = time.perf_counter()
+    o = options or AutoplanOptions()
+    base, pd = _check_inputs(plan, ct, o)
+    assert ct is not None and base.prescription is not None and base.source is not None
+    target = base.structure(base.prescription.structure_id)
+    cord = cord_structure(base)
+    cord_id = None if cord is None else cord.id
+    limit = _cord_limit(base, cord_id, o)
+    where = _slot_target(base, target)
+    report(progress, 0.0, "candidate needles")
+    cset = CandidateSet([], {}, np.zeros((0, 3)), (), 0)
+    cands: list[Candidate] = []
+    if not o.seeds_only:
+        cset = make_candidates(
+            base,
+            ct,
+            where,
+            settings=CandidateSettings(
+                approach=o.approach,
+                parallel=o.parallel,
+                needle_spacing_mm=o.needle_spacing_mm,
+                no_pass_names=tuple(o.no_pass),
+                no_pass_margin_mm=o.no_pass_margin_mm,
+                bone=o.bone,
+            ),
+        )
+        cands = list(cset.candidates)
+        if o.parallel and cands:
+            # One direction: the family with the most needle length in the target.
+            fams = sorted({c.family for c in cands})
+            best = max(fams, key=lambda f: sum(c.in_target_mm for c in cands if c.family == f))
+            cands = [c for c in cands if c.family == best]
+    check_cancelled(cancel)
+    locked_ids = [n.id for n in base.needles] if (o.keep_needles or o.seeds_only) else []
+    cands = [replace(c, index=i) for i, c in enumerate(cands)]
+    if locked_ids:
+        cands += _locked_candidates(base, where, len(cands))
+    if not cands:
+        raise InputError(
+            "no candidate needle reaches the target "
+            f"(rejected: {', '.join(f'{k} {v}' for k, v in cset.rejected.items() if v) or 'none'})"
+        )
+    slots = make_slots(cands, spacing_mm=o.seed_spacing_mm, margin_mm=o.slot_margin_mm)
+    if len(slots) == 0:
+        raise InputError("no seed slot lies in the target along the candidate needles")
+    strength = float(base.source.strength_at_implant_u)  # type: ignore[arg-type]
+    report(progress, 0.1, "dose influence")
+    inf = influence_matrix(
+        base.source.model_id,
+        o.formalism,
+        strength,
+        slots.positions_mm,
+        slots.axes,
+        target,
+        [cord] if cord is not None else [],
+        progress=sub_progress(progress, 0.1, 0.4),
+        cancel=cancel,
+    )
+    entries = np.array([c.entry_mm for c in cands])
+    tips = np.array([c.tip_mm for c in cands])
+    conflicts = needle_conflicts(entries, tips, o.needle_clearance_mm)
+    n_locked = len(locked_ids)
+    locked = frozenset(range(len(cands) - n_locked, len(cands)))
+    cost = np.array([1.0 + 0.05 * c.bone_mm for c in cands])
+    cost[list(locked)] = 0.0
+    k_hot = math.ceil(100.0 / base.geometry.voxel_volume_mm3 - 1e-9)
+    problem = Problem(
+        inf.target_gy,
+        inf.oar_gy,
+        slots.needle,
+        cost,
+        pd,
+        min(1.0, o.v100_goal_percent / 100.0 + 0.01),
+        0.95 * limit,
+        slots.conflicts,
+        [(a, b) for a, b in conflicts if not (a in locked and b in locked)],
+        o.max_needles + n_locked,
+        oar_hot_points=k_hot,
+        locked=locked,
+    )
+    goals = _goals(base, target.id, cord_id, pd, limit, o)
+    best: tuple | None = None  # (key, plan, dosimetry, solution, commands, robust)
+    rounds = 0
+    notes: list[str] = []
+    for rounds in range(1, o.max_rounds + 1):
+        check_cancelled(cancel)
+        report(progress, 0.4 + 0.5 * (rounds - 1) / o.max_rounds, f"optimising (round {rounds})")
+        left = o.time_budget_s - (time.perf_counter() - t0)
+        sol = solve(problem, method=o.method, time_limit_s=max(1.0, 0.5 * left))
+        _, needles, seeds = _build_plan(base, cands, locked_ids, sol, slots)
+        cmd1 = SetNeedlesAndSeeds(tuple(needles), tuple(seeds), label="Automatic plan")
+        cmd2 = SetGoals(goals, label="Automatic plan goals")
+        new_plan = cmd2.apply(cmd1.apply(base)[0])[0]
+        dosi = compute_plan_dosimetry(new_plan, ct, cancel=cancel, formalism=o.formalism)
+        tm = dosi.metrics.get(target.name)
+        cm = dosi.metrics.get(cord.name) if cord is not None else None
+        d90 = tm.d90_gy if isinstance(tm, TargetMetrics) else 0.0
+        cord_d = cm.d0_1cc_gy if isinstance(cm, OARMetrics) else 0.0
+        cord_ok = cord_d <= limit
+        rob = None
+        key_d90 = d90
+        if o.robust and seeds:
+            rob = robustness(new_plan, samples=o.robust_samples, model=o.error_model, cancel=cancel)
+            pc = rob.percentiles()
+            key_d90 = pc["d90_gy"]["p5"] or 0.0
+            if cord is not None:
+                cord_ok = cord_ok and (pc["cord_d0_1cc_gy"]["p95"] or 0.0) <= limit
+        key = (cord_ok, key_d90 >= pd, key_d90 if key_d90 < pd else -sol.objective)
+        if best is None or key > best[0]:
+            best = (key, new_plan, dosi, sol, [cmd1, cmd2], rob)
+        if time.perf_counter() - t0 > o.time_budget_s * 0.7:
+            break
+        if not (cord_d <= limit):
+            problem.oar_limit_gy *= 0.97 * limit / max(cord_d, 1e-9)
+            notes.append(
+                f"round {rounds}: exact cord D0.1cc {cord_d:.1f} Gy over the limit; "
+                f"sampled limit lowered to {problem.oar_limit_gy:.1f} Gy"
+            )
+            continue
+        if rob is not None and cord is not None:
+            p95 = rob.percentiles()["cord_d0_1cc_gy"]["p95"] or 0.0
+            if p95 > limit:
+                problem.oar_limit_gy *= 0.97 * limit / max(p95, 1e-9)
+                notes.append(
+                    f"round {rounds}: 95th-percentile cord D0.1cc {p95:.1f} Gy; limit lowered"
+                )
+                continue
+        short = key_d90 < pd
+        if short and sol.coverage >= problem.coverage_fraction - 1e-9:
+            problem.coverage_gy *= 1.05 if o.robust else 1.03
+            notes.append(
+                f"round {rounds}: D90 short; coverage dose raised to {problem.coverage_gy:.1f} Gy"
+            )
+            continue
+        break
+    assert best is not None
+    _, new_plan, dosi, sol, commands, rob = best
+    failed = [g.label for g in dosi.goal_results if g.status == "fail"]
+    if sol.coverage < problem.coverage_fraction - 1e-9:
+        notes.append(
+            "the target cannot be covered to the goals without breaking the cord limit "
+            f"(sampled coverage {100 * sol.coverage:.1f} %): this is the best plan that keeps it"
+        )
+    report(progress, 1.0, "automatic plan ready")
+    return AutoplanResult(
+        plan=new_plan,
+        commands=commands,
+        dosimetry=dosi,
+        candidates=cset,
+        solution=sol,
+        seconds=time.perf_counter() - t0,
+        rounds=rounds,
+        feasible=not failed,
+        failed_goals=failed,
+        robust=rob,
+        notes=notes + list(sol.notes),
+    )
+
+
+def uniform_loading(plan: Plan, *, spacing_mm: float = 10.0) -> Plan:
+    """The baseline: the same needles, each loaded uniformly along its in-target parts
+    (:func:`planner.plan.loading.load_needle_seeds`)."""
+    seeds: list[Seed] = []
+    for n in plan.needles:
+        seeds += load_needle_seeds(plan, n.id, spacing_mm=spacing_mm)
+    return SetNeedlesAndSeeds(plan.needles, tuple(seeds), label="Uniform loading").apply(plan)[0]

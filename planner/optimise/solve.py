@@ -1,0 +1,359 @@
+"""Choosing needles and seed slots: greedy with local search, and integer programming (HiGHS).
+
+The problem (:class:`Problem`), on the dose-influence matrix of :mod:`planner.optimise.influence`
+(dose in Gy per slot at sampled target and cord voxel centres):
+
+* coverage: at least ``coverage_fraction`` (V100 ≥ 95 % plus a sampling margin) of the target
+  points receive ≥ ``coverage_gy`` (the prescription, raised when the exact check falls short);
+* the cord: every sampled cord point stays ≤ ``oar_limit_gy`` (a hard constraint; the point
+  maximum bounds D0.1 cm³ from above, so it is conservative);
+* at most one of two slots closer than the seed spacing on a needle; at most one of two
+  needles closer than the needle clearance; at most ``max_needles`` needles; locked needles
+  are open, excluded ones closed;
+* minimise: seeds + ``needle_weight`` × Σ needle cost (1 + bone penalty) + ``hot_weight`` ×
+  mean target dose / PD (the linear proxy for V150 and V200).
+
+Two solvers, measured on the demo case and its variants (docs/autoplan.md):
+
+* :func:`solve_greedy`: add the slot with the largest deficit reduction per cost that keeps
+  every cord point under its limit, until the coverage holds; then drop every seed whose removal
+  keeps it (fewest seeds, lowest V150). ~0.1-0.5 s. When coverage cannot be reached it stops at
+  the best feasible coverage, so an infeasible target is reported, never "met".
+* :func:`solve_milp`: the same problem as a mixed-integer programme (``scipy.optimize.milp``,
+  HiGHS) with one binary per slot, needle and target point and a penalised slack on the
+  coverage count (so an infeasible target still gives the best feasible plan), under a time
+  limit; it returns HiGHS's incumbent at the limit.
+
+Which serves better (measured, see docs/autoplan.md): with a few hundred slots and ~800 target
+points HiGHS usually reaches a better objective (fewer seeds/needles for the same coverage)
+when it finishes inside the time limit, but its run time grows steeply with the problem and
+on the loaded 2-core box it sometimes returns no incumbent at the limit. The default,
+``method="auto"``, runs the greedy first (always an answer, fast), then HiGHS within the
+remaining time budget seeded by nothing, and keeps whichever is better on the sampled metrics.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy import sparse
+from scipy.optimize import Bounds, LinearConstraint, milp
+
+__all__ = ["Problem", "Solution", "evaluate", "solve", "solve_greedy", "solve_milp"]
+
+
+@dataclass
+class Problem:
+    """The selection problem (module docstring). Arrays: target_gy (Pt, S), oar_gy (Po, S),
+    slot_needle (S,), needle_cost (N,)."""
+
+    target_gy: NDArray[np.float64]
+    oar_gy: NDArray[np.float64]
+    slot_needle: NDArray[np.int64]
+    needle_cost: NDArray[np.float64]
+    coverage_gy: float
+    coverage_fraction: float
+    oar_limit_gy: float
+    slot_conflicts: list[tuple[int, int]]
+    needle_conflicts: list[tuple[int, int]]
+    max_needles: int
+    oar_hot_points: int = 1  # the limit holds for the oar_hot_points-th hottest point
+    locked: frozenset[int] = frozenset()
+    excluded: frozenset[int] = frozenset()
+    needle_weight: float = 3.0
+    hot_weight: float = 2.0
+
+    @property
+    def n_slots(self) -> int:
+        return int(self.target_gy.shape[1])
+
+    @property
+    def n_needles(self) -> int:
+        return int(self.needle_cost.shape[0])
+
+
+@dataclass
+class Solution:
+    """Chosen slots (sorted indices) and needles, with the sampled metrics."""
+
+    slots: NDArray[np.int64]
+    needles: NDArray[np.int64]
+    coverage: float  # fraction of target points ≥ coverage_gy
+    oar_max_gy: float  # the oar_hot_points-th hottest sampled organ dose (≈ D0.1 cm³)
+    objective: float
+    method: str
+    seconds: float
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def feasible(self) -> bool:
+        return True  # every solution here keeps the hard constraints
+
+
+def evaluate(p: Problem, slots: NDArray[np.int64], method: str, seconds: float) -> Solution:
+    """The sampled metrics and objective of a slot choice."""
+    slots = np.unique(np.asarray(slots, dtype=np.int64))
+    d_t = p.target_gy[:, slots].sum(axis=1)
+    d_o = p.oar_gy[:, slots].sum(axis=1) if p.oar_gy.shape[0] else np.zeros(0)
+    needles = np.unique(np.concatenate([p.slot_needle[slots], np.array(sorted(p.locked), int)]))
+    cov = float(np.mean(d_t >= p.coverage_gy - 1e-9)) if d_t.size else 0.0
+    obj = (
+        len(slots)
+        + p.needle_weight * float(p.needle_cost[needles].sum())
+        + p.hot_weight * float(d_t.mean() / p.coverage_gy if d_t.size else 0.0)
+    )
+    return Solution(
+        slots,
+        needles.astype(np.int64),
+        cov,
+        oar_dose_at_hot_points(d_o, p.oar_hot_points),
+        obj,
+        method,
+        seconds,
+    )
+
+
+def _better(a: Solution | None, b: Solution | None, goal: float) -> Solution | None:
+    """The better of two solutions: goal met first, then coverage (when short), objective."""
+    if a is None or b is None:
+        return a or b
+    ma, mb = a.coverage >= goal - 1e-9, b.coverage >= goal - 1e-9
+    if ma != mb:
+        return a if ma else b
+    if not ma and abs(a.coverage - b.coverage) > 1e-9:
+        return a if a.coverage > b.coverage else b
+    return a if a.objective <= b.objective else b
+
+
+def oar_dose_at_hot_points(d_o: NDArray[np.float64], k: int) -> float:
+    """The ``k``-th largest of the sampled organ doses (Gy): D at the hottest ``k`` voxels."""
+    if d_o.size == 0:
+        return 0.0
+    k = min(max(1, k), d_o.size)
+    return float(np.partition(d_o, d_o.size - k)[d_o.size - k])
+
+
+def _oar_ok(
+    d_o: NDArray[np.float64], ao: NDArray[np.float64], limit: float, k: int, cand: NDArray
+) -> NDArray[np.bool_]:
+    """Which slots keep the k-th hottest organ point ≤ limit once added (only ``cand``)."""
+    out = np.zeros(ao.shape[1], dtype=bool)
+    cols = np.flatnonzero(cand)
+    if cols.size == 0:
+        return out
+    trial = d_o[:, np.newaxis] + ao[:, cols]
+    over = (trial > limit).sum(axis=0)
+    out[cols] = over < k  # fewer than k points above the limit: the k-th hottest is under it
+    return out
+
+
+#: Weights of a slot's peak cord dose (relative to the limit) in the greedy's cost; the
+#: greedy runs once per weight and the best result is kept (a seed next to the cord uses the
+#: cord's dose budget that farther seeds would need).
+CORD_WEIGHTS = (0.0, 2.0, 5.0, 10.0, 20.0)
+
+
+def solve_greedy(p: Problem, *, cord_weight: float | None = None) -> Solution:
+    """Greedy deficit reduction under the cord limit, then seed removal (module docstring);
+    with ``cord_weight`` None, the best over :data:`CORD_WEIGHTS`."""
+    if cord_weight is None:
+        best: Solution | None = None
+        t0 = time.perf_counter()
+        for w in CORD_WEIGHTS if p.oar_gy.shape[0] else (0.0,):
+            best = _better(best, solve_greedy(p, cord_weight=w), p.coverage_fraction)
+        assert best is not None
+        best.seconds = time.perf_counter() - t0
+        return best
+    t0 = time.perf_counter()
+    S = p.n_slots
+    at, ao = p.target_gy, p.oar_gy
+    d_t = np.zeros(at.shape[0])
+    d_o = np.zeros(ao.shape[0])
+    chosen = np.zeros(S, dtype=bool)
+    blocked = np.zeros(S, dtype=bool)
+    open_n = np.zeros(p.n_needles, dtype=bool)
+    open_n[list(p.locked)] = True
+    closed_n = np.zeros(p.n_needles, dtype=bool)
+    closed_n[list(p.excluded)] = True
+    slot_nb: list[list[int]] = [[] for _ in range(S)]
+    for a, b in p.slot_conflicts:
+        slot_nb[a].append(b)
+        slot_nb[b].append(a)
+    needle_nb: list[list[int]] = [[] for _ in range(p.n_needles)]
+    for a, b in p.needle_conflicts:
+        needle_nb[a].append(b)
+        needle_nb[b].append(a)
+    for n in np.flatnonzero(open_n):
+        closed_n[needle_nb[n]] = True
+    blocked |= closed_n[p.slot_needle]
+    hot = at.mean(axis=0) / p.coverage_gy if at.shape[0] else np.zeros(S)
+    cord_cost = ao.max(axis=0) / p.oar_limit_gy if ao.shape[0] else np.zeros(S)
+    goal = p.coverage_fraction
+    n_t = max(at.shape[0], 1)
+    while True:
+        covered = np.mean(d_t >= p.coverage_gy - 1e-9) if at.shape[0] else 1.0
+        if covered >= goal:
+            break
+        deficit = np.maximum(p.coverage_gy - d_t, 0.0)
+        gain = np.minimum(at, deficit[:, np.newaxis]).sum(axis=0) / (p.coverage_gy * n_t)
+        ok = ~blocked & ~chosen
+        if ao.shape[0]:
+            ok &= _oar_ok(d_o, ao, p.oar_limit_gy, p.oar_hot_points, ok)
+        if int(open_n.sum()) >= p.max_needles:
+            ok &= open_n[p.slot_needle]
+        if not ok.any():
+            break
+        cost = 1.0 + p.hot_weight * hot * 0.1 + cord_weight * cord_cost
+        cost = cost + np.where(
+            open_n[p.slot_needle], 0.0, p.needle_weight * p.needle_cost[p.slot_needle]
+        )
+        score = np.where(ok, gain / cost, -np.inf)
+        s = int(np.argmax(score))
+        if not gain[s] > 1e-9:
+            break
+        chosen[s] = True
+        blocked[slot_nb[s]] = True
+        d_t += at[:, s]
+        d_o += ao[:, s]
+        n = int(p.slot_needle[s])
+        if not open_n[n]:
+            open_n[n] = True
+            closed_n[needle_nb[n]] = True
+            blocked |= closed_n[p.slot_needle]
+    # Local search: drop seeds (the hottest first) while the coverage still holds.
+    if at.shape[0]:
+        start_cov = float(np.mean(d_t >= p.coverage_gy - 1e-9))
+        need = min(goal, start_cov)
+        for s in sorted(np.flatnonzero(chosen), key=lambda j: -hot[j]):
+            trial = d_t - at[:, s]
+            if np.mean(trial >= p.coverage_gy - 1e-9) >= need - 1e-12:
+                chosen[s] = False
+                d_t = trial
+    sol = evaluate(p, np.flatnonzero(chosen), "greedy", time.perf_counter() - t0)
+    sol.notes.append(f"greedy cord weight {cord_weight:g}")
+    return sol
+
+
+def solve_milp(p: Problem, *, time_limit_s: float = 5.0, max_points: int = 700) -> Solution | None:
+    """The mixed-integer programme (module docstring) with HiGHS; None without an incumbent."""
+    t0 = time.perf_counter()
+    S, N = p.n_slots, p.n_needles
+    at = p.target_gy
+    if at.shape[0] > max_points:
+        idx = np.random.default_rng(3).choice(at.shape[0], max_points, replace=False)
+        at = at[np.sort(idx)]
+    P = at.shape[0]
+    # Cord rows that can never bind (all slots together stay under the limit) are dropped.
+    ao = p.oar_gy
+    if ao.shape[0]:
+        ao = ao[ao.sum(axis=1) > p.oar_limit_gy]
+    nw = ao.shape[0] if p.oar_hot_points > 1 else 0
+    nv = S + N + P + 1 + nw
+    ix, iy, iz, isl = 0, S, S + N, S + N + P
+    hot = at.mean(axis=0) / p.coverage_gy if P else np.zeros(S)
+    c = np.zeros(nv)
+    c[ix : ix + S] = 1.0 + p.hot_weight * hot
+    c[iy : iy + N] = p.needle_weight * p.needle_cost
+    c[isl] = 1000.0 / max(P, 1)  # each uncovered point below the goal outweighs any seed
+    rows, lo, hi = [], [], []
+    # (1) coverage per point: A x - cov z >= 0 (entries < 1 % PD dropped: stricter).
+    a_sp = sparse.csr_matrix(np.where(at >= 0.01 * p.coverage_gy, at, 0.0))
+    z_sp = sparse.diags(np.full(P, -p.coverage_gy), shape=(P, P))
+    rows.append(
+        sparse.hstack([a_sp, sparse.csr_matrix((P, N)), z_sp, sparse.csr_matrix((P, 1 + nw))])
+    )
+    lo.append(np.zeros(P))
+    hi.append(np.full(P, np.inf))
+    # (2) coverage count + slack >= K.
+    k = math.ceil(p.coverage_fraction * P - 1e-9)
+    r = np.zeros((1, nv))
+    r[0, iz : iz + P] = 1.0
+    r[0, isl] = 1.0
+    rows.append(sparse.csr_matrix(r))
+    lo.append(np.array([k]))
+    hi.append(np.array([np.inf]))
+    # (3) cord points: A_o x - M w <= limit, at most k - 1 points above it (Σ w <= k - 1).
+    m = ao.shape[0]
+    if m:
+        big = ao.sum(axis=1) - p.oar_limit_gy
+        w_cols = sparse.diags(-big, shape=(m, m)) if p.oar_hot_points > 1 else None
+        blocks = [sparse.csr_matrix(ao), sparse.csr_matrix((m, nv - S - nw))]
+        if w_cols is not None:
+            blocks.append(w_cols)
+        rows.append(sparse.hstack(blocks))
+        lo.append(np.full(m, -np.inf))
+        hi.append(np.full(m, p.oar_limit_gy))
+        if w_cols is not None:
+            r = np.zeros((1, nv))
+            r[0, nv - m :] = 1.0
+            rows.append(sparse.csr_matrix(r))
+            lo.append(np.array([-np.inf]))
+            hi.append(np.array([float(p.oar_hot_points - 1)]))
+    # (4) x_s <= y_n(s).
+    link = sparse.lil_matrix((S, nv))
+    for s in range(S):
+        link[s, ix + s] = 1.0
+        link[s, iy + int(p.slot_needle[s])] = -1.0
+    rows.append(link.tocsr())
+    lo.append(np.full(S, -np.inf))
+    hi.append(np.zeros(S))
+    # (5, 6) conflicts.
+    pairs = [(ix + a, ix + b) for a, b in p.slot_conflicts]
+    pairs += [(iy + a, iy + b) for a, b in p.needle_conflicts]
+    if pairs:
+        cm = sparse.lil_matrix((len(pairs), nv))
+        for i, (a, b) in enumerate(pairs):
+            cm[i, a] = 1.0
+            cm[i, b] = 1.0
+        rows.append(cm.tocsr())
+        lo.append(np.full(len(pairs), -np.inf))
+        hi.append(np.ones(len(pairs)))
+    # (7) needle count.
+    r = np.zeros((1, nv))
+    r[0, iy : iy + N] = 1.0
+    rows.append(sparse.csr_matrix(r))
+    lo.append(np.array([-np.inf]))
+    hi.append(np.array([float(p.max_needles)]))
+    a_all = sparse.vstack(rows).tocsr()
+    lb = np.zeros(nv)
+    ub = np.ones(nv)
+    ub[isl] = P
+    for n in p.locked:
+        lb[iy + n] = 1.0
+    for n in p.excluded:
+        ub[iy + n] = 0.0
+    integrality = np.ones(nv)
+    integrality[isl] = 0
+    res = milp(
+        c,
+        constraints=LinearConstraint(a_all, np.concatenate(lo), np.concatenate(hi)),
+        integrality=integrality,
+        bounds=Bounds(lb, ub),
+        options={"time_limit": max(0.5, time_limit_s), "mip_rel_gap": 0.02, "disp": False},
+    )
+    if res.x is None:
+        return None
+    slots = np.flatnonzero(res.x[ix : ix + S] > 0.5)
+    sol = evaluate(p, slots, "milp", time.perf_counter() - t0)
+    sol.notes.append(f"HiGHS: {res.message}")
+    # The sparsified/pruned programme keeps the cord limit on the kept rows; check all rows.
+    if p.oar_gy.shape[0] and sol.oar_max_gy > p.oar_limit_gy + 1e-6:
+        return None
+    return sol
+
+
+def solve(p: Problem, *, method: str = "auto", time_limit_s: float = 5.0) -> Solution:
+    """Solve with ``method`` "greedy", "milp" or "auto" (both; the better, module docstring)."""
+    if method not in ("greedy", "milp", "auto"):
+        raise ValueError(f"unknown method {method!r}")
+    g = solve_greedy(p) if method in ("greedy", "auto") else None
+    m = solve_milp(p, time_limit_s=time_limit_s) if method in ("milp", "auto") else None
+    best = _better(g, m, p.coverage_fraction)
+    if best is None:  # milp alone without an incumbent
+        best = solve_greedy(p)
+        best.notes.append("HiGHS found no solution in the time limit: greedy used")
+    return best
