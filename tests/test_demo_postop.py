@@ -48,3 +48,52 @@ def test_postop_truth_is_consistent_and_deterministic(plan_and_ct) -> None:
     mapped = reg.transform.apply(found.positions_mm)
     d = np.linalg.norm(mapped[:, None] - a.seeds_plan_mm[None], axis=-1).min(axis=1)
     assert d.max() < 1.0
+
+
+def test_demo_case_postop_verifies(tmp_path) -> None:
+    """`seedplan demo` writes the plan's post-op CT and its truth; `seedplan verify` on it finds
+    every seed, and the post-op D90 is within 2 % of D90 from the true implanted seeds."""
+    import json
+    import subprocess
+    import sys
+
+    from planner.demo.case import DEMO_POSTOP_TRUTH, ensure_demo_case
+    from planner.imaging.ct_loader import load_ct
+    from planner.plan.dosimetry import compute_plan_dosimetry
+    from planner.plan.plan_file import load_plan
+    from tests.conftest import REPO_ROOT
+
+    case = ensure_demo_case()
+    manifest = json.loads((case / "case.json").read_text())
+    assert manifest["postop"]["seeds"] == manifest["plan"]["seeds"]
+    out = tmp_path / "verify"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "app",
+            "verify",
+            str(case / "plan.seedplan"),
+            str(case / "postop"),
+            "--out",
+            str(out),
+            "--json",
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    n = manifest["plan"]["seeds"]
+    assert doc["detection"]["found"] == n and len(doc["matching"]["pairs"]) == n
+    truth = np.loadtxt(case / DEMO_POSTOP_TRUTH, delimiter=",", skiprows=2)
+    plan = load_plan(case / "plan.seedplan").plan
+    ct, _ = load_ct(case / "ct")
+    true_plan = plan.evolve(
+        seeds=tuple(Seed(f"sd-t{i}", tuple(p)) for i, p in enumerate(truth[:, 3:6])), needles=()
+    )
+    target = plan.structure(plan.prescription.structure_id).name
+    d90_true = compute_plan_dosimetry(true_plan, ct, formalism="1d").metrics[target].d90_gy
+    row = next(r for r in doc["comparison"] if r["structure"] == target and r["metric"] == "d90_gy")
+    assert row["postop"] == pytest.approx(d90_true, rel=0.02)

@@ -9,6 +9,8 @@ Layout of a case folder (all bytes deterministic)::
                          SpinalCanal, VertebralBody (the involved T9 body)
     plan.seedplan        a finished example plan that meets its goals (full-size case only;
                          :mod:`planner.demo.plan`)
+    postop/CT0001.dcm …  the plan's day-0 post-implant CT (:mod:`planner.demo.postop`)
+    postop_true_seeds.csv  its true seed positions (post-op and planning frames, LPS mm)
 
 :func:`ensure_demo_case` generates it once into the user cache (atomically) and returns it.
 """
@@ -102,7 +104,7 @@ def is_demo_case(path: str | Path, *, complete: bool = False) -> bool:
         return False
     files = list(data.get("ct", {}).get("files", []))
     files += [s.get("file", "") for s in data.get("structures", {}).values()]
-    files += _plan_files(data)
+    files += _plan_files(data) + _postop_files(data)
     return bool(files) and all((case_dir / f).is_file() for f in files)
 
 
@@ -110,6 +112,17 @@ def _plan_files(data: dict) -> list[str]:  # type: ignore[type-arg]
     """The plan file a manifest lists (none for cases without a plan)."""
     entry = data.get("plan")
     return [str(entry["file"])] if isinstance(entry, dict) and entry.get("file") else []
+
+
+def _postop_files(data: dict) -> list[str]:  # type: ignore[type-arg]
+    """The post-op CT files and the truth CSV a manifest lists (none without a plan)."""
+    files: list[str] = []
+    postop = data.get("postop")
+    if isinstance(postop, dict):
+        files += [str(f) for f in postop.get("files", [])]
+        if postop.get("truth"):
+            files.append(str(postop["truth"]))
+    return files
 
 
 def foreign_entries(case_dir: str | Path) -> list[str]:
@@ -123,7 +136,7 @@ def foreign_entries(case_dir: str | Path) -> list[str]:
     ours = {DEMO_CASE_FILE, DEMO_CT_SUBDIR, DEMO_MASK_SUBDIR}
     files = list(data.get("ct", {}).get("files", []))
     files += [s.get("file", "") for s in data.get("structures", {}).values()]
-    files += _plan_files(data)
+    files += _plan_files(data) + _postop_files(data)
     ours |= {Path(f).parts[0] for f in files if f}
     return [n for n in names if n not in ours]
 
@@ -161,6 +174,54 @@ def _landmarks(ph: Phantom) -> dict:  # type: ignore[type-arg]
     }
 
 
+DEMO_POSTOP_SUBDIR = "postop"
+DEMO_POSTOP_TRUTH = "postop_true_seeds.csv"
+DEMO_POSTOP_DATETIME = datetime(2024, 9, 17, 14, 10, 0)  # the day-0 scan after the implant
+
+
+def _write_postop(
+    out: Path, plan_ct: CTVolume, info: PatientInfo, options: CTSeriesOptions, spec: PhantomSpec
+) -> dict:  # type: ignore[type-arg]
+    """The demo plan's post-op CT (:mod:`planner.demo.postop`) as DICOM, and its true seeds."""
+    from dataclasses import replace as _replace
+
+    from planner.demo.plan import DEMO_PLAN_FILE
+    from planner.demo.postop import make_postop_ct
+    from planner.plan.plan_file import load_plan
+
+    plan = load_plan(out / DEMO_PLAN_FILE).plan
+    post = make_postop_ct(plan, plan_ct)
+    volume = CTVolume(
+        hu=post.ct.hu,
+        geometry=post.ct.geometry,
+        info=_replace(info, series_description="SeedPlan demo: day-0 post-implant CT"),
+    )
+    paths = write_ct_series(
+        volume,
+        out / DEMO_POSTOP_SUBDIR,
+        options=_replace(options, series_number=3, series_description="Post-implant 2.5mm (day 0)"),
+        uid_entropy=(*_UID_ENTROPY, "post-op", repr(spec)),
+        when=DEMO_POSTOP_DATETIME,
+    )
+    lines = [
+        "# true implanted seeds of the demo post-op CT: post-op frame (x,y,z) and the planning "
+        "frame (plan_x,plan_y,plan_z), LPS mm",
+        "x_mm,y_mm,z_mm,plan_x_mm,plan_y_mm,plan_z_mm",
+    ]
+    for a, b in zip(post.seeds_postop_mm, post.seeds_plan_mm, strict=True):
+        lines.append(",".join(f"{v:.3f}" for v in (*a, *b)))
+    (out / DEMO_POSTOP_TRUTH).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return {
+        "dir": DEMO_POSTOP_SUBDIR,
+        "files": [p.relative_to(out).as_posix() for p in paths],
+        "truth": DEMO_POSTOP_TRUTH,
+        "seeds": len(post.seeds_plan_mm),
+        "postop_to_plan": post.postop_to_plan.to_dict(),
+        "description": "day-0 post-implant CT of plan.seedplan: needle errors, seed jitter, "
+        "a small rigid patient shift; seeds with partial volume, streaks and noise",
+    }
+
+
 def write_demo_case(
     out_dir: str | Path,
     *,
@@ -172,7 +233,8 @@ def write_demo_case(
 
     ``spec`` defaults to the full-size case (512 × 512 × 52, 0.78 × 0.78 × 2.5 mm); smaller specs
     are for tests. ``with_plan`` (default: for the full-size case only, the demo plan's search
-    is tuned for its anatomy) also writes ``plan.seedplan``. Existing files of the same names
+    is tuned for its anatomy) also writes ``plan.seedplan`` and its post-op CT (``postop/``,
+    true seeds in ``postop_true_seeds.csv``). Existing files of the same names
     are overwritten; nothing else is touched.
     """
     report = progress or (lambda _f, _m: None)
@@ -239,6 +301,7 @@ def write_demo_case(
 
     first = dcmread(paths[0], stop_before_pixels=True)
     plan_entry = None
+    postop_entry = None
     if with_plan if with_plan is not None else spec == PhantomSpec():
         from dataclasses import replace as _replace
 
@@ -256,6 +319,8 @@ def write_demo_case(
         _, rep = write_demo_plan(
             out, plan_ct, ph.masks, progress=lambda f, m: report(0.94 + 0.05 * f, m)
         )
+        report(0.985, "post-op CT")
+        postop_entry = _write_postop(out, plan_ct, info, options, spec)
         plan_entry = {
             "file": DEMO_PLAN_FILE,
             "needles": int(rep.chosen.get("needles", 0)),
@@ -296,6 +361,8 @@ def write_demo_case(
     }
     if plan_entry is not None:
         manifest["plan"] = plan_entry
+    if postop_entry is not None:
+        manifest["postop"] = postop_entry
     (out / DEMO_CASE_FILE).write_text(
         json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8"
     )
@@ -340,7 +407,7 @@ def _verify_case(case_dir: Path) -> None:
         raise OSError(errno.EIO, "the written case.json does not read back")
     files = list(data.get("ct", {}).get("files", []))
     masks = [s.get("file", "") for s in data.get("structures", {}).values()]
-    for rel in files + masks + _plan_files(data):
+    for rel in files + masks + _plan_files(data) + _postop_files(data):
         if not (case_dir / rel).is_file() or (case_dir / rel).stat().st_size == 0:
             raise OSError(errno.EIO, f"{rel} was not written")
     for rel in masks:
