@@ -1,7 +1,8 @@
 """``seedplan bench [--json]``: run every benchmark module and print the numbers side by side.
 
-Benchmark modules (each optional, imported only when present): ``benchmarks.bench_dose`` and
-``benchmarks.bench_dvh``. Each exposes ``run_benchmarks() -> list[dict]`` with the keys ``name,
+Benchmark modules (each optional, imported only when present): :data:`BENCH_MODULES`, one per
+capability (dose engine, DVH, plan history and files, contouring, brush redraw, live isodoses,
+the GUI drag, auto-planning, seed detection, exports, cohort). Each exposes ``run_benchmarks() -> list[dict]`` with the keys ``name,
 seconds, baseline_seconds, speedup, goal, passed_goal, notes``. The output names the machine
 (nproc, CPU model, numba threads) because the goals are stated for a 2-core machine.
 """
@@ -19,7 +20,13 @@ BENCH_MODULES = (
     "benchmarks.bench_dvh",
     "benchmarks.bench_plan",
     "benchmarks.bench_structures",
+    "benchmarks.bench_brush",
+    "benchmarks.bench_live_dose",
+    "benchmarks.bench_drag",
+    "benchmarks.bench_autoplan",
     "benchmarks.bench_detect",
+    "benchmarks.bench_export",
+    "benchmarks.bench_cohort",
 )
 
 
