@@ -2,8 +2,9 @@
 
 Benchmark modules (each optional, imported only when present): :data:`BENCH_MODULES`, one per
 capability (dose engine, DVH, plan history and files, contouring, brush redraw, live isodoses,
-the GUI drag, auto-planning, seed detection, exports, cohort). Each exposes ``run_benchmarks() -> list[dict]`` with the keys ``name,
-seconds, baseline_seconds, speedup, goal, passed_goal, notes``. The output names the machine
+the GUI drag, auto-planning, seed detection, exports, cohort). Each exposes
+``run_benchmarks() -> list[dict]`` with the keys ``name, seconds, baseline_seconds, speedup,
+goal, passed_goal, notes``. The output names the machine
 (nproc, CPU model, numba threads) because the goals are stated for a 2-core machine.
 """
 
