@@ -45,12 +45,28 @@ def case_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _digest(root: Path) -> dict[str, str]:
-    """SHA-256 of every file below ``root`` by relative path."""
+    """SHA-256 of every file of the case below ``root`` by relative path (the exports that
+    ``seedplan demo`` adds are not part of the deterministic case: the PDF has a print time)."""
     return {
         p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
         for p in sorted(root.rglob("*"))
-        if p.is_file()
+        if p.is_file() and p.relative_to(root).parts[0] != "exports"
     }
+
+
+def test_demo_command_writes_the_plan_exports(case_dir: Path) -> None:
+    exports = case_dir / "exports"
+    for name in (
+        "plan_summary.pdf",
+        "loading_sheet.pdf",
+        "RTSTRUCT.dcm",
+        "RTPLAN.dcm",
+        "RTDOSE.dcm",
+        "seeds.csv",
+        "needles.csv",
+        "metrics.json",
+    ):
+        assert (exports / name).is_file() and (exports / name).stat().st_size > 0, name
 
 
 def _sorted_slices(case: Path) -> list[pydicom.Dataset]:

@@ -75,10 +75,31 @@ def run_cohort(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export_demo_plan(case_dir: Path) -> str:
+    """The demo plan's exports (PDF, CSV, DICOM RT) into ``case_dir/exports``; a summary."""
+    from planner.demo.case import DEMO_EXPORTS_SUBDIR
+    from planner.export.export import export_plan
+    from planner.imaging.ct_loader import load_ct
+    from planner.plan.plan_file import load_plan
+
+    plan_path = case_dir / "plan.seedplan"
+    if not plan_path.is_file():
+        return ""
+    plan = load_plan(plan_path).plan
+    ct, _ = load_ct(case_dir / "ct")
+    summary = export_plan(plan, ct, case_dir / DEMO_EXPORTS_SUBDIR, ct_path=case_dir / "ct")
+    return f"{len(summary.files)} files"
+
+
 def run(args: argparse.Namespace) -> int:
     if getattr(args, "cohort", None) is not None:
         return run_cohort(args)
-    from planner.demo.case import DEMO_MASK_NAMES, check_demo_target, write_demo_case_atomically
+    from planner.demo.case import (
+        DEMO_EXPORTS_SUBDIR,
+        DEMO_MASK_NAMES,
+        check_demo_target,
+        write_demo_case_atomically,
+    )
 
     out: Path = args.out
     check_demo_target(out, force=args.force)  # fail fast, before minutes of generation
@@ -100,6 +121,9 @@ def run(args: argparse.Namespace) -> int:
         f"wrote demo case to {case_dir} ({n_ct} CT slices, masks: {', '.join(DEMO_MASK_NAMES)}) "
         f"in {time.perf_counter() - t0:.1f} s"
     )
+    exported = _export_demo_plan(case_dir)
+    if exported:
+        print(f"wrote the demo plan's exports to {case_dir / DEMO_EXPORTS_SUBDIR} ({exported})")
     if args.gui:
         try:
             from app.commands import gui_cmd

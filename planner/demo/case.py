@@ -133,7 +133,7 @@ def foreign_entries(case_dir: str | Path) -> list[str]:
     data = _read_manifest(case)
     if data is None:
         return names
-    ours = {DEMO_CASE_FILE, DEMO_CT_SUBDIR, DEMO_MASK_SUBDIR}
+    ours = {DEMO_CASE_FILE, DEMO_CT_SUBDIR, DEMO_MASK_SUBDIR, DEMO_EXPORTS_SUBDIR}
     files = list(data.get("ct", {}).get("files", []))
     files += [s.get("file", "") for s in data.get("structures", {}).values()]
     files += _plan_files(data) + _postop_files(data)
@@ -175,6 +175,9 @@ def _landmarks(ph: Phantom) -> dict:  # type: ignore[type-arg]
 
 
 DEMO_POSTOP_SUBDIR = "postop"
+#: ``seedplan demo`` also writes the demo plan's exports here (not part of the manifest: the
+#: PDF carries its print time).
+DEMO_EXPORTS_SUBDIR = "exports"
 DEMO_POSTOP_TRUTH = "postop_true_seeds.csv"
 DEMO_POSTOP_DATETIME = datetime(2024, 9, 17, 14, 10, 0)  # the day-0 scan after the implant
 
