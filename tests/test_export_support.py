@@ -42,7 +42,12 @@ def plan_on(ct: CTVolume, masks: dict[str, np.ndarray], *, status: str = "draft"
     """A plan with the given masks (name → (z, y, x) bool) and a needle lattice through GTV."""
     g = ct.geometry
     structures = []
-    colors = {"GTV": (255, 0, 0), "SpinalCord": (255, 255, 0)}
+    colors = {
+        "GTV": (255, 0, 0),
+        "SpinalCord": (230, 200, 0),
+        "SpinalCanal": (0, 200, 255),
+        "VertebralBody": (0, 170, 0),
+    }
     for n, (name, m) in enumerate(masks.items()):
         structures.append(
             Structure.from_mask(
@@ -59,6 +64,8 @@ def plan_on(ct: CTVolume, masks: dict[str, np.ndarray], *, status: str = "draft"
     world = g.zyx_to_world(np.argwhere(gtv).astype(float))
     lo, hi = world.min(axis=0), world.max(axis=0)
     needles, seeds = [], []
+    cord = masks.get("SpinalCord")
+    cord_mm = None if cord is None else g.zyx_to_world(np.argwhere(cord).astype(float))
     xs = np.arange(lo[0] + 3.0, hi[0] - 1.0, 7.0)
     zs = np.arange(lo[2] + 2.5, hi[2] - 1.0, 7.5)
     for x in xs:
@@ -69,6 +76,9 @@ def plan_on(ct: CTVolume, masks: dict[str, np.ndarray], *, status: str = "draft"
             ok = np.all((kji >= 0) & (kji < np.asarray(g.shape_zyx)), axis=1)
             inside = np.zeros(len(pts), bool)
             inside[ok] = gtv[tuple(kji[ok].T)]
+            if cord_mm is not None:  # keep seed centres ≥ 7 mm from the cord
+                far = [float(np.min(np.linalg.norm(cord_mm - p, axis=1))) >= 7.0 for p in pts]
+                inside &= np.asarray(far)
             if not inside.any():
                 continue
             nid = f"nd-{len(needles):04d}"

@@ -94,19 +94,27 @@ def _previous_outputs(folder: Path) -> dict[str, str]:
     return {str(f.get("name")): str(f.get("sha256")) for f in files if isinstance(f, dict)}
 
 
+def _is_export_manifest(path: Path) -> bool:
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(doc, dict) and doc.get("format") == MANIFEST_FORMAT
+
+
 def _replace_allowed(folder: Path, names: Iterable[str], force: bool) -> dict[str, bool]:
     """name → may it be replaced; raises OutputExistsError for a foreign existing file."""
     from planner.files.safe_write import OutputExistsError, check_output
 
     ours = _previous_outputs(folder)
+    manifest_is_ours = _is_export_manifest(folder / MANIFEST)
     allowed: dict[str, bool] = {}
     for name in (*names, MANIFEST):
         target = folder / name
-        mine = False
-        if target.is_file() and name in ours:
-            mine = name == MANIFEST or _sha256(target) == ours[name]
-        if name == MANIFEST and target.is_file() and not ours:
-            mine = False
+        if name == MANIFEST:
+            mine = manifest_is_ours
+        else:
+            mine = target.is_file() and name in ours and _sha256(target) == ours[name]
         try:
             check_output(target, force=force or mine)
         except OutputExistsError:
@@ -490,7 +498,7 @@ def export_plan(
     write_text(
         folder / MANIFEST,
         json.dumps(manifest, indent=2) + "\n",
-        force=allowed[MANIFEST] or ((folder / MANIFEST).is_file() and bool(previous)),
+        force=allowed[MANIFEST],
     )
     summary.files = written
     summary.timings_s["total"] = time.perf_counter() - t0

@@ -138,11 +138,11 @@ def _formalism_section(r: ReportInputs) -> Section:
     kind = (
         "2D line-source formalism (g_L(r), F(r, θ))"
         if f == "2d"
-        else "1D point-source formalism (g_P(r), φ_an(r))"
+        else "1D formalism (point/line source with φ_an(r))"
     )
     g = d.geometry
     rows = [
-        ("Formalism", f"AAPM TG-43U1 {f.upper()}: {kind}"),
+        ("Formalism", f"AAPM TG-43U1, {kind}"),
         (
             "Dose specification",
             "dose to water in water (D_w,w); no heterogeneity, interseed "
@@ -377,6 +377,26 @@ def _check_section(r: ReportInputs) -> Section:
     return Section("Independent check", flow)
 
 
+def _sign_row(header: list[str]) -> Any:
+    """A header row and one empty row tall enough to sign in."""
+    from reportlab.lib import colors
+    from reportlab.lib.units import mm
+    from reportlab.platypus import Table, TableStyle
+
+    t = Table(
+        [header, [""] * len(header)],
+        colWidths=[45 * mm, 45 * mm, 55 * mm, 37 * mm],
+        rowHeights=[6 * mm, 12 * mm],
+        hAlign="LEFT",
+    )
+    t.setStyle(
+        TableStyle(
+            [("GRID", (0, 0), (-1, -1), 0.4, colors.grey), ("FONT", (0, 0), (-1, -1), FONT_BOLD, 8)]
+        )
+    )
+    return t
+
+
 def _signatures() -> Section:
     rows = [
         ["Role", "Name", "Signature", "Date"],
@@ -530,14 +550,10 @@ def loading_sheet_story(r: ReportInputs) -> list[Any]:
                 "Sequence from the tip",
             ],
             rows,
-            widths_mm=(7, 14, 30, 14, 10, 12, 14, 81),
+            widths_mm=(7, 13, 30, 14, 10, 14, 14, 80),
             font_size=7,
         ),
-        Spacer(1, 6),
-        table(
-            ["Loaded by", "Checked by", "Seeds counted (in / out)", "Date"],
-            [("", "", "", "")],
-            widths_mm=(45, 45, 55, 37),
-        ),
+        Spacer(1, 8),
+        _sign_row(["Loaded by", "Checked by", "Seeds counted (in / out)", "Date"]),
     ]
     return story
