@@ -101,6 +101,8 @@ class PlanningUI(QObject):
         self.view_layers: dict[Any, dict[str, Any]] = {}
         #: A needle being placed (drawn, not in the plan), or None.
         self.preview_needle: Any = None
+        #: The armed placement/measuring tool (it has the mouse), or None.
+        self.active_tool: Any = None
         self._engine_ready = False
         self._exact_worker: Worker | None = None
         self._exact_generation = -1
@@ -251,6 +253,12 @@ class PlanningUI(QObject):
             if self._engine_ready and self.document is not None:
                 self._exact_timer.stop()
                 self.refresh_exact()
+
+    def activate(self, tool: Any) -> None:
+        """Arm ``tool`` (it gets the mouse); the previously armed one is stopped."""
+        if self.active_tool is not None and self.active_tool is not tool:
+            self.active_tool.stop()
+        self.active_tool = tool
 
     def select(self, needle_id: str | None = None, seed_id: str | None = None) -> None:
         if (needle_id, seed_id) == (self.selected_needle_id, self.selected_seed_id):

@@ -4,7 +4,7 @@
 :class:`IsodoseLayer` draws, on one 2-D view, the live dose's isodose segments
 (:meth:`planner.plan.live_dose.LiveDose.isodose_segments`, default 50/90/100/150/200 % of the
 prescription) for that view's CT slice, each level one line actor in its colour, and a
-legend in Gy and % PD (bottom right). The segments lie on the CT pixel grid of the slice
+legend in Gy and % PD (bottom left). The segments lie on the CT pixel grid of the slice
 (:meth:`~planner.plan.live_dose.ViewPlane.rc_to_world_mm`), so they overlay the image exactly.
 A view that shows a resliced (oblique) plane has no live dose plane: it says so instead of
 drawing lines of another plane. The wash (Plan → Dose colour wash) is a translucent colour

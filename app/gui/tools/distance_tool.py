@@ -93,7 +93,7 @@ class DistanceTool(QObject):
             return
         self.clear()
         self.armed = True
-        self.planning.active_tool = self  # type: ignore[attr-defined]
+        self.planning.activate(self)
         self.planning.window.statusBar().showMessage(
             "Distance: drag, or click two points (Esc ends)", 0
         )
@@ -106,8 +106,8 @@ class DistanceTool(QObject):
     def stop(self) -> None:
         self.armed = False
         self._press_px = None
-        if getattr(self.planning, "active_tool", None) is self:
-            self.planning.active_tool = None  # type: ignore[attr-defined]
+        if self.planning.active_tool is self:
+            self.planning.active_tool = None
 
     def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt)
         if not self.armed or obj not in self.layers:

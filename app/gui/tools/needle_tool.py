@@ -51,17 +51,21 @@ class NeedleTool(QObject):
             return
         self.armed = True
         self.entry_mm = None
-        planning.active_tool = self  # type: ignore[attr-defined]
+        planning.activate(self)
         planning.window.statusBar().showMessage(
             "Place needle: click the ENTRY point (Esc cancels)", 0
         )
+
+    def stop(self) -> None:
+        """Disarm (Escape, right click, or another tool armed)."""
+        self.cancel()
 
     def cancel(self) -> None:
         self.armed = False
         self.entry_mm = None
         planning = self.planning
-        if getattr(planning, "active_tool", None) is self:
-            planning.active_tool = None  # type: ignore[attr-defined]
+        if planning.active_tool is self:
+            planning.active_tool = None
         if planning.preview_needle is not None:
             planning.preview_needle = None
             planning.events.selection_changed.emit()

@@ -106,7 +106,7 @@ class SeedTool(QObject):
         planning = self.planning
         if planning.document is None or obj not in planning.view_layers:
             return False
-        if getattr(planning, "active_tool", None) is not None:
+        if planning.active_tool is not None:
             return False  # a placement or measuring tool has the mouse
         view: SliceView = obj  # type: ignore[assignment]
         kind = event.type()
@@ -141,6 +141,12 @@ class SeedTool(QObject):
                 planning.select(nid, cmd.seed_id)
             return True
         sid = self.seed_at(view, x, y)
+        handle = self.handle_at(view, x, y)
+        if sid is not None and handle is not None:  # the nearer one wins
+            sx, sy = self.planning.view_layers[view]["seeds"].seeds_px[sid]
+            hx, hy = self.planning.view_layers[view]["needles"].handles_px[handle]
+            if np.hypot(hx - x, hy - y) < np.hypot(sx - x, sy - y):
+                sid = None
         if sid is not None:
             seed = next(s for s in plan.seeds if s.id == sid)
             planning.select(seed.needle_id, sid)
@@ -156,7 +162,6 @@ class SeedTool(QObject):
                 "Move seed",
             )
             return True
-        handle = self.handle_at(view, x, y)
         if handle is not None:
             nid, end = handle
             needle = next(n for n in plan.needles if n.id == nid)
@@ -196,9 +201,9 @@ class SeedTool(QObject):
         if g["kind"] == "seed":
             cmd = MoveSeed(g["id"], p) if g["free"] else MoveSeedAlongNeedle(g["id"], position_mm=p)
         elif g["kind"] == "entry":
-            cmd = MoveNeedle(g["id"], entry_mm=p)
+            cmd = MoveNeedle(g["id"], entry_mm=p, label="Move needle entry")
         else:
-            cmd = MoveNeedle(g["id"], tip_mm=p)
+            cmd = MoveNeedle(g["id"], tip_mm=p, label="Move needle tip")
         self.planning.execute(cmd)
 
     def _release(self) -> None:
