@@ -173,7 +173,9 @@ def _checks(plan: Plan, d: Any) -> list[Any]:
     ]
 
 
-def _figures(plan: Plan, ct: CTVolume | None, d: Any, identity: str) -> tuple[bytes, list[bytes]]:
+def _figures(
+    plan: Plan, ct: CTVolume | None, d: Any, identity: str, short_identity: str
+) -> tuple[bytes, list[bytes]]:
     from planner.export.figures import PlaneView, dvh_png, isodose_png
 
     colors = {s.name: s.color_rgb for s in plan.structures}
@@ -210,7 +212,7 @@ def _figures(plan: Plan, ct: CTVolume | None, d: Any, identity: str) -> tuple[by
             prescription_gy=pd,
             masks=masks,
             seeds_mm=seeds,
-            identity=identity,
+            identity=short_identity,
         )
         for v in views
     ]
@@ -372,7 +374,8 @@ def export_plan(
             f"{identity.patient_name} ({plan.ct.patient_id}), plan {identity.plan_name} "
             f"rev {plan.revision}"
         )
-        dvh_png, iso_pngs = _figures(plan, ct, d, fig_id)
+        short_id = f"{plan.ct.patient_id}, plan {identity.plan_name[:18]} rev {plan.revision}"
+        dvh_png, iso_pngs = _figures(plan, ct, d, fig_id, short_id)
         report(progress, 0.7, "figures drawn")
         check_cancelled(cancel, "export cancelled")
         g = plan.geometry

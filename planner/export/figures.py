@@ -29,7 +29,9 @@ __all__ = ["ISODOSE_PERCENT", "PlaneView", "dvh_png", "isodose_png"]
 
 #: Isodose lines drawn (% of the prescription) and their colours.
 ISODOSE_PERCENT = (50, 100, 150, 200)
-_ISO_COLORS = ("#1f77ff", "#ff2a2a", "#ffb000", "#ff00ff")
+#: Isodose colours, chosen apart from the usual structure colours (red GTV, yellow cord …):
+#: structures are dashed in their own colour, isodoses solid in these.
+_ISO_COLORS = ("#2f7dff", "#ff7f00", "#00d0a0", "#ffffff")
 DPI = 160
 
 
@@ -123,7 +125,7 @@ def isodose_png(
     seeds_mm: NDArray[np.float64],
     identity: str,
     pixel_mm: float = 0.5,
-    size_in: tuple[float, float] = (2.6, 3.1),
+    size_in: tuple[float, float] = (2.6, 3.5),
 ) -> bytes:
     """Isodose lines (:data:`ISODOSE_PERCENT` of the prescription) over the CT with the
     structures' outlines and the seeds within ±2.5 mm of the plane. ``masks``: (name, crop,
@@ -137,16 +139,18 @@ def isodose_png(
     pts[..., view.v_axis] = vv
     pts[..., view.fixed_axis] = view.fixed_mm
     fig, ax = plt.subplots(figsize=size_in)
-    fig.subplots_adjust(left=0.17, right=0.97, bottom=0.12, top=0.91)
+    fig.subplots_adjust(left=0.17, right=0.97, bottom=0.27, top=0.92)
     extent = (u[0], u[-1], v[0], v[-1])
     if ct_hu is not None:
         hu = _sample_nearest(ct_hu, ct_geometry, pts, -1000.0)
         ax.imshow(hu, cmap="gray", vmin=-160, vmax=240, origin="lower", extent=extent)
     dose = _sample_linear(np.asarray(dose_gy, dtype=np.float64), dose_geometry, pts)
     levels = [prescription_gy * p / 100.0 for p in ISODOSE_PERCENT]
-    cs = ax.contour(uu, vv, dose, levels=levels, colors=_ISO_COLORS, linewidths=1.0)
+    cs = ax.contour(uu, vv, dose, levels=levels, colors=_ISO_COLORS, linewidths=1.2)
     handles = [
-        plt.Line2D([], [], color=c, lw=1.2, label=f"{p} % ({lv:g} Gy)")
+        plt.Line2D(
+            [], [], color=c if c != "#ffffff" else "#999999", lw=1.2, label=f"{p} % ({lv:g} Gy)"
+        )
         for p, lv, c in zip(ISODOSE_PERCENT, levels, _ISO_COLORS, strict=True)
     ]
     del cs
@@ -154,12 +158,12 @@ def isodose_png(
         m = _sample_nearest(crop, ct_geometry, pts, 0.0, offset)
         if m.max() > 0.5:
             col = np.asarray(rgb, dtype=float) / 255.0
-            ax.contour(uu, vv, m, levels=[0.5], colors=[col], linewidths=0.9, linestyles="--")
+            ax.contour(uu, vv, m, levels=[0.5], colors=[col], linewidths=0.7, linestyles="--")
             handles.append(plt.Line2D([], [], color=col, lw=0.9, ls="--", label=name))
     near = np.abs(seeds_mm[:, view.fixed_axis] - view.fixed_mm) <= 2.5 if len(seeds_mm) else []
     if len(seeds_mm) and np.any(near):
         s = seeds_mm[near]
-        ax.plot(s[:, view.u_axis], s[:, view.v_axis], "o", ms=2.5, mfc="#00ff66", mec="k", mew=0.4)
+        ax.plot(s[:, view.u_axis], s[:, view.v_axis], "o", ms=2.2, mfc="k", mec="w", mew=0.5)
     names = "xyz"
     lps = {0: ("R", "L"), 1: ("A", "P"), 2: ("I", "S")}
     ax.set_xlabel(f"{names[view.u_axis]} (mm)   {lps[view.u_axis][0]} ↔ {lps[view.u_axis][1]}")
@@ -172,5 +176,5 @@ def isodose_png(
     ax.yaxis.label.set_size(7)
     fixed = names[view.fixed_axis]
     ax.set_title(f"{identity}\n{view.name}, {fixed} = {view.fixed_mm:.1f} mm", fontsize=5.5)
-    ax.legend(handles=handles, fontsize=4.5, loc="lower left", framealpha=0.7)
+    fig.legend(handles=handles, fontsize=4.5, loc="lower center", ncol=3, frameon=False)
     return _png(fig)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from reportlab.platypus import KeepTogether
 
 from dose.metrics import OARMetrics, TargetMetrics
 from dose.sources import SourceModel
@@ -199,22 +200,22 @@ def _metrics_section(r: ReportInputs) -> Section:
                 (name, "Dmean", _gy(m.dmean_gy)),
                 (name, "Nearest seed centre", _num(m.min_seed_distance_mm, ".1f", "mm")),
             ]
-    flow: list[Any] = [table(["Structure", "Metric", "Value"], rows, widths_mm=(40, 60, 82))]
+    metrics_table = table(["Structure", "Metric", "Value"], rows, widths_mm=(40, 60, 82))
+    flow: list[Any] = []
     goals = []
     for g in d.goal_results:
         unit = {"cm3": "cm³"}.get(g.goal.unit, g.goal.unit)
         val = "—" if not math.isfinite(g.value) else f"{g.value:.2f} {unit}"
         goals.append((g.label, val, g.status.upper(), getattr(g, "note", "")))
-    if goals:
-        flow.append(Spacer(1, 3))
-        flow.append(
-            table(
-                ["Goal", "Value", "Result", "Note"], goals, widths_mm=(70, 30, 18, 64), status_col=2
-            )
+    if goals:  # the goals first, kept on one page
+        goal_table = table(
+            ["Goal", "Value", "Result", "Note"], goals, widths_mm=(70, 30, 18, 64), status_col=2
         )
+        flow.append(KeepTogether([goal_table, Spacer(1, 4)]))
     else:
         flow.append(para("No planning goals are defined in this plan."))
-    return Section("Metrics and goals", flow)
+    flow.append(metrics_table)
+    return Section("Goals and metrics", flow)
 
 
 def _cord_section(r: ReportInputs) -> Section:
@@ -349,11 +350,17 @@ def _kv_or(title: str, data: Mapping[str, Any] | None, absent: str) -> Section:
     return Section(title, [kv_table([(str(k), str(v)) for k, v in data.items()])])
 
 
+def _nearest_seed_mm(r: ReportInputs, p: tuple[float, float, float]) -> float:
+    pos = np.asarray(r.dosimetry.seeds.positions_mm).reshape(-1, 3)
+    return float(np.min(np.linalg.norm(pos - np.asarray(p), axis=1))) if len(pos) else math.nan
+
+
 def _check_section(r: ReportInputs) -> Section:
     rows = [
         (
             c.label,
             _mm3(c.position_mm),
+            _num(_nearest_seed_mm(r, c.position_mm), ".1f", "mm"),
             f"{c.main_gy:.2f} Gy",
             f"{c.reference_gy:.2f} Gy",
             f"{c.difference_percent:+.4f} %",
@@ -367,9 +374,16 @@ def _check_section(r: ReportInputs) -> Section:
             "mode)."
         ),
         table(
-            ["Point", "Position x, y, z (mm)", "Planning engine", "Reference engine", "Difference"],
+            [
+                "Point",
+                "Position x, y, z (mm)",
+                "Nearest seed",
+                "Planning engine",
+                "Reference engine",
+                "Difference",
+            ],
             rows,
-            widths_mm=(46, 44, 30, 30, 24),
+            widths_mm=(40, 38, 22, 28, 28, 26),
         ),
     ]
     if not rows:
@@ -463,7 +477,7 @@ def report_story(r: ReportInputs) -> list[Any]:
         _metrics_section(r),
         Section("Dose-volume histogram", [image(r.dvh_png, 178)]),
     ]
-    iso = [image(p, 59) for p in r.isodose_pngs]
+    iso = [image(p, 57) for p in r.isodose_pngs]
     from reportlab.platypus import Table
 
     if iso:
