@@ -86,9 +86,13 @@ def run_benchmarks(quick: bool = False) -> list[dict]:
 
         figures.plt.subplots = constrained
         try:
-            t0 = time.perf_counter()
-            export_plan(plan, ct, Path(tmp) / "base", kinds=["pdf"], dosimetry=d)
-            base = time.perf_counter() - t0
+            import warnings
+
+            with warnings.catch_warnings():  # subplots_adjust under constrained layout
+                warnings.simplefilter("ignore", UserWarning)
+                t0 = time.perf_counter()
+                export_plan(plan, ct, Path(tmp) / "base", kinds=["pdf"], dosimetry=d)
+                base = time.perf_counter() - t0
         finally:
             figures.plt.subplots = orig
     seconds = min(times)
