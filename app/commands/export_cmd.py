@@ -58,6 +58,8 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("the plan records no CT path; give the CT with --ct", args.plan)
     from pathlib import Path
 
+    if not args.ct and not Path(ct_path).is_absolute():
+        ct_path = str(Path(args.plan).resolve().parent / ct_path)  # relative to the plan file
     series = plan.ct.series_instance_uid if Path(ct_path).is_dir() else None
     ct, _report = load_ct(ct_path, series_uid=series or None)
     for w in plan.check_ct(ct, where=ct_path):
