@@ -10,7 +10,7 @@ STAMP := $(VENV)/.seedplan-installed
 # System libraries PySide6 + VTK need to render under Xvfb (see DESIGN.md), and dciodvfy.
 APT_PACKAGES := xvfb xauth libgl1-mesa-dri libegl1 libglib2.0-0 libdbus-1-3 libfontconfig1 \
 	fonts-dejavu-core libxkbcommon-x11-0 libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 \
-	libxcb-shape0 libxcb-image0 libxcb-render-util0 dicom3tools
+	libxcb-shape0 libxcb-image0 libxcb-render-util0 dicom3tools poppler-utils
 
 PYTEST_ARGS ?=
 # The test session starts its own Xvfb (tests/conftest.py), found when pytest runs, i.e. after
