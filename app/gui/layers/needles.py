@@ -118,9 +118,29 @@ class NeedleLayer(Layer):
         self.handles_px.clear()
         self.crossings_mm.clear()
 
+    def _state_key(self) -> tuple[object, ...]:
+        """What the drawing depends on; a seed drag changes none of it (needles unchanged)."""
+        plan = self.planning.plan
+        camera = self.slice_view.renderer.GetActiveCamera()
+        return (
+            None if plan is None else id(plan.needles),
+            self.planning.selected_needle_id,
+            id(self.planning.warnings),
+            self.planning.preview_needle,
+            camera.GetFocalPoint(),
+            camera.GetParallelScale(),
+            self.slice_view.width(),
+            self.slice_view.height(),
+            self.session.volume is None,
+        )
+
     def update(self, *_args: object) -> None:
         if self.closed:
             return
+        key = self._state_key()
+        if key == getattr(self, "_drawn_key", None):
+            return
+        self._drawn_key = key
         self._clear()
         plan = self.planning.plan
         view = self.slice_view
