@@ -2,7 +2,7 @@
 
 :class:`ComparisonTable` shows one row per metric of every target and organ at risk: planned,
 intra-op (when an intra-op plan was given), post-op, and post-op − planned, each with its unit;
-the rows the clinician reads first (target D90, V100, cord D0.1 cm³) come first.
+one block per structure, the metrics a clinician reads first (D90, V100, D0.1 cm³) first.
 :class:`DVHPlot` draws every structure's cumulative DVH of the plan (solid) and of the implant
 (dashed) in the structure's colour, with the prescription marked.
 """
@@ -74,8 +74,13 @@ def table_rows(
     """``(structure, metric label, unit, planned, intra-op, post-op, post-op − planned)`` rows,
     the key metrics first (module docstring); intra-op is None without an intra-op plan."""
 
+    order = {name: n for n, name in enumerate(dict.fromkeys(r.structure for r in comparison))}
+
     def rank(r: ComparisonRow) -> tuple[int, int]:
-        return (_FIRST.index(r.metric) if r.metric in _FIRST else len(_FIRST), 0)
+        # One block per structure (targets first, as the dosimetry lists them), key metrics
+        # first within it; sorted() keeps the dosimetry's order for the rest.
+        key = _FIRST.index(r.metric) if r.metric in _FIRST else len(_FIRST)
+        return (order[r.structure], key)
 
     out = []
     for r in sorted((r for r in comparison if r.metric not in _HIDDEN), key=rank):
@@ -92,7 +97,8 @@ def table_rows(
 def _fmt(value: float | None) -> str:
     if value is None or not np.isfinite(value):
         return "—"
-    return f"{value:.1f}" if abs(value) >= 10 else f"{value:.2f}"
+    text = f"{value:.1f}" if abs(value) >= 10 else f"{value:.2f}"
+    return text[1:] if text in ("-0.0", "-0.00") else text  # no negative zero
 
 
 class ComparisonTable(QTableWidget):
