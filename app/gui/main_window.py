@@ -7,7 +7,16 @@ The window composes the parts and observes a Qt-free :class:`~planner.session.se
 * :mod:`app.gui.views.view_grid` — the axial, sagittal, coronal and 3-D views, each drawing
   through its layer adapters (:mod:`app.gui.layers`);
 * :mod:`app.gui.panels.status_panel` — readouts, load progress, dose engine warm-up;
-* :mod:`app.gui.dialogs` — series chooser and import report.
+* :mod:`app.gui.dialogs` — series chooser, import report, crash recovery, margin/boolean;
+* :mod:`app.gui.plan_controller` — the plan being edited (``window.plan_controller``): new,
+  open, save, close, autosave, recovery; title bar with patient, plan, revision, status and an
+  unsaved mark; closing with unsaved changes asks;
+* :mod:`app.gui.tools` — the contouring tools on the 2-D views (``window.tool_manager``) and the
+  structure operations (``window.structure_operations``);
+* :mod:`app.gui.panels.structures_panel` — the structure table and tool controls (a dock).
+
+``open_path`` opens a ``.seedplan`` plan (with its CT) as well as a CT; the demo opens the demo
+case's ``plan.seedplan`` when it has one.
 
 Opening runs :func:`planner.open_case.open_case_or_choose` (the same function the command line
 uses) on a worker thread (:mod:`app.gui.workers`); the result is handed to the session on the
@@ -24,11 +33,12 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from PySide6.QtCore import QTimer, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QCloseEvent, QImage
 from PySide6.QtWidgets import (
     QDialog,
     QFileDialog,
+    QInputDialog,
     QMainWindow,
     QMessageBox,
     QVBoxLayout,
@@ -36,15 +46,23 @@ from PySide6.QtWidgets import (
 )
 
 from app.gui.dialogs.import_report import ImportReportDialog, import_report_text
+from app.gui.dialogs.margin import BooleanDialog, MarginDialog
 from app.gui.dialogs.series_chooser import SeriesChooserDialog
 from app.gui.dose_warmup import DoseEngineWarmUp
 from app.gui.layers.base import Subscriptions
 from app.gui.panels.header_bar import HeaderBar
 from app.gui.panels.menus import WindowMenus
 from app.gui.panels.status_panel import StatusPanel
+from app.gui.panels.structures_panel import StructuresPanel
+from app.gui.plan_controller import PlanController
 from app.gui.planning_ui import install_planning_ui
 from app.gui.screenshot import grab_composited, save_png
 from app.gui.settings import Settings
+from app.gui.tools.base import ToolManager
+from app.gui.tools.brush import BrushTool, EraserTool
+from app.gui.tools.click_tools import CanalTool, CordTool, IslandTool
+from app.gui.tools.operations import StructureOperations
+from app.gui.tools.polygon import PolygonTool
 from app.gui.views.slice_view import SliceView
 from app.gui.views.view_grid import ViewGrid
 from app.gui.views.vtk_data import prepare_display
@@ -54,6 +72,8 @@ from app.gui.workflow_ui import install_workflow_ui
 from dose.errors import InputError
 from dose.progress import CancelFn, Cancelled, ProgressFn
 from planner.open_case import OpenedCase, SeriesChoice, open_case_or_choose
+from planner.plan.commands import AddStructure, RemoveStructure
+from planner.plan.plan_file import PLAN_SUFFIX
 from planner.session.session import Session
 
 __all__ = ["MainWindow", "SeriesChooserDialog"]
@@ -80,6 +100,8 @@ class MainWindow(QMainWindow):
         #: False in --screenshot mode: errors are reported by signal, not by a modal dialog.
         self.interactive = interactive
         self._worker: Worker | None = None
+        self._task_worker: Worker | None = None
+        self._started = False
         self._closing = False
         #: Import report of the last refused load (shown by File → Import report).
         self.failed_report_lines: list[str] = []
@@ -116,8 +138,16 @@ class MainWindow(QMainWindow):
         self._subscriptions = Subscriptions()
         self._subscriptions.listen(self.session.volume_changed, self._on_volume_changed)
         self._subscriptions.listen(self.session.crosshair_changed, self._on_crosshair_changed)
+        self.plan_controller = PlanController(self)
+        self.tool_manager = ToolManager(self)
+        for tool in (BrushTool, EraserTool, PolygonTool, CanalTool, CordTool, IslandTool):
+            self.tool_manager.register(tool)
+        self.structure_operations = StructureOperations(self)
         self.menus = WindowMenus(self)
         self.preset_actions = self.menus.preset_actions
+        self.structures_panel = StructuresPanel(self)
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.structures_panel)
+        self._subscriptions.listen(self.session.document_changed, self._on_document_changed)
         # The planning and workflow parts install their own layers, tools, docks and menus;
         # they listen to self.session (document_changed) and need nothing else from here.
         install_planning_ui(self)
@@ -142,8 +172,56 @@ class MainWindow(QMainWindow):
         self.view_grid.toggle_maximized(view)
 
     def start_dose_warm_up(self) -> None:
-        """Compile the dose kernels off-process (``seedplan gui`` calls it once shown)."""
+        """Start-up work once the first case is shown (``seedplan gui`` calls it): compile the
+        dose kernels off-process, load ITK's contour interpolation on a worker (its first load
+        costs ~17 s), and offer the autosaves of never-saved plans a crash left."""
         self.dose_engine.start()
+        if self._started:
+            return
+        self._started = True
+
+        def preload_itk(progress: ProgressFn, cancel: CancelFn) -> None:
+            from planner.structures.interpolate import preload
+
+            preload()
+
+        start_worker(preload_itk, parent=self)
+        if self.interactive:
+            QTimer.singleShot(0, self.plan_controller.offer_unsaved_recoveries)
+
+    def run_task(
+        self,
+        task: Callable[[ProgressFn, CancelFn], Any],
+        message: str,
+        on_done: Callable[[Any], None],
+        on_error: Callable[[str], None],
+    ) -> bool:
+        """Run a Qt-free editing task on a worker (one at a time); ``on_done(result)`` or
+        ``on_error(one line)`` on the GUI thread. False when another task is running."""
+        if self._task_worker is not None:
+            on_error("Another operation is still running")
+            return False
+        self.statusBar().showMessage(message)
+
+        def finished(result: Any) -> None:
+            self._task_worker = None
+            self.statusBar().clearMessage()
+            if not self._closing:
+                on_done(result)
+
+        def failed(exc: BaseException) -> None:
+            self._task_worker = None
+            if isinstance(exc, InputError | ValueError):
+                on_error(str(exc))
+            else:
+                on_error(f"Unexpected error: {type(exc).__name__}: {exc}")
+
+        self._task_worker = start_worker(task, on_finished=finished, on_failed=failed, parent=self)
+        return True
+
+    @property
+    def task_running(self) -> bool:
+        return self._task_worker is not None
 
     # ------------------------------------------------------------------ opening
     def open_path(self, path: Path | str, *, series_uid: str | None = None) -> None:
@@ -154,6 +232,11 @@ class MainWindow(QMainWindow):
             return
         if not path.exists():
             self._fail(f"{path}: no such file or folder")
+            return
+        if path.is_file() and path.name.lower().endswith(PLAN_SUFFIX):
+            self.plan_controller.open_plan(path)
+            return
+        if not self.plan_controller.maybe_close():
             return
 
         def task(progress: ProgressFn, cancel: CancelFn) -> OpenedCase | SeriesChoice:
@@ -186,13 +269,16 @@ class MainWindow(QMainWindow):
         self.open_path(result.path, series_uid=key)
 
     def open_demo(self) -> None:
-        """Generate the demo case on first use (user cache) and open it."""
+        """Generate the demo case on first use (user cache) and open it: its plan.seedplan
+        when it has one (with the CT it names), else the case."""
 
         def task(progress: ProgressFn, cancel: CancelFn) -> Path:
             from planner.demo.case import ensure_demo_case
 
             progress(0.0, "Preparing the demo case…")
-            return Path(ensure_demo_case(progress=progress))
+            case_dir = Path(ensure_demo_case(progress=progress))
+            plan = case_dir / f"plan{PLAN_SUFFIX}"
+            return plan if plan.is_file() else case_dir
 
         if self._worker is None:
             self._start(task, "Preparing the demo case…", self.open_path)
@@ -242,6 +328,11 @@ class MainWindow(QMainWindow):
             self._fail(f"Unexpected error while loading: {type(exc).__name__}: {exc}")
 
     def _on_loaded(self, case: OpenedCase) -> None:
+        doc = self.session.document
+        if doc is not None and doc.plan.ct.mismatches(case.volume)[0]:
+            # A plan is never attached to another patient's CT, frame of reference or grid.
+            self.plan_controller.set_document(None)
+            self.statusBar().showMessage("The plan was closed: the new CT is not its CT", 10000)
         self.session.set_case(case)
         with contextlib.suppress(OSError):  # an unwritable config must not stop the viewer
             self.settings.add_recent(case.source_path)
@@ -304,14 +395,81 @@ class MainWindow(QMainWindow):
         volume = self.session.volume
         self.header.set_volume(volume)
         self.menus.fill_structures_menu()
+        self.plan_controller.update_title()
         if volume is None:
-            self.setWindowTitle(APP_TITLE)
             self.status.show_probe(None, float("nan"))
             self.status.show_crosshair(None, float("nan"))
             return
-        name = volume.info.patient_name.replace("^", ", ") or "(no name)"
-        self.setWindowTitle(f"{APP_TITLE} — {name} ({volume.info.patient_id or 'no ID'})")
         self._on_crosshair_changed(self.session.crosshair_mm)
+
+    def _on_document_changed(self, _document: object) -> None:
+        self.menus.fill_structures_menu()
+        doc = self.session.document
+        if doc is not None:
+            doc.events.changed.connect(self._on_plan_changed)
+
+    def _on_plan_changed(self, event: object) -> None:
+        if "structures" in getattr(event, "what", frozenset()):
+            self.menus.fill_structures_menu()
+
+    # ------------------------------------------------------------------ contour menu
+    def _structure_names(self) -> list[str]:
+        doc = self.session.document
+        return [s.name for s in doc.plan.structures] if doc is not None else []
+
+    def _current_name(self) -> str:
+        s = self.tool_manager.current_structure()
+        return s.name if s is not None else ""
+
+    def contour_menu_add_structure(self) -> None:
+        doc = self.plan_controller.ensure_editable()
+        if doc is None:
+            return
+        name, ok = QInputDialog.getText(self, "Add structure", "Name:")
+        if not ok or not name.strip():
+            return
+        from planner.plan.new_plan import default_role
+
+        role = default_role(name)
+        colours = {"target": (255, 0, 255), "oar": (0, 255, 128), "other": (0, 180, 0)}
+        cmd = AddStructure(
+            name.strip(),
+            np.zeros(doc.plan.geometry.shape_zyx, bool),
+            role,
+            colours[role],
+            label=f"Add {name.strip()}",
+        )
+        try:
+            doc.execute(cmd)
+        except (InputError, ValueError) as exc:
+            self.structure_operations.fail(str(exc))
+            return
+        self.tool_manager.set_current(cmd.structure_id)
+
+    def contour_menu_remove_structure(self) -> None:
+        doc = self.plan_controller.ensure_editable()
+        s = self.tool_manager.current_structure()
+        if doc is None or s is None:
+            return
+        doc.execute(RemoveStructure(s.id, label=f"Delete {s.name}"))
+
+    def contour_menu_margin(self) -> None:
+        names = self._structure_names()
+        if not names or self.plan_controller.ensure_editable() is None:
+            return
+        dialog = MarginDialog(names, self._current_name(), self)
+        if dialog.exec() == QDialog.DialogCode.Accepted:
+            source, margin, shrink, target = dialog.values()
+            self.structure_operations.margin(source, margin, shrink=shrink, target_name=target)
+
+    def contour_menu_boolean(self) -> None:
+        names = self._structure_names()
+        if not names or self.plan_controller.ensure_editable() is None:
+            return
+        dialog = BooleanDialog(names, self._current_name(), self)
+        if dialog.exec() == QDialog.DialogCode.Accepted:
+            op, a, b, target = dialog.values()
+            self.structure_operations.boolean(op, a, b, target)
 
     def _on_crosshair_changed(self, xyz_mm: NDArray[np.float64]) -> None:
         self.status.show_crosshair(xyz_mm, self.session.hu_at(xyz_mm))
@@ -336,7 +494,12 @@ class MainWindow(QMainWindow):
         if self._closing:
             super().closeEvent(event)
             return
+        if not self.plan_controller.maybe_close():
+            event.ignore()  # the user cancelled: unsaved changes stay open
+            return
         self._closing = True
+        self.tool_manager.set_active(None)
+        self.plan_controller.shutdown()
         if self._worker is not None:
             self._worker.cancel()
             self._worker.wait(5.0)  # loaders check cancel() often; do not exit under them

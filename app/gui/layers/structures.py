@@ -1,32 +1,254 @@
-"""Structure layers: outlines cut by a 2-D view's plane; surfaces and a legend in 3-D.
+"""Structure layers: outlines on the displayed slice of a 2-D view; surfaces and a legend in 3-D.
 
-Both draw every mask of the session's document in its colour, from one surface per mask
-(:func:`app.gui.views.vtk_data.mask_surface_cached`, shared by the four views), and honour the
-view state's per-structure visibility.
+What is drawn: the structures of the plan being edited (``session.document``), or, with no
+plan open, the case's own masks (the demo's ground truth). Each in its colour and opacity, with
+the view state's per-structure visibility and the display options of
+:func:`structure_display` (per-structure opacity, optional fill of the 2-D outlines).
+
+2-D outlines are the exact voxel-edge boundaries of the displayed slice
+(:func:`planner.structures.contours.slice_loops`, the outline rule of RTSTRUCT export: what is
+drawn is exactly the voxels counted in the volume). On a view that shows acquired slices, one
+slice is read from the mask (:meth:`planner.plan.model.Structure.values_in`, cropped to the
+structure's box), so a brush stroke redraws only the edited structure's outline on the current
+slice of each view — never whole-volume VTK data. A view resliced through a rotated CT falls back
+to cutting the structure's surface with the view plane.
+
+3-D surfaces are rebuilt from the structure's box only, and not while a stroke is painted:
+:data:`SURFACE_DELAY_MS` after the last edit.
 """
 
 from __future__ import annotations
 
+import weakref
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
 import numpy as np
 from numpy.typing import NDArray
-from vtkmodules.vtkCommonDataModel import vtkPlane
+from psygnal import Signal
+from PySide6.QtCore import QTimer
+from vtkmodules.util.numpy_support import numpy_to_vtk, numpy_to_vtkIdTypeArray
+from vtkmodules.vtkCommonCore import vtkPoints
+from vtkmodules.vtkCommonDataModel import vtkCellArray, vtkPlane, vtkPolyData
 from vtkmodules.vtkFiltersCore import vtkCutter
+from vtkmodules.vtkFiltersGeneral import vtkContourTriangulator
 from vtkmodules.vtkRenderingCore import vtkActor, vtkPolyDataMapper, vtkTextActor
 
 from app.gui.layers.base import Layer
-from app.gui.views.vtk_data import mask_surface_cached
+from app.gui.views.vtk_data import downsample_mean, isosurface_world, mask_surface_cached
 from app.gui.vtk_bridge import VTKWidget
+from dose.geometry import GridGeometry
+from planner.imaging.volume import Mask
+from planner.plan.masks import bounding_box
+from planner.plan.model import Structure
 from planner.session.session import Session
+from planner.structures.contours import slice_loops
 
-__all__ = ["OVERLAY_OFFSET_MM", "StructureOutlineLayer", "StructureSurfaceLayer"]
+__all__ = [
+    "OVERLAY_OFFSET_MM",
+    "SURFACE_DELAY_MS",
+    "DisplayedStructure",
+    "StructureDisplay",
+    "StructureOutlineLayer",
+    "StructureSurfaceLayer",
+    "displayed_structures",
+    "slice_outline_world",
+    "structure_display",
+    "structure_surface",
+]
 
 #: 2-D overlays are drawn this far in front of the image slice (parallel projection: no shift).
 OVERLAY_OFFSET_MM = 0.5
+#: 3-D surfaces follow edits this long after the last one (a stroke is not re-meshed per move).
+SURFACE_DELAY_MS = 250
+_ALIGNED_COS = 1.0 - 1e-6
 
 
 def _rgb01(color_rgb: tuple[int, int, int]) -> tuple[float, float, float]:
     r, g, b = (c / 255.0 for c in color_rgb)
     return (r, g, b)
+
+
+# ====================================================================== display options
+class StructureDisplay:
+    """View state of the structures beyond visibility: opacity (0-1), 2-D fill, lock.
+
+    Never saved and never undoable. ``changed(name)`` after a change ("" = all)."""
+
+    changed = Signal(str)
+
+    def __init__(self) -> None:
+        self.opacity: dict[str, float] = {}
+        self.locked: set[str] = set()
+        self.fill_2d = False
+        self.fill_opacity = 0.25
+
+    def opacity_of(self, name: str) -> float:
+        return self.opacity.get(name, 1.0)
+
+    def set_opacity(self, name: str, opacity: float) -> None:
+        self.opacity[name] = float(np.clip(opacity, 0.0, 1.0))
+        self.changed.emit(name)
+
+    def is_locked(self, name: str) -> bool:
+        return name in self.locked
+
+    def set_locked(self, name: str, locked: bool) -> None:
+        (self.locked.add if locked else self.locked.discard)(name)
+        self.changed.emit(name)
+
+    def set_fill(self, fill: bool) -> None:
+        self.fill_2d = bool(fill)
+        self.changed.emit("")
+
+
+_DISPLAYS: weakref.WeakKeyDictionary[Session, StructureDisplay] = weakref.WeakKeyDictionary()
+
+
+def structure_display(session: Session) -> StructureDisplay:
+    """The session's :class:`StructureDisplay` (one per session, made on first use)."""
+    display = _DISPLAYS.get(session)
+    if display is None:
+        display = _DISPLAYS[session] = StructureDisplay()
+    return display
+
+
+# ====================================================================== what is drawn
+@dataclass(frozen=True)
+class DisplayedStructure:
+    """One structure to draw: a plan structure, or a case mask when no plan is open."""
+
+    key: str  # structure id, or the mask's name for a case mask
+    name: str
+    color_rgb: tuple[int, int, int]
+    structure: Structure | None = None
+    mask: Mask | None = field(default=None, compare=False)
+
+    @property
+    def geometry(self) -> GridGeometry:
+        return self.structure.geometry if self.structure is not None else self.mask.geometry  # type: ignore[union-attr]
+
+    @property
+    def version(self) -> int:
+        """Changes whenever the voxels change (identity of the stored array)."""
+        return id(self.structure.crop) if self.structure is not None else id(self.mask.voxels)  # type: ignore[union-attr]
+
+    def values_in(self, box: tuple[slice, slice, slice]) -> NDArray[np.bool_]:
+        if self.structure is not None:
+            return self.structure.values_in(box)
+        return np.array(self.mask.voxels[box], dtype=bool)  # type: ignore[union-attr]
+
+    def extent(self) -> tuple[slice, slice, slice] | None:
+        """Box of the inside voxels (None when empty)."""
+        if self.structure is not None:
+            s = self.structure
+            return None if s.voxel_count == 0 else s.box  # type: ignore[return-value]
+        voxels = self.mask.voxels  # type: ignore[union-attr]
+        hit = _EXTENTS.get(id(voxels))
+        if hit is None or hit[0] is not voxels:
+            if len(_EXTENTS) >= 64:
+                _EXTENTS.pop(next(iter(_EXTENTS)))
+            hit = _EXTENTS[id(voxels)] = (voxels, bounding_box(voxels))
+        box = hit[1]
+        return None if any(b.stop <= b.start for b in box) else box
+
+
+_EXTENTS: dict[int, tuple[NDArray[np.bool_], tuple[slice, slice, slice]]] = {}
+
+
+def displayed_structures(session: Session) -> list[DisplayedStructure]:
+    """The plan's structures when a plan is open, else the case's masks."""
+    doc = session.document
+    if doc is not None:
+        return [DisplayedStructure(s.id, s.name, s.color_rgb, s) for s in doc.plan.structures]
+    return [
+        DisplayedStructure(n, n, m.color_rgb, None, m) for n, m in session.masks.items()
+    ]
+
+
+# ====================================================================== 2-D outlines
+def slice_outline_world(
+    item: DisplayedStructure, axis_zyx: int, index: int
+) -> list[NDArray[np.float64]]:
+    """Closed outlines (each ``(n, 3)`` LPS mm) of slice ``index`` along array axis
+    ``axis_zyx`` (0 = k, 1 = j, 2 = i) of ``item``: voxel-edge loops, holes included."""
+    extent = item.extent()
+    geometry = item.geometry
+    if extent is None or not extent[axis_zyx].start <= index < extent[axis_zyx].stop:
+        return []
+    box = list(extent)
+    box[axis_zyx] = slice(index, index + 1)
+    values = item.values_in((box[0], box[1], box[2]))
+    plane = np.take(values, 0, axis=axis_zyx)  # 2-D: the two other axes in (z, y, x) order
+    loops = slice_loops(plane)
+    if not loops:
+        return []
+    others = [a for a in range(3) if a != axis_zyx]  # (row axis, column axis) in zyx
+    out = []
+    for loop in loops:
+        n = loop.points_ij.shape[0]
+        kji = np.empty((n, 3), np.float64)
+        kji[:, axis_zyx] = index
+        kji[:, others[0]] = loop.points_ij[:, 1] + box[others[0]].start
+        kji[:, others[1]] = loop.points_ij[:, 0] + box[others[1]].start
+        out.append(geometry.zyx_to_world(kji))
+    return out
+
+
+def _polylines(loops: Iterable[NDArray[np.float64]], offset: NDArray[np.float64]) -> vtkPolyData:
+    """Closed VTK polylines (and polygons for filling) of ``loops``, shifted by ``offset``."""
+    loops = list(loops)
+    poly = vtkPolyData()
+    if not loops:
+        return poly
+    pts = np.concatenate(loops) + offset
+    sizes = np.array([len(p) for p in loops], np.int64)
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    # Each loop is closed by repeating its first point: n + 1 ids per cell.
+    conn = np.concatenate(
+        [np.concatenate([np.arange(s, s + n), [s]]) for s, n in zip(starts, sizes, strict=True)]
+    ).astype(np.int64)
+    offsets = np.concatenate([[0], np.cumsum(sizes + 1)]).astype(np.int64)
+    points = vtkPoints()
+    points.SetData(numpy_to_vtk(np.ascontiguousarray(pts), deep=True))
+    cells = vtkCellArray()
+    cells.SetData(
+        numpy_to_vtkIdTypeArray(offsets, deep=True), numpy_to_vtkIdTypeArray(conn, deep=True)
+    )
+    poly.SetPoints(points)
+    poly.SetLines(cells)
+    return poly
+
+
+class _Outline:
+    """Actors of one structure in one 2-D view: lines (and an optional fill)."""
+
+    def __init__(self, layer: StructureOutlineLayer, item: DisplayedStructure) -> None:
+        self.item = item
+        self.drawn: tuple[int, int, int] | None = None  # (version, axis, index) drawn
+        self.mapper = vtkPolyDataMapper()
+        self.mapper.ScalarVisibilityOff()
+        self.actor = vtkActor()
+        self.actor.SetMapper(self.mapper)
+        prop = self.actor.GetProperty()
+        prop.SetLineWidth(2.0)
+        prop.LightingOff()
+        self.actor.PickableOff()
+        self.fill_tri = vtkContourTriangulator()
+        self.fill_mapper = vtkPolyDataMapper()
+        self.fill_mapper.ScalarVisibilityOff()
+        self.fill_mapper.SetInputConnection(self.fill_tri.GetOutputPort())
+        self.fill_actor = vtkActor()
+        self.fill_actor.SetMapper(self.fill_mapper)
+        self.fill_actor.GetProperty().LightingOff()
+        self.fill_actor.PickableOff()
+        self.cutter: vtkCutter | None = None
+        layer.add_prop(self.fill_actor)
+        layer.add_prop(self.actor)
+
+    def __getitem__(self, index: int) -> object:
+        """``outline[1]`` is the line actor (``(cutter, actor)`` as the layer once stored)."""
+        return (self.cutter, self.actor)[index]
 
 
 class StructureOutlineLayer(Layer):
@@ -37,51 +259,170 @@ class StructureOutlineLayer(Layer):
         self.normal = np.asarray(normal, float)
         self.plane = vtkPlane()
         self.plane.SetNormal(*self.normal)
-        self.outlines: dict[str, tuple[vtkCutter, vtkActor]] = {}
-        self.listen(session.volume_changed, self._on_volume_changed)
+        self.outlines: dict[str, _Outline] = {}
+        self.display = structure_display(session)
+        self._document = None
+        self.listen(session.volume_changed, self._rebuild)
+        self.listen(session.document_changed, self._on_document_changed)
         self.listen(session.crosshair_changed, self._on_crosshair_changed)
         self.listen(session.view.visibility_changed, self._on_visibility_changed)
-        self._on_volume_changed()
+        self.listen(self.display.changed, self._on_display_changed)
+        self._on_document_changed(session.document)
 
-    def _on_volume_changed(self) -> None:
+    # ------------------------------------------------------------------ model → layer
+    def _on_document_changed(self, document: object) -> None:
         if self.closed:
             return
-        for _, actor in self.outlines.values():
-            self.remove_prop(actor)
+        if self._document is not None:
+            self._document.events.changed.disconnect(self._on_plan_changed)
+        self._document = document
+        if document is not None:
+            document.events.changed.connect(self._on_plan_changed)  # type: ignore[attr-defined]
+        self._rebuild()
+
+    def _on_plan_changed(self, event: object) -> None:
+        if self.closed:
+            return
+        what = getattr(event, "what", frozenset())
+        if "structures" in what or "masks" in what:
+            self._sync(getattr(event, "structure_ids", frozenset()))
+
+    def _rebuild(self) -> None:
+        if self.closed:
+            return
+        for outline in self.outlines.values():
+            self.remove_prop(outline.actor)
+            self.remove_prop(outline.fill_actor)
         self.outlines.clear()
-        for name, mask in self.session.masks.items():
-            surface = mask_surface_cached(mask)
-            if surface.GetNumberOfPoints() == 0:
-                continue
-            cutter = vtkCutter()
-            cutter.SetInputData(surface)
-            cutter.SetCutFunction(self.plane)
-            mapper = vtkPolyDataMapper()
-            mapper.SetInputConnection(cutter.GetOutputPort())
-            mapper.ScalarVisibilityOff()
-            actor = vtkActor()
-            actor.SetMapper(mapper)
-            actor.GetProperty().SetColor(*_rgb01(mask.color_rgb))
-            actor.GetProperty().SetLineWidth(2.0)
-            actor.GetProperty().LightingOff()
-            actor.PickableOff()
-            actor.SetPosition(*(-OVERLAY_OFFSET_MM * self.normal))
-            actor.SetVisibility(self.session.view.is_visible(name))
-            self.add_prop(actor)
-            self.outlines[name] = (cutter, actor)
-        self._on_crosshair_changed(self.session.crosshair_mm)
+        self._sync(None)
+
+    def _sync(self, changed_ids: Iterable[str] | None) -> None:
+        """Add/remove outlines for the structures now shown; redraw the changed ones."""
+        items = {d.key: d for d in displayed_structures(self.session)}
+        for key in [k for k in self.outlines if k not in items]:
+            outline = self.outlines.pop(key)
+            self.remove_prop(outline.actor)
+            self.remove_prop(outline.fill_actor)
+        for key, item in items.items():
+            outline = self.outlines.get(key)
+            if outline is None:
+                outline = self.outlines[key] = _Outline(self, item)
+            outline.item = item
+            self._style(outline)
+        self._draw_all()
+
+    def _style(self, outline: _Outline) -> None:
+        item = outline.item
+        rgb = _rgb01(item.color_rgb)
+        opacity = self.display.opacity_of(item.name)
+        visible = self.session.view.is_visible(item.name)
+        outline.actor.GetProperty().SetColor(*rgb)
+        outline.actor.GetProperty().SetOpacity(opacity)
+        outline.actor.SetVisibility(visible)
+        outline.fill_actor.GetProperty().SetColor(*rgb)
+        outline.fill_actor.GetProperty().SetOpacity(self.display.fill_opacity * opacity)
+        outline.fill_actor.SetVisibility(visible and self.display.fill_2d)
+
+    def _slice_position(self) -> tuple[int, int] | None:
+        """(array axis zyx, slice index) of the displayed plane; None when resliced."""
+        volume = self.session.volume
+        if volume is None:
+            return None
+        g = volume.geometry
+        cos = np.abs(g.direction.T @ self.normal)  # against i, j, k
+        axis_ijk = int(np.argmax(cos))
+        if cos[axis_ijk] < _ALIGNED_COS:
+            return None
+        ijk = g.world_to_index(self.session.crosshair_mm)
+        index = int(np.rint(ijk[axis_ijk]))
+        return 2 - axis_ijk, index
+
+    def _draw_all(self) -> None:
+        position = self._slice_position()
+        for outline in self.outlines.values():
+            self._draw(outline, position)
+        self.render()
+
+    def _draw(self, outline: _Outline, position: tuple[int, int] | None) -> None:
+        item = outline.item
+        if position is None:  # resliced view: cut the structure's surface
+            if outline.cutter is None:
+                outline.cutter = vtkCutter()
+                outline.cutter.SetCutFunction(self.plane)
+                outline.mapper.SetInputConnection(outline.cutter.GetOutputPort())
+                outline.actor.SetPosition(*(-OVERLAY_OFFSET_MM * self.normal))
+            if outline.drawn is None or outline.drawn[0] != item.version:
+                outline.cutter.SetInputData(structure_surface(item))
+                outline.drawn = (item.version, -1, -1)
+            outline.fill_actor.SetVisibility(False)
+            return
+        key = (item.version, *position)
+        if outline.drawn == key:
+            return
+        outline.drawn = key
+        poly = _polylines(slice_outline_world(item, *position), -OVERLAY_OFFSET_MM * self.normal)
+        outline.mapper.SetInputData(poly)
+        outline.fill_tri.SetInputData(poly)
 
     def _on_crosshair_changed(self, xyz_mm: NDArray[np.float64]) -> None:
         if self.closed:
             return
         self.plane.SetOrigin(*np.asarray(xyz_mm, float))
-        self.render()
+        self._draw_all()
 
     def _on_visibility_changed(self, name: str, visible: bool) -> None:
-        if self.closed or name not in self.outlines:
+        if self.closed:
             return
-        self.outlines[name][1].SetVisibility(visible)
+        for outline in self.outlines.values():
+            if outline.item.name == name:
+                self._style(outline)
         self.render()
+
+    def _on_display_changed(self, name: str) -> None:
+        if self.closed:
+            return
+        for outline in self.outlines.values():
+            if not name or outline.item.name == name:
+                self._style(outline)
+        self.render()
+
+    def close(self) -> None:
+        if self._document is not None:
+            self._document.events.changed.disconnect(self._on_plan_changed)
+            self._document = None
+        super().close()
+
+
+# ====================================================================== 3-D surfaces
+_SURFACES: dict[int, tuple[object, vtkPolyData]] = {}
+_SURFACES_MAX = 64
+
+
+def structure_surface(item: DisplayedStructure, *, max_in_plane: int = 256) -> vtkPolyData:
+    """The 0.5-level surface (LPS mm) of a structure, from its box only; cached per version."""
+    if item.structure is None:
+        return mask_surface_cached(item.mask)  # type: ignore[arg-type]
+    s = item.structure
+    hit = _SURFACES.get(id(s.crop))
+    if hit is not None and hit[0] is s.crop:
+        return hit[1]
+    if s.voxel_count == 0:
+        surface = vtkPolyData()
+    else:
+        crop = np.pad(s.crop.astype(np.float32), 1)
+        k0, j0, i0 = (b.start for b in s.box)
+        offset = (i0 - 1.0, j0 - 1.0, k0 - 1.0)
+        f = max(1, int(np.ceil(max(crop.shape[1:]) / max_in_plane)))
+        if f > 1:
+            crop, f = downsample_mean(crop, max(crop.shape[1:]) // f)
+            offset = (offset[0] + (f - 1) / 2.0, offset[1] + (f - 1) / 2.0, offset[2])
+        surface = isosurface_world(
+            crop, s.geometry, 0.5, index_offset_ijk=offset, index_scale_ijk=(f, f, 1.0)
+        )
+    if len(_SURFACES) >= _SURFACES_MAX:
+        _SURFACES.pop(next(iter(_SURFACES)))
+    _SURFACES[id(s.crop)] = (s.crop, surface)
+    return surface
 
 
 class StructureSurfaceLayer(Layer):
@@ -91,31 +432,75 @@ class StructureSurfaceLayer(Layer):
         super().__init__(view, session)
         self.surfaces: dict[str, vtkActor] = {}
         self.legend: dict[str, vtkTextActor] = {}
-        self.listen(session.volume_changed, self._on_volume_changed)
+        self.versions: dict[str, int] = {}
+        self.display = structure_display(session)
+        self._document = None
+        self._timer = QTimer()
+        self._timer.setSingleShot(True)
+        self._timer.setInterval(SURFACE_DELAY_MS)
+        self._timer.timeout.connect(self._sync)
+        self.listen(session.volume_changed, self._rebuild)
+        self.listen(session.document_changed, self._on_document_changed)
         self.listen(session.view.visibility_changed, self._on_visibility_changed)
-        self._on_volume_changed()
+        self.listen(self.display.changed, self._on_display_changed)
+        self._on_document_changed(session.document)
 
-    def _on_volume_changed(self) -> None:
+    def _on_document_changed(self, document: object) -> None:
+        if self.closed:
+            return
+        if self._document is not None:
+            self._document.events.changed.disconnect(self._on_plan_changed)
+        self._document = document
+        if document is not None:
+            document.events.changed.connect(self._on_plan_changed)  # type: ignore[attr-defined]
+        self._rebuild()
+
+    def _on_plan_changed(self, event: object) -> None:
+        if self.closed:
+            return
+        what = getattr(event, "what", frozenset())
+        if "masks" in what and getattr(event, "kind", "") == "edit":
+            self._timer.start()  # re-mesh once the stroke pauses
+        elif "structures" in what or "masks" in what:
+            self._sync()
+
+    def _rebuild(self) -> None:
         if self.closed:
             return
         for prop in [*self.surfaces.values(), *self.legend.values()]:
             self.remove_prop(prop)
         self.surfaces.clear()
         self.legend.clear()
-        for name, mask in self.session.masks.items():
-            surface = mask_surface_cached(mask)
-            if surface.GetNumberOfPoints() == 0:
-                continue
-            mapper = vtkPolyDataMapper()
-            mapper.SetInputData(surface)
-            mapper.ScalarVisibilityOff()
-            actor = vtkActor()
-            actor.SetMapper(mapper)
-            actor.GetProperty().SetColor(*_rgb01(mask.color_rgb))
-            self.add_prop(actor)
-            self.surfaces[name] = actor
-            self.legend[name] = self.add_prop(self._legend_entry(name, mask.color_rgb))
-            self._on_visibility_changed(name, self.session.view.is_visible(name))
+        self.versions.clear()
+        self._sync()
+
+    def _sync(self) -> None:
+        if self.closed:
+            return
+        items = displayed_structures(self.session)
+        keys = [d.key for d in items]
+        for key in [k for k in self.surfaces if k not in keys]:
+            self.remove_prop(self.surfaces.pop(key))
+            self.versions.pop(key, None)
+        for prop in self.legend.values():
+            self.remove_prop(prop)
+        self.legend.clear()
+        for item in items:
+            actor = self.surfaces.get(item.key)
+            if actor is None:
+                mapper = vtkPolyDataMapper()
+                mapper.ScalarVisibilityOff()
+                actor = vtkActor()
+                actor.SetMapper(mapper)
+                self.add_prop(actor)
+                self.surfaces[item.key] = actor
+            if self.versions.get(item.key) != item.version:
+                actor.GetMapper().SetInputData(structure_surface(item))
+                self.versions[item.key] = item.version
+            actor.GetProperty().SetColor(*_rgb01(item.color_rgb))
+            actor.GetProperty().SetOpacity(self.display.opacity_of(item.name))
+            self.legend[item.key] = self.add_prop(self._legend_entry(item.name, item.color_rgb))
+            self._show(item.key, item.name)
         self.render()
 
     def _legend_entry(self, name: str, color_rgb: tuple[int, int, int]) -> vtkTextActor:
@@ -133,9 +518,30 @@ class StructureSurfaceLayer(Layer):
         tp.ShadowOn()
         return entry
 
+    def _show(self, key: str, name: str) -> None:
+        visible = self.session.view.is_visible(name)
+        self.surfaces[key].SetVisibility(visible)
+        self.legend[key].GetTextProperty().SetOpacity(1.0 if visible else 0.4)
+
     def _on_visibility_changed(self, name: str, visible: bool) -> None:
-        if self.closed or name not in self.surfaces:
+        if self.closed:
             return
-        self.surfaces[name].SetVisibility(visible)
-        self.legend[name].GetTextProperty().SetOpacity(1.0 if visible else 0.4)
+        for item in displayed_structures(self.session):
+            if item.name == name and item.key in self.surfaces:
+                self._show(item.key, name)
         self.render()
+
+    def _on_display_changed(self, name: str) -> None:
+        if self.closed:
+            return
+        for item in displayed_structures(self.session):
+            if item.key in self.surfaces and (not name or item.name == name):
+                self.surfaces[item.key].GetProperty().SetOpacity(self.display.opacity_of(item.name))
+        self.render()
+
+    def close(self) -> None:
+        self._timer.stop()
+        if self._document is not None:
+            self._document.events.changed.disconnect(self._on_plan_changed)
+            self._document = None
+        super().close()

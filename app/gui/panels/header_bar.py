@@ -3,7 +3,7 @@
 Layout, left to right: patient name, ID, study date, the series geometry (matrix, voxel size
 in mm, orientation — never cut), the series description (elided to the room left), the import
 warnings button (elided; all warnings in its tooltip, and one click opens the import report
-listing every warning), the plan.
+listing every warning), the plan (name, revision, status, unsaved mark: :meth:`HeaderBar.set_plan`).
 """
 
 from __future__ import annotations
@@ -17,6 +17,9 @@ from planner.imaging.orientation import orientation_from_direction, tilt_deg
 from planner.imaging.volume import CTVolume
 
 __all__ = ["ElidedLabel", "HeaderBar", "geometry_text"]
+
+#: Plan status colours in the header: draft neutral, reviewed blue, approved green.
+_STATUS_COLOURS = {"draft": "#e6e9ef", "reviewed": "#6fa8ff", "approved": "#5fd38d"}
 
 
 def geometry_text(volume: CTVolume) -> str:
@@ -123,11 +126,30 @@ class HeaderBar(QFrame):
             layout.addWidget(w)
         layout.addWidget(self.description_label, 1)
         layout.addWidget(self.warning_label, 4)  # the warnings get most of the room left
+        self.plan_label.setObjectName("plan_label")
+        self.plan_label.setSizePolicy(QSizePolicy.Policy.Minimum, QSizePolicy.Policy.Preferred)
         layout.addWidget(self.plan_label)
         self.set_volume(None)
+        self.set_plan(None)
+
+    def set_plan(self, title: str | None, *, status: str = "draft", modified: bool = False) -> None:
+        """The plan shown: name, revision and status; an unsaved mark; "none" without one."""
+        if title is None:
+            self.plan_label.setText("Plan: none")
+            self.plan_label.setToolTip("File → New plan (Ctrl+N) or Open plan (Ctrl+Shift+O)")
+            return
+        colour = _STATUS_COLOURS.get(status, "#e6e9ef")
+        mark = ' <span style="color:#f0b429">● unsaved</span>' if modified else ""
+        self.plan_label.setText(f'Plan: <b style="color:{colour}">{title}</b>{mark}')
+        self.plan_label.setToolTip(
+            "Approved: read-only (editing starts a new revision)"
+            if status == "approved"
+            else "Unsaved changes (an autosave protects them)"
+            if modified
+            else "Saved"
+        )
 
     def set_volume(self, volume: CTVolume | None) -> None:
-        self.plan_label.setText("Plan: none")
         if volume is None:
             self.patient_label.setText("Patient: —")
             self.id_label.setText("ID: —")

@@ -1,4 +1,10 @@
-"""The main window's menus and window-preset toolbar (actions call the window's methods)."""
+"""The main window's menus and window-preset toolbar (actions call the window's methods).
+
+File (cases, plans: new, open, save, save as, close, new revision), Edit (Undo/Redo bound to the
+plan document's own history, labelled with the step they undo), View, Contour (tools and
+structure operations, every one with its shortcut shown in the menu and in tooltips) and Help.
+Other parts add their own menus with ``window.menuBar().addMenu(...)``; Help stays last.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QLabel, QMenu, QPushButton, QSizePolicy, QWidget
 
+from app.gui.layers.structures import displayed_structures
 from planner.session.session import WINDOW_PRESETS
 
 if TYPE_CHECKING:
@@ -33,6 +40,22 @@ class WindowMenus:
         self._action(file_menu, "Open DICOM &folder…", w._ask_open_folder, keys.Open)
         self._action(file_menu, "Open image &file (NIfTI, MHA, NRRD)…", w._ask_open_file)
         self._action(file_menu, "Open &demo case", w.open_demo)
+        pc = w.plan_controller
+        file_menu.addSeparator()
+        self.plan_actions: dict[str, QAction] = {
+            "new": self._action(file_menu, "&New plan", pc.new_plan, keys.New),
+            "new_from_case": self._action(
+                file_menu,
+                "New plan from the case's structures",
+                lambda: pc.new_plan(from_case_masks=True),
+            ),
+            "open": self._action(file_menu, "Open &plan…", pc.ask_open_plan, "Ctrl+Shift+O"),
+            "save": self._action(file_menu, "&Save plan", pc.save, keys.Save),
+            "save_as": self._action(file_menu, "Save plan &as…", pc.save_as, "Ctrl+Shift+S"),
+            "close": self._action(file_menu, "&Close plan", pc.close_plan, "Ctrl+W"),
+            "revision": self._action(file_menu, "Start new &revision", pc.new_revision),
+        }
+        file_menu.addSeparator()
         self.recent_menu: QMenu = file_menu.addMenu("&Recent files")
         self.recent_menu.aboutToShow.connect(self.fill_recent_menu)
         self.fill_recent_menu()
@@ -41,6 +64,13 @@ class WindowMenus:
         self._action(file_menu, "Save &screenshot…", w._ask_screenshot)
         file_menu.addSeparator()
         self._action(file_menu, "&Quit", w.close, keys.Quit)
+
+        edit_menu = menu.addMenu("&Edit")
+        self.undo_action = self._action(edit_menu, "&Undo", pc.undo, keys.Undo)
+        self.redo_action = self._action(edit_menu, "&Redo", pc.redo, keys.Redo)
+        w.session.document_changed.connect(self._listen_history)
+        self._history_doc = None
+        self._listen_history(w.session.document)
 
         view_menu = menu.addMenu("&View")
         toolbar = w.addToolBar("Window")
@@ -72,13 +102,92 @@ class WindowMenus:
         hint = QLabel(HINT)
         hint.setObjectName("hint_label")
         toolbar.addWidget(hint)
+        self._contour_menu(menu.addMenu("&Contour"))
         help_menu = menu.addMenu("&Help")
+        self.help_action = help_menu.menuAction()
         self._action(help_menu, "&About SeedPlan", w._about)
+        self.update_plan_actions()
+
+    # ------------------------------------------------------------------ contour
+    def _contour_menu(self, menu: QMenu) -> None:
+        w = self.window
+        manager = w.tool_manager
+        ops = w.structure_operations
+        self.tool_actions: dict[str, QAction] = {}
+        # Esc is handled by the tool manager on the views (an open polygon takes it first).
+        self._action(menu, "&Navigate (crosshair)\tEsc", lambda: manager.set_active(None))
+        for tool in manager.tools.values():
+            act = self._action(
+                menu, tool.label, lambda n=tool.name: manager.set_active(n), tool.shortcut
+            )
+            act.setToolTip(f"{tool.tooltip} [{tool.shortcut}]")
+            self.tool_actions[tool.name] = act
+        self._action(menu, "Brush radius +1 mm", lambda: self._radius(+1.0), "]")
+        self._action(menu, "Brush radius −1 mm", lambda: self._radius(-1.0), "[")
+        menu.addSeparator()
+        entries = [
+            ("fill_between", "&Fill between slices", ops.fill_between, "Ctrl+Shift+I",
+             "Fill the empty slices between drawn ones (ITK morphological interpolation)"),
+            ("smooth", "S&mooth (median 3 mm)", ops.smooth, "Ctrl+Shift+M",
+             "Median smoothing of the current structure, 3 mm kernel"),
+            ("keep_largest", "Keep &largest island", ops.keep_largest, "Ctrl+Shift+L",
+             "Keep only the largest connected piece of the current structure"),
+            ("remove_small", "Remove small islands…", ops.remove_small, None,
+             "Remove pieces smaller than a volume in mm³"),
+            ("margin", "Mar&gin…", w.contour_menu_margin, "Ctrl+Shift+G",
+             "Expand or shrink a structure by a margin in mm"),
+            ("boolean", "&Boolean…", w.contour_menu_boolean, "Ctrl+Shift+B",
+             "Union, intersection, subtraction or xor of two structures"),
+            ("bone", "Bone by &threshold (≥ 200 HU)", ops.bone, None,
+             "Structure Bone = voxels ≥ 200 HU, islands < 50 mm³ removed"),
+            ("make_ptv", "Make &PTV (GTV + 5 mm − cord + 2 mm)", ops.make_ptv, "Ctrl+Shift+P",
+             "PTV = GTV + 5 mm minus (SpinalCord + 2 mm), in one step"),
+        ]  # fmt: skip
+        self.contour_actions: dict[str, QAction] = {}
+        for key, text, slot, shortcut, tip in entries:
+            act = self._action(menu, text, slot, shortcut)
+            act.setToolTip(f"{tip} [{act.shortcut().toString()}]" if shortcut else tip)
+            self.contour_actions[key] = act
+        menu.addSeparator()
+        self._action(menu, "&Add structure…", w.contour_menu_add_structure)
+        self._action(menu, "&Delete current structure", w.contour_menu_remove_structure)
+        menu.setToolTipsVisible(True)
+
+    def _radius(self, delta_mm: float) -> None:
+        panel = getattr(self.window, "structures_panel", None)
+        if panel is not None:
+            panel.radius.setValue(panel.radius.value() + delta_mm)
+
+    # ------------------------------------------------------------------ plan state
+    def _listen_history(self, document: object) -> None:
+        if self._history_doc is not None:
+            self._history_doc.events.history_changed.disconnect(self.update_plan_actions)
+        self._history_doc = document
+        if document is not None:
+            document.events.history_changed.connect(self.update_plan_actions)  # type: ignore[attr-defined]
+        self.update_plan_actions()
+
+    def update_plan_actions(self) -> None:
+        """Undo/Redo enabled and labelled from the document's history; plan actions enabled."""
+        doc = self.window.session.document
+        history = doc.history if doc is not None else None
+        editable = doc is not None and not doc.plan.is_approved
+        can_undo = bool(history and history.can_undo and editable)
+        can_redo = bool(history and history.can_redo and editable)
+        self.undo_action.setEnabled(can_undo)
+        self.redo_action.setEnabled(can_redo)
+        self.undo_action.setText(f"&Undo {history.undo_label}" if can_undo else "&Undo")
+        self.redo_action.setText(f"&Redo {history.redo_label}" if can_redo else "&Redo")
+        for key in ("save", "save_as", "close", "revision"):
+            self.plan_actions[key].setEnabled(doc is not None)
 
     def _action(self, menu: QMenu, text: str, slot: Callable[[], Any], key: Any = None) -> QAction:
         act = QAction(text, self.window)
         if key is not None:
             act.setShortcut(QKeySequence(key))
+            shown = act.shortcut().toString(QKeySequence.SequenceFormat.NativeText)
+            if shown:
+                act.setToolTip(f"{text.replace('&', '').rstrip('…')} [{shown}]")
         act.triggered.connect(lambda _=False: slot())
         menu.addAction(act)
         return act
@@ -87,7 +196,7 @@ class WindowMenus:
         """One checkable entry per structure: shows or hides it in every view (view state)."""
         view_state = self.window.session.view
         self.structures_menu.clear()
-        names = list(self.window.session.masks)
+        names = [d.name for d in displayed_structures(self.window.session)]
         self.structures_menu.setEnabled(bool(names))
         for name in names:
             act = self.structures_menu.addAction(name)

@@ -1,0 +1,198 @@
+"""Brush and eraser: paint the current structure with a disc (2-D, in the view plane) or a
+sphere (3-D) of a radius in mm, optionally only where the HU is inside a window.
+
+One press-drag-release is one undo step (``PlanDocument.stroke``). Each mouse move paints the
+capsule from the previous position to the new one (:func:`planner.structures.paint.stroke`, so
+fast drags leave no gaps) and records only that box (:func:`brush_patch`); the structure layers
+then redraw only that structure's outline on the current slice of each view.
+"""
+
+from __future__ import annotations
+
+from contextlib import ExitStack
+
+import numpy as np
+from numpy.typing import NDArray
+from PySide6.QtGui import QMouseEvent
+from vtkmodules.vtkFiltersSources import vtkRegularPolygonSource
+from vtkmodules.vtkRenderingCore import vtkActor, vtkPolyDataMapper
+
+from app.gui.tools.base import Tool, ToolManager, apply_patch
+from app.gui.views.slice_view import SliceView
+from dose.errors import InputError
+from dose.geometry import GridGeometry
+from planner.plan.model import Structure
+from planner.structures.paint import stroke
+
+__all__ = ["BrushTool", "EraserTool", "brush_patch"]
+
+
+def brush_patch(
+    structure: Structure,
+    path_mm: NDArray[np.float64],
+    radius_mm: float,
+    *,
+    value: bool,
+    plane_normal: NDArray[np.float64] | None,
+    hu: NDArray[np.generic] | None = None,
+    hu_range: tuple[float, float] | None = None,
+) -> tuple[tuple[slice, slice, slice], NDArray[np.bool_]] | None:
+    """The patch ``(box, values)`` of one brush segment on ``structure`` (None: no change).
+
+    path_mm : (n, 3) LPS mm. The tool's footprint is computed on an all-False stand-in of the
+    full grid (a zero-stride view: no 39 MB mask is ever built per move), then written over the
+    structure's own values in that box only.
+    """
+    geometry: GridGeometry = structure.geometry
+    blank = np.broadcast_to(np.False_, geometry.shape_zyx)
+    box, footprint = stroke(
+        blank,
+        geometry,
+        path_mm,
+        radius_mm,
+        value=True,
+        plane_normal=plane_normal,
+        hu=hu if hu_range is not None else None,
+        hu_range=hu_range,
+    )
+    if footprint.size == 0 or not footprint.any():
+        return None
+    values = structure.values_in(box)  # type: ignore[arg-type]
+    new = values.copy()
+    new[footprint] = value
+    if np.array_equal(new, values):
+        return None
+    return box, new  # type: ignore[return-value]
+
+
+class _Cursor:
+    """The brush outline (a circle of the radius, in the view plane) following the mouse."""
+
+    def __init__(self, view: SliceView) -> None:
+        self.view = view
+        self.source = vtkRegularPolygonSource()
+        self.source.SetNumberOfSides(48)
+        self.source.GeneratePolygonOff()
+        self.source.SetNormal(*view.normal)
+        mapper = vtkPolyDataMapper()
+        mapper.SetInputConnection(self.source.GetOutputPort())
+        self.actor = vtkActor()
+        self.actor.SetMapper(mapper)
+        self.actor.GetProperty().SetColor(1.0, 1.0, 1.0)
+        self.actor.GetProperty().SetOpacity(0.8)
+        self.actor.GetProperty().LightingOff()
+        self.actor.PickableOff()
+        self.actor.VisibilityOff()
+        view.renderer.AddViewProp(self.actor)
+
+    def show(self, xyz_mm: NDArray[np.float64] | None, radius_mm: float) -> None:
+        if self.view.is_closed:
+            return
+        if xyz_mm is None:
+            self.actor.VisibilityOff()
+        else:
+            self.source.SetCenter(*(np.asarray(xyz_mm) - 0.6 * self.view.normal))
+            self.source.SetRadius(radius_mm)
+            self.actor.VisibilityOn()
+        self.view.request_render()
+
+    def remove(self) -> None:
+        if not self.view.is_closed:
+            self.view.renderer.RemoveViewProp(self.actor)
+            self.view.request_render()
+
+
+class BrushTool(Tool):
+    name = "brush"
+    label = "Brush"
+    shortcut = "B"
+    tooltip = "Paint the current structure (B); radius, 2-D disc or 3-D sphere and HU window below"
+    value = True
+
+    def __init__(self, manager: ToolManager) -> None:
+        super().__init__(manager)
+        self._stroke: ExitStack | None = None
+        self._last: NDArray[np.float64] | None = None
+        self._target = ""
+        self._cursors: dict[int, _Cursor] = {}
+        #: Seconds spent in each mouse move's model update (for the benchmark and the log).
+        self.move_seconds: list[float] = []
+
+    # ------------------------------------------------------------------ painting
+    def press(self, view: SliceView, xyz_mm: NDArray[np.float64], ev: QMouseEvent) -> bool:
+        found = self.manager.editable_structure()
+        if found is None:
+            return True
+        doc, s = found
+        self._finish()
+        self._stroke = ExitStack()
+        verb = "Paint" if self.value else "Erase"
+        self._stroke.enter_context(doc.stroke(f"{verb} {s.name}"))
+        self._target = s.id
+        self._last = xyz_mm
+        self._paint(view, np.vstack([xyz_mm, xyz_mm]))
+        return True
+
+    def move(self, view: SliceView, xyz_mm: NDArray[np.float64], ev: QMouseEvent) -> bool:
+        self.hover(view, xyz_mm)
+        if self._stroke is None or self._last is None:
+            return True
+        self._paint(view, np.vstack([self._last, xyz_mm]))
+        self._last = xyz_mm
+        return True
+
+    def release(self, view: SliceView, xyz_mm: NDArray[np.float64], ev: QMouseEvent) -> bool:
+        if self._stroke is None:
+            return True
+        self._finish()
+        return True
+
+    def _paint(self, view: SliceView, path_mm: NDArray[np.float64]) -> None:
+        doc = self.window.session.document
+        volume = self.window.session.volume
+        if doc is None or volume is None:
+            return
+        opts = self.manager.options
+        try:
+            s = doc.plan.structure(self._target)
+            patch = brush_patch(
+                s,
+                path_mm,
+                opts.radius_mm,
+                value=self.value,
+                plane_normal=None if opts.sphere else view.normal,
+                hu=volume.hu,
+                hu_range=opts.hu_window,
+            )
+            if patch is not None:
+                apply_patch(doc, s.id, patch, f"{'Paint' if self.value else 'Erase'} {s.name}")
+        except (InputError, KeyError) as exc:
+            self.manager.message.emit(str(exc))
+            self._finish()
+
+    def _finish(self) -> None:
+        if self._stroke is not None:
+            stack, self._stroke = self._stroke, None
+            stack.close()
+        self._last = None
+
+    def deactivate(self) -> None:
+        self._finish()
+        for cursor in self._cursors.values():
+            cursor.remove()
+        self._cursors.clear()
+
+    # ------------------------------------------------------------------ cursor
+    def hover(self, view: SliceView, xyz_mm: NDArray[np.float64] | None) -> None:
+        cursor = self._cursors.get(id(view))
+        if cursor is None:
+            cursor = self._cursors[id(view)] = _Cursor(view)
+        cursor.show(xyz_mm, self.manager.options.radius_mm)
+
+
+class EraserTool(BrushTool):
+    name = "eraser"
+    label = "Eraser"
+    shortcut = "E"
+    tooltip = "Erase from the current structure (E); same radius and limits as the brush"
+    value = False
