@@ -439,10 +439,16 @@ def autoplan(
     assert best is not None
     _, new_plan, dosi, sol, commands, rob = best
     failed = [g.label for g in dosi.goal_results if g.status == "fail"]
-    if sol.coverage < problem.coverage_fraction - 1e-9:
+    tm = dosi.metrics.get(target.name)
+    if (
+        isinstance(tm, TargetMetrics)
+        and tm.v100_percent < o.v100_goal_percent
+        and sol.coverage < problem.coverage_fraction - 1e-9
+    ):
         notes.append(
-            "the target cannot be covered to the goals without breaking the cord limit "
-            f"(sampled coverage {100 * sol.coverage:.1f} %): this is the best plan that keeps it"
+            f"V100 ≥ {o.v100_goal_percent:g} % cannot be reached without breaking the cord limit "
+            f"(V100 {tm.v100_percent:.1f} %, D90 {tm.d90_gy:.1f} Gy): this is the best plan "
+            "that keeps it"
         )
     report(progress, 1.0, "automatic plan ready")
     return AutoplanResult(

@@ -6,10 +6,11 @@ clinical.md §2.1): entry 3.4 ± 1.7 mm, angle 2.8 ± 1.7°, depth 5.2 ± 4.8 mm
 magnitudes); the tip error (4.4 ± 2.9 mm measured) follows from these and is reported per run
 (lateral: perpendicular to the planned axis) so the model can be checked against it. Per
 sample and needle: the entry moves perpendicular to the needle by |N(3.4, 1.7)| mm in a
-uniformly random direction; the needle turns about its (moved) entry by |N(2.8, 1.7)|° towards a random direction; it goes deeper or
-shallower (random sign) by |N(5.2, 4.8)| mm along its new axis. Seeds move rigidly with their
-needle (axes turn with it), then each seed moves by an isotropic Gaussian jitter
-(``seed_jitter_mm``, default 1 mm per axis). Free seeds (no needle) only jitter.
+uniformly random direction; the needle turns about its (moved) entry by |N(2.8, 1.7)|°
+towards a random direction; it goes deeper or shallower (random sign) by |N(5.2, 4.8)| mm
+along its new axis. Seeds move rigidly with their needle (axes turn with it), then each seed
+moves by an isotropic Gaussian jitter (``seed_jitter_mm``, default 1 mm per axis). Free seeds
+(no needle) only jitter.
 
 Metrics per sample, on CT voxel centres (each voxel of a structure counted once, the plan's
 volume rule; the target subsampled to at most 6000 voxels): target D90 (Gy), V100 (%), and

@@ -157,83 +157,137 @@ def _oar_ok(
 CORD_WEIGHTS = (0.0, 2.0, 5.0, 10.0, 20.0)
 
 
-def solve_greedy(p: Problem, *, cord_weight: float | None = None) -> Solution:
-    """Greedy deficit reduction under the cord limit, then seed removal (module docstring);
-    with ``cord_weight`` None, the best over :data:`CORD_WEIGHTS`."""
+class _Greedy:
+    """State of one greedy run: chosen slots, open needles, sampled doses."""
+
+    def __init__(self, p: Problem, cord_weight: float) -> None:
+        self.p = p
+        S = p.n_slots
+        self.slot_nb: list[list[int]] = [[] for _ in range(S)]
+        for a, b in p.slot_conflicts:
+            self.slot_nb[a].append(b)
+            self.slot_nb[b].append(a)
+        self.needle_nb: list[list[int]] = [[] for _ in range(p.n_needles)]
+        for a, b in p.needle_conflicts:
+            self.needle_nb[a].append(b)
+            self.needle_nb[b].append(a)
+        at, ao = p.target_gy, p.oar_gy
+        self.hot = at.mean(axis=0) / p.coverage_gy if at.shape[0] else np.zeros(S)
+        cord_cost = ao.max(axis=0) / p.oar_limit_gy if ao.shape[0] else np.zeros(S)
+        self.base_cost = 1.0 + p.hot_weight * self.hot * 0.1 + cord_weight * cord_cost
+        self.tabu = np.zeros(S, dtype=bool)
+        self.set_chosen(np.zeros(S, dtype=bool))
+
+    def set_chosen(self, chosen: NDArray[np.bool_]) -> None:
+        """Derive every other field from the chosen slots."""
+        p = self.p
+        self.chosen = chosen.copy()
+        idx = np.flatnonzero(chosen)
+        self.d_t = p.target_gy[:, idx].sum(axis=1)
+        self.d_o = p.oar_gy[:, idx].sum(axis=1)
+        self.open_n = np.zeros(p.n_needles, dtype=bool)
+        self.open_n[list(p.locked)] = True
+        self.open_n[p.slot_needle[idx]] = True
+        self.closed_n = np.zeros(p.n_needles, dtype=bool)
+        self.closed_n[list(p.excluded)] = True
+        for n in np.flatnonzero(self.open_n):
+            self.closed_n[self.needle_nb[n]] = True
+        self.blocked = self.closed_n[p.slot_needle].copy()
+        for j in idx:
+            self.blocked[self.slot_nb[j]] = True
+
+    def coverage(self, d_t: NDArray[np.float64] | None = None) -> float:
+        d = self.d_t if d_t is None else d_t
+        return float(np.mean(d >= self.p.coverage_gy - 1e-9)) if d.size else 1.0
+
+    def grow(self) -> None:
+        """Add slots (best deficit reduction per cost) until the coverage holds or none fits."""
+        p = self.p
+        at, ao = p.target_gy, p.oar_gy
+        n_t = max(at.shape[0], 1)
+        while self.coverage() < p.coverage_fraction:
+            deficit = np.maximum(p.coverage_gy - self.d_t, 0.0)
+            gain = np.minimum(at, deficit[:, np.newaxis]).sum(axis=0) / (p.coverage_gy * n_t)
+            ok = ~self.blocked & ~self.chosen & ~self.tabu & (gain > 1e-9)
+            if int(self.open_n.sum()) >= p.max_needles:
+                ok &= self.open_n[p.slot_needle]
+            if ao.shape[0] and ok.any():
+                ok &= _oar_ok(self.d_o, ao, p.oar_limit_gy, p.oar_hot_points, ok)
+            if not ok.any():
+                return
+            cost = self.base_cost + np.where(
+                self.open_n[p.slot_needle], 0.0, p.needle_weight * p.needle_cost[p.slot_needle]
+            )
+            s = int(np.argmax(np.where(ok, gain / cost, -np.inf)))
+            self.chosen[s] = True
+            self.blocked[self.slot_nb[s]] = True
+            self.d_t += at[:, s]
+            self.d_o += ao[:, s]
+            n = int(p.slot_needle[s])
+            if not self.open_n[n]:
+                self.open_n[n] = True
+                self.closed_n[self.needle_nb[n]] = True
+                self.blocked |= self.closed_n[p.slot_needle]
+
+    def refill(self, rounds: int) -> None:
+        """When the cord stops the coverage: remove the seed adding most to the hottest cord
+        points, grow again; keep the change when the coverage improved (else make it tabu)."""
+        p = self.p
+        if not p.oar_gy.shape[0]:
+            return
+        for _ in range(rounds):
+            if self.coverage() >= p.coverage_fraction:
+                return
+            idx = np.flatnonzero(self.chosen)
+            if idx.size == 0:
+                return
+            k = min(p.oar_hot_points, self.d_o.size)
+            hottest = np.argsort(self.d_o)[-k:]
+            contrib = p.oar_gy[np.ix_(hottest, idx)].sum(axis=0)
+            s = int(idx[int(np.argmax(contrib))])
+            before, cov = self.chosen.copy(), self.coverage()
+            c = self.chosen.copy()
+            c[s] = False
+            self.set_chosen(c)
+            self.tabu[s] = True
+            self.grow()
+            if self.coverage() <= cov + 1e-12:
+                self.set_chosen(before)
+
+    def prune(self) -> None:
+        """Drop seeds (the hottest first) while the coverage reached still holds."""
+        p = self.p
+        if not p.target_gy.shape[0]:
+            return
+        need = min(p.coverage_fraction, self.coverage())
+        for s in sorted(np.flatnonzero(self.chosen), key=lambda j: -self.hot[j]):
+            trial = self.d_t - p.target_gy[:, s]
+            if self.coverage(trial) >= need - 1e-12:
+                self.chosen[s] = False
+                self.d_t = trial
+        self.set_chosen(self.chosen)
+
+
+def solve_greedy(
+    p: Problem, *, cord_weight: float | None = None, refill_rounds: int = 30
+) -> Solution:
+    """Greedy deficit reduction under the cord limit, refill swaps, then seed removal (module
+    docstring); with ``cord_weight`` None, the best over :data:`CORD_WEIGHTS`."""
     if cord_weight is None:
         best: Solution | None = None
         t0 = time.perf_counter()
         for w in CORD_WEIGHTS if p.oar_gy.shape[0] else (0.0,):
-            best = _better(best, solve_greedy(p, cord_weight=w), p.coverage_fraction)
+            sol = solve_greedy(p, cord_weight=w, refill_rounds=refill_rounds)
+            best = _better(best, sol, p.coverage_fraction)
         assert best is not None
         best.seconds = time.perf_counter() - t0
         return best
     t0 = time.perf_counter()
-    S = p.n_slots
-    at, ao = p.target_gy, p.oar_gy
-    d_t = np.zeros(at.shape[0])
-    d_o = np.zeros(ao.shape[0])
-    chosen = np.zeros(S, dtype=bool)
-    blocked = np.zeros(S, dtype=bool)
-    open_n = np.zeros(p.n_needles, dtype=bool)
-    open_n[list(p.locked)] = True
-    closed_n = np.zeros(p.n_needles, dtype=bool)
-    closed_n[list(p.excluded)] = True
-    slot_nb: list[list[int]] = [[] for _ in range(S)]
-    for a, b in p.slot_conflicts:
-        slot_nb[a].append(b)
-        slot_nb[b].append(a)
-    needle_nb: list[list[int]] = [[] for _ in range(p.n_needles)]
-    for a, b in p.needle_conflicts:
-        needle_nb[a].append(b)
-        needle_nb[b].append(a)
-    for n in np.flatnonzero(open_n):
-        closed_n[needle_nb[n]] = True
-    blocked |= closed_n[p.slot_needle]
-    hot = at.mean(axis=0) / p.coverage_gy if at.shape[0] else np.zeros(S)
-    cord_cost = ao.max(axis=0) / p.oar_limit_gy if ao.shape[0] else np.zeros(S)
-    goal = p.coverage_fraction
-    n_t = max(at.shape[0], 1)
-    while True:
-        covered = np.mean(d_t >= p.coverage_gy - 1e-9) if at.shape[0] else 1.0
-        if covered >= goal:
-            break
-        deficit = np.maximum(p.coverage_gy - d_t, 0.0)
-        gain = np.minimum(at, deficit[:, np.newaxis]).sum(axis=0) / (p.coverage_gy * n_t)
-        ok = ~blocked & ~chosen
-        if ao.shape[0]:
-            ok &= _oar_ok(d_o, ao, p.oar_limit_gy, p.oar_hot_points, ok)
-        if int(open_n.sum()) >= p.max_needles:
-            ok &= open_n[p.slot_needle]
-        if not ok.any():
-            break
-        cost = 1.0 + p.hot_weight * hot * 0.1 + cord_weight * cord_cost
-        cost = cost + np.where(
-            open_n[p.slot_needle], 0.0, p.needle_weight * p.needle_cost[p.slot_needle]
-        )
-        score = np.where(ok, gain / cost, -np.inf)
-        s = int(np.argmax(score))
-        if not gain[s] > 1e-9:
-            break
-        chosen[s] = True
-        blocked[slot_nb[s]] = True
-        d_t += at[:, s]
-        d_o += ao[:, s]
-        n = int(p.slot_needle[s])
-        if not open_n[n]:
-            open_n[n] = True
-            closed_n[needle_nb[n]] = True
-            blocked |= closed_n[p.slot_needle]
-    # Local search: drop seeds (the hottest first) while the coverage still holds.
-    if at.shape[0]:
-        start_cov = float(np.mean(d_t >= p.coverage_gy - 1e-9))
-        need = min(goal, start_cov)
-        for s in sorted(np.flatnonzero(chosen), key=lambda j: -hot[j]):
-            trial = d_t - at[:, s]
-            if np.mean(trial >= p.coverage_gy - 1e-9) >= need - 1e-12:
-                chosen[s] = False
-                d_t = trial
-    sol = evaluate(p, np.flatnonzero(chosen), "greedy", time.perf_counter() - t0)
+    g = _Greedy(p, cord_weight)
+    g.grow()
+    g.refill(refill_rounds)
+    g.prune()
+    sol = evaluate(p, np.flatnonzero(g.chosen), "greedy", time.perf_counter() - t0)
     sol.notes.append(f"greedy cord weight {cord_weight:g}")
     return sol
 
