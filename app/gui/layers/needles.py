@@ -4,8 +4,9 @@ slice; in 3-D the needle as a tube.
 A needle is a line in 3-D (entry → tip, LPS mm). On a 2-D view (:class:`NeedleLayer`) it is
 drawn as its projection onto the displayed plane (thin, translucent: most of an oblique needle
 is off the slice), a small square at the entry and a diamond at the tip (the handles a drag
-grabs, :mod:`app.gui.tools.needle_tool`), and a bright ring where the track crosses the
-displayed plane (:func:`planner.plan.needles.plane_crossing_mm`). A needle with warnings is
+grabs, :mod:`app.gui.tools.seed_tool`; shown for the selected needle and for ends within
+5 mm of the plane, so a plan of many needles does not bury the anatomy in handles), and a
+bright ring where the track crosses the displayed plane (:func:`planner.plan.needles.plane_crossing_mm`). A needle with warnings is
 drawn orange (red when it passes through a structure to avoid); the selected one is thicker.
 The name is written beside the entry.
 """
@@ -46,6 +47,8 @@ WARN_RGB = (1.0, 0.6, 0.15)
 DANGER_RGB = (1.0, 0.25, 0.2)
 SELECTED_RGB = (1.0, 1.0, 1.0)
 _HANDLE_PX = 5.0
+#: A needle end this close to the displayed plane (mm) shows its drag handle.
+HANDLE_NEAR_MM = 5.0
 _RING_PX = 6.0
 
 
@@ -103,6 +106,7 @@ class NeedleLayer(Layer):
         self.handles_px: dict[tuple[str, str], tuple[float, float]] = {}
         #: Where each needle crosses the displayed plane (LPS mm), for tests and tools.
         self.crossings_mm: dict[str, NDArray[np.float64]] = {}
+        self.track_px: dict[str, tuple[tuple[float, float], tuple[float, float]]] = {}
         self.listen(planning.events.plan_changed, self.update)
         self.listen(planning.events.selection_changed, self.update)
         self.listen(planning.events.warnings_changed, self.update)
@@ -117,6 +121,7 @@ class NeedleLayer(Layer):
         self._labels.clear()
         self.handles_px.clear()
         self.crossings_mm.clear()
+        self.track_px.clear()
 
     def _state_key(self) -> tuple[object, ...]:
         """What the drawing depends on; a seed drag changes none of it (needles unchanged)."""
@@ -176,16 +181,29 @@ class NeedleLayer(Layer):
             actor.GetProperty().SetOpacity(0.95 if selected else 0.7)
             self._actors.append(self.add_prop(actor))  # type: ignore[arg-type]
             h = _HANDLE_PX * mm_per_px
-            square = [
-                e2 + h * (sx * right + sy * up) for sx, sy in ((-1, -1), (1, -1), (1, 1), (-1, 1))
-            ]
-            diamond = [t2 + h * 1.3 * v for v in (right, up, -right, -up)]
-            pts = np.array([*square, *diamond])
-            handles = polyline_polydata(pts, [[0, 1, 2, 3, 0], [4, 5, 6, 7, 4]])
-            self._actors.append(self.add_prop(_line_actor(handles, rgb, 2.0)))  # type: ignore[arg-type]
+            # Handles (what a drag grabs) only where they can be seen for what they are: the
+            # selected needle's, and ends within HANDLE_NEAR_MM of the displayed plane.
+            show_entry = selected or abs(entry @ n - here) <= HANDLE_NEAR_MM
+            show_tip = selected or abs(tip @ n - here) <= HANDLE_NEAR_MM
+            loops, pts_list = [], []
+            if show_entry:
+                corners = ((-1, -1), (1, -1), (1, 1), (-1, 1))
+                pts_list += [e2 + h * (sx * right + sy * up) for sx, sy in corners]
+                loops.append([0, 1, 2, 3, 0])
+            if show_tip:
+                k = len(pts_list)
+                pts_list += [t2 + h * 1.3 * v for v in (right, up, -right, -up)]
+                loops.append([k, k + 1, k + 2, k + 3, k])
+            if loops:
+                handles = polyline_polydata(np.array(pts_list), loops)
+                self._actors.append(self.add_prop(_line_actor(handles, rgb, 2.0)))  # type: ignore[arg-type]
             if needle is not preview:
-                self.handles_px[(needle.id, "entry")] = view.world_to_display(e2)
-                self.handles_px[(needle.id, "tip")] = view.world_to_display(t2)
+                if show_entry:
+                    self.handles_px[(needle.id, "entry")] = view.world_to_display(e2)
+                if show_tip:
+                    self.handles_px[(needle.id, "tip")] = view.world_to_display(t2)
+                # Both ends on screen (hit tests on the track), drawn or not.
+                self.track_px[needle.id] = (view.world_to_display(e2), view.world_to_display(t2))
             cross = plane_crossing_mm(entry, tip, n * here, n)
             if cross is not None:
                 self.crossings_mm[needle.id] = cross

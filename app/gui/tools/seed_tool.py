@@ -90,11 +90,8 @@ class SeedTool(QObject):
         if plan is None:
             return None
         for needle in plan.needles:
-            ends = (
-                layer.handles_px.get((needle.id, "entry")),
-                layer.handles_px.get((needle.id, "tip")),
-            )
-            if ends[0] is None or ends[1] is None:
+            ends = layer.track_px.get(needle.id)
+            if ends is None:
                 continue
             d = point_segment_distance_px((x, y), ends[0], ends[1])
             if d <= best_d:
