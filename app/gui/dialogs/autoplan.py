@@ -66,7 +66,11 @@ def result_lines(result: Any) -> list[str]:
         for metric, pct in result.robust.percentiles().items():
             text = ", ".join(f"{k} {v:.1f}" for k, v in pct.items() if isinstance(v, (int, float)))
             out.append(f"robustness {metric}: {text}")
-    out.append("all goals met" if result.feasible else "NOT met: " + "; ".join(result.failed_goals))
+    warned = sum(g.status == "warn" for g in d.goal_results)
+    if result.feasible:
+        out.append("every goal met" + (f" ({warned} within 5 % of its limit)" if warned else ""))
+    else:
+        out.append("NOT met: " + "; ".join(result.failed_goals))
     out += [f"note: {n}" for n in result.notes]
     return out
 
@@ -123,6 +127,7 @@ class AutoplanDialog(QDialog):
         self.max_needles = QSpinBox()
         self.max_needles.setRange(1, 100)
         self.max_needles.setValue(30)
+        self.max_needles.setSuffix(" needles")
         form.addRow("At most", self.max_needles)
         self.robust = QCheckBox("Robust to needle placement errors (slower)")
         form.addRow("", self.robust)
