@@ -7,7 +7,8 @@ is off the slice), a small square at the entry and a diamond at the tip (the han
 grabs, :mod:`app.gui.tools.seed_tool`; shown for the selected needle and for ends within
 5 mm of the plane, so a plan of many needles does not bury the anatomy in handles), and a
 bright ring where the track crosses the displayed plane
-(:func:`planner.plan.needles.plane_crossing_mm`). A needle with warnings is drawn orange (red when it passes through a structure to avoid); the selected one is thicker.
+(:func:`planner.plan.needles.plane_crossing_mm`). A needle with warnings is drawn orange (red
+when it passes through a structure to avoid); the selected one is thicker.
 The name is written beside the entry.
 """
 
