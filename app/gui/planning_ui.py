@@ -35,10 +35,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 from psygnal import Signal
-from PySide6.QtCore import QObject, Qt, QTimer
+from PySide6.QtCore import QEvent, QObject, Qt, QTimer
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QDockWidget, QMessageBox
 
+from app.gui.layers.base import Subscriptions
 from app.gui.workers import Worker, start_worker
 from dose.errors import InputError
 from dose.progress import Cancelled
@@ -116,9 +117,18 @@ class PlanningUI(QObject):
         self._table_timer.setSingleShot(True)
         self._table_timer.setInterval(TABLE_DELAY_MS)
         self._table_timer.timeout.connect(self.refresh_table)
-        self.session.document_changed.connect(self._on_document_changed)
-        self.session.crosshair_changed.connect(self._on_crosshair_changed)
-        self.session.volume_changed.connect(self._on_volume_changed)
+        #: Session connections of the planning part, all dropped when the window closes.
+        self.subscriptions = Subscriptions()
+        self.subscriptions.listen(self.session.document_changed, self._on_document_changed)
+        self.subscriptions.listen(self.session.crosshair_changed, self._on_crosshair_changed)
+        self.subscriptions.listen(self.session.volume_changed, self._on_volume_changed)
+        window.installEventFilter(self)
+
+    def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt)
+        """The window is closing: stop the exact refresh and every session connection."""
+        if obj is self.window and event.type() == QEvent.Type.Close:
+            self.close()
+        return False
 
     # ------------------------------------------------------------------ state
     @property
@@ -350,6 +360,9 @@ class PlanningUI(QObject):
     def close(self) -> None:
         self._cancel_exact()
         self._table_timer.stop()
+        self.subscriptions.close()
+        if self.document is not None:
+            self.document.events.changed.disconnect(self._on_plan_edited, missing_ok=True)
 
 
 # ====================================================================== installation
@@ -437,7 +450,7 @@ def install_planning_ui(window: MainWindow) -> None:
         for dock in docks.values():
             dock.setVisible(document is not None)
 
-    window.session.document_changed.connect(show_docks)
+    planning.subscriptions.listen(window.session.document_changed, show_docks)
     planning.events.status_changed.connect(lambda text: window.statusBar().showMessage(text, 8000))
     _install_menu(window, planning)
 
@@ -503,5 +516,5 @@ def _install_menu(window: MainWindow, planning: PlanningUI) -> None:
             doc.events.history_changed.connect(enable)
         enable()
 
-    window.session.document_changed.connect(on_doc)
+    planning.subscriptions.listen(window.session.document_changed, on_doc)
     enable()
