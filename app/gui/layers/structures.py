@@ -52,6 +52,7 @@ __all__ = [
     "StructureOutlineLayer",
     "StructureSurfaceLayer",
     "displayed_structures",
+    "edit_box",
     "slice_outline_world",
     "structure_display",
     "structure_surface",
@@ -161,12 +162,22 @@ def displayed_structures(session: Session) -> list[DisplayedStructure]:
     doc = session.document
     if doc is not None:
         return [DisplayedStructure(s.id, s.name, s.color_rgb, s) for s in doc.plan.structures]
-    return [
-        DisplayedStructure(n, n, m.color_rgb, None, m) for n, m in session.masks.items()
-    ]
+    return [DisplayedStructure(n, n, m.color_rgb, None, m) for n, m in session.masks.items()]
 
 
 # ====================================================================== 2-D outlines
+def edit_box(document: object, event: object) -> tuple[slice, slice, slice] | None:
+    """The (z, y, x) box a mask edit changed (None when unknown: redraw everything)."""
+    if getattr(event, "kind", "") != "edit" or document is None:
+        return None
+    if getattr(document, "_txn", None) is not None:
+        return None  # inside a transaction: the changes are not in the history yet
+    steps = document.history.undo_steps  # type: ignore[attr-defined]
+    if not steps or not steps[-1].changes:
+        return None
+    return getattr(steps[-1].changes[-1], "box", None)
+
+
 def slice_outline_world(
     item: DisplayedStructure, axis_zyx: int, index: int
 ) -> list[NDArray[np.float64]]:
@@ -284,8 +295,39 @@ class StructureOutlineLayer(Layer):
         if self.closed:
             return
         what = getattr(event, "what", frozenset())
-        if "structures" in what or "masks" in what:
-            self._sync(getattr(event, "structure_ids", frozenset()))
+        if "structures" in what:
+            self._sync(None)
+        elif "masks" in what:
+            self._mask_edit(event)
+
+    def _mask_edit(self, event: object) -> None:
+        """A mask edit: keep each outline whose slice the edit's box does not reach (its
+        drawing is still right), recompute only the others; render only if one changed."""
+        box = edit_box(self._document, event)
+        position = self._slice_position()
+        changed = False
+        ids = getattr(event, "structure_ids", frozenset())
+        plan = getattr(event, "plan", None)
+        for key, outline in self.outlines.items():
+            if key not in ids or plan is None:
+                continue
+            s = plan.structure(key)
+            item = DisplayedStructure(s.id, s.name, s.color_rgb, s)
+            outline.item = item
+            drawn = outline.drawn
+            if (
+                box is not None
+                and position is not None
+                and drawn is not None
+                and drawn[1:] == position
+                and not box[position[0]].start <= position[1] < box[position[0]].stop
+            ):
+                outline.drawn = (item.version, *position)  # the edit missed this slice
+                continue
+            self._draw(outline, position)
+            changed = True
+        if changed:
+            self.render()
 
     def _rebuild(self) -> None:
         if self.closed:
