@@ -11,7 +11,8 @@ drawing lines of another plane. The wash (Plan → Dose colour wash) is a transl
 image of the same slice dose, from 50 % PD up, clear below.
 
 :class:`IsodoseSurfaceLayer` draws the prescription isodose surface of the latest exact dose
-(:class:`~planner.plan.dosimetry.PlanDosimetry`) in 3-D; it is hidden while that dose is stale.
+(:class:`~planner.plan.dosimetry.PlanDosimetry`) in 3-D, labelled "exact"; after an edit it
+shows the previous exact dose until the refresh (about 1-2 s) replaces it.
 
 The dose is only ever read from the live dose / exact result the planning controller holds:
 nothing here touches the engine (and so nothing compiles on the GUI thread).
