@@ -161,3 +161,15 @@ def test_variants(name: str) -> None:
         assert m["d90"] >= PD_GY
     else:
         assert res.failed_goals
+
+
+def test_robust_option_keeps_the_95th_percentile_cord_dose(demo) -> None:
+    plan, ct = demo
+    res = autoplan(plan, ct, options=AutoplanOptions(robust=True, robust_samples=20))
+    assert res.robust is not None and res.robust.d90_gy.size == 20
+    pc = res.robust.percentiles()
+    nominal = compute_plan_dosimetry(res.plan, ct).metrics["SpinalCord"].d0_1cc_gy
+    assert nominal <= CORD_LIMIT_GY
+    # Robust selection puts the 95th-percentile cord dose under the limit first.
+    assert pc["cord_d0_1cc_gy"]["p95"] <= CORD_LIMIT_GY
+    assert "robustness" in res.summary()

@@ -24,12 +24,15 @@ Two solvers, measured on the demo case and its variants (docs/autoplan.md):
   coverage count (so an infeasible target still gives the best feasible plan), under a time
   limit; it returns HiGHS's incumbent at the limit.
 
-Which serves better (measured, see docs/autoplan.md): with a few hundred slots and ~800 target
-points HiGHS usually reaches a better objective (fewer seeds/needles for the same coverage)
-when it finishes inside the time limit, but its run time grows steeply with the problem and
-on the loaded 2-core box it sometimes returns no incumbent at the limit. The default,
-``method="auto"``, runs the greedy first (always an answer, fast), then HiGHS within the
-remaining time budget seeded by nothing, and keeps whichever is better on the sampled metrics.
+Which serves better (measured on the demo case at 256², a few hundred slots, 2 loaded cores;
+docs/autoplan.md): the greedy (best of five cord weights, with
+refill swaps) gave 45 seeds / 19 needles, PTV_eval D90 112.8 Gy, cord D0.1 cm³ 48.7 Gy in
+3.5 s end to end; HiGHS on the same problem hit its 5 s limit with a poor incumbent (29 seeds,
+D90 72.7 Gy, V100 58 %): the coverage binaries (one per target point) with the cord's
+D0.1 cm³ big-M rows make the LP relaxation weak, and the solver spends the budget in branching.
+So the default is ``method="greedy"``; ``"milp"`` and ``"auto"`` (both, the better kept) stay
+available for small problems and for comparison, and the reported metrics are always the
+exact recomputation whatever the method.
 """
 
 from __future__ import annotations
