@@ -173,3 +173,22 @@ def test_robust_option_keeps_the_95th_percentile_cord_dose(demo) -> None:
     # Robust selection puts the 95th-percentile cord dose under the limit first.
     assert pc["cord_d0_1cc_gy"]["p95"] <= CORD_LIMIT_GY
     assert "robustness" in res.summary()
+
+
+def test_cancel_stops_and_changes_nothing(demo) -> None:
+    from dose.progress import Cancelled
+    from planner.optimise.robustness import robustness
+
+    plan, ct = demo
+    before = (plan.needles, plan.seeds, plan.goals)
+    calls = {"n": 0}
+
+    def cancel() -> bool:
+        calls["n"] += 1
+        return calls["n"] > 2
+
+    with pytest.raises(Cancelled):
+        autoplan(plan, ct, cancel=cancel)
+    assert (plan.needles, plan.seeds, plan.goals) == before
+    with pytest.raises(Cancelled):
+        robustness(plan, samples=50, cancel=lambda: True)
