@@ -41,6 +41,7 @@ from PySide6.QtWidgets import (
     QInputDialog,
     QMainWindow,
     QMessageBox,
+    QToolBar,
     QVBoxLayout,
     QWidget,
 )
@@ -53,7 +54,7 @@ from app.gui.layers.base import Subscriptions
 from app.gui.panels.header_bar import HeaderBar
 from app.gui.panels.menus import WindowMenus
 from app.gui.panels.status_panel import StatusPanel
-from app.gui.panels.structures_panel import StructuresPanel
+from app.gui.panels.structures_panel import PANEL_WIDTH_PX, StructuresPanel
 from app.gui.plan_controller import PlanController
 from app.gui.planning_ui import install_planning_ui
 from app.gui.screenshot import grab_composited, save_png
@@ -114,7 +115,6 @@ class MainWindow(QMainWindow):
         outer.setSpacing(0)
         self.header = HeaderBar()
         self.header.warning_label.clicked.connect(self.show_import_report)
-        outer.addWidget(self.header)
         self.view_grid = ViewGrid(self.session)
         outer.addWidget(self.view_grid, 1)
         self.setCentralWidget(central)
@@ -145,6 +145,15 @@ class MainWindow(QMainWindow):
         self.structure_operations = StructureOperations(self)
         self.menus = WindowMenus(self)
         self.preset_actions = self.menus.preset_actions
+        # The patient header spans the whole window (above the views and the docks).
+        self.addToolBarBreak(Qt.ToolBarArea.TopToolBarArea)
+        header_bar = QToolBar("Patient")
+        header_bar.setObjectName("patient_toolbar")
+        header_bar.setMovable(False)
+        header_bar.setFloatable(False)
+        header_bar.toggleViewAction().setEnabled(False)  # identification is never hidden
+        header_bar.addWidget(self.header)
+        self.addToolBar(Qt.ToolBarArea.TopToolBarArea, header_bar)
         self.structures_panel = StructuresPanel(self)
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.structures_panel)
         self._subscriptions.listen(self.session.document_changed, self._on_document_changed)
@@ -152,6 +161,10 @@ class MainWindow(QMainWindow):
         # they listen to self.session (document_changed) and need nothing else from here.
         install_planning_ui(self)
         install_workflow_ui(self)
+        # Help stays the last menu whatever the parts added.
+        self.menuBar().removeAction(self.menus.help_action)
+        self.menuBar().addAction(self.menus.help_action)
+        self.resizeDocks([self.structures_panel], [PANEL_WIDTH_PX], Qt.Orientation.Horizontal)
         self.resize(1400, 900)
         self._on_volume_changed()
 

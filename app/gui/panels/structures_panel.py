@@ -46,8 +46,18 @@ if TYPE_CHECKING:
 
 __all__ = ["COLUMNS", "ROLE_LABELS", "StructuresPanel"]
 
-COLUMNS = ("Show", "Name", "Role", "Volume", "Opacity", "Lock")
+COLUMNS = ("Show", "Name", "Role", "cm³", "Opacity", "Lock")
+#: The dock's width (px): the four views keep most of the window.
+PANEL_WIDTH_PX = 330
 ROLE_LABELS = {"target": "Target", "oar": "Organ at risk", "other": "Other"}
+#: Check boxes visible on the dark theme (the default indicator is dark on dark).
+_STYLE = """
+QCheckBox::indicator, QTableWidget::indicator { width: 12px; height: 12px;
+    border: 1px solid #8a93a6; border-radius: 2px; background: #15171c; }
+QCheckBox::indicator:checked, QTableWidget::indicator:checked { background: #3f83d8;
+    border-color: #6fa8ff; }
+QToolButton:checked { background: #3f6fb0; color: #ffffff; }
+"""
 _SHOW, _NAME, _ROLE, _VOLUME, _OPACITY, _LOCK = range(len(COLUMNS))
 
 
@@ -66,10 +76,18 @@ class StructuresPanel(QDockWidget):
         body = QWidget()
         layout = QVBoxLayout(body)
         layout.setContentsMargins(4, 4, 4, 4)
+        self.empty_label = QLabel("No plan open: File → New plan (Ctrl+N) or Open plan")
+        self.empty_label.setObjectName("hint_label")
+        self.empty_label.setWordWrap(True)
+        layout.addWidget(self.empty_label)
         self.table = QTableWidget(0, len(COLUMNS))
         self.table.setObjectName("structures_table")
         self.table.setHorizontalHeaderLabels(COLUMNS)
         self.table.verticalHeader().setVisible(False)
+        self.table.setHorizontalHeaderItem(_VOLUME, QTableWidgetItem("cm³"))
+        self.table.horizontalHeaderItem(_VOLUME).setToolTip(
+            "Volume: voxel count × voxel volume (the volume under the DVH)"
+        )
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         header = self.table.horizontalHeader()
@@ -95,7 +113,10 @@ class StructuresPanel(QDockWidget):
         row.addWidget(self.fill_check)
         layout.addLayout(row)
         layout.addWidget(self._tools_box())
+        body.setStyleSheet(_STYLE)
         self.setWidget(body)
+        self.setMinimumWidth(PANEL_WIDTH_PX - 40)
+        self.setMaximumWidth(2 * PANEL_WIDTH_PX)
         self.listen_document(self.session.document)
         self.session.document_changed.connect(self.listen_document)
         window.tool_manager.current_changed.connect(self._select_id)
@@ -110,6 +131,7 @@ class StructuresPanel(QDockWidget):
         self.tool_buttons: dict[str, QToolButton] = {}
         entries = [("", "Navigate", "Esc", "Left click moves the crosshair (Esc)")]
         entries += [(t.name, t.label, t.shortcut, t.tooltip) for t in manager.tools.values()]
+        cols = 4
         for n, (name, label, key, tip) in enumerate(entries):
             button = QToolButton()
             button.setObjectName(f"tool_{name or 'navigate'}")
@@ -117,10 +139,10 @@ class StructuresPanel(QDockWidget):
             button.setCheckable(True)
             button.setToolTip(f"{tip}  [{key}]" if key and key not in tip else tip)
             button.clicked.connect(lambda _=False, t=name: manager.set_active(t or None))
-            grid.addWidget(button, n // 4, n % 4)
+            grid.addWidget(button, n // cols, n % cols)
             self.tool_buttons[name] = button
         self.tool_buttons[""].setChecked(True)
-        r = (len(entries) + 3) // 4
+        r = (len(entries) + cols - 1) // cols
         grid.addWidget(QLabel("Radius"), r, 0)
         self.radius = QDoubleSpinBox()
         self.radius.setObjectName("brush_radius")
@@ -131,11 +153,11 @@ class StructuresPanel(QDockWidget):
         self.radius.setToolTip("Brush radius in mm ([ and ] change it)")
         self.radius.valueChanged.connect(lambda v: setattr(manager.options, "radius_mm", v))
         grid.addWidget(self.radius, r, 1)
-        self.sphere = QCheckBox("3-D sphere")
+        self.sphere = QCheckBox("3-D")
         self.sphere.setToolTip("Paint a sphere (several slices) instead of a disc on the view")
         self.sphere.toggled.connect(lambda on: setattr(manager.options, "sphere", on))
         grid.addWidget(self.sphere, r, 2, 1, 2)
-        self.hu_check = QCheckBox("HU window")
+        self.hu_check = QCheckBox("HU")
         self.hu_check.setToolTip("Paint and erase only voxels whose HU is inside the window")
         self.hu_low = QSpinBox()
         self.hu_high = QSpinBox()
@@ -147,12 +169,18 @@ class StructuresPanel(QDockWidget):
         self.hu_check.toggled.connect(self._hu_changed)
         grid.addWidget(self.hu_check, r + 1, 0)
         grid.addWidget(self.hu_low, r + 1, 1)
-        grid.addWidget(QLabel("to"), r + 1, 2, alignment=Qt.AlignmentFlag.AlignCenter)
+        grid.addWidget(QLabel("–"), r + 1, 2, alignment=Qt.AlignmentFlag.AlignCenter)
         grid.addWidget(self.hu_high, r + 1, 3)
         ops = self.window_.menus.contour_actions
-        for n, key in enumerate(("fill_between", "smooth", "keep_largest", "make_ptv")):
+        short = {
+            "fill_between": "Fill between",
+            "smooth": "Smooth",
+            "keep_largest": "Largest island",
+            "make_ptv": "Make PTV",
+        }
+        for n, key in enumerate(short):
             act = ops[key]
-            button = QPushButton(act.text().replace("&", "").rstrip("…"))
+            button = QPushButton(short[key])
             button.setObjectName(f"op_{key}")
             button.setToolTip(act.toolTip())
             button.clicked.connect(act.trigger)
@@ -190,6 +218,7 @@ class StructuresPanel(QDockWidget):
         doc = self.session.document
         structures = doc.plan.structures if doc is not None else ()
         manager = self.window_.tool_manager
+        self.empty_label.setVisible(doc is None)
         self._filling = True
         try:
             self.table.setRowCount(len(structures))
