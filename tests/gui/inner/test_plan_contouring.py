@@ -318,3 +318,44 @@ def _with_patient(plan: Plan, patient_id: str):
     from dataclasses import replace
 
     return replace(plan.ct, patient_id=patient_id, source_path=str(plan.ct.source_path))
+
+
+def test_approved_plan_is_read_only_until_a_new_revision(
+    window: MainWindow, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from planner.plan.commands import SetPrescription
+    from planner.plan.model import Prescription
+
+    w = window
+    pc = w.plan_controller
+    if w.session.document is not None and w.session.document.is_modified:
+        pc.save()
+    doc = pc.new_plan(from_case_masks=True)
+    assert doc is not None and structure(w, "GTV").voxel_count > 0  # the case's own GTV
+    doc.execute(SetPrescription(Prescription(110.0, structure(w, "GTV").id)))
+    doc.approve(user="physicist")
+    assert "approved" in w.windowTitle() and not w.menus.undo_action.isEnabled()
+    answers: list[QMessageBox.StandardButton] = [QMessageBox.StandardButton.No]
+    asked: list[str] = []
+
+    def question(parent, title, text, *args, **kwargs):
+        asked.append(text)
+        return answers.pop(0)
+
+    monkeypatch.setattr(QMessageBox, "question", staticmethod(question))
+    before = structure(w, "GTV").mask.copy()
+    w.tool_manager.set_current(structure(w, "GTV").id)
+    w.menus.tool_actions["brush"].trigger()
+    c = w.session.crosshair_mm
+    left_drag(w.axial_view, [c, c + np.array([30.0, 0.0, 0.0])])
+    assert asked and "read-only" in asked[0]
+    assert np.array_equal(structure(w, "GTV").mask, before), "an approved plan is never edited"
+    assert doc.plan.revision == 1 and doc.plan.is_approved
+    answers.append(QMessageBox.StandardButton.Yes)
+    left_drag(w.axial_view, [c + np.array([60.0, 0.0, 0.0])])
+    assert doc.plan.revision == 2 and doc.plan.status == "draft"
+    assert "rev 2" in w.windowTitle() and "draft" in w.windowTitle()
+    w.tool_manager.set_active(None)
+    if w.session.document is not None and w.session.document.is_modified:
+        pc.autosaver.remove()
+        pc.set_document(None)
