@@ -71,7 +71,7 @@ SMALL = 0.25
 #: Seeds are loaded up to this far outside the target (peripheral coverage).
 SEED_MARGIN_MM = 2.0
 #: No seed (planned or implanted) within this distance of CT below −300 HU.
-LUNG_REACH_MM = 2.0
+LUNG_REACH_MM = 3.0
 
 
 @dataclass(frozen=True)
@@ -284,7 +284,7 @@ def _implant(ph, needles, canal_mm, rng: np.random.Generator):
 
     def acceptable(pts: NDArray) -> bool:
         k = np.rint(g.world_to_zyx(pts)).astype(int)
-        margin = np.array([2, 12, 12])
+        margin = np.array([4, 12, 12])
         if np.any(k < margin) or np.any(k >= shape - margin):
             return False
         if np.any(lung_near[k[:, 0], k[:, 1], k[:, 2]]) or np.any(canal_mm[tuple(k.T)] < 1.5):
@@ -299,8 +299,8 @@ def _implant(ph, needles, canal_mm, rng: np.random.Generator):
         d0 = (tip - entry) / np.linalg.norm(tip - entry)
         t = [float((p - entry) @ d0) for p in pts]
         chosen = None
-        for attempt in range(60):
-            scale = 1.0 if attempt < 30 else 0.5 if attempt < 59 else 0.0
+        for attempt in range(121):
+            scale = 1.0 if attempt < 40 else 0.5 if attempt < 80 else 0.25 if attempt < 120 else 0.0
             e_mm = scale * _magnitude(rng, ENTRY_ERROR_MM)
             a_deg = scale * _magnitude(rng, ANGLE_ERROR_DEG)
             depth = scale * _magnitude(rng, DEPTH_ERROR_MM) * (1 if rng.random() < 0.5 else -1)
