@@ -138,11 +138,7 @@ def test_cycle_finder() -> None:
 
 #: Cycles closed only by a deferred (function-level) import, each to be removed by its owner;
 #: (importer, imported) of the deferred edge → why it is there. Nothing else may close a cycle.
-KNOWN_DEFERRED_CYCLE_EDGES = {
-    ("app.gui.layers.isodoses", "app.gui.planning_ui"): (
-        "IsodoseLayer reads live_view_name/_LIVE_AXIS from PlanningUI's module, which builds it"
-    ),
-}
+KNOWN_DEFERRED_CYCLE_EDGES: dict[tuple[str, str], str] = {}
 
 
 def _import_graph() -> tuple[dict[str, set[str]], set[tuple[str, str]]]:

@@ -40,6 +40,7 @@ from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QDockWidget, QMessageBox
 
 from app.gui.layers.base import Subscriptions
+from app.gui.views.live_views import LIVE_AXIS, live_view_name
 from app.gui.workers import Worker, start_worker
 from dose.errors import InputError
 from dose.progress import Cancelled
@@ -48,7 +49,6 @@ from planner.plan.model import Plan
 
 if TYPE_CHECKING:
     from app.gui.main_window import MainWindow
-    from app.gui.views.slice_view import SliceView
     from planner.plan.document import PlanChanged, PlanDocument
     from planner.plan.dosimetry import PlanDosimetry
     from planner.plan.needles import NeedleRow, NeedleWarning
@@ -59,13 +59,6 @@ __all__ = ["PlanningEvents", "PlanningUI", "install_planning_ui", "live_view_nam
 EXACT_DELAY_MS = 250
 #: Needle table and warnings refresh this long after the last edit (they scan the CT).
 TABLE_DELAY_MS = 120
-
-_LIVE_AXIS = {"axial": 2, "coronal": 1, "sagittal": 0}  # CT index axis (i, j, k) of a view
-
-
-def live_view_name(view: SliceView) -> ViewName:
-    """The :data:`planner.plan.live_dose.VIEWS` name of a 2-D view."""
-    return view.orientation.name.lower()  # type: ignore[return-value]
 
 
 class PlanningEvents:
@@ -192,7 +185,7 @@ class PlanningUI(QObject):
         plan = self.plan
         assert plan is not None
         ijk = plan.geometry.world_to_index(self.session.crosshair_mm)
-        return {v: int(np.rint(ijk[a])) for v, a in _LIVE_AXIS.items()}  # type: ignore[misc]
+        return {v: int(np.rint(ijk[a])) for v, a in LIVE_AXIS.items()}  # type: ignore[misc]
 
     def _on_plan_edited(self, change: PlanChanged) -> None:
         plan = change.plan
@@ -284,11 +277,11 @@ class PlanningUI(QObject):
         self.levels_percent = levels
         if self.live is not None:
             self.live.levels_percent = levels
-        self.events.live_changed.emit(frozenset(_LIVE_AXIS))
+        self.events.live_changed.emit(frozenset(LIVE_AXIS))
 
     def set_wash(self, on: bool) -> None:
         self.wash = bool(on)
-        self.events.live_changed.emit(frozenset(_LIVE_AXIS))
+        self.events.live_changed.emit(frozenset(LIVE_AXIS))
 
     # ------------------------------------------------------------------ table and warnings
     def refresh_table(self) -> None:

@@ -37,6 +37,7 @@ from vtkmodules.vtkRenderingCore import (
 
 from app.gui.layers.annotations import add_text
 from app.gui.layers.base import Layer
+from app.gui.views.live_views import LIVE_AXIS, live_view_name
 from planner.session.session import Session
 
 if TYPE_CHECKING:
@@ -97,8 +98,6 @@ class IsodoseLayer(Layer):
         super().__init__(view, session)
         self.slice_view = view
         self.planning = planning
-        from app.gui.planning_ui import live_view_name
-
         self.name = live_view_name(view)
         self.lines: dict[float, tuple[vtkPolyData, vtkActor]] = {}
         self.legend: list[vtkTextActor] = []
@@ -126,12 +125,10 @@ class IsodoseLayer(Layer):
 
     def aligned(self) -> bool:
         """True when this view shows a CT slice of the live dose's axis (not resliced)."""
-        from app.gui.planning_ui import _LIVE_AXIS
-
         view = self.slice_view
         if self.session.volume is None or view.is_resliced():
             return False
-        return view._slice_axis() == _LIVE_AXIS[self.name]
+        return view._slice_axis() == LIVE_AXIS[self.name]
 
     def _level_actor(self, percent: float) -> tuple[vtkPolyData, vtkActor]:
         if percent not in self.lines:
