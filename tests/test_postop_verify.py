@@ -4,73 +4,19 @@ its seeds moved a little and of the patient shifted rigidly; D90 from the detect
 
 from __future__ import annotations
 
-import datetime as dt
-
 import numpy as np
 import pytest
-import SimpleITK as sitk  # noqa: N813 (the conventional name)
 
-from planner.demo.phantom import generate_phantom
-from planner.imaging.volume import CTVolume, PatientInfo
 from planner.plan.dosimetry import compute_plan_dosimetry
-from planner.plan.model import Plan, Prescription, Seed, SourceSpec, Structure
-from planner.postop.register import _image
-from planner.postop.synthetic import PostopScene, needle_implant_scene, render_postop_ct
+from planner.plan.model import Plan, Seed, Structure
 from planner.postop.verify import verify_plan
+from tests.postop_builders import build_postop_case
 
 
 @pytest.fixture(scope="module")
 def case():
-    ph = generate_phantom(n_slices=40)
-    info = PatientInfo(
-        patient_id="VERIFY-1", patient_name="TEST^VERIFY", frame_of_reference_uid="1.2.3"
-    )
-    ct = CTVolume(ph.hu, ph.geometry, info)
-    g = ph.geometry
-    gtv = Structure.from_mask("st-gtv", "GTV", "target", ph.masks["GTV"], g)
-    cord = Structure.from_mask("st-cord", "SpinalCord", "oar", ph.masks["SpinalCord"], g)
-    scene = needle_implant_scene(
-        ph.masks["GTV"],
-        g,
-        rng=11,
-        clusters=False,
-        screw=False,
-        cement=False,
-        needle_spacing_mm=9.0,
-        seed_spacing_mm=8.0,
-        avoid_lung=ph.hu,
-    )
-    seeds = tuple(
-        Seed(id=f"sd-{i:03d}", position_mm=tuple(p), axis=tuple(a))
-        for i, (p, a) in enumerate(zip(scene.seeds_mm, scene.axes, strict=True))
-    )
-    plan = Plan.new(
-        ct,
-        structures=(gtv, cord),
-        prescription=Prescription(dose_gy=110.0, structure_id="st-gtv"),
-        source=SourceSpec(
-            model_id="6711",
-            strength_u=0.8,
-            calibration_date=dt.date(2026, 1, 1),
-            implant_date=dt.date(2026, 1, 1),
-        ),
-        seeds=seeds,
-        name="verify test",
-    )
-    # What was implanted: every seed displaced ~1 mm; the patient then moved rigidly.
-    rng = np.random.default_rng(5)
-    implanted = scene.seeds_mm + rng.normal(0.0, 0.8, scene.seeds_mm.shape)
-    centre = g.zyx_to_world(np.argwhere(ph.masks["GTV"]).mean(axis=0))
-    shift = sitk.Euler3DTransform()  # maps post-op points to planning points
-    shift.SetCenter(tuple(float(v) for v in centre))
-    shift.SetRotation(*np.radians([1.0, -0.8, 1.5]))
-    shift.SetTranslation((2.0, -1.5, 3.0))
-    moved = sitk.Resample(_image(ct), _image(ct), shift, sitk.sitkLinear, -1024.0)
-    base = CTVolume(sitk.GetArrayFromImage(moved).astype(np.int16), g, info)
-    inverse = shift.GetInverse()
-    in_postop = np.array([inverse.TransformPoint(tuple(p)) for p in implanted])
-    post = render_postop_ct(base, PostopScene(in_postop, scene.axes), rng=9)
-    return plan, ct, post, implanted
+    c = build_postop_case()
+    return c.plan, c.ct, c.postop, c.implanted_mm
 
 
 def test_verification_recovers_the_implant(case) -> None:

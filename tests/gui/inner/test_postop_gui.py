@@ -18,7 +18,7 @@ from app.gui.settings import Settings
 from planner.plan.document import PlanDocument
 from tests.gui.conftest import image_is_not_blank
 from tests.gui.inner._helpers import settle, wait_until
-from tests.gui.inner._postop_case import PostopCase, build_postop_case
+from tests.postop_builders import PostopCase, build_postop_case
 
 VERIFY_TIMEOUT_S = 180.0
 

@@ -1,5 +1,5 @@
-"""A plan and its post-op CT for the post-op GUI tests (as tests/test_postop_verify.py builds
-them): a plan on the demo phantom, every seed implanted ~1 mm off, the patient then shifted
+"""A plan and its post-op CT with known implanted seeds, for the verification and post-op GUI
+tests: a plan on the demo phantom, every seed implanted ~1 mm off, the patient then shifted
 rigidly (2, −1.5, 3 mm; 1°, −0.8°, 1.5°), rendered with partial volume, streaks and noise."""
 
 from __future__ import annotations
