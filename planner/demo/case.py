@@ -491,7 +491,9 @@ def write_demo_case_atomically(
 def ensure_demo_case(progress: Callable[[float, str], None] | None = None) -> Path:
     """The demo case in the user cache, generated on first use; returns the case folder."""
     case_dir = demo_cache_dir()
-    if is_demo_case(case_dir, complete=True):
+    manifest = _read_manifest(case_dir) or {}
+    # A cache written before the demo had its plan and post-op CT is regenerated.
+    if is_demo_case(case_dir, complete=True) and "plan" in manifest and "postop" in manifest:
         return case_dir
     return write_demo_case_atomically(
         case_dir, progress=progress, spec=PhantomSpec(), force=True, make_parents=True
