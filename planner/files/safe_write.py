@@ -70,6 +70,7 @@ __all__ = [
     "check_output_folder",
     "fsync_folder",
     "fsync_tree",
+    "kind_of_mode",
     "write_bytes",
     "write_text",
     "write_with",
@@ -90,7 +91,10 @@ class OutputExistsError(OutputError):
     """The target exists and ``force`` was not given (the GUI may ask and retry with force)."""
 
 
-def _kind(mode: int) -> str:
+def kind_of_mode(mode: int) -> str:
+    """What a ``st_mode`` is, in words ("file", "folder", "FIFO (named pipe)", …)."""
+    if stat.S_ISREG(mode):
+        return "file"
     if stat.S_ISDIR(mode):
         return "folder"
     if stat.S_ISCHR(mode):
@@ -127,13 +131,13 @@ def _resolve(target: Path) -> tuple[Path, os.stat_result | None]:
             )
         if not stat.S_ISREG(st.st_mode):
             raise OutputError(
-                f"is a symbolic link to {real}, a {_kind(st.st_mode)}; only regular files are "
-                "written",
+                f"is a symbolic link to {real}, a {kind_of_mode(st.st_mode)}; only regular files "
+                "are written",
                 target,
             )
         return real, st
     if not stat.S_ISREG(lst.st_mode):
-        raise OutputError(f"is a {_kind(lst.st_mode)}, not a regular file", target)
+        raise OutputError(f"is a {kind_of_mode(lst.st_mode)}, not a regular file", target)
     return Path(os.path.abspath(target)), lst
 
 
@@ -393,11 +397,11 @@ def check_output_folder(target: PathLike) -> Path:
         if st is None:
             raise OutputError(f"is a symbolic link to a missing folder ({real})", target)
         if not stat.S_ISDIR(st.st_mode):
-            kind = "regular file" if stat.S_ISREG(st.st_mode) else _kind(st.st_mode)
+            kind = "regular file" if stat.S_ISREG(st.st_mode) else kind_of_mode(st.st_mode)
             raise OutputError(f"is a symbolic link to {real}, a {kind}, not a folder", target)
         final = real
     elif lst is not None and not stat.S_ISDIR(lst.st_mode):
-        kind = "regular file" if stat.S_ISREG(lst.st_mode) else _kind(lst.st_mode)
+        kind = "regular file" if stat.S_ISREG(lst.st_mode) else kind_of_mode(lst.st_mode)
         raise OutputError(f"exists and is a {kind}, not a folder", target)
     _check_folder(final.parent, target)
     return final

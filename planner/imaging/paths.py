@@ -15,6 +15,8 @@ import stat
 from pathlib import Path
 from typing import BinaryIO
 
+from planner.files.safe_write import kind_of_mode
+
 __all__ = [
     "IMAGE_SUFFIXES",
     "SpecialFileError",
@@ -44,22 +46,6 @@ def is_image_file(path: str | Path) -> bool:
     return any(name.endswith(s) for s in IMAGE_SUFFIXES)
 
 
-def _kind_of_mode(mode: int) -> str:
-    if stat.S_ISREG(mode):
-        return "file"
-    if stat.S_ISDIR(mode):
-        return "folder"
-    if stat.S_ISFIFO(mode):
-        return "FIFO (named pipe)"
-    if stat.S_ISSOCK(mode):
-        return "socket"
-    if stat.S_ISCHR(mode):
-        return "character device"
-    if stat.S_ISBLK(mode):
-        return "block device"
-    return "special file"
-
-
 def _os_reason(exc: OSError) -> str:
     if exc.errno == errno.ELOOP:
         return "symlink loop (the link points back to itself)"
@@ -78,7 +64,7 @@ def path_kind(path: str | Path) -> str:
         return "dangling symlink" if os.path.islink(p) else "missing"
     except OSError as exc:
         return _os_reason(exc)
-    return _kind_of_mode(mode)
+    return kind_of_mode(mode)
 
 
 def regular_file_problem(path: str | Path) -> str:
@@ -103,7 +89,7 @@ def regular_file_problem(path: str | Path) -> str:
     except OSError as exc:
         return _os_reason(exc)
     if not stat.S_ISREG(st.st_mode):
-        kind = _kind_of_mode(st.st_mode)
+        kind = kind_of_mode(st.st_mode)
         return f"not a regular file: {f'symlink to a {kind} ({target})' if is_link else kind}"
     if not os.access(p, os.R_OK):
         return "unreadable: permission denied"
@@ -143,7 +129,7 @@ def open_regular(path: str | Path) -> BinaryIO:
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            raise SpecialFileError(p, f"not a regular file: {_kind_of_mode(st.st_mode)}")
+            raise SpecialFileError(p, f"not a regular file: {kind_of_mode(st.st_mode)}")
         if hasattr(os, "set_blocking"):
             os.set_blocking(fd, True)
         return os.fdopen(fd, "rb")
