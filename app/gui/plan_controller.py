@@ -328,7 +328,7 @@ class PlanController(QObject):
         choice = ask_recovery(candidate, self.window) if self._ask() else RecoveryChoice.LATER
         if choice is RecoveryChoice.RESTORE:
             restored = PlanDocument(restore(candidate), path=candidate.plan_path)
-            _mark_unsaved(restored)
+            restored.mark_unsaved()  # it differs from the plan file until saved
             return restored
         if choice is RecoveryChoice.DISCARD:
             discard(candidate)
@@ -466,9 +466,3 @@ def plan_title(doc: PlanDocument) -> str:
     plan = doc.plan
     name = plan.name or (doc.path.stem if doc.path else "unsaved plan")
     return f"{name} · rev {plan.revision} · {plan.status}"
-
-
-def _mark_unsaved(doc: PlanDocument) -> None:
-    """A restored autosave differs from the plan file: show it as unsaved (no undo step)."""
-    doc.history._clean = None  # same rule PlanDocument.approve() uses
-    doc._history_event()

@@ -150,6 +150,11 @@ class History:
         self._clean = len(self.undo_steps)
         self.seal()
 
+    def mark_unreachable(self) -> None:
+        """No state on the stacks is the saved one (the plan differs from its file)."""
+        self._clean = None
+        self.seal()
+
     def clear(self) -> None:
         self.undo_steps.clear()
         self.redo_steps.clear()
@@ -360,7 +365,7 @@ class PlanDocument:
             approved_utc=utc_now(),
         )
         self.history.clear()
-        self.history._clean = None  # the approval is not saved yet
+        self.history.mark_unreachable()  # the approval is not saved yet
         self._set_plan(plan, "approve", frozenset({"status"}))
         return plan
 
@@ -376,7 +381,7 @@ class PlanDocument:
             previous_sha256=plan_content_sha256(self._plan),
         )
         self.history.clear()
-        self.history._clean = None
+        self.history.mark_unreachable()
         self._set_plan(plan, "revision", frozenset({"status"}))
         return plan
 
@@ -386,6 +391,13 @@ class PlanDocument:
         self.history.clear()
         self._modified = False
         self._set_plan(plan, "load", _ALL)
+
+    def mark_unsaved(self) -> None:
+        """Show the current state as differing from the plan file (no undo step): a restored
+        autosave, or a plan read from somewhere other than its own file. Undo cannot reach a
+        saved state afterwards; the next :meth:`mark_saved` clears the mark."""
+        self.history.mark_unreachable()
+        self._history_event()
 
     def mark_saved(self, path: str | Path) -> None:
         """Record that the current state was written to ``path``."""
