@@ -102,6 +102,11 @@ class StructureDisplay:
         self.fill_2d = bool(fill)
         self.changed.emit("")
 
+    def set_fill_opacity(self, opacity: float) -> None:
+        """The fill's opacity (0-1), times each structure's own opacity."""
+        self.fill_opacity = float(np.clip(opacity, 0.0, 1.0))
+        self.changed.emit("")
+
 
 _DISPLAYS: weakref.WeakKeyDictionary[Session, StructureDisplay] = weakref.WeakKeyDictionary()
 

@@ -4,7 +4,9 @@ Table, one row per structure: visibility (with the colour swatch: double-click t
 colour), name (editable), role (target / organ at risk / other), volume in cm³ (voxel count ×
 voxel volume: the one volume rule, the volume under the DVH), opacity and lock. The selected
 row is the current structure the tools edit. Name, role and colour are document state
-(undoable edits); visibility, opacity and lock are view state.
+(undoable edits); visibility, opacity and lock are view state. Under the table: *Fill* (the
+2-D outlines filled) and the fill opacity (%, times the structure's own opacity), view state
+too (:class:`app.gui.layers.structures.StructureDisplay`).
 
 Below: the tools (navigate, brush, eraser, polygon, grow canal, grow cord, keep island) with the
 brush radius (mm), 2-D disc / 3-D sphere and the optional HU window, and the one-click
@@ -104,13 +106,29 @@ class StructuresPanel(QDockWidget):
         self.remove_button = QPushButton("Delete")
         self.remove_button.setToolTip("Delete the current structure (undoable)")
         self.remove_button.clicked.connect(window.contour_menu_remove_structure)
-        self.fill_check = QCheckBox("Fill outlines")
-        self.fill_check.setToolTip("Fill the 2-D outlines (25 % of the structure's opacity)")
-        self.fill_check.toggled.connect(self.display.set_fill)
+        self.fill_check = QCheckBox("Fill")
+        self.fill_check.setObjectName("fill_check")
+        self.fill_check.setToolTip(
+            "Fill the structures inside their outlines on the 2-D views (view state)"
+        )
+        self.fill_check.setChecked(self.display.fill_2d)
+        self.fill_check.toggled.connect(self._on_fill_toggled)
+        self.fill_opacity = QSpinBox()
+        self.fill_opacity.setObjectName("fill_opacity")
+        self.fill_opacity.setRange(5, 100)
+        self.fill_opacity.setSingleStep(5)
+        self.fill_opacity.setSuffix(" %")
+        self.fill_opacity.setValue(round(100 * self.display.fill_opacity))
+        self.fill_opacity.setToolTip(
+            "Fill opacity, times the structure's own opacity (the Opacity column)"
+        )
+        self.fill_opacity.setEnabled(self.display.fill_2d)
+        self.fill_opacity.valueChanged.connect(lambda v: self.display.set_fill_opacity(v / 100.0))
         row.addWidget(self.add_button)
         row.addWidget(self.remove_button)
         row.addStretch(1)
         row.addWidget(self.fill_check)
+        row.addWidget(self.fill_opacity)
         layout.addLayout(row)
         layout.addWidget(self._tools_box())
         body.setStyleSheet(_STYLE)
@@ -186,6 +204,10 @@ class StructuresPanel(QDockWidget):
             button.clicked.connect(act.trigger)
             grid.addWidget(button, r + 2 + n // 2, 2 * (n % 2), 1, 2)
         return box
+
+    def _on_fill_toggled(self, on: bool) -> None:
+        self.fill_opacity.setEnabled(on)
+        self.display.set_fill(on)
 
     def _hu_changed(self, *_args: object) -> None:
         opts = self.window_.tool_manager.options
