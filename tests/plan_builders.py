@@ -123,5 +123,6 @@ def plans_equal(a: Plan, b: Plan) -> bool:
         "approved_by",
         "approved_utc",
         "previous_sha256",
+        "registration",
     )
     return same_ct and all(getattr(a, f) == getattr(b, f) for f in fields)

@@ -199,6 +199,7 @@ def _format_1_0_file(plan) -> bytes:
         s["mask"] = {"file": s["mask"]["file"], "voxel_count": st.voxel_count}
         members[s["mask"]["file"]] = np.packbits(st.mask.ravel()).tobytes()
     del doc["source"]["entered_as"]
+    del doc["registration"]  # a 2.1 field
     members["plan.json"] = json.dumps(doc).encode()
     return _zip(_rehash(members, format_version="1.0"))
 
@@ -218,7 +219,7 @@ def test_format_1_0_is_migrated_in_memory_and_the_file_is_not_touched(tmp_path: 
     assert path.read_bytes() == data
     # Saving writes the current format.
     out = save_plan(loaded.plan, tmp_path / "new.seedplan")
-    assert json.loads(_members(out.read_bytes())["manifest.json"])["format_version"] == "2.0"
+    assert json.loads(_members(out.read_bytes())["manifest.json"])["format_version"] == "2.1"
 
 
 def test_other_ct_grid_masks_are_refused(tmp_path: Path) -> None:

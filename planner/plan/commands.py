@@ -33,6 +33,7 @@ from planner.plan.model import (
     Needle,
     Plan,
     Prescription,
+    Registration,
     Role,
     Seed,
     SourceSpec,
@@ -52,6 +53,7 @@ __all__ = [
     "SetGoals",
     "SetNeedlesAndSeeds",
     "SetPrescription",
+    "SetRegistration",
     "SetSource",
     "SetStatus",
     "StructureAdded",
@@ -68,7 +70,7 @@ class Change(Protocol):
     """What the history keeps of one applied edit."""
 
     #: Which parts of the plan changed: {"structures", "masks", "prescription", "source",
-    #: "needles", "seeds", "goals", "status"}.
+    #: "needles", "seeds", "goals", "status", "registration"}.
     what: frozenset[str]
     #: Ids of the structures whose mask or fields changed (empty for other edits).
     structure_ids: frozenset[str]
@@ -488,3 +490,17 @@ class SetStatus:
         if self.status not in ("draft", "reviewed"):
             raise ValueError("approve a plan with PlanDocument.approve(), not a SetStatus edit")
         return _field_command(plan, status=self.status)
+
+
+@dataclass(frozen=True)
+class SetRegistration:
+    """Store (None: remove) the post-op CT's registration to the plan's CT: the automatic
+    result of a verification, or one corrected by hand (one undoable step; consecutive manual
+    nudges of one review share ``merge_key`` and become one step)."""
+
+    registration: Registration | None
+    label: str = "Store registration"
+    merge_key: Hashable | None = None
+
+    def apply(self, plan: Plan) -> tuple[Plan, Change]:
+        return _field_command(plan, registration=self.registration)

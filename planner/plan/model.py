@@ -53,6 +53,7 @@ from planner.plan.masks import (
 )
 
 __all__ = [
+    "REGISTRATION_METHODS",
     "ROLES",
     "STATUSES",
     "CTReference",
@@ -60,6 +61,7 @@ __all__ = [
     "Needle",
     "Plan",
     "Prescription",
+    "Registration",
     "Role",
     "Seed",
     "SourceSpec",
@@ -457,6 +459,110 @@ class Goal:
             raise ValueError("a goal needs a metric and a finite value")
 
 
+# ====================================================================== registration
+#: How a stored registration was made: "mattes-mi-bone" (automatic, Mattes mutual information
+#: on bone, :mod:`planner.postop.register`) or "manual" (entered by hand, no optimiser).
+REGISTRATION_METHODS: tuple[str, ...] = ("mattes-mi-bone", "manual")
+_UTC_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
+_SHA_RE = re.compile(r"^[0-9a-f]{64}$")
+#: Tolerance of the rigidity check (‖RRᵀ − I‖, |det R − 1|, bottom row) of a stored matrix.
+RIGID_TOL = 1e-6
+Matrix4 = tuple[
+    tuple[float, float, float, float],
+    tuple[float, float, float, float],
+    tuple[float, float, float, float],
+    tuple[float, float, float, float],
+]
+
+
+@dataclass(frozen=True)
+class Registration:
+    """The rigid registration of a post-op CT to the plan's CT (post-implant verification).
+
+    postop_series_instance_uid / postop_frame_of_reference_uid / postop_geometry_sha256: the
+    post-op CT it belongs to (:func:`geometry_sha256` of its grid); postop_source_path: where
+    it was loaded from (information only). matrix_lps_mm: 4 × 4 homogeneous rigid map from the
+    post-op CT to the planning CT, ``x_plan = M · (x_postop, 1)`` (LPS mm; rotation block
+    orthonormal with det +1, bottom row 0 0 0 1). method: one of
+    :data:`REGISTRATION_METHODS`; metric_value: the optimiser's final metric (Mattes MI,
+    negative: lower is better), None when not optimised; registered_utc: when (ISO 8601 UTC);
+    nudged: True when the automatic result was corrected by hand.
+    """
+
+    postop_series_instance_uid: str
+    postop_frame_of_reference_uid: str
+    postop_geometry_sha256: str
+    matrix_lps_mm: Matrix4
+    method: str = "mattes-mi-bone"
+    metric_value: float | None = None
+    registered_utc: str = ""
+    nudged: bool = False
+    postop_source_path: str = ""
+
+    def __post_init__(self) -> None:
+        try:
+            m = np.asarray(self.matrix_lps_mm, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise ValueError("registration matrix must be a 4×4 matrix of numbers") from None
+        if m.shape != (4, 4):
+            raise ValueError(f"registration matrix must be 4×4, got shape {m.shape}")
+        if not np.all(np.isfinite(m)):
+            raise ValueError("registration matrix must hold finite numbers (no NaN or infinity)")
+        rot = m[:3, :3]
+        if (
+            np.abs(m[3] - (0.0, 0.0, 0.0, 1.0)).max() > RIGID_TOL
+            or np.abs(rot @ rot.T - np.eye(3)).max() > RIGID_TOL
+            or abs(float(np.linalg.det(rot)) - 1.0) > RIGID_TOL
+        ):
+            raise ValueError(
+                "registration matrix is not rigid (its 3×3 block must be a rotation, "
+                "its last row 0 0 0 1)"
+            )
+        if np.abs(m[:3, 3]).max() > 1e4:
+            raise ValueError("registration translation is larger than 10 m")
+        if self.method not in REGISTRATION_METHODS:
+            raise ValueError(
+                f"registration method {self.method!r} is not one of "
+                f"{', '.join(REGISTRATION_METHODS)}"
+            )
+        if self.metric_value is not None and not (
+            isinstance(self.metric_value, (int, float)) and math.isfinite(self.metric_value)
+        ):
+            raise ValueError("registration metric value must be a finite number or None")
+        if not _SHA_RE.match(self.postop_geometry_sha256):
+            raise ValueError("registration post-op geometry checksum is not a SHA-256")
+        if self.registered_utc and not _UTC_RE.match(self.registered_utc):
+            raise ValueError(f"registration time {self.registered_utc!r} is not ISO 8601 UTC")
+        if not isinstance(self.nudged, bool):
+            raise ValueError("registration 'nudged' must be true or false")
+        rows = tuple(tuple(float(v) + 0.0 for v in row) for row in m)
+        object.__setattr__(self, "matrix_lps_mm", rows)
+        if self.metric_value is not None:
+            object.__setattr__(self, "metric_value", float(self.metric_value))
+
+    @property
+    def matrix(self) -> NDArray[np.float64]:
+        """The 4 × 4 matrix as an array (a new one)."""
+        return np.asarray(self.matrix_lps_mm, dtype=np.float64)
+
+    @property
+    def rotation(self) -> NDArray[np.float64]:
+        """The 3 × 3 rotation block."""
+        return self.matrix[:3, :3]
+
+    @property
+    def translation_mm(self) -> NDArray[np.float64]:
+        """The translation (LPS mm)."""
+        return self.matrix[:3, 3]
+
+    def matches(self, ct: CTVolume) -> bool:
+        """True when this registration belongs to ``ct`` (same series and grid)."""
+        return (
+            ct.info.series_instance_uid == self.postop_series_instance_uid
+            and geometry_sha256(ct.geometry) == self.postop_geometry_sha256
+        )
+
+
 # ====================================================================== the plan
 @dataclass(frozen=True, eq=False)
 class Plan:
@@ -466,6 +572,8 @@ class Plan:
     starting revision + 1 (:meth:`planner.plan.document.PlanDocument.new_revision`).
     approved_by / approved_utc : who approved this revision and when (ISO 8601 UTC), or "".
     previous_sha256 : content checksum of the revision this one was started from ("" for 1).
+    registration : the post-op CT's registration to this plan's CT (post-implant
+    verification), or None (format 2.1).
     """
 
     plan_uid: str
@@ -483,8 +591,11 @@ class Plan:
     approved_by: str = ""
     approved_utc: str = ""
     previous_sha256: str = ""
+    registration: Registration | None = None
 
     def __post_init__(self) -> None:
+        if self.registration is not None and not isinstance(self.registration, Registration):
+            raise ValueError("a plan's registration must be a Registration record or None")
         object.__setattr__(self, "structures", tuple(self.structures))
         object.__setattr__(self, "needles", tuple(self.needles))
         object.__setattr__(self, "seeds", tuple(self.seeds))

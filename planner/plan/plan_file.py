@@ -27,7 +27,9 @@ full disk, read-only folder) the previous file stays byte-identical and an
 
 Format history: 1.0 stored each mask on the whole CT grid (no box) and no ``entered_as`` for
 the strength; it was the first draft of this layout and no release wrote it, but its migration
-to 2.0 is kept and tested as the pattern for every later change of the format.
+to 2.0 is kept and tested as the pattern for every later change of the format. 2.1 adds the
+optional ``registration`` record (the post-op CT's rigid registration to the plan's CT, from
+post-implant verification); a 2.0 file reads as a plan without one and is saved as 2.1.
 """
 
 from __future__ import annotations
@@ -63,7 +65,7 @@ __all__ = [
 ]
 
 FORMAT = "seedplan-plan"
-FORMAT_VERSION = (2, 0)
+FORMAT_VERSION = (2, 1)
 PLAN_SUFFIX = ".seedplan"
 _MAX_JSON_BYTES = 64 * 2**20
 _ZIP_TIME = (2000, 1, 1, 0, 0, 0)  # fixed member timestamps: equal plans give equal bytes
@@ -262,9 +264,21 @@ def _migrate_1_0_to_2_0(doc: dict[str, Any], members: dict[str, bytes]) -> dict[
     return doc
 
 
+def _migrate_2_0_to_2_1(doc: dict[str, Any], members: dict[str, bytes]) -> dict[str, Any]:
+    """2.0 → 2.1: plans gain the optional ``registration`` record (2.0 had none)."""
+    if not isinstance(doc, dict):
+        raise InputError("plan.json (format 2.0) cannot be migrated: not a JSON object")
+    if "registration" in doc:
+        raise InputError("plan.json (format 2.0) has a 'registration' key (a 2.1 field)")
+    doc = dict(doc)  # never mutate what was read (the other values are not changed)
+    doc["registration"] = None
+    return doc
+
+
 #: One-way migrations of plan.json: from version → (to version, function(doc, members)).
 MIGRATIONS: dict[tuple[int, int], tuple[tuple[int, int], Callable[..., dict[str, Any]]]] = {
     (1, 0): ((2, 0), _migrate_1_0_to_2_0),
+    (2, 0): ((2, 1), _migrate_2_0_to_2_1),
 }
 
 
@@ -360,7 +374,10 @@ def load_plan(path: str | Path) -> LoadedPlan:
         v = version
         while v != FORMAT_VERSION:
             v, fn = MIGRATIONS[v]
-            doc = fn(doc, blobs)
+            try:
+                doc = fn(doc, blobs)
+            except InputError as exc:  # a migration names no file: this one
+                raise InputError(exc.problem, exc.path or path) from None
 
         def read_mask(rec: MaskRecord, where: str) -> PackedBox:
             data = member(rec.member, rec.n_bytes)

@@ -22,6 +22,7 @@ from dose.errors import InputError
 from dose.geometry import GridGeometry
 from planner.plan.masks import Box, PackedBox, bounding_box, box_shape
 from planner.plan.model import (
+    REGISTRATION_METHODS,
     ROLES,
     STATUSES,
     CTReference,
@@ -29,6 +30,7 @@ from planner.plan.model import (
     Needle,
     Plan,
     Prescription,
+    Registration,
     Seed,
     SourceSpec,
     Structure,
@@ -131,6 +133,7 @@ def plan_to_doc(plan: Plan) -> tuple[dict[str, Any], dict[str, PackedBox]]:
             }
             for s in plan.seeds
         ],
+        "registration": _registration_doc(plan.registration),
         "goals": [
             {
                 "id": g_.id,
@@ -144,6 +147,22 @@ def plan_to_doc(plan: Plan) -> tuple[dict[str, Any], dict[str, PackedBox]]:
         ],
     }
     return doc, masks
+
+
+def _registration_doc(reg: Registration | None) -> dict[str, Any] | None:
+    if reg is None:
+        return None
+    return {
+        "postop_series_instance_uid": reg.postop_series_instance_uid,
+        "postop_frame_of_reference_uid": reg.postop_frame_of_reference_uid,
+        "postop_geometry_sha256": reg.postop_geometry_sha256,
+        "postop_source_path": reg.postop_source_path,
+        "matrix_lps_mm": [list(row) for row in reg.matrix_lps_mm],
+        "method": reg.method,
+        "metric_value": reg.metric_value,
+        "registered_utc": reg.registered_utc,
+        "nudged": reg.nudged,
+    }
 
 
 # ====================================================================== reading
@@ -275,6 +294,18 @@ _PLAN_KEYS = {
     "needles",
     "seeds",
     "goals",
+    "registration",
+}
+_REGISTRATION_KEYS = {
+    "postop_series_instance_uid",
+    "postop_frame_of_reference_uid",
+    "postop_geometry_sha256",
+    "postop_source_path",
+    "matrix_lps_mm",
+    "method",
+    "metric_value",
+    "registered_utc",
+    "nudged",
 }
 _STRUCTURE_KEYS = {"id", "name", "role", "color_rgb", "origin", "volume_cm3", "mask"}
 _MASK_KEYS = {"file", "encoding", "box_zyx", "voxel_count"}
@@ -307,6 +338,50 @@ def _geometry(r: SchemaReader, value: Any, where: str) -> GridGeometry:
     ]
     return r.build(
         where, GridGeometry, shape_t, np.asarray(origin), np.asarray(spacing), np.asarray(direction)
+    )
+
+
+def _registration(r: SchemaReader, value: Any, where: str) -> Registration | None:
+    """The plan's post-op registration (format 2.1), or None; refuses a matrix that is not
+    4 × 4, holds a non-finite number or is not rigid, naming the field."""
+    if value is None:
+        return None
+    d = r.obj(value, where, _REGISTRATION_KEYS)
+    rows = r.list_(d["matrix_lps_mm"], f"{where}.matrix_lps_mm")
+    if len(rows) != 4:
+        raise r.fail(f"{where}.matrix_lps_mm", f"expected a 4×4 matrix, got {len(rows)} rows")
+    matrix = tuple(
+        tuple(r.vec(row, f"{where}.matrix_lps_mm[{i}]", n=4)) for i, row in enumerate(rows)
+    )
+    nudged = d["nudged"]
+    if not isinstance(nudged, bool):
+        raise r.fail(f"{where}.nudged", f"expected true or false, got {type(nudged).__name__}")
+    return r.build(
+        f"{where}.matrix_lps_mm",
+        Registration,
+        postop_series_instance_uid=r.str_(
+            d["postop_series_instance_uid"], f"{where}.postop_series_instance_uid", max_len=64
+        ),
+        postop_frame_of_reference_uid=r.str_(
+            d["postop_frame_of_reference_uid"],
+            f"{where}.postop_frame_of_reference_uid",
+            max_len=64,
+        ),
+        postop_geometry_sha256=r.str_(
+            d["postop_geometry_sha256"],
+            f"{where}.postop_geometry_sha256",
+            max_len=64,
+            pattern=_SHA_RE,
+            empty=False,
+        ),
+        postop_source_path=r.str_(
+            d["postop_source_path"], f"{where}.postop_source_path", max_len=4096
+        ),
+        matrix_lps_mm=matrix,
+        method=r.choice(d["method"], f"{where}.method", REGISTRATION_METHODS),
+        metric_value=r.opt(d["metric_value"], r.num, f"{where}.metric_value"),
+        registered_utc=r.utc(d["registered_utc"], f"{where}.registered_utc"),
+        nudged=nudged,
     )
 
 
@@ -501,4 +576,5 @@ def plan_from_doc(
         approved_by=r.str_(d["approved_by"], "approved_by", max_len=256),
         approved_utc=r.utc(d["approved_utc"], "approved_utc"),
         previous_sha256=r.sha(d["previous_sha256"], "previous_sha256"),
+        registration=_registration(r, d["registration"], "registration"),
     )

@@ -27,9 +27,10 @@ from planner.imaging.volume import CTVolume
 from planner.plan.dosimetry import PlanDosimetry, compute_plan_dosimetry
 from planner.plan.model import Plan, Seed
 from planner.postop.detect import SEED_LENGTH_MM, DetectionResult
+from planner.postop.locations import locate_seeds
 from planner.postop.match import match_seeds, needle_deviations
 from planner.postop.register import RegistrationResult, RigidTransform
-from planner.postop.verify import Verification, compare_dosimetry
+from planner.postop.verify import Verification, compare_dosimetry, location_rows
 
 __all__ = ["EditedSeeds", "PostopReview", "SeedEdits", "nudge_transform", "reverify"]
 
@@ -242,10 +243,34 @@ class PostopReview:
         self.transform = self.automatic
         self.edits = SeedEdits(EditedSeeds.from_detection(verification.detection))
         self._nudges: list[RigidTransform] = []
+        #: The registration the review started from was stored in the plan already corrected
+        #: by hand: it stays "nudged" until the automatic registration is run again.
+        stored = verification.registration_record
+        self._base_nudged = bool(stored is not None and stored.nudged)
 
     @property
     def nudged(self) -> bool:
-        return self.transform != self.automatic
+        return self._base_nudged or self.transform != self.automatic
+
+    def set_transform(self, transform: RigidTransform, *, nudged: bool | None = None) -> bool:
+        """Show ``transform`` (a stored registration restored by undo/redo in the plan's
+        history); the nudges made so far stay undoable. False when it is already shown."""
+        if nudged is not None and transform == self.automatic:
+            self._base_nudged = bool(nudged)
+        if transform == self.transform:
+            return False
+        self._nudges.append(self.transform)
+        self.transform = transform
+        self.transform_changed.emit(transform)
+        return True
+
+    def set_automatic(self, transform: RigidTransform) -> None:
+        """A new automatic registration (re-run): it becomes the base and is shown."""
+        self._nudges.append(self.transform)
+        self.automatic = transform
+        self._base_nudged = False
+        self.transform = transform
+        self.transform_changed.emit(transform)
 
     def nudge(
         self,
@@ -295,6 +320,7 @@ class PostopReview:
             planning_ct,
             self.edits.seeds,
             self.transform,
+            nudged=self.nudged,
             progress=progress,
             cancel=cancel,
         )
@@ -318,12 +344,15 @@ def reverify(
     transform: RigidTransform,
     *,
     planned: PlanDosimetry | None = None,
+    nudged: bool | None = None,
     progress: ProgressFn | None = None,
     cancel: CancelFn | None = None,
 ) -> Verification:
     """The verification of ``plan`` with reviewed ``seeds`` (post-op frame) and ``transform``:
-    matching, needle deviations and the post-plan dose (same formalism and gate as ``base``)
-    are recomputed; the planned dosimetry is reused from ``base`` (or ``planned``)."""
+    matching, needle deviations, seed locations and the post-plan dose (same formalism, gate
+    and migration distance as ``base``) are recomputed; the planned dosimetry is reused from
+    ``base`` (or ``planned``). The implanted plan's registration record gets ``transform`` and
+    ``nudged`` (default: ``transform`` differs from ``base``'s, or ``base``'s was nudged)."""
     if not len(seeds):
         raise InputError("no seeds left to verify (every detected seed was deleted)")
     report(progress, 0.0, "matching seeds")
@@ -352,14 +381,32 @@ def reverify(
     )
     if edited:
         warnings.append(f"seeds reviewed by hand: {edited} added, deleted, merged or split")
-    if transform != base.registration.transform:
+    record = base.registration_record
+    if nudged is None:
+        nudged = transform != base.registration.transform or bool(record and record.nudged)
+    if nudged:
         warnings.append("registration corrected by hand (manual nudge)")
+    if record is not None:
+        record = replace(record, matrix_lps_mm=transform.matrix4(), nudged=bool(nudged))  # type: ignore[arg-type]
     implanted_plan = base.implanted_plan.evolve(
         seeds=tuple(
             Seed(id=f"sd-postop-{i + 1:03d}", position_mm=tuple(p), axis=tuple(a))
             for i, (p, a) in enumerate(zip(implanted, axes, strict=True))
-        )
+        ),
+        registration=record,
     )
+    migration_mm = base.locations.migration_mm if base.locations is not None else 10.0
+    reference = base.intraop_plan if base.intraop_plan is not None else plan
+    locations = locate_seeds(reference, implanted, migration_mm=migration_mm)
+    planned_locations = base.planned_locations or locate_seeds(
+        plan, planned_mm, migration_mm=migration_mm
+    )
+    warnings = [w for w in warnings if " migrated: " not in w]
+    if locations.of("migrated"):
+        warnings.append(
+            f"{len(locations.of('migrated'))} seed(s) migrated: outside the target and more "
+            f"than {migration_mm:g} mm from every planned needle"
+        )
     postop = compute_plan_dosimetry(
         implanted_plan,
         planning_ct,
@@ -379,7 +426,13 @@ def reverify(
         implanted_mm=implanted,
         planned=planned_dose,
         postop=postop,
-        comparison=compare_dosimetry(planned_dose, postop),
+        comparison=compare_dosimetry(planned_dose, postop, base.intraop)
+        + location_rows(planned_locations, locations, base.intraop_locations),
         formalism=base.formalism,
         warnings=warnings,
+        locations=locations,
+        planned_locations=planned_locations,
+        intraop=base.intraop,
+        intraop_plan=base.intraop_plan,
+        intraop_locations=base.intraop_locations,
     )

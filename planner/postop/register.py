@@ -9,7 +9,8 @@ clouds' centroids), then optimised with regular-step gradient descent over two r
 levels (shrink 4 and 2; at 2 the sampling is still finer than a seed's placement error).
 
 The result is the rigid map ``x_plan = R · x_postop + t`` (LPS mm), stored in the plan as a
-3 × 3 rotation and a translation; :meth:`RigidTransform.nudged` applies a manual correction.
+4 × 4 matrix (:class:`planner.plan.model.Registration`, :meth:`RigidTransform.matrix4`);
+:meth:`RigidTransform.nudged` applies a manual correction.
 """
 
 from __future__ import annotations
@@ -70,6 +71,28 @@ class RigidTransform:
             "translation_mm": list(self.translation_mm),
         }
 
+    def matrix4(self) -> tuple[tuple[float, float, float, float], ...]:
+        """The 4 × 4 homogeneous matrix (``x_plan = M · (x_postop, 1)``, LPS mm), as stored in
+        the plan (:class:`planner.plan.model.Registration`)."""
+        return (
+            *(
+                (*(float(v) for v in row), float(t))
+                for row, t in zip(self.rotation, self.translation_mm, strict=True)
+            ),
+            (0.0, 0.0, 0.0, 1.0),
+        )  # type: ignore[return-value]
+
+    @classmethod
+    def from_matrix4(cls, matrix: ArrayLike) -> RigidTransform:
+        """The transform of a 4 × 4 rigid matrix (e.g. a stored registration's)."""
+        m = np.asarray(matrix, dtype=np.float64)
+        if m.shape != (4, 4):
+            raise InputError(f"a rigid transform needs a 4×4 matrix, got shape {m.shape}")
+        return cls(
+            tuple(tuple(float(v) for v in r) for r in m[:3, :3]),
+            tuple(float(v) for v in m[:3, 3]),
+        )
+
     @classmethod
     def from_dict(cls, d: dict) -> RigidTransform:  # type: ignore[type-arg]
         rot = np.asarray(d["rotation"], dtype=np.float64)
@@ -84,7 +107,7 @@ class RigidTransform:
 @dataclass(frozen=True)
 class RegistrationResult:
     transform: RigidTransform
-    metric_value: float  # final Mattes MI (negative: lower is better)
+    metric_value: float | None  # final Mattes MI (negative: lower is better); None: not run
     iterations: int
     initialised_by: str  # "geometry" or "seed clouds"
     stop_reason: str

@@ -15,7 +15,16 @@ and the cohort re-analysis run:
    the same :func:`planner.plan.dosimetry.compute_plan_dosimetry` as the plan itself — with the
    1D point-source formalism by default, the convention when seed orientation is uncertain, or
    2D with the detected axes (``formalism="2d"``), and labelled so;
-5. every metric of both is compared (planned, post-op, difference).
+5. every metric of both is compared (planned, post-op, difference) — with a third column
+   (intra-op) when an intra-operative re-plan is given (``intraop``: a plan on the same CT);
+6. every seed, planned and implanted, is located (:mod:`planner.postop.locations`): inside
+   the target, outside it, or migrated far from every planned needle track (the intra-op
+   re-plan's needles when one is given); the counts join the comparison (structure "Seeds").
+
+The registration is recorded as a :class:`planner.plan.model.Registration` (post-op CT
+reference, 4 × 4 matrix, method, metric, time, nudged) in ``implanted_plan.registration``.
+Given ``registration`` (one stored in the plan, for this post-op CT), it is used as it is and
+the automatic registration is skipped.
 
 Nothing here changes the plan: the implanted plan is a new value (``implanted_plan``).
 """
@@ -32,12 +41,25 @@ from dose.errors import InputError
 from dose.progress import CancelFn, ProgressFn, report, sub_progress
 from planner.imaging.volume import CTVolume
 from planner.plan.dosimetry import PlanDosimetry, compute_plan_dosimetry
-from planner.plan.model import Plan, Seed
+from planner.plan.model import Plan, Registration, Seed, geometry_sha256
 from planner.postop.detect import DetectionResult, detect_seeds
+from planner.postop.locations import DEFAULT_MIGRATION_MM, SeedLocations, locate_seeds
 from planner.postop.match import MatchResult, NeedleDeviation, match_seeds, needle_deviations
-from planner.postop.register import RegistrationResult, register_rigid
+from planner.postop.register import RegistrationResult, RigidTransform, register_rigid
 
-__all__ = ["ComparisonRow", "Verification", "compare_dosimetry", "verify_plan"]
+__all__ = [
+    "SEED_COUNT_STRUCTURE",
+    "ComparisonRow",
+    "Verification",
+    "compare_dosimetry",
+    "location_rows",
+    "registration_record",
+    "stored_registration_result",
+    "verify_plan",
+]
+
+#: The comparison's pseudo-structure holding the seed counts (planned vs implanted).
+SEED_COUNT_STRUCTURE = "Seeds"
 
 
 @dataclass(frozen=True)
@@ -49,6 +71,7 @@ class ComparisonRow:
     unit: str
     planned: float | None
     postop: float | None
+    intraop: float | None = None
 
     @property
     def difference(self) -> float | None:
@@ -62,6 +85,7 @@ class ComparisonRow:
             "metric": self.metric,
             "unit": self.unit,
             "planned": self.planned,
+            "intraop": self.intraop,
             "postop": self.postop,
             "difference": self.difference,
         }
@@ -82,6 +106,18 @@ class Verification:
     comparison: list[ComparisonRow]
     formalism: str
     warnings: list[str] = field(default_factory=list)
+    #: Where each implanted seed (row of ``implanted_mm``) and each planned seed lies.
+    locations: SeedLocations | None = None
+    planned_locations: SeedLocations | None = None
+    #: The intra-operative re-plan's dosimetry (the comparison's third column), or None.
+    intraop: PlanDosimetry | None = None
+    intraop_plan: Plan | None = None
+    intraop_locations: SeedLocations | None = None
+
+    @property
+    def registration_record(self) -> Registration | None:
+        """The registration as stored in the implanted plan (and in the GUI's document)."""
+        return self.implanted_plan.registration
 
     def row(self, structure: str, metric: str) -> ComparisonRow:
         for r in self.comparison:
@@ -91,9 +127,10 @@ class Verification:
 
     def summary(self) -> str:
         n_plan = len(self.match.pairs) + len(self.match.unmatched_planned)
+        where = f"; {self.locations.summary()}" if self.locations is not None else ""
         return (
             f"{len(self.implanted_mm)} seeds found ({n_plan} planned); "
-            f"{self.match.summary()}; post-op dose {self.formalism.upper()} formalism"
+            f"{self.match.summary()}{where}; post-op dose {self.formalism.upper()} formalism"
         )
 
 
@@ -107,8 +144,17 @@ def _unit(key: str) -> str:
     return ""
 
 
-def compare_dosimetry(planned: PlanDosimetry, postop: PlanDosimetry) -> list[ComparisonRow]:
-    """Every numeric metric of every target and organ at risk, planned vs post-op."""
+def _finite(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def compare_dosimetry(
+    planned: PlanDosimetry, postop: PlanDosimetry, intraop: PlanDosimetry | None = None
+) -> list[ComparisonRow]:
+    """Every numeric metric of every target and organ at risk, planned vs post-op (and the
+    intra-op re-plan's value when ``intraop`` is given; None where it lacks the structure)."""
     rows: list[ComparisonRow] = []
     for name, m in planned.metrics.items():
         other = postop.metrics.get(name)
@@ -121,6 +167,9 @@ def compare_dosimetry(planned: PlanDosimetry, postop: PlanDosimetry) -> list[Com
             if key.startswith("alpha_beta") or key == "volume_cm3":
                 continue
             v2 = b.get(key)
+            intra = None
+            if intraop is not None and name in intraop.metrics:
+                intra = _finite(intraop.metrics[name].to_dict().get(key))
             rows.append(
                 ComparisonRow(
                     name,
@@ -128,9 +177,79 @@ def compare_dosimetry(planned: PlanDosimetry, postop: PlanDosimetry) -> list[Com
                     _unit(key),
                     float(value) if value is not None and math.isfinite(value) else None,
                     float(v2) if isinstance(v2, (int, float)) and math.isfinite(v2) else None,
+                    intra,
                 )
             )
     return rows
+
+
+def location_rows(
+    planned: SeedLocations, implanted: SeedLocations, intraop: SeedLocations | None = None
+) -> list[ComparisonRow]:
+    """The seed counts, planned vs implanted (structure :data:`SEED_COUNT_STRUCTURE`): all
+    seeds, inside the target, outside it, migrated (unit "seeds")."""
+    a, b = planned.counts(), implanted.counts()
+    c = intraop.counts() if intraop is not None else None
+    rows = [
+        ComparisonRow(
+            SEED_COUNT_STRUCTURE,
+            "seeds_total",
+            "seeds",
+            float(len(planned)),
+            float(len(implanted)),
+            None if intraop is None else float(len(intraop)),
+        )
+    ]
+    for key in ("inside", "outside", "migrated"):
+        rows.append(
+            ComparisonRow(
+                SEED_COUNT_STRUCTURE,
+                f"seeds_{key}",
+                "seeds",
+                float(a[key]),
+                float(b[key]),
+                None if c is None else float(c[key]),
+            )
+        )
+    return rows
+
+
+def registration_record(
+    transform: RigidTransform,
+    postop_ct: CTVolume,
+    *,
+    method: str = "mattes-mi-bone",
+    metric_value: float | None = None,
+    nudged: bool = False,
+    registered_utc: str | None = None,
+) -> Registration:
+    """The plan's record of ``transform`` (post-op → planning) for ``postop_ct``, now."""
+    from planner.plan.clock import utc_now
+
+    info = postop_ct.info
+    return Registration(
+        postop_series_instance_uid=info.series_instance_uid[:64],
+        postop_frame_of_reference_uid=info.frame_of_reference_uid[:64],
+        postop_geometry_sha256=geometry_sha256(postop_ct.geometry),
+        matrix_lps_mm=transform.matrix4(),  # type: ignore[arg-type]
+        method=method,
+        metric_value=_finite(metric_value),
+        registered_utc=registered_utc or utc_now(),
+        nudged=nudged,
+        postop_source_path=str(postop_ct.source_path or "")[:4096],
+    )
+
+
+def stored_registration_result(stored: Registration) -> RegistrationResult:
+    """A :class:`RegistrationResult` for a registration stored in the plan (no optimiser run)."""
+    return RegistrationResult(
+        transform=RigidTransform.from_matrix4(stored.matrix),
+        metric_value=stored.metric_value,
+        iterations=0,
+        initialised_by="stored in the plan",
+        stop_reason=f"stored registration ({stored.method}, {stored.registered_utc or 'undated'}"
+        + (", corrected by hand)" if stored.nudged else ")"),
+    )
 
 
 def _target_centre_mm(plan: Plan) -> NDArray[np.float64] | None:
@@ -154,6 +273,9 @@ def verify_plan(
     formalism: str = "1d",
     gate_mm: float = 10.0,
     expected: int | None = None,
+    registration: Registration | None = None,
+    intraop: Plan | None = None,
+    migration_mm: float = DEFAULT_MIGRATION_MM,
     progress: ProgressFn | None = None,
     cancel: CancelFn | None = None,
 ) -> Verification:
@@ -161,12 +283,27 @@ def verify_plan(
 
     ``planning_ct`` must be the plan's CT (checked). ``expected``: seeds implanted (default:
     the plan's seed count). ``formalism``: "1d" (default) or "2d" with detected axes.
+    ``registration``: a stored registration of this post-op CT (checked: same series and grid)
+    to use instead of registering. ``intraop``: the intra-operative re-plan (on the plan's CT,
+    checked) for the comparison's third column. ``migration_mm``: a seed outside the target
+    farther than this from every planned needle track is "migrated".
     """
     if formalism not in ("1d", "2d"):
         raise InputError(f"unknown formalism {formalism!r}; use '1d' or '2d'")
     warnings = list(plan.check_ct(planning_ct))
     if not plan.seeds:
         raise InputError("the plan has no seeds to verify")
+    if registration is not None and not registration.matches(postop_ct):
+        raise InputError(
+            "the stored registration belongs to another post-op CT (series "
+            f"{registration.postop_series_instance_uid or '(none)'}, other grid or series)"
+        )
+    if intraop is not None:
+        intraop.check_ct(planning_ct, where="the intra-op plan")
+        if not intraop.seeds:
+            raise InputError("the intra-op plan has no seeds")
+    if not (math.isfinite(migration_mm) and migration_mm > 0):
+        raise InputError(f"the migration distance must be > 0 mm, got {migration_mm:g}")
     n_expected = len(plan.seeds) if expected is None else int(expected)
     report(progress, 0.0, "detecting seeds")
     detection = detect_seeds(
@@ -176,15 +313,20 @@ def verify_plan(
     if not detection.seeds:
         raise InputError("no seeds were found on the post-op CT")
     planned_mm = np.array([s.position_mm for s in plan.seeds], dtype=np.float64)
-    registration = register_rigid(
-        planning_ct,
-        postop_ct,
-        around_mm=_target_centre_mm(plan),
-        progress=sub_progress(progress, 0.3, 0.55),
-        cancel=cancel,
-    )
-    implanted = registration.transform.apply(detection.positions_mm)
-    axes = registration.transform.apply_vectors(detection.axes)
+    if registration is not None:
+        result = stored_registration_result(registration)
+        record = registration
+    else:
+        result = register_rigid(
+            planning_ct,
+            postop_ct,
+            around_mm=_target_centre_mm(plan),
+            progress=sub_progress(progress, 0.3, 0.55),
+            cancel=cancel,
+        )
+        record = registration_record(result.transform, postop_ct, metric_value=result.metric_value)
+    implanted = result.transform.apply(detection.positions_mm)
+    axes = result.transform.apply_vectors(detection.axes)
     match = match_seeds(planned_mm, implanted, gate_mm=gate_mm)
     needles = needle_deviations(
         match,
@@ -206,10 +348,34 @@ def verify_plan(
         needles=(),
         status="draft",
         name=(plan.name + " (post-op)").strip(),
+        registration=record,
+        approved_by="",
+        approved_utc="",
     )
+    # Implanted seeds are located against the needles actually used: the intra-op re-plan's
+    # when there is one.
+    reference = intraop if intraop is not None else plan
+    locations = locate_seeds(reference, implanted, migration_mm=migration_mm)
+    planned_locations = locate_seeds(plan, planned_mm, migration_mm=migration_mm)
+    if locations.of("migrated"):
+        warnings.append(
+            f"{len(locations.of('migrated'))} seed(s) migrated: outside the target and more "
+            f"than {migration_mm:g} mm from every planned needle"
+        )
+    split = 0.75 if intraop is None else 0.65
     planned_dose = compute_plan_dosimetry(
-        plan, planning_ct, progress=sub_progress(progress, 0.55, 0.75), cancel=cancel
+        plan, planning_ct, progress=sub_progress(progress, 0.55, split), cancel=cancel
     )
+    intraop_dose = intraop_locations = None
+    if intraop is not None:
+        intraop_dose = compute_plan_dosimetry(
+            intraop, planning_ct, progress=sub_progress(progress, 0.65, 0.75), cancel=cancel
+        )
+        intraop_locations = locate_seeds(
+            intraop,
+            np.array([s.position_mm for s in intraop.seeds], dtype=np.float64),
+            migration_mm=migration_mm,
+        )
     postop_dose = compute_plan_dosimetry(
         implanted_plan,
         planning_ct,
@@ -220,14 +386,20 @@ def verify_plan(
     report(progress, 1.0, "verified")
     return Verification(
         detection=detection,
-        registration=registration,
+        registration=result,
         match=match,
         needles=needles,
         implanted_plan=implanted_plan,
         implanted_mm=implanted,
         planned=planned_dose,
         postop=postop_dose,
-        comparison=compare_dosimetry(planned_dose, postop_dose),
+        comparison=compare_dosimetry(planned_dose, postop_dose, intraop_dose)
+        + location_rows(planned_locations, locations, intraop_locations),
         formalism=formalism,
         warnings=warnings,
+        locations=locations,
+        planned_locations=planned_locations,
+        intraop=intraop_dose,
+        intraop_plan=intraop,
+        intraop_locations=intraop_locations,
     )

@@ -1,0 +1,186 @@
+"""The post-op registration stored in the plan (issue 13): the Registration record, its command
+through the history, the .seedplan 2.1 format with its strict validation and the tested one-way
+migration 2.0 → 2.1."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dose.errors import InputError
+from planner.plan.commands import SetRegistration
+from planner.plan.document import PlanDocument, PlanLockedError
+from planner.plan.model import Registration, geometry_sha256
+from planner.plan.plan_file import FORMAT_VERSION, load_plan, plan_file_bytes, save_plan
+from planner.postop.register import RigidTransform
+from planner.postop.verify import registration_record, stored_registration_result
+from tests.plan_builders import full_plan, plans_equal, small_ct
+from tests.test_plan_file import _members, _one_line_naming, _rehash, _zip
+
+
+def _transform() -> RigidTransform:
+    return RigidTransform().nudged(shift_mm=(2.0, -1.5, 3.0), rotation_deg=(1.0, -0.8, 1.5))
+
+
+def _record(**changes: object) -> Registration:
+    post = small_ct(shape=(16, 30, 30), spacing=(0.9, 0.9, 2.0))
+    rec = registration_record(
+        _transform(), post, metric_value=-0.61, registered_utc="2026-12-01T21:00:00Z"
+    )
+    return replace(rec, **changes) if changes else rec
+
+
+def test_record_is_the_transform_as_a_rigid_4x4_matrix() -> None:
+    rec = _record()
+    t = _transform()
+    m = rec.matrix
+    assert m.shape == (4, 4) and np.allclose(m[3], [0, 0, 0, 1])
+    np.testing.assert_allclose(m[:3, :3], t.matrix)
+    np.testing.assert_allclose(rec.translation_mm, t.translation_mm)
+    p = np.array([[10.0, -20.0, 5.0], [0.0, 0.0, 0.0]])
+    homogeneous = np.c_[p, np.ones(len(p))] @ m.T
+    np.testing.assert_allclose(homogeneous[:, :3], t.apply(p))
+    back = stored_registration_result(rec).transform
+    np.testing.assert_allclose(back.apply(p), t.apply(p), atol=1e-12)
+    post = small_ct(shape=(16, 30, 30), spacing=(0.9, 0.9, 2.0))
+    assert rec.postop_geometry_sha256 == geometry_sha256(post.geometry)
+    assert rec.matches(post) and not rec.matches(small_ct())
+    assert (rec.method, rec.metric_value, rec.nudged) == ("mattes-mi-bone", -0.61, False)
+
+
+@pytest.mark.parametrize(
+    ("matrix", "message"),
+    [
+        (np.eye(3), "must be 4×4"),
+        (np.diag([2.0, 1.0, 1.0, 1.0]), "not rigid"),
+        (np.diag([-1.0, 1.0, 1.0, 1.0]), "not rigid"),  # a reflection is not a rotation
+        (np.r_[np.eye(4)[:3], [[0.0, 0.0, 0.1, 1.0]]], "not rigid"),
+        (np.where(np.eye(4) > 0, np.nan, 0.0), "finite"),
+    ],
+)
+def test_record_refuses_a_bad_matrix(matrix, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        _record(matrix_lps_mm=matrix)
+
+
+def test_round_trip_keeps_the_registration(tmp_path: Path) -> None:
+    plan = full_plan().evolve(registration=_record(nudged=True))
+    path = save_plan(plan, tmp_path / "p.seedplan")
+    loaded = load_plan(path)
+    assert loaded.format_version == "2.1" == f"{FORMAT_VERSION[0]}.{FORMAT_VERSION[1]}"
+    assert plans_equal(plan, loaded.plan)
+    assert loaded.plan.registration == plan.registration
+    assert loaded.plan.registration.nudged is True
+    # Without a registration the key is stored as null.
+    doc = json.loads(_members(plan_file_bytes(full_plan()))["plan.json"])
+    assert doc["registration"] is None
+
+
+def test_set_registration_is_one_undoable_step() -> None:
+    doc = PlanDocument(full_plan())
+    first, second = _record(), _record(nudged=True, method="mattes-mi-bone")
+    doc.execute(SetRegistration(first))
+    assert doc.plan.registration == first and doc.is_modified
+    # Consecutive nudges of one review (same merge key) are one step.
+    key = ("registration", 1)
+    doc.execute(SetRegistration(second, label="Correct registration", merge_key=key))
+    doc.execute(
+        SetRegistration(
+            replace(second, matrix_lps_mm=RigidTransform().matrix4()), merge_key=key
+        )
+    )
+    assert doc.plan.registration.translation_mm.tolist() == [0.0, 0.0, 0.0]
+    assert doc.undo() and doc.plan.registration == first
+    assert doc.undo() and doc.plan.registration is None
+    assert not doc.history.can_undo
+    assert doc.redo() and doc.plan.registration == first
+    doc.approve(user="physicist")
+    with pytest.raises(PlanLockedError):
+        doc.execute(SetRegistration(None))
+
+
+def _format_2_0_file(plan) -> bytes:
+    """A plan file exactly as SeedPlan wrote format 2.0 (no registration key)."""
+    members = _members(plan_file_bytes(plan))
+    doc = json.loads(members["plan.json"])
+    assert doc.pop("registration") is None
+    members["plan.json"] = json.dumps(doc).encode()
+    return _zip(_rehash(members, format_version="2.0"))
+
+
+def test_format_2_0_is_migrated_and_saved_as_2_1(tmp_path: Path) -> None:
+    plan = full_plan(random_masks=True)
+    path = tmp_path / "old.seedplan"
+    data = _format_2_0_file(plan)
+    path.write_bytes(data)
+    loaded = load_plan(path)
+    assert loaded.migrated and loaded.read_version == "2.0" and loaded.format_version == "2.1"
+    assert loaded.plan.registration is None and plans_equal(loaded.plan, plan)
+    assert path.read_bytes() == data  # the file itself is never changed on load
+    out = save_plan(loaded.plan, tmp_path / "new.seedplan")
+    assert json.loads(_members(out.read_bytes())["manifest.json"])["format_version"] == "2.1"
+    assert plans_equal(load_plan(out).plan, plan)
+    # A 2.0 file cannot carry the 2.1 field.
+    members = _members(data)
+    doc = json.loads(members["plan.json"])
+    doc["registration"] = None
+    members["plan.json"] = json.dumps(doc).encode()
+    bad = tmp_path / "mixed.seedplan"
+    bad.write_bytes(_zip(_rehash(members)))
+    with pytest.raises(InputError, match="format 2.0.*'registration'") as exc:
+        load_plan(bad)
+    _one_line_naming(exc, bad)
+
+
+def _set(path: list[object], value: object):
+    def edit(reg: dict) -> None:
+        target = reg
+        for key in path[:-1]:
+            target = target[key]  # type: ignore[index]
+        target[path[-1]] = value  # type: ignore[index]
+
+    return edit
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda r: r["matrix_lps_mm"].pop(), r"registration.matrix_lps_mm: expected a 4×4"),
+        (_set(["matrix_lps_mm", 1], [0, 1, 0]), r"matrix_lps_mm\[1\]: expected 4 numbers"),
+        (_set(["matrix_lps_mm", 0, 0], 2.0), r"registration.matrix_lps_mm: .*not rigid"),
+        (_set(["matrix_lps_mm", 3, 1], 0.5), r"registration.matrix_lps_mm: .*not rigid"),
+        (_set(["matrix_lps_mm", 2, 3], float("nan")), r"matrix_lps_mm\[2\]\[3\]: nan"),
+        (_set(["matrix_lps_mm", 2, 2], "1"), r"matrix_lps_mm\[2\]\[2\]: expected a number"),
+        (_set(["method"], "elastix"), r"registration.method: 'elastix' is not one of"),
+        (_set(["nudged"], "yes"), r"registration.nudged: expected true or false"),
+        (_set(["metric_value"], float("inf")), r"registration.metric_value"),
+        (_set(["postop_geometry_sha256"], "abc"), r"registration.postop_geometry_sha256"),
+        (_set(["registered_utc"], "yesterday"), r"registration.registered_utc"),
+        (_set(["colour"], "red"), r"registration: unknown key\(s\) 'colour'"),
+        (lambda r: r.pop("nudged"), r"registration: missing key\(s\) 'nudged'"),
+    ],
+)
+def test_strict_validation_of_the_registration(tmp_path: Path, edit, message: str) -> None:
+    members = _members(plan_file_bytes(full_plan().evolve(registration=_record())))
+    doc = json.loads(members["plan.json"])
+    edit(doc["registration"])
+    members["plan.json"] = json.dumps(doc).encode()  # NaN/inf are written as JSON literals
+    path = tmp_path / "bad.seedplan"
+    path.write_bytes(_zip(_rehash(members)))
+    with pytest.raises(InputError, match=message) as exc:
+        load_plan(path)
+    _one_line_naming(exc, path)
+
+
+def test_newer_format_is_still_refused(tmp_path: Path) -> None:
+    members = _members(plan_file_bytes(full_plan().evolve(registration=_record())))
+    path = tmp_path / "v2.2.seedplan"
+    path.write_bytes(_zip(_rehash(members, format_version="2.2")))
+    with pytest.raises(InputError, match=re.escape("newer SeedPlan (plan format 2.2")) as exc:
+        load_plan(path)
+    _one_line_naming(exc, path)
