@@ -13,10 +13,18 @@ moves by an isotropic Gaussian jitter (``seed_jitter_mm``, default 1 mm per axis
 (no needle) only jitter.
 
 Metrics per sample, on CT voxel centres (each voxel of a structure counted once, the plan's
-volume rule; the target subsampled to at most 6000 voxels): target D90 (Gy), V100 (%), and
-the cord's D0.1 cm³ (Gy, the dose at the hottest ⌈0.1 cm³ / voxel volume⌉ voxels), with the
-exact TG-43 engine. Reported as median and 5th / 95th percentiles over the samples, beside the
-nominal values on the same points.
+volume rule; the union of the targets subsampled uniformly to at most 6000 voxels): target D90
+(Gy), V100 (%), and the cord's D0.1 cm³ (Gy, the dose at the hottest ⌈0.1 cm³ / voxel
+volume⌉ voxels), with the exact TG-43 engine. Reported as median and 5th / 95th percentiles
+over the samples, beside the nominal values on the same points.
+
+DVH bands (:class:`DVHBand`, ``RobustnessResult.dvh_bands``): for every target structure and
+the cord, the cumulative DVH (% of the structure's volume receiving ≥ dose) of each sample on
+a common dose axis (201 points from 0 to twice the highest nominal dose, at most 3 × PD), and
+its 5th, 50th and 95th percentiles over the samples at each dose, beside the nominal DVH on
+the same points. Cord voxels within 40 mm of the seeds' box are all used (they carry the
+D0.1 cm³); those farther away (low, smooth dose) are subsampled to at most 400 with weights,
+so the percentages are of the whole cord.
 """
 
 from __future__ import annotations
@@ -35,9 +43,10 @@ from planner.optimise.influence import structure_points_mm
 from planner.plan.dosimetry import plan_seed_set
 from planner.plan.model import Plan, Structure
 
-__all__ = ["NeedleErrorModel", "RobustnessResult", "cord_structure", "robustness"]
+__all__ = ["DVHBand", "NeedleErrorModel", "RobustnessResult", "cord_structure", "robustness"]
 
 CORD_RE = re.compile(r"cord", re.IGNORECASE)
+MAX_FAR_CORD_POINTS = 400  # cord voxels > 40 mm from the seeds' box kept for the cord DVH
 
 
 @dataclass(frozen=True)
@@ -58,6 +67,61 @@ class NeedleErrorModel:
         }
 
 
+@dataclass(frozen=True)
+class DVHBand:
+    """Cumulative DVH percentiles over the samples of one structure.
+
+    dose_gy : (n,) dose axis (Gy), from 0; volume_pct_p5 / _p50 / _p95 : (n,) % of the
+    structure's volume receiving ≥ dose, 5th / 50th / 95th percentile over the samples at each
+    dose (p5 ≤ p50 ≤ p95); volume_pct_nominal : (n,) the plan as planned, same points.
+    Items are also readable as ``band["dose_gy"]``.
+    """
+
+    dose_gy: NDArray[np.float64]
+    volume_pct_p5: NDArray[np.float64]
+    volume_pct_p50: NDArray[np.float64]
+    volume_pct_p95: NDArray[np.float64]
+    volume_pct_nominal: NDArray[np.float64]
+
+    def __getitem__(self, key: str) -> NDArray[np.float64]:
+        return getattr(self, key)
+
+    def to_dict(self) -> dict[str, list[float]]:
+        keys = ("dose_gy", "volume_pct_p5", "volume_pct_p50", "volume_pct_p95")
+        out = {k: [round(float(v), 4) for v in getattr(self, k)] for k in keys}
+        out["volume_pct_nominal"] = [round(float(v), 4) for v in self.volume_pct_nominal]
+        return out
+
+
+def _cumulative_pct(
+    dose: NDArray[np.float64], weight: NDArray[np.float64], axis_gy: NDArray[np.float64]
+) -> NDArray[np.float64]:
+    """(n,) % of the total weight with dose ≥ each axis dose; dose, weight (M,)."""
+    order = np.argsort(dose)
+    d, w = dose[order], weight[order]
+    tail = np.concatenate([np.cumsum(w[::-1])[::-1], [0.0]])  # tail[i] = Σ w[i:]
+    total = float(tail[0])
+    if total <= 0:
+        return np.zeros(axis_gy.size)
+    return 100.0 * tail[np.searchsorted(d, axis_gy, side="left")] / total
+
+
+def band_axis_gy(nominal_gy: NDArray[np.float64], top_gy: float, n: int = 201) -> NDArray:
+    """(n,) dose axis 0 … min(``top_gy``, 2 × the highest nominal dose) (Gy)."""
+    top = min(top_gy, 2.0 * float(np.max(nominal_gy, initial=0.0)))
+    return np.linspace(0.0, top if top > 0 else 1.0, n)
+
+
+def dvh_band(
+    axis_gy: NDArray[np.float64], nominal_pct: NDArray[np.float64], curves_pct: NDArray
+) -> DVHBand:
+    """The band from the nominal (n,) and per-sample (N, n) cumulative DVHs on ``axis_gy``."""
+    if curves_pct.size == 0:
+        curves_pct = nominal_pct[np.newaxis]
+    p5, p50, p95 = np.percentile(curves_pct, [5, 50, 95], axis=0)
+    return DVHBand(axis_gy, p5, p50, p95, nominal_pct)
+
+
 @dataclass
 class RobustnessResult:
     """Per-sample metrics (arrays of length N) and their percentiles."""
@@ -72,6 +136,7 @@ class RobustnessResult:
     cord: str | None
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
+    dvh_bands: dict[str, DVHBand] = field(default_factory=dict)  # structure name → band
 
     @staticmethod
     def _pct(a: NDArray[np.float64]) -> dict[str, float | None]:
@@ -99,6 +164,7 @@ class RobustnessResult:
                 "mean": float(tip.mean()) if tip.size else None,
                 "sd": float(tip.std()) if tip.size else None,
             },
+            "dvh_bands": {name: b.to_dict() for name, b in self.dvh_bands.items()},
             "seconds": self.seconds,
             "method": "exact TG-43 at CT voxel centres of the target and cord",
             "notes": list(self.notes),
@@ -109,6 +175,12 @@ def cord_structure(plan: Plan) -> Structure | None:
     """The plan's cord: the first organ at risk named like "cord" (else any such name)."""
     oars = [s for s in plan.structures if CORD_RE.search(s.name) and s.voxel_count > 0]
     return next((s for s in oars if s.role == "oar"), oars[0] if oars else None)
+
+
+def _linear_indices(s: Structure) -> NDArray[np.int64]:
+    """Sorted linear CT-grid indices (M,) of a structure's voxels."""
+    kji = np.argwhere(s.crop) + [b.start for b in s.box]
+    return np.sort(np.ravel_multi_index(tuple(kji.T), s.geometry.shape_zyx))
 
 
 def _perp_unit(d: NDArray[np.float64], rng: np.random.Generator) -> NDArray[np.float64]:
@@ -209,28 +281,61 @@ def robustness(
     pd = float(plan.prescription.dose_gy)
     seeds0, _ = plan_seed_set(plan)
     strengths = np.asarray(seeds0.strengths_u)
-    tp = structure_points_mm(target)
-    if len(tp) > max_target_points:
-        pick = np.random.default_rng(7).choice(len(tp), max_target_points, replace=False)
-        tp = tp[np.sort(pick)]
+    geom = plan.geometry
+    # Targets: the union of their voxels (linear CT indices), subsampled uniformly.
+    targets = [s for s in plan.structures if s.role == "target" and s.voxel_count > 0]
+    if all(s.id != target.id for s in targets):
+        targets.insert(0, target)
+    lin = {s.name: _linear_indices(s) for s in targets}
+    union = np.unique(np.concatenate(list(lin.values())))
+    if len(union) > max_target_points:
+        pick = np.random.default_rng(7).choice(len(union), max_target_points, replace=False)
+        union = union[np.sort(pick)]
+    tp = geom.zyx_to_world(np.stack(np.unravel_index(union, geom.shape_zyx), 1).astype(float))
+    member = {name: np.isin(union, idx) for name, idx in lin.items()}
+    rx_pts = member[target.name]
     cord = cord_structure(plan)
     cp = np.zeros((0, 3))
+    cw = np.zeros(0)
+    n_near = 0
     k = 1
     if cord is not None:
         cp = structure_points_mm(cord)
         lo = seeds0.positions_mm.min(axis=0) - 40.0
         hi = seeds0.positions_mm.max(axis=0) + 40.0
-        cp = cp[np.all((cp >= lo) & (cp <= hi), axis=1)]
+        near = np.all((cp >= lo) & (cp <= hi), axis=1)
+        far = cp[~near]
+        far_w = 1.0
+        if len(far) > MAX_FAR_CORD_POINTS:
+            pick = np.random.default_rng(8).choice(len(far), MAX_FAR_CORD_POINTS, replace=False)
+            far_w = len(far) / MAX_FAR_CORD_POINTS
+            far = far[np.sort(pick)]
+        n_near = int(near.sum())
+        cp = np.concatenate([cp[near], far])
+        cw = np.concatenate([np.ones(n_near), np.full(len(far), far_w)])
         k = math.ceil(100.0 / cord.geometry.voxel_volume_mm3 - 1e-9)
     pts = np.ascontiguousarray(np.concatenate([tp, cp]))
+    nt = len(tp)
     eng = make_engine(plan.source.model_id, formalism, "numba")
 
     def dose(pos: NDArray, ax: NDArray) -> NDArray[np.float64]:
         s = SeedSet.create(pos, ax, strengths)
         return rate_to_dose_gy(eng.dose_rate_at_points(s, pts, cancel=cancel).dose_rate_cgy_h)
 
-    d = dose(seeds0.positions_mm, seeds0.axes)
-    nd90, nv100, ncord = _metrics(d[: len(tp)], d[len(tp) :], pd, k)
+    def metrics(d: NDArray[np.float64]) -> tuple[float, float, float]:
+        return _metrics(d[:nt][rx_pts], d[nt : nt + n_near], pd, k)
+
+    d_nom = dose(seeds0.positions_mm, seeds0.axes)
+    nd90, nv100, ncord = metrics(d_nom)
+    # DVH bands: per structure its points (slice of the dose), weights and dose axis.
+    band_of: dict[str, tuple[NDArray, NDArray, NDArray]] = {}
+    for name, m in member.items():
+        sel = np.flatnonzero(m)
+        band_of[name] = (sel, np.ones(len(sel)), band_axis_gy(d_nom[sel], 3.0 * pd))
+    if cord is not None:
+        sel = np.arange(nt, len(pts))
+        band_of[cord.name] = (sel, cw, band_axis_gy(d_nom[sel], 3.0 * pd))
+    curves = {name: np.zeros((samples, ax.size)) for name, (_, _, ax) in band_of.items()}
     rng = np.random.default_rng(rng_seed)
     out = np.zeros((samples, 3))
     tips: list[float] = []
@@ -240,8 +345,14 @@ def robustness(
         pos, ax, t = perturbed_seeds(plan, cfg, rng)
         tips += t
         d = dose(pos, ax)
-        out[i] = _metrics(d[: len(tp)], d[len(tp) :], pd, k)
+        out[i] = metrics(d)
+        for name, (sel, w, axis) in band_of.items():
+            curves[name][i] = _cumulative_pct(d[sel], w, axis)
     report(progress, 1.0, "robustness done")
+    bands = {
+        name: dvh_band(axis, _cumulative_pct(d_nom[sel], w, axis), curves[name])
+        for name, (sel, w, axis) in band_of.items()
+    }
     nominal = {"d90_gy": nd90, "v100_percent": nv100}
     if cord is not None:
         nominal["cord_d0_1cc_gy"] = ncord
@@ -255,4 +366,5 @@ def robustness(
         target.name,
         None if cord is None else cord.name,
         time.perf_counter() - t0,
+        dvh_bands=bands,
     )
