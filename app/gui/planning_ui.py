@@ -22,7 +22,12 @@ document's own events; the window knows nothing else about it.
 
 Events (psygnal, GUI thread): ``plan_changed(plan or None)``, ``live_changed(views)``,
 ``exact_changed(PlanDosimetry or None)``, ``selection_changed()``, ``warnings_changed()``,
-``status_changed(text)``.
+``status_changed(text)``, ``robustness_changed(RobustnessResult or None)``.
+
+The robustness result (:meth:`PlanningUI.set_robustness`, from Workflow → Robustness…) is
+shown beside the metrics and as percentile bands on the DVH only while it describes the plan:
+it is accepted only for the document state it was computed from, and the next edit, undo or
+plan change drops it.
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ from planner.plan.model import Plan
 
 if TYPE_CHECKING:
     from app.gui.main_window import MainWindow
+    from planner.optimise.robustness import RobustnessResult
     from planner.plan.document import PlanChanged, PlanDocument
     from planner.plan.dosimetry import PlanDosimetry
     from planner.plan.needles import NeedleRow, NeedleWarning
@@ -70,6 +76,7 @@ class PlanningEvents:
     selection_changed = Signal()
     warnings_changed = Signal()
     status_changed = Signal(str)
+    robustness_changed = Signal(object)  # RobustnessResult | None
 
 
 class PlanningUI(QObject):
@@ -84,6 +91,9 @@ class PlanningUI(QObject):
         self.live: LiveDose | None = None
         self.exact: PlanDosimetry | None = None
         self.exact_status = "no plan"
+        #: The robustness result of the current plan state (Workflow → Robustness…), or None;
+        #: dropped by the next edit (it describes the plan as it was).
+        self.robustness: RobustnessResult | None = None
         self.levels_percent: tuple[float, ...] = DEFAULT_LEVELS_PERCENT
         self.wash = False
         self.selected_needle_id: str | None = None
@@ -95,8 +105,6 @@ class PlanningUI(QObject):
         self.view_layers: dict[Any, dict[str, Any]] = {}
         #: A needle being placed (drawn, not in the plan), or None.
         self.preview_needle: Any = None
-        #: The armed placement/measuring tool (it has the mouse), or None.
-        self.active_tool: Any = None
         self._engine_ready = False
         self._exact_worker: Worker | None = None
         self._exact_generation = -1
@@ -140,6 +148,7 @@ class PlanningUI(QObject):
         self.document = document
         self.live = None
         self.exact = None
+        self._drop_robustness()
         self.selected_needle_id = self.selected_seed_id = None
         self.warnings, self.rows = {}, []
         if document is None:
@@ -206,6 +215,7 @@ class PlanningUI(QObject):
             self.selected_needle_id = None
         if self.selected_seed_id not in {s.id for s in plan.seeds}:
             self.selected_seed_id = None
+        self._drop_robustness()
         self.events.plan_changed.emit(plan)
         self._table_timer.start()
         if self._engine_ready:
@@ -257,11 +267,25 @@ class PlanningUI(QObject):
                 self._exact_timer.stop()
                 self.refresh_exact()
 
+    @property
+    def active_tool(self) -> Any:
+        """The armed placement/measuring tool (it has the mouse), or None. The window's one
+        tool manager owns it: arming a contouring tool disarms this one and back."""
+        return self.window.tool_manager.armed_other
+
     def activate(self, tool: Any) -> None:
-        """Arm ``tool`` (it gets the mouse); the previously armed one is stopped."""
-        if self.active_tool is not None and self.active_tool is not tool:
-            self.active_tool.stop()
-        self.active_tool = tool
+        """Arm ``tool`` (it gets the mouse) through the window's tool manager: the previously
+        armed tool, contouring or planning, is stopped."""
+        self.window.tool_manager.arm(tool)
+
+    def release(self, tool: Any) -> None:
+        """``tool`` gives the mouse back (finished, cancelled or disarmed)."""
+        self.window.tool_manager.disarm(tool)
+
+    @property
+    def any_tool_armed(self) -> bool:
+        """True when a tool (contouring or planning) has the left button."""
+        return bool(self.window.tool_manager.armed_name)
 
     def select(self, needle_id: str | None = None, seed_id: str | None = None) -> None:
         if (needle_id, seed_id) == (self.selected_needle_id, self.selected_seed_id):
@@ -278,6 +302,21 @@ class PlanningUI(QObject):
         if self.live is not None:
             self.live.levels_percent = levels
         self.events.live_changed.emit(frozenset(LIVE_AXIS))
+
+    def set_robustness(self, result: RobustnessResult, state_counter: int) -> bool:
+        """Show ``result`` (computed on the document at ``state_counter``) beside the metrics
+        and on the DVH; False (nothing shown) when the plan has changed since."""
+        doc = self.document
+        if doc is None or doc.state_counter != state_counter:
+            return False
+        self.robustness = result
+        self.events.robustness_changed.emit(result)
+        return True
+
+    def _drop_robustness(self) -> None:
+        if self.robustness is not None:
+            self.robustness = None
+            self.events.robustness_changed.emit(None)
 
     def set_wash(self, on: bool) -> None:
         self.wash = bool(on)
@@ -449,7 +488,14 @@ def install_planning_ui(window: MainWindow) -> None:
 
 
 def _install_menu(window: MainWindow, planning: PlanningUI) -> None:
+    from app.gui.dialogs.isodose_levels import IsodoseLevelsDialog, parse_levels
     from app.gui.dialogs.prescription import PrescriptionDialog
+
+    # The isodose levels the user chose last (view state, kept in the settings).
+    saved = window.settings.isodose_levels()
+    if saved:
+        with contextlib.suppress(ValueError):  # a hand-edited settings file: the defaults
+            planning.set_levels(parse_levels(", ".join(f"{p:g}" for p in saved)))
 
     menu = window.menuBar().addMenu("&Plan")
     menu.setObjectName("plan_menu")
@@ -479,6 +525,9 @@ def _install_menu(window: MainWindow, planning: PlanningUI) -> None:
             return
         PrescriptionDialog(planning, window).exec()
 
+    def isodose_levels() -> None:
+        IsodoseLevelsDialog(planning, window).exec()
+
     add("undo", "&Undo plan edit", undo, "Ctrl+Z")
     add("redo", "&Redo plan edit", redo, "Ctrl+Shift+Z")
     menu.addSeparator()
@@ -487,10 +536,16 @@ def _install_menu(window: MainWindow, planning: PlanningUI) -> None:
     add("delete", "&Delete selected needle or seed", planning.seed_tool.delete_selected, "Del")  # type: ignore[attr-defined]
     menu.addSeparator()
     add("prescription", "&Prescription and seeds…", prescription)
+    levels = add("levels", "&Isodose levels…", lambda: isodose_levels(), "Ctrl+Shift+D")
+    levels.setToolTip(
+        f"Isodose lines shown, in % of PD (default 50, 90, 100, 150, 200) "
+        f"[{levels.shortcut().toString(QKeySequence.SequenceFormat.NativeText)}]"
+    )
     wash = add("wash", "Dose colour &wash", lambda: None)
     wash.setCheckable(True)
     wash.toggled.connect(planning.set_wash)
     add("exact", "Recompute e&xact dose now", planning.refresh_exact, "F5")
+    menu.setToolTipsVisible(True)
     planning.actions = actions  # type: ignore[attr-defined]
 
     def enable(_doc: object = None) -> None:

@@ -1,4 +1,4 @@
-"""User settings (recent files) in an INI file under ``$XDG_CONFIG_HOME/seedplan``.
+"""User settings (recent files, isodose levels) in an INI file under ``$XDG_CONFIG_HOME/seedplan``.
 
 An explicit file path (rather than Qt's organisation/application lookup) makes the location
 predictable on every platform and lets tests redirect it with ``XDG_CONFIG_HOME``.
@@ -15,6 +15,7 @@ __all__ = ["MAX_RECENT_FILES", "Settings", "settings_path"]
 
 MAX_RECENT_FILES = 10
 _RECENT_KEY = "recent/files"
+_ISODOSE_KEY = "view/isodose_levels_percent"
 
 
 def settings_path() -> Path:
@@ -46,4 +47,20 @@ class Settings:
 
     def clear_recent(self) -> None:
         self._qs.remove(_RECENT_KEY)
+        self._qs.sync()
+
+    def isodose_levels(self) -> tuple[float, ...] | None:
+        """The isodose levels (% of PD) the user chose last, None when never set or unreadable."""
+        value = self._qs.value(_ISODOSE_KEY, None)
+        if value is None or value == "":
+            return None
+        items = [value] if isinstance(value, str) else list(value)
+        try:
+            levels = tuple(float(v) for v in items)
+        except (TypeError, ValueError):
+            return None
+        return levels or None
+
+    def set_isodose_levels(self, levels_percent: tuple[float, ...]) -> None:
+        self._qs.setValue(_ISODOSE_KEY, [f"{float(p):g}" for p in levels_percent])
         self._qs.sync()

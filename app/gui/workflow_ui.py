@@ -2,9 +2,9 @@
 
 :func:`install_workflow_ui` is called once by :class:`app.gui.main_window.MainWindow` after its
 views and menus exist; it adds a **Workflow** menu (Post-op verification…, Auto plan…,
-Export…) and keeps its parts on ``window.workflow`` (a :class:`WorkflowUI`); it listens to
-``window.session.document_changed`` to enable what needs a plan; the window knows nothing else
-about it.
+Robustness…, Export…) and keeps its parts on ``window.workflow`` (a :class:`WorkflowUI`); it
+listens to ``window.session.document_changed`` to enable what needs a plan; the window knows
+nothing else about it.
 """
 
 from __future__ import annotations
@@ -52,7 +52,18 @@ class WorkflowUI:
         self.postop_action = self._add("&Post-op verification…", self.open_postop, "Ctrl+Shift+V")
         menu.addSeparator()
         self.autoplan_action = self._add("&Auto plan…", self.open_autoplan, "Ctrl+Shift+A")
+        self.robustness_action = self._add("&Robustness…", self.open_robustness, "Ctrl+Shift+R")
         self.export_action = self._add("&Export…", self.open_export, "Ctrl+Shift+E")
+        menu.setToolTipsVisible(True)
+        self._tips = {
+            self.postop_action: "Verify the implanted seeds on the post-op CT",
+            self.autoplan_action: "Needles and seeds planned automatically (one undo step)",
+            self.robustness_action: (
+                "The plan under needle placement errors: percentiles beside the metrics "
+                "and bands on the DVH"
+            ),
+            self.export_action: "PDF, CSV, RTSTRUCT, RTPLAN, RTDOSE",
+        }
         self._subscriptions = Subscriptions()
         self._subscriptions.listen(window.session.document_changed, self._on_document)
         self._on_document(window.session.document)
@@ -66,9 +77,10 @@ class WorkflowUI:
 
     def _on_document(self, document: object) -> None:
         has_plan = document is not None
-        for action in (self.postop_action, self.autoplan_action, self.export_action):
+        for action, tip in self._tips.items():
             action.setEnabled(has_plan)
-            action.setToolTip("" if has_plan else "Open or create a plan first")
+            key = action.shortcut().toString(QKeySequence.SequenceFormat.NativeText)
+            action.setToolTip(f"{tip} [{key}]" if has_plan else "Open or create a plan first")
 
     def _need_plan(self) -> bool:
         if self.window.session.document is None or self.window.session.volume is None:
@@ -97,6 +109,16 @@ class WorkflowUI:
 
         dialog = AutoplanDialog(self.window)
         self.dialogs["autoplan"] = dialog
+        dialog.show()
+        return dialog
+
+    def open_robustness(self) -> Any:
+        if not self._need_plan():
+            return None
+        from app.gui.dialogs.robustness import RobustnessDialog
+
+        dialog = RobustnessDialog(self.window)
+        self.dialogs["robustness"] = dialog
         dialog.show()
         return dialog
 

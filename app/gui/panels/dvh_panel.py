@@ -6,6 +6,12 @@ with % of PD on the top axis), one line per non-empty structure in its structure
 line. The title names the engine, formalism and grid; while an edit is pending the last exact
 curves stay and the title says they are being updated, so the panel never shows a DVH the
 title does not describe.
+
+Robustness (Workflow → Robustness…, ``planning.robustness``): for each structure the result
+has a band for (``RobustnessResult.dvh_bands``: targets and the cord), the 5th–95th percentile
+band of its cumulative DVH over the sampled needle errors is shaded in the structure's colour
+and the median curve drawn dotted over the exact DVH; the legend and title say so. The band
+goes when the plan is edited (it described the plan before the edit).
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from PySide6.QtWidgets import QVBoxLayout, QWidget
 
 if TYPE_CHECKING:
     from app.gui.planning_ui import PlanningUI
+    from planner.optimise.robustness import RobustnessResult
     from planner.plan.dosimetry import PlanDosimetry
 
 __all__ = ["DVHPanel"]
@@ -46,9 +53,16 @@ class DVHPanel(QWidget):
         layout.addWidget(self.canvas)
         #: The curves drawn: {structure name: (dose_gy array, volume_percent array)}.
         self.curves: dict[str, tuple[object, object]] = {}
+        #: The robustness bands drawn: {structure name: (dose_gy, p5 %, median %, p95 %)}.
+        self.bands: dict[str, tuple[object, object, object, object]] = {}
+        self.result: PlanDosimetry | None = None
         planning.events.exact_changed.connect(self.show_result)
         planning.events.status_changed.connect(self._on_status)
+        planning.events.robustness_changed.connect(self._on_robustness)
         self.show_result(None)
+
+    def _on_robustness(self, _result: object) -> None:
+        self.show_result(self.result)
 
     def _style(self) -> None:
         ax = self.axes
@@ -63,10 +77,12 @@ class DVHPanel(QWidget):
         ax.grid(True, color="#444444", linewidth=0.5)
 
     def show_result(self, result: PlanDosimetry | None) -> None:
+        self.result = result
         self.figure.clear()
         self.axes = self.figure.add_subplot(111)
         self._style()
         self.curves = {}
+        self.bands = {}
         plan = self.planning.plan
         if result is None or plan is None:
             msg = "No plan" if plan is None else "No exact dose yet"
@@ -95,6 +111,9 @@ class DVHPanel(QWidget):
             )
             self.curves[name] = (dose[:n], vol[:n])
             top = max(top, float(dvh.dmax_gy))
+        robust = self.planning.robustness
+        if robust is not None:
+            top = max(top, self._draw_bands(robust, colours))
         pd = result.prescription_gy
         if pd:
             self.axes.axvline(pd, color="#ffee33", linestyle=":", linewidth=1.2)
@@ -108,15 +127,50 @@ class DVHPanel(QWidget):
         self.axes.set_ylim(0, 102)
         leg = self.axes.legend(fontsize=7, facecolor=_BG, edgecolor="#666666", labelcolor=_FG)
         leg.set_draggable(True)
-        self.axes.set_title(
-            f"DVH — exact TG-43 {result.formalism.upper()}, {len(result.seeds)} seeds",
-            fontsize=8,
-            color=_FG,
-        )
+        title = f"DVH — exact TG-43 {result.formalism.upper()}, {len(result.seeds)} seeds"
+        if self.bands and robust is not None:
+            title += f"; bands: 5th–95th % of {robust.d90_gy.size} needle-error samples"
+        self.axes.set_title(title, fontsize=8, color=_FG)
         with warnings.catch_warnings():  # a narrow dock: matplotlib keeps its margins
             warnings.simplefilter("ignore", UserWarning)
             self.figure.tight_layout()
         self.canvas.draw_idle()
+
+    def _draw_bands(self, robust: RobustnessResult, colours: dict[str, tuple]) -> float:
+        """Shade each structure's 5th–95th percentile band, draw its median dotted; returns
+        the highest dose (Gy) of a band (for the x range)."""
+        top = 0.0
+        bands = robust.dvh_bands
+        first = True
+        for name, band in bands.items():
+            dose = band.dose_gy
+            p5, p50, p95 = band.volume_pct_p5, band.volume_pct_p50, band.volume_pct_p95
+            if len(dose) == 0:
+                continue
+            colour = colours.get(name, (0.8, 0.8, 0.8))
+            self.axes.fill_between(
+                dose,
+                p5,
+                p95,
+                color=colour,
+                alpha=0.22,
+                linewidth=0,
+                label="5th–95th percentile (needle errors)" if first else None,
+            )
+            self.axes.plot(
+                dose,
+                p50,
+                color=colour,
+                linewidth=1.1,
+                linestyle=":",
+                label="median (needle errors)" if first else None,
+            )
+            first = False
+            self.bands[name] = (dose, p5, p50, p95)
+            above = dose[p95 > 0.05]
+            if above.size:
+                top = max(top, float(above[-1]))
+        return top
 
     def _on_status(self, text: str) -> None:
         if self.curves and "pending" in text:

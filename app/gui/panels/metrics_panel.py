@@ -6,6 +6,13 @@ distance (mm), BED of D0.1 cm³ (Gy, α/β 2 Gy). A row for which the plan has a
 goal and is coloured pass (green) / warn (amber) / fail (red)
 (:func:`planner.plan.dosimetry.goal_status`); goals on other metrics follow as their own rows.
 The header line says whether the numbers are exact and current or being refreshed.
+
+Below, once Workflow → Robustness… has run on the current plan state
+(``planning.robustness``), the robustness table: target D90, V100 and cord D0.1 cm³ as
+planned and as 5th / median / 95th percentile over the sampled needle errors. Where the plan
+has a goal on that metric, the worst-case percentile (5th for a ≥ goal, 95th for a ≤ goal) is
+coloured pass / warn / fail against it. The table disappears when the plan is edited (the
+result described the plan before the edit).
 """
 
 from __future__ import annotations
@@ -17,12 +24,22 @@ from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QLabel, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget
 
 from dose.metrics import OARMetrics, TargetMetrics
+from planner.plan.dosimetry import goal_status
 
 if TYPE_CHECKING:
     from app.gui.planning_ui import PlanningUI
+    from planner.optimise.robustness import RobustnessResult
     from planner.plan.dosimetry import PlanDosimetry, PlanGoalResult
+    from planner.plan.model import Goal, Plan
 
-__all__ = ["STATUS_RGB", "MetricsPanel", "metric_rows"]
+__all__ = ["ROBUST_COLUMNS", "STATUS_RGB", "MetricsPanel", "metric_rows", "robustness_rows"]
+
+ROBUST_COLUMNS = ("Structure", "Metric", "Planned", "5th", "Median", "95th")
+_ROBUST = {
+    "d90_gy": ("D90", "Gy"),
+    "v100_percent": ("V100", "%"),
+    "cord_d0_1cc_gy": ("D0.1 cm³", "Gy"),
+}
 
 STATUS_RGB = {"pass": (40, 120, 50), "warn": (150, 110, 20), "fail": (150, 35, 35)}
 _TARGET = (
@@ -98,6 +115,33 @@ def metric_rows(result: PlanDosimetry) -> list[tuple[str, str, str, PlanGoalResu
     return rows
 
 
+def robustness_rows(
+    result: RobustnessResult, plan: Plan | None
+) -> list[tuple[str, str, list[str], int | None, Goal | None, float]]:
+    """(structure, metric, [planned, p5, median, p95] texts, column of the worst-case
+    percentile checked against a goal (3 = 5th, 5 = 95th) or None, that goal, its value)."""
+    goals: dict[tuple[str, str], Goal] = {}
+    if plan is not None:
+        names = {s.id: s.name for s in plan.structures}
+        for g in plan.goals:
+            goals[(names.get(g.structure_id, ""), _key(g.metric))] = g
+    rows = []
+    for key, pct in result.percentiles().items():
+        label, unit = _ROBUST.get(key, (key, ""))
+        who = (result.cord or "") if key.startswith("cord") else result.target
+        values = [result.nominal.get(key, math.nan), pct["p5"], pct["median"], pct["p95"]]
+        texts = [_fmt(math.nan if v is None else float(v), unit) for v in values]
+        goal = goals.get((who, _key(label.replace(" cm³", "cc"))))
+        col: int | None = None
+        worst = math.nan
+        if goal is not None:
+            col = 3 if goal.comparison == ">=" else 5
+            v = values[1] if goal.comparison == ">=" else values[3]
+            worst = math.nan if v is None else float(v)
+        rows.append((who, label, texts, col, goal, worst))
+    return rows
+
+
 class MetricsPanel(QWidget):
     """Metrics and goals of the latest exact dose (module docstring)."""
 
@@ -118,10 +162,67 @@ class MetricsPanel(QWidget):
         self.table.horizontalHeader().setStretchLastSection(True)
         self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
         layout.addWidget(self.table, 1)
+        self.robust_header = QLabel("")
+        self.robust_header.setObjectName("robustness_header")
+        self.robust_header.setWordWrap(True)
+        layout.addWidget(self.robust_header)
+        self.robust_table = QTableWidget(0, len(ROBUST_COLUMNS))
+        self.robust_table.setObjectName("robustness_table")
+        self.robust_table.setHorizontalHeaderLabels(ROBUST_COLUMNS)
+        self.robust_table.verticalHeader().setVisible(False)
+        self.robust_table.horizontalHeader().setStretchLastSection(True)
+        self.robust_table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        self.robust_table.setMaximumHeight(130)
+        layout.addWidget(self.robust_table)
         self.result: PlanDosimetry | None = None
         planning.events.exact_changed.connect(self.show_result)
         planning.events.status_changed.connect(self._on_status)
+        planning.events.robustness_changed.connect(self.show_robustness)
         self.show_result(None)
+        self.show_robustness(None)
+
+    def robust_value_of(self, structure: str, metric: str, column: str) -> str:
+        """The robustness table's text for ``metric`` of ``structure`` in ``column``
+        (one of :data:`ROBUST_COLUMNS`); "" when absent."""
+        c = ROBUST_COLUMNS.index(column)
+        t = self.robust_table
+        for r in range(t.rowCount()):
+            if t.item(r, 0).text() == structure and t.item(r, 1).text() == metric:
+                return t.item(r, c).text()
+        return ""
+
+    def show_robustness(self, result: RobustnessResult | None) -> None:
+        """The robustness table of ``result`` (None: hidden)."""
+        t = self.robust_table
+        t.setRowCount(0)
+        if result is None:
+            self.robust_header.setVisible(False)
+            t.setVisible(False)
+            return
+        rows = robustness_rows(result, self.planning.plan)
+        t.setRowCount(len(rows))
+        for r, (who, label, texts, col, goal, worst) in enumerate(rows):
+            for c, text in enumerate((who, label, *texts)):
+                item = QTableWidgetItem(text)
+                if goal is not None and c == col:
+                    status = goal_status(goal, worst)
+                    item.setBackground(QColor(*STATUS_RGB[status]))
+                    which = "5th" if col == 3 else "95th"
+                    item.setToolTip(
+                        f"{which} percentile against the goal {goal.metric} "
+                        f"{goal.comparison} {goal.value:g} {goal.unit}: {status.upper()}"
+                    )
+                t.setItem(r, c, item)
+        t.resizeColumnsToContents()
+        n = int(result.d90_gy.size)
+        self.robust_header.setText(
+            f"<b>Robustness</b> — {n} samples of needle placement errors (entry "
+            f"{result.model.entry_mm[0]:g} ± {result.model.entry_mm[1]:g} mm, angle "
+            f"{result.model.angle_deg[0]:g} ± {result.model.angle_deg[1]:g}°, depth "
+            f"{result.model.depth_mm[0]:g} ± {result.model.depth_mm[1]:g} mm); bands on the DVH"
+        )
+        self.robust_header.setVisible(True)
+        t.setVisible(True)
 
     def value_of(self, structure: str, metric: str) -> str:
         """The value text shown for ``metric`` of ``structure`` ("" when absent)."""

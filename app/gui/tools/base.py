@@ -10,13 +10,22 @@ scroll slices and adjust the window while painting. With no tool active (Esc, or
 (no change to the views themselves), holds the active tool, the current structure (chosen in
 the structure panel) and the shared tool options (:class:`ToolOptions`). The planning part may
 register its own tools with :meth:`ToolManager.register`.
+
+**One armed tool at a time.** The manager owns which tool has the left button, for the
+contouring tools it routes events to *and* for the planning tools (place needle, measure
+distance) that filter their own events: those are armed with :meth:`ToolManager.arm` and
+give the mouse back with :meth:`ToolManager.disarm`. Arming any tool disarms the one before
+(a needle placement in progress is cancelled when the brush is chosen, and the brush stops
+when N is pressed), so a click never reaches two tools. :attr:`ToolManager.armed_name` is
+the armed tool's name ("" when navigating); ``tool_changed`` follows it. The seed/needle drag
+handler (:class:`app.gui.tools.seed_tool.SeedTool`) only works while nothing is armed.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -33,7 +42,7 @@ from planner.plan.model import Structure
 if TYPE_CHECKING:
     from app.gui.main_window import MainWindow
 
-__all__ = ["Tool", "ToolManager", "ToolOptions", "apply_patch"]
+__all__ = ["ArmableTool", "Tool", "ToolManager", "ToolOptions", "apply_patch"]
 
 
 @dataclass
@@ -43,6 +52,15 @@ class ToolOptions:
     radius_mm: float = 5.0
     sphere: bool = False
     hu_window: tuple[float, float] | None = None
+
+
+class ArmableTool(Protocol):
+    """A tool that filters its own view events while armed (the planning tools)."""
+
+    name: str
+
+    def stop(self) -> None:
+        """Disarm: drop what is open (a half-placed needle, a measurement in progress)."""
 
 
 class Tool:
@@ -120,6 +138,8 @@ class ToolManager(QObject):
         self.options = ToolOptions()
         self.tools: dict[str, Tool] = {}
         self.active: Tool | None = None
+        #: An armed planning tool (it filters its own events), or None.
+        self.armed_other: ArmableTool | None = None
         self.current_id = ""
         #: The 2-D view a tool was last used on (fill between slices takes its slice axis).
         self.last_view: SliceView | None = None
@@ -133,20 +153,60 @@ class ToolManager(QObject):
         self.tools[tool.name] = tool
         return tool
 
+    @property
+    def armed_name(self) -> str:
+        """The name of the armed tool (contouring or planning), "" when navigating."""
+        if self.active is not None:
+            return self.active.name
+        return self.armed_other.name if self.armed_other is not None else ""
+
     def set_active(self, name: str | None) -> None:
-        """Make the tool ``name`` active (None or "": navigate)."""
+        """Make the contouring tool ``name`` active (None or "": navigate); an armed planning
+        tool is stopped first."""
         tool = self.tools.get(name or "")
+        other_stopped = self._stop_other()
         if tool is self.active:
+            if other_stopped:
+                self._announce()
             return
         if self.active is not None:
             self.active.deactivate()
         self.active = tool
         if tool is not None:
             tool.activate()
-        cursor = Qt.CursorShape.CrossCursor if tool is not None else Qt.CursorShape.ArrowCursor
+        self._announce()
+
+    def arm(self, tool: ArmableTool) -> None:
+        """Give the mouse to a planning tool that filters its own events; the active
+        contouring tool (or another planning tool) is disarmed first."""
+        if self.armed_other is tool and self.active is None:
+            return
+        if self.active is not None:
+            self.active.deactivate()
+            self.active = None
+        self._stop_other()
+        self.armed_other = tool
+        self._announce()
+
+    def disarm(self, tool: ArmableTool) -> None:
+        """``tool`` gives the mouse back (it finished or was cancelled); no-op otherwise."""
+        if self.armed_other is tool:
+            self.armed_other = None
+            self._announce()
+
+    def _stop_other(self) -> bool:
+        other, self.armed_other = self.armed_other, None
+        if other is None:
+            return False
+        other.stop()
+        return True
+
+    def _announce(self) -> None:
+        armed = self.active is not None or self.armed_other is not None
+        cursor = Qt.CursorShape.CrossCursor if armed else Qt.CursorShape.ArrowCursor
         for view in self.window.slice_views:
             view.setCursor(cursor)
-        self.tool_changed.emit(tool.name if tool is not None else "")
+        self.tool_changed.emit(self.armed_name)
 
     # ------------------------------------------------------------------ current structure
     def set_current(self, structure_id: str) -> None:

@@ -68,6 +68,9 @@ class _RulerLayer(Layer):
 class DistanceTool(QObject):
     """Distance measurement (module docstring)."""
 
+    #: Its name in the window's tool manager (``window.tool_manager.armed_name``).
+    name = "distance"
+
     def __init__(self, planning: PlanningUI) -> None:
         super().__init__(planning)
         self.planning = planning
@@ -106,8 +109,7 @@ class DistanceTool(QObject):
     def stop(self) -> None:
         self.armed = False
         self._press_px = None
-        if self.planning.active_tool is self:
-            self.planning.active_tool = None
+        self.planning.release(self)
 
     def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt)
         if not self.armed or obj not in self.layers:

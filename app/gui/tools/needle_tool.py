@@ -5,7 +5,9 @@
 another slice or go to another view (free-hand oblique needles are the norm in spine work)
 while a preview line follows the mouse; the second left click sets the tip and adds the needle
 (:class:`~planner.plan.needle_commands.AddNeedle`, one undo step). Escape or a right click
-cancels. Everything else (wheel, pan, window/level) keeps working while it is armed.
+cancels. Everything else (wheel, pan, window/level) keeps working while it is armed. It is
+armed through the window's one tool manager (:meth:`app.gui.tools.base.ToolManager.arm`):
+choosing a contouring tool cancels a placement in progress, and N stops the brush.
 """
 
 from __future__ import annotations
@@ -36,6 +38,9 @@ def _vec(p: NDArray[np.float64]) -> tuple[float, float, float]:
 class NeedleTool(QObject):
     """Two-click needle placement (module docstring)."""
 
+    #: Its name in the window's tool manager (``window.tool_manager.armed_name``).
+    name = "needle"
+
     def __init__(self, planning: PlanningUI) -> None:
         super().__init__(planning)
         self.planning = planning
@@ -64,8 +69,7 @@ class NeedleTool(QObject):
         self.armed = False
         self.entry_mm = None
         planning = self.planning
-        if planning.active_tool is self:
-            planning.active_tool = None
+        planning.release(self)
         if planning.preview_needle is not None:
             planning.preview_needle = None
             planning.events.selection_changed.emit()

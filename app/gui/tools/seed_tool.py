@@ -103,8 +103,8 @@ class SeedTool(QObject):
         planning = self.planning
         if planning.document is None or obj not in planning.view_layers:
             return False
-        if planning.active_tool is not None:
-            return False  # a placement or measuring tool has the mouse
+        if planning.any_tool_armed:
+            return False  # a placement, measuring or contouring tool has the mouse
         view: SliceView = obj  # type: ignore[assignment]
         kind = event.type()
         if kind == QEvent.Type.MouseButtonPress:
