@@ -33,7 +33,10 @@ def build_postop_case(
     needle_spacing_mm: float = 9.0,
     seed_spacing_mm: float = 8.0,
     strength_u: float = 0.8,
+    moved_mm: dict[int, tuple[float, float, float]] | None = None,
 ) -> PostopCase:
+    """``moved_mm``: seed index → an extra displacement (planning frame, LPS mm) of that
+    implanted seed, e.g. one seed migrated far from every needle."""
     ph = generate_phantom(n_slices=n_slices)
     info = PatientInfo(
         patient_id="POSTOP-GUI", patient_name="TEST^POSTOP", frame_of_reference_uid="1.2.3"
@@ -72,6 +75,8 @@ def build_postop_case(
     )
     rng = np.random.default_rng(5)
     implanted = scene.seeds_mm + rng.normal(0.0, 0.8, scene.seeds_mm.shape)
+    for i, offset in (moved_mm or {}).items():
+        implanted[i] += np.asarray(offset, dtype=np.float64)
     centre = g.zyx_to_world(np.argwhere(ph.masks["GTV"]).mean(axis=0))
     shift = sitk.Euler3DTransform()  # maps post-op points to planning points
     shift.SetCenter(tuple(float(v) for v in centre))

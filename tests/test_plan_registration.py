@@ -132,7 +132,7 @@ def test_format_2_0_is_migrated_and_saved_as_2_1(tmp_path: Path) -> None:
     members["plan.json"] = json.dumps(doc).encode()
     bad = tmp_path / "mixed.seedplan"
     bad.write_bytes(_zip(_rehash(members)))
-    with pytest.raises(InputError, match="format 2.0.*'registration'") as exc:
+    with pytest.raises(InputError, match=r"format 2\.0.*'registration'") as exc:
         load_plan(bad)
     _one_line_naming(exc, bad)
 

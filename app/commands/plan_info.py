@@ -4,7 +4,10 @@
 structures (id, name, role, volume_cm3 …), prescription, source (U and mCi), needles (id,
 label, entry_mm, tip_mm, length, insertion depth, angles to the axial/sagittal/coronal planes,
 seeds, ``warnings``: one line each, and ``warning_details``), the loading summary (seeds per
-needle, totals in U and mCi at calibration and implant), seeds, goals, status and revision.
+needle, totals in U and mCi at calibration and implant), seeds, goals, status and revision,
+and ``registration``: the post-op CT's registration stored by post-implant verification
+(post-op series, frame and geometry checksum, the 4 × 4 LPS matrix post-op → planning,
+method, metric value, time, whether it was corrected by hand), or null.
 Needle warnings use the plan's CT when it is found (``planner.plan.plan_ct``; else the bone
 and body checks are skipped and ``needle_checks`` says so). Volumes follow the plan's one
 volume rule (voxel count × CT voxel volume, the volume its DVHs integrate).
@@ -30,6 +33,7 @@ def plan_info_dict(
     lets the needle warnings include the bone and body checks."""
     from planner.plan.loading import loading_summary
     from planner.plan.needles import needle_table
+    from planner.plan.schema import registration_to_doc
 
     plan = loaded.plan
     rows = {r.id: r for r in needle_table(plan, ct)}
@@ -125,6 +129,7 @@ def plan_info_dict(
             }
             for g in plan.goals
         ],
+        "registration": registration_to_doc(plan.registration),
     }
 
 
@@ -191,6 +196,16 @@ def _text(d: dict[str, Any], out: TextIO) -> None:
             f"  {n['label'] or n['id']:<8} {n['length_mm']:6.1f}mm {n['insertion_depth_mm']:6.1f}mm"
             f" {n['angle_to_axial_deg']:6.1f}° {n['angle_to_sagittal_deg']:5.1f}° {n['n_seeds']:5d}"
             f"  {'; '.join(n['warnings']) or '-'}\n"
+        )
+    reg = d.get("registration")
+    if reg is not None:
+        m = reg["matrix_lps_mm"]
+        shift = ", ".join(f"{row[3]:+.1f}" for row in m[:3])
+        metric = "" if reg["metric_value"] is None else f", metric {reg['metric_value']:.4g}"
+        w(
+            f"Post-op registration: {reg['method']}{metric}, {reg['registered_utc']}"
+            f"{', corrected by hand' if reg['nudged'] else ''}; shift ({shift}) mm; post-op "
+            f"series {reg['postop_series_instance_uid'] or '(none)'}\n"
         )
     ld = d["loading"]
     if ld["total_seeds"]:

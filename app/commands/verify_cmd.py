@@ -1,18 +1,32 @@
-"""``seedplan verify PLAN POSTOP_CT --out DIR [--ct CT] [--formalism 1d|2d] [--json] [--force]``.
+"""``seedplan verify PLAN POSTOP_CT --out DIR [--ct CT] [--intraop PLAN] [--formalism 1d|2d]
+[--gate-mm MM] [--migration-mm MM] [--reregister] [--json] [--force]``.
 
 Post-implant verification (:func:`planner.postop.verify.verify_plan`): detect the seeds on the
 post-op CT, register it to the planning CT on bone, match planned and implanted seeds, compute
 the post-plan dose and compare every metric. Writes into DIR (an existing or new folder):
 
 - ``detected_seeds.csv``: the detected seeds in the planning frame (DESIGN.md's detected-seeds
-  columns, LPS mm);
+  columns, LPS mm), then where each lies: ``location`` (inside | outside | migrated |
+  unknown), ``structure`` (the target it is in, or the nearest), ``target_distance_mm`` (0
+  inside) and ``track_distance_mm`` (to the nearest planned needle track);
 - ``matching.csv``: planned seed id, implanted position, displacement (mm); unmatched seeds;
-- ``comparison.csv``: structure, metric, unit, planned, post-op, difference;
-- ``verification.json``: all of it, with the registration, needle deviations and warnings;
-- ``postop.seedplan``: a copy of the plan with the implanted seeds, for the report.
+- ``comparison.csv``: structure, metric, unit, planned, intraop (empty without ``--intraop``),
+  post-op, difference (post-op − planned); the seed counts (all, inside the target, outside
+  it, migrated) as structure "Seeds";
+- ``verification.json``: all of it, with the registration (and the record stored in the plan
+  copy), needle deviations, seed locations and warnings;
+- ``postop.seedplan``: a copy of the plan with the implanted seeds and the registration
+  (:class:`planner.plan.model.Registration`), for the report.
 
 The planning CT is the one the plan was made on (its recorded path, relative to the plan file
-when not absolute) unless ``--ct`` names it. Existing outputs are replaced only with ``--force``.
+when not absolute) unless ``--ct`` names it. When the plan already carries a registration of
+this post-op CT (stored by the GUI's post-op mode, possibly corrected by hand), it is used as it
+is and the automatic registration is skipped (said on stderr); ``--reregister`` registers again.
+``--intraop PLAN``: the intra-operative re-plan (a plan file on the same planning CT — the
+revision saved during the procedure) adds its column to the comparison (pre-plan, intra-op,
+post-op) and its needles are the tracks migration is measured from. A seed outside the target
+farther than ``--migration-mm`` (default 10 mm) from every planned needle track is "migrated".
+Existing outputs are replaced only with ``--force``.
 """
 
 from __future__ import annotations
@@ -50,6 +64,24 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "with the detected axes",
     )
     p.add_argument("--gate-mm", type=float, default=10.0, help="matching gate (default 10 mm)")
+    p.add_argument(
+        "--intraop",
+        default=None,
+        metavar="PLAN",
+        help="the intra-operative re-plan (.seedplan on the same CT): a third comparison column",
+    )
+    p.add_argument(
+        "--migration-mm",
+        type=float,
+        default=10.0,
+        help="a seed outside the target farther than this from every planned needle track is "
+        "'migrated' (default 10 mm)",
+    )
+    p.add_argument(
+        "--reregister",
+        action="store_true",
+        help="register again even when the plan stores a registration of this post-op CT",
+    )
     p.add_argument("--json", action="store_true", help="print the verification as one JSON object")
     p.add_argument("--force", action="store_true", help="replace existing result files")
     p.set_defaults(run=run)
@@ -77,8 +109,17 @@ def _fmt(v: float | None, digits: int = 3) -> str:
     return "" if v is None else f"{v:.{digits}f}"
 
 
+def _csv_text(text: str | None) -> str:
+    """A CSV field (quoted when it holds a comma or a quote)."""
+    if text is None:
+        return ""
+    return f'"{text.replace(chr(34), chr(34) * 2)}"' if ("," in text or '"' in text) else text
+
+
 def verification_dict(v, plan_path: str, postop_path: str) -> dict:
     """The JSON form of a :class:`planner.postop.verify.Verification`."""
+    from planner.plan.schema import registration_to_doc
+
     seeds = v.implanted_plan.seeds
     return {
         "plan": plan_path,
@@ -100,6 +141,7 @@ def verification_dict(v, plan_path: str, postop_path: str) -> dict:
             "initialised_by": v.registration.initialised_by,
             "metric_value": v.registration.metric_value,
             "stop_reason": v.registration.stop_reason,
+            "stored": registration_to_doc(v.registration_record),
         },
         "implanted_seeds": [
             {"id": s.id, "position_mm": list(s.position_mm), "axis": list(s.axis)} for s in seeds
@@ -114,6 +156,11 @@ def verification_dict(v, plan_path: str, postop_path: str) -> dict:
             "unmatched_implanted": v.match.unmatched_implanted,
         },
         "needles": [n.__dict__ for n in v.needles],
+        "seed_locations": None if v.locations is None else v.locations.to_dict(),
+        "planned_seed_locations": None
+        if v.planned_locations is None
+        else v.planned_locations.to_dict()["counts"],
+        "intraop_metrics": None if v.intraop is None else v.intraop.metrics_dict(),
         "comparison": [r.to_dict() for r in v.comparison],
         "planned_metrics": v.planned.metrics_dict(),
         "postop_metrics": v.postop.metrics_dict(),
@@ -132,7 +179,8 @@ def run(args: argparse.Namespace) -> int:
     loaded = load_plan(plan_path)
     plan = loaded.plan
     ct_path = _planning_ct_path(plan_path, plan.ct.source_path, args.ct)
-    inputs = (plan_path, args.postop, ct_path)
+    intraop = load_plan(args.intraop).plan if args.intraop else None
+    inputs = (plan_path, args.postop, ct_path, args.intraop)
     names = (
         "detected_seeds.csv",
         "matching.csv",
@@ -146,21 +194,60 @@ def run(args: argparse.Namespace) -> int:
                 raise InputError("exists (use --force to replace the results)", out / name)
     planning_ct, _ = load_ct(ct_path)
     postop_ct, _ = load_ct(args.postop)
-    v = verify_plan(plan, planning_ct, postop_ct, formalism=args.formalism, gate_mm=args.gate_mm)
+    stored = plan.registration
+    use_stored = stored is not None and not args.reregister and stored.matches(postop_ct)
+    if intraop is not None:
+        try:
+            intraop.check_ct(planning_ct)
+        except InputError as exc:
+            raise InputError(
+                f"the intra-op plan is not on the planning CT: {exc.problem}", args.intraop
+            ) from None
+    v = verify_plan(
+        plan,
+        planning_ct,
+        postop_ct,
+        formalism=args.formalism,
+        gate_mm=args.gate_mm,
+        registration=stored if use_stored else None,
+        intraop=intraop,
+        migration_mm=args.migration_mm,
+    )
+    if use_stored:
+        sys.stderr.write(
+            f"seedplan verify: using the registration stored in the plan "
+            f"({stored.method}, {stored.registered_utc}"
+            f"{', corrected by hand' if stored.nudged else ''}; --reregister to register again)\n"
+        )
     out.mkdir(exist_ok=True)
     det = v.detection
     rows = []
-    for p, s in zip(v.implanted_mm, det.seeds, strict=True):
+    locations = v.locations.seeds if v.locations is not None else (None,) * len(det.seeds)
+    for p, s, loc in zip(v.implanted_mm, det.seeds, locations, strict=True):
         a = v.registration.transform.apply_vectors(s.axis)
-        rows.append(
-            f"{p[0]:.3f},{p[1]:.3f},{p[2]:.3f},{a[0]:.5f},{a[1]:.5f},{a[2]:.5f},{s.confidence:.3f}"
+        where = (
+            ",,,"
+            if loc is None
+            else f"{loc.location},{_csv_text(loc.structure)},{_fmt(loc.distance_to_target_mm, 2)},"
+            f"{_fmt(loc.distance_to_track_mm, 2)}"
         )
+        rows.append(
+            f"{p[0]:.3f},{p[1]:.3f},{p[2]:.3f},{a[0]:.5f},{a[1]:.5f},{a[2]:.5f},{s.confidence:.3f},"
+            + where
+        )
+    mig = v.locations.migration_mm if v.locations is not None else args.migration_mm
     write_text(
         out / "detected_seeds.csv",
         "# detected on "
         + str(args.postop)
         + ", mapped into the planning frame\n"
-        + _csv("x_mm,y_mm,z_mm,dir_x,dir_y,dir_z,confidence", rows),
+        + f"# location: inside/outside the target; migrated = outside and > {mig:g} mm from "
+        "every planned needle track\n"
+        + _csv(
+            "x_mm,y_mm,z_mm,dir_x,dir_y,dir_z,confidence,location,structure,"
+            "target_distance_mm,track_distance_mm",
+            rows,
+        ),
         inputs=inputs,
         force=args.force,
     )
@@ -183,12 +270,13 @@ def run(args: argparse.Namespace) -> int:
         force=args.force,
     )
     crows = [
-        f"{r.structure},{r.metric},{r.unit},{_fmt(r.planned)},{_fmt(r.postop)},{_fmt(r.difference)}"
+        f"{_csv_text(r.structure)},{r.metric},{r.unit},{_fmt(r.planned)},{_fmt(r.intraop)},"
+        f"{_fmt(r.postop)},{_fmt(r.difference)}"
         for r in v.comparison
     ]
     write_text(
         out / "comparison.csv",
-        _csv("structure,metric,unit,planned,postop,difference", crows),
+        _csv("structure,metric,unit,planned,intraop,postop,difference", crows),
         inputs=inputs,
         force=args.force,
     )

@@ -36,7 +36,7 @@ from planner.plan.model import (
     Structure,
 )
 
-__all__ = ["MaskRecord", "SchemaReader", "plan_from_doc", "plan_to_doc"]
+__all__ = ["MaskRecord", "SchemaReader", "plan_from_doc", "plan_to_doc", "registration_to_doc"]
 
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _SHA_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -133,7 +133,7 @@ def plan_to_doc(plan: Plan) -> tuple[dict[str, Any], dict[str, PackedBox]]:
             }
             for s in plan.seeds
         ],
-        "registration": _registration_doc(plan.registration),
+        "registration": registration_to_doc(plan.registration),
         "goals": [
             {
                 "id": g_.id,
@@ -149,7 +149,9 @@ def plan_to_doc(plan: Plan) -> tuple[dict[str, Any], dict[str, PackedBox]]:
     return doc, masks
 
 
-def _registration_doc(reg: Registration | None) -> dict[str, Any] | None:
+def registration_to_doc(reg: Registration | None) -> dict[str, Any] | None:
+    """The plan.json form of a plan's registration (also what ``seedplan info --json`` and
+    ``seedplan verify`` print), or None."""
     if reg is None:
         return None
     return {

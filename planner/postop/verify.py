@@ -316,6 +316,11 @@ def verify_plan(
     if registration is not None:
         result = stored_registration_result(registration)
         record = registration
+        warnings.append(
+            f"registration stored in the plan used ({registration.method}, "
+            f"{registration.registered_utc or 'undated'}"
+            f"{', corrected by hand' if registration.nudged else ''})"
+        )
     else:
         result = register_rigid(
             planning_ct,
