@@ -12,6 +12,7 @@ import pytest
 from app.cli import main
 from dose.progress import Cancelled
 from planner.export.export import KIND_FILES, MANIFEST, export_plan
+from planner.files.safe_write import OutputExistsError
 from planner.plan.plan_file import save_plan
 from tests.test_export_support import demo_export_plan
 
@@ -103,3 +104,36 @@ def test_progress_is_monotonic_and_cancel_writes_nothing_half(tmp_path):
         export_plan(plan, ct, tmp_path / "c", kinds=["csv", "rtstruct", "rtdose"], cancel=cancel)
     leftovers = [p.name for p in (tmp_path / "c").iterdir() if p.name.startswith(".")]
     assert leftovers == []  # no temporary file left behind
+
+
+def test_rerun_after_a_cancelled_export_replaces_its_own_files(tmp_path):
+    """A cancelled (or failed) export records what it wrote in export.json as it goes, so the
+    same export re-run into the folder (the GUI's Cancel then Export) is not refused."""
+    plan, ct = demo_export_plan()
+    out_dir = tmp_path / "again"
+    seen: list[float] = []
+
+    def cancel() -> bool:
+        return bool(seen) and seen[-1] >= 0.55  # after the CSV files, before RTPLAN
+
+    with pytest.raises(Cancelled):
+        export_plan(
+            plan,
+            ct,
+            out_dir,
+            kinds=["csv", "rtplan"],
+            progress=lambda f, m: seen.append(f),
+            cancel=cancel,
+        )
+    assert not (out_dir / "RTPLAN.dcm").exists()
+    manifest = json.loads((out_dir / MANIFEST).read_text())
+    assert {f["name"] for f in manifest["files"]} == set(KIND_FILES["csv"])
+    summary = export_plan(plan, ct, out_dir, kinds=["csv", "rtplan"])
+    assert {p.name for _k, p, _s in summary.files} == {*KIND_FILES["csv"], "RTPLAN.dcm"}
+    manifest = json.loads((out_dir / MANIFEST).read_text())
+    assert {f["name"] for f in manifest["files"]} == {*KIND_FILES["csv"], "RTPLAN.dcm"}
+    # a hand-edited file is still refused after all this
+    with open(out_dir / "seeds.csv", "a") as fh:
+        fh.write("# edited\n")
+    with pytest.raises(OutputExistsError, match=r"seeds\.csv"):
+        export_plan(plan, ct, out_dir, kinds=["csv"])

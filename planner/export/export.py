@@ -127,6 +127,32 @@ def _replace_allowed(folder: Path, names: Iterable[str], force: bool) -> dict[st
     return allowed
 
 
+def _manifest_text(
+    plan: Plan, content_sha: str, printed: datetime, folder: Path, entries: Mapping[str, str]
+) -> str:
+    """The ``export.json`` text: the plan's identity and every file (name → sha256) listed."""
+    from planner.export.uids import software_version
+
+    manifest = {
+        "format": MANIFEST_FORMAT,
+        "format_version": 1,
+        "software": f"SeedPlan {software_version()}".strip(),
+        "written": printed.isoformat(timespec="seconds"),
+        "plan": {
+            "plan_uid": plan.plan_uid,
+            "revision": plan.revision,
+            "status": plan.status,
+            "content_sha256": content_sha,
+            "patient_id": plan.ct.patient_id,
+        },
+        "files": [
+            {"name": n, "sha256": s, "bytes": (folder / n).stat().st_size}
+            for n, s in sorted(entries.items())
+        ],
+    }
+    return json.dumps(manifest, indent=2) + "\n"
+
+
 def _identity_lines(plan: Plan, printed: datetime) -> list[str]:
     return [
         f"SeedPlan export of plan {plan.name or plan.plan_uid} revision {plan.revision} "
@@ -325,9 +351,26 @@ def export_plan(
         summary.warnings.extend(str(w) for w in getattr(d, "warnings", []) or [])
 
     written: list[tuple[str, Path, str]] = []
+    previous = _previous_outputs(folder)
+    manifest_force = [allowed[MANIFEST]]
+
+    def record() -> None:
+        """Rewrite ``export.json`` with every file written so far (this run and earlier ones
+        still present): a cancelled or failed export leaves a true record, so a re-run into
+        the folder may replace the files it wrote."""
+        entries = {name: sha for name, sha in previous.items() if (folder / name).is_file()}
+        for _kind, path, sha in written:
+            entries[path.name] = sha
+        write_text(
+            folder / MANIFEST,
+            _manifest_text(plan, content_sha, printed, folder, entries),
+            force=manifest_force[0],
+        )
+        manifest_force[0] = True  # ours from now on
 
     def done(kind: str, path: Path) -> None:
         written.append((kind, path, _sha256(path)))
+        record()
 
     model = None
     if plan.source is not None:
@@ -477,32 +520,6 @@ def export_plan(
             )
             summary.timings_s["rtdose"] = time.perf_counter() - t
 
-    previous = _previous_outputs(folder)
-    entries = {name: sha for name, sha in previous.items() if (folder / name).is_file()}
-    for _kind, path, sha in written:
-        entries[path.name] = sha
-    manifest = {
-        "format": MANIFEST_FORMAT,
-        "format_version": 1,
-        "software": f"SeedPlan {software_version()}".strip(),
-        "written": printed.isoformat(timespec="seconds"),
-        "plan": {
-            "plan_uid": plan.plan_uid,
-            "revision": plan.revision,
-            "status": plan.status,
-            "content_sha256": content_sha,
-            "patient_id": plan.ct.patient_id,
-        },
-        "files": [
-            {"name": n, "sha256": s, "bytes": (folder / n).stat().st_size}
-            for n, s in sorted(entries.items())
-        ],
-    }
-    write_text(
-        folder / MANIFEST,
-        json.dumps(manifest, indent=2) + "\n",
-        force=allowed[MANIFEST],
-    )
     summary.files = written
     summary.timings_s["total"] = time.perf_counter() - t0
     report(progress, 1.0, "export done")
