@@ -59,6 +59,7 @@ from planner.demo.torso import (
     cavity_shape,
     mediastinum_envelope,
     paint_body_wall,
+    paint_lumbar_abdomen,
     paint_lungs,
     paint_mediastinum,
     paint_table,
@@ -161,6 +162,9 @@ def generate_phantom(
     paint_lungs(ctx, hu, cavity, env)
     report(0.35, "mediastinum")
     paint_mediastinum(ctx, hu, cavity)
+    if anatomy.has_lumbar:
+        report(0.45, "abdomen")
+        paint_lumbar_abdomen(ctx, hu, cavity)
     report(0.5, "ribs")
     paint_ribs_and_sternum(ctx, hu)
     report(0.65, "spine")

@@ -262,11 +262,19 @@ def tube_segment(
     return _from_gradient(rho - F32(1.0), gx, gy, gz, ctx)
 
 
-def smooth_field(ctx: PhantomContext, blk: Block, node_mm: float, sigma_mm: float) -> Array:
+def smooth_field(
+    ctx: PhantomContext,
+    blk: Block,
+    node_mm: float,
+    sigma_mm: float,
+    *,
+    rng: np.random.Generator | None = None,
+) -> Array:
     """Zero-mean, unit-variance Gaussian random field on ``blk`` with correlation ``sigma_mm``.
 
     White noise on a coarse lattice (``node_mm``) is interpolated with Gaussian weights by three
-    small matrix products (fast, smooth, deterministic)."""
+    small matrix products (fast, smooth, deterministic). The noise is drawn from ``rng``
+    (default ``ctx.rng``, whose draws are part of the demo's bytes)."""
     axes = (blk.Z[:, 0, 0], blk.Y[0, :, 0], blk.X[0, 0, :])
     weights = []
     for coord in axes:
@@ -278,7 +286,7 @@ def smooth_field(ctx: PhantomContext, blk: Block, node_mm: float, sigma_mm: floa
     wz, wy, wx = weights
     nzc, nyc, nxc = wz.shape[1], wy.shape[1], wx.shape[1]
     nz, ny, nx = len(axes[0]), len(axes[1]), len(axes[2])
-    noise = ctx.rng.standard_normal((nzc, nyc, nxc), dtype=F32)
+    noise = (ctx.rng if rng is None else rng).standard_normal((nzc, nyc, nxc), dtype=F32)
     # Coarse axes first, the big expansion (x) last as one matrix product.
     a = (wz @ noise.reshape(nzc, -1)).reshape(nz, nyc, nxc)
     a = np.matmul(wy, a)  # (nz, ny, nxc)

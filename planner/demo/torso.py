@@ -3,6 +3,12 @@ mediastinum (heart, aorta, oesophagus, azygos) and the upper abdomen.
 
 The body and thoracic-cavity outlines are z-independent; the generator paints them once on a
 single (1, y, x) slice and broadcasts.
+
+With lumbar levels (``Anatomy.has_lumbar``) the abdomen of T12–L5 is added
+(:func:`paint_lumbar_abdomen`): the liver ends (lower on the right), bowel loops in mesenteric
+fat, ascending and descending colon, kidneys in perirenal fat, psoas and quadratus lumborum
+beside the spine; the oesophagus and azygos end at T11–T12 and the aorta and IVC run down in
+front of the lumbar bodies. The demo's thoracic anatomy paints none of it.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ __all__ = [
     "cavity_shape",
     "mediastinum_envelope",
     "paint_body_wall",
+    "paint_lumbar_abdomen",
     "paint_lungs",
     "paint_mediastinum",
     "paint_table",
@@ -226,6 +233,9 @@ def paint_mediastinum(ctx: PhantomContext, hu: Array, cavity2d: Shape) -> None:
 
     # Descending aorta (left antero-lateral of the bodies, drifting to the midline caudally),
     # oesophagus (right of the aorta, anterior to the spine) and azygos vein.
+    if ctx.anatomy.has_lumbar:
+        _paint_mediastinal_tubes_lumbar(ctx, hu)
+        return
     blk = ctx.block((-60, -40, -1e9), (60, 40, 1e9))
     assert blk is not None
     z = blk.Z
@@ -247,6 +257,54 @@ def paint_mediastinum(ctx: PhantomContext, hu: Array, cavity2d: Shape) -> None:
     ctx.paint(hu, blk, ctx.ramp(azy.sd, azy.w), H["vein"])
     hemi = superellipse(ctx, blk, 16.0, 20.0, 2.8, 2.8)
     ctx.paint(hu, blk, ctx.ramp(hemi.sd, hemi.w), H["vein"])
+
+
+def _to_lumbar(z: Array, z_start: float, z_end: float) -> Array:
+    """0 above ``z_start``, 1 below ``z_end`` (mm), smooth in between."""
+    t = np.clip((F32(z_start) - z) / F32(z_start - z_end), F32(0.0), F32(1.0))
+    return t * t * (F32(3.0) - F32(2.0) * t)
+
+
+def _great_vessels(ctx: PhantomContext, z: Array) -> tuple[tuple[Array, ...], tuple[Array, ...]]:
+    """Aorta and IVC (centre x, y and radius, mm, per z) with lumbar levels: the thoracic paths
+    above T11, then in front of the lumbar bodies (aorta left of the midline, IVC right)."""
+    an = ctx.anatomy
+    t = _to_lumbar(z, -60.0, -100.0)
+    front = np.asarray(an.spine_y_mm(z), dtype=F32) - an._level_profile(z, "half_depth_mm")
+    ax = (F32(25.0) + F32(0.07) * z) * (1 - t) + F32(13.0) * t
+    ay = (F32(4.0) - F32(0.03) * z) * (1 - t) + (front - F32(12.0)) * t
+    ar = F32(12.5) - F32(2.5) * t
+    t2 = _to_lumbar(z, -70.0, -110.0)
+    vx = F32(-18.0) * (1 - t2) + F32(-25.0) * t2
+    vy = F32(-8.0) * (1 - t2) + (front - F32(9.0)) * t2
+    return (ax, ay, ar), (vx, vy, F32(12.0) + F32(1.0) * t2)
+
+
+def _paint_mediastinal_tubes_lumbar(ctx: PhantomContext, hu: Array) -> None:
+    """Aorta, oesophagus (ending at T11-T12) and azygos system of an anatomy with lumbar
+    levels."""
+    H = ctx.anatomy.hu
+    blk = ctx.block((-60, -60, -1e9), (60, 40, 1e9))
+    assert blk is not None
+    z = blk.Z
+    (ax_c, ay_c, ar), _ = _great_vessels(ctx, z)
+    aorta = superellipse(ctx, blk, ax_c, ay_c, ar, ar)
+    ctx.paint(hu, blk, ctx.ramp(aorta.sd - F32(3.0), aorta.w), H["mediastinal_fat"])
+    ctx.paint(hu, blk, ctx.ramp(aorta.sd, aorta.w), H["muscle"])  # wall
+    ctx.paint(hu, blk, ctx.ramp(aorta.sd + F32(1.5), aorta.w), H["aorta"])
+    ends = F32(1.0) - _to_lumbar(z, -62.0, -75.0)  # the oesophagus joins the stomach
+    oes_x = F32(6.0) + F32(0.1) * np.maximum(-z, F32(0.0))
+    oes = superellipse(ctx, blk, oes_x, F32(-10.0), 10.0, 6.5, 2.0, angle_deg=20.0)
+    ctx.paint(hu, blk, ctx.ramp(oes.sd - F32(2.0), oes.w) * ends, H["mediastinal_fat"])
+    ctx.paint(hu, blk, ctx.ramp(oes.sd, oes.w) * ends, H["oesophagus"])
+    lumen = superellipse(ctx, blk, oes_x + F32(1.0), F32(-10.5), 3.5, 1.4, 2.0, angle_deg=20.0)
+    air_amount = F32(0.5) + F32(0.5) * np.sin(z / F32(9.0))
+    ctx.paint(hu, blk, ctx.ramp(lumen.sd, lumen.w) * air_amount * ends, H["air"])
+    veins = F32(1.0) - _to_lumbar(z, -80.0, -95.0)
+    azy = superellipse(ctx, blk, -9.0, 2.0, 4.0, 4.5)
+    ctx.paint(hu, blk, ctx.ramp(azy.sd, azy.w) * veins, H["vein"])
+    hemi = superellipse(ctx, blk, 16.0, 20.0, 2.8, 2.8)
+    ctx.paint(hu, blk, ctx.ramp(hemi.sd, hemi.w) * veins, H["vein"])
 
 
 def _paint_abdomen(ctx: PhantomContext, hu: Array, cavity2d: Shape) -> None:
@@ -291,7 +349,11 @@ def _paint_abdomen(ctx: PhantomContext, hu: Array, cavity2d: Shape) -> None:
     content = F32(H["stomach_fluid"]) + air * F32(H["air"] - H["stomach_fluid"])
     ctx.paint(hu, blk, st_occ, content)
     # Inferior vena cava entering the liver.
-    ivc = superellipse(ctx, blk, -18.0, -8.0, 12.0, 10.0)
+    if ctx.anatomy.has_lumbar:
+        _, (vx, vy, vr) = _great_vessels(ctx, blk.Z)
+        ivc = superellipse(ctx, blk, vx, vy, vr, vr * F32(10.0 / 12.0))
+    else:
+        ivc = superellipse(ctx, blk, -18.0, -8.0, 12.0, 10.0)
     ctx.paint(hu, blk, ctx.ramp(ivc.sd, ivc.w) * below, H["vein"])
     # Hepatic veins converging on the IVC (enhanced in the portal-venous phase).
     liver = below * (F32(1.0) - left)
@@ -306,3 +368,135 @@ def _paint_abdomen(ctx: PhantomContext, hu: Array, cavity2d: Shape) -> None:
                 lambda t, a=a, b=b, ra=ra, rb=rb: tube_segment(ctx, t, a, b, (ra, ra), (rb, rb)),
             )
     ctx.paint(hu, blk, ctx.ramp(veins.sd, veins.w) * liver, H["vein"])
+
+
+def paint_lumbar_abdomen(ctx: PhantomContext, hu: Array, cavity2d: Shape) -> None:
+    """The abdomen below the liver (anatomy with lumbar levels; module docstring).
+
+    The liver's inferior surface falls from z = −100 mm medially to −150 mm at the right lateral
+    wall; below it the cavity holds mesenteric fat with small-bowel loops (fluid or gas), the
+    ascending and descending colon, and in the retroperitoneum the kidneys (left centre
+    −125 mm, right −140 mm: L1-L2) in perirenal fat, psoas (growing from T12 down) and
+    quadratus lumborum; the aorta and IVC are painted again on top. Random draws come from
+    their own generator (``spec.seed + 3``)."""
+    an = ctx.anatomy
+    H = an.hu
+    c = _CAVITY
+    blk = ctx.block(
+        (-c["ax"] - 2, c["cy"] - c["ay_ant"] - 2, -1e9),
+        (c["ax"] + 2, c["cy"] + c["ay_post"] + 2, -70.0),
+    )
+    if blk is None:
+        return
+    rng = np.random.default_rng(ctx.spec.seed + 3)
+    sub = (slice(None), blk.sl[1], blk.sl[2])
+    in_cav = ctx.ramp(cavity2d.sd[sub], cavity2d.w[sub])
+    z_liver = F32(-100.0) - F32(50.0) * np.clip((-blk.X - F32(20.0)) / F32(100.0), 0, 1)
+    infra = ctx.ramp(blk.Z - z_liver, ctx.dz + ctx.dx) * in_cav
+    ctx.paint(hu, blk, infra, H["fat"])
+    spine_y = np.asarray(an.spine_y_mm(blk.Z), dtype=F32)
+    half_w = an._level_profile(blk.Z, "half_width_mm")
+
+    # Small-bowel loops: chains of capsules in the anterior cavity.
+    z_lo, z_hi = float(ctx.z[0]), min(float(ctx.z[-1]), -100.0)
+    loops = {"bowel_content": Canvas(ctx, blk), "bowel_gas": Canvas(ctx, blk)}
+    if z_hi > z_lo - 30.0:
+        n_chains = max(4, int((z_hi - z_lo + 60.0) / 12.0))
+        for _ in range(n_chains):
+            p = np.array(
+                [rng.uniform(-85, 85), rng.uniform(-85, -30), rng.uniform(z_lo - 20, z_hi + 10)]
+            )
+            d = rng.normal(size=3)
+            r = float(rng.uniform(8.0, 12.0))
+            canvas = loops["bowel_gas" if rng.uniform() < 0.3 else "bowel_content"]
+            for _seg in range(7):
+                d = d / np.linalg.norm(d) + 0.8 * rng.normal(size=3)
+                d /= np.linalg.norm(d)
+                q = p + 20.0 * d
+                q[0] = float(np.clip(q[0], -95, 95))
+                q[1] = float(np.clip(q[1], -88, -20))
+                lo_t, hi_t = tube_box(p, q, r)
+                canvas.add(
+                    lo_t,
+                    hi_t,
+                    lambda t, a=p, b=q, r=r: tube_segment(ctx, t, a, b, (r, r), (r, r)),
+                    k=2.0,
+                )
+                p = q
+    # Colon: ascending (right, from the hepatic flexure) and descending (left).
+    colon = Canvas(ctx, blk)
+    for cx, cy, r, z_top in ((-88.0, -18.0, 19.0, -115.0), (90.0, 2.0, 14.0, -85.0)):
+        colon.add(
+            (cx - r, cy - r, -1e9),
+            (cx + r, cy + r, z_top + r),
+            lambda t, cx=cx, cy=cy, r=r, z_top=z_top: superellipse(ctx, t, cx, cy, r, r).intersect(
+                Shape(t.Z - F32(z_top), ctx.dz + 0 * t.Z), k=8.0
+            ),
+        )
+    gut_w = infra
+    for name, canvas in (*loops.items(), ("colon", colon)):
+        sh = canvas.shape()
+        ctx.paint(hu, blk, ctx.ramp(sh.sd, sh.w) * gut_w, H["bowel_wall"])
+        inner = sh.shell(2.0)
+        if name == "colon":
+            # Stool (mottled, with gas bubbles) and gas rising anteriorly.
+            mottle = smooth_field(ctx, blk, 3.0, 2.5, rng=rng)
+            content = F32(-60.0) + F32(60.0) * mottle
+            content = np.where(mottle > 1.2, F32(H["bowel_gas"]), content)
+            gas = ctx.ramp(blk.Y - F32(-18.0), ctx.dy)
+            content = content + gas * (F32(H["bowel_gas"]) - content)
+        else:
+            content = F32(H[name])
+        ctx.paint(hu, blk, ctx.ramp(inner.sd, inner.w) * gut_w, content)
+
+    # Retroperitoneum: kidneys in perirenal fat (hilum facing antero-medially).
+    for side, zk in ((1.0, -125.0), (-1.0, -140.0)):
+        yk = float(an.spine_y_mm(zk)) + 16.0
+        centre, radii, ang = (side * 68.0, yk, zk), (27.0, 19.0, 55.0), side * 35.0
+        box_lo = (side * 68.0 - 40, yk - 40, zk - 70)
+        box_hi = (side * 68.0 + 40, yk + 40, zk + 70)
+        kb = ctx.block(box_lo, box_hi)
+        if kb is None:
+            continue
+        kid = ellipsoid(ctx, kb, centre, radii, ang)
+        perirenal = kid.shell(-7.0)
+        ctx.paint(hu, kb, ctx.ramp(perirenal.sd, perirenal.w), H["retroperitoneal_fat"])
+        ctx.paint(hu, kb, ctx.ramp(kid.sd, kid.w), H["kidney"])
+        hil = (side * 68.0 - side * 14.0, yk - 8.0, zk)
+        sinus = ellipsoid(ctx, kb, hil, (10.0, 7.0, 24.0), ang)
+        ctx.paint(hu, kb, ctx.ramp(sinus.sd, sinus.w), H["renal_sinus_fat"])
+    # Psoas (from T12 down, growing) and quadratus lumborum (behind the kidneys).
+    grow = np.clip((F32(-95.0) - blk.Z) / F32(90.0), F32(0.0), F32(1.0))
+    starts = ctx.ramp(blk.Z - F32(-92.0), ctx.dz)
+    canal_y = np.asarray(an.canal_centre_y_mm(blk.Z), dtype=F32)
+    for side in (-1.0, 1.0):
+        pax = F32(4.0) + F32(11.0) * grow
+        pay = F32(4.0) + F32(10.0) * grow
+        psoas = superellipse(
+            ctx, blk, side * (half_w + F32(0.8) * pax), spine_y + F32(5.0), pax, pay, 2.0
+        )
+        ctx.paint(hu, blk, ctx.ramp(psoas.sd - F32(1.5), psoas.w) * starts, H["fat"])
+        ctx.paint(hu, blk, ctx.ramp(psoas.sd, psoas.w) * starts, H["muscle"])
+        qax = F32(5.0) + F32(9.0) * grow
+        ql = superellipse(
+            ctx,
+            blk,
+            side * (half_w + F32(30.0)),
+            canal_y + F32(8.0),
+            qax,
+            F32(8.0),
+            2.0,
+            angle_deg=side * 25.0,
+        )
+        ctx.paint(hu, blk, ctx.ramp(ql.sd - F32(1.5), ql.w) * starts * in_cav, H["fat"])
+        ctx.paint(hu, blk, ctx.ramp(ql.sd, ql.w) * starts * in_cav, H["muscle"])
+    # Great vessels again on top (the fat and bowel above were painted over them).
+    (ax_c, ay_c, ar), (vx, vy, vr) = _great_vessels(ctx, blk.Z)
+    low = ctx.ramp(blk.Z - F32(-90.0), ctx.dz)
+    aorta = superellipse(ctx, blk, ax_c, ay_c, ar, ar)
+    ctx.paint(hu, blk, ctx.ramp(aorta.sd - F32(3.0), aorta.w) * low, H["fat"])
+    ctx.paint(hu, blk, ctx.ramp(aorta.sd, aorta.w) * low, H["muscle"])
+    ctx.paint(hu, blk, ctx.ramp(aorta.sd + F32(1.5), aorta.w) * low, H["aorta"])
+    ivc = superellipse(ctx, blk, vx, vy, vr, vr * F32(10.0 / 12.0))
+    ctx.paint(hu, blk, ctx.ramp(ivc.sd - F32(2.0), ivc.w) * low, H["fat"])
+    ctx.paint(hu, blk, ctx.ramp(ivc.sd, ivc.w) * low, H["vein"])
