@@ -9,8 +9,14 @@ Public API::
     load_model(name_or_path: str | Path) -> SourceModel     # by model id, alias or file path
     known_models() -> list[str]                             # model ids in resources/seeds
     SourceModel                                             # frozen dataclass, see below
-    SourceModel.checksum -> str                             # sha256 of all numeric tables
+    SourceModel.checksum -> str                             # sha256 of all numeric data
     SourceModel.table_checksums -> dict[str, str]           # sha256 per table
+
+Checksums identify every number that changes the dose or how a seed is drawn: the constants
+(Λ, L, half-life: D∞ = Ḋ₀·τ), g_L(r), F(r, θ), φ_an(r) and the capsule (outer radius and
+length: the engines cap and flag points inside it, and the seed is drawn and listed with its
+length). Names, aliases, the single-source flag and provenance text are not data and are left
+out, so a corrected manufacturer name keeps the checksum.
 
 Validation on load (each failure raises :class:`dose.errors.InputError` naming the file and the
 field): radii strictly increasing and positive, angles strictly increasing within [0°, 90°] with
@@ -65,7 +71,7 @@ class SourceModel:
     phi_r_cm, phi_values : (Nφ,) float64 or None
         1D anisotropy factor φ_an(r); None when the data set has none.
     capsule_radius_cm, capsule_half_length_cm : float
-        Capsule used to cap and flag points inside the seed.
+        Capsule used to cap and flag points inside the seed (part of :attr:`checksum`).
     single_source : bool
         True when the data have only one public source (not cross-checked).
     """
@@ -271,6 +277,7 @@ def parse_model(doc: Any, path: str | Path) -> SourceModel:
         "phi_an": None
         if phi_r is None or phi_v is None
         else {"r_cm": phi_r.tolist(), "phi_an": phi_v.tolist()},
+        "capsule": {"outer_radius_cm": cap_r, "length_cm": cap_len},
     }
     checksums = {k: _canonical_sha256(v) for k, v in tables.items()}
     overall = _canonical_sha256({"model_id": model_id, **tables})

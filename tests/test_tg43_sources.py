@@ -25,7 +25,13 @@ def test_model_loads_and_tables_are_consistent(name: str) -> None:
     assert m.model_id == name
     assert m.f_values.shape == (m.f_theta_deg.size, m.f_r_cm.size)
     assert np.all(np.diff(m.g_r_cm) > 0) and np.all(np.diff(m.f_r_cm) > 0)
-    assert len(m.checksum) == 64 and set(m.table_checksums) == {"constants", "g_L", "F", "phi_an"}
+    assert len(m.checksum) == 64 and set(m.table_checksums) == {
+        "constants",
+        "g_L",
+        "F",
+        "phi_an",
+        "capsule",
+    }
     # provenance recorded for every table
     doc = json.loads((SEEDS_DIR / f"{name}.json").read_text(encoding="utf-8"))
     for key in ("radial_dose_function", "anisotropy_function"):
@@ -121,17 +127,19 @@ def test_broken_json_is_refused(tmp_path: Path) -> None:
 
 
 # Golden sha256 of every seed table, as dose.sources computes them (canonical JSON of the numeric
-# tables: constants Λ / L / T½, g_L, F, φ_an; the overall one also covers the model id). Pinned
+# tables: constants Λ / L / T½, g_L, F, φ_an, capsule; the overall one also covers the model id).
+# The capsule (outer radius, length) joined the checksum deliberately: the engines cap and flag
+# dose inside it and the seed's length is drawn and printed, so it is source data too. Pinned
 # here on purpose: any change of a number in resources/seeds/*.json, or of the canonical form,
 # fails loudly, and every dose label (``tables sha256 …``) changes with it. A deliberate table
 # change must update these values in the same commit, with the table's provenance.
 GOLDEN_CHECKSUMS = {
-    "2301": "1fe067eb2da7bdda09c87c2ba6f19c055ae0a140de107293cfd5f66e757970d1",
-    "6702": "e54e1388fffd035047e3e388d8159b8fb9015c752bbe8459f2cc1b93738a27d4",
-    "6711": "2c7665d703f18857ba37e64b8311f9501d96383e260ce1e01fd96d74fa9cc2f3",
-    "AgX100": "64ee98d18745325e1c936d926ad6bf2f432863f5e7f5579dd2d3b8f4234ee4c8",
-    "IAI-125A": "8464b26e24b6fb4201a00ee63b999b208848c32e7bf3f3e4d051e7ff1b543e58",
-    "STM1251": "75260e2659895a1b00ef4d74a52e48c7e860370b3ec99ce47492e2afa0a9f13b",
+    "2301": "9905f3e809e8704726614b73f16c9f34171c3fc341ea5c97f7b4b63f79946c19",
+    "6702": "f7d251156a444cf92432c46375f2ae77aa8b401829c4a351c2df706248b7052e",
+    "6711": "a28126833ee66c0d6f96214e915b856efd045bd9e99f4871389809cf05905a9e",
+    "AgX100": "d32871391feb772b0fa33ed4ab6292b78e6d96a8c83eb47353149b5bffadb653",
+    "IAI-125A": "c30cda1577a3bd62f510ba5f134dc77bd2aa17d4c53f0501b69187d4af32b442",
+    "STM1251": "f72ff46cfc0ff27c09d7d1b7a582b89234fe4863a6a6440c10c65416a3d86cfe",
 }
 GOLDEN_TABLE_CHECKSUMS = {
     "2301": {
@@ -139,36 +147,42 @@ GOLDEN_TABLE_CHECKSUMS = {
         "g_L": "120c578cd327e5014c0f3f5217b5539812c7d6976c56c5f5607a8bcabd3fd154",
         "F": "0463896a50a6141eebc8c3b9cce18a9f74cdd263115c3095d58788adf9f1adf4",
         "phi_an": "0caf135f38b45cac448ba23ecfd3ed3d8c7817aaf4e60fe0bf9c951d49daa292",
+        "capsule": "5db47de01ccc4684b03ec6937d8be220992a2739a42317aba9117003953a6991",
     },
     "6702": {
         "constants": "0cac885bea8df2952862d96c31a7c1888a4dec34b3791808b0aabdc0ff1b5469",
         "g_L": "d2b9010c42f67c2203de6521f335f68f2cfa4198c51d2b627bc9ce01d699143a",
         "F": "6b18fb38faab303743d57f79264a8ab63cddd3869fc286af58e8bb00885a5686",
         "phi_an": "239fbd337435e2f92079147628d5461481c1ccf736c4f05faac4585d2795b8a5",
+        "capsule": "bd0d89323a0ab7f2dcc3133fc2e906119d1bac202bfc98e4a0ba761f903d26f4",
     },
     "6711": {
         "constants": "ce83e1d07e42460c520245cb4d538c87669f6c37365878cf0fa3e48e57d2bf72",
         "g_L": "c9a7ea0cc913d435a5a8265fcae816d7778212e9bf193510a903541cb587ebfc",
         "F": "18f14c8917a0246ed6b8b22cd47795dc290291caf55bcf703088c0db9b0253b9",
         "phi_an": "0ee38f64e90320f97614a6c0461dbbb7fe9b25995744fcbd5f1414880670238f",
+        "capsule": "62ca087ed275711d11a38738f5b48f8c27f341e7f96c26fae775d30ed7756609",
     },
     "AgX100": {
         "constants": "9359451f107dad7a67dfddb640693effaeb376d63d68827b6e07682c9c8718da",
         "g_L": "e548b8da26eaefb107e8669fec54018acfb2f742fd53c05b9ad367687b6574e4",
         "F": "7a4814430b5325ab64b23b16e2589f0cb634d7bceaa9a7cae4debae5f74c9cf0",
         "phi_an": "74234e98afe7498fb5daf1f36ac2d78acc339464f950703b8c019892f982b90b",
+        "capsule": "bd0d89323a0ab7f2dcc3133fc2e906119d1bac202bfc98e4a0ba761f903d26f4",
     },
     "IAI-125A": {
         "constants": "3968c07c6b229bffd2bd6b901824f3b11923f4ff3d51b5b2d833dd5990130a8b",
         "g_L": "8345919e1dfbd6037397f569cf86f125bfc89aa17ba119d04fd898eb95f6165d",
         "F": "99208d48406fd2cf6bd54caca502628d0aa8370972df03ff2e933455466980d2",
         "phi_an": "74234e98afe7498fb5daf1f36ac2d78acc339464f950703b8c019892f982b90b",
+        "capsule": "bd0d89323a0ab7f2dcc3133fc2e906119d1bac202bfc98e4a0ba761f903d26f4",
     },
     "STM1251": {
         "constants": "33c60dccfcadaf139157ab8e189759ed56b631cfb063fef6400d88b44e93cd82",
         "g_L": "e218e53afe1bd2900fdbaa331c89c5f5a6bb5dc17e50747151d92662f8bd0929",
         "F": "d303f806f9ade5f4f1ad7d0102e1c4a85a17ae0a7e4b55ac6350421428c55034",
         "phi_an": "74234e98afe7498fb5daf1f36ac2d78acc339464f950703b8c019892f982b90b",
+        "capsule": "bd0d89323a0ab7f2dcc3133fc2e906119d1bac202bfc98e4a0ba761f903d26f4",
     },
 }
 # sha256 of the canonical JSON of null: the φ_an checksum of a model without φ_an
@@ -213,6 +227,10 @@ def test_golden_checksums_recomputed_from_the_raw_json(name: str) -> None:
         "phi_an": None
         if phi is None
         else {"r_cm": floats(phi["r_cm"]), "phi_an": floats(phi["phi_an"])},
+        "capsule": {
+            "outer_radius_cm": float(doc["capsule"]["outer_radius_cm"]),
+            "length_cm": float(doc["capsule"]["length_cm"]),
+        },
     }
     assert {k: _canonical(v) for k, v in tables.items()} == GOLDEN_TABLE_CHECKSUMS[name]
     assert _canonical({"model_id": name, **tables}) == GOLDEN_CHECKSUMS[name]
@@ -228,3 +246,20 @@ def test_a_changed_table_value_changes_its_checksum() -> None:
     assert m.table_checksums["F"] != GOLDEN_TABLE_CHECKSUMS["6711"]["F"]
     assert m.checksum != GOLDEN_CHECKSUMS["6711"]
     assert m.table_checksums["g_L"] == GOLDEN_TABLE_CHECKSUMS["6711"]["g_L"]
+
+
+def test_a_changed_capsule_changes_the_checksum_but_a_name_does_not() -> None:
+    # the capsule changes the dose (capped and flagged inside it) and the drawn seed length
+    from dose.sources import parse_model
+
+    doc = json.loads((SEEDS_DIR / "6711.json").read_text(encoding="utf-8"))
+    doc["capsule"]["length_cm"] += 0.01
+    m = parse_model(doc, "x.json")
+    assert m.table_checksums["capsule"] != GOLDEN_TABLE_CHECKSUMS["6711"]["capsule"]
+    assert m.checksum != GOLDEN_CHECKSUMS["6711"]
+    doc = json.loads((SEEDS_DIR / "6711.json").read_text(encoding="utf-8"))
+    doc["capsule"]["outer_radius_cm"] *= 1.1
+    assert parse_model(doc, "x.json").checksum != GOLDEN_CHECKSUMS["6711"]
+    doc = json.loads((SEEDS_DIR / "6711.json").read_text(encoding="utf-8"))
+    doc["manufacturer"] = "Someone else"
+    assert parse_model(doc, "x.json").checksum == GOLDEN_CHECKSUMS["6711"]

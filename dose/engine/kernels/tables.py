@@ -147,7 +147,7 @@ _FAST_CACHE: dict[tuple[str, float, float, str], FastModel] = {}
 
 def fast_model(model: SourceModel, formalism: Formalism) -> FastModel:
     """Prepare (and cache, by table checksum and capsule) the kernel data for ``model``."""
-    # the capsule is not part of SourceModel.checksum but changes the capped values
+    # the capsule is part of SourceModel.checksum; kept in the key to make the dependence plain
     key = (model.checksum, model.capsule_radius_cm, model.capsule_half_length_cm, formalism)
     fm = _FAST_CACHE.get(key)
     if fm is not None:
