@@ -91,6 +91,50 @@ def test_rerun_skips_unchanged_and_redoes_a_changed_case(cohort) -> None:
     assert redo.summary["n_analysed"] == 2
 
 
+def test_robustness_percentiles_when_requested(cohort, tmp_path) -> None:
+    """--robustness N: each plan's D90, V100 and cord D0.1cm³ under N needle-error samples are
+    the percentiles planner.optimise.robustness gives for that plan; N is part of the hash."""
+    from planner.optimise.robustness import robustness
+    from planner.plan.plan_file import load_plan
+
+    cases, _, first = cohort
+    manifest = tmp_path / "m.csv"
+    manifest.write_text(
+        f"case_id,plan,postop_ct\ncase-001,{cases}/case-001/plan.seedplan,"
+        f"{cases}/case-001/postop.nrrd\n"
+    )
+    out = tmp_path / "res"
+    base = run_cohort(manifest, out, workers=1, processes=False)
+    assert base.rows[0]["robust_samples"] is None and base.summary["robustness"] is None
+    run = run_cohort(manifest, out, workers=1, processes=False, robustness_samples=4)
+    assert run.computed == ["case-001"]  # another N: recomputed, not the stored row
+    (row,) = run.rows
+    ref = robustness(load_plan(cases / "case-001" / "plan.seedplan").plan, samples=4, rng_seed=1)
+    pc = ref.percentiles()
+    assert row["robust_samples"] == 4
+    for m in ("d90_gy", "v100_percent", "cord_d0_1cc_gy"):
+        assert row[f"robust_{m}_p5"] == pytest.approx(pc[m]["p5"], rel=1e-9)
+        assert row[f"robust_{m}_p50"] == pytest.approx(pc[m]["median"], rel=1e-9)
+        assert row[f"robust_{m}_p95"] == pytest.approx(pc[m]["p95"], rel=1e-9)
+        assert row[f"robust_{m}_p5"] <= row[f"robust_{m}_p50"] <= row[f"robust_{m}_p95"]
+    # Needle errors cost target coverage: the median D90 under errors is below the nominal one.
+    assert row["robust_d90_gy_p50"] < ref.nominal["d90_gy"]
+    ref_row = next(r for r in first.rows if r["case_id"] == "case-001")
+    assert row["post_d90_gy"] == pytest.approx(ref_row["post_d90_gy"], rel=1e-9)
+    rob = run.summary["robustness"]
+    assert rob["samples"] == [4]
+    assert rob["metrics"]["d90_gy"]["p50"]["median"] == pytest.approx(row["robust_d90_gy_p50"])
+    write_cohort_outputs(run, out)
+    table = (out / "cohort_table.csv").read_text().splitlines()
+    assert "robust_d90_gy_p5" in table[0].split(",")
+    assert (
+        "Target D90 p5 under needle errors (4 samples)" in (out / "cohort_summary.csv").read_text()
+    )
+    assert run_cohort(manifest, out, processes=False, robustness_samples=4).skipped == ["case-001"]
+    again = run_cohort(manifest, out, processes=False, robustness_samples=5)
+    assert again.computed == ["case-001"] and again.rows[0]["robust_samples"] == 5
+
+
 def test_cli_on_a_manifest_with_a_worker_process(cohort, tmp_path) -> None:
     cases, _, first = cohort
     manifest = tmp_path / "m.csv"
@@ -117,6 +161,7 @@ def test_cli_on_a_manifest_with_a_worker_process(cohort, tmp_path) -> None:
             "no such",
         ),
         ([*cmd[:4], str(cases), "--out", str(cases / "inside")], "inside the cases folder"),
+        ([*cmd, "--robustness", "-1"], "--robustness must be"),
         (
             [sys.executable, "-m", "app", "demo", "--cohort", "0", "--out", str(tmp_path / "d")],
             "at least 1",

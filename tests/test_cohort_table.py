@@ -129,3 +129,39 @@ def test_report_is_one_pdf_page(tmp_path) -> None:
     assert len(re.findall(rb"/Type\s*/Page(?!s)", data)) == 1
     with pytest.raises(Exception, match="exists"):
         write_report_pdf(tmp_path / "r.pdf", rows, summarise(rows), force=False)
+
+
+def test_robustness_columns_and_summary(tmp_path) -> None:
+    """Robustness percentiles (seedplan cohort --robustness N): cells from the percentiles of
+    planner.optimise.robustness, their summary over ok cases, rows in the CSV and one PDF page."""
+    from planner.cohort.report import write_report_pdf
+    from planner.cohort.table import ROBUST_COLUMNS, robust_columns
+
+    p50 = [101.0, 95.5, 120.25, 88.0, 110.0, 99.0]
+    rows = [_row(i, a, b) for i, (a, b) in enumerate(zip(PRE, POST, strict=True))]
+    for r, m in zip(rows, p50, strict=True):
+        pc = {
+            "d90_gy": {"p5": m - 20.0, "median": m, "p95": m + 9.0},
+            "v100_percent": {"p5": 80.0, "median": 90.0, "p95": float("nan")},
+        }  # no cord in these plans
+        r.update(robust_columns(pc, 50))
+    rows.append({**rows[0], "case_id": "x", "status": "failed", "robust_d90_gy_p50": 1e6})
+    assert set(ROBUST_COLUMNS) <= set(COLUMNS)
+    assert rows[0]["robust_d90_gy_p5"] == 81.0 and rows[0]["robust_samples"] == 50
+    assert rows[0]["robust_v100_percent_p95"] is None  # not finite: no number
+    assert rows[0]["robust_cord_d0_1cc_gy_p50"] is None
+    s = summarise(rows)
+    rob = s["robustness"]
+    assert rob["samples"] == [50]
+    d90 = rob["metrics"]["d90_gy"]["p50"]
+    assert d90["n"] == 6 and d90["mean"] == pytest.approx(statistics.mean(p50))
+    assert d90["median"] == pytest.approx(statistics.median(p50))
+    assert rob["metrics"]["cord_d0_1cc_gy"]["p95"] == {"n": 0}
+    text = summary_csv(s)
+    line = next(ln for ln in text.splitlines() if ln.startswith("Target D90 p50 under"))
+    assert "(50 samples)" in line and "±" in line
+    mixed = summarise([*rows[:1], _row(9, 1.0, 2.0)])["robustness"]["metrics"]
+    assert mixed["d90_gy"]["p5"]["n"] == 1  # a case without robustness adds no number
+    assert summarise([_row(0, 1.0, 2.0)])["robustness"] is None
+    data = write_report_pdf(tmp_path / "r.pdf", rows, s).read_bytes()
+    assert len(re.findall(rb"/Type\s*/Page(?!s)", data)) == 1

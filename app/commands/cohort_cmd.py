@@ -1,5 +1,5 @@
 """``seedplan cohort CASES --out DIR [--scheduler ADDRESS] [--workers N] [--formalism 1d|2d]
-[--json]``: re-analyse a cohort on Dask (issue 15).
+[--robustness N] [--json]``: re-analyse a cohort on Dask (issue 15).
 
 CASES is a folder with one subfolder per case (a plan ``*.seedplan`` plus its post-op CT
 ``postop.nrrd``/``postop/``, or a stored ``verification.json``) or a CSV manifest
@@ -8,6 +8,8 @@ re-dosed (:func:`planner.postop.verify.verify_plan`), one case per Dask task, on
 of this machine's cores or on ``--scheduler``. DIR receives ``cases/<id>.json`` (one per case, as
 it finishes), ``cohort_table.csv/.json``, ``cohort_summary.csv/.json`` and
 ``cohort_report.pdf``. A re-run skips the cases whose inputs are unchanged (content hashes).
+``--robustness N`` adds each plan's target D90, V100 and cord D0.1 cm³ under N sampled needle
+placement errors (5th/50th/95th percentiles; :mod:`planner.optimise.robustness`).
 
 Exit status 0 when the run completed (failed cases are in the table); 2 on bad input.
 """
@@ -56,6 +58,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         help="post-op dose formalism (default 1d: seed orientation uncertain)",
     )
     p.add_argument("--gate-mm", type=float, default=10.0, help="matching gate (default 10 mm)")
+    p.add_argument(
+        "--robustness",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also evaluate each plan under N sampled needle placement errors (D90, V100, cord "
+        "D0.1cm³: 5th/50th/95th percentiles); default: off",
+    )
     p.add_argument("--json", action="store_true", help="print the table and summary as JSON")
     p.set_defaults(run=run)
     return p
@@ -82,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
             workers=args.workers,
             formalism=args.formalism,
             gate_mm=args.gate_mm,
+            robustness_samples=args.robustness,
             progress=progress,
         )
     finally:

@@ -11,6 +11,11 @@ Memory: a worker runs one case at a time (one thread per worker); a task receive
 loads the CTs itself, and returns a small dict (no image); nothing is held after its case.
 Worker processes get ``NUMBA_NUM_THREADS=1`` so N workers use N cores, not N².
 
+With ``robustness_samples`` N > 0, each analysed case's plan is also evaluated under N sampled
+needle-placement errors (:func:`planner.optimise.robustness.robustness`, its default error
+model, fixed random seed, 2D formalism as ``seedplan robustness``), giving the ``robust_*``
+percentile columns; N is part of the content hash, so a re-run with another N recomputes.
+
 A case that fails never stops the others: bad input (:class:`InputError`) → ``failed`` with its
 one-line reason; a detection that disagrees with the seeds implanted → ``refused`` (post-op
 metrics withheld); anything else (a bug, a worker that died) → ``error`` with the exception,
@@ -37,7 +42,7 @@ from planner.cohort.cases import (
     case_content_sha256,
     discover_cases,
 )
-from planner.cohort.table import COLUMNS, row_from_verification, summarise
+from planner.cohort.table import COLUMNS, robust_columns, row_from_verification, summarise
 
 __all__ = [
     "CohortRun",
@@ -48,6 +53,8 @@ __all__ = [
 ]
 
 RUN_FILE = "cohort_run.json"
+#: The random seed of the robustness samples (the same samples for every run of a case).
+ROBUSTNESS_RNG_SEED = 1
 RUN_FORMAT = "seedplan-cohort-run"
 CASES_SUBDIR = "cases"
 #: Statuses whose stored result is final for unchanged inputs (``error`` is retried).
@@ -147,8 +154,24 @@ def analyse_case(case_dict: dict[str, Any], options: dict[str, Any]) -> dict[str
         for c in COLUMNS:
             if c.startswith("post_"):
                 row[c] = None
+    n_samples = int(options.get("robustness_samples", 0) or 0)
+    if n_samples > 0:
+        row.update(_robustness_cells(plan, n_samples, row))
     row["seconds"] = time.perf_counter() - t0
     return row
+
+
+def _robustness_cells(plan, samples: int, row: dict[str, Any]) -> dict[str, Any]:
+    """The ``robust_*`` cells of ``plan`` (a plan it cannot evaluate: empty cells, and why in
+    the reason)."""
+    from planner.optimise.robustness import robustness
+
+    try:
+        r = robustness(plan, samples=samples, rng_seed=ROBUSTNESS_RNG_SEED)
+    except InputError as exc:
+        why = f"robustness not computed: {str(exc).splitlines()[0]}"
+        return {"reason": f"{row['reason']}; {why}" if row.get("reason") else why}
+    return robust_columns(r.percentiles(), samples)
 
 
 @dataclass
@@ -238,6 +261,7 @@ def run_cohort(
     processes: bool = True,
     formalism: str = "1d",
     gate_mm: float = 10.0,
+    robustness_samples: int = 0,
     progress: ProgressFn | None = None,
     cancel: CancelFn | None = None,
 ) -> CohortRun:
@@ -245,7 +269,8 @@ def run_cohort(
 
     ``workers``: local worker processes (default: this machine's cores, at most the number of
     cases to run); ignored with ``scheduler``. ``processes=False`` runs the local workers as
-    threads in this process (tests).
+    threads in this process (tests). ``robustness_samples``: N > 0 adds the robustness
+    percentiles of each plan under N needle-error samples (module docstring); 0: none.
     """
     from distributed import wait
 
@@ -254,12 +279,16 @@ def run_cohort(
         raise InputError(f"unknown formalism {formalism!r}; use '1d' or '2d'")
     if workers is not None and workers < 1:
         raise InputError(f"--workers must be at least 1 (got {workers})")
+    if not 0 <= robustness_samples <= 100_000:
+        raise InputError(f"--robustness must be 1-100000 samples (got {robustness_samples})")
     cases_path = Path(cases)
     found = discover_cases(cases_path)
     out = _check_out(Path(out), cases_path)
     out.mkdir(exist_ok=True)
     (out / CASES_SUBDIR).mkdir(exist_ok=True)
-    options = {"formalism": formalism, "gate_mm": float(gate_mm)}
+    options: dict[str, Any] = {"formalism": formalism, "gate_mm": float(gate_mm)}
+    if robustness_samples:  # absent when off: hashes of runs without it are unchanged
+        options["robustness_samples"] = int(robustness_samples)
     cache_path = out / "hash_cache.json"
     cache = HashCache()
     try:

@@ -3,13 +3,17 @@
 Per case (:data:`COLUMNS`): seeds planned / implanted / found, total S_K at implant (U),
 pre-plan (``pre_``) and post-op (``post_``) target D90, V100, V150, CI, EI, HI, BED of D90, cord
 D0.1 cm³ and near-maximum D0.03 cm³ (Gy), the median planned→implanted seed displacement (mm),
-status (``ok`` | ``refused`` | ``failed`` | ``error``) and the reason.
+status (``ok`` | ``refused`` | ``failed`` | ``error``) and the reason. When requested
+(``seedplan cohort --robustness N``), the plan under N sampled needle-placement errors
+(:func:`planner.optimise.robustness.robustness`): target D90, V100 and cord D0.1 cm³ as 5th, 50th
+and 95th percentiles (``robust_<metric>_p5|p50|p95``) and the number of samples.
 
 Summary (:func:`summarise`, over the ``ok`` cases only, so every pre/post pair is complete):
 
 * seeds: median and range (planned, implanted, found);
 * every metric: n, mean ± SD (sample SD, ddof 1), median (IQR: 25th–75th percentile, linear
   interpolation), minimum and maximum;
+* robustness percentiles (when computed): n, mean ± SD, median (IQR), range of each column;
 * pre vs post: the paired difference (post − pre) mean ± SD and median, the Wilcoxon
   signed-rank test (two-sided, scipy.stats.wilcoxon) and the paired t-test (scipy.stats.ttest_rel)
   p-values; a test needs at least 2 pairs (``None`` otherwise).
@@ -28,6 +32,9 @@ import numpy as np
 __all__ = [
     "COLUMNS",
     "METRICS",
+    "ROBUST_COLUMNS",
+    "ROBUST_METRICS",
+    "robust_columns",
     "row_from_verification",
     "summarise",
     "summary_csv",
@@ -47,6 +54,17 @@ METRICS: tuple[tuple[str, str, str], ...] = (
     ("cord_dmax_0_03cc_gy", "Cord Dmax (D0.03cm³)", "Gy"),
 )
 COUNTS = ("seeds_planned", "seeds_implanted", "seeds_found")
+#: Robustness metrics (key of :meth:`RobustnessResult.percentiles`, label, unit).
+ROBUST_METRICS: tuple[tuple[str, str, str], ...] = (
+    ("d90_gy", "Target D90", "Gy"),
+    ("v100_percent", "Target V100", "%"),
+    ("cord_d0_1cc_gy", "Cord D0.1cm³", "Gy"),
+)
+ROBUST_PERCENTILES = (("p5", "p5"), ("p50", "median"), ("p95", "p95"))
+ROBUST_COLUMNS: tuple[str, ...] = (
+    "robust_samples",
+    *(f"robust_{m}_{p}" for m, _, _ in ROBUST_METRICS for p, _ in ROBUST_PERCENTILES),
+)
 COLUMNS: tuple[str, ...] = (
     "case_id",
     "status",
@@ -56,6 +74,7 @@ COLUMNS: tuple[str, ...] = (
     "prescription_gy",
     *(f"{w}_{m}" for m, _, _ in METRICS for w in ("pre", "post")),
     "median_displacement_mm",
+    *ROBUST_COLUMNS,
     "postop_formalism",
     "source",
     "input_sha256",
@@ -112,6 +131,20 @@ def row_from_verification(
     row["median_displacement_mm"] = float(np.median(dist)) if dist else None
     row["postop_formalism"] = doc.get("formalism")
     return row
+
+
+def robust_columns(
+    percentiles: Mapping[str, Mapping[str, float | None]], samples: int
+) -> dict[str, Any]:
+    """The ``robust_*`` cells of one case from
+    :meth:`planner.optimise.robustness.RobustnessResult.percentiles` (a metric it lacks, e.g. no
+    cord, stays ``None``)."""
+    out: dict[str, Any] = {"robust_samples": int(samples)}
+    for m, _, _ in ROBUST_METRICS:
+        pc = percentiles.get(m) or {}
+        for col, key in ROBUST_PERCENTILES:
+            out[f"robust_{m}_{col}"] = _num(pc.get(key))
+    return out
 
 
 def _stats(values: Sequence[float]) -> dict[str, Any]:
@@ -178,6 +211,17 @@ def summarise(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
             "post": _stats(post),
             "paired": _paired(pre, post),
         }
+    robust: dict[str, Any] = {}
+    samples = sorted({r["robust_samples"] for r in ok if r.get("robust_samples")})
+    if samples:
+        for m, label, unit in ROBUST_METRICS:
+            robust[m] = {
+                "label": label,
+                "unit": unit,
+                **{
+                    p: _stats([r.get(f"robust_{m}_{p}") for r in ok]) for p, _ in ROBUST_PERCENTILES
+                },
+            }
     return {
         "n_cases": len(rows),
         "n_analysed": len(ok),
@@ -186,6 +230,7 @@ def summarise(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "total_sk_U": _stats([r.get("total_sk_U") for r in ok]),
         "median_displacement_mm": _stats([r.get("median_displacement_mm") for r in ok]),
         "metrics": metrics,
+        "robustness": {"samples": samples, "metrics": robust} if robust else None,
         "tests": "paired, post − pre: Wilcoxon signed-rank (two-sided) and paired t-test",
     }
 
@@ -217,7 +262,8 @@ def _ms(s: Mapping[str, Any]) -> tuple[str, str]:
 
 def summary_rows(summary: Mapping[str, Any]) -> list[list[str]]:
     """Rows of the summary table: metric, unit, pre mean ± SD, pre median (IQR), post …,
-    mean difference, Wilcoxon p, t-test p (also used by the PDF)."""
+    mean difference, Wilcoxon p, t-test p (also used by the PDF); then, when computed, one row
+    per robustness percentile of the plans (in the pre columns: it is the plan's)."""
     out = []
     for m in summary["metrics"].values():
         p = m["paired"]
@@ -227,6 +273,13 @@ def summary_rows(summary: Mapping[str, Any]) -> list[list[str]]:
         wp = "" if p.get("wilcoxon_p") is None else f"{p['wilcoxon_p']:.3g}"
         tp = "" if p.get("ttest_p") is None else f"{p['ttest_p']:.3g}"
         out.append([m["label"], m["unit"], pre_ms, pre_mi, post_ms, post_mi, diff, wp, tp])
+    rob = summary.get("robustness") or {}
+    n = "/".join(str(v) for v in rob.get("samples", []))
+    for m in (rob.get("metrics") or {}).values():
+        for p, _ in ROBUST_PERCENTILES:
+            ms, mi = _ms(m[p])
+            label = f"{m['label']} {p} under needle errors ({n} samples)"
+            out.append([label, m["unit"], ms, mi, "", "", "", "", ""])
     return out
 
 
