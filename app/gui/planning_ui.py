@@ -217,7 +217,8 @@ class PlanningUI(QObject):
             self.selected_seed_id = None
         self._drop_robustness()
         self.events.plan_changed.emit(plan)
-        self._table_timer.start()
+        if not self.dragging:  # needle table and warnings scan the CT: after the drag
+            self._table_timer.start()
         if self._engine_ready:
             self._cancel_exact()
             self._set_status("dose: live (fast) — exact refresh pending")
@@ -263,6 +264,7 @@ class PlanningUI(QObject):
                 yield
         finally:
             self.dragging = False
+            self._table_timer.start()
             if self._engine_ready and self.document is not None:
                 self._exact_timer.stop()
                 self.refresh_exact()
