@@ -143,7 +143,9 @@ class IsodoseLevelsDialog(QDialog):
             self.error.setText(str(exc))
         else:
             self.error.setText("")
-        self.buttons.button(QDialogButtonBox.StandardButton.Ok).setEnabled(self.levels is not None)
+        valid = self.levels is not None
+        self.buttons.button(QDialogButtonBox.StandardButton.Ok).setEnabled(valid)
+        self.table.setEnabled(valid)  # greyed: the last valid levels, not the text's
         if self.levels is not None:
             self._fill_table(self.levels)
 

@@ -155,10 +155,12 @@ class RobustnessDialog(QDialog):
             spin.setSuffix(suffix)
             spin.setValue(value)
             spin.setToolTip(tip)
+            spin.setMinimumWidth(100)
             spins.append(spin)
         lay.addWidget(spins[0])
         lay.addWidget(QLabel("±"))
         lay.addWidget(spins[1])
+        lay.addStretch(1)
         return row, spins[0], spins[1]
 
     def model(self) -> NeedleErrorModel:

@@ -25,6 +25,8 @@ matplotlib.use("QtAgg")
 
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 from PySide6.QtWidgets import QVBoxLayout, QWidget
 
 if TYPE_CHECKING:
@@ -125,11 +127,26 @@ class DVHPanel(QWidget):
             sec.tick_params(colors=_FG, labelsize=7)
         self.axes.set_xlim(0, top or 1.0)
         self.axes.set_ylim(0, 102)
-        leg = self.axes.legend(fontsize=7, facecolor=_BG, edgecolor="#666666", labelcolor=_FG)
+        handles, labels = self.axes.get_legend_handles_labels()
+        if self.bands:  # one neutral entry each: the band and median of every structure
+            handles += [
+                Patch(facecolor="#bbbbbb", alpha=0.35, edgecolor="#bbbbbb", linewidth=0.6),
+                Line2D([], [], color="#bbbbbb", linewidth=1.1, linestyle=":"),
+            ]
+            labels += ["5th–95th percentile, needle errors", "median, needle errors"]
+        leg = self.axes.legend(
+            handles,
+            labels,
+            fontsize=7,
+            facecolor=_BG,
+            edgecolor="#666666",
+            labelcolor=_FG,
+            framealpha=0.85,
+        )
         leg.set_draggable(True)
         title = f"DVH — exact TG-43 {result.formalism.upper()}, {len(result.seeds)} seeds"
         if self.bands and robust is not None:
-            title += f"; bands: 5th–95th % of {robust.d90_gy.size} needle-error samples"
+            title += f"\nbands: 5th–95th percentile of {robust.d90_gy.size} needle-error samples"
         self.axes.set_title(title, fontsize=8, color=_FG)
         with warnings.catch_warnings():  # a narrow dock: matplotlib keeps its margins
             warnings.simplefilter("ignore", UserWarning)
@@ -140,32 +157,17 @@ class DVHPanel(QWidget):
         """Shade each structure's 5th–95th percentile band, draw its median dotted; returns
         the highest dose (Gy) of a band (for the x range)."""
         top = 0.0
-        bands = robust.dvh_bands
-        first = True
-        for name, band in bands.items():
+        for name, band in robust.dvh_bands.items():
             dose = band.dose_gy
             p5, p50, p95 = band.volume_pct_p5, band.volume_pct_p50, band.volume_pct_p95
             if len(dose) == 0:
                 continue
             colour = colours.get(name, (0.8, 0.8, 0.8))
-            self.axes.fill_between(
-                dose,
-                p5,
-                p95,
-                color=colour,
-                alpha=0.22,
-                linewidth=0,
-                label="5th–95th percentile (needle errors)" if first else None,
-            )
-            self.axes.plot(
-                dose,
-                p50,
-                color=colour,
-                linewidth=1.1,
-                linestyle=":",
-                label="median (needle errors)" if first else None,
-            )
-            first = False
+            # Light shading (overlapping targets stay readable), edges in the structure colour.
+            self.axes.fill_between(dose, p5, p95, color=colour, alpha=0.14, linewidth=0)
+            for edge in (p5, p95):
+                self.axes.plot(dose, edge, color=colour, linewidth=0.6, alpha=0.7)
+            self.axes.plot(dose, p50, color=colour, linewidth=1.1, linestyle=":")
             self.bands[name] = (dose, p5, p50, p95)
             above = dose[p95 > 0.05]
             if above.size:

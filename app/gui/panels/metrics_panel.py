@@ -172,7 +172,6 @@ class MetricsPanel(QWidget):
         self.robust_table.verticalHeader().setVisible(False)
         self.robust_table.horizontalHeader().setStretchLastSection(True)
         self.robust_table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
-        self.robust_table.setMaximumHeight(130)
         layout.addWidget(self.robust_table)
         self.result: PlanDosimetry | None = None
         planning.events.exact_changed.connect(self.show_result)
@@ -214,12 +213,20 @@ class MetricsPanel(QWidget):
                     )
                 t.setItem(r, c, item)
         t.resizeColumnsToContents()
+        t.resizeRowsToContents()
+        height = t.horizontalHeader().height() + 2 * t.frameWidth()
+        height += sum(t.rowHeight(r) for r in range(t.rowCount()))
+        t.setFixedHeight(height)  # every row visible, the metrics keep the rest
         n = int(result.d90_gy.size)
+        m = result.model
         self.robust_header.setText(
-            f"<b>Robustness</b> — {n} samples of needle placement errors (entry "
-            f"{result.model.entry_mm[0]:g} ± {result.model.entry_mm[1]:g} mm, angle "
-            f"{result.model.angle_deg[0]:g} ± {result.model.angle_deg[1]:g}°, depth "
-            f"{result.model.depth_mm[0]:g} ± {result.model.depth_mm[1]:g} mm); bands on the DVH"
+            f"<b>Robustness</b> — {n} samples of needle placement errors (bands on the DVH)"
+        )
+        self.robust_header.setToolTip(
+            f"Error model: entry {m.entry_mm[0]:g} ± {m.entry_mm[1]:g} mm, angle "
+            f"{m.angle_deg[0]:g} ± {m.angle_deg[1]:g}°, depth {m.depth_mm[0]:g} ± "
+            f"{m.depth_mm[1]:g} mm, seed jitter {m.seed_jitter_mm:g} mm; exact TG-43 at the "
+            "CT voxel centres of the target and the cord"
         )
         self.robust_header.setVisible(True)
         t.setVisible(True)

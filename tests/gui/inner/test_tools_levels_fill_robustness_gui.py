@@ -199,9 +199,9 @@ def test_isodose_levels_dialog_validates_applies_and_keeps_the_levels(
     ):
         dialog.edit.setText(text)
         assert words in dialog.error.text(), (text, dialog.error.text())
-        assert not ok.isEnabled() and dialog.levels is None
+        assert not ok.isEnabled() and dialog.levels is None and not dialog.table.isEnabled()
     dialog.edit.setText("30; 60 100% 120")
-    assert dialog.error.text() == "" and ok.isEnabled()
+    assert dialog.error.text() == "" and ok.isEnabled() and dialog.table.isEnabled()
     assert [dialog.table.item(r, 2).text() for r in range(4)] == [
         "132.0 Gy",
         "110.0 Gy",
