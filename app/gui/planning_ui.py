@@ -137,6 +137,8 @@ class PlanningUI(QObject):
         return None if self.document is None else self.document.plan
 
     def _set_status(self, text: str) -> None:
+        if text == self.exact_status:
+            return  # every drag step sets "… pending": listeners (the DVH title) redraw once
         self.exact_status = text
         self.events.status_changed.emit(text)
 
