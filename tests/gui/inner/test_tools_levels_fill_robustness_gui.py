@@ -299,6 +299,15 @@ def test_robustness_shown_beside_the_metrics_and_as_bands_on_the_dvh(window: Mai
     w = window
     planning = w.planning
     doc = planning.document
+    # A plan without seeds: one line saying so, nothing shown.
+    empty = RobustnessDialog(w)
+    failures: list[str] = []
+    empty.runner.failed.connect(failures.append)
+    assert empty.start()
+    _wait(empty)
+    assert failures and "no seeds" in failures[0] and "\n" not in failures[0]
+    assert empty.result is None and planning.robustness is None
+    empty.close()
     _add_loaded_needle(w)
     wait_for_exact(w)
     action = w.workflow.robustness_action  # type: ignore[attr-defined]
@@ -324,6 +333,7 @@ def test_robustness_shown_beside_the_metrics_and_as_bands_on_the_dvh(window: Mai
     assert result is not None, dialog.runner.label.text()
     assert doc.plan is plan_before  # nothing in the plan changed
     assert planning.robustness is result and result.d90_gy.size == 12
+    assert dialog.runner.last_fraction == pytest.approx(1.0)  # the bar followed the samples
     text = dialog.result_text.toPlainText()
     assert "12 samples" in text and "GTV D90: planned" in text and "SpinalCord D0.1 cm³" in text
     # Beside the metrics: planned and percentiles; the worst case coloured against the goal.
