@@ -1,10 +1,15 @@
-"""The post-op mode's result panels: the planned vs post-op comparison table and both DVHs.
+"""The post-op mode's result panels: the planned vs post-op comparison table, both DVHs and
+where the seeds lie.
 
 :class:`ComparisonTable` shows one row per metric of every target and organ at risk: planned,
 intra-op (when an intra-op plan was given), post-op, and post-op − planned, each with its unit;
 one block per structure, the metrics a clinician reads first (D90, V100, D0.1 cm³) first.
 :class:`DVHPlot` draws every structure's cumulative DVH of the plan (solid) and of the implant
 (dashed) in the structure's colour, with the prescription marked.
+:class:`SeedLocationTable` lists every detected seed, those not inside the target first:
+migrated (red: outside and far from every planned needle), then outside (orange), each with its
+distance to the target and to the nearest planned needle track; the seed counts (all, inside,
+outside, migrated) are the comparison's "Seeds" rows.
 """
 
 from __future__ import annotations
@@ -19,9 +24,10 @@ from PySide6.QtGui import QBrush, QColor
 from PySide6.QtWidgets import QHeaderView, QTableWidget, QTableWidgetItem, QWidget
 
 from planner.plan.dosimetry import PlanDosimetry
+from planner.postop.locations import SeedLocations
 from planner.postop.verify import ComparisonRow
 
-__all__ = ["ComparisonTable", "DVHPlot", "table_rows"]
+__all__ = ["ComparisonTable", "DVHPlot", "SeedLocationTable", "table_rows"]
 
 #: Metrics shown first, in this order (the rest follow in the dosimetry's order).
 _FIRST = (
@@ -60,6 +66,10 @@ _LABELS = {
     "eqd2_d0_1cc_gy": "EQD2 of D0.1 cm³",
     "bed_dmax_0_03cc_gy": "BED of D0.03 cm³",
     "eqd2_dmax_0_03cc_gy": "EQD2 of D0.03 cm³",
+    "seeds_total": "seeds (all)",
+    "seeds_inside": "inside the target",
+    "seeds_outside": "outside the target",
+    "seeds_migrated": "migrated (far from every needle)",
 }
 _COLOURS = ("#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf")
 
@@ -101,6 +111,66 @@ def _fmt(value: float | None) -> str:
     return text[1:] if text in ("-0.0", "-0.00") else text  # no negative zero
 
 
+def _fmt_count(value: float | None) -> str:
+    return "—" if value is None or not np.isfinite(value) else f"{round(value)}"
+
+
+_LOCATION_COLOURS = {"migrated": "#c0392b", "outside": "#d35400", "unknown": "#7f8c8d"}
+_LOCATION_ORDER = {"migrated": 0, "outside": 1, "unknown": 2, "inside": 3}
+
+
+class SeedLocationTable(QTableWidget):
+    """Where every detected seed lies (module docstring); one row per seed, not-inside first."""
+
+    HEADERS = (
+        "Seed",
+        "Location",
+        "Target",
+        "To target (mm)",
+        "To needle (mm)",
+        "Position (LPS mm)",
+    )
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(0, len(self.HEADERS), parent)
+        self.setObjectName("postop_seed_locations")
+        self.setHorizontalHeaderLabels(self.HEADERS)
+        self.verticalHeader().setVisible(False)
+        self.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        self.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        #: Seed indices in row order (tests and selection read it).
+        self.order: list[int] = []
+
+    def show_locations(self, locations: SeedLocations | None) -> None:
+        seeds = [] if locations is None else list(locations.seeds)
+        seeds.sort(key=lambda s: (_LOCATION_ORDER[s.location], s.index))
+        self.order = [s.index for s in seeds]
+        self.setRowCount(len(seeds))
+        for r, s in enumerate(seeds):
+            cells = (
+                f"{s.index + 1}",
+                s.location,
+                s.structure or "—",
+                "—" if s.distance_to_target_mm is None else f"{s.distance_to_target_mm:.1f}",
+                "—" if s.distance_to_track_mm is None else f"{s.distance_to_track_mm:.1f}",
+                ", ".join(f"{v:.1f}" for v in s.position_mm),
+            )
+            colour = _LOCATION_COLOURS.get(s.location)
+            for c, text in enumerate(cells):
+                item = QTableWidgetItem(text)
+                if c in (0, 3, 4):
+                    item.setTextAlignment(
+                        Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
+                    )
+                if colour is not None:
+                    item.setForeground(QBrush(QColor(colour)))
+                self.setItem(r, c, item)
+
+    def cell_text(self, row: int, column: int) -> str:
+        item = self.item(row, column)
+        return item.text() if item is not None else ""
+
+
 class ComparisonTable(QTableWidget):
     """Planned | intra-op | post-op | difference, one row per metric (module docstring)."""
 
@@ -122,7 +192,8 @@ class ComparisonTable(QTableWidget):
         self.setColumnHidden(3, intraop is None)
         self.setRowCount(len(rows))
         for r, (structure, metric, unit, planned, intra, post, diff) in enumerate(rows):
-            cells = (structure, metric, _fmt(planned), _fmt(intra), _fmt(post), _fmt(diff), unit)
+            fmt = _fmt_count if unit == "seeds" else _fmt
+            cells = (structure, metric, fmt(planned), fmt(intra), fmt(post), fmt(diff), unit)
             for c, text in enumerate(cells):
                 item = QTableWidgetItem(text)
                 if c >= 2 and c <= 5:

@@ -4,13 +4,14 @@ A seed is drawn when its centre lies within :data:`SLAB_MM` of the displayed pla
 4.5 mm long: it shows on the slices it crosses), as a ring around its centre with two ticks
 along its axis projected on the plane (the CT's own bright spot stays visible inside).
 Colours say where a seed came from: detected (cyan), added / merged / split by the reviewer
-(orange); the selected seed (nearest the crosshair, the one the edit buttons act on) is yellow
-and drawn thicker.
+(orange); a seed the verification found migrated (outside the target, far from every planned
+needle) is red; the selected seed (nearest the crosshair, the one the edit buttons act on) is
+yellow and drawn thicker.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from numpy.typing import NDArray
@@ -33,6 +34,7 @@ _ANGLES = np.linspace(0.0, 2.0 * np.pi, 17)[:-1]
 COLOURS_RGB = {
     "detected": (0.25, 0.85, 1.0),
     "edited": (1.0, 0.55, 0.1),
+    "migrated": (0.95, 0.15, 0.15),
     "selected": (1.0, 1.0, 0.2),
 }
 
@@ -48,11 +50,13 @@ class SeedMarkersLayer(Layer):
         normal: NDArray[np.float64],
         get_seeds: Callable[[], EditedSeeds | None],
         get_selected: Callable[[], int | None],
+        get_locations: Callable[[], Sequence[str] | None] | None = None,
     ) -> None:
         super().__init__(view, session)
         self.normal = np.asarray(normal, float)
         self._get_seeds = get_seeds
         self._get_selected = get_selected
+        self._get_locations = get_locations
         self.actors: dict[str, tuple[vtkPolyData, vtkActor]] = {}
         for key, rgb in COLOURS_RGB.items():
             polydata = vtkPolyData()
@@ -78,6 +82,7 @@ class SeedMarkersLayer(Layer):
             return
         seeds = self._get_seeds()
         selected = self._get_selected()
+        locations = self._get_locations() if self._get_locations is not None else None
         groups: dict[str, list[int]] = {k: [] for k in COLOURS_RGB}
         if seeds is not None and len(seeds) and self.session.volume is not None:
             plane = float(self.session.crosshair_mm @ self.normal)
@@ -85,6 +90,8 @@ class SeedMarkersLayer(Layer):
             for i in np.flatnonzero(near):
                 if selected is not None and i == selected:
                     groups["selected"].append(int(i))
+                elif locations is not None and locations[i] == "migrated":
+                    groups["migrated"].append(int(i))
                 elif seeds.origin[i] == "detected":
                     groups["detected"].append(int(i))
                 else:

@@ -18,10 +18,22 @@ A window of its own beside the planning views (the plan and its CT stay on the m
 After every edit or nudge the matching and the post-plan dose are recomputed in the background
 (:func:`planner.postop.edits.reverify`, a fraction of a second); a result made for an older
 state is dropped.
+
+The registration lives in the plan (:class:`planner.plan.model.Registration`): the automatic
+result and every manual correction are stored in the plan document by
+:class:`planner.plan.commands.SetRegistration` (one undoable step each, in the plan's history),
+so saving and reopening the plan restores it — opening the same post-op CT shows the stored
+registration on the check image at once, and *Detect & verify* uses it instead of registering
+again (*Automatic registration* registers anew). The window listens to the document: undoing
+or redoing a stored registration in the plan shows it here. An approved plan is read-only: the
+registration is then not stored (the transform label says so; start a new revision to keep it).
+The **Seeds** tab lists where every detected seed lies (inside the target, outside it, migrated
+far from every planned needle; :mod:`planner.postop.locations`); migrated seeds are drawn red.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -43,17 +55,26 @@ from PySide6.QtWidgets import (
 )
 
 from app.gui.dialogs.task_progress import TaskRunner
+from app.gui.layers.base import Subscriptions
 from app.gui.postop.fusion import fusion_slice
-from app.gui.postop.panels import ComparisonTable, DVHPlot
+from app.gui.postop.panels import ComparisonTable, DVHPlot, SeedLocationTable
 from app.gui.postop.seeds_layer import SeedMarkersLayer
 from app.gui.views.slice_view import Orientation, SliceView
 from dose.errors import InputError
 from dose.progress import CancelFn, ProgressFn
 from planner.imaging.volume import CTVolume
+from planner.plan.commands import SetRegistration
+from planner.plan.document import PlanChanged, PlanDocument, PlanLockedError
 from planner.plan.dosimetry import PlanDosimetry, compute_plan_dosimetry
-from planner.plan.model import Plan
+from planner.plan.model import Plan, Registration
 from planner.postop.edits import EditedSeeds, PostopReview, reverify
-from planner.postop.verify import Verification, _target_centre_mm, verify_plan
+from planner.postop.register import RegistrationResult, RigidTransform, register_rigid
+from planner.postop.verify import (
+    Verification,
+    _target_centre_mm,
+    registration_record,
+    verify_plan,
+)
 from planner.session.session import Session
 
 if TYPE_CHECKING:
@@ -85,10 +106,20 @@ class PostopWindow(QMainWindow):
         self._generation = 0
         self._pending_reverify = False
         self._closing = False
+        #: Why the registration is not in the plan ("" when it is, or there is none yet).
+        self.store_note = ""
+        self._storing = False
+        self._document_subscriptions = Subscriptions()
+        self._subscriptions = Subscriptions()
 
         self.view = SliceView(self.postop_session, Orientation.AXIAL)
         self.seeds_layer = SeedMarkersLayer(
-            self.view, self.postop_session, self.view.normal, self._seeds, self.selected_index
+            self.view,
+            self.postop_session,
+            self.view.normal,
+            self._seeds,
+            self.selected_index,
+            self._seed_locations,
         )
         self.view.layers.append(self.seeds_layer)
         self.table = ComparisonTable()
@@ -117,6 +148,8 @@ class PostopWindow(QMainWindow):
         tl.addWidget(self.table, 1)
         self.tabs.addTab(table_page, "Comparison")
         self.tabs.addTab(self.dvh, "DVH")
+        self.locations = SeedLocationTable()
+        self.tabs.addTab(self.locations, "Seeds")
         self.tabs.addTab(self.registration_page, "Registration")
         splitter = QSplitter()
         splitter.addWidget(left)
@@ -134,6 +167,8 @@ class PostopWindow(QMainWindow):
         self._reverify_timer.setInterval(250)
         self._reverify_timer.timeout.connect(self.start_reverify)
         self.resize(1300, 820)
+        self._subscriptions.listen(main.session.document_changed, self._on_document)
+        self._on_document(main.session.document)
         self._update_actions()
 
     # ------------------------------------------------------------------ construction
@@ -264,6 +299,17 @@ class PostopWindow(QMainWindow):
     def planning_ct(self) -> CTVolume | None:
         return self.main.session.volume
 
+    @property
+    def document(self) -> PlanDocument | None:
+        return self.main.session.document
+
+    def stored_registration(self) -> Registration | None:
+        """The plan's stored registration when it belongs to the open post-op CT, else None."""
+        plan, post = self.plan, self.postop_ct
+        if plan is None or post is None or plan.registration is None:
+            return None
+        return plan.registration if plan.registration.matches(post) else None
+
     def _ask_open(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Open the post-op CT (DICOM folder)")
         if folder:
@@ -284,7 +330,11 @@ class PostopWindow(QMainWindow):
         self.review = None
         self._generation += 1
         self.postop_session.set_volume(ct)
-        self.summary.setText("Post-op CT loaded; press Detect & verify.")
+        stored = self.stored_registration()
+        self.summary.setText(
+            "Post-op CT loaded; press Detect & verify."
+            + (" The registration stored in the plan is shown." if stored is not None else "")
+        )
         self._refresh()
 
     def _ask_intraop(self) -> None:
@@ -326,14 +376,19 @@ class PostopWindow(QMainWindow):
             self.runner.label.setText(f"Cannot verify: open {missing} first")
             return False
 
+        stored = self.stored_registration()
+
         def task(progress: ProgressFn, cancel: CancelFn) -> Verification:
-            return verify_plan(plan, ct, post, progress=progress, cancel=cancel)
+            return verify_plan(
+                plan, ct, post, registration=stored, progress=progress, cancel=cancel
+            )
 
         return self.runner.run(task, self._on_verified, "Detecting seeds…")
 
     def _on_verified(self, verification: Verification) -> None:
         self.review = PostopReview(verification)
         self._generation += 1
+        self.store_registration("Store registration")
         if verification.detection.seeds:
             centre = verification.detection.positions_mm.mean(axis=0)
             self.postop_session.set_crosshair(centre)
@@ -354,6 +409,16 @@ class PostopWindow(QMainWindow):
 
     def _seeds(self) -> EditedSeeds | None:
         return self.review.edits.seeds if self.review is not None else None
+
+    def _seed_locations(self) -> tuple[str, ...] | None:
+        """Each reviewed seed's location, when the verification shown is of these seeds."""
+        review = self.review
+        if review is None or review.verification.locations is None:
+            return None
+        locs = review.verification.locations.seeds
+        if len(locs) != len(review.edits.seeds):
+            return None
+        return tuple(s.location for s in locs)
 
     def selected_index(self) -> int | None:
         """The seed nearest the post-op crosshair (within 5 mm), the one edits act on."""
@@ -431,15 +496,112 @@ class PostopWindow(QMainWindow):
         if self.review is not None and self.review.undo_nudge():
             self._registration_changed()
 
-    def reset_registration(self) -> None:
-        if self.review is not None:
-            self.review.reset_registration()
-            self._registration_changed()
+    def reset_registration(self) -> bool:
+        """Back to the automatic registration; when the review started from the plan's stored
+        registration, register again (in the background). False when nothing was started."""
+        review, ct, post, plan = self.review, self.planning_ct, self.postop_ct, self.plan
+        if review is None:
+            return False
+        if review.base.registration.initialised_by != "stored in the plan":
+            review.reset_registration()
+            self._registration_changed("Automatic registration")
+            return True
+        if ct is None or post is None or plan is None:
+            return False
+        centre = _target_centre_mm(plan)
 
-    def _registration_changed(self) -> None:
+        def task(progress: ProgressFn, cancel: CancelFn) -> RegistrationResult:
+            return register_rigid(ct, post, around_mm=centre, progress=progress, cancel=cancel)
+
+        def done(result: RegistrationResult) -> None:
+            if self.review is not review or self.postop_ct is not post:
+                return
+            record = registration_record(result.transform, post, metric_value=result.metric_value)
+            review.base = replace(
+                review.base,
+                registration=result,
+                implanted_plan=review.base.implanted_plan.evolve(registration=record),
+            )
+            review.set_automatic(result.transform)
+            self._registration_changed("Automatic registration")
+
+        return self.runner.run(task, done, "Registering the post-op CT on bone…")
+
+    def _registration_changed(self, label: str = "Correct registration") -> None:
+        self.store_registration(label)
         self.refresh_fusion()
         self._show_transform()
         self._edited()
+
+    # ------------------------------------------------------------------ the plan's record
+    def current_record(self) -> Registration | None:
+        """The registration shown, as the plan stores it (None before a verification)."""
+        review, post = self.review, self.postop_ct
+        if review is None or post is None:
+            return None
+        base = review.base.registration_record
+        if base is not None and review.transform == review.automatic:
+            return replace(base, nudged=review.nudged)
+        r = review.base.registration
+        return registration_record(
+            review.transform,
+            post,
+            method=base.method if base is not None else "mattes-mi-bone",
+            metric_value=r.metric_value,
+            nudged=review.nudged,
+        )
+
+    def store_registration(self, label: str) -> bool:
+        """Store the registration shown in the plan document (one undoable step); False, with
+        the reason in :attr:`store_note`, when there is no document or the plan is approved."""
+        doc, record = self.document, self.current_record()
+        if record is None:
+            return False
+        if doc is None:
+            self.store_note = "not stored: no plan document"
+            return False
+        current = doc.plan.registration
+        if current is not None and _same_registration(current, record):
+            self.store_note = ""
+            return True
+        self._storing = True
+        try:
+            doc.execute(SetRegistration(record, label=label))
+        except PlanLockedError:
+            self.store_note = (
+                "not stored in the plan: it is approved (start a new revision to keep it)"
+            )
+            return False
+        finally:
+            self._storing = False
+        self.store_note = ""
+        return True
+
+    def _on_document(self, document: PlanDocument | None) -> None:
+        self._document_subscriptions.close()
+        if document is not None:
+            self._document_subscriptions.listen(document.events.changed, self._on_plan_changed)
+
+    def _on_plan_changed(self, change: PlanChanged) -> None:
+        """The plan's registration changed (undo/redo in the plan's history, a load): show it."""
+        if self._storing or self._closing:
+            return
+        if "registration" not in change.what and change.kind != "load":
+            return
+        review, post = self.review, self.postop_ct
+        rec = change.plan.registration
+        if review is None or post is None:
+            self.refresh_fusion()
+            return
+        if rec is None or not rec.matches(post):
+            self.store_note = "not stored in the plan (undone there)"
+            self._show_transform()
+            return
+        if review.set_transform(RigidTransform.from_matrix4(rec.matrix), nudged=rec.nudged):
+            self.store_note = ""
+            self.refresh_fusion()
+            self._show_transform()
+            self._edited()
 
     # ------------------------------------------------------------------ re-verification
     def start_reverify(self) -> None:
@@ -453,8 +615,12 @@ class PostopWindow(QMainWindow):
         generation = self._generation
         base, seeds, transform = review.base, review.edits.seeds, review.transform
 
+        nudged = review.nudged
+
         def task(progress: ProgressFn, cancel: CancelFn) -> Verification:
-            return reverify(base, plan, ct, seeds, transform, progress=progress, cancel=cancel)
+            return reverify(
+                base, plan, ct, seeds, transform, nudged=nudged, progress=progress, cancel=cancel
+            )
 
         def done(v: Verification) -> None:
             if generation == self._generation and self.review is review:
@@ -496,43 +662,67 @@ class PostopWindow(QMainWindow):
         review = self.review
         if review is None:
             self.table.setRowCount(0)
+            self.locations.show_locations(None)
             self.fusion_label.setText("No registration yet")
+            self.refresh_fusion()
+            self._show_transform()
             return
         v = review.verification
         lines = [v.detection.summary(), v.summary()]
         lines += [f"⚠ {w}" for w in v.warnings]
         self.summary.setText("\n".join(lines))
         self.table.show_rows(v.comparison, self.intraop)
+        self.locations.show_locations(v.locations)
         self.dvh.show_dvhs(v.planned, v.postop)
         self.refresh_fusion()
         self._show_transform()
 
     def _show_transform(self) -> None:
         if self.review is None:
-            return
-        t = self.review.transform
+            stored = self.stored_registration()
+            if stored is None:
+                self.transform_label.setText("")
+                return
+            t = RigidTransform.from_matrix4(stored.matrix)
+            state = "stored in the plan" + (", corrected by hand" if stored.nudged else "")
+            tail = f"; {stored.method}, {stored.registered_utc}"
+        else:
+            t = self.review.transform
+            state = (
+                "corrected by hand"
+                if self.review.nudged
+                else "automatic (bone, mutual information)"
+            )
+            r = self.review.verification.registration
+            tail = f"; initialised by {r.initialised_by}, {r.iterations} iterations"
+            tail += f"; {self.store_note}" if self.store_note else "; stored in the plan"
         angles = _euler_deg(t.matrix)
-        state = (
-            "corrected by hand" if self.review.nudged else "automatic (bone, mutual information)"
-        )
-        r = self.review.verification.registration
         self.transform_label.setText(
             f"Post-op → planning, {state}: shift "
             + ", ".join(f"{v:+.1f}" for v in t.translation_mm)
             + " mm (x, y, z LPS); rotation "
             + ", ".join(f"{v:+.2f}" for v in angles)
-            + f"° about x, y, z; initialised by {r.initialised_by}, {r.iterations} iterations"
+            + "° about x, y, z"
+            + tail
         )
+
+    def fusion_transform(self) -> RigidTransform | None:
+        """The transform the check image uses: the review's, else the plan's stored one."""
+        if self.review is not None:
+            return self.review.transform
+        stored = self.stored_registration()
+        return None if stored is None else RigidTransform.from_matrix4(stored.matrix)
 
     def refresh_fusion(self) -> None:
         """Redraw the registration check image (checkerboard or fusion)."""
-        if self.review is None or self.planning_ct is None or self.postop_ct is None:
+        transform = self.fusion_transform()
+        if transform is None or self.planning_ct is None or self.postop_ct is None:
             return
         centre = self._target_centre() + np.array([0.0, 0.0, self.slice_offset.value()])
         rgb = fusion_slice(
             self.planning_ct,
             self.postop_ct,
-            self.review.transform,
+            transform,
             centre,
             mode=self.fusion_mode.currentText(),  # type: ignore[arg-type]
         )
@@ -554,10 +744,23 @@ class PostopWindow(QMainWindow):
         if not self._closing:
             self._closing = True
             self._reverify_timer.stop()
+            self._subscriptions.close()
+            self._document_subscriptions.close()
             self.runner.wait(10.0)
             self.seeds_layer.close()
             self.view.finalize()
         super().closeEvent(event)
+
+
+def _same_registration(a: Registration, b: Registration) -> bool:
+    """The same post-op CT, transform (to 1e-9 mm) and nudged state (the time aside)."""
+    return (
+        a.postop_series_instance_uid == b.postop_series_instance_uid
+        and a.postop_geometry_sha256 == b.postop_geometry_sha256
+        and a.nudged == b.nudged
+        and a.method == b.method
+        and bool(np.allclose(a.matrix, b.matrix, rtol=0.0, atol=1e-9))
+    )
 
 
 def _euler_deg(rot: np.ndarray) -> tuple[float, float, float]:
