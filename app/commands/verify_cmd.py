@@ -213,6 +213,11 @@ def run(args: argparse.Namespace) -> int:
         intraop=intraop,
         migration_mm=args.migration_mm,
     )
+    if stored is not None and not use_stored and not args.reregister:
+        sys.stderr.write(
+            "seedplan verify: the registration stored in the plan is of another post-op CT "
+            f"(series {stored.postop_series_instance_uid or '(none)'}); registering this one\n"
+        )
     if use_stored:
         sys.stderr.write(
             f"seedplan verify: using the registration stored in the plan "
