@@ -324,11 +324,14 @@ def write_demo_case(
         )
         report(0.985, "post-op CT")
         postop_entry = _write_postop(out, plan_ct, info, options, spec)
+        from planner.demo.plan import demo_plan_stamp
+
         plan_entry = {
+            **demo_plan_stamp(),
             "file": DEMO_PLAN_FILE,
             "needles": int(rep.chosen.get("needles", 0)),
             "seeds": int(rep.chosen.get("seeds", 0)),
-            "description": "posterolateral needles avoiding the cord by >= 5 mm; "
+            "description": "posterolateral needles >= 5 mm from the cord and the canal; "
             "goals: PTV_eval D90 >= 110 Gy, SpinalCord D0.1cc <= 50 Gy",
         }
     manifest = {
@@ -492,8 +495,15 @@ def ensure_demo_case(progress: Callable[[float, str], None] | None = None) -> Pa
     """The demo case in the user cache, generated on first use; returns the case folder."""
     case_dir = demo_cache_dir()
     manifest = _read_manifest(case_dir) or {}
-    # A cache written before the demo had its plan and post-op CT is regenerated.
-    if is_demo_case(case_dir, complete=True) and "plan" in manifest and "postop" in manifest:
+    # A cache written before the demo had its plan and post-op CT, or before the current demo
+    # plan (its version and seed tables: planner.demo.plan.demo_plan_stamp) is regenerated.
+    from planner.demo.plan import demo_plan_is_current
+
+    if (
+        is_demo_case(case_dir, complete=True)
+        and demo_plan_is_current(manifest)
+        and "postop" in manifest
+    ):
         return case_dir
     return write_demo_case_atomically(
         case_dir, progress=progress, spec=PhantomSpec(), force=True, make_parents=True
