@@ -13,7 +13,12 @@ being picked up.
 * VTK observers added through :meth:`VTKWidget.add_observer` are recorded and removed on close
   (VTK holds strong C++-side references to bound methods, which would pin the widget);
 * renders are requested through Qt (``update()``) on the GUI thread only, and skipped once the
-  widget is closed or while it is hidden;
+  widget is closed or while it is hidden: any number of requests in one event-loop turn is one
+  render of that view, and a view nothing asked to redraw is not rendered;
+* the frame is blitted to the window's back buffer without the depth copy VTK's default
+  ``BlitToHardware`` mode makes (a full-window shader pass: ~2 ms per render of a 500 × 400
+  view with software OpenGL, Mesa llvmpipe); :data:`VTKWidget.legacy_rendering` restores
+  VTK's default (for the benchmarks' baseline);
 * :meth:`VTKWidget.finalize` (called by ``MainWindow.closeEvent`` before Qt destroys children)
   disables rendering, removes observers, removes props and finalizes the render window. It is
   idempotent.
@@ -52,6 +57,10 @@ class VTKWidget(QVTKRenderWindowInteractor):
     """A QWidget hosting one VTK render window with one renderer (``self.renderer``)."""
 
     _instances: ClassVar[weakref.WeakSet[VTKWidget]] = weakref.WeakSet()
+    #: True: the previous rendering, the benchmarks' baseline: VTK's default frame blit (with
+    #: the depth copy) for widgets made from now on, and any render request redraws every view
+    #: (as when every layer of every view redrew on each plan change).
+    legacy_rendering: ClassVar[bool] = False
 
     def __init__(self, parent: QWidget | None = None) -> None:
         self._closed = False
@@ -59,11 +68,17 @@ class VTKWidget(QVTKRenderWindowInteractor):
         self._observers: list[tuple[vtkObject, int]] = []
         super().__init__(parent)
         self.renderer = vtkRenderer()
+        window = self.GetRenderWindow()
         # No multisampling: with software OpenGL (Mesa llvmpipe, Xvfb, remote desktops) MSAA
         # multiplies the fill cost; image views do not need it.
-        self.GetRenderWindow().SetMultiSamples(0)
-        self.GetRenderWindow().AddRenderer(self.renderer)
+        window.SetMultiSamples(0)
+        if not VTKWidget.legacy_rendering:
+            # Colour only to the back buffer (nothing reads the window's depth buffer).
+            window.SetFrameBlitModeToBlitToCurrent()
+        window.AddRenderer(self.renderer)
         self._initialized = False
+        #: Renders done (paint events and :meth:`render_now`), for tests and benchmarks.
+        self.render_count = 0
 
     def showEvent(self, ev: QShowEvent) -> None:
         super().showEvent(ev)
@@ -80,6 +95,7 @@ class VTKWidget(QVTKRenderWindowInteractor):
     def paintEvent(self, ev: QPaintEvent) -> None:
         if self._closed or not self.isVisible():
             return
+        self.render_count += 1
         super().paintEvent(ev)
 
     def resizeEvent(self, ev: QResizeEvent) -> None:
@@ -124,12 +140,18 @@ class VTKWidget(QVTKRenderWindowInteractor):
         if app is not None and QThread.currentThread() is not app.thread():
             raise RuntimeError("VTKWidget.request_render() called off the GUI thread")
         if self.isVisible():
-            self.update()
+            if VTKWidget.legacy_rendering:  # as before: every model event redrew every view
+                for widget in VTKWidget.unfinalized_instances():
+                    if widget.isVisible():
+                        widget.update()
+            else:
+                self.update()
 
     def render_now(self) -> None:
         """Render synchronously (used before grabbing pixels); skipped when closed or hidden."""
         if self._closed or not self.isVisible():
             return
+        self.render_count += 1
         self._Iren.Render()
 
     def grab_rgb(self) -> NDArray[np.uint8]:

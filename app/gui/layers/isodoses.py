@@ -111,6 +111,7 @@ class IsodoseLayer(Layer):
         self.wash_actor.PickableOff()
         self.wash_actor.VisibilityOff()
         self.add_prop(self.wash_actor)
+        self._hidden_note: str | None = None  # the note shown while hidden (None: lines shown)
         self.listen(planning.events.live_changed, self._on_live_changed)
         self.listen(planning.events.plan_changed, self._on_plan_changed)
         self.update()
@@ -148,6 +149,10 @@ class IsodoseLayer(Layer):
         return self.lines[percent]
 
     def _hide(self, note: str = "") -> None:
+        """Hide lines, legend and wash, show ``note``; renders only if something changed."""
+        if self._hidden_note == note:
+            return  # already hidden with this note (e.g. every edit of a plan without dose)
+        self._hidden_note = note
         for _, actor in self.lines.values():
             actor.VisibilityOff()
         for t in self.legend:
@@ -155,6 +160,7 @@ class IsodoseLayer(Layer):
         self.wash_actor.VisibilityOff()
         self.note.SetInput(note)
         self.segment_counts = {}
+        self.render()
 
     def update(self, *_args: object) -> None:
         if self.closed:
@@ -162,12 +168,11 @@ class IsodoseLayer(Layer):
         live = self.planning.live
         if live is None or live.prescription_gy is None:
             self._hide(self.planning.exact_status if self.planning.plan is not None else "")
-            self.render()
             return
         if not self.aligned():
             self._hide("isodoses: on acquired-slice views only")
-            self.render()
             return
+        self._hidden_note = None
         self.note.SetInput("")
         plane = live.plane(self.name)  # type: ignore[arg-type]
         normal = self.slice_view.normal

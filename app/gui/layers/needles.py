@@ -128,10 +128,15 @@ class NeedleLayer(Layer):
         """What the drawing depends on; a seed drag changes none of it (needles unchanged)."""
         plan = self.planning.plan
         camera = self.slice_view.renderer.GetActiveCamera()
+        warned = self.planning.warnings
         return (
             None if plan is None else id(plan.needles),
             self.planning.selected_needle_id,
-            id(self.planning.warnings),
+            # Colours depend on the warnings' kinds only (a new table refresh, same kinds: same
+            # drawing); a plan without needles draws nothing whatever the warnings.
+            ()
+            if plan is None or not plan.needles
+            else tuple(sorted((k, tuple(sorted({w.kind for w in v}))) for k, v in warned.items())),
             self.planning.preview_needle,
             camera.GetFocalPoint(),
             camera.GetParallelScale(),
@@ -254,6 +259,7 @@ class NeedleTrackLayer(Layer):
         self.actor.GetProperty().SetColor(*NEEDLE_RGB)
         self.actor.PickableOff()
         self.add_prop(self.actor)
+        self._drawn: object = None  # the needle tuple drawn (plans are immutable)
         self.listen(planning.events.plan_changed, self.update)
         self.update()
 
@@ -262,6 +268,9 @@ class NeedleTrackLayer(Layer):
             return
         plan = self.planning.plan
         needles = () if plan is None else plan.needles
+        if needles is self._drawn:
+            return  # a seed drag or a mask edit: the needles did not change, no 3-D redraw
+        self._drawn = needles
         if not needles:
             self.actor.VisibilityOff()
             self.render()

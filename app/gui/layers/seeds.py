@@ -56,6 +56,7 @@ class SeedLayer(Layer):
         self.sel_actor = self.add_prop(_line_actor(self.selected, SELECTED_RGB, 6.0))
         #: Seeds drawn on this slice: {seed id: (x_px, y_px)} (what a click can grab).
         self.seeds_px: dict[str, tuple[float, float]] = {}
+        self._drawn_key: tuple[object, ...] | None = None
         self.listen(planning.events.plan_changed, self.update)
         self.listen(planning.events.selection_changed, self.update)
         self.listen(session.crosshair_changed, self.update)
@@ -70,9 +71,27 @@ class SeedLayer(Layer):
         g = volume.geometry
         return 0.5 * float(g.spacing_mm[self.slice_view._slice_axis()])
 
+    def _state_key(self) -> tuple[object, ...]:
+        """What the drawing depends on; a mask edit or a needle's rename changes none of it."""
+        plan = self.planning.plan
+        camera = self.slice_view.renderer.GetActiveCamera()
+        return (
+            None if plan is None else plan.seeds,  # immutable: compared by identity first
+            self.planning.selected_seed_id,
+            camera.GetFocalPoint(),
+            camera.GetParallelScale(),
+            self.slice_view.width(),
+            self.slice_view.height(),
+            self.session.volume is None,
+        )
+
     def update(self, *_args: object) -> None:
         if self.closed:
             return
+        key = self._state_key()
+        if self._drawn_key is not None and _same_key(key, self._drawn_key):
+            return  # nothing it draws changed: no redraw of this view
+        self._drawn_key = key
         self.seeds_px = {}
         plan = self.planning.plan
         view = self.slice_view
@@ -120,6 +139,11 @@ class SeedLayer(Layer):
         polyline_polydata(ends.reshape(-1, 3), [[2 * i, 2 * i + 1] for i in range(len(ends))], pd)
 
 
+def _same_key(a: tuple[object, ...], b: tuple[object, ...]) -> bool:
+    """Keys equal, comparing the plan's seed tuple by identity (no per-seed comparison)."""
+    return a[0] is b[0] and a[1:] == b[1:]
+
+
 class SeedGlyphLayer(Layer):
     """Every seed of the plan in 3-D as a cylinder along its axis."""
 
@@ -152,6 +176,7 @@ class SeedGlyphLayer(Layer):
         self.actor.GetProperty().SetSpecular(0.6)
         self.actor.PickableOff()
         self.add_prop(self.actor)
+        self._drawn: object = ()  # the seed tuple drawn (plans are immutable)
         self.listen(planning.events.plan_changed, self.update)
         self.update()
 
@@ -159,6 +184,10 @@ class SeedGlyphLayer(Layer):
         if self.closed:
             return
         plan = self.planning.plan
+        seeds = None if plan is None else plan.seeds
+        if seeds is self._drawn:
+            return  # a mask edit: the seeds did not change, no 3-D redraw
+        self._drawn = seeds
         if plan is None or not plan.seeds:
             self.actor.VisibilityOff()
             self.render()

@@ -9,6 +9,7 @@ then redraw only that structure's outline on the current slice of each view.
 
 from __future__ import annotations
 
+import time
 from contextlib import ExitStack
 
 import numpy as np
@@ -153,6 +154,7 @@ class BrushTool(Tool):
         if doc is None or volume is None:
             return
         opts = self.manager.options
+        t0 = time.perf_counter()
         try:
             s = doc.plan.structure(self._target)
             patch = brush_patch(
@@ -169,6 +171,9 @@ class BrushTool(Tool):
         except (InputError, KeyError) as exc:
             self.manager.message.emit(str(exc))
             self._finish()
+        # Patch, edit and everything the edit's event ran synchronously (outlines, panels).
+        self.move_seconds.append(time.perf_counter() - t0)
+        del self.move_seconds[:-1000]
 
     def _finish(self) -> None:
         if self._stroke is not None:

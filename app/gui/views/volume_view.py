@@ -6,11 +6,18 @@ patient's body, the three CT planes through the crosshair (air transparent, crop
 body), structure surfaces with a legend, and the crosshair position as LPS text. Mouse: left
 drag rotates, right drag / wheel zooms, middle drag pans (VTK trackball camera); R resets the
 camera.
+
+While a stroke or drag is open on the plan (a brush stroke, a seed or needle drag: one undo
+step in progress) the 3-D view does not follow each mouse move: its render requests are held
+and it redraws once, at most :data:`HOLD_POLL_MS` after the stroke ends (the 3-D render is the
+costliest of the four with software OpenGL, and the 2-D views show the edit as it happens).
+Rotating the view with the mouse is never held (VTK's interactor renders it directly).
 """
 
 from __future__ import annotations
 
 import numpy as np
+from PySide6.QtCore import QTimer
 from PySide6.QtGui import QKeyEvent
 from PySide6.QtWidgets import QWidget
 from vtkmodules.vtkInteractionStyle import vtkInteractorStyleTrackballCamera
@@ -26,6 +33,14 @@ from planner.session.session import Session
 __all__ = ["BONE_THRESHOLD_HU", "VolumeView"]
 
 _TITLE_RGB = (0.55, 0.7, 1.0)
+#: While a stroke is open, held render requests are re-checked this often (ms).
+HOLD_POLL_MS = 100
+
+
+def stroke_open(document: object) -> bool:
+    """True while ``document`` (a :class:`~planner.plan.document.PlanDocument` or None) is
+    inside :meth:`~planner.plan.document.PlanDocument.stroke` (a drag or brush stroke)."""
+    return getattr(document, "_stroke_key", None) is not None
 
 
 class VolumeView(VTKWidget):
@@ -35,6 +50,10 @@ class VolumeView(VTKWidget):
         super().__init__(parent)
         self.session = session
         self.setObjectName("volume_view")
+        self._hold_timer = QTimer(self)
+        self._hold_timer.setSingleShot(True)
+        self._hold_timer.setInterval(HOLD_POLL_MS)
+        self._hold_timer.timeout.connect(self.request_render)
         renderer = self.renderer
         renderer.SetBackground(0.05, 0.06, 0.08)
         renderer.SetBackground2(0.16, 0.18, 0.23)
@@ -75,6 +94,16 @@ class VolumeView(VTKWidget):
     def _on_volume_changed(self) -> None:
         self.reset_camera()
 
+    def request_render(self) -> None:
+        """Redraw soon, or once the open stroke ends (module docstring)."""
+        if self.is_closed:
+            return
+        if stroke_open(self.session.document) and not VTKWidget.legacy_rendering:
+            if not self._hold_timer.isActive():
+                self._hold_timer.start()
+            return
+        super().request_render()
+
     def reset_camera(self) -> None:
         """Look at the patient from the front-left, superior up (a standard 3-D overview)."""
         volume = self.session.volume
@@ -112,6 +141,7 @@ class VolumeView(VTKWidget):
     def finalize(self) -> None:
         if self.is_closed:
             return
+        self._hold_timer.stop()
         self._camera_subscriptions.close()
         for layer in self.layers:
             layer.close()
