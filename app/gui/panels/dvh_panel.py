@@ -10,8 +10,11 @@ title does not describe.
 Robustness (Workflow → Robustness…, ``planning.robustness``): for each structure the result
 has a band for (``RobustnessResult.dvh_bands``: targets and the cord), the 5th–95th percentile
 band of its cumulative DVH over the sampled needle errors is shaded in the structure's colour
-and the median curve drawn dotted over the exact DVH; the legend and title say so. The band
-goes when the plan is edited (it described the plan before the edit).
+and the median curve drawn dotted over the exact DVH; the legend and title say so. The bands
+come from the robustness sampler's points (CT voxel centres, the targets subsampled, the dose
+axis up to 3 × PD), not from the exact DVH's sub-voxel sampling, so the planned curve and the
+bands differ slightly even without errors. The band goes when the plan is edited (it described
+the plan before the edit).
 """
 
 from __future__ import annotations
