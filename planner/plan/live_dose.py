@@ -35,6 +35,13 @@ Views (pixel grids of the plan's CT, so lines overlay the CT image exactly):
 * ``coronal`` at row j: rows = slices k, columns = i (full shape (nz, nx));
 * ``sagittal`` at column i: rows = slices k, columns = j (full shape (nz, ny)).
 
+Oblique planes: a view whose plane is not a CT slice (a tilted or rotated CT seen on the fixed
+LPS views) is given its plane with :meth:`LiveDose.set_oblique` (unit normal, screen right and
+up in LPS, a point of the plane): its pixel grid is then that plane, at the CT's finest in-plane
+spacing, over the computed box projected onto it (``full_shape`` is that region,
+``offset_rc`` (0, 0), ``index`` −1); :meth:`set_slice` leaves such a view alone and
+:meth:`set_oblique` with a new point moves it. :meth:`clear_oblique` returns to the CT slice.
+
 With ``crop_margin_mm`` (default 30 mm) only the part of each view within the box of targets,
 organs at risk and seeds plus that margin is computed (the rest of the view is 0 Gy in
 :meth:`slice_dose_gy`; I-125 isodoses of interest lie well inside it); None computes whole
@@ -76,6 +83,7 @@ __all__ = [
     "ExactRequest",
     "LiveDose",
     "LiveDoseEvents",
+    "ObliquePlane",
     "ViewName",
     "ViewPlane",
 ]
@@ -127,6 +135,17 @@ class ViewPlane:
             [np.zeros(len(rc)), rc[:, 0] - self.offset_rc[0], rc[:, 1] - self.offset_rc[1]]
         )
         return self.geometry.zyx_to_world(kji)
+
+
+@dataclass(frozen=True)
+class ObliquePlane:
+    """An oblique view plane: unit ``normal``, in-plane ``right`` and ``up`` (LPS) and its
+    position ``n · x`` (mm)."""
+
+    normal: tuple[float, float, float]
+    right: tuple[float, float, float]
+    up: tuple[float, float, float]
+    position_mm: float
 
 
 class LiveDoseEvents:
@@ -193,6 +212,7 @@ class LiveDose:
         self._planes: dict[ViewName, ViewPlane] = {}
         self._grids: dict[ViewName, DoseGrid] = {}
         self._seeds: dict[str, _SeedKey] = {}
+        self._oblique: dict[ViewName, ObliquePlane] = {}
         self._box: tuple[slice, slice, slice] | None = None
         self._world_box: tuple[NDArray[np.float64], NDArray[np.float64]] | None = None
         self.problem = ""
@@ -276,7 +296,36 @@ class LiveDose:
         b = np.clip(np.ceil(kji.max(axis=0)).astype(int) + 1, 1, [nz, ny, nx])
         return (slice(a[0], b[0]), slice(a[1], b[1]), slice(a[2], b[2]))
 
+    def _oblique_plane(self, view: ViewName, spec: ObliquePlane) -> ViewPlane:
+        """The pixel grid of an oblique view: the computed box projected onto its plane."""
+        g = self._plan.geometry
+        box = self._box
+        assert box is not None
+        n, right, up = (np.asarray(v, dtype=np.float64) for v in (spec.normal, spec.right, spec.up))
+        corners_kji = np.array(
+            [
+                [k, j, i]
+                for k in (box[0].start, box[0].stop - 1)
+                for j in (box[1].start, box[1].stop - 1)
+                for i in (box[2].start, box[2].stop - 1)
+            ],
+            dtype=np.float64,
+        )
+        world = g.zyx_to_world(corners_kji)
+        step = float(np.min(g.spacing_mm[:2]))  # the CT's finest in-plane spacing
+        r, u = world @ right, world @ up
+        cols = int(np.ceil((r.max() - r.min()) / step)) + 1
+        rows = int(np.ceil((u.max() - u.min()) / step)) + 1
+        origin = spec.position_mm * n + r.min() * right + u.min() * up
+        # Columns along right, rows along up, the third axis along the normal.
+        direction = np.column_stack([right, up, n])
+        geom = GridGeometry((1, rows, cols), origin, np.array([step, step, step]), direction)
+        return ViewPlane(view, -1, geom, (0, 0), (rows, cols))
+
     def _plane(self, view: ViewName) -> ViewPlane:
+        spec = self._oblique.get(view)
+        if spec is not None:
+            return self._oblique_plane(view, spec)
         g = self._plan.geometry
         nz, ny, nx = g.shape_zyx
         box = self._box
@@ -400,14 +449,62 @@ class LiveDose:
         return changed
 
     def set_slice(self, view: ViewName, index: int) -> None:
-        """Show ``view`` at slice ``index`` of the CT grid (recomputes that view)."""
+        """Show ``view`` at slice ``index`` of the CT grid (recomputes that view); an oblique
+        view only remembers the index (its plane is moved by :meth:`set_oblique`)."""
         if view not in VIEWS:
             raise ValueError(f"unknown view {view!r}")
         if self._index.get(view) == int(index) and view in self._planes:
             return
         self._index[view] = int(index)
+        if view in self._oblique:
+            return
         self._fill(view)
         self.events.slices_changed.emit(frozenset({view}))
+
+    def oblique(self, view: ViewName) -> ObliquePlane | None:
+        """The oblique plane ``view`` shows, or None when it shows a CT slice."""
+        return self._oblique.get(view)
+
+    def set_oblique(
+        self,
+        view: ViewName,
+        normal: Sequence[float],
+        right: Sequence[float],
+        up: Sequence[float],
+        point_mm: Sequence[float],
+    ) -> bool:
+        """Show ``view`` on the plane through ``point_mm`` with unit ``normal`` and in-plane
+        ``right``/``up`` (LPS; module docstring). Recomputes that view when the plane changed;
+        returns whether it did."""
+        if view not in VIEWS:
+            raise ValueError(f"unknown view {view!r}")
+        n = np.asarray(normal, dtype=np.float64)
+        spec = ObliquePlane(
+            tuple(float(v) for v in n),  # type: ignore[arg-type]
+            tuple(float(v) for v in right),  # type: ignore[arg-type]
+            tuple(float(v) for v in up),  # type: ignore[arg-type]
+            float(np.asarray(point_mm, dtype=np.float64) @ n),
+        )
+        old = self._oblique.get(view)
+        if (
+            old is not None
+            and view in self._planes
+            and old.normal == spec.normal
+            and old.right == spec.right
+            and old.up == spec.up
+            and abs(old.position_mm - spec.position_mm) < 1e-6
+        ):
+            return False
+        self._oblique[view] = spec
+        self._fill(view)
+        self.events.slices_changed.emit(frozenset({view}))
+        return True
+
+    def clear_oblique(self, view: ViewName) -> None:
+        """Show ``view`` on its CT slice again (recomputes it) if it was oblique."""
+        if self._oblique.pop(view, None) is not None:
+            self._fill(view)
+            self.events.slices_changed.emit(frozenset({view}))
 
     def attach(self, doc: object) -> None:
         """Follow a :class:`planner.plan.document.PlanDocument`: :meth:`sync` on every
