@@ -96,7 +96,9 @@ def test_an_oblique_plane_is_the_lps_plane_and_follows_edits(engine) -> None:
     err = np.abs(at / 110.0 - 1.0)  # linear interpolation across 1 mm pixels of a 1/r² field
     assert err.max() < 0.06 and err.mean() < 0.025
     # Moving the plane recomputes it; clearing returns to the CT slice grid.
-    assert live.set_oblique("axial", AXIAL_N, AXIAL_RIGHT, AXIAL_UP, point + [0, 0, 4.0])
-    _check_plane_dose(engine, live, point + [0, 0, 4.0])
+    assert live.set_oblique(
+        "axial", AXIAL_N, AXIAL_RIGHT, AXIAL_UP, point + np.array([0.0, 0.0, 4.0])
+    )
+    _check_plane_dose(engine, live, point + np.array([0.0, 0.0, 4.0]))
     live.clear_oblique("axial")
     assert live.oblique("axial") is None and live.plane("axial").index == 3
