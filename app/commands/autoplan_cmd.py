@@ -84,6 +84,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         default="greedy",
         help="solver (default greedy; milp: HiGHS integer programming)",
     )
+    p.add_argument(
+        "--v100-bound",
+        action="store_true",
+        help="also compute an upper bound on V100 under the cord limit and the no-pass rule "
+        "(the most any plan can reach; ~10 s)",
+    )
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     p.add_argument("--force", action="store_true", help="replace an existing PLAN2")
     p.set_defaults(run=run)
@@ -158,6 +164,7 @@ def run(args: argparse.Namespace) -> int:
         cord_limit_gy=args.cord_limit_gy,
         method=args.method,
         robust=args.robust,
+        v100_bound=args.v100_bound,
     )
     plan, ct, ct_path = load_plan_and_ct(plan_path, args.ct)
     res = autoplan(plan, ct, options=options)
@@ -183,6 +190,12 @@ def run(args: argparse.Namespace) -> int:
             w(f"  goal {g['label']}: {g['status']} ({_fmt(g['value'], g['unit'])})\n")
         rej = ", ".join(f"{k} {v}" for k, v in summary["rejected"].items() if v) or "none"  # type: ignore[union-attr]
         w(f"  candidates: {summary['candidates']} kept; rejected: {rej}\n")
+        vb = summary.get("v100_bound")
+        if isinstance(vb, dict):
+            w(
+                f"  V100 upper bound: {vb['v100_max_percent']:.1f} % "
+                f"(cord D0.1cm³ ≤ {vb['cord_limit_gy']:g} Gy; the most any plan can reach)\n"
+            )
         rob = summary.get("robustness")
         if isinstance(rob, dict):
             for key, pc in rob["percentiles"].items():

@@ -43,6 +43,7 @@ from dose.errors import InputError
 from dose.metrics import DEFAULT_CORD_D0_1CC_LIMIT_GY, OARMetrics, TargetMetrics
 from dose.progress import CancelFn, ProgressFn, check_cancelled, report, sub_progress
 from planner.imaging.volume import CTVolume
+from planner.optimise.bound import V100Bound, v100_upper_bound
 from planner.optimise.candidates import (
     Candidate,
     CandidateSet,
@@ -93,6 +94,7 @@ class AutoplanOptions:
     error_model: NeedleErrorModel = field(default_factory=NeedleErrorModel)
     time_budget_s: float = 10.0
     max_rounds: int = 4
+    v100_bound: bool = False  # also compute the upper bound on V100 (planner.optimise.bound)
     formalism: str = "2d"
 
     def __post_init__(self) -> None:
@@ -121,6 +123,7 @@ class AutoplanResult:
     failed_goals: list[str]
     robust: RobustnessResult | None = None
     notes: list[str] = field(default_factory=list)
+    v100_bound: V100Bound | None = None
 
     def summary(self) -> dict[str, object]:
         """The JSON of ``seedplan autoplan --json``."""
@@ -158,6 +161,8 @@ class AutoplanResult:
         }
         if self.robust is not None:
             out["robustness"] = self.robust.to_dict()
+        if self.v100_bound is not None:
+            out["v100_bound"] = self.v100_bound.to_dict()
         return out
 
 
@@ -311,22 +316,18 @@ def autoplan(
     limit = _cord_limit(base, cord_id, o)
     where = _slot_target(base, target)
     report(progress, 0.0, "candidate needles")
+    csettings = CandidateSettings(
+        approach=o.approach,
+        parallel=o.parallel,
+        needle_spacing_mm=o.needle_spacing_mm,
+        no_pass_names=tuple(o.no_pass),
+        no_pass_margin_mm=o.no_pass_margin_mm,
+        bone=o.bone,
+    )
     cset = CandidateSet([], {}, np.zeros((0, 3)), (), 0)
     cands: list[Candidate] = []
     if not o.seeds_only:
-        cset = make_candidates(
-            base,
-            ct,
-            where,
-            settings=CandidateSettings(
-                approach=o.approach,
-                parallel=o.parallel,
-                needle_spacing_mm=o.needle_spacing_mm,
-                no_pass_names=tuple(o.no_pass),
-                no_pass_margin_mm=o.no_pass_margin_mm,
-                bone=o.bone,
-            ),
-        )
+        cset = make_candidates(base, ct, where, settings=csettings)
         cands = list(cset.candidates)
         if o.parallel and cands:
             # One direction: the family with the most needle length in the target.
@@ -410,7 +411,12 @@ def autoplan(
             key_d90 = pc["d90_gy"]["p5"] or 0.0
             if cord is not None:
                 cord_ok = cord_ok and (pc["cord_d0_1cc_gy"]["p95"] or 0.0) <= limit
-        key = (cord_ok, key_d90 >= pd, key_d90 if key_d90 < pd else -sol.objective)
+        v100 = tm.v100_percent if isinstance(tm, TargetMetrics) else 0.0
+        v100_ok = v100 >= o.v100_goal_percent
+        if key_d90 < pd:
+            key: tuple = (cord_ok, False, False, key_d90)
+        else:
+            key = (cord_ok, True, v100_ok, -sol.objective if v100_ok else v100)
         if best is None or key > best[0]:
             best = (key, new_plan, dosi, sol, [cmd1, cmd2], rob)
         if time.perf_counter() - t0 > budget_s * 0.7:
@@ -431,6 +437,15 @@ def autoplan(
                 )
                 continue
         short = key_d90 < pd
+        cord_limited = sol.coverage < problem.coverage_fraction - 1e-9
+        if (short or not v100_ok) and cord_limited and cord_d < 0.985 * limit and rob is None:
+            # The exact cord dose left room under the limit: use it.
+            problem.oar_limit_gy *= 0.99 * limit / max(cord_d, 1e-9)
+            notes.append(
+                f"round {rounds}: exact cord D0.1cc {cord_d:.1f} Gy under the limit; "
+                f"sampled limit raised to {problem.oar_limit_gy:.1f} Gy"
+            )
+            continue
         if short and sol.coverage >= problem.coverage_fraction - 1e-9:
             problem.coverage_gy *= 1.05 if o.robust else 1.03
             notes.append(
@@ -448,10 +463,29 @@ def autoplan(
         and sol.coverage < problem.coverage_fraction - 1e-9
     ):
         notes.append(
-            f"V100 ≥ {o.v100_goal_percent:g} % cannot be reached without breaking the cord limit "
+            f"V100 ≥ {o.v100_goal_percent:g} % was not reached within the cord limit "
             f"(V100 {tm.v100_percent:.1f} %, D90 {tm.d90_gy:.1f} Gy): this is the best plan "
-            "that keeps it"
+            "found that keeps it"
         )
+    bound = None
+    if o.v100_bound and cord is not None and not o.seeds_only:
+        report(progress, 0.95, "upper bound on V100")
+        bound = v100_upper_bound(
+            base, ct, target, cord, pd, limit, csettings, formalism=o.formalism, cancel=cancel
+        )
+        if isinstance(tm, TargetMetrics) and tm.v100_percent < o.v100_goal_percent:
+            if bound.v100_max_percent < o.v100_goal_percent:
+                notes.append(
+                    f"V100 ≤ {bound.v100_max_percent:.1f} % is the most any plan can reach here "
+                    f"(cord D0.1cc ≤ {limit:g} Gy, the no-pass and bone rules): the V100 goal "
+                    "is infeasible"
+                )
+            else:
+                notes.append(
+                    f"the upper bound V100 ≤ {bound.v100_max_percent:.1f} % does not rule the "
+                    "V100 goal out: no single voxel is out of reach, the shortfall comes from "
+                    "the cord dose of many seeds together (this plan is the planner's best)"
+                )
     report(progress, 1.0, "automatic plan ready")
     return AutoplanResult(
         plan=new_plan,
@@ -465,6 +499,7 @@ def autoplan(
         failed_goals=failed,
         robust=rob,
         notes=notes + list(sol.notes),
+        v100_bound=bound,
     )
 
 

@@ -195,24 +195,39 @@ def _structure_voxels_world(s: Structure) -> NDArray[np.float64]:
     return s.geometry.zyx_to_world(kji)
 
 
+def _border(structure: Structure) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Border voxels of a structure: indices (B, 3) k, j, i (float) and centres (B, 3) mm."""
+    crop = structure.crop
+    border = crop & ~ndimage.binary_erosion(crop, border_value=0)
+    kji = np.argwhere(border).astype(np.float64) + [b.start for b in structure.box]
+    return kji, structure.geometry.zyx_to_world(kji)
+
+
+def _segment_box_distance_mm(
+    g: GridGeometry,
+    border: tuple[NDArray[np.float64], NDArray[np.float64]],
+    entry: NDArray[np.float64],
+    tip: NDArray[np.float64],
+) -> float:
+    kji, centres = border
+    if kji.shape[0] == 0:
+        return math.inf
+    d = tip - entry
+    u = np.clip(((centres - entry) @ d) / max(float(d @ d), 1e-12), 0.0, 1.0)
+    closest = entry + u[:, np.newaxis] * d
+    rel = np.abs(g.world_to_zyx(closest) - kji) - 0.5
+    gap = np.maximum(rel, 0.0) * g.spacing_mm[::-1]
+    return float(np.sqrt((gap**2).sum(axis=1)).min())
+
+
 def box_distance_mm(
     structure: Structure, entry: NDArray[np.float64], tip: NDArray[np.float64]
 ) -> float:
     """Distance (mm) from segment entry–tip (3,) to the voxel boxes of ``structure`` (0 when
     it passes through a voxel); the rule of the needle warnings."""
-    crop = structure.crop
-    if not crop.any():
+    if not structure.crop.any():
         return math.inf
-    g = structure.geometry
-    border = crop & ~ndimage.binary_erosion(crop, border_value=0)
-    kji = np.argwhere(border).astype(np.float64) + [b.start for b in structure.box]
-    centres = g.zyx_to_world(kji)
-    d = tip - entry
-    u = np.clip(((centres - entry) @ d) / float(d @ d), 0.0, 1.0)
-    closest = entry + u[:, np.newaxis] * d
-    rel = np.abs(g.world_to_zyx(closest) - kji) - 0.5
-    gap = np.maximum(rel, 0.0) * g.spacing_mm[::-1]
-    return float(np.sqrt((gap**2).sum(axis=1)).min())
+    return _segment_box_distance_mm(structure.geometry, _border(structure), entry, tip)
 
 
 class _Lookup:
@@ -232,6 +247,7 @@ class _Lookup:
         self.hu = ct.hu
         self.target = target
         self.cfg = cfg
+        self.margin_mm = margin_mm
         body = next((s for s in plan.structures if BODY_NAME_RE.match(s.name)), None)
         self.body_structure = body
         self._body_slices: dict[int, NDArray[np.bool_]] = {}
@@ -251,9 +267,18 @@ class _Lookup:
                 crop = union[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]]
                 self.np_dist = ndimage.distance_transform_edt(~crop, sampling=sp_kji)
                 self.np_box = (lo, hi)
-        # Conservative screen: voxel-centre distances understate box distances by up to half
-        # a voxel diagonal.
-        self.screen_mm = margin_mm + 0.5 * float(np.linalg.norm(self.g.spacing_mm))
+        # Screen: a sample whose voxel-centre distance is under the margin is surely too close
+        # (the box distance is never larger than the centre distance); samples up to half a
+        # voxel diagonal farther may be too close and are settled on the voxel boxes.
+        self.screen_mm = margin_mm
+        self.maybe_mm = margin_mm + 0.5 * float(np.linalg.norm(self.g.spacing_mm))
+        self.borders = [_border(s) for s in no_pass]
+
+    def clear_of_no_pass(self, entry: NDArray[np.float64], tip: NDArray[np.float64]) -> bool:
+        """The segment keeps the margin from every no-pass structure's voxel boxes."""
+        return all(
+            _segment_box_distance_mm(self.g, b, entry, tip) >= self.margin_mm for b in self.borders
+        )
 
     def kji(self, pts: NDArray[np.float64]) -> tuple[NDArray[np.bool_], NDArray[np.int64]]:
         kji = np.floor(self.g.world_to_zyx(pts) + 0.5).astype(np.int64)
@@ -344,7 +369,7 @@ def _track(
     gaps = [(a, b) for a, b in _runs(~in_body[skin : first_t + 1]) if b - a > 2]
     if gaps:
         return "leaves_body", None
-    # No-pass: the first sample after the skin closer than the (conservative) screen.
+    # No-pass: the first sample after the skin surely closer than the margin (the screen).
     dist = look.no_pass_distance(kji)
     bad = np.flatnonzero((dist[skin:] < look.screen_mm) & inside[skin:]) + skin
     tip_i = min(n - 1, int(tgt_idx[-1]) + round(cfg.tip_margin_mm / _STEP_MM))
@@ -356,6 +381,24 @@ def _track(
             return "no_pass", None
         tip_i = min(int(before[-1]) + round(cfg.tip_margin_mm / _STEP_MM), v - 1)
         truncated = True
+    # Samples that may be too close: settle on the voxel boxes (the needle-warning rule), and
+    # shorten the track to the longest one that keeps the margin (bisection on the tip).
+    maybe = np.flatnonzero((dist[skin : tip_i + 1] < look.maybe_mm) & inside[skin : tip_i + 1])
+    if maybe.size and no_pass:
+
+        def clear(i: int) -> bool:
+            return look.clear_of_no_pass(pts[skin], pts[i])
+
+        first_t = int(tgt_idx[0])
+        if not clear(first_t):
+            return "no_pass", None
+        if not clear(tip_i):
+            lo, hi = first_t, tip_i  # clear(lo), not clear(hi)
+            while hi - lo > 1:
+                mid = (lo + hi) // 2
+                lo, hi = (mid, hi) if clear(mid) else (lo, mid)
+            tip_i = lo
+            truncated = True
     entry, tip = pts[skin], pts[tip_i]
     if float(np.linalg.norm(tip - entry)) > cfg.max_length_mm:
         return "too_long", None
@@ -374,9 +417,8 @@ def _track(
             parts.append((lo, hi))
     if sum(b - a for a, b in parts) < cfg.min_target_mm:
         return "short_in_target", None
-    for s in no_pass:  # the final verdict: the needle-warning rule on voxel boxes
-        if box_distance_mm(s, entry, tip) < margin_mm:
-            return "no_pass", None
+    if not look.clear_of_no_pass(entry, tip):  # the final verdict: the needle-warning rule
+        return "no_pass", None
     return "ok", (entry, tip, tuple(parts), bone_mm, truncated)
 
 

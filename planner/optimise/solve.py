@@ -148,8 +148,15 @@ def _oar_ok(
     cols = np.flatnonzero(cand)
     if cols.size == 0:
         return out
-    trial = d_o[:, np.newaxis] + ao[:, cols]
-    over = (trial > limit).sum(axis=0)
+    # Points already above the limit stay above; points that no slot can push over it never
+    # count: only the others need the (points × slots) test.
+    already = int(np.count_nonzero(d_o > limit))
+    rows = np.flatnonzero((d_o <= limit) & (d_o + ao.max(axis=1) > limit))
+    if rows.size == 0:
+        out[cols] = already < k
+        return out
+    trial = d_o[rows, np.newaxis] + ao[np.ix_(rows, cols)]
+    over = already + (trial > limit).sum(axis=0)
     out[cols] = over < k  # fewer than k points above the limit: the k-th hottest is under it
     return out
 
@@ -209,8 +216,11 @@ class _Greedy:
         at, ao = p.target_gy, p.oar_gy
         n_t = max(at.shape[0], 1)
         while self.coverage() < p.coverage_fraction:
-            deficit = np.maximum(p.coverage_gy - self.d_t, 0.0)
-            gain = np.minimum(at, deficit[:, np.newaxis]).sum(axis=0) / (p.coverage_gy * n_t)
+            deficit = p.coverage_gy - self.d_t
+            short = np.flatnonzero(deficit > 0.0)  # covered points gain nothing
+            gain = np.minimum(at[short], deficit[short, np.newaxis]).sum(axis=0) / (
+                p.coverage_gy * n_t
+            )
             ok = ~self.blocked & ~self.chosen & ~self.tabu & (gain > 1e-9)
             if int(self.open_n.sum()) >= p.max_needles:
                 ok &= self.open_n[p.slot_needle]
