@@ -9,12 +9,15 @@ Every case is the demo phantom (:func:`planner.demo.phantom.generate_phantom`, s
 * a **plan**: parallel posterior needles (−y) on an x–z grid, seeds along them inside the target
   at 5 mm or more from the spinal canal and away from lung (a seed in lung is a known detection
   limitation), S_K scaled so the pre-plan D90 is about 1.15 × the 110 Gy prescription;
-* **placement errors** as measured in CT-guided practice (JRR 2021): per needle an entry offset
+* **placement errors** as measured in CT-guided practice (JRR 2021; the magnitudes of
+  :class:`planner.optimise.robustness.NeedleErrorModel`): per needle an entry offset
   3.4 ± 1.7 mm, an angle error 2.8 ± 1.7°, a depth error 5.2 ± 4.8 mm (magnitudes, random
   direction/sign), plus 0.5 mm of seed settling; implanted seeds that would land in lung, in the
   canal, outside the CT or within 5.5 mm of another seed are redrawn (then with halved errors);
+  the seeds move with their needle by :func:`planner.demo.postop.seeds_after_miss`;
 * a small **rigid patient shift** between the CTs (≈1° rotations, ≈2 mm translations), and the
-  post-op CT rendered by the scanner model of :mod:`planner.postop.synthetic`.
+  post-op CT scanned by :func:`planner.demo.postop.scan_postop` (the demo's post-op scan: the
+  scanner model of :mod:`planner.postop.synthetic`).
 
 Case folder (``write_cohort_case``)::
 
@@ -45,6 +48,8 @@ from numpy.typing import NDArray
 from dose.errors import InputError
 from dose.geometry import GridGeometry
 from dose.progress import CancelFn, ProgressFn, check_cancelled, report, sub_progress
+from planner.demo.postop import NeedleMiss, scan_postop, seeds_after_miss
+from planner.optimise.robustness import NeedleErrorModel
 
 __all__ = [
     "COHORT_FORMAT",
@@ -57,17 +62,20 @@ __all__ = [
 ]
 
 COHORT_FORMAT = "seedplan-demo-cohort"
-COHORT_VERSION = 1
+COHORT_VERSION = 2
 PRESCRIPTION_GY = 110.0
 LEVELS = ("T8", "T9", "T10")
-#: Placement errors of CT-guided needles (mean, SD of the magnitude; JRR 2021).
-ENTRY_ERROR_MM = (3.4, 1.7)
-ANGLE_ERROR_DEG = (2.8, 1.7)
-DEPTH_ERROR_MM = (5.2, 4.8)
 SEED_SETTLING_MM = 0.5
 MIN_SEED_GAP_MM = 5.5
 #: Sizes below this are part of the phantom's GTV; above, the GTV plus an extension.
 SMALL = 0.25
+#: Semi-axes (x, y, z; mm) of the paraspinal extension at size 1 (4 mm each just above SMALL).
+EXTENSION_RADII_MM = (31.0, 22.0, 33.0)
+#: A large extension's centre moves this fraction of the way from its level towards T9 (the
+#: slab's centre): a tumour over several levels stays inside the CT.
+EXTENSION_Z_PULL = 0.6
+#: Planned seeds keep this many slices from the slab's ends (implanted ones 4).
+SLAB_MARGIN_SLICES = 5
 #: Seeds are loaded up to this far outside the target (peripheral coverage).
 SEED_MARGIN_MM = 2.0
 #: No seed (planned or implanted) within this distance of CT below −300 HU.
@@ -101,9 +109,15 @@ class SyntheticCase:
 
 
 def cohort_specs(
-    n: int, *, seed: int = 0, n_slices: int = 44, sizes: tuple[float, float] = (0.0, 1.0)
+    n: int,
+    *,
+    seed: int = 0,
+    n_slices: int = 44,
+    sizes: tuple[float, float] = (0.0, 1.0),
+    matrix: int = 256,
 ) -> list[CohortCaseSpec]:
-    """``n`` case specs spread over sizes (stratified) and levels; deterministic in ``seed``."""
+    """``n`` case specs spread over sizes (stratified) and levels; deterministic in ``seed``.
+    ``matrix``: pixels per CT row over the 200 mm field of view (256: 0.78 mm)."""
     if n < 1:
         raise InputError(f"a cohort needs at least 1 case (got {n})")
     rng = np.random.default_rng([COHORT_VERSION, seed])
@@ -116,9 +130,10 @@ def cohort_specs(
                 case_id=f"case-{i + 1:03d}",
                 level=LEVELS[int(rng.integers(len(LEVELS)))],
                 size=float(size[i]),
-                needle_spacing_mm=float(rng.uniform(7.5, 9.5)),
-                seed_spacing_mm=float(rng.uniform(7.0, 9.0)),
+                needle_spacing_mm=float(rng.uniform(8.0, 9.0)),
+                seed_spacing_mm=float(rng.uniform(7.5, 8.5)),
                 seed=int(rng.integers(2**31)),
+                matrix=matrix,
                 n_slices=n_slices,
             )
         )
@@ -136,12 +151,18 @@ def _phantom(spec: CohortCaseSpec, progress: ProgressFn | None):
         matrix=spec.matrix, fov_mm=spec.fov_mm, n_slices=spec.n_slices, seed=1000 + spec.seed % 997
     )
     extension: dict[str, NDArray[np.bool_]] = {}
-    # Size s: below SMALL, a part of the GTV (a ball around its centre, radius 10–20 mm); above,
-    # the whole GTV plus a left paraspinal extension whose semi-axes grow with s.
+    # Size s: below SMALL, a part of the GTV (a ball around its centre, radius 12–20 mm); above,
+    # the whole GTV plus a left paraspinal extension whose semi-axes grow with √s' (s' the size
+    # above SMALL, rescaled to 0…1), so that the seed count grows about linearly with s: ≈ 7
+    # seeds at s = 0, 12 at SMALL, 35 at 0.5, 110 at 1 (at 8.5 × 8 mm spacing).
     s = float(np.clip(spec.size, 0.0, 1.0))
-    e = max(0.0, (s - SMALL) / (1.0 - SMALL))
-    radii = (4.0 + 24.0 * e, 4.0 + 18.0 * e, 4.0 + 18.0 * e)
-    centre = (14.0 + 8.0 * e, lev.y_mm + lev.half_depth_mm + 16.0 + 6.0 * e, lev.z_mm)
+    e = math.sqrt(max(0.0, (s - SMALL) / (1.0 - SMALL)))
+    radii = tuple(4.0 + (r - 4.0) * e for r in EXTENSION_RADII_MM)
+    centre = (
+        14.0 + 8.0 * e,
+        lev.y_mm + lev.half_depth_mm + 16.0 + 6.0 * e,
+        lev.z_mm * (1.0 - EXTENSION_Z_PULL * e),
+    )
 
     def paint_extension(ctx, hu) -> None:
         lo = [c - r - 2 for c, r in zip(centre, radii, strict=True)]
@@ -167,7 +188,7 @@ def _phantom(spec: CohortCaseSpec, progress: ProgressFn | None):
         g = ph.geometry
         kji = np.argwhere(gtv)
         c = kji.mean(axis=0)
-        r_mm = 10.0 + 10.0 * s / SMALL
+        r_mm = 12.0 + 8.0 * s / SMALL
         zz, yy, xx = np.ogrid[: gtv.shape[0], : gtv.shape[1], : gtv.shape[2]]
         sz, sy, sx = np.asarray(g.spacing_mm)[::-1]
         ball = ((zz - c[0]) * sz) ** 2 + ((yy - c[1]) * sy) ** 2 + ((xx - c[2]) * sx) ** 2
@@ -210,6 +231,8 @@ def _layout(
                 p = np.array([x, y, z])
                 k = np.rint(g.world_to_zyx(p)).astype(int)
                 if np.any(k < 0) or np.any(k >= np.asarray(target.shape)):
+                    continue
+                if not SLAB_MARGIN_SLICES <= k[0] < target.shape[0] - SLAB_MARGIN_SLICES:
                     continue
                 if inside[tuple(k)] and canal_mm[tuple(k)] >= 5.0 and not lung_near[tuple(k)]:
                     seeds.append(p)
@@ -274,6 +297,22 @@ def _perpendicular(rng: np.random.Generator, d: NDArray) -> NDArray:
     return v / np.linalg.norm(v)
 
 
+def _miss(
+    rng: np.random.Generator, d0: NDArray, length_mm: float, scale: float
+) -> tuple[NeedleMiss, dict[str, float]]:
+    """One needle's miss with the measured magnitudes (:class:`NeedleErrorModel`) × ``scale``:
+    the entry moves perpendicular to the needle, the needle turns about its entry (the tip
+    moves ``length · tan(angle)`` further) and goes deeper or shallower; and those sizes."""
+    model = NeedleErrorModel()
+    e_mm = scale * _magnitude(rng, model.entry_mm)
+    a_deg = scale * _magnitude(rng, model.angle_deg)
+    depth = scale * _magnitude(rng, model.depth_mm) * (1 if rng.random() < 0.5 else -1)
+    entry_off = e_mm * _perpendicular(rng, d0)
+    tip_off = entry_off + length_mm * math.tan(math.radians(a_deg)) * _perpendicular(rng, d0)
+    miss = NeedleMiss(entry_off, tip_off, depth)
+    return miss, {"entry_mm": e_mm, "angle_deg": a_deg, "depth_mm": depth}
+
+
 def _implant(ph, needles, canal_mm, rng: np.random.Generator):
     """Implanted seed positions (planning frame) and per-needle errors."""
     g: GridGeometry = ph.geometry
@@ -297,56 +336,27 @@ def _implant(ph, needles, canal_mm, rng: np.random.Generator):
 
     for entry, tip, pts in needles:
         d0 = (tip - entry) / np.linalg.norm(tip - entry)
-        t = [float((p - entry) @ d0) for p in pts]
+        length = float(np.linalg.norm(tip - entry))
         chosen = None
         for attempt in range(121):
             scale = 1.0 if attempt < 40 else 0.5 if attempt < 80 else 0.25 if attempt < 120 else 0.0
-            e_mm = scale * _magnitude(rng, ENTRY_ERROR_MM)
-            a_deg = scale * _magnitude(rng, ANGLE_ERROR_DEG)
-            depth = scale * _magnitude(rng, DEPTH_ERROR_MM) * (1 if rng.random() < 0.5 else -1)
-            entry2 = entry + e_mm * _perpendicular(rng, d0)
-            tilt = _perpendicular(rng, d0)
-            a = math.radians(a_deg)
-            d = math.cos(a) * d0 + math.sin(a) * tilt
-            new = np.array([entry2 + (ti + depth) * d for ti in t])
+            miss, sizes = _miss(rng, d0, length, scale)
+            new = seeds_after_miss(np.array(pts), entry, tip, miss)
             new = new + rng.normal(0.0, SEED_SETTLING_MM, new.shape) * (scale > 0)
             if acceptable(new) or scale == 0.0:
-                chosen = (new, e_mm, a_deg, depth, scale)
+                chosen = (new, miss, sizes, scale)
                 break
         assert chosen is not None
-        new, e_mm, a_deg, depth, scale = chosen
-        tip2 = new[-1] + 5.0 * (new[-1] - new[0]) / max(np.linalg.norm(new[-1] - new[0]), 1e-9)
+        new, miss, sizes, scale = chosen
         placed.extend(new)
         errors.append(
             {
-                "entry_mm": e_mm,
-                "angle_deg": a_deg,
-                "depth_mm": depth,
-                "tip_mm": float(np.linalg.norm(tip2 - tip)) if len(pts) > 1 else None,
+                **sizes,
+                "tip_lateral_mm": float(np.linalg.norm(miss.tip_offset_mm)),
                 "error_scale": scale,
             }
         )
     return np.array(placed), errors
-
-
-def _patient_shift(ct, implanted: NDArray, centre: NDArray, rng: np.random.Generator):
-    """The post-op patient: planning CT moved rigidly; seeds mapped into the post-op frame."""
-    import SimpleITK as sitk  # noqa: N813
-
-    from planner.imaging.volume import CTVolume
-    from planner.postop.register import _image
-
-    rot_deg = rng.normal(0.0, 0.8, 3)
-    trans_mm = rng.normal(0.0, 2.0, 3)
-    shift = sitk.Euler3DTransform()  # maps post-op points to planning points
-    shift.SetCenter(tuple(float(v) for v in centre))
-    shift.SetRotation(*np.radians(rot_deg))
-    shift.SetTranslation(tuple(float(v) for v in trans_mm))
-    moved = sitk.Resample(_image(ct), _image(ct), shift, sitk.sitkLinear, -1024.0)
-    base = CTVolume(sitk.GetArrayFromImage(moved).astype(np.int16), ct.geometry, ct.info)
-    inverse = shift.GetInverse()
-    in_postop = np.array([inverse.TransformPoint(tuple(map(float, p))) for p in implanted])
-    return base, in_postop, {"rotation_deg": rot_deg.tolist(), "translation_mm": trans_mm.tolist()}
 
 
 def make_case(
@@ -359,7 +369,6 @@ def make_case(
     from planner.imaging.volume import CTVolume, PatientInfo
     from planner.plan.dosimetry import compute_plan_dosimetry
     from planner.plan.model import Seed
-    from planner.postop.synthetic import PostopScene, render_postop_ct
 
     rng = np.random.default_rng([COHORT_VERSION, spec.seed])
     ph, target = _phantom(spec, sub_progress(progress, 0.0, 0.4))
@@ -387,10 +396,25 @@ def make_case(
     axes = np.array(axes) + rng.normal(0.0, 0.08, (len(implanted), 3))
     axes /= np.linalg.norm(axes, axis=1, keepdims=True)
     centre = ph.geometry.zyx_to_world(np.argwhere(target).mean(axis=0))
-    base, in_postop, shift = _patient_shift(ct, implanted, centre, rng)
+    # The patient on the couch (≈1° rotations, ≈2 mm translations) and the day-0 scan.
+    rotation_deg, shift_mm = rng.normal(0.0, 0.8, 3), rng.normal(0.0, 2.0, 3)
     check_cancelled(cancel)
     report(progress, 0.7, "post-op CT")
-    post = render_postop_ct(base, PostopScene(in_postop, axes), rng=int(rng.integers(2**31)))
+    scan = scan_postop(
+        ct,
+        implanted,
+        axes,
+        centre_mm=centre,
+        rotation_deg=rotation_deg,
+        shift_mm=shift_mm,
+        rng=int(rng.integers(2**31)),
+    )
+    post = scan.ct
+    shift = {
+        "rotation_deg": rotation_deg.tolist(),
+        "translation_mm": shift_mm.tolist(),
+        "postop_to_plan": scan.postop_to_plan.to_dict(),
+    }
     truth_plan = plan.evolve(
         seeds=tuple(Seed(f"sd-t{i:03d}", tuple(map(float, p))) for i, p in enumerate(implanted)),
         needles=(),
@@ -480,6 +504,7 @@ def write_cohort(
     force: bool = False,
     n_slices: int = 44,
     sizes: tuple[float, float] = (0.0, 1.0),
+    matrix: int = 256,
     progress: ProgressFn | None = None,
     cancel: CancelFn | None = None,
 ) -> list[Path]:
@@ -496,7 +521,7 @@ def write_cohort(
             raise InputError("is not empty and not a previous demo cohort: choose another", out)
         if not force:
             raise InputError("holds a demo cohort (use --force to replace it)", out)
-    specs = cohort_specs(n, seed=seed, n_slices=n_slices, sizes=sizes)
+    specs = cohort_specs(n, seed=seed, n_slices=n_slices, sizes=sizes, matrix=matrix)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:
         for i, spec in enumerate(specs):
