@@ -97,3 +97,21 @@ def test_demo_case_postop_verifies(tmp_path) -> None:
     d90_true = compute_plan_dosimetry(true_plan, ct, formalism="1d").metrics[target].d90_gy
     row = next(r for r in doc["comparison"] if r["structure"] == target and r["metric"] == "d90_gy")
     assert row["postop"] == pytest.approx(d90_true, rel=0.02)
+
+
+def test_seeds_after_a_needle_miss() -> None:
+    """The miss geometry shared by the demo's post-op CT and the synthetic cohort: the lateral
+    offset goes from the entry's to the tip's along the needle, the depth error along it."""
+    from planner.demo.postop import NeedleMiss, seeds_after_miss
+
+    entry, tip = np.array([0.0, 60.0, 0.0]), np.array([0.0, 0.0, 0.0])  # needle along −y
+    pts = np.array([[0.0, 60.0, 0.0], [0.0, 30.0, 0.0], [0.0, 0.0, 0.0], [0.0, -6.0, 0.0]])
+    none = NeedleMiss(np.zeros(3), np.zeros(3), 0.0)
+    assert np.array_equal(seeds_after_miss(pts, entry, tip, none), pts)
+    miss = NeedleMiss(np.array([2.0, 0.0, 0.0]), np.array([0.0, 0.0, 4.0]), 3.0)
+    got = seeds_after_miss(pts, entry, tip, miss)
+    assert np.allclose(got[0], [2.0, 57.0, 0.0])  # entry: its offset, 3 mm deeper (−y)
+    assert np.allclose(got[1], [1.0, 27.0, 2.0])  # half way: half of each
+    assert np.allclose(got[2], [0.0, -3.0, 4.0])  # tip: the tip's offset
+    assert np.allclose(got[3], [0.0, -9.0, 4.0])  # beyond the tip: as the tip
+    assert np.array_equal(pts[1], [0.0, 30.0, 0.0])  # the input is not changed
