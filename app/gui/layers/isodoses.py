@@ -6,9 +6,11 @@
 prescription) for that view's CT slice, each level one line actor in its colour, and a
 legend in Gy and % PD (bottom left). The segments lie on the CT pixel grid of the slice
 (:meth:`~planner.plan.live_dose.ViewPlane.rc_to_world_mm`), so they overlay the image exactly.
-A view that shows a resliced (oblique) plane has no live dose plane: it says so instead of
-drawing lines of another plane. The wash (Plan → Dose colour wash) is a translucent colour
-image of the same slice dose, from 50 % PD up, clear below.
+A view whose plane is not a CT slice of its live view (a resliced plane through a tilted or
+rotated CT) gets the live dose of its own plane (:meth:`~planner.plan.live_dose.LiveDose.
+set_oblique`: the view's LPS plane through the crosshair, recomputed when the crosshair moves
+along the normal), so its lines are exactly on the plane shown. The wash (Plan → Dose colour
+wash) is a translucent colour image of the same slice dose, from 50 % PD up, clear below.
 
 :class:`IsodoseSurfaceLayer` draws the prescription isodose surface of the latest exact dose
 (:class:`~planner.plan.dosimetry.PlanDosimetry`) in 3-D, labelled "exact"; after an edit it
@@ -114,7 +116,21 @@ class IsodoseLayer(Layer):
         self._hidden_note: str | None = None  # the note shown while hidden (None: lines shown)
         self.listen(planning.events.live_changed, self._on_live_changed)
         self.listen(planning.events.plan_changed, self._on_plan_changed)
+        self.listen(session.crosshair_changed, self._on_crosshair_changed)
         self.update()
+
+    def _on_crosshair_changed(self, xyz_mm: NDArray[np.float64]) -> None:
+        """An oblique view follows the crosshair along its normal (CT-slice views are moved
+        by the planning controller's ``set_slice``)."""
+        live = self.planning.live
+        if live is None or self.closed:
+            return
+        spec = live.oblique(self.name)  # type: ignore[arg-type]
+        if (
+            spec is not None
+            and abs(spec.position_mm - float(xyz_mm @ self.slice_view.normal)) > 1e-6
+        ):
+            self.update()
 
     def _on_live_changed(self, views: frozenset[str]) -> None:
         if not views or self.name in views:
@@ -130,6 +146,16 @@ class IsodoseLayer(Layer):
         if self.session.volume is None or view.is_resliced():
             return False
         return view._slice_axis() == LIVE_AXIS[self.name]
+
+    def _place_plane(self, live) -> None:
+        """Give the live dose this view's plane: its CT slice, or the oblique LPS plane."""
+        name = self.name
+        if self.session.volume is None or self.aligned():
+            if live.oblique(name) is not None:
+                live.clear_oblique(name)
+            return
+        right, up = self.slice_view._screen_axes()
+        live.set_oblique(name, self.slice_view.normal, right, up, self.session.crosshair_mm)
 
     def _level_actor(self, percent: float) -> tuple[vtkPolyData, vtkActor]:
         if percent not in self.lines:
@@ -169,9 +195,7 @@ class IsodoseLayer(Layer):
         if live is None or live.prescription_gy is None:
             self._hide(self.planning.exact_status if self.planning.plan is not None else "")
             return
-        if not self.aligned():
-            self._hide("isodoses: on acquired-slice views only")
-            return
+        self._place_plane(live)
         self._hidden_note = None
         self.note.SetInput("")
         plane = live.plane(self.name)  # type: ignore[arg-type]

@@ -329,10 +329,27 @@ class StructureOutlineLayer(Layer):
             ):
                 outline.drawn = (item.version, *position)  # the edit missed this slice
                 continue
+            if position is None and drawn is not None and self._box_misses_plane(box, s):
+                continue  # resliced view: the cut is unchanged; the next redraw re-cuts
             self._draw(outline, position)
             changed = True
         if changed:
             self.render()
+
+    def _box_misses_plane(self, box: tuple[slice, slice, slice] | None, s: Structure) -> bool:
+        """True when the voxels of ``box`` (grown by one voxel, where the surface between
+        voxel centres can move) lie entirely on one side of the displayed plane."""
+        if box is None:
+            return False
+        lo = [max(b.start - 1, 0) for b in box]
+        hi = [b.stop for b in box]  # stop - 1 + 1
+        corners = np.array(
+            [[k, j, i] for k in (lo[0], hi[0]) for j in (lo[1], hi[1]) for i in (lo[2], hi[2])],
+            dtype=np.float64,
+        )
+        along = s.geometry.zyx_to_world(corners) @ self.normal
+        here = float(self.session.crosshair_mm @ self.normal)
+        return bool(here < along.min() or here > along.max())
 
     def _rebuild(self) -> None:
         if self.closed:

@@ -67,7 +67,7 @@ def brush_patch(
 
 
 class _Cursor:
-    """The brush outline (a circle of the radius, in the view plane) following the mouse."""
+    """The brush outline on one 2-D view: a circle in the view plane (renders only on change)."""
 
     def __init__(self, view: SliceView) -> None:
         self.view = view
@@ -85,15 +85,25 @@ class _Cursor:
         self.actor.PickableOff()
         self.actor.VisibilityOff()
         view.renderer.AddViewProp(self.actor)
+        #: (centre on the plane (LPS mm), radius mm) drawn, or None when hidden.
+        self.shown: tuple[tuple[float, float, float], float] | None = None
 
     def show(self, xyz_mm: NDArray[np.float64] | None, radius_mm: float) -> None:
+        """A circle of ``radius_mm`` about ``xyz_mm`` (a point of the view plane); None hides."""
         if self.view.is_closed:
             return
-        if xyz_mm is None:
+        state = None
+        if xyz_mm is not None:
+            c = np.asarray(xyz_mm, dtype=np.float64)
+            state = ((float(c[0]), float(c[1]), float(c[2])), float(radius_mm))
+        if state == self.shown:
+            return
+        self.shown = state
+        if state is None:
             self.actor.VisibilityOff()
         else:
-            self.source.SetCenter(*(np.asarray(xyz_mm) - 0.6 * self.view.normal))
-            self.source.SetRadius(radius_mm)
+            self.source.SetCenter(*(np.asarray(state[0]) - 0.6 * self.view.normal))
+            self.source.SetRadius(state[1])
             self.actor.VisibilityOn()
         self.view.request_render()
 
@@ -188,11 +198,35 @@ class BrushTool(Tool):
         self._cursors.clear()
 
     # ------------------------------------------------------------------ cursor
+    def cursor(self, view: SliceView) -> _Cursor:
+        """The brush cursor of ``view`` (made on first use)."""
+        found = self._cursors.get(id(view))
+        if found is None:
+            found = self._cursors[id(view)] = _Cursor(view)
+        return found
+
     def hover(self, view: SliceView, xyz_mm: NDArray[np.float64] | None) -> None:
-        cursor = self._cursors.get(id(view))
-        if cursor is None:
-            cursor = self._cursors[id(view)] = _Cursor(view)
-        cursor.show(xyz_mm, self.manager.options.radius_mm)
+        """Show the brush where it paints: the disc in ``view``'s plane; the 3-D sphere's
+        section (radius √(r² − d²), d the centre's distance to the plane) in every 2-D view
+        whose plane it crosses. None (the mouse left the view) hides the cursors."""
+        radius = self.manager.options.radius_mm
+        sphere = self.manager.options.sphere
+        for other in self.window.slice_views:
+            if other is not view and not sphere:
+                if id(other) in self._cursors:
+                    self._cursors[id(other)].show(None, radius)
+                continue
+            cursor = self.cursor(other)
+            if xyz_mm is None:
+                cursor.show(None, radius)
+                continue
+            p = np.asarray(xyz_mm, dtype=np.float64)
+            d = float(p @ other.normal - other.slice_position_mm())
+            if other is view or (sphere and abs(d) < radius):
+                section = float(np.sqrt(max(radius * radius - d * d, 0.0)))
+                cursor.show(p - d * other.normal, radius if other is view else section)
+            else:
+                cursor.show(None, radius)
 
 
 class EraserTool(BrushTool):
