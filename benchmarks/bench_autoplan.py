@@ -132,7 +132,7 @@ def _row(name: str, plan: Plan, ct: CTVolume, options=None) -> dict[str, object]
             "cord_d0_1cc_gy": c.d0_1cc_gy if c is not None else float("nan"),
         }
 
-    return {
+    out = {
         "case": name,
         "autoplan": figures(res.dosimetry, res.plan),
         "uniform": figures(base, uniform),
@@ -142,32 +142,41 @@ def _row(name: str, plan: Plan, ct: CTVolume, options=None) -> dict[str, object]
         "rejected": res.candidates.rejected,
         "candidates": len(res.candidates.candidates),
         "cord_limit_gy": 50.0,
+        "notes": res.notes,
     }
+    if res.v100_bound is not None:
+        out["v100_bound_percent"] = res.v100_bound.v100_max_percent
+        out["v100_bound_seconds"] = res.v100_bound.seconds
+    if res.robust is not None:
+        out["robust"] = res.robust.percentiles()
+    return out
 
 
-def results_table(cases=CASES, *, matrix: int = 256) -> list[dict[str, object]]:
-    """One row per case (module docstring)."""
+def results_table(cases=CASES, *, matrix: int = 256, options=None) -> list[dict[str, object]]:
+    """One row per case (module docstring); ``options``: AutoplanOptions (default ones)."""
     rows = []
     for name in cases:
         plan, ct = make_case(name, matrix=matrix)
-        rows.append(_row(name, plan, ct))
+        rows.append(_row(name, plan, ct, options))
     return rows
 
 
 def markdown(rows: list[dict[str, object]]) -> str:
     """The rows as the markdown table of docs/autoplan.md."""
     out = [
-        "| case | plan | seeds | needles | D90 (Gy) | V100 (%) | V150 (%) | cord D0.1cm³ (Gy) "
-        "| time (s) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| case | plan | seeds | needles | D90 (Gy) | V100 (%) | V100 bound (%) | V150 (%) "
+        "| cord D0.1cm³ (Gy) | time (s) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         for kind in ("autoplan", "uniform"):
             f = r[kind]  # type: ignore[index]
             t = r["seconds"] if kind == "autoplan" else r["uniform_dosimetry_seconds"]
+            bound = r.get("v100_bound_percent") if kind == "autoplan" else None
+            b = "—" if bound is None else f"{bound:.1f}"
             out.append(
                 f"| {r['case']} | {kind} | {f['seeds']} | {f['needles']} | {f['d90_gy']:.1f} | "
-                f"{f['v100_percent']:.1f} | {f['v150_percent']:.1f} | "
+                f"{f['v100_percent']:.1f} | {b} | {f['v150_percent']:.1f} | "
                 f"{f['cord_d0_1cc_gy']:.1f} | {t:.1f} |"
             )
     return "\n".join(out)
@@ -213,6 +222,27 @@ if __name__ == "__main__":
     import json
     import sys
 
-    rows = results_table(sys.argv[1:] or CASES)
+    from planner.optimise.autoplan import AutoplanOptions
+
+    # python -m benchmarks.bench_autoplan [--bound] [--robust] [--approach any] [--matrix 512]
+    # [CASE ...]
+    args = sys.argv[1:]
+    opts: dict[str, object] = {}
+    matrix = 256
+    if "--bound" in args:
+        args.remove("--bound")
+        opts["v100_bound"] = True
+    if "--robust" in args:
+        args.remove("--robust")
+        opts["robust"] = True
+    if "--approach" in args:
+        i = args.index("--approach")
+        opts["approach"] = args[i + 1]
+        del args[i : i + 2]
+    if "--matrix" in args:
+        i = args.index("--matrix")
+        matrix = int(args[i + 1])
+        del args[i : i + 2]
+    rows = results_table(args or CASES, matrix=matrix, options=AutoplanOptions(**opts))  # type: ignore[arg-type]
     print(markdown(rows))
     print(json.dumps(rows, default=float))
