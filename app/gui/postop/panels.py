@@ -14,7 +14,7 @@ outside, migrated) are the comparison's "Seeds" rows.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
@@ -25,7 +25,7 @@ from PySide6.QtWidgets import QHeaderView, QTableWidget, QTableWidgetItem, QWidg
 
 from planner.plan.dosimetry import PlanDosimetry
 from planner.postop.locations import SeedLocations
-from planner.postop.verify import ComparisonRow
+from planner.postop.verify import SEED_COUNT_STRUCTURE, ComparisonRow
 
 __all__ = ["ComparisonTable", "DVHPlot", "SeedLocationTable", "table_rows"]
 
@@ -79,10 +79,14 @@ def _label(metric: str) -> str:
 
 
 def table_rows(
-    comparison: Sequence[ComparisonRow], intraop: PlanDosimetry | None = None
+    comparison: Sequence[ComparisonRow],
+    intraop: PlanDosimetry | None = None,
+    intraop_counts: Mapping[str, float] | None = None,
 ) -> list[tuple[str, str, str, float | None, float | None, float | None, float | None]]:
     """``(structure, metric label, unit, planned, intra-op, post-op, post-op − planned)`` rows,
-    the key metrics first (module docstring); intra-op is None without an intra-op plan."""
+    the key metrics first (module docstring); intra-op is None without an intra-op plan (its
+    dose metrics from ``intraop``, its seed counts, structure "Seeds", from
+    ``intraop_counts``)."""
 
     order = {name: n for n, name in enumerate(dict.fromkeys(r.structure for r in comparison))}
 
@@ -98,6 +102,8 @@ def table_rows(
         if intraop is not None and r.structure in intraop.metrics:
             value = intraop.metrics[r.structure].to_dict().get(r.metric)
             intra = float(value) if isinstance(value, (int, float)) else None
+        elif intraop is not None and r.structure == SEED_COUNT_STRUCTURE and intraop_counts:
+            intra = intraop_counts.get(r.metric)
         out.append(
             (r.structure, _label(r.metric), r.unit, r.planned, intra, r.postop, r.difference)
         )
@@ -186,9 +192,12 @@ class ComparisonTable(QTableWidget):
         self.setColumnHidden(3, True)
 
     def show_rows(
-        self, comparison: Sequence[ComparisonRow], intraop: PlanDosimetry | None = None
+        self,
+        comparison: Sequence[ComparisonRow],
+        intraop: PlanDosimetry | None = None,
+        intraop_counts: Mapping[str, float] | None = None,
     ) -> None:
-        rows = table_rows(comparison, intraop)
+        rows = table_rows(comparison, intraop, intraop_counts)
         self.setColumnHidden(3, intraop is None)
         self.setRowCount(len(rows))
         for r, (structure, metric, unit, planned, intra, post, diff) in enumerate(rows):

@@ -103,6 +103,8 @@ class PostopWindow(QMainWindow):
         self.postop_ct: CTVolume | None = None
         self.review: PostopReview | None = None
         self.intraop: PlanDosimetry | None = None
+        #: The intra-op plan's seed counts ("seeds_total", "seeds_inside" …) for the Seeds rows.
+        self.intraop_counts: dict[str, float] | None = None
         self._generation = 0
         self._pending_reverify = False
         self._closing = False
@@ -347,17 +349,25 @@ class PostopWindow(QMainWindow):
 
         ct = self.planning_ct
 
-        def task(progress: ProgressFn, cancel: CancelFn) -> PlanDosimetry:
+        def task(progress: ProgressFn, cancel: CancelFn) -> tuple[PlanDosimetry, dict[str, float]]:
             plan = load_plan(file).plan
             if ct is None:
                 raise InputError("no planning CT is open")
-            return compute_plan_dosimetry(plan, ct, progress=progress, cancel=cancel)
+            plan.check_ct(ct, where=file)
+            return (
+                compute_plan_dosimetry(plan, ct, progress=progress, cancel=cancel),
+                intraop_seed_counts(plan),
+            )
 
-        self.runner.run(task, self.set_intraop, "Computing the intra-op plan's dose…")
+        self.runner.run(task, lambda r: self.set_intraop(*r), "Computing the intra-op plan's dose…")
 
-    def set_intraop(self, dosimetry: PlanDosimetry | None) -> None:
-        """Add (None: remove) the intra-op plan's column to the comparison."""
+    def set_intraop(
+        self, dosimetry: PlanDosimetry | None, counts: dict[str, float] | None = None
+    ) -> None:
+        """Add (None: remove) the intra-op plan's column to the comparison; ``counts``: its
+        seed counts for the "Seeds" rows (:func:`intraop_seed_counts`)."""
         self.intraop = dosimetry
+        self.intraop_counts = counts if dosimetry is not None else None
         self._refresh()
 
     # ------------------------------------------------------------------ verification
@@ -671,7 +681,7 @@ class PostopWindow(QMainWindow):
         lines = [v.detection.summary(), v.summary()]
         lines += [f"⚠ {w}" for w in v.warnings]
         self.summary.setText("\n".join(lines))
-        self.table.show_rows(v.comparison, self.intraop)
+        self.table.show_rows(v.comparison, self.intraop, self.intraop_counts)
         self.locations.show_locations(v.locations)
         self.dvh.show_dvhs(v.planned, v.postop)
         self.refresh_fusion()
@@ -750,6 +760,18 @@ class PostopWindow(QMainWindow):
             self.seeds_layer.close()
             self.view.finalize()
         super().closeEvent(event)
+
+
+def intraop_seed_counts(plan: Plan) -> dict[str, float]:
+    """The Seeds rows' values of an intra-op plan: its seeds, and where they lie against its
+    own targets and needles (:func:`planner.postop.locations.locate_seeds`)."""
+    from planner.postop.locations import locate_seeds
+
+    positions = np.array([s.position_mm for s in plan.seeds], dtype=np.float64).reshape(-1, 3)
+    counts = locate_seeds(plan, positions).counts()
+    out = {"seeds_total": float(len(positions))}
+    out.update({f"seeds_{k}": float(counts[k]) for k in ("inside", "outside", "migrated")})
+    return out
 
 
 def _same_registration(a: Registration, b: Registration) -> bool:

@@ -14,7 +14,7 @@ import pytest
 from PySide6.QtWidgets import QApplication
 
 from app.gui.main_window import MainWindow
-from app.gui.postop.window import PostopWindow
+from app.gui.postop.window import PostopWindow, intraop_seed_counts
 from app.gui.settings import Settings
 from planner.plan.document import PlanDocument
 from planner.plan.plan_file import load_plan, save_plan
@@ -115,6 +115,19 @@ def test_registration_is_stored_undoable_and_restored(
         assert pw.seeds_layer.shown["migrated"] == 1
         row = v.row("Seeds", "seeds_migrated")
         assert (row.planned, row.postop) == (0.0, 1.0)
+        # The intra-op column (here: the plan itself as the intra-op re-plan) fills the Seeds
+        # rows with the intra-op plan's counts.
+        pw.set_intraop(v.planned, intraop_seed_counts(case.plan))
+        rows = {
+            (pw.table.cell_text(r, 0), pw.table.cell_text(r, 1)): r
+            for r in range(pw.table.rowCount())
+        }
+        total = rows[("Seeds", "seeds (all)")]
+        n = str(len(case.plan.seeds))
+        assert not pw.table.isColumnHidden(3)
+        assert pw.table.cell_text(total, 2) == pw.table.cell_text(total, 3) == n
+        assert pw.table.cell_text(rows[("Seeds", "migrated (far from every needle)")], 4) == "1"
+        pw.set_intraop(None)
         saved = save_plan(doc.plan, tmp_path / "verified.seedplan")
     finally:
         pw.close()
