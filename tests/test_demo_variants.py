@@ -9,6 +9,7 @@ conus at L1–L2) are those given in issue 12's lumbar task.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 
 import numpy as np
@@ -30,6 +31,12 @@ from planner.demo.variants import (
 #: sha256 of the default phantom at 128² × 6 slices (HU bytes, then each mask's name and bytes
 #: in name order), recorded before the lumbar extension.
 DEFAULT_128X6_SHA256 = "bbcabec6d2cf8adddcfe452634aa4026de4bad3255ca46f6ac48ff6c58823cee"
+
+
+@functools.cache
+def _variant(name: str) -> Phantom:
+    """Each variant phantom once per session (128²)."""
+    return variant_phantom(name, matrix=128)
 
 
 def _phantom_sha256(ph: Phantom) -> str:
@@ -171,7 +178,7 @@ def test_variant_names() -> None:
 @pytest.mark.parametrize("name", [n for n in VARIANTS if n != "demo"] + ["L1-right-small"])
 def test_variant_masks_at_their_level(name: str) -> None:
     v = parse_variant(name)
-    ph = variant_phantom(name, matrix=128)
+    ph = _variant(name)
     m = ph.masks
     lev = ph.anatomy.level(v.level)
     gtv, canal, cord = m["GTV"], m["SpinalCanal"], m["SpinalCord"]
@@ -210,8 +217,5 @@ def test_variant_masks_at_their_level(name: str) -> None:
 
 
 def test_variant_sizes_grow() -> None:
-    vol = {
-        n: int(variant_phantom(n, matrix=128).masks["GTV"].sum())
-        for n in ("L3-small", "L3", "L3-large")
-    }
+    vol = {n: int(_variant(n).masks["GTV"].sum()) for n in ("L3-small", "L3", "L3-large")}
     assert vol["L3-small"] < 0.8 * vol["L3"] < 0.8 * vol["L3-large"]
