@@ -82,6 +82,10 @@ def test_needles_avoid_the_cord_and_canal_and_seeds_lie_on_them(case):
         assert not any(w.kind in ("near_avoid", "through_avoid") for w in ws), ws
         assert not any(w.other_id in {st.id for st in avoid} for w in ws)
         assert not any(w.kind in ("leaves_body", "crosses_needle", "outside_ct") for w in ws)
+    # Seeds at least 7.5 mm apart (closer ones merge on the post-op CT).
+    pos = np.array([s.position_mm for s in plan.seeds])
+    gaps = np.linalg.norm(pos[:, None] - pos[None], axis=2) + np.eye(len(pos)) * 1e9
+    assert gaps.min() >= 7.5 - 1e-6
     needles = {n.id: n for n in plan.needles}
     for s in plan.seeds:
         n = needles[s.needle_id]
