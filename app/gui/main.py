@@ -170,7 +170,15 @@ def run_gui(
                 window.close()
                 app.quit()
 
-            QTimer.singleShot(150, finish)
+            def dose_ready(note: str) -> None:
+                if note:
+                    sys.stderr.write(f"seedplan gui: {note}\n")
+                QTimer.singleShot(150, finish)
+
+            # A plan's isodoses appear once the dose engine is ready: wait for them (bounded).
+            from app.gui.screenshot import when_dose_drawn
+
+            when_dose_drawn(window, dose_ready)
 
         def failed(message: str) -> None:
             outcome["error"] = message

@@ -105,7 +105,9 @@ class IsodoseLayer(Layer):
         self.legend: list[vtkTextActor] = []
         #: Segment count drawn per level at the last update (tests and the benchmark read it).
         self.segment_counts: dict[float, int] = {}
-        self.note = add_text(self, "", (0.985, 0.06), "right", "bottom", 11, (0.8, 0.8, 0.8))
+        # Where the legend's first row goes (the note shows only while the legend is hidden):
+        # clear of the scale bar and the FOV text in the bottom-right corner.
+        self.note = add_text(self, "", (0.015, 0.065), "left", "bottom", 11, (0.8, 0.8, 0.8))
         self.wash_image = vtkImageData()
         self.wash_lut = vtkLookupTable()
         self.wash_actor = vtkImageActor()
@@ -117,7 +119,13 @@ class IsodoseLayer(Layer):
         self.listen(planning.events.live_changed, self._on_live_changed)
         self.listen(planning.events.plan_changed, self._on_plan_changed)
         self.listen(session.crosshair_changed, self._on_crosshair_changed)
+        self.listen(planning.events.status_changed, self._on_status_changed)
         self.update()
+
+    def _on_status_changed(self, _text: str) -> None:
+        """Without a live dose the note is the dose status ("waiting for the dose engine…")."""
+        if self.planning.live is None:
+            self.update()
 
     def _on_crosshair_changed(self, xyz_mm: NDArray[np.float64]) -> None:
         """An oblique view follows the crosshair along its normal (CT-slice views are moved

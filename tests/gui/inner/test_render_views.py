@@ -213,3 +213,25 @@ def test_a_disc_brush_stroke_redraws_only_the_views_it_changes(
     finally:
         tm.set_active(None)
         settle()
+
+
+def test_screenshot_waits_for_the_dose(oblique_window: MainWindow) -> None:
+    """``--screenshot`` captures once the live isodoses and the exact dose are drawn."""
+    from app.gui.screenshot import dose_drawn, when_dose_drawn
+    from planner.plan.needle_commands import MoveSeedAlongNeedle
+    from tests.gui.inner._helpers import wait_until
+
+    w = oblique_window
+    w.planning.execute(MoveSeedAlongNeedle("sd-2", distance_mm=14.0))
+    assert not dose_drawn(w), "an edit leaves the exact dose pending"
+    notes: list[str] = []
+    when_dose_drawn(w, notes.append, timeout_s=240.0)
+    wait_until(lambda: bool(notes), 250.0)
+    assert notes == [""] and dose_drawn(w)
+    assert w.planning.exact is not None and not w.planning.exact_pending
+    # Bounded: a condition never met ends with a note after the timeout.
+    w.planning.execute(MoveSeedAlongNeedle("sd-2", distance_mm=15.0))
+    late: list[str] = []
+    when_dose_drawn(w, late.append, timeout_s=0.0)
+    wait_until(lambda: bool(late), 10.0)
+    assert "not drawn within 0 s" in late[0], late  # the exact refresh starts after 250 ms
