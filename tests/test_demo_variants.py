@@ -19,7 +19,7 @@ from scipy import ndimage as ndi
 
 from dose.errors import InputError
 from planner.demo.anatomy import PhantomSpec, default_anatomy, spine_anatomy
-from planner.demo.phantom import Phantom, generate_phantom
+from planner.demo.phantom import Phantom, _beyond_levels, generate_phantom
 from planner.demo.variants import (
     LEVELS,
     VARIANTS,
@@ -95,6 +95,15 @@ def test_spine_anatomy_extends_the_demo_spine() -> None:
     l1, l2 = full.level("L1"), full.level("L2")
     assert l2.z_mm + l2.height_mm / 2 < full.conus_z_mm < l1.z_mm - l1.height_mm / 2
     assert demo.conus_z_mm == -np.inf
+
+
+def test_a_slab_beyond_t3_t12_gets_the_whole_spine() -> None:
+    low = generate_phantom(PhantomSpec(matrix=64, n_slices=9, z_centre_mm=-150.0))
+    assert low.anatomy.has_lumbar and "CaudaEquina" in low.masks
+    assert not low.masks["SpinalCord"].any()  # below the conus
+    # The demo's slab, and slabs within T3-T12 (e.g. 150 × 1.25 mm), keep the demo's anatomy.
+    for spec in (PhantomSpec(), PhantomSpec(n_slices=150, slice_mm=1.25)):
+        assert not _beyond_levels(spec, default_anatomy())
 
 
 @pytest.fixture(scope="module")

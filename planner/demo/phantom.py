@@ -40,7 +40,14 @@ import numpy as np
 from numpy.typing import NDArray
 
 from dose.geometry import GridGeometry
-from planner.demo.anatomy import Anatomy, Level, PhantomSpec, default_anatomy, phantom_geometry
+from planner.demo.anatomy import (
+    Anatomy,
+    Level,
+    PhantomSpec,
+    default_anatomy,
+    phantom_geometry,
+    spine_anatomy,
+)
 from planner.demo.shapes import (
     F32,
     Array,
@@ -81,6 +88,7 @@ __all__ = [
     "generate_phantom",
     "phantom_geometry",
     "smooth_field",
+    "spine_anatomy",
     "superellipse",
     "tube_segment",
 ]
@@ -117,6 +125,8 @@ def generate_phantom(
     ----------
     spec : grid/noise specification (default :class:`PhantomSpec`); ``n_slices`` and ``matrix``
         override its fields (smaller volumes for tests; the FOV stays 400 mm).
+    anatomy : default :func:`default_anatomy` (the demo's T3–T12), or :func:`spine_anatomy`
+        (T1–L5 with the lumbar abdomen) when the slab reaches beyond T3–T12.
     extra_painters : callables ``painter(ctx, hu)`` run after the anatomy and before noise, e.g.
         implanted seeds for a post-op CT; ``hu`` is the float32 (z, y, x) HU array.
     progress : ``progress(fraction, message)``.
@@ -134,7 +144,10 @@ def generate_phantom(
         overrides["matrix"] = int(matrix)
     if overrides:
         spec = replace(spec, **overrides)
-    anatomy = anatomy or default_anatomy()
+    if anatomy is None:
+        anatomy = default_anatomy()
+        if _beyond_levels(spec, anatomy):
+            anatomy = spine_anatomy()
     report = progress or (lambda _f, _m: None)
     ctx = PhantomContext(spec, anatomy)
     H = anatomy.hu
@@ -178,6 +191,16 @@ def generate_phantom(
     out = np.rint(hu).astype(np.int16)
     report(1.0, "done")
     return Phantom(out, masks, ctx.geometry, spec, anatomy)
+
+
+def _beyond_levels(spec: PhantomSpec, anatomy: Anatomy) -> bool:
+    """True when the slab's slices reach past the first or last body by more than half a disc."""
+    half = (spec.n_slices - 1) / 2 * spec.slice_mm
+    top, bottom = anatomy.levels[0], anatomy.levels[-1]
+    return (
+        spec.z_centre_mm - half < bottom.z_mm - bottom.height_mm / 2 - 2.5
+        or spec.z_centre_mm + half > top.z_mm + top.height_mm / 2 + 2.5
+    )
 
 
 def _add_noise(ctx: PhantomContext, hu: Array) -> None:
