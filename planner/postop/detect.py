@@ -46,8 +46,21 @@ __all__ = ["DetectedSeed", "DetectionResult", "MetalObject", "detect_seeds"]
 
 SEED_LENGTH_MM = 4.5
 MIN_SPLIT_DISTANCE_MM = 2.8
+#: Each part of a split cluster carries at least this fraction of the single-seed mass.
+MIN_PART_FRACTION = 0.6
 FWHM_TO_SIGMA = 1.0 / (2.0 * np.sqrt(2.0 * np.log(2.0)))
 INPLANE_PSF_SIGMA_MM = 0.45
+#: Slices thicker than this are searched by shape (:func:`_thick_components`), not by HU.
+THICK_SLICE_MM = 3.0
+THICK_LINE_MM = 9.5  # longer than a seed and its blur (≈ 5.5 mm), shorter than a cortex arc
+THICK_LINE_ANGLES = 24
+USE_Z_OPENING = True
+THICK_FLOOR_HU = 250.0  # a seed in lung on 5 mm slices reads ≈ 500 HU
+THICK_EXCESS_HU = 700.0  # an in-plane seed's worst-sampled peak on 5 mm slices ≈ 750 HU
+THICK_LOW_HU = 300.0
+#: On thick slices a component lighter than this fraction of a seed is a fragment of bone edge
+#: (lightest seeds measured ≈ 0.45, bone fragments ≤ 0.3).
+THICK_FAINT_FRACTION = 0.35
 
 
 @dataclass(frozen=True)
@@ -122,6 +135,7 @@ class _Component:
     eigvecs: NDArray[np.float64] = field(default_factory=lambda: np.eye(3))
     n_seeds: int = 1
     n_float: float = 1.0
+    slice_index: float | None = None  # sub-slice centre along the slice axis, when measured
 
 
 def _blur_cov_mm2(ct: CTVolume) -> NDArray[np.float64]:
@@ -304,13 +318,164 @@ def _components(
     return comps, float(excess_hu)
 
 
-def _measure(c: _Component, voxel_mm3: float, blur: NDArray[np.float64]) -> None:
+def _line_footprint(length_px: float, angle_rad: float) -> NDArray[np.bool_]:
+    """``(1, h, w)`` footprint of an in-plane line segment of ``length_px`` pixels at an angle."""
+    half = max(1, round(length_px / 2.0))
+    t = np.linspace(-half, half, 4 * half + 1)
+    x = np.rint(t * np.cos(angle_rad)).astype(int)
+    y = np.rint(t * np.sin(angle_rad)).astype(int)
+    r = int(max(np.abs(x).max(), np.abs(y).max()))
+    fp = np.zeros((1, 2 * r + 1, 2 * r + 1), dtype=bool)
+    fp[0, y + r, x + r] = True
+    return fp
+
+
+def _compact_excess(
+    hu: NDArray[np.float32],
+    pixel_mm: float,
+    line_mm: float = THICK_LINE_MM,
+    n_angles: int = THICK_LINE_ANGLES,
+) -> NDArray[np.float32]:
+    """HU above what any elongated structure explains: ``hu`` minus the largest of its grey
+    openings by in-plane line segments of ``line_mm`` (``n_angles`` directions) and by 3 slices
+    along the slice axis. Cortical bone, ribs and streaks are long in some direction and
+    vanish; a seed (≤ 4.5 mm + blur) is shorter than ``line_mm`` in every direction and stays.
+    ``hu`` is a (z, y, x) block; the result has its shape."""
+    background = (
+        ndi.grey_opening(hu, size=(min(3, hu.shape[0]), 1, 1))
+        if USE_Z_OPENING
+        else np.full(hu.shape, -np.inf, dtype=np.float32)
+    )
+    length_px = line_mm / pixel_mm
+    for angle in np.arange(n_angles) * np.pi / n_angles:
+        np.maximum(
+            background,
+            ndi.grey_opening(hu, footprint=_line_footprint(length_px, angle)),
+            out=background,
+        )
+    return hu - background
+
+
+def _thick_components(
+    ct: CTVolume,
+    exclude: NDArray[np.bool_],
+    cancel: CancelFn | None,
+    floor_hu: float = THICK_FLOOR_HU,
+    excess_hu: float = THICK_EXCESS_HU,
+    low_hu: float = THICK_LOW_HU,
+    relative_level: float = 0.2,
+) -> list[_Component]:
+    """Candidate seed components on thick slices (> ``THICK_SLICE_MM``), where an in-plane
+    seed smeared over the slice reads ≈ 1000 HU, like cortical bone: no absolute threshold can
+    tell them apart, shape can. Candidates are voxels of HU ≥ ``floor_hu`` whose compact excess
+    (:func:`_compact_excess`) is ≥ ``excess_hu``; the excess is computed only in the boxes
+    around voxels whose box top-hat (an upper bound of it) passes. Each component is weighted
+    by its compact excess over the voxels above ``relative_level`` × its peak, one voxel
+    around it (the blur tails, not the neighbouring bone)."""
+    hu = ct.hu
+    sp = np.asarray(ct.geometry.spacing_mm, dtype=np.float64)
+    pixel_mm = float(min(sp[0], sp[1]))
+    reach = int(np.ceil(THICK_LINE_MM / pixel_mm)) + 2
+    grow_px = max(1, int(np.ceil(1.6 / pixel_mm)))
+    size = (1, 2 * round(4.5 / sp[1]) + 1, 2 * round(4.5 / sp[0]) + 1)
+    bright = (hu >= floor_hu) & ~exclude
+    excess = np.zeros(hu.shape, dtype=np.float32)
+    if not bright.any():
+        return []
+    idx = np.argwhere(bright)
+    lo = np.maximum(idx.min(axis=0) - np.array(size), 0)
+    hi = np.minimum(idx.max(axis=0) + np.array(size) + 1, np.array(hu.shape))
+    box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
+    local = hu[box].astype(np.float32)
+    upper = local - ndi.grey_opening(local, size=size)
+    check_cancelled(cancel, "seed detection cancelled")
+    maybe = np.zeros(hu.shape, dtype=bool)
+    maybe[box] = bright[box] & (upper >= low_hu)
+    # Compact excess only around what may pass: one box per 2-D component of the candidates,
+    # grown by the line length (an opening sees that far), all slices of the component ± 1.
+    grow = ndi.binary_dilation(maybe, structure=np.ones((3, 1, 1), dtype=bool))
+    labels, _ = ndi.label(grow, structure=np.ones((3, 3, 3)))
+    done = np.zeros(hu.shape, dtype=bool)
+    for sl in ndi.find_objects(labels):
+        check_cancelled(cancel, "seed detection cancelled")
+        if sl is None:
+            continue
+        blk = (
+            sl[0],
+            slice(max(0, sl[1].start - reach), min(hu.shape[1], sl[1].stop + reach)),
+            slice(max(0, sl[2].start - reach), min(hu.shape[2], sl[2].stop + reach)),
+        )
+        zs = slice(max(0, blk[0].start - 1), min(hu.shape[0], blk[0].stop + 1))
+        block = hu[zs, blk[1], blk[2]].astype(np.float32)
+        e = _compact_excess(block, pixel_mm)
+        inner = slice(blk[0].start - zs.start, blk[0].stop - zs.start)
+        target = excess[blk]
+        fresh = ~done[blk]
+        target[fresh] = e[inner][fresh]
+        done[blk] = True
+    candidates = bright & (excess >= excess_hu)
+    labels, _ = ndi.label(candidates, structure=np.ones((3, 3, 3)))
+    comps: list[_Component] = []
+    for lab, sl in enumerate(ndi.find_objects(labels), start=1):
+        if sl is None:
+            continue
+        pad = (1, grow_px, grow_px)
+        lo_c = [max(0, s.start - q) for s, q in zip(sl, pad, strict=True)]
+        hi_c = [min(nn, s.stop + q) for s, nn, q in zip(sl, hu.shape, pad, strict=True)]
+        big = tuple(slice(a, b) for a, b in zip(lo_c, hi_c, strict=True))
+        core = labels[big] == lab
+        e = excess[big]
+        peak = float(e[core].max())
+        level = max(low_hu, relative_level * peak)
+        # The seed's blur tails: up to 1.6 mm in-plane beyond the core, above ``level`` (further
+        # would reach into cortical corners), never another component's core. Along the slice
+        # axis the core is the seed: a seed's share of the next slice is ≥ ``excess_hu`` or small.
+        above = (e >= level) & ((labels[big] == 0) | core) & ~exclude[big]
+        region = core | ndi.binary_dilation(
+            core, structure=np.ones((1, 3, 3), dtype=bool), iterations=grow_px, mask=above
+        )
+        kji = np.argwhere(region) + np.array(lo_c)
+        coords = ct.geometry.zyx_to_world(kji.astype(np.float64))
+        comp = _Component(lab, coords, e[region].astype(np.float64), int(core.sum()))
+        footprint = region.any(axis=0)
+        per_slice = np.array([float(e[k][footprint].sum()) for k in range(e.shape[0])])
+        comp.slice_index = _slice_centre(per_slice, float(sp[2])) + lo_c[0]
+        comps.append(comp)
+    return comps
+
+
+def _slice_centre(per_slice: NDArray[np.float64], thickness_mm: float) -> float:
+    """Sub-slice centre (fractional index) of a seed from its excess per slice ``(K,)``.
+
+    With a Gaussian slice profile of FWHM = thickness (σ ≈ 0.42 slices) the two largest
+    neighbouring samples m₀ (slice k) and m₁ (slice k ± 1) of a point give its offset exactly:
+    d = σ²·ln(m₁/m₀)/Δ + Δ/2 from slice k; the centroid of the samples would be pulled toward
+    the slice centres by up to half a slice. Clipped to ± half a slice."""
+    k = int(np.argmax(per_slice))
+    m0 = float(per_slice[k])
+    if m0 <= 0:
+        return float(k)
+    below = float(per_slice[k - 1]) if k > 0 else 0.0
+    above = float(per_slice[k + 1]) if k + 1 < len(per_slice) else 0.0
+    step, m1 = (1.0, above) if above >= below else (-1.0, below)
+    if m1 <= 0:
+        return float(k)
+    sigma = thickness_mm * FWHM_TO_SIGMA
+    d_mm = sigma**2 * np.log(m1 / m0) / thickness_mm + 0.5 * thickness_mm
+    return float(k + step * np.clip(d_mm / thickness_mm, 0.0, 0.5))
+
+
+def _measure(c: _Component, voxel_mm3: float, blur: NDArray[np.float64], geometry=None) -> None:
     w = c.weights
     c.mass = float(w.sum()) * voxel_mm3
     if w.sum() <= 0:
         c.centre = c.coords_mm.mean(axis=0)
         return
     c.centre = (c.coords_mm * w[:, None]).sum(axis=0) / w.sum()
+    if c.slice_index is not None and geometry is not None:
+        normal = np.asarray(geometry.slice_normal(), dtype=np.float64)
+        at = geometry.zyx_to_world(np.array([c.slice_index, 0.0, 0.0])) @ normal
+        c.centre = c.centre + normal * (at - c.centre @ normal)
     d = c.coords_mm - c.centre
     cov = (d * w[:, None]).T @ d / w.sum() - blur
     vals, vecs = np.linalg.eigh(cov)
@@ -340,9 +505,17 @@ def _separation_mm(
 
 
 def _split(
-    c: _Component, n: int, voxel_mm3: float, blur: NDArray[np.float64], slice_normal, thickness_mm
+    c: _Component,
+    n: int,
+    voxel_mm3: float,
+    blur: NDArray[np.float64],
+    slice_normal,
+    thickness_mm,
+    min_part_mass: float = 0.0,
 ):
-    """Split a component into ``n`` seeds: (centres, axes, confidences), merging close splits."""
+    """Split a component into ``n`` seeds: (centres, axes, confidences), merging close splits
+    and splits with a part lighter than ``min_part_mass`` (HU·mm³: a seed's worth of metal;
+    a single seed cut in two gives two halves)."""
     from sklearn.cluster import KMeans
 
     while n > 1:
@@ -353,18 +526,22 @@ def _split(
         init = c.centre[None, :] + offsets[:, None] * c.eigvecs[:, 0][None, :]
         km = KMeans(n_clusters=n, init=init, n_init=1, random_state=0)
         lab = km.fit_predict(c.coords_mm, sample_weight=np.maximum(c.weights, 1e-6))
-        centres, axes, confs = [], [], []
+        centres, axes, confs, masses = [], [], [], []
         for m in range(n):
             sub = _Component(c.label, c.coords_mm[lab == m], c.weights[lab == m], 0)
             _measure(sub, voxel_mm3, blur)
             centres.append(sub.centre)
+            masses.append(sub.mass)
             # A sub-cluster's own PCA is cut by the k-means boundary: trust it only if elongated.
             conf = _axis_confidence(sub.eigvals)
             axis = sub.eigvecs[:, 0] if conf >= 0.3 else c.eigvecs[:, 0]
             axes.append(axis)
             confs.append(0.7 * max(conf, 0.3))
         pts = np.array(centres)
-        if _separation_mm(pts, slice_normal, thickness_mm) >= MIN_SPLIT_DISTANCE_MM:
+        if (
+            _separation_mm(pts, slice_normal, thickness_mm) >= MIN_SPLIT_DISTANCE_MM
+            and min(masses) >= min_part_mass
+        ):
             return pts, np.array(axes), confs
         n -= 1
     return c.centre[None, :], c.eigvecs[:, 0][None, :], [_axis_confidence(c.eigvals)]
@@ -417,15 +594,24 @@ def detect_seeds(
     sp_zyx = np.asarray(ct.geometry.spacing_mm, dtype=np.float64)[::-1]
     solid = _solid_metal(ct.hu, sp_zyx, solid_hu, cancel)
     excluded = solid if exclude is None else (solid | exclude)
-    thr = float(threshold_hu) if threshold_hu is not None else _adaptive_threshold(ct.hu, excluded)
-    comps, _ = _components(ct, thr, excess_hu, excluded, cancel)
+    thick = float(ct.geometry.spacing_mm[2]) > THICK_SLICE_MM
+    if thick:
+        thr = float(threshold_hu) if threshold_hu is not None else THICK_FLOOR_HU
+        comps = _thick_components(ct, excluded, cancel, floor_hu=thr)
+    else:
+        thr = (
+            float(threshold_hu)
+            if threshold_hu is not None
+            else _adaptive_threshold(ct.hu, excluded)
+        )
+        comps, _ = _components(ct, thr, excess_hu, excluded, cancel)
     report(progress, 0.5, f"measuring {len(comps)} metal objects")
     voxel_mm3 = float(ct.geometry.voxel_volume_mm3)
     blur = _blur_cov_mm2(ct)
     normal = np.asarray(ct.geometry.slice_normal(), dtype=np.float64)
     thickness = float(ct.geometry.spacing_mm[2])
     for c in comps:
-        _measure(c, voxel_mm3, blur)
+        _measure(c, voxel_mm3, blur, ct.geometry)
     messages: list[str] = []
     masses = np.array([c.mass for c in comps])
     if len(comps) == 0:
@@ -454,7 +640,7 @@ def detect_seeds(
         if why:
             metal.append(MetalObject(centre, c.core_voxels * voxel_mm3, round(c.n_float, 1), why))
             continue
-        if c.n_float < 0.2:
+        if c.n_float < (THICK_FAINT_FRACTION if thick else 0.2):
             metal.append(
                 MetalObject(
                     centre,
@@ -472,7 +658,9 @@ def detect_seeds(
                 )
             )
         else:
-            pts, axes, confs = _split(c, c.n_seeds, voxel_mm3, blur, normal, thickness)
+            pts, axes, confs = _split(
+                c, c.n_seeds, voxel_mm3, blur, normal, thickness, MIN_PART_FRACTION * single
+            )
             clusters += int(len(pts) > 1)
             for p, a, conf in zip(pts, axes, confs, strict=True):
                 seeds.append(
@@ -483,7 +671,7 @@ def detect_seeds(
         report(progress, 0.5 + 0.45 * (n_done + 1) / max(1, len(comps)), "classifying")
     if expected is not None and len(seeds) < expected:
         seeds, clusters = _reconcile(
-            seeds, comps, expected, voxel_mm3, blur, clusters, normal, thickness
+            seeds, comps, expected, voxel_mm3, blur, clusters, normal, thickness, single
         )
     if expected is not None and len(seeds) != expected:
         diff = len(seeds) - expected
@@ -495,7 +683,7 @@ def detect_seeds(
     return DetectionResult(seeds, metal, thr, single, clusters, expected, messages)
 
 
-def _reconcile(seeds, comps, expected, voxel_mm3, blur, clusters, normal, thickness):
+def _reconcile(seeds, comps, expected, voxel_mm3, blur, clusters, normal, thickness, single):
     """Split the components whose mass most exceeds their count while seeds are missing."""
     by_label = {c.label: c for c in comps}
     counts: dict[int, int] = {}
@@ -512,7 +700,9 @@ def _reconcile(seeds, comps, expected, voxel_mm3, blur, clusters, normal, thickn
             break
         lab = max(excess, key=excess.get)
         c = by_label[lab]
-        pts, axes, confs = _split(c, counts[lab] + 1, voxel_mm3, blur, normal, thickness)
+        pts, axes, confs = _split(
+            c, counts[lab] + 1, voxel_mm3, blur, normal, thickness, MIN_PART_FRACTION * single
+        )
         if len(pts) <= counts[lab]:
             c.n_float = counts[lab]  # cannot be split further: stop asking
             continue
