@@ -374,10 +374,11 @@ def paint_lumbar_abdomen(ctx: PhantomContext, hu: Array, cavity2d: Shape) -> Non
     """The abdomen below the liver (anatomy with lumbar levels; module docstring).
 
     The liver's inferior surface falls from z = −100 mm medially to −150 mm at the right lateral
-    wall; below it the cavity holds mesenteric fat with small-bowel loops (fluid or gas), the
-    ascending and descending colon, and in the retroperitoneum the kidneys (left centre
-    −125 mm, right −140 mm: L1-L2) in perirenal fat, psoas (growing from T12 down) and
-    quadratus lumborum; the aorta and IVC are painted again on top. Random draws come from
+    wall (less anteriorly and posteriorly); below it the cavity holds mesenteric fat with
+    small-bowel loops (fluid or gas), the ascending and descending colon, and in the
+    retroperitoneum the kidneys (left centre −125 mm, right −140 mm: L1-L2) in perirenal fat,
+    psoas (growing from T12 down) and quadratus lumborum; the aorta and IVC are painted again
+    on top. Random draws come from
     their own generator (``spec.seed + 3``)."""
     an = ctx.anatomy
     H = an.hu
@@ -391,7 +392,9 @@ def paint_lumbar_abdomen(ctx: PhantomContext, hu: Array, cavity2d: Shape) -> Non
     rng = np.random.default_rng(ctx.spec.seed + 3)
     sub = (slice(None), blk.sl[1], blk.sl[2])
     in_cav = ctx.ramp(cavity2d.sd[sub], cavity2d.w[sub])
-    z_liver = F32(-100.0) - F32(50.0) * np.clip((-blk.X - F32(20.0)) / F32(100.0), 0, 1)
+    # Deepest laterally at mid-depth (the right lobe's tip), curving up anteriorly/posteriorly.
+    reach = (-blk.X - F32(20.0)) / F32(100.0) - F32(0.6) * ((blk.Y + F32(10.0)) / F32(110.0)) ** 2
+    z_liver = F32(-100.0) - F32(50.0) * np.clip(reach, 0, 1)
     infra = ctx.ramp(blk.Z - z_liver, ctx.dz + ctx.dx) * in_cav
     ctx.paint(hu, blk, infra, H["fat"])
     spine_y = np.asarray(an.spine_y_mm(blk.Z), dtype=F32)
