@@ -68,6 +68,25 @@ def test_default_phantom_is_byte_identical() -> None:
     assert "z_centre_mm=-40.0" in repr(PhantomSpec(z_centre_mm=-40.0))
 
 
+def test_lumbar_generation_is_deterministic() -> None:
+    a = variant_phantom("L2-right-wrap", matrix=64)
+    b = variant_phantom("L2-right-wrap", matrix=64)
+    np.testing.assert_array_equal(a.hu, b.hu)
+    assert (
+        set(a.masks)
+        == set(b.masks)
+        == {
+            "GTV",
+            "SpinalCord",
+            "SpinalCanal",
+            "VertebralBody",
+            "CaudaEquina",
+        }
+    )
+    for name in a.masks:
+        np.testing.assert_array_equal(a.masks[name], b.masks[name])
+
+
 def test_spine_anatomy_extends_the_demo_spine() -> None:
     demo, full = default_anatomy(), spine_anatomy()
     assert not demo.has_lumbar and full.has_lumbar

@@ -21,6 +21,14 @@ the hemidiaphragms, vertebral bodies (cortex ≈ +1000, cancellous ≈ +220 with
 cord (+35), posterior epidural fat, and an epidural tumour (+60) at T9 that replaces the left
 posterior body and left pedicle, extends paravertebrally and compresses the cord.
 
+With lumbar levels (:func:`planner.demo.anatomy.spine_anatomy`, T1–L5; chosen automatically
+for a slab beyond T3–T12): lumbar vertebrae and canal, the conus medullaris at the L1–L2 disc
+and the cauda equina (thecal sac) below it (``CaudaEquina`` mask), floating T11–T12 ribs, and
+the abdomen of those levels (liver edge, bowel, colon, kidneys +30, psoas, quadratus lumborum,
+aorta and IVC in front of the lumbar bodies); the tumour may be on the right, smaller or larger,
+or wrap the cord (``Anatomy.tumour_side``, ``tumour_size``, ``tumour_wrap``). The demo's
+T3–T12 phantom paints none of this and its bytes are unchanged.
+
 Public entry points: :func:`generate_phantom` (HU + masks + geometry) and :class:`PhantomContext`
 (what an extra *painter*, e.g. implanted seeds with metal streaks, receives).
 
