@@ -20,11 +20,12 @@ exclusion (2 mm = the PTV itself):
     5 mm       87 Gy                 86 Gy                         66-69 Gy
     6 mm       98 Gy                 95 Gy                         66-69 Gy
     7 mm       107 Gy                104 Gy                        66-69 Gy
-    8 mm       117 Gy                114 Gy (113 Gy, cord 48 Gy)   64-69 Gy
+    8 mm       117 Gy                114 Gy (plan: 111, cord 48)   65-69 Gy
     =========  ====================  ============================  =================
 
 (autoplan: :func:`planner.optimise.autoplan.autoplan`, 0.6 U, seed spacing 10 and 5 mm, V100
-goal 95 %; this search: D90 scaled to cord D0.1 cm³ = 50 Gy, strength ≤ 0.8 mCi.) With I-125's
+goal 95 %; this search: angles 20-60°, seed spacings 10/7.5/5 mm, the best candidate's D90
+scaled to cord D0.1 cm³ = 50 Gy; the plan itself: 111.4 Gy, cord 47.8 Gy, 0.80 mCi.) With I-125's
 steep fall-off no loading from needles that keep clear of the canal brings the cord-adjacent
 rim to PD while the cord keeps its limit: the PTV's own D90 stays at ~65-69 Gy (V100 ~77 %)
 whatever the exclusion. 8 mm is the smallest exclusion for which D90 ≥ PD is met, so the
