@@ -9,7 +9,11 @@ interrupted run resumes where it stopped.
 
 Memory: a worker runs one case at a time (one thread per worker); a task receives only paths,
 loads the CTs itself, and returns a small dict (no image); nothing is held after its case.
-Worker processes get ``NUMBA_NUM_THREADS=1`` so N workers use N cores, not N².
+Worker processes get ``NUMBA_NUM_THREADS=1`` so N workers use N cores, not N². Each worker is
+warmed once before its first case (:class:`planner.cohort.workers.WarmWorker`: imports and
+the dose kernels), so a case's ``seconds`` are its own; the run records the cluster start, the
+warm-up, and every worker's peak and final resident memory (``worker_memory``; each row also
+carries its worker's ``worker_pid``, ``rss_after_mb`` and ``peak_rss_mb`` in the JSON).
 
 With ``robustness_samples`` N > 0, each analysed case's plan is also evaluated under N sampled
 needle-placement errors (:func:`planner.optimise.robustness.robustness`, its default error
@@ -43,6 +47,7 @@ from planner.cohort.cases import (
     discover_cases,
 )
 from planner.cohort.table import COLUMNS, robust_columns, row_from_verification, summarise
+from planner.cohort.workers import WarmWorker, process_memory
 
 __all__ = [
     "CohortRun",
@@ -158,7 +163,16 @@ def analyse_case(case_dict: dict[str, Any], options: dict[str, Any]) -> dict[str
     if n_samples > 0:
         row.update(_robustness_cells(plan, n_samples, row))
     row["seconds"] = time.perf_counter() - t0
+    row.update(_memory_cells())
     return row
+
+
+def _memory_cells() -> dict[str, Any]:
+    """The worker's process after the case (JSON only): pid, resident set now and peak (MiB)."""
+    from planner.cohort.workers import process_memory
+
+    m = process_memory()
+    return {"worker_pid": m["pid"], "rss_after_mb": m["rss_mb"], "peak_rss_mb": m["peak_rss_mb"]}
 
 
 def _robustness_cells(plan, samples: int, row: dict[str, Any]) -> dict[str, Any]:
@@ -185,6 +199,11 @@ class CohortRun:
     seconds: float = 0.0
     workers: int = 0
     scheduler: str = ""
+    #: Cluster start (s; 0 with ``--scheduler``) and the workers' warm-up (s, all in parallel).
+    startup_seconds: float = 0.0
+    warm_seconds: float = 0.0
+    #: Per worker after the run: ``pid``, ``peak_rss_mb`` and ``rss_mb`` (MiB).
+    worker_memory: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -193,6 +212,9 @@ class CohortRun:
             "seconds": self.seconds,
             "workers": self.workers,
             "scheduler": self.scheduler,
+            "startup_seconds": self.startup_seconds,
+            "warm_seconds": self.warm_seconds,
+            "worker_memory": self.worker_memory,
             "table": self.rows,
             "summary": self.summary,
         }
@@ -322,11 +344,18 @@ def run_cohort(
     report(progress, 0.0, f"{n_total} case(s) to analyse, {len(skipped)} unchanged")
     n_workers = 0
     address = ""
+    startup = warm = 0.0
+    memory: dict[str, dict[str, Any]] = {}
     if todo:
         n_workers = workers or max(1, min(os.cpu_count() or 1, n_total))
+        t_start = time.perf_counter()
         client, cluster = _client(scheduler, n_workers, processes)
+        startup = time.perf_counter() - t_start
         try:
             address = str(client.scheduler.address) if scheduler else "local"
+            t_warm = time.perf_counter()
+            client.register_plugin(WarmWorker())  # every worker, before its first case
+            warm = time.perf_counter() - t_warm
             if scheduler:
                 n_workers = len(client.scheduler_info().get("workers", {}))
             futures = {
@@ -367,6 +396,7 @@ def run_cohort(
                     rows[case.case_id] = row
                     done_n += 1
                     report(progress, done_n / n_total, f"{case.case_id}: {row['status']}")
+            memory = {str(k): v for k, v in client.run(process_memory).items()}
         finally:
             client.close()
             if cluster is not None:
@@ -380,6 +410,9 @@ def run_cohort(
         seconds=time.perf_counter() - t0,
         workers=n_workers,
         scheduler=address,
+        startup_seconds=startup if not scheduler else 0.0,
+        warm_seconds=warm,
+        worker_memory=memory,
     )
     return run
 
