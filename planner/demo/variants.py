@@ -14,10 +14,12 @@ the CT shows what the masks say (no mask is grown or cut after painting).
 
 Structures and goals: :func:`planner.demo.plan.build_demo_plan` (GTV; PTV = GTV + 5 mm −
 (cord + 2 mm); PTV_eval = PTV − (cord + 8 mm), prescribed 110 Gy to D90; SpinalCord
-D0.1 cm³ ≤ 50 Gy; SpinalCanal; VertebralBody). Its needles and seeds (the demo plan's search,
-with a smaller seed–cord clearance when it finds nothing at 12 mm) are kept as a starting point,
-but the seed strength is the same for every variant (``VARIANT_STRENGTH_U``, the demo's), so
-the goals are not necessarily met before :func:`planner.optimise.autoplan.autoplan` replans.
+D0.1 cm³ ≤ 50 Gy; SpinalCanal; VertebralBody). Its needles and seeds (the demo plan's search;
+when that needs seeds above 10 U — a tumour wrapping the cord — it searches at a quarter of the
+dose and the prescription is restored) are kept as a starting point, but the seed strength is
+the same for every variant (``VARIANT_STRENGTH_U``, the demo plan's at 256²; ``"demo"`` keeps
+its plan exactly as :func:`build_demo_plan` makes it), so the goals are not necessarily met
+before :func:`planner.optimise.autoplan.autoplan` replans.
 
 Below the conus (the L1–L2 disc) there is no cord: the neural tissue at risk is the cauda
 equina (the thecal sac below the conus, ``CaudaEquina`` mask). The plan's ``SpinalCord``
@@ -189,6 +191,8 @@ def make_variant(name: str, *, matrix: int = 256) -> tuple[Plan, CTVolume]:
             ),
         )
     assert plan.source is not None
+    if name == "demo":  # the demo keeps its own plan exactly
+        return plan, ct
     plan = plan.evolve(source=replace(plan.source, strength_u=VARIANT_STRENGTH_U))
     level = ph.anatomy.involved_level
     plan = plan.evolve(name=f"Variant {name}: MESCC {level}")
