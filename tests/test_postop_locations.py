@@ -190,6 +190,16 @@ def test_verify_cli_lists_locations_stores_registration_and_intraop(
     np.testing.assert_allclose(again["registration"]["translation_mm"], nudged.translation_mm)
     assert again["registration"]["stored"]["nudged"] is True
     assert any("stored in the plan" in w and "corrected by hand" in w for w in again["warnings"])
+    # --reregister: the automatic registration again, stored (not nudged) in the plan copy.
+    out3 = tmp_path / "results3"
+    argv3 = ["verify", str(with_reg), str(post_path), "--out", str(out3), "--reregister"]
+    assert main([*argv3, "--json"]) == 0
+    fresh = json.loads(capsys.readouterr().out)
+    assert fresh["registration"]["initialised_by"] != "stored in the plan"
+    assert fresh["registration"]["stored"]["nudged"] is False
+    np.testing.assert_allclose(
+        fresh["registration"]["stored"]["matrix_lps_mm"], stored.matrix, atol=0.05
+    )
     # An intra-op plan on another CT is refused with one line naming it.
     other = save_plan(full_plan(), tmp_path / "other.seedplan")  # another patient and grid
     code = main([*argv, "--force", "--intraop", str(other)])
