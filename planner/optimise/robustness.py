@@ -57,6 +57,7 @@ __all__ = [
     "NeedleErrorModel",
     "RobustnessResult",
     "cord_structure",
+    "perturb_points",
     "robustness",
     "tip_error_mm",
 ]
@@ -241,6 +242,28 @@ def tip_error_mm(
         err = shift + rot @ (length_mm * d) - length_mm * d
         out[i] = np.linalg.norm(err - (err @ d) * d)
     return float(out.mean()), float(out.std())
+
+
+def perturb_points(
+    points_mm: NDArray[np.float64],
+    entry_mm: NDArray[np.float64],
+    tip_mm: NDArray[np.float64],
+    model: NeedleErrorModel,
+    rng: np.random.Generator,
+) -> NDArray[np.float64]:
+    """Points (M, 3) on one needle moved by one draw of its error (entry shift, capped turn
+    about the moved entry, depth; no jitter): the points move rigidly with the needle."""
+    e0, t0 = np.asarray(entry_mm, float), np.asarray(tip_mm, float)
+    d = t0 - e0
+    length = float(np.linalg.norm(d))
+    if length < 1e-6:
+        return np.asarray(points_mm, float).copy()
+    d = d / length
+    shift = _mag(rng, model.entry_mm) * _perp_unit(d, rng)
+    turn_axis = np.cross(d, _perp_unit(d, rng))
+    rot = _rotation(turn_axis, _turn_rad(_mag(rng, model.angle_deg), length, model))
+    depth = _mag(rng, model.depth_mm) * (1.0 if rng.random() < 0.5 else -1.0)
+    return e0 + shift + (rot @ (np.asarray(points_mm, float) - e0).T).T + depth * (rot @ d)
 
 
 def perturbed_seeds(

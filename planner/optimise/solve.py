@@ -141,7 +141,12 @@ def oar_dose_at_hot_points(d_o: NDArray[np.float64], k: int) -> float:
 
 
 def _oar_ok(
-    d_o: NDArray[np.float64], ao: NDArray[np.float64], limit: float, k: int, cand: NDArray
+    d_o: NDArray[np.float64],
+    ao: NDArray[np.float64],
+    limit: float,
+    k: int,
+    cand: NDArray,
+    ao_row_max: NDArray[np.float64] | None = None,
 ) -> NDArray[np.bool_]:
     """Which slots keep the k-th hottest organ point ≤ limit once added (only ``cand``)."""
     out = np.zeros(ao.shape[1], dtype=bool)
@@ -151,7 +156,8 @@ def _oar_ok(
     # Points already above the limit stay above; points that no slot can push over it never
     # count: only the others need the (points × slots) test.
     already = int(np.count_nonzero(d_o > limit))
-    rows = np.flatnonzero((d_o <= limit) & (d_o + ao.max(axis=1) > limit))
+    row_max = ao.max(axis=1) if ao_row_max is None else ao_row_max
+    rows = np.flatnonzero((d_o <= limit) & (d_o + row_max > limit))
     if rows.size == 0:
         out[cols] = already < k
         return out
@@ -186,6 +192,7 @@ class _Greedy:
         cord_cost = ao.max(axis=0) / p.oar_limit_gy if ao.shape[0] else np.zeros(S)
         self.base_cost = 1.0 + p.hot_weight * self.hot * 0.1 + cord_weight * cord_cost
         self.tabu = np.zeros(S, dtype=bool)
+        self.ao_row_max = ao.max(axis=1) if ao.shape[0] else np.zeros(0)
         self.set_chosen(np.zeros(S, dtype=bool))
 
     def set_chosen(self, chosen: NDArray[np.bool_]) -> None:
@@ -218,14 +225,17 @@ class _Greedy:
         while self.coverage() < p.coverage_fraction:
             deficit = p.coverage_gy - self.d_t
             short = np.flatnonzero(deficit > 0.0)  # covered points gain nothing
-            gain = np.minimum(at[short], deficit[short, np.newaxis]).sum(axis=0) / (
-                p.coverage_gy * n_t
-            )
-            ok = ~self.blocked & ~self.chosen & ~self.tabu & (gain > 1e-9)
+            ok = ~self.blocked & ~self.chosen & ~self.tabu
             if int(self.open_n.sum()) >= p.max_needles:
                 ok &= self.open_n[p.slot_needle]
+            cols = np.flatnonzero(ok)  # only slots that may be added are scored
+            gain = np.zeros(p.n_slots)
+            gain[cols] = np.minimum(at[np.ix_(short, cols)], deficit[short, np.newaxis]).sum(
+                axis=0
+            ) / (p.coverage_gy * n_t)
+            ok &= gain > 1e-9
             if ao.shape[0] and ok.any():
-                ok &= _oar_ok(self.d_o, ao, p.oar_limit_gy, p.oar_hot_points, ok)
+                ok &= _oar_ok(self.d_o, ao, p.oar_limit_gy, p.oar_hot_points, ok, self.ao_row_max)
             if not ok.any():
                 return
             cost = self.base_cost + np.where(
