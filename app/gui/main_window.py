@@ -1,4 +1,4 @@
-# ruff: noqa: N802  (Qt method names: closeEvent)
+# ruff: noqa: N802  (Qt method names: closeEvent, showEvent)
 """SeedPlan's main window: patient header, four linked views, status bar with LPS/HU readout.
 
 The window composes the parts and observes a Qt-free :class:`~planner.session.session.Session`:
@@ -14,6 +14,13 @@ The window composes the parts and observes a Qt-free :class:`~planner.session.se
 * :mod:`app.gui.tools` — the contouring tools on the 2-D views (``window.tool_manager``) and the
   structure operations (``window.structure_operations``);
 * :mod:`app.gui.panels.structures_panel` — the structure table and tool controls (a dock).
+
+Default layout (View → Reset layout): the four views in the centre; on the right one column with
+the Structures and Needles-and-seeds docks tabbed on top, the dose metrics below them and the DVH
+at the bottom, so the views, the DVH and the metrics are readable at once (about a third of the
+window's width, 400–640 px). The user's arrangement (docks, toolbars, window geometry) is saved
+in the settings when the window closes and restored when the next one opens; ``--screenshot``
+(``interactive=False``) always uses the default layout and saves nothing.
 
 ``open_path`` opens a ``.seedplan`` plan (with its CT) as well as a CT; the demo opens the demo
 case's ``plan.seedplan`` when it has one.
@@ -34,9 +41,10 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtGui import QCloseEvent, QImage
+from PySide6.QtGui import QCloseEvent, QImage, QShowEvent
 from PySide6.QtWidgets import (
     QDialog,
+    QDockWidget,
     QFileDialog,
     QInputDialog,
     QMainWindow,
@@ -54,7 +62,7 @@ from app.gui.layers.base import Subscriptions
 from app.gui.panels.header_bar import HeaderBar
 from app.gui.panels.menus import WindowMenus
 from app.gui.panels.status_panel import StatusPanel
-from app.gui.panels.structures_panel import PANEL_WIDTH_PX, StructuresPanel
+from app.gui.panels.structures_panel import StructuresPanel
 from app.gui.plan_controller import PlanController
 from app.gui.planning_ui import install_planning_ui
 from app.gui.screenshot import grab_composited, save_png
@@ -80,6 +88,14 @@ from planner.session.session import Session
 __all__ = ["MainWindow", "SeriesChooserDialog"]
 
 APP_TITLE = "SeedPlan"
+#: Stamped on the saved dock layout (``saveState``): a layout saved for an older default
+#: arrangement is not restored (bump it when the default changes).
+LAYOUT_VERSION = 2
+#: Width of the right-hand dock column: this fraction of the window, clamped to the range (px).
+DOCK_WIDTH_FRACTION = 0.34
+DOCK_WIDTH_RANGE_PX = (400, 640)
+#: Heights in the right-hand column: the Structures/Needles tabs, the metrics, the DVH.
+DOCK_HEIGHT_FRACTIONS = (0.34, 0.31, 0.35)
 
 
 class MainWindow(QMainWindow):
@@ -164,9 +180,85 @@ class MainWindow(QMainWindow):
         # Help stays the last menu whatever the parts added.
         self.menuBar().removeAction(self.menus.help_action)
         self.menuBar().addAction(self.menus.help_action)
-        self.resizeDocks([self.structures_panel], [PANEL_WIDTH_PX], Qt.Orientation.Horizontal)
+        self.menus.add_layout_menu(self.layout_docks)
+        #: The default dock sizes still have to be fitted to the window (see fit_default_docks).
+        self._fit_pending = False
+        self.apply_default_layout()
         self.resize(1400, 900)
+        #: True when the user's saved arrangement was restored (not the default one).
+        self.layout_restored = self._restore_layout()
         self._on_volume_changed()
+
+    # ------------------------------------------------------------------ layout
+    @property
+    def layout_docks(self) -> list[QDockWidget]:
+        """The docks of the default column, top to bottom: structures, needles, metrics, DVH."""
+        docks: dict[str, QDockWidget] = getattr(getattr(self, "planning", None), "docks", {})
+        return [
+            self.structures_panel,
+            *(docks[k] for k in ("needles", "metrics", "dvh") if k in docks),
+        ]
+
+    def apply_default_layout(self) -> None:
+        """The default arrangement (View → Reset layout; module docstring): every dock docked
+        in the right-hand column, Structures and Needles tabbed (Structures in front)."""
+        right = Qt.DockWidgetArea.RightDockWidgetArea
+        docks = self.layout_docks
+        for dock in docks:
+            dock.setFloating(False)
+            self.addDockWidget(right, dock, Qt.Orientation.Vertical)
+        if len(docks) > 1:
+            self.tabifyDockWidget(docks[0], docks[1])
+            docks[0].raise_()
+        self._fit_pending = True
+        if self.isVisible():  # sized once Qt has laid the moved docks out
+            QTimer.singleShot(0, self.fit_default_docks)
+
+    def fit_default_docks(self) -> None:
+        """Size the default column to the window: its width (``DOCK_WIDTH_FRACTION``) and, once
+        the metrics and DVH docks are shown (they appear with a plan), the heights
+        (``DOCK_HEIGHT_FRACTIONS``). Does nothing after the user's layout was restored."""
+        if not self._fit_pending or self._closing:
+            return
+        lo, hi = DOCK_WIDTH_RANGE_PX
+        width = int(min(max(DOCK_WIDTH_FRACTION * self.width(), lo), hi))
+        docks = self.layout_docks
+        self.resizeDocks([docks[0]], [width], Qt.Orientation.Horizontal)
+        column = [docks[0], *docks[2:]]
+        if len(column) < 3 or not all(d.isVisible() for d in column):
+            return  # no plan yet: the structures dock has the column; fitted when they show
+        height = self.centralWidget().height()
+        sizes = [int(f * height) for f in DOCK_HEIGHT_FRACTIONS]
+        self.resizeDocks(column, sizes, Qt.Orientation.Vertical)
+        self._fit_pending = False
+
+    def reset_layout(self) -> None:
+        """View → Reset layout: the default arrangement and sizes for this window size."""
+        self.apply_default_layout()
+
+    def _restore_layout(self) -> bool:
+        """The arrangement saved by the last window (interactive only); True when restored."""
+        if not self.interactive:
+            return False
+        geometry, state = self.settings.window_layout()
+        if geometry is not None:
+            self.restoreGeometry(geometry)
+        if state is None or not self.restoreState(state, LAYOUT_VERSION):
+            return False
+        self._fit_pending = False
+        planning = getattr(self, "planning", None)
+        if planning is not None:  # the planning docks are shown only with a plan
+            planning.show_docks(self.session.document)
+        return True
+
+    def _save_layout(self) -> None:
+        if self.interactive:
+            self.settings.set_window_layout(self.saveGeometry(), self.saveState(LAYOUT_VERSION))
+
+    def showEvent(self, event: QShowEvent) -> None:
+        super().showEvent(event)
+        if self._fit_pending:
+            QTimer.singleShot(0, self.fit_default_docks)
 
     # ------------------------------------------------------------------ parts
     @property
@@ -511,6 +603,7 @@ class MainWindow(QMainWindow):
             event.ignore()  # the user cancelled: unsaved changes stay open
             return
         self._closing = True
+        self._save_layout()
         self.tool_manager.set_active(None)
         self.plan_controller.shutdown()
         if self._worker is not None:

@@ -416,6 +416,7 @@ def install_planning_ui(window: MainWindow) -> None:
     from app.gui.panels.dvh_panel import DVHPanel
     from app.gui.panels.metrics_panel import MetricsPanel
     from app.gui.panels.needle_table import NeedleTablePanel
+    from app.gui.panels.structures_panel import scrolling
     from app.gui.tools.distance_tool import DistanceTool
     from app.gui.tools.needle_tool import NeedleTool
     from app.gui.tools.seed_tool import SeedTool
@@ -465,7 +466,8 @@ def install_planning_ui(window: MainWindow) -> None:
     ):
         dock = QDockWidget(title, window)
         dock.setObjectName(f"{key}_dock")
-        dock.setWidget(widget)
+        # The needle panel scrolls when its dock is short (it shares a tab with the structures).
+        dock.setWidget(scrolling(widget) if key == "needles" else widget)
         dock.setFeatures(
             QDockWidget.DockWidgetFeature.DockWidgetMovable
             | QDockWidget.DockWidgetFeature.DockWidgetFloatable
@@ -473,19 +475,23 @@ def install_planning_ui(window: MainWindow) -> None:
         )
         window.addDockWidget(area, dock)
         docks[key] = dock
-    window.tabifyDockWidget(docks["metrics"], docks["dvh"])
-    docks["metrics"].raise_()
+    # Where they go (beside the structures dock, metrics and DVH both visible): the window's
+    # default layout (MainWindow.apply_default_layout), applied once every part is installed.
     planning.docks = docks  # type: ignore[attr-defined]
-    planning.needle_panel = docks["needles"].widget()  # type: ignore[attr-defined]
+    planning.needle_panel = docks["needles"].widget().widget()  # type: ignore[attr-defined]
     planning.metrics_panel = docks["metrics"].widget()  # type: ignore[attr-defined]
     planning.dvh_panel = docks["dvh"].widget()  # type: ignore[attr-defined]
     for dock in docks.values():
         dock.setVisible(False)
 
     def show_docks(document: object) -> None:
+        """The planning docks are shown while a plan is open (where the layout put them)."""
         for dock in docks.values():
             dock.setVisible(document is not None)
+        if document is not None:  # the default column gets its heights once they show
+            QTimer.singleShot(0, window.fit_default_docks)
 
+    planning.show_docks = show_docks  # type: ignore[attr-defined]
     planning.subscriptions.listen(window.session.document_changed, show_docks)
     planning.events.status_changed.connect(lambda text: window.statusBar().showMessage(text, 8000))
     _install_menu(window, planning)

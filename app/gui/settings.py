@@ -1,4 +1,5 @@
-"""User settings (recent files, isodose levels) in an INI file under ``$XDG_CONFIG_HOME/seedplan``.
+"""User settings (recent files, isodose levels, window layout) in an INI file under
+``$XDG_CONFIG_HOME/seedplan``.
 
 An explicit file path (rather than Qt's organisation/application lookup) makes the location
 predictable on every platform and lets tests redirect it with ``XDG_CONFIG_HOME``.
@@ -9,13 +10,15 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from PySide6.QtCore import QSettings
+from PySide6.QtCore import QByteArray, QSettings
 
 __all__ = ["MAX_RECENT_FILES", "Settings", "settings_path"]
 
 MAX_RECENT_FILES = 10
 _RECENT_KEY = "recent/files"
 _ISODOSE_KEY = "view/isodose_levels_percent"
+_GEOMETRY_KEY = "window/geometry"
+_STATE_KEY = "window/state"
 
 
 def settings_path() -> Path:
@@ -63,4 +66,19 @@ class Settings:
 
     def set_isodose_levels(self, levels_percent: tuple[float, ...]) -> None:
         self._qs.setValue(_ISODOSE_KEY, [f"{float(p):g}" for p in levels_percent])
+        self._qs.sync()
+
+    def window_layout(self) -> tuple[QByteArray | None, QByteArray | None]:
+        """(geometry, dock state) of the main window as saved last (``QMainWindow.saveGeometry``
+        / ``saveState``), None for what was never saved or is unreadable."""
+
+        def read(key: str) -> QByteArray | None:
+            value = self._qs.value(key, None)
+            return value if isinstance(value, QByteArray) and not value.isEmpty() else None
+
+        return read(_GEOMETRY_KEY), read(_STATE_KEY)
+
+    def set_window_layout(self, geometry: QByteArray, state: QByteArray) -> None:
+        self._qs.setValue(_GEOMETRY_KEY, geometry)
+        self._qs.setValue(_STATE_KEY, state)
         self._qs.sync()

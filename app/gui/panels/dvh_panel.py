@@ -56,6 +56,8 @@ class DVHPanel(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(2, 2, 2, 2)
         layout.addWidget(self.canvas)
+        # Below this the axes labels and the legend crowd the curves out.
+        self.setMinimumSize(300, 190)
         #: The curves drawn: {structure name: (dose_gy array, volume_percent array)}.
         self.curves: dict[str, tuple[object, object]] = {}
         #: The robustness bands drawn: {structure name: (dose_gy, p5 %, median %, p95 %)}.
@@ -140,6 +142,7 @@ class DVHPanel(QWidget):
         leg = self.axes.legend(
             handles,
             labels,
+            loc="upper right",  # cumulative DVHs leave that corner empty (high dose, low volume)
             fontsize=7,
             facecolor=_BG,
             edgecolor="#666666",

@@ -3,20 +3,22 @@
 Layout, left to right: patient name, ID, study date, the series geometry (matrix, voxel size
 in mm, orientation — never cut), the series description (elided to the room left), the import
 warnings button (elided; all warnings in its tooltip, and one click opens the import report
-listing every warning), the plan (name, revision, status, unsaved mark: :meth:`HeaderBar.set_plan`).
+listing every warning), the plan (name, revision, status, unsaved mark: :meth:`HeaderBar.set_plan`;
+a long plan name is elided in its middle, so its revision, status and unsaved mark stay and the
+header never makes the window wider than the screen).
 """
 
 from __future__ import annotations
 
 import numpy as np
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QSize, Qt
 from PySide6.QtGui import QFontMetrics, QResizeEvent
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QSizePolicy, QToolButton, QWidget
 
 from planner.imaging.orientation import orientation_from_direction, tilt_deg
 from planner.imaging.volume import CTVolume
 
-__all__ = ["ElidedLabel", "HeaderBar", "geometry_text"]
+__all__ = ["ElidedLabel", "HeaderBar", "PlanLabel", "geometry_text"]
 
 #: Plan status colours in the header: draft neutral, reviewed blue, approved green.
 _STATUS_COLOURS = {"draft": "#e6e9ef", "reviewed": "#6fa8ff", "approved": "#5fd38d"}
@@ -99,6 +101,61 @@ class WarningButton(QToolButton):
         self.setText(metrics.elidedText(full, Qt.TextElideMode.ElideRight, self.width() - 20))
 
 
+class PlanLabel(QLabel):
+    """ "Plan: <name · rev · status>" and the unsaved mark; the name is elided in its middle
+    when the header is short of room (at least ``MIN_WIDTH_PX`` wide)."""
+
+    MIN_WIDTH_PX = 220
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Preferred)
+        self._title = ""
+        self._colour = ""
+        self._mark = ""
+        self._full_hint = QSize()
+
+    def set_plan_text(self, title: str, colour: str, mark_html: str) -> None:
+        """The plan ``title`` in bold ``colour`` (empty: "Plan: none"), then ``mark_html``."""
+        self._title, self._colour, self._mark = title, colour, mark_html
+        self.setText(self._html(title))
+        self._full_hint = super().sizeHint()
+        self.updateGeometry()
+        self._elide()
+
+    def full_title(self) -> str:
+        return self._title
+
+    def _html(self, title: str) -> str:
+        if not self._colour:
+            return "Plan: none"
+        return f'Plan: <b style="color:{self._colour}">{title}</b>{self._mark}'
+
+    def sizeHint(self) -> QSize:  # noqa: N802 (Qt)
+        return self._full_hint if self._full_hint.isValid() else super().sizeHint()
+
+    def minimumSizeHint(self) -> QSize:  # noqa: N802 (Qt)
+        hint = self.sizeHint()
+        return QSize(min(hint.width(), self.MIN_WIDTH_PX), hint.height())
+
+    def resizeEvent(self, ev: QResizeEvent) -> None:  # noqa: N802 (Qt)
+        super().resizeEvent(ev)
+        self._elide()
+
+    def _elide(self) -> None:
+        if not self._colour or self.width() >= self._full_hint.width():
+            self.setText(self._html(self._title))
+            return
+        bold = self.font()
+        bold.setBold(True)
+        excess = self._full_hint.width() - self.width()
+        room = QFontMetrics(bold).horizontalAdvance(self._title) - excess
+        elided = QFontMetrics(bold).elidedText(
+            self._title, Qt.TextElideMode.ElideMiddle, max(room, 1)
+        )
+        self.setText(self._html(elided))
+
+
 class HeaderBar(QFrame):
     """Patient, study, series geometry and import warnings of the loaded CT."""
 
@@ -119,7 +176,7 @@ class HeaderBar(QFrame):
         self.description_label = ElidedLabel()
         self.description_label.setObjectName("description_label")
         self.warning_label = WarningButton()
-        self.plan_label = QLabel()
+        self.plan_label = PlanLabel()
         for w in (self.patient_label, self.id_label, self.study_label, self.series_label):
             w.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
             w.setSizePolicy(QSizePolicy.Policy.Minimum, QSizePolicy.Policy.Preferred)
@@ -127,7 +184,6 @@ class HeaderBar(QFrame):
         layout.addWidget(self.description_label, 1)
         layout.addWidget(self.warning_label, 4)  # the warnings get most of the room left
         self.plan_label.setObjectName("plan_label")
-        self.plan_label.setSizePolicy(QSizePolicy.Policy.Minimum, QSizePolicy.Policy.Preferred)
         layout.addWidget(self.plan_label)
         self.set_volume(None)
         self.set_plan(None)
@@ -135,19 +191,20 @@ class HeaderBar(QFrame):
     def set_plan(self, title: str | None, *, status: str = "draft", modified: bool = False) -> None:
         """The plan shown: name, revision and status; an unsaved mark; "none" without one."""
         if title is None:
-            self.plan_label.setText("Plan: none")
+            self.plan_label.set_plan_text("", "", "")
             self.plan_label.setToolTip("File → New plan (Ctrl+N) or Open plan (Ctrl+Shift+O)")
             return
         colour = _STATUS_COLOURS.get(status, "#e6e9ef")
         mark = ' <span style="color:#f0b429">● unsaved</span>' if modified else ""
-        self.plan_label.setText(f'Plan: <b style="color:{colour}">{title}</b>{mark}')
-        self.plan_label.setToolTip(
+        self.plan_label.set_plan_text(title, colour, mark)
+        state = (
             "Approved: read-only (editing starts a new revision)"
             if status == "approved"
             else "Unsaved changes (an autosave protects them)"
             if modified
             else "Saved"
         )
+        self.plan_label.setToolTip(f"{title}\n{state}")
 
     def set_volume(self, volume: CTVolume | None) -> None:
         if volume is None:

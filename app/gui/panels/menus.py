@@ -1,7 +1,8 @@
 """The main window's menus and window-preset toolbar (actions call the window's methods).
 
 File (cases, plans: new, open, save, save as, close, new revision), Edit (Undo/Redo bound to the
-plan document's own history, labelled with the step they undo), View, Contour (tools and
+plan document's own history, labelled with the step they undo), View (window presets, structure
+visibility, reset views, Panels to show/hide each dock, Reset layout), Contour (tools and
 structure operations, every one with its shortcut shown in the menu and in tooltips) and Help.
 Other parts add their own menus with ``window.menuBar().addMenu(...)``; Help stays last.
 """
@@ -12,7 +13,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import QLabel, QMenu, QPushButton, QSizePolicy, QWidget
+from PySide6.QtWidgets import QDockWidget, QLabel, QMenu, QPushButton, QSizePolicy, QWidget
 
 from app.gui.layers.structures import displayed_structures
 from planner.session.session import WINDOW_PRESETS
@@ -73,6 +74,7 @@ class WindowMenus:
         self._listen_history(w.session.document)
 
         view_menu = menu.addMenu("&View")
+        self.view_menu = view_menu
         toolbar = w.addToolBar("Window")
         toolbar.setObjectName("window_toolbar")
         toolbar.setMovable(False)
@@ -107,6 +109,25 @@ class WindowMenus:
         self.help_action = help_menu.menuAction()
         self._action(help_menu, "&About SeedPlan", w._about)
         self.update_plan_actions()
+
+    # ------------------------------------------------------------------ layout
+    def add_layout_menu(self, docks: list[QDockWidget]) -> None:
+        """View → Panels (show or hide each dock) and View → Reset layout (the default
+        arrangement: views, DVH and metrics readable at once)."""
+        self.view_menu.addSeparator()
+        panels = self.view_menu.addMenu("&Panels")
+        panels.setObjectName("panels_menu")
+        for dock in docks:
+            panels.addAction(dock.toggleViewAction())
+        self.reset_layout_action = self._action(
+            self.view_menu, "Reset &layout", self.window.reset_layout, "Ctrl+Shift+0"
+        )
+        self.reset_layout_action.setObjectName("reset_layout")
+        self.reset_layout_action.setToolTip(
+            "Views in the centre; Structures and Needles tabbed, the metrics and the DVH on the "
+            f"right [{self.reset_layout_action.shortcut().toString()}]"
+        )
+        self.view_menu.setToolTipsVisible(True)
 
     # ------------------------------------------------------------------ contour
     def _contour_menu(self, menu: QMenu) -> None:

@@ -161,6 +161,10 @@ class MetricsPanel(QWidget):
         self.table.verticalHeader().setVisible(False)
         self.table.horizontalHeader().setStretchLastSection(True)
         self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        # Compact rows: a dock a third of the window high shows a dozen of them.
+        row_px = self.table.fontMetrics().height() + 6
+        self.table.verticalHeader().setDefaultSectionSize(row_px)
+        self.table.setMinimumHeight(self.table.horizontalHeader().sizeHint().height() + 4 * row_px)
         layout.addWidget(self.table, 1)
         self.robust_header = QLabel("")
         self.robust_header.setObjectName("robustness_header")
@@ -172,6 +176,7 @@ class MetricsPanel(QWidget):
         self.robust_table.verticalHeader().setVisible(False)
         self.robust_table.horizontalHeader().setStretchLastSection(True)
         self.robust_table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        self.robust_table.verticalHeader().setDefaultSectionSize(row_px)
         layout.addWidget(self.robust_table)
         self.result: PlanDosimetry | None = None
         planning.events.exact_changed.connect(self.show_result)
@@ -213,7 +218,6 @@ class MetricsPanel(QWidget):
                     )
                 t.setItem(r, c, item)
         t.resizeColumnsToContents()
-        t.resizeRowsToContents()
         height = t.horizontalHeader().height() + 2 * t.frameWidth()
         height += sum(t.rowHeight(r) for r in range(t.rowCount()))
         t.setFixedHeight(height)  # every row visible, the metrics keep the rest
@@ -259,7 +263,10 @@ class MetricsPanel(QWidget):
         self.table.resizeColumnsToContents()
         status = result.status.upper()
         warn = ("<br>" + "<br>".join(result.warnings)) if result.warnings else ""
-        self.header.setText(f"<b>Goals: {status}</b> — exact dose, current. {result.label}{warn}")
+        # One line above the table (the dose engine's details are in the tooltip and the status
+        # bar): the table keeps the height of the dock.
+        self.header.setText(f"<b>Goals: {status}</b> — exact dose, current{warn}")
+        self.header.setToolTip(result.label)
 
     def _on_status(self, text: str) -> None:
         if self.result is not None and ("pending" in text or "computing" in text):

@@ -26,11 +26,13 @@ from PySide6.QtWidgets import (
     QComboBox,
     QDockWidget,
     QDoubleSpinBox,
+    QFrame,
     QGridLayout,
     QHBoxLayout,
     QHeaderView,
     QLabel,
     QPushButton,
+    QScrollArea,
     QSpinBox,
     QTableWidget,
     QTableWidgetItem,
@@ -46,7 +48,7 @@ from planner.plan.commands import UpdateStructure
 if TYPE_CHECKING:
     from app.gui.main_window import MainWindow
 
-__all__ = ["COLUMNS", "ROLE_LABELS", "StructuresPanel"]
+__all__ = ["COLUMNS", "ROLE_LABELS", "StructuresPanel", "scrolling"]
 
 COLUMNS = ("Show", "Name", "Role", "cm³", "Opacity", "Lock")
 #: The dock's width (px): the four views keep most of the window.
@@ -61,6 +63,15 @@ QCheckBox::indicator:checked, QTableWidget::indicator:checked { background: #3f8
 QToolButton:checked { background: #3f6fb0; color: #ffffff; }
 """
 _SHOW, _NAME, _ROLE, _VOLUME, _OPACITY, _LOCK = range(len(COLUMNS))
+
+
+def scrolling(body: QWidget) -> QScrollArea:
+    """``body`` in a frameless scroll area that resizes it (scroll bars only when needed)."""
+    area = QScrollArea()
+    area.setWidget(body)
+    area.setWidgetResizable(True)
+    area.setFrameShape(QFrame.Shape.NoFrame)
+    return area
 
 
 class StructuresPanel(QDockWidget):
@@ -98,6 +109,9 @@ class StructuresPanel(QDockWidget):
         self.table.itemChanged.connect(self._on_item_changed)
         self.table.itemSelectionChanged.connect(self._on_selection)
         self.table.cellDoubleClicked.connect(self._on_double_click)
+        # Four rows at least: in a short dock the tools below scroll, the table stays readable.
+        rows_px = 4 * self.table.verticalHeader().defaultSectionSize()
+        self.table.setMinimumHeight(self.table.horizontalHeader().sizeHint().height() + rows_px)
         layout.addWidget(self.table, 1)
         row = QHBoxLayout()
         self.add_button = QPushButton("Add")
@@ -132,7 +146,9 @@ class StructuresPanel(QDockWidget):
         layout.addLayout(row)
         layout.addWidget(self._tools_box())
         body.setStyleSheet(_STYLE)
-        self.setWidget(body)
+        # Scrolls when the dock is short (the default layout shares the column with the
+        # metrics and the DVH): the dock never forces the window taller.
+        self.setWidget(scrolling(body))
         self.setMinimumWidth(PANEL_WIDTH_PX - 40)
         self.setMaximumWidth(2 * PANEL_WIDTH_PX)
         self.listen_document(self.session.document)
