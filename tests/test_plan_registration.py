@@ -90,9 +90,7 @@ def test_set_registration_is_one_undoable_step() -> None:
     key = ("registration", 1)
     doc.execute(SetRegistration(second, label="Correct registration", merge_key=key))
     doc.execute(
-        SetRegistration(
-            replace(second, matrix_lps_mm=RigidTransform().matrix4()), merge_key=key
-        )
+        SetRegistration(replace(second, matrix_lps_mm=RigidTransform().matrix4()), merge_key=key)
     )
     assert doc.plan.registration.translation_mm.tolist() == [0.0, 0.0, 0.0]
     assert doc.undo() and doc.plan.registration == first
