@@ -80,7 +80,6 @@ class _Cursor:
         self.actor = vtkActor()
         self.actor.SetMapper(mapper)
         self.actor.GetProperty().SetColor(1.0, 1.0, 1.0)
-        self.actor.GetProperty().SetOpacity(0.8)
         self.actor.GetProperty().LightingOff()
         self.actor.PickableOff()
         self.actor.VisibilityOff()
