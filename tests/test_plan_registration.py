@@ -102,6 +102,20 @@ def test_set_registration_is_one_undoable_step() -> None:
         doc.execute(SetRegistration(None))
 
 
+def test_events_name_the_registration() -> None:
+    """Setting it, undoing it and loading a plan all say "registration" changed (a view of the
+    registration listens for that name only)."""
+    doc = PlanDocument(full_plan())
+    seen: list = []
+    doc.events.changed.connect(seen.append)
+    doc.execute(SetRegistration(_record()))
+    assert doc.undo()
+    doc.replace_plan(full_plan().evolve(registration=_record(nudged=True)))
+    assert [e.kind for e in seen] == ["edit", "undo", "load"]
+    assert all("registration" in e.what for e in seen)
+    assert seen[-1].plan.registration.nudged
+
+
 def _format_2_0_file(plan) -> bytes:
     """A plan file exactly as SeedPlan wrote format 2.0 (no registration key)."""
     members = _members(plan_file_bytes(plan))

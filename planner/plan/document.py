@@ -42,7 +42,17 @@ __all__ = ["History", "PlanChanged", "PlanDocument", "PlanEvents", "PlanLockedEr
 
 ChangeKind = Literal["edit", "undo", "redo", "rollback", "load", "revision", "approve"]
 _ALL = frozenset(
-    {"structures", "masks", "prescription", "source", "needles", "seeds", "goals", "status"}
+    {
+        "structures",
+        "masks",
+        "prescription",
+        "source",
+        "needles",
+        "seeds",
+        "goals",
+        "status",
+        "registration",
+    }
 )
 
 

@@ -596,7 +596,7 @@ class PostopWindow(QMainWindow):
         """The plan's registration changed (undo/redo in the plan's history, a load): show it."""
         if self._storing or self._closing:
             return
-        if "registration" not in change.what and change.kind != "load":
+        if "registration" not in change.what:
             return
         review, post = self.review, self.postop_ct
         rec = change.plan.registration
