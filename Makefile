@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || { \
 	  echo "Could not create a virtual environment: install python3-venv (apt-get install python3-venv)"; exit 1; }
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet 'setuptools>=68' wheel
+	$(BIN)/python -m pip install --quiet 'setuptools>=77' wheel
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	@touch $(STAMP)
 
