@@ -4,44 +4,111 @@ result beside the metrics and as bands on the DVH (issues 10, 11, 12).
 Interactions go through the real widgets: mouse events on the 2-D views (the tools' event
 filters and the views' handlers run), the menu actions, the panels' controls and the dialogs'
 buttons; the Qt-free document is only read to check the outcome.
+
+Speed: the case is the demo anatomy generated in memory on a small grid (192² × 30 slices,
+2.1 × 2.1 × 2.5 mm: the same T9 GTV and cord at about a tenth of the demo CT's voxels, no
+DICOM to read), one window and one plan value serve every test (each test opens a fresh
+document of it), and every wait is on a condition.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-from PySide6.QtWidgets import QDialogButtonBox
+from PySide6.QtWidgets import QApplication, QDialogButtonBox
 
 from app.gui.dialogs.isodose_levels import IsodoseLevelsDialog, parse_levels
 from app.gui.dialogs.robustness import RobustnessDialog
 from app.gui.main_window import MainWindow
 from app.gui.settings import Settings
+from planner.demo.phantom import Phantom, generate_phantom
+from planner.imaging.volume import CTVolume, Mask, PatientInfo
+from planner.plan.model import Goal, Plan, Prescription, SourceSpec, Structure, new_id
 from planner.plan.needle_commands import AddNeedle
 from tests.gui.inner._helpers import click, settle, wait_until
-from tests.gui.inner._planning import (
-    demo_plan,
-    gtv_centre_mm,
-    open_plan,
-    wait_for_exact,
-    wait_for_live,
-)
+from tests.gui.inner._planning import ROLES, gtv_centre_mm, open_plan, wait_for_exact, wait_for_live
 from tests.gui.inner.conftest import open_window
 
 TASK_TIMEOUT_S = 180.0
+#: Robustness samples of the finished run (percentiles and bands need a handful, not 100).
+SAMPLES = 8
+_COLOURS = {
+    "GTV": (255, 0, 0),
+    "SpinalCord": (255, 255, 0),
+    "SpinalCanal": (0, 200, 255),
+    "VertebralBody": (0, 255, 0),
+}
+
+
+@pytest.fixture(scope="module")
+def small_case() -> Phantom:
+    """The demo phantom on a 192² × 30 grid (in memory, a few seconds)."""
+    return generate_phantom(matrix=192, n_slices=30)
+
+
+@pytest.fixture(scope="module")
+def small_window(
+    gui_app: QApplication, small_case: Phantom, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[MainWindow]:
+    """One window for the module with the small case shown (its masks as the case's)."""
+    ph = small_case
+    window = open_window(tmp_path_factory.mktemp("settings"))
+    info = PatientInfo(
+        patient_id="GUI-SMALL", patient_name="TEST^SMALL", frame_of_reference_uid="1.2.3"
+    )
+    masks = {
+        name: Mask(name, voxels, ph.geometry, _COLOURS.get(name, (0, 180, 0)))
+        for name, voxels in ph.masks.items()
+    }
+    window.session.set_volume(CTVolume(ph.hu, ph.geometry, info), masks=masks)
+    settle()
+    yield window
+    window.close()
+    settle()
+
+
+@pytest.fixture(scope="module")
+def base_plan(small_window: MainWindow) -> Plan:
+    """A draft plan on the small CT: its masks as structures, PD 110 Gy D90 of the GTV, model
+    6711 at 0.6 U, goals GTV D90 ≥ 110 Gy and SpinalCord D0.1cc ≤ 50 Gy; no needles."""
+    from dose.sources import load_model
+
+    volume = small_window.session.volume
+    assert volume is not None
+    structures = tuple(
+        Structure.from_mask(
+            new_id("st"), name, ROLES.get(name, "other"), m.voxels, volume.geometry, m.color_rgb
+        )
+        for name, m in small_window.session.case.masks.items()
+    )
+    gtv = next(s for s in structures if s.name == "GTV")
+    cord = next(s for s in structures if s.name == "SpinalCord")
+    model = load_model("6711")
+    return Plan.new(
+        volume,
+        structures=structures,
+        prescription=Prescription(110.0, gtv.id),
+        source=SourceSpec(model.model_id, model.checksum, 0.6),
+        goals=(
+            Goal(new_id("gl"), gtv.id, "D90", ">=", 110.0, "Gy"),
+            Goal(new_id("gl"), cord.id, "D0.1cc", "<=", 50.0, "Gy"),
+        ),
+    )
 
 
 @pytest.fixture()
-def window(demo_window: MainWindow, demo_ct: Path) -> MainWindow:
-    """The demo window with a fresh plan (no needles), navigating, crosshair on the GTV."""
-    demo_window.tool_manager.set_active(None)
-    plan = demo_plan(demo_window, demo_ct)
-    open_plan(demo_window, plan)
-    demo_window.session.set_crosshair(gtv_centre_mm(plan))
-    wait_for_live(demo_window)
+def window(small_window: MainWindow, base_plan: Plan) -> MainWindow:
+    """The module's window with a fresh document of the plan (no needles), navigating,
+    crosshair on the GTV."""
+    small_window.tool_manager.set_active(None)
+    open_plan(small_window, base_plan)
+    small_window.session.set_crosshair(gtv_centre_mm(base_plan))
+    wait_for_live(small_window)
     settle()
-    return demo_window
+    return small_window
 
 
 def _gtv(window: MainWindow):
@@ -223,18 +290,8 @@ def test_isodose_levels_dialog_validates_applies_and_keeps_the_levels(
     assert planning.document.history.undo_label == "Load needle"
     # Kept in the settings: a new window with the same settings file starts with them.
     assert Settings(w.settings.path).isodose_levels() == levels
-    other = open_window(tmp_path, size=(600, 400))
-    try:
-        assert other.planning.levels_percent == (50.0, 90.0, 100.0, 150.0, 200.0)
-    finally:
-        other.close()
-        settle()
-    shared = open_window(w.settings.path.parent, size=(600, 400))
-    try:
-        assert shared.planning.levels_percent == levels
-    finally:
-        shared.close()
-        settle()
+    assert _new_window_levels(tmp_path) == (50.0, 90.0, 100.0, 150.0, 200.0)
+    assert _new_window_levels(w.settings.path.parent) == levels
     # Defaults back (the reset button), for the other tests.
     dialog = IsodoseLevelsDialog(planning, w)
     dialog.reset_button.click()
@@ -242,6 +299,17 @@ def test_isodose_levels_dialog_validates_applies_and_keeps_the_levels(
     dialog.accept()
     assert planning.levels_percent == (50.0, 90.0, 100.0, 150.0, 200.0)
     assert parse_levels("200 50 100") == (50.0, 100.0, 200.0)
+
+
+def _new_window_levels(settings_dir: Path) -> tuple[float, ...]:
+    """The isodose levels a new window with the settings in ``settings_dir`` starts with (made,
+    not shown: it reads them when it is made)."""
+    other = MainWindow(settings=Settings(settings_dir / "seedplan.ini"))
+    try:
+        return other.planning.levels_percent
+    finally:
+        other.close()
+        settle()
 
 
 # ------------------------------------------------------------------ structure fill
@@ -324,21 +392,22 @@ def test_robustness_shown_beside_the_metrics_and_as_bands_on_the_dvh(window: Mai
     _wait(dialog)
     assert dialog.result is None and planning.robustness is None
     assert not planning.metrics_panel.robust_table.isVisibleTo(planning.metrics_panel)
-    # 12 samples.
+    # A few samples.
     plan_before = doc.plan
-    dialog.samples.setValue(12)
+    dialog.samples.setValue(SAMPLES)
     assert dialog.start()
     _wait(dialog)
     result = dialog.result
     assert result is not None, dialog.runner.label.text()
     assert doc.plan is plan_before  # nothing in the plan changed
-    assert planning.robustness is result and result.d90_gy.size == 12
+    assert planning.robustness is result and result.d90_gy.size == SAMPLES
     assert dialog.runner.last_fraction == pytest.approx(1.0)  # the bar followed the samples
     text = dialog.result_text.toPlainText()
-    assert "12 samples" in text and "GTV D90: planned" in text and "SpinalCord D0.1 cm³" in text
+    assert f"{SAMPLES} samples" in text and "GTV D90: planned" in text
+    assert "SpinalCord D0.1 cm³" in text
     # Beside the metrics: planned and percentiles; the worst case coloured against the goal.
     mp = planning.metrics_panel
-    assert mp.robust_table.isVisibleTo(mp) and "12 samples" in mp.robust_header.text()
+    assert mp.robust_table.isVisibleTo(mp) and f"{SAMPLES} samples" in mp.robust_header.text()
     pct = result.percentiles()
     assert mp.robust_value_of("GTV", "D90", "5th") == f"{pct['d90_gy']['p5']:.1f} Gy"
     assert mp.robust_value_of("GTV", "D90", "Planned") == f"{result.nominal['d90_gy']:.1f} Gy"
