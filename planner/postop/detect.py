@@ -167,6 +167,39 @@ def _ball(radius_mm: float, spacing_zyx: NDArray[np.float64]) -> NDArray[np.bool
     return sum(g**2 for g in grids) <= radius_mm**2 + 1e-9
 
 
+def _bbox(mask: NDArray[np.bool_], pad=(0, 0, 0)) -> tuple[slice, slice, slice] | None:
+    """Box (z, y, x slices) around the True voxels of ``mask`` grown by ``pad`` voxels, clipped
+    to the volume; None when ``mask`` is empty. Three projections: cheaper than argwhere."""
+    box = []
+    for axis in range(3):
+        other = tuple(a for a in range(3) if a != axis)
+        hit = np.flatnonzero(mask.any(axis=other))
+        if hit.size == 0:
+            return None
+        lo = max(0, int(hit[0]) - int(pad[axis]))
+        hi = min(mask.shape[axis], int(hit[-1]) + int(pad[axis]) + 1)
+        box.append(slice(lo, hi))
+    return (box[0], box[1], box[2])
+
+
+def _label26(mask: NDArray[np.bool_]) -> tuple[NDArray[np.int32], list]:
+    """26-connected labels of ``mask`` (full size) and each label's slices (full-volume
+    indices), labelling only the box around the True voxels (metal is sparse)."""
+    labels = np.zeros(mask.shape, dtype=np.int32)
+    box = _bbox(mask)
+    if box is None:
+        return labels, []
+    sub, _ = ndi.label(mask[box], structure=np.ones((3, 3, 3)))
+    labels[box] = sub
+    objects = [
+        None
+        if o is None
+        else tuple(slice(a.start + b.start, a.stop + b.start) for a, b in zip(o, box, strict=True))
+        for o in ndi.find_objects(sub)
+    ]
+    return labels, objects
+
+
 def _solid_metal(
     hu: NDArray[np.generic],
     spacing_zyx: NDArray[np.float64],
@@ -180,9 +213,9 @@ def _solid_metal(
     ball = _ball(2.5, spacing_zyx)
     grow = _ball(1.5, spacing_zyx)
     pad = np.array(ball.shape) + 2
-    labels, _ = ndi.label(bright, structure=np.ones((3, 3, 3)))
+    labels, objects = _label26(bright)
     voxel_mm3 = float(np.prod(spacing_zyx))
-    for lab, sl in enumerate(ndi.find_objects(labels), start=1):
+    for lab, sl in enumerate(objects, start=1):
         check_cancelled(cancel, "seed detection cancelled")
         if sl is None:
             continue
@@ -205,10 +238,10 @@ def _solid_metal(
 
 def _solid_objects(ct: CTVolume, solid: NDArray[np.bool_]) -> list[MetalObject]:
     """One :class:`MetalObject` per connected region of thick metal or cement."""
-    labels, _ = ndi.label(solid, structure=np.ones((3, 3, 3)))
+    labels, objects = _label26(solid)
     out: list[MetalObject] = []
     voxel_mm3 = float(ct.geometry.voxel_volume_mm3)
-    for lab, sl in enumerate(ndi.find_objects(labels), start=1):
+    for lab, sl in enumerate(objects, start=1):
         if sl is None:
             continue
         kji = np.argwhere(labels[sl] == lab) + np.array([s.start for s in sl])
@@ -242,17 +275,14 @@ def _lung_candidates(
     On the demo phantom seeds in lung read 1060–1100 HU, 0.63–0.66 lung, 1900 HU of excess;
     the rib and vessel edges that pass the looser 600 HU / 0.35 / 1200 HU read 630–770 HU,
     0.30–0.45 lung, ≤ 1610 HU: the defaults sit between."""
-    dim = (hu >= low_hu) & (hu < floor_hu) & ~exclude
-    if not dim.any():
+    dim = (hu >= low_hu) & (hu < floor_hu) & ~exclude & (tophat >= excess_hu)
+    box = _bbox(dim, size)
+    if box is None:
         return dim
-    idx = np.argwhere(dim)
-    lo = np.maximum(idx.min(axis=0) - np.array(size), 0)
-    hi = np.minimum(idx.max(axis=0) + np.array(size) + 1, np.array(hu.shape))
-    box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
     lung = ndi.uniform_filter((hu[box] < lung_hu).astype(np.float32), size=size)
     check_cancelled(cancel, "seed detection cancelled")
     out = np.zeros(hu.shape, dtype=bool)
-    out[box] = dim[box] & (lung >= lung_fraction) & (tophat[box] >= excess_hu)
+    out[box] = dim[box] & (lung >= lung_fraction)
     return out
 
 
@@ -278,23 +308,20 @@ def _components(
     half = np.maximum(np.round(np.array([4.5 / sp[2], 4.5 / sp[1], 4.5 / sp[0]])).astype(int), 1)
     size = (max(1, min(int(2 * half[0] + 1), 3)), int(2 * half[1] + 1), int(2 * half[2] + 1))
     tophat = np.zeros(hu.shape, dtype=np.float32)
-    if bright.any():
+    box = _bbox(bright, size)
+    if box is not None:
         # One opening over the bounding box of everything bright (bone and metal).
-        idx = np.argwhere(bright)
-        lo = np.maximum(idx.min(axis=0) - np.array(size), 0)
-        hi = np.minimum(idx.max(axis=0) + np.array(size) + 1, np.array(hu.shape))
-        box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
         local = hu[box]
         opened = ndi.grey_opening(local, size=size)
         check_cancelled(cancel, "seed detection cancelled")
         tophat[box] = local.astype(np.float32) - opened.astype(np.float32)
     candidates = bright & (tophat >= excess_hu)
     candidates |= _lung_candidates(hu, exclude, floor_hu, size, tophat, cancel)
-    labels, _ = ndi.label(candidates, structure=np.ones((3, 3, 3)))
+    labels, objects = _label26(candidates)
     comps: list[_Component] = []
     g = 3
     shell_in = np.ones((3, 3, 3), dtype=bool)
-    for lab, sl in enumerate(ndi.find_objects(labels), start=1):
+    for lab, sl in enumerate(objects, start=1):
         if sl is None:
             continue
         lo = [max(0, s.start - g) for s in sl]
@@ -380,12 +407,9 @@ def _thick_components(
     size = (1, 2 * round(4.5 / sp[1]) + 1, 2 * round(4.5 / sp[0]) + 1)
     bright = (hu >= floor_hu) & ~exclude
     excess = np.zeros(hu.shape, dtype=np.float32)
-    if not bright.any():
+    box = _bbox(bright, size)
+    if box is None:
         return []
-    idx = np.argwhere(bright)
-    lo = np.maximum(idx.min(axis=0) - np.array(size), 0)
-    hi = np.minimum(idx.max(axis=0) + np.array(size) + 1, np.array(hu.shape))
-    box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
     local = hu[box].astype(np.float32)
     upper = local - ndi.grey_opening(local, size=size)
     check_cancelled(cancel, "seed detection cancelled")
@@ -394,9 +418,9 @@ def _thick_components(
     # Compact excess only around what may pass: one box per 2-D component of the candidates,
     # grown by the line length (an opening sees that far), all slices of the component ± 1.
     grow = ndi.binary_dilation(maybe, structure=np.ones((3, 1, 1), dtype=bool))
-    labels, _ = ndi.label(grow, structure=np.ones((3, 3, 3)))
+    _, objects = _label26(grow)
     done = np.zeros(hu.shape, dtype=bool)
-    for sl in ndi.find_objects(labels):
+    for sl in objects:
         check_cancelled(cancel, "seed detection cancelled")
         if sl is None:
             continue
@@ -414,9 +438,9 @@ def _thick_components(
         target[fresh] = e[inner][fresh]
         done[blk] = True
     candidates = bright & (excess >= excess_hu)
-    labels, _ = ndi.label(candidates, structure=np.ones((3, 3, 3)))
+    labels, objects = _label26(candidates)
     comps: list[_Component] = []
-    for lab, sl in enumerate(ndi.find_objects(labels), start=1):
+    for lab, sl in enumerate(objects, start=1):
         if sl is None:
             continue
         pad = (1, grow_px, grow_px)
@@ -635,7 +659,7 @@ def detect_seeds(
             why = f"as bright as {c.n_float:.0f} seeds (more than {max_cluster})"
         elif width_mm > max_width_mm:
             why = f"solid metal {width_mm:.1f} mm across (wider than a seed is long)"
-        elif length_mm > n_guess * (SEED_LENGTH_MM + 1.0) + 4.0:
+        elif length_mm > n_guess * (SEED_LENGTH_MM + 1.0) + 4.0 + (2.0 * thickness if thick else 0):
             why = f"{length_mm:.0f} mm long, too long for {n_guess} seed(s) (wire, needle, rod)"
         if why:
             metal.append(MetalObject(centre, c.core_voxels * voxel_mm3, round(c.n_float, 1), why))
