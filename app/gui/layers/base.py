@@ -20,7 +20,14 @@ from vtkmodules.vtkRenderingCore import vtkProp
 from app.gui.vtk_bridge import VTKWidget
 from planner.session.session import Session
 
-__all__ = ["Layer", "Subscriptions"]
+__all__ = ["Layer", "Subscriptions", "stroke_open"]
+
+
+def stroke_open(document: object) -> bool:
+    """True while ``document`` (a :class:`~planner.plan.document.PlanDocument` or None) is
+    inside :meth:`~planner.plan.document.PlanDocument.stroke` (a drag or a brush stroke): work
+    that can wait for the end of the stroke (3-D re-meshing, 3-D renders) waits."""
+    return getattr(document, "_stroke_key", None) is not None
 
 
 class Subscriptions:

@@ -14,7 +14,7 @@ slice of each view — never whole-volume VTK data. A view resliced through a ro
 to cutting the structure's surface with the view plane.
 
 3-D surfaces are rebuilt from the structure's box only, and not while a stroke is painted:
-:data:`SURFACE_DELAY_MS` after the last edit.
+:data:`SURFACE_DELAY_MS` after the last edit once the stroke has ended.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from vtkmodules.vtkFiltersCore import vtkCutter
 from vtkmodules.vtkFiltersGeneral import vtkContourTriangulator
 from vtkmodules.vtkRenderingCore import vtkActor, vtkPolyDataMapper, vtkTextActor
 
-from app.gui.layers.base import Layer
+from app.gui.layers.base import Layer, stroke_open
 from app.gui.views.vtk_data import downsample_mean, isosurface_world, mask_surface_cached
 from app.gui.vtk_bridge import VTKWidget
 from dose.geometry import GridGeometry
@@ -502,7 +502,7 @@ class StructureSurfaceLayer(Layer):
         self._timer = QTimer()
         self._timer.setSingleShot(True)
         self._timer.setInterval(SURFACE_DELAY_MS)
-        self._timer.timeout.connect(self._sync)
+        self._timer.timeout.connect(self._after_edits)
         self.listen(session.volume_changed, self._rebuild)
         self.listen(session.document_changed, self._on_document_changed)
         self.listen(session.view.visibility_changed, self._on_visibility_changed)
@@ -527,6 +527,14 @@ class StructureSurfaceLayer(Layer):
             self._timer.start()  # re-mesh once the stroke pauses
         elif "structures" in what or "masks" in what:
             self._sync()
+
+    def _after_edits(self) -> None:
+        """The edits paused: re-mesh, unless a stroke is still open (a slow machine can take
+        longer than the delay per mouse move); then look again after the delay."""
+        if stroke_open(self._document):
+            self._timer.start()
+            return
+        self._sync()
 
     def _rebuild(self) -> None:
         if self.closed:

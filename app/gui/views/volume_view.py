@@ -23,7 +23,7 @@ from PySide6.QtWidgets import QWidget
 from vtkmodules.vtkInteractionStyle import vtkInteractorStyleTrackballCamera
 
 from app.gui.layers.annotations import PositionTextLayer, add_text
-from app.gui.layers.base import Layer, Subscriptions
+from app.gui.layers.base import Layer, Subscriptions, stroke_open
 from app.gui.layers.ct_image import BONE_THRESHOLD_HU, BoneSurfaceLayer, CTPlanesLayer
 from app.gui.layers.structures import StructureSurfaceLayer
 from app.gui.views.slice_view import Orientation
@@ -35,12 +35,6 @@ __all__ = ["BONE_THRESHOLD_HU", "VolumeView"]
 _TITLE_RGB = (0.55, 0.7, 1.0)
 #: While a stroke is open, held render requests are re-checked this often (ms).
 HOLD_POLL_MS = 100
-
-
-def stroke_open(document: object) -> bool:
-    """True while ``document`` (a :class:`~planner.plan.document.PlanDocument` or None) is
-    inside :meth:`~planner.plan.document.PlanDocument.stroke` (a drag or brush stroke)."""
-    return getattr(document, "_stroke_key", None) is not None
 
 
 class VolumeView(VTKWidget):
