@@ -12,10 +12,13 @@ from planner.plan.model import Plan, Seed, Structure
 from planner.postop.verify import verify_plan
 from tests.postop_builders import build_postop_case
 
+#: The CTs cut in-plane to the GTV's box + 30 mm: the same scene, a verify 3-4x faster.
+CROP_MM = 30.0
+
 
 @pytest.fixture(scope="module")
 def case():
-    c = build_postop_case()
+    c = build_postop_case(crop_mm=CROP_MM)
     return c.plan, c.ct, c.postop, c.implanted_mm
 
 
@@ -42,17 +45,15 @@ def test_verification_recovers_the_implant(case) -> None:
     assert "seeds matched" in v.summary()
 
 
-def test_verify_cli_writes_results(case, tmp_path) -> None:
+def test_verify_cli_writes_results(case, tmp_path, capsys) -> None:
     """`seedplan verify PLAN POSTOP_CT --out DIR --json`: the planning CT found from the plan."""
     import json
-    import subprocess
-    import sys
 
+    from app.cli import main
     from planner.dicom.ct_write import write_ct_series
     from planner.imaging.ct_loader import load_ct
     from planner.imaging.image_files import write_image
     from planner.plan.plan_file import save_plan
-    from tests.conftest import REPO_ROOT
 
     plan, ct, post, _ = case
     ct_dir = tmp_path / "ct"
@@ -72,10 +73,7 @@ def test_verify_cli_writes_results(case, tmp_path) -> None:
     post_path = tmp_path / "postop.nrrd"
     write_image(post.hu, post.geometry, post_path)
     out = tmp_path / "results"
-    cmd = [
-        sys.executable,
-        "-m",
-        "app",
+    argv = [
         "verify",
         str(plan_path),
         str(post_path),
@@ -83,9 +81,8 @@ def test_verify_cli_writes_results(case, tmp_path) -> None:
         str(out),
         "--json",
     ]
-    proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
-    doc = json.loads(proc.stdout)
+    assert main(argv) == 0
+    doc = json.loads(capsys.readouterr().out)
     assert doc["detection"]["found"] == len(plan.seeds)
     assert len(doc["matching"]["pairs"]) == len(plan.seeds)
     assert any(r["metric"] == "d90_gy" and r["structure"] == "GTV" for r in doc["comparison"])
@@ -97,5 +94,5 @@ def test_verify_cli_writes_results(case, tmp_path) -> None:
         "postop.seedplan",
     ):
         assert (out / name).is_file()
-    again = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True)
-    assert again.returncode == 2 and "--force" in again.stderr
+    assert main(argv) == 2  # the results folder exists
+    assert "--force" in capsys.readouterr().err
