@@ -23,6 +23,10 @@ from planner.plan.model import Plan, Prescription, Seed, SourceSpec, Structure
 from planner.postop.register import _image
 from planner.postop.synthetic import PostopScene, needle_implant_scene, render_postop_ct
 
+#: In-plane margin (mm) around the GTV where the implant scene is planned: seeds are loaded
+#: within 8 mm of the GTV, and no seed within 3 mm of lung.
+SCENE_MARGIN_MM = 20.0
+
 
 @dataclass
 class PostopCase:
@@ -55,16 +59,20 @@ def build_postop_case(
     ct = CTVolume(hu, g, info)
     gtv = Structure.from_mask("st-gtv", "GTV", "target", masks["GTV"], g)
     cord = Structure.from_mask("st-cord", "SpinalCord", "oar", masks["SpinalCord"], g)
+    # The scene needs only the GTV's neighbourhood: planned on a crop of it (the same seeds in
+    # LPS mm, a small fraction of the distance transform on the full grid).
+    scene_margin_mm = SCENE_MARGIN_MM if crop_mm is None else min(crop_mm, SCENE_MARGIN_MM)
+    scene_hu, scene_masks, scene_g = _cropped(ph, scene_margin_mm)
     scene = needle_implant_scene(
-        masks["GTV"],
-        g,
+        scene_masks["GTV"],
+        scene_g,
         rng=11,
         clusters=False,
         screw=False,
         cement=False,
         needle_spacing_mm=needle_spacing_mm,
         seed_spacing_mm=seed_spacing_mm,
-        avoid_lung=hu,
+        avoid_lung=scene_hu,
     )
     seeds = tuple(
         Seed(id=f"sd-{i:03d}", position_mm=tuple(p), axis=tuple(a))
