@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtCore import QByteArray, Qt, QTimer, Signal
 from PySide6.QtGui import QCloseEvent, QImage, QShowEvent
 from PySide6.QtWidgets import (
     QDialog,
@@ -252,8 +252,13 @@ class MainWindow(QMainWindow):
         return True
 
     def _save_layout(self) -> None:
-        if self.interactive:
-            self.settings.set_window_layout(self.saveGeometry(), self.saveState(LAYOUT_VERSION))
+        """Save the arrangement for the next window. A default layout whose planning docks never
+        got their heights (no plan was shown since it was set) is saved as "the default": the
+        next window lays it out and fits it again."""
+        if not self.interactive:
+            return
+        state = QByteArray() if self._fit_pending else self.saveState(LAYOUT_VERSION)
+        self.settings.set_window_layout(self.saveGeometry(), state)
 
     def showEvent(self, event: QShowEvent) -> None:
         super().showEvent(event)

@@ -5,6 +5,8 @@ Rows, per target: D90, D100 (Gy), V100, V150, V200 (%), CI, EI, HI, BED of D90 (
 distance (mm), BED of D0.1 cm³ (Gy, α/β 2 Gy). A row for which the plan has a goal shows the
 goal and is coloured pass (green) / warn (amber) / fail (red)
 (:func:`planner.plan.dosimetry.goal_status`); goals on other metrics follow as their own rows.
+The panel lists the rows with a goal first (pass/fail readable in the first lines of a short
+dock), then the other metrics in the order above.
 The header line says whether the numbers are exact and current or being refreshed.
 
 Below, once Workflow → Robustness… has run on the current plan state
@@ -248,17 +250,23 @@ class MetricsPanel(QWidget):
         if result is None:
             self.header.setText("No plan" if self.planning.plan is None else "No exact dose yet")
             return
-        rows = metric_rows(result)
+        rows = sorted(metric_rows(result), key=lambda row: row[3] is None)  # goals first
         self.table.setRowCount(len(rows))
         for r, (name, metric, value, goal) in enumerate(rows):
-            goal_text = "" if goal is None else f"{goal.label} — {goal.status.upper()}"
-            if goal is not None and goal.note:
-                goal_text += f" ({goal.note})"
+            goal_text = tip = ""
+            if goal is not None:
+                # The structure is in the first column: the goal cell keeps the limit and status.
+                label = goal.label.removeprefix(f"{name} ")
+                goal_text = f"{label} — {goal.status.upper()}"
+                tip = f"{goal.label} — {goal.status.upper()}"
+                if goal.note:
+                    goal_text += f" ({goal.note})"
+                    tip += f" ({goal.note})"
             for c, text in enumerate((name, metric, value, goal_text)):
                 item = QTableWidgetItem(text)
                 if goal is not None:
                     item.setBackground(QColor(*STATUS_RGB[goal.status]))
-                    item.setToolTip(goal_text)
+                    item.setToolTip(tip)
                 self.table.setItem(r, c, item)
         self.table.resizeColumnsToContents()
         status = result.status.upper()
