@@ -1,15 +1,18 @@
 """Seed detection on a 512×512×150 post-op CT (goal ≤ 5 s on 2 cores, ≥ 99 % found, ≤ 0.7 mm RMS).
 
-The CT is the demo phantom at 1.25 mm slices (150 slices) with a posterior needle implant, a
-touching pair, an end-to-end triplet, a side-by-side pair, a pedicle screw and cement rendered
-through the scanner model of :mod:`planner.postop.synthetic`. The baseline is the plain method
-(a fixed 2000 HU threshold, 3-D connected components, one seed per component at its centre of
-mass, no cluster splitting or metal classification), timed and scored in the same run.
+The CT is the demo phantom at 1.25 mm slices (150 slices; and 30 slices of 5 mm) with a
+posterior needle implant, a touching pair, an end-to-end triplet, a side-by-side pair, a pedicle
+screw and cement rendered through the scanner model of :mod:`planner.postop.synthetic`. The
+baseline is the plain method (a fixed 2000 HU threshold, 3-D connected components, one seed per
+component at its centre of mass, no cluster splitting or metal classification), timed and
+scored in the same run. Wall time is the best of three runs with its range, CPU time and the
+load average in the notes (the machine is shared: wall time under load is not the method's).
 """
 
 from __future__ import annotations
 
 import math
+import os
 import time
 
 import numpy as np
@@ -52,44 +55,58 @@ def _score(truth: np.ndarray, found: np.ndarray) -> tuple[int, int, float]:
     return int(ok.sum()), int(len(found) - ok.sum()), rms
 
 
-def run_benchmarks(quick: bool = False) -> list[dict]:
-    """Time :func:`planner.postop.detect.detect_seeds` beside the plain baseline."""
+def _run_case(ct, scene, repeats: int, slice_mm: float) -> dict:
+    """One benchmark row: detection timed (wall, best of ``repeats``; CPU of that run) and
+    scored beside the plain baseline."""
     from planner.postop.detect import detect_seeds
 
-    ct, scene = make_case(n_slices=60 if quick else 150)
     truth = scene.seeds_mm
     detect_seeds(ct)  # warm-up: imports (scikit-learn) and caches
-    times = []
-    for _ in range(1 if quick else 3):
-        t0 = time.perf_counter()
+    times, cpus = [], []
+    for _ in range(repeats):
+        t0, c0 = time.perf_counter(), time.process_time()
         result = detect_seeds(ct, expected=len(truth))
         times.append(time.perf_counter() - t0)
+        cpus.append(time.process_time() - c0)
     t0 = time.perf_counter()
     base_found = _baseline(ct)
     base_seconds = time.perf_counter() - t0
     matched, false, rms = _score(truth, result.positions_mm)
     b_matched, b_false, b_rms = _score(truth, base_found)
-    seconds = min(times)
+    best = int(np.argmin(times))
+    seconds = times[best]
     shape = "×".join(str(s) for s in ct.hu.shape[::-1])
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else math.nan
     notes = (
-        f"{shape} CT, {len(truth)} seeds: found {matched} ({100 * matched / len(truth):.1f} %), "
-        f"{false} false, centre RMS {rms:.2f} mm, {result.clusters_split} clusters split, "
-        f"{len(result.metal)} metal excluded; baseline found {b_matched}, {b_false} false, "
-        f"RMS {b_rms:.2f} mm"
+        f"{shape} CT at {slice_mm:g} mm, {len(truth)} seeds: found {matched} "
+        f"({100 * matched / len(truth):.1f} %), {false} false, centre RMS {rms:.2f} mm, "
+        f"{result.clusters_split} clusters split, {len(result.metal)} metal excluded; "
+        f"wall {min(times):.2f}–{max(times):.2f} s over {repeats} run(s), CPU {cpus[best]:.2f} s, "
+        f"load {load:.1f}; baseline found {b_matched}, {b_false} false, RMS {b_rms:.2f} mm"
     )
-    return [
-        {
-            "name": f"seed_detection_{shape}",
-            "seconds": seconds,
-            "baseline_seconds": base_seconds,
-            "speedup": base_seconds / seconds if seconds > 0 else math.inf,
-            "goal": f"≤ {GOAL_SECONDS:.0f} s, ≥ 99 % found, ≤ 0.7 mm RMS",
-            "passed_goal": bool(
-                seconds <= GOAL_SECONDS and matched >= 0.99 * len(truth) and rms <= 0.7
-            ),
-            "notes": notes,
-        }
-    ]
+    return {
+        "name": f"seed_detection_{shape}_{slice_mm:g}mm",
+        "seconds": seconds,
+        "baseline_seconds": base_seconds,
+        "speedup": base_seconds / seconds if seconds > 0 else math.inf,
+        "goal": f"≤ {GOAL_SECONDS:.0f} s, ≥ 99 % found, ≤ 0.7 mm RMS",
+        "passed_goal": bool(
+            seconds <= GOAL_SECONDS and matched >= 0.99 * len(truth) and rms <= 0.7
+        ),
+        "notes": notes,
+    }
+
+
+def run_benchmarks(quick: bool = False) -> list[dict]:
+    """Time :func:`planner.postop.detect.detect_seeds` beside the plain baseline: the
+    512×512×150 CT at 1.25 mm (the issue's goal), and (not in quick mode) the same anatomy on
+    30 slices of 5 mm, where the detector searches by shape."""
+    ct, scene = make_case(n_slices=60 if quick else 150)
+    rows = [_run_case(ct, scene, 1 if quick else 3, 1.25)]
+    if not quick:
+        ct, scene = make_case(n_slices=30, slice_mm=5.0)
+        rows.append(_run_case(ct, scene, 3, 5.0))
+    return rows
 
 
 if __name__ == "__main__":  # pragma: no cover - manual run
