@@ -267,11 +267,11 @@ class _Lookup:
                 crop = union[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]]
                 self.np_dist = ndimage.distance_transform_edt(~crop, sampling=sp_kji)
                 self.np_box = (lo, hi)
-        # Screen: a sample whose voxel-centre distance is under the margin is surely too close
-        # (the box distance is never larger than the centre distance); samples up to half a
-        # voxel diagonal farther may be too close and are settled on the voxel boxes.
-        self.screen_mm = margin_mm
-        self.maybe_mm = margin_mm + 0.5 * float(np.linalg.norm(self.g.spacing_mm))
+        # Conservative screen: voxel-centre distances understate box distances by up to half
+        # a voxel diagonal. (Settling the lines inside that band on the voxel boxes admitted
+        # a few more lines but made the any-direction approach ~5x slower for no better plan:
+        # docs/autoplan.md.)
+        self.screen_mm = margin_mm + 0.5 * float(np.linalg.norm(self.g.spacing_mm))
         self.borders = [_border(s) for s in no_pass]
 
     def clear_of_no_pass(self, entry: NDArray[np.float64], tip: NDArray[np.float64]) -> bool:
@@ -369,7 +369,7 @@ def _track(
     gaps = [(a, b) for a, b in _runs(~in_body[skin : first_t + 1]) if b - a > 2]
     if gaps:
         return "leaves_body", None
-    # No-pass: the first sample after the skin surely closer than the margin (the screen).
+    # No-pass: the first sample after the skin closer than the (conservative) screen.
     dist = look.no_pass_distance(kji)
     bad = np.flatnonzero((dist[skin:] < look.screen_mm) & inside[skin:]) + skin
     tip_i = min(n - 1, int(tgt_idx[-1]) + round(cfg.tip_margin_mm / _STEP_MM))
@@ -381,24 +381,6 @@ def _track(
             return "no_pass", None
         tip_i = min(int(before[-1]) + round(cfg.tip_margin_mm / _STEP_MM), v - 1)
         truncated = True
-    # Samples that may be too close: settle on the voxel boxes (the needle-warning rule), and
-    # shorten the track to the longest one that keeps the margin (bisection on the tip).
-    maybe = np.flatnonzero((dist[skin : tip_i + 1] < look.maybe_mm) & inside[skin : tip_i + 1])
-    if maybe.size and no_pass:
-
-        def clear(i: int) -> bool:
-            return look.clear_of_no_pass(pts[skin], pts[i])
-
-        first_t = int(tgt_idx[0])
-        if not clear(first_t):
-            return "no_pass", None
-        if not clear(tip_i):
-            lo, hi = first_t, tip_i  # clear(lo), not clear(hi)
-            while hi - lo > 1:
-                mid = (lo + hi) // 2
-                lo, hi = (mid, hi) if clear(mid) else (lo, mid)
-            tip_i = lo
-            truncated = True
     entry, tip = pts[skin], pts[tip_i]
     if float(np.linalg.norm(tip - entry)) > cfg.max_length_mm:
         return "too_long", None
