@@ -7,8 +7,8 @@ buttons; the Qt-free document is only read to check the outcome.
 
 Speed: the case is the demo anatomy generated in memory on a small grid (192² × 30 slices,
 2.1 × 2.1 × 2.5 mm: the same T9 GTV and cord at about a tenth of the demo CT's voxels, no
-DICOM to read), one window and one plan value serve every test (each test opens a fresh
-document of it), and every wait is on a condition.
+DICOM to read) while the dose engine warms up; one window and one plan value (GTV and cord
+only) serve every test (each test opens a fresh document of it); every wait is on a condition.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from app.gui.dialogs.isodose_levels import IsodoseLevelsDialog, parse_levels
 from app.gui.dialogs.robustness import RobustnessDialog
 from app.gui.main_window import MainWindow
 from app.gui.settings import Settings
-from planner.demo.phantom import Phantom, generate_phantom
+from planner.demo.phantom import generate_phantom
 from planner.imaging.volume import CTVolume, Mask, PatientInfo
 from planner.plan.model import Goal, Plan, Prescription, SourceSpec, Structure, new_id
 from planner.plan.needle_commands import AddNeedle
@@ -44,18 +44,14 @@ _COLOURS = {
 
 
 @pytest.fixture(scope="module")
-def small_case() -> Phantom:
-    """The demo phantom on a 192² × 30 grid (in memory, a few seconds)."""
-    return generate_phantom(matrix=192, n_slices=30)
-
-
-@pytest.fixture(scope="module")
 def small_window(
-    gui_app: QApplication, small_case: Phantom, tmp_path_factory: pytest.TempPathFactory
+    gui_app: QApplication, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[MainWindow]:
-    """One window for the module with the small case shown (its masks as the case's)."""
-    ph = small_case
+    """One window for the module showing the demo phantom on a 192² × 30 grid (generated in
+    memory, its masks as the case's). The dose engine warms up while the phantom is made."""
     window = open_window(tmp_path_factory.mktemp("settings"))
+    window.dose_engine.start()  # what `seedplan gui` does once a case is shown
+    ph = generate_phantom(matrix=192, n_slices=30)
     info = PatientInfo(
         patient_id="GUI-SMALL", patient_name="TEST^SMALL", frame_of_reference_uid="1.2.3"
     )
@@ -72,8 +68,9 @@ def small_window(
 
 @pytest.fixture(scope="module")
 def base_plan(small_window: MainWindow) -> Plan:
-    """A draft plan on the small CT: its masks as structures, PD 110 Gy D90 of the GTV, model
-    6711 at 0.6 U, goals GTV D90 ≥ 110 Gy and SpinalCord D0.1cc ≤ 50 Gy; no needles."""
+    """A draft plan on the small CT: the GTV and the cord (the structures the tests use) from
+    its masks, PD 110 Gy D90 of the GTV, model 6711 at 0.6 U, goals GTV D90 ≥ 110 Gy and
+    SpinalCord D0.1cc ≤ 50 Gy; no needles."""
     from dose.sources import load_model
 
     volume = small_window.session.volume
@@ -83,6 +80,7 @@ def base_plan(small_window: MainWindow) -> Plan:
             new_id("st"), name, ROLES.get(name, "other"), m.voxels, volume.geometry, m.color_rgb
         )
         for name, m in small_window.session.case.masks.items()
+        if name in ("GTV", "SpinalCord")
     )
     gtv = next(s for s in structures if s.name == "GTV")
     cord = next(s for s in structures if s.name == "SpinalCord")
