@@ -20,12 +20,26 @@ Pipeline (after Nguyen, Fouard & Troccaz, IEEE TBME 2015; ../shared/reference/cl
    needle left in) is non-seed metal, reported as such and never as seeds.
 5. **Split** clusters with intensity-weighted k-means (scikit-learn) into n seeds; splits whose
    centres come closer than 2.8 mm (a single seed split in two gives 2.2–2.6 mm; the part
-   along the slice normal counts less by half a slice) are merged back.
+   along the slice normal counts less by half a slice), whose lightest part carries less than
+   0.6 of a seed's mass, or whose parts are all short (axis confidence < 0.5) out of a blob no
+   longer than one seed (a seed cut in pieces) are merged back.
 6. **Axis** of each seed: principal axis of its blur-corrected covariance; confidence in [0, 1]
    says how elongated it is (thick slices and clusters give less).
 7. **Count reconciliation** with the expected number (from the loading sheet): the clusters
    whose mass is furthest above their integer count are split further while seeds are missing;
    any remaining difference is reported, never hidden.
+
+**Thick slices** (> 3 mm): an in-plane seed smeared over a 5 mm slice reads ≈ 1000 HU, like
+cortical bone, so steps 1–3 search by shape instead of HU (:func:`_thick_components`): the
+excess of each voxel over the largest of its grey openings by in-plane line segments of 9.5 mm
+(24 directions) and by 3 slices along the slice axis — cortex, ribs and streaks are long in some
+direction, a seed (≤ 5.5 mm with its blur) in none — is ≥ 700 HU in a seed's core (HU ≥ 250);
+weights are that excess over the core and 1.6 mm around it in-plane, and the centre along the
+slice axis comes from the two largest per-slice masses under the Gaussian slice profile (the
+centroid would be pulled to the slice centres). Components lighter than 0.35 of a seed are
+bone fragments. Known limits on 5 mm slices: seeds in or against lung, chains of three seeds
+through the slice, seeds closer than two slices along the slice axis (the 3-slice opening takes
+them for bone), seeds lying along cortex.
 
 All positions are LPS mm on the CT's own geometry (any direction matrix).
 """
@@ -550,7 +564,7 @@ def _split(
         init = c.centre[None, :] + offsets[:, None] * c.eigvecs[:, 0][None, :]
         km = KMeans(n_clusters=n, init=init, n_init=1, random_state=0)
         lab = km.fit_predict(c.coords_mm, sample_weight=np.maximum(c.weights, 1e-6))
-        centres, axes, confs, masses = [], [], [], []
+        centres, axes, confs, masses, own = [], [], [], [], []
         for m in range(n):
             sub = _Component(c.label, c.coords_mm[lab == m], c.weights[lab == m], 0)
             _measure(sub, voxel_mm3, blur)
@@ -558,13 +572,18 @@ def _split(
             masses.append(sub.mass)
             # A sub-cluster's own PCA is cut by the k-means boundary: trust it only if elongated.
             conf = _axis_confidence(sub.eigvals)
+            own.append(conf)
             axis = sub.eigvecs[:, 0] if conf >= 0.3 else c.eigvecs[:, 0]
             axes.append(axis)
             confs.append(0.7 * max(conf, 0.3))
         pts = np.array(centres)
+        # A seed cut in pieces gives pieces that are not elongated, out of a blob no longer
+        # than one seed: not a cluster (each seed of a real cluster is a whole seed).
+        halves = max(own) < 0.5 and length <= SEED_LENGTH_MM + 1.5
         if (
             _separation_mm(pts, slice_normal, thickness_mm) >= MIN_SPLIT_DISTANCE_MM
             and min(masses) >= min_part_mass
+            and not halves
         ):
             return pts, np.array(axes), confs
         n -= 1
