@@ -15,10 +15,16 @@ and cord voxels (:mod:`planner.optimise.influence`), the selection (:mod:`planne
 solve`), then the exact dosimetry of the result (the reported metrics always are). When the
 exact cord D0.1 cm³ exceeds its limit the sampled limit is lowered in proportion and the
 selection repeated; when the exact D90 falls short of the prescription although the sampled
-coverage held, the coverage dose is raised by 3 % and repeated (at most ``max_rounds``
-rounds, within ``time_budget_s``); the best plan that keeps the cord limit is kept. A target
-that cannot be covered without breaking the cord limit gives the best feasible plan; its goals
-(D90 ≥ PD, V100 ≥ 95 %, cord D0.1 cm³ ≤ limit, added to the plan when missing) say which failed.
+coverage held, the coverage dose is raised by 3 % and repeated; when D90 or V100 is short, the
+cord stopped the coverage and the exact cord dose is under the limit, the sampled limit is
+raised towards it (at most ``max_rounds`` rounds, within ``time_budget_s`` once a plan keeps
+the cord limit). The best plan that keeps the cord limit is kept (then D90, then V100, then
+the objective). A target that cannot be covered without breaking the cord limit gives the best
+feasible plan; its goals (D90 ≥ PD, V100 ≥ 95 %, cord D0.1 cm³ ≤ limit, added to the plan when
+missing) say which failed. With ``v100_bound`` an upper bound on V100 under the same rules is
+computed (:mod:`planner.optimise.bound`) and the note says whether it rules the V100 goal out;
+on the demo case and its variants it does not (the bound is 100 %: docs/autoplan.md), so a
+V100 shortfall there is the planner's, not proven infeasible.
 
 Locked needles (``keep_needles``: the plan's needles, placed by hand or already in the patient)
 are kept as they are and get seeds; with ``seeds_only`` no other needle is added.
