@@ -28,9 +28,20 @@ result): seed positions at voxel centres (every ``stride``-th voxel in-plane on 
 the approach's discrete directions; the cord voxels considered for each v are its
 ``cord_neighbours`` nearest (a subset: the bound is then still valid, only less tight).
 
+Which it is on the demo case and its six variants (docs/autoplan.md): neither reached nor
+proven infeasible. The posterolateral plans reach V100 90-92 % (the small target 95.6 %) at the
+50 Gy cord limit, and this bound is 100 % on every case: every target voxel has an admissible
+seed position close enough that a single seed gives it more than PD / L times the dose it
+gives the cord (the bound is still 97 % at a 2 Gy limit). The shortfall comes from many seeds'
+cord dose together, which a per-voxel argument cannot see. With ``--approach any`` the demo
+reaches 94.4 % (the previous greedy 95.2 %) at the limit. The bound is reported so that a
+V100 goal that *is* out of reach (a voxel bound below PD) is explained, and so that a shortfall
+is not called infeasible when it is not proven.
+
 Cost: R(v, c) is first bounded from below with each v's nearest admissible seeds (a v that
 passes is coverable as far as this bound goes); only the remaining voxels are maximised over
-every admissible seed (a few seconds on the demo case).
+every admissible seed (10-60 s on the demo cases on the loaded 2-core box: an option,
+``--v100-bound``, not part of every run).
 """
 
 from __future__ import annotations
