@@ -88,7 +88,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "--v100-bound",
         action="store_true",
         help="also compute an upper bound on V100 under the cord limit and the no-pass rule "
-        "(the most any plan can reach; ~10 s)",
+        "(the most any plan can reach; 10-60 s)",
     )
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     p.add_argument("--force", action="store_true", help="replace an existing PLAN2")
