@@ -95,6 +95,7 @@ def test_row_from_a_stored_verification() -> None:
             "targets": {"PTV": {"d90_gy": 112.0, "v100_percent": float("nan")}},
             "oars": {"SpinalCord": {"d0_1cc_gy": 45.0}},
         },
+        "seed_locations": {"counts": {"inside": 1, "outside": 1, "migrated": 1, "unknown": 0}},
     }
     row = row_from_verification(doc, target="PTV", cord="SpinalCord", seeds_implanted=None)
     assert (row["seeds_planned"], row["seeds_implanted"], row["seeds_found"]) == (3, 3, 3)
@@ -103,8 +104,16 @@ def test_row_from_a_stored_verification() -> None:
     assert row["pre_cord_dmax_0_03cc_gy"] == 48.0 and row["post_cord_dmax_0_03cc_gy"] is None
     assert row["median_displacement_mm"] == pytest.approx(2.0)
     assert row["total_sk_U"] == 2.4 and row["postop_formalism"] == "1d"
+    assert (row["seeds_outside_target"], row["seeds_migrated"]) == (1, 1)
     other = row_from_verification(doc, target="PTV", cord=None, seeds_implanted=4)
     assert other["seeds_implanted"] == 4 and other["pre_cord_d0_1cc_gy"] is None
+    old = row_from_verification(
+        {k: v for k, v in doc.items() if k != "seed_locations"},
+        target="PTV",
+        cord=None,
+        seeds_implanted=None,
+    )  # a verification.json from before the locations: empty cells, no invented zeros
+    assert old["seeds_outside_target"] is None and old["seeds_migrated"] is None
 
 
 def test_csv_outputs_have_one_header_and_every_row() -> None:

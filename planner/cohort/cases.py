@@ -42,7 +42,7 @@ __all__ = [
 ]
 
 #: Bumped when the per-case analysis changes what it computes (forces a re-run).
-PIPELINE_VERSION = "cohort-1"
+PIPELINE_VERSION = "cohort-2"
 IMAGE_SUFFIXES = (".nrrd", ".nii", ".nii.gz", ".mha", ".mhd")
 
 

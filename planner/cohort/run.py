@@ -22,8 +22,8 @@ percentile columns; N is part of the content hash, so a re-run with another N re
 
 A case that fails never stops the others: bad input (:class:`InputError`) → ``failed`` with its
 one-line reason; a detection that disagrees with the seeds implanted → ``refused`` (post-op
-metrics withheld); anything else (a bug, a worker that died) → ``error`` with the exception,
-and ``error`` cases are retried on the next run.
+metrics and seed-location counts withheld); anything else (a bug, a worker that died) →
+``error`` with the exception, and ``error`` cases are retried on the next run.
 """
 
 from __future__ import annotations
@@ -46,7 +46,13 @@ from planner.cohort.cases import (
     case_content_sha256,
     discover_cases,
 )
-from planner.cohort.table import COLUMNS, robust_columns, row_from_verification, summarise
+from planner.cohort.table import (
+    COLUMNS,
+    LOCATION_COLUMNS,
+    robust_columns,
+    row_from_verification,
+    summarise,
+)
 from planner.cohort.workers import WarmWorker, process_memory
 
 __all__ = [
@@ -84,6 +90,10 @@ def verification_doc(v) -> dict[str, Any]:
         "planned_metrics": v.planned.metrics_dict(),
         "postop_metrics": v.postop.metrics_dict(),
         "warnings": list(v.warnings),
+        # As verification.json's "seed_locations", without the per-seed list.
+        "seed_locations": None
+        if v.locations is None
+        else {"migration_mm": v.locations.migration_mm, "counts": v.locations.counts()},
     }
 
 
@@ -157,7 +167,7 @@ def analyse_case(case_dict: dict[str, Any], options: dict[str, Any]) -> dict[str
             "(post-op metrics withheld)"
         )
         for c in COLUMNS:
-            if c.startswith("post_"):
+            if c.startswith("post_") or c in LOCATION_COLUMNS:
                 row[c] = None
     n_samples = int(options.get("robustness_samples", 0) or 0)
     if n_samples > 0:

@@ -3,6 +3,9 @@
 Per case (:data:`COLUMNS`): seeds planned / implanted / found, total S_K at implant (U),
 pre-plan (``pre_``) and post-op (``post_``) target D90, V100, V150, CI, EI, HI, BED of D90, cord
 D0.1 cm³ and near-maximum D0.03 cm³ (Gy), the median planned→implanted seed displacement (mm),
+the detected seeds outside the target after registration (``seeds_outside_target``: outside every
+target but within the migration distance, 10 mm, of a planned needle track) and migrated
+(``seeds_migrated``: farther; :mod:`planner.postop.locations`, exclusive of each other),
 status (``ok`` | ``refused`` | ``failed`` | ``error``) and the reason. When requested
 (``seedplan cohort --robustness N``), the plan under N sampled needle-placement errors
 (:func:`planner.optimise.robustness.robustness`): target D90, V100 and cord D0.1 cm³ as 5th, 50th
@@ -31,6 +34,7 @@ import numpy as np
 
 __all__ = [
     "COLUMNS",
+    "LOCATION_COLUMNS",
     "METRICS",
     "ROBUST_COLUMNS",
     "ROBUST_METRICS",
@@ -65,6 +69,9 @@ ROBUST_COLUMNS: tuple[str, ...] = (
     "robust_samples",
     *(f"robust_{m}_{p}" for m, _, _ in ROBUST_METRICS for p, _ in ROBUST_PERCENTILES),
 )
+#: Detected seeds by location (:meth:`planner.postop.locations.SeedLocations.counts` keys).
+LOCATION_COLUMNS: tuple[str, ...] = ("seeds_outside_target", "seeds_migrated")
+_LOCATION_KEYS = {"seeds_outside_target": "outside", "seeds_migrated": "migrated"}
 COLUMNS: tuple[str, ...] = (
     "case_id",
     "status",
@@ -74,6 +81,7 @@ COLUMNS: tuple[str, ...] = (
     "prescription_gy",
     *(f"{w}_{m}" for m, _, _ in METRICS for w in ("pre", "post")),
     "median_displacement_mm",
+    *LOCATION_COLUMNS,
     *ROBUST_COLUMNS,
     "postop_formalism",
     "source",
@@ -129,6 +137,10 @@ def row_from_verification(
     pairs = (doc.get("matching") or {}).get("pairs") or []
     dist = [float(np.linalg.norm(p["displacement_mm"])) for p in pairs]
     row["median_displacement_mm"] = float(np.median(dist)) if dist else None
+    counts = (doc.get("seed_locations") or {}).get("counts") or {}
+    for col, key in _LOCATION_KEYS.items():
+        n = counts.get(key)
+        row[col] = n if isinstance(n, int) and not isinstance(n, bool) else None
     row["postop_formalism"] = doc.get("formalism")
     return row
 

@@ -57,6 +57,7 @@ __all__ = [
     "SyntheticCase",
     "cohort_specs",
     "make_case",
+    "planned_seed_count",
     "write_cohort",
     "write_cohort_case",
 ]
@@ -284,6 +285,15 @@ def _build_plan(ct, ph, target, needles, strength_u: float):
         seeds=tuple(seeds),
         name="cohort case",
     )
+
+
+def planned_seed_count(spec: CohortCaseSpec) -> int:
+    """The number of seeds :func:`make_case` plans for ``spec`` (its ``seeds_planned``): the
+    phantom and the needle layout only, without the plan's dose, the implant or the post-op
+    scan (about half the time of a case; the seed-count spread of a cohort from its specs)."""
+    ph, target = _phantom(spec, None)
+    needles, _ = _layout(ph, target, spec)
+    return sum(len(pts) for _, _, pts in needles)
 
 
 # ---------------------------------------------------------------- implant
