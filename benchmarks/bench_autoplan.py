@@ -6,106 +6,36 @@ baseline_seconds, speedup, goal, passed_goal, notes``) and :func:`results_table`
 docs/autoplan.md: seeds, needles, D90, V100, V150, cord D0.1 cm³ and times, autoplan vs the
 uniform loading of its needles).
 
-Cases (:func:`make_case`), all from the demo phantom generator (planner.demo.phantom) with the
-demo plan's structures and goals (planner.demo.plan.build_demo_plan: GTV, PTV = GTV + 5 mm −
-(cord + 2 mm), PTV_eval = PTV − (cord + 8 mm) prescribed 110 Gy D90, cord D0.1 cm³ ≤ 50 Gy):
-
-* ``demo``: the demo case (T9, left);
-* ``right``: the same patient mirrored left-right (CT and masks: the tumour on the right);
-* ``T6`` / ``T11``: the tumour at another level (``Anatomy.involved_level`` and its z);
-* ``large``: the GTV grown by 4 mm (outside the canal);
-* ``small``: the GTV shrunk by 3 mm (its largest part);
-* ``wrap``: a tumour wrapping the cord: the canal ring (canal + 6 mm minus canal) over 30 mm
-  at the tumour level, joined to the GTV, cut 1 mm from the cord.
-
-The phantom has no lumbar vertebrae (T3-T12 only), so levels are T6-T11 here.
+Cases (:func:`make_case`): the variants of :mod:`planner.demo.variants` (``VARIANTS``: the demo
+case and tumours painted at T4-L3, left/right, small/large, wrapping the cord), with the demo
+plan's structures and goals (planner.demo.plan.build_demo_plan: GTV, PTV = GTV + 5 mm −
+(cord + 2 mm), PTV_eval = PTV − (cord + 8 mm) prescribed 110 Gy D90, cord D0.1 cm³ ≤ 50 Gy;
+below the conus the cord structure holds the cauda equina). The former case names are aliases:
+``right`` = T9-right, ``large`` = T9-large, ``small`` = T9-small, ``wrap`` = T9-wrap (``T6``,
+``T11`` as before).
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 
-import numpy as np
-from numpy.typing import NDArray
-from scipy import ndimage
-
-from planner.demo.anatomy import default_anatomy
-from planner.demo.phantom import generate_phantom
-from planner.demo.plan import build_demo_plan
-from planner.imaging.volume import CTVolume, PatientInfo
+from planner.demo.variants import VARIANTS, make_variant
+from planner.imaging.volume import CTVolume
 from planner.plan.model import Plan
 
 __all__ = ["CASES", "make_case", "results_table", "run_benchmarks"]
 
-CASES = ("demo", "right", "T6", "T11", "large", "small", "wrap")
+CASES = VARIANTS
+#: The former case names (before the variants were painted by the phantom).
+ALIASES = {"right": "T9-right", "large": "T9-large", "small": "T9-small", "wrap": "T9-wrap"}
 GOAL_AUTOPLAN_S = 10.0
 GOAL_ROBUST_S = 10.0
 
 
-def _ball(radius_vox: tuple[float, float, float]) -> NDArray[np.bool_]:
-    rz, ry, rx = radius_vox
-    z, y, x = np.ogrid[-int(rz) : int(rz) + 1, -int(ry) : int(ry) + 1, -int(rx) : int(rx) + 1]
-    return (z / max(rz, 1e-9)) ** 2 + (y / ry) ** 2 + (x / rx) ** 2 <= 1.0
-
-
-def _grow(mask: NDArray[np.bool_], spacing_zyx: NDArray, mm: float) -> NDArray[np.bool_]:
-    r = tuple(max(mm / s, 0.5) for s in spacing_zyx)
-    return ndimage.binary_dilation(mask, _ball(r))  # type: ignore[arg-type]
-
-
 def make_case(name: str, *, matrix: int = 256) -> tuple[Plan, CTVolume]:
-    """A plan (structures, prescription, source, goals; demo-plan needles) and its CT."""
-    if name not in CASES:
-        raise ValueError(f"unknown case {name!r}")
-    anatomy = default_anatomy()
-    n_slices = 52
-    if name in ("T6", "T11"):
-        lev = anatomy.level(name)
-        anatomy = replace(anatomy, involved_level=name, tumour_z_mm=lev.z_mm)
-        n_slices = int(2 * (abs(lev.z_mm) + 45.0) / 2.5) + 1
-    ph = generate_phantom(n_slices=n_slices, matrix=matrix, anatomy=anatomy)
-    hu, masks, g = ph.hu, dict(ph.masks), ph.geometry
-    if name in ("T6", "T11"):  # keep 90 mm around the tumour
-        kz = np.flatnonzero(masks["GTV"].any(axis=(1, 2)))
-        k0 = max(0, int(kz.mean()) - 18)
-        k1 = min(hu.shape[0], k0 + 37)
-        origin = g.zyx_to_world(np.array([[k0, 0, 0]], dtype=float))[0]
-        hu = np.ascontiguousarray(hu[k0:k1])
-        masks = {k: np.ascontiguousarray(v[k0:k1]) for k, v in masks.items()}
-        g = type(g)(hu.shape, origin, g.spacing_mm, g.direction)
-    sp = np.asarray(g.spacing_mm[::-1], dtype=float)
-    canal, cord = masks["SpinalCanal"], masks["SpinalCord"]
-    if name == "right":
-        hu = np.ascontiguousarray(hu[:, :, ::-1])
-        masks = {k: np.ascontiguousarray(v[:, :, ::-1]) for k, v in masks.items()}
-    elif name == "large":
-        masks["GTV"] = (_grow(masks["GTV"], sp, 4.0) & ~canal) | masks["GTV"]
-    elif name == "small":
-        core = ndimage.binary_erosion(masks["GTV"], _ball(tuple(3.0 / s for s in sp)))
-        lab, n = ndimage.label(core)
-        if n:
-            sizes = np.bincount(lab.ravel())
-            sizes[0] = 0
-            core = lab == int(np.argmax(sizes))
-        masks["GTV"] = core
-    elif name == "wrap":
-        kz = np.flatnonzero(masks["GTV"].any(axis=(1, 2)))
-        zc = int(kz.mean())
-        half = round(15.0 / sp[0])
-        ring = _grow(canal, sp, 6.0) & ~canal
-        ring[: max(0, zc - half)] = False
-        ring[zc + half + 1 :] = False
-        wrap = masks["GTV"] | ring | (canal & ~_grow(cord, sp, 1.0))
-        wrap[: max(0, zc - half)] &= masks["GTV"][: max(0, zc - half)]
-        wrap[zc + half + 1 :] &= masks["GTV"][zc + half + 1 :]
-        masks["GTV"] = wrap & ~_grow(cord, sp, 1.0)
-    info = PatientInfo(
-        patient_id=f"AUTOPLAN-{name}", patient_name="TEST^AUTOPLAN", frame_of_reference_uid="1.2.3"
-    )
-    ct = CTVolume(hu, g, info)
-    plan, _ = build_demo_plan(ct, masks)
-    return plan, ct
+    """A plan (structures, prescription, source, goals; demo-plan needles) and its CT:
+    :func:`planner.demo.variants.make_variant` of ``name`` (or of its alias)."""
+    return make_variant(ALIASES.get(name, name), matrix=matrix)
 
 
 def _row(name: str, plan: Plan, ct: CTVolume, options=None) -> dict[str, object]:
