@@ -36,13 +36,14 @@ each slot's dose at the cord points is sampled under 12 needle-error draws (seed
 move together, :func:`planner.optimise.robustness.perturb_points`) and the cord constraint is
 put on mean + ``robust_spread`` × SD of it (default 1 SD; a seed that may land closer to the
 cord is counted as such); the coverage dose is raised by 5 %. Each round then samples
-``robust_samples`` error sets of the plan found: when the 95th-percentile cord D0.1 cm³ is over
-the limit the spread grows by 1 SD; when it is well under (< 92 %) and the 5th-percentile D90
-short, it shrinks by 0.5 SD (or the coverage dose rises when the coverage already holds). The
-plan kept is the best 5th-percentile D90 among those whose nominal and 95th-percentile cord
-doses keep the limit. A robust run gets 1.5 × ``time_budget_s``. (The previous surrogate,
-lowering the cord limit itself until the 95th percentile held, cost most of the nominal
-coverage; a cord grown by a margin was too coarse on the voxel grid: docs/autoplan.md.)
+``robust_samples`` error sets of the plan found: when the 95th-percentile cord D0.1 cm³ is
+over the limit the spread grows in proportion to the excess (4 SD per 100 % over, at least
+0.25 SD); when it is well under (< 92 %) and the 5th-percentile D90 short, it shrinks by
+0.25 SD (or the coverage dose rises when the coverage already holds). The plan kept is the
+best 5th-percentile D90 among those whose nominal and 95th-percentile cord doses keep the
+limit. A robust run gets 1.5 × ``time_budget_s``. (The previous surrogate, lowering the cord
+limit itself until the 95th percentile held, cost most of the nominal coverage; a cord grown
+by a margin was too coarse on the voxel grid: docs/autoplan.md.)
 """
 
 from __future__ import annotations
@@ -509,7 +510,9 @@ def autoplan(
             cord_limited = sol.coverage < problem.coverage_fraction - 1e-9
             if p95 > limit or (key_d90 < pd and cord_limited and p95 < 0.92 * limit):
                 # Scale the spread term towards the 95th percentile at the limit.
-                spread = max(0.0, spread + (1.0 if p95 > limit else -0.5))
+                # Over: grow in proportion to the excess (at least 0.25 SD); under: shrink.
+                step = max(0.25, 4.0 * (p95 / limit - 1.0)) if p95 > limit else -0.25
+                spread = max(0.0, spread + step)
                 problem.oar_gy = robust_rows[0] + spread * robust_rows[1]
                 notes.append(
                     f"round {rounds}: 95th-percentile cord D0.1cc {p95:.1f} Gy; cord spread "
