@@ -34,7 +34,7 @@ proven infeasible. The posterolateral plans reach V100 90-92 % (the small target
 seed position close enough that a single seed gives it more than PD / L times the dose it
 gives the cord (the bound is still 97 % at a 2 Gy limit). The shortfall comes from many seeds'
 cord dose together, which a per-voxel argument cannot see. With ``--approach any`` the demo
-reaches 94.4 % (the previous greedy 95.2 %) at the limit. The bound is reported so that a
+reaches 94.4-95.4 % (one or two rounds) at the limit. The bound is reported so that a
 V100 goal that *is* out of reach (a voxel bound below PD) is explained, and so that a shortfall
 is not called infeasible when it is not proven.
 
