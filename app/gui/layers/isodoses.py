@@ -69,13 +69,19 @@ LEVEL_RGB: dict[float, tuple[float, float, float]] = {
 
 
 def level_rgb(percent: float) -> tuple[float, float, float]:
-    """The colour of an isodose level (% of PD); other levels interpolate blue → magenta."""
+    """The colour of an isodose level (% of PD).
+
+    The default levels keep their colours; any other level is interpolated (in RGB, by
+    percentage) between the two default levels around it, so colours follow the order of the
+    levels (120 % lies between the yellow 100 % and the orange 150 %). Below 50 % the 50 %
+    blue, above 200 % the 200 % magenta.
+    """
     if percent in LEVEL_RGB:
         return LEVEL_RGB[percent]
-    t = float(np.clip((percent - 50.0) / 150.0, 0.0, 1.0))
-    a, b = np.array(LEVEL_RGB[50.0]), np.array(LEVEL_RGB[200.0])
-    r, g, bb = ((1 - t) * a + t * b).tolist()
-    return (r, g, bb)
+    levels = np.array(sorted(LEVEL_RGB))
+    rgb = np.array([LEVEL_RGB[p] for p in levels])
+    r, g, b = (float(np.interp(percent, levels, rgb[:, k])) for k in range(3))
+    return (r, g, b)
 
 
 def segments_polydata(points_mm: NDArray[np.float64], polydata: vtkPolyData) -> None:
