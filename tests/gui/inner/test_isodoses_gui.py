@@ -149,3 +149,25 @@ def test_no_plan_no_lines(window: MainWindow) -> None:
         layer = window.planning.view_layers[view]["isodoses"]
         assert not any(a.GetVisibility() for _, a in layer.lines.values())
     assert window.planning.live is None
+
+
+def test_the_dvh_redraws_once_for_repeated_pending_statuses(window: MainWindow) -> None:
+    """A drag sets "pending" statuses over and over: the DVH title changes once, the figure
+    (a 0.3–0.5 s full redraw) is drawn once, not once per status."""
+    planning = window.planning
+    wait_for_exact(window)
+    panel = planning.dvh_panel
+    assert panel.curves
+    draws: list[str] = []
+    canvas = panel.canvas
+    real_draw, real_idle = canvas.draw, canvas.draw_idle
+    canvas.draw = lambda: (draws.append("draw"), real_draw())[1]  # type: ignore[method-assign]
+    canvas.draw_idle = lambda: (draws.append("idle"), real_idle())[1]  # type: ignore[method-assign]
+    try:
+        for text in ("dose: live (fast) — exact refresh pending",) * 3 + ("exact pending",) * 2:
+            planning.events.status_changed.emit(text)
+            settle()
+        assert panel.axes.get_title().startswith("DVH — updating")
+        assert draws.count("idle") == 1
+    finally:
+        canvas.draw, canvas.draw_idle = real_draw, real_idle
