@@ -19,7 +19,7 @@ from vtkmodules.vtkCommonCore import vtkPoints
 from vtkmodules.vtkCommonDataModel import vtkPolyData
 from vtkmodules.vtkCommonTransforms import vtkTransform
 from vtkmodules.vtkFiltersCore import vtkGlyph3D
-from vtkmodules.vtkFiltersGeneral import vtkTransformPolyDataFilter
+from vtkmodules.vtkFiltersGeneral import vtkTransformFilter
 from vtkmodules.vtkFiltersSources import vtkCylinderSource
 from vtkmodules.vtkRenderingCore import vtkActor, vtkPolyDataMapper
 
@@ -158,7 +158,9 @@ class SeedGlyphLayer(Layer):
         # vtkCylinderSource lies along y; vtkGlyph3D orients a glyph's x axis: rotate y → x.
         turn = vtkTransform()
         turn.RotateZ(-90.0)
-        along_x = vtkTransformPolyDataFilter()
+        along_x = (
+            vtkTransformFilter()
+        )  # polydata in, polydata out (vtkTransformPolyDataFilter: deprecated)
         along_x.SetInputConnection(cylinder.GetOutputPort())
         along_x.SetTransform(turn)
         glyph = vtkGlyph3D()

@@ -5,6 +5,7 @@ on a checkerboard and nudged by hand; the comparison table and both DVHs follow.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import numpy as np
 import pytest
 from PySide6.QtWidgets import QApplication
 
+from app.gui.layers.seeds import SEED_LENGTH_MM, SeedGlyphLayer
 from app.gui.main_window import MainWindow
 from app.gui.postop.window import PostopWindow
 from app.gui.settings import Settings
@@ -203,3 +205,24 @@ def test_intraop_column_and_screenshot(postop: PostopWindow, tmp_path: Path) -> 
     assert image.width() > 600
     rgb = postop.view.grab_rgb()
     assert image_is_not_blank(rgb)
+
+
+def test_seed_glyphs_use_no_deprecated_vtk_filter(main_window: MainWindow) -> None:
+    """The 3-D seed glyph (a cylinder turned onto x) is built without VTK 9.7's deprecated
+    vtkTransformPolyDataFilter, and is still a 4.5 mm x 0.8 mm cylinder along x."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        layer = SeedGlyphLayer(main_window.volume_view, main_window.session, main_window.planning)
+    try:
+        assert not [w for w in caught if issubclass(w.category, DeprecationWarning)]
+        glyph = layer.actor.GetMapper().GetInputAlgorithm()
+        turned = glyph.GetInputAlgorithm(1, 0)
+        turned.Update()
+        out = turned.GetOutputDataObject(0)
+        assert out.IsA("vtkPolyData") and out.GetPointData().GetNormals() is not None
+        x0, x1, y0, y1, z0, z1 = out.GetBounds()
+        assert (x0, x1) == pytest.approx((-SEED_LENGTH_MM / 2, SEED_LENGTH_MM / 2))
+        assert (y0, y1) == pytest.approx((-0.4, 0.4))
+        assert max(abs(z0), abs(z1)) <= 0.4 + 1e-6
+    finally:
+        layer.close()
