@@ -2,8 +2,10 @@
 
 Finds the seeds on a post-op CT and writes them (DESIGN.md:
 ``x_mm,y_mm,z_mm,dir_x,dir_y,dir_z,confidence``, LPS mm, with ``#`` lines stating the CT, the
-threshold, the count check and the excluded metal), and prints one summary line on stderr:
-count, clusters split, non-seed metal excluded, and the count against ``--expected``.
+search, the count check and the excluded metal), and prints one summary line on stderr:
+count, clusters split, non-seed metal excluded, the search (``threshold N HU``; on slices
+> 3 mm ``thick-slice shape search (≥ 250 HU)``: 250 HU is only the lowest HU it looks at), and
+the count against ``--expected``.
 
 ``--exclude`` (repeatable) names a region never searched for seeds (user-painted hardware, a
 needle left in): a mask image on the CT grid (.nrrd/.nii/.nii.gz/.mha/.mhd; nonzero = excluded),

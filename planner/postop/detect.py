@@ -104,11 +104,15 @@ class DetectionResult:
 
     seeds: list[DetectedSeed]
     metal: list[MetalObject]
-    threshold_hu: float  # absolute HU threshold used (adapted to the scan unless given)
+    #: Thin slices: the absolute HU threshold used (adapted to the scan unless given). Thick
+    #: slices (``thick_slices``): only the lowest HU the shape search looks at.
+    threshold_hu: float
     single_seed_mass: float  # HU·mm³
     clusters_split: int  # components that held more than one seed
     expected: int | None = None
     messages: list[str] = field(default_factory=list)
+    #: Slices thicker than ``THICK_SLICE_MM``: searched by shape (``_thick_components``).
+    thick_slices: bool = False
 
     @property
     def positions_mm(self) -> NDArray[np.float64]:
@@ -121,11 +125,16 @@ class DetectionResult:
         return np.array([s.axis for s in self.seeds], dtype=np.float64).reshape(-1, 3)
 
     def summary(self) -> str:
-        """One line: count, clusters split, metal excluded, and the count check."""
+        """One line: count, clusters split, metal excluded, how the metal was searched (the
+        HU threshold, or on thick slices the shape search and its lowest HU), the count check."""
+        search = (
+            f"thick-slice shape search (≥ {self.threshold_hu:.0f} HU)"
+            if self.thick_slices
+            else f"threshold {self.threshold_hu:.0f} HU"
+        )
         text = (
             f"{len(self.seeds)} seeds found ({self.clusters_split} clusters split), "
-            f"{len(self.metal)} non-seed metal objects excluded, "
-            f"threshold {self.threshold_hu:.0f} HU"
+            f"{len(self.metal)} non-seed metal objects excluded, {search}"
         )
         if self.expected is not None:
             diff = len(self.seeds) - self.expected
@@ -723,7 +732,9 @@ def detect_seeds(
             f"{abs(diff)} {'extra' if diff > 0 else 'missing'} — review the detection"
         )
     report(progress, 1.0, "done")
-    return DetectionResult(seeds, metal, thr, single, clusters, expected, messages)
+    return DetectionResult(
+        seeds, metal, thr, single, clusters, expected, messages, thick_slices=thick
+    )
 
 
 def _reconcile(seeds, comps, expected, voxel_mm3, blur, clusters, normal, thickness, single):
