@@ -2,8 +2,9 @@
 do not land where planned.
 
 The needle error model (entry, angle and depth errors as mean ± SD of their magnitudes, and a
-per-seed jitter; defaults from 318 CT-guided needles, :class:`~planner.optimise.robustness.
-NeedleErrorModel`) and the number of samples N are set here; *Run* evaluates the plan as it
+per-seed jitter, and the longest lever of the angle error ``max_lever_mm``; defaults from 318
+CT-guided needles, :class:`~planner.optimise.robustness.NeedleErrorModel`) and the number of
+samples N are set here; *Run* evaluates the plan as it
 was when pressed, off the GUI thread (:func:`planner.optimise.robustness.robustness`, the same
 function as ``seedplan robustness``), with progress and Cancel. The result — target D90 and
 V100 and cord D0.1 cm³ as planned and as 5th / median / 95th percentile — is listed here and
@@ -115,6 +116,20 @@ class RobustnessDialog(QDialog):
         self.jitter.setValue(defaults.seed_jitter_mm)
         self.jitter.setToolTip("Per seed, per axis (SD of a Gaussian)")
         form.addRow("Seed jitter", self.jitter)
+        self.max_lever = QDoubleSpinBox()
+        self.max_lever.setObjectName("robustness_max_lever")
+        self.max_lever.setRange(0.0, 500.0)
+        self.max_lever.setDecimals(0)
+        self.max_lever.setSingleStep(5.0)
+        self.max_lever.setSuffix(" mm")
+        self.max_lever.setSpecialValueText("no cap")  # 0: the angle acts on the whole needle
+        self.max_lever.setValue(defaults.max_lever_mm)
+        self.max_lever.setToolTip(
+            "The angle error moves the tip as on a needle at most this long: the tip is "
+            "checked on CT and the needle corrected, so deeper tips do not stray further "
+            "(55 mm gives the measured 4.4 mm mean lateral tip error; 0: no cap)"
+        )
+        form.addRow("Max. angle lever", self.max_lever)
         layout.addLayout(form)
         self.runner = TaskRunner()
         self.runner.state_changed.connect(self._update_buttons)
@@ -172,6 +187,7 @@ class RobustnessDialog(QDialog):
             angle_deg=(self.angle[1].value(), self.angle[2].value()),
             depth_mm=(self.depth[1].value(), self.depth[2].value()),
             seed_jitter_mm=self.jitter.value(),
+            max_lever_mm=self.max_lever.value(),
         )
 
     def _update_buttons(self, *_args: object) -> None:

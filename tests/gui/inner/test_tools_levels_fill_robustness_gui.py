@@ -383,6 +383,11 @@ def test_robustness_shown_beside_the_metrics_and_as_bands_on_the_dvh(window: Mai
     assert isinstance(dialog, RobustnessDialog)
     assert dialog.samples.value() == 100
     assert dialog.model().entry_mm == (3.4, 1.7) and dialog.model().depth_mm == (5.2, 4.8)
+    assert dialog.model().max_lever_mm == 55.0
+    assert "tip" in dialog.max_lever.toolTip() and dialog.max_lever.suffix() == " mm"
+    dialog.max_lever.setValue(0.0)
+    assert dialog.model().max_lever_mm == 0.0 and dialog.max_lever.text() == "no cap"
+    dialog.max_lever.setValue(70.0)  # the run below uses it
     # Cancel: nothing is shown.
     dialog.samples.setValue(2000)
     assert dialog.start() and dialog.runner.busy  # off the GUI thread
@@ -399,6 +404,7 @@ def test_robustness_shown_beside_the_metrics_and_as_bands_on_the_dvh(window: Mai
     assert result is not None, dialog.runner.label.text()
     assert doc.plan is plan_before  # nothing in the plan changed
     assert planning.robustness is result and result.d90_gy.size == SAMPLES
+    assert result.model.max_lever_mm == 70.0
     assert dialog.runner.last_fraction == pytest.approx(1.0)  # the bar followed the samples
     text = dialog.result_text.toPlainText()
     assert f"{SAMPLES} samples" in text and "GTV D90: planned" in text
