@@ -96,6 +96,9 @@ DOCK_WIDTH_FRACTION = 0.34
 DOCK_WIDTH_RANGE_PX = (400, 640)
 #: Heights in the right-hand column: the Structures/Needles tabs, the metrics, the DVH.
 DOCK_HEIGHT_FRACTIONS = (0.34, 0.31, 0.35)
+#: How often the default heights are checked and fitted again, and after how long (ms).
+FIT_ATTEMPTS = 5
+FIT_CHECK_MS = 100
 
 
 class MainWindow(QMainWindow):
@@ -214,7 +217,7 @@ class MainWindow(QMainWindow):
         if self.isVisible():  # sized once Qt has laid the moved docks out
             QTimer.singleShot(0, self.fit_default_docks)
 
-    def fit_default_docks(self) -> None:
+    def fit_default_docks(self, attempt: int = 0) -> None:
         """Size the default column to the window: its width (``DOCK_WIDTH_FRACTION``) and, once
         the metrics and DVH docks are shown (they appear with a plan), the heights
         (``DOCK_HEIGHT_FRACTIONS``). Does nothing after the user's layout was restored."""
@@ -231,6 +234,18 @@ class MainWindow(QMainWindow):
         sizes = [int(f * height) for f in DOCK_HEIGHT_FRACTIONS]
         self.resizeDocks(column, sizes, Qt.Orientation.Vertical)
         self._fit_pending = False
+        if attempt < FIT_ATTEMPTS:
+            # Docks just moved (Reset layout) may not be laid out yet, and then Qt ignores the
+            # sizes (seen on a loaded machine): check once Qt has settled and fit again.
+            QTimer.singleShot(FIT_CHECK_MS, lambda: self._check_fit(column, sizes, attempt))
+
+    def _check_fit(self, column: list[QDockWidget], sizes: list[int], attempt: int) -> None:
+        """Fit again when a dock of the default column is more than 10 % off its height."""
+        if self._closing or not all(d.isVisible() for d in column):
+            return
+        if any(abs(d.height() - s) > 0.1 * s for d, s in zip(column, sizes, strict=True)):
+            self._fit_pending = True
+            self.fit_default_docks(attempt + 1)
 
     def reset_layout(self) -> None:
         """View → Reset layout: the default arrangement and sizes for this window size."""
