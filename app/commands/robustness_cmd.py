@@ -25,17 +25,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("plan", metavar="PLAN", help="the plan (.seedplan)")
     p.add_argument("--samples", type=int, default=100, metavar="N", help="samples (default 100)")
     p.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
-    p.add_argument("--entry-mm", type=float, nargs=2, default=(3.4, 1.7), metavar=("MEAN", "SD"))
-    p.add_argument("--angle-deg", type=float, nargs=2, default=(2.8, 1.7), metavar=("MEAN", "SD"))
-    p.add_argument("--depth-mm", type=float, nargs=2, default=(5.2, 4.8), metavar=("MEAN", "SD"))
-    p.add_argument("--seed-jitter-mm", type=float, default=1.0, metavar="SD")
+    # The defaults are NeedleErrorModel's (the measured errors), filled in by run().
+    measured = 'default: the measured error model (the JSON\'s "model" shows it)'
+    for flag in ("--entry-mm", "--angle-deg", "--depth-mm"):
+        p.add_argument(flag, type=float, nargs=2, metavar=("MEAN", "SD"), help=measured)
+    p.add_argument("--seed-jitter-mm", type=float, metavar="SD", help=measured)
     p.add_argument(
         "--max-lever-mm",
         type=float,
-        default=55.0,
         metavar="MM",
         help="the angle error moves the tip as on a needle at most this long (CT-checked "
-        "tips; default 55 mm: the measured 4.4 mm tip error; 0: no cap)",
+        f"tips; 0: no cap; {measured})",
     )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(run=run)
@@ -47,6 +47,10 @@ def run(args: argparse.Namespace) -> int:
     from planner.optimise.robustness import NeedleErrorModel, robustness
     from planner.plan.plan_file import load_plan
 
+    default = NeedleErrorModel()
+    for name in ("entry_mm", "angle_deg", "depth_mm", "seed_jitter_mm", "max_lever_mm"):
+        if getattr(args, name) is None:
+            setattr(args, name, getattr(default, name))
     for name in ("entry_mm", "angle_deg", "depth_mm"):
         mean, sd = getattr(args, name)
         if not (mean >= 0 and sd >= 0):

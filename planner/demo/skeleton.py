@@ -158,6 +158,36 @@ def paint_ribs_and_sternum(ctx: PhantomContext, hu: Array) -> None:
         _paint_bone(ctx, hu, blk, st, 1.2, H["cancellous_bone"])
 
 
+def _add_arch(
+    ctx: PhantomContext,
+    bone: Canvas,
+    tubes: list[
+        tuple[tuple[float, ...], tuple[float, ...], tuple[float, float], tuple[float, float]]
+    ],
+    articular: list[tuple[tuple[float, float, float], tuple[float, float, float]]],
+) -> None:
+    """Add the posterior elements of one vertebra to ``bone``, in order: tapered tubes
+    (start, end, start radii, end radii; mm) then the articular processes (ellipsoid centre
+    and semi-axes, mm)."""
+    for a, b, ra, rb in tubes:
+        lo_t, hi_t = tube_box(a, b, max(*ra, *rb))
+        a_arr, b_arr = np.asarray(a), np.asarray(b)
+        bone.add(
+            lo_t,
+            hi_t,
+            lambda blk, a=a_arr, b=b_arr, ra=ra, rb=rb: tube_segment(ctx, blk, a, b, ra, rb),
+            k=2.5,
+        )
+    for centre, radii in articular:
+        c_arr, r_max = np.asarray(centre), max(radii)
+        bone.add(
+            c_arr - r_max,
+            c_arr + r_max,
+            lambda blk, c=centre, r=radii: ellipsoid(ctx, blk, c, r),
+            k=2.5,
+        )
+
+
 def _stamp_vertebra(
     ctx: PhantomContext, bone: Canvas, bodies: Canvas, lev: Level
 ) -> tuple[tuple[slice, ...], NDArray[np.bool_]] | None:
@@ -221,28 +251,15 @@ def _stamp_vertebra(
         ]
     # spinous process: long, steeply down-sloping (thoracic)
     tubes.append(((0.0, cy + 12.0, zc - 3.0), (0.0, cy + 38.0, zc - 27.0), (3.0, 4.2), (3.5, 3.4)))
-    for a, b, ra, rb in tubes:
-        r = max(*ra, *rb)
-        lo_t, hi_t = tube_box(a, b, r)
-        a_arr, b_arr = np.asarray(a), np.asarray(b)
-        bone.add(
-            lo_t,
-            hi_t,
-            lambda blk, a=a_arr, b=b_arr, ra=ra, rb=rb: tube_segment(ctx, blk, a, b, ra, rb),
-            k=2.5,
-        )
-    for side in (-1.0, 1.0):
+    articular = [
+        (centre, radii)
+        for side in (-1.0, 1.0)
         for centre, radii in (
             ((side * 12.5, cy + 6.0, zc + hh + 1.5), (4.5, 3.0, 6.0)),  # superior articular
             ((side * 11.5, cy + 10.0, zc - hh + 1.0), (4.5, 3.0, 7.0)),  # inferior articular
-        ):
-            c_arr, r_max = np.asarray(centre), max(radii)
-            bone.add(
-                c_arr - r_max,
-                c_arr + r_max,
-                lambda blk, c=centre, r=radii: ellipsoid(ctx, blk, c, r),
-                k=2.5,
-            )
+        )
+    ]
+    _add_arch(ctx, bone, tubes, articular)
     if res is None:
         return None
     _, loc, shape = res
@@ -289,30 +306,17 @@ def _stamp_lumbar_arch(
     tubes.append(
         ((0.0, cy + chd + 5.0, zc - 2.0), (0.0, cy + chd + 33.0, zc - 6.0), (3.2, 8.5), (3.8, 10.5))
     )
-    for a, b, ra, rb in tubes:
-        r = max(*ra, *rb)
-        lo_t, hi_t = tube_box(a, b, r)
-        a_arr, b_arr = np.asarray(a), np.asarray(b)
-        bone.add(
-            lo_t,
-            hi_t,
-            lambda blk, a=a_arr, b=b_arr, ra=ra, rb=rb: tube_segment(ctx, blk, a, b, ra, rb),
-            k=2.5,
-        )
-    for side in (-1.0, 1.0):
+    articular = [
+        (centre, radii)
+        for side in (-1.0, 1.0)
         for centre, radii in (
             # superior articular process (with its facet facing medially), lateral ...
             ((side * (chw + 5.5), cy + chd, zc + hh + 2.0), (3.6, 7.0, 7.5)),
             # ... to the inferior articular process of the vertebra above (sagittal facets)
             ((side * (chw + 0.5), cy + chd + 3.0, zc - hh + 0.5), (3.4, 6.0, 7.5)),
-        ):
-            c_arr, r_max = np.asarray(centre), max(radii)
-            bone.add(
-                c_arr - r_max,
-                c_arr + r_max,
-                lambda blk, c=centre, r=radii: ellipsoid(ctx, blk, c, r),
-                k=2.5,
-            )
+        )
+    ]
+    _add_arch(ctx, bone, tubes, articular)
 
 
 def _tumour_shape(ctx: PhantomContext, blk: Block, canal: Shape) -> Shape:

@@ -267,7 +267,38 @@ class _Outline:
         return (self.cutter, self.actor)[index]
 
 
-class StructureOutlineLayer(Layer):
+class _PlanLayer(Layer):
+    """A layer that follows the session's plan document: ``_on_plan_changed(event)`` for each
+    edit of the plan, ``_rebuild()`` when another document (or none) is opened."""
+
+    def __init__(self, view: VTKWidget, session: Session) -> None:
+        super().__init__(view, session)
+        self._document: object = None
+
+    def _on_document_changed(self, document: object) -> None:
+        if self.closed:
+            return
+        if self._document is not None:
+            self._document.events.changed.disconnect(self._on_plan_changed)  # type: ignore[attr-defined]
+        self._document = document
+        if document is not None:
+            document.events.changed.connect(self._on_plan_changed)  # type: ignore[attr-defined]
+        self._rebuild()
+
+    def _on_plan_changed(self, event: object) -> None:
+        raise NotImplementedError
+
+    def _rebuild(self) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        if self._document is not None:
+            self._document.events.changed.disconnect(self._on_plan_changed)  # type: ignore[attr-defined]
+            self._document = None
+        super().close()
+
+
+class StructureOutlineLayer(_PlanLayer):
     """Each structure's outline on the displayed plane of a 2-D view (normal ``normal``)."""
 
     def __init__(self, view: VTKWidget, session: Session, normal: NDArray[np.float64]) -> None:
@@ -277,7 +308,6 @@ class StructureOutlineLayer(Layer):
         self.plane.SetNormal(*self.normal)
         self.outlines: dict[str, _Outline] = {}
         self.display = structure_display(session)
-        self._document = None
         self.listen(session.volume_changed, self._rebuild)
         self.listen(session.document_changed, self._on_document_changed)
         self.listen(session.crosshair_changed, self._on_crosshair_changed)
@@ -286,16 +316,6 @@ class StructureOutlineLayer(Layer):
         self._on_document_changed(session.document)
 
     # ------------------------------------------------------------------ model → layer
-    def _on_document_changed(self, document: object) -> None:
-        if self.closed:
-            return
-        if self._document is not None:
-            self._document.events.changed.disconnect(self._on_plan_changed)
-        self._document = document
-        if document is not None:
-            document.events.changed.connect(self._on_plan_changed)  # type: ignore[attr-defined]
-        self._rebuild()
-
     def _on_plan_changed(self, event: object) -> None:
         if self.closed:
             return
@@ -450,12 +470,6 @@ class StructureOutlineLayer(Layer):
                 self._style(outline)
         self.render()
 
-    def close(self) -> None:
-        if self._document is not None:
-            self._document.events.changed.disconnect(self._on_plan_changed)
-            self._document = None
-        super().close()
-
 
 # ====================================================================== 3-D surfaces
 _SURFACES: dict[int, tuple[object, vtkPolyData]] = {}
@@ -489,7 +503,7 @@ def structure_surface(item: DisplayedStructure, *, max_in_plane: int = 256) -> v
     return surface
 
 
-class StructureSurfaceLayer(Layer):
+class StructureSurfaceLayer(_PlanLayer):
     """Each structure's surface in 3-D, with its name in its colour down the top-right corner."""
 
     def __init__(self, view: VTKWidget, session: Session) -> None:
@@ -498,7 +512,6 @@ class StructureSurfaceLayer(Layer):
         self.legend: dict[str, vtkTextActor] = {}
         self.versions: dict[str, int] = {}
         self.display = structure_display(session)
-        self._document = None
         self._timer = QTimer()
         self._timer.setSingleShot(True)
         self._timer.setInterval(SURFACE_DELAY_MS)
@@ -508,16 +521,6 @@ class StructureSurfaceLayer(Layer):
         self.listen(session.view.visibility_changed, self._on_visibility_changed)
         self.listen(self.display.changed, self._on_display_changed)
         self._on_document_changed(session.document)
-
-    def _on_document_changed(self, document: object) -> None:
-        if self.closed:
-            return
-        if self._document is not None:
-            self._document.events.changed.disconnect(self._on_plan_changed)
-        self._document = document
-        if document is not None:
-            document.events.changed.connect(self._on_plan_changed)  # type: ignore[attr-defined]
-        self._rebuild()
 
     def _on_plan_changed(self, event: object) -> None:
         if self.closed:
@@ -613,7 +616,4 @@ class StructureSurfaceLayer(Layer):
 
     def close(self) -> None:
         self._timer.stop()
-        if self._document is not None:
-            self._document.events.changed.disconnect(self._on_plan_changed)
-            self._document = None
         super().close()
