@@ -219,7 +219,8 @@ def test_format_1_0_is_migrated_in_memory_and_the_file_is_not_touched(tmp_path: 
     assert path.read_bytes() == data
     # Saving writes the current format.
     out = save_plan(loaded.plan, tmp_path / "new.seedplan")
-    assert json.loads(_members(out.read_bytes())["manifest.json"])["format_version"] == "2.1"
+    current = f"{FORMAT_VERSION[0]}.{FORMAT_VERSION[1]}"
+    assert json.loads(_members(out.read_bytes())["manifest.json"])["format_version"] == current
 
 
 def test_other_ct_grid_masks_are_refused(tmp_path: Path) -> None:

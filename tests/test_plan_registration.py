@@ -1,6 +1,7 @@
 """The post-op registration stored in the plan (issue 13): the Registration record, its command
-through the history, the .seedplan 2.1 format with its strict validation and the tested one-way
-migration 2.0 → 2.1."""
+through the history, the .seedplan 2.1/2.2 format with its strict validation and the tested
+one-way migrations 2.0 → 2.1 → 2.2; on an approved plan the registration is a verification
+record: attached, undone and redone without changing what was approved."""
 
 from __future__ import annotations
 
@@ -72,7 +73,7 @@ def test_round_trip_keeps_the_registration(tmp_path: Path) -> None:
     plan = full_plan().evolve(registration=_record(nudged=True))
     path = save_plan(plan, tmp_path / "p.seedplan")
     loaded = load_plan(path)
-    assert loaded.format_version == "2.1" == f"{FORMAT_VERSION[0]}.{FORMAT_VERSION[1]}"
+    assert loaded.format_version == "2.2" == f"{FORMAT_VERSION[0]}.{FORMAT_VERSION[1]}"
     assert plans_equal(plan, loaded.plan)
     assert loaded.plan.registration == plan.registration
     assert loaded.plan.registration.nudged is True
@@ -97,9 +98,6 @@ def test_set_registration_is_one_undoable_step() -> None:
     assert doc.undo() and doc.plan.registration is None
     assert not doc.history.can_undo
     assert doc.redo() and doc.plan.registration == first
-    doc.approve(user="physicist")
-    with pytest.raises(PlanLockedError):
-        doc.execute(SetRegistration(None))
 
 
 def test_events_name_the_registration() -> None:
@@ -125,17 +123,17 @@ def _format_2_0_file(plan) -> bytes:
     return _zip(_rehash(members, format_version="2.0"))
 
 
-def test_format_2_0_is_migrated_and_saved_as_2_1(tmp_path: Path) -> None:
+def test_format_2_0_is_migrated_and_saved_as_2_2(tmp_path: Path) -> None:
     plan = full_plan(random_masks=True)
     path = tmp_path / "old.seedplan"
     data = _format_2_0_file(plan)
     path.write_bytes(data)
     loaded = load_plan(path)
-    assert loaded.migrated and loaded.read_version == "2.0" and loaded.format_version == "2.1"
+    assert loaded.migrated and loaded.read_version == "2.0" and loaded.format_version == "2.2"
     assert loaded.plan.registration is None and plans_equal(loaded.plan, plan)
     assert path.read_bytes() == data  # the file itself is never changed on load
     out = save_plan(loaded.plan, tmp_path / "new.seedplan")
-    assert json.loads(_members(out.read_bytes())["manifest.json"])["format_version"] == "2.1"
+    assert json.loads(_members(out.read_bytes())["manifest.json"])["format_version"] == "2.2"
     assert plans_equal(load_plan(out).plan, plan)
     # A 2.0 file cannot carry the 2.1 field.
     members = _members(data)
@@ -173,6 +171,9 @@ def _set(path: list[object], value: object):
         (_set(["metric_value"], float("inf")), r"registration.metric_value"),
         (_set(["postop_geometry_sha256"], "abc"), r"registration.postop_geometry_sha256"),
         (_set(["registered_utc"], "yesterday"), r"registration.registered_utc"),
+        (_set(["registered_by"], 7), r"registration.registered_by"),
+        (_set(["registered_by"], "x" * 300), r"registration.registered_by"),
+        (lambda r: r.pop("registered_by"), r"registration: missing key\(s\) 'registered_by'"),
         (_set(["colour"], "red"), r"registration: unknown key\(s\) 'colour'"),
         (lambda r: r.pop("nudged"), r"registration: missing key\(s\) 'nudged'"),
     ],
@@ -191,8 +192,154 @@ def test_strict_validation_of_the_registration(tmp_path: Path, edit, message: st
 
 def test_newer_format_is_still_refused(tmp_path: Path) -> None:
     members = _members(plan_file_bytes(full_plan().evolve(registration=_record())))
-    path = tmp_path / "v2.2.seedplan"
-    path.write_bytes(_zip(_rehash(members, format_version="2.2")))
-    with pytest.raises(InputError, match=re.escape("newer SeedPlan (plan format 2.2")) as exc:
+    path = tmp_path / "v2.3.seedplan"
+    path.write_bytes(_zip(_rehash(members, format_version="2.3")))
+    with pytest.raises(InputError, match=re.escape("newer SeedPlan (plan format 2.3")) as exc:
         load_plan(path)
     _one_line_naming(exc, path)
+
+
+# ---------------------------------------------------------------- approved plans
+def _registration_block_nulled(plan_json: bytes) -> bytes:
+    """plan.json with its top-level ``"registration": {…}`` block written as ``null`` (the
+    file is indented by 1 with sorted keys: the block ends at the first line ``" }"``)."""
+    lines = plan_json.decode("utf-8").splitlines(keepends=True)
+    i = next(k for k, line in enumerate(lines) if line.startswith(' "registration": '))
+    if not lines[i].rstrip().endswith("{"):
+        return plan_json
+    j = next(k for k in range(i + 1, len(lines)) if lines[k].startswith(" }"))
+    comma = "," if lines[j].rstrip().endswith(",") else ""
+    return "".join([*lines[:i], f' "registration": null{comma}\n', *lines[j + 1 :]]).encode()
+
+
+def test_registration_is_a_verification_record_of_an_approved_plan(tmp_path: Path) -> None:
+    """Post-implant verification follows approval: the registration is attached to the
+    approved revision (one undoable step, who and when in the record), nothing approved
+    changes (plan.json byte for byte outside the record, every mask member, the approved
+    content hash), undo gives back the very file bytes, every other edit is refused."""
+    from planner.plan.commands import SetNeedlesAndSeeds, SetPrescription, SetStatus
+    from planner.plan.plan_file import approved_content_sha256, plan_content_sha256
+
+    doc = PlanDocument(full_plan())
+    doc.approve(user="physicist")
+    approved = doc.plan
+    approved_bytes = plan_file_bytes(approved)
+    approved_sha = approved_content_sha256(approved)
+    assert approved_sha == plan_content_sha256(approved)
+    record = _record(registered_by="verifier")
+    doc.execute(SetRegistration(record))
+    plan = doc.plan
+    assert plan.registration == record and plan.registration.registered_by == "verifier"
+    assert plan.registration.registered_utc == "2026-12-01T21:00:00Z"
+    assert (plan.status, plan.approved_by, plan.approved_utc, plan.revision) == (
+        "approved",
+        "physicist",
+        approved.approved_utc,
+        approved.revision,
+    )
+    for name in ("structures", "prescription", "source", "needles", "seeds", "goals", "ct"):
+        assert getattr(plan, name) is getattr(approved, name), name
+    assert doc.is_modified and doc.history.can_undo
+    assert f"approved revision {approved.revision}" in doc.history.undo_label
+    # The saved file: plan.json identical byte for byte except the record; masks identical.
+    before, after = _members(approved_bytes), _members(plan_file_bytes(plan))
+    assert after["plan.json"] != before["plan.json"]
+    assert _registration_block_nulled(after["plan.json"]) == before["plan.json"]
+    assert json.loads(after["plan.json"])["registration"]["registered_by"] == "verifier"
+    masks = sorted(n for n in before if n.startswith("masks/"))
+    assert masks and masks == sorted(n for n in after if n.startswith("masks/"))
+    assert all(after[n] == before[n] for n in masks)
+    assert approved_content_sha256(plan) == approved_sha != plan_content_sha256(plan)
+    # Saved and reopened: still approved, the record kept.
+    path = save_plan(plan, tmp_path / "approved.seedplan")
+    reopened = load_plan(path).plan
+    assert reopened.is_approved and reopened.registration == record
+    assert plans_equal(reopened, plan)
+    # Every other edit is still refused, and leaves the plan and its history as they were.
+    for command in (
+        SetPrescription(None),
+        SetNeedlesAndSeeds((), ()),
+        SetStatus("draft"),
+    ):
+        with pytest.raises(PlanLockedError, match="approved and read-only"):
+            doc.execute(command)
+        assert doc.plan is plan and len(doc.history.undo_steps) == 1
+    # Undo and redo: the approved file's very bytes, then the record again.
+    assert doc.undo() and doc.plan.registration is None and doc.plan.is_approved
+    assert plan_file_bytes(doc.plan) == approved_bytes
+    assert doc.redo() and doc.plan.registration == record
+    # Replacing and removing it are verification edits too.
+    doc.execute(SetRegistration(replace(record, nudged=True), label="Correct registration"))
+    assert doc.plan.registration.nudged and doc.plan.is_approved
+    doc.execute(SetRegistration(None, label="Remove registration"))
+    assert plan_file_bytes(doc.plan) == approved_bytes
+    # A new revision links to what was approved, whatever was attached since.
+    doc.execute(SetRegistration(record))
+    rev = doc.new_revision()
+    assert rev.previous_sha256 == approved_sha and rev.status == "draft"
+    assert rev.registration == record  # the same planning CT: the registration still holds
+
+
+class _RegistrationAndSeeds:
+    """A command that changes the registration and something else (never allowed on an
+    approved plan)."""
+
+    label = "Sneaky"
+    merge_key = None
+
+    def apply(self, plan):
+        from planner.plan.commands import FieldChange
+
+        after = {"registration": _record(), "seeds": ()}
+        before = {"registration": plan.registration, "seeds": plan.seeds}
+        return plan.evolve(**after), FieldChange(before, after)
+
+
+def test_an_approved_plan_refuses_more_than_the_record() -> None:
+    doc = PlanDocument(full_plan())
+    doc.approve(user="physicist")
+    plan = doc.plan
+    with pytest.raises(PlanLockedError):
+        doc.execute(_RegistrationAndSeeds())
+    assert doc.plan is plan and not doc.history.can_undo
+
+
+def test_record_names_who_registered() -> None:
+    from planner.plan.document import current_user
+
+    post = small_ct(shape=(16, 30, 30), spacing=(0.9, 0.9, 2.0))
+    assert registration_record(_transform(), post).registered_by == current_user() != ""
+    assert registration_record(_transform(), post, registered_by="dr x").registered_by == "dr x"
+
+
+def _format_2_1_file(plan) -> bytes:
+    """A plan file exactly as SeedPlan wrote format 2.1 (no registered_by)."""
+    members = _members(plan_file_bytes(plan))
+    doc = json.loads(members["plan.json"])
+    if doc["registration"] is not None:
+        doc["registration"].pop("registered_by")
+    members["plan.json"] = json.dumps(doc).encode()
+    return _zip(_rehash(members, format_version="2.1"))
+
+
+def test_format_2_1_is_migrated_to_2_2(tmp_path: Path) -> None:
+    plan = full_plan().evolve(registration=_record(nudged=True, registered_by="someone"))
+    path = tmp_path / "v21.seedplan"
+    data = _format_2_1_file(plan)
+    path.write_bytes(data)
+    loaded = load_plan(path)
+    assert loaded.migrated and loaded.read_version == "2.1" and loaded.format_version == "2.2"
+    assert loaded.plan.registration == replace(plan.registration, registered_by="")
+    assert plans_equal(loaded.plan, plan.evolve(registration=loaded.plan.registration))
+    assert path.read_bytes() == data
+    # A 2.1 file without a registration reads as one without.
+    none = tmp_path / "none.seedplan"
+    none.write_bytes(_format_2_1_file(full_plan()))
+    assert load_plan(none).plan.registration is None
+    # A 2.1 file cannot carry the 2.2 field.
+    members = _members(plan_file_bytes(plan))
+    bad = tmp_path / "mixed.seedplan"
+    bad.write_bytes(_zip(_rehash(members, format_version="2.1")))
+    with pytest.raises(InputError, match=r"format 2\.1.*registered_by") as exc:
+        load_plan(bad)
+    _one_line_naming(exc, bad)

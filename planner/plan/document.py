@@ -15,6 +15,17 @@ QUndoStack); the CLI and tests use the same calls.
   DVH, meshes) is never in the history: listeners recompute it from the ``changed`` event.
 * An approved plan is read-only: edits raise :class:`PlanLockedError`;
   :meth:`PlanDocument.new_revision` starts revision + 1 as a draft. Approval clears the history.
+* **Verification records on an approved plan.** Post-implant verification always comes after
+  approval, and what it records describes the implant, not the plan: so the post-op CT's
+  registration (:data:`VERIFICATION_RECORDS`: ``registration``, set by
+  :class:`~planner.plan.commands.SetRegistration`) may be attached to, replaced on or removed
+  from an approved revision. Nothing that was approved changes — status, approver and time,
+  revision, structures and masks, prescription, source, needles, seeds, goals — and the
+  approval's checksum (:func:`planner.plan.plan_file.approved_content_sha256`) excludes the
+  record. Each such edit is one ordinary undo step (undoable, merged as usual; the step's label
+  names the approved revision), the record carries who and when (``registered_by``,
+  ``registered_utc``), and the plan shows as modified until saved. Any command that would
+  change anything else is refused with PlanLockedError before the plan changes.
 
 Events (psygnal): ``doc.events.changed(PlanChanged)`` after every edit, undo, redo, rollback,
 load or revision; ``doc.events.history_changed()`` when undo/redo availability or labels change;
@@ -27,7 +38,7 @@ import getpass
 import itertools
 from collections.abc import Hashable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Literal
 
@@ -38,7 +49,16 @@ from planner.plan.clock import utc_now
 from planner.plan.commands import Change, Command
 from planner.plan.model import Plan
 
-__all__ = ["History", "PlanChanged", "PlanDocument", "PlanEvents", "PlanLockedError", "Step"]
+__all__ = [
+    "VERIFICATION_RECORDS",
+    "History",
+    "PlanChanged",
+    "PlanDocument",
+    "PlanEvents",
+    "PlanLockedError",
+    "Step",
+    "current_user",
+]
 
 ChangeKind = Literal["edit", "undo", "redo", "rollback", "load", "revision", "approve"]
 _ALL = frozenset(
@@ -54,6 +74,10 @@ _ALL = frozenset(
         "registration",
     }
 )
+
+#: The parts of a plan that are post-implant verification records: they may change on an
+#: approved revision without changing its approval (module docstring).
+VERIFICATION_RECORDS: frozenset[str] = frozenset({"registration"})
 
 
 class PlanLockedError(InputError):
@@ -292,20 +316,21 @@ class PlanDocument:
     def execute(self, command: Command) -> Plan:
         """Apply ``command`` to the plan, record it, emit ``changed``; returns the new plan.
 
-        Raises PlanLockedError for an approved plan and ValueError (unchanged plan) for an
-        edit the plan refuses (e.g. a duplicate structure name)."""
-        if self._plan.is_approved:
-            raise PlanLockedError(
-                f"plan revision {self._plan.revision} is approved and read-only; start a new "
-                "revision to edit it"
-            )
+        Raises PlanLockedError for an approved plan (unless the command changes only its
+        verification records, :data:`VERIFICATION_RECORDS`) and ValueError (unchanged plan)
+        for an edit the plan refuses (e.g. a duplicate structure name)."""
+        locked = self._plan.is_approved
         plan, change = command.apply(self._plan)
+        label = command.label
+        if locked:
+            _check_verification_only(self._plan, plan, change.what)
+            label = f"{label} (approved revision {self._plan.revision})"
         key = self._stroke_key if self._stroke_key is not None else command.merge_key
         if self._txn is not None:
             self._txn.add(change, plan)
         else:
-            self.history.record(change, plan, command.label, key)
-        self._set_plan(plan, "edit", change.what, change.structure_ids, command.label)
+            self.history.record(change, plan, label, key)
+        self._set_plan(plan, "edit", change.what, change.structure_ids, label)
         return plan
 
     @contextmanager
@@ -348,6 +373,8 @@ class PlanDocument:
             raise RuntimeError("cannot undo inside a transaction")
         if not self.history.can_undo:
             return False
+        if self._plan.is_approved:
+            _check_verification_only(self._plan, None, self.history.undo_steps[-1].what)
         plan, step = self.history.undo(self._plan)
         self._set_plan(plan, "undo", step.what, step.structure_ids, step.label)
         return True
@@ -358,6 +385,8 @@ class PlanDocument:
             raise RuntimeError("cannot redo inside a transaction")
         if not self.history.can_redo:
             return False
+        if self._plan.is_approved:
+            _check_verification_only(self._plan, None, self.history.redo_steps[-1].what)
         plan, step = self.history.redo(self._plan)
         self._set_plan(plan, "redo", step.what, step.structure_ids, step.label)
         return True
@@ -380,15 +409,17 @@ class PlanDocument:
         return plan
 
     def new_revision(self) -> Plan:
-        """Start revision + 1 as a draft from the current plan (approved or not)."""
-        from planner.plan.plan_file import plan_content_sha256
+        """Start revision + 1 as a draft from the current plan (approved or not); its
+        ``previous_sha256`` is this revision's approved-content hash (verification record
+        excluded), and the registration is carried over (the same planning CT)."""
+        from planner.plan.plan_file import approved_content_sha256
 
         plan = self._plan.evolve(
             status="draft",
             revision=self._plan.revision + 1,
             approved_by="",
             approved_utc="",
-            previous_sha256=plan_content_sha256(self._plan),
+            previous_sha256=approved_content_sha256(self._plan),
         )
         self.history.clear()
         self.history.mark_unreachable()
@@ -416,8 +447,36 @@ class PlanDocument:
         self._history_event()
 
 
-def _user() -> str:
+def _check_verification_only(before: Plan, after: Plan | None, what: frozenset[str]) -> None:
+    """Refuse (PlanLockedError) a change of the approved plan ``before`` that touches more
+    than its verification records (``after``: the result, checked field by field too)."""
+    if not what <= VERIFICATION_RECORDS or (
+        after is not None and not _same_approved_content(before, after)
+    ):
+        raise PlanLockedError(
+            f"plan revision {before.revision} is approved and read-only; start a new "
+            "revision to edit it (only its post-op registration may be attached)"
+        )
+
+
+def _same_approved_content(a: Plan, b: Plan) -> bool:
+    """True when ``b`` differs from ``a`` at most in its verification records (a verification
+    edit shares every other value; structures compare by identity)."""
+    for f in fields(a):
+        if f.name in VERIFICATION_RECORDS:
+            continue
+        va, vb = getattr(a, f.name), getattr(b, f.name)
+        if va is not vb and va != vb:
+            return False
+    return True
+
+
+def current_user() -> str:
+    """The user name of this process (``"unknown"`` when the system has none)."""
     try:
         return getpass.getuser()
     except (KeyError, OSError):
         return "unknown"
+
+
+_user = current_user

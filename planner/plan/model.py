@@ -486,7 +486,14 @@ class Registration:
     orthonormal with det +1, bottom row 0 0 0 1). method: one of
     :data:`REGISTRATION_METHODS`; metric_value: the optimiser's final metric (Mattes MI,
     negative: lower is better), None when not optimised; registered_utc: when (ISO 8601 UTC);
-    nudged: True when the automatic result was corrected by hand.
+    registered_by: who made or stored it (the user name; "" when unknown: files before format
+    2.2); nudged: True when the automatic result was corrected by hand.
+
+    A registration is a *post-implant verification record*, not part of what is planned and
+    approved: it may be attached to (or removed from, or replaced on) an approved revision
+    without changing that approval (:mod:`planner.plan.document`), which is why it records who
+    and when. The approval's checksum excludes it
+    (:func:`planner.plan.plan_file.approved_content_sha256`).
     """
 
     postop_series_instance_uid: str
@@ -498,6 +505,7 @@ class Registration:
     registered_utc: str = ""
     nudged: bool = False
     postop_source_path: str = ""
+    registered_by: str = ""
 
     def __post_init__(self) -> None:
         try:
@@ -535,6 +543,8 @@ class Registration:
             raise ValueError(f"registration time {self.registered_utc!r} is not ISO 8601 UTC")
         if not isinstance(self.nudged, bool):
             raise ValueError("registration 'nudged' must be true or false")
+        if not isinstance(self.registered_by, str) or len(self.registered_by) > 256:
+            raise ValueError("registration 'registered_by' must be a user name (≤ 256 characters)")
         rows = tuple(tuple(float(v) + 0.0 for v in row) for row in m)
         object.__setattr__(self, "matrix_lps_mm", rows)
         if self.metric_value is not None:
@@ -569,11 +579,15 @@ class Plan:
     """One revision of a plan (immutable; see the module docstring).
 
     status : "draft" → "reviewed" → "approved". An approved plan is read-only: editing it means
-    starting revision + 1 (:meth:`planner.plan.document.PlanDocument.new_revision`).
+    starting revision + 1 (:meth:`planner.plan.document.PlanDocument.new_revision`); only its
+    post-implant verification record (``registration``) may still be attached.
     approved_by / approved_utc : who approved this revision and when (ISO 8601 UTC), or "".
-    previous_sha256 : content checksum of the revision this one was started from ("" for 1).
+    previous_sha256 : approved-content checksum of the revision this one was started from
+    (:func:`planner.plan.plan_file.approved_content_sha256`: its verification record
+    excluded; "" for 1).
     registration : the post-op CT's registration to this plan's CT (post-implant
-    verification), or None (format 2.1).
+    verification), or None (format 2.1; its user since 2.2). A verification record: the one
+    field that may change on an approved revision (:mod:`planner.plan.document`).
     """
 
     plan_uid: str

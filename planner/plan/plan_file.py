@@ -1,8 +1,8 @@
 """``.seedplan`` plan files: one zip of versioned JSON and packed masks; safe saving.
 
-Layout (format 2.0)::
+Layout (format 2.2)::
 
-    manifest.json            {"format": "seedplan-plan", "format_version": "2.0",
+    manifest.json            {"format": "seedplan-plan", "format_version": "2.2",
                               "app_version", "saved_utc", "content_sha256",
                               "members": {name: sha256}}
     plan.json                the plan (schema: :mod:`planner.plan.schema`)
@@ -10,6 +10,10 @@ Layout (format 2.0)::
 
 ``content_sha256`` is the SHA-256 of the member names and their SHA-256s (sorted): it depends on
 the plan only (not on the save time), so equal plans have equal content hashes.
+:func:`approved_content_sha256` is the same hash of the plan without its post-implant
+verification record (the registration): what an approval covers. Attaching a registration to
+an approved revision changes ``content_sha256`` but not ``approved_content_sha256``; a new
+revision's ``previous_sha256`` is the approved-content hash of the revision it came from.
 
 Loading (:func:`load_plan`) refuses — one line naming the file and the problem — anything that
 is not a complete, intact plan file of a known version: not a zip or truncated, a member
@@ -29,7 +33,10 @@ Format history: 1.0 stored each mask on the whole CT grid (no box) and no ``ente
 the strength; it was the first draft of this layout and no release wrote it, but its migration
 to 2.0 is kept and tested as the pattern for every later change of the format. 2.1 adds the
 optional ``registration`` record (the post-op CT's rigid registration to the plan's CT, from
-post-implant verification); a 2.0 file reads as a plan without one and is saved as 2.1.
+post-implant verification); a 2.0 file reads as a plan without one. 2.2 adds the registration's
+``registered_by`` (who made or stored it: a registration may be attached to an approved
+revision, so the record says who and when); a 2.1 registration reads with ``registered_by``
+"" (unknown). Older files are saved as 2.2.
 """
 
 from __future__ import annotations
@@ -56,6 +63,7 @@ __all__ = [
     "MIGRATIONS",
     "PLAN_SUFFIX",
     "LoadedPlan",
+    "approved_content_sha256",
     "is_plan_file",
     "load_plan",
     "plan_content_sha256",
@@ -65,7 +73,7 @@ __all__ = [
 ]
 
 FORMAT = "seedplan-plan"
-FORMAT_VERSION = (2, 1)
+FORMAT_VERSION = (2, 2)
 PLAN_SUFFIX = ".seedplan"
 _MAX_JSON_BYTES = 64 * 2**20
 _ZIP_TIME = (2000, 1, 1, 0, 0, 0)  # fixed member timestamps: equal plans give equal bytes
@@ -102,6 +110,15 @@ def _content_sha256(member_sha: dict[str, str]) -> str:
 def plan_content_sha256(plan: Plan) -> str:
     """The plan's content hash (what ``manifest.json`` records as ``content_sha256``)."""
     return _content_sha256({k: hashlib.sha256(v).hexdigest() for k, v in _members(plan).items()})
+
+
+def approved_content_sha256(plan: Plan) -> str:
+    """The content hash of what an approval covers: the plan without its post-implant
+    verification record (``registration`` set to None). Equal to :func:`plan_content_sha256`
+    for a plan without a registration."""
+    if plan.registration is None:
+        return plan_content_sha256(plan)
+    return plan_content_sha256(plan.evolve(registration=None))
 
 
 def plan_file_bytes(plan: Plan, *, saved_utc: str = "", app_version: str = "") -> bytes:
@@ -275,10 +292,27 @@ def _migrate_2_0_to_2_1(doc: dict[str, Any], members: dict[str, bytes]) -> dict[
     return doc
 
 
+def _migrate_2_1_to_2_2(doc: dict[str, Any], members: dict[str, bytes]) -> dict[str, Any]:
+    """2.1 → 2.2: a registration gains ``registered_by`` ("": 2.1 did not record the user)."""
+    if not isinstance(doc, dict):
+        raise InputError("plan.json (format 2.1) cannot be migrated: not a JSON object")
+    reg = doc.get("registration")
+    if not isinstance(reg, dict):
+        return doc  # None, or a wrong value the strict reader names
+    if "registered_by" in reg:
+        raise InputError(
+            "plan.json (format 2.1) has a 'registration.registered_by' key (a 2.2 field)"
+        )
+    doc = dict(doc)  # never mutate what was read
+    doc["registration"] = {**reg, "registered_by": ""}
+    return doc
+
+
 #: One-way migrations of plan.json: from version → (to version, function(doc, members)).
 MIGRATIONS: dict[tuple[int, int], tuple[tuple[int, int], Callable[..., dict[str, Any]]]] = {
     (1, 0): ((2, 0), _migrate_1_0_to_2_0),
     (2, 0): ((2, 1), _migrate_2_0_to_2_1),
+    (2, 1): ((2, 2), _migrate_2_1_to_2_2),
 }
 
 

@@ -163,6 +163,7 @@ def registration_to_doc(reg: Registration | None) -> dict[str, Any] | None:
         "method": reg.method,
         "metric_value": reg.metric_value,
         "registered_utc": reg.registered_utc,
+        "registered_by": reg.registered_by,
         "nudged": reg.nudged,
     }
 
@@ -307,6 +308,7 @@ _REGISTRATION_KEYS = {
     "method",
     "metric_value",
     "registered_utc",
+    "registered_by",
     "nudged",
 }
 _STRUCTURE_KEYS = {"id", "name", "role", "color_rgb", "origin", "volume_cm3", "mask"}
@@ -344,8 +346,9 @@ def _geometry(r: SchemaReader, value: Any, where: str) -> GridGeometry:
 
 
 def _registration(r: SchemaReader, value: Any, where: str) -> Registration | None:
-    """The plan's post-op registration (format 2.1), or None; refuses a matrix that is not
-    4 × 4, holds a non-finite number or is not rigid, naming the field."""
+    """The plan's post-op registration (format 2.1; ``registered_by`` since 2.2), or None;
+    refuses a matrix that is not 4 × 4, holds a non-finite number or is not rigid, naming the
+    field."""
     if value is None:
         return None
     d = r.obj(value, where, _REGISTRATION_KEYS)
@@ -383,6 +386,7 @@ def _registration(r: SchemaReader, value: Any, where: str) -> Registration | Non
         method=r.choice(d["method"], f"{where}.method", REGISTRATION_METHODS),
         metric_value=r.opt(d["metric_value"], r.num, f"{where}.metric_value"),
         registered_utc=r.utc(d["registered_utc"], f"{where}.registered_utc"),
+        registered_by=r.str_(d["registered_by"], f"{where}.registered_by", max_len=256),
         nudged=nudged,
     )
 
