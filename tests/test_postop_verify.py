@@ -1,6 +1,8 @@
 """Post-implant verification end to end (issue 13): a plan on the demo phantom, a post-op CT of
 its seeds moved a little and of the patient shifted rigidly; D90 from the detected seeds within
-2 % of D90 from the true implanted seeds."""
+2 % of D90 from the true implanted seeds. The CLI's JSON says how the seeds were searched
+(``thick_slices``, ``slice_thickness_mm``), and ``--store-registration`` attaches the
+registration to an approved plan (a verification record) and the next run reuses it."""
 
 from __future__ import annotations
 
@@ -50,6 +52,131 @@ def test_verify_cli_writes_results(case, tmp_path, capsys) -> None:
     import json
 
     from app.cli import main
+
+    plan = case[0]
+    plan_path, post_path = _plan_on_disk(case, tmp_path)
+    out = tmp_path / "results"
+    argv = [
+        "verify",
+        str(plan_path),
+        str(post_path),
+        "--out",
+        str(out),
+        "--json",
+    ]
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    doc = json.loads(captured.out)
+    assert doc["detection"]["found"] == len(plan.seeds)
+    # 2.5 mm slices: the HU threshold search, said in the JSON, the CSV and on stderr.
+    det = doc["detection"]
+    assert det["thick_slices"] is False and det["slice_thickness_mm"] == 2.5
+    assert det["threshold_hu"] > 250
+    head = (out / "detected_seeds.csv").read_text().splitlines()[1]
+    assert head.startswith("# ") and "threshold" in head and "slices 2.5 mm" in head
+    assert "detection: " in captured.err and "slices 2.5 mm" in captured.err
+    assert len(doc["matching"]["pairs"]) == len(plan.seeds)
+    assert any(r["metric"] == "d90_gy" and r["structure"] == "GTV" for r in doc["comparison"])
+    for name in (
+        "detected_seeds.csv",
+        "matching.csv",
+        "comparison.csv",
+        "verification.json",
+        "postop.seedplan",
+    ):
+        assert (out / name).is_file()
+    assert main(argv) == 2  # the results folder exists
+    assert "--force" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("slice_mm", "thick"), [(5.0, True), (1.25, False)])
+def test_detection_json_says_whether_thick_slices_were_searched_by_shape(
+    slice_mm: float, thick: bool
+) -> None:
+    """``detection_dict`` (verify's JSON "detection") on a synthetic scan of seeds in soft
+    tissue: ``thick_slices`` true on 5 mm slices (searched by shape; ``threshold_hu`` is only
+    the lowest HU looked at), false on 1.25 mm slices; ``slice_thickness_mm`` the scan's."""
+    import json
+
+    from dose.geometry import GridGeometry
+    from planner.imaging.volume import CTVolume
+    from planner.postop.detect import detect_seeds
+    from planner.postop.synthetic import PostopScene, render_postop_ct
+    from planner.postop.verify import detection_dict
+
+    nz = round(60.0 / slice_mm)
+    g = GridGeometry((nz, 80, 80), np.array([-32.0, -32.0, -30.0]), np.array([0.8, 0.8, slice_mm]))
+    rng = np.random.default_rng(4)
+    base = CTVolume(np.rint(rng.normal(40.0, 10.0, g.shape_zyx)).astype(np.int16), g)
+    seeds = np.array(
+        [[x, y, z] for x in (-12.0, 0.0, 12.0) for y in (-8.0, 8.0) for z in (-8.0, 8.0)]
+    )
+    axes = np.tile([0.0, 0.0, 1.0], (len(seeds), 1))
+    post = render_postop_ct(base, PostopScene(seeds, axes), rng=2)
+    result = detect_seeds(post, expected=len(seeds))
+    doc = detection_dict(result, post)
+    json.dumps(doc)  # plain JSON values
+    assert doc["thick_slices"] is thick and result.thick_slices is thick
+    assert doc["slice_thickness_mm"] == slice_mm
+    assert doc["threshold_hu"] == result.threshold_hu
+    assert doc["found"] == len(result.seeds) >= len(seeds) - 1, result.summary()
+    assert doc["expected"] == len(seeds)
+    assert ("thick-slice shape search" in result.summary()) is thick
+
+
+def test_verify_cli_stores_the_registration_in_an_approved_plan(case, tmp_path, capsys) -> None:
+    """`seedplan verify APPROVED_PLAN POSTOP --store-registration`: the registration is attached
+    to the approved plan (who and when recorded); the plan stays approved and its plan.json is
+    byte for byte the same outside the record, its masks too; the next verification reuses
+    it, and storing it again rewrites nothing."""
+    import json
+
+    from app.cli import main
+    from planner.plan.document import PlanDocument, current_user
+    from planner.plan.plan_file import approved_content_sha256, load_plan, save_plan
+    from tests.test_plan_file import _members
+    from tests.test_plan_registration import _registration_block_nulled
+
+    plan_path, post_path = _plan_on_disk(case, tmp_path)
+    doc = PlanDocument(load_plan(plan_path).plan)
+    doc.approve(user="physicist")
+    approved = doc.plan
+    save_plan(approved, plan_path, force=True)
+    before = _members(plan_path.read_bytes())
+    argv = ["verify", str(plan_path), str(post_path), "--store-registration", "--json"]
+    assert main([*argv, "--out", str(tmp_path / "r1")]) == 0
+    captured = capsys.readouterr()
+    first = json.loads(captured.out)
+    assert "registration stored in" in captured.err and "approved revision 1" in captured.err
+    stored = load_plan(plan_path).plan
+    assert stored.is_approved and stored.approved_by == "physicist"
+    assert stored.approved_utc == approved.approved_utc and stored.revision == approved.revision
+    rec = stored.registration
+    assert rec is not None and rec.matches(case[2]) and rec.registered_by == current_user()
+    assert rec.registered_utc and first["registration"]["stored"]["registered_by"] == current_user()
+    np.testing.assert_allclose(
+        rec.matrix, np.array(first["registration"]["stored"]["matrix_lps_mm"])
+    )
+    after = _members(plan_path.read_bytes())
+    assert _registration_block_nulled(after["plan.json"]) == before["plan.json"]
+    assert {n: after[n] for n in after if n.startswith("masks/")} == {
+        n: before[n] for n in before if n.startswith("masks/")
+    }
+    assert approved_content_sha256(stored) == approved_content_sha256(approved)
+    # The next verification uses the stored registration (no registration run), stores nothing.
+    mtime = plan_path.stat().st_mtime_ns
+    assert main([*argv, "--out", str(tmp_path / "r2")]) == 0
+    captured = capsys.readouterr()
+    second = json.loads(captured.out)
+    assert "using the registration stored in the plan" in captured.err
+    assert "already holds this registration" in captured.err
+    assert second["registration"]["initialised_by"] == "stored in the plan"
+    assert second["registration"]["stored"] == first["registration"]["stored"]
+    assert plan_path.stat().st_mtime_ns == mtime and load_plan(plan_path).plan.registration == rec
+
+
+def _plan_on_disk(case, tmp_path):
+    """(plan file on a DICOM copy of the planning CT, post-op CT file) for the CLI."""
     from planner.dicom.ct_write import write_ct_series
     from planner.imaging.ct_loader import load_ct
     from planner.imaging.image_files import write_image
@@ -72,27 +199,4 @@ def test_verify_cli_writes_results(case, tmp_path, capsys) -> None:
     plan_path = save_plan(plan_on_disk, tmp_path / "p.seedplan")
     post_path = tmp_path / "postop.nrrd"
     write_image(post.hu, post.geometry, post_path)
-    out = tmp_path / "results"
-    argv = [
-        "verify",
-        str(plan_path),
-        str(post_path),
-        "--out",
-        str(out),
-        "--json",
-    ]
-    assert main(argv) == 0
-    doc = json.loads(capsys.readouterr().out)
-    assert doc["detection"]["found"] == len(plan.seeds)
-    assert len(doc["matching"]["pairs"]) == len(plan.seeds)
-    assert any(r["metric"] == "d90_gy" and r["structure"] == "GTV" for r in doc["comparison"])
-    for name in (
-        "detected_seeds.csv",
-        "matching.csv",
-        "comparison.csv",
-        "verification.json",
-        "postop.seedplan",
-    ):
-        assert (out / name).is_file()
-    assert main(argv) == 2  # the results folder exists
-    assert "--force" in capsys.readouterr().err
+    return plan_path, post_path

@@ -1,11 +1,13 @@
 """``seedplan verify PLAN POSTOP_CT --out DIR [--ct CT] [--intraop PLAN] [--formalism 1d|2d]
-[--gate-mm MM] [--migration-mm MM] [--reregister] [--json] [--force]``.
+[--gate-mm MM] [--migration-mm MM] [--reregister] [--store-registration] [--json] [--force]``.
 
 Post-implant verification (:func:`planner.postop.verify.verify_plan`): detect the seeds on the
 post-op CT, register it to the planning CT on bone, match planned and implanted seeds, compute
 the post-plan dose and compare every metric. Writes into DIR (an existing or new folder):
 
-- ``detected_seeds.csv``: the detected seeds in the planning frame (DESIGN.md's detected-seeds
+- ``detected_seeds.csv``: a ``#`` line with the detection summary (count, clusters, metal, the
+  search: ``threshold N HU``, or on slices > 3 mm ``thick-slice shape search (≥ N HU)``) and the
+  slice thickness; the detected seeds in the planning frame (DESIGN.md's detected-seeds
   columns, LPS mm), then where each lies: ``location`` (inside | outside | migrated |
   unknown), ``structure`` (the target it is in, or the nearest), ``target_distance_mm`` (0
   inside) and ``track_distance_mm`` (to the nearest planned needle track);
@@ -13,8 +15,11 @@ the post-plan dose and compare every metric. Writes into DIR (an existing or new
 - ``comparison.csv``: structure, metric, unit, planned, intraop (empty without ``--intraop``),
   post-op, difference (post-op − planned); the seed counts (all, inside the target, outside
   it, migrated) as structure "Seeds";
-- ``verification.json``: all of it, with the registration (and the record stored in the plan
-  copy), needle deviations, seed locations and warnings;
+- ``verification.json``: all of it — the detection with ``threshold_hu``, ``thick_slices``
+  (true: slices > 3 mm, searched by shape, ``threshold_hu`` only the lowest HU looked at) and
+  ``slice_thickness_mm`` (:func:`planner.postop.verify.detection_dict`) — with the
+  registration (and the record stored in the plan copy), needle deviations, seed locations
+  and warnings;
 - ``postop.seedplan``: a copy of the plan with the implanted seeds and the registration
   (:class:`planner.plan.model.Registration`), for the report.
 
@@ -22,6 +27,15 @@ The planning CT is the one the plan was made on (its recorded path, relative to 
 when not absolute) unless ``--ct`` names it. When the plan already carries a registration of
 this post-op CT (stored by the GUI's post-op mode, possibly corrected by hand), it is used as it
 is and the automatic registration is skipped (said on stderr); ``--reregister`` registers again.
+``--store-registration`` also stores the registration used in PLAN itself (the file is
+replaced safely, like the GUI's Save), so the next verification of this post-op CT reuses it.
+An approved PLAN stays approved: the registration is a post-implant verification record that
+may be attached to an approved revision (:mod:`planner.plan.document`), its user and UTC time
+recorded; every other field of the plan (status, approval, revision, structures,
+prescription, source, needles, seeds, goals) is written back unchanged, so plan.json differs
+only in its ``registration`` record. Nothing is rewritten when PLAN already holds this
+registration.
+
 ``--intraop PLAN``: the intra-operative re-plan (a plan file on the same planning CT — the
 revision saved during the procedure) adds its column to the comparison (pre-plan, intra-op,
 post-op) and its needles are the tracks migration is measured from. A seed outside the target
@@ -82,6 +96,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         action="store_true",
         help="register again even when the plan stores a registration of this post-op CT",
     )
+    p.add_argument(
+        "--store-registration",
+        action="store_true",
+        help="store the registration in PLAN itself (also an approved plan: a verification "
+        "record, the approval unchanged), so the next verification reuses it",
+    )
     p.add_argument("--json", action="store_true", help="print the verification as one JSON object")
     p.add_argument("--force", action="store_true", help="replace existing result files")
     p.set_defaults(run=run)
@@ -116,9 +136,10 @@ def _csv_text(text: str | None) -> str:
     return f'"{text.replace(chr(34), chr(34) * 2)}"' if ("," in text or '"' in text) else text
 
 
-def verification_dict(v, plan_path: str, postop_path: str) -> dict:
-    """The JSON form of a :class:`planner.postop.verify.Verification`."""
+def verification_dict(v, plan_path: str, postop_path: str, postop_ct) -> dict:
+    """The JSON form of a :class:`planner.postop.verify.Verification` of ``postop_ct``."""
     from planner.plan.schema import registration_to_doc
+    from planner.postop.verify import detection_dict
 
     seeds = v.implanted_plan.seeds
     return {
@@ -126,16 +147,7 @@ def verification_dict(v, plan_path: str, postop_path: str) -> dict:
         "postop_ct": postop_path,
         "summary": v.summary(),
         "formalism": v.formalism,
-        "detection": {
-            "found": len(v.detection.seeds),
-            "expected": v.detection.expected,
-            "clusters_split": v.detection.clusters_split,
-            "threshold_hu": v.detection.threshold_hu,
-            "metal_excluded": [
-                {"centre_mm": list(m.centre_mm), "volume_mm3": m.volume_mm3, "reason": m.reason}
-                for m in v.detection.metal
-            ],
-        },
+        "detection": detection_dict(v.detection, postop_ct),
         "registration": {
             **v.registration.transform.to_dict(),
             "initialised_by": v.registration.initialised_by,
@@ -240,12 +252,14 @@ def run(args: argparse.Namespace) -> int:
             f"{p[0]:.3f},{p[1]:.3f},{p[2]:.3f},{a[0]:.5f},{a[1]:.5f},{a[2]:.5f},{s.confidence:.3f},"
             + where
         )
+    slice_mm = float(postop_ct.geometry.spacing_mm[2])
     mig = v.locations.migration_mm if v.locations is not None else args.migration_mm
     write_text(
         out / "detected_seeds.csv",
         "# detected on "
         + str(args.postop)
         + ", mapped into the planning frame\n"
+        + f"# {det.summary()}; slices {slice_mm:g} mm\n"
         + f"# location: inside/outside the target; migrated = outside and > {mig:g} mm from "
         "every planned needle track\n"
         + _csv(
@@ -285,13 +299,40 @@ def run(args: argparse.Namespace) -> int:
         inputs=inputs,
         force=args.force,
     )
-    doc = verification_dict(v, str(plan_path), str(args.postop))
+    doc = verification_dict(v, str(plan_path), str(args.postop), postop_ct)
     text = json.dumps(doc, indent=1, default=float)
     write_text(out / "verification.json", text + "\n", inputs=inputs, force=args.force)
     save_plan(v.implanted_plan, out / "postop.seedplan", force=args.force, inputs=inputs)
+    if args.store_registration:
+        _store_in_plan(plan, plan_path, v.registration_record, (args.postop, ct_path, args.intraop))
     if args.json:
         sys.stdout.write(json.dumps(doc, default=float) + "\n")
     sys.stderr.write(f"seedplan verify: {v.summary()}\n")
+    sys.stderr.write(f"seedplan verify: detection: {det.summary()}; slices {slice_mm:g} mm\n")
     for w in v.warnings:
         sys.stderr.write(f"seedplan verify: warning: {w}\n")
     return 0
+
+
+def _store_in_plan(plan, plan_path: Path, record, inputs: tuple) -> None:
+    """Attach ``record`` to the plan file ``plan_path`` (one step through the plan document:
+    on an approved plan a verification record, its approval unchanged) and save it in place."""
+    from planner.plan.document import PlanDocument
+    from planner.plan.plan_file import save_plan
+    from planner.postop.verify import store_registration
+
+    doc = PlanDocument(plan, path=plan_path)
+    if not store_registration(doc, record):
+        sys.stderr.write(f"seedplan verify: {plan_path} already holds this registration\n")
+        return
+    save_plan(doc.plan, plan_path, force=True, inputs=tuple(p for p in inputs if p))
+    what = (
+        f"approved revision {plan.revision}: a verification record, the approval and the plan "
+        "unchanged"
+        if plan.is_approved
+        else f"{plan.status} revision {plan.revision}"
+    )
+    sys.stderr.write(
+        f"seedplan verify: registration stored in {plan_path} ({what}; by "
+        f"{record.registered_by or 'unknown'}, {record.registered_utc})\n"
+    )

@@ -22,11 +22,14 @@ and the cohort re-analysis run:
    re-plan's needles when one is given); the counts join the comparison (structure "Seeds").
 
 The registration is recorded as a :class:`planner.plan.model.Registration` (post-op CT
-reference, 4 × 4 matrix, method, metric, time, nudged) in ``implanted_plan.registration``.
-Given ``registration`` (one stored in the plan, for this post-op CT), it is used as it is and
-the automatic registration is skipped.
+reference, 4 × 4 matrix, method, metric, time, user, nudged) in
+``implanted_plan.registration``. Given ``registration`` (one stored in the plan, for this
+post-op CT), it is used as it is and the automatic registration is skipped.
 
-Nothing here changes the plan: the implanted plan is a new value (``implanted_plan``).
+Nothing here changes the plan: the implanted plan is a new value (``implanted_plan``). The
+record may then be stored in the plan itself — also in an approved revision, where it is a
+post-implant verification record that leaves the approval untouched (verification always
+follows approval; the rule is :mod:`planner.plan.document`'s): :func:`store_registration`.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from numpy.typing import NDArray
 from dose.errors import InputError
 from dose.progress import CancelFn, ProgressFn, report, sub_progress
 from planner.imaging.volume import CTVolume
+from planner.plan.document import PlanDocument
 from planner.plan.dosimetry import PlanDosimetry, compute_plan_dosimetry
 from planner.plan.model import Plan, Registration, Seed, geometry_sha256
 from planner.postop.detect import DetectionResult, detect_seeds
@@ -52,8 +56,11 @@ __all__ = [
     "ComparisonRow",
     "Verification",
     "compare_dosimetry",
+    "detection_dict",
     "location_rows",
     "registration_record",
+    "same_registration",
+    "store_registration",
     "stored_registration_result",
     "verify_plan",
 ]
@@ -214,6 +221,27 @@ def location_rows(
     return rows
 
 
+def detection_dict(detection: DetectionResult, postop_ct: CTVolume) -> dict[str, object]:
+    """The detection in ``seedplan verify``'s JSON: seeds found and expected, clusters split,
+    the non-seed metal excluded, and how the metal was searched: ``thick_slices`` (True when
+    the post-op CT's slices are thicker than ``planner.postop.detect.THICK_SLICE_MM``, 3 mm,
+    and the seeds were found by shape: ``threshold_hu`` is then only the lowest HU the shape
+    search looks at, not a threshold) and ``slice_thickness_mm`` (the CT's slice spacing)."""
+    slice_mm = float(postop_ct.geometry.spacing_mm[2])
+    return {
+        "found": len(detection.seeds),
+        "expected": detection.expected,
+        "clusters_split": detection.clusters_split,
+        "threshold_hu": detection.threshold_hu,
+        "thick_slices": bool(detection.thick_slices),
+        "slice_thickness_mm": slice_mm,
+        "metal_excluded": [
+            {"centre_mm": list(m.centre_mm), "volume_mm3": m.volume_mm3, "reason": m.reason}
+            for m in detection.metal
+        ],
+    }
+
+
 def registration_record(
     transform: RigidTransform,
     postop_ct: CTVolume,
@@ -222,9 +250,12 @@ def registration_record(
     metric_value: float | None = None,
     nudged: bool = False,
     registered_utc: str | None = None,
+    registered_by: str | None = None,
 ) -> Registration:
-    """The plan's record of ``transform`` (post-op → planning) for ``postop_ct``, now."""
+    """The plan's record of ``transform`` (post-op → planning) for ``postop_ct``, now, by this
+    process's user (unless ``registered_utc`` / ``registered_by`` are given)."""
     from planner.plan.clock import utc_now
+    from planner.plan.document import current_user
 
     info = postop_ct.info
     return Registration(
@@ -235,8 +266,36 @@ def registration_record(
         method=method,
         metric_value=_finite(metric_value),
         registered_utc=registered_utc or utc_now(),
+        registered_by=(current_user() if registered_by is None else registered_by)[:256],
         nudged=nudged,
         postop_source_path=str(postop_ct.source_path or "")[:4096],
+    )
+
+
+def store_registration(document: PlanDocument, record: Registration | None) -> bool:
+    """Store ``record`` as the plan's registration, one undoable step of ``document`` (on an
+    approved revision too: a verification record, :mod:`planner.plan.document`); False when
+    the plan already holds the same one (the same post-op CT, matrix, method, nudged state)."""
+    from planner.plan.commands import SetRegistration
+
+    current = document.plan.registration
+    if current is not None and record is not None and same_registration(current, record):
+        return False
+    if current is None and record is None:
+        return False
+    label = "Store registration" if record is not None else "Remove registration"
+    document.execute(SetRegistration(record, label=label))
+    return True
+
+
+def same_registration(a: Registration, b: Registration) -> bool:
+    """The same post-op CT, transform (to 1e-9 mm) and nudged state (time and user aside)."""
+    return (
+        a.postop_series_instance_uid == b.postop_series_instance_uid
+        and a.postop_geometry_sha256 == b.postop_geometry_sha256
+        and a.nudged == b.nudged
+        and a.method == b.method
+        and bool(np.allclose(a.matrix, b.matrix, rtol=0.0, atol=1e-9))
     )
 
 
