@@ -25,8 +25,12 @@ result and every manual correction are stored in the plan document by
 so saving and reopening the plan restores it — opening the same post-op CT shows the stored
 registration on the check image at once, and *Detect & verify* uses it instead of registering
 again (*Automatic registration* registers anew). The window listens to the document: undoing
-or redoing a stored registration in the plan shows it here. An approved plan is read-only: the
-registration is then not stored (the transform label says so; start a new revision to keep it).
+or redoing a stored registration in the plan shows it here. On an approved plan the
+registration is stored too: it is a post-implant verification record, attached to the approved
+revision without changing what was approved (status, approval, revision, structures, needles,
+seeds and prescription stay as they are; the rule is :mod:`planner.plan.document`'s), with the
+user and UTC time in the record, undoable like any other step; the transform label says
+"stored in the approved plan (verification record)".
 The **Seeds** tab lists where every detected seed lies (inside the target, outside it, migrated
 far from every planned needle; :mod:`planner.postop.locations`); migrated seeds are drawn red.
 """
@@ -73,6 +77,7 @@ from planner.postop.verify import (
     Verification,
     _target_centre_mm,
     registration_record,
+    same_registration,
     verify_plan,
 )
 from planner.session.session import Session
@@ -562,8 +567,9 @@ class PostopWindow(QMainWindow):
         )
 
     def store_registration(self, label: str) -> bool:
-        """Store the registration shown in the plan document (one undoable step); False, with
-        the reason in :attr:`store_note`, when there is no document or the plan is approved."""
+        """Store the registration shown in the plan document (one undoable step; on an
+        approved plan a verification record, its approval unchanged); False, with the reason
+        in :attr:`store_note`, when there is no document."""
         doc, record = self.document, self.current_record()
         if record is None:
             return False
@@ -571,16 +577,14 @@ class PostopWindow(QMainWindow):
             self.store_note = "not stored: no plan document"
             return False
         current = doc.plan.registration
-        if current is not None and _same_registration(current, record):
+        if current is not None and same_registration(current, record):
             self.store_note = ""
             return True
         self._storing = True
         try:
             doc.execute(SetRegistration(record, label=label))
-        except PlanLockedError:
-            self.store_note = (
-                "not stored in the plan: it is approved (start a new revision to keep it)"
-            )
+        except PlanLockedError as exc:  # not expected: a registration is a verification record
+            self.store_note = f"not stored in the plan: {exc.problem}"
             return False
         finally:
             self._storing = False
@@ -705,7 +709,7 @@ class PostopWindow(QMainWindow):
             )
             r = self.review.verification.registration
             tail = f"; initialised by {r.initialised_by}, {r.iterations} iterations"
-            tail += f"; {self.store_note}" if self.store_note else "; stored in the plan"
+            tail += f"; {self.store_note}" if self.store_note else f"; {self._stored_where()}"
         angles = _euler_deg(t.matrix)
         self.transform_label.setText(
             f"Post-op → planning, {state}: shift "
@@ -715,6 +719,15 @@ class PostopWindow(QMainWindow):
             + "° about x, y, z"
             + tail
         )
+
+    def _stored_where(self) -> str:
+        plan = self.plan
+        if plan is not None and plan.is_approved:
+            return (
+                f"stored in the approved plan (revision {plan.revision}) as a verification "
+                "record; its approval is unchanged"
+            )
+        return "stored in the plan"
 
     def fusion_transform(self) -> RigidTransform | None:
         """The transform the check image uses: the review's, else the plan's stored one."""
@@ -772,17 +785,6 @@ def intraop_seed_counts(plan: Plan) -> dict[str, float]:
     out = {"seeds_total": float(len(positions))}
     out.update({f"seeds_{k}": float(counts[k]) for k in ("inside", "outside", "migrated")})
     return out
-
-
-def _same_registration(a: Registration, b: Registration) -> bool:
-    """The same post-op CT, transform (to 1e-9 mm) and nudged state (the time aside)."""
-    return (
-        a.postop_series_instance_uid == b.postop_series_instance_uid
-        and a.postop_geometry_sha256 == b.postop_geometry_sha256
-        and a.nudged == b.nudged
-        and a.method == b.method
-        and bool(np.allclose(a.matrix, b.matrix, rtol=0.0, atol=1e-9))
-    )
 
 
 def _euler_deg(rot: np.ndarray) -> tuple[float, float, float]:

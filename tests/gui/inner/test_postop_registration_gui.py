@@ -1,8 +1,9 @@
 """The post-op mode stores the registration in the plan (issue 13): the automatic result and
 every manual nudge are undoable steps of the plan's history; saving and reopening the plan
 restores the registration (check image at once, Detect & verify reuses it); undo in the plan
-shows the earlier registration; an approved plan is not changed. The Seeds tab lists a seed that
-migrated far from every needle first, and the seed layer draws it red."""
+shows the earlier registration; on an approved plan the registration is stored as a
+verification record (the plan stays approved, nothing else changes, undo works). The Seeds tab
+lists a seed that migrated far from every needle first, and the seed layer draws it red."""
 
 from __future__ import annotations
 
@@ -164,12 +165,29 @@ def test_registration_is_stored_undoable_and_restored(
         # Verifying with the stored registration changes nothing in the plan.
         doc2 = main_window.session.document
         assert not doc2.history.can_undo and doc2.plan.registration == nudged
-        # An approved plan is read-only: a nudge is shown but not stored, and it says so.
+        # An approved plan: a nudge is stored as a verification record (the approval and
+        # everything approved unchanged), said on the label, and undoable in the plan.
         doc2.approve(user="physicist")
+        approved = doc2.plan
         pw2.nudge_buttons["S +1 mm"].click()
         _wait_idle(pw2)
-        assert doc2.plan.registration == nudged
-        assert "approved" in pw2.store_note and "approved" in pw2.transform_label.text()
+        rec = doc2.plan.registration
+        assert pw2.store_note == "" and "not stored" not in pw2.transform_label.text()
+        assert "stored in the approved plan" in pw2.transform_label.text()
+        assert rec != nudged and rec.nudged and rec.matches(case.postop) and rec.registered_by
+        np.testing.assert_allclose(
+            rec.translation_mm - nudged.translation_mm, [0.0, 0.0, 1.0], atol=1e-9
+        )
+        plan = doc2.plan
+        assert plan.is_approved and plan.approved_by == "physicist"
+        assert plan.approved_utc == approved.approved_utc and plan.revision == approved.revision
+        for name in ("structures", "prescription", "source", "needles", "seeds", "goals"):
+            assert getattr(plan, name) is getattr(approved, name), name
+        assert doc2.is_modified and "approved revision" in doc2.history.undo_label
+        assert doc2.undo()
+        _wait_idle(pw2)
+        assert doc2.plan.registration == nudged and doc2.plan.is_approved
+        np.testing.assert_allclose(pw2.review.transform.matrix4(), nudged.matrix, atol=1e-12)
     finally:
         pw2.close()
         settle()
