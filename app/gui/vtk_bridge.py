@@ -15,6 +15,12 @@ being picked up.
 * renders are requested through Qt (``update()``) on the GUI thread only, and skipped once the
   widget is closed or while it is hidden: any number of requests in one event-loop turn is one
   render of that view, and a view nothing asked to redraw is not rendered;
+* while one view is the *foreground* (:meth:`VTKWidget.set_foreground`: the view a brush
+  stroke paints in), render requests of every other view are coalesced: each redraws at most
+  once per :data:`BACKGROUND_RENDER_MS`, and all of them redraw at once when the foreground
+  ends, so nothing is left stale after the stroke;
+* hooks added with :meth:`VTKWidget.add_render_hook` run just before each render (a layer
+  that deferred work for a background view does it there);
 * the frame is blitted to the window's back buffer without the depth copy VTK's default
   ``BlitToHardware`` mode makes (a full-window shader pass: ~2 ms per render of a 500 × 400
   view with software OpenGL, Mesa llvmpipe); :data:`VTKWidget.legacy_rendering` restores
@@ -42,7 +48,7 @@ import vtkmodules.vtkInteractionStyle  # noqa: E402
 import vtkmodules.vtkRenderingFreeType  # noqa: E402
 import vtkmodules.vtkRenderingOpenGL2  # noqa: E402
 import vtkmodules.vtkRenderingVolumeOpenGL2  # noqa: E402
-from PySide6.QtCore import QThread  # noqa: E402
+from PySide6.QtCore import QThread, QTimer  # noqa: E402
 from PySide6.QtGui import QCloseEvent, QPaintEvent, QResizeEvent, QShowEvent  # noqa: E402
 from PySide6.QtWidgets import QApplication, QWidget  # noqa: E402
 from vtkmodules.qt.QVTKRenderWindowInteractor import QVTKRenderWindowInteractor  # noqa: E402
@@ -50,7 +56,10 @@ from vtkmodules.util.numpy_support import vtk_to_numpy  # noqa: E402
 from vtkmodules.vtkCommonCore import vtkObject  # noqa: E402
 from vtkmodules.vtkRenderingCore import vtkRenderer, vtkWindowToImageFilter  # noqa: E402
 
-__all__ = ["VTKWidget"]
+__all__ = ["BACKGROUND_RENDER_MS", "VTKWidget"]
+
+#: While a view is in the foreground, the other views redraw at most this often (ms).
+BACKGROUND_RENDER_MS = 100
 
 
 class VTKWidget(QVTKRenderWindowInteractor):
@@ -61,11 +70,15 @@ class VTKWidget(QVTKRenderWindowInteractor):
     #: the depth copy) for widgets made from now on, and any render request redraws every view
     #: (as when every layer of every view redrew on each plan change).
     legacy_rendering: ClassVar[bool] = False
+    _foreground: ClassVar[weakref.ref[VTKWidget] | None] = None
+    _deferred: ClassVar[weakref.WeakSet[VTKWidget]] = weakref.WeakSet()
+    _background_timer: ClassVar[QTimer | None] = None
 
     def __init__(self, parent: QWidget | None = None) -> None:
         self._closed = False
         VTKWidget._instances.add(self)
         self._observers: list[tuple[vtkObject, int]] = []
+        self._render_hooks: list[Callable[[], None]] = []
         super().__init__(parent)
         self.renderer = vtkRenderer()
         window = self.GetRenderWindow()
@@ -96,6 +109,8 @@ class VTKWidget(QVTKRenderWindowInteractor):
         if self._closed or not self.isVisible():
             return
         self.render_count += 1
+        VTKWidget._deferred.discard(self)
+        self._run_render_hooks()
         super().paintEvent(ev)
 
     def resizeEvent(self, ev: QResizeEvent) -> None:
@@ -123,6 +138,61 @@ class VTKWidget(QVTKRenderWindowInteractor):
     def is_closed(self) -> bool:
         return self._closed
 
+    def add_render_hook(self, hook: Callable[[], None]) -> None:
+        """Run ``hook()`` just before every render of this widget (until removed)."""
+        self._render_hooks.append(hook)
+
+    def remove_render_hook(self, hook: Callable[[], None]) -> None:
+        if hook in self._render_hooks:
+            self._render_hooks.remove(hook)
+
+    def _run_render_hooks(self) -> None:
+        for hook in list(self._render_hooks):
+            hook()
+
+    @classmethod
+    def set_foreground(cls, widget: VTKWidget | None) -> None:
+        """Make ``widget`` the view being drawn in (None: no view): while one is set, every
+        other view's render requests are coalesced to one per :data:`BACKGROUND_RENDER_MS`;
+        clearing it redraws at once every view that still waits."""
+        cls._foreground = None if widget is None else weakref.ref(widget)
+        if widget is None:
+            cls._flush_deferred()
+
+    @classmethod
+    def foreground(cls) -> VTKWidget | None:
+        """The view set by :meth:`set_foreground` (None when none is, or it is closed)."""
+        widget = cls._foreground() if cls._foreground is not None else None
+        return None if widget is None or widget._closed else widget
+
+    def is_background(self) -> bool:
+        """True while another view is in the foreground (this one's renders are coalesced)."""
+        if VTKWidget.legacy_rendering:
+            return False
+        foreground = VTKWidget.foreground()
+        return foreground is not None and foreground is not self
+
+    @classmethod
+    def _flush_deferred(cls) -> None:
+        if cls._background_timer is not None:
+            cls._background_timer.stop()
+        waiting = [w for w in list(cls._deferred) if not w._closed]
+        cls._deferred = weakref.WeakSet()
+        for widget in waiting:
+            if widget.isVisible():
+                widget.update()
+
+    def _defer_render(self) -> None:
+        VTKWidget._deferred.add(self)
+        timer = VTKWidget._background_timer
+        if timer is None:
+            timer = VTKWidget._background_timer = QTimer()
+            timer.setSingleShot(True)
+            timer.setInterval(BACKGROUND_RENDER_MS)
+            timer.timeout.connect(VTKWidget._flush_deferred)
+        if not timer.isActive():
+            timer.start()
+
     def add_observer(self, obj: vtkObject, event: str, callback: Callable[..., Any]) -> int:
         """``obj.AddObserver(event, callback)``, recorded so that :meth:`finalize` removes it."""
         tag = obj.AddObserver(event, callback)
@@ -130,7 +200,8 @@ class VTKWidget(QVTKRenderWindowInteractor):
         return tag
 
     def request_render(self) -> None:
-        """Ask Qt to repaint (and so render) soon; no-op once closed or while hidden.
+        """Ask Qt to repaint (and so render) soon; no-op once closed or while hidden. While
+        another view is in the foreground (:meth:`set_foreground`) the repaint is coalesced.
 
         Must be called on the GUI thread: VTK and Qt widgets are never touched from workers.
         """
@@ -144,6 +215,8 @@ class VTKWidget(QVTKRenderWindowInteractor):
                 for widget in VTKWidget.unfinalized_instances():
                     if widget.isVisible():
                         widget.update()
+            elif self.is_background():
+                self._defer_render()
             else:
                 self.update()
 
@@ -152,6 +225,7 @@ class VTKWidget(QVTKRenderWindowInteractor):
         if self._closed or not self.isVisible():
             return
         self.render_count += 1
+        self._run_render_hooks()
         self._Iren.Render()
 
     def grab_rgb(self) -> NDArray[np.uint8]:
@@ -178,6 +252,8 @@ class VTKWidget(QVTKRenderWindowInteractor):
         if self._closed:
             return
         self._closed = True
+        self._render_hooks.clear()
+        VTKWidget._deferred.discard(self)
         for obj, tag in self._observers:
             obj.RemoveObserver(tag)
         self._observers.clear()

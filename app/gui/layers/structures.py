@@ -10,7 +10,9 @@ the view state's per-structure visibility and the display options of
 drawn is exactly the voxels counted in the volume). On a view that shows acquired slices, one
 slice is read from the mask (:meth:`planner.plan.model.Structure.values_in`, cropped to the
 structure's box), so a brush stroke redraws only the edited structure's outline on the current
-slice of each view — never whole-volume VTK data. A view resliced through a rotated CT falls back
+slice of each view — never whole-volume VTK data. In a view in the background while another is
+painted in (:meth:`app.gui.vtk_bridge.VTKWidget.set_foreground`) that redraw waits for the
+view's next, coalesced render. A view resliced through a rotated CT falls back
 to cutting the structure's surface with the view plane.
 
 3-D surfaces are rebuilt from the structure's box only, and not while a stroke is painted:
@@ -307,6 +309,9 @@ class StructureOutlineLayer(_PlanLayer):
         self.plane = vtkPlane()
         self.plane.SetNormal(*self.normal)
         self.outlines: dict[str, _Outline] = {}
+        #: Outlines whose redraw waits for this (background) view's next render.
+        self._stale: set[str] = set()
+        view.add_render_hook(self._draw_stale)
         self.display = structure_display(session)
         self.listen(session.volume_changed, self._rebuild)
         self.listen(session.document_changed, self._on_document_changed)
@@ -341,7 +346,8 @@ class StructureOutlineLayer(_PlanLayer):
             outline.item = item
             drawn = outline.drawn
             if (
-                box is not None
+                key not in self._stale
+                and box is not None
                 and position is not None
                 and drawn is not None
                 and drawn[1:] == position
@@ -351,10 +357,25 @@ class StructureOutlineLayer(_PlanLayer):
                 continue
             if position is None and drawn is not None and self._box_misses_plane(box, s):
                 continue  # resliced view: the cut is unchanged; the next redraw re-cuts
-            self._draw(outline, position)
+            if self.view.is_background():
+                self._stale.add(key)  # drawn just before this view's next (coalesced) render
+            else:
+                self._draw(outline, position)
             changed = True
         if changed:
             self.render()
+
+    def _draw_stale(self) -> None:
+        """Render hook: redraw the outlines an edit changed while this view was in the
+        background (their redraw waited for this view's coalesced render)."""
+        if self.closed or not self._stale:
+            return
+        position = self._slice_position()
+        for key in list(self._stale):
+            outline = self.outlines.get(key)
+            if outline is not None:
+                self._draw(outline, position)
+        self._stale.clear()
 
     def _box_misses_plane(self, box: tuple[slice, slice, slice] | None, s: Structure) -> bool:
         """True when the voxels of ``box`` (grown by one voxel, where the surface between
@@ -378,6 +399,7 @@ class StructureOutlineLayer(_PlanLayer):
             self.remove_prop(outline.actor)
             self.remove_prop(outline.fill_actor)
         self.outlines.clear()
+        self._stale.clear()
         self._sync(None)
 
     def _sync(self, changed_ids: Iterable[str] | None) -> None:
@@ -429,6 +451,7 @@ class StructureOutlineLayer(_PlanLayer):
 
     def _draw(self, outline: _Outline, position: tuple[int, int] | None) -> None:
         item = outline.item
+        self._stale.discard(item.key)
         if position is None:  # resliced view: cut the structure's surface
             if outline.cutter is None:
                 outline.cutter = vtkCutter()
@@ -453,6 +476,10 @@ class StructureOutlineLayer(_PlanLayer):
             return
         self.plane.SetOrigin(*np.asarray(xyz_mm, float))
         self._draw_all()
+
+    def close(self) -> None:
+        self.view.remove_render_hook(self._draw_stale)
+        super().close()
 
     def _on_visibility_changed(self, name: str, visible: bool) -> None:
         if self.closed:

@@ -4,7 +4,9 @@ sphere (3-D) of a radius in mm, optionally only where the HU is inside a window.
 One press-drag-release is one undo step (``PlanDocument.stroke``). Each mouse move paints the
 capsule from the previous position to the new one (:func:`planner.structures.paint.stroke`, so
 fast drags leave no gaps) and records only that box (:func:`brush_patch`); the structure layers
-then redraw only that structure's outline on the current slice of each view.
+then redraw only that structure's outline on the current slice of each view. While a stroke is
+open the view painted in is the foreground view (:meth:`VTKWidget.set_foreground`): it redraws
+on every move, the other views at most every ``BACKGROUND_RENDER_MS`` and once the stroke ends.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from vtkmodules.vtkRenderingCore import vtkActor, vtkPolyDataMapper
 
 from app.gui.tools.base import Tool, ToolManager, apply_patch
 from app.gui.views.slice_view import SliceView
+from app.gui.vtk_bridge import VTKWidget
 from dose.errors import InputError
 from dose.geometry import GridGeometry
 from planner.plan.model import Structure
@@ -140,6 +143,7 @@ class BrushTool(Tool):
         self._stroke.enter_context(doc.stroke(f"{verb} {s.name}"))
         self._target = s.id
         self._last = xyz_mm
+        VTKWidget.set_foreground(view)
         self._paint(view, np.vstack([xyz_mm, xyz_mm]))
         return True
 
@@ -187,7 +191,10 @@ class BrushTool(Tool):
     def _finish(self) -> None:
         if self._stroke is not None:
             stack, self._stroke = self._stroke, None
-            stack.close()
+            try:
+                stack.close()
+            finally:
+                VTKWidget.set_foreground(None)  # the other views redraw now
         self._last = None
 
     def deactivate(self) -> None:
