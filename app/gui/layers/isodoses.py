@@ -1,11 +1,15 @@
 """Isodose layers: live isodose lines (and an optional colour wash) on the 2-D views; the
 100 % isodose surface in 3-D.
 
-:class:`IsodoseLayer` draws, on one 2-D view, the live dose's isodose segments
-(:meth:`planner.plan.live_dose.LiveDose.isodose_segments`, default 50/90/100/150/200 % of the
-prescription) for that view's CT slice, each level one line actor in its colour, and a
-legend in Gy and % PD (bottom left). The segments lie on the CT pixel grid of the slice
-(:meth:`~planner.plan.live_dose.ViewPlane.rc_to_world_mm`), so they overlay the image exactly.
+:class:`IsodoseLayer` draws, on one 2-D view, the isodose lines of the live dose of that view's
+CT slice (:meth:`planner.plan.live_dose.LiveDose.region_dose_gy`, default 50/90/100/150/200 %
+of the prescription), each level one line actor in its colour, and a legend in Gy and % PD
+(bottom left). The lines are marching-squares segments of the slice dose
+(``vtkFlyingEdges2D``, one filter per level on one image that wraps the dose without a copy:
+the same segments as :meth:`~planner.plan.live_dose.LiveDose.isodose_segments`, built in C++
+about three times faster than in numpy, which matters while a seed is dragged), their ends
+mapped from pixel (column, row) to LPS mm by the plane's geometry in a ``vtkTransform`` (as
+:meth:`~planner.plan.live_dose.ViewPlane.rc_to_world_mm`), so they overlay the image exactly.
 A view whose plane is not a CT slice of its live view (a resliced plane through a tilted or
 rotated CT) gets the live dose of its own plane (:meth:`~planner.plan.live_dose.LiveDose.
 set_oblique`: the view's LPS plane through the crosshair, recomputed when the crosshair moves
@@ -29,7 +33,8 @@ from numpy.typing import NDArray
 from vtkmodules.util.numpy_support import numpy_to_vtk, numpy_to_vtkIdTypeArray
 from vtkmodules.vtkCommonCore import vtkLookupTable, vtkPoints
 from vtkmodules.vtkCommonDataModel import vtkCellArray, vtkImageData, vtkPolyData
-from vtkmodules.vtkFiltersCore import vtkFlyingEdges3D
+from vtkmodules.vtkCommonTransforms import vtkTransform
+from vtkmodules.vtkFiltersCore import vtkFlyingEdges2D, vtkFlyingEdges3D
 from vtkmodules.vtkRenderingCore import (
     vtkActor,
     vtkImageActor,
@@ -107,7 +112,14 @@ class IsodoseLayer(Layer):
         self.slice_view = view
         self.planning = planning
         self.name = live_view_name(view)
+        #: Per level (% PD): the drawn segments (LPS mm) and their actor.
         self.lines: dict[float, tuple[vtkPolyData, vtkActor]] = {}
+        #: The live region dose (Gy) as an image in pixel units (x = column, y = row), shared
+        #: by the per-level contour filters; ``_dose`` keeps the wrapped array alive.
+        self.dose_image = vtkImageData()
+        self._dose: NDArray[np.float64] | None = None
+        self._contours: dict[float, vtkFlyingEdges2D] = {}
+        self._legend_key: tuple[object, ...] | None = None
         self.legend: list[vtkTextActor] = []
         #: Segment count drawn per level at the last update (tests and the benchmark read it).
         self.segment_counts: dict[float, int] = {}
@@ -173,6 +185,10 @@ class IsodoseLayer(Layer):
 
     def _level_actor(self, percent: float) -> tuple[vtkPolyData, vtkActor]:
         if percent not in self.lines:
+            contour = vtkFlyingEdges2D()
+            contour.SetInputData(self.dose_image)
+            contour.ComputeScalarsOff()
+            self._contours[percent] = contour
             pd = vtkPolyData()
             mapper = vtkPolyDataMapper()
             mapper.SetInputData(pd)
@@ -197,6 +213,7 @@ class IsodoseLayer(Layer):
             actor.VisibilityOff()
         for t in self.legend:
             t.VisibilityOff()
+        self._legend_key = None
         self.wash_actor.VisibilityOff()
         self.note.SetInput(note)
         self.segment_counts = {}
@@ -214,27 +231,70 @@ class IsodoseLayer(Layer):
         self.note.SetInput("")
         plane = live.plane(self.name)  # type: ignore[arg-type]
         normal = self.slice_view.normal
-        segs = live.isodose_segments(self.name, self.planning.levels_percent)  # type: ignore[arg-type]
-        shift = -ISODOSE_OFFSET_MM * normal
+        levels = self.planning.levels_percent
         for p in list(self.lines):
-            if p not in segs:
+            if p not in levels:
                 self.lines[p][1].VisibilityOff()
-        self.segment_counts = {}
-        for p, s in segs.items():
-            pd, actor = self._level_actor(p)
-            self.segment_counts[p] = len(s)
-            if len(s) == 0:
-                actor.VisibilityOff()
-                continue
-            world = plane.rc_to_world_mm(s.reshape(-1, 2)) + shift
-            segments_polydata(world, pd)
-            actor.VisibilityOn()
-        self._update_legend(live.prescription_gy, segs)
+        self.segment_counts = self._contour(live, plane, normal, levels)
+        self._update_legend(live.prescription_gy, self.segment_counts)
         self._update_wash(live, plane, normal)
         self.render()
 
-    def _update_legend(self, pd_gy: float, segs: dict[float, NDArray]) -> None:
-        levels = sorted(segs, reverse=True)
+    def _contour(
+        self, live, plane, normal: NDArray[np.float64], levels: tuple[float, ...]
+    ) -> dict[float, int]:
+        """Fill each level's polydata with its segments on ``plane``; returns the segment
+        count per level (0: not drawn)."""
+        dose = np.ascontiguousarray(live.region_dose_gy(self.name), dtype=np.float64)
+        rows, cols = dose.shape
+        self._dose = dose  # the image below reads this array without a copy
+        img = self.dose_image
+        img.SetDimensions(cols, rows, 1)
+        img.GetPointData().SetScalars(numpy_to_vtk(dose.reshape(-1), deep=False))
+        img.Modified()
+        g = plane.geometry
+        # Pixel (column, row, 0) → LPS mm, in front of the image by the isodose offset.
+        matrix = np.eye(4)
+        matrix[:3, :2] = np.asarray(g.direction)[:, :2] * np.asarray(g.spacing_mm)[None, :2]
+        matrix[:3, 3] = np.asarray(g.origin_mm, dtype=np.float64) - ISODOSE_OFFSET_MM * normal
+        to_world = vtkTransform()
+        to_world.SetMatrix(matrix.reshape(-1))
+        pd_gy = float(live.prescription_gy)
+        top = float(dose.max()) if dose.size else 0.0
+        counts: dict[float, int] = {}
+        for p in levels:
+            pd, actor = self._level_actor(p)
+            level = pd_gy * p / 100.0
+            if rows < 2 or cols < 2 or not level < top:
+                counts[p] = 0  # above the maximum dose: no line (and no filter run)
+                actor.VisibilityOff()
+                continue
+            contour = self._contours[p]
+            contour.SetValue(0, level)
+            contour.Update()
+            out = contour.GetOutput()
+            n = out.GetNumberOfCells()
+            counts[p] = n
+            if n == 0:
+                actor.VisibilityOff()
+                continue
+            points = vtkPoints()
+            points.SetDataTypeToDouble()
+            to_world.TransformPoints(out.GetPoints(), points)  # in C++, no numpy round trip
+            pd.SetPoints(points)
+            pd.SetLines(out.GetLines())  # 2-point line cells; a new array each filter run
+            pd.Modified()
+            actor.VisibilityOn()
+        return counts
+
+    def _update_legend(self, pd_gy: float, counts: dict[float, int]) -> None:
+        """Legend rows (level, Gy, "(none)" without a line) and title; unchanged text (every
+        drag step, mostly) touches no text actor."""
+        key = (pd_gy, tuple((p, counts[p] > 0) for p in sorted(counts)))
+        if key == self._legend_key:
+            return
+        self._legend_key = key
+        levels = sorted(counts, reverse=True)
         while len(self.legend) < len(levels) + 1:
             self.legend.append(add_text(self, "", (0.015, 0.0), "left", "bottom", 11, (1, 1, 1)))
         for t in self.legend:
@@ -242,7 +302,7 @@ class IsodoseLayer(Layer):
         y = 0.065
         for i, p in enumerate(sorted(levels)):
             t = self.legend[i]
-            shown = "" if len(segs[p]) else "  (none)"
+            shown = "" if counts[p] else "  (none)"
             t.SetInput(f"{p:g} %  {pd_gy * p / 100.0:.0f} Gy{shown}")
             t.GetTextProperty().SetColor(*level_rgb(p))
             t.GetPositionCoordinate().SetValue(0.015, y)

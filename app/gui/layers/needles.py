@@ -14,11 +14,12 @@ The name is written beside the entry.
 
 from __future__ import annotations
 
+from itertools import chain
 from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import NDArray
-from vtkmodules.util.numpy_support import numpy_to_vtk
+from vtkmodules.util.numpy_support import numpy_to_vtk, numpy_to_vtkIdTypeArray
 from vtkmodules.vtkCommonCore import vtkPoints
 from vtkmodules.vtkCommonDataModel import vtkCellArray, vtkPolyData
 from vtkmodules.vtkFiltersCore import vtkTubeFilter
@@ -40,6 +41,7 @@ __all__ = [
     "NeedleTrackLayer",
     "needle_rgb",
     "polyline_polydata",
+    "set_polylines",
 ]
 
 #: Needles and seeds are drawn this far in front of the image (isodoses and outlines behind).
@@ -65,20 +67,37 @@ def needle_rgb(planning: PlanningUI, needle_id: str) -> tuple[float, float, floa
 def polyline_polydata(
     points_mm: NDArray[np.float64], lines: list[list[int]], polydata: vtkPolyData | None = None
 ) -> vtkPolyData:
-    """A vtkPolyData of ``points_mm`` (M, 3) and polylines (lists of point indices)."""
+    """A vtkPolyData of ``points_mm`` (M, 3) and polylines (lists of point indices); filled
+    into ``polydata`` when given. The arrays are built in numpy and handed to VTK at once (no
+    per-point VTK call: a layer redrawn on every drag step fills several of these)."""
     pd = polydata if polydata is not None else vtkPolyData()
-    pts = vtkPoints()
-    for p in np.asarray(points_mm, dtype=np.float64).reshape(-1, 3):
-        pts.InsertNextPoint(float(p[0]), float(p[1]), float(p[2]))
-    cells = vtkCellArray()
-    for line in lines:
-        cells.InsertNextCell(len(line))
-        for i in line:
-            cells.InsertCellPoint(int(i))
-    pd.SetPoints(pts)
-    pd.SetLines(cells)
-    pd.Modified()
+    pts = np.ascontiguousarray(points_mm, dtype=np.float64).reshape(-1, 3)
+    sizes = np.fromiter((len(line) for line in lines), dtype=np.int64, count=len(lines))
+    offsets = np.zeros(len(lines) + 1, dtype=np.int64)
+    np.cumsum(sizes, out=offsets[1:])
+    conn = np.fromiter(chain.from_iterable(lines), dtype=np.int64, count=int(offsets[-1]))
+    set_polylines(pd, pts, offsets, conn)
     return pd
+
+
+def set_polylines(
+    polydata: vtkPolyData,
+    points_mm: NDArray[np.float64],
+    offsets: NDArray[np.int64],
+    connectivity: NDArray[np.int64],
+) -> None:
+    """Fill ``polydata`` with ``points_mm`` (M, 3) and the polylines of VTK's cell layout:
+    line ``c`` is ``connectivity[offsets[c]:offsets[c + 1]]`` (offsets (L + 1,), from 0)."""
+    vpts = vtkPoints()
+    vpts.SetData(numpy_to_vtk(np.ascontiguousarray(points_mm, dtype=np.float64), deep=True))
+    cells = vtkCellArray()
+    cells.SetData(
+        numpy_to_vtkIdTypeArray(np.ascontiguousarray(offsets, dtype=np.int64), deep=True),
+        numpy_to_vtkIdTypeArray(np.ascontiguousarray(connectivity, dtype=np.int64), deep=True),
+    )
+    polydata.SetPoints(vpts)
+    polydata.SetLines(cells)
+    polydata.Modified()
 
 
 def _line_actor(pd: vtkPolyData, rgb: tuple[float, float, float], width: float) -> vtkActor:

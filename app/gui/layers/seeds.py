@@ -24,7 +24,12 @@ from vtkmodules.vtkFiltersSources import vtkCylinderSource
 from vtkmodules.vtkRenderingCore import vtkActor, vtkPolyDataMapper
 
 from app.gui.layers.base import Layer
-from app.gui.layers.needles import NEEDLE_OFFSET_MM, _line_actor, polyline_polydata
+from app.gui.layers.needles import (
+    NEEDLE_OFFSET_MM,
+    _line_actor,
+    polyline_polydata,
+    set_polylines,
+)
 from planner.session.session import Session
 
 if TYPE_CHECKING:
@@ -57,6 +62,12 @@ class SeedLayer(Layer):
         #: Seeds drawn on this slice: {seed id: (x_px, y_px)} (what a click can grab).
         self.seeds_px: dict[str, tuple[float, float]] = {}
         self._drawn_key: tuple[object, ...] | None = None
+        #: What each polydata holds (S, 2, 3): a drag step refills only the one that changed.
+        self._drawn_ends: dict[int, NDArray[np.float64]] = {}
+        #: Screen positions already computed: {seed id: (point drawn, (x_px, y_px))}, valid
+        #: for :attr:`_px_camera` (a drag step moves one seed: one position to compute).
+        self._px_cache: dict[str, tuple[tuple[float, ...], tuple[float, float]]] = {}
+        self._px_camera: tuple[object, ...] | None = None
         self.listen(planning.events.plan_changed, self.update)
         self.listen(planning.events.selection_changed, self.update)
         self.listen(session.crosshair_changed, self.update)
@@ -97,7 +108,7 @@ class SeedLayer(Layer):
         view = self.slice_view
         if plan is None or not plan.seeds or self.session.volume is None:
             for pd in (self.on_slice, self.near, self.selected):
-                polyline_polydata(np.zeros((0, 3)), [], pd)
+                self._segments(pd, np.zeros((0, 2, 3)))
             self.render()
             return
         n = view.normal
@@ -119,24 +130,54 @@ class SeedLayer(Layer):
         on = np.abs(dist) <= half
         near = ~on & (np.abs(dist) <= NEAR_MM)
         ids = [s.id for s in plan.seeds]
-        sel = np.array([i == self.planning.selected_seed_id for i in ids])
+        sel = np.zeros(len(ids), dtype=bool)
+        if self.planning.selected_seed_id in ids:
+            sel[ids.index(self.planning.selected_seed_id)] = True
         self._segments(self.on_slice, ends[on & ~sel])
         self._segments(self.selected, ends[on & sel])
         mm = view._mm_per_px() * 3.0
-        crosses = [
-            seg
-            for p in flat[near]
-            for seg in ((p - mm * right, p + mm * right), (p - mm * up, p + mm * up))
-        ]
-        self._segments(self.near, np.array(crosses).reshape(-1, 2, 3))
-        for i in np.flatnonzero(on):
-            self.seeds_px[ids[i]] = view.world_to_display(flat[i])
+        p = flat[near][:, None, :]  # a cross: one segment along screen right, one along up
+        arms = np.stack([np.stack([-mm * right, mm * right]), np.stack([-mm * up, mm * up])])
+        self._segments(self.near, (p[:, None, :, :] + arms[None]).reshape(-1, 2, 3))
+        self._screen_positions(ids, flat, on)
         self.render()
 
-    @staticmethod
-    def _segments(pd: vtkPolyData, ends: NDArray[np.float64]) -> None:
+    def _screen_positions(
+        self, ids: list[str], flat: NDArray[np.float64], on: NDArray[np.bool_]
+    ) -> None:
+        """Fill :attr:`seeds_px` for the seeds drawn on the slice (``flat``: (N, 3) LPS mm)."""
+        view = self.slice_view
+        camera = view.renderer.GetActiveCamera()
+        state = (
+            camera.GetPosition(),
+            camera.GetFocalPoint(),
+            camera.GetViewUp(),
+            camera.GetParallelScale(),
+            view.width(),
+            view.height(),
+        )
+        if state != self._px_camera:
+            self._px_camera = state
+            self._px_cache = {}
+        cache = self._px_cache
+        for i in np.flatnonzero(on):
+            sid, at = ids[i], tuple(flat[i].tolist())
+            hit = cache.get(sid)
+            if hit is None or hit[0] != at:
+                hit = cache[sid] = (at, view.world_to_display(flat[i]))
+            self.seeds_px[sid] = hit[1]
+
+    def _segments(self, pd: vtkPolyData, ends: NDArray[np.float64]) -> None:
+        """Fill ``pd`` with line segments ``ends`` (S, 2, 3) LPS mm (nothing to do when it
+        already holds them)."""
         ends = np.asarray(ends, dtype=np.float64).reshape(-1, 2, 3)
-        polyline_polydata(ends.reshape(-1, 3), [[2 * i, 2 * i + 1] for i in range(len(ends))], pd)
+        drawn = self._drawn_ends.get(id(pd))
+        if drawn is not None and drawn.shape == ends.shape and np.array_equal(drawn, ends):
+            return
+        self._drawn_ends[id(pd)] = ends.copy()
+        n = len(ends)
+        offsets = np.arange(0, 2 * n + 1, 2, dtype=np.int64)
+        set_polylines(pd, ends.reshape(-1, 3), offsets, np.arange(2 * n, dtype=np.int64))
 
 
 def _same_key(a: tuple[object, ...], b: tuple[object, ...]) -> bool:
