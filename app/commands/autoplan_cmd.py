@@ -90,6 +90,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         help="also compute an upper bound on V100 under the cord limit and the no-pass rule "
         "(the most any plan can reach; 10-60 s)",
     )
+    p.add_argument(
+        "--time-budget-s",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="stop refining after S seconds with the best plan so far that keeps the cord "
+        "limit (the summary says so; default 10 s)",
+    )
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     p.add_argument("--force", action="store_true", help="replace an existing PLAN2")
     p.set_defaults(run=run)
@@ -150,6 +158,8 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("the output plan's name must end in .seedplan", out)
     if out.exists() and not args.force:
         raise InputError("exists (use --force to replace it)", out)
+    if not (math.isfinite(args.time_budget_s) and 0.0 < args.time_budget_s <= 3600.0):
+        raise InputError(f"--time-budget-s must be 0-3600 s, got {args.time_budget_s:g}")
     options = AutoplanOptions(
         pd_gy=args.pd_gy,
         approach=parse_approach(args.approach),
@@ -165,6 +175,7 @@ def run(args: argparse.Namespace) -> int:
         method=args.method,
         robust=args.robust,
         v100_bound=args.v100_bound,
+        time_budget_s=args.time_budget_s,
     )
     plan, ct, ct_path = load_plan_and_ct(plan_path, args.ct)
     res = autoplan(plan, ct, options=options)
@@ -178,6 +189,8 @@ def run(args: argparse.Namespace) -> int:
             f"automatic plan: {summary['needles']} needles, {summary['seeds']} seeds, "
             f"{summary['total_strength_U']:.2f} U at implant, {res.seconds:.1f} s -> {out}\n"
         )
+        if res.budget_cut:
+            w(f"  the time budget ({args.time_budget_s:g} s) cut the search short\n")
         for name, m in summary["metrics"].items():  # type: ignore[union-attr]
             w(
                 f"  {name}: "

@@ -10,21 +10,39 @@
     res.summary()      the CLI's JSON: needles, seeds, strength, metrics, time, rejections, goals
 
 Steps: candidate needles (:mod:`planner.optimise.candidates`, rejections counted by reason),
-seed slots (:mod:`planner.optimise.slots`), the exact dose-influence matrix on sampled target
-and cord voxels (:mod:`planner.optimise.influence`), the selection (:mod:`planner.optimise.
-solve`), then the exact dosimetry of the result (the reported metrics always are). When the
-exact cord D0.1 cm³ exceeds its limit the sampled limit is lowered in proportion and the
-selection repeated; when the exact D90 falls short of the prescription although the sampled
-coverage held, the coverage dose is raised by 3 % and repeated; when D90 or V100 is short, the
-cord stopped the coverage and the exact cord dose is under the limit, the sampled limit is
-raised towards it (at most ``max_rounds`` rounds, within ``time_budget_s`` once a plan keeps
-the cord limit). The best plan that keeps the cord limit is kept (then D90, then V100, then
-the objective). A target that cannot be covered without breaking the cord limit gives the best
-feasible plan; its goals (D90 ≥ PD, V100 ≥ 95 %, cord D0.1 cm³ ≤ limit, added to the plan when
-missing) say which failed. With ``v100_bound`` an upper bound on V100 under the same rules is
-computed (:mod:`planner.optimise.bound`) and the note says whether it rules the V100 goal out;
-on the demo case and its variants it does not (the bound is 100 %: docs/autoplan.md), so a
-V100 shortfall there is the planner's, not proven infeasible.
+seed slots (:mod:`planner.optimise.slots`), the exact dose-influence matrix on up to
+``POLISH_TARGET_POINTS`` target voxel centres and the cord voxels near the slots
+(:mod:`planner.optimise.influence`), the selection on ``GREEDY_TARGET_POINTS`` of them
+(:mod:`planner.optimise.solve`: coverage dose on 96 % of the points with every cord point
+under 95 % of the limit), the polish (:mod:`planner.optimise.polish`: swaps and adds that raise
+the number of points ≥ PD up to the V100 goal with the voxel-centre cord D0.1 cm³ under 98.5 %
+of the limit), then the exact dosimetry of the result (the reported metrics always are). The
+polish is checked against the exact dosimetry: when the exact cord D0.1 cm³ is over the limit
+its cord limit is lowered in proportion (the next polish first drops the seeds adding most to
+the hottest cord voxels); when the exact V100 falls short although the sampled count held, the
+polish goal is raised by the shortfall; when the polish stopped short at the cord and the exact
+cord dose is under 99 % of the limit, its limit is raised towards it. Without the polish
+(``polish=False``, and in robust mode) the rounds adjust the selection instead: the sampled
+limit lowered or raised, the coverage dose raised by 3 % when D90 falls short. At most
+``max_rounds`` rounds. The best plan that keeps the cord limit is kept (then D90 ≥ PD, then
+V100 ≥ goal, then fewest seeds, else the highest V100). A target that cannot be covered
+without breaking the cord limit gives the best feasible plan; its goals (D90 ≥ PD,
+V100 ≥ 95 %, cord D0.1 cm³ ≤ limit, added to the plan when missing) say which failed.
+
+Time budget (``time_budget_s``, default 10 s from the call): every phase checks a deadline in
+its loops: the candidate search tries no further direction after a third of the budget, the
+selection tries no further cord weight and stops refilling, the polish stops moving, and no new
+round starts when the time left would not hold the exact dosimetry. Only the first selection
+pass always completes, so there is a plan. The result then is the best plan found that keeps
+the cord limit, ``budget_cut`` is true (``time_budget_cut`` in the summary) and a note says so.
+``phase_seconds`` (summary ``phase_seconds``) gives the time of each phase.
+
+With ``v100_bound`` an upper bound on V100 under the same rules is computed
+(:mod:`planner.optimise.bound`) and the note says whether it rules the V100 goal out; on the
+demo case and its variants it does not (the bound is 100 %: docs/autoplan.md), so a V100
+shortfall there is the planner's, not proven infeasible. What the polish reaches and where the
+shortfall lies (on the demo case 99 % of the target voxels under PD lie within 15 mm of the
+cord): docs/autoplan-variants.md.
 
 Locked needles (``keep_needles``: the plan's needles, placed by hand or already in the patient)
 are kept as they are and get seeds; with ``seeds_only`` no other needle is added.
@@ -69,6 +87,7 @@ from planner.optimise.candidates import (
     needle_conflicts,
 )
 from planner.optimise.influence import influence_matrix, structure_points_mm
+from planner.optimise.polish import PolishProblem, polish
 from planner.optimise.robustness import (
     NeedleErrorModel,
     RobustnessResult,
@@ -77,7 +96,7 @@ from planner.optimise.robustness import (
     robustness,
 )
 from planner.optimise.slots import make_slots
-from planner.optimise.solve import Problem, Solution, solve
+from planner.optimise.solve import CORD_WEIGHTS, Problem, Solution, evaluate, solve
 from planner.plan.commands import SetGoals, SetNeedlesAndSeeds
 from planner.plan.dosimetry import PlanDosimetry, compute_plan_dosimetry
 from planner.plan.loading import load_needle_seeds, target_parts_mm
@@ -85,6 +104,17 @@ from planner.plan.model import Goal, Needle, Plan, Prescription, Seed, Structure
 from planner.plan.needles import needle_direction
 
 __all__ = ["AutoplanOptions", "AutoplanResult", "autoplan", "uniform_loading"]
+
+#: Target points of the selection's problem (a random sample of the target's voxel centres).
+GREEDY_TARGET_POINTS = 2500
+#: Target points the polish counts (V100 on them has a sampling SD of ~0.25 %).
+POLISH_TARGET_POINTS = 8000
+#: The polish aims this far above the V100 goal (fraction), for the exact DVH's sub-sampling.
+POLISH_GOAL_MARGIN = 0.006
+#: The polish keeps the voxel-centre cord D0.1 cm³ under this fraction of the limit first.
+POLISH_CORD_SAFETY = 0.985
+#: The selection's cord weights before a polish (the polish evens out their differences).
+POLISH_CORD_WEIGHTS = (2.0,)
 
 
 @dataclass(frozen=True)
@@ -102,6 +132,7 @@ class AutoplanOptions:
     needle_spacing_mm: float = 10.0
     seed_spacing_mm: float = 10.0
     slot_margin_mm: float = 0.0
+    slot_step_mm: float | None = None  # phase resolution of the seed slots (default spacing / 2)
     max_needles: int = 30
     cord_limit_gy: float | None = None  # default: the plan's cord D0.1cc goal, else 45 Gy
     v100_goal_percent: float = 95.0
@@ -114,6 +145,7 @@ class AutoplanOptions:
     time_budget_s: float = 10.0
     max_rounds: int = 4
     v100_bound: bool = False  # also compute the upper bound on V100 (planner.optimise.bound)
+    polish: bool = True  # local search on voxel counts after the selection (not with robust)
     formalism: str = "2d"
 
     def __post_init__(self) -> None:
@@ -123,6 +155,8 @@ class AutoplanOptions:
             math.isfinite(self.cord_limit_gy) and self.cord_limit_gy > 0
         ):
             raise InputError(f"the cord limit must be a positive dose, got {self.cord_limit_gy}")
+        if not (math.isfinite(self.time_budget_s) and self.time_budget_s > 0.0):
+            raise InputError(f"the time budget must be a positive time, got {self.time_budget_s}")
         if not 50.0 <= self.v100_goal_percent <= 100.0:
             raise InputError(f"the V100 goal must be 50-100 %, got {self.v100_goal_percent}")
 
@@ -143,6 +177,8 @@ class AutoplanResult:
     robust: RobustnessResult | None = None
     notes: list[str] = field(default_factory=list)
     v100_bound: V100Bound | None = None
+    budget_cut: bool = False  # time_budget_s stopped the search (the best plan so far is kept)
+    phase_seconds: dict[str, float] = field(default_factory=dict)  # wall time per phase
 
     def summary(self) -> dict[str, object]:
         """The JSON of ``seedplan autoplan --json``."""
@@ -169,6 +205,8 @@ class AutoplanResult:
             "failed_goals": list(self.failed_goals),
             "feasible": self.feasible,
             "time_s": self.seconds,
+            "time_budget_cut": self.budget_cut,
+            "phase_seconds": dict(self.phase_seconds),
             "rounds": self.rounds,
             "method": self.solution.method,
             "candidates": len(self.candidates.candidates),
@@ -396,7 +434,9 @@ def autoplan(
     cset = CandidateSet([], {}, np.zeros((0, 3)), (), 0)
     cands: list[Candidate] = []
     if not o.seeds_only:
-        cset = make_candidates(base, ct, where, settings=csettings)
+        cset = make_candidates(
+            base, ct, where, settings=csettings, deadline=t0 + o.time_budget_s / 3
+        )
         cands = list(cset.candidates)
         if o.parallel and cands:
             # One direction: the family with the most needle length in the target.
@@ -413,11 +453,16 @@ def autoplan(
             "no candidate needle reaches the target "
             f"(rejected: {', '.join(f'{k} {v}' for k, v in cset.rejected.items() if v) or 'none'})"
         )
-    slots = make_slots(cands, spacing_mm=o.seed_spacing_mm, margin_mm=o.slot_margin_mm)
+    slots = make_slots(
+        cands, spacing_mm=o.seed_spacing_mm, margin_mm=o.slot_margin_mm, step_mm=o.slot_step_mm
+    )
     if len(slots) == 0:
         raise InputError("no seed slot lies in the target along the candidate needles")
     strength = float(base.source.strength_at_implant_u)  # type: ignore[arg-type]
+    use_polish = o.polish and not o.robust
+    phases = {"candidates": time.perf_counter() - t0}
     report(progress, 0.1, "dose influence")
+    t_inf = time.perf_counter()
     inf = influence_matrix(
         base.source.model_id,
         o.formalism,
@@ -426,9 +471,17 @@ def autoplan(
         slots.axes,
         target,
         [cord] if cord is not None else [],
+        max_target_points=POLISH_TARGET_POINTS if use_polish else GREEDY_TARGET_POINTS,
         progress=sub_progress(progress, 0.1, 0.4),
         cancel=cancel,
     )
+    phases["influence"] = time.perf_counter() - t_inf
+    # The selection works on a sample of the points (its cost grows with them), the polish
+    # on all of them.
+    t_rows = np.arange(inf.target_gy.shape[0])
+    if t_rows.size > GREEDY_TARGET_POINTS:
+        pick = np.random.default_rng(12).choice(t_rows.size, GREEDY_TARGET_POINTS, replace=False)
+        t_rows = np.sort(pick)
     entries = np.array([c.entry_mm for c in cands])
     tips = np.array([c.tip_mm for c in cands])
     conflicts = needle_conflicts(entries, tips, o.needle_clearance_mm)
@@ -437,8 +490,9 @@ def autoplan(
     cost = np.array([1.0 + 0.05 * c.bone_mm for c in cands])
     cost[list(locked)] = 0.0
     k_hot = math.ceil(100.0 / base.geometry.voxel_volume_mm3 - 1e-9)
+    n_conflicts = [(a, b) for a, b in conflicts if not (a in locked and b in locked)]
     problem = Problem(
-        inf.target_gy,
+        inf.target_gy[t_rows],
         inf.oar_gy,
         slots.needle,
         cost,
@@ -446,10 +500,25 @@ def autoplan(
         min(1.0, o.v100_goal_percent / 100.0 + 0.01),
         0.95 * limit,
         slots.conflicts,
-        [(a, b) for a, b in conflicts if not (a in locked and b in locked)],
+        n_conflicts,
         o.max_needles + n_locked,
         oar_hot_points=k_hot,
         locked=locked,
+    )
+    pp = PolishProblem(
+        inf.target_gy.astype(np.float32),
+        inf.oar_gy.astype(np.float32),
+        slots.needle,
+        len(cands),
+        pd,
+        min(1.0, o.v100_goal_percent / 100.0 + POLISH_GOAL_MARGIN),
+        POLISH_CORD_SAFETY * limit,
+        k_hot,
+        slots.conflicts,
+        n_conflicts,
+        o.max_needles + n_locked,
+        locked,
+        slots.positions_mm,
     )
     spread = o.robust_spread
     robust_rows: tuple[NDArray[np.float64], NDArray[np.float64]] | None = None
@@ -465,16 +534,52 @@ def autoplan(
     notes: list[str] = []
     # Each robust round samples needle errors: it gets 1.5 times the budget.
     budget_s = o.time_budget_s * (1.5 if o.robust else 1.0)
+    deadline = t0 + budget_s
+    cut_short = False
+    dosimetry_s = 0.0  # the last exact dosimetry's time: kept free before the deadline
+    greedy: Solution | None = None  # the selection, while its problem is unchanged
+    start: NDArray[np.int64] | None = None  # where the next polish starts
     for rounds in range(1, o.max_rounds + 1):
         check_cancelled(cancel)
+        if best is not None and best[0][0] and time.perf_counter() > deadline - dosimetry_s:
+            cut_short = True  # out of time with a plan that keeps the cord limit
+            break
         report(progress, 0.4 + 0.5 * (rounds - 1) / o.max_rounds, f"optimising (round {rounds})")
-        left = budget_s - (time.perf_counter() - t0)
-        sol = solve(problem, method=o.method, time_limit_s=max(1.0, 0.5 * left))
+        left = deadline - time.perf_counter()
+        if greedy is None:
+            greedy = solve(
+                problem,
+                method=o.method,
+                time_limit_s=max(1.0, 0.5 * left),
+                deadline=deadline - dosimetry_s - (1.0 if best is None else 0.0),
+                weights=POLISH_CORD_WEIGHTS if use_polish else CORD_WEIGHTS,
+            )
+            cut_short = cut_short or greedy.cut_short
+            start = greedy.slots
+            phases["selection"] = phases.get("selection", 0.0) + greedy.seconds
+        sol = greedy
+        pres = None
+        if use_polish and start is not None:
+            pres = polish(pp, start, deadline=deadline - max(dosimetry_s, 1.0), cancel=cancel)
+            cut_short = cut_short or pres.cut_short
+            phases["polish"] = phases.get("polish", 0.0) + pres.seconds
+            notes.append(
+                f"round {rounds}: polish "
+                + ", ".join(f"{v} {k}" for k, v in pres.moves.items() if v)
+                + f" in {pres.seconds:.1f} s: {100.0 * pres.coverage:.1f} % of "
+                f"{pp.target_gy.shape[0]} target points ≥ PD, cord {pres.oar_hot_gy:.1f} Gy "
+                f"(greedy {greedy.seconds:.1f} s)"
+            )
+            sol = evaluate(problem, pres.slots, f"{greedy.method}+polish", greedy.seconds)
+            sol.notes = list(greedy.notes)
         _, needles, seeds = _build_plan(base, cands, locked_ids, sol, slots)
         cmd1 = SetNeedlesAndSeeds(tuple(needles), tuple(seeds), label="Automatic plan")
         cmd2 = SetGoals(goals, label="Automatic plan goals")
         new_plan = cmd2.apply(cmd1.apply(base)[0])[0]
+        td = time.perf_counter()
         dosi = compute_plan_dosimetry(new_plan, ct, cancel=cancel, formalism=o.formalism)
+        dosimetry_s = time.perf_counter() - td
+        phases["dosimetry"] = phases.get("dosimetry", 0.0) + dosimetry_s
         tm = dosi.metrics.get(target.name)
         cm = dosi.metrics.get(cord.name) if cord is not None else None
         d90 = tm.d90_gy if isinstance(tm, TargetMetrics) else 0.0
@@ -492,14 +597,46 @@ def autoplan(
         v100_ok = v100 >= o.v100_goal_percent
         if key_d90 < pd:
             key: tuple = (cord_ok, False, False, key_d90)
+        elif v100_ok:
+            key = (cord_ok, True, True, -len(seeds) - 0.01 * sol.objective)
         else:
-            key = (cord_ok, True, v100_ok, -sol.objective if v100_ok else v100)
+            key = (cord_ok, True, False, v100)
         if best is None or key > best[0]:
             best = (key, new_plan, dosi, sol, [cmd1, cmd2], rob)
-        if best[0][0] and time.perf_counter() - t0 > budget_s * 0.7:
-            break  # out of time with a plan that keeps the cord limit (else keep trying)
+        if pres is not None:
+            # The polish counts voxel centres against the exact limit less a safety: check it
+            # against the exact dosimetry and adjust.
+            if cord_d > limit:
+                pp.oar_limit_gy *= 0.995 * limit / max(cord_d, 1e-9)
+                start = pres.slots
+                notes.append(
+                    f"round {rounds}: exact cord D0.1cc {cord_d:.1f} Gy over the limit; "
+                    f"polish limit lowered to {pp.oar_limit_gy:.1f} Gy"
+                )
+                continue
+            reached = pres.coverage >= pp.goal_fraction - 1e-9
+            if not v100_ok and reached and pp.goal_fraction < 1.0:
+                pp.goal_fraction = min(
+                    1.0, pp.goal_fraction + (o.v100_goal_percent - v100) / 100.0 + 0.003
+                )
+                start = pres.slots
+                notes.append(
+                    f"round {rounds}: exact V100 {v100:.1f} % short; polish goal raised to "
+                    f"{100.0 * pp.goal_fraction:.1f} %"
+                )
+                continue
+            if not v100_ok and not reached and cord_d < 0.99 * limit and not pres.cut_short:
+                pp.oar_limit_gy *= 0.998 * limit / max(cord_d, 1e-9)
+                start = pres.slots
+                notes.append(
+                    f"round {rounds}: exact cord D0.1cc {cord_d:.1f} Gy under the limit; "
+                    f"polish limit raised to {pp.oar_limit_gy:.1f} Gy"
+                )
+                continue
+            break
         if not (cord_d <= limit):
             problem.oar_limit_gy *= 0.97 * limit / max(cord_d, 1e-9)
+            greedy = None
             notes.append(
                 f"round {rounds}: exact cord D0.1cc {cord_d:.1f} Gy over the limit; "
                 f"sampled limit lowered to {problem.oar_limit_gy:.1f} Gy"
@@ -514,6 +651,7 @@ def autoplan(
                 step = max(0.25, 4.0 * (p95 / limit - 1.0)) if p95 > limit else -0.25
                 spread = max(0.0, spread + step)
                 problem.oar_gy = robust_rows[0] + spread * robust_rows[1]
+                greedy = None
                 notes.append(
                     f"round {rounds}: 95th-percentile cord D0.1cc {p95:.1f} Gy; cord spread "
                     f"term set to {spread:g} SD"
@@ -524,6 +662,7 @@ def autoplan(
         if (short or not v100_ok) and cord_limited and cord_d < 0.985 * limit and rob is None:
             # The exact cord dose left room under the limit: use it.
             problem.oar_limit_gy *= 0.99 * limit / max(cord_d, 1e-9)
+            greedy = None
             notes.append(
                 f"round {rounds}: exact cord D0.1cc {cord_d:.1f} Gy under the limit; "
                 f"sampled limit raised to {problem.oar_limit_gy:.1f} Gy"
@@ -531,11 +670,20 @@ def autoplan(
             continue
         if short and sol.coverage >= problem.coverage_fraction - 1e-9:
             problem.coverage_gy *= 1.05 if o.robust else 1.03
+            greedy = None
             notes.append(
                 f"round {rounds}: D90 short; coverage dose raised to {problem.coverage_gy:.1f} Gy"
             )
             continue
         break
+    notes = list(cset.notes) + notes
+    if cut_short or cset.cut_short:
+        notes.append(
+            f"the time budget ({budget_s:g} s) cut the optimisation short (round {rounds}): "
+            "this is the best plan found in it that keeps the cord limit"
+            if best is not None and best[0][0]
+            else f"the time budget ({budget_s:g} s) cut the optimisation short (round {rounds})"
+        )
     assert best is not None
     _, new_plan, dosi, sol, commands, rob = best
     failed = [g.label for g in dosi.goal_results if g.status == "fail"]
@@ -583,6 +731,8 @@ def autoplan(
         robust=rob,
         notes=notes + list(sol.notes),
         v100_bound=bound,
+        budget_cut=cut_short or cset.cut_short,
+        phase_seconds=phases,
     )
 
 

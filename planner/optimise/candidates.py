@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import math
 import re
+import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -154,6 +155,7 @@ class CandidateSet:
     no_pass: tuple[str, ...]  # structure names
     lines_meeting_target: int = 0
     notes: list[str] = field(default_factory=list)
+    cut_short: bool = False  # the deadline stopped the search before every direction was tried
 
 
 def _unit(v: Sequence[float]) -> NDArray[np.float64]:
@@ -411,9 +413,11 @@ def make_candidates(
     *,
     settings: CandidateSettings | None = None,
     directions: NDArray[np.float64] | None = None,
+    deadline: float = math.inf,
 ) -> CandidateSet:
     """All candidate needles for ``target`` (module docstring); ``directions`` (F, 3)
-    overrides the approach's."""
+    overrides the approach's. Past ``deadline`` (``time.perf_counter()`` s) no further
+    direction is tried once some candidate was found (``cut_short``, with a note)."""
     cfg = settings or CandidateSettings()
     if target.voxel_count == 0:
         raise InputError(f"the target {target.name!r} is empty")
@@ -437,7 +441,14 @@ def make_candidates(
     rejected: Counter[str] = Counter()
     out: list[Candidate] = []
     meeting = 0
+    notes: list[str] = []
     for fam, d in enumerate(dirs):
+        if out and time.perf_counter() > deadline:
+            notes.append(
+                f"the time budget stopped the candidate search after {fam} of {len(dirs)} "
+                "directions"
+            )
+            break
         u, v = _orthonormal(d)
         rel = pts - centre
         pu, pv, pd = rel @ u, rel @ v, rel @ d
@@ -481,6 +492,8 @@ def make_candidates(
         dirs,
         tuple(x.name for x in no_pass),
         meeting,
+        notes,
+        bool(notes),
     )
 
 

@@ -43,12 +43,17 @@ class SlotSet:
 
 
 def make_slots(
-    candidates: Sequence[Candidate], *, spacing_mm: float = 10.0, margin_mm: float = 0.0
+    candidates: Sequence[Candidate],
+    *,
+    spacing_mm: float = 10.0,
+    margin_mm: float = 0.0,
+    step_mm: float | None = None,
 ) -> SlotSet:
-    """Slots along ``candidates`` (module docstring)."""
+    """Slots along ``candidates`` (module docstring); ``step_mm`` (default half the spacing)
+    is the phase resolution."""
     if not (math.isfinite(spacing_mm) and 5.0 <= spacing_mm <= 15.0):
         raise InputError(f"seed spacing must be 5-15 mm, got {spacing_mm:g} mm")
-    step = 0.5 * spacing_mm
+    step = 0.5 * spacing_mm if step_mm is None else float(step_mm)
     pos, axes, nd, ft = [], [], [], []
     conflicts: list[tuple[int, int]] = []
     for c in candidates:

@@ -91,6 +91,7 @@ class Solution:
     method: str
     seconds: float
     notes: list[str] = field(default_factory=list)
+    cut_short: bool = False  # the deadline stopped the search (the constraints still hold)
 
     @property
     def feasible(self) -> bool:
@@ -170,14 +171,23 @@ def _oar_ok(
 #: Weights of a slot's peak cord dose (relative to the limit) in the greedy's cost; the
 #: greedy runs once per weight and the best result is kept (a seed next to the cord uses the
 #: cord's dose budget that farther seeds would need).
-CORD_WEIGHTS = (0.0, 2.0, 5.0, 10.0, 20.0)
+CORD_WEIGHTS = (2.0, 5.0, 0.0, 10.0, 20.0)  # the usual winner first (a deadline may cut the rest)
 
 
 class _Greedy:
     """State of one greedy run: chosen slots, open needles, sampled doses."""
 
-    def __init__(self, p: Problem, cord_weight: float) -> None:
+    def __init__(
+        self,
+        p: Problem,
+        cord_weight: float,
+        deadline: float = math.inf,
+        grow_deadline: float | None = None,
+    ) -> None:
         self.p = p
+        self.deadline = deadline
+        self.grow_deadline = deadline if grow_deadline is None else grow_deadline
+        self.cut_short = False
         S = p.n_slots
         self.slot_nb: list[list[int]] = [[] for _ in range(S)]
         for a, b in p.slot_conflicts:
@@ -223,6 +233,9 @@ class _Greedy:
         at, ao = p.target_gy, p.oar_gy
         n_t = max(at.shape[0], 1)
         while self.coverage() < p.coverage_fraction:
+            if time.perf_counter() > self.grow_deadline:
+                self.cut_short = True
+                return
             deficit = p.coverage_gy - self.d_t
             short = np.flatnonzero(deficit > 0.0)  # covered points gain nothing
             ok = ~self.blocked & ~self.chosen & ~self.tabu
@@ -261,6 +274,9 @@ class _Greedy:
         for _ in range(rounds):
             if self.coverage() >= p.coverage_fraction:
                 return
+            if time.perf_counter() > self.deadline:
+                self.cut_short = True
+                return
             idx = np.flatnonzero(self.chosen)
             if idx.size == 0:
                 return
@@ -273,6 +289,7 @@ class _Greedy:
             c[s] = False
             self.set_chosen(c)
             self.tabu[s] = True
+            self.grow_deadline = self.deadline
             self.grow()
             if self.coverage() <= cov + 1e-12:
                 self.set_chosen(before)
@@ -292,26 +309,49 @@ class _Greedy:
 
 
 def solve_greedy(
-    p: Problem, *, cord_weight: float | None = None, refill_rounds: int = 30
+    p: Problem,
+    *,
+    cord_weight: float | None = None,
+    refill_rounds: int = 30,
+    deadline: float = math.inf,
+    weights: tuple[float, ...] = CORD_WEIGHTS,
+    complete_first: bool = True,
 ) -> Solution:
     """Greedy deficit reduction under the cord limit, refill swaps, then seed removal (module
-    docstring); with ``cord_weight`` None, the best over :data:`CORD_WEIGHTS`."""
+    docstring); with ``cord_weight`` None, the best over ``weights``. Past
+    ``deadline`` (``time.perf_counter()`` s) no further weight is tried and a run stops
+    refilling where it is (``cut_short``; the cord limit still holds); it stops growing too,
+    except the first run's first growth with ``complete_first`` (so there is always a plan
+    that covers what one greedy pass can)."""
     if cord_weight is None:
         best: Solution | None = None
         t0 = time.perf_counter()
-        for w in CORD_WEIGHTS if p.oar_gy.shape[0] else (0.0,):
-            sol = solve_greedy(p, cord_weight=w, refill_rounds=refill_rounds)
+        cut = False
+        for i, w in enumerate(weights if p.oar_gy.shape[0] else (0.0,)):
+            if i and time.perf_counter() > deadline:
+                cut = True
+                break
+            sol = solve_greedy(
+                p,
+                cord_weight=w,
+                refill_rounds=refill_rounds,
+                deadline=deadline,
+                complete_first=complete_first and i == 0,
+            )
+            cut = cut or sol.cut_short
             best = _better(best, sol, p.coverage_fraction)
         assert best is not None
         best.seconds = time.perf_counter() - t0
+        best.cut_short = cut
         return best
     t0 = time.perf_counter()
-    g = _Greedy(p, cord_weight)
+    g = _Greedy(p, cord_weight, deadline, math.inf if complete_first else None)
     g.grow()
     g.refill(refill_rounds)
     g.prune()
     sol = evaluate(p, np.flatnonzero(g.chosen), "greedy", time.perf_counter() - t0)
     sol.notes.append(f"greedy cord weight {cord_weight:g}")
+    sol.cut_short = g.cut_short
     return sol
 
 
@@ -423,14 +463,25 @@ def solve_milp(p: Problem, *, time_limit_s: float = 5.0, max_points: int = 700) 
     return sol
 
 
-def solve(p: Problem, *, method: str = "auto", time_limit_s: float = 5.0) -> Solution:
-    """Solve with ``method`` "greedy", "milp" or "auto" (both; the better, module docstring)."""
+def solve(
+    p: Problem,
+    *,
+    method: str = "auto",
+    time_limit_s: float = 5.0,
+    deadline: float = math.inf,
+    weights: tuple[float, ...] = CORD_WEIGHTS,
+) -> Solution:
+    """Solve with ``method`` "greedy", "milp" or "auto" (both; the better, module docstring);
+    the greedy (cord ``weights``) stops at ``deadline`` (:func:`solve_greedy`), HiGHS at
+    ``time_limit_s``."""
     if method not in ("greedy", "milp", "auto"):
         raise ValueError(f"unknown method {method!r}")
-    g = solve_greedy(p) if method in ("greedy", "auto") else None
+    g = None
+    if method in ("greedy", "auto"):
+        g = solve_greedy(p, deadline=deadline, weights=weights)
     m = solve_milp(p, time_limit_s=time_limit_s) if method in ("milp", "auto") else None
     best = _better(g, m, p.coverage_fraction)
     if best is None:  # milp alone without an incumbent
-        best = solve_greedy(p)
+        best = solve_greedy(p, deadline=deadline, weights=weights)
         best.notes.append("HiGHS found no solution in the time limit: greedy used")
     return best
