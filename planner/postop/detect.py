@@ -75,6 +75,13 @@ THICK_LOW_HU = 300.0
 #: On thick slices a component lighter than this fraction of a seed is a fragment of bone edge
 #: (lightest seeds measured ≈ 0.45, bone fragments ≤ 0.3).
 THICK_FAINT_FRACTION = 0.35
+#: On thick slices a blob too long for its rounded seed count holds one seed more when it
+#: carries at least this fraction of a seed's mass per seed.
+THICK_EXTRA_SEED_FRACTION = 0.6
+#: On thick slices a component is part of bone when the structure connected to its brightest
+#: voxel at HU ≥ tissue + this fraction of its peak excess reaches this many pixels beyond it.
+ATTACHED_FRACTION = 0.75
+ATTACHED_MAX_PX = 8
 
 
 @dataclass(frozen=True)
@@ -159,6 +166,8 @@ class _Component:
     n_seeds: int = 1
     n_float: float = 1.0
     slice_index: float | None = None  # sub-slice centre along the slice axis, when measured
+    #: Thick slices: pixels of as-bright structure attached beyond the component (bone).
+    attached_px: int = 0
 
 
 def _blur_cov_mm2(ct: CTVolume) -> NDArray[np.float64]:
@@ -487,8 +496,46 @@ def _thick_components(
         footprint = region.any(axis=0)
         per_slice = np.array([float(e[k][footprint].sum()) for k in range(e.shape[0])])
         comp.slice_index = _slice_centre(per_slice, float(sp[2])) + lo_c[0]
+        comp.attached_px = _attached_pixels(hu, lab, labels, sl, footprint, lo_c, reach)
         comps.append(comp)
     return comps
+
+
+def _attached_pixels(
+    hu: NDArray[np.generic],
+    lab: int,
+    labels: NDArray[np.int32],
+    sl: tuple[slice, slice, slice],
+    footprint: NDArray[np.bool_],
+    lo_c: list[int],
+    reach: int,
+    fraction: float = ATTACHED_FRACTION,
+    tissue_hu: float = 40.0,
+) -> int:
+    """Pixels, beyond a component's own footprint (grown by 2 pixels), of the in-plane
+    structure that is as bright as the component and connected to its brightest voxel: HU ≥
+    tissue + ``fraction`` × (peak − tissue) on the peak's slice. A seed is brighter than the
+    bone it touches (its excess adds to it); the tightly curved end of a small cortical ring,
+    which no straight line opening removes, is as bright as the rest of the ring."""
+    core = labels[sl] == lab
+    local = hu[sl]
+    k, j, i = np.unravel_index(int(np.argmax(np.where(core, local, -32768))), core.shape)
+    k_abs, j_abs, i_abs = k + sl[0].start, j + sl[1].start, i + sl[2].start
+    peak = float(hu[k_abs, j_abs, i_abs])
+    j0, j1 = max(0, j_abs - reach), min(hu.shape[1], j_abs + reach + 1)
+    i0, i1 = max(0, i_abs - reach), min(hu.shape[2], i_abs + reach + 1)
+    plane = hu[k_abs, j0:j1, i0:i1].astype(np.float32)
+    bright = plane >= tissue_hu + fraction * (peak - tissue_hu)
+    conn, _ = ndi.label(bright, structure=np.ones((3, 3), dtype=bool))
+    mine = conn == conn[j_abs - j0, i_abs - i0]
+    own = np.zeros(plane.shape, dtype=bool)
+    oy, ox = lo_c[1] - j0, lo_c[2] - i0
+    ys, xs = np.nonzero(footprint)
+    ys, xs = ys + oy, xs + ox
+    ok = (ys >= 0) & (ys < plane.shape[0]) & (xs >= 0) & (xs < plane.shape[1])
+    own[ys[ok], xs[ok]] = True
+    own = ndi.binary_dilation(own, structure=np.ones((3, 3), dtype=bool), iterations=2)
+    return int((mine & ~own).sum())
 
 
 def _slice_centre(per_slice: NDArray[np.float64], thickness_mm: float) -> float:
@@ -675,20 +722,35 @@ def detect_seeds(
     seeds: list[DetectedSeed] = []
     metal: list[MetalObject] = _solid_objects(ct, solid)
     clusters = 0
+
+    def longest(n: int) -> float:
+        """Longest blob (mm) ``n`` seeds make, end to end with their blur."""
+        return n * (SEED_LENGTH_MM + 1.0) + 4.0 + (2.0 * thickness if thick else 0.0)
+
     for n_done, c in enumerate(comps):
         check_cancelled(cancel, "seed detection cancelled")
         c.n_float = c.mass / single if single > 0 else 1.0
         width_mm = 4.0 * float(np.sqrt(c.eigvals[1]))  # ±2σ across the main axis
         length_mm = float(np.sqrt(12.0 * c.eigvals[0]))  # a uniform rod of this variance
         n_guess = max(1, round(c.n_float))
+        if (
+            thick
+            and longest(n_guess) < length_mm <= longest(n_guess + 1)
+            and c.n_float >= THICK_EXTRA_SEED_FRACTION * (n_guess + 1)
+        ):
+            # Thick slices: seeds along the slice axis lose mass to the slice profile and to
+            # the 3-slice opening; a blob one seed too long for its mass is one seed more.
+            n_guess += 1
         centre = tuple(float(v) for v in c.centre)
         why = ""
         if c.n_float > max_cluster + 0.5:
             why = f"as bright as {c.n_float:.0f} seeds (more than {max_cluster})"
         elif width_mm > max_width_mm:
             why = f"solid metal {width_mm:.1f} mm across (wider than a seed is long)"
-        elif length_mm > n_guess * (SEED_LENGTH_MM + 1.0) + 4.0 + (2.0 * thickness if thick else 0):
+        elif length_mm > longest(n_guess):
             why = f"{length_mm:.0f} mm long, too long for {n_guess} seed(s) (wire, needle, rod)"
+        elif thick and c.attached_px > ATTACHED_MAX_PX:
+            why = "part of a larger structure as bright as itself (bone, not a seed)"
         if why:
             metal.append(MetalObject(centre, c.core_voxels * voxel_mm3, round(c.n_float, 1), why))
             continue
@@ -702,7 +764,7 @@ def detect_seeds(
                 )
             )
             continue
-        c.n_seeds = max(1, round(c.n_float))
+        c.n_seeds = n_guess
         if c.n_seeds == 1:
             seeds.append(
                 DetectedSeed(
