@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from planner.demo.variants import make_variant
-from planner.optimise.autoplan import autoplan
+from planner.optimise.autoplan import AutoplanOptions, autoplan
 from planner.plan.dosimetry import compute_plan_dosimetry
 from planner.plan.needles import NeedleCheckSettings, plan_needle_warnings, structure_distance_mm
 
@@ -59,11 +59,38 @@ def test_autoplan_on_a_lumbar_variant_keeps_off_the_canal(lumbar_case) -> None:
         res.plan, ct, settings=NeedleCheckSettings(avoid_distance_mm=MARGIN_MM)
     )
     assert not [w for ws in warnings.values() for w in ws if w.kind.endswith("_avoid")]
-    # Coverage near the prescription (measured: D90 109.7 Gy at 256², V100 90 % — the V100
-    # goal of 95 % is not reachable at the cord limit, and is reported as failed).
+    # Coverage near the prescription (measured with the polish: D90 111-112 Gy at 256², V100
+    # 90-91 %, cord 49.9 Gy; before it D90 109.7 Gy — the V100 goal of 95 % is not reached at
+    # the cord limit, and is reported as failed or warned).
     rx = d.metrics["PTV_eval"]
     assert rx.d90_gy >= 100.0
     if res.feasible:
         assert rx.d90_gy >= 110.0
     else:
         assert res.failed_goals
+
+
+def test_a_small_time_budget_stops_with_a_feasible_plan(lumbar_case) -> None:
+    """A 0.5 s budget on the lumbar case (candidates, influence and dosimetry alone take
+    longer): the run says the budget cut it short and still returns a plan that keeps every
+    hard rule, with its goals telling what it reached."""
+    plan, ct = lumbar_case
+    res = autoplan(plan, ct, options=AutoplanOptions(time_budget_s=0.5))
+    summary = res.summary()
+    assert res.budget_cut and summary["time_budget_cut"] is True
+    assert any("time budget (0.5 s) cut" in n for n in res.notes)
+    assert set(summary["phase_seconds"]) >= {"candidates", "influence", "selection", "dosimetry"}
+    assert res.plan.seeds  # the first selection pass always completes
+    d = compute_plan_dosimetry(res.plan, ct)
+    assert d.metrics["SpinalCord"].d0_1cc_gy <= CORD_LIMIT_GY + 1e-9
+    s = {x.name: x for x in res.plan.structures}
+    for n in res.plan.needles:
+        e, t = np.asarray(n.entry_mm), np.asarray(n.tip_mm)
+        for name in ("SpinalCord", "SpinalCanal", "CaudaEquina"):
+            assert structure_distance_mm(s[name], e, t)[0] >= MARGIN_MM, (n.id, name)
+    # Honest goals: a D90 short of the prescription is reported as failed or warned.
+    d90 = d.metrics["PTV_eval"].d90_gy
+    status = {g.label: g.status for g in d.goal_results}
+    if d90 < 110.0:
+        assert status["PTV_eval D90 ≥ 110 Gy"] in ("warn", "fail")
+    assert res.feasible == (not res.failed_goals)
