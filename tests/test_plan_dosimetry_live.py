@@ -208,3 +208,45 @@ def test_a_seed_dragged_out_of_the_computed_region_enlarges_it(engine):
     fresh = LiveDose(doc.plan, engine=engine, crop_margin_mm=6.0)
     for v in VIEWS:
         np.testing.assert_allclose(live.slice_dose_gy(v), fresh.slice_dose_gy(v), rtol=1e-12)
+
+
+def test_a_drag_step_converts_only_the_moved_seed_and_keys_stay_exact(engine, monkeypatch):
+    """The seed keys are cached per (immutable) seed: a drag step converts the moved seed
+    only, and the keys equal those computed from scratch (order, values, a new strength)."""
+    import planner.plan.live_dose as live_dose_module
+    from planner.plan.dosimetry import plan_seed_set
+
+    doc = PlanDocument(_plan())
+    live = LiveDose(doc.plan, engine=engine)
+    live.attach(doc)
+    converted: list[int] = []
+    real = live_dose_module.plan_seed_set
+
+    def counting(plan):
+        converted.append(len(plan.seeds))
+        return real(plan)
+
+    monkeypatch.setattr(live_dose_module, "plan_seed_set", counting)
+    on_needle = next(s for s in doc.plan.seeds if s.needle_id is not None)
+    doc.execute(MoveSeedAlongNeedle(on_needle.id, distance_mm=4.0))
+    assert converted == [1]
+    free = next(s for s in doc.plan.seeds if s.needle_id is None)
+    doc.execute(DeleteSeeds([free.id]))
+    assert converted == [1]  # a deletion converts nothing
+    from dataclasses import replace
+
+    first = doc.plan.seeds[0]
+    stronger = replace(first, strength_u=0.9)
+    live.sync(doc.plan.evolve(seeds=(stronger, *doc.plan.seeds[1:])))
+    assert converted == [1, 1] and live._seeds[first.id][2] != 0.0
+    live.sync(doc.plan)
+    assert converted == [1, 1, 1]  # the original seed object again: re-converted, not stale
+    fresh = LiveDose(doc.plan, engine=engine)._seed_keys(doc.plan)
+    assert list(live._seeds) == list(fresh) == [s.id for s in doc.plan.seeds]
+    seeds, ids = plan_seed_set(doc.plan)
+    for i, sid in enumerate(ids):
+        pos, axis, strength = live._seeds[sid]
+        np.testing.assert_array_equal(pos, seeds.positions_mm[i])
+        np.testing.assert_array_equal(axis, seeds.axes[i])
+        assert strength == seeds.strengths_u[i]
+    assert live._seeds == fresh

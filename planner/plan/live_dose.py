@@ -64,6 +64,7 @@ import contextlib
 import threading
 from collections.abc import Hashable, Iterator, Sequence
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Literal
 
 import numpy as np
@@ -212,6 +213,8 @@ class LiveDose:
         self._planes: dict[ViewName, ViewPlane] = {}
         self._grids: dict[ViewName, DoseGrid] = {}
         self._seeds: dict[str, _SeedKey] = {}
+        #: {seed id: (Seed object, source, key)}: see :meth:`_seed_keys`.
+        self._key_cache: dict[str, tuple[object, object, _SeedKey]] = {}
         self._oblique: dict[ViewName, ObliquePlane] = {}
         self._box: tuple[slice, slice, slice] | None = None
         self._world_box: tuple[NDArray[np.float64], NDArray[np.float64]] | None = None
@@ -248,19 +251,39 @@ class LiveDose:
         return self._engine
 
     def _seed_keys(self, plan: Plan) -> dict[str, _SeedKey]:
-        try:
-            seeds, ids = plan_seed_set(plan)
-        except InputError as exc:
-            self.problem = exc.problem if hasattr(exc, "problem") else str(exc)
-            return {}
-        return {
-            sid: (
-                tuple(float(v) for v in seeds.positions_mm[i]),  # type: ignore[misc]
-                tuple(float(v) for v in seeds.axes[i]),  # type: ignore[misc]
-                float(seeds.strengths_u[i]),
-            )
-            for i, sid in enumerate(ids)
-        }
+        """{seed id: (position mm, unit axis, S_K at implant U)} of ``plan``'s seeds.
+
+        Seeds are immutable: a seed object already seen (with the same source) reuses its
+        key, so a drag step converts only the seed that moved (the plan's other seeds are the
+        same objects)."""
+        src = plan.source
+        cache = self._key_cache
+        keys: dict[str, _SeedKey] = {}
+        todo = []
+        for s in plan.seeds:
+            hit = cache.get(s.id)
+            if hit is not None and hit[0] is s and hit[1] is src:
+                keys[s.id] = hit[2]
+            else:
+                todo.append(s)
+        if todo:
+            try:  # plan_seed_set reads only the source and the seeds
+                seeds, ids = plan_seed_set(SimpleNamespace(source=src, seeds=tuple(todo)))  # type: ignore[arg-type]
+            except InputError as exc:
+                self.problem = exc.problem if hasattr(exc, "problem") else str(exc)
+                return {}
+            for i, (s, sid) in enumerate(zip(todo, ids, strict=True)):
+                key = (
+                    tuple(seeds.positions_mm[i].tolist()),
+                    tuple(seeds.axes[i].tolist()),
+                    float(seeds.strengths_u[i]),
+                )
+                cache[sid] = (s, src, key)  # type: ignore[assignment]
+                keys[sid] = key  # type: ignore[assignment]
+            keys = {s.id: keys[s.id] for s in plan.seeds}  # the plan's order
+        if len(cache) > 2 * len(keys) + 64:  # forget seeds deleted long ago
+            self._key_cache = {sid: cache[sid] for sid in keys}
+        return keys
 
     def _crop_box(self, plan: Plan, keys: dict[str, _SeedKey]) -> tuple[slice, slice, slice]:
         g = plan.geometry
