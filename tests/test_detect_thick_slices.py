@@ -37,24 +37,46 @@ def _gated_match(truth: np.ndarray, found: np.ndarray, gate_mm: float = 2.5):
     return r[ok], c[ok]
 
 
-def test_5mm_many_seeds_every_orientation(phantom_5mm) -> None:
-    """134 seeds on a 10 × 10 × 12 mm grid around the target (in soft tissue, bone and against
-    cortex), axes uniform on the sphere: ≥ 97 % found (measured 131/134), ≤ 1 % false
-    (measured 1), centre ≤ 0.7 mm RMS (measured 0.57 mm). The issue's goal is ≥ 99 %: the
-    misses are seeds lying along or across cortex whose excess the bone explains."""
+@pytest.mark.parametrize(("rng", "measured"), [(1, 131), (3, 129)])
+def test_5mm_many_seeds_every_orientation(phantom_5mm, rng: int, measured: int) -> None:
+    """130–134 seeds on a 10 × 10 × 12 mm grid around the target (in soft tissue, bone and
+    against cortex), axes uniform on the sphere: ≥ 97 % found (measured 131/134 and 129/130),
+    ≤ 1 % false (measured 1 and 0), centre ≤ 0.7 mm RMS (measured 0.57 and 0.53 mm). Seeds
+    12 mm apart along the slice axis make one blob too long for its mass; it holds one seed
+    more (without that rule rng 3 found 125/130). The issue's goal is ≥ 99 %: the misses are
+    seeds lying along or across cortex whose excess the bone explains."""
     base, gtv = phantom_5mm
     centre = base.geometry.zyx_to_world(np.argwhere(gtv).mean(axis=0))
-    scene = seed_grid_scene(base.geometry, centre, rng=1, avoid_lung=base.hu)
+    scene = seed_grid_scene(base.geometry, centre, rng=rng, avoid_lung=base.hu)
     n = len(scene.seeds_mm)
     assert n >= 120
-    post = render_postop_ct(base, scene, rng=3)
+    post = render_postop_ct(base, scene, rng=rng + 2)
     result = detect_seeds(post, expected=n)
     found = result.positions_mm
     r, c = _gated_match(scene.seeds_mm, found)
-    assert len(r) >= int(np.ceil(0.97 * n)), result.summary()
+    assert len(r) >= int(np.ceil(0.97 * n)), (measured, result.summary())
     assert len(found) - len(r) <= int(0.01 * n), result.summary()
     err = np.linalg.norm(scene.seeds_mm[r] - found[c], axis=1)
     assert np.sqrt(np.mean(err**2)) <= 0.7
+
+
+def test_5mm_dense_implant_no_seed_in_bone_far_from_the_implant() -> None:
+    """The dense benchmark case on 30 slices of 5 mm (49 seeds on needles 9 mm apart): the
+    tightly curved ends of the small cortical ring at the tip of the sternum survive every
+    straight line opening and read like seeds (7 false seeds, 130 mm from the implant, before
+    the attached-structure rule); they are part of a structure as bright as themselves and are
+    reported as bone. Every seed reported lies within 5 mm of a true seed; ≥ 75 % found
+    (measured 39/49: seeds 9 mm apart along the slice axis are a known limitation)."""
+    from benchmarks.bench_detect import make_case
+
+    post, scene = make_case(n_slices=30, slice_mm=5.0)
+    result = detect_seeds(post, expected=len(scene.seeds_mm))
+    found = result.positions_mm
+    nearest = np.linalg.norm(found[:, None] - scene.seeds_mm[None], axis=-1).min(axis=1)
+    assert nearest.max() < 5.0, (np.round(found[nearest >= 5.0], 1), result.summary())
+    r, _ = _gated_match(scene.seeds_mm, found)
+    assert len(r) >= int(np.ceil(0.75 * len(scene.seeds_mm))), result.summary()
+    assert any("as bright as itself" in m.reason for m in result.metal)
 
 
 @pytest.mark.parametrize("rng", [1, 3])
