@@ -37,9 +37,16 @@ direction, a seed (≤ 5.5 mm with its blur) in none — is ≥ 700 HU in a seed
 weights are that excess over the core and 1.6 mm around it in-plane, and the centre along the
 slice axis comes from the two largest per-slice masses under the Gaussian slice profile (the
 centroid would be pulled to the slice centres). Components lighter than 0.35 of a seed are
-bone fragments. Known limits on 5 mm slices: seeds in or against lung, chains of three seeds
-through the slice, seeds closer than two slices along the slice axis (the 3-slice opening takes
-them for bone), seeds lying along cortex.
+bone fragments. A component whose brightest voxel is connected in-plane to more than
+``ATTACHED_MAX_PX`` pixels beyond it of structure as bright as itself (HU ≥ tissue + 0.75 of its
+peak excess) is bone, not a seed (:func:`_attached_pixels`): the tightly curved ends of a small
+cortical ring (the tip of the sternum) survive every straight line opening, but a seed is
+brighter than the bone it touches. A blob one seed too long for its rounded seed count that
+carries ``THICK_EXTRA_SEED_FRACTION`` of a seed per seed holds one seed more (seeds along the
+slice axis lose mass to the slice profile and the 3-slice opening). Known limits on 5 mm
+slices: seeds in or against lung, chains of three seeds through the slice, seeds closer than
+two slices along the slice axis (the 3-slice opening takes them for bone; the dense benchmark's
+needles 9 mm apart), seeds lying along cortex.
 
 All positions are LPS mm on the CT's own geometry (any direction matrix).
 """
