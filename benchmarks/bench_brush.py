@@ -11,15 +11,19 @@ button held, ≈ 1 mm per move; the stroke crosses the sagittal view's plane hal
 
 Timed per mouse move, end to end: the move delivered through Qt to the axial view → the brush
 (capsule patch, the undoable ``EditMask`` inside one stroke) → the document's ``changed``
-event → the structure outlines (only of the views whose slice the edit reaches) and the brush
-cursor → every render this caused until Qt has nothing left to draw (``processEvents``). The
-views the edit did not reach are not redrawn; the 3-D view follows when the stroke ends (its
-surface 250 ms after the last edit). Median and 95th percentile, process CPU time per move,
-renders per view per move, and the model part (patch + edit) alone.
+event → the axial outline and the brush cursor → every render this caused until Qt has
+nothing left to draw (``processEvents``). The axial view is the foreground view
+(``VTKWidget.set_foreground``): it redraws on every move, copying its kept CT picture (the CT
+slice is drawn again only when the slice, zoom, pan or window/level change); the sagittal view,
+whose plane the stroke crosses, redraws (outline included) at most every 100 ms, inside the
+timed moves when its turn falls in one; views the edit did not reach are not redrawn; the 3-D
+view follows when the stroke ends (its surface 250 ms after the last edit). Median and 95th
+percentile, process CPU time per move, renders per view per move, how many axial renders
+reused the kept CT picture, and the model part (patch + edit + what its event ran) alone.
 
 Baseline, same run and window: the previous rendering (``VTKWidget.legacy_rendering``: every
-view, 3-D included, redrawn on every edit, VTK's default frame blit), the same stroke on the
-GTV's other edge.
+view, 3-D included, redrawn on every edit, the CT drawn on every render, VTK's default frame
+blit), the same stroke on the GTV's other edge.
 
 Needs an X display; without one the row says so.
 """
@@ -77,7 +81,9 @@ def make_case() -> tuple[Any, Any]:
 
 
 def _stroke(window: Any, y_mm: float, n_moves: int) -> tuple[EventTimes, list[float]]:
-    """Press, ``n_moves`` moves along +x (1 mm each) at ``y_mm`` from the crosshair, release."""
+    """Press, ``n_moves`` moves along +x (1 mm each) at ``y_mm`` from the crosshair, release.
+
+    Returns the per-move times and the model part of each move (s)."""
     view = window.axial_view
     c = window.session.crosshair_mm
     brush = window.tool_manager.tools["brush"]
@@ -126,7 +132,10 @@ def run_benchmarks(quick: bool = False) -> list[dict[str, object]]:
     pump()
     n = 10 if quick else 30
     _stroke(window, 30.0, 6)  # warm (numba, OpenGL first use), away from the timed strokes
+    axial = window.axial_view
+    reused, renders = axial.base_reused, axial.render_count
     ours, model = _stroke(window, 15.6, n)  # the GTV's anterior/posterior edge (16 mm)
+    reused, renders = axial.base_reused - reused, axial.render_count - renders
     set_legacy_rendering(window, True)
     try:
         pump()
@@ -137,7 +146,7 @@ def run_benchmarks(quick: bool = False) -> list[dict[str, object]]:
     window.close()
     pump()
     s, b = summary(ours), summary(base)
-    renders = ", ".join(f"{k} {v:.2f}" for k, v in ours.mean_renders().items())
+    renders_per_move = ", ".join(f"{k} {v:.2f}" for k, v in ours.mean_renders().items())
     base_renders = ", ".join(f"{k} {v:.2f}" for k, v in base.mean_renders().items())
     model_ms = 1e3 * statistics.median(model) if model else float("nan")
     return [
@@ -154,9 +163,11 @@ def run_benchmarks(quick: bool = False) -> list[dict[str, object]]:
                 f"{n} moves of a r {RADIUS_MM:g} mm disc in a 1400x900 window; p95 "
                 f"{s['p95_s'] * 1e3:.1f} ms; process CPU per move median "
                 f"{s['cpu_median_s'] * 1e3:.1f} ms (baseline {b['cpu_median_s'] * 1e3:.1f} ms); "
-                f"model (patch + undoable edit) {model_ms:.2f} ms; renders per move: {renders} "
-                f"(baseline: {base_renders}); baseline = the previous rendering (every view "
-                f"incl. 3-D redrawn per edit, VTK's default frame blit), p95 "
+                f"model (patch + undoable edit + its event) {model_ms:.2f} ms; renders per "
+                f"move: {renders_per_move} (baseline: {base_renders}); axial renders reusing the "
+                f"kept CT picture: {reused} of {renders}; baseline = the previous rendering "
+                f"(every view incl. 3-D redrawn per edit, the CT drawn per render, VTK's "
+                f"default frame blit), p95 "
                 f"{b['p95_s'] * 1e3:.1f} ms; load {load_average()}"
             ),
         }

@@ -28,7 +28,13 @@ _PLANE_DEFER_MS = 120
 
 
 class CTSliceLayer(Layer):
-    """The CT resliced along a 2-D view's focal plane, shown with the session's window/level."""
+    """The CT resliced along a 2-D view's focal plane, shown with the session's window/level.
+
+    The slice is drawn in the view's cached base layer
+    (:meth:`app.gui.vtk_bridge.VTKWidget.cached_base_renderer`): a render that changes only
+    the overlays (outlines, cursor, isodoses) copies the kept CT picture instead of
+    reslicing and texturing it again.
+    """
 
     def __init__(self, view: VTKWidget, session: Session) -> None:
         super().__init__(view, session)
@@ -40,7 +46,8 @@ class CTSliceLayer(Layer):
         self.image_slice.SetMapper(self.mapper)
         self.image_slice.GetProperty().SetInterpolationTypeToLinear()
         self.image_slice.VisibilityOff()
-        self.add_prop(self.image_slice)
+        self._base = view.cached_base_renderer()
+        self._base.AddViewProp(self.image_slice)
         self.listen(session.volume_changed, self._on_volume_changed)
         self.listen(session.window_level_changed, self._on_window_level_changed)
         self._on_window_level_changed(session.window_hu, session.level_hu)
@@ -67,6 +74,7 @@ class CTSliceLayer(Layer):
 
     def close(self) -> None:
         self.mapper.SetInputData(None)
+        self._base.RemoveViewProp(self.image_slice)
         super().close()
 
 
