@@ -11,10 +11,11 @@ Timed, per update of a scripted drag (a seed moved 0.5 mm along its needle, 40 s
 forth), end to end through the document: ``doc.execute(MoveSeedAlongNeedle)`` → the document's
 ``changed`` event → :meth:`LiveDose.sync` (one fused old-out/new-in pass of the fast incremental
 accumulator on each of the three views) → isodose lines at 50/90/100/150/200 % PD on the three
-views as line segments (:meth:`LiveDose.isodose_segments`, what the GUI draws). Reported:
-median (the ``seconds``) and 95th
-percentile. Two cases: the GUI's default (views cropped to targets/OARs/seeds + 30 mm) and the
-three whole 512² views.
+views as line segments (:meth:`LiveDose.isodose_segments`, numpy marching squares). Reported:
+median (the ``seconds``) and 95th percentile. Two cases: the GUI's default (views cropped to
+targets/OARs/seeds + 30 mm) and the three whole 512² views; and, on the cropped views, the same
+drag with the lines made as the GUI makes them (:class:`app.gui.layers.isodoses.IsodoseContours`:
+``vtkFlyingEdges2D`` per level, ends in LPS mm in VTK polydata ready to draw; no window).
 
 Baseline, in the same run: the plain way, a full exact recompute per update (every seed on
 every pixel of the same three views with the exact engine, then
@@ -87,7 +88,28 @@ def _contours(live: LiveDose) -> int:
     return sum(len(v) for view in VIEWS for v in live.isodose_segments(view).values())
 
 
-def _drag(live: LiveDose, doc: PlanDocument, steps: int) -> list[float]:
+def _gui_contours(live: LiveDose, state: dict) -> int:
+    """Isodose polydata of the three views as the GUI's isodose layer makes them (VTK);
+    returns the segment count."""
+    from vtkmodules.vtkCommonDataModel import vtkPolyData
+
+    from app.gui.layers.isodoses import IsodoseContours
+
+    pd_gy = float(live.prescription_gy or 0.0)
+    levels = {p: pd_gy * p / 100.0 for p in live.levels_percent}
+    n = 0
+    for view in VIEWS:
+        if view not in state:
+            state[view] = (IsodoseContours(), {p: vtkPolyData() for p in levels})
+        contours, polydata = state[view]
+        geometry = live.plane(view).geometry
+        n += sum(contours.update(live.region_dose_gy(view), geometry, levels, polydata).values())
+    return n
+
+
+def _drag(live: LiveDose, doc: PlanDocument, steps: int, gui: dict | None = None) -> list[float]:
+    """Per-step seconds of a drag; ``gui``: contour the GUI's way (state of
+    :func:`_gui_contours`) instead of :meth:`LiveDose.isodose_segments`."""
     seed = doc.plan.seeds[len(doc.plan.seeds) // 2]
     times = []
     with doc.stroke("Drag seed"):
@@ -95,7 +117,10 @@ def _drag(live: LiveDose, doc: PlanDocument, steps: int) -> list[float]:
             dist = 12.0 + 0.5 * (k % 20 if (k // 20) % 2 == 0 else 20 - k % 20)
             t0 = time.perf_counter()
             doc.execute(MoveSeedAlongNeedle(seed.id, distance_mm=dist))
-            _contours(live)
+            if gui is None:
+                _contours(live)
+            else:
+                _gui_contours(live, gui)
             times.append(time.perf_counter() - t0)
     return times
 
@@ -158,6 +183,20 @@ def run_benchmarks(quick: bool = False) -> list[dict[str, object]]:
                 f"views {shapes} px; {_contours(live)} isodose segments",
             )
         )
+        if crop is not None:
+            gui: dict = {}
+            _drag(live, doc, 3, gui)  # warm
+            gui_times = _drag(live, doc, steps, gui)
+            rows.append(
+                _row(
+                    f"live isodoses: drag 1 of {len(plan.seeds)} seeds, 3 views, {label}, "
+                    "lines made as the GUI makes them (VTK)",
+                    gui_times,
+                    base,
+                    f"views {shapes} px; {_gui_contours(live, gui)} segments into VTK "
+                    "polydata (app.gui.layers.isodoses.IsodoseContours, vtkFlyingEdges2D)",
+                )
+            )
         t_slice = []
         for k in range(3 if quick else 8):
             t0 = time.perf_counter()

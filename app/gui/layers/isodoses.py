@@ -51,10 +51,12 @@ if TYPE_CHECKING:
     from app.gui.planning_ui import PlanningUI
     from app.gui.views.slice_view import SliceView
     from app.gui.vtk_bridge import VTKWidget
+    from dose.geometry import GridGeometry
     from planner.plan.dosimetry import PlanDosimetry
 
 __all__ = [
     "ISODOSE_OFFSET_MM",
+    "IsodoseContours",
     "IsodoseLayer",
     "IsodoseSurfaceLayer",
     "level_rgb",
@@ -104,6 +106,82 @@ def segments_polydata(points_mm: NDArray[np.float64], polydata: vtkPolyData) -> 
     polydata.Modified()
 
 
+class IsodoseContours:
+    """Isodose segments of one view's slice dose, in VTK (no window needed).
+
+    One ``vtkImageData`` wraps the dose (Gy, (rows, cols), no copy) in pixel units (x =
+    column, y = row); one ``vtkFlyingEdges2D`` per level contours it (marching squares: the
+    segments of :func:`planner.plan.isolines.iso_segments`). :meth:`update` fills one
+    polydata per level with its segments in LPS mm (ends mapped by the plane's geometry in a
+    ``vtkTransform``, in C++) and returns the segment counts.
+    """
+
+    def __init__(self) -> None:
+        self.image = vtkImageData()
+        self._dose: NDArray[np.float64] | None = None  # the array the image reads
+        self._filters: dict[float, vtkFlyingEdges2D] = {}
+
+    def _filter(self, level: float) -> vtkFlyingEdges2D:
+        found = self._filters.get(level)
+        if found is None:
+            found = self._filters[level] = vtkFlyingEdges2D()
+            found.SetInputData(self.image)
+            found.ComputeScalarsOff()
+            found.SetValue(0, level)
+        return found
+
+    def update(
+        self,
+        dose_gy: NDArray[np.float64],
+        geometry: GridGeometry,
+        levels_gy: dict[float, float],
+        polydata: dict[float, vtkPolyData],
+        offset_mm: NDArray[np.float64] | None = None,
+    ) -> dict[float, int]:
+        """Contour ``dose_gy`` (rows, cols) on the one-slice grid ``geometry`` at ``levels_gy``
+        ({key: Gy}); fill ``polydata[key]`` with that level's segments (LPS mm, shifted by
+        ``offset_mm`` (3,)); returns {key: segment count}. A level with no segment (or above
+        the maximum dose) leaves its polydata as it was (count 0)."""
+        dose = np.ascontiguousarray(dose_gy, dtype=np.float64)
+        rows, cols = dose.shape
+        self._dose = dose
+        img = self.image
+        img.SetDimensions(cols, rows, 1)
+        img.GetPointData().SetScalars(numpy_to_vtk(dose.reshape(-1), deep=False))
+        img.Modified()
+        # Pixel (column, row, 0) → LPS mm.
+        matrix = np.eye(4)
+        g = geometry
+        matrix[:3, :2] = np.asarray(g.direction)[:, :2] * np.asarray(g.spacing_mm)[None, :2]
+        matrix[:3, 3] = np.asarray(g.origin_mm, dtype=np.float64)
+        if offset_mm is not None:
+            matrix[:3, 3] += np.asarray(offset_mm, dtype=np.float64)
+        to_world = vtkTransform()
+        to_world.SetMatrix(matrix.reshape(-1))
+        top = float(dose.max()) if dose.size else 0.0
+        counts: dict[float, int] = {}
+        for key, level in levels_gy.items():
+            counts[key] = 0
+            if rows < 2 or cols < 2 or not level < top:
+                continue  # no line (and no filter run)
+            contour = self._filter(float(level))
+            contour.SetValue(0, float(level))
+            contour.Update()
+            out = contour.GetOutput()
+            n = out.GetNumberOfCells()
+            counts[key] = n
+            if n == 0:
+                continue
+            points = vtkPoints()
+            points.SetDataTypeToDouble()
+            to_world.TransformPoints(out.GetPoints(), points)  # no numpy round trip
+            pd = polydata[key]
+            pd.SetPoints(points)
+            pd.SetLines(out.GetLines())  # 2-point line cells; a new array each filter run
+            pd.Modified()
+        return counts
+
+
 class IsodoseLayer(Layer):
     """Live isodose lines, legend and optional wash on one 2-D view (module docstring)."""
 
@@ -114,11 +192,8 @@ class IsodoseLayer(Layer):
         self.name = live_view_name(view)
         #: Per level (% PD): the drawn segments (LPS mm) and their actor.
         self.lines: dict[float, tuple[vtkPolyData, vtkActor]] = {}
-        #: The live region dose (Gy) as an image in pixel units (x = column, y = row), shared
-        #: by the per-level contour filters; ``_dose`` keeps the wrapped array alive.
-        self.dose_image = vtkImageData()
-        self._dose: NDArray[np.float64] | None = None
-        self._contours: dict[float, vtkFlyingEdges2D] = {}
+        #: The contouring of the live region dose (one filter per level).
+        self.contours = IsodoseContours()
         self._legend_key: tuple[object, ...] | None = None
         self.legend: list[vtkTextActor] = []
         #: Segment count drawn per level at the last update (tests and the benchmark read it).
@@ -185,10 +260,6 @@ class IsodoseLayer(Layer):
 
     def _level_actor(self, percent: float) -> tuple[vtkPolyData, vtkActor]:
         if percent not in self.lines:
-            contour = vtkFlyingEdges2D()
-            contour.SetInputData(self.dose_image)
-            contour.ComputeScalarsOff()
-            self._contours[percent] = contour
             pd = vtkPolyData()
             mapper = vtkPolyDataMapper()
             mapper.SetInputData(pd)
@@ -216,6 +287,7 @@ class IsodoseLayer(Layer):
         self._legend_key = None
         self.wash_actor.VisibilityOff()
         self.note.SetInput(note)
+        self.note.SetVisibility(bool(note))  # an empty text actor still costs a draw
         self.segment_counts = {}
         self.render()
 
@@ -229,6 +301,7 @@ class IsodoseLayer(Layer):
         self._place_plane(live)
         self._hidden_note = None
         self.note.SetInput("")
+        self.note.VisibilityOff()
         plane = live.plane(self.name)  # type: ignore[arg-type]
         normal = self.slice_view.normal
         levels = self.planning.levels_percent
@@ -243,48 +316,19 @@ class IsodoseLayer(Layer):
     def _contour(
         self, live, plane, normal: NDArray[np.float64], levels: tuple[float, ...]
     ) -> dict[float, int]:
-        """Fill each level's polydata with its segments on ``plane``; returns the segment
-        count per level (0: not drawn)."""
-        dose = np.ascontiguousarray(live.region_dose_gy(self.name), dtype=np.float64)
-        rows, cols = dose.shape
-        self._dose = dose  # the image below reads this array without a copy
-        img = self.dose_image
-        img.SetDimensions(cols, rows, 1)
-        img.GetPointData().SetScalars(numpy_to_vtk(dose.reshape(-1), deep=False))
-        img.Modified()
-        g = plane.geometry
-        # Pixel (column, row, 0) → LPS mm, in front of the image by the isodose offset.
-        matrix = np.eye(4)
-        matrix[:3, :2] = np.asarray(g.direction)[:, :2] * np.asarray(g.spacing_mm)[None, :2]
-        matrix[:3, 3] = np.asarray(g.origin_mm, dtype=np.float64) - ISODOSE_OFFSET_MM * normal
-        to_world = vtkTransform()
-        to_world.SetMatrix(matrix.reshape(-1))
+        """Fill each level's polydata with its segments on ``plane`` (drawn in front of the
+        image by the isodose offset); returns the segment count per level (0: not drawn)."""
         pd_gy = float(live.prescription_gy)
-        top = float(dose.max()) if dose.size else 0.0
-        counts: dict[float, int] = {}
-        for p in levels:
-            pd, actor = self._level_actor(p)
-            level = pd_gy * p / 100.0
-            if rows < 2 or cols < 2 or not level < top:
-                counts[p] = 0  # above the maximum dose: no line (and no filter run)
-                actor.VisibilityOff()
-                continue
-            contour = self._contours[p]
-            contour.SetValue(0, level)
-            contour.Update()
-            out = contour.GetOutput()
-            n = out.GetNumberOfCells()
-            counts[p] = n
-            if n == 0:
-                actor.VisibilityOff()
-                continue
-            points = vtkPoints()
-            points.SetDataTypeToDouble()
-            to_world.TransformPoints(out.GetPoints(), points)  # in C++, no numpy round trip
-            pd.SetPoints(points)
-            pd.SetLines(out.GetLines())  # 2-point line cells; a new array each filter run
-            pd.Modified()
-            actor.VisibilityOn()
+        actors = {p: self._level_actor(p) for p in levels}
+        counts = self.contours.update(
+            live.region_dose_gy(self.name),
+            plane.geometry,
+            {p: pd_gy * p / 100.0 for p in levels},
+            {p: pd for p, (pd, _) in actors.items()},
+            -ISODOSE_OFFSET_MM * np.asarray(normal, dtype=np.float64),
+        )
+        for p, (_, actor) in actors.items():
+            actor.SetVisibility(counts[p] > 0)
         return counts
 
     def _update_legend(self, pd_gy: float, counts: dict[float, int]) -> None:

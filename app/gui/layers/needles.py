@@ -9,7 +9,9 @@ grabs, :mod:`app.gui.tools.seed_tool`; shown for the selected needle and for end
 bright ring where the track crosses the displayed plane
 (:func:`planner.plan.needles.plane_crossing_mm`). A needle with warnings is drawn orange (red
 when it passes through a structure to avoid); the selected one is thicker.
-The name is written beside the entry.
+The name is written beside the entry of the needles that can be told apart on the view: the
+selected one, those with a drawn handle and those crossing the displayed plane (parallel
+needles off the plane project onto one line, where their names would overprint).
 """
 
 from __future__ import annotations
@@ -252,7 +254,13 @@ class NeedleLayer(Layer):
                 ang = np.linspace(0.0, 2 * np.pi, 17)
                 ring = c2 + r * (np.cos(ang)[:, None] * right + np.sin(ang)[:, None] * up)
                 add((2.5, 1.0), list(ring), [list(range(len(ring)))], rgb)
-            if needle.label and needle is not preview:
+            # The name where the needle can be told apart on this view: the selected one,
+            # one with an end near the plane or crossing it. Parallel needles off the plane
+            # project onto the same line (their names would overprint each other), and each
+            # label costs every render of the view a text draw (~0.15 ms with software
+            # OpenGL: 21 names were a third of a 2-D view's frame during a seed drag).
+            named = selected or show_entry or show_tip or cross is not None
+            if needle.label and needle is not preview and named:
                 self._labels.append(self._label(needle.label, e2 + 2.5 * h * (right + up), rgb))
         for key, (points, lines, colours) in groups.items():
             self._group(key, points, lines, colours)
