@@ -11,7 +11,8 @@
 
 Steps: candidate needles (:mod:`planner.optimise.candidates`, rejections counted by reason),
 seed slots (:mod:`planner.optimise.slots`), the exact dose-influence matrix on up to
-``POLISH_TARGET_POINTS`` target voxel centres and the cord voxels near the slots
+``POLISH_TARGET_POINTS`` target voxel centres (fewer when there are many slots:
+``POLISH_MAX_ENTRIES``) and the cord voxels near the slots
 (:mod:`planner.optimise.influence`), the selection on ``GREEDY_TARGET_POINTS`` of them
 (:mod:`planner.optimise.solve`: coverage dose on 96 % of the points with every cord point
 under 95 % of the limit), the polish (:mod:`planner.optimise.polish`: swaps and adds that raise
@@ -109,6 +110,16 @@ __all__ = ["AutoplanOptions", "AutoplanResult", "autoplan", "uniform_loading"]
 GREEDY_TARGET_POINTS = 2500
 #: Target points the polish counts (V100 on them has a sampling SD of ~0.25 %).
 POLISH_TARGET_POINTS = 8000
+#: At most this many target points × slots in the polish's influence (large targets with many
+#: slots get fewer points, at least GREEDY_TARGET_POINTS: the matrix costs seconds).
+POLISH_MAX_ENTRIES = 8_000_000
+
+
+def _polish_points(n_slots: int) -> int:
+    """Target points the polish counts for ``n_slots`` slots."""
+    return int(min(POLISH_TARGET_POINTS, max(GREEDY_TARGET_POINTS, POLISH_MAX_ENTRIES // n_slots)))
+
+
 #: The polish aims this far above the V100 goal (fraction), for the exact DVH's sub-sampling.
 POLISH_GOAL_MARGIN = 0.006
 #: The polish keeps the voxel-centre cord D0.1 cm³ under this fraction of the limit first.
@@ -471,7 +482,7 @@ def autoplan(
         slots.axes,
         target,
         [cord] if cord is not None else [],
-        max_target_points=POLISH_TARGET_POINTS if use_polish else GREEDY_TARGET_POINTS,
+        max_target_points=_polish_points(len(slots)) if use_polish else GREEDY_TARGET_POINTS,
         progress=sub_progress(progress, 0.1, 0.4),
         cancel=cancel,
     )

@@ -32,7 +32,14 @@ D90 72.7 Gy, V100 58 %): the coverage binaries (one per target point) with the c
 D0.1 cm³ big-M rows make the LP relaxation weak, and the solver spends the budget in branching.
 So the default is ``method="greedy"``; ``"milp"`` and ``"auto"`` (both, the better kept) stay
 available for small problems and for comparison, and the reported metrics are always the
-exact recomputation whatever the method.
+exact recomputation whatever the method. The greedy's result is then polished on voxel counts
+(:mod:`planner.optimise.polish`): with it the automatic plan runs the greedy with one cord
+weight (2; the others are within the polish's reach and cost ~0.3-1 s each).
+
+Deadlines: :func:`solve_greedy` and :func:`solve` take ``deadline`` (``time.perf_counter()``
+seconds): past it no further cord weight is tried and refill/growth stop where they are
+(``Solution.cut_short``); the first growth of the first weight always completes, so a plan
+exists. The cord limit holds at every step, so a cut solution keeps it too.
 """
 
 from __future__ import annotations
