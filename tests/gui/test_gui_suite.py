@@ -1,15 +1,23 @@
 """Runs the window tests (tests/gui/inner) in child processes, and the ``gui --screenshot`` CLI.
 
-See tests/gui/conftest.py for why every VTK window lives in its own process.
+See tests/gui/conftest.py for why VTK windows live in child processes. The window modules run
+a few per child (balanced batches: each child pays the imports and the first window once); a
+crash still fails only the test it happened in, and the batch's later modules go on in a new
+child.
 """
 
 from __future__ import annotations
 
+import json
+import math
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from tests.child_process import run_pytest_modules
+from tests.conftest import REPO_ROOT
 from tests.gui.conftest import (
     DEMO_ENV,
     INNER_ENV,
@@ -17,68 +25,107 @@ from tests.gui.conftest import (
     child_env,
     display_prefix,
     image_is_not_blank,
-    judge_child_pytest,
     python_exe,
     require_display,
     run_child,
 )
 
-#: The slowest window modules (measured in CI, 2026-12-02), started first so that no long
-#: module is left running alone at the end of the suite on one of the two workers.
-SLOWEST_FIRST = (
-    "test_isodoses_gui",
-    "test_dialogs_and_lifecycle",
-    "test_layout_gui",
-    "test_needles_gui",
-    "test_plan_contouring",
-    "test_postop_gui",
-    "test_workflow_dialogs_gui",
-    "test_postop_registration_gui",
-    "test_tools_levels_fill_robustness_gui",
-)
-INNER_MODULES = sorted(
-    (Path(__file__).parent / "inner").glob("test_*.py"),
-    key=lambda p: (
-        SLOWEST_FIRST.index(p.stem) if p.stem in SLOWEST_FIRST else len(SLOWEST_FIRST),
-        p.stem,
-    ),
-)
-#: Only for a hang: a module takes well under a minute on an idle 2-core machine.
+#: Seconds each window module's tests took in its own child (JUnit, 2026-12-02, a loaded
+#: 2-core machine): only their ratios matter, for balancing batches. A module missing here
+#: (a new one) counts :data:`NEW_MODULE_S`.
+MODULE_SECONDS = {
+    "test_needles_gui": 140,
+    "test_isodoses_gui": 121,
+    "test_postop_registration_gui": 99,
+    "test_postop_gui": 86,
+    "test_plan_contouring": 80,
+    "test_workflow_dialogs_gui": 67,
+    "test_tools_levels_fill_robustness_gui": 49,
+    "test_layout_gui": 41,
+    "test_dialogs_and_lifecycle": 38,
+    "test_render_views": 35,
+    "test_header_and_overlays": 27,
+    "test_views": 25,
+    "test_positions": 20,
+    "test_oblique_geometry": 15,
+    "test_pyside_refcounts": 7,
+}
+NEW_MODULE_S = 40
+#: Window modules per child pytest, on average: each child pays the imports (PySide6, VTK,
+#: numba, SciPy) and the first window once, whatever number of modules it runs.
+MODULES_PER_CHILD = 4
+#: Only for a hang: one module takes well under a minute on an idle 2-core machine.
 CHILD_TIMEOUT_S = 420
+#: The same, per further module in one child.
+MODULE_TIMEOUT_S = 180
+
+
+def window_batches(
+    modules: Sequence[Path], n_batches: int, seconds: Mapping[str, float] = MODULE_SECONDS
+) -> list[tuple[Path, ...]]:
+    """Modules grouped into ``n_batches`` children of about equal total time (longest first),
+    the batches longest first, each batch's modules longest first.
+
+    Deterministic (every xdist worker collects the same list); every module in one batch.
+    """
+    weight = lambda p: seconds.get(p.stem, NEW_MODULE_S)  # noqa: E731
+    ordered = sorted(modules, key=lambda p: (-weight(p), p.stem))
+    batches: list[list[Path]] = [[] for _ in range(max(1, min(n_batches, len(ordered))))]
+    for module in ordered:  # longest processing time first, onto the lightest batch
+        min(batches, key=lambda b: (sum(map(weight, b)), len(b))).append(module)
+    batches.sort(key=lambda b: -sum(map(weight, b)))
+    return [tuple(b) for b in batches if b]
+
+
+INNER_MODULES = sorted((Path(__file__).parent / "inner").glob("test_*.py"))
+WINDOW_BATCHES = window_batches(INNER_MODULES, math.ceil(len(INNER_MODULES) / MODULES_PER_CHILD))
+
+
+def _batch_id(batch: tuple[Path, ...]) -> str:
+    return "+".join(p.stem.removeprefix("test_") for p in batch)
 
 
 @pytest.mark.gui
-@pytest.mark.parametrize("module", INNER_MODULES, ids=lambda p: p.stem)
-def test_window_module(module: Path, demo_ct_path: Path, tmp_path: Path) -> None:
-    """Each inner module passes in its own process (a VTK crash fails only that module).
+@pytest.mark.parametrize("batch", WINDOW_BATCHES, ids=_batch_id)
+def test_window_modules(
+    batch: tuple[Path, ...],
+    demo_ct_path: Path,
+    tmp_path: Path,
+) -> None:
+    """The inner modules of one batch pass in one child pytest, judged by its JUnit report:
+    every module ran tests, none failed or was skipped.
 
-    The child is judged by its JUnit XML: it must have run tests, none failed or skipped.
+    A VTK crash fails the test it happened in (named from the child's progress file) and the
+    batch's later modules run on in a new child (tests.child_process.run_pytest_modules).
     """
     require_display()
-    junit = tmp_path / "child-junit.xml"
-    cmd = [
-        python_exe(),
-        "-m",
-        "pytest",
-        "-q",
-        "-p",
-        "no:cacheprovider",
-        "-p",
-        "no:xdist",
-        f"--basetemp={tmp_path / 'child'}",
-        f"--junitxml={junit}",
-        "-o",
-        "junit_family=xunit2",
-        str(module),
-    ]
-    result = run_child(
-        cmd,
-        log_dir=tmp_path / "logs",
-        timeout_s=CHILD_TIMEOUT_S,
+    cmd = [python_exe(), "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist"]
+    summary = run_pytest_modules(
+        batch,
+        cmd=cmd,
+        cwd=REPO_ROOT,
         env=child_env(**{INNER_ENV: "1", DEMO_ENV: str(demo_ct_path)}),
+        work_dir=tmp_path,
+        timeout_s=CHILD_TIMEOUT_S + MODULE_TIMEOUT_S * (len(batch) - 1),
+        what=f"GUI tests in {', '.join(p.name for p in batch)}",
     )
-    summary = judge_child_pytest(result, junit, f"GUI tests in {module.name}")
-    assert summary.passed == summary.tests > 0
+    assert summary.passed == summary.tests >= len(batch)
+    # What to rebalance MODULE_SECONDS with (the child's JUnit times and CPU seconds).
+    timings = {Path(k).stem: round(v, 1) for k, v in summary.module_seconds.items()}
+    timings["children_cpu_s"] = round(summary.children_cpu_s, 1)
+    (tmp_path / "timings.json").write_text(json.dumps(timings, indent=1), encoding="utf-8")
+
+
+def test_every_window_module_is_in_one_batch() -> None:
+    """New modules join a batch by themselves; none is run twice or left out."""
+    batched = [p for batch in WINDOW_BATCHES for p in batch]
+    assert sorted(batched) == INNER_MODULES and len(INNER_MODULES) >= 15
+    new = [*INNER_MODULES, Path("tests/gui/inner/test_brand_new.py")]
+    batches = window_batches(new, 4)
+    assert sorted(p for b in batches for p in b) == sorted(new) and len(batches) == 4
+    totals = [sum(MODULE_SECONDS.get(p.stem, NEW_MODULE_S) for p in b) for b in batches]
+    assert totals == sorted(totals, reverse=True)
+    assert max(totals) - min(totals) <= max(MODULE_SECONDS.values())
 
 
 def _read_png_rgb(path: Path) -> np.ndarray:
