@@ -11,6 +11,13 @@
   ``pytest.skip`` (or ``importorskip``) whose reason says "not installed", "could not import",
   "test data not found" or "X display" fails too. Skips about what the machine can do (root,
   mount namespaces, devices) stay skips.
+- **Warm caches before the workers start.** Under xdist the main process first fills numba's
+  disk cache (the dose kernels, ~30 s of CPU when cold) and writes the GUI tests' demo case
+  (``<basetemp>/gui-demo-cache``), the two side by side; otherwise every process that needs a
+  kernel before the cache is written compiles it again (each GUI child and worker, ~30 s each
+  on a fresh clone) and a worker waits idle on the demo case's lock. Only a speed-up: a
+  failure is reported in the header and the tests do the work themselves. Off with
+  ``SEEDPLAN_TEST_PREWARM=0``.
 - **Per-test state.** Each test gets its own ``XDG_CONFIG_HOME`` (settings, recent files);
   ``XDG_CACHE_HOME`` is per worker (its content, the demo case, is deterministic and written
   atomically).
@@ -21,7 +28,10 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import subprocess
+import sys
 import tempfile
+import time
 from collections.abc import Generator
 from pathlib import Path
 
@@ -38,8 +48,14 @@ REQUIRE_ENV = "SEEDPLAN_REQUIRE_DATA"
 DISPLAY_ENV = "SEEDPLAN_TEST_DISPLAY"
 #: Why there is no display, when there is none (read by tests/gui/conftest.py).
 NO_DISPLAY_ENV = "SEEDPLAN_TEST_NO_DISPLAY_REASON"
+#: ``0``: do not warm the caches before the xdist workers start.
+PREWARM_ENV = "SEEDPLAN_TEST_PREWARM"
+#: The GUI tests' demo case cache, under the main process's base temp folder.
+GUI_DEMO_CACHE = "gui-demo-cache"
+PREWARM_TIMEOUT_S = 600
 
 _XSERVER = pytest.StashKey[XServer]()
+_PREWARM = pytest.StashKey[str]()
 #: Skip reasons that mean a tool, package, data set or display is missing (failures in CI).
 MISSING_RESOURCE = re.compile(
     r"not installed|could not import|test data not found|X display", re.IGNORECASE
@@ -98,6 +114,61 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ[DISPLAY_ENV] = "inherit"
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """xdist's main process, before it starts the workers: warm the caches they share."""
+    config = session.config
+    if hasattr(config, "workerinput") or os.environ.get(PREWARM_ENV) == "0":
+        return
+    if config.getoption("numprocesses", None) and not config.getoption("collectonly"):
+        config.stash[_PREWARM] = _prewarm(config._tmp_path_factory.getbasetemp())
+
+
+def _prewarm(basetemp: Path) -> str:
+    """Fill numba's kernel cache and write the GUI demo case, in two child processes at once;
+    returns one line for the report header."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    demo_env = {**env, "XDG_CACHE_HOME": str(basetemp / GUI_DEMO_CACHE)}
+    jobs = {
+        "dose kernels": ("from dose.engine import warm_up; warm_up()", env),
+        "demo case": (
+            "from planner.demo.case import ensure_demo_case; ensure_demo_case()",
+            demo_env,
+        ),
+    }
+    started = time.monotonic()
+    procs = {
+        name: subprocess.Popen(
+            [sys.executable, "-c", code],
+            cwd=REPO_ROOT,
+            env=job_env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            errors="replace",
+        )
+        for name, (code, job_env) in jobs.items()
+    }
+    done = []
+    for name, proc in procs.items():
+        try:
+            _, err = proc.communicate(
+                timeout=max(1.0, PREWARM_TIMEOUT_S - (time.monotonic() - started))
+            )
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            done.append(f"{name} timed out")
+            continue
+        last = (err.strip().splitlines() or ["no output"])[-1]
+        done.append(
+            name if proc.returncode == 0 else f"{name} FAILED (exit {proc.returncode}: {last})"
+        )
+    return f"{', '.join(done)} in {time.monotonic() - started:.0f} s"
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
     server = config.stash.get(_XSERVER, None)
     if server is not None:
@@ -109,10 +180,14 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     server = config.stash.get(_XSERVER, None)
     display = os.environ.get("DISPLAY") or f"none ({os.environ.get(NO_DISPLAY_ENV, 'not set')})"
     source = f"private Xvfb pid {server.process.pid}" if server else "inherited"
-    return [
+    lines = [
         f"seedplan: DISPLAY={display} [{source}]; shared data: {SHARED_DATA}; "
         f"{REQUIRE_ENV}={os.environ.get(REQUIRE_ENV, '0')}"
     ]
+    prewarm = config.stash.get(_PREWARM, None)
+    if prewarm:
+        lines.append(f"seedplan: caches warmed before the workers started: {prewarm}")
+    return lines
 
 
 @pytest.hookimpl(wrapper=True)
@@ -150,6 +225,43 @@ def _fails_in_ci(report: pytest.TestReport | pytest.CollectReport) -> bool:
     return bool(
         report.skipped and everything_required() and MISSING_RESOURCE.search(_skip_reason(report))
     )
+
+
+#: The slowest tests outside the GUI batches (``--durations``, 2026-12-02), by node-id prefix,
+#: slowest first: moved to the front of the run (after tests/gui, which comes first anyway), so
+#: that xdist's two workers share them out at the start and none is left running alone at the
+#: end (in file order several of them came last).
+SLOWEST_FIRST = (
+    "tests/test_structures_interpolate.py::test_fill_between_two_discs_morphs_size_and_position",
+    "tests/test_readme_examples.py",
+    "tests/test_tg43_fast.py::test_fast_grid_lone_seed_every_model_within_label_bound",
+    "tests/test_tg43_fast.py::test_fast_grid_random_spacings_within_label_bound",
+    "tests/test_cohort_run.py",
+    "tests/test_tg43_consensus.py::test_dose_rate_constant_at_the_reference_point",
+    "tests/test_demo_case.py",
+    "tests/test_demo_postop.py",
+    "tests/test_postop_detect.py::test_detect_cli_writes_csv_and_summary",
+    "tests/test_optimise_robustness.py::test_error_model_tip_error_matches_the_measured",
+    "tests/test_optimise_cli.py",
+    "tests/test_dose_cli_safety.py::test_every_writer_on_a_full_disk_and_a_read_only_fs",
+    "tests/test_tg43_fast.py::test_fast_grid_realistic_implant_vs_exact_and_reference",
+    "tests/test_detect_thick_slices.py",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Order: tests/gui first, then :data:`SLOWEST_FIRST`, then the rest in file order (a
+    stable, deterministic sort: every xdist worker collects the same list)."""
+
+    def rank(item: pytest.Item) -> int:
+        if item.nodeid.startswith("tests/gui/"):
+            return -1
+        for i, prefix in enumerate(SLOWEST_FIRST):
+            if item.nodeid.startswith(prefix):
+                return i
+        return len(SLOWEST_FIRST)
+
+    items.sort(key=rank)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ import pytest
 
 from tests.child_process import ChildResult, JUnitSummary, judge_child_pytest, read_junit
 from tests.child_process import run_child as _run_child
-from tests.conftest import NO_DISPLAY_ENV, REPO_ROOT, skip_or_fail
+from tests.conftest import GUI_DEMO_CACHE, NO_DISPLAY_ENV, REPO_ROOT, skip_or_fail
 
 INNER_ENV = "SEEDPLAN_GUI_INNER"
 DEMO_ENV = "SEEDPLAN_GUI_DEMO_CASE"
@@ -87,13 +87,14 @@ def demo_ct_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The demo case's CT folder, generated once per test run in a temporary cache.
 
     Under pytest-xdist the workers share one cache beside their base temp folders and take a
-    file lock, so the case is generated once, not once per worker.
+    file lock, so the case is generated once, not once per worker (the main process writes it
+    before the workers start: tests/conftest.py).
     """
     from planner.demo.case import DEMO_CT_SUBDIR, ensure_demo_case
 
     base = tmp_path_factory.getbasetemp()
     shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
-    cache = shared / "gui-demo-cache"
+    cache = shared / GUI_DEMO_CACHE
     cache.mkdir(parents=True, exist_ok=True)
     mp = pytest.MonkeyPatch()
     mp.setenv("XDG_CACHE_HOME", str(cache))
