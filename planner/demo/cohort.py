@@ -9,12 +9,17 @@ Every case is the demo phantom (:func:`planner.demo.phantom.generate_phantom`, s
 * a **plan**: parallel posterior needles (−y) on an x–z grid, seeds along them inside the target
   at 5 mm or more from the spinal canal and away from lung (a seed in lung is a known detection
   limitation), S_K scaled so the pre-plan D90 is about 1.15 × the 110 Gy prescription;
-* **placement errors** as measured in CT-guided practice (JRR 2021; the magnitudes of
-  :class:`planner.optimise.robustness.NeedleErrorModel`): per needle an entry offset
-  3.4 ± 1.7 mm, an angle error 2.8 ± 1.7°, a depth error 5.2 ± 4.8 mm (magnitudes, random
-  direction/sign), plus 0.5 mm of seed settling; implanted seeds that would land in lung, in the
-  canal, outside the CT or within 5.5 mm of another seed are redrawn (then with halved errors);
-  the seeds move with their needle by :func:`planner.demo.postop.seeds_after_miss`;
+* **placement errors** as measured in CT-guided practice (JRR 2021), drawn by the robustness
+  model's own sampler (:data:`NEEDLE_ERRORS`, the default
+  :class:`~planner.optimise.robustness.NeedleErrorModel`, through
+  :func:`~planner.optimise.robustness.perturb_points`: one piece of code for both): per
+  needle an entry offset 3.4 ± 1.7 mm, an angle error 2.8 ± 1.7° whose lever is capped at
+  55 mm (``max_lever_mm``: the tip moves as on a needle of at most 55 mm, 4.4 ± 2.2 mm
+  lateral, the measured tip error), a depth error 5.2 ± 4.8 mm (magnitudes, random
+  direction/sign), the seeds moving rigidly with their needle (:func:`needle_miss`), plus
+  0.5 mm of seed settling per axis; implanted seeds that would land in lung, in the canal,
+  outside the CT or within 5.5 mm of another seed are redrawn (then with every error halved,
+  quartered, and finally none);
 * a small **rigid patient shift** between the CTs (≈1° rotations, ≈2 mm translations), and the
   post-op CT scanned by :func:`planner.demo.postop.scan_postop` (the demo's post-op scan: the
   scanner model of :mod:`planner.postop.synthetic`).
@@ -25,8 +30,9 @@ Case folder (``write_cohort_case``)::
     plan.seedplan        the plan (CT path ``ct``, relative to the plan file)
     postop.nrrd          post-op CT (HU, LPS geometry)
     case.json            case id, level, seeds implanted (the clinical record)
-    truth.json           true implanted seeds (planning frame, LPS mm), needle errors, patient
-                         shift, and the 1D D90 of the true implanted seeds (Gy)
+    truth.json           true implanted seeds (planning frame, LPS mm), needle errors (and the
+                         error model), patient shift, and the 1D D90 of the true implanted
+                         seeds (Gy)
 
 Deterministic for a given (cohort seed, case index).
 """
@@ -48,15 +54,17 @@ from numpy.typing import NDArray
 from dose.errors import InputError
 from dose.geometry import GridGeometry
 from dose.progress import CancelFn, ProgressFn, check_cancelled, report, sub_progress
-from planner.demo.postop import NeedleMiss, scan_postop, seeds_after_miss
-from planner.optimise.robustness import NeedleErrorModel
+from planner.demo.postop import scan_postop
+from planner.optimise.robustness import NeedleErrorModel, perturb_points
 
 __all__ = [
     "COHORT_FORMAT",
+    "NEEDLE_ERRORS",
     "CohortCaseSpec",
     "SyntheticCase",
     "cohort_specs",
     "make_case",
+    "needle_miss",
     "planned_seed_count",
     "write_cohort",
     "write_cohort_case",
@@ -66,6 +74,10 @@ COHORT_FORMAT = "seedplan-demo-cohort"
 COHORT_VERSION = 2
 PRESCRIPTION_GY = 110.0
 LEVELS = ("T8", "T9", "T10")
+#: The implant's needle errors: the robustness model (its defaults, 55 mm lever cap included).
+NEEDLE_ERRORS = NeedleErrorModel()
+#: Then each implanted seed settles by this much (mm per axis; the cohort's own, in place of
+#: the model's 1 mm per-seed jitter: the 5.5 mm seed gap leaves less room for more).
 SEED_SETTLING_MM = 0.5
 MIN_SEED_GAP_MM = 5.5
 #: Sizes below this are part of the phantom's GTV; above, the GTV plus an extension.
@@ -297,30 +309,52 @@ def planned_seed_count(spec: CohortCaseSpec) -> int:
 
 
 # ---------------------------------------------------------------- implant
-def _magnitude(rng: np.random.Generator, mean_sd: tuple[float, float]) -> float:
-    return abs(float(rng.normal(*mean_sd)))
+def _scaled(model: NeedleErrorModel, scale: float) -> NeedleErrorModel:
+    """``model`` with every needle-error magnitude (means, SDs) × ``scale``; the same cap."""
+    return replace(
+        model,
+        entry_mm=(model.entry_mm[0] * scale, model.entry_mm[1] * scale),
+        angle_deg=(model.angle_deg[0] * scale, model.angle_deg[1] * scale),
+        depth_mm=(model.depth_mm[0] * scale, model.depth_mm[1] * scale),
+    )
 
 
-def _perpendicular(rng: np.random.Generator, d: NDArray) -> NDArray:
-    v = rng.normal(size=3)
-    v -= (v @ d) * d
-    return v / np.linalg.norm(v)
-
-
-def _miss(
-    rng: np.random.Generator, d0: NDArray, length_mm: float, scale: float
-) -> tuple[NeedleMiss, dict[str, float]]:
-    """One needle's miss with the measured magnitudes (:class:`NeedleErrorModel`) × ``scale``:
-    the entry moves perpendicular to the needle, the needle turns about its entry (the tip
-    moves ``length · tan(angle)`` further) and goes deeper or shallower; and those sizes."""
-    model = NeedleErrorModel()
-    e_mm = scale * _magnitude(rng, model.entry_mm)
-    a_deg = scale * _magnitude(rng, model.angle_deg)
-    depth = scale * _magnitude(rng, model.depth_mm) * (1 if rng.random() < 0.5 else -1)
-    entry_off = e_mm * _perpendicular(rng, d0)
-    tip_off = entry_off + length_mm * math.tan(math.radians(a_deg)) * _perpendicular(rng, d0)
-    miss = NeedleMiss(entry_off, tip_off, depth)
-    return miss, {"entry_mm": e_mm, "angle_deg": a_deg, "depth_mm": depth}
+def needle_miss(
+    rng: np.random.Generator,
+    entry_mm: NDArray[np.float64],
+    tip_mm: NDArray[np.float64],
+    points_mm: NDArray[np.float64],
+    *,
+    scale: float = 1.0,
+    model: NeedleErrorModel = NEEDLE_ERRORS,
+) -> tuple[NDArray[np.float64], dict[str, float]]:
+    """Where the seeds planned at ``points_mm`` (M, 3) on the needle ``entry_mm`` → ``tip_mm``
+    land: one draw of the robustness model's needle error
+    (:func:`planner.optimise.robustness.perturb_points`: entry shift, turn with the lever cap,
+    depth; the seeds move rigidly with the needle; no per-seed jitter), every magnitude ×
+    ``scale``. Returns the (M, 3) positions (LPS mm) and the sizes of the miss:
+    ``entry_mm`` (lateral entry shift), ``angle_deg`` (the needle's turn, after the cap),
+    ``depth_mm`` (+: deeper) and ``tip_lateral_mm`` (the tip's error ⟂ the planned axis)."""
+    m = _scaled(model, scale)
+    e0 = np.asarray(entry_mm, dtype=np.float64)
+    t0 = np.asarray(tip_mm, dtype=np.float64)
+    pts = np.asarray(points_mm, dtype=np.float64).reshape(-1, 3)
+    moved = perturb_points(np.vstack([pts, e0, t0]), e0, t0, m, rng)
+    new, e1, t1 = moved[:-2], moved[-2], moved[-1]
+    d = (t0 - e0) / np.linalg.norm(t0 - e0)
+    d1 = (t1 - e1) / np.linalg.norm(t1 - e1)
+    cos = float(np.clip(d1 @ d, -1.0, 1.0))
+    depth = float((e1 - e0) @ d) / cos  # e1 = e0 + shift (⟂ d) + depth · d1
+    shift = e1 - e0 - depth * d1
+    err = t1 - t0
+    lateral = err - (err @ d) * d
+    sizes = {
+        "entry_mm": float(np.linalg.norm(shift)),
+        "angle_deg": math.degrees(math.acos(cos)),
+        "depth_mm": depth,
+        "tip_lateral_mm": float(np.linalg.norm(lateral)),
+    }
+    return new, sizes
 
 
 def _implant(ph, needles, canal_mm, rng: np.random.Generator):
@@ -338,34 +372,26 @@ def _implant(ph, needles, canal_mm, rng: np.random.Generator):
             return False
         if np.any(lung_near[k[:, 0], k[:, 1], k[:, 2]]) or np.any(canal_mm[tuple(k.T)] < 1.5):
             return False
+        # Only pairs with a new seed: a pair placed earlier (a forced error-free needle) that
+        # is already too close must not make every later needle fail too.
         others = np.array(placed) if placed else np.empty((0, 3))
-        allp = np.vstack([others, pts])
-        d = np.linalg.norm(allp[:, None] - allp[None], axis=-1)
-        np.fill_diagonal(d, np.inf)
-        return bool(d.min() >= MIN_SEED_GAP_MM) if len(allp) > 1 else True
+        d = np.linalg.norm(pts[:, None] - np.vstack([others, pts])[None], axis=-1)
+        d[:, len(others) :][np.diag_indices(len(pts))] = np.inf
+        return bool(d.min() >= MIN_SEED_GAP_MM) if d.size > len(pts) else True
 
     for entry, tip, pts in needles:
-        d0 = (tip - entry) / np.linalg.norm(tip - entry)
-        length = float(np.linalg.norm(tip - entry))
         chosen = None
         for attempt in range(121):
             scale = 1.0 if attempt < 40 else 0.5 if attempt < 80 else 0.25 if attempt < 120 else 0.0
-            miss, sizes = _miss(rng, d0, length, scale)
-            new = seeds_after_miss(np.array(pts), entry, tip, miss)
+            new, sizes = needle_miss(rng, entry, tip, np.array(pts), scale=scale)
             new = new + rng.normal(0.0, SEED_SETTLING_MM, new.shape) * (scale > 0)
             if acceptable(new) or scale == 0.0:
-                chosen = (new, miss, sizes, scale)
+                chosen = (new, sizes, scale)
                 break
         assert chosen is not None
-        new, miss, sizes, scale = chosen
+        new, sizes, scale = chosen
         placed.extend(new)
-        errors.append(
-            {
-                **sizes,
-                "tip_lateral_mm": float(np.linalg.norm(miss.tip_offset_mm)),
-                "error_scale": scale,
-            }
-        )
+        errors.append({**sizes, "error_scale": scale})
     return np.array(placed), errors
 
 
@@ -442,6 +468,7 @@ def make_case(
         / 1000.0,
         "implanted_mm": implanted.tolist(),
         "needle_errors": errors,
+        "needle_error_model": NEEDLE_ERRORS.to_dict(),
         "patient_shift": shift,
         "true_postop_d90_gy_1d": truth_dose.metrics["GTV"].d90_gy,
         "true_postop_v100_percent_1d": truth_dose.metrics["GTV"].v100_percent,

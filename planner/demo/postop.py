@@ -11,10 +11,11 @@ noise). Deterministic for a given ``rng``.
 The truth is returned with it: seed positions in the post-op CT's frame and in the planning
 frame, and the rigid map between the two (``x_plan = R · x_postop + t``).
 
-The parts the synthetic cohort (:mod:`planner.demo.cohort`) shares: :class:`NeedleMiss` and
-:func:`seeds_after_miss` (where a needle's seeds land when it misses) and :func:`scan_postop`
-(the patient shift and the scanner model). Each keeps its own error sampler (this demo: a
-well-executed implant; the cohort: the measured magnitudes, with retries).
+The synthetic cohort (:mod:`planner.demo.cohort`) shares :func:`scan_postop` (the patient
+shift and the scanner model). This demo keeps its own needle errors (:class:`NeedleMiss`,
+:func:`seeds_after_miss`: a well-executed implant, pinned by the demo's tests); the cohort
+draws the robustness model's (:class:`planner.optimise.robustness.NeedleErrorModel`, with its
+lever cap, and retries).
 """
 
 from __future__ import annotations
