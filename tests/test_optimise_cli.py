@@ -52,6 +52,7 @@ def test_autoplan_and_robustness_cli(plan_file) -> None:
     assert doc["metrics"]["SpinalCord"]["d0_1cc_gy"] <= 50.0
     assert doc["metrics"]["PTV_eval"]["d90_gy"] >= 110.0
     assert set(doc["rejected"]) >= {"no_pass", "bone", "leaves_body"} and doc["time_s"] > 0
+    assert doc["time_budget_cut"] in (True, False) and doc["phase_seconds"]["dosimetry"] > 0
     # An existing output is not replaced without --force.
     again = _cli("autoplan", str(path), "--out", str(out))
     assert again.returncode == 2 and "exists" in again.stderr
@@ -77,6 +78,9 @@ def test_cli_bad_input(plan_file, tmp_path) -> None:
     bad = _cli("autoplan", str(path), "--out", str(tmp_path / "x.seedplan"), "--approach", "up")
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
     assert "--approach" in bad.stderr
+    bad = _cli("autoplan", str(path), "--out", str(tmp_path / "b.seedplan"), "--time-budget-s", "0")
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
+    assert "--time-budget-s" in bad.stderr and "Traceback" not in bad.stderr
     # No target: one line, exit 2.
     plan = load_plan(path).plan
     no_target = plan.evolve(

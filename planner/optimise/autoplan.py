@@ -124,6 +124,8 @@ def _polish_points(n_slots: int) -> int:
 POLISH_GOAL_MARGIN = 0.006
 #: The polish keeps the voxel-centre cord D0.1 cm³ under this fraction of the limit first.
 POLISH_CORD_SAFETY = 0.985
+#: The share of the budget kept free for the exact dosimetry before it was once timed.
+DOSIMETRY_RESERVE = 0.15
 #: The selection's cord weights before a polish (the polish evens out their differences).
 POLISH_CORD_WEIGHTS = (2.0,)
 
@@ -552,7 +554,7 @@ def autoplan(
     start: NDArray[np.int64] | None = None  # where the next polish starts
     for rounds in range(1, o.max_rounds + 1):
         check_cancelled(cancel)
-        if best is not None and best[0][0] and time.perf_counter() > deadline - dosimetry_s:
+        if best is not None and best[0][0] and deadline - time.perf_counter() < 1.5 * dosimetry_s:
             cut_short = True  # out of time with a plan that keeps the cord limit
             break
         report(progress, 0.4 + 0.5 * (rounds - 1) / o.max_rounds, f"optimising (round {rounds})")
@@ -562,7 +564,7 @@ def autoplan(
                 problem,
                 method=o.method,
                 time_limit_s=max(1.0, 0.5 * left),
-                deadline=deadline - dosimetry_s - (1.0 if best is None else 0.0),
+                deadline=deadline - max(dosimetry_s, DOSIMETRY_RESERVE * budget_s),
                 weights=POLISH_CORD_WEIGHTS if use_polish else CORD_WEIGHTS,
             )
             cut_short = cut_short or greedy.cut_short
@@ -571,7 +573,8 @@ def autoplan(
         sol = greedy
         pres = None
         if use_polish and start is not None:
-            pres = polish(pp, start, deadline=deadline - max(dosimetry_s, 1.0), cancel=cancel)
+            reserve = max(dosimetry_s, DOSIMETRY_RESERVE * budget_s)  # for the exact dosimetry
+            pres = polish(pp, start, deadline=deadline - reserve, cancel=cancel)
             cut_short = cut_short or pres.cut_short
             phases["polish"] = phases.get("polish", 0.0) + pres.seconds
             notes.append(
