@@ -200,3 +200,40 @@ def _plan_on_disk(case, tmp_path):
     post_path = tmp_path / "postop.nrrd"
     write_image(post.hu, post.geometry, post_path)
     return plan_path, post_path
+
+
+def test_comparison_starts_with_the_reference_structure(case) -> None:
+    """Reading order: the prescription's reference structure, the other targets, the organs
+    at risk with the cord first, the rest — not the plan's order (GTV first)."""
+    from planner.plan.model import Prescription
+    from planner.postop.verify import ComparisonRow, comparison_order, sort_comparison
+
+    plan = case[0]
+    gtv, cord = plan.structures
+    mask = gtv.mask
+
+    def s(id_: str, name: str, role: str) -> Structure:
+        return Structure.from_mask(id_, name, role, mask, gtv.geometry)
+
+    plan2 = plan.evolve(
+        structures=(
+            s("st-body", "Body", "other"),
+            s("st-eso", "Esophagus", "oar"),
+            gtv,
+            cord,
+            s("st-ptv", "PTV_eval", "target"),
+        ),
+        prescription=Prescription(dose_gy=110.0, structure_id="st-ptv"),
+    )
+    order = ["PTV_eval", "GTV", "SpinalCord", "Esophagus", "Body"]
+    assert comparison_order(plan2) == order
+    rows = [
+        ComparisonRow(name, metric, "Gy", 1.0, 1.0)
+        for name in ("GTV", "Esophagus", "Seeds", "SpinalCord", "PTV_eval", "Body")
+        for metric in ("d90_gy", "d100_gy")
+    ]
+    got = sort_comparison(rows, plan2)
+    assert list(dict.fromkeys(r.structure for r in got)) == [*order, "Seeds"]
+    assert [r.metric for r in got[:2]] == ["d90_gy", "d100_gy"]  # kept within a structure
+    # The plan's own order puts the reference (GTV here) first as well.
+    assert comparison_order(plan) == ["GTV", "SpinalCord"]

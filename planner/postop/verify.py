@@ -17,6 +17,9 @@ and the cohort re-analysis run:
    2D with the detected axes (``formalism="2d"``), and labelled so;
 5. every metric of both is compared (planned, post-op, difference) — with a third column
    (intra-op) when an intra-operative re-plan is given (``intraop``: a plan on the same CT);
+   the rows come in the clinical reading order of :func:`comparison_order` (the
+   prescription's reference structure, the other targets, the organs at risk with the cord
+   first, the rest), which the CLI's JSON and CSV and the GUI's table keep;
 6. every seed, planned and implanted, is located (:mod:`planner.postop.locations`): inside
    the target, outside it, or migrated far from every planned needle track (the intra-op
    re-plan's needles when one is given); the counts join the comparison (structure "Seeds").
@@ -56,10 +59,12 @@ __all__ = [
     "ComparisonRow",
     "Verification",
     "compare_dosimetry",
+    "comparison_order",
     "detection_dict",
     "location_rows",
     "registration_record",
     "same_registration",
+    "sort_comparison",
     "store_registration",
     "stored_registration_result",
     "verify_plan",
@@ -188,6 +193,32 @@ def compare_dosimetry(
                 )
             )
     return rows
+
+
+def comparison_order(plan: Plan) -> list[str]:
+    """Structure names in the comparison's reading order: the prescription's reference
+    structure (e.g. PTV_eval), the other targets, the organs at risk (a cord first: a name
+    holding "cord"), then the rest; plan order within each group."""
+    ref = plan.prescription.structure_id if plan.prescription is not None else None
+
+    def rank(n: int) -> tuple[int, int]:
+        s = plan.structures[n]
+        if ref is not None and ref in (s.id, s.name):
+            return (0, n)
+        if s.role == "target":
+            return (1, n)
+        if s.role == "oar":
+            return (2 if "cord" in s.name.lower() else 3, n)
+        return (4, n)
+
+    return [plan.structures[n].name for n in sorted(range(len(plan.structures)), key=rank)]
+
+
+def sort_comparison(rows: list[ComparisonRow], plan: Plan) -> list[ComparisonRow]:
+    """``rows`` by structure in :func:`comparison_order` (structures the plan does not name,
+    such as :data:`SEED_COUNT_STRUCTURE`, after it); the order within a structure is kept."""
+    order = {name: n for n, name in enumerate(comparison_order(plan))}
+    return sorted(rows, key=lambda r: order.get(r.structure, len(order)))
 
 
 def location_rows(
@@ -335,6 +366,7 @@ def verify_plan(
     registration: Registration | None = None,
     intraop: Plan | None = None,
     migration_mm: float = DEFAULT_MIGRATION_MM,
+    exclude: NDArray[np.bool_] | None = None,
     progress: ProgressFn | None = None,
     cancel: CancelFn | None = None,
 ) -> Verification:
@@ -345,7 +377,9 @@ def verify_plan(
     ``registration``: a stored registration of this post-op CT (checked: same series and grid)
     to use instead of registering. ``intraop``: the intra-operative re-plan (on the plan's CT,
     checked) for the comparison's third column. ``migration_mm``: a seed outside the target
-    farther than this from every planned needle track is "migrated".
+    farther than this from every planned needle track is "migrated". ``exclude``: a
+    (z, y, x) bool mask on the post-op CT's grid never searched for seeds (a painted
+    exclusion region; :func:`planner.postop.detect.detect_seeds`).
     """
     if formalism not in ("1d", "2d"):
         raise InputError(f"unknown formalism {formalism!r}; use '1d' or '2d'")
@@ -366,7 +400,11 @@ def verify_plan(
     n_expected = len(plan.seeds) if expected is None else int(expected)
     report(progress, 0.0, "detecting seeds")
     detection = detect_seeds(
-        postop_ct, expected=n_expected, progress=sub_progress(progress, 0.0, 0.3), cancel=cancel
+        postop_ct,
+        expected=n_expected,
+        exclude=exclude,
+        progress=sub_progress(progress, 0.0, 0.3),
+        cancel=cancel,
     )
     warnings += detection.messages
     if not detection.seeds:
@@ -457,7 +495,7 @@ def verify_plan(
         implanted_mm=implanted,
         planned=planned_dose,
         postop=postop_dose,
-        comparison=compare_dosimetry(planned_dose, postop_dose, intraop_dose)
+        comparison=sort_comparison(compare_dosimetry(planned_dose, postop_dose, intraop_dose), plan)
         + location_rows(planned_locations, locations, intraop_locations),
         formalism=formalism,
         warnings=warnings,

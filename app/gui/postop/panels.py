@@ -3,7 +3,10 @@ where the seeds lie.
 
 :class:`ComparisonTable` shows one row per metric of every target and organ at risk: planned,
 intra-op (when an intra-op plan was given), post-op, and post-op − planned, each with its unit;
-one block per structure, the metrics a clinician reads first (D90, V100, D0.1 cm³) first.
+one block per structure — the prescription's reference structure first, then the other
+targets, the organs at risk (cord first), the rest
+(:func:`planner.postop.verify.comparison_order`) — the metrics a clinician reads first (D90,
+V100, D0.1 cm³) first within each block.
 :class:`DVHPlot` draws every structure's cumulative DVH of the plan (solid) and of the implant
 (dashed) in the structure's colour, with the prescription marked.
 :class:`SeedLocationTable` lists every detected seed, those not inside the target first:
@@ -82,16 +85,20 @@ def table_rows(
     comparison: Sequence[ComparisonRow],
     intraop: PlanDosimetry | None = None,
     intraop_counts: Mapping[str, float] | None = None,
+    structure_order: Sequence[str] | None = None,
 ) -> list[tuple[str, str, str, float | None, float | None, float | None, float | None]]:
     """``(structure, metric label, unit, planned, intra-op, post-op, post-op − planned)`` rows,
     the key metrics first (module docstring); intra-op is None without an intra-op plan (its
     dose metrics from ``intraop``, its seed counts, structure "Seeds", from
-    ``intraop_counts``)."""
+    ``intraop_counts``). ``structure_order``: the blocks' order (the plan's
+    :func:`~planner.postop.verify.comparison_order`); structures it does not name follow in
+    the comparison's order."""
 
-    order = {name: n for n, name in enumerate(dict.fromkeys(r.structure for r in comparison))}
+    names = [*(structure_order or ()), *(r.structure for r in comparison)]
+    order = {name: n for n, name in enumerate(dict.fromkeys(names))}
 
     def rank(r: ComparisonRow) -> tuple[int, int]:
-        # One block per structure (targets first, as the dosimetry lists them), key metrics
+        # One block per structure (in structure_order, else the comparison's), key metrics
         # first within it; sorted() keeps the dosimetry's order for the rest.
         key = _FIRST.index(r.metric) if r.metric in _FIRST else len(_FIRST)
         return (order[r.structure], key)
@@ -196,8 +203,9 @@ class ComparisonTable(QTableWidget):
         comparison: Sequence[ComparisonRow],
         intraop: PlanDosimetry | None = None,
         intraop_counts: Mapping[str, float] | None = None,
+        structure_order: Sequence[str] | None = None,
     ) -> None:
-        rows = table_rows(comparison, intraop, intraop_counts)
+        rows = table_rows(comparison, intraop, intraop_counts, structure_order)
         self.setColumnHidden(3, intraop is None)
         self.setRowCount(len(rows))
         for r, (structure, metric, unit, planned, intra, post, diff) in enumerate(rows):

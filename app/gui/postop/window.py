@@ -76,6 +76,7 @@ from planner.postop.register import RegistrationResult, RigidTransform, register
 from planner.postop.verify import (
     Verification,
     _target_centre_mm,
+    comparison_order,
     registration_record,
     same_registration,
     verify_plan,
@@ -685,7 +686,9 @@ class PostopWindow(QMainWindow):
         lines = [v.detection.summary(), v.summary()]
         lines += [f"⚠ {w}" for w in v.warnings]
         self.summary.setText("\n".join(lines))
-        self.table.show_rows(v.comparison, self.intraop, self.intraop_counts)
+        plan = self.plan
+        order = comparison_order(plan) if plan is not None else None
+        self.table.show_rows(v.comparison, self.intraop, self.intraop_counts, order)
         self.locations.show_locations(v.locations)
         self.dvh.show_dvhs(v.planned, v.postop)
         self.refresh_fusion()
