@@ -65,8 +65,9 @@ def test_5mm_dense_implant_no_seed_in_bone_far_from_the_implant() -> None:
     tightly curved ends of the small cortical ring at the tip of the sternum survive every
     straight line opening and read like seeds (7 false seeds, 130 mm from the implant, before
     the attached-structure rule); they are part of a structure as bright as themselves and are
-    reported as bone. Every seed reported lies within 5 mm of a true seed; ≥ 75 % found
-    (measured 39/49: seeds 9 mm apart along the slice axis are a known limitation)."""
+    reported as bone. Every seed reported lies within 5 mm of a true seed; ≥ 83 % found
+    (measured 41/49; 39/49 before seeds stacked along the slice axis were split one per slice;
+    seeds 9 mm apart along the slice axis remain a known limitation)."""
     from benchmarks.bench_detect import make_case
 
     post, scene = make_case(n_slices=30, slice_mm=5.0)
@@ -75,7 +76,7 @@ def test_5mm_dense_implant_no_seed_in_bone_far_from_the_implant() -> None:
     nearest = np.linalg.norm(found[:, None] - scene.seeds_mm[None], axis=-1).min(axis=1)
     assert nearest.max() < 5.0, (np.round(found[nearest >= 5.0], 1), result.summary())
     r, _ = _gated_match(scene.seeds_mm, found)
-    assert len(r) >= int(np.ceil(0.75 * len(scene.seeds_mm))), result.summary()
+    assert len(r) >= int(np.ceil(0.83 * len(scene.seeds_mm))), result.summary()
     assert any("as bright as itself" in m.reason for m in result.metal)
 
 
