@@ -161,11 +161,17 @@ def test_never_saved_plan_is_recovered_from_the_recovery_folder(tmp_path: Path) 
     assert restore(found[0]).structures[2].name == "Skin"
 
 
-def test_approved_plan_round_trips_read_only_and_is_never_autosaved(tmp_path: Path) -> None:
+def test_approved_plan_round_trips_read_only_and_its_approval_is_autosaved(
+    tmp_path: Path,
+) -> None:
     doc = PlanDocument(full_plan(), path=tmp_path / "a.seedplan")
     auto = Autosaver(doc, delay_s=0.0)
     doc.approve(user="physicist")
-    assert auto.flush() is None and not autosave_path(doc.path).exists()
+    # An unsaved approval is autosaved like any other change (it comes back approved).
+    assert doc.is_modified
+    written = auto.flush()
+    assert written == autosave_path(doc.path)
+    assert load_plan(written).plan.status == "approved"
     path = save_plan(doc.plan, doc.path)
     doc.mark_saved(path)
     loaded = load_plan(path).plan
@@ -176,3 +182,75 @@ def test_approved_plan_round_trips_read_only_and_is_never_autosaved(tmp_path: Pa
     rev = reopened.new_revision()
     assert rev.revision == 4 and rev.status == "draft"
     assert rev.previous_sha256 == load_plan(path).content_sha256
+
+
+def _record_script(path: Path) -> str:
+    """A session that opens the approved plan at ``path``, attaches a registration (a
+    verification record), autosaves and then waits to be killed."""
+    return textwrap.dedent(
+        f"""
+        import time
+        import numpy as np
+        from planner.plan.commands import SetRegistration
+        from planner.plan.document import PlanDocument
+        from planner.plan.model import Registration
+        from planner.plan.plan_file import load_plan
+        from planner.plan.recovery import Autosaver, SessionLock
+        path = {str(path)!r}
+        lock = SessionLock(path).acquire()
+        doc = PlanDocument(load_plan(path).plan, path=path)
+        auto = Autosaver(doc, delay_s=0.0)
+        m = np.eye(4)
+        m[:3, 3] = (2.0, -1.5, 3.0)
+        rec = Registration("1.2.826.0.1.9", "1.2.826.0.1.8", "ab" * 32, m,
+                           registered_utc="2026-12-02T05:00:00Z", registered_by="physicist")
+        doc.execute(SetRegistration(rec))
+        assert doc.plan.is_approved and doc.is_modified
+        assert auto.tick() is not None
+        print("AUTOSAVED", flush=True)
+        time.sleep(60)
+        """
+    )
+
+
+def test_crash_after_attaching_a_registration_to_an_approved_plan_is_recovered(
+    tmp_path: Path,
+) -> None:
+    """Fault test: the session that attached a verification record to an approved plan is
+    killed before saving; the autosave brings the record back on a plan still approved, with
+    the same approved content."""
+    from planner.plan.plan_file import approved_content_sha256
+
+    doc = PlanDocument(full_plan(), path=tmp_path / "a.seedplan")
+    doc.approve(user="physicist")
+    path = save_plan(doc.plan, doc.path)
+    saved = path.read_bytes()
+    approved = load_plan(path).plan
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    child = subprocess.Popen(
+        [sys.executable, "-c", _record_script(path)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
+    try:
+        assert child.stdout.readline().strip() == "AUTOSAVED"
+        assert find_recovery(path) is None  # that session still runs
+        os.kill(child.pid, signal.SIGKILL)
+    finally:
+        child.wait(timeout=30)
+        child.stdout.close()
+    assert path.read_bytes() == saved
+    candidate = find_recovery(path)
+    assert candidate is not None and candidate.revision == approved.revision
+    plan = restore(candidate)
+    assert plan.is_approved and plan.approved_by == "physicist"
+    assert plan.approved_utc == approved.approved_utc and plan.revision == approved.revision
+    rec = plan.registration
+    assert rec is not None and rec.registered_by == "physicist"
+    np.testing.assert_allclose(rec.translation_mm, [2.0, -1.5, 3.0])
+    assert approved_content_sha256(plan) == approved_content_sha256(approved)
+    # The restored plan is as approved as before: edits other than records are refused.
+    with pytest.raises(InputError, match="approved and read-only"):
+        PlanDocument(plan, path=path).execute(UpdateStructure(plan.structures[0].id, name="X"))

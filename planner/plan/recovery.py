@@ -166,7 +166,10 @@ class Autosaver:
 
     Qt-free: the GUI calls :meth:`tick` from a timer (e.g. every second), tests pass a fake
     ``clock``. The autosave is removed when the document is saved (it becomes clean). An
-    approved plan is never autosaved (it cannot be edited). A failed autosave never raises:
+    approved plan is autosaved like any other when it has unsaved changes (an approval, or a
+    post-implant verification record such as an attached registration): the autosave is an
+    ordinary plan file, so the restored plan is still approved, with its record and its
+    approval checksum. A failed autosave never raises:
     :attr:`last_error` holds its one-line message and the next tick tries again.
     """
 
@@ -223,7 +226,7 @@ class Autosaver:
     def flush(self) -> Path | None:
         """Write the autosave now if there are unsaved edits."""
         plan = self.document.plan
-        if not self.dirty or plan.is_approved:
+        if not self.dirty:
             return None
         target = self.path
         try:
