@@ -251,3 +251,35 @@ def test_rtstruct_non_axial_series(tmp_path):
             centres = np.stack([ii.ravel(), jj.ravel()], axis=1).astype(float)
             back[k] ^= MplPath(ijk[:, :2]).contains_points(centres).reshape(back.shape[1:])
         assert np.array_equal(back, s.mask), s.name
+
+
+def test_attaching_a_registration_changes_no_uid_of_an_approved_plan(exported, tmp_path):
+    """A registration is a verification record on an approved plan: the exported RT objects
+    keep their UIDs (derived from the approved content), while a changed seed still changes
+    them."""
+    from planner.plan.model import Registration
+    from planner.plan.plan_file import approved_content_sha256
+
+    plan, ct, *_ = exported
+    approved = plan.evolve(
+        status="approved", approved_by="physicist", approved_utc="2026-12-01T20:00:00Z"
+    )
+    m = np.eye(4)
+    m[:3, 3] = (2.0, -1.5, 3.0)
+    record = Registration("1.2.826.0.1.9", "1.2.826.0.1.8", "ab" * 32, m, registered_by="physicist")
+    attached = approved.evolve(registration=record)
+    assert plan_content_sha256(attached) != plan_content_sha256(approved)
+    assert approved_content_sha256(attached) == approved_content_sha256(approved)
+
+    def uids(p, name):
+        export_plan(p, ct, tmp_path / name, kinds=["rtstruct", "rtplan"], now=WHEN)
+        out = {}
+        for kind in ("RTSTRUCT", "RTPLAN"):
+            ds = pydicom.dcmread(tmp_path / name / f"{kind}.dcm", stop_before_pixels=True)
+            out[kind] = (ds.SOPInstanceUID, ds.SeriesInstanceUID)
+        return out
+
+    before = uids(approved, "approved")
+    assert uids(attached, "attached") == before
+    moved = approved.evolve(seeds=approved.seeds[1:])
+    assert uids(moved, "moved")["RTPLAN"][0] != before["RTPLAN"][0]

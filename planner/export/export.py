@@ -12,8 +12,10 @@ Kinds and files (fixed names in ``out_dir``):
 * ``pdf``: ``plan_summary.pdf`` (the printed plan) and ``loading_sheet.pdf`` (for the theatre);
 * ``csv``: ``seeds.csv``, ``needles.csv``, ``loading_sheet.csv``, ``metrics.json``;
 * ``rtstruct``: ``RTSTRUCT.dcm``; ``rtplan``: ``RTPLAN.dcm``; ``rtdose``: ``RTDOSE.dcm``
-  (one study and frame of reference with the CT; UIDs stable per plan revision,
-  :mod:`planner.export.uids`).
+  (one study and frame of reference with the CT; UIDs stable per plan revision and derived
+  from :func:`~planner.plan.plan_file.approved_content_sha256` — the plan without its
+  post-implant verification record, which no RT object holds — so attaching or changing a
+  registration on an approved plan changes no exported UID; :mod:`planner.export.uids`).
 * ``export.json``: what this export wrote (file names, sizes, SHA-256, plan UID, revision,
   content hash, time): the audit record of the folder.
 
@@ -329,14 +331,16 @@ def export_plan(
     from planner.export.csv_export import loading_csv, metrics_json, needles_csv, seeds_csv
     from planner.export.needle_table import needle_rows, seed_rows
     from planner.export.uids import ct_slices, export_uids, software_version
-    from planner.plan.plan_file import plan_content_sha256
+    from planner.plan.plan_file import approved_content_sha256, plan_content_sha256
 
     need_dicom = any(k in chosen for k in ("rtstruct", "rtplan", "rtdose"))
     slices = None
     if need_dicom:
         slices = ct_slices(plan, ct_path or (ct.source_path if ct is not None else None))
     content_sha = plan_content_sha256(plan)
-    uids = export_uids(plan, content_sha)
+    # The DICOM UIDs follow what is exported, which is what an approval covers: a post-implant
+    # verification record (an attached registration) changes no UID of an approved plan.
+    uids = export_uids(plan, approved_content_sha256(plan))
     check_cancelled(cancel, "export cancelled")
 
     need_dose = any(k in chosen for k in ("pdf", "csv", "rtdose"))
