@@ -236,14 +236,23 @@ class PlanController(QObject):
             self.document.new_revision()
 
     def undo(self) -> None:
+        """Undo one step; on an approved plan the history holds only verification-record
+        steps (the document refuses anything else: the refusal goes to the status bar)."""
         doc = self.document
-        if doc is not None and not doc.plan.is_approved:
-            doc.undo()
+        if doc is not None:
+            try:
+                doc.undo()
+            except InputError as exc:  # PlanLockedError
+                self.window.statusBar().showMessage(str(exc), 8000)
 
     def redo(self) -> None:
+        """Redo one step (as :meth:`undo`)."""
         doc = self.document
-        if doc is not None and not doc.plan.is_approved:
-            doc.redo()
+        if doc is not None:
+            try:
+                doc.redo()
+            except InputError as exc:  # PlanLockedError
+                self.window.statusBar().showMessage(str(exc), 8000)
 
     # ------------------------------------------------------------------ new
     def new_plan(self, *, from_case_masks: bool = False) -> PlanDocument | None:

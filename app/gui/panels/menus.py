@@ -189,12 +189,13 @@ class WindowMenus:
         self.update_plan_actions()
 
     def update_plan_actions(self) -> None:
-        """Undo/Redo enabled and labelled from the document's history; plan actions enabled."""
+        """Undo/Redo enabled and labelled from the document's history (also on an approved
+        plan, whose history holds only verification-record steps such as an attached
+        registration: :mod:`planner.plan.document`); plan actions enabled."""
         doc = self.window.session.document
         history = doc.history if doc is not None else None
-        editable = doc is not None and not doc.plan.is_approved
-        can_undo = bool(history and history.can_undo and editable)
-        can_redo = bool(history and history.can_redo and editable)
+        can_undo = bool(history and history.can_undo)
+        can_redo = bool(history and history.can_redo)
         self.undo_action.setEnabled(can_undo)
         self.redo_action.setEnabled(can_redo)
         self.undo_action.setText(f"&Undo {history.undo_label}" if can_undo else "&Undo")

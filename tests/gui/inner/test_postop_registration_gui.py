@@ -2,7 +2,8 @@
 every manual nudge are undoable steps of the plan's history; saving and reopening the plan
 restores the registration (check image at once, Detect & verify reuses it); undo in the plan
 shows the earlier registration; on an approved plan the registration is stored as a
-verification record (the plan stays approved, nothing else changes, undo works). The Seeds tab
+verification record (the plan stays approved, nothing else changes, Edit → Undo/Redo of the
+main window work). The Seeds tab
 lists a seed that migrated far from every needle first, and the seed layer draws it red."""
 
 from __future__ import annotations
@@ -184,7 +185,19 @@ def test_registration_is_stored_undoable_and_restored(
         for name in ("structures", "prescription", "source", "needles", "seeds", "goals"):
             assert getattr(plan, name) is getattr(approved, name), name
         assert doc2.is_modified and "approved revision" in doc2.history.undo_label
-        assert doc2.undo()
+        # Edit -> Undo / Redo of the main window follow the history on an approved plan too.
+        menus = main_window.menus  # type: ignore[attr-defined]
+        settle()
+        assert menus.undo_action.isEnabled() and not menus.redo_action.isEnabled()
+        assert "approved revision" in menus.undo_action.text()
+        menus.undo_action.trigger()
+        _wait_idle(pw2)
+        assert doc2.plan.registration == nudged and doc2.plan.is_approved
+        assert menus.redo_action.isEnabled()
+        menus.redo_action.trigger()
+        _wait_idle(pw2)
+        assert doc2.plan.registration == rec and doc2.plan.is_approved
+        menus.undo_action.trigger()
         _wait_idle(pw2)
         assert doc2.plan.registration == nudged and doc2.plan.is_approved
         np.testing.assert_allclose(pw2.review.transform.matrix4(), nudged.matrix, atol=1e-12)
