@@ -392,3 +392,31 @@ def test_distance_tool_measures_in_mm(window: MainWindow) -> None:
     assert "mm" in window.statusBar().currentMessage()
     tool.stop()
     assert planning.active_tool is None
+
+
+def test_needle_names_only_where_a_needle_can_be_told_apart(window: MainWindow) -> None:
+    """Two parallel needles in axial planes 20 mm apart: on the axial view of one of them only
+    its name is written (the other projects onto the same screen line, 20 mm off the plane);
+    selected, the other is named too; on the coronal view both cross the plane: both named."""
+    planning = window.planning
+    c = gtv_centre_mm(planning.plan)
+    ids = []
+    for dz in (0.0, 20.0):
+        entry, tip = c + np.array([10.0, 50.0, dz]), c + np.array([10.0, -10.0, dz])
+        cmd = AddNeedle(tuple(entry), tuple(tip), name=f"z{dz:g}")
+        assert planning.execute(cmd)
+        ids.append(cmd.needle_id)
+    planning.select(None, None)
+    window.session.set_crosshair(c)
+    settle()
+    axial, coronal = window.axial_view, window.coronal_view
+
+    def names(view) -> set[str]:
+        layer = planning.view_layers[view]["needles"]
+        return {a.GetInput() for a in layer._labels if a.GetVisibility()}
+
+    assert names(axial) == {"z0"}
+    assert names(coronal) == {"z0", "z20"}
+    planning.select(ids[1], None)
+    settle()
+    assert names(axial) == {"z0", "z20"}
