@@ -45,7 +45,9 @@ brighter than the bone it touches. A blob one seed too long for its rounded seed
 carries ``THICK_EXTRA_SEED_FRACTION`` of a seed per seed holds one seed more (seeds along the
 slice axis lose mass to the slice profile and the 3-slice opening). Where k-means gives
 fewer seeds than the mass asks for, seeds stacked along the slice axis are split one per slice
-(:func:`_more_by_slices`), each part carrying 0.9 of a seed. Known limits on 5 mm slices:
+(:func:`_more_by_slices`), each part carrying 0.9 of a seed; two seeds of different
+components closer than ``DUPLICATE_MM`` are one seed cut in two (:func:`_merge_duplicates`).
+Known limits on 5 mm slices:
 seeds in or against lung, chains of three seeds through the slice, seeds closer than two slices
 along the slice axis (the 3-slice opening takes them for bone; the dense benchmark's needles
 9 mm apart), seeds lying along cortex.
@@ -95,6 +97,8 @@ ATTACHED_MAX_PX = 8
 #: least this many times the least part mass (0.9 of a seed: half of one tilted seed is not a
 #: seed).
 SLICE_PART_FACTOR = 1.5
+#: Thick slices: two seeds of different components closer than this (mm) are one seed.
+DUPLICATE_MM = 2.0
 
 
 @dataclass(frozen=True)
@@ -855,6 +859,8 @@ def detect_seeds(
                     )
                 )
         report(progress, 0.5 + 0.45 * (n_done + 1) / max(1, len(comps)), "classifying")
+    if thick:
+        seeds = _merge_duplicates(seeds)
     if expected is not None and len(seeds) < expected:
         seeds, clusters = _reconcile(
             seeds, comps, expected, voxel_mm3, blur, clusters, normal, thickness, single
@@ -869,6 +875,24 @@ def detect_seeds(
     return DetectionResult(
         seeds, metal, thr, single, clusters, expected, messages, thick_slices=thick
     )
+
+
+def _merge_duplicates(
+    seeds: list[DetectedSeed], within_mm: float = DUPLICATE_MM
+) -> list[DetectedSeed]:
+    """Thick slices: a seed cut in two components (its halves on two slices, or split by a
+    streak) gives two seeds closer than ``within_mm``; two real seeds are never that close
+    apart in two components (touching seeds are one). Keep the more confident of each pair."""
+    if len(seeds) < 2:
+        return seeds
+    pts = np.array([s.position_mm for s in seeds])
+    d = np.linalg.norm(pts[:, None] - pts[None], axis=-1)
+    drop: set[int] = set()
+    for i, j in zip(*np.nonzero(np.triu(d < within_mm, k=1)), strict=True):
+        if i in drop or j in drop or seeds[i].component == seeds[j].component:
+            continue
+        drop.add(int(j) if seeds[i].confidence >= seeds[j].confidence else int(i))
+    return [s for k, s in enumerate(seeds) if k not in drop]
 
 
 def _reconcile(seeds, comps, expected, voxel_mm3, blur, clusters, normal, thickness, single):
