@@ -13,6 +13,9 @@ V100, D0.1 cm³) first within each block.
 migrated (red: outside and far from every planned needle), then outside (orange), each with its
 distance to the target and to the nearest planned needle track; the seed counts (all, inside,
 outside, migrated) are the comparison's "Seeds" rows.
+:class:`MetalTable` lists the non-seed metal the detection excluded (screws, rods, cement,
+needles left in): centre (LPS mm), volume (mm³), seed equivalents and why it was excluded;
+the view outlines each in magenta, numbered as here.
 """
 
 from __future__ import annotations
@@ -27,10 +30,11 @@ from PySide6.QtGui import QBrush, QColor
 from PySide6.QtWidgets import QHeaderView, QTableWidget, QTableWidgetItem, QWidget
 
 from planner.plan.dosimetry import PlanDosimetry
+from planner.postop.detect import MetalObject
 from planner.postop.locations import SeedLocations
 from planner.postop.verify import SEED_COUNT_STRUCTURE, ComparisonRow
 
-__all__ = ["ComparisonTable", "DVHPlot", "SeedLocationTable", "table_rows"]
+__all__ = ["ComparisonTable", "DVHPlot", "MetalTable", "SeedLocationTable", "table_rows"]
 
 #: Metrics shown first, in this order (the rest follow in the dosimetry's order).
 _FIRST = (
@@ -177,6 +181,48 @@ class SeedLocationTable(QTableWidget):
                     )
                 if colour is not None:
                     item.setForeground(QBrush(QColor(colour)))
+                self.setItem(r, c, item)
+
+    def cell_text(self, row: int, column: int) -> str:
+        item = self.item(row, column)
+        return item.text() if item is not None else ""
+
+
+class MetalTable(QTableWidget):
+    """The excluded non-seed metal, one row per object (module docstring)."""
+
+    HEADERS = ("Metal", "Centre (LPS mm)", "Volume (mm³)", "Seed equivalents", "Excluded because")
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(0, len(self.HEADERS), parent)
+        self.setObjectName("postop_metal")
+        self.setHorizontalHeaderLabels(self.HEADERS)
+        self.verticalHeader().setVisible(False)
+        self.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        self.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.horizontalHeader().setStretchLastSection(True)
+        #: The objects listed, in row order.
+        self.objects: list[MetalObject] = []
+
+    def show_metal(self, metal: Sequence[MetalObject] | None) -> None:
+        self.objects = list(metal or ())
+        self.setRowCount(len(self.objects))
+        for r, m in enumerate(self.objects):
+            cells = (
+                f"M{r + 1}",
+                ", ".join(f"{v:.1f}" for v in m.centre_mm),
+                f"{m.volume_mm3:.0f}",
+                f"{m.seed_equivalents:.1f}",
+                m.reason,
+            )
+            for c, text in enumerate(cells):
+                item = QTableWidgetItem(text)
+                if c in (2, 3):
+                    item.setTextAlignment(
+                        Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
+                    )
+                if c == 0:
+                    item.setForeground(QBrush(QColor("#c000c0")))
                 self.setItem(r, c, item)
 
     def cell_text(self, row: int, column: int) -> str:

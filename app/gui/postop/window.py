@@ -33,6 +33,19 @@ user and UTC time in the record, undoable like any other step; the transform lab
 "stored in the approved plan (verification record)".
 The **Seeds** tab lists where every detected seed lies (inside the target, outside it, migrated
 far from every planned needle; :mod:`planner.postop.locations`); migrated seeds are drawn red.
+
+**Non-seed metal** the detection excluded (pedicle screws, rods, cement, needles left in) is
+outlined magenta on the view, numbered M1, M2 … as in the **Metal** tab (centre LPS mm,
+volume mm³, seed equivalents, why excluded; a click on a row moves the crosshair there); its
+voxels are found by :func:`app.gui.postop.overlays.metal_regions` in the background after the
+detection. **Exclusion region**: *Paint exclusion* (E) turns the left button on the view into a
+brush (radius in mm; a disc in the view plane, or a sphere) painting a region never searched
+for seeds (:class:`app.gui.postop.overlays.ExclusionMask`, the planning brush's footprint
+:func:`planner.structures.paint.stroke`); it is drawn white and hatched, each stroke and each
+*Clear exclusion* is one step of its own undo (*Undo exclusion* / *Redo exclusion*), and
+*Detect & verify* passes it to the detection (``verify_plan(..., exclude=mask)``): seeds found
+inside it before are gone after the next detection. The exclusion region is view state of this
+window (not stored in the plan) and is dropped when another post-op CT is opened.
 """
 
 from __future__ import annotations
@@ -41,9 +54,10 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from PySide6.QtCore import Qt, QTimer
-from PySide6.QtGui import QAction, QCloseEvent, QImage, QKeySequence, QPixmap
+from PySide6.QtCore import QEvent, QObject, Qt, QTimer
+from PySide6.QtGui import QAction, QCloseEvent, QImage, QKeySequence, QMouseEvent, QPixmap
 from PySide6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QDoubleSpinBox,
     QFileDialog,
@@ -61,8 +75,10 @@ from PySide6.QtWidgets import (
 from app.gui.dialogs.task_progress import TaskRunner
 from app.gui.layers.base import Subscriptions
 from app.gui.postop.fusion import fusion_slice
-from app.gui.postop.panels import ComparisonTable, DVHPlot, SeedLocationTable
+from app.gui.postop.overlays import ExclusionMask, MaskOutlineLayer, MaskRegion, metal_regions
+from app.gui.postop.panels import ComparisonTable, DVHPlot, MetalTable, SeedLocationTable
 from app.gui.postop.seeds_layer import SeedMarkersLayer
+from app.gui.tools.brush import _Cursor
 from app.gui.views.slice_view import Orientation, SliceView
 from dose.errors import InputError
 from dose.progress import CancelFn, ProgressFn
@@ -94,6 +110,9 @@ SELECT_MM = 5.0
 MERGE_MM = 6.0
 NUDGE_MM = 1.0
 NUDGE_DEG = 0.5
+#: Colours (RGB 0-1) of the excluded metal's outline and of the painted exclusion region.
+METAL_RGB = (1.0, 0.2, 1.0)
+EXCLUSION_RGB = (1.0, 1.0, 1.0)
 
 
 class PostopWindow(QMainWindow):
@@ -119,6 +138,13 @@ class PostopWindow(QMainWindow):
         self._storing = False
         self._document_subscriptions = Subscriptions()
         self._subscriptions = Subscriptions()
+        #: The painted exclusion region (on the post-op CT's grid; None before a CT is open).
+        self.exclusion: ExclusionMask | None = None
+        #: The excluded metal's voxels, one per ``detection.metal`` object (None: not found).
+        self.metal: list[MaskRegion | None] = []
+        self._painting_last: np.ndarray | None = None
+        #: Volume (mm³) of the exclusion region the verification shown was detected with.
+        self.verified_exclusion_mm3 = 0.0
 
         self.view = SliceView(self.postop_session, Orientation.AXIAL)
         self.seeds_layer = SeedMarkersLayer(
@@ -130,6 +156,20 @@ class PostopWindow(QMainWindow):
             self._seed_locations,
         )
         self.view.layers.append(self.seeds_layer)
+        self.metal_layer = MaskOutlineLayer(
+            self.view, self.postop_session, lambda: self.metal, METAL_RGB, line_width=2.5
+        )
+        self.view.layers.append(self.metal_layer)
+        self.exclusion_layer = MaskOutlineLayer(
+            self.view,
+            self.postop_session,
+            lambda: [self.exclusion.region() if self.exclusion is not None else None],
+            EXCLUSION_RGB,
+            hatch=True,
+            line_width=1.5,
+        )
+        self.view.layers.append(self.exclusion_layer)
+        self._brush_cursor = _Cursor(self.view)
         self.table = ComparisonTable()
         self.dvh = DVHPlot()
         self.summary = QLabel("Open the post-op CT, then Detect & verify.")
@@ -142,12 +182,14 @@ class PostopWindow(QMainWindow):
         left = QWidget()
         left_layout = QVBoxLayout(left)
         left_layout.setContentsMargins(0, 0, 0, 0)
-        left_layout.addWidget(
-            QLabel(
-                "Post-op CT (seeds: cyan detected, orange edited, yellow "
-                "selected = nearest the crosshair)"
-            )
+        self.legend = QLabel(
+            "Post-op CT — seeds: cyan detected, orange edited, red migrated, yellow "
+            "selected (nearest the crosshair); magenta outline: non-seed metal excluded "
+            "(Metal tab); white hatched: exclusion region painted (never searched)"
         )
+        self.legend.setObjectName("postop_legend")
+        self.legend.setWordWrap(True)
+        left_layout.addWidget(self.legend)
         left_layout.addWidget(self.view, 1)
         self.tabs = QTabWidget()
         table_page = QWidget()
@@ -158,6 +200,9 @@ class PostopWindow(QMainWindow):
         self.tabs.addTab(self.dvh, "DVH")
         self.locations = SeedLocationTable()
         self.tabs.addTab(self.locations, "Seeds")
+        self.metal_table = MetalTable()
+        self.metal_table.cellClicked.connect(self._on_metal_clicked)
+        self.tabs.addTab(self.metal_table, "Metal")
         self.tabs.addTab(self.registration_page, "Registration")
         splitter = QSplitter()
         splitter.addWidget(left)
@@ -169,6 +214,7 @@ class PostopWindow(QMainWindow):
         outer.addWidget(self.runner)
         self.setCentralWidget(central)
         self._build_toolbar()
+        self.view.installEventFilter(self)
         self.postop_session.crosshair_changed.connect(self._on_postop_crosshair)
         self._reverify_timer = QTimer(self)
         self._reverify_timer.setSingleShot(True)
@@ -232,6 +278,46 @@ class PostopWindow(QMainWindow):
             bar.addAction(a)
         bar.addSeparator()
         bar.addAction(self.intraop_action)
+        self._build_exclusion_toolbar()
+
+    def _build_exclusion_toolbar(self) -> None:
+        bar = self.addToolBar("Exclusion region")
+        bar.setObjectName("postop_exclusion_toolbar")
+        self.paint_action = self._action(
+            "Paint exclusion",
+            lambda: self._update_actions(),
+            "E",
+            "Left button paints a region never searched for seeds (a screw, a needle left in)",
+        )
+        self.paint_action.setCheckable(True)
+        self.paint_action.toggled.connect(self._paint_toggled)
+        self.radius_spin = QDoubleSpinBox()
+        self.radius_spin.setObjectName("postop_exclusion_radius")
+        self.radius_spin.setRange(0.5, 50.0)
+        self.radius_spin.setValue(5.0)
+        self.radius_spin.setSingleStep(0.5)
+        self.radius_spin.setSuffix(" mm")
+        self.radius_spin.setToolTip("Exclusion brush radius")
+        self.sphere_check = QCheckBox("Sphere")
+        self.sphere_check.setToolTip("Paint a 3-D sphere instead of a disc in the view plane")
+        self.undo_exclusion_action = self._action(
+            "Undo exclusion", self.undo_exclusion, None, "Undo the last exclusion stroke or clear"
+        )
+        self.redo_exclusion_action = self._action(
+            "Redo exclusion", self.redo_exclusion, None, "Redo the exclusion stroke undone"
+        )
+        self.clear_exclusion_action = self._action(
+            "Clear exclusion", self.clear_exclusion, None, "Remove the painted exclusion region"
+        )
+        bar.addAction(self.paint_action)
+        bar.addWidget(self.radius_spin)
+        bar.addWidget(self.sphere_check)
+        for a in (
+            self.undo_exclusion_action,
+            self.redo_exclusion_action,
+            self.clear_exclusion_action,
+        ):
+            bar.addAction(a)
 
     def _build_registration_tab(self) -> None:
         page = QWidget()
@@ -337,6 +423,8 @@ class PostopWindow(QMainWindow):
         self.postop_ct = ct
         self.review = None
         self._generation += 1
+        self.exclusion = ExclusionMask(ct.geometry)
+        self.metal = []
         self.postop_session.set_volume(ct)
         stored = self.stored_registration()
         self.summary.setText(
@@ -393,15 +481,36 @@ class PostopWindow(QMainWindow):
             return False
 
         stored = self.stored_registration()
+        ex = self.exclusion
+        exclude = ex.mask.copy() if ex is not None and ex.mask is not None and ex.voxels else None
 
-        def task(progress: ProgressFn, cancel: CancelFn) -> Verification:
-            return verify_plan(
-                plan, ct, post, registration=stored, progress=progress, cancel=cancel
+        def task(
+            progress: ProgressFn, cancel: CancelFn
+        ) -> tuple[Verification, list[MaskRegion | None]]:
+            v = verify_plan(
+                plan,
+                ct,
+                post,
+                registration=stored,
+                exclude=exclude,
+                progress=progress,
+                cancel=cancel,
             )
+            return v, metal_regions(post, v.detection)
 
-        return self.runner.run(task, self._on_verified, "Detecting seeds…")
+        voxel_mm3 = float(np.prod(post.geometry.spacing_mm))
+        excluded_mm3 = 0.0 if exclude is None else float(exclude.sum()) * voxel_mm3
 
-    def _on_verified(self, verification: Verification) -> None:
+        def done(result: tuple[Verification, list[MaskRegion | None]]) -> None:
+            self.verified_exclusion_mm3 = excluded_mm3
+            self._on_verified(*result)
+
+        return self.runner.run(task, done, "Detecting seeds…")
+
+    def _on_verified(
+        self, verification: Verification, metal: list[MaskRegion | None] | None = None
+    ) -> None:
+        self.metal = list(metal) if metal is not None else []
         self.review = PostopReview(verification)
         self._generation += 1
         self.store_registration("Store registration")
@@ -492,6 +601,85 @@ class PostopWindow(QMainWindow):
     def redo(self) -> None:
         if self.review is not None and self.review.edits.redo():
             self._edited()
+
+    # ------------------------------------------------------------------ exclusion region
+    def _exclusion_changed(self) -> None:
+        self.exclusion_layer.update()
+        self._update_actions()
+
+    def undo_exclusion(self) -> None:
+        if self.exclusion is not None and self.exclusion.undo():
+            self._exclusion_changed()
+
+    def redo_exclusion(self) -> None:
+        if self.exclusion is not None and self.exclusion.redo():
+            self._exclusion_changed()
+
+    def clear_exclusion(self) -> None:
+        if self.exclusion is not None and self.exclusion.clear():
+            self._exclusion_changed()
+
+    def _paint_toggled(self, on: bool) -> None:
+        if not on:
+            self._painting_last = None
+            if self.exclusion is not None:
+                self.exclusion.end_stroke()
+            self._brush_cursor.show(None, self.radius_spin.value())
+        self._update_actions()
+
+    def paint_exclusion(self, path_mm: np.ndarray) -> bool:
+        """Paint the exclusion brush along ``path_mm`` ``(n, 3)`` LPS mm (a disc in the view
+        plane, or spheres); True when a voxel changed."""
+        ex = self.exclusion
+        if ex is None:
+            return False
+        normal = None if self.sphere_check.isChecked() else self.view.normal
+        changed = ex.paint(path_mm, self.radius_spin.value(), plane_normal=normal)
+        if changed:
+            self._exclusion_changed()
+        return changed
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        """While *Paint exclusion* is on, the left button on the view paints (press, drag,
+        release = one undo step); everything else reaches the view."""
+        if watched is not self.view or not self.paint_action.isChecked():
+            return super().eventFilter(watched, event)
+        kind = event.type()
+        if kind not in (
+            QEvent.Type.MouseButtonPress,
+            QEvent.Type.MouseMove,
+            QEvent.Type.MouseButtonRelease,
+        ):
+            return super().eventFilter(watched, event)
+        assert isinstance(event, QMouseEvent)
+        if self.postop_session.volume is None or self.exclusion is None:
+            return False
+        pos = event.position()
+        xyz = self.view.display_to_world(pos.x(), pos.y())
+        left = Qt.MouseButton.LeftButton
+        if kind == QEvent.Type.MouseMove:
+            self._brush_cursor.show(xyz, self.radius_spin.value())
+            if self._painting_last is None or not event.buttons() & left:
+                return False  # a hover, or another button's drag: the view's
+            self.paint_exclusion(np.vstack([self._painting_last, xyz]))
+            self._painting_last = xyz
+            return True
+        if event.button() != left or event.modifiers() & Qt.KeyboardModifier.ShiftModifier:
+            return False
+        if kind == QEvent.Type.MouseButtonPress:
+            self.exclusion.begin_stroke()
+            self._painting_last = xyz
+            self.paint_exclusion(np.vstack([xyz, xyz]))
+        else:
+            self._painting_last = None
+            self.exclusion.end_stroke()
+            self._update_actions()
+        return True
+
+    def _on_metal_clicked(self, row: int, _column: int) -> None:
+        if 0 <= row < len(self.metal_table.objects):
+            centre = np.asarray(self.metal_table.objects[row].centre_mm, float)
+            self.postop_session.set_crosshair(centre, snap=False)
 
     # ------------------------------------------------------------------ registration
     def _target_centre(self) -> np.ndarray:
@@ -667,29 +855,44 @@ class PostopWindow(QMainWindow):
             self.undo_action.setText(f"Undo {self.review.edits.undo_label}".strip())
         for b in (*self.nudge_buttons.values(), self.undo_nudge_button, self.reset_nudge_button):
             b.setEnabled(has)
+        ex = self.exclusion
+        self.paint_action.setEnabled(ex is not None)
+        self.undo_exclusion_action.setEnabled(ex is not None and ex.can_undo)
+        self.redo_exclusion_action.setEnabled(ex is not None and ex.can_redo)
+        self.clear_exclusion_action.setEnabled(ex is not None and ex.voxels > 0)
         if not busy and self._pending_reverify:
             self._pending_reverify = False
             QTimer.singleShot(0, self.start_reverify)
 
     def _refresh(self) -> None:
         self.seeds_layer.update()
+        self.metal_layer.update()
+        self.exclusion_layer.update()
         self._update_actions()
         review = self.review
         if review is None:
             self.table.setRowCount(0)
             self.locations.show_locations(None)
+            self.metal_table.show_metal(None)
             self.fusion_label.setText("No registration yet")
             self.refresh_fusion()
             self._show_transform()
             return
         v = review.verification
         lines = [v.detection.summary(), v.summary()]
+        if self.verified_exclusion_mm3 > 0:
+            lines.insert(
+                1,
+                f"exclusion region painted: {self.verified_exclusion_mm3 / 1000.0:.1f} cm³ "
+                "never searched for seeds",
+            )
         lines += [f"⚠ {w}" for w in v.warnings]
         self.summary.setText("\n".join(lines))
         plan = self.plan
         order = comparison_order(plan) if plan is not None else None
         self.table.show_rows(v.comparison, self.intraop, self.intraop_counts, order)
         self.locations.show_locations(v.locations)
+        self.metal_table.show_metal(v.detection.metal)
         self.dvh.show_dvhs(v.planned, v.postop)
         self.refresh_fusion()
         self._show_transform()
@@ -773,6 +976,10 @@ class PostopWindow(QMainWindow):
             self._subscriptions.close()
             self._document_subscriptions.close()
             self.runner.wait(10.0)
+            self.view.removeEventFilter(self)
+            self._brush_cursor.remove()
+            self.exclusion_layer.close()
+            self.metal_layer.close()
             self.seeds_layer.close()
             self.view.finalize()
         super().closeEvent(event)
