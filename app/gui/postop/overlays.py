@@ -7,7 +7,8 @@
 * :class:`MaskOutlineLayer` draws the outline of such masks on the displayed axial slice (voxel
   edges, :func:`planner.structures.contours.slice_loops`), optionally hatched (diagonal lines
   through every fourth voxel diagonal: opaque lines, no translucency, the CT stays readable
-  between them). Excluded metal is magenta, the exclusion region white hatched.
+  between them), over a dark halo so that they read on bone and metal. Excluded metal is
+  magenta, the exclusion region white hatched.
 * :class:`ExclusionMask` is the painted exclusion region on the post-op CT's grid, with its
   own undo: every stroke (a disc in the view plane or a sphere, radius in mm, painted by
   :func:`planner.structures.paint.stroke`, the planning brush's footprint) and every *Clear*
@@ -164,6 +165,17 @@ class MaskOutlineLayer(Layer):
         prop.SetLineWidth(line_width)
         prop.LightingOff()
         self.actor.PickableOff()
+        #: A dark halo under the lines (same geometry, wider, just behind): the outline reads
+        #: on bright bone and metal as on soft tissue.
+        self.halo = vtkActor()
+        self.halo.SetMapper(self.mapper)
+        halo = self.halo.GetProperty()
+        halo.SetColor(0.0, 0.0, 0.0)
+        halo.SetLineWidth(line_width + 2.0)
+        halo.LightingOff()
+        self.halo.PickableOff()
+        self.halo.SetPosition(*(0.5 * OVERLAY_OFFSET_MM * np.asarray(view.normal, float)))  # type: ignore[attr-defined]
+        self.add_prop(self.halo)
         self.add_prop(self.actor)
         #: Regions drawn on the current slice (indices into ``get_regions()``; tests read it).
         self.shown: list[int] = []
@@ -193,7 +205,13 @@ class MaskOutlineLayer(Layer):
                 loops += lo
                 segments += seg
         self.loops, self.segments = len(loops), len(segments)
-        front = -2.0 * OVERLAY_OFFSET_MM * np.asarray(self.view.normal, float)  # type: ignore[attr-defined]
+        # Onto the displayed plane (the crosshair's, as the CT slice and the seed markers),
+        # then just in front of it: a voxel-centre plane a little behind would hide lines.
+        normal = np.asarray(self.view.normal, float)  # type: ignore[attr-defined]
+        plane = float(self.session.crosshair_mm @ normal)
+        loops = [p + np.outer(plane - p @ normal, normal) for p in loops]
+        segments = [p + np.outer(plane - p @ normal, normal) for p in segments]
+        front = -2.0 * OVERLAY_OFFSET_MM * normal
         poly = _polylines(loops, front)
         if segments:
             from vtkmodules.vtkFiltersCore import vtkAppendPolyData
