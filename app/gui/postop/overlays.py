@@ -244,7 +244,14 @@ class ExclusionMask:
 
     @property
     def voxels(self) -> int:
-        return 0 if self.mask is None else int(self.mask.sum())
+        """True voxels (counted in :attr:`extent` only)."""
+        region = self.region()
+        return 0 if region is None else int(region.mask.sum())
+
+    @property
+    def is_empty(self) -> bool:
+        """Nothing painted (cheap: no count)."""
+        return self.extent is None
 
     @property
     def can_undo(self) -> bool:
@@ -309,7 +316,7 @@ class ExclusionMask:
     def clear(self) -> bool:
         """Remove the whole region (one undo step); False when it was empty."""
         self.end_stroke()
-        if self.mask is None or self.extent is None or not self.mask.any():
+        if self.mask is None or self.extent is None or not self.mask[self.extent].any():
             return False
         box = self.extent
         old = self.mask[box].copy()

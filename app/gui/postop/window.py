@@ -482,7 +482,8 @@ class PostopWindow(QMainWindow):
 
         stored = self.stored_registration()
         ex = self.exclusion
-        exclude = ex.mask.copy() if ex is not None and ex.mask is not None and ex.voxels else None
+        painted = ex is not None and ex.mask is not None and not ex.is_empty
+        exclude = ex.mask.copy() if painted else None  # type: ignore[union-attr]
 
         def task(
             progress: ProgressFn, cancel: CancelFn
@@ -859,7 +860,7 @@ class PostopWindow(QMainWindow):
         self.paint_action.setEnabled(ex is not None)
         self.undo_exclusion_action.setEnabled(ex is not None and ex.can_undo)
         self.redo_exclusion_action.setEnabled(ex is not None and ex.can_redo)
-        self.clear_exclusion_action.setEnabled(ex is not None and ex.voxels > 0)
+        self.clear_exclusion_action.setEnabled(ex is not None and not ex.is_empty)
         if not busy and self._pending_reverify:
             self._pending_reverify = False
             QTimer.singleShot(0, self.start_reverify)
