@@ -9,7 +9,6 @@ child.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -30,30 +29,31 @@ from tests.gui.conftest import (
     run_child,
 )
 
-#: Seconds each window module's tests took in its own child (JUnit, 2026-12-02, a loaded
-#: 2-core machine): only their ratios matter, for balancing batches. A module missing here
-#: (a new one) counts :data:`NEW_MODULE_S`.
+#: Seconds each window module's tests took in a batch child (JUnit, 2026-12-02, a loaded 2-core
+#: machine): only their ratios matter, for balancing the batches. A module missing here (a new
+#: one) counts :data:`NEW_MODULE_S`.
 MODULE_SECONDS = {
-    "test_needles_gui": 140,
-    "test_isodoses_gui": 121,
-    "test_postop_registration_gui": 99,
-    "test_postop_gui": 86,
-    "test_plan_contouring": 80,
-    "test_workflow_dialogs_gui": 67,
-    "test_tools_levels_fill_robustness_gui": 49,
-    "test_layout_gui": 41,
-    "test_dialogs_and_lifecycle": 38,
-    "test_render_views": 35,
-    "test_header_and_overlays": 27,
-    "test_views": 25,
-    "test_positions": 20,
-    "test_oblique_geometry": 15,
-    "test_pyside_refcounts": 7,
+    "test_postop_gui": 136,
+    "test_needles_gui": 108,
+    "test_plan_contouring": 86,
+    "test_isodoses_gui": 75,
+    "test_postop_registration_gui": 55,
+    "test_layout_gui": 54,
+    "test_tools_levels_fill_robustness_gui": 30,
+    "test_workflow_dialogs_gui": 27,
+    "test_header_and_overlays": 21,
+    "test_dialogs_and_lifecycle": 20,
+    "test_views": 14,
+    "test_render_views": 11,
+    "test_positions": 11,
+    "test_pyside_refcounts": 6,
+    "test_brush_render": 6,
+    "test_oblique_geometry": 6,
 }
 NEW_MODULE_S = 40
-#: Window modules per child pytest, on average: each child pays the imports (PySide6, VTK,
-#: numba, SciPy) and the first window once, whatever number of modules it runs.
-MODULES_PER_CHILD = 4
+#: Child pytests for the window modules: each pays the imports (PySide6, VTK, numba, SciPy)
+#: and its first window once, whatever number of modules it runs; two per xdist worker.
+WINDOW_CHILDREN = 4
 #: Only for a hang: one module takes well under a minute on an idle 2-core machine.
 CHILD_TIMEOUT_S = 420
 #: The same, per further module in one child.
@@ -78,7 +78,7 @@ def window_batches(
 
 
 INNER_MODULES = sorted((Path(__file__).parent / "inner").glob("test_*.py"))
-WINDOW_BATCHES = window_batches(INNER_MODULES, math.ceil(len(INNER_MODULES) / MODULES_PER_CHILD))
+WINDOW_BATCHES = window_batches(INNER_MODULES, WINDOW_CHILDREN)
 
 
 def _batch_id(batch: tuple[Path, ...]) -> str:
@@ -121,8 +121,9 @@ def test_every_window_module_is_in_one_batch() -> None:
     batched = [p for batch in WINDOW_BATCHES for p in batch]
     assert sorted(batched) == INNER_MODULES and len(INNER_MODULES) >= 15
     new = [*INNER_MODULES, Path("tests/gui/inner/test_brand_new.py")]
-    batches = window_batches(new, 4)
-    assert sorted(p for b in batches for p in b) == sorted(new) and len(batches) == 4
+    batches = window_batches(new, WINDOW_CHILDREN)
+    assert sorted(p for b in batches for p in b) == sorted(new)
+    assert len(batches) == len(WINDOW_BATCHES) == WINDOW_CHILDREN
     totals = [sum(MODULE_SECONDS.get(p.stem, NEW_MODULE_S) for p in b) for b in batches]
     assert totals == sorted(totals, reverse=True)
     assert max(totals) - min(totals) <= max(MODULE_SECONDS.values())
