@@ -4,6 +4,11 @@ Public API
 ----------
 ``slice_loops(mask2d) -> list[SliceLoop]``
     The outlines of one ``(y, x)`` bool slice, in continuous index coordinates ``(i, j)``.
+``update_slice_loops(loops, mask2d, changed) -> list[SliceLoop]``
+    The outlines after an edit confined to the pixel box ``changed``, from the loops before it:
+    only the loops the edit's box (padded by one pixel) reaches are traced again, from a crop
+    of the slice; equal to ``slice_loops(mask2d)`` up to the order of the loops and the vertex
+    each loop starts at (:func:`canonical_loops`).
 ``structure_contours(mask, geometry, *, box=None) -> list[PlanarContour]``
     Every slice of a ``(z, y, x)`` labelmap on ``geometry`` (any direction matrix) as closed
     planar contours in LPS mm, on the slice planes (z = k exactly).
@@ -40,7 +45,15 @@ from numpy.typing import NDArray
 
 from dose.geometry import GridGeometry
 
-__all__ = ["CORNER_CUT", "PlanarContour", "SliceLoop", "slice_loops", "structure_contours"]
+__all__ = [
+    "CORNER_CUT",
+    "PlanarContour",
+    "SliceLoop",
+    "canonical_loops",
+    "slice_loops",
+    "structure_contours",
+    "update_slice_loops",
+]
 
 #: How far (pixels) each contour vertex at a diagonal (saddle) corner is cut back.
 CORNER_CUT = 0.01
@@ -169,6 +182,77 @@ def slice_loops(mask2d: NDArray[np.bool_]) -> list[SliceLoop]:
         area = 0.5 * float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))
         loops.append(SliceLoop(pts, is_hole=area < 0))
     return loops
+
+
+def _touches(loop: SliceLoop, x0: float, x1: float, y0: float, y1: float) -> bool:
+    """True when a segment of ``loop`` meets the box ``[x0, x1] × [y0, y1]`` (index coords; the
+    segments are axis-parallel but for the tiny corner cuts, so their boxes are exact)."""
+    p = loop.points_ij
+    q = np.roll(p, -1, axis=0)
+    lo = np.minimum(p, q)
+    hi = np.maximum(p, q)
+    tol = 0.05  # > CORNER_CUT: a cut corner of a lattice vertex on the box's edge counts
+    return bool(
+        np.any(
+            (hi[:, 0] >= x0 - tol)
+            & (lo[:, 0] <= x1 + tol)
+            & (hi[:, 1] >= y0 - tol)
+            & (lo[:, 1] <= y1 + tol)
+        )
+    )
+
+
+def update_slice_loops(
+    loops: list[SliceLoop], mask2d: NDArray[np.bool_], changed: tuple[slice, slice]
+) -> list[SliceLoop]:
+    """The outlines of the ``(ny, nx)`` slice ``mask2d`` (as :func:`slice_loops`), given its
+    ``loops`` before an edit that changed pixels only inside ``changed`` (row, column slices).
+
+    Why it is exact: the outline edges at a lattice vertex depend only on the four pixels
+    around it, so a loop with no segment in ``Q`` (the corners of the changed box grown by one
+    pixel) is a loop before and after the edit; a loop after the edit that meets ``Q`` follows,
+    outside ``Q``, loops of before that met ``Q``. So the loops meeting ``Q`` are traced again
+    from a crop covering ``Q`` and those loops (plus one pixel), the others are kept.
+    Order and start vertex may differ from a full :func:`slice_loops` (:func:`canonical_loops`).
+    """
+    m = np.asarray(mask2d, dtype=bool)
+    ny, nx = m.shape
+    r0, r1 = int(changed[0].start or 0), int(ny if changed[0].stop is None else changed[0].stop)
+    c0, c1 = int(changed[1].start or 0), int(nx if changed[1].stop is None else changed[1].stop)
+    if r1 <= r0 or c1 <= c0:
+        return list(loops)
+    # Q: lattice vertices of the changed pixels grown by one pixel, in (i, j) index coords.
+    qx0, qx1, qy0, qy1 = c0 - 1.5, c1 + 0.5, r0 - 1.5, r1 + 0.5
+    kept: list[SliceLoop] = []
+    lo_x, hi_x, lo_y, hi_y = qx0, qx1, qy0, qy1
+    for loop in loops:
+        if _touches(loop, qx0, qx1, qy0, qy1):
+            p = loop.points_ij
+            lo_x, hi_x = min(lo_x, float(p[:, 0].min())), max(hi_x, float(p[:, 0].max()))
+            lo_y, hi_y = min(lo_y, float(p[:, 1].min())), max(hi_y, float(p[:, 1].max()))
+        else:
+            kept.append(loop)
+    # The crop holds the four pixels around every vertex of Q and of the loops traced again.
+    ra, rb = max(int(np.floor(lo_y)), 0), min(int(np.ceil(hi_y)), ny - 1)
+    ca, cb = max(int(np.floor(lo_x)), 0), min(int(np.ceil(hi_x)), nx - 1)
+    shift = np.array([ca, ra], dtype=np.float64)
+    for loop in slice_loops(m[ra : rb + 1, ca : cb + 1]):
+        moved = SliceLoop(loop.points_ij + shift, loop.is_hole)
+        if _touches(moved, qx0, qx1, qy0, qy1):
+            kept.append(moved)
+    return kept
+
+
+def canonical_loops(loops: list[SliceLoop]) -> list[SliceLoop]:
+    """``loops`` each started at its lexicographically smallest vertex, sorted by that vertex
+    (two outlines of one slice compare equal whatever order they were traced in)."""
+    out = []
+    for loop in loops:
+        p = loop.points_ij
+        first = int(np.lexsort((np.round(p[:, 1], 6), np.round(p[:, 0], 6)))[0])
+        out.append(SliceLoop(np.roll(p, -first, axis=0), loop.is_hole))
+    out.sort(key=lambda lp: (round(lp.points_ij[0, 0], 6), round(lp.points_ij[0, 1], 6)))
+    return out
 
 
 def _cut_corners(
