@@ -25,7 +25,10 @@ polish goal is raised by the shortfall; when the polish stopped short at the cor
 cord dose is under 99 % of the limit, its limit is raised towards it. Without the polish
 (``polish=False``, and in robust mode) the rounds adjust the selection instead: the sampled
 limit lowered or raised, the coverage dose raised by 3 % when D90 falls short. At most
-``max_rounds`` rounds. The best plan that keeps the cord limit is kept (then D90 ≥ PD, then
+``max_rounds`` rounds. When no polished plan kept the exact cord limit by then, the selection's
+own plan (conservative: every sampled cord point under 95 % of it) and, if needed, plans with
+seeds dropped from the hottest cord voxels are tried until one does. The best plan that keeps
+the cord limit is kept (then D90 ≥ PD, then
 V100 ≥ goal, then fewest seeds, else the highest V100). A target that cannot be covered
 without breaking the cord limit gives the best feasible plan; its goals (D90 ≥ PD,
 V100 ≥ 95 %, cord D0.1 cm³ ≤ limit, added to the plan when missing) say which failed.
@@ -690,6 +693,39 @@ def autoplan(
             )
             continue
         break
+    if use_polish and cord is not None and best is not None and not best[0][0]:
+        # No polished plan kept the exact cord limit (the rounds ran out): fall back on the
+        # selection (its sampled limit is 95 % of the limit on every cord point), then on
+        # seeds dropped from the hottest cord voxels, until one does.
+        assert greedy is not None
+        fallback = [greedy.slots]
+        for attempt in range(4):
+            check_cancelled(cancel)
+            if attempt < len(fallback):
+                slots_try = fallback[attempt]
+            else:
+                cord_now = best[2].metrics[cord.name].d0_1cc_gy
+                pp.oar_limit_gy *= 0.97 * limit / max(cord_now, 1e-9)
+                slots_try = polish(pp, best[3].slots, max_moves=0, cancel=cancel).slots
+            sol = evaluate(problem, slots_try, f"{greedy.method} (cord fallback)", 0.0)
+            _, needles, seeds = _build_plan(base, cands, locked_ids, sol, slots)
+            cmd1 = SetNeedlesAndSeeds(tuple(needles), tuple(seeds), label="Automatic plan")
+            cmd2 = SetGoals(goals, label="Automatic plan goals")
+            new_plan = cmd2.apply(cmd1.apply(base)[0])[0]
+            dosi = compute_plan_dosimetry(new_plan, ct, cancel=cancel, formalism=o.formalism)
+            cm = dosi.metrics.get(cord.name)
+            cord_d = cm.d0_1cc_gy if isinstance(cm, OARMetrics) else 0.0
+            tm = dosi.metrics.get(target.name)
+            d90 = tm.d90_gy if isinstance(tm, TargetMetrics) else 0.0
+            key = (cord_d <= limit, d90 >= pd, False, d90)
+            notes.append(
+                f"no polished plan kept the cord limit: fallback {attempt + 1}, exact cord "
+                f"D0.1cc {cord_d:.1f} Gy"
+            )
+            if key > best[0]:
+                best = (key, new_plan, dosi, sol, [cmd1, cmd2], None)
+            if best[0][0]:
+                break
     notes = list(cset.notes) + notes
     if cut_short or cset.cut_short:
         notes.append(

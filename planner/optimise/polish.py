@@ -27,14 +27,14 @@ constraint always holds). Everything is counted on the points given: the reporte
 always the caller's exact recomputation.
 
 Measured (docs/autoplan-variants.md, demo case at 512², 8000 of its 18 420 PTV_eval voxels,
-2-core machine at load 4-6): the greedy's 25-26 seeds at V100 92.3-93.2 % (cord 47.6-49.6 Gy)
-become 26 seeds on 16 needles at V100 93.8 %, D90 123.3 Gy, cord 49.99 Gy, in 0.6-1.9 s of
-polish over two rounds. Richer candidates (six entry angles instead of four, cranio-caudal
-tilts of ±12°, 2.5 mm slot phase, 5 mm needle or seed spacing) and plateau moves that may lose
-up to 0.1-0.3 % of the points did not pass 94.5 % on the points (≤ 94.0 % exact): nearly
-every target voxel left under PD lies within 15 mm of the cord (79 % of those 8-9 mm from it
-are cold), where 110 Gy beside a 50 Gy D0.1 cm³ needs a gradient the seeds the needle margin
-allows do not give.
+2-core machine at load 6.6-7.5): the previous rounds' 25-26 seeds at V100 92.3-93.2 % (cord
+47.6-49.6 Gy) become 27 seeds on 17 needles at V100 93.9 %, D90 124.6 Gy, cord 49.7 Gy, with
+1.7-2.1 s of polish over three rounds. Richer candidates (six entry angles instead of four,
+cranio-caudal tilts of ±12°, 2.5 mm slot phase, 5 mm needle or seed spacing) and plateau
+moves that may lose 0.1-0.3 % of the points did not pass 94.7 % on the points (≤ 94.0 %
+exact): nearly every target voxel left under PD lies within 15 mm of the cord (65 % of those
+8-9 mm from it are cold), where 110 Gy beside a 50 Gy D0.1 cm³ needs a gradient the seeds
+the needle margin allows do not give.
 
 Swap gains are counted for every seed × every slot within ``swap_radius_mm`` on the points
 below PD that one seed could lift (numpy; a numba kernel over all slots was no faster once
