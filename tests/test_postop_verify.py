@@ -237,3 +237,66 @@ def test_comparison_starts_with_the_reference_structure(case) -> None:
     assert [r.metric for r in got[:2]] == ["d90_gy", "d100_gy"]  # kept within a structure
     # The plan's own order puts the reference (GTV here) first as well.
     assert comparison_order(plan) == ["GTV", "SpinalCord"]
+
+
+def test_verify_cli_exclusion_region_drops_the_seed_it_covers(case, tmp_path, capsys) -> None:
+    """``verify --exclude MASK``: a region of the post-op CT never searched — the seed under it
+    is not detected and its planned seed is left unmatched; a mask off the post-op CT's grid is
+    refused in one line naming it (exit 2)."""
+    from dataclasses import replace
+
+    from app.cli import main
+    from planner.imaging.image_files import write_image
+
+    _plan, _ct, post, _ = case
+    plan_path, post_path = _plan_on_disk(case, tmp_path)
+    full = _run_verify_json(main, capsys, plan_path, post_path, tmp_path / "all")
+    # Back into the post-op frame: x_plan = R x_postop + t.
+    rot = np.array(full["registration"]["rotation"])
+    shift = np.array(full["registration"]["translation_mm"])
+    seed_plan = np.array(full["implanted_seeds"][0]["position_mm"])
+    seed_postop = rot.T @ (seed_plan - shift)
+    kji = np.rint(post.geometry.world_to_zyx(seed_postop)).astype(int)
+    mask = np.zeros(post.geometry.shape_zyx, dtype=np.uint8)
+    mask[kji[0] - 2 : kji[0] + 3, kji[1] - 5 : kji[1] + 6, kji[2] - 5 : kji[2] + 6] = 1
+    mask_path = write_image(mask, post.geometry, tmp_path / "exclude.nrrd")
+    cut = _run_verify_json(
+        main, capsys, plan_path, post_path, tmp_path / "cut", "--exclude", str(mask_path)
+    )
+    assert cut["detection"]["found"] == full["detection"]["found"] - 1
+    assert len(cut["matching"]["unmatched_planned"]) == 1
+    left = np.array([s["position_mm"] for s in cut["implanted_seeds"]])
+    assert np.linalg.norm(left - seed_plan, axis=1).min() > 3.0
+    shifted = replace(post.geometry, origin_mm=np.asarray(post.geometry.origin_mm) + 7.0)
+    bad = write_image(mask, shifted, tmp_path / "elsewhere.nrrd")
+    argv = ["verify", str(plan_path), str(post_path), "--out", str(tmp_path / "bad")]
+    assert main([*argv, "--exclude", str(bad)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "elsewhere.nrrd" in err[0] and "grid" in err[0]
+
+
+def _run_verify_json(main, capsys, plan_path, post_path, out, *extra: str) -> dict:
+    import json
+
+    argv = ["verify", str(plan_path), str(post_path), "--out", str(out), "--json", *extra]
+    assert main(argv) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_comparison_order_is_kept_after_a_review_edit(case) -> None:
+    """A nudge in review (:meth:`PostopReview.reverify`) gives the same reading order as the
+    first verification: the reference structure first, the seed counts last."""
+    from planner.postop.edits import PostopReview
+
+    plan, ct, post, _ = case
+    plan = plan.evolve(structures=plan.structures[::-1])  # the cord first in plan order
+    v = verify_plan(plan, ct, post)
+    review = PostopReview(v)
+    review.nudge((0.5, 0.0, 0.0))
+    after = review.reverify(plan, ct)
+
+    def structures(rows) -> list[str]:
+        return list(dict.fromkeys(r.structure for r in rows))
+
+    assert structures(after.comparison) == structures(v.comparison)
+    assert structures(v.comparison)[0] == plan.structure(plan.prescription.structure_id).name

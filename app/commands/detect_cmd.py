@@ -63,7 +63,7 @@ def _split_plan_spec(spec: str) -> tuple[Path, str] | None:
     return None
 
 
-def _exclusion_file(spec: str) -> Path:
+def exclusion_file(spec: str) -> Path:
     """The file an ``--exclude`` value reads (the plan of ``PLAN.seedplan:NAME``)."""
     plan_spec = _split_plan_spec(spec)
     return plan_spec[0] if plan_spec is not None else Path(spec)
@@ -139,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.expected is not None and args.expected < 0:
         raise InputError(f"--expected must be ≥ 0, got {args.expected}")
-    inputs = (args.ct, *(_exclusion_file(e) for e in args.exclude))
+    inputs = (args.ct, *(exclusion_file(e) for e in args.exclude))
     check_output(args.out, inputs=inputs, force=args.force)
     ct, _report = load_ct(args.ct, series_uid=args.series)
     exclude = None

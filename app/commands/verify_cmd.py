@@ -1,5 +1,6 @@
 """``seedplan verify PLAN POSTOP_CT --out DIR [--ct CT] [--intraop PLAN] [--formalism 1d|2d]
-[--gate-mm MM] [--migration-mm MM] [--reregister] [--store-registration] [--json] [--force]``.
+[--gate-mm MM] [--migration-mm MM] [--exclude MASK|PLAN:NAME ...] [--reregister]
+[--store-registration] [--json] [--force]``.
 
 Post-implant verification (:func:`planner.postop.verify.verify_plan`): detect the seeds on the
 post-op CT, register it to the planning CT on bone, match planned and implanted seeds, compute
@@ -22,6 +23,10 @@ the post-plan dose and compare every metric. Writes into DIR (an existing or new
   and warnings;
 - ``postop.seedplan``: a copy of the plan with the implanted seeds and the registration
   (:class:`planner.plan.model.Registration`), for the report.
+
+``--exclude`` (repeatable, as for ``seedplan detect``) names a region of the post-op CT never
+searched for seeds: a mask image on the post-op CT's grid, or ``PLAN.seedplan:NAME``, a structure
+of a plan on that CT.
 
 The planning CT is the one the plan was made on (its recorded path, relative to the plan file
 when not absolute) unless ``--ct`` names it. When the plan already carries a registration of
@@ -90,6 +95,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         default=10.0,
         help="a seed outside the target farther than this from every planned needle track is "
         "'migrated' (default 10 mm)",
+    )
+    p.add_argument(
+        "--exclude",
+        action="append",
+        default=[],
+        metavar="MASK",
+        help="region of the post-op CT never searched for seeds: a mask image on its grid "
+        "(nonzero = excluded) or PLAN.seedplan:NAME, a structure of a plan on it (repeatable)",
     )
     p.add_argument(
         "--reregister",
@@ -181,6 +194,7 @@ def verification_dict(v, plan_path: str, postop_path: str, postop_ct) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
+    from app.commands.detect_cmd import exclusion_file, load_exclusion
     from planner.files.safe_write import check_output_folder, write_text
     from planner.imaging.ct_loader import load_ct
     from planner.plan.plan_file import load_plan, save_plan
@@ -192,7 +206,13 @@ def run(args: argparse.Namespace) -> int:
     plan = loaded.plan
     ct_path = _planning_ct_path(plan_path, plan.ct.source_path, args.ct)
     intraop = load_plan(args.intraop).plan if args.intraop else None
-    inputs = (plan_path, args.postop, ct_path, args.intraop)
+    inputs = (
+        plan_path,
+        args.postop,
+        ct_path,
+        args.intraop,
+        *(exclusion_file(e) for e in args.exclude),
+    )
     names = (
         "detected_seeds.csv",
         "matching.csv",
@@ -206,6 +226,10 @@ def run(args: argparse.Namespace) -> int:
                 raise InputError("exists (use --force to replace the results)", out / name)
     planning_ct, _ = load_ct(ct_path)
     postop_ct, _ = load_ct(args.postop)
+    exclude = None
+    for spec in args.exclude:
+        mask = load_exclusion(spec, postop_ct)
+        exclude = mask if exclude is None else (exclude | mask)
     stored = plan.registration
     use_stored = stored is not None and not args.reregister and stored.matches(postop_ct)
     if intraop is not None:
@@ -224,6 +248,7 @@ def run(args: argparse.Namespace) -> int:
         registration=stored if use_stored else None,
         intraop=intraop,
         migration_mm=args.migration_mm,
+        exclude=exclude,
     )
     if stored is not None and not use_stored and not args.reregister:
         sys.stderr.write(

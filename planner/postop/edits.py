@@ -30,7 +30,12 @@ from planner.postop.detect import SEED_LENGTH_MM, DetectionResult
 from planner.postop.locations import locate_seeds
 from planner.postop.match import match_seeds, needle_deviations
 from planner.postop.register import RegistrationResult, RigidTransform
-from planner.postop.verify import Verification, compare_dosimetry, location_rows
+from planner.postop.verify import (
+    Verification,
+    compare_dosimetry,
+    location_rows,
+    sort_comparison,
+)
 
 __all__ = ["EditedSeeds", "PostopReview", "SeedEdits", "nudge_transform", "reverify"]
 
@@ -426,7 +431,7 @@ def reverify(
         implanted_mm=implanted,
         planned=planned_dose,
         postop=postop,
-        comparison=compare_dosimetry(planned_dose, postop, base.intraop)
+        comparison=sort_comparison(compare_dosimetry(planned_dose, postop, base.intraop), plan)
         + location_rows(planned_locations, locations, base.intraop_locations),
         formalism=base.formalism,
         warnings=warnings,
