@@ -131,6 +131,13 @@ class AutoplanDialog(QDialog):
         form.addRow("At most", self.max_needles)
         self.robust = QCheckBox("Robust to needle placement errors (slower)")
         form.addRow("", self.robust)
+        self.time_budget = self._spin(10.0, 2.0, 600.0, " s")
+        self.time_budget.setSingleStep(5.0)
+        self.time_budget.setToolTip(
+            "Every phase stops at this time and the best plan that keeps the cord limit is "
+            "kept (the result says when the budget cut it short); a robust run gets 1.5 ×"
+        )
+        form.addRow("Time budget", self.time_budget)
         layout.addLayout(form)
         self.runner = TaskRunner()
         self.runner.state_changed.connect(self._update_buttons)
@@ -184,6 +191,7 @@ class AutoplanDialog(QDialog):
             seed_spacing_mm=self.seed_spacing.value(),
             max_needles=self.max_needles.value(),
             robust=self.robust.isChecked(),
+            time_budget_s=self.time_budget.value(),
         )
 
     def _update_buttons(self, *_args: object) -> None:

@@ -118,6 +118,9 @@ def test_autoplan_result_is_one_undo_step(main_window: MainWindow) -> None:
     assert names == ["SpinalCord"]  # the OAR, checked by default
     options = dialog.options()
     assert options.no_pass == ("SpinalCord",) and options.pd_gy == pytest.approx(110.0)
+    assert options.time_budget_s == pytest.approx(10.0)  # the 10 s goal
+    dialog.time_budget.setValue(20.0)
+    assert dialog.options().time_budget_s == pytest.approx(20.0)
     before = doc.plan
     steps = len(doc.history.undo_steps)
     assert dialog.start()
