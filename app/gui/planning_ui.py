@@ -33,6 +33,7 @@ plan change drops it.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -44,7 +45,7 @@ from PySide6.QtCore import QEvent, QObject, Qt, QTimer
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QDockWidget, QMessageBox
 
-from app.gui.layers.base import Subscriptions
+from app.gui.layers.base import StrokeCoalescer, Subscriptions, stroke_open
 from app.gui.views.live_views import LIVE_AXIS, live_view_name
 from app.gui.workers import Worker, start_worker
 from dose.errors import InputError
@@ -118,6 +119,11 @@ class PlanningUI(QObject):
         self._table_timer.setSingleShot(True)
         self._table_timer.setInterval(TABLE_DELAY_MS)
         self._table_timer.timeout.connect(self.refresh_table)
+        #: A brush stroke's last mask edit, handled once when the stroke has ended.
+        self._stroke_edit: PlanChanged | None = None
+        self._after_stroke = StrokeCoalescer(
+            lambda: self.document, self._flush_stroke_edit, during=False
+        )
         #: Session connections of the planning part, all dropped when the window closes.
         self.subscriptions = Subscriptions()
         self.subscriptions.listen(self.session.document_changed, self._on_document_changed)
@@ -147,6 +153,8 @@ class PlanningUI(QObject):
         if self.document is not None:
             self.document.events.changed.disconnect(self._on_plan_edited, missing_ok=True)
         self._cancel_exact()
+        self._stroke_edit = None
+        self._after_stroke.stop()
         self.document = document
         self.live = None
         self.exact = None
@@ -199,6 +207,26 @@ class PlanningUI(QObject):
         return {v: int(np.rint(ijk[a])) for v, a in LIVE_AXIS.items()}  # type: ignore[misc]
 
     def _on_plan_edited(self, change: PlanChanged) -> None:
+        """Follow an edit: live dose, selection, the plan listeners (DVH, metrics), the needle
+        table and the exact refresh. Mask-only edits inside a stroke (a brush stroke) are
+        handled once, when the stroke has ended (the dose is "pending" meanwhile)."""
+        if change.what <= {"masks"} and stroke_open(self.document):
+            if self._stroke_edit is None and self._engine_ready:
+                self._cancel_exact()
+                self._set_status("dose: live (fast) — exact refresh pending")
+            self._stroke_edit = change
+            self._after_stroke.request()
+            return
+        self._stroke_edit = None
+        self._after_stroke.stop()
+        self._handle_edit(change)
+
+    def _flush_stroke_edit(self) -> None:
+        change, self._stroke_edit = self._stroke_edit, None
+        if change is not None and self.document is not None:
+            self._handle_edit(dataclasses.replace(change, plan=self.document.plan))
+
+    def _handle_edit(self, change: PlanChanged) -> None:
         plan = change.plan
         if self._engine_ready and (
             self.live is None
@@ -396,6 +424,7 @@ class PlanningUI(QObject):
     def close(self) -> None:
         self._cancel_exact()
         self._table_timer.stop()
+        self._after_stroke.stop()
         self.subscriptions.close()
         if self.document is not None:
             self.document.events.changed.disconnect(self._on_plan_edited, missing_ok=True)
@@ -569,9 +598,16 @@ def _install_menu(window: MainWindow, planning: PlanningUI) -> None:
             actions["undo"].setText(f"&Undo {h.undo_label}" if h.can_undo else "&Undo")
             actions["redo"].setText(f"&Redo {h.redo_label}" if h.can_redo else "&Redo")
 
+    # A brush stroke changes the history on every move: the actions follow once it has ended.
+    actions_after_stroke = StrokeCoalescer(lambda: planning.document, enable, during=False)
+    planning.actions_after_stroke = actions_after_stroke  # type: ignore[attr-defined]
+
+    def on_history(_doc: object = None) -> None:
+        actions_after_stroke.request()
+
     def on_doc(doc: PlanDocument | None) -> None:
         if doc is not None:
-            doc.events.history_changed.connect(enable)
+            doc.events.history_changed.connect(on_history)
         enable()
 
     planning.subscriptions.listen(window.session.document_changed, on_doc)

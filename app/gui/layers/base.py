@@ -15,12 +15,16 @@ from collections.abc import Callable
 from typing import Any
 
 from psygnal import SignalInstance
+from PySide6.QtCore import QTimer
 from vtkmodules.vtkRenderingCore import vtkProp
 
 from app.gui.vtk_bridge import VTKWidget
 from planner.session.session import Session
 
-__all__ = ["Layer", "Subscriptions", "stroke_open"]
+__all__ = ["STROKE_COALESCE_MS", "Layer", "StrokeCoalescer", "Subscriptions", "stroke_open"]
+
+#: Work a stroke's edits would run per mouse move runs at most this often (ms) while it is open.
+STROKE_COALESCE_MS = 100
 
 
 def stroke_open(document: object) -> bool:
@@ -28,6 +32,51 @@ def stroke_open(document: object) -> bool:
     inside :meth:`~planner.plan.document.PlanDocument.stroke` (a drag or a brush stroke): work
     that can wait for the end of the stroke (3-D re-meshing, 3-D renders) waits."""
     return getattr(document, "_stroke_key", None) is not None
+
+
+class StrokeCoalescer:
+    """Runs ``callback()`` for edits of a stroke at most once per ``interval_ms`` (``during``
+    True) or once when the stroke has ended (``during`` False): :meth:`request` runs it at
+    once outside a stroke of ``document()``; inside one it starts a single-shot timer that
+    runs it (or, ``during`` False and the stroke still open, waits another interval). So the
+    result is exact at most ``interval_ms`` after the stroke's last edit."""
+
+    def __init__(
+        self,
+        document: Callable[[], object],
+        callback: Callable[[], None],
+        *,
+        during: bool = True,
+        interval_ms: int = STROKE_COALESCE_MS,
+    ) -> None:
+        self._document = document
+        self._callback = callback
+        self._during = during
+        self.timer = QTimer()
+        self.timer.setSingleShot(True)
+        self.timer.setInterval(interval_ms)
+        self.timer.timeout.connect(self._fire)
+
+    @property
+    def pending(self) -> bool:
+        return self.timer.isActive()
+
+    def request(self) -> None:
+        if stroke_open(self._document()):
+            if not self.timer.isActive():
+                self.timer.start()
+            return
+        self.timer.stop()
+        self._callback()
+
+    def _fire(self) -> None:
+        if not self._during and stroke_open(self._document()):
+            self.timer.start()
+            return
+        self._callback()
+
+    def stop(self) -> None:
+        self.timer.stop()
 
 
 class Subscriptions:

@@ -41,10 +41,10 @@ from app.gui.views.vtk_data import downsample_mean, isosurface_world, mask_surfa
 from app.gui.vtk_bridge import VTKWidget
 from dose.geometry import GridGeometry
 from planner.imaging.volume import Mask
-from planner.plan.masks import bounding_box
+from planner.plan.masks import bounding_box, box_union
 from planner.plan.model import Structure
 from planner.session.session import Session
-from planner.structures.contours import slice_loops
+from planner.structures.contours import SliceLoop, slice_loops, update_slice_loops
 
 __all__ = [
     "OVERLAY_OFFSET_MM",
@@ -222,11 +222,11 @@ def _polylines(loops: Iterable[NDArray[np.float64]], offset: NDArray[np.float64]
     pts = np.concatenate(loops) + offset
     sizes = np.array([len(p) for p in loops], np.int64)
     starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-    # Each loop is closed by repeating its first point: n + 1 ids per cell.
-    conn = np.concatenate(
-        [np.concatenate([np.arange(s, s + n), [s]]) for s, n in zip(starts, sizes, strict=True)]
-    ).astype(np.int64)
+    # Each loop is closed by repeating its first point: n + 1 ids per cell (vectorised: the
+    # running id minus the loop's number, then each loop's last id set to its first).
     offsets = np.concatenate([[0], np.cumsum(sizes + 1)]).astype(np.int64)
+    conn = np.arange(offsets[-1], dtype=np.int64) - np.repeat(np.arange(sizes.size), sizes + 1)
+    conn[offsets[1:] - 1] = starts
     points = vtkPoints()
     points.SetData(numpy_to_vtk(np.ascontiguousarray(pts), deep=True))
     cells = vtkCellArray()
@@ -236,6 +236,80 @@ def _polylines(loops: Iterable[NDArray[np.float64]], offset: NDArray[np.float64]
     poly.SetPoints(points)
     poly.SetLines(cells)
     return poly
+
+
+@dataclass
+class _SliceCache:
+    """The displayed slice of one structure as last outlined: ``position`` (axis zyx, index),
+    ``plane`` the full 2-D slice (rows, columns = the other two zyx axes in order) and its
+    ``loops`` in (column, row) index coordinates of that plane."""
+
+    position: tuple[int, int]
+    plane: NDArray[np.bool_]
+    loops: list[SliceLoop]
+
+
+def _plane_loops(
+    item: DisplayedStructure,
+    position: tuple[int, int],
+    cache: _SliceCache | None,
+    dirty: tuple[slice, slice, slice] | None,
+) -> _SliceCache:
+    """The outline loops of ``item`` on ``position``: from ``cache`` when every change since
+    it lies in the (z, y, x) box ``dirty`` (re-tracing only the loops the changed pixels reach,
+    :func:`update_slice_loops`), else traced from the structure's box on the slice."""
+    axis, index = position
+    geometry = item.geometry
+    others = [a for a in range(3) if a != axis]
+    if cache is not None and cache.position == position and dirty is not None:
+        if not dirty[axis].start <= index < dirty[axis].stop:
+            return cache  # the changes missed this slice
+        box = list(dirty)
+        box[axis] = slice(index, index + 1)
+        new = np.take(item.values_in((box[0], box[1], box[2])), 0, axis=axis)
+        rows, cols = box[others[0]], box[others[1]]
+        diff = new != cache.plane[rows, cols]
+        if not diff.any():
+            return cache
+        r, c = np.nonzero(diff)
+        changed = (
+            slice(rows.start + int(r.min()), rows.start + int(r.max()) + 1),
+            slice(cols.start + int(c.min()), cols.start + int(c.max()) + 1),
+        )
+        cache.plane[rows, cols] = new
+        cache.loops = update_slice_loops(cache.loops, cache.plane, changed)
+        return cache
+    shape = geometry.shape_zyx
+    plane = np.zeros((shape[others[0]], shape[others[1]]), dtype=bool)
+    extent = item.extent()
+    loops: list[SliceLoop] = []
+    if extent is not None and extent[axis].start <= index < extent[axis].stop:
+        box = list(extent)
+        box[axis] = slice(index, index + 1)
+        values = np.take(item.values_in((box[0], box[1], box[2])), 0, axis=axis)
+        rows, cols = box[others[0]], box[others[1]]
+        plane[rows, cols] = values
+        shift = np.array([cols.start, rows.start], dtype=np.float64)
+        loops = [SliceLoop(lp.points_ij + shift, lp.is_hole) for lp in slice_loops(values)]
+    return _SliceCache(position, plane, loops)
+
+
+def _loops_world(
+    geometry: GridGeometry, position: tuple[int, int], loops: list[SliceLoop]
+) -> list[NDArray[np.float64]]:
+    """``loops`` of the plane at ``position`` as (n, 3) LPS mm arrays (one conversion)."""
+    if not loops:
+        return []
+    axis, index = position
+    others = [a for a in range(3) if a != axis]
+    pts = np.concatenate([lp.points_ij for lp in loops])
+    kji = np.empty((pts.shape[0], 3), np.float64)
+    kji[:, axis] = index
+    kji[:, others[0]] = pts[:, 1]
+    kji[:, others[1]] = pts[:, 0]
+    world = geometry.zyx_to_world(kji)
+    bounds = np.cumsum([lp.points_ij.shape[0] for lp in loops])[:-1]
+    return np.split(world, bounds)
 
 
 class _Outline:
@@ -261,8 +335,33 @@ class _Outline:
         self.fill_actor.GetProperty().LightingOff()
         self.fill_actor.PickableOff()
         self.cutter: vtkCutter | None = None
+        #: The slice last outlined, and the (z, y, x) box holding every mask change since
+        #: (None: none; ``self.unknown``: a change of unknown extent, trace afresh).
+        self.cache: _SliceCache | None = None
+        self.dirty: tuple[slice, slice, slice] | None = None
+        self.unknown = True
         layer.add_prop(self.fill_actor)
         layer.add_prop(self.actor)
+
+    def note_edit(self, box: tuple[slice, slice, slice] | None) -> None:
+        """The mask changed inside ``box`` (None: anywhere)."""
+        if box is None:
+            self.unknown = True
+        elif self.dirty is None:
+            self.dirty = box
+        else:
+            self.dirty = box_union(self.dirty, box)
+
+    def slice_loops_at(self, position: tuple[int, int]) -> list[SliceLoop]:
+        """The outline loops on ``position`` now (incremental while the changes' box is known)."""
+        dirty = self.dirty
+        if self.unknown:
+            self.cache, dirty = None, None
+        elif dirty is None:
+            dirty = (slice(0, 0), slice(0, 0), slice(0, 0))  # nothing changed since the cache
+        self.cache = _plane_loops(self.item, position, self.cache, dirty)
+        self.dirty, self.unknown = None, False
+        return self.cache.loops
 
     def __getitem__(self, index: int) -> object:
         """``outline[1]`` is the line actor (``(cutter, actor)`` as the layer once stored)."""
@@ -344,6 +443,7 @@ class StructureOutlineLayer(_PlanLayer):
             s = plan.structure(key)
             item = DisplayedStructure(s.id, s.name, s.color_rgb, s)
             outline.item = item
+            outline.note_edit(box)
             drawn = outline.drawn
             if (
                 key not in self._stale
@@ -413,6 +513,8 @@ class StructureOutlineLayer(_PlanLayer):
             outline = self.outlines.get(key)
             if outline is None:
                 outline = self.outlines[key] = _Outline(self, item)
+            if outline.item.version != item.version:
+                outline.note_edit(None)  # replaced by a structure change: trace afresh
             outline.item = item
             self._style(outline)
         self._draw_all()
@@ -467,7 +569,8 @@ class StructureOutlineLayer(_PlanLayer):
         if outline.drawn == key:
             return
         outline.drawn = key
-        poly = _polylines(slice_outline_world(item, *position), -OVERLAY_OFFSET_MM * self.normal)
+        loops = _loops_world(item.geometry, position, outline.slice_loops_at(position))
+        poly = _polylines(loops, -OVERLAY_OFFSET_MM * self.normal)
         outline.mapper.SetInputData(poly)
         outline.fill_tri.SetInputData(poly)
 

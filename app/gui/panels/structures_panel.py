@@ -2,7 +2,8 @@
 
 Table, one row per structure: visibility (with the colour swatch: double-click to change the
 colour), name (editable), role (target / organ at risk / other), volume in cm³ (voxel count ×
-voxel volume: the one volume rule, the volume under the DVH), opacity and lock. The selected
+voxel volume: the one volume rule, the volume under the DVH; during a brush stroke refreshed at
+most every 100 ms, exact within 100 ms of its last move), opacity and lock. The selected
 row is the current structure the tools edit. Name, role and colour are document state
 (undoable edits); visibility, opacity and lock are view state. Under the table: *Fill* (the
 2-D outlines filled) and the fill opacity (%, times the structure's own opacity), view state
@@ -41,6 +42,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.gui.layers.base import StrokeCoalescer
 from app.gui.layers.structures import structure_display
 from dose.errors import InputError
 from planner.plan.commands import UpdateStructure
@@ -86,6 +88,9 @@ class StructuresPanel(QDockWidget):
         self._ids: list[str] = []
         self._filling = False
         self._document = None
+        #: Structures whose cm³ waits for the brush stroke's coalesced update.
+        self._volume_ids: set[str] = set()
+        self._volumes = StrokeCoalescer(lambda: self._document, self._flush_volumes)
         body = QWidget()
         layout = QVBoxLayout(body)
         layout.setContentsMargins(4, 4, 4, 4)
@@ -240,16 +245,28 @@ class StructuresPanel(QDockWidget):
         if self._document is not None:
             self._document.events.changed.disconnect(self._on_plan_changed)
         self._document = document
+        self._volume_ids.clear()
+        self._volumes.stop()
         if document is not None:
             document.events.changed.connect(self._on_plan_changed)  # type: ignore[attr-defined]
         self.refill()
 
     def _on_plan_changed(self, event: object) -> None:
+        """Structures: rebuild the rows; a mask edit: its volume, at most every
+        :data:`~app.gui.layers.base.STROKE_COALESCE_MS` during a brush stroke (exact then)."""
         what = getattr(event, "what", frozenset())
         if "structures" in what:
+            self._volume_ids.clear()
+            self._volumes.stop()
             self.refill()
         elif "masks" in what:
-            self.update_volumes(getattr(event, "structure_ids", frozenset()))
+            self._volume_ids.update(getattr(event, "structure_ids", frozenset()))
+            self._volumes.request()
+
+    def _flush_volumes(self) -> None:
+        ids, self._volume_ids = self._volume_ids, set()
+        if ids:
+            self.update_volumes(ids)
 
     def refill(self) -> None:
         """Rebuild the rows from the plan (keeps the current structure selected)."""

@@ -14,12 +14,13 @@ from vtkmodules.util.numpy_support import vtk_to_numpy
 
 from app.gui.layers.structures import DisplayedStructure, slice_outline_world
 from app.gui.main_window import MainWindow
+from app.gui.panels.structures_panel import _VOLUME
 from app.gui.vtk_bridge import BACKGROUND_RENDER_MS, VTKWidget
 from dose.geometry import GridGeometry
 from planner.imaging.volume import CTVolume, PatientInfo
 from planner.plan.document import PlanDocument
 from planner.plan.model import Plan, Structure
-from tests.gui.inner._helpers import mouse, settle
+from tests.gui.inner._helpers import mouse, settle, wait_until
 from tests.gui.inner.conftest import open_window
 
 
@@ -174,3 +175,83 @@ def test_the_kept_ct_picture_is_reused_only_while_unchanged(window: MainWindow) 
         np.testing.assert_array_equal(after, _grab_drawn(axial))
     axial.reset_camera()
     settle()
+
+
+def _canonical_points(loops: list[np.ndarray]) -> np.ndarray:
+    """All outline vertices, rows sorted (an outline compared whatever order it was traced)."""
+    if not loops:
+        return np.zeros((0, 3))
+    pts = np.round(np.concatenate(loops), 6)
+    return pts[np.lexsort(pts.T[::-1])]
+
+
+def test_random_strokes_keep_the_incremental_outline_equal_to_a_full_one(
+    window: MainWindow,
+) -> None:
+    """Brush and eraser strokes at random through the GTV's edge: after every move the axial
+    outline (re-traced only where the move's box reaches) equals a full outline of the slice;
+    the panel's cm³ and the planning listeners follow once per stroke, exact after it."""
+    w = window
+    tm = w.tool_manager
+    tm.set_current("st-gtv")
+    tm.options.sphere = False
+    axial = w.axial_view
+    layer = axial.structure_layer
+    panel = w.structures_panel
+    planning = w.planning  # type: ignore[attr-defined]
+    doc = w.session.document
+    rng = np.random.default_rng(7)
+    right, up = axial._screen_axes()
+    c = w.session.crosshair_mm
+    emitted: list[object] = []
+    planning.events.plan_changed.connect(emitted.append)
+    volume_updates: list[object] = []
+    original = panel.update_volumes
+    panel.update_volumes = lambda ids: (volume_updates.append(ids), original(ids))[1]
+    left = Qt.MouseButton.LeftButton
+    try:
+        for n in range(4):
+            tm.options.radius_mm = float(rng.uniform(1.5, 4.0))
+            tm.set_active("eraser" if n % 2 else "brush")
+            a = c + rng.uniform(-16, 16) * right + 14.0 * up  # outside the 12 mm GTV
+            b = c + rng.uniform(-16, 16) * right - rng.uniform(-4, 14) * up
+            px = [axial.world_to_display(a + t * (b - a)) for t in np.linspace(0.0, 1.0, 9)]
+            emitted.clear()
+            volume_updates.clear()
+            t0 = time.perf_counter()
+            mouse(axial, QEvent.Type.MouseButtonPress, *px[0], left)
+            QApplication.processEvents()
+            for x, y in px[1:]:
+                mouse(axial, QEvent.Type.MouseMove, x, y, Qt.MouseButton.NoButton, left)
+                QApplication.processEvents()
+                s = doc.plan.structure("st-gtv")
+                position = layer._slice_position()
+                assert position is not None and position[0] == 0
+                shown = layer.outlines["st-gtv"].mapper.GetInput()
+                got = (
+                    vtk_to_numpy(shown.GetPoints().GetData()) + 0.5 * axial.normal
+                    if shown.GetPoints() is not None
+                    else np.zeros((0, 3))
+                )
+                full = slice_outline_world(
+                    DisplayedStructure(s.id, s.name, s.color_rgb, s), *position
+                )
+                np.testing.assert_allclose(
+                    _canonical_points([got]), _canonical_points(full), atol=1e-5
+                )
+            assert emitted == [], "the planning listeners wait for the end of the stroke"
+            elapsed_s = time.perf_counter() - t0
+            assert len(volume_updates) <= 1 + elapsed_s / 0.1, (len(volume_updates), elapsed_s)
+            mouse(axial, QEvent.Type.MouseButtonRelease, *px[-1], left, Qt.MouseButton.NoButton)
+            wait_until(lambda: len(emitted) >= 1 and not panel._volumes.pending, 10.0)
+            settle()
+            assert len(emitted) == 1, "once per stroke"
+            assert emitted[0] is doc.plan
+            s = doc.plan.structure("st-gtv")
+            row = panel._ids.index("st-gtv")
+            assert panel.table.item(row, _VOLUME).text() == f"{s.volume_cm3:.2f} cm³"
+    finally:
+        panel.update_volumes = original
+        planning.events.plan_changed.disconnect(emitted.append)
+        tm.set_active(None)
+        settle()
