@@ -8,8 +8,11 @@ split (:mod:`dose.engine.kernels.fast`), which runs the same row kernel on its p
 
 from __future__ import annotations
 
+import math
+
 import numba
 import numpy as np
+from numba import njit
 from numpy.typing import NDArray
 
 from dose.engine.kernels.jit import part_rows, points_kernel
@@ -26,6 +29,73 @@ def seed_arrays(positions_mm, axes, strengths_u):
     )
 
 
+@njit(cache=True, nogil=True)
+def _boxes_kernel(n_ijk, origin, m_inv, pos, axes, r_out, rho_cyl, boxes):  # pragma: no cover
+    """Numba body of :func:`_row_boxes` (``n_ijk`` (3,) float64, ``boxes`` (ns, 4) out)."""
+    ns = pos.shape[0]
+    per_mm = np.empty(3)
+    c0 = np.empty(3)
+    d = np.empty(3)
+    lo = np.empty(3)
+    hi = np.empty(3)
+    for a in range(3):
+        per_mm[a] = math.sqrt(m_inv[a, 0] ** 2 + m_inv[a, 1] ** 2 + m_inv[a, 2] ** 2)
+    for s in range(ns):
+        for a in range(3):
+            c0[a] = (
+                m_inv[a, 0] * (pos[s, 0] - origin[0])
+                + m_inv[a, 1] * (pos[s, 1] - origin[1])
+                + m_inv[a, 2] * (pos[s, 2] - origin[2])
+            )
+            e_ball = r_out * per_mm[a] + 1.0
+            lo[a] = c0[a] - e_ball
+            hi[a] = c0[a] + e_ball
+        if rho_cyl > 0.0:
+            t_lo = -math.inf
+            t_hi = math.inf
+            for a in range(3):
+                d[a] = (
+                    m_inv[a, 0] * axes[s, 0] + m_inv[a, 1] * axes[s, 1] + m_inv[a, 2] * axes[s, 2]
+                )
+                e = rho_cyl * per_mm[a] + 1.0
+                g_lo = -e
+                g_hi = n_ijk[a] - 1.0 + e
+                if abs(d[a]) < 1e-12:
+                    if not (g_lo <= c0[a] <= g_hi):
+                        t_lo = math.inf
+                        t_hi = -math.inf
+                else:
+                    t1 = (g_lo - c0[a]) / d[a]
+                    t2 = (g_hi - c0[a]) / d[a]
+                    t_lo = max(t_lo, min(t1, t2))
+                    t_hi = min(t_hi, max(t1, t2))
+            if t_hi >= t_lo:
+                for a in range(3):
+                    e = rho_cyl * per_mm[a] + 1.0
+                    pa = c0[a] + t_lo * d[a]
+                    pb = c0[a] + t_hi * d[a]
+                    lo[a] = min(lo[a], min(pa, pb) - e)
+                    hi[a] = max(hi[a], max(pa, pb) + e)
+        boxes[s, 0] = lo[1]
+        boxes[s, 1] = hi[1]
+        boxes[s, 2] = lo[2]
+        boxes[s, 3] = hi[2]
+
+
+_M_INV: dict[bytes, NDArray[np.float64]] = {}
+
+
+def _inverse(m_ijk: NDArray[np.float64]) -> NDArray[np.float64]:
+    """inv(m_ijk), kept for the last few matrices (a drag step asks for the same few)."""
+    key = m_ijk.tobytes()
+    got = _M_INV.get(key)
+    if got is None:
+        if len(_M_INV) > 64:
+            _M_INV.clear()
+        got = _M_INV[key] = np.ascontiguousarray(np.linalg.inv(m_ijk))
+    return got
+
+
 def _row_boxes(
     shape_zyx: tuple[int, ...],
     origin_mm: NDArray[np.float64],
@@ -40,39 +110,17 @@ def _row_boxes(
 
     The cylinder's axis line is clipped (slab method, in index space) to the grid box grown by
     the cylinder radius; the box of the two end points, grown again, holds the clipped cylinder.
+    Boxes only let the row kernel skip rows (they hold everything, with a 1-index margin).
+    In numba: the numpy version cost ~0.1 ms of Python per call, 9 calls per drag step.
     """
     ns = pos.shape[0]
     boxes = np.empty((ns, 4))
-    boxes[:, 0] = boxes[:, 2] = -1.0
-    boxes[:, 1] = boxes[:, 3] = 1.0e9
     if r_out <= 0.0 or ns == 0:
+        boxes[:, 0] = boxes[:, 2] = -1.0
+        boxes[:, 1] = boxes[:, 3] = 1.0e9
         return boxes
-    m_inv = np.linalg.inv(m_ijk)
-    per_mm = np.linalg.norm(m_inv, axis=1)  # index units per mm along i, j, k (an upper bound)
-    c0 = (pos - origin_mm) @ m_inv.T  # (ns, 3) continuous (i, j, k)
     n_ijk = np.array(shape_zyx[::-1], dtype=np.float64)
-    e_ball = r_out * per_mm + 1.0
-    lo = c0 - e_ball
-    hi = c0 + e_ball
-    if rho_cyl > 0.0:
-        e = rho_cyl * per_mm + 1.0
-        d = axes @ m_inv.T  # index-space direction of each axis
-        g_lo, g_hi = -e, n_ijk - 1.0 + e
-        with np.errstate(divide="ignore", invalid="ignore"):
-            t1 = (g_lo - c0) / d
-            t2 = (g_hi - c0) / d
-        par = np.abs(d) < 1e-12
-        inside = (c0 >= g_lo) & (c0 <= g_hi)
-        t_lo = np.where(par, np.where(inside, -np.inf, np.inf), np.minimum(t1, t2)).max(axis=1)
-        t_hi = np.where(par, np.where(inside, np.inf, -np.inf), np.maximum(t1, t2)).min(axis=1)
-        hit = t_hi >= t_lo
-        if hit.any():
-            p_a = c0[hit] + t_lo[hit, None] * d[hit]
-            p_b = c0[hit] + t_hi[hit, None] * d[hit]
-            lo[hit] = np.minimum(lo[hit], np.minimum(p_a, p_b) - e)
-            hi[hit] = np.maximum(hi[hit], np.maximum(p_a, p_b) + e)
-    boxes[:, 0], boxes[:, 1] = lo[:, 1], hi[:, 1]
-    boxes[:, 2], boxes[:, 3] = lo[:, 2], hi[:, 2]
+    _boxes_kernel(n_ijk, origin_mm, _inverse(m_ijk), pos, axes, float(r_out), float(rho_cyl), boxes)
     return boxes
 
 

@@ -292,6 +292,7 @@ class CoarseLevel:
     m_ijk: NDArray[np.float64]  # coarse index → LPS mm (columns i, j, k)
     steps_ijk: tuple[int, int, int]
     stencils: tuple[NDArray, ...]  # bx, wx, by, wy, bz, wz onto the finer grid
+    corners_mm: NDArray[np.float64]  # (8, 3) LPS mm of the coarse grid's corner nodes
 
 
 def coarse_level(
@@ -325,12 +326,16 @@ def coarse_level(
             b, w = _catmull_rom(n_f, st)
         stencils += [b, w]
     origin = np.asarray(origin_mm, dtype=np.float64)
+    shape = (c_ijk[2], c_ijk[1], c_ijk[0])
+    c_origin = origin + m @ np.array(off)
+    c_m = np.ascontiguousarray(m * np.array(steps, dtype=np.float64)[np.newaxis, :])
     return CoarseLevel(
-        (c_ijk[2], c_ijk[1], c_ijk[0]),
-        origin + m @ np.array(off),
-        np.ascontiguousarray(m * np.array(steps, dtype=np.float64)[np.newaxis, :]),
+        shape,
+        c_origin,
+        c_m,
         (steps[0], steps[1], steps[2]),
         tuple(stencils),
+        _corners_mm(shape, c_origin, c_m),
     )
 
 
@@ -344,6 +349,7 @@ class SplitLayout:
     m_ijk: NDArray[np.float64]  # fine index → LPS mm (columns i, j, k)
     spec: FastSpec
     levels: tuple[CoarseLevel, ...]
+    corners_mm: NDArray[np.float64]  # (8, 3) LPS mm of the fine grid's corner voxels
 
     @property
     def coarse_shapes_zyx(self) -> tuple[tuple[int, int, int], ...]:
@@ -371,7 +377,7 @@ def split_layout(
         c = coarse_level(g_shape, g_origin, g_m, lev.step_mm)
         levels.append(c)
         g_shape, g_origin, g_m = c.shape_zyx, c.origin_mm, c.m_ijk
-    return SplitLayout(shape, origin, m, spec, tuple(levels))
+    return SplitLayout(shape, origin, m, spec, tuple(levels), _corners_mm(shape, origin, m))
 
 
 def _corners_mm(shape_zyx, origin_mm, m_ijk) -> NDArray[np.float64]:
@@ -409,9 +415,7 @@ def near_accumulate(
     nz, ny, _ = lay.shape_zyx
     rows = row_range if row_range is not None else (0, nz * ny)
     first = lay.spec.levels[0]
-    rho = _cylinder_mm(
-        _cap_mm(fm, first), seeds[0], _corners_mm(lay.shape_zyx, lay.origin_mm, lay.m_ijk)
-    )
+    rho = _cylinder_mm(_cap_mm(fm, first), seeds[0], lay.corners_mm)
     run_part(
         fm,
         part_tables(fm, lay.spec)[0],
@@ -460,9 +464,7 @@ def far_accumulate(
             direct=False,
             r_in=lay.spec.levels[lv].r0_mm,
             r_out=-1.0 if nxt is None else nxt.r1_mm,
-            rho_cyl=_cylinder_mm(
-                _cap_mm(fm, nxt), seeds[0], _corners_mm(c.shape_zyx, c.origin_mm, c.m_ijk)
-            ),
+            rho_cyl=_cylinder_mm(_cap_mm(fm, nxt), seeds[0], c.corners_mm),
         )
 
 
