@@ -3,9 +3,10 @@
 
 :class:`IsodoseLayer` draws, on one 2-D view, the isodose lines of the live dose of that view's
 CT slice (:meth:`planner.plan.live_dose.LiveDose.region_dose_gy`, default 50/90/100/150/200 %
-of the prescription), each level one line actor in its colour, and a legend in Gy and % PD
+of the prescription) in two line actors (the 100 % line thicker on its own; the other levels
+together, one colour per level by point colours), and a legend in Gy and % PD
 (bottom left). The lines are marching-squares segments of the slice dose
-(``vtkFlyingEdges2D``, one filter per level on one image that wraps the dose without a copy:
+(``vtkFlyingEdges2D``, one filter per actor on one image that wraps the dose without a copy:
 the same segments as :meth:`~planner.plan.live_dose.LiveDose.isodose_segments`, built in C++
 about three times faster than in numpy, which matters while a seed is dragged), their ends
 mapped from pixel (column, row) to LPS mm by the plane's geometry in a ``vtkTransform`` (as
@@ -30,7 +31,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import NDArray
-from vtkmodules.util.numpy_support import numpy_to_vtk, numpy_to_vtkIdTypeArray
+from vtkmodules.util.numpy_support import numpy_to_vtk, numpy_to_vtkIdTypeArray, vtk_to_numpy
 from vtkmodules.vtkCommonCore import vtkLookupTable, vtkPoints
 from vtkmodules.vtkCommonDataModel import vtkCellArray, vtkImageData, vtkPolyData
 from vtkmodules.vtkCommonTransforms import vtkTransform
@@ -110,24 +111,23 @@ class IsodoseContours:
     """Isodose segments of one view's slice dose, in VTK (no window needed).
 
     One ``vtkImageData`` wraps the dose (Gy, (rows, cols), no copy) in pixel units (x =
-    column, y = row); one ``vtkFlyingEdges2D`` per level contours it (marching squares: the
-    segments of :func:`planner.plan.isolines.iso_segments`). :meth:`update` fills one
-    polydata per level with its segments in LPS mm (ends mapped by the plane's geometry in a
-    ``vtkTransform``, in C++) and returns the segment counts.
+    column, y = row); one ``vtkFlyingEdges2D`` per *polydata* contours it at every level that
+    polydata draws (marching squares: the segments of :func:`planner.plan.isolines.
+    iso_segments`; one filter run for several levels is about half the cost of one run per
+    level). :meth:`update` fills each polydata with its segments in LPS mm (ends mapped by the
+    plane's geometry in a ``vtkTransform``, in C++) and returns the segment count per level.
     """
 
     def __init__(self) -> None:
         self.image = vtkImageData()
         self._dose: NDArray[np.float64] | None = None  # the array the image reads
-        self._filters: dict[float, vtkFlyingEdges2D] = {}
+        self._filters: dict[int, vtkFlyingEdges2D] = {}  # by id() of the polydata filled
 
-    def _filter(self, level: float) -> vtkFlyingEdges2D:
-        found = self._filters.get(level)
+    def _filter(self, group: int) -> vtkFlyingEdges2D:
+        found = self._filters.get(group)
         if found is None:
-            found = self._filters[level] = vtkFlyingEdges2D()
+            found = self._filters[group] = vtkFlyingEdges2D()
             found.SetInputData(self.image)
-            found.ComputeScalarsOff()
-            found.SetValue(0, level)
         return found
 
     def update(
@@ -137,11 +137,16 @@ class IsodoseContours:
         levels_gy: dict[float, float],
         polydata: dict[float, vtkPolyData],
         offset_mm: NDArray[np.float64] | None = None,
+        colors: dict[float, tuple[float, float, float]] | None = None,
     ) -> dict[float, int]:
         """Contour ``dose_gy`` (rows, cols) on the one-slice grid ``geometry`` at ``levels_gy``
         ({key: Gy}); fill ``polydata[key]`` with that level's segments (LPS mm, shifted by
-        ``offset_mm`` (3,)); returns {key: segment count}. A level with no segment (or above
-        the maximum dose) leaves its polydata as it was (count 0)."""
+        ``offset_mm`` (3,)); returns {key: segment count}.
+
+        Keys may share one polydata: it then holds the segments of all its levels, from one
+        filter run, with per-point RGB (uint8, ``colors`` {key: (r, g, b) in 0-1}) when
+        ``colors`` is given. A polydata none of whose levels has a segment (or all above the
+        maximum dose) is left as it was (counts 0)."""
         dose = np.ascontiguousarray(dose_gy, dtype=np.float64)
         rows, cols = dose.shape
         self._dose = dose
@@ -159,23 +164,44 @@ class IsodoseContours:
         to_world = vtkTransform()
         to_world.SetMatrix(matrix.reshape(-1))
         top = float(dose.max()) if dose.size else 0.0
-        counts: dict[float, int] = {}
+        counts: dict[float, int] = dict.fromkeys(levels_gy, 0)
+        groups: dict[int, list[float]] = {}
         for key, level in levels_gy.items():
-            counts[key] = 0
-            if rows < 2 or cols < 2 or not level < top:
-                continue  # no line (and no filter run)
-            contour = self._filter(float(level))
-            contour.SetValue(0, float(level))
+            if rows >= 2 and cols >= 2 and level < top:  # else no line (and no filter run)
+                groups.setdefault(id(polydata[key]), []).append(key)
+        for group, keys in groups.items():
+            contour = self._filter(group)
+            contour.SetNumberOfContours(len(keys))
+            for i, key in enumerate(keys):
+                contour.SetValue(i, float(levels_gy[key]))
+            several = len(keys) > 1
+            contour.SetComputeScalars(several)
             contour.Update()
             out = contour.GetOutput()
             n = out.GetNumberOfCells()
-            counts[key] = n
             if n == 0:
                 continue
+            pd = polydata[keys[0]]
+            if several:
+                # Each 2-point line's level: the scalar (contour value) of its first point.
+                values = np.array([levels_gy[k] for k in keys])
+                conn = vtk_to_numpy(out.GetLines().GetConnectivityArray())
+                point_level = vtk_to_numpy(out.GetPointData().GetScalars())
+                at = np.abs(point_level[:, None] - values[None, :]).argmin(axis=1)
+                per_key = np.bincount(at[conn[::2]], minlength=len(keys))
+                for key, c in zip(keys, per_key.tolist(), strict=True):
+                    counts[key] = int(c)
+                if colors is not None:
+                    table = np.array([colors[k] for k in keys]) * 255.0
+                    rgb = numpy_to_vtk(np.rint(table[at]).astype(np.uint8), deep=True)
+                    rgb.SetName("rgb")
+                    pd.GetPointData().SetScalars(rgb)
+            else:
+                counts[keys[0]] = n
+                pd.GetPointData().SetScalars(None)
             points = vtkPoints()
             points.SetDataTypeToDouble()
             to_world.TransformPoints(out.GetPoints(), points)  # no numpy round trip
-            pd = polydata[key]
             pd.SetPoints(points)
             pd.SetLines(out.GetLines())  # 2-point line cells; a new array each filter run
             pd.Modified()
@@ -190,7 +216,8 @@ class IsodoseLayer(Layer):
         self.slice_view = view
         self.planning = planning
         self.name = live_view_name(view)
-        #: Per level (% PD): the drawn segments (LPS mm) and their actor.
+        #: Per level (% PD): the polydata of its segments (LPS mm) and their actor; the 100 %
+        #: level has its own, the other levels share one (coloured per point).
         self.lines: dict[float, tuple[vtkPolyData, vtkActor]] = {}
         #: The contouring of the live region dose (one filter per level).
         self.contours = IsodoseContours()
@@ -259,20 +286,34 @@ class IsodoseLayer(Layer):
         live.set_oblique(name, self.slice_view.normal, right, up, self.session.crosshair_mm)
 
     def _level_actor(self, percent: float) -> tuple[vtkPolyData, vtkActor]:
+        """The polydata and actor that draw ``percent``: the prescription (100 %) line has its
+        own, thicker one; every other level shares one actor coloured per point (fewer
+        filter runs and props per drag step: one contouring for all of them)."""
         if percent not in self.lines:
-            pd = vtkPolyData()
-            mapper = vtkPolyDataMapper()
-            mapper.SetInputData(pd)
-            mapper.ScalarVisibilityOff()
-            actor = vtkActor()
-            actor.SetMapper(mapper)
-            prop = actor.GetProperty()
-            prop.SetColor(*level_rgb(percent))
-            prop.SetLineWidth(2.6 if percent == 100.0 else 1.7)
-            prop.LightingOff()
-            actor.PickableOff()
-            self.add_prop(actor)
-            self.lines[percent] = (pd, actor)
+            thick = percent == 100.0
+            shared = (
+                None if thick else next((pa for p, pa in self.lines.items() if p != 100.0), None)
+            )
+            if shared is None:
+                pd = vtkPolyData()
+                mapper = vtkPolyDataMapper()
+                mapper.SetInputData(pd)
+                if thick:
+                    mapper.ScalarVisibilityOff()
+                else:  # colours per point (IsodoseContours.update(colors=...))
+                    mapper.ScalarVisibilityOn()
+                    mapper.SetScalarModeToUsePointData()
+                    mapper.SetColorModeToDirectScalars()
+                actor = vtkActor()
+                actor.SetMapper(mapper)
+                prop = actor.GetProperty()
+                prop.SetColor(*level_rgb(percent))  # a lone level draws without point colours
+                prop.SetLineWidth(2.6 if thick else 1.7)
+                prop.LightingOff()
+                actor.PickableOff()
+                self.add_prop(actor)
+                shared = (pd, actor)
+            self.lines[percent] = shared
         return self.lines[percent]
 
     def _hide(self, note: str = "") -> None:
@@ -306,7 +347,7 @@ class IsodoseLayer(Layer):
         normal = self.slice_view.normal
         levels = self.planning.levels_percent
         for p in list(self.lines):
-            if p not in levels:
+            if p not in levels:  # (a shared actor is shown again by _contour)
                 self.lines[p][1].VisibilityOff()
         self.segment_counts = self._contour(live, plane, normal, levels)
         self._update_legend(live.prescription_gy, self.segment_counts)
@@ -326,9 +367,12 @@ class IsodoseLayer(Layer):
             {p: pd_gy * p / 100.0 for p in levels},
             {p: pd for p, (pd, _) in actors.items()},
             -ISODOSE_OFFSET_MM * np.asarray(normal, dtype=np.float64),
+            {p: level_rgb(p) for p in levels},
         )
+        shown: dict[int, bool] = {}
         for p, (_, actor) in actors.items():
-            actor.SetVisibility(counts[p] > 0)
+            shown[id(actor)] = shown.get(id(actor), False) or counts[p] > 0
+            actor.SetVisibility(shown[id(actor)])
         return counts
 
     def _update_legend(self, pd_gy: float, counts: dict[float, int]) -> None:

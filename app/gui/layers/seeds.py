@@ -5,7 +5,8 @@ displayed plane is drawn as its 4.5 mm capsule projected onto the plane (a thick
 it reads on grey CT, and a seed on the slice is also bright on the CT itself); a seed within
 ``NEAR_MM`` (5 mm) of the plane is drawn as a small grey cross, so neighbouring slices' seeds
 are seen without hiding anatomy. The selected seed is cyan. In 3-D (:class:`SeedGlyphLayer`)
-each seed is a 4.5 × 0.8 mm cylinder along its axis.
+each seed is a 4.5 × 0.8 mm cylinder along its axis; during a drag (the 3-D view is not
+redrawn until the release) the glyphs are rebuilt once, just before the view's next render.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from vtkmodules.vtkFiltersGeneral import vtkTransformFilter
 from vtkmodules.vtkFiltersSources import vtkCylinderSource
 from vtkmodules.vtkRenderingCore import vtkActor, vtkPolyDataMapper
 
-from app.gui.layers.base import Layer
+from app.gui.layers.base import Layer, stroke_open
 from app.gui.layers.needles import (
     NEEDLE_OFFSET_MM,
     _line_actor,
@@ -220,20 +221,45 @@ class SeedGlyphLayer(Layer):
         self.actor.PickableOff()
         self.add_prop(self.actor)
         self._drawn: object = ()  # the seed tuple drawn (plans are immutable)
+        #: The plan's seeds changed during a drag (or brush stroke) and are not drawn yet.
+        self.deferred = False
+        #: Glyph rebuilds (tests: none per drag step, one when the drag ends).
+        self.rebuilds = 0
+        view.add_render_hook(self._before_render)
         self.listen(planning.events.plan_changed, self.update)
         self.update()
 
     def update(self, *_args: object) -> None:
+        """Follow the plan's seeds. During a drag the 3-D view's renders are held until the
+        release (:mod:`app.gui.views.volume_view`), so the glyphs are only marked stale and
+        rebuilt just before the next render of the view (:meth:`_before_render`): the one
+        after the release, or any earlier one (the benchmarks' legacy rendering)."""
         if self.closed:
             return
         plan = self.planning.plan
         seeds = None if plan is None else plan.seeds
         if seeds is self._drawn:
+            self.deferred = False
             return  # a mask edit: the seeds did not change, no 3-D redraw
-        self._drawn = seeds
+        if stroke_open(self.session.document):
+            self.deferred = True
+            self.render()  # held by the 3-D view until the stroke ends
+            return
+        self._rebuild()
+        self.render()
+
+    def _before_render(self) -> None:
+        if self.deferred and not self.closed:
+            self._rebuild()
+
+    def _rebuild(self) -> None:
+        """Draw the current plan's seeds (no render request)."""
+        self.deferred = False
+        plan = self.planning.plan
+        self._drawn = None if plan is None else plan.seeds
+        self.rebuilds += 1
         if plan is None or not plan.seeds:
             self.actor.VisibilityOff()
-            self.render()
             return
         pos = np.array([s.position_mm for s in plan.seeds], dtype=np.float64)
         axes = np.array([s.axis for s in plan.seeds], dtype=np.float64)
@@ -245,4 +271,7 @@ class SeedGlyphLayer(Layer):
         self.points.GetPointData().SetVectors(vec)
         self.points.Modified()
         self.actor.VisibilityOn()
-        self.render()
+
+    def close(self) -> None:
+        self.view.remove_render_hook(self._before_render)
+        super().close()

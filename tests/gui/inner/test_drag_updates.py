@@ -1,0 +1,129 @@
+"""What a seed drag updates per mouse move, and what waits for the release (issue 11).
+
+A real drag (mouse events on the axial view through the seed tool): the 3-D seed glyphs are
+not rebuilt on the drag steps (the 3-D view is not redrawn until the release) and are exactly
+the plan's seeds once the release has been drawn; the isodose layer draws the 100 % line on
+its own actor and every other level on one shared actor, per-level counts equal to the
+model's.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PySide6.QtCore import QEvent, Qt
+from vtkmodules.util.numpy_support import vtk_to_numpy
+
+from app.gui.main_window import MainWindow
+from planner.plan.needle_commands import AddNeedle
+from tests.gui.inner._helpers import mouse, settle, wait_until
+from tests.gui.inner._planning import demo_plan, gtv_centre_mm, open_plan, wait_for_live
+
+
+@pytest.fixture()
+def window(demo_window: MainWindow, demo_ct: Path) -> MainWindow:
+    """The demo window with a fresh plan, one loaded needle through the GTV, crosshair on
+    one of its seeds."""
+    plan = demo_plan(demo_window, demo_ct)
+    open_plan(demo_window, plan)
+    planning = demo_window.planning
+    c = gtv_centre_mm(plan)
+    entry = c + np.array([25.0, 60.0, 5.0])
+    cmd = AddNeedle(tuple(entry), tuple(c - 0.15 * (entry - c)))
+    assert planning.execute(cmd)
+    planning.select(cmd.needle_id, None)
+    planning.needle_panel.spacing.setValue(10.0)
+    planning.needle_panel.load_selected_button.click()
+    wait_for_live(demo_window)
+    seed = next(s for s in planning.plan.seeds if s.needle_id == cmd.needle_id)
+    demo_window.session.set_crosshair(np.asarray(seed.position_mm))
+    settle()
+    return demo_window
+
+
+def _glyph_layer(window: MainWindow):
+    return next(
+        layer for layer in window.volume_view.layers if type(layer).__name__ == "SeedGlyphLayer"
+    )
+
+
+def _glyph_points(layer) -> np.ndarray:
+    return vtk_to_numpy(layer.points.GetPoints().GetData()).copy()
+
+
+def _plan_points(window: MainWindow) -> np.ndarray:
+    return np.array([s.position_mm for s in window.planning.plan.seeds], dtype=np.float64)
+
+
+def test_3d_glyphs_wait_for_the_release_and_are_current_after_it(window: MainWindow) -> None:
+    planning = window.planning
+    axial = window.axial_view
+    glyphs = _glyph_layer(window)
+    np.testing.assert_allclose(_glyph_points(glyphs), _plan_points(window))
+    seeds_layer = planning.view_layers[axial]["seeds"]
+    sid, (x, y) = next(iter(seeds_layer.seeds_px.items()))
+    before = _glyph_points(glyphs)
+    rebuilds = glyphs.rebuilds
+    mouse(axial, QEvent.Type.MouseButtonPress, x, y, Qt.MouseButton.LeftButton)
+    for k in range(1, 6):
+        mouse(
+            axial,
+            QEvent.Type.MouseMove,
+            x,
+            y - 3.0 * k,
+            Qt.MouseButton.NoButton,
+            Qt.MouseButton.LeftButton,
+        )
+        settle(2)
+    # Mid-drag: the seed moved in the plan, the 2-D views followed, the glyphs did not.
+    assert planning.dragging
+    moved = next(s for s in planning.plan.seeds if s.id == sid)
+    assert not np.allclose(_plan_points(window), before)
+    assert glyphs.deferred and glyphs.rebuilds == rebuilds
+    np.testing.assert_array_equal(_glyph_points(glyphs), before)
+    renders = window.volume_view.render_count
+    mouse(
+        axial,
+        QEvent.Type.MouseButtonRelease,
+        x,
+        y - 15.0,
+        Qt.MouseButton.LeftButton,
+        Qt.MouseButton.NoButton,
+    )
+    # The held 3-D render comes once the drag has ended, with the glyphs rebuilt once.
+    wait_until(lambda: (settle(2), window.volume_view.render_count > renders)[1], 10.0)
+    assert not glyphs.deferred
+    assert glyphs.rebuilds == rebuilds + 1
+    np.testing.assert_allclose(_glyph_points(glyphs), _plan_points(window))
+    i = [s.id for s in planning.plan.seeds].index(sid)
+    np.testing.assert_allclose(_glyph_points(glyphs)[i], moved.position_mm)
+    # An edit outside a drag redraws the glyphs at once.
+    window.findChild(object, "plan_undo").trigger()
+    settle()
+    assert not glyphs.deferred
+    np.testing.assert_allclose(_glyph_points(glyphs), before)
+
+
+def test_isodose_levels_share_one_actor_besides_the_100_percent(window: MainWindow) -> None:
+    planning = window.planning
+    live = planning.live
+    for view in window.slice_views:
+        layer = planning.view_layers[view]["isodoses"]
+        thick_pd, thick = layer.lines[100.0]
+        others = {id(layer.lines[p][1]) for p in (50.0, 90.0, 150.0, 200.0)}
+        assert others == {id(layer.lines[50.0][1])} and id(thick) not in others
+        segments = live.isodose_segments(layer.name)
+        for p, count in layer.segment_counts.items():
+            assert count == len(segments[p]), (view.objectName(), p)
+        assert thick_pd.GetNumberOfLines() == layer.segment_counts[100.0]
+        thin_pd, thin = layer.lines[50.0]
+        assert thin.GetVisibility()
+        n_thin = sum(layer.segment_counts[p] for p in (50.0, 90.0, 150.0, 200.0))
+        assert thin_pd.GetNumberOfLines() == n_thin > 0
+        # Each thin line's colour is its level's (the 50 % blue is there).
+        rgb = vtk_to_numpy(thin_pd.GetPointData().GetScalars())
+        assert rgb.shape == (thin_pd.GetNumberOfPoints(), 3)
+        blue = np.rint(np.array((0.30, 0.55, 1.00)) * 255)
+        assert (np.abs(rgb - blue).sum(axis=1) == 0).any()
