@@ -45,10 +45,12 @@ brighter than the bone it touches. A blob one seed too long for its rounded seed
 carries ``THICK_EXTRA_SEED_FRACTION`` of a seed per seed holds one seed more (seeds along the
 slice axis lose mass to the slice profile and the 3-slice opening). Where k-means gives
 fewer seeds than the mass asks for, seeds stacked along the slice axis are split one per slice
-(:func:`_more_by_slices`), each part carrying 0.9 of a seed; two seeds of different
-components closer than ``DUPLICATE_MM`` are one seed cut in two (:func:`_merge_duplicates`).
-Known limits on 5 mm slices:
-seeds in or against lung, chains of three seeds through the slice, seeds closer than two slices
+(:func:`_more_by_slices`), each part carrying 0.9 of a seed; a chain of three or more seeds
+k-means cannot split (its middle seed draws both neighbours' centres) is cut into parts of equal
+mass along its axis, each part placed on the axis from its in-plane offset
+(:func:`_axis_partition`); two seeds of different components closer than ``DUPLICATE_MM`` are
+one seed cut in two (:func:`_merge_duplicates`). Known limits on 5 mm slices:
+seeds in or against lung, seeds closer than two slices
 along the slice axis (the 3-slice opening takes them for bone; the dense benchmark's needles
 9 mm apart), seeds lying along cortex.
 
@@ -99,6 +101,9 @@ ATTACHED_MAX_PX = 8
 SLICE_PART_FACTOR = 1.5
 #: Thick slices: two seeds of different components closer than this (mm) are one seed.
 DUPLICATE_MM = 2.0
+#: Thick slices: a chain is cut along its axis (:func:`_axis_partition`) only when the axis
+#: has at least this in-plane component (the parts' in-plane offsets place them along it).
+CHAIN_MIN_INPLANE = 0.5
 
 
 @dataclass(frozen=True)
@@ -670,6 +675,10 @@ def _split(
                 min_part_mass,
                 voxel_mm3,
             )
+        if thickness_mm > THICK_SLICE_MM and n == n0 and n >= 3:
+            part = _axis_partition(c, n, voxel_mm3, blur, slice_normal, thickness_mm, min_part_mass)
+            if part is not None:
+                return part
         n -= 1
     return _more_by_slices(
         c,
@@ -682,6 +691,58 @@ def _split(
         min_part_mass,
         voxel_mm3,
     )
+
+
+def _axis_partition(
+    c: _Component,
+    n: int,
+    voxel_mm3: float,
+    blur: NDArray[np.float64],
+    slice_normal,
+    thickness_mm: float,
+    min_part_mass: float,
+):
+    """Thick slices: a chain of ``n`` ≥ 3 seeds k-means cannot split (its middle seed, smeared
+    over the slice, draws both neighbours' centres): cut the blob into ``n`` parts of equal mass
+    along its principal axis, then re-assign each voxel to the nearest part centre along that
+    axis (twice) and take each part's weighted centroid. Accepted (centres, axes, confidences)
+    when every part carries ``min_part_mass`` (HU·mm³) and the centres are at least
+    ``MIN_SPLIT_DISTANCE_MM`` apart (slice-aware); else None."""
+    axis = c.eigvecs[:, 0]
+    t = (c.coords_mm - c.centre) @ axis
+    w = np.maximum(c.weights, 1e-9)
+    order = np.argsort(t)
+    cum = np.cumsum(w[order]) / w.sum()
+    lab = np.empty(len(t), dtype=int)
+    lab[order] = np.minimum((cum * n).astype(int), n - 1)
+    for _ in range(2):
+        if len(np.unique(lab)) < n:
+            return None
+        ct = np.array([(t[lab == m] * w[lab == m]).sum() / w[lab == m].sum() for m in range(n)])
+        lab = np.argmin(np.abs(t[:, None] - ct[None, :]), axis=1)
+    if len(np.unique(lab)) < n:
+        return None
+    normal = np.asarray(slice_normal, dtype=np.float64)
+    inplane = axis - normal * (axis @ normal)
+    if float(inplane @ inplane) < CHAIN_MIN_INPLANE**2:
+        return None
+    centres, masses = [], []
+    for m in range(n):
+        sel = lab == m
+        p = (c.coords_mm[sel] * w[sel, None]).sum(axis=0) / w[sel].sum()
+        # Along the slice normal a part's centroid sits on a slice centre: place it on the
+        # chain's axis instead, from its in-plane offset (which the slice does not quantise).
+        s_m = float((p - c.centre) @ inplane) / float(inplane @ inplane)
+        p = p + normal * ((c.centre + s_m * axis) @ normal - p @ normal)
+        centres.append(p)
+        masses.append(float(c.weights[sel].sum()) * voxel_mm3)
+    pts = np.array(centres)
+    if min(masses) < min_part_mass:
+        return None
+    d = np.linalg.norm(pts[:, None] - pts[None], axis=-1) + np.eye(n) * 1e9
+    if d.min() < MIN_SPLIT_DISTANCE_MM:
+        return None
+    return pts, np.repeat(axis[None, :], n, axis=0), [0.35] * n
 
 
 def _more_by_slices(c, n0, pts, axes, confs, slice_normal, thickness_mm, min_part_mass, voxel_mm3):
