@@ -294,6 +294,7 @@ class PlanningUI(QObject):
                 yield
         finally:
             self.dragging = False
+            StrokeCoalescer.flush_all()  # Undo/Redo labels follow at once
             self._table_timer.start()
             if self._engine_ready and self.document is not None:
                 self._exact_timer.stop()

@@ -11,8 +11,9 @@ subscriptions, so a closed view is never drawn into.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 from psygnal import SignalInstance
 from PySide6.QtCore import QTimer
@@ -38,8 +39,11 @@ class StrokeCoalescer:
     """Runs ``callback()`` for edits of a stroke at most once per ``interval_ms`` (``during``
     True) or once when the stroke has ended (``during`` False): :meth:`request` runs it at
     once outside a stroke of ``document()``; inside one it starts a single-shot timer that
-    runs it (or, ``during`` False and the stroke still open, waits another interval). So the
-    result is exact at most ``interval_ms`` after the stroke's last edit."""
+    runs it (or, ``during`` False and the stroke still open, waits another interval). Whoever
+    ends a stroke calls :meth:`flush_all` (the brush on release, the planning drag): what waited
+    runs at once, so it is exact when the stroke has ended."""
+
+    _instances: ClassVar[weakref.WeakSet[StrokeCoalescer]] = weakref.WeakSet()
 
     def __init__(
         self,
@@ -56,6 +60,15 @@ class StrokeCoalescer:
         self.timer.setSingleShot(True)
         self.timer.setInterval(interval_ms)
         self.timer.timeout.connect(self._fire)
+        StrokeCoalescer._instances.add(self)
+
+    @classmethod
+    def flush_all(cls) -> None:
+        """Run now every waiting callback whose document is no longer inside a stroke."""
+        for c in list(cls._instances):
+            if c.timer.isActive() and not stroke_open(c._document()):
+                c.timer.stop()
+                c._callback()
 
     @property
     def pending(self) -> bool:

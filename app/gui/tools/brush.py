@@ -6,7 +6,10 @@ capsule from the previous position to the new one (:func:`planner.structures.pai
 fast drags leave no gaps) and records only that box (:func:`brush_patch`); the structure layers
 then redraw only that structure's outline on the current slice of each view. While a stroke is
 open the view painted in is the foreground view (:meth:`VTKWidget.set_foreground`): it redraws
-on every move, the other views at most every ``BACKGROUND_RENDER_MS`` and once the stroke ends.
+on every move, the other views at most every ``BACKGROUND_RENDER_MS`` and once the stroke ends;
+what follows the plan's edits outside the views (the panel's cm³ at most every 100 ms, the
+planning listeners and Undo/Redo not at all) catches up on release
+(:class:`app.gui.layers.base.StrokeCoalescer`).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from PySide6.QtGui import QMouseEvent
 from vtkmodules.vtkFiltersSources import vtkRegularPolygonSource
 from vtkmodules.vtkRenderingCore import vtkActor, vtkPolyDataMapper
 
+from app.gui.layers.base import StrokeCoalescer
 from app.gui.tools.base import Tool, ToolManager, apply_patch
 from app.gui.views.slice_view import SliceView
 from app.gui.vtk_bridge import VTKWidget
@@ -195,6 +199,7 @@ class BrushTool(Tool):
                 stack.close()
             finally:
                 VTKWidget.set_foreground(None)  # the other views redraw now
+                StrokeCoalescer.flush_all()  # cm³, planning listeners, Undo: exact now
         self._last = None
 
     def deactivate(self) -> None:

@@ -20,7 +20,7 @@ from dose.geometry import GridGeometry
 from planner.imaging.volume import CTVolume, PatientInfo
 from planner.plan.document import PlanDocument
 from planner.plan.model import Plan, Structure
-from tests.gui.inner._helpers import mouse, settle, wait_until
+from tests.gui.inner._helpers import mouse, settle
 from tests.gui.inner.conftest import open_window
 
 
@@ -218,6 +218,7 @@ def test_random_strokes_keep_the_incremental_outline_equal_to_a_full_one(
             px = [axial.world_to_display(a + t * (b - a)) for t in np.linspace(0.0, 1.0, 9)]
             emitted.clear()
             volume_updates.clear()
+            before = doc.plan
             t0 = time.perf_counter()
             mouse(axial, QEvent.Type.MouseButtonPress, *px[0], left)
             QApplication.processEvents()
@@ -243,11 +244,16 @@ def test_random_strokes_keep_the_incremental_outline_equal_to_a_full_one(
             elapsed_s = time.perf_counter() - t0
             assert len(volume_updates) <= 1 + elapsed_s / 0.1, (len(volume_updates), elapsed_s)
             mouse(axial, QEvent.Type.MouseButtonRelease, *px[-1], left, Qt.MouseButton.NoButton)
-            wait_until(lambda: len(emitted) >= 1 and not panel._volumes.pending, 10.0)
+            QApplication.processEvents()  # no wait: the release runs what waited
+            assert doc.plan is not before, "each stroke of this test changes the GTV"
+            assert len(emitted) == 1, "once per stroke, at its end"
+            assert not panel._volumes.pending and not planning.actions_after_stroke.pending
             settle()
             assert len(emitted) == 1, "once per stroke"
             assert emitted[0] is doc.plan
             s = doc.plan.structure("st-gtv")
+            undo = planning.actions["undo"]
+            assert undo.isEnabled() and undo.text() == f"&Undo {doc.history.undo_label}"
             row = panel._ids.index("st-gtv")
             assert panel.table.item(row, _VOLUME).text() == f"{s.volume_cm3:.2f} cm³"
     finally:
