@@ -96,9 +96,12 @@ DOCK_WIDTH_FRACTION = 0.34
 DOCK_WIDTH_RANGE_PX = (400, 640)
 #: Heights in the right-hand column: the Structures/Needles tabs, the metrics, the DVH.
 DOCK_HEIGHT_FRACTIONS = (0.34, 0.31, 0.35)
-#: How often the default heights are checked and fitted again, and after how long (ms).
-FIT_ATTEMPTS = 5
-FIT_CHECK_MS = 100
+#: How often the default heights are checked and fitted again, and after how long (ms): up to
+#: 3 s, since on a loaded machine Qt may lay moved docks out several event-loop turns late.
+FIT_ATTEMPTS = 20
+FIT_CHECK_MS = 150
+#: A dock of the default column is "fitted" within this many pixels of its height (or 3 %).
+FIT_TOLERANCE_PX = 8
 
 
 class MainWindow(QMainWindow):
@@ -240,10 +243,16 @@ class MainWindow(QMainWindow):
             QTimer.singleShot(FIT_CHECK_MS, lambda: self._check_fit(column, sizes, attempt))
 
     def _check_fit(self, column: list[QDockWidget], sizes: list[int], attempt: int) -> None:
-        """Fit again when a dock of the default column is more than 10 % off its height."""
+        """Fit again while the metrics or DVH dock is off its height by more than
+        ``FIT_TOLERANCE_PX`` (or 3 %). The Structures dock is left out of the check: it shares
+        its place with the Needles tab bar, so it is always that bar shorter than asked, and it
+        takes what the other two leave."""
         if self._closing or not all(d.isVisible() for d in column):
             return
-        if any(abs(d.height() - s) > 0.1 * s for d, s in zip(column, sizes, strict=True)):
+        if any(
+            abs(d.height() - s) > max(FIT_TOLERANCE_PX, 0.03 * s)
+            for d, s in zip(column[1:], sizes[1:], strict=True)
+        ):
             self._fit_pending = True
             self.fit_default_docks(attempt + 1)
 
