@@ -386,6 +386,21 @@ def _corners_mm(shape_zyx, origin_mm, m_ijk) -> NDArray[np.float64]:
     return origin_mm + (c * n) @ m_ijk.T
 
 
+@njit(cache=True, nogil=True)
+def _max_distance_mm(positions_mm, corners_mm):  # pragma: no cover
+    """Largest distance (mm) between a seed (S, 3) and a grid corner (8, 3) (in numba: the
+    numpy version was ~30 µs of Python per part call, 9 calls per drag step)."""
+    best = 0.0
+    for s in range(positions_mm.shape[0]):
+        for c in range(corners_mm.shape[0]):
+            d2 = 0.0
+            for a in range(3):
+                d = corners_mm[c, a] - positions_mm[s, a]
+                d2 += d * d
+            best = max(best, d2)
+    return math.sqrt(best)
+
+
 def _cylinder_mm(cap_mm: float, positions_mm, corners_mm) -> float:
     """Radius of the axis cylinder that holds a part's non-zero values beyond its ball.
 
@@ -395,8 +410,7 @@ def _cylinder_mm(cap_mm: float, positions_mm, corners_mm) -> float:
     """
     if cap_mm <= 0.0:
         return 0.0
-    d = np.linalg.norm(corners_mm[np.newaxis, :, :] - positions_mm[:, np.newaxis, :], axis=2)
-    r_reach = float(d.max()) if d.size else 0.0
+    r_reach = _max_distance_mm(positions_mm, corners_mm) if len(positions_mm) else 0.0
     return cap_mm + max(0.1 * cap_mm, r_reach * math.sin(math.radians(0.25))) + 0.5
 
 
