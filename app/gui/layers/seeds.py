@@ -115,8 +115,7 @@ class SeedLayer(Layer):
         n = view.normal
         here = view.slice_position_mm()
         half = self.half_thickness_mm()
-        pos = np.array([s.position_mm for s in plan.seeds], dtype=np.float64)
-        axes = np.array([s.axis for s in plan.seeds], dtype=np.float64)
+        pos, axes, ids = _seed_arrays(plan.seeds)
         dist = pos @ n - here
         flat = pos + (-dist - NEEDLE_OFFSET_MM - 0.05)[:, None] * n
         ax2 = axes - (axes @ n)[:, None] * n
@@ -130,7 +129,6 @@ class SeedLayer(Layer):
         )
         on = np.abs(dist) <= half
         near = ~on & (np.abs(dist) <= NEAR_MM)
-        ids = [s.id for s in plan.seeds]
         sel = np.zeros(len(ids), dtype=bool)
         if self.planning.selected_seed_id in ids:
             sel[ids.index(self.planning.selected_seed_id)] = True
@@ -179,6 +177,23 @@ class SeedLayer(Layer):
         n = len(ends)
         offsets = np.arange(0, 2 * n + 1, 2, dtype=np.int64)
         set_polylines(pd, ends.reshape(-1, 3), offsets, np.arange(2 * n, dtype=np.int64))
+
+
+_ARRAYS: list[tuple[object, NDArray[np.float64], NDArray[np.float64], list[str]]] = []
+
+
+def _seed_arrays(seeds: tuple) -> tuple[NDArray[np.float64], NDArray[np.float64], list[str]]:
+    """(N, 3) positions (LPS mm), (N, 3) axes and the ids of the plan's ``seeds`` tuple, made
+    once per tuple (immutable) for the three 2-D views' layers (read-only arrays)."""
+    if _ARRAYS and _ARRAYS[0][0] is seeds:
+        return _ARRAYS[0][1], _ARRAYS[0][2], _ARRAYS[0][3]
+    pos = np.array([s.position_mm for s in seeds], dtype=np.float64).reshape(-1, 3)
+    axes = np.array([s.axis for s in seeds], dtype=np.float64).reshape(-1, 3)
+    pos.setflags(write=False)
+    axes.setflags(write=False)
+    ids = [s.id for s in seeds]
+    _ARRAYS[:] = [(seeds, pos, axes, ids)]  # holds the tuple: its identity stays valid
+    return pos, axes, ids
 
 
 def _same_key(a: tuple[object, ...], b: tuple[object, ...]) -> bool:
