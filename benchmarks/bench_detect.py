@@ -115,25 +115,9 @@ def run_benchmarks(quick: bool = False) -> list[dict]:
 
 def _resample_z(ph, thickness_mm: float):
     """(CTVolume on slices of ``thickness_mm``, linear in z; its GTV, nearest) of a phantom."""
-    from dose.geometry import GridGeometry
-    from planner.imaging.volume import CTVolume
+    from planner.postop.synthetic import reslice_thick
 
-    g = ph.geometry
-    f = thickness_mm / float(g.spacing_mm[2])
-    nz = int(ph.hu.shape[0] / f)
-    kk = (np.arange(nz) + 0.5) * f - 0.5
-    k0 = np.clip(np.floor(kk).astype(int), 0, ph.hu.shape[0] - 1)
-    k1 = np.clip(k0 + 1, 0, ph.hu.shape[0] - 1)
-    w = (kk - k0)[:, None, None]
-    hu = np.rint(ph.hu[k0] * (1 - w) + ph.hu[k1] * w).astype(np.int16)
-    gtv = ph.masks["GTV"][np.clip(np.rint(kk).astype(int), 0, ph.hu.shape[0] - 1)]
-    geo = GridGeometry(
-        shape_zyx=hu.shape,
-        origin_mm=g.zyx_to_world(np.array([kk[0], 0.0, 0.0])),
-        spacing_mm=np.array([g.spacing_mm[0], g.spacing_mm[1], thickness_mm]),
-        direction=g.direction,
-    )
-    return CTVolume(hu, geo), gtv
+    return reslice_thick(ph.hu, ph.geometry, ph.masks["GTV"], thickness_mm)
 
 
 def scenario_cases(thickness_mm: float):

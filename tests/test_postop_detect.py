@@ -26,6 +26,7 @@ from planner.postop.synthetic import (
     PostopScene,
     needle_implant_scene,
     render_postop_ct,
+    reslice_thick,
 )
 from tests.conftest import REPO_ROOT
 
@@ -37,22 +38,7 @@ def phantom():
 
 def _resample_z(ph, thickness_mm: float) -> tuple[CTVolume, np.ndarray]:
     """The phantom on slices of ``thickness_mm`` (linear in z), and its GTV (nearest)."""
-    g = ph.geometry
-    f = thickness_mm / float(g.spacing_mm[2])
-    nz = int(ph.hu.shape[0] / f)
-    kk = (np.arange(nz) + 0.5) * f - 0.5
-    k0 = np.clip(np.floor(kk).astype(int), 0, ph.hu.shape[0] - 1)
-    k1 = np.clip(k0 + 1, 0, ph.hu.shape[0] - 1)
-    w = (kk - k0)[:, None, None]
-    hu = np.rint(ph.hu[k0] * (1 - w) + ph.hu[k1] * w).astype(np.int16)
-    gtv = ph.masks["GTV"][np.clip(np.rint(kk).astype(int), 0, ph.hu.shape[0] - 1)]
-    geo = GridGeometry(
-        shape_zyx=hu.shape,
-        origin_mm=g.zyx_to_world(np.array([kk[0], 0.0, 0.0])),
-        spacing_mm=np.array([g.spacing_mm[0], g.spacing_mm[1], thickness_mm]),
-        direction=g.direction,
-    )
-    return CTVolume(hu, geo), gtv
+    return reslice_thick(ph.hu, ph.geometry, ph.masks["GTV"], thickness_mm)
 
 
 def _match(truth: np.ndarray, found: np.ndarray, gate_mm: float = 2.5):

@@ -32,6 +32,7 @@ __all__ = [
     "PostopScene",
     "Screw",
     "render_postop_ct",
+    "reslice_thick",
     "seed_grid_scene",
 ]
 
@@ -370,3 +371,26 @@ def seed_grid_scene(
                 seeds.append(p)
                 axes.append(a)
     return PostopScene(np.array(seeds).reshape(-1, 3), np.array(axes).reshape(-1, 3))
+
+
+def reslice_thick(
+    hu: NDArray[np.generic], geometry: GridGeometry, mask: NDArray[np.bool_], thickness_mm: float
+) -> tuple[CTVolume, NDArray[np.bool_]]:
+    """A planning-type CT on slices of ``thickness_mm`` (linear in z) and ``mask`` on the same
+    slices (nearest): the base of a thick-slice post-op CT. ``hu``: (z, y, x); the slices keep
+    the first slice's position and the in-plane grid."""
+    f = thickness_mm / float(geometry.spacing_mm[2])
+    nz = int(hu.shape[0] / f)
+    kk = (np.arange(nz) + 0.5) * f - 0.5
+    k0 = np.clip(np.floor(kk).astype(int), 0, hu.shape[0] - 1)
+    k1 = np.clip(k0 + 1, 0, hu.shape[0] - 1)
+    w = (kk - k0)[:, None, None]
+    out = np.rint(hu[k0] * (1 - w) + hu[k1] * w).astype(np.int16)
+    resliced = mask[np.clip(np.rint(kk).astype(int), 0, hu.shape[0] - 1)]
+    geo = GridGeometry(
+        shape_zyx=out.shape,
+        origin_mm=geometry.zyx_to_world(np.array([kk[0], 0.0, 0.0])),
+        spacing_mm=np.array([geometry.spacing_mm[0], geometry.spacing_mm[1], thickness_mm]),
+        direction=geometry.direction,
+    )
+    return CTVolume(out, geo), resliced
