@@ -10,7 +10,10 @@ the view state's per-structure visibility and the display options of
 drawn is exactly the voxels counted in the volume). On a view that shows acquired slices, one
 slice is read from the mask (:meth:`planner.plan.model.Structure.values_in`, cropped to the
 structure's box), so a brush stroke redraws only the edited structure's outline on the current
-slice of each view — never whole-volume VTK data. In a view in the background while another is
+slice of each view — never whole-volume VTK data. Each outline keeps its slice and loops: after
+an edit only the pixels of the edit's box are read again and only the loops the changed pixels
+reach are re-traced (:func:`planner.structures.contours.update_slice_loops`, equal to a full
+trace). In a view in the background while another is
 painted in (:meth:`app.gui.vtk_bridge.VTKWidget.set_foreground`) that redraw waits for the
 view's next, coalesced render. A view resliced through a rotated CT falls back
 to cutting the structure's surface with the view plane.
