@@ -21,13 +21,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import NDArray
-from vtkmodules.util.numpy_support import numpy_to_vtk, numpy_to_vtkIdTypeArray
-from vtkmodules.vtkCommonCore import vtkPoints
-from vtkmodules.vtkCommonDataModel import vtkCellArray, vtkPolyData
+from vtkmodules.util.numpy_support import numpy_to_vtk
+from vtkmodules.vtkCommonDataModel import vtkPolyData
 from vtkmodules.vtkFiltersCore import vtkTubeFilter
 from vtkmodules.vtkRenderingCore import vtkActor, vtkPolyDataMapper, vtkTextActor
 
 from app.gui.layers.base import Layer
+from app.gui.views.vtk_data import set_polylines
 from planner.plan.needles import plane_crossing_mm
 from planner.session.session import Session
 
@@ -43,7 +43,6 @@ __all__ = [
     "NeedleTrackLayer",
     "needle_rgb",
     "polyline_polydata",
-    "set_polylines",
 ]
 
 #: Needles and seeds are drawn this far in front of the image (isodoses and outlines behind).
@@ -80,26 +79,6 @@ def polyline_polydata(
     conn = np.fromiter(chain.from_iterable(lines), dtype=np.int64, count=int(offsets[-1]))
     set_polylines(pd, pts, offsets, conn)
     return pd
-
-
-def set_polylines(
-    polydata: vtkPolyData,
-    points_mm: NDArray[np.float64],
-    offsets: NDArray[np.int64],
-    connectivity: NDArray[np.int64],
-) -> None:
-    """Fill ``polydata`` with ``points_mm`` (M, 3) and the polylines of VTK's cell layout:
-    line ``c`` is ``connectivity[offsets[c]:offsets[c + 1]]`` (offsets (L + 1,), from 0)."""
-    vpts = vtkPoints()
-    vpts.SetData(numpy_to_vtk(np.ascontiguousarray(points_mm, dtype=np.float64), deep=True))
-    cells = vtkCellArray()
-    cells.SetData(
-        numpy_to_vtkIdTypeArray(np.ascontiguousarray(offsets, dtype=np.int64), deep=True),
-        numpy_to_vtkIdTypeArray(np.ascontiguousarray(connectivity, dtype=np.int64), deep=True),
-    )
-    polydata.SetPoints(vpts)
-    polydata.SetLines(cells)
-    polydata.Modified()
 
 
 def _line_actor(pd: vtkPolyData, rgb: tuple[float, float, float], width: float) -> vtkActor:

@@ -29,8 +29,8 @@ from app.gui.layers.needles import (
     NEEDLE_OFFSET_MM,
     _line_actor,
     polyline_polydata,
-    set_polylines,
 )
+from app.gui.views.vtk_data import set_polylines
 from planner.session.session import Session
 
 if TYPE_CHECKING:

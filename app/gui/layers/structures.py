@@ -40,7 +40,12 @@ from vtkmodules.vtkFiltersGeneral import vtkContourTriangulator
 from vtkmodules.vtkRenderingCore import vtkActor, vtkPolyDataMapper, vtkTextActor
 
 from app.gui.layers.base import Layer, stroke_open
-from app.gui.views.vtk_data import downsample_mean, isosurface_world, mask_surface_cached
+from app.gui.views.vtk_data import (
+    downsample_mean,
+    isosurface_world,
+    mask_surface_cached,
+    set_polylines,
+)
 from app.gui.vtk_bridge import VTKWidget
 from dose.geometry import GridGeometry
 from planner.imaging.volume import Mask
@@ -216,12 +221,24 @@ def slice_outline_world(
     return out
 
 
-def _polylines(loops: Iterable[NDArray[np.float64]], offset: NDArray[np.float64]) -> vtkPolyData:
-    """Closed VTK polylines (and polygons for filling) of ``loops``, shifted by ``offset``."""
+def closed_polylines(
+    loops: Iterable[NDArray[np.float64]], offset: NDArray[np.float64]
+) -> vtkPolyData:
+    """Closed VTK polylines of ``loops`` ((n_i, 3) LPS mm each), shifted by ``offset``."""
     loops = list(loops)
     poly = vtkPolyData()
     if not loops:
         return poly
+    pts = np.concatenate(loops) + offset
+    sizes = np.array([len(p) for p in loops], np.int64)
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    # Each loop is closed by repeating its first point: n + 1 ids per cell (vectorised: the
+    # running id minus the loop's number, then each loop's last id set to its first).
+    offsets = np.concatenate([[0], np.cumsum(sizes + 1)]).astype(np.int64)
+    conn = np.arange(offsets[-1], dtype=np.int64) - np.repeat(np.arange(sizes.size), sizes + 1)
+    conn[offsets[1:] - 1] = starts
+    set_polylines(poly, pts, offsets, conn)
+    return poly
     pts = np.concatenate(loops) + offset
     sizes = np.array([len(p) for p in loops], np.int64)
     starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
@@ -573,7 +590,7 @@ class StructureOutlineLayer(_PlanLayer):
             return
         outline.drawn = key
         loops = _loops_world(item.geometry, position, outline.slice_loops_at(position))
-        poly = _polylines(loops, -OVERLAY_OFFSET_MM * self.normal)
+        poly = closed_polylines(loops, -OVERLAY_OFFSET_MM * self.normal)
         outline.mapper.SetInputData(poly)
         outline.fill_tri.SetInputData(poly)
 

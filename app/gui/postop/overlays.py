@@ -26,7 +26,7 @@ from scipy import ndimage
 from vtkmodules.vtkRenderingCore import vtkActor, vtkPolyDataMapper
 
 from app.gui.layers.base import Layer
-from app.gui.layers.structures import OVERLAY_OFFSET_MM, _polylines
+from app.gui.layers.structures import OVERLAY_OFFSET_MM, closed_polylines
 from app.gui.vtk_bridge import VTKWidget
 from dose.geometry import GridGeometry
 from planner.imaging.volume import CTVolume
@@ -212,11 +212,11 @@ class MaskOutlineLayer(Layer):
         loops = [p + np.outer(plane - p @ normal, normal) for p in loops]
         segments = [p + np.outer(plane - p @ normal, normal) for p in segments]
         front = -2.0 * OVERLAY_OFFSET_MM * normal
-        poly = _polylines(loops, front)
+        poly = closed_polylines(loops, front)
         if segments:
             from vtkmodules.vtkFiltersCore import vtkAppendPolyData
 
-            lines = _polylines(segments, front)
+            lines = closed_polylines(segments, front)
             append = vtkAppendPolyData()
             append.AddInputData(poly)
             append.AddInputData(lines)

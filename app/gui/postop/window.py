@@ -78,7 +78,7 @@ from app.gui.postop.fusion import fusion_slice
 from app.gui.postop.overlays import ExclusionMask, MaskOutlineLayer, MaskRegion, metal_regions
 from app.gui.postop.panels import ComparisonTable, DVHPlot, MetalTable, SeedLocationTable
 from app.gui.postop.seeds_layer import SeedMarkersLayer
-from app.gui.tools.brush import _Cursor
+from app.gui.tools.brush import BrushCursor
 from app.gui.views.slice_view import Orientation, SliceView
 from dose.errors import InputError
 from dose.progress import CancelFn, ProgressFn
@@ -169,7 +169,7 @@ class PostopWindow(QMainWindow):
             line_width=1.5,
         )
         self.view.layers.append(self.exclusion_layer)
-        self._brush_cursor = _Cursor(self.view)
+        self._brush_cursor = BrushCursor(self.view)
         self.table = ComparisonTable()
         self.dvh = DVHPlot()
         self.summary = QLabel("Open the post-op CT, then Detect & verify.")

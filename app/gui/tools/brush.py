@@ -73,7 +73,7 @@ def brush_patch(
     return box, new  # type: ignore[return-value]
 
 
-class _Cursor:
+class BrushCursor:
     """The brush outline on one 2-D view: a circle in the view plane (renders only on change)."""
 
     def __init__(self, view: SliceView) -> None:
@@ -131,7 +131,7 @@ class BrushTool(Tool):
         self._stroke: ExitStack | None = None
         self._last: NDArray[np.float64] | None = None
         self._target = ""
-        self._cursors: dict[int, _Cursor] = {}
+        self._cursors: dict[int, BrushCursor] = {}
         #: Seconds spent in each mouse move's model update (for the benchmark and the log).
         self.move_seconds: list[float] = []
 
@@ -209,11 +209,11 @@ class BrushTool(Tool):
         self._cursors.clear()
 
     # ------------------------------------------------------------------ cursor
-    def cursor(self, view: SliceView) -> _Cursor:
+    def cursor(self, view: SliceView) -> BrushCursor:
         """The brush cursor of ``view`` (made on first use)."""
         found = self._cursors.get(id(view))
         if found is None:
-            found = self._cursors[id(view)] = _Cursor(view)
+            found = self._cursors[id(view)] = BrushCursor(view)
         return found
 
     def hover(self, view: SliceView, xyz_mm: NDArray[np.float64] | None) -> None:

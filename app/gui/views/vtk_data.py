@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 from numpy.typing import NDArray
-from vtkmodules.util.numpy_support import numpy_to_vtk, vtk_to_numpy
+from vtkmodules.util.numpy_support import numpy_to_vtk, numpy_to_vtkIdTypeArray, vtk_to_numpy
 from vtkmodules.vtkCommonCore import vtkPoints
-from vtkmodules.vtkCommonDataModel import vtkImageData, vtkPolyData
+from vtkmodules.vtkCommonDataModel import vtkCellArray, vtkImageData, vtkPolyData
 from vtkmodules.vtkFiltersCore import vtkFlyingEdges3D, vtkPolyDataNormals
 
 from dose.geometry import GridGeometry
@@ -28,6 +28,7 @@ __all__ = [
     "mask_surface_cached",
     "mask_surface_world",
     "prepare_display",
+    "set_polylines",
 ]
 
 # id(mask.voxels) → (voxels, surface): the three 2-D views and the 3-D view share one surface.
@@ -305,3 +306,23 @@ def body_image(volume: CTVolume, *, margin_voxels: int = 3) -> vtkImageData:
     scalars.SetName("HU")
     image.GetPointData().SetScalars(scalars)
     return image
+
+
+def set_polylines(
+    polydata: vtkPolyData,
+    points_mm: NDArray[np.float64],
+    offsets: NDArray[np.int64],
+    connectivity: NDArray[np.int64],
+) -> None:
+    """Fill ``polydata`` with ``points_mm`` (M, 3) and the polylines of VTK's cell layout:
+    line ``c`` is ``connectivity[offsets[c]:offsets[c + 1]]`` (offsets (L + 1,), from 0)."""
+    vpts = vtkPoints()
+    vpts.SetData(numpy_to_vtk(np.ascontiguousarray(points_mm, dtype=np.float64), deep=True))
+    cells = vtkCellArray()
+    cells.SetData(
+        numpy_to_vtkIdTypeArray(np.ascontiguousarray(offsets, dtype=np.int64), deep=True),
+        numpy_to_vtkIdTypeArray(np.ascontiguousarray(connectivity, dtype=np.int64), deep=True),
+    )
+    polydata.SetPoints(vpts)
+    polydata.SetLines(cells)
+    polydata.Modified()
