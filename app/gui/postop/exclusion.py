@@ -1,0 +1,232 @@
+"""What the post-op window never counts as a seed: the excluded metal and the painted region.
+
+:class:`ExclusionTools` (owned by :class:`app.gui.postop.window.PostopWindow`):
+
+* **Non-seed metal** the detection excluded (pedicle screws, rods, cement, needles left in) is
+  outlined magenta on the view, numbered M1, M2 … as in the **Metal** tab (centre LPS mm,
+  volume mm³, seed equivalents, why excluded; a click on a row moves the crosshair there); its
+  voxels are found by :func:`app.gui.postop.overlays.metal_regions` in the background after the
+  detection.
+* **Exclusion region**: *Paint exclusion* (E) turns the left button on the view into a brush
+  (radius in mm; a disc in the view plane, or a sphere) painting a region never searched for
+  seeds (:class:`app.gui.postop.overlays.ExclusionMask`, the planning brush's footprint
+  :func:`planner.structures.paint.stroke`); it is drawn white and hatched, each stroke and
+  each *Clear exclusion* is one step of its own undo (*Undo exclusion* / *Redo exclusion*),
+  and *Detect & verify* passes it to the detection (``verify_plan(..., exclude=mask)``):
+  seeds found inside it before are gone after the next detection. The region is on the
+  post-op CT's grid and is dropped when another post-op CT is opened.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+from numpy.typing import NDArray
+from PySide6.QtCore import QEvent, QObject, Qt
+from PySide6.QtGui import QMouseEvent
+from PySide6.QtWidgets import QCheckBox, QDoubleSpinBox
+
+from app.gui.postop.actions import make_action
+from app.gui.postop.overlays import ExclusionMask, MaskOutlineLayer, MaskRegion
+from app.gui.postop.panels import MetalTable
+from app.gui.tools.brush import BrushCursor
+from dose.geometry import GridGeometry
+from planner.postop.detect import MetalObject
+
+if TYPE_CHECKING:
+    from app.gui.postop.window import PostopWindow
+
+__all__ = ["EXCLUSION_RGB", "METAL_RGB", "ExclusionTools"]
+
+#: Colours (RGB 0-1) of the excluded metal's outline and of the painted exclusion region.
+METAL_RGB = (1.0, 0.2, 1.0)
+EXCLUSION_RGB = (1.0, 1.0, 1.0)
+
+
+class ExclusionTools(QObject):
+    """The Metal tab, the metal outlines and the exclusion brush of ``window`` (module
+    docstring); an event filter on ``window.view`` while painting."""
+
+    def __init__(self, window: PostopWindow) -> None:
+        super().__init__(window)
+        self.window = window
+        view, session = window.view, window.postop_session
+        #: The painted exclusion region (on the post-op CT's grid; None before a CT is open).
+        self.mask: ExclusionMask | None = None
+        #: The excluded metal's voxels, one per ``detection.metal`` object (None: not found).
+        self.metal: list[MaskRegion | None] = []
+        #: Volume (mm³) of the exclusion region the verification shown was detected with.
+        self.verified_mm3 = 0.0
+        self._painting_last: NDArray[np.float64] | None = None
+        self.metal_layer = MaskOutlineLayer(
+            view, session, lambda: self.metal, METAL_RGB, line_width=2.5
+        )
+        view.layers.append(self.metal_layer)
+        self.exclusion_layer = MaskOutlineLayer(
+            view,
+            session,
+            lambda: [self.mask.region() if self.mask is not None else None],
+            EXCLUSION_RGB,
+            hatch=True,
+            line_width=1.5,
+        )
+        view.layers.append(self.exclusion_layer)
+        self._brush_cursor = BrushCursor(view)
+        self.metal_table = MetalTable()
+        self.metal_table.cellClicked.connect(self._on_metal_clicked)
+        self._build_toolbar()
+        view.installEventFilter(self)
+
+    def _build_toolbar(self) -> None:
+        window = self.window
+        bar = window.addToolBar("Exclusion region")
+        bar.setObjectName("postop_exclusion_toolbar")
+        self.paint_action = make_action(
+            window,
+            "Paint exclusion",
+            lambda: window.update_actions(),
+            "E",
+            "Left button paints a region never searched for seeds (a screw, a needle left in)",
+        )
+        self.paint_action.setCheckable(True)
+        self.paint_action.toggled.connect(self._paint_toggled)
+        self.radius_spin = QDoubleSpinBox()
+        self.radius_spin.setObjectName("postop_exclusion_radius")
+        self.radius_spin.setRange(0.5, 50.0)
+        self.radius_spin.setValue(5.0)
+        self.radius_spin.setSingleStep(0.5)
+        self.radius_spin.setSuffix(" mm")
+        self.radius_spin.setToolTip("Exclusion brush radius")
+        self.sphere_check = QCheckBox("Sphere")
+        self.sphere_check.setToolTip("Paint a 3-D sphere instead of a disc in the view plane")
+        self.undo_action = make_action(
+            window, "Undo exclusion", self.undo, None, "Undo the last exclusion stroke or clear"
+        )
+        self.redo_action = make_action(
+            window, "Redo exclusion", self.redo, None, "Redo the exclusion stroke undone"
+        )
+        self.clear_action = make_action(
+            window, "Clear exclusion", self.clear, None, "Remove the painted exclusion region"
+        )
+        bar.addAction(self.paint_action)
+        bar.addWidget(self.radius_spin)
+        bar.addWidget(self.sphere_check)
+        for a in (self.undo_action, self.redo_action, self.clear_action):
+            bar.addAction(a)
+
+    # ------------------------------------------------------------------ state
+    def reset(self, geometry: GridGeometry) -> None:
+        """A new post-op CT on ``geometry``: an empty region, no metal."""
+        self.mask = ExclusionMask(geometry)
+        self.metal = []
+
+    def set_metal(self, metal: list[MaskRegion | None] | None) -> None:
+        self.metal = list(metal) if metal is not None else []
+
+    def mask_for_detection(self) -> NDArray[np.bool_] | None:
+        """A copy of the painted region (z, y, x) for the detection; None when nothing is."""
+        ex = self.mask
+        if ex is None or ex.mask is None or ex.is_empty:
+            return None
+        return ex.mask.copy()
+
+    def update_actions(self) -> None:
+        ex = self.mask
+        self.paint_action.setEnabled(ex is not None)
+        self.undo_action.setEnabled(ex is not None and ex.can_undo)
+        self.redo_action.setEnabled(ex is not None and ex.can_redo)
+        self.clear_action.setEnabled(ex is not None and not ex.is_empty)
+
+    def refresh(self, metal_objects: list[MetalObject] | None) -> None:
+        """Redraw both outlines and list ``metal_objects`` (None: none detected yet)."""
+        self.metal_layer.update()
+        self.exclusion_layer.update()
+        self.metal_table.show_metal(metal_objects)
+
+    def _on_metal_clicked(self, row: int, _column: int) -> None:
+        if 0 <= row < len(self.metal_table.objects):
+            centre = np.asarray(self.metal_table.objects[row].centre_mm, float)
+            self.window.postop_session.set_crosshair(centre, snap=False)
+
+    # ------------------------------------------------------------------ painting
+    def _changed(self) -> None:
+        self.exclusion_layer.update()
+        self.window.update_actions()
+
+    def undo(self) -> None:
+        if self.mask is not None and self.mask.undo():
+            self._changed()
+
+    def redo(self) -> None:
+        if self.mask is not None and self.mask.redo():
+            self._changed()
+
+    def clear(self) -> None:
+        if self.mask is not None and self.mask.clear():
+            self._changed()
+
+    def _paint_toggled(self, on: bool) -> None:
+        if not on:
+            self._painting_last = None
+            if self.mask is not None:
+                self.mask.end_stroke()
+            self._brush_cursor.show(None, self.radius_spin.value())
+        self.window.update_actions()
+
+    def paint(self, path_mm: NDArray[np.float64]) -> bool:
+        """Paint the exclusion brush along ``path_mm`` ``(n, 3)`` LPS mm (a disc in the view
+        plane, or spheres); True when a voxel changed."""
+        ex = self.mask
+        if ex is None:
+            return False
+        normal = None if self.sphere_check.isChecked() else self.window.view.normal
+        changed = ex.paint(path_mm, self.radius_spin.value(), plane_normal=normal)
+        if changed:
+            self._changed()
+        return changed
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt's name)
+        """While *Paint exclusion* is on, the left button on the view paints (press, drag,
+        release = one undo step); everything else reaches the view."""
+        view = self.window.view
+        if watched is not view or not self.paint_action.isChecked():
+            return False
+        kind = event.type()
+        if kind not in (
+            QEvent.Type.MouseButtonPress,
+            QEvent.Type.MouseMove,
+            QEvent.Type.MouseButtonRelease,
+        ):
+            return False
+        assert isinstance(event, QMouseEvent)
+        if self.window.postop_session.volume is None or self.mask is None:
+            return False
+        pos = event.position()
+        xyz = view.display_to_world(pos.x(), pos.y())
+        left = Qt.MouseButton.LeftButton
+        if kind == QEvent.Type.MouseMove:
+            self._brush_cursor.show(xyz, self.radius_spin.value())
+            if self._painting_last is None or not event.buttons() & left:
+                return False  # a hover, or another button's drag: the view's
+            self.paint(np.vstack([self._painting_last, xyz]))
+            self._painting_last = xyz
+            return True
+        if event.button() != left or event.modifiers() & Qt.KeyboardModifier.ShiftModifier:
+            return False
+        if kind == QEvent.Type.MouseButtonPress:
+            self.mask.begin_stroke()
+            self._painting_last = xyz
+            self.paint(np.vstack([xyz, xyz]))
+        else:
+            self._painting_last = None
+            self.mask.end_stroke()
+            self.window.update_actions()
+        return True
+
+    def close(self) -> None:
+        """Window teardown: stop filtering the view, drop the cursor and both outlines."""
+        self.window.view.removeEventFilter(self)
+        self._brush_cursor.remove()
+        self.exclusion_layer.close()
+        self.metal_layer.close()
