@@ -1,0 +1,200 @@
+"""Split a component holding several seeds into seeds: (centres, axes, confidences).
+
+:func:`split_cluster` runs intensity-weighted k-means (scikit-learn) and merges splits that are
+too close or too light; on thick slices :func:`axis_partition` cuts chains k-means cannot split
+and :func:`more_by_slices` splits seeds stacked along the slice axis one per slice.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import NDArray
+
+from planner.postop.blobs import SEED_LENGTH_MM, Component, axis_confidence, measure
+from planner.postop.thick_slices import THICK_SLICE_MM
+
+MIN_SPLIT_DISTANCE_MM = 2.8
+#: Thick slices, seeds stacked along the slice axis: each slice part of a split carries at
+#: least this many times the least part mass (0.9 of a seed: half of one tilted seed is not a
+#: seed).
+SLICE_PART_FACTOR = 1.5
+#: Thick slices: a chain is cut along its axis (:func:`axis_partition`) only when the axis
+#: has at least this in-plane component (the parts' in-plane offsets place them along it).
+CHAIN_MIN_INPLANE = 0.5
+
+
+def separation_mm(
+    pts: NDArray[np.float64], slice_normal: NDArray[np.float64], thickness_mm: float
+) -> float:
+    """Smallest distance between split centres, the along-slice part shortened by half a slice
+    (the slice profile blurs a seed by about that much along the slice normal)."""
+    d = pts[:, None, :] - pts[None, :, :]
+    along = d @ slice_normal
+    inplane2 = np.sum(d**2, axis=-1) - along**2
+    eff = np.sqrt(
+        np.maximum(inplane2, 0.0) + np.maximum(np.abs(along) - 0.5 * thickness_mm, 0.0) ** 2
+    )
+    return float((eff + np.eye(len(pts)) * 1e9).min())
+
+
+def split_cluster(
+    c: Component,
+    n: int,
+    voxel_mm3: float,
+    blur: NDArray[np.float64],
+    slice_normal,
+    thickness_mm,
+    min_part_mass: float = 0.0,
+):
+    """Split a component into ``n`` seeds: (centres, axes, confidences), merging close splits
+    and splits with a part lighter than ``min_part_mass`` (HU·mm³: a seed's worth of metal;
+    a single seed cut in two gives two halves)."""
+    from sklearn.cluster import KMeans
+
+    n0 = n
+    while n > 1:
+        # Deterministic start: n centres spread along the blob's principal axis (chains and
+        # side-by-side pairs both split along it); one Lloyd run from there.
+        length = float(np.sqrt(12.0 * max(c.eigvals[0], 1e-6)))
+        offsets = ((np.arange(n) + 0.5) / n - 0.5) * length
+        init = c.centre[None, :] + offsets[:, None] * c.eigvecs[:, 0][None, :]
+        km = KMeans(n_clusters=n, init=init, n_init=1, random_state=0)
+        lab = km.fit_predict(c.coords_mm, sample_weight=np.maximum(c.weights, 1e-6))
+        centres, axes, confs, masses, own = [], [], [], [], []
+        for m in range(n):
+            sub = Component(c.label, c.coords_mm[lab == m], c.weights[lab == m], 0)
+            measure(sub, voxel_mm3, blur)
+            centres.append(sub.centre)
+            masses.append(sub.mass)
+            # A sub-cluster's own PCA is cut by the k-means boundary: trust it only if elongated.
+            conf = axis_confidence(sub.eigvals)
+            own.append(conf)
+            axis = sub.eigvecs[:, 0] if conf >= 0.3 else c.eigvecs[:, 0]
+            axes.append(axis)
+            confs.append(0.7 * max(conf, 0.3))
+        pts = np.array(centres)
+        # A seed cut in pieces gives pieces that are not elongated, out of a blob no longer
+        # than one seed: not a cluster (each seed of a real cluster is a whole seed).
+        halves = max(own) < 0.5 and length <= SEED_LENGTH_MM + 1.5
+        if (
+            separation_mm(pts, slice_normal, thickness_mm) >= MIN_SPLIT_DISTANCE_MM
+            and min(masses) >= min_part_mass
+            and not halves
+        ):
+            return more_by_slices(
+                c,
+                n0,
+                pts,
+                np.array(axes),
+                confs,
+                slice_normal,
+                thickness_mm,
+                min_part_mass,
+                voxel_mm3,
+            )
+        if thickness_mm > THICK_SLICE_MM and n == n0 and n >= 3:
+            part = axis_partition(c, n, voxel_mm3, blur, slice_normal, thickness_mm, min_part_mass)
+            if part is not None:
+                return part
+        n -= 1
+    return more_by_slices(
+        c,
+        n0,
+        c.centre[None, :],
+        c.eigvecs[:, 0][None, :],
+        [axis_confidence(c.eigvals)],
+        slice_normal,
+        thickness_mm,
+        min_part_mass,
+        voxel_mm3,
+    )
+
+
+def axis_partition(
+    c: Component,
+    n: int,
+    voxel_mm3: float,
+    blur: NDArray[np.float64],
+    slice_normal,
+    thickness_mm: float,
+    min_part_mass: float,
+):
+    """Thick slices: a chain of ``n`` ≥ 3 seeds k-means cannot split (its middle seed, smeared
+    over the slice, draws both neighbours' centres): cut the blob into ``n`` parts of equal mass
+    along its principal axis, then re-assign each voxel to the nearest part centre along that
+    axis (twice) and take each part's weighted centroid. Accepted (centres, axes, confidences)
+    when every part carries ``min_part_mass`` (HU·mm³) and the centres are at least
+    ``MIN_SPLIT_DISTANCE_MM`` apart (slice-aware); else None."""
+    axis = c.eigvecs[:, 0]
+    t = (c.coords_mm - c.centre) @ axis
+    w = np.maximum(c.weights, 1e-9)
+    order = np.argsort(t)
+    cum = np.cumsum(w[order]) / w.sum()
+    lab = np.empty(len(t), dtype=int)
+    lab[order] = np.minimum((cum * n).astype(int), n - 1)
+    for _ in range(2):
+        if len(np.unique(lab)) < n:
+            return None
+        ct = np.array([(t[lab == m] * w[lab == m]).sum() / w[lab == m].sum() for m in range(n)])
+        lab = np.argmin(np.abs(t[:, None] - ct[None, :]), axis=1)
+    if len(np.unique(lab)) < n:
+        return None
+    normal = np.asarray(slice_normal, dtype=np.float64)
+    inplane = axis - normal * (axis @ normal)
+    if float(inplane @ inplane) < CHAIN_MIN_INPLANE**2:
+        return None
+    centres, masses = [], []
+    for m in range(n):
+        sel = lab == m
+        p = (c.coords_mm[sel] * w[sel, None]).sum(axis=0) / w[sel].sum()
+        # Along the slice normal a part's centroid sits on a slice centre: place it on the
+        # chain's axis instead, from its in-plane offset (which the slice does not quantise).
+        s_m = float((p - c.centre) @ inplane) / float(inplane @ inplane)
+        p = p + normal * ((c.centre + s_m * axis) @ normal - p @ normal)
+        centres.append(p)
+        masses.append(float(c.weights[sel].sum()) * voxel_mm3)
+    pts = np.array(centres)
+    if min(masses) < min_part_mass:
+        return None
+    d = np.linalg.norm(pts[:, None] - pts[None], axis=-1) + np.eye(n) * 1e9
+    if d.min() < MIN_SPLIT_DISTANCE_MM:
+        return None
+    return pts, np.repeat(axis[None, :], n, axis=0), [0.35] * n
+
+
+def more_by_slices(c, n0, pts, axes, confs, slice_normal, thickness_mm, min_part_mass, voxel_mm3):
+    """Thick slices: when the split found fewer than the ``n0`` seeds the mass asks for, seeds
+    stacked along the slice axis (same in-plane place, neighbouring slices) may be what k-means
+    cannot separate (their spread along the slice axis is the slice profile's): one part per
+    slice carrying ``SLICE_PART_FACTOR`` × ``min_part_mass`` (HU·mm³), a lighter slice joining
+    its heavier neighbour; each part's centre is its weighted centroid (on its slice). Used
+    when it gives more parts (at most ``n0``) than the split did; else the split's result."""
+    if thickness_mm <= THICK_SLICE_MM or len(pts) >= n0:
+        return pts, axes, confs
+    normal = np.asarray(slice_normal, dtype=np.float64)
+    along = c.coords_mm @ normal
+    idx = np.rint((along - along.min()) / thickness_mm).astype(int)
+    masses = np.bincount(idx, weights=np.maximum(c.weights, 0.0)) * voxel_mm3
+    groups = [[k] for k in range(len(masses)) if masses[k] > 0]
+    changed = True
+    while changed and len(groups) > 1:
+        changed = False
+        gm = [masses[g].sum() for g in groups]
+        light = int(np.argmin(gm))
+        if gm[light] >= SLICE_PART_FACTOR * min_part_mass:
+            break
+        nb = [j for j in (light - 1, light + 1) if 0 <= j < len(groups)]
+        j = max(nb, key=lambda q: gm[q])
+        lo, hi = sorted((light, j))
+        groups[lo : hi + 1] = [groups[lo] + groups[hi]]
+        changed = True
+    if not (len(pts) < len(groups) <= n0):
+        return pts, axes, confs
+    out_pts, out_axes, out_conf = [], [], []
+    for g in groups:
+        m = np.isin(idx, g)
+        w = np.maximum(c.weights[m], 1e-9)
+        out_pts.append((c.coords_mm[m] * w[:, None]).sum(axis=0) / w.sum())
+        out_axes.append(c.eigvecs[:, 0])
+        out_conf.append(0.3)
+    return np.array(out_pts), np.array(out_axes), out_conf

@@ -1,0 +1,215 @@
+"""Seed candidates on thick slices (> ``THICK_SLICE_MM``), searched by shape instead of HU.
+
+An in-plane seed smeared over a 5 mm slice reads ≈ 1000 HU, like cortical bone. The excess of
+each voxel over the largest of its grey openings by in-plane line segments of 9.5 mm (24
+directions) and by 3 slices along the slice axis (:func:`compact_excess`) removes cortex, ribs
+and streaks (long in some direction), not a seed (≤ 5.5 mm with its blur, in every direction).
+:func:`thick_components` gives the components, each with its sub-slice centre
+(:func:`slice_centre`) and the pixels of as-bright structure attached to it
+(:func:`attached_pixels`: bone, not a seed).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.ndimage as ndi
+from numpy.typing import NDArray
+
+from dose.progress import CancelFn, check_cancelled
+from planner.imaging.volume import CTVolume
+from planner.postop.blobs import FWHM_TO_SIGMA, Component, bbox, label26
+
+#: Slices thicker than this are searched by shape (:func:`thick_components`), not by HU.
+THICK_SLICE_MM = 3.0
+THICK_LINE_MM = 9.5  # longer than a seed and its blur (≈ 5.5 mm), shorter than a cortex arc
+THICK_LINE_ANGLES = 24
+USE_Z_OPENING = True
+THICK_FLOOR_HU = 250.0  # a seed in lung on 5 mm slices reads ≈ 500 HU
+THICK_EXCESS_HU = 700.0  # an in-plane seed's worst-sampled peak on 5 mm slices ≈ 750 HU
+THICK_LOW_HU = 300.0
+#: On thick slices a component is part of bone when the structure connected to its brightest
+#: voxel at HU ≥ tissue + this fraction of its peak excess reaches this many pixels beyond it.
+ATTACHED_FRACTION = 0.75
+ATTACHED_MAX_PX = 8
+
+
+def line_footprint(length_px: float, angle_rad: float) -> NDArray[np.bool_]:
+    """``(1, h, w)`` footprint of an in-plane line segment of ``length_px`` pixels at an angle."""
+    half = max(1, round(length_px / 2.0))
+    t = np.linspace(-half, half, 4 * half + 1)
+    x = np.rint(t * np.cos(angle_rad)).astype(int)
+    y = np.rint(t * np.sin(angle_rad)).astype(int)
+    r = int(max(np.abs(x).max(), np.abs(y).max()))
+    fp = np.zeros((1, 2 * r + 1, 2 * r + 1), dtype=bool)
+    fp[0, y + r, x + r] = True
+    return fp
+
+
+def compact_excess(
+    hu: NDArray[np.float32],
+    pixel_mm: float,
+    line_mm: float = THICK_LINE_MM,
+    n_angles: int = THICK_LINE_ANGLES,
+) -> NDArray[np.float32]:
+    """HU above what any elongated structure explains: ``hu`` minus the largest of its grey
+    openings by in-plane line segments of ``line_mm`` (``n_angles`` directions) and by 3 slices
+    along the slice axis. Cortical bone, ribs and streaks are long in some direction and
+    vanish; a seed (≤ 4.5 mm + blur) is shorter than ``line_mm`` in every direction and stays.
+    ``hu`` is a (z, y, x) block; the result has its shape."""
+    background = (
+        ndi.grey_opening(hu, size=(min(3, hu.shape[0]), 1, 1))
+        if USE_Z_OPENING
+        else np.full(hu.shape, -np.inf, dtype=np.float32)
+    )
+    length_px = line_mm / pixel_mm
+    for angle in np.arange(n_angles) * np.pi / n_angles:
+        np.maximum(
+            background,
+            ndi.grey_opening(hu, footprint=line_footprint(length_px, angle)),
+            out=background,
+        )
+    return hu - background
+
+
+def thick_components(
+    ct: CTVolume,
+    exclude: NDArray[np.bool_],
+    cancel: CancelFn | None,
+    floor_hu: float = THICK_FLOOR_HU,
+    excess_hu: float = THICK_EXCESS_HU,
+    low_hu: float = THICK_LOW_HU,
+    relative_level: float = 0.2,
+) -> list[Component]:
+    """Candidate seed components on thick slices (> ``THICK_SLICE_MM``), where an in-plane
+    seed smeared over the slice reads ≈ 1000 HU, like cortical bone: no absolute threshold can
+    tell them apart, shape can. Candidates are voxels of HU ≥ ``floor_hu`` whose compact excess
+    (:func:`compact_excess`) is ≥ ``excess_hu``; the excess is computed only in the boxes
+    around voxels whose box top-hat (an upper bound of it) passes. Each component is weighted
+    by its compact excess over the voxels above ``relative_level`` × its peak, one voxel
+    around it (the blur tails, not the neighbouring bone)."""
+    hu = ct.hu
+    sp = np.asarray(ct.geometry.spacing_mm, dtype=np.float64)
+    pixel_mm = float(min(sp[0], sp[1]))
+    reach = int(np.ceil(THICK_LINE_MM / pixel_mm)) + 2
+    grow_px = max(1, int(np.ceil(1.6 / pixel_mm)))
+    size = (1, 2 * round(4.5 / sp[1]) + 1, 2 * round(4.5 / sp[0]) + 1)
+    bright = (hu >= floor_hu) & ~exclude
+    excess = np.zeros(hu.shape, dtype=np.float32)
+    box = bbox(bright, size)
+    if box is None:
+        return []
+    local = hu[box].astype(np.float32)
+    upper = local - ndi.grey_opening(local, size=size)
+    check_cancelled(cancel, "seed detection cancelled")
+    maybe = np.zeros(hu.shape, dtype=bool)
+    maybe[box] = bright[box] & (upper >= low_hu)
+    # Compact excess only around what may pass: one box per 2-D component of the candidates,
+    # grown by the line length (an opening sees that far), all slices of the component ± 1.
+    grow = ndi.binary_dilation(maybe, structure=np.ones((3, 1, 1), dtype=bool))
+    _, objects = label26(grow)
+    done = np.zeros(hu.shape, dtype=bool)
+    for sl in objects:
+        check_cancelled(cancel, "seed detection cancelled")
+        if sl is None:
+            continue
+        blk = (
+            sl[0],
+            slice(max(0, sl[1].start - reach), min(hu.shape[1], sl[1].stop + reach)),
+            slice(max(0, sl[2].start - reach), min(hu.shape[2], sl[2].stop + reach)),
+        )
+        zs = slice(max(0, blk[0].start - 1), min(hu.shape[0], blk[0].stop + 1))
+        block = hu[zs, blk[1], blk[2]].astype(np.float32)
+        e = compact_excess(block, pixel_mm)
+        inner = slice(blk[0].start - zs.start, blk[0].stop - zs.start)
+        target = excess[blk]
+        fresh = ~done[blk]
+        target[fresh] = e[inner][fresh]
+        done[blk] = True
+    candidates = bright & (excess >= excess_hu)
+    labels, objects = label26(candidates)
+    comps: list[Component] = []
+    for lab, sl in enumerate(objects, start=1):
+        if sl is None:
+            continue
+        pad = (1, grow_px, grow_px)
+        lo_c = [max(0, s.start - q) for s, q in zip(sl, pad, strict=True)]
+        hi_c = [min(nn, s.stop + q) for s, nn, q in zip(sl, hu.shape, pad, strict=True)]
+        big = tuple(slice(a, b) for a, b in zip(lo_c, hi_c, strict=True))
+        core = labels[big] == lab
+        e = excess[big]
+        peak = float(e[core].max())
+        level = max(low_hu, relative_level * peak)
+        # The seed's blur tails: up to 1.6 mm in-plane beyond the core, above ``level`` (further
+        # would reach into cortical corners), never another component's core. Along the slice
+        # axis the core is the seed: a seed's share of the next slice is ≥ ``excess_hu`` or small.
+        above = (e >= level) & ((labels[big] == 0) | core) & ~exclude[big]
+        region = core | ndi.binary_dilation(
+            core, structure=np.ones((1, 3, 3), dtype=bool), iterations=grow_px, mask=above
+        )
+        kji = np.argwhere(region) + np.array(lo_c)
+        coords = ct.geometry.zyx_to_world(kji.astype(np.float64))
+        comp = Component(lab, coords, e[region].astype(np.float64), int(core.sum()))
+        footprint = region.any(axis=0)
+        per_slice = np.array([float(e[k][footprint].sum()) for k in range(e.shape[0])])
+        comp.slice_index = slice_centre(per_slice, float(sp[2])) + lo_c[0]
+        comp.attached_px = attached_pixels(hu, lab, labels, sl, footprint, lo_c, reach)
+        comps.append(comp)
+    return comps
+
+
+def attached_pixels(
+    hu: NDArray[np.generic],
+    lab: int,
+    labels: NDArray[np.int32],
+    sl: tuple[slice, slice, slice],
+    footprint: NDArray[np.bool_],
+    lo_c: list[int],
+    reach: int,
+    fraction: float = ATTACHED_FRACTION,
+    tissue_hu: float = 40.0,
+) -> int:
+    """Pixels, beyond a component's own footprint (grown by 2 pixels), of the in-plane
+    structure that is as bright as the component and connected to its brightest voxel: HU ≥
+    tissue + ``fraction`` × (peak − tissue) on the peak's slice. A seed is brighter than the
+    bone it touches (its excess adds to it); the tightly curved end of a small cortical ring,
+    which no straight line opening removes, is as bright as the rest of the ring."""
+    core = labels[sl] == lab
+    local = hu[sl]
+    k, j, i = np.unravel_index(int(np.argmax(np.where(core, local, -32768))), core.shape)
+    k_abs, j_abs, i_abs = k + sl[0].start, j + sl[1].start, i + sl[2].start
+    peak = float(hu[k_abs, j_abs, i_abs])
+    j0, j1 = max(0, j_abs - reach), min(hu.shape[1], j_abs + reach + 1)
+    i0, i1 = max(0, i_abs - reach), min(hu.shape[2], i_abs + reach + 1)
+    plane = hu[k_abs, j0:j1, i0:i1].astype(np.float32)
+    bright = plane >= tissue_hu + fraction * (peak - tissue_hu)
+    conn, _ = ndi.label(bright, structure=np.ones((3, 3), dtype=bool))
+    mine = conn == conn[j_abs - j0, i_abs - i0]
+    own = np.zeros(plane.shape, dtype=bool)
+    oy, ox = lo_c[1] - j0, lo_c[2] - i0
+    ys, xs = np.nonzero(footprint)
+    ys, xs = ys + oy, xs + ox
+    ok = (ys >= 0) & (ys < plane.shape[0]) & (xs >= 0) & (xs < plane.shape[1])
+    own[ys[ok], xs[ok]] = True
+    own = ndi.binary_dilation(own, structure=np.ones((3, 3), dtype=bool), iterations=2)
+    return int((mine & ~own).sum())
+
+
+def slice_centre(per_slice: NDArray[np.float64], thickness_mm: float) -> float:
+    """Sub-slice centre (fractional index) of a seed from its excess per slice ``(K,)``.
+
+    With a Gaussian slice profile of FWHM = thickness (σ ≈ 0.42 slices) the two largest
+    neighbouring samples m₀ (slice k) and m₁ (slice k ± 1) of a point give its offset exactly:
+    d = σ²·ln(m₁/m₀)/Δ + Δ/2 from slice k; the centroid of the samples would be pulled toward
+    the slice centres by up to half a slice. Clipped to ± half a slice."""
+    k = int(np.argmax(per_slice))
+    m0 = float(per_slice[k])
+    if m0 <= 0:
+        return float(k)
+    below = float(per_slice[k - 1]) if k > 0 else 0.0
+    above = float(per_slice[k + 1]) if k + 1 < len(per_slice) else 0.0
+    step, m1 = (1.0, above) if above >= below else (-1.0, below)
+    if m1 <= 0:
+        return float(k)
+    sigma = thickness_mm * FWHM_TO_SIGMA
+    d_mm = sigma**2 * np.log(m1 / m0) / thickness_mm + 0.5 * thickness_mm
+    return float(k + step * np.clip(d_mm / thickness_mm, 0.0, 0.5))
