@@ -15,23 +15,37 @@
   and *Detect & verify* passes it to the detection (``verify_plan(..., exclude=mask)``):
   seeds found inside it before are gone after the next detection. The region is on the
   post-op CT's grid and is dropped when another post-op CT is opened.
+* **Kept in a file**: *Save exclusion…* writes the region as a mask on the post-op CT's grid
+  (``.nrrd``, ``.nii.gz``, ``.nii`` or ``.mha``; 1 = excluded), the file
+  ``seedplan detect|verify --exclude MASK`` reads; atomic, never over the post-op CT, the
+  planning CT or the plan (:mod:`app.gui.postop.exclusion_file`). *Open exclusion…* reads
+  such a mask (or any mask ``--exclude`` reads) as the region, one step of its undo; a mask of
+  another grid is refused with a message stating both grids, the region unchanged.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import NDArray
 from PySide6.QtCore import QEvent, QObject, Qt
 from PySide6.QtGui import QMouseEvent
-from PySide6.QtWidgets import QCheckBox, QDoubleSpinBox
+from PySide6.QtWidgets import QCheckBox, QDoubleSpinBox, QFileDialog, QMessageBox
 
 from app.gui.postop.actions import make_action
+from app.gui.postop.exclusion_file import (
+    MASK_SUFFIXES,
+    load_exclusion_mask,
+    save_exclusion_mask,
+)
 from app.gui.postop.overlays import ExclusionMask, MaskOutlineLayer, MaskRegion
 from app.gui.postop.panels import MetalTable
 from app.gui.tools.brush import BrushCursor
+from dose.errors import InputError
 from dose.geometry import GridGeometry
+from planner.imaging.paths import IMAGE_SUFFIXES
 from planner.postop.detect import MetalObject
 
 if TYPE_CHECKING:
@@ -109,10 +123,30 @@ class ExclusionTools(QObject):
         self.clear_action = make_action(
             window, "Clear exclusion", self.clear, None, "Remove the painted exclusion region"
         )
+        self.save_action = make_action(
+            window,
+            "Save exclusion…",
+            lambda: self.save_region(),
+            None,
+            "Save the exclusion region as a mask file (seedplan detect|verify --exclude reads it)",
+        )
+        self.open_action = make_action(
+            window,
+            "Open exclusion…",
+            lambda: self.open_region(),
+            None,
+            "Open an exclusion mask saved before (on this post-op CT's grid)",
+        )
         bar.addAction(self.paint_action)
         bar.addWidget(self.radius_spin)
         bar.addWidget(self.sphere_check)
-        for a in (self.undo_action, self.redo_action, self.clear_action):
+        for a in (
+            self.undo_action,
+            self.redo_action,
+            self.clear_action,
+            self.save_action,
+            self.open_action,
+        ):
             bar.addAction(a)
 
     # ------------------------------------------------------------------ state
@@ -137,6 +171,8 @@ class ExclusionTools(QObject):
         self.undo_action.setEnabled(ex is not None and ex.can_undo)
         self.redo_action.setEnabled(ex is not None and ex.can_redo)
         self.clear_action.setEnabled(ex is not None and not ex.is_empty)
+        self.save_action.setEnabled(ex is not None and not ex.is_empty)
+        self.open_action.setEnabled(ex is not None)
 
     def refresh(self, metal_objects: list[MetalObject] | None) -> None:
         """Redraw both outlines and list ``metal_objects`` (None: none detected yet)."""
@@ -148,6 +184,101 @@ class ExclusionTools(QObject):
         if 0 <= row < len(self.metal_table.objects):
             centre = np.asarray(self.metal_table.objects[row].centre_mm, float)
             self.window.postop_session.set_crosshair(centre, snap=False)
+
+    # ------------------------------------------------------------------ the region's file
+    def _inputs(self) -> tuple[str | None, ...]:
+        """Files a saved mask must never replace: the post-op CT, the planning CT, the plan."""
+        w = self.window
+        doc = w.document
+        return tuple(
+            p or None
+            for p in (
+                w.postop_ct.source_path if w.postop_ct is not None else None,
+                w.planning_ct.source_path if w.planning_ct is not None else None,
+                str(doc.path) if doc is not None and doc.path is not None else None,
+            )
+        )
+
+    def _default_path(self) -> Path:
+        post = self.window.postop_ct
+        source = Path(post.source_path) if post is not None and post.source_path else None
+        if source is None or not source.exists():
+            return Path.home() / "exclusion.nrrd"
+        stem = source.name.split(".")[0] or "postop"
+        return source.parent / f"{stem}-exclusion.nrrd"
+
+    def _error(self, title: str, message: str) -> None:
+        """One line in the progress bar's message; a dialog too when the window asks."""
+        self.window.runner.label.setText(message)
+        if self.window.main.interactive:
+            box = QMessageBox(QMessageBox.Icon.Warning, title, message, parent=self.window)
+            box.setInformativeText("The exclusion region is unchanged.")
+            box.exec()
+
+    def save_region(self, path: str | Path | None = None, *, force: bool = False) -> Path | None:
+        """Save the painted region as a mask file (module docstring); asks for the file when
+        ``path`` is None. Returns the file written; None (the reason shown) when nothing was."""
+        ex, post = self.mask, self.window.postop_ct
+        if ex is None or ex.mask is None or ex.is_empty or post is None:
+            return None
+        if path is None:
+            chosen, _ = QFileDialog.getSaveFileName(
+                self.window,
+                "Save the exclusion region",
+                str(self._default_path()),
+                f"Exclusion masks ({' '.join('*' + s for s in MASK_SUFFIXES)})",
+            )
+            if not chosen:
+                return None
+            force = chosen.lower().endswith(MASK_SUFFIXES)  # the dialog asked to replace it
+            path = chosen if force else chosen + ".nrrd"
+        try:
+            saved = save_exclusion_mask(
+                ex.mask, post.geometry, path, inputs=self._inputs(), force=force
+            )
+        except InputError as exc:
+            self._error("Cannot save the exclusion region", str(exc))
+            return None
+        volume_cm3 = ex.voxels * float(np.prod(post.geometry.spacing_mm)) / 1000.0
+        self.window.runner.label.setText(
+            f"Exclusion region ({volume_cm3:.1f} cm³) saved to {saved}; "
+            f"seedplan detect|verify --exclude {saved.name} reads it"
+        )
+        return saved
+
+    def open_region(self, path: str | Path | None = None) -> bool:
+        """Make the mask file ``path`` the exclusion region (one undo step); asks for the file
+        when ``path`` is None. False (the reason shown) when it is not on this CT's grid,
+        cannot be read or holds no voxel."""
+        ex, post = self.mask, self.window.postop_ct
+        if ex is None or post is None:
+            return False
+        if path is None:
+            chosen, _ = QFileDialog.getOpenFileName(
+                self.window,
+                "Open an exclusion region",
+                str(self._default_path().parent),
+                f"Masks ({' '.join('*' + s for s in IMAGE_SUFFIXES)});;All files (*)",
+            )
+            if not chosen:
+                return False
+            path = chosen
+        try:
+            mask = load_exclusion_mask(path, post)
+        except InputError as exc:
+            self._error("Cannot open the exclusion region", str(exc))
+            return False
+        if not mask.any():
+            self._error("Cannot open the exclusion region", f"{path}: the mask excludes no voxel")
+            return False
+        ex.replace(mask)
+        self._changed()
+        volume_cm3 = float(mask.sum()) * float(np.prod(post.geometry.spacing_mm)) / 1000.0
+        self.window.runner.label.setText(
+            f"Exclusion region ({volume_cm3:.1f} cm³) opened from {path}; "
+            "Detect & verify uses it (Undo exclusion gives back the one before)"
+        )
+        return True
 
     # ------------------------------------------------------------------ painting
     def _changed(self) -> None:

@@ -12,7 +12,8 @@
 * :class:`ExclusionMask` is the painted exclusion region on the post-op CT's grid, with its
   own undo: every stroke (a disc in the view plane or a sphere, radius in mm, painted by
   :func:`planner.structures.paint.stroke`, the planning brush's footprint) and every *Clear*
-  is one undo step.
+  is one undo step, and so is :meth:`ExclusionMask.replace` (a region opened from a mask
+  file, :mod:`app.gui.postop.exclusion_file`).
 """
 
 from __future__ import annotations
@@ -326,6 +327,29 @@ class ExclusionMask:
         self.extent = None
         return True
 
+    def replace(self, new: NDArray[np.bool_]) -> bool:
+        """Make the region ``new`` (bool, the grid's shape; an opened mask file): one undo
+        step; False when it is the region already."""
+        self.end_stroke()
+        new = np.asarray(new, dtype=bool)
+        if new.shape != self.geometry.shape_zyx:
+            raise ValueError(f"mask shape {new.shape} does not match {self.geometry.shape_zyx}")
+        found = ndimage.find_objects(new.astype(np.int8))
+        new_box: Box | None = found[0] if found else None  # type: ignore[assignment]
+        box = _union(self.extent, new_box)
+        if box is None:
+            return False
+        if self.mask is None:
+            self.mask = np.zeros(self.geometry.shape_zyx, dtype=bool)
+        old = self.mask[box].copy()
+        if np.array_equal(old, new[box]):
+            return False
+        self.mask[box] = new[box]
+        self._undo.append([(box, old, new[box].copy())])
+        self._redo.clear()
+        self.extent = new_box
+        return True
+
     def undo(self) -> bool:
         self.end_stroke()
         if not self._undo or self.mask is None:
@@ -349,13 +373,7 @@ class ExclusionMask:
         return True
 
     def _grow(self, box: Box) -> None:
-        if self.extent is None:
-            self.extent = box
-            return
-        self.extent = tuple(  # type: ignore[assignment]
-            slice(min(a.start, b.start), max(a.stop, b.stop))
-            for a, b in zip(self.extent, box, strict=True)
-        )
+        self.extent = _union(self.extent, box)
 
     def _recompute_extent(self) -> None:
         if self.mask is None or not self.mask.any():
@@ -363,3 +381,12 @@ class ExclusionMask:
             return
         found = ndimage.find_objects(self.mask.astype(np.int8))[0]
         self.extent = found  # type: ignore[assignment]
+
+
+def _union(a: Box | None, b: Box | None) -> Box | None:
+    """The box holding both boxes (None when both are)."""
+    if a is None or b is None:
+        return a if b is None else b
+    return tuple(  # type: ignore[return-value]
+        slice(min(p.start, q.start), max(p.stop, q.stop)) for p, q in zip(a, b, strict=True)
+    )

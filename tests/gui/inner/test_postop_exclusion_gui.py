@@ -1,8 +1,11 @@
 """Post-op window, non-seed metal and the exclusion region (issue 13): a pedicle screw on the
 post-op CT is listed in the Metal tab and outlined on the view, and no seed marker lies inside
 it; the exclusion brush, driven by real mouse events, paints a hatched region (its own undo,
-redo and clear), and the next Detect & verify drops the seeds inside it. The comparison table
-starts with the prescription's reference structure."""
+redo and clear), and the next Detect & verify drops the seeds inside it. The region is saved as
+the mask file ``seedplan detect --exclude`` reads and opened again in a new window, where the
+detection excludes the same region; a mask of another grid is refused with a message, and the
+region is never saved over the post-op CT. The comparison table starts with the prescription's
+reference structure."""
 
 from __future__ import annotations
 
@@ -14,10 +17,13 @@ import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication
 
+from app.commands.detect_cmd import load_exclusion
 from app.gui.main_window import MainWindow
 from app.gui.postop.panels import table_rows
 from app.gui.postop.window import PostopWindow
 from app.gui.settings import Settings
+from dose.geometry import GridGeometry
+from planner.imaging.image_files import read_image, write_image
 from planner.plan.document import PlanDocument
 from planner.postop.synthetic import PostopScene, Screw, render_postop_ct
 from planner.postop.verify import ComparisonRow, comparison_order
@@ -193,6 +199,71 @@ def test_exclusion_brush_paints_undoes_clears_and_drops_seeds(postop: PostopWind
     assert d.max() < 0.5
     assert "exclusion region painted" in postop.summary.text()
     assert postop.metal_table.rowCount() == 1  # the screw is still excluded and listed
+
+
+def test_exclusion_region_is_saved_and_reopened(postop: PostopWindow, case, tmp_path: Path) -> None:
+    """Paint (the previous test) -> save -> a new window -> open -> the same region excluded."""
+    _c, post, _screw = case
+    ex = postop.exclusion
+    assert ex is not None and not ex.is_empty and postop.review is not None
+    painted = ex.mask.copy()  # type: ignore[union-attr]
+    region = ex.region()
+    found_before = postop.review.verification.detection.positions_mm
+    assert postop.exclusion_tools.save_action.isEnabled()
+    saved = postop.exclusion_tools.save_region(tmp_path / "exclusion.nrrd")
+    assert saved is not None and saved.name == "exclusion.nrrd"
+    assert "saved to" in postop.runner.label.text()
+    # The command line's reader takes it as it is: the same voxels on the CT grid.
+    np.testing.assert_array_equal(load_exclusion(str(saved), post), painted)
+    # No silent overwrite: the file exists, so a save without force is refused, file unchanged.
+    before = saved.read_bytes()
+    assert postop.exclusion_tools.save_region(saved) is None
+    assert "exists" in postop.runner.label.text() and saved.read_bytes() == before
+    # The post-op CT as a file, the way a user opens it (its source path is an input).
+    ct_file = tmp_path / "postop.nrrd"
+    write_image(np.asarray(post.hu), post.geometry, ct_file)
+    ct_bytes = ct_file.read_bytes()
+    # A mask of another grid (shifted by 2 mm): refused, never moved onto this CT.
+    g = post.geometry
+    shifted = GridGeometry(
+        g.shape_zyx, np.add(g.origin_mm, [2.0, 0.0, 0.0]), g.spacing_mm, g.direction
+    )
+    other = tmp_path / "other-grid.nrrd"
+    write_image(painted.astype(np.uint8), shifted, other)
+
+    pw2 = PostopWindow(postop.main)
+    pw2.show()
+    settle()
+    try:
+        pw2.set_postop_ct(read_image(ct_file))
+        settle()
+        assert pw2.exclusion is not None and pw2.exclusion.is_empty
+        assert not pw2.exclusion_tools.save_action.isEnabled()
+        assert not pw2.exclusion_tools.open_region(other)
+        message = pw2.runner.label.text()
+        assert "not on the CT grid" in message and "other-grid.nrrd" in message
+        assert pw2.exclusion.is_empty
+        # Opened: the same region, drawn, one undo step.
+        assert pw2.exclusion_tools.open_region(saved)
+        np.testing.assert_array_equal(pw2.exclusion.mask, painted)
+        assert pw2.exclusion.can_undo and "opened from" in pw2.runner.label.text()
+        # Never saved over the post-op CT it was opened with, even when asked to replace.
+        assert pw2.exclusion_tools.save_region(ct_file, force=True) is None
+        assert "is an input" in pw2.runner.label.text() and ct_file.read_bytes() == ct_bytes
+        assert pw2.exclusion_tools.save_region(tmp_path / "mask.mhd") is None  # two files
+        # Detect & verify in the new window: the region excluded, the same seeds found.
+        _verify(pw2)
+        found = pw2.review.verification.detection.positions_mm  # type: ignore[union-attr]
+        assert region is not None and not region.contains(post.geometry, found).any()
+        assert len(found) == len(found_before)
+        d = np.linalg.norm(found[:, None] - found_before[None], axis=-1).min(axis=1)
+        assert d.max() < 0.01
+        assert "exclusion region painted" in pw2.summary.text()
+        pw2.undo_exclusion_action.trigger()
+        assert pw2.exclusion.is_empty
+    finally:
+        pw2.close()
+        settle()
 
 
 def test_comparison_table_follows_the_reading_order(postop: PostopWindow, case) -> None:
