@@ -32,7 +32,15 @@ import numpy as np
 from numpy.typing import NDArray
 from PySide6.QtCore import QEvent, QObject, Qt
 from PySide6.QtGui import QMouseEvent
-from PySide6.QtWidgets import QCheckBox, QDoubleSpinBox, QFileDialog, QMessageBox
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QLabel,
+    QMessageBox,
+    QVBoxLayout,
+    QWidget,
+)
 
 from app.gui.postop.actions import make_action
 from app.gui.postop.exclusion_file import (
@@ -56,6 +64,10 @@ __all__ = ["EXCLUSION_RGB", "METAL_RGB", "ExclusionTools"]
 #: Colours (RGB 0-1) of the excluded metal's outline and of the painted exclusion region.
 METAL_RGB = (1.0, 0.2, 1.0)
 EXCLUSION_RGB = (1.0, 1.0, 1.0)
+_METAL_NOTE_BEFORE = (
+    "Detect & verify lists here the non-seed metal it excluded (pedicle screws, rods, cement, "
+    "needles left in), outlined magenta on the view."
+)
 
 
 class ExclusionTools(QObject):
@@ -89,11 +101,20 @@ class ExclusionTools(QObject):
         self._brush_cursor = BrushCursor(view)
         self.metal_table = MetalTable()
         self.metal_table.cellClicked.connect(self._on_metal_clicked)
+        self.metal_note = QLabel(_METAL_NOTE_BEFORE)
+        self.metal_note.setObjectName("postop_metal_note")
+        self.metal_note.setWordWrap(True)
+        #: The Metal tab: what the list is, then the list.
+        self.metal_page = QWidget()
+        layout = QVBoxLayout(self.metal_page)
+        layout.addWidget(self.metal_note)
+        layout.addWidget(self.metal_table, 1)
         self._build_toolbar()
         view.installEventFilter(self)
 
     def _build_toolbar(self) -> None:
         window = self.window
+        window.addToolBarBreak()  # a row of its own: the post-op toolbar fills the first
         bar = window.addToolBar("Exclusion region")
         bar.setObjectName("postop_exclusion_toolbar")
         self.paint_action = make_action(
@@ -138,6 +159,7 @@ class ExclusionTools(QObject):
             "Open an exclusion mask saved before (on this post-op CT's grid)",
         )
         bar.addAction(self.paint_action)
+        bar.addWidget(QLabel(" Radius "))
         bar.addWidget(self.radius_spin)
         bar.addWidget(self.sphere_check)
         for a in (
@@ -179,6 +201,20 @@ class ExclusionTools(QObject):
         self.metal_layer.update()
         self.exclusion_layer.update()
         self.metal_table.show_metal(metal_objects)
+        if metal_objects is None:
+            self.metal_note.setText(_METAL_NOTE_BEFORE)
+        elif not metal_objects:
+            self.metal_note.setText(
+                "No non-seed metal excluded on this CT: no screw, rod, cement or needle left "
+                "in was found."
+            )
+        else:
+            n = len(metal_objects)
+            self.metal_note.setText(
+                f"{n} non-seed metal object{'s' if n > 1 else ''} excluded from the seeds "
+                f"(M1{f' … M{n}' if n > 1 else ''}, outlined magenta on the view); click a row "
+                "to show it."
+            )
 
     def _on_metal_clicked(self, row: int, _column: int) -> None:
         if 0 <= row < len(self.metal_table.objects):

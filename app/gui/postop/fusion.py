@@ -3,10 +3,11 @@
 :func:`fusion_slice` samples both CTs on the same plane of the planning frame — an axial plane
 of the planning CT (its voxel rows and columns, cropped to a square around a centre) — the
 post-op CT through the rigid transform (``x_postop = Rᵀ (x_plan − t)``, trilinear). It returns
-an RGB image: a checkerboard (squares alternate between the two scans: edges of bone that do not
-continue across squares show a misregistration) or a colour fusion (planning in green, post-op
-in magenta: grey where they agree). Both are windowed for bone (W 1800 / L 400 HU by default),
-the tissue the registration is made on. Pure numpy/scipy: no Qt here.
+an RGB image: a checkerboard (squares alternate between the two scans, the post-op squares
+tinted blue (:data:`POSTOP_TINT`) so that the board reads even where the scans agree: edges of
+bone that do not continue across squares show a misregistration) or a colour fusion (planning
+in green, post-op in magenta: grey where they agree). Both are windowed for bone (W 1800 /
+L 400 HU by default), the tissue the registration is made on. Pure numpy/scipy: no Qt here.
 """
 
 from __future__ import annotations
@@ -20,9 +21,11 @@ from numpy.typing import ArrayLike, NDArray
 from planner.imaging.volume import CTVolume
 from planner.postop.register import RigidTransform
 
-__all__ = ["FusionMode", "fusion_slice"]
+__all__ = ["POSTOP_TINT", "FusionMode", "fusion_slice"]
 
 FusionMode = Literal["checkerboard", "fusion"]
+#: RGB factors of the checkerboard's post-op squares (the planning squares are plain grey).
+POSTOP_TINT = (0.78, 0.88, 1.0)
 
 
 def _window(hu: NDArray[np.floating], window_hu: float, level_hu: float) -> NDArray[np.float64]:
@@ -66,8 +69,9 @@ def fusion_slice(
         y_mm = (jj - j0) * sp[1]
         x_mm = (ii - i0) * sp[0]
         board = ((np.floor(y_mm / square_mm) + np.floor(x_mm / square_mm)) % 2).astype(bool)
+        tint = np.where(board[..., None], np.asarray(POSTOP_TINT), 1.0)
         grey = np.where(board, b, a)
-        rgb = np.stack([grey, grey, grey], axis=-1)
+        rgb = grey[..., None] * tint
     elif mode == "fusion":
         rgb = np.stack([b, a, b], axis=-1)
     else:

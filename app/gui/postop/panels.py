@@ -2,7 +2,8 @@
 where the seeds lie.
 
 :class:`ComparisonTable` shows one row per metric of every target and organ at risk: planned,
-intra-op (when an intra-op plan was given), post-op, and post-op − planned, each with its unit;
+intra-op (when an intra-op plan was given), post-op, and post-op − planned (signed, to the
+decimals of the values beside it), each with its unit;
 one block per structure — the prescription's reference structure first, then the other
 targets, the organs at risk (cord first), the rest
 (:func:`planner.postop.verify.comparison_order`) — the metrics a clinician reads first (D90,
@@ -128,6 +129,23 @@ def _fmt(value: float | None) -> str:
     return text[1:] if text in ("-0.0", "-0.00") else text  # no negative zero
 
 
+def _fmt_difference(diff: float | None, planned: float | None, post: float | None) -> str:
+    """``diff`` signed, to the decimals of the values it is the difference of (so the column
+    reads like the two beside it): "-4.3" beside 111.4 and 107.2."""
+    if diff is None or not np.isfinite(diff):
+        return "—"
+    shown = [v for v in (planned, post) if v is not None and np.isfinite(v)]
+    decimals = min((1 if abs(v) >= 10 else 2 for v in shown), default=2)
+    text = f"{diff:+.{decimals}f}"
+    return f"{0.0:.{decimals}f}" if float(text) == 0.0 else text  # no "+0.0" / "-0.0"
+
+
+def _fmt_count_difference(diff: float | None) -> str:
+    if diff is None or not np.isfinite(diff):
+        return "—"
+    return f"{round(diff):+d}" if round(diff) else "0"
+
+
 def _fmt_count(value: float | None) -> str:
     return "—" if value is None or not np.isfinite(value) else f"{round(value)}"
 
@@ -145,7 +163,7 @@ class SeedLocationTable(QTableWidget):
         "Target",
         "To target (mm)",
         "To needle (mm)",
-        "Position (LPS mm)",
+        "Position (LPS mm, planning CT)",
     )
 
     def __init__(self, parent: QWidget | None = None) -> None:
@@ -255,8 +273,11 @@ class ComparisonTable(QTableWidget):
         self.setColumnHidden(3, intraop is None)
         self.setRowCount(len(rows))
         for r, (structure, metric, unit, planned, intra, post, diff) in enumerate(rows):
-            fmt = _fmt_count if unit == "seeds" else _fmt
-            cells = (structure, metric, fmt(planned), fmt(intra), fmt(post), fmt(diff), unit)
+            if unit == "seeds":
+                fmt, delta = _fmt_count, _fmt_count_difference(diff)
+            else:
+                fmt, delta = _fmt, _fmt_difference(diff, planned, post)
+            cells = (structure, metric, fmt(planned), fmt(intra), fmt(post), delta, unit)
             for c, text in enumerate(cells):
                 item = QTableWidgetItem(text)
                 if c >= 2 and c <= 5:

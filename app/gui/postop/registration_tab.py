@@ -54,6 +54,13 @@ __all__ = ["NUDGE_DEG", "NUDGE_MM", "RegistrationTab"]
 
 NUDGE_MM = 1.0
 NUDGE_DEG = 0.5
+#: What the check image shows, per mode (under the image).
+_CAPTIONS = {
+    "checkerboard": "Checkerboard of 10 mm squares: planning CT grey, post-op CT (mapped onto "
+    "it) blue-tinted; bone edges run on across the squares when the registration is right.",
+    "fusion": "Fusion: planning CT green, post-op CT magenta; grey where they agree, coloured "
+    "fringes where they do not.",
+}
 
 
 class RegistrationTab(QObject):
@@ -83,13 +90,16 @@ class RegistrationTab(QObject):
             "Checkerboard: squares alternate planning / post-op CT. "
             "Fusion: planning green, post-op magenta, grey = agree."
         )
-        self.fusion_mode.currentTextChanged.connect(lambda _t: self.refresh_fusion())
+        self.fusion_mode.currentTextChanged.connect(self._mode_changed)
         self.slice_offset = QDoubleSpinBox()
         self.slice_offset.setRange(-80.0, 80.0)
         self.slice_offset.setSuffix(" mm (S+)")
         self.slice_offset.setSingleStep(2.0)
         self.slice_offset.setToolTip("Axial plane shown, relative to the target centre")
         self.slice_offset.valueChanged.connect(lambda _v: self.refresh_fusion())
+        self.fusion_caption = QLabel(_CAPTIONS["checkerboard"])
+        self.fusion_caption.setObjectName("postop_fusion_caption")
+        self.fusion_caption.setWordWrap(True)
         self.transform_label = QLabel("")
         self.transform_label.setObjectName("postop_transform")
         self.transform_label.setWordWrap(True)
@@ -126,13 +136,18 @@ class RegistrationTab(QObject):
         rl.setContentsMargins(0, 0, 0, 0)
         rl.addWidget(QLabel("View"), 0, 0)
         rl.addWidget(self.fusion_mode, 0, 1)
-        rl.addWidget(QLabel("Plane"), 0, 2)
+        rl.addWidget(QLabel("Axial plane, from the target centre"), 0, 2)
         rl.addWidget(self.slice_offset, 0, 3)
         layout.addWidget(row)
         layout.addWidget(self.fusion_label, 1)
+        layout.addWidget(self.fusion_caption)
         layout.addWidget(self.transform_label)
         layout.addWidget(nudge)
         self.page = page
+
+    def _mode_changed(self, mode: str) -> None:
+        self.fusion_caption.setText(_CAPTIONS.get(mode, ""))
+        self.refresh_fusion()
 
     def update_actions(self) -> None:
         has = self.window.review is not None

@@ -14,7 +14,8 @@ A window of its own beside the planning views (the plan and its CT stay on the m
 * right, in tabs: the **comparison table** (planned, intra-op when an intra-op plan is given,
   post-op, difference), **both DVHs**, the **Seeds** (where every detected seed lies: inside
   the target, outside it, migrated far from every planned needle,
-  :mod:`planner.postop.locations`; migrated seeds are drawn red), the **Metal** the detection
+  :mod:`planner.postop.locations`; migrated seeds are drawn red; a click on a row puts the
+  crosshair on that seed, selecting it), the **Metal** the detection
   excluded, and the **registration** check with its manual nudge, stored in the plan
   (:mod:`app.gui.postop.registration_tab`).
 
@@ -130,8 +131,9 @@ class PostopWindow(QMainWindow):
         self.tabs.addTab(table_page, "Comparison")
         self.tabs.addTab(self.dvh, "DVH")
         self.locations = SeedLocationTable()
+        self.locations.cellClicked.connect(self._on_seed_row_clicked)
         self.tabs.addTab(self.locations, "Seeds")
-        self.tabs.addTab(self.metal_table, "Metal")
+        self.tabs.addTab(self.exclusion_tools.metal_page, "Metal")
         self.tabs.addTab(self.registration_page, "Registration")
         splitter = QSplitter()
         splitter.addWidget(left)
@@ -381,6 +383,15 @@ class PostopWindow(QMainWindow):
         if len(locs) != len(review.edits.seeds):
             return None
         return tuple(s.location for s in locs)
+
+    def _on_seed_row_clicked(self, row: int, _column: int) -> None:
+        """A Seeds row clicked: the crosshair on that seed (post-op view), which selects it."""
+        review = self.review
+        if review is None or not 0 <= row < len(self.locations.order):
+            return
+        i = self.locations.order[row]
+        if i < len(review.edits.seeds):
+            self.postop_session.set_crosshair(review.edits.seeds.positions_mm[i], snap=False)
 
     def edited(self) -> None:
         """The seeds or the registration changed: redraw them, re-verify soon."""

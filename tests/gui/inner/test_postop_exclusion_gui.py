@@ -107,6 +107,7 @@ def test_screw_is_listed_outlined_and_holds_no_seed(postop: PostopWindow, case) 
     assert 0.6 < volume / (np.pi * screw.radius_mm**2 * length) < 1.6
     assert "solid metal" in table.cell_text(0, 4)
     assert "magenta" in postop.legend.text()
+    assert postop.exclusion_tools.metal_note.text().startswith("1 non-seed metal object excluded")
     # Its voxels: along the screw, none of them near a seed; no seed marker inside it.
     region = postop.metal[0]
     assert region is not None

@@ -111,10 +111,23 @@ def test_verification_shows_seeds_table_and_dvhs(postop: PostopWindow, case: Pos
     assert row.planned >= 10.0 and row.postop >= 10.0  # shown to 0.1 Gy
     assert float(table.cell_text(0, 2)) == pytest.approx(row.planned, abs=0.05 + 1e-9)
     assert float(table.cell_text(0, 4)) == pytest.approx(row.postop, abs=0.05 + 1e-9)
+    # The difference: signed, to the decimals of the two values beside it.
+    delta = table.cell_text(0, 5)
+    assert float(delta) == pytest.approx(row.difference, abs=0.05 + 1e-9)
+    assert len(delta.split(".")[1]) == 1 and (delta[0] in "+-" or float(delta) == 0.0)
     assert table.isColumnHidden(3)  # no intra-op plan
     assert ("GTV", "planned") in postop.dvh.curves and ("GTV", "postop") in postop.dvh.curves
     assert ("SpinalCord", "postop") in postop.dvh.curves
     assert "seeds matched" in postop.summary.text()
+    # A click on a Seeds row puts the post-op crosshair on that seed: it is the selected one.
+    last = postop.locations.rowCount() - 1
+    seed = postop.locations.order[last]
+    postop.locations.cellClicked.emit(last, 0)
+    settle()
+    np.testing.assert_allclose(
+        postop.postop_session.crosshair_mm, postop.review.edits.seeds.positions_mm[seed]
+    )
+    assert postop.selected_index() == seed
 
 
 def test_seed_edits_are_undoable_and_reverified(postop: PostopWindow) -> None:
