@@ -131,6 +131,7 @@ class ExclusionTools(QObject):
         self.radius_spin.setRange(0.5, 50.0)
         self.radius_spin.setValue(5.0)
         self.radius_spin.setSingleStep(0.5)
+        self.radius_spin.setPrefix("radius ")
         self.radius_spin.setSuffix(" mm")
         self.radius_spin.setToolTip("Exclusion brush radius")
         self.sphere_check = QCheckBox("Sphere")
@@ -159,7 +160,6 @@ class ExclusionTools(QObject):
             "Open an exclusion mask saved before (on this post-op CT's grid)",
         )
         bar.addAction(self.paint_action)
-        bar.addWidget(QLabel(" Radius "))
         bar.addWidget(self.radius_spin)
         bar.addWidget(self.sphere_check)
         for a in (
