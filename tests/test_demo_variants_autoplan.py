@@ -72,13 +72,14 @@ def test_autoplan_on_a_lumbar_variant_keeps_off_the_canal(lumbar_case) -> None:
 
 def test_a_small_time_budget_stops_with_a_feasible_plan(lumbar_case) -> None:
     """A 0.5 s budget on the lumbar case (candidates, influence and dosimetry alone take
-    longer): the run says the budget cut it short and still returns a plan that keeps every
-    hard rule, with its goals telling what it reached."""
+    longer): the run returns a plan that keeps every hard rule and reaches D90 ≥ PD, as a 10 s
+    run does (the candidates and the D90 phase do not depend on the machine's speed)."""
     plan, ct = lumbar_case
     res = autoplan(plan, ct, options=AutoplanOptions(time_budget_s=0.5))
     summary = res.summary()
-    assert res.budget_cut and summary["time_budget_cut"] is True
-    assert any("time budget (0.5 s) cut" in n for n in res.notes)
+    # Whether the budget cut anything short is said (here the D90 phase may end the run).
+    assert summary["time_budget_cut"] is res.budget_cut
+    assert res.budget_cut == any("time budget (0.5 s) cut" in n for n in res.notes)
     assert set(summary["phase_seconds"]) >= {"candidates", "influence", "selection", "dosimetry"}
     assert res.plan.seeds  # the first selection pass always completes
     d = compute_plan_dosimetry(res.plan, ct)
@@ -88,9 +89,9 @@ def test_a_small_time_budget_stops_with_a_feasible_plan(lumbar_case) -> None:
         e, t = np.asarray(n.entry_mm), np.asarray(n.tip_mm)
         for name in ("SpinalCord", "SpinalCanal", "CaudaEquina"):
             assert structure_distance_mm(s[name], e, t)[0] >= MARGIN_MM, (n.id, name)
-    # Honest goals: a D90 short of the prescription is reported as failed or warned.
-    d90 = d.metrics["PTV_eval"].d90_gy
+    # D90 first: the budget may cut the V100 work, not the prescription (the polish reaches
+    # its D90 share of the points whatever the time: D90 111-112 Gy with 10 s, 256²).
+    assert d.metrics["PTV_eval"].d90_gy >= 110.0
     status = {g.label: g.status for g in d.goal_results}
-    if d90 < 110.0:
-        assert status["PTV_eval D90 ≥ 110 Gy"] in ("warn", "fail")
+    assert status["PTV_eval D90 ≥ 110 Gy"] == "pass"
     assert res.feasible == (not res.failed_goals)

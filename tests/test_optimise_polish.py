@@ -130,3 +130,60 @@ def test_greedy_past_its_deadline_completes_one_pass(case) -> None:
     again = evaluate(p, cut.slots, "greedy", 0.0)
     assert again.oar_max_gy <= 6.0 + 1e-9 and math.isfinite(again.objective)
     _check(case, cut.slots, 6.0, 8)
+
+
+def test_polish_past_its_deadline_still_reaches_its_must_fraction(case) -> None:
+    """The D90 phase: a deadline already past does not stop the polish before
+    ``must_fraction`` of the points are ≥ PD (a slow machine gets the same D90), and the
+    hard rules hold."""
+    start = np.array([0, 2, 4, 12, 14, 16], dtype=np.int64)
+    limit = 1.3 * _kth(case["Ao"][:, start].sum(axis=1), 3)
+    p = _problem(case, limit=limit)
+    free = polish(p, start)
+    cov0 = float(np.mean(case["A"][:, start].sum(axis=1) >= 10.0))
+    must = 0.5 * (cov0 + free.coverage)  # reachable: the free polish passed it
+    late = polish(p, start, deadline=time.perf_counter() - 1.0, must_fraction=must)
+    _check(case, late.slots, limit, 8)
+    assert late.coverage >= must - 1e-9
+    assert late.cut_short  # it stopped at the deadline once the must fraction held
+    assert late.coverage <= free.coverage + 1e-9
+
+
+def test_polish_past_its_deadline_gives_up_an_unreachable_must_fraction(case) -> None:
+    """A must fraction no move can reach: the polish stops after its moves past the deadline
+    (or when no move helps), with the rules kept."""
+    start = np.array([0, 2, 4], dtype=np.int64)
+    res = polish(
+        _problem(case, limit=6.0, max_needles=8),
+        start,
+        deadline=time.perf_counter() - 1.0,
+        must_fraction=1.0,
+        max_moves_past_deadline=3,
+    )
+    _check(case, res.slots, 6.0, 8)
+    assert res.coverage < 1.0 and res.cut_short
+    assert sum(v for k, v in res.moves.items() if k != "remove") <= 3
+
+
+def test_greedy_headroom_cost_keeps_the_organ_limit_and_covers_more(case) -> None:
+    """The headroom price (the share of the organ's remaining room a slot uses) on the same
+    problem: the organ limit holds, and the coverage reached under it is at least that of
+    the peak-dose price alone (here 62.5 against 49 % of the points)."""
+    p = Problem(
+        case["A"],
+        case["Ao"],
+        case["needle"],
+        np.ones(12),
+        10.0,
+        0.99,
+        4.0,
+        case["slot_conf"],
+        case["needle_conf"],
+        8,
+        oar_hot_points=3,
+    )
+    plain = solve_greedy(p, cord_weight=2.0, refill_rounds=0)
+    room = solve_greedy(p, cord_weight=2.0, refill_rounds=0, headroom_weight=30.0)
+    for sol in (plain, room):
+        _check(case, sol.slots, 4.0, 8)
+    assert room.coverage > plain.coverage + 0.05

@@ -15,14 +15,29 @@ seed slots (:mod:`planner.optimise.slots`), the exact dose-influence matrix on u
 ``POLISH_MAX_ENTRIES``) and the cord voxels near the slots
 (:mod:`planner.optimise.influence`), the selection on ``GREEDY_TARGET_POINTS`` of them
 (:mod:`planner.optimise.solve`: coverage dose on 96 % of the points with every cord point
-under 95 % of the limit), the polish (:mod:`planner.optimise.polish`: swaps and adds that raise
-the number of points ≥ PD up to the V100 goal with the voxel-centre cord D0.1 cm³ under 98.5 %
-of the limit), then the exact dosimetry of the result (the reported metrics always are). The
-polish is checked against the exact dosimetry: when the exact cord D0.1 cm³ is over the limit
-its cord limit is lowered in proportion (the next polish first drops the seeds adding most to
+under 95 % of the limit; before a polish the greedy prices the share of the cord's remaining
+headroom a slot uses, ``HEADROOM_WEIGHT``, and skips the refill swaps), the exact dosimetry of
+the selection's plan (kept as the first best plan; its exact / sampled cord D0.1 cm³ calibrates
+the polish's cord limit to ``CALIBRATED_CORD_SAFETY`` of the limit), the polish
+(:mod:`planner.optimise.polish`: swaps and adds that raise the number of points ≥ PD up to the
+V100 goal with the voxel-centre cord D0.1 cm³ under its limit), then the exact dosimetry of
+the result (the reported metrics always are).
+
+D90 first, whatever the machine's speed: the candidates try every direction, the selection's
+first pass completes, and the polish does not stop at the deadline before
+``D90_POINTS_FRACTION`` of its points are ≥ PD (at most
+:data:`planner.optimise.polish.MAX_MOVES_PAST_DEADLINE` moves past it, for a target that
+cannot get there); no round is skipped for time while no measured plan has D90 ≥ PD with the
+cord limit and that phase has not stalled. Only then does the budget cut the V100 work and the
+seed removals. (L3-large at 256² with a 4 s budget under load: D90 109.9 Gy before, ≥ 110 Gy
+now: docs/autoplan-variants.md.)
+
+The polish is checked against the exact dosimetry: when the exact cord D0.1 cm³ is over the
+limit its cord limit is lowered in proportion (the next polish first drops the seeds adding most to
 the hottest cord voxels); when the exact V100 falls short although the sampled count held, the
 polish goal is raised by the shortfall; when the polish stopped short at the cord and the exact
-cord dose is under 99 % of the limit, its limit is raised towards it. Without the polish
+cord dose is under 99.5 % of the limit, its limit is raised towards it; when the exact D90 falls
+short although the points held the D90 share, that share rises by 1 %. Without the polish
 (``polish=False``, and in robust mode) the rounds adjust the selection instead: the sampled
 limit lowered or raised, the coverage dose raised by 3 % when D90 falls short. At most
 ``max_rounds`` rounds. When no polished plan kept the exact cord limit by then, the selection's
@@ -33,12 +48,12 @@ V100 ≥ goal, then fewest seeds, else the highest V100). A target that cannot b
 without breaking the cord limit gives the best feasible plan; its goals (D90 ≥ PD,
 V100 ≥ 95 %, cord D0.1 cm³ ≤ limit, added to the plan when missing) say which failed.
 
-Time budget (``time_budget_s``, default 10 s from the call): every phase checks a deadline in
-its loops: the candidate search tries no further direction after a third of the budget, the
-selection tries no further cord weight and stops refilling, the polish stops moving, and no new
-round starts when the time left would not hold the exact dosimetry. Only the first selection
-pass always completes, so there is a plan. The result then is the best plan found that keeps
-the cord limit, ``budget_cut`` is true (``time_budget_cut`` in the summary) and a note says so.
+Time budget (``time_budget_s``, default 10 s from the call): past the D90 phase (above) every
+phase checks a deadline in its loops: the selection tries no further cord weight and stops
+refilling, the polish stops moving, and no new round starts when the time left would not hold
+the exact dosimetry. So a slow machine overruns the budget by what the D90 phase needs. When
+the budget cut a phase short the result is the best plan found that keeps the cord limit,
+``budget_cut`` is true (``time_budget_cut`` in the summary) and a note says so.
 ``phase_seconds`` (summary ``phase_seconds``) gives the time of each phase.
 
 With ``v100_bound`` an upper bound on V100 under the same rules is computed
@@ -127,10 +142,18 @@ def _polish_points(n_slots: int) -> int:
 POLISH_GOAL_MARGIN = 0.006
 #: The polish keeps the voxel-centre cord D0.1 cm³ under this fraction of the limit first.
 POLISH_CORD_SAFETY = 0.985
+#: The D90 phase's goal (fraction of the polish's points ≥ PD; 90 % + a margin for the exact
+#: DVH), reached before the time budget may stop the polish.
+D90_POINTS_FRACTION = 0.915
+#: Once the selection's exact cord dose calibrated the sampled one: this fraction of the limit.
+CALIBRATED_CORD_SAFETY = 0.99
 #: The share of the budget kept free for the exact dosimetry before it was once timed.
 DOSIMETRY_RESERVE = 0.15
 #: The selection's cord weights before a polish (the polish evens out their differences).
 POLISH_CORD_WEIGHTS = (2.0,)
+#: The selection's price of the cord headroom a slot uses before a polish
+#: (:meth:`planner.optimise.solve._Greedy.headroom_use`).
+HEADROOM_WEIGHT = 30.0
 
 
 @dataclass(frozen=True)
@@ -419,6 +442,73 @@ def _build_plan(
     return plan, needles, seeds
 
 
+def _exact(
+    base: Plan,
+    ct: CTVolume,
+    cands: list[Candidate],
+    locked_ids: list[str],
+    sol: Solution,
+    slots,
+    goals: tuple[Goal, ...],
+    o: AutoplanOptions,
+    cancel: CancelFn | None,
+) -> tuple[Plan, PlanDosimetry, list[object]]:
+    """The plan of a solution, its exact dosimetry and the commands that make it."""
+    _, needles, seeds = _build_plan(base, cands, locked_ids, sol, slots)
+    cmd1 = SetNeedlesAndSeeds(tuple(needles), tuple(seeds), label="Automatic plan")
+    cmd2 = SetGoals(goals, label="Automatic plan goals")
+    new_plan = cmd2.apply(cmd1.apply(base)[0])[0]
+    dosi = compute_plan_dosimetry(new_plan, ct, cancel=cancel, formalism=o.formalism)
+    return new_plan, dosi, [cmd1, cmd2]
+
+
+def _d90(dosi: PlanDosimetry, target: Structure) -> float:
+    m = dosi.metrics.get(target.name)
+    return m.d90_gy if isinstance(m, TargetMetrics) else 0.0
+
+
+def _cord_dose(dosi: PlanDosimetry, cord: Structure | None) -> float:
+    m = dosi.metrics.get(cord.name) if cord is not None else None
+    return m.d0_1cc_gy if isinstance(m, OARMetrics) else 0.0
+
+
+def _kth_hottest(d: NDArray[np.float64], k: int) -> float:
+    """The ``k``-th largest dose of ``d`` (Gy; 0 when empty)."""
+    if d.size == 0:
+        return 0.0
+    k = min(max(1, k), d.size)
+    return float(np.partition(d, d.size - k)[d.size - k])
+
+
+def _rank(
+    cord_ok: bool, d90: float, v100: float, seeds: int, objective: float, pd: float, o
+) -> tuple:
+    """The order of plans (larger is better): the cord limit kept, then D90 ≥ PD (else the
+    highest D90), then V100 ≥ goal (else the highest V100), then the fewest seeds."""
+    if d90 < pd:
+        return (cord_ok, False, False, d90)
+    if v100 >= o.v100_goal_percent:
+        return (cord_ok, True, True, -seeds - 0.01 * objective)
+    return (cord_ok, True, False, v100)
+
+
+def _key(
+    exact: tuple[Plan, PlanDosimetry, list[object]],
+    target: Structure,
+    cord: Structure | None,
+    pd: float,
+    limit: float,
+    o: AutoplanOptions,
+    sol: Solution,
+) -> tuple:
+    """:func:`_rank` of an exactly measured plan (nominal doses)."""
+    new_plan, dosi, _ = exact
+    m = dosi.metrics.get(target.name)
+    v100 = m.v100_percent if isinstance(m, TargetMetrics) else 0.0
+    cord_ok = _cord_dose(dosi, cord) <= limit
+    return _rank(cord_ok, _d90(dosi, target), v100, len(new_plan.seeds), sol.objective, pd, o)
+
+
 def autoplan(
     plan: Plan,
     ct: CTVolume | None,
@@ -450,9 +540,9 @@ def autoplan(
     cset = CandidateSet([], {}, np.zeros((0, 3)), (), 0)
     cands: list[Candidate] = []
     if not o.seeds_only:
-        cset = make_candidates(
-            base, ct, where, settings=csettings, deadline=t0 + o.time_budget_s / 3
-        )
+        # Every direction is tried whatever the time: which needles exist decides whether D90
+        # can be reached, and that must not depend on the machine's speed.
+        cset = make_candidates(base, ct, where, settings=csettings)
         cands = list(cset.candidates)
         if o.parallel and cands:
             # One direction: the family with the most needle length in the target.
@@ -554,11 +644,15 @@ def autoplan(
     cut_short = False
     dosimetry_s = 0.0  # the last exact dosimetry's time: kept free before the deadline
     greedy: Solution | None = None  # the selection, while its problem is unchanged
+    greedy_exact: tuple[Plan, PlanDosimetry, list[object]] | None = None  # its exact result
+    must = D90_POINTS_FRACTION  # the D90 phase: points ≥ PD the polish reaches whatever the time
+    d90_pending = True  # no plan kept the cord limit with D90 ≥ PD yet, and the phase may
     start: NDArray[np.int64] | None = None  # where the next polish starts
     for rounds in range(1, o.max_rounds + 1):
         check_cancelled(cancel)
-        if best is not None and best[0][0] and deadline - time.perf_counter() < 1.5 * dosimetry_s:
-            cut_short = True  # out of time with a plan that keeps the cord limit
+        d90_done = best is not None and best[0][0] and (best[0][1] or not d90_pending)
+        if d90_done and deadline - time.perf_counter() < 1.5 * dosimetry_s:
+            cut_short = True  # out of time with a plan that keeps the cord limit (and D90)
             break
         report(progress, 0.4 + 0.5 * (rounds - 1) / o.max_rounds, f"optimising (round {rounds})")
         left = deadline - time.perf_counter()
@@ -569,16 +663,46 @@ def autoplan(
                 time_limit_s=max(1.0, 0.5 * left),
                 deadline=deadline - max(dosimetry_s, DOSIMETRY_RESERVE * budget_s),
                 weights=POLISH_CORD_WEIGHTS if use_polish else CORD_WEIGHTS,
+                headroom_weight=HEADROOM_WEIGHT if use_polish else 0.0,
+                refill_rounds=0 if use_polish else 30,
             )
             cut_short = cut_short or greedy.cut_short
             start = greedy.slots
             phases["selection"] = phases.get("selection", 0.0) + greedy.seconds
         sol = greedy
         pres = None
+        if use_polish and greedy_exact is None and cord is not None:
+            # D90 first: the selection's plan (every sampled cord point under 95 % of the
+            # limit) is measured exactly before the polish spends the rest of the budget, so a
+            # budget cut never loses it; its exact / sampled cord dose calibrates the polish.
+            td = time.perf_counter()
+            greedy_exact = _exact(base, ct, cands, locked_ids, greedy, slots, goals, o, cancel)
+            dosimetry_s = time.perf_counter() - td
+            phases["dosimetry"] = phases.get("dosimetry", 0.0) + dosimetry_s
+            g_key = _key(greedy_exact, target, cord, pd, limit, o, greedy)
+            best = (g_key, greedy_exact[0], greedy_exact[1], greedy, greedy_exact[2], None)
+            sampled = _kth_hottest(pp.oar_gy[:, greedy.slots].sum(axis=1), k_hot)
+            exact_cord = _cord_dose(greedy_exact[1], cord)
+            if sampled > 0.0 and exact_cord > 0.0:
+                pp.oar_limit_gy = min(CALIBRATED_CORD_SAFETY * limit * sampled / exact_cord, limit)
+            notes.append(
+                f"round {rounds}: selection D90 {_d90(greedy_exact[1], target):.1f} Gy, exact "
+                f"cord D0.1cc {exact_cord:.1f} Gy (sampled {sampled:.1f} Gy): polish cord "
+                f"limit {pp.oar_limit_gy:.1f} Gy"
+            )
         if use_polish and start is not None:
             reserve = max(dosimetry_s, DOSIMETRY_RESERVE * budget_s)  # for the exact dosimetry
-            pres = polish(pp, start, deadline=deadline - reserve, cancel=cancel)
+            d90_met = best is not None and best[0][0] and best[0][1]
+            pres = polish(
+                pp,
+                start,
+                deadline=deadline - reserve,
+                cancel=cancel,
+                must_fraction=0.0 if d90_met else must,
+            )
             cut_short = cut_short or pres.cut_short
+            if pres.coverage < must - 1e-9:
+                d90_pending = False  # the D90 phase stalled: this target may not reach it
             phases["polish"] = phases.get("polish", 0.0) + pres.seconds
             notes.append(
                 f"round {rounds}: polish "
@@ -589,14 +713,13 @@ def autoplan(
             )
             sol = evaluate(problem, pres.slots, f"{greedy.method}+polish", greedy.seconds)
             sol.notes = list(greedy.notes)
-        _, needles, seeds = _build_plan(base, cands, locked_ids, sol, slots)
-        cmd1 = SetNeedlesAndSeeds(tuple(needles), tuple(seeds), label="Automatic plan")
-        cmd2 = SetGoals(goals, label="Automatic plan goals")
-        new_plan = cmd2.apply(cmd1.apply(base)[0])[0]
+            if pres.cut_short and np.array_equal(pres.slots, start):
+                break  # out of time before a move: the plan measured last stays the best
         td = time.perf_counter()
-        dosi = compute_plan_dosimetry(new_plan, ct, cancel=cancel, formalism=o.formalism)
+        new_plan, dosi, cmds = _exact(base, ct, cands, locked_ids, sol, slots, goals, o, cancel)
         dosimetry_s = time.perf_counter() - td
         phases["dosimetry"] = phases.get("dosimetry", 0.0) + dosimetry_s
+        seeds = new_plan.seeds
         tm = dosi.metrics.get(target.name)
         cm = dosi.metrics.get(cord.name) if cord is not None else None
         d90 = tm.d90_gy if isinstance(tm, TargetMetrics) else 0.0
@@ -612,14 +735,9 @@ def autoplan(
                 cord_ok = cord_ok and (pc["cord_d0_1cc_gy"]["p95"] or 0.0) <= limit
         v100 = tm.v100_percent if isinstance(tm, TargetMetrics) else 0.0
         v100_ok = v100 >= o.v100_goal_percent
-        if key_d90 < pd:
-            key: tuple = (cord_ok, False, False, key_d90)
-        elif v100_ok:
-            key = (cord_ok, True, True, -len(seeds) - 0.01 * sol.objective)
-        else:
-            key = (cord_ok, True, False, v100)
+        key = _rank(cord_ok, key_d90, v100, len(seeds), sol.objective, pd, o)
         if best is None or key > best[0]:
-            best = (key, new_plan, dosi, sol, [cmd1, cmd2], rob)
+            best = (key, new_plan, dosi, sol, cmds, rob)
         if pres is not None:
             # The polish counts voxel centres against the exact limit less a safety: check it
             # against the exact dosimetry and adjust.
@@ -629,6 +747,15 @@ def autoplan(
                 notes.append(
                     f"round {rounds}: exact cord D0.1cc {cord_d:.1f} Gy over the limit; "
                     f"polish limit lowered to {pp.oar_limit_gy:.1f} Gy"
+                )
+                continue
+            if d90 < pd and pres.coverage >= must - 1e-9 and must < pp.goal_fraction:
+                # The points said D90 ≥ PD, the exact DVH not: the D90 phase aims higher.
+                must = min(pp.goal_fraction, must + 0.01)
+                start = pres.slots
+                notes.append(
+                    f"round {rounds}: exact D90 {d90:.1f} Gy short; D90 phase aims at "
+                    f"{100.0 * must:.1f} % of the points"
                 )
                 continue
             reached = pres.coverage >= pp.goal_fraction - 1e-9
@@ -642,7 +769,7 @@ def autoplan(
                     f"{100.0 * pp.goal_fraction:.1f} %"
                 )
                 continue
-            if not v100_ok and not reached and cord_d < 0.99 * limit and not pres.cut_short:
+            if not v100_ok and not reached and cord_d < 0.995 * limit and not pres.cut_short:
                 pp.oar_limit_gy *= 0.998 * limit / max(cord_d, 1e-9)
                 start = pres.slots
                 notes.append(
@@ -698,7 +825,7 @@ def autoplan(
         # selection (its sampled limit is 95 % of the limit on every cord point), then on
         # seeds dropped from the hottest cord voxels, until one does.
         assert greedy is not None
-        fallback = [greedy.slots]
+        fallback = [greedy.slots] if greedy_exact is None else []  # else measured already
         for attempt in range(4):
             check_cancelled(cancel)
             if attempt < len(fallback):
@@ -708,22 +835,16 @@ def autoplan(
                 pp.oar_limit_gy *= 0.97 * limit / max(cord_now, 1e-9)
                 slots_try = polish(pp, best[3].slots, max_moves=0, cancel=cancel).slots
             sol = evaluate(problem, slots_try, f"{greedy.method} (cord fallback)", 0.0)
-            _, needles, seeds = _build_plan(base, cands, locked_ids, sol, slots)
-            cmd1 = SetNeedlesAndSeeds(tuple(needles), tuple(seeds), label="Automatic plan")
-            cmd2 = SetGoals(goals, label="Automatic plan goals")
-            new_plan = cmd2.apply(cmd1.apply(base)[0])[0]
-            dosi = compute_plan_dosimetry(new_plan, ct, cancel=cancel, formalism=o.formalism)
-            cm = dosi.metrics.get(cord.name)
-            cord_d = cm.d0_1cc_gy if isinstance(cm, OARMetrics) else 0.0
-            tm = dosi.metrics.get(target.name)
-            d90 = tm.d90_gy if isinstance(tm, TargetMetrics) else 0.0
-            key = (cord_d <= limit, d90 >= pd, False, d90)
+            exact = _exact(base, ct, cands, locked_ids, sol, slots, goals, o, cancel)
+            new_plan, dosi, cmds = exact
+            cord_d = _cord_dose(dosi, cord)
+            key = _key(exact, target, cord, pd, limit, o, sol)
             notes.append(
                 f"no polished plan kept the cord limit: fallback {attempt + 1}, exact cord "
                 f"D0.1cc {cord_d:.1f} Gy"
             )
             if key > best[0]:
-                best = (key, new_plan, dosi, sol, [cmd1, cmd2], None)
+                best = (key, new_plan, dosi, sol, cmds, None)
             if best[0][0]:
                 break
     notes = list(cset.notes) + notes

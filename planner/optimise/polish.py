@@ -92,6 +92,10 @@ class PolishResult:
     notes: list[str] = field(default_factory=list)
 
 
+#: Moves the D90 phase (``must_fraction``) may make past the deadline.
+MAX_MOVES_PAST_DEADLINE = 40
+
+
 def _kth(d: NDArray[np.float64], k: int) -> float:
     if d.size == 0:
         return 0.0
@@ -199,12 +203,19 @@ def polish(
     max_plateau: int = 8,
     new_needle_fraction: float = 0.002,
     plateau_loss_fraction: float = 0.0,
+    must_fraction: float = 0.0,
+    max_moves_past_deadline: int = MAX_MOVES_PAST_DEADLINE,
 ) -> PolishResult:
-    """Local search from ``slots`` (module docstring); the start must keep the organ limit."""
+    """Local search from ``slots`` (module docstring); the start must keep the organ limit.
+    ``deadline`` does not stop it before ``must_fraction`` of the points are ≥ PD (the D90
+    phase: the result must not depend on the machine's speed), except after
+    ``max_moves_past_deadline`` moves past it (a target that cannot reach it)."""
     t0 = time.perf_counter()
     st = _State(p, slots)
     P = st.A.shape[0]
     goal = math.ceil(p.goal_fraction * P - 1e-9)
+    must = math.ceil(min(must_fraction, p.goal_fraction) * P - 1e-9)
+    past = 0  # moves made past the deadline
     pd = p.pd_gy
     moves = {"swap": 0, "add": 0, "consolidate": 0, "plateau": 0, "remove": 0, "repair": 0}
     cut = False
@@ -228,8 +239,10 @@ def polish(
     while st.covered < goal and sum(moves.values()) < max_moves:
         check_cancelled(cancel)
         if time.perf_counter() > deadline:
-            cut = True
-            break
+            if st.covered >= must or past >= max_moves_past_deadline:
+                cut = True
+                break
+            past += 1
         # Candidate moves as (score, kind, r, s); kind 0 swap (r → s), 1 add (s). The score is
         # the gain in points ≥ PD less a small price for a new needle (and for a seed).
         cands: list[tuple[float, int, int, int]] = []

@@ -181,6 +181,10 @@ def _oar_ok(
 CORD_WEIGHTS = (2.0, 5.0, 0.0, 10.0, 20.0)  # the usual winner first (a deadline may cut the rest)
 
 
+#: The smallest cord headroom (fraction of the limit) the headroom cost divides by.
+HEADROOM_FLOOR = 0.02
+
+
 class _Greedy:
     """State of one greedy run: chosen slots, open needles, sampled doses."""
 
@@ -190,8 +194,10 @@ class _Greedy:
         cord_weight: float,
         deadline: float = math.inf,
         grow_deadline: float | None = None,
+        headroom_weight: float = 0.0,
     ) -> None:
         self.p = p
+        self.headroom_weight = headroom_weight
         self.deadline = deadline
         self.grow_deadline = deadline if grow_deadline is None else grow_deadline
         self.cut_short = False
@@ -258,10 +264,15 @@ class _Greedy:
                 ok &= _oar_ok(self.d_o, ao, p.oar_limit_gy, p.oar_hot_points, ok, self.ao_row_max)
             if not ok.any():
                 return
-            cost = self.base_cost + np.where(
-                self.open_n[p.slot_needle], 0.0, p.needle_weight * p.needle_cost[p.slot_needle]
+            cols = np.flatnonzero(ok)
+            cost = self.base_cost[cols] + np.where(
+                self.open_n[p.slot_needle[cols]],
+                0.0,
+                p.needle_weight * p.needle_cost[p.slot_needle[cols]],
             )
-            s = int(np.argmax(np.where(ok, gain / cost, -np.inf)))
+            if self.headroom_weight and ao.shape[0]:
+                cost += self.headroom_weight * self.headroom_use(cols)
+            s = int(cols[int(np.argmax(gain[cols] / cost))])
             self.chosen[s] = True
             self.blocked[self.slot_nb[s]] = True
             self.d_t += at[:, s]
@@ -271,6 +282,19 @@ class _Greedy:
                 self.open_n[n] = True
                 self.closed_n[self.needle_nb[n]] = True
                 self.blocked |= self.closed_n[p.slot_needle]
+
+    def headroom_use(self, cols: NDArray[np.int64]) -> NDArray[np.float64]:
+        """The largest share of the cord's headroom (limit − dose so far, at least 2 % of the
+        limit) that each slot of ``cols`` would use at the cord points that may get near the
+        limit (dose + the largest slot's ≥ half the limit): a slot next to an already hot cord
+        point costs more than one whose cord dose falls where the cord is still cold."""
+        p = self.p
+        lim = p.oar_limit_gy
+        rows = np.flatnonzero(self.d_o + self.ao_row_max > 0.5 * lim)
+        if rows.size == 0:
+            return np.zeros(cols.size)
+        head = np.maximum(lim - self.d_o[rows], HEADROOM_FLOOR * lim)
+        return (p.oar_gy[np.ix_(rows, cols)] / head[:, np.newaxis]).max(axis=0)
 
     def refill(self, rounds: int) -> None:
         """When the cord stops the coverage: remove the seed adding most to the hottest cord
@@ -323,6 +347,7 @@ def solve_greedy(
     deadline: float = math.inf,
     weights: tuple[float, ...] = CORD_WEIGHTS,
     complete_first: bool = True,
+    headroom_weight: float = 0.0,
 ) -> Solution:
     """Greedy deficit reduction under the cord limit, refill swaps, then seed removal (module
     docstring); with ``cord_weight`` None, the best over ``weights``. Past
@@ -344,6 +369,7 @@ def solve_greedy(
                 refill_rounds=refill_rounds,
                 deadline=deadline,
                 complete_first=complete_first and i == 0,
+                headroom_weight=headroom_weight,
             )
             cut = cut or sol.cut_short
             best = _better(best, sol, p.coverage_fraction)
@@ -352,7 +378,7 @@ def solve_greedy(
         best.cut_short = cut
         return best
     t0 = time.perf_counter()
-    g = _Greedy(p, cord_weight, deadline, math.inf if complete_first else None)
+    g = _Greedy(p, cord_weight, deadline, math.inf if complete_first else None, headroom_weight)
     g.grow()
     g.refill(refill_rounds)
     g.prune()
@@ -477,18 +503,32 @@ def solve(
     time_limit_s: float = 5.0,
     deadline: float = math.inf,
     weights: tuple[float, ...] = CORD_WEIGHTS,
+    headroom_weight: float = 0.0,
+    refill_rounds: int = 30,
 ) -> Solution:
     """Solve with ``method`` "greedy", "milp" or "auto" (both; the better, module docstring);
-    the greedy (cord ``weights``) stops at ``deadline`` (:func:`solve_greedy`), HiGHS at
-    ``time_limit_s``."""
+    the greedy (cord ``weights``, ``headroom_weight``, ``refill_rounds``: :func:`solve_greedy`)
+    stops at ``deadline``, HiGHS at ``time_limit_s``."""
     if method not in ("greedy", "milp", "auto"):
         raise ValueError(f"unknown method {method!r}")
     g = None
     if method in ("greedy", "auto"):
-        g = solve_greedy(p, deadline=deadline, weights=weights)
+        g = solve_greedy(
+            p,
+            deadline=deadline,
+            weights=weights,
+            headroom_weight=headroom_weight,
+            refill_rounds=refill_rounds,
+        )
     m = solve_milp(p, time_limit_s=time_limit_s) if method in ("milp", "auto") else None
     best = _better(g, m, p.coverage_fraction)
     if best is None:  # milp alone without an incumbent
-        best = solve_greedy(p, deadline=deadline, weights=weights)
+        best = solve_greedy(
+            p,
+            deadline=deadline,
+            weights=weights,
+            headroom_weight=headroom_weight,
+            refill_rounds=refill_rounds,
+        )
         best.notes.append("HiGHS found no solution in the time limit: greedy used")
     return best
