@@ -250,3 +250,73 @@ def test_a_drag_step_converts_only_the_moved_seed_and_keys_stay_exact(engine, mo
         np.testing.assert_array_equal(axis, seeds.axes[i])
         assert strength == seeds.strengths_u[i]
     assert live._seeds == fresh
+
+
+def test_iso_segments_of_several_levels_in_one_pass_equal_one_level_at_a_time():
+    """One pass for every level (the live isodose layer's): each level's block is that level's
+    segments, in the order of the levels, ends mapped by the affine; a saddle joins its high
+    corners when the cell's mean is at or above the level, else its low ones."""
+    from planner.plan.isolines import iso_segments, iso_segments_levels
+
+    rng = np.random.default_rng(5)
+    field = rng.normal(size=(40, 50))
+    levels = [0.4, -0.3, 1.1, 0.0]
+    affine = np.array([[0.5, 0.1, -2.0], [0.0, 0.7, 3.0], [0.2, 0.0, 9.0]])
+    pts, counts = iso_segments_levels(field, levels, affine)
+    assert pts.shape == (2 * counts.sum(), 3) and (counts > 0).all()
+    start = 0
+    for level, n in zip(levels, counts.tolist(), strict=True):
+        rc = iso_segments(field, level).reshape(-1, 2)
+        assert len(rc) == 2 * n
+        block = pts[2 * start : 2 * (start + n)]
+        expected = rc @ affine[:, :2].T + affine[:, 2]
+        np.testing.assert_allclose(block, expected, rtol=0, atol=1e-12)
+        start += n
+    saddle = np.array([[1.0, 0.0], [0.0, 1.0]])  # a (0, 0) and c (1, 1) high
+    high = iso_segments(saddle, 0.5).reshape(-1, 2, 2)  # mean 0.5 >= 0.5: a-c joined
+    low = iso_segments(saddle, 0.6).reshape(-1, 2, 2)  # mean below: a and c cut off
+    ends = lambda segs: sorted(tuple(sorted(map(tuple, s.round(6).tolist()))) for s in segs)  # noqa: E731
+    assert ends(high) == [((0.0, 0.5), (0.5, 1.0)), ((0.5, 0.0), (1.0, 0.5))]
+    assert ends(low) == [((0.0, 0.4), (0.4, 0.0)), ((0.6, 1.0), (1.0, 0.6))]
+    empty, none = iso_segments_levels(field, [10.0, 20.0])
+    assert empty.shape == (0, 3) and none.tolist() == [0, 0]
+
+
+def test_a_drag_step_finds_the_moved_seed_by_identity_and_falls_back_otherwise(engine):
+    """The identity diff of the plan's seed tuple (a drag step touches one seed object, no
+    per-seed key) gives the same dose as a fresh computation, also after a reorder of the
+    same seeds, a seed replaced by another id at the same place in the tuple, and undo."""
+    from dataclasses import replace
+
+    doc = PlanDocument(_plan())
+    live = LiveDose(doc.plan, engine=engine, crop_margin_mm=10.0)
+    live.attach(doc)
+    before = {v: live.slice_dose_gy(v).copy() for v in VIEWS}
+
+    def assert_fresh() -> None:
+        fresh = LiveDose(live.plan, engine=engine, crop_margin_mm=10.0)
+        assert live._seeds == fresh._seeds and list(live._seeds) == list(fresh._seeds)
+        for v in VIEWS:
+            b = fresh.slice_dose_gy(v)
+            np.testing.assert_allclose(live.slice_dose_gy(v), b, rtol=1e-9, atol=1e-9 * b.max())
+
+    with doc.stroke("Drag seed"):
+        for k in range(3):
+            doc.execute(MoveSeedAlongNeedle("sd-1", distance_mm=5.0 + 2.0 * k))
+    assert_fresh()
+    seeds = doc.plan.seeds
+    live.sync(doc.plan.evolve(seeds=seeds[::-1]))  # the same objects, another order
+    assert list(live._seeds) == [s.id for s in seeds[::-1]]
+    assert_fresh()
+    other = replace(seeds[0], id="sd-new", position_mm=(1.0, -6.0, -20.0))
+    live.sync(doc.plan.evolve(seeds=(other, *seeds[1:])))  # same length, another id
+    assert seeds[0].id not in live._seeds and "sd-new" in live._seeds
+    assert_fresh()
+    live.sync(doc.plan)
+    while doc.undo():
+        pass
+    for v in VIEWS:
+        np.testing.assert_allclose(
+            live.slice_dose_gy(v), before[v], rtol=1e-9, atol=1e-9 * before[v].max()
+        )
+    assert_fresh()

@@ -86,6 +86,10 @@ def warm_up(
             en.near_accumulate(fm, near, np.zeros(lay.shape_zyx, dtype=np.int32), lay, *one)
             en.far_accumulate(fm, far, lay, *one)
             en.upsample_into(near, near, far, lay)
+    from dose.engine.kernels.isolines import CASE_EDGES, iso_segments_into
+
+    # The live isodose lines' marching squares (planner.plan.isolines), drawn on the GUI thread.
+    iso_segments_into(np.eye(3), np.array([0.5]), np.eye(3), CASE_EDGES)
     report(progress, 1.0, "dose kernels ready")
 
 

@@ -213,6 +213,8 @@ class LiveDose:
         self._planes: dict[ViewName, ViewPlane] = {}
         self._grids: dict[ViewName, DoseGrid] = {}
         self._seeds: dict[str, _SeedKey] = {}
+        #: The plan's seed tuple :attr:`_seeds` was made from (None: unknown).
+        self._seeds_tuple: tuple | None = None
         #: {seed id: (Seed object, source, key)}: see :meth:`_seed_keys`.
         self._key_cache: dict[str, tuple[object, object, _SeedKey]] = {}
         self._oblique: dict[ViewName, ObliquePlane] = {}
@@ -267,23 +269,52 @@ class LiveDose:
             else:
                 todo.append(s)
         if todo:
-            try:  # plan_seed_set reads only the source and the seeds
-                seeds, ids = plan_seed_set(SimpleNamespace(source=src, seeds=tuple(todo)))  # type: ignore[arg-type]
-            except InputError as exc:
-                self.problem = exc.problem if hasattr(exc, "problem") else str(exc)
+            converted = self._convert(plan, todo)
+            if converted is None:
                 return {}
-            for i, (s, sid) in enumerate(zip(todo, ids, strict=True)):
-                key = (
-                    tuple(seeds.positions_mm[i].tolist()),
-                    tuple(seeds.axes[i].tolist()),
-                    float(seeds.strengths_u[i]),
-                )
-                cache[sid] = (s, src, key)  # type: ignore[assignment]
-                keys[sid] = key  # type: ignore[assignment]
+            keys.update(converted)
             keys = {s.id: keys[s.id] for s in plan.seeds}  # the plan's order
         if len(cache) > 2 * len(keys) + 64:  # forget seeds deleted long ago
             self._key_cache = {sid: cache[sid] for sid in keys}
         return keys
+
+    def _convert(self, plan: Plan, seeds: Sequence[object]) -> dict[str, _SeedKey] | None:
+        """Keys of ``seeds`` (seed objects of ``plan``), remembered in the key cache; None
+        (and :attr:`problem` set) when the plan's source cannot convert them."""
+        src = plan.source
+        try:  # plan_seed_set reads only the source and the seeds
+            arrays, ids = plan_seed_set(SimpleNamespace(source=src, seeds=tuple(seeds)))  # type: ignore[arg-type]
+        except InputError as exc:
+            self.problem = exc.problem if hasattr(exc, "problem") else str(exc)
+            return None
+        out: dict[str, _SeedKey] = {}
+        for i, (s, sid) in enumerate(zip(seeds, ids, strict=True)):
+            key = (
+                tuple(arrays.positions_mm[i].tolist()),
+                tuple(arrays.axes[i].tolist()),
+                float(arrays.strengths_u[i]),
+            )
+            self._key_cache[sid] = (s, src, key)  # type: ignore[assignment]
+            out[sid] = key  # type: ignore[assignment]
+        return out
+
+    def _changed_seeds(self, plan: Plan) -> list | None:
+        """The seeds of ``plan`` that are not the objects :attr:`_seeds` was made from (a
+        drag step: one), found by identity without a per-seed key; None when that cannot
+        tell (seeds added, removed or reordered, another source: compare every key)."""
+        old = self._seeds_tuple
+        seeds = plan.seeds
+        if old is seeds:
+            return []
+        if old is None or len(old) != len(seeds) or plan.source is not self._plan.source:
+            return None
+        out = []
+        for a, b in zip(old, seeds, strict=True):
+            if a is not b:
+                if a.id != b.id:
+                    return None
+                out.append(b)
+        return out
 
     def _crop_box(self, plan: Plan, keys: dict[str, _SeedKey]) -> tuple[slice, slice, slice]:
         g = plan.geometry
@@ -410,6 +441,7 @@ class LiveDose:
         self.problem = ""
         self._make_engine(plan)
         self._seeds = self._seed_keys(plan)
+        self._seeds_tuple = None if self.problem else plan.seeds
         if self._engine is None and not self.problem:
             self.problem = "the plan has no seed source: no live dose"
         self._box = self._crop_box(plan, self._seeds)
@@ -428,19 +460,31 @@ class LiveDose:
         structural = (
             plan.ct is not old.ct
             or plan.source != old.source
-            or [s.id for s in plan.structures] != [s.id for s in old.structures]
+            or (
+                plan.structures is not old.structures
+                and [s.id for s in plan.structures] != [s.id for s in old.structures]
+            )
         )
         if structural or self._engine is None:
             self._rebuild(plan)
             changed = frozenset(VIEWS)
             self.events.slices_changed.emit(changed)
             return changed
-        new = self._seed_keys(plan)
+        candidates = self._changed_seeds(plan)
+        converted = self._convert(plan, candidates) if candidates else {}
+        if candidates is None or converted is None:  # compare every seed's key
+            new = self._seed_keys(plan) if converted is not None else {}
+            removed = [sid for sid in self._seeds if sid not in new]
+            added = [sid for sid in new if sid not in self._seeds]
+            moved = [sid for sid in new if sid in self._seeds and new[sid] != self._seeds[sid]]
+        else:  # the same seeds but ``candidates`` (a drag step): no per-seed Python work
+            new = {**self._seeds, **converted} if converted else self._seeds
+            removed = added = []
+            moved = [sid for sid in converted if new[sid] != self._seeds[sid]]
         self._plan = plan
-        removed = [sid for sid in self._seeds if sid not in new]
-        added = [sid for sid in new if sid not in self._seeds]
-        moved = [sid for sid in new if sid in self._seeds and new[sid] != self._seeds[sid]]
+        self._seeds_tuple = plan.seeds if len(new) == len(plan.seeds) else None
         if not (removed or added or moved):
+            self._seeds = new  # (the same keys; a reorder keeps the plan's order)
             if plan.prescription != old.prescription:
                 self.events.slices_changed.emit(frozenset(VIEWS))
                 return frozenset(VIEWS)

@@ -5,11 +5,11 @@
 CT slice (:meth:`planner.plan.live_dose.LiveDose.region_dose_gy`, default 50/90/100/150/200 %
 of the prescription) in two line actors (the 100 % line thicker on its own; the other levels
 together, one colour per level by point colours), and a legend in Gy and % PD
-(bottom left). The lines are marching-squares segments of the slice dose
-(``vtkFlyingEdges2D``, one filter per actor on one image that wraps the dose without a copy:
-the same segments as :meth:`~planner.plan.live_dose.LiveDose.isodose_segments`, built in C++
-about three times faster than in numpy, which matters while a seed is dragged), their ends
-mapped from pixel (column, row) to LPS mm by the plane's geometry in a ``vtkTransform`` (as
+(bottom left). The lines are marching-squares segments of the slice dose, all levels in one
+numba pass (:func:`planner.plan.isolines.iso_segments_levels`: the same segments as
+:meth:`~planner.plan.live_dose.LiveDose.isodose_segments`, about three times faster than
+``vtkFlyingEdges2D``, which runs once per level; that matters while a seed is dragged), their
+ends written in LPS mm by the plane's geometry (as
 :meth:`~planner.plan.live_dose.ViewPlane.rc_to_world_mm`), so they overlay the image exactly.
 A view whose plane is not a CT slice of its live view (a resliced plane through a tilted or
 rotated CT) gets the live dose of its own plane (:meth:`~planner.plan.live_dose.LiveDose.
@@ -31,11 +31,16 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import NDArray
-from vtkmodules.util.numpy_support import numpy_to_vtk, numpy_to_vtkIdTypeArray, vtk_to_numpy
-from vtkmodules.vtkCommonCore import vtkLookupTable, vtkPoints
+from vtkmodules.util.numpy_support import numpy_to_vtk, numpy_to_vtkIdTypeArray
+from vtkmodules.vtkCommonCore import (
+    vtkDoubleArray,
+    vtkIdTypeArray,
+    vtkLookupTable,
+    vtkPoints,
+    vtkUnsignedCharArray,
+)
 from vtkmodules.vtkCommonDataModel import vtkCellArray, vtkImageData, vtkPolyData
-from vtkmodules.vtkCommonTransforms import vtkTransform
-from vtkmodules.vtkFiltersCore import vtkFlyingEdges2D, vtkFlyingEdges3D
+from vtkmodules.vtkFiltersCore import vtkFlyingEdges3D
 from vtkmodules.vtkRenderingCore import (
     vtkActor,
     vtkImageActor,
@@ -108,26 +113,22 @@ def segments_polydata(points_mm: NDArray[np.float64], polydata: vtkPolyData) -> 
 
 
 class IsodoseContours:
-    """Isodose segments of one view's slice dose, in VTK (no window needed).
+    """Isodose segments of one view's slice dose as VTK polydata (no window needed).
 
-    One ``vtkImageData`` wraps the dose (Gy, (rows, cols), no copy) in pixel units (x =
-    column, y = row); one ``vtkFlyingEdges2D`` per *polydata* contours it at every level that
-    polydata draws (marching squares: the segments of :func:`planner.plan.isolines.
-    iso_segments`; one filter run for several levels is about half the cost of one run per
-    level). :meth:`update` fills each polydata with its segments in LPS mm (ends mapped by the
-    plane's geometry in a ``vtkTransform``, in C++) and returns the segment count per level.
+    One marching-squares pass over the dose finds the segments of every level
+    (:func:`planner.plan.isolines.iso_segments_levels`, numba: the same segments as the model's
+    :meth:`~planner.plan.live_dose.LiveDose.isodose_segments`), their ends written directly in
+    LPS mm by the plane's geometry; :meth:`update` hands each polydata its levels' block of
+    points (one array copy, no VTK filter) and returns the segment count per level.
     """
 
     def __init__(self) -> None:
-        self.image = vtkImageData()
-        self._dose: NDArray[np.float64] | None = None  # the array the image reads
-        self._filters: dict[int, vtkFlyingEdges2D] = {}  # by id() of the polydata filled
+        self._segments: dict[int, _SegmentArrays] = {}  # by id() of the polydata filled
 
-    def _filter(self, group: int) -> vtkFlyingEdges2D:
-        found = self._filters.get(group)
-        if found is None:
-            found = self._filters[group] = vtkFlyingEdges2D()
-            found.SetInputData(self.image)
+    def _arrays(self, pd: vtkPolyData) -> _SegmentArrays:
+        found = self._segments.get(id(pd))
+        if found is None or found.polydata is not pd:
+            found = self._segments[id(pd)] = _SegmentArrays(pd)
         return found
 
     def update(
@@ -143,69 +144,94 @@ class IsodoseContours:
         ({key: Gy}); fill ``polydata[key]`` with that level's segments (LPS mm, shifted by
         ``offset_mm`` (3,)); returns {key: segment count}.
 
-        Keys may share one polydata: it then holds the segments of all its levels, from one
-        filter run, with per-point RGB (uint8, ``colors`` {key: (r, g, b) in 0-1}) when
-        ``colors`` is given. A polydata none of whose levels has a segment (or all above the
-        maximum dose) is left as it was (counts 0)."""
+        Keys may share one polydata: it then holds the segments of all its levels, with
+        per-point RGB (uint8, ``colors`` {key: (r, g, b) in 0-1}) when ``colors`` is given. A
+        polydata none of whose levels has a segment (or all at or above the maximum dose) is
+        left as it was (counts 0)."""
+        from planner.plan.isolines import iso_segments_levels
+
         dose = np.ascontiguousarray(dose_gy, dtype=np.float64)
         rows, cols = dose.shape
-        self._dose = dose
-        img = self.image
-        img.SetDimensions(cols, rows, 1)
-        img.GetPointData().SetScalars(numpy_to_vtk(dose.reshape(-1), deep=False))
-        img.Modified()
-        # Pixel (column, row, 0) → LPS mm.
-        matrix = np.eye(4)
-        g = geometry
-        matrix[:3, :2] = np.asarray(g.direction)[:, :2] * np.asarray(g.spacing_mm)[None, :2]
-        matrix[:3, 3] = np.asarray(g.origin_mm, dtype=np.float64)
-        if offset_mm is not None:
-            matrix[:3, 3] += np.asarray(offset_mm, dtype=np.float64)
-        to_world = vtkTransform()
-        to_world.SetMatrix(matrix.reshape(-1))
         top = float(dose.max()) if dose.size else 0.0
         counts: dict[float, int] = dict.fromkeys(levels_gy, 0)
         groups: dict[int, list[float]] = {}
         for key, level in levels_gy.items():
-            if rows >= 2 and cols >= 2 and level < top:  # else no line (and no filter run)
+            if rows >= 2 and cols >= 2 and level < top:  # else no line
                 groups.setdefault(id(polydata[key]), []).append(key)
-        for group, keys in groups.items():
-            contour = self._filter(group)
-            contour.SetNumberOfContours(len(keys))
-            for i, key in enumerate(keys):
-                contour.SetValue(i, float(levels_gy[key]))
-            several = len(keys) > 1
-            contour.SetComputeScalars(several)
-            contour.Update()
-            out = contour.GetOutput()
-            n = out.GetNumberOfCells()
+        if not groups:
+            return counts
+        keys = [k for group in groups.values() for k in group]  # each group's levels together
+        # (row, col) → LPS mm: column along the plane's first axis, row along its second.
+        g = geometry
+        d, sp = np.asarray(g.direction, dtype=np.float64), np.asarray(g.spacing_mm)
+        affine = np.empty((3, 3))
+        affine[:, 0] = d[:, 1] * sp[1]
+        affine[:, 1] = d[:, 0] * sp[0]
+        affine[:, 2] = np.asarray(g.origin_mm, dtype=np.float64)
+        if offset_mm is not None:
+            affine[:, 2] += np.asarray(offset_mm, dtype=np.float64)
+        points, per_level = iso_segments_levels(dose, [levels_gy[k] for k in keys], affine)
+        at = 0
+        for group_keys in groups.values():
+            n_keys = len(group_keys)
+            group_counts = per_level[at : at + n_keys]
+            start = int(per_level[:at].sum())
+            at += n_keys
+            n = int(group_counts.sum())
+            for key, c in zip(group_keys, group_counts.tolist(), strict=True):
+                counts[key] = int(c)
             if n == 0:
                 continue
-            pd = polydata[keys[0]]
-            if several:
-                # Each 2-point line's level: the scalar (contour value) of its first point.
-                values = np.array([levels_gy[k] for k in keys])
-                conn = vtk_to_numpy(out.GetLines().GetConnectivityArray())
-                point_level = vtk_to_numpy(out.GetPointData().GetScalars())
-                at = np.abs(point_level[:, None] - values[None, :]).argmin(axis=1)
-                per_key = np.bincount(at[conn[::2]], minlength=len(keys))
-                for key, c in zip(keys, per_key.tolist(), strict=True):
-                    counts[key] = int(c)
-                if colors is not None:
-                    table = np.array([colors[k] for k in keys]) * 255.0
-                    rgb = numpy_to_vtk(np.rint(table[at]).astype(np.uint8), deep=True)
-                    rgb.SetName("rgb")
-                    pd.GetPointData().SetScalars(rgb)
-            else:
-                counts[keys[0]] = n
-                pd.GetPointData().SetScalars(None)
-            points = vtkPoints()
-            points.SetDataTypeToDouble()
-            to_world.TransformPoints(out.GetPoints(), points)  # no numpy round trip
-            pd.SetPoints(points)
-            pd.SetLines(out.GetLines())  # 2-point line cells; a new array each filter run
-            pd.Modified()
+            rgb = None
+            if n_keys > 1 and colors is not None:
+                table = np.rint(np.array([colors[k] for k in group_keys]) * 255.0)
+                rgb = np.repeat(table.astype(np.uint8), 2 * group_counts, axis=0)
+            self._arrays(polydata[group_keys[0]]).fill(points[2 * start : 2 * (start + n)], rgb)
         return counts
+
+
+class _SegmentArrays:
+    """The VTK arrays of one polydata of 2-point lines, kept and refilled in place (a drag
+    step copies its points into them: no new VTK array, no numpy-to-VTK conversion)."""
+
+    def __init__(self, polydata: vtkPolyData) -> None:
+        self.polydata = polydata
+        self.points = vtkDoubleArray()
+        self.points.SetNumberOfComponents(3)
+        vpts = vtkPoints()
+        vpts.SetData(self.points)
+        self.offsets = vtkIdTypeArray()
+        self.connectivity = vtkIdTypeArray()
+        self.cells = vtkCellArray()
+        self.rgb = vtkUnsignedCharArray()
+        self.rgb.SetNumberOfComponents(3)
+        self.rgb.SetName("rgb")
+        polydata.SetPoints(vpts)
+        polydata.SetLines(self.cells)
+
+    def fill(self, points_mm: NDArray[np.float64], rgb: NDArray[np.uint8] | None) -> None:
+        """Segments ``points_mm`` (2S, 3) (segment s: points 2s, 2s + 1), per-point colours
+        ``rgb`` (2S, 3) uint8 or None (the actor's colour)."""
+        n_pts = len(points_mm)
+        self.points.SetNumberOfTuples(n_pts)
+        np.asarray(self.points)[:] = points_mm
+        self.points.Modified()
+        self.offsets.SetNumberOfValues(n_pts // 2 + 1)
+        np.asarray(self.offsets)[:] = np.arange(0, n_pts + 1, 2)
+        self.connectivity.SetNumberOfValues(n_pts)
+        np.asarray(self.connectivity)[:] = np.arange(n_pts)
+        self.cells.SetData(self.offsets, self.connectivity)
+        self.cells.Modified()
+        pd = self.polydata
+        pd.GetPoints().Modified()
+        if rgb is None:
+            pd.GetPointData().SetScalars(None)
+        else:
+            self.rgb.SetNumberOfTuples(n_pts)
+            np.asarray(self.rgb)[:] = rgb
+            self.rgb.Modified()
+            pd.GetPointData().SetScalars(self.rgb)
+        pd.Modified()
 
 
 class IsodoseLayer(Layer):

@@ -12,6 +12,8 @@ Modules
 ``exact``   EXACT mode: :func:`grid_rate_accumulate`, :func:`points_rate`
 ``fast``    FAST mode: the multilevel near/far split (:class:`FastSpec`, :func:`split_layout`,
             :func:`near_accumulate`, :func:`far_accumulate`, :func:`upsample_into`)
+``isolines`` marching squares of a dose slice at several levels in one pass (the live isodose
+            lines, :mod:`planner.plan.isolines`); not imported here
 
 How it is fast and still exact
 ------------------------------

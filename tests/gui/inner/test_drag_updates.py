@@ -127,3 +127,95 @@ def test_isodose_levels_share_one_actor_besides_the_100_percent(window: MainWind
         assert rgb.shape == (thin_pd.GetNumberOfPoints(), 3)
         blue = np.rint(np.array((0.30, 0.55, 1.00)) * 255)
         assert (np.abs(rgb - blue).sum(axis=1) == 0).any()
+
+
+def _assert_lines_fresh(window: MainWindow) -> None:
+    """Every view's isodose polydata (VTK arrays refilled in place per update) hold what a
+    fresh contouring of the live dose gives: points, lines and per-point colours."""
+    from vtkmodules.vtkCommonDataModel import vtkPolyData
+
+    from app.gui.layers.isodoses import ISODOSE_OFFSET_MM, IsodoseContours, level_rgb
+
+    planning = window.planning
+    live = planning.live
+    levels = planning.levels_percent
+    for view in window.slice_views:
+        layer = planning.view_layers[view]["isodoses"]
+        fresh: dict[int, vtkPolyData] = {}
+        polys = {p: fresh.setdefault(id(layer.lines[p][0]), vtkPolyData()) for p in levels}
+        counts = IsodoseContours().update(
+            live.region_dose_gy(layer.name),
+            live.plane(layer.name).geometry,
+            {p: live.prescription_gy * p / 100.0 for p in levels},
+            polys,
+            -ISODOSE_OFFSET_MM * np.asarray(view.normal, dtype=np.float64),
+            {p: level_rgb(p) for p in levels},
+        )
+        assert counts == layer.segment_counts, view.objectName()
+        for p in levels:
+            drawn, new = layer.lines[p][0], polys[p]
+            if not counts[p]:
+                continue
+            np.testing.assert_array_equal(
+                vtk_to_numpy(drawn.GetPoints().GetData()), vtk_to_numpy(new.GetPoints().GetData())
+            )
+            assert drawn.GetNumberOfLines() == new.GetNumberOfLines()
+            np.testing.assert_array_equal(
+                vtk_to_numpy(drawn.GetLines().GetConnectivityArray()),
+                vtk_to_numpy(new.GetLines().GetConnectivityArray()),
+            )
+            a, b = drawn.GetPointData().GetScalars(), new.GetPointData().GetScalars()
+            assert (a is None) == (b is None)
+            if a is not None:
+                np.testing.assert_array_equal(vtk_to_numpy(a), vtk_to_numpy(b))
+
+
+def test_isodose_arrays_refilled_in_place_follow_drag_undo_levels_and_slices(
+    window: MainWindow,
+) -> None:
+    planning = window.planning
+    axial = window.axial_view
+    layer = planning.view_layers[axial]["isodoses"]
+    _assert_lines_fresh(window)
+    points_array = layer.lines[100.0][0].GetPoints().GetData()
+    first = vtk_to_numpy(points_array).copy()
+    sid, (x, y) = next(iter(planning.view_layers[axial]["seeds"].seeds_px.items()))
+    mouse(axial, QEvent.Type.MouseButtonPress, x, y, Qt.MouseButton.LeftButton)
+    for k in range(1, 4):
+        mouse(
+            axial,
+            QEvent.Type.MouseMove,
+            x,
+            y - 4.0 * k,
+            Qt.MouseButton.NoButton,
+            Qt.MouseButton.LeftButton,
+        )
+        settle(2)
+        _assert_lines_fresh(window)
+    mouse(
+        axial,
+        QEvent.Type.MouseButtonRelease,
+        x,
+        y - 12.0,
+        Qt.MouseButton.LeftButton,
+        Qt.MouseButton.NoButton,
+    )
+    settle()
+    # The same VTK array, refilled: the 100 % line moved with the seed.
+    assert layer.lines[100.0][0].GetPoints().GetData() is points_array
+    assert not np.array_equal(vtk_to_numpy(points_array), first)
+    _assert_lines_fresh(window)
+    window.findChild(object, "plan_undo").trigger()  # undo
+    settle()
+    _assert_lines_fresh(window)
+    np.testing.assert_allclose(vtk_to_numpy(points_array), first, rtol=0, atol=1e-9)
+    planning.set_levels((60.0, 100.0, 120.0))  # a change of levels
+    settle()
+    assert set(layer.segment_counts) == {60.0, 100.0, 120.0}
+    _assert_lines_fresh(window)
+    planning.set_levels((50.0, 90.0, 100.0, 150.0, 200.0))
+    settle()
+    seed = next(s for s in planning.plan.seeds if s.id == sid)
+    window.session.set_crosshair(np.asarray(seed.position_mm) + np.array([2.0, 3.0, 2.5]))
+    settle()  # a slice change on every view
+    _assert_lines_fresh(window)
