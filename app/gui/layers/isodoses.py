@@ -33,11 +33,8 @@ import numpy as np
 from numpy.typing import NDArray
 from vtkmodules.util.numpy_support import numpy_to_vtk, numpy_to_vtkIdTypeArray
 from vtkmodules.vtkCommonCore import (
-    vtkDoubleArray,
-    vtkIdTypeArray,
     vtkLookupTable,
     vtkPoints,
-    vtkUnsignedCharArray,
 )
 from vtkmodules.vtkCommonDataModel import vtkCellArray, vtkImageData, vtkPolyData
 from vtkmodules.vtkFiltersCore import vtkFlyingEdges3D
@@ -50,6 +47,7 @@ from vtkmodules.vtkRenderingCore import (
 
 from app.gui.layers.annotations import add_text
 from app.gui.layers.base import Layer
+from app.gui.layers.segments import SegmentArrays
 from app.gui.views.live_views import LIVE_AXIS, live_view_name
 from planner.session.session import Session
 
@@ -123,12 +121,12 @@ class IsodoseContours:
     """
 
     def __init__(self) -> None:
-        self._segments: dict[int, _SegmentArrays] = {}  # by id() of the polydata filled
+        self._segments: dict[int, SegmentArrays] = {}  # by id() of the polydata filled
 
-    def _arrays(self, pd: vtkPolyData) -> _SegmentArrays:
+    def _arrays(self, pd: vtkPolyData) -> SegmentArrays:
         found = self._segments.get(id(pd))
         if found is None or found.polydata is not pd:
-            found = self._segments[id(pd)] = _SegmentArrays(pd)
+            found = self._segments[id(pd)] = SegmentArrays(pd)
         return found
 
     def update(
@@ -188,50 +186,6 @@ class IsodoseContours:
                 rgb = np.repeat(table.astype(np.uint8), 2 * group_counts, axis=0)
             self._arrays(polydata[group_keys[0]]).fill(points[2 * start : 2 * (start + n)], rgb)
         return counts
-
-
-class _SegmentArrays:
-    """The VTK arrays of one polydata of 2-point lines, kept and refilled in place (a drag
-    step copies its points into them: no new VTK array, no numpy-to-VTK conversion)."""
-
-    def __init__(self, polydata: vtkPolyData) -> None:
-        self.polydata = polydata
-        self.points = vtkDoubleArray()
-        self.points.SetNumberOfComponents(3)
-        vpts = vtkPoints()
-        vpts.SetData(self.points)
-        self.offsets = vtkIdTypeArray()
-        self.connectivity = vtkIdTypeArray()
-        self.cells = vtkCellArray()
-        self.rgb = vtkUnsignedCharArray()
-        self.rgb.SetNumberOfComponents(3)
-        self.rgb.SetName("rgb")
-        polydata.SetPoints(vpts)
-        polydata.SetLines(self.cells)
-
-    def fill(self, points_mm: NDArray[np.float64], rgb: NDArray[np.uint8] | None) -> None:
-        """Segments ``points_mm`` (2S, 3) (segment s: points 2s, 2s + 1), per-point colours
-        ``rgb`` (2S, 3) uint8 or None (the actor's colour)."""
-        n_pts = len(points_mm)
-        self.points.SetNumberOfTuples(n_pts)
-        np.asarray(self.points)[:] = points_mm
-        self.points.Modified()
-        self.offsets.SetNumberOfValues(n_pts // 2 + 1)
-        np.asarray(self.offsets)[:] = np.arange(0, n_pts + 1, 2)
-        self.connectivity.SetNumberOfValues(n_pts)
-        np.asarray(self.connectivity)[:] = np.arange(n_pts)
-        self.cells.SetData(self.offsets, self.connectivity)
-        self.cells.Modified()
-        pd = self.polydata
-        pd.GetPoints().Modified()
-        if rgb is None:
-            pd.GetPointData().SetScalars(None)
-        else:
-            self.rgb.SetNumberOfTuples(n_pts)
-            np.asarray(self.rgb)[:] = rgb
-            self.rgb.Modified()
-            pd.GetPointData().SetScalars(self.rgb)
-        pd.Modified()
 
 
 class IsodoseLayer(Layer):

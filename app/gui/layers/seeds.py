@@ -30,7 +30,7 @@ from app.gui.layers.needles import (
     _line_actor,
     polyline_polydata,
 )
-from app.gui.views.vtk_data import set_polylines
+from app.gui.layers.segments import SegmentArrays
 from planner.session.session import Session
 
 if TYPE_CHECKING:
@@ -65,10 +65,14 @@ class SeedLayer(Layer):
         self._drawn_key: tuple[object, ...] | None = None
         #: What each polydata holds (S, 2, 3): a drag step refills only the one that changed.
         self._drawn_ends: dict[int, NDArray[np.float64]] = {}
-        #: Screen positions already computed: {seed id: (point drawn, (x_px, y_px))}, valid
-        #: for :attr:`_px_camera` (a drag step moves one seed: one position to compute).
-        self._px_cache: dict[str, tuple[tuple[float, ...], tuple[float, float]]] = {}
+        #: The seeds last projected to the screen: (ids, (M, 3) points drawn, (x_px, y_px)
+        #: each), valid for :attr:`_px_camera` (a drag step moves one: one to project).
+        self._px_last: tuple[list[str], NDArray[np.float64], list[tuple[float, float]]] | None
+        self._px_last = None
         self._px_camera: tuple[object, ...] | None = None
+        self._axes: tuple[object, NDArray[np.float64], NDArray[np.float64]] | None = None
+        #: VTK arrays of each polydata, refilled in place (:meth:`_segments`).
+        self._arrays: dict[int, SegmentArrays] = {}
         self.listen(planning.events.plan_changed, self.update)
         self.listen(planning.events.selection_changed, self.update)
         self.listen(session.crosshair_changed, self.update)
@@ -120,7 +124,7 @@ class SeedLayer(Layer):
         flat = pos + (-dist - NEEDLE_OFFSET_MM - 0.05)[:, None] * n
         ax2 = axes - (axes @ n)[:, None] * n
         norm = np.linalg.norm(ax2, axis=1)
-        right, up = view._screen_axes()
+        right, up = self._screen_axes()
         # A seed seen end-on is drawn as a short bar across (still visible, 1.5 mm).
         ax2 = np.where(norm[:, None] > 0.2, ax2 / np.maximum(norm, 1e-9)[:, None], right)
         length = np.where(norm > 0.2, SEED_LENGTH_MM * np.minimum(norm, 1.0), 1.5)
@@ -141,10 +145,19 @@ class SeedLayer(Layer):
         self._screen_positions(ids, flat, on)
         self.render()
 
+    def _screen_axes(self) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """The view's screen-right and screen-up (LPS), kept while its orientation is."""
+        view = self.slice_view
+        key = (tuple(view.normal.tolist()), tuple(view.orientation.spec.view_up))
+        if self._axes is None or self._axes[0] != key:
+            self._axes = (key, *view._screen_axes())
+        return self._axes[1], self._axes[2]
+
     def _screen_positions(
         self, ids: list[str], flat: NDArray[np.float64], on: NDArray[np.bool_]
     ) -> None:
-        """Fill :attr:`seeds_px` for the seeds drawn on the slice (``flat``: (N, 3) LPS mm)."""
+        """Fill :attr:`seeds_px` for the seeds drawn on the slice (``flat``: (N, 3) LPS mm);
+        only seeds whose point moved since the last call (same camera) are projected again."""
         view = self.slice_view
         camera = view.renderer.GetActiveCamera()
         state = (
@@ -155,16 +168,19 @@ class SeedLayer(Layer):
             view.width(),
             view.height(),
         )
-        if state != self._px_camera:
-            self._px_camera = state
-            self._px_cache = {}
-        cache = self._px_cache
-        for i in np.flatnonzero(on):
-            sid, at = ids[i], tuple(flat[i].tolist())
-            hit = cache.get(sid)
-            if hit is None or hit[0] != at:
-                hit = cache[sid] = (at, view.world_to_display(flat[i]))
-            self.seeds_px[sid] = hit[1]
+        rows = np.flatnonzero(on)
+        drawn = flat[rows]
+        shown = [ids[i] for i in rows]
+        last = self._px_last
+        if state == self._px_camera and last is not None and last[0] == shown:
+            px = list(last[2])
+            for i in np.flatnonzero(np.any(drawn != last[1], axis=1)).tolist():
+                px[i] = view.world_to_display(drawn[i])
+        else:
+            px = [view.world_to_display(p) for p in drawn]
+        self._px_camera = state
+        self._px_last = (shown, drawn, px)
+        self.seeds_px = dict(zip(shown, px, strict=True))
 
     def _segments(self, pd: vtkPolyData, ends: NDArray[np.float64]) -> None:
         """Fill ``pd`` with line segments ``ends`` (S, 2, 3) LPS mm (nothing to do when it
@@ -174,26 +190,50 @@ class SeedLayer(Layer):
         if drawn is not None and drawn.shape == ends.shape and np.array_equal(drawn, ends):
             return
         self._drawn_ends[id(pd)] = ends.copy()
-        n = len(ends)
-        offsets = np.arange(0, 2 * n + 1, 2, dtype=np.int64)
-        set_polylines(pd, ends.reshape(-1, 3), offsets, np.arange(2 * n, dtype=np.int64))
+        arrays = self._arrays.get(id(pd))
+        if arrays is None:
+            arrays = self._arrays[id(pd)] = SegmentArrays(pd)
+        arrays.fill(ends.reshape(-1, 3), None)
 
 
-_ARRAYS: list[tuple[object, NDArray[np.float64], NDArray[np.float64], list[str]]] = []
+_ARRAYS: list[tuple[tuple, NDArray[np.float64], NDArray[np.float64], list[str]]] = []
 
 
 def _seed_arrays(seeds: tuple) -> tuple[NDArray[np.float64], NDArray[np.float64], list[str]]:
     """(N, 3) positions (LPS mm), (N, 3) axes and the ids of the plan's ``seeds`` tuple, made
-    once per tuple (immutable) for the three 2-D views' layers (read-only arrays)."""
+    once per tuple (immutable) for the three 2-D views' layers (read-only arrays). A tuple
+    that differs from the last one only in a few seed objects (a drag step) copies the last
+    arrays and converts those seeds (no per-seed work for the other seeds)."""
     if _ARRAYS and _ARRAYS[0][0] is seeds:
         return _ARRAYS[0][1], _ARRAYS[0][2], _ARRAYS[0][3]
-    pos = np.array([s.position_mm for s in seeds], dtype=np.float64).reshape(-1, 3)
-    axes = np.array([s.axis for s in seeds], dtype=np.float64).reshape(-1, 3)
+    changed = _changed_rows(_ARRAYS[0][0], seeds) if _ARRAYS else None
+    if changed is not None:
+        pos, axes, ids = _ARRAYS[0][1].copy(), _ARRAYS[0][2].copy(), _ARRAYS[0][3]
+        for i in changed:
+            pos[i] = seeds[i].position_mm
+            axes[i] = seeds[i].axis
+    else:
+        pos = np.array([s.position_mm for s in seeds], dtype=np.float64).reshape(-1, 3)
+        axes = np.array([s.axis for s in seeds], dtype=np.float64).reshape(-1, 3)
+        ids = [s.id for s in seeds]
     pos.setflags(write=False)
     axes.setflags(write=False)
-    ids = [s.id for s in seeds]
     _ARRAYS[:] = [(seeds, pos, axes, ids)]  # holds the tuple: its identity stays valid
     return pos, axes, ids
+
+
+def _changed_rows(old: tuple, new: tuple) -> list[int] | None:
+    """Rows where ``new`` holds another seed object than ``old`` with the same id; None when
+    the tuples differ otherwise (length, ids, order) or in more than a few rows."""
+    if len(old) != len(new):
+        return None
+    rows = []
+    for i, (a, b) in enumerate(zip(old, new, strict=True)):
+        if a is not b:
+            if a.id != b.id or len(rows) >= 8:
+                return None
+            rows.append(i)
+    return rows
 
 
 def _same_key(a: tuple[object, ...], b: tuple[object, ...]) -> bool:

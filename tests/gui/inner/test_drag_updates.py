@@ -219,3 +219,65 @@ def test_isodose_arrays_refilled_in_place_follow_drag_undo_levels_and_slices(
     window.session.set_crosshair(np.asarray(seed.position_mm) + np.array([2.0, 3.0, 2.5]))
     settle()  # a slice change on every view
     _assert_lines_fresh(window)
+
+
+def _assert_seeds_fresh(window: MainWindow) -> None:
+    """Every view's seed layer (positions and screen points made incrementally from the last
+    drag step) draws what it draws from scratch (all caches dropped)."""
+    from app.gui.layers import seeds as seeds_module
+
+    for view in window.slice_views:
+        layer = window.planning.view_layers[view]["seeds"]
+        pds = (layer.on_slice, layer.near, layer.selected)
+        drawn = [vtk_to_numpy(pd.GetPoints().GetData()).copy() for pd in pds]
+        px = dict(layer.seeds_px)
+        seeds_module._ARRAYS.clear()
+        layer._drawn_key, layer._px_last, layer._axes = None, None, None
+        layer._drawn_ends.clear()
+        layer.update()
+        assert layer.seeds_px.keys() == px.keys(), view.objectName()
+        for sid, (x, y) in px.items():
+            assert layer.seeds_px[sid] == pytest.approx((x, y), abs=1e-9)
+        for pd, before in zip(pds, drawn, strict=True):
+            np.testing.assert_array_equal(vtk_to_numpy(pd.GetPoints().GetData()), before)
+
+
+def test_seed_layers_drawn_incrementally_equal_a_fresh_drawing(window: MainWindow) -> None:
+    planning = window.planning
+    axial = window.axial_view
+    sid, (x, y) = next(iter(planning.view_layers[axial]["seeds"].seeds_px.items()))
+    mouse(axial, QEvent.Type.MouseButtonPress, x, y, Qt.MouseButton.LeftButton)
+    for k in range(1, 4):
+        mouse(
+            axial,
+            QEvent.Type.MouseMove,
+            x,
+            y - 4.0 * k,
+            Qt.MouseButton.NoButton,
+            Qt.MouseButton.LeftButton,
+        )
+        settle(2)
+        _assert_seeds_fresh(window)
+    mouse(
+        axial,
+        QEvent.Type.MouseButtonRelease,
+        x,
+        y - 12.0,
+        Qt.MouseButton.LeftButton,
+        Qt.MouseButton.NoButton,
+    )
+    settle()
+    moved = planning.view_layers[axial]["seeds"].seeds_px[sid]
+    assert moved != pytest.approx((x, y), abs=1.0)
+    window.findChild(object, "plan_undo").trigger()
+    settle()
+    _assert_seeds_fresh(window)
+    assert planning.view_layers[axial]["seeds"].seeds_px[sid] == pytest.approx((x, y), abs=0.6)
+    axial.zoom(1.5)  # a camera change
+    settle()
+    _assert_seeds_fresh(window)
+    seed = next(s for s in planning.plan.seeds if s.id == sid)
+    window.session.set_crosshair(np.asarray(seed.position_mm) + np.array([1.0, 2.0, 2.5]))
+    settle()  # a slice change
+    _assert_seeds_fresh(window)
+    axial.reset_camera()
