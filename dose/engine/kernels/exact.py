@@ -16,16 +16,18 @@ from numba import njit
 from numpy.typing import NDArray
 
 from dose.engine.kernels.jit import part_rows, points_kernel
-from dose.engine.kernels.tables import ATAN_COEF, KERNEL_LOCK, FastModel
+from dose.engine.kernels.tables import ATAN_COEF, KERNEL_LOCK, FastModel, frozen_f64
 
 __all__ = ["grid_rate_accumulate", "points_rate", "run_part", "seed_arrays", "threads"]
 
 
 def seed_arrays(positions_mm, axes, strengths_u):
+    """Positions (n, 3) mm, axes (n, 3) and strengths (n,) U as the kernels take them: C-contiguous
+    float64, read-only (:func:`dose.engine.kernels.tables.frozen_f64`)."""
     return (
-        np.ascontiguousarray(positions_mm, dtype=np.float64).reshape(-1, 3),
-        np.ascontiguousarray(axes, dtype=np.float64).reshape(-1, 3),
-        np.ascontiguousarray(strengths_u, dtype=np.float64).reshape(-1),
+        frozen_f64(positions_mm).reshape(-1, 3),
+        frozen_f64(axes).reshape(-1, 3),
+        frozen_f64(strengths_u).reshape(-1),
     )
 
 
@@ -120,7 +122,16 @@ def _row_boxes(
         boxes[:, 1] = boxes[:, 3] = 1.0e9
         return boxes
     n_ijk = np.array(shape_zyx[::-1], dtype=np.float64)
-    _boxes_kernel(n_ijk, origin_mm, _inverse(m_ijk), pos, axes, float(r_out), float(rho_cyl), boxes)
+    _boxes_kernel(
+        n_ijk,
+        frozen_f64(origin_mm),
+        frozen_f64(_inverse(m_ijk)),
+        frozen_f64(pos),
+        frozen_f64(axes),
+        float(r_out),
+        float(rho_cyl),
+        boxes,
+    )
     return boxes
 
 
@@ -142,8 +153,8 @@ def run_part(
     pos, ax, st = seeds
     if pos.shape[0] == 0 or rows[1] <= rows[0]:
         return
-    origin = np.ascontiguousarray(origin_mm, dtype=np.float64)
-    m = np.ascontiguousarray(m_ijk, dtype=np.float64)
+    origin = frozen_f64(origin_mm)
+    m = frozen_f64(m_ijk)
     boxes = _row_boxes(out.shape, origin, m, pos, ax, r_out, rho_cyl)
     with KERNEL_LOCK:
         part_rows(
@@ -212,7 +223,7 @@ def points_rate(
     cutoff_mm: float | None = None,
 ) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
     """Dose rate (cGy/h) and inside-capsule flags at ``points_mm`` (P, 3)."""
-    pts = np.ascontiguousarray(points_mm, dtype=np.float64).reshape(-1, 3)
+    pts = frozen_f64(points_mm).reshape(-1, 3)
     out = np.zeros(pts.shape[0])
     flags = np.zeros(pts.shape[0], dtype=np.bool_)
     cutoff2 = -1.0 if cutoff_mm is None else float(cutoff_mm) ** 2

@@ -52,7 +52,7 @@ from numpy.typing import NDArray
 
 from dose.engine.kernels.exact import run_part, seed_arrays
 from dose.engine.kernels.jit import tabulate_pairs
-from dose.engine.kernels.tables import KERNEL_LOCK, TABLE_LAYOUT, FastModel
+from dose.engine.kernels.tables import KERNEL_LOCK, TABLE_LAYOUT, FastModel, frozen_f64
 
 __all__ = [
     "FAST_GRID_SPEC",
@@ -151,8 +151,9 @@ def capped_table(fm: FastModel, cap_mm: float) -> NDArray[np.float64]:
     th = TABLE_LAYOUT.theta_nodes_deg()
     thc = np.degrees(np.arcsin(np.minimum(cap_mm / np.maximum(r, 1e-9), math.sqrt(0.5))))
     with KERNEL_LOCK:
-        t_c = tabulate_pairs(r, thc, *fm.model_arrays())
-        t_2c = tabulate_pairs(r, np.minimum(2.0 * thc, 90.0), *fm.model_arrays())
+        r_ro, thc_ro = frozen_f64(r), frozen_f64(thc)
+        t_c = tabulate_pairs(r_ro, thc_ro, *fm.model_arrays())
+        t_2c = tabulate_pairs(r_ro, frozen_f64(np.minimum(2.0 * thc, 90.0)), *fm.model_arrays())
     slope = (t_2c - t_c) / thc
     u = th[np.newaxis, :] / thc[:, np.newaxis]
     cap = t_c[:, np.newaxis] + (slope * thc)[:, np.newaxis] * (0.75 * u * u - 0.125 * u**4 - 0.625)
@@ -410,7 +411,9 @@ def _cylinder_mm(cap_mm: float, positions_mm, corners_mm) -> float:
     """
     if cap_mm <= 0.0:
         return 0.0
-    r_reach = _max_distance_mm(positions_mm, corners_mm) if len(positions_mm) else 0.0
+    if not len(positions_mm):
+        return cap_mm + 0.1 * cap_mm + 0.5
+    r_reach = _max_distance_mm(frozen_f64(positions_mm), frozen_f64(corners_mm))
     return cap_mm + max(0.1 * cap_mm, r_reach * math.sin(math.radians(0.25))) + 0.5
 
 

@@ -142,6 +142,21 @@ class FastModel:
         )
 
 
+def frozen_f64(a: object) -> NDArray[np.float64]:
+    """``a`` as a C-contiguous float64 array that is READ-ONLY (a view: no copy when it already is
+    C-contiguous float64).
+
+    Every array a kernel only reads goes through this: numba compiles one specialisation per
+    combination of read-only flags, so a caller passing a frozen SeedSet's positions where
+    another passes a fresh array made ``part_rows`` compile 7 times (≈ 10 s each on 2 cores; the
+    first oblique slice of a session, and 37 s of a test on a fresh clone) instead of once, and
+    :func:`dose.engine.warm_up` could not cover them.
+    """
+    view = np.ascontiguousarray(a, dtype=np.float64).view()
+    view.flags.writeable = False
+    return view
+
+
 _FAST_CACHE: dict[tuple[str, float, float, str], FastModel] = {}
 
 
@@ -166,8 +181,9 @@ def fast_model(model: SourceModel, formalism: Formalism) -> FastModel:
     is_1d = formalism == "1d"
     phi_r = model.phi_r_cm if model.phi_r_cm is not None else np.ones(1)
     phi_v = model.phi_values if model.phi_values is not None else np.ones(1)
+    p_scal = frozen_f64(p_scal)
     arrays = [
-        np.ascontiguousarray(a, dtype=np.float64)
+        frozen_f64(a)
         for a in (
             model.g_r_cm,
             model.g_values,
@@ -180,7 +196,9 @@ def fast_model(model: SourceModel, formalism: Formalism) -> FastModel:
     ]
     lay = TABLE_LAYOUT
     with KERNEL_LOCK:
-        table = tabulate(lay.r_nodes_mm(), lay.theta_nodes_deg(), p_scal, *arrays, is_1d)
+        table = tabulate(
+            frozen_f64(lay.r_nodes_mm()), frozen_f64(lay.theta_nodes_deg()), p_scal, *arrays, is_1d
+        )
     fm = FastModel(
         model,
         formalism,
