@@ -210,9 +210,11 @@ def test_a_seed_dragged_out_of_the_computed_region_enlarges_it(engine):
         np.testing.assert_allclose(live.slice_dose_gy(v), fresh.slice_dose_gy(v), rtol=1e-12)
 
 
-def test_a_drag_step_converts_only_the_moved_seed_and_keys_stay_exact(engine, monkeypatch):
-    """The seed keys are cached per (immutable) seed: a drag step converts the moved seed
-    only, and the keys equal those computed from scratch (order, values, a new strength)."""
+def test_a_drag_step_converts_no_seed_and_keys_stay_exact(engine, monkeypatch):
+    """The seed keys are cached per (immutable) seed: a drag step (a seed that differs from
+    its last key's seed only by position) keeps that key's axis and strength and converts
+    nothing; another strength is converted; the keys equal those computed from scratch
+    (order, values, a new strength)."""
     import planner.plan.live_dose as live_dose_module
     from planner.plan.dosimetry import plan_seed_set
 
@@ -229,18 +231,25 @@ def test_a_drag_step_converts_only_the_moved_seed_and_keys_stay_exact(engine, mo
     monkeypatch.setattr(live_dose_module, "plan_seed_set", counting)
     on_needle = next(s for s in doc.plan.seeds if s.needle_id is not None)
     doc.execute(MoveSeedAlongNeedle(on_needle.id, distance_mm=4.0))
-    assert converted == [1]
+    converted.clear()  # (that step gave the seed its needle's axis: converted)
+    doc.execute(MoveSeedAlongNeedle(on_needle.id, distance_mm=6.0))
+    assert converted == []
+    assert live._seeds[on_needle.id][0] != tuple(on_needle.position_mm)
     free = next(s for s in doc.plan.seeds if s.needle_id is None)
     doc.execute(DeleteSeeds([free.id]))
-    assert converted == [1]  # a deletion converts nothing
+    assert converted == []  # a deletion converts nothing
     from dataclasses import replace
 
     first = doc.plan.seeds[0]
     stronger = replace(first, strength_u=0.9)
     live.sync(doc.plan.evolve(seeds=(stronger, *doc.plan.seeds[1:])))
-    assert converted == [1, 1] and live._seeds[first.id][2] != 0.0
+    assert converted == [1] and live._seeds[first.id][2] != 0.0
     live.sync(doc.plan)
-    assert converted == [1, 1, 1]  # the original seed object again: re-converted, not stale
+    assert converted == [1, 1]  # the original seed object again: re-converted, not stale
+    turned = replace(doc.plan.seeds[1], axis=(0.6, 0.0, 0.8))
+    live.sync(doc.plan.evolve(seeds=(doc.plan.seeds[0], turned, *doc.plan.seeds[2:])))
+    assert converted == [1, 1, 1]  # another axis is converted too
+    live.sync(doc.plan)
     fresh = LiveDose(doc.plan, engine=engine)._seed_keys(doc.plan)
     assert list(live._seeds) == list(fresh) == [s.id for s in doc.plan.seeds]
     seeds, ids = plan_seed_set(doc.plan)
