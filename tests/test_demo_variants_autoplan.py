@@ -64,6 +64,9 @@ def test_autoplan_on_a_lumbar_variant_keeps_off_the_canal(lumbar_case) -> None:
     # the cord limit, and is reported as failed or warned).
     rx = d.metrics["PTV_eval"]
     assert rx.d90_gy >= 100.0
+    if rx.v100_percent < 95.0:  # the note says where the cold points lie
+        near = [n for n in res.notes if "of the sampled target points under PD lie within" in n]
+        assert len(near) == 1 and int(near[0].split(" %")[0]) >= 50
     if res.feasible:
         assert rx.d90_gy >= 110.0
     else:

@@ -92,6 +92,7 @@ from typing import Literal
 
 import numpy as np
 from numpy.typing import NDArray
+from scipy.spatial import cKDTree
 
 from dose.errors import InputError
 from dose.metrics import DEFAULT_CORD_D0_1CC_LIMIT_GY, OARMetrics, TargetMetrics
@@ -509,6 +510,35 @@ def _key(
     return _rank(cord_ok, _d90(dosi, target), v100, len(new_plan.seeds), sol.objective, pd, o)
 
 
+#: Cold target points this close to the cord (mm) are "at the cord" in the V100 note.
+COLD_NEAR_CORD_MM = 15.0
+
+
+def _cold_note(
+    pp: PolishProblem, inf, slots: NDArray[np.int64], approach: str | tuple[float, ...]
+) -> str:
+    """Where the target points under PD lie (the polish's sample): the share within
+    ``COLD_NEAR_CORD_MM`` of a cord voxel centre, and for the posterior approaches what the
+    demo case showed (docs/autoplan-variants.md)."""
+    d = pp.target_gy[:, slots].sum(axis=1, dtype=np.float64)
+    cold = inf.target_points_mm[d < pp.pd_gy]
+    if cold.shape[0] == 0:
+        return "every sampled target point is at or above PD (the DVH's voxels are not)"
+    dist, _ = cKDTree(inf.oar_points_mm).query(cold)
+    near = float(np.mean(dist <= COLD_NEAR_CORD_MM))
+    out = (
+        f"{100.0 * near:.0f} % of the sampled target points under PD lie within "
+        f"{COLD_NEAR_CORD_MM:g} mm of the cord (median {float(np.median(dist)):.1f} mm)"
+    )
+    if approach in ("posterior", "posterolateral") and near >= 0.9:
+        out += (
+            ": beside a cord held to its limit; on the demo case V100 95 % was reached only "
+            "with lateral entries (70-90° from posterior, e.g. --approach any), not with "
+            "any posterolateral candidate set tried (docs/autoplan-variants.md)"
+        )
+    return out
+
+
 def autoplan(
     plan: Plan,
     ct: CTVolume | None,
@@ -869,6 +899,8 @@ def autoplan(
             f"(V100 {tm.v100_percent:.1f} %, D90 {tm.d90_gy:.1f} Gy): this is the best plan "
             "found that keeps it"
         )
+        if cord is not None and inf.oar_points_mm.shape[0]:
+            notes.append(_cold_note(pp, inf, sol.slots, o.approach))
     bound = None
     if o.v100_bound and cord is not None and not o.seeds_only:
         report(progress, 0.95, "upper bound on V100")
