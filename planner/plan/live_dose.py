@@ -4,7 +4,7 @@
 slice, an incremental dose accumulator on that view's CT pixel grid — a
 :class:`dose.engine.DoseGrid` in FAST mode on the one-slice geometry of the view — and
 extracts isodose lines from it (default 50/90/100/150/200 % of the prescription): as line
-segments for drawing (:meth:`LiveDose.isodose_segments`, vectorised marching squares) or as
+segments for drawing (:meth:`LiveDose.isodose_segments`, numba marching squares) or as
 assembled polylines (:meth:`LiveDose.isodose_lines`, ``skimage.measure.find_contours``).
 An edit of one seed (a drag step) costs one fused subtract-old/add-new pass per view;
 changing a view's slice recomputes that view from all seeds.
@@ -651,9 +651,10 @@ class LiveDose:
     ) -> dict[float, NDArray[np.float64]]:
         """Isodose lines of ``view`` as line segments, for drawing: {percent of PD: (S, 2, 2)
         segment ends (row, col) in the full view's pixel coordinates}
-        (:func:`planner.plan.isolines.iso_segments`; the same points as
-        :meth:`isodose_lines`, not assembled into polylines, several times faster)."""
-        from planner.plan.isolines import iso_segments
+        (:func:`planner.plan.isolines.iso_segments_levels`, every level in one pass; the
+        same points as :meth:`isodose_lines`, not assembled into polylines, many times
+        faster)."""
+        from planner.plan.isolines import iso_segments_levels
 
         pd = self.prescription_gy
         levels = self.levels_percent if levels_percent is None else tuple(levels_percent)
@@ -664,9 +665,12 @@ class LiveDose:
         out: dict[float, NDArray[np.float64]] = {p: np.zeros((0, 2, 2)) for p in levels}
         if not levels or dose.size == 0:
             return out
-        shift = np.array([r0, c0], dtype=np.float64)
-        for p in levels:
-            out[p] = iso_segments(dose, pd * p / 100.0) + shift
+        shift = np.array([[1.0, 0.0, r0], [0.0, 1.0, c0], [0.0, 0.0, 0.0]])  # (row, col) + offset
+        pts, counts = iso_segments_levels(dose, [pd * p / 100.0 for p in levels], shift)
+        start = 0
+        for p, n in zip(levels, counts.tolist(), strict=True):
+            out[p] = pts[2 * start : 2 * (start + n), :2].reshape(-1, 2, 2)
+            start += n
         return out
 
     # ------------------------------------------------------------------ exact refresh
