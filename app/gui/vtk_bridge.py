@@ -27,7 +27,11 @@ being picked up.
   (``glBlitFramebuffer``, a memory copy) under the other props, which draw on layer 1. With
   software OpenGL the textured CT slice is the costliest prop (~6 ms of a ~12 ms render of a
   500 × 400 view); an edit that changes only the overlays no longer pays it. The picture is
-  the same pixel for pixel;
+  the same pixel for pixel. The 2-D overlays of layer 1 that stay unchanged and share no
+  pixel with anything else drawn there (corner text, scale bar, HU bar, legends: chosen per
+  render by :class:`app.gui.views.kept_overlays.KeptOverlays`) are drawn in that kept
+  picture too, and hidden from layer 1 while it draws, so a drag step redraws only the
+  props near what moves — again pixel for pixel the same picture;
 * the frame is blitted to the window's back buffer without the depth copy VTK's default
   ``BlitToHardware`` mode makes (a full-window shader pass: ~2 ms per render of a 500 × 400
   view with software OpenGL, Mesa llvmpipe); :data:`VTKWidget.legacy_rendering` restores
@@ -61,8 +65,10 @@ from PySide6.QtWidgets import QApplication, QWidget  # noqa: E402
 from vtkmodules.qt.QVTKRenderWindowInteractor import QVTKRenderWindowInteractor  # noqa: E402
 from vtkmodules.util.numpy_support import vtk_to_numpy  # noqa: E402
 from vtkmodules.vtkCommonCore import VTK_UNSIGNED_CHAR, vtkObject  # noqa: E402
-from vtkmodules.vtkRenderingCore import vtkRenderer, vtkWindowToImageFilter  # noqa: E402
+from vtkmodules.vtkRenderingCore import vtkProp, vtkRenderer, vtkWindowToImageFilter  # noqa: E402
 from vtkmodules.vtkRenderingOpenGL2 import vtkOpenGLFramebufferObject  # noqa: E402
+
+from app.gui.views.kept_overlays import KeptOverlays  # noqa: E402
 
 __all__ = ["BACKGROUND_RENDER_MS", "VTKWidget"]
 
@@ -96,6 +102,9 @@ class _CachedBase:
         self._key: tuple[object, ...] | None = None
         self._next_key: tuple[object, ...] | None = None
         self._reuse = False
+        #: The overlays drawn in the kept picture (module docstring), in their layer-1 order.
+        self.kept: list[vtkProp] = []
+        self._overlays = KeptOverlays()
         #: Renders that copied the kept picture instead of drawing it, and renders that drew
         #: it (tests, benchmarks).
         self.reused = 0
@@ -104,6 +113,7 @@ class _CachedBase:
         widget.add_observer(window, "StartEvent", self.before_render)
         widget.add_observer(self.renderer, "EndEvent", self._after_base)
         widget.add_observer(widget.renderer, "StartEvent", self._before_overlay)
+        widget.add_observer(widget.renderer, "EndEvent", self._after_overlay)
 
     def _state_key(self) -> tuple[object, ...]:
         """What the base picture depends on: the props (their inputs, properties and lookup
@@ -130,10 +140,16 @@ class _CachedBase:
             tuple(base.GetBackground()),
             tuple(window.GetSize()),
             str(window.GetGenericContext()),
+            window.GetDPI(),
         ]
+        for prop in self.kept:
+            key += [id(prop), self._overlays.edits(prop)]
+        kept = {id(prop) for prop in self.kept}
         props = base.GetViewProps()
         for i in range(props.GetNumberOfItems()):
             prop = props.GetItemAsObject(i)
+            if id(prop) in kept:
+                continue
             key += [id(prop), prop.GetMTime()]
             mapper = prop.GetMapper() if hasattr(prop, "GetMapper") else None
             if mapper is not None:
@@ -149,8 +165,20 @@ class _CachedBase:
                 key.append(table.GetMTime() if table is not None else 0)
         return tuple(key)
 
+    def _set_kept(self, kept: list[vtkProp]) -> None:
+        if [id(p) for p in kept] == [id(p) for p in self.kept]:
+            return
+        for prop in self.kept:
+            self.renderer.RemoveViewProp(prop)
+        for prop in kept:  # after the CT, in their layer-1 order
+            self.renderer.AddViewProp(prop)
+        self.kept = kept
+
     def before_render(self, *_args: object) -> None:
-        """Decide whether this render draws the base layer or copies the kept picture."""
+        """Decide which overlays the kept picture holds, and whether this render draws the
+        base layer or copies the kept picture."""
+        kept = self._overlays.choose(self.widget.renderer)
+        self._set_kept([] if VTKWidget.legacy_rendering else kept)
         self._next_key = self._state_key()
         self._reuse = (
             not VTKWidget.legacy_rendering and self._fbo is not None and self._next_key == self._key
@@ -203,7 +231,10 @@ class _CachedBase:
         self._key = self._next_key
 
     def _before_overlay(self, *_args: object) -> None:
-        """Layer 1 starts: when the base was not drawn, copy its kept picture in."""
+        """Layer 1 starts: when the base was not drawn, copy its kept picture in; the overlays
+        the kept picture holds are hidden from layer 1 until it ends."""
+        for prop in self.kept:
+            prop.VisibilityOff()
         if not self._reuse or self._fbo is None:
             return
         frame = self.widget.GetRenderWindow().GetRenderFramebuffer()
@@ -211,6 +242,13 @@ class _CachedBase:
             return
         self._blit(self._fbo, frame)
         self.reused += 1
+
+    def _after_overlay(self, *_args: object) -> None:
+        """Layer 1 has ended: show the kept overlays again (as their layers set them) and
+        note the overlays' modification times, to see edits made before the next render."""
+        for prop in self.kept:
+            prop.VisibilityOn()
+        self._overlays.end_render()
 
     def release(self) -> None:
         """Free the framebuffer (before the window is finalized)."""
@@ -220,6 +258,8 @@ class _CachedBase:
             self._fbo.ReleaseGraphicsResources(window)
             self._fbo = None
         self._key = None
+        self.kept = []
+        self._overlays.clear()
         self.renderer.RemoveAllViewProps()
         self.widget.GetRenderWindow().RemoveRenderer(self.renderer)
 
@@ -325,6 +365,12 @@ class VTKWidget(QVTKRenderWindowInteractor):
     def base_reused(self) -> int:
         """Renders that copied the kept base picture instead of drawing it."""
         return 0 if self._base is None else self._base.reused
+
+    @property
+    def base_kept(self) -> list[vtkProp]:
+        """The 2-D overlays drawn in the kept base picture at the last render (module
+        docstring; :mod:`app.gui.views.kept_overlays`)."""
+        return [] if self._base is None else list(self._base.kept)
 
     @property
     def base_drawn(self) -> int:
