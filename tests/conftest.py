@@ -18,9 +18,12 @@
   on a fresh clone) and a worker waits idle on the demo case's lock. Only a speed-up: a
   failure is reported in the header and the tests do the work themselves. Off with
   ``SEEDPLAN_TEST_PREWARM=0``.
-- **Per-test state.** Each test gets its own ``XDG_CONFIG_HOME`` (settings, recent files);
-  ``XDG_CACHE_HOME`` is per worker (its content, the demo case, is deterministic and written
-  atomically).
+- **Per-test state.** Each test gets its own ``XDG_CONFIG_HOME`` (settings, recent files).
+  ``XDG_CACHE_HOME`` is the run's one cache folder (:func:`run_cache_dir`), shared by every
+  worker: its content, the demo case, is written before the workers start, is deterministic and
+  is written atomically, so it is made once per run, not once per worker (each was ~25 s). A
+  test must not change what is in it; one that needs a cache of its own sets the variable to a
+  folder of its own. :func:`shared_demo_case` (fixture ``demo_case_dir``) is the demo case.
 """
 
 from __future__ import annotations
@@ -32,7 +35,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Generator
+from collections.abc import Callable, Generator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -116,8 +120,12 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_sessionstart(session: pytest.Session) -> None:
-    """xdist's main process, before it starts the workers: warm the caches they share."""
+    """Every process: the run's cache folder. xdist's main process, before it starts the
+    workers: warm the caches they share."""
     config = session.config
+    # The whole process (module- and session-scoped fixtures included, which run before the
+    # per-test fixtures) uses the run's cache, never the user's ~/.cache.
+    os.environ["XDG_CACHE_HOME"] = str(run_cache_dir(config._tmp_path_factory))
     if hasattr(config, "workerinput") or os.environ.get(PREWARM_ENV) == "0":
         return
     if config.getoption("numprocesses", None) and not config.getoption("collectonly"):
@@ -267,13 +275,76 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 # ----------------------------------------------------------------------------------------------
 # Fixtures
 # ----------------------------------------------------------------------------------------------
+def run_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The run's cache folder, every test's ``XDG_CACHE_HOME``: the folder the main process
+    pre-warms (``<its base temp>/gui-demo-cache``), shared by all xdist workers."""
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    cache = shared / GUI_DEMO_CACHE
+    cache.mkdir(parents=True, exist_ok=True)
+    return cache
+
+
+@contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """An exclusive lock between processes (flock on ``path``); no lock where there is no fcntl."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock (each worker may generate; still correct)
+        yield
+        return
+    with open(path, "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def built_once(
+    tmp_path_factory: pytest.TempPathFactory, name: str, build: Callable[[Path], None]
+) -> Path:
+    """The folder ``name`` in the run's temp folder (shared by the xdist workers), made by
+    ``build(folder)`` once per run: the first worker that needs it builds it while the other
+    waits on the lock; a half-built one (an interrupted worker) is built again. For a module- or
+    session-scoped fixture that costs seconds: xdist splits a module's tests over both workers,
+    and each would build it. Read-only for the tests."""
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    root, done = shared / name, shared / f"{name}.done"
+    with file_lock(shared / f"{name}.lock"):
+        if not done.is_file():
+            shutil.rmtree(root, ignore_errors=True)
+            build(root)
+            done.touch()
+    return root
+
+
+def shared_demo_case(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo case folder in the run's cache (:func:`run_cache_dir`), made once per run: by the
+    pre-warm, or by the first worker to need it while the other waits on the lock. Read it;
+    never change it (copy it to change it)."""
+    from planner.demo.case import ensure_demo_case
+
+    cache = run_cache_dir(tmp_path_factory)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("XDG_CACHE_HOME", str(cache))
+        with file_lock(cache / ".lock"):
+            return Path(ensure_demo_case())
+
+
+@pytest.fixture(scope="session")
+def demo_case_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """:func:`shared_demo_case` (read only)."""
+    return shared_demo_case(tmp_path_factory)
+
+
 @pytest.fixture(autouse=True)
 def _isolated_user_dirs(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
     """Keep tests out of the real user cache/config (recent files, demo cache, settings).
 
     The config folder is new for every test (no settings leak from one test to the next,
-    whatever order xdist runs them in); the cache folder is shared by the tests of a worker.
+    whatever order xdist runs them in); the cache folder is the run's (:func:`run_cache_dir`).
     """
-    base = tmp_path_factory.getbasetemp() / "xdg"
-    monkeypatch.setenv("XDG_CACHE_HOME", str(base / "cache"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(run_cache_dir(tmp_path_factory)))  # as at start
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.mktemp("xdg-config")))

@@ -14,9 +14,7 @@ a case or a results folder work on their own copy.
 
 from __future__ import annotations
 
-import fcntl
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -31,7 +29,7 @@ from planner.demo.cohort import (
     planned_seed_count,
     write_cohort_case,
 )
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, built_once
 
 N_CASES = 8
 COHORT_SEED = 5
@@ -69,15 +67,7 @@ def _build(root: Path) -> None:
 def cohort(tmp_path_factory) -> tuple[Path, Path, CohortRun]:
     """(cases folder, results folder of the first run, that run): built once per session, by
     the first xdist worker that needs it. Read-only for the tests."""
-    base = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        base = base.parent  # the session's folder, shared by the workers
-    root = base / SHARED
-    with open(base / f"{SHARED}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (root / "first.json").is_file():
-            shutil.rmtree(root, ignore_errors=True)  # a half-built one (interrupted worker)
-            _build(root)
+    root = built_once(tmp_path_factory, SHARED, _build)
     doc = json.loads((root / "first.json").read_text())
     first = CohortRun(
         rows=doc["table"], summary=doc["summary"], computed=doc["computed"], skipped=doc["skipped"]

@@ -30,6 +30,7 @@ from planner.demo.case import (
     write_demo_case_atomically,
 )
 from planner.demo.phantom import PhantomSpec
+from tests.conftest import built_once
 
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"  # DICOM PS3.4 Annex B
 EXPLICIT_VR_LE = "1.2.840.10008.1.2.1"  # DICOM PS3.5 §A.2
@@ -38,10 +39,12 @@ SMALL = replace(PhantomSpec(), n_slices=4, matrix=96)
 
 @pytest.fixture(scope="module")
 def case_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The full-size case written by the command line, once per module."""
-    out = tmp_path_factory.mktemp("demo") / "case"
-    assert main(["demo", "--out", str(out)]) == 0
-    return out
+    """The full-size case written by the command line, once per run (read-only)."""
+
+    def write(out: Path) -> None:
+        assert main(["demo", "--out", str(out)]) == 0
+
+    return built_once(tmp_path_factory, "demo-cli-case", write)
 
 
 def _digest(root: Path) -> dict[str, str]:
@@ -215,8 +218,11 @@ def test_whole_case_is_byte_identical_and_replaceable(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b"]  # no temp folders left
 
 
-def test_ensure_demo_case_uses_the_user_cache(case_dir: Path) -> None:
-    # conftest points XDG_CACHE_HOME at a temporary folder.
+def test_ensure_demo_case_uses_the_user_cache(
+    case_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A cache of its own: this test deletes from it (the run's cache is shared: conftest).
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     cache = demo_cache_dir()
     assert cache.is_relative_to(Path(os.environ["XDG_CACHE_HOME"]))
     shutil.rmtree(cache, ignore_errors=True)

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from dose.needles import distance_to_track_mm
-from planner.demo.case import write_demo_case
 from planner.demo.plan import (
     DEMO_PLAN_FILE,
     DEMO_PLAN_VERSION,
@@ -23,11 +22,12 @@ from planner.plan.dosimetry import compute_plan_dosimetry
 from planner.plan.needles import needle_direction, plan_needle_warnings, structure_distance_mm
 from planner.plan.plan_ct import find_plan_ct
 from planner.plan.plan_file import load_plan, plan_file_bytes
+from tests.conftest import shared_demo_case
 
 
 @pytest.fixture(scope="module")
 def case(tmp_path_factory: pytest.TempPathFactory):
-    out = write_demo_case(tmp_path_factory.mktemp("demo") / "case")
+    out = shared_demo_case(tmp_path_factory)  # the run's demo case, written by write_demo_case
     loaded = load_plan(out / DEMO_PLAN_FILE)
     ct, note = find_plan_ct(loaded.plan, loaded.path)
     assert ct is not None, note

@@ -3,17 +3,16 @@ click vs the ground-truth masks, bone by threshold, and the usual PTV."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 from scipy import ndimage
 
 from dose.errors import InputError
-from planner.demo.case import ensure_demo_case, load_demo_masks
+from planner.demo.case import load_demo_masks
 from planner.imaging.ct_loader import load_ct
 from planner.structures.patch import apply_patch
 from planner.structures.spine import bone_by_threshold, grow_canal, grow_cord, make_ptv
+from tests.conftest import shared_demo_case
 
 
 def _dice(a: np.ndarray, b: np.ndarray) -> float:
@@ -22,11 +21,8 @@ def _dice(a: np.ndarray, b: np.ndarray) -> float:
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """The demo CT and its ground-truth masks, in the session's isolated cache."""
-    base = Path(tmp_path_factory.getbasetemp()) / "xdg"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("XDG_CACHE_HOME", str(base / "cache"))
-        case = ensure_demo_case()
+    """The demo CT and its ground-truth masks (the run's shared demo case)."""
+    case = shared_demo_case(tmp_path_factory)
     ct, _ = load_ct(case / "ct")
     masks = {k: v.voxels for k, v in load_demo_masks(case, ct.geometry).items()}
     ct.hu.setflags(write=False)

@@ -11,10 +11,9 @@ it is never used here.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +21,7 @@ import pytest
 
 from tests.child_process import ChildResult, JUnitSummary, judge_child_pytest, read_junit
 from tests.child_process import run_child as _run_child
-from tests.conftest import GUI_DEMO_CACHE, NO_DISPLAY_ENV, REPO_ROOT, skip_or_fail
+from tests.conftest import NO_DISPLAY_ENV, REPO_ROOT, skip_or_fail
 
 INNER_ENV = "SEEDPLAN_GUI_INNER"
 DEMO_ENV = "SEEDPLAN_GUI_DEMO_CASE"
@@ -83,44 +82,13 @@ __all__ = [
 
 
 @pytest.fixture(scope="session")
-def demo_ct_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The demo case's CT folder, generated once per test run in a temporary cache.
+def demo_ct_path(demo_case_dir: Path) -> Path:
+    """The demo case's CT folder (the run's shared demo case: tests/conftest.py)."""
+    from planner.demo.case import DEMO_CT_SUBDIR
 
-    Under pytest-xdist the workers share one cache beside their base temp folders and take a
-    file lock, so the case is generated once, not once per worker (the main process writes it
-    before the workers start: tests/conftest.py).
-    """
-    from planner.demo.case import DEMO_CT_SUBDIR, ensure_demo_case
-
-    base = tmp_path_factory.getbasetemp()
-    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
-    cache = shared / GUI_DEMO_CACHE
-    cache.mkdir(parents=True, exist_ok=True)
-    mp = pytest.MonkeyPatch()
-    mp.setenv("XDG_CACHE_HOME", str(cache))
-    try:
-        with _file_lock(cache / ".lock"):
-            case_dir = Path(ensure_demo_case())
-    finally:
-        mp.undo()
-    ct = case_dir / DEMO_CT_SUBDIR
+    ct = demo_case_dir / DEMO_CT_SUBDIR
     assert ct.is_dir(), f"demo case has no CT folder at {ct}"
     return ct
-
-
-@contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    try:
-        import fcntl
-    except ImportError:  # not POSIX: no lock (each worker may generate; still correct)
-        yield
-        return
-    with open(path, "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def python_exe() -> str:
