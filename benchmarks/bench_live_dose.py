@@ -15,8 +15,8 @@ views as line segments (:meth:`LiveDose.isodose_segments`, numpy marching square
 median (the ``seconds``) and 95th percentile. Two cases: the GUI's default (views cropped to
 targets/OARs/seeds + 30 mm) and the three whole 512² views; and, on the cropped views, the same
 drag with the lines made as the GUI makes them (:class:`app.gui.layers.isodoses.IsodoseContours`:
-``vtkFlyingEdges2D`` on the 100 % level and one on the other levels together, ends in LPS mm
-in VTK polydata ready to draw; no window).
+one numba marching-squares pass for every level, ends in LPS mm in VTK polydata ready to draw,
+the 100 % level in its own; no window).
 
 Baseline, in the same run: the plain way, a full exact recompute per update (every seed on
 every pixel of the same three views with the exact engine, then
@@ -201,8 +201,8 @@ def run_benchmarks(quick: bool = False) -> list[dict[str, object]]:
                     gui_times,
                     base,
                     f"views {shapes} px; {_gui_contours(live, gui)} segments into VTK "
-                    "polydata (app.gui.layers.isodoses.IsodoseContours, vtkFlyingEdges2D: 100 % "
-                    "alone, the other levels in one run)",
+                    "polydata (app.gui.layers.isodoses.IsodoseContours: one marching-squares "
+                    "pass for every level; the 100 % line in its own polydata)",
                 )
             )
         t_slice = []
