@@ -81,7 +81,9 @@ from planner.postop.blobs import (
     measure,
 )
 from planner.postop.cluster_split import split_cluster
+from planner.postop.seed_fit import fit_seeds
 from planner.postop.solid_metal import solid_metal_mask
+from planner.postop.thick_fit import FitContext, blob_data, refine_component
 from planner.postop.thick_slices import (
     ATTACHED_MAX_PX,
     THICK_FLOOR_HU,
@@ -242,7 +244,8 @@ def detect_seeds(
     thick = float(ct.geometry.spacing_mm[2]) > THICK_SLICE_MM
     if thick:
         thr = float(threshold_hu) if threshold_hu is not None else THICK_FLOOR_HU
-        comps = thick_components(ct, excluded, cancel, floor_hu=thr)
+        comps, inplane_excess, labels = thick_components(ct, excluded, cancel, floor_hu=thr)
+        fit_ctx = FitContext.build(ct, inplane_excess, labels, excluded)
     else:
         thr = (
             float(threshold_hu) if threshold_hu is not None else adaptive_threshold(ct.hu, excluded)
@@ -327,6 +330,8 @@ def detect_seeds(
                     )
                 )
         report(progress, 0.5 + 0.45 * (n_done + 1) / max(1, len(comps)), "classifying")
+    if thick and REFINE_BY_FIT:
+        seeds = _refine_by_fit(seeds, comps, fit_ctx, single, max_cluster)
     if thick:
         seeds = _merge_duplicates(seeds)
     if expected is not None and len(seeds) < expected:
@@ -343,6 +348,90 @@ def detect_seeds(
     return DetectionResult(
         seeds, metal, thr, single, clusters, expected, messages, thick_slices=thick
     )
+
+
+#: Thick slices: refit each single seed with the seed image model (:mod:`thick_fit`). Off:
+#: on the 5 mm scenes it found 506/524 (503 without) but with 7 false seeds (5 without), one
+#: over the grid test's 1 % (see the module's notes); the step is kept for the next session.
+REFINE_BY_FIT = False
+#: A refitted single seed moving further than this (mm) keeps its measured centre.
+FIT_MAX_MOVE_MM = 1.5
+#: Seeds of other components this close (mm) to a blob's box are part of its model.
+NEIGHBOUR_REACH_MM = 8.0
+
+
+def _refine_by_fit(
+    seeds: list[DetectedSeed],
+    comps: list,
+    ctx: FitContext,
+    single: float,
+    max_cluster: int,
+) -> list[DetectedSeed]:
+    """Thick slices: refit each single seed with the seed image model
+    (:func:`refine_component`, neighbours' images in the model): centre and axis from the
+    fit, and a second seed where the blob hides one stacked along the slice axis."""
+    by_label = {c.label: c for c in comps}
+    groups: dict[int, list[DetectedSeed]] = {}
+    for s in seeds:
+        groups.setdefault(s.component, []).append(s)
+    # Amplitude of one seed (HU·mm³ of the model): median fit of the blobs nearest one seed.
+    singles = sorted(
+        (c for lab, g in groups.items() if len(g) == 1 for c in [by_label[lab]]),
+        key=lambda c: abs(c.n_float - 1.0),
+    )[:10]
+    amps = []
+    guess = 1.3 * single
+    for c in singles:
+        coords, values, sat = blob_data(c, ctx)
+        g = groups[c.label][0]
+        f = fit_seeds(
+            coords,
+            values,
+            np.array([g.position_mm]),
+            np.array([g.axis]),
+            guess,
+            ctx.model,
+            sat,
+            amplitude_range=(0.3, 3.0),
+        )
+        amps.append(f.amplitudes[0])
+    amplitude = float(np.median(amps)) if amps else guess
+    all_pts = np.array([s.position_mm for s in seeds]).reshape(-1, 3)
+    all_axes = np.array([s.axis for s in seeds]).reshape(-1, 3)
+    all_labels = np.array([s.component for s in seeds])
+    out: list[DetectedSeed] = []
+    for lab, g in groups.items():
+        c = by_label[lab]
+        if len(g) > 1:
+            # Clusters keep their split: refitting them lost the middle seed of a triplet
+            # through the slice (clusters+lung scenes) as often as it placed parts better.
+            out.extend(g)
+            continue
+        pts = np.array([s.position_mm for s in g])
+        lo = c.coords_mm.min(axis=0) - NEIGHBOUR_REACH_MM
+        hi = c.coords_mm.max(axis=0) + NEIGHBOUR_REACH_MM
+        near = (all_labels != lab) & np.all((all_pts >= lo) & (all_pts <= hi), axis=1)
+        fit = refine_component(
+            c,
+            pts,
+            np.array([s.axis for s in g]),
+            ctx,
+            amplitude,
+            max_cluster,
+            column_only=len(g) == 1,
+            neighbours=(all_pts[near], all_axes[near]),
+        )
+        if fit is None:
+            out.extend(g)
+            continue
+        c.n_float = float(fit.n)  # the fit decided: the count check does not split it again
+        moved = float(np.linalg.norm(fit.centres_mm[0] - pts[0]))
+        if fit.n == 1 and moved > FIT_MAX_MOVE_MM:
+            out.extend(g)
+            continue
+        for p, a in zip(fit.centres_mm, fit.axes, strict=True):
+            out.append(DetectedSeed(tuple(float(v) for v in p), _canonical(a), 0.6, fit.n, lab))
+    return out
 
 
 def _merge_duplicates(

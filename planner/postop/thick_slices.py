@@ -50,25 +50,27 @@ def compact_excess(
     pixel_mm: float,
     line_mm: float = THICK_LINE_MM,
     n_angles: int = THICK_LINE_ANGLES,
-) -> NDArray[np.float32]:
+) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
     """HU above what any elongated structure explains: ``hu`` minus the largest of its grey
     openings by in-plane line segments of ``line_mm`` (``n_angles`` directions) and by 3 slices
     along the slice axis. Cortical bone, ribs and streaks are long in some direction and
     vanish; a seed (≤ 4.5 mm + blur) is shorter than ``line_mm`` in every direction and stays.
-    ``hu`` is a (z, y, x) block; the result has its shape."""
-    background = (
-        ndi.grey_opening(hu, size=(min(3, hu.shape[0]), 1, 1))
-        if USE_Z_OPENING
-        else np.full(hu.shape, -np.inf, dtype=np.float32)
-    )
+    ``hu`` is a (z, y, x) block. Returns (that excess, the excess over the in-plane openings
+    alone: seeds stacked along the slice axis keep theirs), both of ``hu``'s shape."""
+    inplane = np.full(hu.shape, -np.inf, dtype=np.float32)
     length_px = line_mm / pixel_mm
     for angle in np.arange(n_angles) * np.pi / n_angles:
         np.maximum(
-            background,
+            inplane,
             ndi.grey_opening(hu, footprint=line_footprint(length_px, angle)),
-            out=background,
+            out=inplane,
         )
-    return hu - background
+    background = (
+        np.maximum(inplane, ndi.grey_opening(hu, size=(min(3, hu.shape[0]), 1, 1)))
+        if USE_Z_OPENING
+        else inplane
+    )
+    return hu - background, hu - inplane
 
 
 def thick_components(
@@ -79,14 +81,16 @@ def thick_components(
     excess_hu: float = THICK_EXCESS_HU,
     low_hu: float = THICK_LOW_HU,
     relative_level: float = 0.2,
-) -> list[Component]:
+) -> tuple[list[Component], NDArray[np.float32], NDArray[np.int32]]:
     """Candidate seed components on thick slices (> ``THICK_SLICE_MM``), where an in-plane
     seed smeared over the slice reads ≈ 1000 HU, like cortical bone: no absolute threshold can
     tell them apart, shape can. Candidates are voxels of HU ≥ ``floor_hu`` whose compact excess
     (:func:`compact_excess`) is ≥ ``excess_hu``; the excess is computed only in the boxes
     around voxels whose box top-hat (an upper bound of it) passes. Each component is weighted
     by its compact excess over the voxels above ``relative_level`` × its peak, one voxel
-    around it (the blur tails, not the neighbouring bone)."""
+    around it (the blur tails, not the neighbouring bone). Returns (components, the in-plane
+    excess (z, y, x) HU of :func:`compact_excess`, zero outside the searched boxes, the
+    components' labels (z, y, x)) — the last two for the model fit of :mod:`thick_fit`."""
     hu = ct.hu
     sp = np.asarray(ct.geometry.spacing_mm, dtype=np.float64)
     pixel_mm = float(min(sp[0], sp[1]))
@@ -95,9 +99,10 @@ def thick_components(
     size = (1, 2 * round(4.5 / sp[1]) + 1, 2 * round(4.5 / sp[0]) + 1)
     bright = (hu >= floor_hu) & ~exclude
     excess = np.zeros(hu.shape, dtype=np.float32)
+    inplane_excess = np.zeros(hu.shape, dtype=np.float32)
     box = bbox(bright, size)
     if box is None:
-        return []
+        return [], inplane_excess, np.zeros(hu.shape, dtype=np.int32)
     local = hu[box].astype(np.float32)
     upper = local - ndi.grey_opening(local, size=size)
     check_cancelled(cancel, "seed detection cancelled")
@@ -119,11 +124,11 @@ def thick_components(
         )
         zs = slice(max(0, blk[0].start - 1), min(hu.shape[0], blk[0].stop + 1))
         block = hu[zs, blk[1], blk[2]].astype(np.float32)
-        e = compact_excess(block, pixel_mm)
+        e, e_xy = compact_excess(block, pixel_mm)
         inner = slice(blk[0].start - zs.start, blk[0].stop - zs.start)
-        target = excess[blk]
         fresh = ~done[blk]
-        target[fresh] = e[inner][fresh]
+        excess[blk][fresh] = e[inner][fresh]
+        inplane_excess[blk][fresh] = e_xy[inner][fresh]
         done[blk] = True
     candidates = bright & (excess >= excess_hu)
     labels, objects = label26(candidates)
@@ -154,7 +159,7 @@ def thick_components(
         comp.slice_index = slice_centre(per_slice, float(sp[2])) + lo_c[0]
         comp.attached_px = attached_pixels(hu, lab, labels, sl, footprint, lo_c, reach)
         comps.append(comp)
-    return comps
+    return comps, inplane_excess, labels
 
 
 def attached_pixels(
