@@ -29,8 +29,8 @@ first pass completes, and the polish does not stop at the deadline before
 :data:`planner.optimise.polish.MAX_MOVES_PAST_DEADLINE` moves past it, for a target that
 cannot get there); no round is skipped for time while no measured plan has D90 ≥ PD with the
 cord limit and that phase has not stalled. Only then does the budget cut the V100 work and the
-seed removals. (L3-large at 256² with a 4 s budget under load: D90 109.9 Gy before, ≥ 110 Gy
-now: docs/autoplan-variants.md.)
+seed removals. (L3-large at 256², 4 s budget, two CPU hogs: D90 75.8 Gy before, 114.7 Gy
+now, the same plan as with 10 s: docs/autoplan-variants.md.)
 
 The polish is checked against the exact dosimetry: when the exact cord D0.1 cm³ is over the
 limit its cord limit is lowered in proportion (the next polish first drops the seeds adding most to
