@@ -116,7 +116,14 @@ from planner.optimise.robustness import (
     robustness,
 )
 from planner.optimise.slots import make_slots
-from planner.optimise.solve import CORD_WEIGHTS, Problem, Solution, evaluate, solve
+from planner.optimise.solve import (
+    CORD_WEIGHTS,
+    Problem,
+    Solution,
+    evaluate,
+    oar_dose_at_hot_points,
+    solve,
+)
 from planner.plan.commands import SetGoals, SetNeedlesAndSeeds
 from planner.plan.dosimetry import PlanDosimetry, compute_plan_dosimetry
 from planner.plan.loading import load_needle_seeds, target_parts_mm
@@ -473,14 +480,6 @@ def _cord_dose(dosi: PlanDosimetry, cord: Structure | None) -> float:
     return m.d0_1cc_gy if isinstance(m, OARMetrics) else 0.0
 
 
-def _kth_hottest(d: NDArray[np.float64], k: int) -> float:
-    """The ``k``-th largest dose of ``d`` (Gy; 0 when empty)."""
-    if d.size == 0:
-        return 0.0
-    k = min(max(1, k), d.size)
-    return float(np.partition(d, d.size - k)[d.size - k])
-
-
 def _rank(
     cord_ok: bool, d90: float, v100: float, seeds: int, objective: float, pd: float, o
 ) -> tuple:
@@ -711,7 +710,7 @@ def autoplan(
             phases["dosimetry"] = phases.get("dosimetry", 0.0) + dosimetry_s
             g_key = _key(greedy_exact, target, cord, pd, limit, o, greedy)
             best = (g_key, greedy_exact[0], greedy_exact[1], greedy, greedy_exact[2], None)
-            sampled = _kth_hottest(pp.oar_gy[:, greedy.slots].sum(axis=1), k_hot)
+            sampled = oar_dose_at_hot_points(pp.oar_gy[:, greedy.slots].sum(axis=1), k_hot)
             exact_cord = _cord_dose(greedy_exact[1], cord)
             if sampled > 0.0 and exact_cord > 0.0:
                 pp.oar_limit_gy = min(CALIBRATED_CORD_SAFETY * limit * sampled / exact_cord, limit)

@@ -84,3 +84,25 @@ def gtv_centre_mm(plan: Plan) -> np.ndarray:
     gtv = next(s for s in plan.structures if s.name == "GTV")
     kji = np.argwhere(gtv.crop) + [b.start for b in gtv.box]
     return plan.geometry.zyx_to_world(kji.mean(axis=0)[None, :].astype(float))[0]
+
+
+def window_with_loaded_needle(window: MainWindow, demo_ct: Path) -> MainWindow:
+    """``window`` with a fresh demo plan, one needle through the GTV loaded at 10 mm, and the
+    crosshair on one of its seeds (live dose ready): the start of a seed drag."""
+    from planner.plan.needle_commands import AddNeedle
+
+    plan = demo_plan(window, demo_ct)
+    open_plan(window, plan)
+    planning = window.planning
+    c = gtv_centre_mm(plan)
+    entry = c + np.array([25.0, 60.0, 5.0])
+    cmd = AddNeedle(tuple(entry), tuple(c - 0.15 * (entry - c)))
+    assert planning.execute(cmd)
+    planning.select(cmd.needle_id, None)
+    planning.needle_panel.spacing.setValue(10.0)
+    planning.needle_panel.load_selected_button.click()
+    wait_for_live(window)
+    seed = next(s for s in planning.plan.seeds if s.needle_id == cmd.needle_id)
+    window.session.set_crosshair(np.asarray(seed.position_mm))
+    settle()
+    return window

@@ -13,30 +13,17 @@ from PySide6.QtCore import QEvent, Qt
 from app.gui.main_window import MainWindow
 from app.gui.views.footprints import footprint_px, world_to_display_matrix
 from app.gui.vtk_bridge import VTKWidget
-from planner.plan.needle_commands import AddNeedle
 from tests.gui.inner._helpers import mouse, settle
-from tests.gui.inner._planning import demo_plan, gtv_centre_mm, open_plan, wait_for_live
+from tests.gui.inner._planning import (
+    window_with_loaded_needle,
+)
 
 
 @pytest.fixture()
 def window(demo_window: MainWindow, demo_ct: Path) -> MainWindow:
     """The demo window (CT, structures) with one loaded needle through the GTV and the
     crosshair on one of its seeds."""
-    plan = demo_plan(demo_window, demo_ct)
-    open_plan(demo_window, plan)
-    planning = demo_window.planning
-    c = gtv_centre_mm(plan)
-    entry = c + np.array([25.0, 60.0, 5.0])
-    cmd = AddNeedle(tuple(entry), tuple(c - 0.15 * (entry - c)))
-    assert planning.execute(cmd)
-    planning.select(cmd.needle_id, None)
-    planning.needle_panel.spacing.setValue(10.0)
-    planning.needle_panel.load_selected_button.click()
-    wait_for_live(demo_window)
-    seed = next(s for s in planning.plan.seeds if s.needle_id == cmd.needle_id)
-    demo_window.session.set_crosshair(np.asarray(seed.position_mm))
-    settle()
-    return demo_window
+    return window_with_loaded_needle(demo_window, demo_ct)
 
 
 def _grab_drawn(view: VTKWidget) -> np.ndarray:
