@@ -41,6 +41,7 @@ __all__ = [
     "NEEDLE_OFFSET_MM",
     "NeedleLayer",
     "NeedleTrackLayer",
+    "line_actor",
     "needle_rgb",
     "polyline_polydata",
 ]
@@ -81,7 +82,9 @@ def polyline_polydata(
     return pd
 
 
-def _line_actor(pd: vtkPolyData, rgb: tuple[float, float, float], width: float) -> vtkActor:
+def line_actor(pd: vtkPolyData, rgb: tuple[float, float, float], width: float) -> vtkActor:
+    """A 2-D line actor of ``pd`` in one colour (RGB 0-1) and width (px); shared by the needle,
+    seed and distance layers."""
     mapper = vtkPolyDataMapper()
     mapper.SetInputData(pd)
     mapper.ScalarVisibilityOff()
@@ -250,7 +253,7 @@ class NeedleLayer(Layer):
         found = self._groups.get(key)
         if found is None:
             pd = vtkPolyData()
-            actor = _line_actor(pd, (1.0, 1.0, 1.0), key[0])
+            actor = line_actor(pd, (1.0, 1.0, 1.0), key[0])
             actor.GetProperty().SetOpacity(key[1])
             mapper = actor.GetMapper()
             mapper.ScalarVisibilityOn()

@@ -27,7 +27,7 @@ from vtkmodules.vtkRenderingCore import vtkActor, vtkPolyDataMapper
 from app.gui.layers.base import Layer, stroke_open
 from app.gui.layers.needles import (
     NEEDLE_OFFSET_MM,
-    _line_actor,
+    line_actor,
     polyline_polydata,
 )
 from app.gui.layers.segments import SegmentArrays
@@ -57,9 +57,9 @@ class SeedLayer(Layer):
         self.on_slice = polyline_polydata(np.zeros((0, 3)), [])
         self.near = polyline_polydata(np.zeros((0, 3)), [])
         self.selected = polyline_polydata(np.zeros((0, 3)), [])
-        self.on_actor = self.add_prop(_line_actor(self.on_slice, SEED_RGB, 5.0))
-        self.near_actor = self.add_prop(_line_actor(self.near, NEAR_RGB, 1.5))
-        self.sel_actor = self.add_prop(_line_actor(self.selected, SELECTED_RGB, 6.0))
+        self.on_actor = self.add_prop(line_actor(self.on_slice, SEED_RGB, 5.0))
+        self.near_actor = self.add_prop(line_actor(self.near, NEAR_RGB, 1.5))
+        self.sel_actor = self.add_prop(line_actor(self.selected, SELECTED_RGB, 6.0))
         #: Seeds drawn on this slice: {seed id: (x_px, y_px)} (what a click can grab).
         self.seeds_px: dict[str, tuple[float, float]] = {}
         self._drawn_key: tuple[object, ...] | None = None

@@ -16,7 +16,7 @@ from PySide6.QtGui import QMouseEvent
 from vtkmodules.vtkRenderingCore import vtkTextActor
 
 from app.gui.layers.base import Layer
-from app.gui.layers.needles import _line_actor, polyline_polydata
+from app.gui.layers.needles import line_actor, polyline_polydata
 
 if TYPE_CHECKING:
     from app.gui.planning_ui import PlanningUI
@@ -35,7 +35,7 @@ class _RulerLayer(Layer):
         super().__init__(view, planning.session)
         self.slice_view = view
         self.polydata = polyline_polydata(np.zeros((0, 3)), [])
-        self.actor = self.add_prop(_line_actor(self.polydata, _RGB, 2.0))
+        self.actor = self.add_prop(line_actor(self.polydata, _RGB, 2.0))
         self.label = vtkTextActor()
         self.label.GetPositionCoordinate().SetCoordinateSystemToWorld()
         tp = self.label.GetTextProperty()
