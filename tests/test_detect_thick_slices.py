@@ -19,6 +19,7 @@ from scipy.optimize import linear_sum_assignment
 from planner.demo.phantom import generate_phantom
 from planner.postop.detect import detect_seeds
 from planner.postop.synthetic import needle_implant_scene, render_postop_ct, seed_grid_scene
+from planner.postop.thick_slices import stacked_candidates
 from tests.test_postop_detect import _resample_z
 
 
@@ -66,9 +67,10 @@ def test_5mm_dense_implant_no_seed_in_bone_far_from_the_implant() -> None:
     tightly curved ends of the small cortical ring at the tip of the sternum survive every
     straight line opening and read like seeds (7 false seeds, 130 mm from the implant, before
     the attached-structure rule); they are part of a structure as bright as themselves and are
-    reported as bone. Every seed reported lies within 5 mm of a true seed; ≥ 83 % found
-    (measured 41/49; 39/49 before seeds stacked along the slice axis were split one per slice;
-    seeds 9 mm apart along the slice axis remain a known limitation)."""
+    reported as bone. Every seed reported lies within 5 mm of a true seed; ≥ 87 % found
+    (measured 43/49; 41/49 before the stacked candidates of ``stacked_candidates``, 39/49
+    before seeds stacked along the slice axis were split one per slice; the middle seed of
+    three 8 mm apart along the slice axis remains a known limitation)."""
     from benchmarks.bench_detect import make_case
 
     post, scene = make_case(n_slices=30, slice_mm=5.0)
@@ -77,7 +79,7 @@ def test_5mm_dense_implant_no_seed_in_bone_far_from_the_implant() -> None:
     nearest = np.linalg.norm(found[:, None] - scene.seeds_mm[None], axis=-1).min(axis=1)
     assert nearest.max() < 5.0, (np.round(found[nearest >= 5.0], 1), result.summary())
     r, _ = _gated_match(scene.seeds_mm, found)
-    assert len(r) >= int(np.ceil(0.83 * len(scene.seeds_mm))), result.summary()
+    assert len(r) >= int(np.ceil(0.87 * len(scene.seeds_mm))), result.summary()
     assert any("as bright as itself" in m.reason for m in result.metal)
 
 
@@ -146,3 +148,31 @@ def test_5mm_triplet_through_the_slice_split_along_its_axis(phantom_5mm, rng: in
     r, c = linear_sum_assignment(dist)
     assert dist[r, c].max() < 2.5, (np.round(dist[r, c], 2), result.summary())
     assert len(set(c)) == 3
+
+
+def test_stacked_candidates_only_erased_short_columns() -> None:
+    """A seed-sized blob whose in-plane excess peaks on one slice of a 3-slice column (two
+    seeds stacked along the slice axis: the 3-slice opening erased it) becomes a candidate;
+    the same blob in a 6-slice column (bone along the slice axis), a blob the opening did not
+    erase, a blob beside an existing candidate and a blob below 1.3 × the excess do not."""
+    shape = (12, 20, 60)
+    inplane = np.zeros(shape, dtype=np.float32)
+    excess = np.zeros(shape, dtype=np.float32)
+    candidates = np.zeros(shape, dtype=bool)
+    xy = (slice(8, 11), slice(8, 11))
+    inplane[(slice(1, 4), *xy)] = 1000.0
+    inplane[(2, *xy)] = 1500.0  # stacked pair: erased, short column
+    xy = (slice(8, 11), slice(20, 23))
+    inplane[(slice(1, 7), *xy)] = 1000.0
+    inplane[(3, *xy)] = 1500.0  # 6 slices: bone
+    xy = (slice(8, 11), slice(32, 35))
+    inplane[(5, *xy)] = excess[(5, *xy)] = 1500.0  # not erased: already a candidate's case
+    xy = (slice(8, 11), slice(44, 47))
+    inplane[(slice(1, 4), *xy)] = 800.0
+    inplane[(2, *xy)] = 850.0  # erased but weak
+    bright = inplane > 0
+    out = stacked_candidates(inplane, excess, bright, candidates, 700.0, 300.0, 4.0)
+    assert out[2, 8:11, 8:11].all()
+    assert out.sum() == 9
+    candidates[2, 12, 12] = True  # a candidate 2 px away on the same slice
+    assert not stacked_candidates(inplane, excess, bright, candidates, 700.0, 300.0, 4.0).any()

@@ -31,6 +31,14 @@ THICK_LOW_HU = 300.0
 #: voxel at HU ≥ tissue + this fraction of its peak excess reaches this many pixels beyond it.
 ATTACHED_FRACTION = 0.75
 ATTACHED_MAX_PX = 8
+#: Seeds stacked along the slice axis (≈ 9 mm apart: 3 bright slices at 5 mm) vanish in the
+#: 3-slice opening; their in-plane blobs at the slice maxima of the in-plane excess become
+#: candidates too (:func:`stacked_candidates`) when their column spans at most
+#: ``STACKED_MAX_MM`` and their in-plane excess is ≥ ``STACKED_EXCESS_FACTOR`` × the excess
+#: threshold (stacked seeds measured 1040–1870 HU; single-slice bone spots 700–790 HU).
+STACKED_CANDIDATES = True
+STACKED_MAX_MM = 20.0
+STACKED_EXCESS_FACTOR = 1.3
 
 
 def line_footprint(length_px: float, angle_rad: float) -> NDArray[np.bool_]:
@@ -132,6 +140,23 @@ def thick_components(
         done[blk] = True
     candidates = bright & (excess >= excess_hu)
     labels, objects = label26(candidates)
+    if STACKED_CANDIDATES:
+        # Stacked seeds erased by the 3-slice opening: more components, weighted by their
+        # in-plane excess (the slice axis opening removed theirs).
+        extra = np.zeros(hu.shape, dtype=bool)
+        extra[box] = stacked_candidates(
+            inplane_excess[box],
+            excess[box],
+            bright[box],
+            candidates[box],
+            excess_hu,
+            low_hu,
+            STACKED_MAX_MM / float(sp[2]),
+        )
+        lab_x, obj_x = label26(extra)
+        labels = np.where(extra, lab_x + len(objects), labels).astype(labels.dtype)
+        objects = list(objects) + list(obj_x)
+        excess = np.where(extra, inplane_excess, excess)
     comps: list[Component] = []
     for lab, sl in enumerate(objects, start=1):
         if sl is None:
@@ -160,6 +185,50 @@ def thick_components(
         comp.attached_px = attached_pixels(hu, lab, labels, sl, footprint, lo_c, reach)
         comps.append(comp)
     return comps, inplane_excess, labels
+
+
+def stacked_candidates(
+    inplane_excess: NDArray[np.float32],
+    excess: NDArray[np.float32],
+    bright: NDArray[np.bool_],
+    candidates: NDArray[np.bool_],
+    excess_hu: float,
+    erased_hu: float,
+    max_slices: float,
+) -> NDArray[np.bool_]:
+    """(z, y, x) mask of the seeds the 3-slice opening of :func:`compact_excess` erased: voxels
+    of in-plane excess ≥ ``STACKED_EXCESS_FACTOR`` × ``excess_hu`` that are its maximum along
+    the slice axis (a seed's centre slice) and lost ≥ ``erased_hu`` to the opening, whose
+    in-plane blob comes within 2 pixels of no candidate on its slice and whose column (the
+    connected in-plane excess ≥ ``excess_hu``) spans ≤ ``max_slices`` slices (longer: bone).
+    All arrays (z, y, x) of one shape; HU."""
+    e = inplane_excess
+    high = bright & (e >= excess_hu)
+    strong = e >= STACKED_EXCESS_FACTOR * excess_hu
+    up = np.full(e.shape, -np.inf, dtype=np.float32)
+    down = np.full(e.shape, -np.inf, dtype=np.float32)
+    up[:-1], down[1:] = e[1:], e[:-1]
+    peak = high & strong & (e >= up) & (e >= down) & ~candidates & (e - excess >= erased_hu)
+    col, col_obj = label26(high)
+    out = np.zeros(e.shape, dtype=bool)
+    in_plane = np.zeros((3, 3, 3), dtype=bool)
+    in_plane[1] = True
+    blobs, n = ndi.label(peak, structure=in_plane)
+    if n == 0:
+        return out
+    near = ndi.binary_dilation(candidates, structure=np.ones((1, 5, 5), dtype=bool))
+    for lab, sl in enumerate(ndi.find_objects(blobs), start=1):
+        if sl is None:
+            continue
+        blob = blobs[sl] == lab
+        if near[sl][blob].any():
+            continue
+        c = int(col[sl][blob][0])
+        c_sl = col_obj[c - 1]
+        if c_sl is None or c_sl[0].stop - c_sl[0].start > max_slices:
+            continue
+        out[sl] |= blob
+    return out
 
 
 def attached_pixels(
