@@ -31,6 +31,7 @@ QPushButton { background: #2b303b; color: #e6e9ef; border: 1px solid #465064;
               border-radius: 3px; padding: 3px 12px; }
 QPushButton:hover { background: #353c4a; }
 QPushButton:pressed { background: #3f6fb0; }
+QPushButton:disabled { background: #22262e; color: #6b7280; border-color: #353b48; }
 QProgressBar { border: 1px solid #465064; border-radius: 3px; background: #15171c;
                color: #e6e9ef; text-align: center; height: 14px; }
 QProgressBar::chunk { background: #3f83d8; }

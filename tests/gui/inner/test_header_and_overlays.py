@@ -279,3 +279,24 @@ def test_a_layer_that_is_gone_stops_listening_and_a_failing_one_stops_no_other(
         assert window.coronal_view.ct_layer.mapper.GetInput().GetDimensions()[0] == 64
     finally:
         broken.close()
+
+
+def test_a_disabled_button_looks_disabled(gui_app: QApplication) -> None:
+    """The dark theme's button style must not paint a disabled button (e.g. Cancel when nothing
+    runs) like an enabled one: its text is dimmer."""
+    from PySide6.QtWidgets import QPushButton
+
+    def text_brightness(enabled: bool) -> float:
+        button = QPushButton("Cancel")
+        button.setEnabled(enabled)
+        button.resize(120, 32)
+        image = button.grab().toImage()
+        values = [
+            image.pixelColor(x, y).lightness()
+            for x in range(image.width())
+            for y in range(image.height())
+        ]
+        button.deleteLater()
+        return float(np.percentile(values, 99))  # the text's brightest pixels
+
+    assert text_brightness(False) < text_brightness(True) - 60
