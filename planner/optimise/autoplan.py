@@ -48,6 +48,10 @@ V100 ≥ goal, then fewest seeds, else the highest V100). A target that cannot b
 without breaking the cord limit gives the best feasible plan; its goals (D90 ≥ PD,
 V100 ≥ 95 %, cord D0.1 cm³ ≤ limit, added to the plan when missing) say which failed.
 
+The set-up (inputs checked, the cord limit, the goals, locked needles, the robust mode's sampled
+cord influence) is :mod:`planner.optimise.setup`; plans made from solutions, measured exactly
+and ranked, and the V100 note, :mod:`planner.optimise.outcome`.
+
 Time budget (``time_budget_s``, default 10 s from the call): past the D90 phase (above) every
 phase checks a deadline in its loops: the selection tries no further cord weight and stops
 refilling, the polish stops moving, and no new round starts when the time left would not hold
@@ -92,10 +96,9 @@ from typing import Literal
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.spatial import cKDTree
 
 from dose.errors import InputError
-from dose.metrics import DEFAULT_CORD_D0_1CC_LIMIT_GY, OARMetrics, TargetMetrics
+from dose.metrics import OARMetrics, TargetMetrics
 from dose.progress import CancelFn, ProgressFn, check_cancelled, report, sub_progress
 from planner.imaging.volume import CTVolume
 from planner.optimise.bound import V100Bound, v100_upper_bound
@@ -106,14 +109,30 @@ from planner.optimise.candidates import (
     make_candidates,
     needle_conflicts,
 )
-from planner.optimise.influence import influence_matrix, structure_points_mm
+from planner.optimise.influence import influence_matrix
+from planner.optimise.outcome import (
+    cold_note,
+    cord_d0_1cc,
+    exact_plan,
+    plan_key,
+    plan_rank,
+    target_d90,
+)
 from planner.optimise.polish import PolishProblem, polish
 from planner.optimise.robustness import (
     NeedleErrorModel,
     RobustnessResult,
     cord_structure,
-    perturb_points,
     robustness,
+)
+from planner.optimise.setup import (
+    check_inputs,
+    cord_limit,
+    locked_candidates,
+    organ_window,
+    plan_goals,
+    sampled_cord_influence,
+    slot_target,
 )
 from planner.optimise.slots import make_slots
 from planner.optimise.solve import (
@@ -124,11 +143,10 @@ from planner.optimise.solve import (
     oar_dose_at_hot_points,
     solve,
 )
-from planner.plan.commands import SetGoals, SetNeedlesAndSeeds
-from planner.plan.dosimetry import PlanDosimetry, compute_plan_dosimetry
-from planner.plan.loading import load_needle_seeds, target_parts_mm
-from planner.plan.model import Goal, Needle, Plan, Prescription, Seed, Structure, new_id
-from planner.plan.needles import needle_direction
+from planner.plan.commands import SetNeedlesAndSeeds
+from planner.plan.dosimetry import PlanDosimetry
+from planner.plan.loading import load_needle_seeds
+from planner.plan.model import Plan, Seed
 
 __all__ = ["AutoplanOptions", "AutoplanResult", "autoplan", "uniform_loading"]
 
@@ -270,274 +288,6 @@ class AutoplanResult:
         return out
 
 
-def _locked_candidates(plan: Plan, tgt: Structure, start: int) -> list[Candidate]:
-    out = []
-    for i, n in enumerate(plan.needles):
-        try:
-            d = needle_direction(n)
-        except ValueError:
-            continue
-        parts = tuple(target_parts_mm(n, tgt))
-        out.append(
-            Candidate(
-                start + i,
-                np.asarray(n.entry_mm, float),
-                np.asarray(n.tip_mm, float),
-                d,
-                parts,
-                0.0,
-                -1,
-            )
-        )
-    return out
-
-
-def _cord_limit(plan: Plan, cord_id: str | None, o: AutoplanOptions) -> float:
-    """The cord D0.1 cm³ limit: the option, else the plan's goal, else 45 Gy."""
-    if o.cord_limit_gy is not None:
-        return float(o.cord_limit_gy)
-    for g in plan.goals:
-        key = g.metric.replace(" ", "").lower()
-        if g.structure_id == cord_id and g.comparison == "<=" and key in ("d0.1cc", "d0.1cm3"):
-            return float(g.value)
-    return DEFAULT_CORD_D0_1CC_LIMIT_GY
-
-
-def _slot_target(plan: Plan, rx_target: Structure) -> Structure:
-    """Where needles end and seeds may go: the union of every target structure (e.g. the
-    PTV when the prescription is on a PTV cropped from the cord)."""
-    targets = [s for s in plan.structures if s.role == "target" and s.voxel_count > 0]
-    if len(targets) <= 1:
-        return rx_target
-    union = np.zeros(plan.geometry.shape_zyx, dtype=bool)
-    for s in targets:
-        union[s.box] |= s.crop
-    return Structure.from_mask("st-autoplan-targets", "targets", "target", union, plan.geometry)
-
-
-def _sampled_cord_influence(
-    plan: Plan,
-    cord: Structure,
-    cands: list[Candidate],
-    slots,
-    strength_u: float,
-    o: AutoplanOptions,
-    window: NDArray[np.bool_],
-    cancel: CancelFn | None,
-    samples: int = 12,
-) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    """Mean and SD (Po, S) of each slot's dose at the cord points (in the organ window) over
-    ``samples`` needle-error draws of the error model (seeds of a needle move together)."""
-    assert plan.source is not None
-    rng = np.random.default_rng(11)
-    model = o.error_model
-    by_index = {c.index: c for c in cands}
-    rows = []
-    for _ in range(samples):
-        check_cancelled(cancel)
-        pos = slots.positions_mm.copy()
-        for n in np.unique(slots.needle):
-            c = by_index[int(n)]
-            sel = slots.needle == n
-            pos[sel] = perturb_points(pos[sel], c.entry_mm, c.tip_mm, model, rng)
-        inf = influence_matrix(
-            plan.source.model_id,
-            o.formalism,
-            strength_u,
-            pos,
-            slots.axes,
-            cord,
-            [],
-            max_target_points=10**7,
-            cancel=cancel,
-        )
-        rows.append(inf.target_gy[window])
-    stack = np.stack(rows)
-    return stack.mean(axis=0), stack.std(axis=0)
-
-
-def _window(s: Structure, slot_positions_mm: NDArray[np.float64], window_mm: float = 25.0):
-    """Which voxel centres of ``s`` lie within the slots' box + ``window_mm`` (the influence
-    matrix's organ window)."""
-    p = structure_points_mm(s)
-    lo = slot_positions_mm.min(axis=0) - window_mm
-    hi = slot_positions_mm.max(axis=0) + window_mm
-    return np.all((p >= lo) & (p <= hi), axis=1)
-
-
-def _goals(
-    plan: Plan, target_id: str, cord_id: str | None, pd: float, limit: float, o: AutoplanOptions
-):
-    wanted = [Goal(new_id("gl"), target_id, "D90", ">=", pd, "Gy")]
-    wanted.append(Goal(new_id("gl"), target_id, "V100", ">=", o.v100_goal_percent, "%"))
-    if cord_id is not None:
-        wanted.append(Goal(new_id("gl"), cord_id, "D0.1cc", "<=", limit, "Gy"))
-    have = {(g.structure_id, g.metric.replace(" ", "").lower()) for g in plan.goals}
-    goals = list(plan.goals)
-    for g in wanted:
-        if (g.structure_id, g.metric.lower()) in have:
-            goals = [
-                replace(x, value=g.value)
-                if (x.structure_id, x.metric.replace(" ", "").lower())
-                == (g.structure_id, g.metric.lower())
-                else x
-                for x in goals
-            ]
-        else:
-            goals.append(g)
-    return tuple(goals)
-
-
-def _check_inputs(plan: Plan, ct: CTVolume | None, o: AutoplanOptions) -> tuple[Plan, float]:
-    if ct is None:
-        raise InputError("automatic planning needs the plan's CT (none was loaded)")
-    plan.check_ct(ct)
-    rx = plan.prescription
-    if rx is None:
-        targets = [s for s in plan.structures if s.role == "target"]
-        if not targets:
-            raise InputError("the plan has no target structure to plan for")
-        if o.pd_gy is None:
-            raise InputError("the plan has no prescription: give --pd-gy")
-        rx = Prescription(float(o.pd_gy), targets[0].id, "D90")
-    elif o.pd_gy is not None:
-        try:
-            rx = Prescription(float(o.pd_gy), rx.structure_id, rx.metric)
-        except ValueError as exc:
-            raise InputError(f"--pd-gy: {exc}") from None
-    target = plan.structure(rx.structure_id)
-    if target.voxel_count == 0:
-        raise InputError(f"the target {target.name!r} is empty")
-    hu_in = ct.hu[target.mask]
-    if hu_in.size and float(np.mean(hu_in <= -1000)) > 0.5:
-        raise InputError(f"the target {target.name!r} lies outside the CT's data (air/padding)")
-    if plan.source is None or plan.source.strength_u is None:
-        raise InputError("the plan has no seed source strength: set the model and strength")
-    if (o.keep_needles or o.seeds_only) and not plan.needles:
-        raise InputError("--keep-needles: the plan has no needles to keep")
-    return plan.evolve(prescription=rx), float(rx.dose_gy)
-
-
-def _build_plan(
-    plan: Plan, cands: list[Candidate], locked_ids: list[str], sol: Solution, slots
-) -> tuple[Plan, list[Needle], list[Seed]]:
-    """Needles (locked ones kept, new ones labelled A1, A2 …) and seeds of a solution."""
-    n_locked = len(locked_ids)
-    chosen = set(int(n) for n in sol.needles)
-    needles: list[Needle] = []
-    id_of: dict[int, str] = {}
-    for c in cands:
-        if c.index >= len(cands) - n_locked:  # locked: keep the plan's needle
-            nid = locked_ids[c.index - (len(cands) - n_locked)]
-            id_of[c.index] = nid
-            needles.append(next(n for n in plan.needles if n.id == nid))
-        elif c.index in chosen:
-            nid = new_id("nd")
-            id_of[c.index] = nid
-            e, t = c.entry_mm, c.tip_mm
-            needles.append(
-                Needle(nid, tuple(map(float, e)), tuple(map(float, t)), f"A{len(needles) + 1}")  # type: ignore[arg-type]
-            )
-    seeds = []
-    for s in sol.slots:
-        n = int(slots.needle[s])
-        p = slots.positions_mm[s]
-        a = slots.axes[s]
-        seeds.append(Seed(new_id("sd"), tuple(map(float, p)), tuple(map(float, a)), id_of[n]))  # type: ignore[arg-type]
-    # Needles without seeds that are not locked are dropped.
-    used = {s.needle_id for s in seeds} | set(locked_ids)
-    needles = [n for n in needles if n.id in used]
-    return plan, needles, seeds
-
-
-def _exact(
-    base: Plan,
-    ct: CTVolume,
-    cands: list[Candidate],
-    locked_ids: list[str],
-    sol: Solution,
-    slots,
-    goals: tuple[Goal, ...],
-    o: AutoplanOptions,
-    cancel: CancelFn | None,
-) -> tuple[Plan, PlanDosimetry, list[object]]:
-    """The plan of a solution, its exact dosimetry and the commands that make it."""
-    _, needles, seeds = _build_plan(base, cands, locked_ids, sol, slots)
-    cmd1 = SetNeedlesAndSeeds(tuple(needles), tuple(seeds), label="Automatic plan")
-    cmd2 = SetGoals(goals, label="Automatic plan goals")
-    new_plan = cmd2.apply(cmd1.apply(base)[0])[0]
-    dosi = compute_plan_dosimetry(new_plan, ct, cancel=cancel, formalism=o.formalism)
-    return new_plan, dosi, [cmd1, cmd2]
-
-
-def _d90(dosi: PlanDosimetry, target: Structure) -> float:
-    m = dosi.metrics.get(target.name)
-    return m.d90_gy if isinstance(m, TargetMetrics) else 0.0
-
-
-def _cord_dose(dosi: PlanDosimetry, cord: Structure | None) -> float:
-    m = dosi.metrics.get(cord.name) if cord is not None else None
-    return m.d0_1cc_gy if isinstance(m, OARMetrics) else 0.0
-
-
-def _rank(
-    cord_ok: bool, d90: float, v100: float, seeds: int, objective: float, pd: float, o
-) -> tuple:
-    """The order of plans (larger is better): the cord limit kept, then D90 ≥ PD (else the
-    highest D90), then V100 ≥ goal (else the highest V100), then the fewest seeds."""
-    if d90 < pd:
-        return (cord_ok, False, False, d90)
-    if v100 >= o.v100_goal_percent:
-        return (cord_ok, True, True, -seeds - 0.01 * objective)
-    return (cord_ok, True, False, v100)
-
-
-def _key(
-    exact: tuple[Plan, PlanDosimetry, list[object]],
-    target: Structure,
-    cord: Structure | None,
-    pd: float,
-    limit: float,
-    o: AutoplanOptions,
-    sol: Solution,
-) -> tuple:
-    """:func:`_rank` of an exactly measured plan (nominal doses)."""
-    new_plan, dosi, _ = exact
-    m = dosi.metrics.get(target.name)
-    v100 = m.v100_percent if isinstance(m, TargetMetrics) else 0.0
-    cord_ok = _cord_dose(dosi, cord) <= limit
-    return _rank(cord_ok, _d90(dosi, target), v100, len(new_plan.seeds), sol.objective, pd, o)
-
-
-#: Cold target points this close to the cord (mm) are "at the cord" in the V100 note.
-COLD_NEAR_CORD_MM = 15.0
-
-
-def _cold_note(
-    pp: PolishProblem, inf, slots: NDArray[np.int64], approach: str | tuple[float, ...]
-) -> str:
-    """Where the target points under PD lie (the polish's sample): the share within
-    ``COLD_NEAR_CORD_MM`` of a cord voxel centre, and for the posterior approaches what the
-    demo case showed (docs/autoplan-variants.md)."""
-    d = pp.target_gy[:, slots].sum(axis=1, dtype=np.float64)
-    cold = inf.target_points_mm[d < pp.pd_gy]
-    if cold.shape[0] == 0:
-        return "every sampled target point is at or above PD (the DVH's voxels are not)"
-    dist, _ = cKDTree(inf.oar_points_mm).query(cold)
-    near = float(np.mean(dist <= COLD_NEAR_CORD_MM))
-    out = (
-        f"{100.0 * near:.0f} % of the sampled target points under PD lie within "
-        f"{COLD_NEAR_CORD_MM:g} mm of the cord (median {float(np.median(dist)):.1f} mm)"
-    )
-    if approach in ("posterior", "posterolateral") and near >= 0.9:
-        out += (
-            ": beside a cord held to its limit; on the demo case V100 95 % was reached only "
-            "with lateral entries (70-90° from posterior, e.g. --approach any), not with "
-            "any posterolateral candidate set tried (docs/autoplan-variants.md)"
-        )
-    return out
-
-
 def autoplan(
     plan: Plan,
     ct: CTVolume | None,
@@ -550,13 +300,13 @@ def autoplan(
     :class:`dose.progress.Cancelled` when ``cancel()`` says so (``plan`` is never changed)."""
     t0 = time.perf_counter()
     o = options or AutoplanOptions()
-    base, pd = _check_inputs(plan, ct, o)
+    base, pd = check_inputs(plan, ct, o)
     assert ct is not None and base.prescription is not None and base.source is not None
     target = base.structure(base.prescription.structure_id)
     cord = cord_structure(base)
     cord_id = None if cord is None else cord.id
-    limit = _cord_limit(base, cord_id, o)
-    where = _slot_target(base, target)
+    limit = cord_limit(base, cord_id, o)
+    where = slot_target(base, target)
     report(progress, 0.0, "candidate needles")
     csettings = CandidateSettings(
         approach=o.approach,
@@ -582,7 +332,7 @@ def autoplan(
     locked_ids = [n.id for n in base.needles] if (o.keep_needles or o.seeds_only) else []
     cands = [replace(c, index=i) for i, c in enumerate(cands)]
     if locked_ids:
-        cands += _locked_candidates(base, where, len(cands))
+        cands += locked_candidates(base, where, len(cands))
     if not cands:
         raise InputError(
             "no candidate needle reaches the target "
@@ -658,12 +408,12 @@ def autoplan(
     spread = o.robust_spread
     robust_rows: tuple[NDArray[np.float64], NDArray[np.float64]] | None = None
     if o.robust and cord is not None:
-        robust_rows = _sampled_cord_influence(
-            base, cord, cands, slots, strength, o, _window(cord, slots.positions_mm), cancel
+        robust_rows = sampled_cord_influence(
+            base, cord, cands, slots, strength, o, organ_window(cord, slots.positions_mm), cancel
         )
         problem.oar_gy = robust_rows[0] + spread * robust_rows[1]
         problem.coverage_gy = 1.05 * pd
-    goals = _goals(base, target.id, cord_id, pd, limit, o)
+    goals = plan_goals(base, target.id, cord_id, pd, limit, o)
     best: tuple | None = None  # (key, plan, dosimetry, solution, commands, robust)
     rounds = 0
     notes: list[str] = []
@@ -705,18 +455,19 @@ def autoplan(
             # limit) is measured exactly before the polish spends the rest of the budget, so a
             # budget cut never loses it; its exact / sampled cord dose calibrates the polish.
             td = time.perf_counter()
-            greedy_exact = _exact(base, ct, cands, locked_ids, greedy, slots, goals, o, cancel)
+            greedy_exact = exact_plan(base, ct, cands, locked_ids, greedy, slots, goals, o, cancel)
             dosimetry_s = time.perf_counter() - td
             phases["dosimetry"] = phases.get("dosimetry", 0.0) + dosimetry_s
-            g_key = _key(greedy_exact, target, cord, pd, limit, o, greedy)
+            g_key = plan_key(greedy_exact, target, cord, pd, limit, o, greedy)
             best = (g_key, greedy_exact[0], greedy_exact[1], greedy, greedy_exact[2], None)
             sampled = oar_dose_at_hot_points(pp.oar_gy[:, greedy.slots].sum(axis=1), k_hot)
-            exact_cord = _cord_dose(greedy_exact[1], cord)
+            exact_cord = cord_d0_1cc(greedy_exact[1], cord)
             if sampled > 0.0 and exact_cord > 0.0:
                 pp.oar_limit_gy = min(CALIBRATED_CORD_SAFETY * limit * sampled / exact_cord, limit)
             notes.append(
-                f"round {rounds}: selection D90 {_d90(greedy_exact[1], target):.1f} Gy, exact "
-                f"cord D0.1cc {exact_cord:.1f} Gy (sampled {sampled:.1f} Gy): polish cord "
+                f"round {rounds}: selection D90 "
+                f"{target_d90(greedy_exact[1], target):.1f} Gy, exact cord D0.1cc "
+                f"{exact_cord:.1f} Gy (sampled {sampled:.1f} Gy): polish cord "
                 f"limit {pp.oar_limit_gy:.1f} Gy"
             )
         if use_polish and start is not None:
@@ -745,7 +496,7 @@ def autoplan(
             if pres.cut_short and np.array_equal(pres.slots, start):
                 break  # out of time before a move: the plan measured last stays the best
         td = time.perf_counter()
-        new_plan, dosi, cmds = _exact(base, ct, cands, locked_ids, sol, slots, goals, o, cancel)
+        new_plan, dosi, cmds = exact_plan(base, ct, cands, locked_ids, sol, slots, goals, o, cancel)
         dosimetry_s = time.perf_counter() - td
         phases["dosimetry"] = phases.get("dosimetry", 0.0) + dosimetry_s
         seeds = new_plan.seeds
@@ -764,7 +515,7 @@ def autoplan(
                 cord_ok = cord_ok and (pc["cord_d0_1cc_gy"]["p95"] or 0.0) <= limit
         v100 = tm.v100_percent if isinstance(tm, TargetMetrics) else 0.0
         v100_ok = v100 >= o.v100_goal_percent
-        key = _rank(cord_ok, key_d90, v100, len(seeds), sol.objective, pd, o)
+        key = plan_rank(cord_ok, key_d90, v100, len(seeds), sol.objective, pd, o)
         if best is None or key > best[0]:
             best = (key, new_plan, dosi, sol, cmds, rob)
         if pres is not None:
@@ -864,10 +615,10 @@ def autoplan(
                 pp.oar_limit_gy *= 0.97 * limit / max(cord_now, 1e-9)
                 slots_try = polish(pp, best[3].slots, max_moves=0, cancel=cancel).slots
             sol = evaluate(problem, slots_try, f"{greedy.method} (cord fallback)", 0.0)
-            exact = _exact(base, ct, cands, locked_ids, sol, slots, goals, o, cancel)
+            exact = exact_plan(base, ct, cands, locked_ids, sol, slots, goals, o, cancel)
             new_plan, dosi, cmds = exact
-            cord_d = _cord_dose(dosi, cord)
-            key = _key(exact, target, cord, pd, limit, o, sol)
+            cord_d = cord_d0_1cc(dosi, cord)
+            key = plan_key(exact, target, cord, pd, limit, o, sol)
             notes.append(
                 f"no polished plan kept the cord limit: fallback {attempt + 1}, exact cord "
                 f"D0.1cc {cord_d:.1f} Gy"
@@ -899,7 +650,7 @@ def autoplan(
             "found that keeps it"
         )
         if cord is not None and inf.oar_points_mm.shape[0]:
-            notes.append(_cold_note(pp, inf, sol.slots, o.approach))
+            notes.append(cold_note(pp, inf, sol.slots, o.approach))
     bound = None
     if o.v100_bound and cord is not None and not o.seeds_only:
         report(progress, 0.95, "upper bound on V100")
