@@ -65,7 +65,7 @@ and :mod:`planner.postop.thick_slices` (steps 1–2 by HU or by shape),
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from numpy.typing import NDArray
@@ -80,10 +80,11 @@ from planner.postop.blobs import (
     label26,
     measure,
 )
-from planner.postop.cluster_split import split_cluster
+from planner.postop.cluster_split import MIN_SPLIT_DISTANCE_MM, split_cluster
+from planner.postop.residual import unexplained_seeds
 from planner.postop.seed_fit import fit_seeds
 from planner.postop.solid_metal import solid_metal_mask
-from planner.postop.thick_fit import FitContext, blob_data, refine_component
+from planner.postop.thick_fit import FitContext, blob_data, line_image_at, refine_component
 from planner.postop.thick_slices import (
     ATTACHED_MAX_PX,
     THICK_FLOOR_HU,
@@ -332,8 +333,12 @@ def detect_seeds(
         report(progress, 0.5 + 0.45 * (n_done + 1) / max(1, len(comps)), "classifying")
     if thick and REFINE_BY_FIT:
         seeds = _refine_by_fit(seeds, comps, fit_ctx, single, max_cluster)
+    elif thick and REFIT_CLUSTERS:
+        seeds = _refit_clusters(seeds, comps, fit_ctx, single)
     if thick:
         seeds = _merge_duplicates(seeds)
+    if thick and RESIDUAL_SEEDS:
+        seeds = _residual_seeds(ct, seeds, inplane_excess, excluded, thr)
     if expected is not None and len(seeds) < expected:
         seeds, clusters = _reconcile(
             seeds, comps, expected, voxel_mm3, blur, clusters, normal, thickness, single
@@ -354,27 +359,20 @@ def detect_seeds(
 #: on the 5 mm scenes it found 506/524 (503 without) but with 7 false seeds (5 without), one
 #: over the grid test's 1 % (see the module's notes); the step is kept for the next session.
 REFINE_BY_FIT = False
+#: Thick slices: place the parts of split clusters by the image model fit (counts kept).
+REFIT_CLUSTERS = True
+#: ... a part moving further than this (mm) keeps the split's centre (the split on 5 mm
+#: slices places parts up to about half a slice off along the slice axis).
+CLUSTER_FIT_MAX_MOVE_MM = 4.0
 #: A refitted single seed moving further than this (mm) keeps its measured centre.
 FIT_MAX_MOVE_MM = 1.5
 #: Seeds of other components this close (mm) to a blob's box are part of its model.
 NEIGHBOUR_REACH_MM = 8.0
 
 
-def _refine_by_fit(
-    seeds: list[DetectedSeed],
-    comps: list,
-    ctx: FitContext,
-    single: float,
-    max_cluster: int,
-) -> list[DetectedSeed]:
-    """Thick slices: refit each single seed with the seed image model
-    (:func:`refine_component`, neighbours' images in the model): centre and axis from the
-    fit, and a second seed where the blob hides one stacked along the slice axis."""
-    by_label = {c.label: c for c in comps}
-    groups: dict[int, list[DetectedSeed]] = {}
-    for s in seeds:
-        groups.setdefault(s.component, []).append(s)
-    # Amplitude of one seed (HU·mm³ of the model): median fit of the blobs nearest one seed.
+def _fit_amplitude(groups, by_label, ctx: FitContext, single: float) -> float:
+    """Amplitude of one seed (HU·mm³ of the image model): the median fit of the ten single
+    seeds whose blobs' masses are nearest one seed's."""
     singles = sorted(
         (c for lab, g in groups.items() if len(g) == 1 for c in [by_label[lab]]),
         key=lambda c: abs(c.n_float - 1.0),
@@ -395,7 +393,79 @@ def _refine_by_fit(
             amplitude_range=(0.3, 3.0),
         )
         amps.append(f.amplitudes[0])
-    amplitude = float(np.median(amps)) if amps else guess
+    return float(np.median(amps)) if amps else guess
+
+
+def _refit_clusters(
+    seeds: list[DetectedSeed], comps: list, ctx: FitContext, single: float
+) -> list[DetectedSeed]:
+    """Thick slices: the parts of each split cluster placed by fitting the seed image model
+    (as many seeds as the split gave, the nearby seeds' images in the model). A part moving
+    more than ``FIT_MAX_MOVE_MM``, or two parts closer than ``MIN_SPLIT_DISTANCE_MM``, keep
+    the split's centres: the count was decided by the split."""
+    by_label = {c.label: c for c in comps}
+    groups: dict[int, list[DetectedSeed]] = {}
+    for s in seeds:
+        groups.setdefault(s.component, []).append(s)
+    if not any(len(g) > 1 for lab, g in groups.items() if lab in by_label):
+        return seeds
+    amplitude = _fit_amplitude(groups, by_label, ctx, single)
+    all_pts = np.array([s.position_mm for s in seeds]).reshape(-1, 3)
+    all_axes = np.array([s.axis for s in seeds]).reshape(-1, 3)
+    all_labels = np.array([s.component for s in seeds])
+    out: list[DetectedSeed] = []
+    for lab, g in groups.items():
+        if len(g) == 1 or lab not in by_label:
+            out.extend(g)
+            continue
+        c = by_label[lab]
+        pts = np.array([s.position_mm for s in g])
+        coords, values, sat = blob_data(c, ctx)
+        if len(values) < 20:
+            out.extend(g)
+            continue
+        lo = c.coords_mm.min(axis=0) - NEIGHBOUR_REACH_MM
+        hi = c.coords_mm.max(axis=0) + NEIGHBOUR_REACH_MM
+        near = (all_labels != lab) & np.all((all_pts >= lo) & (all_pts <= hi), axis=1)
+        fixed = None
+        if near.any():
+            fixed = line_image_at(coords, all_pts[near], all_axes[near], amplitude, ctx)
+        fit = fit_seeds(
+            coords,
+            values,
+            pts,
+            np.array([s.axis for s in g]),
+            amplitude,
+            ctx.model,
+            sat,
+            fixed_hu=fixed,
+        )
+        moved = np.linalg.norm(fit.centres_mm - pts, axis=1)
+        gaps = np.linalg.norm(fit.centres_mm[:, None] - fit.centres_mm[None], axis=-1)
+        np.fill_diagonal(gaps, np.inf)
+        if moved.max() > CLUSTER_FIT_MAX_MOVE_MM or gaps.min() < MIN_SPLIT_DISTANCE_MM:
+            out.extend(g)
+            continue
+        for s, p, a in zip(g, fit.centres_mm, fit.axes, strict=True):
+            out.append(replace(s, position_mm=tuple(float(v) for v in p), axis=_canonical(a)))
+    return out
+
+
+def _refine_by_fit(
+    seeds: list[DetectedSeed],
+    comps: list,
+    ctx: FitContext,
+    single: float,
+    max_cluster: int,
+) -> list[DetectedSeed]:
+    """Thick slices: refit each single seed with the seed image model
+    (:func:`refine_component`, neighbours' images in the model): centre and axis from the
+    fit, and a second seed where the blob hides one stacked along the slice axis."""
+    by_label = {c.label: c for c in comps}
+    groups: dict[int, list[DetectedSeed]] = {}
+    for s in seeds:
+        groups.setdefault(s.component, []).append(s)
+    amplitude = _fit_amplitude(groups, by_label, ctx, single)
     all_pts = np.array([s.position_mm for s in seeds]).reshape(-1, 3)
     all_axes = np.array([s.axis for s in seeds]).reshape(-1, 3)
     all_labels = np.array([s.component for s in seeds])
@@ -434,6 +504,45 @@ def _refine_by_fit(
     return out
 
 
+#: Thick slices: look for the seeds the components missed in what the found seeds leave
+#: unexplained (:mod:`planner.postop.residual`).
+RESIDUAL_SEEDS = True
+#: Confidence of a seed found in the residual (its axis is the in-plane direction of a blob).
+RESIDUAL_CONFIDENCE = 0.3
+
+
+def _residual_seeds(
+    ct: CTVolume,
+    seeds: list[DetectedSeed],
+    inplane_excess: NDArray[np.float32],
+    excluded: NDArray[np.bool_],
+    floor_hu: float,
+) -> list[DetectedSeed]:
+    """Thick slices: ``seeds`` with the parts of split clusters recentred on what the
+    other seeds leave them, and the seeds :func:`unexplained_seeds` finds beside them."""
+    if not seeds:
+        return seeds
+    pts = np.array([s.position_mm for s in seeds])
+    axes = np.array([s.axis for s in seeds])
+    usable = (ct.hu >= floor_hu) & ~excluded
+    parts = np.array([n for n, s in enumerate(seeds) if s.cluster_size > 1], dtype=np.int64)
+    moved, more = unexplained_seeds(inplane_excess, usable, ct.geometry, pts, axes, recentre=parts)
+    kept = [
+        replace(s, position_mm=tuple(float(v) for v in p))
+        for s, p in zip(seeds, moved, strict=True)
+    ]
+    return kept + [
+        DetectedSeed(
+            tuple(float(v) for v in m.position_mm),
+            _canonical(m.axis),
+            RESIDUAL_CONFIDENCE,
+            1,
+            0,
+        )
+        for m in more
+    ]
+
+
 def _merge_duplicates(
     seeds: list[DetectedSeed], within_mm: float = DUPLICATE_MM
 ) -> list[DetectedSeed]:
@@ -457,7 +566,8 @@ def _reconcile(seeds, comps, expected, voxel_mm3, blur, clusters, normal, thickn
     by_label = {c.label: c for c in comps}
     counts: dict[int, int] = {}
     for s in seeds:
-        counts[s.component] = counts.get(s.component, 0) + 1
+        if s.component in by_label:  # not the seeds found in the residual (component 0)
+            counts[s.component] = counts.get(s.component, 0) + 1
     missing = expected - len(seeds)
     while missing > 0:
         excess = {

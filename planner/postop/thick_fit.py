@@ -92,6 +92,19 @@ def blob_data(c: Component, ctx: FitContext):
     return coords, values, saturated
 
 
+def line_image_at(
+    coords: NDArray[np.float64],
+    centres_mm: NDArray[np.float64],
+    axes: NDArray[np.float64],
+    amplitude: float,
+    ctx: FitContext,
+) -> NDArray[np.float64]:
+    """Image (HU) at ``coords`` ``(M, 3)`` of seeds ``centres_mm``/``axes`` ``(m, 3)`` of one
+    ``amplitude`` each (the neighbours a fit holds fixed)."""
+    others = SeedFit(centres_mm, axes, np.full(len(centres_mm), amplitude), 0.0, 0.0, 0, 0.0)
+    return _images(others, coords, ctx.model)
+
+
 def seed_energy(fit: SeedFit, j: int, coords: NDArray[np.float64], model: SeedImageModel) -> float:
     """Σ image² (HU²) of seed ``j`` of ``fit`` over the voxels ``coords`` ``(M, 3)``."""
     return float(np.sum(_images(fit, coords, model, [j]) ** 2))
