@@ -334,11 +334,21 @@ def detect_seeds(
     if thick and REFINE_BY_FIT:
         seeds = _refine_by_fit(seeds, comps, fit_ctx, single, max_cluster)
     elif thick and REFIT_CLUSTERS:
-        seeds = _refit_clusters(seeds, comps, fit_ctx, single)
+        amplitude = _fit_amplitude(_groups(seeds), {c.label: c for c in comps}, fit_ctx, single)
+        seeds = _refit(seeds, comps, fit_ctx, amplitude, lambda g: len(g) > 1)
     if thick:
         seeds = _merge_duplicates(seeds)
     if thick and RESIDUAL_SEEDS:
         seeds = _residual_seeds(ct, seeds, inplane_excess, excluded, thr)
+        if REFIT_CLUSTERS:
+            # Uncertain single seeds, now with the seeds found in the residual beside them.
+            seeds = _refit(
+                seeds,
+                comps,
+                fit_ctx,
+                amplitude,
+                lambda g: len(g) == 1 and g[0].confidence < REFIT_BELOW_CONFIDENCE,
+            )
     if expected is not None and len(seeds) < expected:
         seeds, clusters = _reconcile(
             seeds, comps, expected, voxel_mm3, blur, clusters, normal, thickness, single
@@ -361,6 +371,9 @@ def detect_seeds(
 REFINE_BY_FIT = False
 #: Thick slices: place the parts of split clusters by the image model fit (counts kept).
 REFIT_CLUSTERS = True
+#: ... and single seeds whose axis is this uncertain (a blob as wide as long: a seed with a
+#: neighbour in its blob, or smeared over the slice).
+REFIT_BELOW_CONFIDENCE = 0.5
 #: ... a part moving further than this (mm) keeps the split's centre (the split on 5 mm
 #: slices places parts up to about half a slice off along the slice axis).
 CLUSTER_FIT_MAX_MOVE_MM = 4.0
@@ -396,26 +409,34 @@ def _fit_amplitude(groups, by_label, ctx: FitContext, single: float) -> float:
     return float(np.median(amps)) if amps else guess
 
 
-def _refit_clusters(
-    seeds: list[DetectedSeed], comps: list, ctx: FitContext, single: float
-) -> list[DetectedSeed]:
-    """Thick slices: the parts of each split cluster placed by fitting the seed image model
-    (as many seeds as the split gave, the nearby seeds' images in the model). A part moving
-    more than ``FIT_MAX_MOVE_MM``, or two parts closer than ``MIN_SPLIT_DISTANCE_MM``, keep
-    the split's centres: the count was decided by the split."""
-    by_label = {c.label: c for c in comps}
+def _groups(seeds: list[DetectedSeed]) -> dict[int, list[DetectedSeed]]:
+    """Seeds by component label."""
     groups: dict[int, list[DetectedSeed]] = {}
     for s in seeds:
         groups.setdefault(s.component, []).append(s)
-    if not any(len(g) > 1 for lab, g in groups.items() if lab in by_label):
-        return seeds
-    amplitude = _fit_amplitude(groups, by_label, ctx, single)
+    return groups
+
+
+def _refit(
+    seeds: list[DetectedSeed],
+    comps: list,
+    ctx: FitContext,
+    amplitude: float,
+    which,
+) -> list[DetectedSeed]:
+    """Thick slices: the seeds of each component ``which(group)`` selects placed by fitting
+    the seed image model (as many seeds as the component has; every other seed nearby in the
+    model, held fixed, at ``amplitude`` HU·mm³). A seed moving more than
+    ``CLUSTER_FIT_MAX_MOVE_MM``, or two closer than ``MIN_SPLIT_DISTANCE_MM``, keep their
+    centres: the fit places seeds, it does not count them."""
+    by_label = {c.label: c for c in comps}
+    groups = _groups(seeds)
     all_pts = np.array([s.position_mm for s in seeds]).reshape(-1, 3)
     all_axes = np.array([s.axis for s in seeds]).reshape(-1, 3)
     all_labels = np.array([s.component for s in seeds])
     out: list[DetectedSeed] = []
     for lab, g in groups.items():
-        if len(g) == 1 or lab not in by_label:
+        if lab not in by_label or not which(g):
             out.extend(g)
             continue
         c = by_label[lab]
@@ -518,20 +539,14 @@ def _residual_seeds(
     excluded: NDArray[np.bool_],
     floor_hu: float,
 ) -> list[DetectedSeed]:
-    """Thick slices: ``seeds`` with the parts of split clusters recentred on what the
-    other seeds leave them, and the seeds :func:`unexplained_seeds` finds beside them."""
+    """Thick slices: ``seeds`` and the seeds :func:`unexplained_seeds` finds beside them."""
     if not seeds:
         return seeds
     pts = np.array([s.position_mm for s in seeds])
     axes = np.array([s.axis for s in seeds])
     usable = (ct.hu >= floor_hu) & ~excluded
-    parts = np.array([n for n, s in enumerate(seeds) if s.cluster_size > 1], dtype=np.int64)
-    moved, more = unexplained_seeds(inplane_excess, usable, ct.geometry, pts, axes, recentre=parts)
-    kept = [
-        replace(s, position_mm=tuple(float(v) for v in p))
-        for s, p in zip(seeds, moved, strict=True)
-    ]
-    return kept + [
+    more = unexplained_seeds(inplane_excess, usable, ct.geometry, pts, axes)
+    return seeds + [
         DetectedSeed(
             tuple(float(v) for v in m.position_mm),
             _canonical(m.axis),
