@@ -81,7 +81,7 @@ from planner.postop.blobs import (
     measure,
 )
 from planner.postop.cluster_split import MIN_SPLIT_DISTANCE_MM, split_cluster
-from planner.postop.residual import unexplained_seeds
+from planner.postop.residual import stacked_pairs, unexplained_seeds
 from planner.postop.seed_fit import fit_seeds
 from planner.postop.solid_metal import solid_metal_mask
 from planner.postop.thick_fit import FitContext, blob_data, line_image_at, refine_component
@@ -254,7 +254,7 @@ def detect_seeds(
         comps, _ = thin_components(ct, thr, excess_hu, excluded, cancel)
     report(progress, 0.5, f"measuring {len(comps)} metal objects")
     voxel_mm3 = float(ct.geometry.voxel_volume_mm3)
-    blur = blur_cov_mm2(ct)
+    blur = blur_cov_mm2(ct, voxel_box=thick)
     normal = np.asarray(ct.geometry.slice_normal(), dtype=np.float64)
     thickness = float(ct.geometry.spacing_mm[2])
     for c in comps:
@@ -528,6 +528,9 @@ def _refine_by_fit(
 #: Thick slices: look for the seeds the components missed in what the found seeds leave
 #: unexplained (:mod:`planner.postop.residual`).
 RESIDUAL_SEEDS = True
+#: Thick slices: a found seed that is two stacked along the slice axis is split in two
+#: (:func:`planner.postop.residual.stacked_pairs`).
+STACKED_PAIRS = False
 #: Confidence of a seed found in the residual (its axis is the in-plane direction of a blob).
 RESIDUAL_CONFIDENCE = 0.3
 
@@ -545,6 +548,30 @@ def _residual_seeds(
     pts = np.array([s.position_mm for s in seeds])
     axes = np.array([s.axis for s in seeds])
     usable = (ct.hu >= floor_hu) & ~excluded
+    if STACKED_PAIRS:
+        singles = np.array(
+            [n for n, s in enumerate(seeds) if s.cluster_size == 1 and s.component != 0],
+            dtype=np.int64,
+        )
+        pairs = stacked_pairs(inplane_excess, usable, ct.geometry, pts, axes, singles)
+        if pairs:
+            split: list[DetectedSeed] = []
+            for n, s in enumerate(seeds):
+                if n not in pairs:
+                    split.append(s)
+                    continue
+                for p in pairs[n]:
+                    split.append(
+                        replace(
+                            s,
+                            position_mm=tuple(float(v) for v in p),
+                            confidence=RESIDUAL_CONFIDENCE,
+                            cluster_size=2,
+                        )
+                    )
+            seeds = split
+            pts = np.array([s.position_mm for s in seeds])
+            axes = np.array([s.axis for s in seeds])
     more = unexplained_seeds(inplane_excess, usable, ct.geometry, pts, axes)
     return seeds + [
         DetectedSeed(

@@ -136,6 +136,17 @@ class ModelledSeeds:
         )
         return box, image
 
+    def split(self, n: int, centres_mm: NDArray[np.float64]) -> None:
+        """Seed ``n`` is the seeds ``centres_mm`` ``(m, 3)`` (its axis each): its image goes,
+        theirs come (appended)."""
+        self._paint(n, -1.0)
+        self.units[n] = (None, None)
+        for p in centres_mm:
+            self.positions = np.vstack([self.positions, p])
+            self.axes = np.vstack([self.axes, self.axes[n]])
+            self.units.append(self._unit(p, self.axes[n]))
+            self._paint(len(self.units) - 1, 1.0)
+
     def _paint(self, n: int, sign: float) -> None:
         box, u = self.units[n]
         if box is not None:
@@ -295,3 +306,98 @@ def unexplained_seeds(
         taken.append(pos)
         out.append(ResidualSeed(pos, axis, float(s_res[k, j, i] / seed_sum)))
     return out
+
+
+#: A found seed is two stacked along the slice axis when what it has to explain (the data less
+#: the other seeds' images, summed over its footprint and ± ``PAIR_REACH_SLICES`` slices) is
+#: at least this many seeds (summed the same way on the isolated seeds).
+PAIR_MIN_SEEDS = 1.6
+PAIR_REACH_SLICES = 2
+#: ... and the two halves of its profile along the slice axis lie this many slices apart.
+PAIR_MIN_SLICES = 1.2
+
+
+def stacked_pairs(
+    inplane_excess: NDArray[np.float32],
+    usable: NDArray[np.bool_],
+    geometry: GridGeometry,
+    seeds_mm: NDArray[np.float64],
+    axes: NDArray[np.float64],
+    candidates: NDArray[np.int64],
+) -> dict[int, NDArray[np.float64]]:
+    """The seeds of ``candidates`` (indices into ``seeds_mm``/``axes`` ``(N, 3)``) that are
+    two seeds stacked along the slice axis, merged into one blob between them: index →
+    ``(2, 3)`` LPS mm centres of the two (the halves of equal excess of the seed's own profile
+    along the slice axis, each at its excess-weighted centre)."""
+    if len(seeds_mm) < 3 or len(candidates) == 0:
+        return {}
+    sp = np.asarray(geometry.spacing_mm, dtype=np.float64)
+    data = np.where(usable, np.maximum(inplane_excess, 0.0), 0.0).astype(np.float32)
+    seeds = ModelledSeeds(data, geometry, seeds_mm, axes)
+    if seeds.amplitude <= 0:
+        return {}
+    half = footprint_px(sp) // 2
+    shape = data.shape
+
+    def column(n: int, own: bool):
+        k, j, i = np.rint(geometry.world_to_zyx(seeds.positions[n][None])[0]).astype(int)
+        lo = np.maximum([k - PAIR_REACH_SLICES, j - half, i - half], 0)
+        hi = np.minimum([k + PAIR_REACH_SLICES + 1, j + half + 1, i + half + 1], shape)
+        if np.any(hi <= lo):
+            return None, lo
+        box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
+        block = data[box].astype(np.float64)
+        if own:
+            seeds._paint(n, -1.0)
+            block = block - seeds.predicted[box]
+            seeds._paint(n, 1.0)
+        return np.maximum(block, 0.0), lo
+
+    totals = [column(int(n), own=False)[0] for n in seeds.isolated]
+    single = float(np.median([t.sum() for t in totals if t is not None] or [0.0]))
+    if single <= 0:
+        return {}
+    out: dict[int, NDArray[np.float64]] = {}
+    left = {int(n) for n in candidates}
+    while left:
+        # The most over-bright first: its image, once split, explains its neighbours' share.
+        owns = {n: column(n, own=True) for n in left}
+        counts = {n: (b[0].sum() / single if b[0] is not None else 0.0) for n, b in owns.items()}
+        n = max(counts, key=counts.get)
+        left.discard(n)
+        if counts[n] < PAIR_MIN_SEEDS:
+            break
+        parts_kji = _halves(*owns[n])
+        if parts_kji is None:
+            continue
+        out[n] = geometry.zyx_to_world(parts_kji)
+        seeds.split(n, out[n])
+    return out
+
+
+def _halves(block: NDArray[np.float64], lo) -> NDArray[np.float64] | None:
+    """``(2, 3)`` (z, y, x) index centres of the two halves of equal excess of ``block``
+    (z, y, x, first voxel at ``lo``) along the slice axis (the slice holding the half mass
+    shared), each its excess-weighted centre; None when they lie closer than
+    ``PAIR_MIN_SLICES``."""
+    profile = block.sum(axis=(1, 2))
+    cum = np.cumsum(profile) / profile.sum()
+    m = int(np.searchsorted(cum, 0.5))
+    share = (0.5 - (cum[m - 1] if m > 0 else 0.0)) / max(profile[m] / profile.sum(), 1e-9)
+    w_low = np.zeros_like(profile)
+    w_low[:m] = 1.0
+    w_low[m] = share
+    parts = []
+    for w in (w_low, 1.0 - w_low):
+        sub = block * w[:, None, None]
+        tot = float(sub.sum())
+        zc = float((np.arange(len(profile)) * sub.sum(axis=(1, 2))).sum() / tot)
+        plane = sub.sum(axis=0)
+        jj, ii = np.mgrid[0 : plane.shape[0], 0 : plane.shape[1]]
+        parts.append(
+            [zc + lo[0], (jj * plane).sum() / tot + lo[1], (ii * plane).sum() / tot + lo[2]]
+        )
+    parts_kji = np.array(parts, dtype=np.float64)
+    if parts_kji[1, 0] - parts_kji[0, 0] < PAIR_MIN_SLICES:
+        return None
+    return parts_kji
