@@ -530,7 +530,7 @@ def _refine_by_fit(
 RESIDUAL_SEEDS = True
 #: Thick slices: a found seed that is two stacked along the slice axis is split in two
 #: (:func:`planner.postop.residual.stacked_pairs`).
-STACKED_PAIRS = False
+STACKED_PAIRS = True
 #: Confidence of a seed found in the residual (its axis is the in-plane direction of a blob).
 RESIDUAL_CONFIDENCE = 0.3
 

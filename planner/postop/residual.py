@@ -28,7 +28,7 @@ import scipy.ndimage as ndi
 from numpy.typing import NDArray
 
 from dose.geometry import GridGeometry
-from planner.postop.blobs import SEED_LENGTH_MM
+from planner.postop.blobs import FWHM_TO_SIGMA, SEED_LENGTH_MM
 from planner.postop.seed_fit import SeedImageModel, line_image
 from planner.postop.thick_slices import slice_centre
 
@@ -367,35 +367,57 @@ def stacked_pairs(
         left.discard(n)
         if counts[n] < PAIR_MIN_SEEDS:
             break
-        parts_kji = _halves(*owns[n])
+        parts_kji = _halves(*owns[n], float(sp[2]))
         if parts_kji is None:
             continue
-        out[n] = geometry.zyx_to_world(parts_kji)
-        seeds.split(n, out[n])
+        parts_mm = geometry.zyx_to_world(parts_kji)
+        others = np.delete(seeds.positions, n, axis=0)
+        others = others[[seeds.units[m][0] is not None for m in range(len(seeds.units)) if m != n]]
+        if (
+            len(others)
+            and np.min(np.linalg.norm(parts_mm[:, None] - others[None], axis=-1)) < MIN_DISTANCE_MM
+        ):
+            continue  # the second seed is another component's seed, already found
+        out[n] = parts_mm
+        seeds.split(n, parts_mm)
     return out
 
 
-def _halves(block: NDArray[np.float64], lo) -> NDArray[np.float64] | None:
-    """``(2, 3)`` (z, y, x) index centres of the two halves of equal excess of ``block``
-    (z, y, x, first voxel at ``lo``) along the slice axis (the slice holding the half mass
-    shared), each its excess-weighted centre; None when they lie closer than
+def _halves(
+    block: NDArray[np.float64], lo, thickness_mm: float, iterations: int = 20
+) -> NDArray[np.float64] | None:
+    """``(2, 3)`` (z, y, x) index centres of two seeds stacked along the slice axis in the
+    excess ``block`` (z, y, x, first voxel at ``lo``): its per-slice profile shared between
+    two sources under the slice profile (expectation-maximisation from the two halves of
+    equal excess; each source's centre the sub-slice centre of its share,
+    :func:`slice_centre`), in-plane the centroid of each share. None when they lie closer than
     ``PAIR_MIN_SLICES``."""
     profile = block.sum(axis=(1, 2))
+    k = np.arange(len(profile), dtype=np.float64)
     cum = np.cumsum(profile) / profile.sum()
     m = int(np.searchsorted(cum, 0.5))
-    share = (0.5 - (cum[m - 1] if m > 0 else 0.0)) / max(profile[m] / profile.sum(), 1e-9)
-    w_low = np.zeros_like(profile)
-    w_low[:m] = 1.0
-    w_low[m] = share
+    z = np.array(
+        [
+            float((k[: m + 1] * profile[: m + 1]).sum() / max(profile[: m + 1].sum(), 1e-9)),
+            float((k[m:] * profile[m:]).sum() / max(profile[m:].sum(), 1e-9)),
+        ]
+    )
+    sigma = FWHM_TO_SIGMA  # the slice profile, in slices
+    resp = np.full((2, len(profile)), 0.5)
+    for _ in range(iterations):
+        g = np.exp(-0.5 * ((k[None, :] - z[:, None]) / sigma) ** 2) + 1e-12
+        resp = g / g.sum(axis=0, keepdims=True)
+        z = np.array([slice_centre(resp[j] * profile, thickness_mm) for j in range(2)])
+        if z[1] - z[0] < 0.5:  # collapsed onto one source
+            return None
     parts = []
-    for w in (w_low, 1.0 - w_low):
-        sub = block * w[:, None, None]
-        tot = float(sub.sum())
-        zc = float((np.arange(len(profile)) * sub.sum(axis=(1, 2))).sum() / tot)
+    for j in range(2):
+        sub = block * resp[j][:, None, None]
         plane = sub.sum(axis=0)
+        tot = float(plane.sum())
         jj, ii = np.mgrid[0 : plane.shape[0], 0 : plane.shape[1]]
         parts.append(
-            [zc + lo[0], (jj * plane).sum() / tot + lo[1], (ii * plane).sum() / tot + lo[2]]
+            [z[j] + lo[0], (jj * plane).sum() / tot + lo[1], (ii * plane).sum() / tot + lo[2]]
         )
     parts_kji = np.array(parts, dtype=np.float64)
     if parts_kji[1, 0] - parts_kji[0, 0] < PAIR_MIN_SLICES:
