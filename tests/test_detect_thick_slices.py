@@ -39,14 +39,15 @@ def _gated_match(truth: np.ndarray, found: np.ndarray, gate_mm: float = 2.5):
     return r[ok], c[ok]
 
 
-@pytest.mark.parametrize(("rng", "measured"), [(1, 131), (3, 129)])
+@pytest.mark.parametrize(("rng", "measured"), [(1, 134), (3, 130)])
 def test_5mm_many_seeds_every_orientation(phantom_5mm, rng: int, measured: int) -> None:
     """130–134 seeds on a 10 × 10 × 12 mm grid around the target (in soft tissue, bone and
-    against cortex), axes uniform on the sphere: ≥ 97 % found (measured 131/134 and 129/130),
-    ≤ 1 % false (measured 1 and 0), centre ≤ 0.7 mm RMS (measured 0.57 and 0.53 mm). Seeds
-    12 mm apart along the slice axis make one blob too long for its mass; it holds one seed
-    more (without that rule rng 3 found 125/130). The issue's goal is ≥ 99 %: the misses are
-    seeds lying along or across cortex whose excess the bone explains."""
+    against cortex), axes uniform on the sphere: ≥ 99 % found (measured 134/134 and 130/130;
+    131/134 and 129/130 before the seeds found in the residual of planner/postop/residual.py),
+    ≤ 1 % false (measured 0 and 0), centre ≤ 0.7 mm RMS (measured 0.47 and 0.40 mm), axis
+    ≤ 10° median (measured 4.7° and 5.5°: uncertain single seeds placed by the image model
+    fit; 23° and 22° before). Seeds 12 mm apart along the slice axis make one blob too long for
+    its mass; it holds one seed more (without that rule rng 3 found 125/130)."""
     base, gtv = phantom_5mm
     centre = base.geometry.zyx_to_world(np.argwhere(gtv).mean(axis=0))
     scene = seed_grid_scene(base.geometry, centre, rng=rng, avoid_lung=base.hu)
@@ -56,10 +57,12 @@ def test_5mm_many_seeds_every_orientation(phantom_5mm, rng: int, measured: int) 
     result = detect_seeds(post, expected=n)
     found = result.positions_mm
     r, c = _gated_match(scene.seeds_mm, found)
-    assert len(r) >= int(np.ceil(0.97 * n)), (measured, result.summary())
+    assert len(r) >= int(np.ceil(0.99 * n)), (measured, result.summary())
     assert len(found) - len(r) <= int(0.01 * n), result.summary()
     err = np.linalg.norm(scene.seeds_mm[r] - found[c], axis=1)
     assert np.sqrt(np.mean(err**2)) <= 0.7
+    cosang = np.abs(np.sum(scene.axes[r] * result.axes[c], axis=1))
+    assert np.median(np.degrees(np.arccos(np.clip(cosang, 0, 1)))) <= 10.0
 
 
 def test_5mm_dense_implant_no_seed_in_bone_far_from_the_implant() -> None:
@@ -67,10 +70,11 @@ def test_5mm_dense_implant_no_seed_in_bone_far_from_the_implant() -> None:
     tightly curved ends of the small cortical ring at the tip of the sternum survive every
     straight line opening and read like seeds (7 false seeds, 130 mm from the implant, before
     the attached-structure rule); they are part of a structure as bright as themselves and are
-    reported as bone. Every seed reported lies within 5 mm of a true seed; ≥ 87 % found
-    (measured 43/49; 41/49 before the stacked candidates of ``stacked_candidates``, 39/49
-    before seeds stacked along the slice axis were split one per slice; the middle seed of
-    three 8 mm apart along the slice axis remains a known limitation)."""
+    reported as bone. Every seed reported lies within 5 mm of a true seed; ≥ 93 % found
+    (measured 47/49: the middle seeds of columns 8 mm apart along the slice axis found in the
+    residual; 43/49 before, 41/49 before the stacked candidates of ``stacked_candidates``,
+    39/49 before seeds stacked along the slice axis were split one per slice; the two missed
+    lie in lung and beside a seed 5 mm away)."""
     from benchmarks.bench_detect import make_case
 
     post, scene = make_case(n_slices=30, slice_mm=5.0)
@@ -79,7 +83,7 @@ def test_5mm_dense_implant_no_seed_in_bone_far_from_the_implant() -> None:
     nearest = np.linalg.norm(found[:, None] - scene.seeds_mm[None], axis=-1).min(axis=1)
     assert nearest.max() < 5.0, (np.round(found[nearest >= 5.0], 1), result.summary())
     r, _ = _gated_match(scene.seeds_mm, found)
-    assert len(r) >= int(np.ceil(0.87 * len(scene.seeds_mm))), result.summary()
+    assert len(r) >= int(np.ceil(0.93 * len(scene.seeds_mm))), result.summary()
     assert any("as bright as itself" in m.reason for m in result.metal)
 
 

@@ -146,6 +146,23 @@ def test_oblique_grid_positions_are_lps() -> None:
     assert np.all(cosang > np.cos(np.radians(10.0)))
 
 
+def test_seed_grid_axes_on_2_5mm_slices(phantom) -> None:
+    """134 seeds of every orientation on a 10 × 10 × 12 mm grid, 2.5 mm slices: all found,
+    none false, axis ≤ 10° median (measured 7.2°; 10.2° while the blur correction also took a
+    voxel's box variance h²/12 off, which flattened the axes toward the slice plane)."""
+    from planner.postop.synthetic import seed_grid_scene
+
+    base, gtv = _resample_z(phantom, 2.5)
+    centre = base.geometry.zyx_to_world(np.argwhere(gtv).mean(axis=0))
+    scene = seed_grid_scene(base.geometry, centre, rng=2, avoid_lung=base.hu)
+    post = render_postop_ct(base, scene, rng=4)
+    result = detect_seeds(post, expected=len(scene.seeds_mm))
+    r, c = _match(scene.seeds_mm, result.positions_mm)
+    assert len(r) == len(scene.seeds_mm) == len(result.seeds), result.summary()
+    cosang = np.abs(np.sum(scene.axes[r] * result.axes[c], axis=1))
+    assert np.median(np.degrees(np.arccos(np.clip(cosang, 0, 1)))) <= 10.0
+
+
 def test_cancel_raises_cancelled(phantom) -> None:
     base, gtv = _resample_z(phantom, 2.5)
     post = render_postop_ct(base, needle_implant_scene(gtv, base.geometry, rng=1), rng=1)
