@@ -10,7 +10,8 @@ load average in the notes (the machine is shared: wall time under load is not th
 
 ``python -m benchmarks.bench_detect --scenarios`` prints the accuracy table per scenario
 (:func:`scenario_table`: sparse needle implants, seed grids, clusters and lung, the dense case)
-at 1.25, 2.5 and 5 mm slices; it is not part of ``seedplan bench``.
+at 1.25, 2.5 and 5 mm slices; ``--scenarios --heldout`` the same on scenes the thresholds were
+not chosen on (:func:`heldout_cases`). Neither is part of ``seedplan bench``.
 """
 
 from __future__ import annotations
@@ -152,14 +153,37 @@ def scenario_cases(thickness_mm: float):
     return cases
 
 
-def scenario_table(thicknesses=(1.25, 2.5, 5.0)) -> list[dict]:
+def heldout_cases(thickness_mm: float):
+    """(name, post-op CT, scene) of scenes the detector's thresholds were not chosen on: seed
+    grids and needle implants with clusters and lung of other random draws (rng 4–6, 3–5) than
+    :func:`scenario_cases`; a check that the rules are not fitted to the benchmark scenes."""
+    from planner.demo.phantom import generate_phantom
+    from planner.postop.synthetic import needle_implant_scene, render_postop_ct, seed_grid_scene
+
+    base, gtv = _resample_z(generate_phantom(n_slices=40), thickness_mm)
+    geo = base.geometry
+    centre = geo.zyx_to_world(np.argwhere(gtv).mean(axis=0))
+    cases = []
+    for rng in (4, 5, 6):
+        sc = seed_grid_scene(geo, centre, rng=rng, avoid_lung=base.hu)
+        cases.append((f"held-out grid rng {rng}", render_postop_ct(base, sc, rng=rng + 2), sc))
+    for rng in (3, 4, 5):
+        sc = needle_implant_scene(gtv, geo, rng=rng)
+        cases.append(
+            (f"held-out clusters+lung rng {rng}", render_postop_ct(base, sc, rng=rng + 2), sc)
+        )
+    return cases
+
+
+def scenario_table(thicknesses=(1.25, 2.5, 5.0), *, heldout: bool = False) -> list[dict]:
     """Per scenario and slice thickness: found / expected (Hungarian within 2.5 mm), false,
-    centre RMS (mm), median axis error (°), detection wall time (s, one run)."""
+    centre RMS (mm), median axis error (°), detection wall time (s, one run). ``heldout``: the
+    scenes of :func:`heldout_cases` instead."""
     from planner.postop.detect import detect_seeds
 
     rows = []
     for t in thicknesses:
-        for name, ct, sc in scenario_cases(t):
+        for name, ct, sc in heldout_cases(t) if heldout else scenario_cases(t):
             truth = sc.seeds_mm
             t0 = time.perf_counter()
             res = detect_seeds(ct, expected=len(truth))
@@ -192,7 +216,7 @@ if __name__ == "__main__":  # pragma: no cover - manual run
 
     if "--scenarios" in sys.argv:
         print("slice mm | scenario | found / expected | false | centre RMS mm | axis median ° | s")
-        for row in scenario_table():
+        for row in scenario_table(heldout="--heldout" in sys.argv):
             print(
                 f"{row['slice_mm']:g} | {row['scenario']} | {row['found']}/{row['expected']} | "
                 f"{row['false']} | {row['rms_mm']:.2f} | {row['axis_median_deg']:.1f} | "
