@@ -57,8 +57,8 @@ and the seeds the components missed (the middle seed of a column of three, a see
 found ones) are found in what the found seeds' images leave unexplained
 (:func:`planner.postop.residual.unexplained_seeds`); last, the single seeds of uncertain axis
 are placed by the fit with every other seed in the model (axis median 22° → 5° on the grid
-scenes). Measured on the 5 mm scenes of ``benchmarks.bench_detect --scenarios``: 519/524
-found, 4 false; on six other scenes, 464/470, 3 false. Known limits
+scenes). Measured on the 5 mm scenes of ``benchmarks.bench_detect --scenarios``: 518/524
+found, 5 false; on the twelve scenes of ``--heldout``, 927/943, 9 false. Known limits
 on 5 mm slices: seeds in or against lung (a seed against the pleura reads ≈ 300–500 HU, below
 the floor that keeps lung vessels out), a seed stacked within 5 mm of a found one, seeds lying
 along cortex.
