@@ -300,3 +300,33 @@ def test_comparison_order_is_kept_after_a_review_edit(case) -> None:
 
     assert structures(after.comparison) == structures(v.comparison)
     assert structures(v.comparison)[0] == plan.structure(plan.prescription.structure_id).name
+
+
+def test_postop_summary_says_the_seed_count_once(case) -> None:
+    """The post-op window's text (``Verification.summary_lines``): the detection's line and the
+    verification's said "N seeds found" twice; now once, every other piece kept (clusters
+    split, metal excluded, the count check, planned, matched and unmatched, the formalism).
+    After a review edit changed the count, the reviewed count is said as well."""
+    from dataclasses import replace
+
+    plan, ct, post, _ = case
+    v = verify_plan(plan, ct, post)
+    n = len(plan.seeds)
+    text = "\n".join(v.summary_lines())
+    assert text.count("seeds found") == 1, text
+    assert f"{len(v.detection.seeds)} seeds found" in text
+    for piece in (
+        "clusters split",
+        "non-seed metal objects excluded",
+        f"matches the {n} expected",
+        f"{n} planned",
+        "seeds matched within",
+        "implanted unmatched",
+        "inside the target",
+        "post-op dose 1D formalism",
+    ):
+        assert piece in text, (piece, text)
+    assert "seeds found" in v.summary()  # alone (the CLI's JSON) it still says the count
+    reviewed = replace(v, implanted_mm=v.implanted_mm[:-1])
+    text = "\n".join(reviewed.summary_lines())
+    assert text.count("seeds found") == 1 and f"{n - 1} seeds after review ({n} planned)" in text

@@ -138,11 +138,28 @@ class Verification:
         raise KeyError(f"no {metric} for {structure} in the comparison")
 
     def summary(self) -> str:
+        """One line: seeds found and planned, the matching, where the seeds lie, the formalism
+        (alone, e.g. the CLI's JSON; beside the detection's line use :meth:`summary_lines`)."""
         n_plan = len(self.match.pairs) + len(self.match.unmatched_planned)
+        return self._summary(f"{len(self.implanted_mm)} seeds found ({n_plan} planned)")
+
+    def summary_lines(self) -> list[str]:
+        """The detection's summary line and the verification's, the seed count said once (the
+        post-op window's text): the detection's line says how many seeds were found; the
+        verification's gives the planned count, and the reviewed count only when review edits
+        changed it (the detection's line is the automatic detection's)."""
+        n_plan = len(self.match.pairs) + len(self.match.unmatched_planned)
+        n = len(self.implanted_mm)
+        head = f"{n_plan} planned"
+        if n != len(self.detection.seeds):
+            head = f"{n} seeds after review ({n_plan} planned)"
+        return [self.detection.summary(), self._summary(head)]
+
+    def _summary(self, head: str) -> str:
         where = f"; {self.locations.summary()}" if self.locations is not None else ""
         return (
-            f"{len(self.implanted_mm)} seeds found ({n_plan} planned); "
-            f"{self.match.summary()}{where}; post-op dose {self.formalism.upper()} formalism"
+            f"{head}; {self.match.summary()}{where}; "
+            f"post-op dose {self.formalism.upper()} formalism"
         )
 
 

@@ -420,7 +420,7 @@ class PostopWindow(QMainWindow):
             self.locations.show_locations(None)
             self.registration.clear()
             return
-        lines = [v.detection.summary(), v.summary()]
+        lines = v.summary_lines()  # the seed count said once
         excluded_mm3 = self.exclusion_tools.verified_mm3
         if excluded_mm3 > 0:
             lines.insert(
