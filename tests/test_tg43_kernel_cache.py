@@ -93,9 +93,9 @@ _CHILD = """
 import json
 from dose.engine import warm_up
 warm_up(["6711"])
-from dose.engine.kernels import jit, fast
+from dose.engine.kernels import jit, fast, isolines
 out = {}
-for mod in (jit, fast):
+for mod in (jit, fast, isolines):
     for name in dir(mod):
         d = getattr(mod, name)
         if hasattr(d, "stats") and hasattr(d, "py_func") and d.signatures:
@@ -122,5 +122,8 @@ def _child_misses() -> dict[str, int]:
 def test_kernels_load_from_the_disk_cache_in_a_new_process() -> None:
     _child_misses()  # compiles into the cache if it is cold (a fresh clone)
     misses = _child_misses()
-    assert {"part_rows", "points_kernel", "tabulate", "_upsample"} <= set(misses)
+    # isolines: the live isodose lines' marching squares, drawn on the GUI thread.
+    assert {"part_rows", "points_kernel", "tabulate", "_upsample", "iso_segments_into"} <= set(
+        misses
+    )
     assert misses == dict.fromkeys(misses, 0), misses
