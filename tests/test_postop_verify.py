@@ -75,6 +75,7 @@ def test_verify_cli_writes_results(case, tmp_path, capsys) -> None:
     head = (out / "detected_seeds.csv").read_text().splitlines()[1]
     assert head.startswith("# ") and "threshold" in head and "slices 2.5 mm" in head
     assert "detection: " in captured.err and "slices 2.5 mm" in captured.err
+    assert captured.err.count("seeds found") == 1, captured.err  # the count said once
     assert len(doc["matching"]["pairs"]) == len(plan.seeds)
     assert any(r["metric"] == "d90_gy" and r["structure"] == "GTV" for r in doc["comparison"])
     for name in (

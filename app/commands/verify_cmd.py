@@ -332,8 +332,10 @@ def run(args: argparse.Namespace) -> int:
         _store_in_plan(plan, plan_path, v.registration_record, (args.postop, ct_path, args.intraop))
     if args.json:
         sys.stdout.write(json.dumps(doc, default=float) + "\n")
-    sys.stderr.write(f"seedplan verify: {v.summary()}\n")
-    sys.stderr.write(f"seedplan verify: detection: {det.summary()}; slices {slice_mm:g} mm\n")
+    detection_line, verification_line = v.summary_lines()[:2]
+    # The count once: in the detection's line; the verification's says what was matched.
+    sys.stderr.write(f"seedplan verify: detection: {detection_line}; slices {slice_mm:g} mm\n")
+    sys.stderr.write(f"seedplan verify: {verification_line}\n")
     for w in v.warnings:
         sys.stderr.write(f"seedplan verify: warning: {w}\n")
     return 0
