@@ -346,10 +346,12 @@ def detect_seeds(
                     )
                 )
         report(progress, 0.5 + 0.45 * (n_done + 1) / max(1, len(comps)), "classifying")
-    if thick and REFINE_BY_FIT:
-        seeds = _refine_by_fit(seeds, comps, fit_ctx, single, max_cluster)
-    elif thick and REFIT_CLUSTERS:
+    if thick and (REFINE_BY_FIT or REFIT_CLUSTERS):
+        # One seed's amplitude in the image model, for every fit of this scan.
         amplitude = _fit_amplitude(_groups(seeds), {c.label: c for c in comps}, fit_ctx, single)
+    if thick and REFINE_BY_FIT:
+        seeds = _refine_by_fit(seeds, comps, fit_ctx, amplitude, max_cluster)
+    elif thick and REFIT_CLUSTERS:
         seeds = _refit(seeds, comps, fit_ctx, amplitude, lambda g: len(g) > 1)
     if thick:
         seeds = _merge_duplicates(seeds)
@@ -491,17 +493,15 @@ def _refine_by_fit(
     seeds: list[DetectedSeed],
     comps: list,
     ctx: FitContext,
-    single: float,
+    amplitude: float,
     max_cluster: int,
 ) -> list[DetectedSeed]:
     """Thick slices: refit each single seed with the seed image model
-    (:func:`refine_component`, neighbours' images in the model): centre and axis from the
-    fit, and a second seed where the blob hides one stacked along the slice axis."""
+    (:func:`refine_component`, neighbours' images in the model, one seed ``amplitude``
+    HU·mm³): centre and axis from the fit, and a second seed where the blob hides one stacked
+    along the slice axis."""
     by_label = {c.label: c for c in comps}
-    groups: dict[int, list[DetectedSeed]] = {}
-    for s in seeds:
-        groups.setdefault(s.component, []).append(s)
-    amplitude = _fit_amplitude(groups, by_label, ctx, single)
+    groups = _groups(seeds)
     all_pts = np.array([s.position_mm for s in seeds]).reshape(-1, 3)
     all_axes = np.array([s.axis for s in seeds]).reshape(-1, 3)
     all_labels = np.array([s.component for s in seeds])

@@ -59,10 +59,6 @@ MODEL_REACH_MM = 7.0
 MODEL_REACH_SLICES = 2
 
 
-#: Set to a dict to keep the last call's residual volumes (diagnosis only).
-_DEBUG: dict | None = None
-
-
 @dataclass(frozen=True)
 class ResidualSeed:
     """A seed found in the residual: centre (LPS mm), unit axis (in-plane principal direction,
@@ -84,10 +80,16 @@ def _box(geometry: GridGeometry, shape, centre_mm: NDArray[np.float64]):
     if np.any(hi <= lo):
         return None, None
     box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
+    return box, _voxel_centres(geometry, lo, hi)
+
+
+def _voxel_centres(geometry: GridGeometry, lo, hi) -> NDArray[np.float64]:
+    """``(M, 3)`` LPS mm centres of the voxels of the box ``lo``–``hi`` (z, y, x indices, end
+    excluded), in C order of the box."""
     grid = np.stack(
         np.meshgrid(*(np.arange(a, b) for a, b in zip(lo, hi, strict=True)), indexing="ij"), -1
     ).reshape(-1, 3)
-    return box, geometry.zyx_to_world(grid.astype(np.float64))
+    return geometry.zyx_to_world(grid.astype(np.float64))
 
 
 class ModelledSeeds:
@@ -175,14 +177,11 @@ def _near_seeds(
         hi = np.minimum(np.ceil(c + reach).astype(int) + 1, shape)
         if np.any(hi <= lo):
             continue
-        grid = np.stack(
-            np.meshgrid(*(np.arange(a, b) for a, b in zip(lo, hi, strict=True)), indexing="ij"),
-            -1,
-        )
-        d = geometry.zyx_to_world(grid.reshape(-1, 3).astype(np.float64)) - p
+        box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
+        d = _voxel_centres(geometry, lo, hi) - p
         t = np.clip(d @ u, -0.5 * length_mm, 0.5 * length_mm)
-        dist2 = np.sum((d - t[:, None] * u) ** 2, axis=1).reshape(grid.shape[:-1])
-        mask[tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))] |= dist2 < radius_mm**2
+        dist2 = np.sum((d - t[:, None] * u) ** 2, axis=1).reshape(mask[box].shape)
+        mask[box] |= dist2 < radius_mm**2
     return mask
 
 
@@ -253,11 +252,9 @@ def unexplained_seeds(
     ).astype(np.float32)
     w = footprint_px(sp)
 
-    def footprint_sum(vol: NDArray[np.float32]) -> NDArray[np.float32]:
-        return ndi.uniform_filter(vol, size=(1, w, w), mode="constant") * float(w * w)
-
     def pair_sum(vol: NDArray[np.float32]) -> NDArray[np.float32]:
-        s = footprint_sum(vol)
+        """Sum over a seed's footprint on each slice plus the larger of its neighbours'."""
+        s = ndi.uniform_filter(vol, size=(1, w, w), mode="constant") * float(w * w)
         up = np.zeros_like(s)
         down = np.zeros_like(s)
         up[:-1], down[1:] = s[1:], s[:-1]
@@ -271,8 +268,6 @@ def unexplained_seeds(
     if seed_sum <= 0:
         return []
     s_res = pair_sum(searched)
-    if _DEBUG is not None:  # the benchmark's diagnosis reads these
-        _DEBUG.update(residual=residual, s_res=s_res, seed_sum=seed_sum, data=data)
     peak = ndi.maximum_filter(searched, size=(1, w, w))
     local_max = s_res >= ndi.maximum_filter(s_res, size=(3, w, w))
     cand = local_max & (s_res >= min_fraction * seed_sum) & (peak >= min_peak_hu)

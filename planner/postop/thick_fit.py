@@ -170,10 +170,7 @@ def refine_component(
         return None
     fixed = None
     if neighbours is not None and len(neighbours[0]):
-        others = SeedFit(
-            neighbours[0], neighbours[1], np.full(len(neighbours[0]), amplitude), 0.0, 0.0, 0, 0.0
-        )
-        fixed = _images(others, coords, ctx.model)
+        fixed = line_image_at(coords, neighbours[0], neighbours[1], amplitude, ctx)
 
     def fit(p, a):
         return fit_seeds(coords, values, p, a, amplitude, ctx.model, sat, fixed_hu=fixed)
