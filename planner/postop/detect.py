@@ -97,7 +97,7 @@ from planner.postop.cluster_split import MIN_SPLIT_DISTANCE_MM, split_cluster
 from planner.postop.residual import stacked_pairs, unexplained_seeds
 from planner.postop.seed_fit import fit_seeds
 from planner.postop.solid_metal import solid_metal_mask
-from planner.postop.thick_fit import FitContext, blob_data, line_image_at, refine_component
+from planner.postop.thick_fit import FitContext, blob_data, line_image_at
 from planner.postop.thick_slices import (
     ATTACHED_MAX_PX,
     THICK_FLOOR_HU,
@@ -346,12 +346,9 @@ def detect_seeds(
                     )
                 )
         report(progress, 0.5 + 0.45 * (n_done + 1) / max(1, len(comps)), "classifying")
-    if thick and (REFINE_BY_FIT or REFIT_CLUSTERS):
+    if thick and REFIT_CLUSTERS:
         # One seed's amplitude in the image model, for every fit of this scan.
         amplitude = _fit_amplitude(_groups(seeds), {c.label: c for c in comps}, fit_ctx, single)
-    if thick and REFINE_BY_FIT:
-        seeds = _refine_by_fit(seeds, comps, fit_ctx, amplitude, max_cluster)
-    elif thick and REFIT_CLUSTERS:
         seeds = _refit(seeds, comps, fit_ctx, amplitude, lambda g: len(g) > 1)
     if thick:
         seeds = _merge_duplicates(seeds)
@@ -382,10 +379,6 @@ def detect_seeds(
     )
 
 
-#: Thick slices: refit each single seed with the seed image model (:mod:`thick_fit`). Off:
-#: on the 5 mm scenes it found 506/524 (503 without) but with 7 false seeds (5 without), one
-#: over the grid test's 1 % (see the module's notes); the step is kept for the next session.
-REFINE_BY_FIT = False
 #: Thick slices: place the parts of split clusters by the image model fit (counts kept).
 REFIT_CLUSTERS = True
 #: ... and single seeds whose axis is this uncertain (a blob as wide as long: a seed with a
@@ -394,8 +387,6 @@ REFIT_BELOW_CONFIDENCE = 0.5
 #: ... a part moving further than this (mm) keeps the split's centre (the split on 5 mm
 #: slices places parts up to about half a slice off along the slice axis).
 CLUSTER_FIT_MAX_MOVE_MM = 4.0
-#: A refitted single seed moving further than this (mm) keeps its measured centre.
-FIT_MAX_MOVE_MM = 1.5
 #: Seeds of other components this close (mm) to a blob's box are part of its model.
 NEIGHBOUR_REACH_MM = 8.0
 
@@ -486,57 +477,6 @@ def _refit(
             continue
         for s, p, a in zip(g, fit.centres_mm, fit.axes, strict=True):
             out.append(replace(s, position_mm=tuple(float(v) for v in p), axis=_canonical(a)))
-    return out
-
-
-def _refine_by_fit(
-    seeds: list[DetectedSeed],
-    comps: list,
-    ctx: FitContext,
-    amplitude: float,
-    max_cluster: int,
-) -> list[DetectedSeed]:
-    """Thick slices: refit each single seed with the seed image model
-    (:func:`refine_component`, neighbours' images in the model, one seed ``amplitude``
-    HU·mm³): centre and axis from the fit, and a second seed where the blob hides one stacked
-    along the slice axis."""
-    by_label = {c.label: c for c in comps}
-    groups = _groups(seeds)
-    all_pts = np.array([s.position_mm for s in seeds]).reshape(-1, 3)
-    all_axes = np.array([s.axis for s in seeds]).reshape(-1, 3)
-    all_labels = np.array([s.component for s in seeds])
-    out: list[DetectedSeed] = []
-    for lab, g in groups.items():
-        c = by_label[lab]
-        if len(g) > 1:
-            # Clusters keep their split: refitting them lost the middle seed of a triplet
-            # through the slice (clusters+lung scenes) as often as it placed parts better.
-            out.extend(g)
-            continue
-        pts = np.array([s.position_mm for s in g])
-        lo = c.coords_mm.min(axis=0) - NEIGHBOUR_REACH_MM
-        hi = c.coords_mm.max(axis=0) + NEIGHBOUR_REACH_MM
-        near = (all_labels != lab) & np.all((all_pts >= lo) & (all_pts <= hi), axis=1)
-        fit = refine_component(
-            c,
-            pts,
-            np.array([s.axis for s in g]),
-            ctx,
-            amplitude,
-            max_cluster,
-            column_only=len(g) == 1,
-            neighbours=(all_pts[near], all_axes[near]),
-        )
-        if fit is None:
-            out.extend(g)
-            continue
-        c.n_float = float(fit.n)  # the fit decided: the count check does not split it again
-        moved = float(np.linalg.norm(fit.centres_mm[0] - pts[0]))
-        if fit.n == 1 and moved > FIT_MAX_MOVE_MM:
-            out.extend(g)
-            continue
-        for p, a in zip(fit.centres_mm, fit.axes, strict=True):
-            out.append(DetectedSeed(tuple(float(v) for v in p), _canonical(a), 0.6, fit.n, lab))
     return out
 
 
