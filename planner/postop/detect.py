@@ -67,7 +67,8 @@ along cortex.
 
 All positions are LPS mm on the CT's own geometry (any direction matrix).
 
-Modules: this one classifies components, reconciles the count and holds the result types;
+Modules: this one classifies components and reconciles the count; :mod:`planner.postop.results`
+holds the result types;
 :mod:`planner.postop.solid_metal` (step 1, thick metal), :mod:`planner.postop.thin_slices`
 and :mod:`planner.postop.thick_slices` (steps 1–2 by HU or by shape),
 :mod:`planner.postop.blobs` (step 3, components and their measures),
@@ -78,7 +79,7 @@ the residual).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
 import numpy as np
 from numpy.typing import NDArray
@@ -95,6 +96,7 @@ from planner.postop.blobs import (
 )
 from planner.postop.cluster_split import MIN_SPLIT_DISTANCE_MM, split_cluster
 from planner.postop.residual import stacked_pairs, unexplained_seeds
+from planner.postop.results import DetectedSeed, DetectionResult, MetalObject, canonical_axis
 from planner.postop.seed_fit import fit_seeds
 from planner.postop.solid_metal import solid_metal_mask
 from planner.postop.thick_fit import FitContext, blob_data, line_image_at
@@ -120,75 +122,6 @@ THICK_EXTRA_SEED_FRACTION = 0.55
 DUPLICATE_MM = 2.0
 
 
-@dataclass(frozen=True)
-class DetectedSeed:
-    """One seed found: centre (LPS mm), unit axis, confidence in [0, 1], cluster size (1 alone)."""
-
-    position_mm: tuple[float, float, float]
-    axis: tuple[float, float, float]
-    confidence: float
-    cluster_size: int
-    component: int
-
-
-@dataclass(frozen=True)
-class MetalObject:
-    """Metal that is not seeds: centre (LPS mm), volume above threshold (mm³), why excluded."""
-
-    centre_mm: tuple[float, float, float]
-    volume_mm3: float
-    seed_equivalents: float
-    reason: str
-
-
-@dataclass
-class DetectionResult:
-    """What :func:`detect_seeds` found, and every number a reviewer needs to trust it."""
-
-    seeds: list[DetectedSeed]
-    metal: list[MetalObject]
-    #: Thin slices: the absolute HU threshold used (adapted to the scan unless given). Thick
-    #: slices (``thick_slices``): only the lowest HU the shape search looks at.
-    threshold_hu: float
-    single_seed_mass: float  # HU·mm³
-    clusters_split: int  # components that held more than one seed
-    expected: int | None = None
-    messages: list[str] = field(default_factory=list)
-    #: Slices thicker than ``THICK_SLICE_MM``: searched by shape (``thick_components``).
-    thick_slices: bool = False
-
-    @property
-    def positions_mm(self) -> NDArray[np.float64]:
-        """``(N, 3)`` seed centres, LPS mm."""
-        return np.array([s.position_mm for s in self.seeds], dtype=np.float64).reshape(-1, 3)
-
-    @property
-    def axes(self) -> NDArray[np.float64]:
-        """``(N, 3)`` unit seed axes."""
-        return np.array([s.axis for s in self.seeds], dtype=np.float64).reshape(-1, 3)
-
-    def summary(self) -> str:
-        """One line: count, clusters split, metal excluded, how the metal was searched (the
-        HU threshold, or on thick slices the shape search and its lowest HU), the count check."""
-        search = (
-            f"thick-slice shape search (≥ {self.threshold_hu:.0f} HU)"
-            if self.thick_slices
-            else f"threshold {self.threshold_hu:.0f} HU"
-        )
-        text = (
-            f"{len(self.seeds)} seeds found ({self.clusters_split} clusters split), "
-            f"{len(self.metal)} non-seed metal objects excluded, {search}"
-        )
-        if self.expected is not None:
-            diff = len(self.seeds) - self.expected
-            if diff == 0:
-                text += f"; matches the {self.expected} expected"
-            else:
-                word = "extra" if diff > 0 else "missing"
-                text += f"; expected {self.expected}: {abs(diff)} {word}"
-        return text
-
-
 def _solid_objects(ct: CTVolume, solid: NDArray[np.bool_]) -> list[MetalObject]:
     """One :class:`MetalObject` per connected region of thick metal or cement."""
     labels, objects = label26(solid)
@@ -208,14 +141,6 @@ def _solid_objects(ct: CTVolume, solid: NDArray[np.bool_]) -> list[MetalObject]:
             )
         )
     return out
-
-
-def _canonical(axis: NDArray[np.float64]) -> tuple[float, float, float]:
-    """A unit axis with a fixed sign (largest |component| positive): seeds have no head/tail."""
-    a = axis / np.linalg.norm(axis)
-    if a[np.argmax(np.abs(a))] < 0:
-        a = -a
-    return (float(a[0]), float(a[1]), float(a[2]))
 
 
 def detect_seeds(
@@ -331,7 +256,7 @@ def detect_seeds(
         if c.n_seeds == 1:
             seeds.append(
                 DetectedSeed(
-                    centre, _canonical(c.eigvecs[:, 0]), axis_confidence(c.eigvals), 1, c.label
+                    centre, canonical_axis(c.eigvecs[:, 0]), axis_confidence(c.eigvals), 1, c.label
                 )
             )
         else:
@@ -342,7 +267,11 @@ def detect_seeds(
             for p, a, conf in zip(pts, axes, confs, strict=True):
                 seeds.append(
                     DetectedSeed(
-                        tuple(float(v) for v in p), _canonical(a), float(conf), len(pts), c.label
+                        tuple(float(v) for v in p),
+                        canonical_axis(a),
+                        float(conf),
+                        len(pts),
+                        c.label,
                     )
                 )
         report(progress, 0.5 + 0.45 * (n_done + 1) / max(1, len(comps)), "classifying")
@@ -476,7 +405,7 @@ def _refit(
             out.extend(g)
             continue
         for s, p, a in zip(g, fit.centres_mm, fit.axes, strict=True):
-            out.append(replace(s, position_mm=tuple(float(v) for v in p), axis=_canonical(a)))
+            out.append(replace(s, position_mm=tuple(float(v) for v in p), axis=canonical_axis(a)))
     return out
 
 
@@ -531,7 +460,7 @@ def _residual_seeds(
     return seeds + [
         DetectedSeed(
             tuple(float(v) for v in m.position_mm),
-            _canonical(m.axis),
+            canonical_axis(m.axis),
             RESIDUAL_CONFIDENCE,
             1,
             0,
@@ -587,7 +516,9 @@ def _reconcile(seeds, comps, expected, voxel_mm3, blur, clusters, normal, thickn
         seeds = [s for s in seeds if s.component != lab]
         for p, a, conf in zip(pts, axes, confs, strict=True):
             seeds.append(
-                DetectedSeed(tuple(float(v) for v in p), _canonical(a), float(conf), len(pts), lab)
+                DetectedSeed(
+                    tuple(float(v) for v in p), canonical_axis(a), float(conf), len(pts), lab
+                )
             )
         missing -= len(pts) - counts[lab]
         counts[lab] = len(pts)
