@@ -16,6 +16,7 @@ import pytest
 from scipy.optimize import linear_sum_assignment
 
 import planner.postop.detect as detect
+import planner.postop.thick_model as thick_model
 from dose.geometry import GridGeometry
 from planner.imaging.volume import CTVolume
 from planner.postop.residual import stacked_pairs, unexplained_seeds
@@ -68,7 +69,7 @@ def test_every_seed_of_a_column_is_found(column_ct, monkeypatch) -> None:
     found = result.positions_mm
     assert _matched(scene.seeds_mm, found) == len(scene.seeds_mm), result.summary()
     assert len(found) == len(scene.seeds_mm), result.summary()
-    monkeypatch.setattr(detect, "STACKED_PAIRS", False)
+    monkeypatch.setattr(thick_model, "STACKED_PAIRS", False)
     without = detect.detect_seeds(ct).positions_mm
     assert _matched(scene.seeds_mm, without) == len(scene.seeds_mm) - 2
     assert len(without) == len(scene.seeds_mm) - 1

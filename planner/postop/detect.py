@@ -50,36 +50,29 @@ fewer seeds than the mass asks for, seeds stacked along the slice axis are split
 (:func:`more_by_slices`), each part carrying 0.9 of a seed; a chain of three or more seeds
 k-means cannot split (its middle seed draws both neighbours' centres) is cut into parts of equal
 mass along its axis, each part placed on the axis from its in-plane offset
-(:func:`axis_partition`); two seeds of different components closer than ``DUPLICATE_MM`` are
-one seed cut in two (:func:`_merge_duplicates`). Then the seed image model
-(:mod:`planner.postop.seed_fit`: a blurred 4.5 mm line source) places the parts of split
-clusters (``REFIT_CLUSTERS``: counts kept, the nearby seeds' images held fixed); a found seed
-that is two stacked along the slice axis is split (:func:`planner.postop.residual.stacked_pairs`),
-and the seeds the components missed (the middle seed of a column of three, a seed between two
-found ones) are found in what the found seeds' images leave unexplained
-(:func:`planner.postop.residual.unexplained_seeds`); last, the single seeds of uncertain axis
-are placed by the fit with every other seed in the model (axis median 22° → 5° on the grid
-scenes). Measured on the 5 mm scenes of ``benchmarks.bench_detect --scenarios``: 518/524
-found, 5 false; on the twelve scenes of ``--heldout``, 927/943, 9 false. Known limits
-on 5 mm slices: seeds in or against lung (a seed against the pleura reads ≈ 300–500 HU, below
-the floor that keeps lung vessels out), a seed stacked within 5 mm of a found one, seeds lying
-along cortex.
+(:func:`axis_partition`). Then :func:`planner.postop.thick_model.place_by_model` places, splits
+and adds seeds by the seed image model (a blurred 4.5 mm line source): the parts of split
+clusters placed, a seed cut in two components (closer than ``DUPLICATE_MM``) merged, a found
+seed that is two stacked along the slice axis split, the seeds the components missed found in
+what the found seeds' images leave unexplained, the single seeds of uncertain axis placed (axis
+median 22° → 5° on the grid scenes). Measured on the 5 mm scenes of
+``benchmarks.bench_detect --scenarios``: 518/524 found, 5 false; on the twelve scenes of
+``--heldout``, 927/943, 9 false. Known limits on 5 mm slices: seeds in or against lung (a seed
+against the pleura reads ≈ 300–500 HU, below the floor that keeps lung vessels out), a seed
+stacked within 5 mm of a found one, seeds lying along cortex.
 
 All positions are LPS mm on the CT's own geometry (any direction matrix).
 
 Modules: this one classifies components and reconciles the count; :mod:`planner.postop.results`
-holds the result types;
-:mod:`planner.postop.solid_metal` (step 1, thick metal), :mod:`planner.postop.thin_slices`
-and :mod:`planner.postop.thick_slices` (steps 1–2 by HU or by shape),
-:mod:`planner.postop.blobs` (step 3, components and their measures),
-:mod:`planner.postop.cluster_split` (step 5), :mod:`planner.postop.thick_fit` (the image model
-fit of a component) and :mod:`planner.postop.residual` (thick slices: stacked pairs, seeds in
-the residual).
+the result types; :mod:`planner.postop.solid_metal` (step 1, thick metal),
+:mod:`planner.postop.thin_slices` and :mod:`planner.postop.thick_slices` (steps 1–2 by HU or by
+shape), :mod:`planner.postop.blobs` (step 3, components and their measures),
+:mod:`planner.postop.cluster_split` (step 5); on thick slices :mod:`planner.postop.thick_model`
+(the image model steps), with :mod:`planner.postop.thick_fit` (a blob's data for the fit) and
+:mod:`planner.postop.residual` (stacked pairs, seeds in the residual).
 """
 
 from __future__ import annotations
-
-from dataclasses import replace
 
 import numpy as np
 from numpy.typing import NDArray
@@ -94,12 +87,11 @@ from planner.postop.blobs import (
     label26,
     measure,
 )
-from planner.postop.cluster_split import MIN_SPLIT_DISTANCE_MM, split_cluster
-from planner.postop.residual import stacked_pairs, unexplained_seeds
+from planner.postop.cluster_split import split_cluster
 from planner.postop.results import DetectedSeed, DetectionResult, MetalObject, canonical_axis
-from planner.postop.seed_fit import fit_seeds
 from planner.postop.solid_metal import solid_metal_mask
-from planner.postop.thick_fit import FitContext, blob_data, line_image_at
+from planner.postop.thick_fit import FitContext
+from planner.postop.thick_model import place_by_model
 from planner.postop.thick_slices import (
     ATTACHED_MAX_PX,
     THICK_FLOOR_HU,
@@ -118,8 +110,6 @@ THICK_FAINT_FRACTION = 0.35
 #: along the slice axis measured 1.2 seeds: the 3-slice opening takes up to half of each; 0.6
 #: called them a 20 mm wire; 0.50–0.55 gave the same seeds on every scene measured).
 THICK_EXTRA_SEED_FRACTION = 0.55
-#: Thick slices: two seeds of different components closer than this (mm) are one seed.
-DUPLICATE_MM = 2.0
 
 
 def _solid_objects(ct: CTVolume, solid: NDArray[np.bool_]) -> list[MetalObject]:
@@ -275,23 +265,8 @@ def detect_seeds(
                     )
                 )
         report(progress, 0.5 + 0.45 * (n_done + 1) / max(1, len(comps)), "classifying")
-    if thick and REFIT_CLUSTERS:
-        # One seed's amplitude in the image model, for every fit of this scan.
-        amplitude = _fit_amplitude(_groups(seeds), {c.label: c for c in comps}, fit_ctx, single)
-        seeds = _refit(seeds, comps, fit_ctx, amplitude, lambda g: len(g) > 1)
     if thick:
-        seeds = _merge_duplicates(seeds)
-    if thick and RESIDUAL_SEEDS:
-        seeds = _residual_seeds(ct, seeds, inplane_excess, excluded, thr)
-        if REFIT_CLUSTERS:
-            # Uncertain single seeds, now with the seeds found in the residual beside them.
-            seeds = _refit(
-                seeds,
-                comps,
-                fit_ctx,
-                amplitude,
-                lambda g: len(g) == 1 and g[0].confidence < REFIT_BELOW_CONFIDENCE,
-            )
+        seeds = place_by_model(ct, seeds, comps, fit_ctx, inplane_excess, excluded, thr, single)
     if expected is not None and len(seeds) < expected:
         seeds, clusters = _reconcile(
             seeds, comps, expected, voxel_mm3, blur, clusters, normal, thickness, single
@@ -306,185 +281,6 @@ def detect_seeds(
     return DetectionResult(
         seeds, metal, thr, single, clusters, expected, messages, thick_slices=thick
     )
-
-
-#: Thick slices: place the parts of split clusters by the image model fit (counts kept).
-REFIT_CLUSTERS = True
-#: ... and single seeds whose axis is this uncertain (a blob as wide as long: a seed with a
-#: neighbour in its blob, or smeared over the slice).
-REFIT_BELOW_CONFIDENCE = 0.5
-#: ... a part moving further than this (mm) keeps the split's centre (the split on 5 mm
-#: slices places parts up to about half a slice off along the slice axis).
-CLUSTER_FIT_MAX_MOVE_MM = 4.0
-#: Seeds of other components this close (mm) to a blob's box are part of its model.
-NEIGHBOUR_REACH_MM = 8.0
-
-
-def _fit_amplitude(groups, by_label, ctx: FitContext, single: float) -> float:
-    """Amplitude of one seed (HU·mm³ of the image model): the median fit of the ten single
-    seeds whose blobs' masses are nearest one seed's."""
-    singles = sorted(
-        (c for lab, g in groups.items() if len(g) == 1 for c in [by_label[lab]]),
-        key=lambda c: abs(c.n_float - 1.0),
-    )[:10]
-    amps = []
-    guess = 1.3 * single
-    for c in singles:
-        coords, values, sat = blob_data(c, ctx)
-        g = groups[c.label][0]
-        f = fit_seeds(
-            coords,
-            values,
-            np.array([g.position_mm]),
-            np.array([g.axis]),
-            guess,
-            ctx.model,
-            sat,
-            amplitude_range=(0.3, 3.0),
-        )
-        amps.append(f.amplitudes[0])
-    return float(np.median(amps)) if amps else guess
-
-
-def _groups(seeds: list[DetectedSeed]) -> dict[int, list[DetectedSeed]]:
-    """Seeds by component label."""
-    groups: dict[int, list[DetectedSeed]] = {}
-    for s in seeds:
-        groups.setdefault(s.component, []).append(s)
-    return groups
-
-
-def _refit(
-    seeds: list[DetectedSeed],
-    comps: list,
-    ctx: FitContext,
-    amplitude: float,
-    which,
-) -> list[DetectedSeed]:
-    """Thick slices: the seeds of each component ``which(group)`` selects placed by fitting
-    the seed image model (as many seeds as the component has; every other seed nearby in the
-    model, held fixed, at ``amplitude`` HU·mm³). A seed moving more than
-    ``CLUSTER_FIT_MAX_MOVE_MM``, or two closer than ``MIN_SPLIT_DISTANCE_MM``, keep their
-    centres: the fit places seeds, it does not count them."""
-    by_label = {c.label: c for c in comps}
-    groups = _groups(seeds)
-    all_pts = np.array([s.position_mm for s in seeds]).reshape(-1, 3)
-    all_axes = np.array([s.axis for s in seeds]).reshape(-1, 3)
-    all_labels = np.array([s.component for s in seeds])
-    out: list[DetectedSeed] = []
-    for lab, g in groups.items():
-        if lab not in by_label or not which(g):
-            out.extend(g)
-            continue
-        c = by_label[lab]
-        pts = np.array([s.position_mm for s in g])
-        coords, values, sat = blob_data(c, ctx)
-        if len(values) < 20:
-            out.extend(g)
-            continue
-        lo = c.coords_mm.min(axis=0) - NEIGHBOUR_REACH_MM
-        hi = c.coords_mm.max(axis=0) + NEIGHBOUR_REACH_MM
-        near = (all_labels != lab) & np.all((all_pts >= lo) & (all_pts <= hi), axis=1)
-        fixed = None
-        if near.any():
-            fixed = line_image_at(coords, all_pts[near], all_axes[near], amplitude, ctx)
-        fit = fit_seeds(
-            coords,
-            values,
-            pts,
-            np.array([s.axis for s in g]),
-            amplitude,
-            ctx.model,
-            sat,
-            fixed_hu=fixed,
-        )
-        moved = np.linalg.norm(fit.centres_mm - pts, axis=1)
-        gaps = np.linalg.norm(fit.centres_mm[:, None] - fit.centres_mm[None], axis=-1)
-        np.fill_diagonal(gaps, np.inf)
-        if moved.max() > CLUSTER_FIT_MAX_MOVE_MM or gaps.min() < MIN_SPLIT_DISTANCE_MM:
-            out.extend(g)
-            continue
-        for s, p, a in zip(g, fit.centres_mm, fit.axes, strict=True):
-            out.append(replace(s, position_mm=tuple(float(v) for v in p), axis=canonical_axis(a)))
-    return out
-
-
-#: Thick slices: look for the seeds the components missed in what the found seeds leave
-#: unexplained (:mod:`planner.postop.residual`).
-RESIDUAL_SEEDS = True
-#: Thick slices: a found seed that is two stacked along the slice axis is split in two
-#: (:func:`planner.postop.residual.stacked_pairs`).
-STACKED_PAIRS = True
-#: Confidence of a seed found in the residual (its axis is the in-plane direction of a blob).
-RESIDUAL_CONFIDENCE = 0.3
-
-
-def _residual_seeds(
-    ct: CTVolume,
-    seeds: list[DetectedSeed],
-    inplane_excess: NDArray[np.float32],
-    excluded: NDArray[np.bool_],
-    floor_hu: float,
-) -> list[DetectedSeed]:
-    """Thick slices: ``seeds`` and the seeds :func:`unexplained_seeds` finds beside them."""
-    if not seeds:
-        return seeds
-    pts = np.array([s.position_mm for s in seeds])
-    axes = np.array([s.axis for s in seeds])
-    usable = (ct.hu >= floor_hu) & ~excluded
-    if STACKED_PAIRS:
-        singles = np.array(
-            [n for n, s in enumerate(seeds) if s.cluster_size == 1 and s.component != 0],
-            dtype=np.int64,
-        )
-        pairs = stacked_pairs(inplane_excess, usable, ct.geometry, pts, axes, singles)
-        if pairs:
-            split: list[DetectedSeed] = []
-            for n, s in enumerate(seeds):
-                if n not in pairs:
-                    split.append(s)
-                    continue
-                for p in pairs[n]:
-                    split.append(
-                        replace(
-                            s,
-                            position_mm=tuple(float(v) for v in p),
-                            confidence=RESIDUAL_CONFIDENCE,
-                            cluster_size=2,
-                        )
-                    )
-            seeds = split
-            pts = np.array([s.position_mm for s in seeds])
-            axes = np.array([s.axis for s in seeds])
-    more = unexplained_seeds(inplane_excess, usable, ct.geometry, pts, axes)
-    return seeds + [
-        DetectedSeed(
-            tuple(float(v) for v in m.position_mm),
-            canonical_axis(m.axis),
-            RESIDUAL_CONFIDENCE,
-            1,
-            0,
-        )
-        for m in more
-    ]
-
-
-def _merge_duplicates(
-    seeds: list[DetectedSeed], within_mm: float = DUPLICATE_MM
-) -> list[DetectedSeed]:
-    """Thick slices: a seed cut in two components (its halves on two slices, or split by a
-    streak) gives two seeds closer than ``within_mm``; two real seeds are never that close
-    apart in two components (touching seeds are one). Keep the more confident of each pair."""
-    if len(seeds) < 2:
-        return seeds
-    pts = np.array([s.position_mm for s in seeds])
-    d = np.linalg.norm(pts[:, None] - pts[None], axis=-1)
-    drop: set[int] = set()
-    for i, j in zip(*np.nonzero(np.triu(d < within_mm, k=1)), strict=True):
-        if i in drop or j in drop or seeds[i].component == seeds[j].component:
-            continue
-        drop.add(int(j) if seeds[i].confidence >= seeds[j].confidence else int(i))
-    return [s for k, s in enumerate(seeds) if k not in drop]
 
 
 def _reconcile(seeds, comps, expected, voxel_mm3, blur, clusters, normal, thickness, single):

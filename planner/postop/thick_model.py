@@ -1,0 +1,257 @@
+"""Thick slices: seeds placed, split and added by the seed image model.
+
+After :func:`planner.postop.detect.detect_seeds` has classified the components and split the
+clusters, :func:`place_by_model` runs, in this order, with the seed image model
+(:mod:`planner.postop.seed_fit`: a blurred 4.5 mm line source; a blob's box and its fixed
+neighbours from :mod:`planner.postop.thick_fit`):
+
+1. :func:`seed_amplitude`: one seed's amplitude (HU·mm³), for every fit of the scan;
+2. :func:`refit_seeds` places the parts of split clusters (``REFIT_CLUSTERS``: counts kept,
+   the nearby seeds' images held fixed);
+3. :func:`merge_duplicates`: two seeds of different components closer than ``DUPLICATE_MM``
+   are one seed cut in two;
+4. :func:`add_residual_seeds` (``RESIDUAL_SEEDS``): a found seed that is two stacked along the
+   slice axis is split (:func:`planner.postop.residual.stacked_pairs`), and the seeds the
+   components missed (the middle seed of a column of three, a seed between two found ones)
+   are found in what the found seeds' images leave unexplained
+   (:func:`planner.postop.residual.unexplained_seeds`);
+5. :func:`refit_seeds` again for the single seeds of uncertain axis, every other seed (those
+   of step 4 too) in the model (axis median 22° → 5° on the grid scenes).
+
+Positions are LPS mm on the CT's own geometry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+
+import numpy as np
+from numpy.typing import NDArray
+
+from planner.imaging.volume import CTVolume
+from planner.postop.blobs import Component
+from planner.postop.cluster_split import MIN_SPLIT_DISTANCE_MM
+from planner.postop.residual import stacked_pairs, unexplained_seeds
+from planner.postop.results import DetectedSeed, canonical_axis
+from planner.postop.seed_fit import fit_seeds
+from planner.postop.thick_fit import FitContext, blob_data, line_image_at
+
+#: Thick slices: place the parts of split clusters by the image model fit (counts kept).
+REFIT_CLUSTERS = True
+#: ... and single seeds whose axis is this uncertain (a blob as wide as long: a seed with a
+#: neighbour in its blob, or smeared over the slice).
+REFIT_BELOW_CONFIDENCE = 0.5
+#: ... a part moving further than this (mm) keeps the split's centre (the split on 5 mm
+#: slices places parts up to about half a slice off along the slice axis).
+CLUSTER_FIT_MAX_MOVE_MM = 4.0
+#: Seeds of other components this close (mm) to a blob's box are part of its model.
+NEIGHBOUR_REACH_MM = 8.0
+
+#: Thick slices: look for the seeds the components missed in what the found seeds leave
+#: unexplained (:mod:`planner.postop.residual`).
+RESIDUAL_SEEDS = True
+#: Thick slices: a found seed that is two stacked along the slice axis is split in two
+#: (:func:`planner.postop.residual.stacked_pairs`).
+STACKED_PAIRS = True
+#: Confidence of a seed found in the residual (its axis is the in-plane direction of a blob).
+RESIDUAL_CONFIDENCE = 0.3
+
+#: Thick slices: two seeds of different components closer than this (mm) are one seed.
+DUPLICATE_MM = 2.0
+
+
+def place_by_model(
+    ct: CTVolume,
+    seeds: list[DetectedSeed],
+    comps: list[Component],
+    fit_ctx: FitContext,
+    inplane_excess: NDArray[np.float32],
+    excluded: NDArray[np.bool_],
+    floor_hu: float,
+    single: float,
+) -> list[DetectedSeed]:
+    """Steps 1–5 of the module on ``seeds`` as the components ``comps`` gave them: placed,
+    split and added to. ``inplane_excess`` (HU) and ``excluded`` are ``(z, y, x)`` on ``ct``'s
+    grid, ``floor_hu`` the lowest HU searched, ``single`` one seed's blob mass (HU·mm³)."""
+    if REFIT_CLUSTERS:
+        # One seed's amplitude in the image model, for every fit of this scan.
+        amplitude = seed_amplitude(seeds, comps, fit_ctx, single)
+        seeds = refit_seeds(seeds, comps, fit_ctx, amplitude, lambda g: len(g) > 1)
+    seeds = merge_duplicates(seeds)
+    if RESIDUAL_SEEDS:
+        seeds = add_residual_seeds(ct, seeds, inplane_excess, excluded, floor_hu)
+        if REFIT_CLUSTERS:
+            # Uncertain single seeds, now with the seeds found in the residual beside them.
+            seeds = refit_seeds(
+                seeds,
+                comps,
+                fit_ctx,
+                amplitude,
+                lambda g: len(g) == 1 and g[0].confidence < REFIT_BELOW_CONFIDENCE,
+            )
+    return seeds
+
+
+def seed_amplitude(
+    seeds: list[DetectedSeed], comps: list[Component], ctx: FitContext, single: float
+) -> float:
+    """Amplitude of one seed (HU·mm³ of the image model): the median fit of the ten single
+    seeds whose blobs' masses are nearest one seed's (``single``: one seed's blob mass,
+    HU·mm³; the guess is 1.3 of it, and it is the answer when there is no single seed)."""
+    groups = _groups(seeds)
+    by_label = {c.label: c for c in comps}
+    singles = sorted(
+        (c for lab, g in groups.items() if len(g) == 1 for c in [by_label[lab]]),
+        key=lambda c: abs(c.n_float - 1.0),
+    )[:10]
+    amps = []
+    guess = 1.3 * single
+    for c in singles:
+        coords, values, sat = blob_data(c, ctx)
+        g = groups[c.label][0]
+        f = fit_seeds(
+            coords,
+            values,
+            np.array([g.position_mm]),
+            np.array([g.axis]),
+            guess,
+            ctx.model,
+            sat,
+            amplitude_range=(0.3, 3.0),
+        )
+        amps.append(f.amplitudes[0])
+    return float(np.median(amps)) if amps else guess
+
+
+def _groups(seeds: list[DetectedSeed]) -> dict[int, list[DetectedSeed]]:
+    """Seeds by component label."""
+    groups: dict[int, list[DetectedSeed]] = {}
+    for s in seeds:
+        groups.setdefault(s.component, []).append(s)
+    return groups
+
+
+def refit_seeds(
+    seeds: list[DetectedSeed],
+    comps: list[Component],
+    ctx: FitContext,
+    amplitude: float,
+    which: Callable[[list[DetectedSeed]], bool],
+) -> list[DetectedSeed]:
+    """The seeds of each component ``which(group)`` selects placed by fitting the seed image
+    model (as many seeds as the component has; every other seed nearby in the model, held
+    fixed, at ``amplitude`` HU·mm³). A seed moving more than ``CLUSTER_FIT_MAX_MOVE_MM``, or
+    two closer than ``MIN_SPLIT_DISTANCE_MM``, keep their centres: the fit places seeds, it
+    does not count them."""
+    by_label = {c.label: c for c in comps}
+    groups = _groups(seeds)
+    all_pts = np.array([s.position_mm for s in seeds]).reshape(-1, 3)
+    all_axes = np.array([s.axis for s in seeds]).reshape(-1, 3)
+    all_labels = np.array([s.component for s in seeds])
+    out: list[DetectedSeed] = []
+    for lab, g in groups.items():
+        if lab not in by_label or not which(g):
+            out.extend(g)
+            continue
+        c = by_label[lab]
+        pts = np.array([s.position_mm for s in g])
+        coords, values, sat = blob_data(c, ctx)
+        if len(values) < 20:
+            out.extend(g)
+            continue
+        lo = c.coords_mm.min(axis=0) - NEIGHBOUR_REACH_MM
+        hi = c.coords_mm.max(axis=0) + NEIGHBOUR_REACH_MM
+        near = (all_labels != lab) & np.all((all_pts >= lo) & (all_pts <= hi), axis=1)
+        fixed = None
+        if near.any():
+            fixed = line_image_at(coords, all_pts[near], all_axes[near], amplitude, ctx)
+        fit = fit_seeds(
+            coords,
+            values,
+            pts,
+            np.array([s.axis for s in g]),
+            amplitude,
+            ctx.model,
+            sat,
+            fixed_hu=fixed,
+        )
+        moved = np.linalg.norm(fit.centres_mm - pts, axis=1)
+        gaps = np.linalg.norm(fit.centres_mm[:, None] - fit.centres_mm[None], axis=-1)
+        np.fill_diagonal(gaps, np.inf)
+        if moved.max() > CLUSTER_FIT_MAX_MOVE_MM or gaps.min() < MIN_SPLIT_DISTANCE_MM:
+            out.extend(g)
+            continue
+        for s, p, a in zip(g, fit.centres_mm, fit.axes, strict=True):
+            out.append(replace(s, position_mm=tuple(float(v) for v in p), axis=canonical_axis(a)))
+    return out
+
+
+def add_residual_seeds(
+    ct: CTVolume,
+    seeds: list[DetectedSeed],
+    inplane_excess: NDArray[np.float32],
+    excluded: NDArray[np.bool_],
+    floor_hu: float,
+) -> list[DetectedSeed]:
+    """``seeds``, those that are two stacked along the slice axis split (``STACKED_PAIRS``),
+    and the seeds :func:`unexplained_seeds` finds beside them; ``inplane_excess`` (HU) and
+    ``excluded`` are ``(z, y, x)`` on ``ct``'s grid, ``floor_hu`` the lowest HU searched."""
+    if not seeds:
+        return seeds
+    pts = np.array([s.position_mm for s in seeds])
+    axes = np.array([s.axis for s in seeds])
+    usable = (ct.hu >= floor_hu) & ~excluded
+    if STACKED_PAIRS:
+        singles = np.array(
+            [n for n, s in enumerate(seeds) if s.cluster_size == 1 and s.component != 0],
+            dtype=np.int64,
+        )
+        pairs = stacked_pairs(inplane_excess, usable, ct.geometry, pts, axes, singles)
+        if pairs:
+            split: list[DetectedSeed] = []
+            for n, s in enumerate(seeds):
+                if n not in pairs:
+                    split.append(s)
+                    continue
+                for p in pairs[n]:
+                    split.append(
+                        replace(
+                            s,
+                            position_mm=tuple(float(v) for v in p),
+                            confidence=RESIDUAL_CONFIDENCE,
+                            cluster_size=2,
+                        )
+                    )
+            seeds = split
+            pts = np.array([s.position_mm for s in seeds])
+            axes = np.array([s.axis for s in seeds])
+    more = unexplained_seeds(inplane_excess, usable, ct.geometry, pts, axes)
+    return seeds + [
+        DetectedSeed(
+            tuple(float(v) for v in m.position_mm),
+            canonical_axis(m.axis),
+            RESIDUAL_CONFIDENCE,
+            1,
+            0,
+        )
+        for m in more
+    ]
+
+
+def merge_duplicates(
+    seeds: list[DetectedSeed], within_mm: float = DUPLICATE_MM
+) -> list[DetectedSeed]:
+    """A seed cut in two components (its halves on two slices, or split by a streak) gives
+    two seeds closer than ``within_mm``; two real seeds are never that close apart in two
+    components (touching seeds are one). Keep the more confident of each pair."""
+    if len(seeds) < 2:
+        return seeds
+    pts = np.array([s.position_mm for s in seeds])
+    d = np.linalg.norm(pts[:, None] - pts[None], axis=-1)
+    drop: set[int] = set()
+    for i, j in zip(*np.nonzero(np.triu(d < within_mm, k=1)), strict=True):
+        if i in drop or j in drop or seeds[i].component == seeds[j].component:
+            continue
+        drop.add(int(j) if seeds[i].confidence >= seeds[j].confidence else int(i))
+    return [s for k, s in enumerate(seeds) if k not in drop]
