@@ -45,21 +45,24 @@ peak excess) is bone, not a seed (:func:`attached_pixels`): the tightly curved e
 cortical ring (the tip of the sternum) survive every straight line opening, but a seed is
 brighter than the bone it touches. A blob one seed too long for its rounded seed count that
 carries ``THICK_EXTRA_SEED_FRACTION`` of a seed per seed holds one seed more (seeds along the
-slice axis lose mass to the slice profile and the 3-slice opening). Where k-means gives
+slice axis lose mass to the slice profile and the 3-slice opening); a single seed's blob
+longer than ``THICK_STACKED_LENGTH_MM`` carrying 1.1 seeds is two stacked along the slice axis
+(its lighter part may carry as little as a fragment's share). Where k-means gives
 fewer seeds than the mass asks for, seeds stacked along the slice axis are split one per slice
 (:func:`more_by_slices`), each part carrying 0.9 of a seed; a chain of three or more seeds
 k-means cannot split (its middle seed draws both neighbours' centres) is cut into parts of equal
 mass along its axis, each part placed on the axis from its in-plane offset
 (:func:`axis_partition`). Then :func:`planner.postop.thick_model.place_by_model` places, splits
 and adds seeds by the seed image model (a blurred 4.5 mm line source): the parts of split
-clusters placed, a seed cut in two components (closer than ``DUPLICATE_MM``) merged, a found
-seed that is two stacked along the slice axis split, the seeds the components missed found in
-what the found seeds' images leave unexplained, the single seeds of uncertain axis placed (axis
-median 22° → 5° on the grid scenes). Measured on the 5 mm scenes of
-``benchmarks.bench_detect --scenarios``: 518/524 found, 5 false; on the twelve scenes of
-``--heldout``, 927/943, 9 false. Known limits on 5 mm slices: seeds in or against lung (a seed
-against the pleura reads ≈ 300–500 HU, below the floor that keeps lung vessels out), a seed
-stacked within 5 mm of a found one, seeds lying along cortex.
+clusters placed (or one seed fewer, where two parts would overlap), a seed cut in two
+components (closer than ``DUPLICATE_MM``) merged, a found seed that is two stacked along the
+slice axis split, the seeds the components missed found in what the found seeds' images leave
+unexplained and placed by the fit, the single seeds of uncertain axis placed (axis median
+22° → 5° on the grid scenes). Measured on the 5 mm scenes of
+``benchmarks.bench_detect --scenarios``: 520/524 found, 4 false; on the twelve scenes of
+``--heldout``, 932/943, 6 false. Known limits on 5 mm slices: seeds in or against lung (a seed
+against the pleura reads ≈ 170–900 HU, and the line openings take the chest wall beside it for
+part of it), seeds lying along cortex.
 
 All positions are LPS mm on the CT's own geometry (any direction matrix).
 
@@ -110,6 +113,11 @@ THICK_FAINT_FRACTION = 0.35
 #: along the slice axis measured 1.2 seeds: the 3-slice opening takes up to half of each; 0.6
 #: called them a 20 mm wire; 0.50–0.55 gave the same seeds on every scene measured).
 THICK_EXTRA_SEED_FRACTION = 0.55
+#: On thick slices a single seed's blob longer than this (mm, blur-corrected: a uniform rod
+#: of its variance) carrying 1.1 seeds or more is two seeds stacked along the slice axis
+#: (two 9 mm apart measured 11.8–13.1 mm and 1.23–1.36 seeds; single seeds ≤ 6 mm but for
+#: one of 13.5 mm and 0.86 seed).
+THICK_STACKED_LENGTH_MM = 10.0
 
 
 def _solid_objects(ct: CTVolume, solid: NDArray[np.bool_]) -> list[MetalObject]:
@@ -211,6 +219,7 @@ def detect_seeds(
         width_mm = 4.0 * float(np.sqrt(c.eigvals[1]))  # ±2σ across the main axis
         length_mm = float(np.sqrt(12.0 * c.eigvals[0]))  # a uniform rod of this variance
         n_guess = max(1, round(c.n_float))
+        min_part = MIN_PART_FRACTION * single
         if (
             thick
             and longest(n_guess) < length_mm <= longest(n_guess + 1)
@@ -219,6 +228,17 @@ def detect_seeds(
             # Thick slices: seeds along the slice axis lose mass to the slice profile and to
             # the 3-slice opening; a blob one seed too long for its mass is one seed more.
             n_guess += 1
+        elif (
+            thick
+            and n_guess == 1
+            and length_mm > THICK_STACKED_LENGTH_MM
+            and c.n_float >= THICK_EXTRA_SEED_FRACTION * 2
+        ):
+            # Two seeds stacked along the slice axis a slice or two apart make one blob
+            # longer than any single seed and too bright for one; the 3-slice opening takes
+            # up to half of one of them (parts measured 0.5 and 0.86 of a seed).
+            n_guess = 2
+            min_part = THICK_FAINT_FRACTION * single
         centre = tuple(float(v) for v in c.centre)
         why = ""
         if c.n_float > max_cluster + 0.5:
@@ -251,7 +271,7 @@ def detect_seeds(
             )
         else:
             pts, axes, confs = split_cluster(
-                c, c.n_seeds, voxel_mm3, blur, normal, thickness, MIN_PART_FRACTION * single
+                c, c.n_seeds, voxel_mm3, blur, normal, thickness, min_part
             )
             clusters += int(len(pts) > 1)
             for p, a, conf in zip(pts, axes, confs, strict=True):

@@ -269,7 +269,10 @@ def unexplained_seeds(
         return []
     s_res = pair_sum(searched)
     peak = ndi.maximum_filter(searched, size=(1, w, w))
-    local_max = s_res >= ndi.maximum_filter(s_res, size=(3, w, w))
+    # Maxima among the voxels a seed may be centred on: a brighter residual too faint at its
+    # peak for a seed (a found seed's spread misfit, cortex) does not hide a seed beside it.
+    eligible = np.where(peak >= min_peak_hu, s_res, -np.inf).astype(np.float32)
+    local_max = eligible >= ndi.maximum_filter(eligible, size=(3, w, w))
     cand = local_max & (s_res >= min_fraction * seed_sum) & (peak >= min_peak_hu)
     order = np.argwhere(cand)
     order = order[np.argsort(-s_res[cand])]

@@ -7,14 +7,18 @@ neighbours from :mod:`planner.postop.thick_fit`):
 
 1. :func:`seed_amplitude`: one seed's amplitude (HU·mm³), for every fit of the scan;
 2. :func:`refit_seeds` places the parts of split clusters (``REFIT_CLUSTERS``: counts kept,
-   the nearby seeds' images held fixed);
+   the nearby seeds' images held fixed), or one seed fewer where two parts would overlap and
+   the fit of one seed fewer is better by its BIC (two seeds end to end in-plane weigh 2.7
+   seeds on 5 mm slices, and were split in three);
 3. :func:`merge_duplicates`: two seeds of different components closer than ``DUPLICATE_MM``
    are one seed cut in two;
 4. :func:`add_residual_seeds` (``RESIDUAL_SEEDS``): a found seed that is two stacked along the
    slice axis is split (:func:`planner.postop.residual.stacked_pairs`), and the seeds the
    components missed (the middle seed of a column of three, a seed between two found ones)
    are found in what the found seeds' images leave unexplained
-   (:func:`planner.postop.residual.unexplained_seeds`);
+   (:func:`planner.postop.residual.unexplained_seeds`), each then placed by the fit
+   (:func:`place_residual_seeds`; the residual's own centre was up to 3.5 mm off along the
+   slice axis);
 5. :func:`refit_seeds` again for the single seeds of uncertain axis, every other seed (those
    of step 4 too) in the model (axis median 22° → 5° on the grid scenes).
 
@@ -34,7 +38,7 @@ from planner.postop.blobs import Component
 from planner.postop.cluster_split import MIN_SPLIT_DISTANCE_MM
 from planner.postop.residual import stacked_pairs, unexplained_seeds
 from planner.postop.results import DetectedSeed, canonical_axis
-from planner.postop.seed_fit import fit_seeds
+from planner.postop.seed_fit import SeedFit, fit_seeds
 from planner.postop.thick_fit import FitContext, blob_data, line_image_at
 
 #: Thick slices: place the parts of split clusters by the image model fit (counts kept).
@@ -47,6 +51,14 @@ REFIT_BELOW_CONFIDENCE = 0.5
 CLUSTER_FIT_MAX_MOVE_MM = 4.0
 #: Seeds of other components this close (mm) to a blob's box are part of its model.
 NEIGHBOUR_REACH_MM = 8.0
+#: A split cluster whose parts come too close or would overlap is also fitted with one seed
+#: fewer (kept when its BIC is lower).
+REFIT_FEWER = True
+#: Two seeds whose centres lie closer than this (mm) along their axes and within
+#: ``OVERLAP_LATERAL_MM`` across them would overlap (end to end they are a seed length,
+#: 4.5 mm, apart): a cluster split so is also fitted with one seed fewer.
+OVERLAP_ALONG_MM = 3.6
+OVERLAP_LATERAL_MM = 1.2
 
 #: Thick slices: look for the seeds the components missed in what the found seeds leave
 #: unexplained (:mod:`planner.postop.residual`).
@@ -56,6 +68,12 @@ RESIDUAL_SEEDS = True
 STACKED_PAIRS = True
 #: Confidence of a seed found in the residual (its axis is the in-plane direction of a blob).
 RESIDUAL_CONFIDENCE = 0.3
+#: A seed found in the residual is placed by fitting its image to the in-plane excess of a
+#: box of ± this (mm in-plane, slices) about it; moving further than
+#: ``RESIDUAL_FIT_MAX_MOVE_MM`` it keeps its centre.
+RESIDUAL_FIT_BOX_MM = 5.0
+RESIDUAL_FIT_SLICES = 1
+RESIDUAL_FIT_MAX_MOVE_MM = 3.0
 
 #: Thick slices: two seeds of different components closer than this (mm) are one seed.
 DUPLICATE_MM = 2.0
@@ -82,6 +100,7 @@ def place_by_model(
     if RESIDUAL_SEEDS:
         seeds = add_residual_seeds(ct, seeds, inplane_excess, excluded, floor_hu)
         if REFIT_CLUSTERS:
+            seeds = place_residual_seeds(seeds, fit_ctx, amplitude)
             # Uncertain single seeds, now with the seeds found in the residual beside them.
             seeds = refit_seeds(
                 seeds,
@@ -176,15 +195,89 @@ def refit_seeds(
             sat,
             fixed_hu=fixed,
         )
+        if (
+            REFIT_FEWER
+            and len(g) > 1
+            and (_min_gap(fit) < MIN_SPLIT_DISTANCE_MM or _overlapping(fit))
+        ):
+            # Two parts too close, or overlapping along their axes: one seed fewer may be it.
+            fewer = _fit_fewer(fit, coords, values, amplitude, ctx, sat, fixed)
+            if fewer.bic < fit.bic and _placed(fewer, pts):
+                c.n_float = float(fewer.n)  # the fit counted: the count check leaves it
+                out.extend(_moved(g[: fewer.n], fewer, cluster_size=fewer.n))
+                continue
         moved = np.linalg.norm(fit.centres_mm - pts, axis=1)
-        gaps = np.linalg.norm(fit.centres_mm[:, None] - fit.centres_mm[None], axis=-1)
-        np.fill_diagonal(gaps, np.inf)
-        if moved.max() > CLUSTER_FIT_MAX_MOVE_MM or gaps.min() < MIN_SPLIT_DISTANCE_MM:
+        if moved.max() > CLUSTER_FIT_MAX_MOVE_MM or _min_gap(fit) < MIN_SPLIT_DISTANCE_MM:
             out.extend(g)
             continue
-        for s, p, a in zip(g, fit.centres_mm, fit.axes, strict=True):
-            out.append(replace(s, position_mm=tuple(float(v) for v in p), axis=canonical_axis(a)))
+        out.extend(_moved(g, fit))
     return out
+
+
+def _moved(
+    seeds: list[DetectedSeed], fit: SeedFit, cluster_size: int | None = None
+) -> list[DetectedSeed]:
+    """``seeds`` at the centres and axes of ``fit`` (as many)."""
+    return [
+        replace(
+            s,
+            position_mm=tuple(float(v) for v in p),
+            axis=canonical_axis(a),
+            cluster_size=s.cluster_size if cluster_size is None else cluster_size,
+        )
+        for s, p, a in zip(seeds, fit.centres_mm, fit.axes, strict=True)
+    ]
+
+
+def _min_gap(fit: SeedFit) -> float:
+    """Least distance (mm) between two seeds of ``fit`` (inf for one)."""
+    gaps = np.linalg.norm(fit.centres_mm[:, None] - fit.centres_mm[None], axis=-1)
+    np.fill_diagonal(gaps, np.inf)
+    return float(gaps.min())
+
+
+def _overlapping(fit: SeedFit) -> bool:
+    """Whether two seeds of ``fit`` would overlap: closer than ``OVERLAP_ALONG_MM`` along
+    their (mean) axis and than ``OVERLAP_LATERAL_MM`` across it."""
+    for a in range(fit.n):
+        for b in range(a + 1, fit.n):
+            u = fit.axes[a] + np.sign(float(fit.axes[a] @ fit.axes[b]) or 1.0) * fit.axes[b]
+            u = u / max(float(np.linalg.norm(u)), 1e-9)
+            d = fit.centres_mm[b] - fit.centres_mm[a]
+            along = float(d @ u)
+            lateral = float(np.linalg.norm(d - along * u))
+            if abs(along) < OVERLAP_ALONG_MM and lateral < OVERLAP_LATERAL_MM:
+                return True
+    return False
+
+
+def _fit_fewer(
+    fit: SeedFit,
+    coords: NDArray[np.float64],
+    values: NDArray[np.float64],
+    amplitude: float,
+    ctx: FitContext,
+    saturated: NDArray[np.bool_],
+    fixed: NDArray[np.float64] | None,
+) -> SeedFit:
+    """The fit of one seed fewer than ``fit`` (≥ 2 seeds) to the same voxels: its two
+    closest seeds started as one at their midpoint."""
+    gaps = np.linalg.norm(fit.centres_mm[:, None] - fit.centres_mm[None], axis=-1)
+    np.fill_diagonal(gaps, np.inf)
+    a, b = np.unravel_index(int(np.argmin(gaps)), gaps.shape)
+    keep = [k for k in range(fit.n) if k not in (a, b)]
+    pts = np.vstack([fit.centres_mm[keep], 0.5 * (fit.centres_mm[a] + fit.centres_mm[b])])
+    axes = np.vstack([fit.axes[keep], fit.axes[a]])
+    return fit_seeds(coords, values, pts, axes, amplitude, ctx.model, saturated, fixed_hu=fixed)
+
+
+def _placed(fit: SeedFit, start_mm: NDArray[np.float64]) -> bool:
+    """Whether every seed of ``fit`` lies within ``CLUSTER_FIT_MAX_MOVE_MM`` of one of the
+    start centres ``(k, 3)`` and no two closer than ``MIN_SPLIT_DISTANCE_MM``."""
+    d = np.linalg.norm(fit.centres_mm[:, None] - start_mm[None], axis=-1)
+    return bool(
+        d.min(axis=1).max() <= CLUSTER_FIT_MAX_MOVE_MM and _min_gap(fit) >= MIN_SPLIT_DISTANCE_MM
+    )
 
 
 def add_residual_seeds(
@@ -237,6 +330,46 @@ def add_residual_seeds(
         )
         for m in more
     ]
+
+
+def place_residual_seeds(
+    seeds: list[DetectedSeed], ctx: FitContext, amplitude: float
+) -> list[DetectedSeed]:
+    """Each seed found in the residual (component 0) placed by fitting one seed image (of
+    ``amplitude`` HU·mm³) to the in-plane excess of the box of ``RESIDUAL_FIT_BOX_MM`` and
+    ``RESIDUAL_FIT_SLICES`` about it, every other seed within reach held fixed in the model."""
+    pts = np.array([s.position_mm for s in seeds]).reshape(-1, 3)
+    axes = np.array([s.axis for s in seeds]).reshape(-1, 3)
+    geo = ctx.geometry
+    sp = np.asarray(geo.spacing_mm, dtype=np.float64)
+    half = np.array([RESIDUAL_FIT_SLICES, *np.ceil(RESIDUAL_FIT_BOX_MM / sp[1::-1]).astype(int)])
+    shape = np.asarray(ctx.hu.shape)
+    out = list(seeds)
+    for n, s in enumerate(seeds):
+        if s.component != 0:
+            continue
+        kji = np.rint(geo.world_to_zyx(pts[n][None])[0]).astype(int)
+        lo = np.maximum(kji - half, 0)
+        hi = np.minimum(kji + half + 1, shape)
+        if np.any(hi <= lo):
+            continue
+        box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
+        # Every voxel not excluded: the seed's own faint core may be a rejected component's.
+        keep = ~ctx.exclude[box]
+        if keep.sum() < 20:
+            continue
+        coords = geo.zyx_to_world((np.argwhere(keep) + lo).astype(np.float64))
+        values = ctx.inplane_excess[box][keep].astype(np.float64)
+        sat = ctx.hu[box][keep] >= ctx.saturation_hu
+        d = np.linalg.norm(pts - pts[n], axis=1)
+        near = (d > 0) & (d < RESIDUAL_FIT_BOX_MM + NEIGHBOUR_REACH_MM)
+        fixed = line_image_at(coords, pts[near], axes[near], amplitude, ctx) if near.any() else None
+        fit = fit_seeds(
+            coords, values, pts[n][None], axes[n][None], amplitude, ctx.model, sat, fixed_hu=fixed
+        )
+        if float(np.linalg.norm(fit.centres_mm[0] - pts[n])) <= RESIDUAL_FIT_MAX_MOVE_MM:
+            out[n] = _moved([s], fit)[0]
+    return out
 
 
 def merge_duplicates(
