@@ -138,7 +138,9 @@ class NeedleLayer(Layer):
         camera = self.slice_view.renderer.GetActiveCamera()
         warned = self.planning.warnings
         return (
-            None if plan is None else id(plan.needles),
+            # The needles themselves (compared by value), not their id: a freed tuple's id is
+            # soon another's, and the layer would keep a stale drawing.
+            None if plan is None else plan.needles,
             self.planning.selected_needle_id,
             # Colours depend on the warnings' kinds only (a new table refresh, same kinds: same
             # drawing); a plan without needles draws nothing whatever the warnings.

@@ -40,6 +40,7 @@ from vtkmodules.vtkFiltersGeneral import vtkContourTriangulator
 from vtkmodules.vtkRenderingCore import vtkActor, vtkPolyDataMapper, vtkTextActor
 
 from app.gui.layers.base import Layer, stroke_open
+from app.gui.layers.serials import serial_of
 from app.gui.views.vtk_data import (
     downsample_mean,
     isosurface_world,
@@ -146,8 +147,10 @@ class DisplayedStructure:
 
     @property
     def version(self) -> int:
-        """Changes whenever the voxels change (identity of the stored array)."""
-        return id(self.structure.crop) if self.structure is not None else id(self.mask.voxels)  # type: ignore[union-attr]
+        """Changes whenever the voxels change: the serial of the stored array (never reused, as
+        an ``id`` is once the old array is freed: :mod:`app.gui.layers.serials`)."""
+        voxels = self.structure.crop if self.structure is not None else self.mask.voxels  # type: ignore[union-attr]
+        return serial_of(voxels)
 
     def values_in(self, box: tuple[slice, slice, slice]) -> NDArray[np.bool_]:
         if self.structure is not None:
