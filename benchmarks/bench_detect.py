@@ -11,7 +11,8 @@ load average in the notes (the machine is shared: wall time under load is not th
 ``python -m benchmarks.bench_detect --scenarios`` prints the accuracy table per scenario
 (:func:`scenario_table`: sparse needle implants, seed grids, clusters and lung, the dense case)
 at 1.25, 2.5 and 5 mm slices; ``--scenarios --heldout`` the same on scenes the thresholds were
-not chosen on (:func:`heldout_cases`). Neither is part of ``seedplan bench``.
+not chosen on (:func:`heldout_cases`); ``--scenarios --validation`` a third set
+(:func:`validation_cases`). None is part of ``seedplan bench``.
 """
 
 from __future__ import annotations
@@ -176,15 +177,47 @@ def heldout_cases(thickness_mm: float):
     return cases
 
 
-def scenario_table(thicknesses=(1.25, 2.5, 5.0), *, heldout: bool = False) -> list[dict]:
+def validation_cases(thickness_mm: float):
+    """(name, post-op CT, scene) of a third set of random draws: seed grids (rng 10–12) and
+    needle implants with clusters and lung (rng 9–14), first measured after the lung-seed step
+    (:mod:`planner.postop.lung_seeds`) was set on the scenes of :func:`scenario_cases` and
+    :func:`heldout_cases`, and not used to set anything."""
+    from planner.demo.phantom import generate_phantom
+    from planner.postop.synthetic import needle_implant_scene, render_postop_ct, seed_grid_scene
+
+    base, gtv = _resample_z(generate_phantom(n_slices=40), thickness_mm)
+    geo = base.geometry
+    centre = geo.zyx_to_world(np.argwhere(gtv).mean(axis=0))
+    cases = []
+    for rng in (10, 11, 12):
+        sc = seed_grid_scene(geo, centre, rng=rng, avoid_lung=base.hu)
+        cases.append((f"validation grid rng {rng}", render_postop_ct(base, sc, rng=rng + 2), sc))
+    for rng in (9, 10, 11, 12, 13, 14):
+        sc = needle_implant_scene(gtv, geo, rng=rng)
+        cases.append(
+            (f"validation clusters+lung rng {rng}", render_postop_ct(base, sc, rng=rng + 2), sc)
+        )
+    return cases
+
+
+def scenario_table(
+    thicknesses=(1.25, 2.5, 5.0), *, heldout: bool = False, validation: bool = False
+) -> list[dict]:
     """Per scenario and slice thickness: found / expected (Hungarian within 2.5 mm), false,
     centre RMS (mm), median axis error (°), detection wall time (s, one run). ``heldout``: the
-    scenes of :func:`heldout_cases` instead."""
+    scenes of :func:`heldout_cases` instead, ``validation`` those of :func:`validation_cases`."""
     from planner.postop.detect import detect_seeds
 
     rows = []
     for t in thicknesses:
-        for name, ct, sc in heldout_cases(t) if heldout else scenario_cases(t):
+        cases = (
+            validation_cases(t)
+            if validation
+            else heldout_cases(t)
+            if heldout
+            else scenario_cases(t)
+        )
+        for name, ct, sc in cases:
             truth = sc.seeds_mm
             t0 = time.perf_counter()
             res = detect_seeds(ct, expected=len(truth))
@@ -217,7 +250,9 @@ if __name__ == "__main__":  # pragma: no cover - manual run
 
     if "--scenarios" in sys.argv:
         print("slice mm | scenario | found / expected | false | centre RMS mm | axis median ° | s")
-        for row in scenario_table(heldout="--heldout" in sys.argv):
+        for row in scenario_table(
+            heldout="--heldout" in sys.argv, validation="--validation" in sys.argv
+        ):
             print(
                 f"{row['slice_mm']:g} | {row['scenario']} | {row['found']}/{row['expected']} | "
                 f"{row['false']} | {row['rms_mm']:.2f} | {row['axis_median_deg']:.1f} | "

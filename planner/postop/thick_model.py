@@ -20,7 +20,10 @@ neighbours from :mod:`planner.postop.thick_fit`):
    (:func:`place_residual_seeds`; the residual's own centre was up to 3.5 mm off along the
    slice axis);
 5. :func:`refit_seeds` again for the single seeds of uncertain axis, every other seed (those
-   of step 4 too) in the model (axis median 22° → 5° on the grid scenes).
+   of step 4 too) in the model (axis median 22° → 5° on the grid scenes);
+6. :func:`add_lung_seeds` (``LUNG_SEEDS``): seeds in or against lung beside those found, too
+   faint in HU for the candidates, found by fitting one seed's image
+   (:func:`planner.postop.lung_seeds.lung_seeds`).
 
 Positions are LPS mm on the CT's own geometry.
 """
@@ -36,6 +39,7 @@ from numpy.typing import NDArray
 from planner.imaging.volume import CTVolume
 from planner.postop.blobs import Component
 from planner.postop.cluster_split import MIN_SPLIT_DISTANCE_MM
+from planner.postop.lung_seeds import lung_seeds
 from planner.postop.residual import stacked_pairs, unexplained_seeds
 from planner.postop.results import DetectedSeed, canonical_axis
 from planner.postop.seed_fit import SeedFit, fit_seeds
@@ -78,6 +82,10 @@ RESIDUAL_FIT_MAX_MOVE_MM = 3.0
 #: Thick slices: two seeds of different components closer than this (mm) are one seed.
 DUPLICATE_MM = 2.0
 
+#: Thick slices: look for seeds in or against lung beside those found
+#: (:mod:`planner.postop.lung_seeds`).
+LUNG_SEEDS = True
+
 
 def place_by_model(
     ct: CTVolume,
@@ -89,7 +97,7 @@ def place_by_model(
     floor_hu: float,
     single: float,
 ) -> list[DetectedSeed]:
-    """Steps 1–5 of the module on ``seeds`` as the components ``comps`` gave them: placed,
+    """Steps 1–6 of the module on ``seeds`` as the components ``comps`` gave them: placed,
     split and added to. ``inplane_excess`` (HU) and ``excluded`` are ``(z, y, x)`` on ``ct``'s
     grid, ``floor_hu`` the lowest HU searched, ``single`` one seed's blob mass (HU·mm³)."""
     if REFIT_CLUSTERS:
@@ -109,7 +117,43 @@ def place_by_model(
                 amplitude,
                 lambda g: len(g) == 1 and g[0].confidence < REFIT_BELOW_CONFIDENCE,
             )
+    if LUNG_SEEDS:
+        seeds = add_lung_seeds(ct, seeds, inplane_excess, excluded, floor_hu)
     return seeds
+
+
+def add_lung_seeds(
+    ct: CTVolume,
+    seeds: list[DetectedSeed],
+    inplane_excess: NDArray[np.float32],
+    excluded: NDArray[np.bool_],
+    floor_hu: float,
+) -> list[DetectedSeed]:
+    """``seeds`` and the seeds :func:`planner.postop.lung_seeds.lung_seeds` finds in or
+    against lung beside them (confidence ``RESIDUAL_CONFIDENCE``, cluster size 1, component 0:
+    no blob of their own); arrays ``(z, y, x)`` on ``ct``'s grid, ``floor_hu`` the lowest HU
+    searched."""
+    if not seeds:
+        return seeds
+    more = lung_seeds(
+        ct.hu,
+        inplane_excess,
+        (ct.hu >= floor_hu) & ~excluded,
+        excluded,
+        ct.geometry,
+        np.array([s.position_mm for s in seeds]),
+        np.array([s.axis for s in seeds]),
+    )
+    return seeds + [
+        DetectedSeed(
+            tuple(float(v) for v in m.position_mm),
+            canonical_axis(m.axis),
+            RESIDUAL_CONFIDENCE,
+            1,
+            0,
+        )
+        for m in more
+    ]
 
 
 def seed_amplitude(

@@ -1,0 +1,154 @@
+"""Thick slices: seeds in or against lung, found by the seed image model.
+
+On 5 mm slices a seed in lung reads −150 to 700 HU (its excess over lung at −800), below the
+HU floor of the candidates (:data:`planner.postop.thick_slices.THICK_FLOOR_HU`), and where the
+lung ends along the slice axis the 3-slice opening takes the tissue of the next slice as its
+background (in-plane excess 820 HU, compact excess 220). Lowering the floor brings in the ribs
+and lung edges (647 false seeds on the 20 scenes of ``benchmarks.bench_detect``), and so does
+searching the residual in lung (:mod:`planner.postop.residual`: +1 found, +4 false).
+
+:func:`lung_seeds` looks instead where lung is (``LUNG_FRACTION`` of a ≈ 10 mm square below
+−500 HU), beside the seeds found (a needle row: ``MIN_DISTANCE_MM``–``SEARCH_REACH_MM``), at the
+local maxima of the in-plane excess (≥ ``MIN_PEAK_HU``), and fits one seed's image
+(:func:`planner.postop.seed_fit.fit_seeds`) to what the found seeds' images leave there. A seed
+fits at 0.77–1.11 of the scan's single-seed amplitude with R² 0.55–0.93; the lung's vessels and
+edges at ≤ 0.61, or with R² ≤ 0.36, except one branching vessel crossing a slice (0.80, 0.77),
+measured on the 5 mm scenes of ``bench_detect --scenarios`` and ``--heldout``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+import scipy.ndimage as ndi
+from numpy.typing import NDArray
+
+from dose.geometry import GridGeometry
+from planner.postop.residual import MIN_DISTANCE_MM, SEARCH_REACH_MM, ModelledSeeds
+from planner.postop.seed_fit import SeedImageModel, fit_seeds
+
+#: Lung is where at least this fraction of a ``LUNG_BOX_MM`` square reads below ``LUNG_HU``.
+LUNG_FRACTION = 0.2
+LUNG_BOX_MM = 10.0
+LUNG_HU = -500.0
+#: A lung spot is a local maximum of the in-plane excess of at least this (HU): a seed in lung
+#: straddling two slices peaks at 640–1490 HU on the better one.
+MIN_PEAK_HU = 500.0
+#: The fit box: ± this (mm) in-plane and ± one slice about the spot.
+FIT_REACH_MM = 4.7
+#: A spot is a seed when one seed's image fits it at this fraction of the single-seed amplitude
+#: or more, explaining at least ``MIN_R2`` of the variance in the box.
+MIN_AMPLITUDE_FRACTION = 0.65
+MIN_R2 = 0.5
+#: ... and fits better than the image of a line this many times as wide in-plane (a lung vessel
+#: crossing the slice is a band 2.5–3 mm wide; a seed's image 1–2 pixels).
+WIDE_FACTOR = 2.0
+#: Axes the fit starts from (the best of them is kept): a seed's axis is unknown here.
+START_AXES = np.array(
+    [[0, 1, 0], [1, 0, 0], [0, 0, 1], [0.7071, 0.7071, 0], [0.7071, -0.7071, 0]], dtype=float
+)
+
+
+@dataclass(frozen=True)
+class LungSeed:
+    """A seed found in lung: centre (LPS mm), unit axis, its fitted amplitude as a fraction of
+    one seed's, and the fit's R²."""
+
+    position_mm: NDArray[np.float64]
+    axis: NDArray[np.float64]
+    amplitude_fraction: float
+    r2: float
+
+
+def lung_seeds(
+    hu: NDArray[np.generic],
+    inplane_excess: NDArray[np.float32],
+    usable: NDArray[np.bool_],
+    excluded: NDArray[np.bool_],
+    geometry: GridGeometry,
+    seeds_mm: NDArray[np.float64],
+    axes: NDArray[np.float64],
+) -> list[LungSeed]:
+    """Seeds in or against lung beside the found ``seeds_mm``/``axes`` ``(N, 3)`` (LPS mm,
+    unit). ``hu``, ``inplane_excess`` (HU above the in-plane line openings), ``usable`` (where
+    the found seeds' amplitude is measured: HU above the floor, not excluded) and ``excluded``
+    are (z, y, x) on ``geometry``'s grid. Strongest fit first; none with fewer than 3 seeds."""
+    if len(seeds_mm) < 3:
+        return []
+    sp = np.asarray(geometry.spacing_mm, dtype=np.float64)
+    excess = np.maximum(inplane_excess, 0.0).astype(np.float32)
+    seeds = ModelledSeeds(
+        np.where(usable, excess, 0.0).astype(np.float32), geometry, seeds_mm, axes
+    )
+    if seeds.amplitude <= 0:
+        return []
+    residual = excess - seeds.predicted
+    box_px = 2 * round(0.5 * LUNG_BOX_MM / float(sp[0])) + 1
+    lung = ndi.uniform_filter((hu < LUNG_HU).astype(np.float32), size=(1, box_px, box_px))
+    nms_px = 2 * round(2.5 / float(sp[0])) + 1
+    spot = (
+        (excess >= ndi.maximum_filter(excess, size=(3, nms_px, nms_px)))
+        & (excess >= MIN_PEAK_HU)
+        & (lung >= LUNG_FRACTION)
+        & ~excluded
+    )
+    kji = np.argwhere(spot)
+    if len(kji) == 0:
+        return []
+    at_mm = geometry.zyx_to_world(kji.astype(np.float64))
+    near = np.min(np.linalg.norm(at_mm[:, None] - seeds_mm[None], axis=-1), axis=1)
+    keep = (near >= MIN_DISTANCE_MM) & (near <= SEARCH_REACH_MM)
+    model = SeedImageModel.for_grid(geometry.spacing_mm, geometry.direction)
+    r = round(FIT_REACH_MM / float(sp[0]))
+    wide_model = replace(model, sigma_mm=model.sigma_mm * np.array([WIDE_FACTOR, WIDE_FACTOR, 1.0]))
+    fits: list[LungSeed] = []
+    for (k, j, i), p in zip(kji[keep], at_mm[keep], strict=True):
+        lo = np.maximum([k - 1, j - r, i - r], 0)
+        hi = np.minimum([k + 2, j + r + 1, i + r + 1], hu.shape)
+        box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
+        idx = np.argwhere(np.ones(residual[box].shape, dtype=bool)) + lo
+        coords = geometry.zyx_to_world(idx.astype(np.float64))
+        values = residual[box].ravel().astype(np.float64)
+        best = min(
+            (
+                fit_seeds(
+                    coords,
+                    values,
+                    p[None],
+                    a[None],
+                    seeds.amplitude,
+                    model,
+                    amplitude_range=(0.1, 3.0),
+                )
+                for a in START_AXES
+            ),
+            key=lambda f: f.rss,
+        )
+        tss = float(np.sum((values - values.mean()) ** 2))
+        r2 = 1.0 - best.rss / max(tss, 1e-9)
+        fraction = float(best.amplitudes[0] / seeds.amplitude)
+        if fraction < MIN_AMPLITUDE_FRACTION or r2 < MIN_R2:
+            continue
+        wide = fit_seeds(
+            coords,
+            values,
+            best.centres_mm,
+            best.axes,
+            seeds.amplitude,
+            wide_model,
+            amplitude_range=(0.1, 3.0),
+        )
+        if wide.rss < best.rss:
+            continue  # a band wider than a seed: a vessel
+        fits.append(LungSeed(best.centres_mm[0], best.axes[0], fraction, r2))
+    # One seed per spot cluster, none beside a seed found: strongest first.
+    fits.sort(key=lambda s: -s.amplitude_fraction * s.r2)
+    taken = [np.asarray(p) for p in seeds_mm]
+    out: list[LungSeed] = []
+    for s in fits:
+        if np.min(np.linalg.norm(np.asarray(taken) - s.position_mm, axis=1)) < MIN_DISTANCE_MM:
+            continue
+        taken.append(s.position_mm)
+        out.append(s)
+    return out
