@@ -144,16 +144,15 @@ def add_lung_seeds(
         np.array([s.position_mm for s in seeds]),
         np.array([s.axis for s in seeds]),
     )
-    return seeds + [
-        DetectedSeed(
-            tuple(float(v) for v in m.position_mm),
-            canonical_axis(m.axis),
-            RESIDUAL_CONFIDENCE,
-            1,
-            0,
-        )
-        for m in more
-    ]
+    return seeds + [blobless_seed(m.position_mm, m.axis) for m in more]
+
+
+def blobless_seed(position_mm: NDArray[np.float64], axis: NDArray[np.float64]) -> DetectedSeed:
+    """A seed found by the model with no blob of its own (LPS mm, unit axis): confidence
+    ``RESIDUAL_CONFIDENCE``, cluster size 1, component 0."""
+    return DetectedSeed(
+        tuple(float(v) for v in position_mm), canonical_axis(axis), RESIDUAL_CONFIDENCE, 1, 0
+    )
 
 
 def seed_amplitude(
@@ -364,16 +363,7 @@ def add_residual_seeds(
             pts = np.array([s.position_mm for s in seeds])
             axes = np.array([s.axis for s in seeds])
     more = unexplained_seeds(inplane_excess, usable, ct.geometry, pts, axes)
-    return seeds + [
-        DetectedSeed(
-            tuple(float(v) for v in m.position_mm),
-            canonical_axis(m.axis),
-            RESIDUAL_CONFIDENCE,
-            1,
-            0,
-        )
-        for m in more
-    ]
+    return seeds + [blobless_seed(m.position_mm, m.axis) for m in more]
 
 
 def place_residual_seeds(
