@@ -99,12 +99,14 @@ def fit_seeds(
     saturated: NDArray[np.bool_] | None = None,
     amplitude_range: tuple[float, float] = (0.5, 1.6),
     fixed_hu: NDArray[np.float64] | None = None,
+    max_evaluations: int = 40,
 ) -> SeedFit:
     """Fit ``len(init_centres_mm)`` seeds to the excess ``values_hu`` ``(M,)`` at voxel
     centres ``coords_mm`` ``(M, 3)`` LPS, starting from the given centres and axes and the
     single-seed ``amplitude`` (HU·mm³, each seed's bounded to ``amplitude_range`` × it).
     ``saturated`` voxels (clipped by the scanner) count only where the model is below them;
-    ``fixed_hu`` ``(M,)`` is the image of seeds not fitted (neighbours), added to the model."""
+    ``fixed_hu`` ``(M,)`` is the image of seeds not fitted (neighbours), added to the model;
+    ``max_evaluations`` bounds the residual evaluations of the least squares."""
     n = len(init_centres_mm)
     origin = coords_mm.mean(axis=0)
     pts = (coords_mm - origin) @ model.rot  # grid frame, mm
@@ -133,7 +135,7 @@ def fit_seeds(
         bounds=(lo, hi),
         x_scale=scale,
         method="trf",
-        max_nfev=40,
+        max_nfev=max_evaluations,
         ftol=1e-5,
         xtol=1e-5,
     )
