@@ -25,7 +25,12 @@ import scipy.ndimage as ndi
 from numpy.typing import NDArray
 
 from dose.geometry import GridGeometry
-from planner.postop.residual import MIN_DISTANCE_MM, SEARCH_REACH_MM, ModelledSeeds
+from planner.postop.residual import (
+    MIN_DISTANCE_MM,
+    SEARCH_REACH_MM,
+    ModelledSeeds,
+    voxel_centres,
+)
 from planner.postop.seed_fit import SeedImageModel, fit_seeds
 
 #: Lung is where at least this fraction of a ``LUNG_BOX_MM`` square reads below ``LUNG_HU``.
@@ -92,15 +97,23 @@ def lung_seeds(
         return []
     residual = excess - seeds.predicted
     box_px = 2 * round(0.5 * LUNG_BOX_MM / float(sp[0])) + 1
-    lung = ndi.uniform_filter((hu < LUNG_HU).astype(np.float32), size=(1, box_px, box_px))
     nms_px = 2 * round(2.5 / float(sp[0])) + 1
+    # Spots are searched only within SEARCH_REACH_MM of a seed found: the filters run on that
+    # box, grown by their own reach so that inside it they read as on the whole volume.
+    seeds_kji = geometry.world_to_zyx(np.asarray(seeds_mm, dtype=np.float64))
+    reach_kji = np.ceil(SEARCH_REACH_MM / sp[::-1]).astype(int) + np.array([1, box_px, box_px])
+    lo_s = np.maximum(np.floor(seeds_kji.min(axis=0)).astype(int) - reach_kji, 0)
+    hi_s = np.minimum(np.ceil(seeds_kji.max(axis=0)).astype(int) + reach_kji + 1, hu.shape)
+    search = tuple(slice(int(a), int(b)) for a, b in zip(lo_s, hi_s, strict=True))
+    local = excess[search]
+    lung = ndi.uniform_filter((hu[search] < LUNG_HU).astype(np.float32), size=(1, box_px, box_px))
     spot = (
-        (excess >= ndi.maximum_filter(excess, size=(3, nms_px, nms_px)))
-        & (excess >= MIN_PEAK_HU)
+        (local >= ndi.maximum_filter(local, size=(3, nms_px, nms_px)))
+        & (local >= MIN_PEAK_HU)
         & (lung >= LUNG_FRACTION)
-        & ~excluded
+        & ~excluded[search]
     )
-    kji = np.argwhere(spot)
+    kji = np.argwhere(spot) + lo_s
     if len(kji) == 0:
         return []
     at_mm = geometry.zyx_to_world(kji.astype(np.float64))
@@ -115,8 +128,7 @@ def lung_seeds(
         lo = np.maximum([k - 1, j - r, i - r], 0)
         hi = np.minimum([k + 2, j + r + 1, i + r + 1], hu.shape)
         box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
-        idx = np.argwhere(np.ones(residual[box].shape, dtype=bool)) + lo
-        coords = geometry.zyx_to_world(idx.astype(np.float64))
+        coords = voxel_centres(geometry, lo, hi)
         values = residual[box].ravel().astype(np.float64)
         if float(np.maximum(values, 0.0).sum()) * voxel_mm3 < SCREEN_FRACTION * seeds.amplitude:
             continue  # too little left here for a seed: not worth the fits

@@ -80,10 +80,10 @@ def _box(geometry: GridGeometry, shape, centre_mm: NDArray[np.float64]):
     if np.any(hi <= lo):
         return None, None
     box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
-    return box, _voxel_centres(geometry, lo, hi)
+    return box, voxel_centres(geometry, lo, hi)
 
 
-def _voxel_centres(geometry: GridGeometry, lo, hi) -> NDArray[np.float64]:
+def voxel_centres(geometry: GridGeometry, lo, hi) -> NDArray[np.float64]:
     """``(M, 3)`` LPS mm centres of the voxels of the box ``lo``–``hi`` (z, y, x indices, end
     excluded), in C order of the box."""
     grid = np.stack(
@@ -178,7 +178,7 @@ def _near_seeds(
         if np.any(hi <= lo):
             continue
         box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
-        d = _voxel_centres(geometry, lo, hi) - p
+        d = voxel_centres(geometry, lo, hi) - p
         t = np.clip(d @ u, -0.5 * length_mm, 0.5 * length_mm)
         dist2 = np.sum((d - t[:, None] * u) ** 2, axis=1).reshape(mask[box].shape)
         mask[box] |= dist2 < radius_mm**2
