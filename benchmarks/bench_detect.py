@@ -12,7 +12,9 @@ load average in the notes (the machine is shared: wall time under load is not th
 (:func:`scenario_table`: sparse needle implants, seed grids, clusters and lung, the dense case)
 at 1.25, 2.5 and 5 mm slices; ``--scenarios --heldout`` the same on scenes the thresholds were
 not chosen on (:func:`heldout_cases`); ``--scenarios --validation`` a third set
-(:func:`validation_cases`). None is part of ``seedplan bench``.
+(:func:`validation_cases`); ``--scenarios --freehand`` freehand implants of random geometry
+(:func:`freehand_cases`, rng 0–11; ``--freehand-check``: rng 100–111). None is part of
+``seedplan bench``.
 """
 
 from __future__ import annotations
@@ -193,18 +195,49 @@ def validation_cases(thickness_mm: float):
     return _random_draws(thickness_mm, "validation", (10, 11, 12), (9, 10, 11, 12, 13, 14))
 
 
+#: Draws of :func:`freehand_cases`: rng 0–11 were measured first (session 9) and are where
+#: any rule is set; rng 100–111 are kept for checking such a rule afterwards.
+FREEHAND_RNGS = tuple(range(12))
+FREEHAND_CHECK_RNGS = tuple(range(100, 112))
+
+
+def freehand_cases(thickness_mm: float, rngs=FREEHAND_RNGS):
+    """(name, post-op CT, scene) of freehand implants of random geometry
+    (:func:`planner.postop.freehand_scene.freehand_implant_scene`: approach, needle and seed
+    spacing, pattern, divergence, jitter, noise and streaks all drawn; lung included) on the
+    demo anatomy resampled to ``thickness_mm``, one per ``rngs``. Unlike the needle-grid
+    scenes these are not near-copies of one another."""
+    from planner.demo.phantom import generate_phantom
+    from planner.postop.freehand_scene import freehand_implant_scene
+    from planner.postop.synthetic import render_postop_ct
+
+    base, gtv = _resample_z(generate_phantom(n_slices=40), thickness_mm)
+    cases = []
+    for rng in rngs:
+        sc = freehand_implant_scene(gtv, base.geometry, rng=rng)
+        cases.append((f"freehand rng {rng}", render_postop_ct(base, sc, rng=rng + 100), sc))
+    return cases
+
+
 def scenario_table(
-    thicknesses=(1.25, 2.5, 5.0), *, heldout: bool = False, validation: bool = False
+    thicknesses=(1.25, 2.5, 5.0),
+    *,
+    heldout: bool = False,
+    validation: bool = False,
+    freehand: tuple[int, ...] | None = None,
 ) -> list[dict]:
     """Per scenario and slice thickness: found / expected (Hungarian within 2.5 mm), false,
     centre RMS (mm), median axis error (°), detection wall time (s, one run). ``heldout``: the
-    scenes of :func:`heldout_cases` instead, ``validation`` those of :func:`validation_cases`."""
+    scenes of :func:`heldout_cases` instead, ``validation`` those of :func:`validation_cases`,
+    ``freehand`` (rng draws) those of :func:`freehand_cases`."""
     from planner.postop.detect import detect_seeds
 
     rows = []
     for t in thicknesses:
         cases = (
-            validation_cases(t)
+            freehand_cases(t, freehand)
+            if freehand is not None
+            else validation_cases(t)
             if validation
             else heldout_cases(t)
             if heldout
@@ -243,13 +276,32 @@ if __name__ == "__main__":  # pragma: no cover - manual run
 
     if "--scenarios" in sys.argv:
         print("slice mm | scenario | found / expected | false | centre RMS mm | axis median ° | s")
+        freehand = (
+            FREEHAND_CHECK_RNGS
+            if "--freehand-check" in sys.argv
+            else FREEHAND_RNGS
+            if "--freehand" in sys.argv
+            else None
+        )
+        totals: dict[float, list[int]] = {}
         for row in scenario_table(
-            heldout="--heldout" in sys.argv, validation="--validation" in sys.argv
+            heldout="--heldout" in sys.argv,
+            validation="--validation" in sys.argv,
+            freehand=freehand,
         ):
+            total = totals.setdefault(row["slice_mm"], [0, 0, 0])
+            total[0] += row["found"]
+            total[1] += row["expected"]
+            total[2] += row["false"]
             print(
                 f"{row['slice_mm']:g} | {row['scenario']} | {row['found']}/{row['expected']} | "
                 f"{row['false']} | {row['rms_mm']:.2f} | {row['axis_median_deg']:.1f} | "
                 f"{row['seconds']:.2f}"
+            )
+        for t, (found, expected, false) in totals.items():
+            print(
+                f"{t:g} mm total: {found}/{expected} ({100 * found / expected:.1f} %) found, "
+                f"{false} false ({100 * false / expected:.1f} %)"
             )
     else:
         for row in run_benchmarks():
