@@ -74,3 +74,46 @@ def test_lung_without_seeds_gives_none(lung_ct) -> None:
     found = detect.detect_seeds(render_postop_ct(CTVolume(hu, ct.geometry), tissue_only, rng=5))
     assert len(found.positions_mm) == len(tissue_only.seeds_mm)
     assert _matched(tissue_only.seeds_mm, found.positions_mm) == len(tissue_only.seeds_mm)
+
+
+def test_freehand_seeds_in_lung_on_the_disc_tophat(monkeypatch) -> None:
+    """A freehand implant of the benchmark (5 mm, rng 8: needle trains running into lung):
+    the lung fit on the HU above a disc opening finds seeds in lung that the same fit on the
+    in-plane excess of the line openings (which take a train, or a seed touching tissue, for a
+    line: 0.4 of a seed's amplitude) misses, without more false seeds. The test fails with the
+    line openings' data."""
+    import planner.postop.lung_seeds as lung_seeds
+    from planner.demo.phantom import generate_phantom
+    from planner.postop.freehand_scene import freehand_implant_scene
+    from planner.postop.synthetic import reslice_thick
+
+    ph = generate_phantom(n_slices=40)
+    base, gtv = reslice_thick(ph.hu, ph.geometry, ph.masks["GTV"], SLICE_MM)
+    scene = freehand_implant_scene(gtv, base.geometry, rng=8)
+    ct = render_postop_ct(base, scene, rng=108)
+    kji = np.rint(base.geometry.world_to_zyx(scene.seeds_mm)).astype(int)
+    in_lung = base.hu[tuple(kji.T)] < -500
+    assert in_lung.sum() >= 3
+
+    def score(found: np.ndarray) -> tuple[int, int]:
+        return _matched(scene.seeds_mm[in_lung], found), len(found) - _matched(
+            scene.seeds_mm, found
+        )
+
+    lung_found, false = score(detect.detect_seeds(ct, expected=len(scene.seeds_mm)).positions_mm)
+    monkeypatch.setattr(
+        lung_seeds,
+        "_disc_tophat",
+        lambda block, radius_px: _inplane_excess_like(block, float(ct.geometry.spacing_mm[0])),
+    )
+    lines = detect.detect_seeds(ct, expected=len(scene.seeds_mm)).positions_mm
+    lung_found_lines, false_lines = score(lines)
+    assert lung_found >= lung_found_lines + 2
+    assert false <= false_lines
+
+
+def _inplane_excess_like(block: np.ndarray, pixel_mm: float) -> np.ndarray:
+    """``block`` above its in-plane line openings (what the candidates' excess measures)."""
+    from planner.postop.thick_slices import compact_excess
+
+    return compact_excess(block.astype(np.float32), pixel_mm)[1]
