@@ -113,6 +113,9 @@ def test_5mm_needle_implant_with_screw_and_cement(phantom_5mm, rng: int) -> None
     inside = np.sum(((found - np.asarray(cem.centre_mm)) / np.asarray(cem.semi_axes_mm)) ** 2, 1)
     assert inside.min() > 1.0
     assert any("solid metal" in m.reason for m in result.metal)
+    # What 5 mm slices cannot promise is said, once, whatever was found.
+    caveats = [m for m in result.messages if m.startswith("5 mm slices:")]
+    assert len(caveats) == 1 and "scan at ≤ 3 mm" in caveats[0]
 
 
 def test_5mm_clusters_and_lung_no_duplicate_seed(phantom_5mm) -> None:

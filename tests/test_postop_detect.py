@@ -73,6 +73,7 @@ def test_detection_accuracy_thin_slices(phantom, thickness_mm: float) -> None:
     d = np.linalg.norm(triplet[:, None] - found[None], axis=-1).min(axis=1)
     assert np.all(d < 1.0)
     assert result.clusters_split >= 2
+    assert not [m for m in result.messages if "mm slices:" in m]  # no thick-slice caveat
 
 
 def test_no_seed_inside_screw_or_cement(phantom) -> None:

@@ -290,6 +290,7 @@ def detect_seeds(
         report(progress, 0.5 + 0.45 * (n_done + 1) / max(1, len(comps)), "classifying")
     if thick:
         seeds = place_by_model(ct, seeds, comps, fit_ctx, inplane_excess, excluded, thr, single)
+        messages.append(thick_slice_caveat(thickness))
     if expected is not None and len(seeds) < expected:
         seeds, clusters = _reconcile(
             seeds, comps, expected, voxel_mm3, blur, clusters, normal, thickness, single
@@ -303,6 +304,16 @@ def detect_seeds(
     report(progress, 1.0, "done")
     return DetectionResult(
         seeds, metal, thr, single, clusters, expected, messages, thick_slices=thick
+    )
+
+
+def thick_slice_caveat(thickness_mm: float) -> str:
+    """What a detection on slices thicker than ``THICK_SLICE_MM`` cannot promise (a line of
+    the CLI's stderr and of the post-op window's warnings)."""
+    return (
+        f"{thickness_mm:g} mm slices: seeds stacked along the slice axis (needles about 1 cm "
+        "apart in z) or lying in lung can be merged or missed, a few per cent of an implant; "
+        f"review those, or scan at ≤ {THICK_SLICE_MM:g} mm for post-implant dosimetry"
     )
 
 
