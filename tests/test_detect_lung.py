@@ -117,3 +117,27 @@ def _inplane_excess_like(block: np.ndarray, pixel_mm: float) -> np.ndarray:
     from planner.postop.thick_slices import compact_excess
 
     return compact_excess(block.astype(np.float32), pixel_mm)[1]
+
+
+def test_a_lung_seed_end_to_end_with_its_train(monkeypatch) -> None:
+    """A needle row of in-plane seeds 5.8 mm apart (1.3 mm gaps) whose last seed lies 5 mm into
+    lung, all between two slices: the seed in lung is found although it lies nearer its found
+    neighbour (5.8 mm) than the residual's 6.5 mm; with the lung step held to 6.5 mm it is
+    missed (the test can fail)."""
+    import planner.postop.lung_seeds as lung_seeds
+
+    geo = GridGeometry((14, 112, 112), np.zeros(3), np.array([PIXEL_MM, PIXEL_MM, SLICE_MM]))
+    hu = np.full(geo.shape_zyx, 40, dtype=np.int16)
+    hu[:, round(LUNG_FROM_MM / PIXEL_MM) :, :] = -820  # lung beyond y = 50 mm
+    isolated = [(20.0, 20.0, 21.0), (40.0, 20.0, 33.0), (60.0, 25.0, 41.0), (80.0, 22.0, 26.0)]
+    row = [(40.0, 55.0 - 5.8 * n, 27.5) for n in range(4)]
+    seeds = np.array(isolated + row)
+    axes = np.array([[1.0, 0.0, 0.0]] * len(isolated) + [[0.0, 1.0, 0.0]] * len(row))
+    scene = PostopScene(seeds, axes, noise_sd_hu=10.0, streak_hu=0.0)
+    ct = render_postop_ct(CTVolume(hu, geo), scene, rng=6)
+    found = detect.detect_seeds(ct).positions_mm
+    assert _matched(seeds, found) == len(seeds) and len(found) == len(seeds)
+    monkeypatch.setattr(lung_seeds, "LUNG_MIN_DISTANCE_MM", 6.5)
+    held = detect.detect_seeds(ct).positions_mm
+    assert _matched(seeds, held) == len(seeds) - 1
+    assert np.min(np.linalg.norm(held - seeds[4], axis=1)) > 5.0  # the one in lung
