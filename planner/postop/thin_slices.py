@@ -65,14 +65,16 @@ def thin_components(
     exclude: NDArray[np.bool_],
     cancel: CancelFn | None,
     relative_level: float = 0.25,
-) -> tuple[list[Component], float]:
+) -> tuple[list[Component], NDArray[np.float32], NDArray[np.int32]]:
     """Candidate metal components, each measured on its own voxels above a local level.
 
     Candidates are voxels of HU ≥ ``floor_hu`` whose white top-hat (excess over the grey opening
     by a ≈ 9 mm box) is ≥ ``excess_hu``. Weights are HU above the component's local
     background (median of a shell 2–3 voxels out); only voxels above background +
     ``relative_level`` × (peak − background) count, so neighbouring bone and streaks do not
-    widen or brighten a seed. Returns the components and the excess threshold used.
+    widen or brighten a seed. Returns the components, the white top-hat (z, y, x) HU (zero
+    outside the box of everything bright) and the candidates' labels (z, y, x): the data and
+    the cores of :mod:`planner.postop.thin_fit`.
     """
     hu = ct.hu
     sp = np.asarray(ct.geometry.spacing_mm, dtype=np.float64)
@@ -114,4 +116,4 @@ def thin_components(
         kji = np.argwhere(region) + np.array(lo)
         coords = ct.geometry.zyx_to_world(kji.astype(np.float64))
         comps.append(Component(lab, coords, w, int(core.sum())))
-    return comps, float(excess_hu)
+    return comps, tophat, labels
