@@ -89,6 +89,27 @@ def line_image(
     return (gauss * integral) @ (amplitudes * norm / length_mm)
 
 
+def line_image_at(
+    coords: NDArray[np.float64],
+    centres_mm: NDArray[np.float64],
+    axes: NDArray[np.float64],
+    amplitude: float,
+    model: SeedImageModel,
+) -> NDArray[np.float64]:
+    """Image (HU) at voxel centres ``coords`` ``(M, 3)`` LPS mm of seeds ``centres_mm``/``axes``
+    ``(m, 3)`` of one ``amplitude`` (HU·mm³) each, on ``model``'s grid: the neighbours a fit
+    holds fixed."""
+    origin = coords.mean(axis=0)
+    return line_image(
+        (coords - origin) @ model.rot,
+        (centres_mm - origin) @ model.rot,
+        axes @ model.rot,
+        np.full(len(centres_mm), amplitude),
+        model.sigma_mm,
+        model.length_mm,
+    )
+
+
 def fit_seeds(
     coords_mm: NDArray[np.float64],
     values_hu: NDArray[np.float64],

@@ -3,7 +3,8 @@
 :class:`FitContext` is what every fit on one CT shares; :func:`blob_data` gives the box around a
 blob (in-plane excess, HU above the in-plane line openings:
 :func:`planner.postop.thick_slices.compact_excess`) without other components' cores, and
-:func:`line_image_at` the image of the nearby seeds a fit holds fixed; the fit itself is
+:func:`planner.postop.seed_fit.line_image_at` gives the image of the nearby seeds a fit holds
+fixed; the fit itself is
 :func:`planner.postop.seed_fit.fit_seeds`. The refit of every single seed (``refine_component``,
 ``REFINE_BY_FIT``: drop the weakest seed, add one stacked along the slice axis) was measured and
 dropped — 506/524 found but 7 false on the 5 mm scenes — and is in git history.
@@ -18,7 +19,7 @@ from numpy.typing import NDArray
 
 from dose.geometry import GridGeometry
 from planner.postop.blobs import Component
-from planner.postop.seed_fit import SeedImageModel, line_image
+from planner.postop.seed_fit import SeedImageModel
 
 #: In-plane margin (mm) of the fitted box around a blob, and slices added on each side.
 FIT_MARGIN_MM = 2.5
@@ -71,23 +72,3 @@ def blob_data(c: Component, ctx: FitContext):
     values = ctx.inplane_excess[box][keep].astype(np.float64)
     saturated = ctx.hu[box][keep] >= ctx.saturation_hu
     return coords, values, saturated
-
-
-def line_image_at(
-    coords: NDArray[np.float64],
-    centres_mm: NDArray[np.float64],
-    axes: NDArray[np.float64],
-    amplitude: float,
-    ctx: FitContext,
-) -> NDArray[np.float64]:
-    """Image (HU) at ``coords`` ``(M, 3)`` of seeds ``centres_mm``/``axes`` ``(m, 3)`` of one
-    ``amplitude`` each (the neighbours a fit holds fixed)."""
-    model = ctx.model
-    origin = coords.mean(axis=0)
-    return line_image(
-        (coords - origin) @ model.rot,
-        (centres_mm - origin) @ model.rot,
-        axes @ model.rot,
-        np.full(len(centres_mm), amplitude),
-        model.sigma_mm,
-    )

@@ -42,8 +42,8 @@ from planner.postop.cluster_split import MIN_SPLIT_DISTANCE_MM
 from planner.postop.lung_seeds import lung_seeds
 from planner.postop.residual import stacked_pairs, unexplained_seeds
 from planner.postop.results import DetectedSeed, canonical_axis
-from planner.postop.seed_fit import SeedFit, fit_seeds
-from planner.postop.thick_fit import FitContext, blob_data, line_image_at
+from planner.postop.seed_fit import SeedFit, fit_seeds, line_image_at
+from planner.postop.thick_fit import FitContext, blob_data
 
 #: Thick slices: place the parts of split clusters by the image model fit (counts kept).
 REFIT_CLUSTERS = True
@@ -227,7 +227,7 @@ def refit_seeds(
         near = (all_labels != lab) & np.all((all_pts >= lo) & (all_pts <= hi), axis=1)
         fixed = None
         if near.any():
-            fixed = line_image_at(coords, all_pts[near], all_axes[near], amplitude, ctx)
+            fixed = line_image_at(coords, all_pts[near], all_axes[near], amplitude, ctx.model)
         fit = fit_seeds(
             coords,
             values,
@@ -397,7 +397,11 @@ def place_residual_seeds(
         sat = ctx.hu[box][keep] >= ctx.saturation_hu
         d = np.linalg.norm(pts - pts[n], axis=1)
         near = (d > 0) & (d < RESIDUAL_FIT_BOX_MM + NEIGHBOUR_REACH_MM)
-        fixed = line_image_at(coords, pts[near], axes[near], amplitude, ctx) if near.any() else None
+        fixed = (
+            line_image_at(coords, pts[near], axes[near], amplitude, ctx.model)
+            if near.any()
+            else None
+        )
         fit = fit_seeds(
             coords, values, pts[n][None], axes[n][None], amplitude, ctx.model, sat, fixed_hu=fixed
         )

@@ -26,9 +26,8 @@ import scipy.ndimage as ndi
 from numpy.typing import NDArray
 
 from planner.imaging.volume import CTVolume
-from planner.postop.blobs import SEED_LENGTH_MM
 from planner.postop.results import DetectedSeed, canonical_axis
-from planner.postop.seed_fit import SeedImageModel, fit_seeds, line_image
+from planner.postop.seed_fit import SeedImageModel, fit_seeds, line_image_at
 
 #: Thin slices: place single seeds by the image model (and the parts of clusters of up to
 #: ``MAX_CLUSTER`` seeds, fitted together).
@@ -51,6 +50,8 @@ SUPPORT_FRACTION = 0.1
 MAX_EVALUATIONS = 20
 #: Two parts of a cluster closer than this (mm) after the fit keep the split's centres.
 MIN_PART_GAP_MM = 2.0
+#: Boxes with fewer voxels of seed are not fitted.
+MIN_VOXELS = 20
 
 
 def refine_seeds(
@@ -79,8 +80,8 @@ def refine_seeds(
     reach = np.ceil(BOX_REACH_MM / sp[::-1]).astype(int)  # (z, y, x) voxels
     shape = np.asarray(ct.hu.shape)
 
-    def data(n: int, group: list[int] | None = None):
-        members = [n] if group is None else group
+    def data(members: list[int]):
+        """(coords, values, saturated) of the box about ``members`` (one component's seeds)."""
         k = np.rint(geometry.world_to_zyx(pts[members])).astype(int)
         lo = np.maximum(k.min(axis=0) - reach, 0)
         hi = np.minimum(k.max(axis=0) + reach + 1, shape)
@@ -91,103 +92,76 @@ def refine_seeds(
         # voxel (the rest of the box is noise, and the fit's cost grows with its voxels).
         lit = local >= SUPPORT_FRACTION * float(local.max())
         lit = ndi.binary_dilation(lit, structure=np.ones((3, 3, 3), dtype=bool))
-        keep = lit & ~excluded[box] & ((lab == 0) | (lab == seeds[n].component))
+        keep = lit & ~excluded[box] & ((lab == 0) | (lab == seeds[members[0]].component))
         idx = np.argwhere(keep) + lo
         coords = geometry.zyx_to_world(idx.astype(np.float64))
         values = tophat[box][keep].astype(np.float64)
         sat = ct.hu[box][keep] >= saturation
         return coords, values, sat
 
-    def fixed_image(members, coords: NDArray[np.float64], amplitude: float):
+    def fixed_image(members: list[int], coords: NDArray[np.float64], amplitude: float):
+        """The other seeds' image at ``coords`` (those within ``NEIGHBOUR_REACH_MM``)."""
         lo_mm = coords.min(axis=0) - NEIGHBOUR_REACH_MM
         hi_mm = coords.max(axis=0) + NEIGHBOUR_REACH_MM
         near = np.all((pts >= lo_mm) & (pts <= hi_mm), axis=1)
         near[members] = False
         if not near.any():
             return None
-        origin = coords.mean(axis=0)
-        return line_image(
-            (coords - origin) @ model.rot,
-            (pts[near] - origin) @ model.rot,
-            axes[near] @ model.rot,
-            np.full(int(near.sum()), amplitude),
-            model.sigma_mm,
-            SEED_LENGTH_MM,
-        )
+        return line_image_at(coords, pts[near], axes[near], amplitude, model)
 
     # One seed's amplitude: the median fit of up to ten isolated single seeds.
     d = np.linalg.norm(pts[:, None] - pts[None], axis=-1)
     np.fill_diagonal(d, np.inf)
-    isolated = [n for n in singles if d[n].min() > ISOLATED_MM][:10]
     amps = []
-    for n in isolated:
-        coords, values, sat = data(n)
-        if len(values) < 20:
-            continue
-        f = fit_seeds(
-            coords,
-            values,
-            pts[n][None],
-            axes[n][None],
-            guess_amplitude,
-            model,
-            sat,
-            amplitude_range=(0.3, 3.0),
-        )
-        amps.append(float(f.amplitudes[0]))
+    for n in [n for n in singles if d[n].min() > ISOLATED_MM][:10]:
+        coords, values, sat = data([n])
+        if len(values) >= MIN_VOXELS:
+            f = fit_seeds(
+                coords,
+                values,
+                pts[n][None],
+                axes[n][None],
+                guess_amplitude,
+                model,
+                sat,
+                amplitude_range=(0.3, 3.0),
+            )
+            amps.append(float(f.amplitudes[0]))
     amplitude = float(np.median(amps)) if amps else guess_amplitude
+    # Single seeds, then each cluster's parts together; every fit sees the other seeds where
+    # the components put them.
+    groups = [[n] for n in singles] if REFINE_SINGLES else []
+    if REFINE_CLUSTERS:
+        clusters: dict[int, list[int]] = {}
+        for n, s in enumerate(seeds):
+            if s.cluster_size > 1 and s.component > 0:
+                clusters.setdefault(s.component, []).append(n)
+        groups += [m for m in clusters.values() if len(m) <= MAX_CLUSTER]
     out = list(seeds)
-    for n in singles if REFINE_SINGLES else []:
-        coords, values, sat = data(n)
-        if len(values) < 20:
+    for members in groups:
+        coords, values, sat = data(members)
+        if len(values) < MIN_VOXELS:
             continue
         fit = fit_seeds(
             coords,
             values,
-            pts[n][None],
-            axes[n][None],
+            pts[members],
+            axes[members],
             amplitude,
             model,
             sat,
-            fixed_hu=fixed_image([n], coords, amplitude),
-            max_evaluations=MAX_EVALUATIONS,
+            fixed_hu=fixed_image(members, coords, amplitude),
+            max_evaluations=MAX_EVALUATIONS * len(members),
         )
-        if np.linalg.norm(fit.centres_mm[0] - pts[n]) > MAX_MOVE_MM:
+        moved = np.linalg.norm(fit.centres_mm - pts[members], axis=1)
+        gaps = np.linalg.norm(fit.centres_mm[:, None] - fit.centres_mm[None], axis=-1)
+        np.fill_diagonal(gaps, np.inf)
+        if moved.max() > MAX_MOVE_MM or gaps.min() < MIN_PART_GAP_MM:
             continue
-        out[n] = replace(
-            seeds[n],
-            position_mm=tuple(float(v) for v in fit.centres_mm[0]),
-            axis=canonical_axis(fit.axes[0]),
-        )
-    if REFINE_CLUSTERS:
-        groups: dict[int, list[int]] = {}
-        for n, s_ in enumerate(seeds):
-            if s_.cluster_size > 1 and s_.component > 0:
-                groups.setdefault(s_.component, []).append(n)
-        for members in groups.values():
-            if len(members) > MAX_CLUSTER:
-                continue
-            coords, values, sat = data(members[0], members)
-            fit = fit_seeds(
-                coords,
-                values,
-                pts[members],
-                axes[members],
-                amplitude,
-                model,
-                sat,
-                fixed_hu=fixed_image(members, coords, amplitude),
-                max_evaluations=MAX_EVALUATIONS * len(members),
+        for q, n in enumerate(members):
+            out[n] = replace(
+                seeds[n],
+                position_mm=tuple(float(v) for v in fit.centres_mm[q]),
+                axis=canonical_axis(fit.axes[q]),
             )
-            moved = np.linalg.norm(fit.centres_mm - pts[members], axis=1)
-            gaps = np.linalg.norm(fit.centres_mm[:, None] - fit.centres_mm[None], axis=-1)
-            np.fill_diagonal(gaps, np.inf)
-            if moved.max() > MAX_MOVE_MM or gaps.min() < MIN_PART_GAP_MM:
-                continue
-            for q, n in enumerate(members):
-                out[n] = replace(
-                    seeds[n],
-                    position_mm=tuple(float(v) for v in fit.centres_mm[q]),
-                    axis=canonical_axis(fit.axes[q]),
-                )
     return out
