@@ -35,6 +35,8 @@ class Component:
     eigvecs: NDArray[np.float64] = field(default_factory=lambda: np.eye(3))
     n_seeds: int = 1
     n_float: float = 1.0
+    #: The most seeds its shape can hold (a thin line: :data:`planner.postop.detect.LINE_WIDTH_MM`).
+    max_seeds: int = 1_000_000
     slice_index: float | None = None  # sub-slice centre along the slice axis, when measured
     #: Thick slices: pixels of as-bright structure attached beyond the component (bone).
     attached_px: int = 0
