@@ -160,3 +160,28 @@ def test_a_residual_seed_is_placed_by_the_image_model(column_ct) -> None:
     assert np.linalg.norm(np.array(placed[5].position_mm) - scene.seeds_mm[5]) < 0.7
     for n in (0, 1, 2, 3, 4, 6):
         assert placed[n] == seeds[n]
+
+
+def test_the_search_box_gives_what_the_whole_grid_gives(column_ct) -> None:
+    """The residual search works in the box about the found seeds: on the same CT embedded
+    in a grid four times wider (the same voxels at the same LPS positions, tissue around), it
+    finds the same seed at the same place."""
+    ct, scene = column_ct
+    inplane, usable = _excess_and_usable(ct)
+    pad = 64
+    wide = GridGeometry(
+        (ct.hu.shape[0], ct.hu.shape[1] + 2 * pad, ct.hu.shape[2] + 2 * pad),
+        ct.geometry.origin_mm - pad * PIXEL_MM * np.array([1.0, 1.0, 0.0]),
+        ct.geometry.spacing_mm,
+    )
+    inplane_wide = np.zeros(wide.shape_zyx, dtype=np.float32)
+    usable_wide = np.zeros(wide.shape_zyx, dtype=bool)
+    inplane_wide[:, pad:-pad, pad:-pad], usable_wide[:, pad:-pad, pad:-pad] = inplane, usable
+    keep = np.ones(len(scene.seeds_mm), dtype=bool)
+    keep[5] = False
+    args = (scene.seeds_mm[keep], scene.axes[keep])
+    small = unexplained_seeds(inplane, usable, ct.geometry, *args)
+    large = unexplained_seeds(inplane_wide, usable_wide, wide, *args)
+    assert len(small) == len(large) == 1
+    assert np.allclose(small[0].position_mm, large[0].position_mm, atol=1e-3)
+    assert np.linalg.norm(large[0].position_mm - scene.seeds_mm[5]) < 1.5

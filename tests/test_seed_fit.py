@@ -3,6 +3,7 @@
 The renderer (planner/postop/synthetic.py) samples the same blur model at the voxel centres,
 adds noise and clips at 3071 HU; the fit must give back the centre and axis of one seed, and
 two seeds stacked along the slice axis two slices apart must fit better as two than as one.
+The fit's closed-form Jacobian matches finite differences, and gives the same fits.
 """
 
 from __future__ import annotations
@@ -10,9 +11,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import planner.postop.seed_fit as seed_fit
 from dose.geometry import GridGeometry
 from planner.imaging.volume import CTVolume
-from planner.postop.seed_fit import SeedImageModel, fit_seeds
+from planner.postop.seed_fit import SeedImageModel, fit_seeds, line_image, line_image_jacobian
 from planner.postop.synthetic import SEED_EXCESS_HU_MM3, PostopScene, render_postop_ct
 
 GEO = GridGeometry(
@@ -57,3 +59,40 @@ def test_two_seeds_along_the_slice_axis_fit_better_as_two() -> None:
     assert two.bic < one.bic
     err = np.linalg.norm(two.centres_mm[:, None] - seeds[None], axis=-1).min(axis=0)
     assert err.max() < 0.5
+
+
+@pytest.mark.parametrize("slice_mm", [1.25, 5.0])
+def test_the_closed_form_jacobian_matches_finite_differences(slice_mm: float) -> None:
+    gen = np.random.default_rng(4)
+    sigma = SeedImageModel.for_grid(np.array([0.8, 0.8, slice_mm]), np.eye(3)).sigma_mm
+    points = gen.normal(size=(200, 3)) * np.array([3.0, 3.0, 2.0 * slice_mm])
+    centres, axes = gen.normal(size=(2, 3)), gen.normal(size=(2, 3))
+    amplitudes = np.array([40_000.0, 55_000.0])
+    d_centre, d_axis, d_amplitude = line_image_jacobian(points, centres, axes, amplitudes, sigma)
+    image = line_image(points, centres, axes, amplitudes, sigma)
+    step = 1e-6
+    for j in range(2):
+        for k in range(3):
+            for param, analytic in ((centres, d_centre), (axes, d_axis)):
+                moved = param.copy()
+                moved[j, k] += step
+                args = (moved, axes) if param is centres else (centres, moved)
+                numeric = (line_image(points, *args, amplitudes, sigma) - image) / step
+                assert np.allclose(
+                    analytic[:, j, k], numeric, rtol=1e-4, atol=1e-4 * abs(numeric).max()
+                )
+    assert np.allclose(d_amplitude @ amplitudes, image)
+
+
+def test_fits_with_either_jacobian_agree(monkeypatch) -> None:
+    seeds = np.array([[25.0, 25.0, 22.0], [25.5, 25.0, 31.0]])
+    axes = np.array([[0.0, 1.0, 0.2], [0.1, 1.0, -0.3]])
+    coords, values, sat = _blob(seeds, axes, 5)
+    model = SeedImageModel.for_grid(GEO.spacing_mm, GEO.direction)
+    start = seeds + np.array([0.5, -0.5, 1.5])
+    closed = fit_seeds(coords, values, start, axes, 45_000.0, model, sat)
+    monkeypatch.setattr(seed_fit, "ANALYTIC_JACOBIAN", False)
+    numeric = fit_seeds(coords, values, start, axes, 45_000.0, model, sat)
+    assert np.abs(closed.centres_mm - numeric.centres_mm).max() < 0.05
+    assert np.abs(np.abs(np.sum(closed.axes * numeric.axes, axis=1)) - 1.0).max() < 1e-3
+    assert abs(closed.rss / numeric.rss - 1.0) < 0.01

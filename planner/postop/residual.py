@@ -218,6 +218,26 @@ def centre_of(block: NDArray[np.float32], lo, geometry: GridGeometry):
     return pos, axis / np.linalg.norm(axis)
 
 
+def _search_box(
+    geometry: GridGeometry, seeds_mm: NDArray[np.float64]
+) -> tuple[tuple[slice, slice, slice], GridGeometry]:
+    """The (z, y, x) box of ``geometry`` within ``SEARCH_REACH_MM`` of ``seeds_mm`` plus the
+    filters' reach (a footprint and two slices beyond ``MODEL_REACH_MM``), and its geometry."""
+    sp = np.asarray(geometry.spacing_mm, dtype=np.float64)[::-1]  # (z, y, x)
+    kji = geometry.world_to_zyx(seeds_mm)
+    reach_mm = SEARCH_REACH_MM + max(MODEL_REACH_MM, FOOTPRINT_MM)
+    pad = np.ceil(reach_mm / sp).astype(int) + np.array([MODEL_REACH_SLICES + 2, 2, 2])
+    shape = np.asarray(geometry.shape_zyx)
+    lo = np.clip(np.floor(kji.min(axis=0)).astype(int) - pad, 0, shape)
+    hi = np.clip(np.ceil(kji.max(axis=0)).astype(int) + pad + 1, lo + 1, shape)
+    box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
+    origin = geometry.zyx_to_world(lo.astype(np.float64))
+    sub = GridGeometry(
+        tuple(int(n) for n in hi - lo), origin, geometry.spacing_mm, geometry.direction
+    )
+    return box, sub  # type: ignore[return-value]
+
+
 def unexplained_seeds(
     inplane_excess: NDArray[np.float32],
     usable: NDArray[np.bool_],
@@ -236,6 +256,11 @@ def unexplained_seeds(
     more, strongest first; none when fewer than 3 seeds were found (nothing to learn from)."""
     if len(seeds_mm) < 3:
         return []
+    # Only the neighbourhood of the found seeds is searched (``SEARCH_REACH_MM``): work in its
+    # box, padded so that every filter sees there what it sees on the whole grid (5 mm
+    # dense case: 1.8 s → 0.1 s for the footprint sums of 512 × 512 slices).
+    box, geometry = _search_box(geometry, seeds_mm)
+    inplane_excess, usable = inplane_excess[box], usable[box]
     sp = np.asarray(geometry.spacing_mm, dtype=np.float64)
     data = np.where(usable, np.maximum(inplane_excess, 0.0), 0.0).astype(np.float32)
     shape = data.shape

@@ -25,6 +25,8 @@ from planner.postop.blobs import FWHM_TO_SIGMA, INPLANE_PSF_SIGMA_MM, SEED_LENGT
 
 #: Seed diameter (mm): its cross-section widens the in-plane blur (variance r²/4 per axis).
 SEED_DIAMETER_MM = 0.8
+#: The fits use the closed-form Jacobian (:func:`line_image_jacobian`), not finite differences.
+ANALYTIC_JACOBIAN = True
 
 
 @dataclass(frozen=True)
@@ -89,6 +91,56 @@ def line_image(
     return (gauss * integral) @ (amplitudes * norm / length_mm)
 
 
+def line_image_jacobian(
+    points: NDArray[np.float64],
+    centres: NDArray[np.float64],
+    axes: NDArray[np.float64],
+    amplitudes: NDArray[np.float64],
+    sigma_mm: NDArray[np.float64],
+    length_mm: float = SEED_LENGTH_MM,
+) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
+    """Derivatives of :func:`line_image` at ``points`` ``(M, 3)``: with respect to each seed's
+    centre ``(M, n, 3)`` (HU/mm), its (unnormalised) axis vector ``(M, n, 3)`` and its amplitude
+    ``(M, n)`` (HU per HU·mm³). Closed form: with the line's Gaussian exp(−E/2) (E = q − b²/a)
+    and its erf integral I(a, t₀), ∂I/∂t₀ = e₊ − e₋ and ∂I/∂a = ((h − t₀)e₋ + (h + t₀)e₊ − I)/2a
+    (e± = exp(−a(h ± t₀)²/2), h the half length)."""
+    inv = 1.0 / sigma_mm**2
+    norm = 1.0 / ((2.0 * np.pi) ** 1.5 * np.prod(sigma_mm))
+    length = np.linalg.norm(axes, axis=1, keepdims=True)  # (n, 1)
+    u = axes / length
+    d = points[:, None, :] - centres[None, :, :]  # (M, n, 3)
+    a = np.sum(u * u * inv, axis=1)  # (n,)
+    b = np.sum(d * (u * inv)[None], axis=2)  # (M, n)
+    q = np.sum(d * d * inv, axis=2)
+    t0 = b / a
+    s = np.sqrt(a / 2.0)
+    half = 0.5 * length_mm
+    e_minus = np.exp(-((s * (half - t0)) ** 2))
+    e_plus = np.exp(-((s * (half + t0)) ** 2))
+    integral = np.sqrt(np.pi / (2.0 * a)) * (erf(s * (half - t0)) + erf(s * (half + t0)))
+    gauss = np.exp(-0.5 * np.maximum(q - b * t0, 0.0))
+    weight = amplitudes * norm / length_mm  # (n,)
+    d_amplitude = gauss * integral * (norm / length_mm)  # (M, n)
+    off_line = (d - t0[..., None] * u[None]) * inv  # (M, n, 3): inv ⊙ (d − t₀u)
+    d_int_dt0 = e_plus - e_minus
+    d_int_da = ((half - t0) * e_minus + (half + t0) * e_plus - integral) / (2.0 * a)
+    # Centre: ∂E/∂c = −2 inv ⊙ (d − t₀u), ∂t₀/∂c = −inv ⊙ u / a.
+    d_centre = (gauss * weight)[..., None] * (
+        integral[..., None] * off_line - d_int_dt0[..., None] * (u * inv)[None] / a[None, :, None]
+    )
+    # Unit axis: ∂E/∂u = −2t₀ inv ⊙ (d − t₀u), ∂a/∂u = 2 inv ⊙ u,
+    # ∂t₀/∂u = (inv ⊙ d − 2t₀ inv ⊙ u)/a.
+    d_t0_du = (d * inv - 2.0 * t0[..., None] * (u * inv)[None]) / a[None, :, None]
+    d_unit = (gauss * weight)[..., None] * (
+        integral[..., None] * t0[..., None] * off_line
+        + d_int_da[..., None] * 2.0 * (u * inv)[None]
+        + d_int_dt0[..., None] * d_t0_du
+    )
+    # The axis vector v: ∂u/∂v = (1 − u uᵀ)/|v|.
+    d_axis = (d_unit - np.sum(d_unit * u[None], axis=2, keepdims=True) * u[None]) / length[None]
+    return d_centre, d_axis, d_amplitude
+
+
 def line_image_at(
     coords: NDArray[np.float64],
     centres_mm: NDArray[np.float64],
@@ -149,10 +201,24 @@ def fit_seeds(
         r = img + x[-1] + fixed - values_hu
         return np.where(sat, np.minimum(r, 0.0), r)
 
+    def jacobian(x: NDArray[np.float64]) -> NDArray[np.float64]:
+        p = x[:-1].reshape(n, 7)
+        d_c, d_v, d_a = line_image_jacobian(
+            pts, p[:, :3], p[:, 3:6] + 1e-9, p[:, 6] * amplitude, model.sigma_mm
+        )
+        jac = np.empty((len(values_hu), n, 7))
+        jac[:, :, :3], jac[:, :, 3:6], jac[:, :, 6] = d_c, d_v, d_a * amplitude
+        jac = np.concatenate([jac.reshape(len(values_hu), 7 * n), np.ones((len(values_hu), 1))], 1)
+        img = d_a @ (p[:, 6] * amplitude)
+        above = sat & (img + x[-1] + fixed - values_hu > 0.0)  # saturated, model below: no pull
+        jac[above] = 0.0
+        return jac
+
     scale = np.concatenate([np.tile(np.r_[0.5, 0.5, 1.0, 0.3, 0.3, 0.3, 0.2], n), [50.0]])
     sol = least_squares(
         residual,
         x0,
+        jac=jacobian if ANALYTIC_JACOBIAN else "2-point",
         bounds=(lo, hi),
         x_scale=scale,
         method="trf",
