@@ -45,10 +45,14 @@ sysdeps:
 run: sysdeps $(STAMP)
 	$(BIN)/seedplan gui
 
-# Refresh the README screenshot from the real window on the demo case.
+# Refresh the README screenshots from the real windows on the demo case: the main window, and
+# the post-op window verifying the demo plan's day-0 CT (written to out/demo).
 screenshot: sysdeps $(STAMP)
-	@if [ -n "$$DISPLAY" ]; then $(BIN)/seedplan gui --screenshot docs/screenshot.png; \
-	else xvfb-run -a -s "-screen 0 $(SCREEN)" $(BIN)/seedplan gui --screenshot docs/screenshot.png; fi
+	mkdir -p out && $(BIN)/seedplan demo --out out/demo --force
+	@if [ -n "$$DISPLAY" ]; then RUN=""; else RUN='xvfb-run -a -s "-screen 0 $(SCREEN)"'; fi; \
+	eval $$RUN $(BIN)/seedplan gui --screenshot docs/screenshot.png && \
+	eval $$RUN $(BIN)/seedplan gui out/demo/plan.seedplan --postop out/demo/postop \
+	  --screenshot docs/postop.png --size 1600x1000
 
 # Two xdist workers (two cores); one Xvfb for the whole run, inherited by workers and children.
 test: sysdeps $(STAMP)

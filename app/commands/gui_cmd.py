@@ -1,8 +1,10 @@
-"""``seedplan gui [PATH] [--screenshot PNG] [--series UID]``: the viewer.
+"""``seedplan gui [PATH] [--screenshot PNG] [--series UID] [--postop POSTOP_CT]``: the viewer.
 
 Without PATH the demo case is opened (generated into the user cache on first use). With
 ``--screenshot`` the window loads PATH, renders, saves itself as PNG and exits (status 0, or 2
-when PATH cannot be opened).
+when PATH cannot be opened). ``--postop`` opens the post-op verification window on a post-op
+CT once the plan is loaded; with ``--screenshot`` it runs *Detect & verify* and the PNG is of
+the post-op window.
 """
 
 from __future__ import annotations
@@ -22,9 +24,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "gui",
         help="open the viewer (default: the demo case)",
         description="Open the SeedPlan window on a DICOM folder, a CT image file "
-        "(NIfTI/MHA/NRRD) or, without PATH, the demo case.",
+        "(NIfTI/MHA/NRRD), a plan (.seedplan, with its CT) or, without PATH, the demo case.",
     )
-    p.add_argument("path", nargs="?", type=Path, metavar="PATH", help="DICOM folder or image file")
+    p.add_argument(
+        "path", nargs="?", type=Path, metavar="PATH", help="DICOM folder, image file or plan"
+    )
     p.add_argument(
         "--screenshot",
         type=Path,
@@ -32,6 +36,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         help="load PATH, render, save the main window to PNG and exit",
     )
     p.add_argument("--series", metavar="UID", help="series to open from a DICOM folder")
+    p.add_argument(
+        "--postop",
+        type=Path,
+        metavar="POSTOP_CT",
+        help="open the post-op verification window on this post-op CT (DICOM folder or "
+        "image); with --screenshot: detect & verify, and save the post-op window",
+    )
     p.add_argument(
         "--size",
         metavar="WxH",
@@ -68,13 +79,19 @@ def run(args: argparse.Namespace) -> int:
     path: Path | None = args.path
     if path is not None and not path.exists():
         raise InputError("no such file or folder", path)
+    if args.postop is not None and not args.postop.exists():
+        raise InputError("no such post-op CT", args.postop)
     _check_display()
     if args.screenshot is not None and args.screenshot.suffix.lower() != ".png":
         raise InputError("screenshot must be a .png file", args.screenshot)
     from app.gui.main import run_gui  # Qt and VTK are imported only here
 
     return run_gui(
-        path, series_uid=args.series, screenshot=args.screenshot, size=_parse_size(args.size)
+        path,
+        series_uid=args.series,
+        screenshot=args.screenshot,
+        size=_parse_size(args.size),
+        postop=args.postop,
     )
 
 

@@ -135,11 +135,15 @@ def run_gui(
     series_uid: str | None = None,
     screenshot: Path | None = None,
     size: tuple[int, int] | None = None,
+    postop: Path | None = None,
 ) -> int:
     """Open the main window on ``path`` (``None``: the demo case) and run the event loop.
 
     With ``screenshot``: no dialogs; load, render, save the window as PNG and return 0, or
     raise :class:`dose.errors.InputError` when loading failed (the CLI turns it into exit 2).
+    With ``postop`` (a post-op CT): the post-op window opens on it once the plan is loaded
+    (:mod:`app.gui.postop.launch`); with ``screenshot`` too, it verifies and the PNG is of the
+    post-op window.
     """
     from app.gui.main_window import MainWindow
     from dose.errors import InputError
@@ -171,9 +175,22 @@ def run_gui(
                 window.close()
                 app.quit()
 
+            def postop_done(message: str) -> None:
+                if message:
+                    outcome["error"] = message
+                window.close()
+                app.quit()
+
             def dose_ready(note: str) -> None:
                 if note:
                     sys.stderr.write(f"seedplan gui: {note}\n")
+                if postop is not None:
+                    from app.gui.postop.launch import open_postop_at_start
+
+                    open_postop_at_start(
+                        window, postop, screenshot=screenshot, size=size, done=postop_done
+                    )
+                    return
                 QTimer.singleShot(150, finish)
 
             # A plan's isodoses appear once the dose engine is ready: wait for them (bounded).
@@ -188,6 +205,18 @@ def run_gui(
 
         window.loaded.connect(grab_and_quit)
         window.load_failed.connect(failed)
+
+    elif postop is not None:
+        opened: list[bool] = []
+
+        def show_postop(_path: object = None) -> None:
+            if not opened:  # the first case loaded (opening another later does not reopen)
+                opened.append(True)
+                from app.gui.postop.launch import open_postop_at_start
+
+                open_postop_at_start(window, postop, size=size)
+
+        window.loaded.connect(show_postop)
 
     if os.environ.get("SEEDPLAN_TIMING"):
 

@@ -210,3 +210,61 @@ def test_gui_screenshot_broken_file_exits_2(tmp_path: Path) -> None:
     assert proc.returncode == 2, proc.stderr
     assert "broken.nii.gz" in proc.stderr and "Traceback" not in proc.stderr
     assert not out.exists()
+
+
+def _run_gui(
+    args: Sequence[str], out: Path, *, with_display: bool = True, timeout_s: float = CHILD_TIMEOUT_S
+) -> ChildResult:
+    """``python -m app gui ARGS`` in a child process on the session display."""
+    prefix = display_prefix() if with_display else []
+    result = run_child(
+        [*prefix, python_exe(), "-m", "app", "gui", *args],
+        log_dir=out.parent / f"logs-{out.stem}",
+        timeout_s=timeout_s,
+    )
+    assert not result.timed_out, (
+        f"gui {' '.join(args)} timed out after {timeout_s} s\n{result.tail()}"
+    )
+    return result
+
+
+@pytest.mark.gui
+def test_gui_postop_screenshot_cli(demo_case_dir: Path, tmp_path: Path) -> None:
+    """``seedplan gui PLAN --postop POSTOP_CT --screenshot out.png --size 1400x900``: the post-op
+    window verifies the demo plan's day-0 CT and saves itself: the slice view (left) shows
+    the CT, the comparison (right) is filled."""
+    out = tmp_path / "postop.png"
+    plan = demo_case_dir / "plan.seedplan"
+    args = [str(plan), "--postop", str(demo_case_dir / "postop"), "--screenshot", str(out)]
+    proc = _run_gui([*args, "--size", "1400x900"], out)
+    assert proc.returncode == 0, proc.tail()
+    rgb = _read_png_rgb(out)
+    h, w, _ = rgb.shape
+    assert w >= 1400 and w * 900 == h * 1400, (w, h)
+    view = rgb[int(0.15 * h) : int(0.9 * h), : int(0.45 * w)]
+    table = rgb[int(0.2 * h) : int(0.9 * h), int(0.5 * w) :]
+    assert image_is_not_blank(view) and image_is_not_blank(table)
+
+
+@pytest.mark.gui
+@pytest.mark.parametrize("case", ["missing", "empty", "no plan"])
+def test_gui_postop_bad_input_exits_2(case: str, demo_ct_path: Path, tmp_path: Path) -> None:
+    """A missing or unreadable post-op CT, or no plan to verify: one line naming the problem,
+    exit status 2, no PNG, no traceback."""
+    out = tmp_path / "shot.png"
+    postop = tmp_path / ("no-such-ct" if case == "missing" else "empty-folder")
+    if case != "missing":
+        postop.mkdir()
+    path = [str(demo_ct_path)] if case == "no plan" else []  # a CT alone: no plan
+    args = [*path, "--postop", str(postop), "--screenshot", str(out)]
+    proc = _run_gui(
+        args,
+        out,
+        with_display=case != "missing",
+        timeout_s=120 if case == "missing" else CHILD_TIMEOUT_S,
+    )
+    assert proc.returncode == 2, proc.tail()
+    lines = proc.stderr.strip().splitlines()
+    assert "Traceback" not in proc.stderr and not out.exists()
+    expected = "needs a plan" if case == "no plan" else str(postop)
+    assert any(expected in line for line in lines), proc.stderr

@@ -34,6 +34,7 @@ from PySide6.QtWidgets import (
     QFileDialog,
     QLabel,
     QMainWindow,
+    QMessageBox,
     QSplitter,
     QTabWidget,
     QVBoxLayout,
@@ -105,6 +106,7 @@ class PostopWindow(QMainWindow):
         self.summary.setObjectName("postop_summary")
         self.summary.setWordWrap(True)
         self.runner.state_changed.connect(self.update_actions)
+        self.runner.failed.connect(self._task_failed)
         self.verifier = VerificationRun(self)
         self.registration = RegistrationTab(self)
         self._build_toolbar()
@@ -221,6 +223,13 @@ class PostopWindow(QMainWindow):
         if plan is None or post is None or plan.registration is None:
             return None
         return plan.registration if plan.registration.matches(post) else None
+
+    def _task_failed(self, message: str) -> None:
+        """Background work that failed (a post-op CT that cannot be read, a verification
+        that cannot run): the message stays on the progress line; a dialog too when a user
+        is there to read it (not under ``--screenshot`` or in tests)."""
+        if self.main.interactive and not self.closing:
+            QMessageBox.warning(self, "Post-op verification", message)
 
     def _ask_open(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Open the post-op CT (DICOM folder)")
