@@ -20,7 +20,7 @@ from planner.plan.dosimetry import PlanDosimetry, compute_plan_dosimetry
 from planner.plan.model import Goal, Needle, Plan, Seed, Structure, new_id
 
 if TYPE_CHECKING:
-    from planner.optimise.autoplan import AutoplanOptions
+    from planner.optimise.options import AutoplanOptions
 
 __all__ = [
     "COLD_NEAR_CORD_MM",

@@ -23,7 +23,7 @@ from planner.plan.model import Goal, Plan, Prescription, Structure, new_id
 from planner.plan.needles import needle_direction
 
 if TYPE_CHECKING:
-    from planner.optimise.autoplan import AutoplanOptions
+    from planner.optimise.options import AutoplanOptions
 
 __all__ = [
     "check_inputs",
