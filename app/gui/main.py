@@ -212,9 +212,9 @@ def run_gui(
         def show_postop(_path: object = None) -> None:
             if not opened:  # the first case loaded (opening another later does not reopen)
                 opened.append(True)
-                from app.gui.postop.launch import open_postop_at_start
+                from app.gui.postop.launch import open_postop_once_planned
 
-                open_postop_at_start(window, postop, size=size)
+                open_postop_once_planned(window, postop, size=size)
 
         window.loaded.connect(show_postop)
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QApplication
 
 from app.gui.screenshot import grab_composited, save_png
 
@@ -21,11 +22,34 @@ if TYPE_CHECKING:
     from app.gui.main_window import MainWindow
     from app.gui.postop.window import PostopWindow
 
-__all__ = ["POSTOP_WAIT_S", "open_postop_at_start"]
+__all__ = ["PLAN_WAIT_S", "POSTOP_WAIT_S", "open_postop_at_start", "open_postop_once_planned"]
 
 #: ``--screenshot --postop`` waits at most this long for the loading and the verification.
 POSTOP_WAIT_S = 600.0
 _POLL_MS = 200
+#: How long the window waits for the plan after its CT is shown (a plan is set on the session
+#: after its CT; the demo's a few hundred ms later).
+PLAN_WAIT_S = 30.0
+
+
+def open_postop_once_planned(
+    window: MainWindow, postop_ct: Path, *, size: tuple[int, int] | None = None
+) -> None:
+    """:func:`open_postop_at_start` once ``window`` has a plan (polled; at most
+    ``PLAN_WAIT_S`` without a dialog open, such as the offer to recover unsaved changes: then
+    it is called anyway, and says that a plan is needed)."""
+    deadline = [time.monotonic() + PLAN_WAIT_S]
+
+    def poll() -> None:
+        if window.session.document is None:
+            if QApplication.activeModalWidget() is not None:  # the user is asked something
+                deadline[0] = time.monotonic() + PLAN_WAIT_S
+            if time.monotonic() < deadline[0]:
+                QTimer.singleShot(_POLL_MS, poll)
+                return
+        open_postop_at_start(window, postop_ct, size=size)
+
+    QTimer.singleShot(0, poll)
 
 
 def open_postop_at_start(
