@@ -76,19 +76,46 @@ def line_image(
     """Image (HU) at ``points`` ``(M, 3)`` of line sources ``centres``/``axes`` ``(n, 3)`` of
     integrated excess ``amplitudes`` ``(n,)`` HU·mm³, blurred by a Gaussian of σ ``sigma_mm``
     per axis; all in one frame whose axes are the blur's (mm)."""
-    inv = 1.0 / sigma_mm**2  # (3,)
-    norm = 1.0 / ((2.0 * np.pi) ** 1.5 * np.prod(sigma_mm))
-    u = axes / np.linalg.norm(axes, axis=1, keepdims=True)
-    d = points[:, None, :] - centres[None, :, :]  # (M, n, 3)
-    a = np.sum(u * u * inv, axis=1)  # (n,)
-    b = np.sum(d * (u * inv)[None], axis=2)  # (M, n)
-    q = np.sum(d * d * inv, axis=2)  # (M, n)
-    t0 = b / a
-    s = np.sqrt(a / 2.0)
-    half = 0.5 * length_mm
-    integral = np.sqrt(np.pi / (2.0 * a)) * (erf(s * (half - t0)) + erf(s * (half + t0)))
-    gauss = np.exp(-0.5 * np.maximum(q - b * t0, 0.0))
-    return (gauss * integral) @ (amplitudes * norm / length_mm)
+    t = _LineTerms.of(points, centres, axes, sigma_mm, length_mm)
+    return (t.gauss * t.integral) @ (amplitudes * t.norm / length_mm)
+
+
+@dataclass(frozen=True)
+class _LineTerms:
+    """The closed form's terms for ``M`` points and ``n`` seeds (grid frame, mm): 1/σ²
+    ``inv`` (3,), the Gaussian's norm, the unit axes ``u`` (n, 3) and the axis vectors'
+    lengths (n, 1), offsets ``d`` (M, n, 3), a = Σ u²/σ² (n,), the position t₀ = b/a along
+    the axis (M, n), s = √(a/2), the half length, the Gaussian across the line and the erf
+    integral along it (M, n)."""
+
+    inv: NDArray[np.float64]
+    norm: float
+    u: NDArray[np.float64]
+    length: NDArray[np.float64]
+    d: NDArray[np.float64]
+    a: NDArray[np.float64]
+    t0: NDArray[np.float64]
+    s: NDArray[np.float64]
+    half: float
+    gauss: NDArray[np.float64]
+    integral: NDArray[np.float64]
+
+    @classmethod
+    def of(cls, points, centres, axes, sigma_mm, length_mm) -> _LineTerms:
+        inv = 1.0 / sigma_mm**2  # (3,)
+        norm = 1.0 / ((2.0 * np.pi) ** 1.5 * np.prod(sigma_mm))
+        length = np.linalg.norm(axes, axis=1, keepdims=True)  # (n, 1)
+        u = axes / length
+        d = points[:, None, :] - centres[None, :, :]  # (M, n, 3)
+        a = np.sum(u * u * inv, axis=1)  # (n,)
+        b = np.sum(d * (u * inv)[None], axis=2)  # (M, n)
+        q = np.sum(d * d * inv, axis=2)  # (M, n)
+        t0 = b / a
+        s = np.sqrt(a / 2.0)
+        half = 0.5 * length_mm
+        integral = np.sqrt(np.pi / (2.0 * a)) * (erf(s * (half - t0)) + erf(s * (half + t0)))
+        gauss = np.exp(-0.5 * np.maximum(q - b * t0, 0.0))
+        return cls(inv, float(norm), u, length, d, a, t0, s, half, gauss, integral)
 
 
 def line_image_jacobian(
@@ -104,21 +131,11 @@ def line_image_jacobian(
     ``(M, n)`` (HU per HU·mm³). Closed form: with the line's Gaussian exp(−E/2) (E = q − b²/a)
     and its erf integral I(a, t₀), ∂I/∂t₀ = e₊ − e₋ and ∂I/∂a = ((h − t₀)e₋ + (h + t₀)e₊ − I)/2a
     (e± = exp(−a(h ± t₀)²/2), h the half length)."""
-    inv = 1.0 / sigma_mm**2
-    norm = 1.0 / ((2.0 * np.pi) ** 1.5 * np.prod(sigma_mm))
-    length = np.linalg.norm(axes, axis=1, keepdims=True)  # (n, 1)
-    u = axes / length
-    d = points[:, None, :] - centres[None, :, :]  # (M, n, 3)
-    a = np.sum(u * u * inv, axis=1)  # (n,)
-    b = np.sum(d * (u * inv)[None], axis=2)  # (M, n)
-    q = np.sum(d * d * inv, axis=2)
-    t0 = b / a
-    s = np.sqrt(a / 2.0)
-    half = 0.5 * length_mm
-    e_minus = np.exp(-((s * (half - t0)) ** 2))
-    e_plus = np.exp(-((s * (half + t0)) ** 2))
-    integral = np.sqrt(np.pi / (2.0 * a)) * (erf(s * (half - t0)) + erf(s * (half + t0)))
-    gauss = np.exp(-0.5 * np.maximum(q - b * t0, 0.0))
+    t = _LineTerms.of(points, centres, axes, sigma_mm, length_mm)
+    inv, norm, u, length, d, a, t0 = t.inv, t.norm, t.u, t.length, t.d, t.a, t.t0
+    half, gauss, integral = t.half, t.gauss, t.integral
+    e_minus = np.exp(-((t.s * (half - t0)) ** 2))
+    e_plus = np.exp(-((t.s * (half + t0)) ** 2))
     weight = amplitudes * norm / length_mm  # (n,)
     d_amplitude = gauss * integral * (norm / length_mm)  # (M, n)
     off_line = (d - t0[..., None] * u[None]) * inv  # (M, n, 3): inv ⊙ (d − t₀u)
