@@ -30,12 +30,12 @@ def test_the_postop_window_opens_once_the_plan_is_loaded(
     try:
         window.open_path(demo_case_dir / "plan.seedplan")
         assert window.session.document is None  # the plan loads in the background
-        launch.open_postop_once_planned(window, demo_case_dir / "postop", size=(1100, 900))
+        launch.open_postop_once_planned(window, demo_case_dir / "postop", size=(1500, 1000))
         wait_until(lambda: window.workflow.postop_window is not None, 120.0)  # type: ignore[attr-defined]
         pw = window.workflow.postop_window  # type: ignore[attr-defined]
         wait_until(lambda: pw.postop_ct is not None and not pw.runner.busy, 120.0)
         assert window.session.document is not None
-        assert pw.isVisible() and (pw.width(), pw.height()) == (1100, 900)
+        assert pw.isVisible() and (pw.width(), pw.height()) == (1500, 1000)
         assert pw.postop_ct.hu.shape[0] == 52  # the demo's day-0 CT: 52 slices
     finally:
         window.close()
