@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -97,6 +99,15 @@ def test_demo_case_postop_verifies(tmp_path) -> None:
     d90_true = compute_plan_dosimetry(true_plan, ct, formalism="1d").metrics[target].d90_gy
     row = next(r for r in doc["comparison"] if r["structure"] == target and r["metric"] == "d90_gy")
     assert row["postop"] == pytest.approx(d90_true, rel=0.02)
+    # The plan's copy in another folder still names the planning CT (the demo plan names it
+    # "ct", relative to its own folder): `seedplan export` of the copy finds it.
+    from planner.plan.plan_ct import find_plan_ct
+
+    assert plan.ct.source_path == "ct"
+    copy = load_plan(out / "postop.seedplan").plan
+    assert Path(copy.ct.source_path) == (case / "ct").absolute()
+    found, note = find_plan_ct(copy, out / "postop.seedplan")
+    assert found is not None, note
 
 
 def test_seeds_after_a_needle_miss() -> None:

@@ -150,6 +150,7 @@ def _fmt(v: object, unit: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from planner.optimise.autoplan import AutoplanOptions, autoplan
+    from planner.plan.plan_ct import ct_reference_at
     from planner.plan.plan_file import save_plan
 
     plan_path = Path(args.plan)
@@ -179,7 +180,8 @@ def run(args: argparse.Namespace) -> int:
     )
     plan, ct, ct_path = load_plan_and_ct(plan_path, args.ct)
     res = autoplan(plan, ct, options=options)
-    save_plan(res.plan, out, force=args.force, inputs=(plan_path, ct_path))
+    plan_out = ct_reference_at(res.plan, out, ct_path)  # out may lie in another folder
+    save_plan(plan_out, out, force=args.force, inputs=(plan_path, ct_path))
     summary = {"plan": str(out), **res.summary()}
     if args.json:
         sys.stdout.write(json.dumps(summary, default=float) + "\n")

@@ -197,6 +197,7 @@ def run(args: argparse.Namespace) -> int:
     from app.commands.detect_cmd import exclusion_file, load_exclusion
     from planner.files.safe_write import check_output_folder, write_text
     from planner.imaging.ct_loader import load_ct
+    from planner.plan.plan_ct import ct_reference_at
     from planner.plan.plan_file import load_plan, save_plan
     from planner.postop.verify import verify_plan
 
@@ -327,7 +328,11 @@ def run(args: argparse.Namespace) -> int:
     doc = verification_dict(v, str(plan_path), str(args.postop), postop_ct)
     text = json.dumps(doc, indent=1, default=float)
     write_text(out / "verification.json", text + "\n", inputs=inputs, force=args.force)
-    save_plan(v.implanted_plan, out / "postop.seedplan", force=args.force, inputs=inputs)
+    copy = out / "postop.seedplan"
+    # The copy lies in another folder: its CT reference must still name the planning CT.
+    save_plan(
+        ct_reference_at(v.implanted_plan, copy, ct_path), copy, force=args.force, inputs=inputs
+    )
     if args.store_registration:
         _store_in_plan(plan, plan_path, v.registration_record, (args.postop, ct_path, args.intraop))
     if args.json:

@@ -42,6 +42,7 @@ from planner.open_case import OpenedCase, open_case
 from planner.plan.clock import utc_now
 from planner.plan.document import PlanDocument
 from planner.plan.model import Plan, Structure, new_id
+from planner.plan.plan_ct import ct_reference_at
 from planner.plan.plan_file import PLAN_SUFFIX, LoadedPlan, load_plan, save_plan
 from planner.plan.recovery import (
     Autosaver,
@@ -403,8 +404,12 @@ class PlanController(QObject):
         return Path.home()
 
     def _save_to(self, doc: PlanDocument, path: Path) -> bool:
+        volume = self.session.volume
+        # Saved in another folder (Save As), a CT path relative to the plan would name another
+        # folder: the file names the CT this window shows.
+        ct_path = volume.source_path if volume is not None and volume.source_path else None
         try:
-            save_plan(doc.plan, path, force=True)
+            save_plan(ct_reference_at(doc.plan, path, ct_path), path, force=True)
         except InputError as exc:
             self._error("Cannot save", str(exc))
             return False

@@ -6,17 +6,20 @@ to the plan file's folder) and at a ``ct`` folder beside the plan file (the demo
 layout); the first CT that loads and matches the plan's patient, frame of reference and grid
 (:meth:`Plan.check_ct`) is returned with a note saying where it came from. None (with the
 reason) when there is none: callers then skip what needs HU values (bone checks) and say so.
+:func:`ct_reference_at` keeps that reference true when a plan is written to another folder.
 """
 
 from __future__ import annotations
 
+import os
+from dataclasses import replace
 from pathlib import Path
 
 from dose.errors import InputError
 from planner.imaging.volume import CTVolume
 from planner.plan.model import Plan
 
-__all__ = ["find_plan_ct"]
+__all__ = ["ct_reference_at", "find_plan_ct"]
 
 
 def _candidates(plan: Plan, plan_path: Path | None) -> list[Path]:
@@ -60,3 +63,21 @@ def find_plan_ct(plan: Plan, plan_path: str | Path | None = None) -> tuple[CTVol
     if reasons:
         return None, "no matching CT: " + reasons[0]
     return None, "the plan's CT was not found (bone and body checks need it)"
+
+
+def ct_reference_at(plan: Plan, out_path: str | Path, ct_path: str | Path | None) -> Plan:
+    """``plan`` as it is to be written at ``out_path``, its CT reference naming ``ct_path`` (the
+    CT it was loaded and checked with). A relative ``source_path`` is read from the plan file's
+    folder (:func:`find_plan_ct`): one that names another folder from ``out_path`` (the demo
+    case's ``ct``, in a copy written elsewhere) is replaced by ``ct_path`` made absolute.
+    Unchanged when it already names ``ct_path``, or when ``ct_path`` is None."""
+    if ct_path is None or not str(ct_path):
+        return plan
+    target = os.path.normpath(Path(ct_path).absolute())
+    src = plan.ct.source_path
+    if src:
+        p = Path(src)
+        resolved = p if p.is_absolute() else Path(out_path).absolute().parent / p
+        if os.path.normpath(resolved) == target:
+            return plan
+    return replace(plan, ct=replace(plan.ct, source_path=target))
