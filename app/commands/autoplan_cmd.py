@@ -123,12 +123,14 @@ def parse_approach(text: str) -> str | tuple[float, float, float]:
 
 def planning_ct_path(plan_path: Path, recorded: str, given: str | None) -> Path:
     """The CT to load: ``--ct``, else the plan's recorded path (relative to the plan file)."""
+    from planner.plan.plan_ct import recorded_ct_path
+
     if given:
         return Path(given)
-    if not recorded:
+    path = recorded_ct_path(recorded, plan_path)
+    if path is None:
         raise InputError("the plan records no CT path: name the planning CT with --ct", plan_path)
-    p = Path(recorded)
-    return p if p.is_absolute() else (plan_path.parent / p)
+    return path
 
 
 def load_plan_and_ct(plan_path: Path, ct_arg: str | None):

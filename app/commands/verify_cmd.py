@@ -121,15 +121,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     return p
 
 
-def _planning_ct_path(plan_path: Path, recorded: str, given: str | None) -> Path:
-    if given:
-        return Path(given)
-    if not recorded:
-        raise InputError("the plan records no CT path: name the planning CT with --ct", plan_path)
-    p = Path(recorded)
-    return p if p.is_absolute() else (plan_path.parent / p)
-
-
 def _csv(header: str, rows: list[str]) -> str:
     buf = io.StringIO()
     buf.write(header + "\n")
@@ -194,6 +185,7 @@ def verification_dict(v, plan_path: str, postop_path: str, postop_ct) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
+    from app.commands.autoplan_cmd import planning_ct_path
     from app.commands.detect_cmd import exclusion_file, load_exclusion
     from planner.files.safe_write import check_output_folder, write_text
     from planner.imaging.ct_loader import load_ct
@@ -205,7 +197,7 @@ def run(args: argparse.Namespace) -> int:
     out = check_output_folder(args.out)
     loaded = load_plan(plan_path)
     plan = loaded.plan
-    ct_path = _planning_ct_path(plan_path, plan.ct.source_path, args.ct)
+    ct_path = planning_ct_path(plan_path, plan.ct.source_path, args.ct)
     intraop = load_plan(args.intraop).plan if args.intraop else None
     inputs = (
         plan_path,

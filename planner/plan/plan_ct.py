@@ -19,21 +19,28 @@ from dose.errors import InputError
 from planner.imaging.volume import CTVolume
 from planner.plan.model import Plan
 
-__all__ = ["ct_reference_at", "find_plan_ct"]
+__all__ = ["ct_reference_at", "find_plan_ct", "recorded_ct_path"]
+
+
+def recorded_ct_path(recorded: str, plan_path: str | Path | None) -> Path | None:
+    """Where a plan file at ``plan_path`` says its CT is: ``recorded`` (its
+    ``ct.source_path``) when absolute, else relative to the plan file's folder; None when
+    nothing is recorded (or it is relative and there is no plan file)."""
+    if not recorded:
+        return None
+    p = Path(recorded)
+    if p.is_absolute():
+        return p
+    return None if plan_path is None else Path(plan_path).absolute().parent / p
 
 
 def _candidates(plan: Plan, plan_path: Path | None) -> list[Path]:
     out: list[Path] = []
-    src = plan.ct.source_path
-    base = None if plan_path is None else Path(plan_path).absolute().parent
-    if src:
-        p = Path(src)
-        if p.is_absolute():
-            out.append(p)
-        elif base is not None:
-            out.append(base / p)
-    if base is not None:
-        out.append(base / "ct")
+    recorded = recorded_ct_path(plan.ct.source_path, plan_path)
+    if recorded is not None:
+        out.append(recorded)
+    if plan_path is not None:
+        out.append(Path(plan_path).absolute().parent / "ct")
     seen: list[Path] = []
     for p in out:
         if p not in seen:
@@ -74,10 +81,7 @@ def ct_reference_at(plan: Plan, out_path: str | Path, ct_path: str | Path | None
     if ct_path is None or not str(ct_path):
         return plan
     target = os.path.normpath(Path(ct_path).absolute())
-    src = plan.ct.source_path
-    if src:
-        p = Path(src)
-        resolved = p if p.is_absolute() else Path(out_path).absolute().parent / p
-        if os.path.normpath(resolved) == target:
-            return plan
+    resolved = recorded_ct_path(plan.ct.source_path, out_path)
+    if resolved is not None and os.path.normpath(resolved) == target:
+        return plan
     return replace(plan, ct=replace(plan.ct, source_path=target))

@@ -135,12 +135,12 @@ THICK_STACKED_LENGTH_MM = 10.0
 #: 1.1–2.3 mm wide (n from the mass 2.5–3.0: the partial volume between them adds mass);
 #: true triplets end to end 13.3–14.5 mm; a triplet side by side 3.3 mm wide.
 LINE_WIDTH_MM = 2.5
+LINE_SLACK_MM = 2.0
 #: Thin slices: a component whose mass is more than this many times what its voxels above
 #: the threshold (its core) say is counted by its core (over the thin scenes, singles'
 #: mass/core ratio 0.75–1.96 (1st–99th percentile), pairs' 0.66–1.37, triplets' 0.87–1.85;
 #: above 2 only components at the lung edge, up to 6.8).
 MASS_CORE_RATIO = 2.0
-LINE_SLACK_MM = 2.0
 
 
 def _solid_objects(ct: CTVolume, solid: NDArray[np.bool_]) -> list[MetalObject]:
@@ -226,11 +226,10 @@ def detect_seeds(
         single = single_core = 0.0
     else:
         m0 = float(np.median(masses))
-        near = masses[(masses > 0.6 * m0) & (masses < 1.45 * m0)]
-        single = float(np.median(near)) if near.size else m0
+        typical = (masses > 0.6 * m0) & (masses < 1.45 * m0)  # single seeds, mostly
         cores = np.array([c.core_voxels for c in comps], dtype=np.float64)
-        typical = (masses > 0.6 * m0) & (masses < 1.45 * m0)
-        single_core = float(np.median(cores[typical])) if typical.any() else float(np.median(cores))
+        single = float(np.median(masses[typical])) if typical.any() else m0
+        single_core = float(np.median(cores[typical] if typical.any() else cores))
     seeds: list[DetectedSeed] = []
     metal: list[MetalObject] = _solid_objects(ct, solid)
     clusters = 0
