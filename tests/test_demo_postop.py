@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -55,7 +57,6 @@ def test_postop_truth_is_consistent_and_deterministic(plan_and_ct) -> None:
 def test_demo_case_postop_verifies(tmp_path) -> None:
     """`seedplan demo` writes the plan's post-op CT and its truth; `seedplan verify` on it finds
     every seed, and the post-op D90 is within 2 % of D90 from the true implanted seeds."""
-    import json
     import subprocess
     import sys
 
@@ -108,6 +109,49 @@ def test_demo_case_postop_verifies(tmp_path) -> None:
     assert Path(copy.ct.source_path) == (case / "ct").absolute()
     found, note = find_plan_ct(copy, out / "postop.seedplan")
     assert found is not None, note
+    # The copy carries the verification for the report; its export computes the copy's dose
+    # in the verification's formalism and shows the comparison, with both pictures.
+    rec = copy.verification
+    assert rec is not None and rec.formalism == doc["formalism"] == "1d"
+    assert rec.seeds_detected == n and len(rec.pairs) == n and not rec.unmatched_planned
+    assert rec.row(target, "d90_gy").postop == pytest.approx(row["postop"])
+    assert {d.structure for d in rec.dvhs} >= {target}
+    _export_shows_the_verification(copy, ct, tmp_path / "export", row)
+
+
+def _export_shows_the_verification(copy, ct, out: Path, d90_row: dict) -> None:
+    import subprocess
+
+    from planner.export.export import export_plan
+    from tests.conftest import require_tool
+    from tests.test_export_pdf import pdf_pages
+
+    summary = export_plan(copy, ct, out, kinds=["pdf", "csv"])
+    assert not any("verification" in w for w in summary.warnings)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["formalism"] == "1d"
+    target = copy.structure(copy.prescription.structure_id).name
+    # The copy's own dose is the post-plan dose the verification compared.
+    assert metrics["targets"][target]["d90_gy"] == pytest.approx(d90_row["postop"], rel=1e-6)
+    v = metrics["verification"]
+    assert v["seeds"]["matched"] == v["seeds"]["detected"] == len(copy.seeds)
+    pages = pdf_pages(out / "plan_summary.pdf")
+    text = " ".join(" ".join(pages).split())
+    assert "No post-operative verification is recorded" not in text
+    assert "Post-operative verification" in text and "1D point-source formalism" in text
+    planned, postop = f"{d90_row['planned']:.1f}", f"{d90_row['postop']:.1f}"
+    assert re.search(rf"{target} D90 Gy {planned} {postop} -", text), text[-3000:]
+    assert f"{len(copy.seeds)} of {len(copy.seeds)} planned seeds matched" in text
+    # Two pictures more than a plan's report (DVH and three isodose planes): both DVHs, and
+    # the seeds planned vs implanted.
+    images = subprocess.run(
+        [require_tool("pdfimages", "poppler-utils"), "-list", str(out / "plan_summary.pdf")],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    kinds = [line.split()[2] for line in images.splitlines()[2:] if line.strip()]
+    assert kinds.count("image") == 1 + 3 + 2
 
 
 def test_seeds_after_a_needle_miss() -> None:

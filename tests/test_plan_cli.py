@@ -69,7 +69,7 @@ def test_plan_new_from_demo_masks_and_info_json(case: Path, tmp_path: Path, caps
     assert "wrote" in capsys.readouterr().out
     info = _info(out)
     manifest = json.loads((case / "case.json").read_text())
-    assert info["kind"] == "plan" and info["format_version"] == "2.2"
+    assert info["kind"] == "plan" and info["format_version"] == "2.3"
     assert (info["status"], info["revision"]) == ("draft", 1)
     assert info["ct"]["patient_id"] == manifest["patient"]["id"]
     assert info["ct"]["frame_of_reference_uid"] == manifest["ct"]["frame_of_reference_uid"]

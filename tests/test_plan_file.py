@@ -200,6 +200,7 @@ def _format_1_0_file(plan) -> bytes:
         members[s["mask"]["file"]] = np.packbits(st.mask.ravel()).tobytes()
     del doc["source"]["entered_as"]
     del doc["registration"]  # a 2.1 field
+    del doc["verification"]  # a 2.3 field
     members["plan.json"] = json.dumps(doc).encode()
     return _zip(_rehash(members, format_version="1.0"))
 

@@ -23,6 +23,9 @@ from planner.postop.verify import registration_record, stored_registration_resul
 from tests.plan_builders import full_plan, plans_equal, small_ct
 from tests.test_plan_file import _members, _one_line_naming, _rehash, _zip
 
+#: The format this SeedPlan writes ("2.3").
+CURRENT = f"{FORMAT_VERSION[0]}.{FORMAT_VERSION[1]}"
+
 
 def _transform() -> RigidTransform:
     return RigidTransform().nudged(shift_mm=(2.0, -1.5, 3.0), rotation_deg=(1.0, -0.8, 1.5))
@@ -73,7 +76,7 @@ def test_round_trip_keeps_the_registration(tmp_path: Path) -> None:
     plan = full_plan().evolve(registration=_record(nudged=True))
     path = save_plan(plan, tmp_path / "p.seedplan")
     loaded = load_plan(path)
-    assert loaded.format_version == "2.2" == f"{FORMAT_VERSION[0]}.{FORMAT_VERSION[1]}"
+    assert loaded.format_version == "2.3" == CURRENT
     assert plans_equal(plan, loaded.plan)
     assert loaded.plan.registration == plan.registration
     assert loaded.plan.registration.nudged is True
@@ -119,21 +122,22 @@ def _format_2_0_file(plan) -> bytes:
     members = _members(plan_file_bytes(plan))
     doc = json.loads(members["plan.json"])
     assert doc.pop("registration") is None
+    assert doc.pop("verification") is None  # a 2.3 field
     members["plan.json"] = json.dumps(doc).encode()
     return _zip(_rehash(members, format_version="2.0"))
 
 
-def test_format_2_0_is_migrated_and_saved_as_2_2(tmp_path: Path) -> None:
+def test_format_2_0_is_migrated_and_saved_as_current(tmp_path: Path) -> None:
     plan = full_plan(random_masks=True)
     path = tmp_path / "old.seedplan"
     data = _format_2_0_file(plan)
     path.write_bytes(data)
     loaded = load_plan(path)
-    assert loaded.migrated and loaded.read_version == "2.0" and loaded.format_version == "2.2"
+    assert loaded.migrated and loaded.read_version == "2.0" and loaded.format_version == CURRENT
     assert loaded.plan.registration is None and plans_equal(loaded.plan, plan)
     assert path.read_bytes() == data  # the file itself is never changed on load
     out = save_plan(loaded.plan, tmp_path / "new.seedplan")
-    assert json.loads(_members(out.read_bytes())["manifest.json"])["format_version"] == "2.2"
+    assert json.loads(_members(out.read_bytes())["manifest.json"])["format_version"] == CURRENT
     assert plans_equal(load_plan(out).plan, plan)
     # A 2.0 file cannot carry the 2.1 field.
     members = _members(data)
@@ -192,9 +196,10 @@ def test_strict_validation_of_the_registration(tmp_path: Path, edit, message: st
 
 def test_newer_format_is_still_refused(tmp_path: Path) -> None:
     members = _members(plan_file_bytes(full_plan().evolve(registration=_record())))
-    path = tmp_path / "v2.3.seedplan"
-    path.write_bytes(_zip(_rehash(members, format_version="2.3")))
-    with pytest.raises(InputError, match=re.escape("newer SeedPlan (plan format 2.3")) as exc:
+    newer = f"{FORMAT_VERSION[0]}.{FORMAT_VERSION[1] + 1}"
+    path = tmp_path / f"v{newer}.seedplan"
+    path.write_bytes(_zip(_rehash(members, format_version=newer)))
+    with pytest.raises(InputError, match=re.escape(f"newer SeedPlan (plan format {newer}")) as exc:
         load_plan(path)
     _one_line_naming(exc, path)
 
@@ -316,19 +321,20 @@ def _format_2_1_file(plan) -> bytes:
     """A plan file exactly as SeedPlan wrote format 2.1 (no registered_by)."""
     members = _members(plan_file_bytes(plan))
     doc = json.loads(members["plan.json"])
+    assert doc.pop("verification") is None  # a 2.3 field
     if doc["registration"] is not None:
         doc["registration"].pop("registered_by")
     members["plan.json"] = json.dumps(doc).encode()
     return _zip(_rehash(members, format_version="2.1"))
 
 
-def test_format_2_1_is_migrated_to_2_2(tmp_path: Path) -> None:
+def test_format_2_1_is_migrated_to_current(tmp_path: Path) -> None:
     plan = full_plan().evolve(registration=_record(nudged=True, registered_by="someone"))
     path = tmp_path / "v21.seedplan"
     data = _format_2_1_file(plan)
     path.write_bytes(data)
     loaded = load_plan(path)
-    assert loaded.migrated and loaded.read_version == "2.1" and loaded.format_version == "2.2"
+    assert loaded.migrated and loaded.read_version == "2.1" and loaded.format_version == CURRENT
     assert loaded.plan.registration == replace(plan.registration, registered_by="")
     assert plans_equal(loaded.plan, plan.evolve(registration=loaded.plan.registration))
     assert path.read_bytes() == data

@@ -176,8 +176,16 @@ def test_verify_cli_lists_locations_stores_registration_and_intraop(
     assert info["registration"]["method"] == "mattes-mi-bone"
     assert info["registration"]["postop_geometry_sha256"] == stored.postop_geometry_sha256
     np.testing.assert_allclose(info["registration"]["matrix_lps_mm"], stored.matrix)
+    # … and the verification: the same comparison and seed locations as verification.json.
+    ver = info["verification"]
+    assert ver["comparison"] == [
+        {k: v for k, v in r.items() if k != "difference"} for r in doc["comparison"]
+    ]
+    assert len(ver["implanted_mm"]) == doc["detection"]["found"] and "dvhs" not in ver
     assert run_plan_info(out / "postop.seedplan", as_json=False) == 0
-    assert "Post-op registration: mattes-mi-bone" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert "Post-op registration: mattes-mi-bone" in text
+    assert "Post-op verification: of revision 1" in text and "1D formalism" in text
     # A plan that stores a registration of this post-op CT: used as it is (not re-registered).
     nudged = stored.__class__(
         **{**stored.__dict__, "nudged": True, "matrix_lps_mm": _shifted(stored.matrix, 1.0)}

@@ -7,7 +7,10 @@ seeds, ``warnings``: one line each, and ``warning_details``), the loading summar
 needle, totals in U and mCi at calibration and implant), seeds, goals, status and revision,
 and ``registration``: the post-op CT's registration stored by post-implant verification
 (post-op series, frame and geometry checksum, the 4 × 4 LPS matrix post-op → planning,
-method, metric value, time, whether it was corrected by hand), or null.
+method, metric value, time, whether it was corrected by hand), or null; ``verification``: the
+post-implant verification the plan reports (``seedplan verify``'s copy: which plan and post-op
+CT, when and by whom, formalism, seed counts, matching and the planned vs post-op comparison;
+:class:`planner.plan.verification.VerificationRecord`), or null.
 Needle warnings use the plan's CT when it is found (``planner.plan.plan_ct``; else the bone
 and body checks are skipped and ``needle_checks`` says so). Volumes follow the plan's one
 volume rule (voxel count × CT voxel volume, the volume its DVHs integrate).
@@ -130,7 +133,21 @@ def plan_info_dict(
             for g in plan.goals
         ],
         "registration": registration_to_doc(plan.registration),
+        "verification": _verification(plan),
     }
+
+
+def _verification(plan: Any) -> dict[str, Any] | None:
+    """``info --json``'s summary of the plan's verification record (the DVH samples left out:
+    ``seedplan export`` draws them)."""
+    from planner.plan.schema import verification_to_doc
+
+    doc = verification_to_doc(plan.verification)
+    if doc is None:
+        return None
+    doc.pop("dvhs")
+    doc["matching"] = plan.verification.matching_summary()
+    return doc
 
 
 def _text(d: dict[str, Any], out: TextIO) -> None:
@@ -206,6 +223,24 @@ def _text(d: dict[str, Any], out: TextIO) -> None:
             f"Post-op registration: {reg['method']}{metric}, {reg['registered_utc']}"
             f"{', corrected by hand' if reg['nudged'] else ''}; shift ({shift}) mm; post-op "
             f"series {reg['postop_series_instance_uid'] or '(none)'}\n"
+        )
+    ver = d.get("verification")
+    if ver is not None:
+        d90 = next(
+            (c for c in ver["comparison"] if c["metric"] == "d90_gy" and c["postop"] is not None),
+            None,
+        )
+        dose = (
+            ""
+            if d90 is None
+            else f"; {d90['structure']} D90 {d90['planned']:.1f} Gy planned, "
+            f"{d90['postop']:.1f} Gy post-op"
+        )
+        w(
+            f"Post-op verification: of revision {ver['verified_revision']}, "
+            f"{ver['verified_utc']} by {ver['verified_by'] or 'unknown'}; "
+            f"{len(ver['implanted_mm'])} seeds ({ver['seeds_expected']} expected); "
+            f"{ver['matching']}; {ver['formalism'].upper()} formalism{dose}\n"
         )
     ld = d["loading"]
     if ld["total_seeds"]:

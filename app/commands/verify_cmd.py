@@ -21,8 +21,11 @@ the post-plan dose and compare every metric. Writes into DIR (an existing or new
   ``slice_thickness_mm`` (:func:`planner.postop.verify.detection_dict`) — with the
   registration (and the record stored in the plan copy), needle deviations, seed locations
   and warnings;
-- ``postop.seedplan``: a copy of the plan with the implanted seeds and the registration
-  (:class:`planner.plan.model.Registration`), for the report.
+- ``postop.seedplan``: a copy of the plan with the implanted seeds, the registration
+  (:class:`planner.plan.model.Registration`) and the verification
+  (:class:`planner.plan.verification.VerificationRecord`: seed counts, matching, every
+  metric planned vs post-op, both DVHs), for the report: ``seedplan export`` of the copy
+  computes its dose with the verification's formalism and shows the comparison.
 
 ``--exclude`` (repeatable, as for ``seedplan detect``) names a region of the post-op CT never
 searched for seeds: a mask image on the post-op CT's grid, or ``PLAN.seedplan:NAME``, a structure
@@ -191,6 +194,7 @@ def run(args: argparse.Namespace) -> int:
     from planner.imaging.ct_loader import load_ct
     from planner.plan.plan_ct import ct_reference_at
     from planner.plan.plan_file import load_plan, save_plan
+    from planner.postop.record import verification_record
     from planner.postop.verify import verify_plan
 
     plan_path = Path(args.plan)
@@ -321,9 +325,14 @@ def run(args: argparse.Namespace) -> int:
     text = json.dumps(doc, indent=1, default=float)
     write_text(out / "verification.json", text + "\n", inputs=inputs, force=args.force)
     copy = out / "postop.seedplan"
-    # The copy lies in another folder: its CT reference must still name the planning CT.
+    # The copy carries the verification for the report, and lies in another folder: its CT
+    # reference must still name the planning CT.
+    record = verification_record(v, plan, postop_ct)
     save_plan(
-        ct_reference_at(v.implanted_plan, copy, ct_path), copy, force=args.force, inputs=inputs
+        ct_reference_at(v.implanted_plan.evolve(verification=record), copy, ct_path),
+        copy,
+        force=args.force,
+        inputs=inputs,
     )
     if args.store_registration:
         _store_in_plan(plan, plan_path, v.registration_record, (args.postop, ct_path, args.intraop))

@@ -42,7 +42,9 @@ import numpy as np
 from dose.errors import InputError
 from dose.progress import CancelFn, ProgressFn, check_cancelled, report, sub_progress
 from planner.imaging.volume import CTVolume
+from planner.plan.dosimetry import PlanDosimetry
 from planner.plan.model import Plan
+from planner.plan.verification import VerificationRecord
 
 __all__ = ["ALL_KINDS", "KIND_FILES", "ExportSummary", "export_plan"]
 
@@ -247,21 +249,61 @@ def _figures(
     return dvh, pngs
 
 
-def _metrics_doc(plan: Plan, d: Any, content_sha: str, checks: list[Any]) -> dict[str, Any]:
-    if hasattr(d, "metrics_dict"):
-        doc = d.metrics_dict()
-    else:
-        doc = {
-            "prescription_gy": d.prescription_gy,
-            "formalism": d.formalism,
-            "model": d.model_id,
-            "model_sha256": d.model_sha256,
-            "targets": {k: v.to_dict() for k, v in d.metrics.items() if hasattr(v, "ci")},
-            "oars": {k: v.to_dict() for k, v in d.metrics.items() if not hasattr(v, "ci")},
-            "goals": [
-                {"label": g.label, "value": g.value, "status": g.status} for g in d.goal_results
-            ],
-        }
+def _verification_figures(
+    plan: Plan, record: VerificationRecord, identity: str
+) -> tuple[bytes, bytes]:
+    """The verification's DVHs (planned vs post-op) and seeds (planned vs implanted)."""
+    from planner.export.figures import seed_match_png, verification_dvh_png
+
+    colors = {s.name: s.color_rgb for s in plan.structures}
+    rx = plan.prescription
+    dvh = verification_dvh_png(
+        record.dvhs, colors, prescription_gy=None if rx is None else rx.dose_gy, identity=identity
+    )
+    seeds = seed_match_png(
+        np.asarray(record.planned_mm).reshape(-1, 3),
+        np.asarray(record.implanted_mm).reshape(-1, 3),
+        record.pairs,
+        identity=identity,
+    )
+    return dvh, seeds
+
+
+def _verification_doc(record: VerificationRecord) -> dict[str, Any]:
+    """metrics.json's summary of the verification the export shows."""
+    return {
+        "verified_plan_uid": record.verified_plan_uid,
+        "verified_revision": record.verified_revision,
+        "postop_series_instance_uid": record.postop_series_instance_uid,
+        "verified_utc": record.verified_utc,
+        "verified_by": record.verified_by,
+        "formalism": record.formalism,
+        "registration": record.registration,
+        "seeds": {
+            "expected": record.seeds_expected,
+            "detected": record.seeds_detected,
+            "after_review": record.seeds_reviewed,
+            "clusters_split": record.clusters_split,
+            "metal_excluded": record.metal_excluded,
+            "matched": len(record.pairs),
+            "unmatched_planned": record.unmatched_planned,
+            "unmatched_implanted": len(record.unmatched_implanted),
+        },
+        "matching": record.matching_summary(),
+        "comparison": [r.to_dict() for r in record.comparison],
+        "warnings": list(record.warnings),
+    }
+
+
+def _metrics_doc(
+    plan: Plan,
+    d: PlanDosimetry,
+    content_sha: str,
+    checks: list[Any],
+    record: VerificationRecord | None,
+) -> dict[str, Any]:
+    doc = d.metrics_dict()
+    doc["verification"] = None if record is None else _verification_doc(record)
     doc["plan"] = {
         "plan_uid": plan.plan_uid,
         "name": plan.name,
@@ -296,14 +338,17 @@ def export_plan(
     ct_path: str | Path | None = None,
     dosimetry: Any = None,
     robustness: Mapping[str, Any] | None = None,
-    verification: Mapping[str, Any] | None = None,
+    verification: VerificationRecord | None = None,
     now: datetime | None = None,
 ) -> ExportSummary:
     """Write the chosen exports of ``plan`` into ``out_dir`` (module docstring).
 
     ct : the plan's CT (figures, dose); ``ct_path`` the DICOM CT for the RT references (default
     ``ct.source_path`` or the plan's). ``dosimetry``: a precomputed PlanDosimetry (else it is
-    computed). ``robustness`` / ``verification``: label → value, shown in the report when given.
+    computed). ``robustness``: label → value, shown in the report when given.
+    ``verification``: the post-implant verification the report shows (default: the plan's
+    own record, :attr:`planner.plan.model.Plan.verification`; the GUI passes the one its
+    post-op mode holds); also summarised in ``metrics.json``.
     ``progress``/``cancel`` follow :mod:`dose.progress` (Cancelled: files already written stay,
     none is half-written). InputError (one line) for bad input or a refused target.
     """
@@ -317,6 +362,7 @@ def export_plan(
         raise InputError("choose at least one export (pdf, csv, rtstruct, rtplan, rtdose)")
     if ct is not None:
         plan.check_ct(ct)
+    shown = verification if verification is not None else plan.verification
     folder = check_output_folder(out_dir)
     names = [n for k in chosen for n in KIND_FILES[k]]
     if folder.is_dir():
@@ -392,7 +438,7 @@ def export_plan(
             "seeds.csv": seeds_csv(srows, ident_lines),
             "needles.csv": needles_csv(nrows, ident_lines),
             "loading_sheet.csv": loading_csv(nrows, ident_lines, seed_length),
-            "metrics.json": metrics_json(_metrics_doc(plan, d, content_sha, checks)),
+            "metrics.json": metrics_json(_metrics_doc(plan, d, content_sha, checks, shown)),
         }
         for name, text in texts.items():
             done("csv", write_text(folder / name, text, force=allowed[name]))
@@ -423,6 +469,7 @@ def export_plan(
         )
         short_id = f"{plan.ct.patient_id}, plan {identity.plan_name[:18]} rev {plan.revision}"
         dvh_png, iso_pngs = _figures(plan, ct, d, fig_id, short_id)
+        verification_pngs = None if shown is None else _verification_figures(plan, shown, short_id)
         report(progress, 0.7, "figures drawn")
         check_cancelled(cancel, "export cancelled")
         g = plan.geometry
@@ -443,7 +490,8 @@ def export_plan(
             isodose_pngs=iso_pngs,
             checks=_checks(plan, d),
             robustness=robustness,
-            verification=verification,
+            verification=shown,
+            verification_pngs=verification_pngs,
         )
         pdf = build_pdf(
             identity,

@@ -24,8 +24,16 @@ from scipy import ndimage
 
 from dose.dvh import DVH
 from dose.geometry import GridGeometry
+from planner.plan.verification import DVHPair
 
-__all__ = ["ISODOSE_PERCENT", "PlaneView", "dvh_png", "isodose_png"]
+__all__ = [
+    "ISODOSE_PERCENT",
+    "PlaneView",
+    "dvh_png",
+    "isodose_png",
+    "seed_match_png",
+    "verification_dvh_png",
+]
 
 #: Isodose lines drawn (% of the prescription) and their colours.
 ISODOSE_PERCENT = (50, 100, 150, 200)
@@ -177,4 +185,95 @@ def isodose_png(
     fixed = names[view.fixed_axis]
     ax.set_title(f"{identity}\n{view.name}, {fixed} = {view.fixed_mm:.1f} mm", fontsize=5.5)
     fig.legend(handles=handles, fontsize=4.5, loc="lower center", ncol=3, frameon=False)
+    return _png(fig)
+
+
+def verification_dvh_png(
+    dvhs: Sequence[DVHPair],
+    colors: Mapping[str, tuple[int, int, int]],
+    *,
+    prescription_gy: float | None,
+    identity: str,
+    size_in: tuple[float, float] = (7.0, 3.6),
+) -> bytes:
+    """Planned (solid) and post-op (dashed) cumulative DVHs of each structure, in its colour
+    (volume % vs dose Gy; as the GUI's post-op DVH draws them), the prescription marked."""
+    fig, ax = plt.subplots(figsize=size_in)
+    fig.subplots_adjust(left=0.08, right=0.98, bottom=0.13, top=0.92)
+    top = 1.0
+    for d in dvhs:
+        rgb = np.asarray(colors.get(d.structure, (80, 80, 80)), dtype=float) / 255.0
+        ax.plot(d.dose_gy("planned"), d.planned_percent, color=rgb, lw=1.5, label=d.structure)
+        ax.plot(d.dose_gy("postop"), d.postop_percent, color=rgb, lw=1.5, ls="--")
+        top = max(top, float(d.dose_gy("planned")[-1]), float(d.dose_gy("postop")[-1]))
+    if prescription_gy:
+        ax.axvline(prescription_gy, color="k", ls=":", lw=1.0)
+        ax.text(prescription_gy, 101, f" PD {prescription_gy:g} Gy", va="bottom", fontsize=8)
+        top = min(top, 3.0 * prescription_gy)
+    ax.plot([], [], color="k", lw=1.5, label="planned")
+    ax.plot([], [], color="k", lw=1.5, ls="--", label="post-op")
+    ax.set_xlim(0, top * 1.02)
+    ax.set_ylim(0, 105)
+    ax.set_xlabel("Dose D∞ (Gy)")
+    ax.set_ylabel("Volume (% of structure)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7, loc="upper right")
+    ax.set_title(f"Cumulative DVH, planned vs post-op — {identity}", fontsize=7)
+    return _png(fig)
+
+
+def seed_match_png(
+    planned_mm: NDArray[np.float64],
+    implanted_mm: NDArray[np.float64],
+    pairs: Sequence[tuple[int, int]],
+    *,
+    identity: str,
+    size_in: tuple[float, float] = (7.0, 3.5),
+) -> bytes:
+    """Planned (○) and implanted (●) seeds (planning frame, LPS mm) projected on the axial
+    (x, y; anterior up) and coronal (x, z; superior up) planes, each matched pair joined by its
+    displacement; planned seeds left unmatched are red ✕, implanted ones orange ▲."""
+    planned = np.asarray(planned_mm, dtype=np.float64).reshape(-1, 3)
+    implanted = np.asarray(implanted_mm, dtype=np.float64).reshape(-1, 3)
+    done_p = {i for i, _ in pairs}
+    done_i = {j for _, j in pairs}
+    lone_p = [i for i in range(len(planned)) if i not in done_p]
+    lone_i = [j for j in range(len(implanted)) if j not in done_i]
+    fig, axes = plt.subplots(1, 2, figsize=size_in)
+    fig.subplots_adjust(left=0.08, right=0.98, bottom=0.25, top=0.88, wspace=0.25)
+    lps = {0: "x (mm)   R ↔ L", 1: "y (mm)   A ↔ P", 2: "z (mm)   I ↔ S"}
+    for ax, (u, v, name) in zip(axes, ((0, 1, "Axial"), (0, 2, "Coronal")), strict=True):
+        for i, j in pairs:
+            ax.plot(
+                [planned[i, u], implanted[j, u]],
+                [planned[i, v], implanted[j, v]],
+                "-",
+                color="#555555",
+                lw=0.6,
+            )
+        if len(planned):
+            ax.plot(planned[:, u], planned[:, v], "o", ms=4, mfc="none", mec="#1f77b4", mew=0.8)
+        if len(implanted):
+            ax.plot(implanted[:, u], implanted[:, v], "o", ms=2.4, mfc="k", mec="k")
+        if lone_p:
+            ax.plot(planned[lone_p, u], planned[lone_p, v], "x", ms=6, color="#d62728", mew=1.4)
+        if lone_i:
+            ax.plot(implanted[lone_i, u], implanted[lone_i, v], "^", ms=5, color="#ff7f0e")
+        ax.set_xlabel(lps[u], fontsize=7)
+        ax.set_ylabel(lps[v], fontsize=7)
+        if v == 1:  # axial: anterior up (radiological display)
+            ax.invert_yaxis()
+        ax.set_aspect("equal", adjustable="datalim")
+        ax.tick_params(labelsize=6)
+        ax.grid(True, alpha=0.3)
+        ax.set_title(f"{name} projection", fontsize=8)
+    handles = [
+        plt.Line2D([], [], ls="none", marker="o", mfc="none", mec="#1f77b4", label="planned"),
+        plt.Line2D([], [], ls="none", marker="o", ms=3, mfc="k", mec="k", label="implanted"),
+        plt.Line2D([], [], color="#555555", lw=0.8, label="displacement"),
+        plt.Line2D([], [], ls="none", marker="x", color="#d62728", label="planned, not found"),
+        plt.Line2D([], [], ls="none", marker="^", color="#ff7f0e", label="implanted, unmatched"),
+    ]
+    fig.legend(handles=handles, fontsize=6.5, loc="lower center", ncol=5, frameon=False)
+    fig.suptitle(f"Seeds, planned vs implanted (planning frame) — {identity}", fontsize=7)
     return _png(fig)

@@ -29,7 +29,9 @@ from planner.export.report_pdf import (
     section_flowables,
     table,
 )
+from planner.export.report_verification import verification_section
 from planner.plan.model import Plan
+from planner.plan.verification import VerificationRecord
 
 __all__ = ["CheckPoint", "ReportInputs", "loading_sheet_story", "report_story"]
 
@@ -67,7 +69,9 @@ class ReportInputs:
     isodose_pngs: list[bytes]
     checks: list[CheckPoint]
     robustness: Mapping[str, Any] | None = None
-    verification: Mapping[str, Any] | None = None
+    verification: VerificationRecord | None = None
+    #: The verification's figures: DVHs planned vs post-op, seeds planned vs implanted.
+    verification_pngs: tuple[bytes, bytes] | None = None
     notes: list[str] = field(default_factory=list)
 
 
@@ -491,10 +495,11 @@ def report_story(r: ReportInputs) -> list[Any]:
         _cord_section(r),
         _kv_or("Robustness", r.robustness, "Robustness was not computed for this plan."),
         _check_section(r),
-        _kv_or(
-            "Post-operative verification",
+        verification_section(
             r.verification,
-            "No post-operative verification is recorded for this plan.",
+            plan,
+            dvh_png=None if r.verification_pngs is None else r.verification_pngs[0],
+            seeds_png=None if r.verification_pngs is None else r.verification_pngs[1],
         ),
         _signatures(),
     ]

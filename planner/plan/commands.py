@@ -70,7 +70,7 @@ class Change(Protocol):
     """What the history keeps of one applied edit."""
 
     #: Which parts of the plan changed: {"structures", "masks", "prescription", "source",
-    #: "needles", "seeds", "goals", "status", "registration"}.
+    #: "needles", "seeds", "goals", "status", "registration", "verification"}.
     what: frozenset[str]
     #: Ids of the structures whose mask or fields changed (empty for other edits).
     structure_ids: frozenset[str]

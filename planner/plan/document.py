@@ -17,13 +17,14 @@ QUndoStack); the CLI and tests use the same calls.
   :meth:`PlanDocument.new_revision` starts revision + 1 as a draft. Approval clears the history.
 * **Verification records on an approved plan.** Post-implant verification always comes after
   approval, and what it records describes the implant, not the plan: so the post-op CT's
-  registration (:data:`VERIFICATION_RECORDS`: ``registration``, set by
-  :class:`~planner.plan.commands.SetRegistration`) may be attached to, replaced on or removed
-  from an approved revision. Nothing that was approved changes — status, approver and time,
-  revision, structures and masks, prescription, source, needles, seeds, goals — and the
-  approval's checksum (:func:`planner.plan.plan_file.approved_content_sha256`) excludes the
-  record. Each such edit is one ordinary undo step (undoable, merged as usual; the step's label
-  names the approved revision), the record carries who and when (``registered_by``,
+  registration and the verification the plan reports (:data:`VERIFICATION_RECORDS`:
+  ``registration``, set by :class:`~planner.plan.commands.SetRegistration`, and
+  ``verification``) may be attached to, replaced on or removed from an approved revision.
+  Nothing that was approved changes — status, approver and time, revision, structures and
+  masks, prescription, source, needles, seeds, goals — and the approval's checksum
+  (:func:`planner.plan.plan_file.approved_content_sha256`) excludes the records. Each such
+  edit is one ordinary undo step (undoable, merged as usual; the step's label names the
+  approved revision), the record carries who and when (``registered_by``,
   ``registered_utc``), and the plan shows as modified until saved. Any command that would
   change anything else is refused with PlanLockedError before the plan changes.
 
@@ -72,12 +73,13 @@ _ALL = frozenset(
         "goals",
         "status",
         "registration",
+        "verification",
     }
 )
 
 #: The parts of a plan that are post-implant verification records: they may change on an
 #: approved revision without changing its approval (module docstring).
-VERIFICATION_RECORDS: frozenset[str] = frozenset({"registration"})
+VERIFICATION_RECORDS: frozenset[str] = frozenset({"registration", "verification"})
 
 
 class PlanLockedError(InputError):
@@ -411,7 +413,8 @@ class PlanDocument:
     def new_revision(self) -> Plan:
         """Start revision + 1 as a draft from the current plan (approved or not); its
         ``previous_sha256`` is this revision's approved-content hash (verification record
-        excluded), and the registration is carried over (the same planning CT)."""
+        excluded), and the registration is carried over (the same planning CT); a
+        verification record is not (it reports the revision it verified)."""
         from planner.plan.plan_file import approved_content_sha256
 
         plan = self._plan.evolve(
@@ -420,6 +423,7 @@ class PlanDocument:
             approved_by="",
             approved_utc="",
             previous_sha256=approved_content_sha256(self._plan),
+            verification=None,
         )
         self.history.clear()
         self.history.mark_unreachable()

@@ -51,6 +51,7 @@ from planner.plan.masks import (
     normalise_box,
     relative_box,
 )
+from planner.plan.verification import VerificationRecord
 
 __all__ = [
     "REGISTRATION_METHODS",
@@ -586,8 +587,11 @@ class Plan:
     (:func:`planner.plan.plan_file.approved_content_sha256`: its verification record
     excluded; "" for 1).
     registration : the post-op CT's registration to this plan's CT (post-implant
-    verification), or None (format 2.1; its user since 2.2). A verification record: the one
-    field that may change on an approved revision (:mod:`planner.plan.document`).
+    verification), or None (format 2.1; its user since 2.2). verification : the post-implant
+    verification this plan reports (:class:`planner.plan.verification.VerificationRecord`;
+    ``seedplan verify`` stores it in its copy of the plan, whose seeds are the implanted
+    ones), or None (format 2.3). Both are verification records: the fields that may change
+    on an approved revision (:mod:`planner.plan.document`).
     """
 
     plan_uid: str
@@ -606,10 +610,13 @@ class Plan:
     approved_utc: str = ""
     previous_sha256: str = ""
     registration: Registration | None = None
+    verification: VerificationRecord | None = None
 
     def __post_init__(self) -> None:
         if self.registration is not None and not isinstance(self.registration, Registration):
             raise ValueError("a plan's registration must be a Registration record or None")
+        if self.verification is not None and not isinstance(self.verification, VerificationRecord):
+            raise ValueError("a plan's verification must be a VerificationRecord or None")
         object.__setattr__(self, "structures", tuple(self.structures))
         object.__setattr__(self, "needles", tuple(self.needles))
         object.__setattr__(self, "seeds", tuple(self.seeds))

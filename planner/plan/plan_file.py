@@ -1,8 +1,8 @@
 """``.seedplan`` plan files: one zip of versioned JSON and packed masks; safe saving.
 
-Layout (format 2.2)::
+Layout (format 2.3)::
 
-    manifest.json            {"format": "seedplan-plan", "format_version": "2.2",
+    manifest.json            {"format": "seedplan-plan", "format_version": "2.3",
                               "app_version", "saved_utc", "content_sha256",
                               "members": {name: sha256}}
     plan.json                the plan (schema: :mod:`planner.plan.schema`)
@@ -11,8 +11,9 @@ Layout (format 2.2)::
 ``content_sha256`` is the SHA-256 of the member names and their SHA-256s (sorted): it depends on
 the plan only (not on the save time), so equal plans have equal content hashes.
 :func:`approved_content_sha256` is the same hash of the plan without its post-implant
-verification record (the registration): what an approval covers. Attaching a registration to
-an approved revision changes ``content_sha256`` but not ``approved_content_sha256``; a new
+verification records (the registration and the verification): what an approval covers.
+Attaching either to an approved revision changes ``content_sha256`` but not
+``approved_content_sha256``; a new
 revision's ``previous_sha256`` is the approved-content hash of the revision it came from.
 
 Loading (:func:`load_plan`) refuses — one line naming the file and the problem — anything that
@@ -36,7 +37,10 @@ optional ``registration`` record (the post-op CT's rigid registration to the pla
 post-implant verification); a 2.0 file reads as a plan without one. 2.2 adds the registration's
 ``registered_by`` (who made or stored it: a registration may be attached to an approved
 revision, so the record says who and when); a 2.1 registration reads with ``registered_by``
-"" (unknown). Older files are saved as 2.2.
+"" (unknown). 2.3 adds the optional ``verification`` record
+(:class:`planner.plan.verification.VerificationRecord`: the post-implant verification the plan
+reports, stored by ``seedplan verify`` in its copy of the plan); a 2.2 file reads as a plan
+without one. Older files are saved as 2.3.
 """
 
 from __future__ import annotations
@@ -73,7 +77,7 @@ __all__ = [
 ]
 
 FORMAT = "seedplan-plan"
-FORMAT_VERSION = (2, 2)
+FORMAT_VERSION = (2, 3)
 PLAN_SUFFIX = ".seedplan"
 _MAX_JSON_BYTES = 64 * 2**20
 _ZIP_TIME = (2000, 1, 1, 0, 0, 0)  # fixed member timestamps: equal plans give equal bytes
@@ -114,11 +118,11 @@ def plan_content_sha256(plan: Plan) -> str:
 
 def approved_content_sha256(plan: Plan) -> str:
     """The content hash of what an approval covers: the plan without its post-implant
-    verification record (``registration`` set to None). Equal to :func:`plan_content_sha256`
-    for a plan without a registration."""
-    if plan.registration is None:
+    verification records (``registration`` and ``verification`` set to None). Equal to
+    :func:`plan_content_sha256` for a plan without either."""
+    if plan.registration is None and plan.verification is None:
         return plan_content_sha256(plan)
-    return plan_content_sha256(plan.evolve(registration=None))
+    return plan_content_sha256(plan.evolve(registration=None, verification=None))
 
 
 def plan_file_bytes(plan: Plan, *, saved_utc: str = "", app_version: str = "") -> bytes:
@@ -308,11 +312,23 @@ def _migrate_2_1_to_2_2(doc: dict[str, Any], members: dict[str, bytes]) -> dict[
     return doc
 
 
+def _migrate_2_2_to_2_3(doc: dict[str, Any], members: dict[str, bytes]) -> dict[str, Any]:
+    """2.2 → 2.3: plans gain the optional ``verification`` record (2.2 had none)."""
+    if not isinstance(doc, dict):
+        raise InputError("plan.json (format 2.2) cannot be migrated: not a JSON object")
+    if "verification" in doc:
+        raise InputError("plan.json (format 2.2) has a 'verification' key (a 2.3 field)")
+    doc = dict(doc)  # never mutate what was read
+    doc["verification"] = None
+    return doc
+
+
 #: One-way migrations of plan.json: from version → (to version, function(doc, members)).
 MIGRATIONS: dict[tuple[int, int], tuple[tuple[int, int], Callable[..., dict[str, Any]]]] = {
     (1, 0): ((2, 0), _migrate_1_0_to_2_0),
     (2, 0): ((2, 1), _migrate_2_0_to_2_1),
     (2, 1): ((2, 2), _migrate_2_1_to_2_2),
+    (2, 2): ((2, 3), _migrate_2_2_to_2_3),
 }
 
 

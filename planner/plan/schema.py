@@ -35,8 +35,16 @@ from planner.plan.model import (
     SourceSpec,
     Structure,
 )
+from planner.plan.verification import FORMALISMS, ComparisonRow, DVHPair, VerificationRecord
 
-__all__ = ["MaskRecord", "SchemaReader", "plan_from_doc", "plan_to_doc", "registration_to_doc"]
+__all__ = [
+    "MaskRecord",
+    "SchemaReader",
+    "plan_from_doc",
+    "plan_to_doc",
+    "registration_to_doc",
+    "verification_to_doc",
+]
 
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _SHA_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -134,6 +142,7 @@ def plan_to_doc(plan: Plan) -> tuple[dict[str, Any], dict[str, PackedBox]]:
             for s in plan.seeds
         ],
         "registration": registration_to_doc(plan.registration),
+        "verification": verification_to_doc(plan.verification),
         "goals": [
             {
                 "id": g_.id,
@@ -165,6 +174,56 @@ def registration_to_doc(reg: Registration | None) -> dict[str, Any] | None:
         "registered_utc": reg.registered_utc,
         "registered_by": reg.registered_by,
         "nudged": reg.nudged,
+    }
+
+
+def verification_to_doc(rec: VerificationRecord | None) -> dict[str, Any] | None:
+    """The plan.json form of a plan's verification record (format 2.3), or None."""
+    if rec is None:
+        return None
+    return {
+        "verified_plan_uid": rec.verified_plan_uid,
+        "verified_revision": rec.verified_revision,
+        "verified_plan_name": rec.verified_plan_name,
+        "postop_series_instance_uid": rec.postop_series_instance_uid,
+        "postop_source_path": rec.postop_source_path,
+        "slice_thickness_mm": rec.slice_thickness_mm,
+        "verified_utc": rec.verified_utc,
+        "verified_by": rec.verified_by,
+        "formalism": rec.formalism,
+        "registration": rec.registration,
+        "seeds_expected": rec.seeds_expected,
+        "seeds_detected": rec.seeds_detected,
+        "clusters_split": rec.clusters_split,
+        "metal_excluded": rec.metal_excluded,
+        "gate_mm": rec.gate_mm,
+        "planned_seed_ids": list(rec.planned_seed_ids),
+        "planned_mm": [list(p) for p in rec.planned_mm],
+        "implanted_mm": [list(p) for p in rec.implanted_mm],
+        "pairs": [list(p) for p in rec.pairs],
+        "comparison": [
+            {
+                "structure": c.structure,
+                "metric": c.metric,
+                "unit": c.unit,
+                "planned": c.planned,
+                "intraop": c.intraop,
+                "postop": c.postop,
+            }
+            for c in rec.comparison
+        ],
+        "has_intraop": rec.has_intraop,
+        "dvhs": [
+            {
+                "structure": d.structure,
+                "volume_cm3": d.volume_cm3,
+                "step_gy": d.step_gy,
+                "planned_percent": list(d.planned_percent),
+                "postop_percent": list(d.postop_percent),
+            }
+            for d in rec.dvhs
+        ],
+        "warnings": list(rec.warnings),
     }
 
 
@@ -298,6 +357,7 @@ _PLAN_KEYS = {
     "seeds",
     "goals",
     "registration",
+    "verification",
 }
 _REGISTRATION_KEYS = {
     "postop_series_instance_uid",
@@ -388,6 +448,154 @@ def _registration(r: SchemaReader, value: Any, where: str) -> Registration | Non
         registered_utc=r.utc(d["registered_utc"], f"{where}.registered_utc"),
         registered_by=r.str_(d["registered_by"], f"{where}.registered_by", max_len=256),
         nudged=nudged,
+    )
+
+
+_VERIFICATION_KEYS = {
+    "verified_plan_uid",
+    "verified_revision",
+    "verified_plan_name",
+    "postop_series_instance_uid",
+    "postop_source_path",
+    "slice_thickness_mm",
+    "verified_utc",
+    "verified_by",
+    "formalism",
+    "registration",
+    "seeds_expected",
+    "seeds_detected",
+    "clusters_split",
+    "metal_excluded",
+    "gate_mm",
+    "planned_seed_ids",
+    "planned_mm",
+    "implanted_mm",
+    "pairs",
+    "comparison",
+    "has_intraop",
+    "dvhs",
+    "warnings",
+}
+_COMPARISON_KEYS = {"structure", "metric", "unit", "planned", "intraop", "postop"}
+_DVH_KEYS = {"structure", "volume_cm3", "step_gy", "planned_percent", "postop_percent"}
+#: Most seeds a verification record holds (planned or implanted).
+_MAX_RECORD_SEEDS = 10_000
+
+
+def _verification(r: SchemaReader, value: Any, where: str) -> VerificationRecord | None:
+    """The plan's post-implant verification record (format 2.3), or None; every field
+    checked, a violation naming it."""
+    if value is None:
+        return None
+    d = r.obj(value, where, _VERIFICATION_KEYS)
+
+    def points(key: str) -> list[list[float]]:
+        items = r.list_(d[key], f"{where}.{key}", _MAX_RECORD_SEEDS)
+        return [r.vec(p, f"{where}.{key}[{i}]") for i, p in enumerate(items)]
+
+    def count(key: str) -> int:
+        return r.int_(d[key], f"{where}.{key}", 0, _MAX_RECORD_SEEDS)
+
+    ids = [
+        r.ident(v, f"{where}.planned_seed_ids[{i}]")
+        for i, v in enumerate(r.list_(d["planned_seed_ids"], f"{where}.planned_seed_ids"))
+    ]
+    pairs = []
+    for i, p in enumerate(r.list_(d["pairs"], f"{where}.pairs", _MAX_RECORD_SEEDS)):
+        items = r.list_(p, f"{where}.pairs[{i}]")
+        if len(items) != 2:
+            raise r.fail(f"{where}.pairs[{i}]", "expected [planned index, implanted index]")
+        pairs.append(
+            tuple(
+                r.int_(v, f"{where}.pairs[{i}][{k}]", 0, _MAX_RECORD_SEEDS)
+                for k, v in enumerate(items)
+            )
+        )
+    rows = []
+    for i, c in enumerate(r.list_(d["comparison"], f"{where}.comparison")):
+        w = f"{where}.comparison[{i}]"
+        c = r.obj(c, w, _COMPARISON_KEYS)
+        rows.append(
+            r.build(
+                w,
+                ComparisonRow,
+                r.str_(c["structure"], f"{w}.structure", max_len=256, empty=False),
+                r.str_(c["metric"], f"{w}.metric", max_len=64, empty=False),
+                r.str_(c["unit"], f"{w}.unit", max_len=16),
+                r.opt(c["planned"], r.num, f"{w}.planned"),
+                r.opt(c["postop"], r.num, f"{w}.postop"),
+                r.opt(c["intraop"], r.num, f"{w}.intraop"),
+            )
+        )
+    dvhs = []
+    for i, c in enumerate(r.list_(d["dvhs"], f"{where}.dvhs", 1000)):
+        w = f"{where}.dvhs[{i}]"
+        c = r.obj(c, w, _DVH_KEYS)
+
+        def curve(key: str, c: dict[str, Any] = c, w: str = w) -> list[float]:
+            items = r.list_(c[key], f"{w}.{key}")
+            return [r.num(v, f"{w}.{key}[{k}]", 0.0, 100.0 + 1e-6) for k, v in enumerate(items)]
+
+        dvhs.append(
+            r.build(
+                w,
+                DVHPair,
+                r.str_(c["structure"], f"{w}.structure", max_len=256, empty=False),
+                r.num(c["volume_cm3"], f"{w}.volume_cm3", 0.0, 1e6),
+                r.num(c["step_gy"], f"{w}.step_gy", 1e-3, 1e3),
+                tuple(curve("planned_percent")),
+                tuple(curve("postop_percent")),
+            )
+        )
+    has_intraop = d["has_intraop"]
+    if not isinstance(has_intraop, bool):
+        raise r.fail(
+            f"{where}.has_intraop", f"expected true or false, got {type(has_intraop).__name__}"
+        )
+    warnings = [
+        r.str_(v, f"{where}.warnings[{i}]", max_len=1024)
+        for i, v in enumerate(r.list_(d["warnings"], f"{where}.warnings", 1000))
+    ]
+    return r.build(
+        where,
+        VerificationRecord,
+        verified_plan_uid=r.str_(
+            d["verified_plan_uid"],
+            f"{where}.verified_plan_uid",
+            max_len=32,
+            pattern=re.compile(r"^[0-9a-f]{32}$"),
+            empty=False,
+        ),
+        verified_revision=r.int_(d["verified_revision"], f"{where}.verified_revision", 1, 10_000),
+        verified_plan_name=r.str_(
+            d["verified_plan_name"], f"{where}.verified_plan_name", max_len=256
+        ),
+        postop_series_instance_uid=r.str_(
+            d["postop_series_instance_uid"], f"{where}.postop_series_instance_uid", max_len=64
+        ),
+        postop_source_path=r.str_(
+            d["postop_source_path"], f"{where}.postop_source_path", max_len=4096
+        ),
+        slice_thickness_mm=r.num(
+            d["slice_thickness_mm"], f"{where}.slice_thickness_mm", 1e-3, 100.0
+        ),
+        verified_utc=r.utc(d["verified_utc"], f"{where}.verified_utc"),
+        verified_by=r.str_(d["verified_by"], f"{where}.verified_by", max_len=256),
+        formalism=r.choice(d["formalism"], f"{where}.formalism", FORMALISMS),
+        registration=r.str_(d["registration"], f"{where}.registration", max_len=1024),
+        seeds_expected=count("seeds_expected"),
+        seeds_detected=count("seeds_detected"),
+        clusters_split=count("clusters_split"),
+        metal_excluded=count("metal_excluded"),
+        gate_mm=r.num(d["gate_mm"], f"{where}.gate_mm", 1e-3, 1e3),
+        planned_seed_ids=tuple(ids),
+        planned_mm=tuple(tuple(p) for p in points("planned_mm")),
+        implanted_mm=tuple(tuple(p) for p in points("implanted_mm")),
+        pairs=tuple(pairs),
+        comparison=tuple(rows),
+        has_intraop=has_intraop,
+        dvhs=tuple(dvhs),
+        warnings=tuple(warnings),
     )
 
 
@@ -583,4 +791,5 @@ def plan_from_doc(
         approved_utc=r.utc(d["approved_utc"], "approved_utc"),
         previous_sha256=r.sha(d["previous_sha256"], "previous_sha256"),
         registration=_registration(r, d["registration"], "registration"),
+        verification=_verification(r, d["verification"], "verification"),
     )

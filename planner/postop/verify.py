@@ -49,6 +49,12 @@ from planner.imaging.volume import CTVolume
 from planner.plan.document import PlanDocument
 from planner.plan.dosimetry import PlanDosimetry, compute_plan_dosimetry
 from planner.plan.model import Plan, Registration, Seed, geometry_sha256
+from planner.plan.verification import (
+    SEED_COUNT_STRUCTURE,
+    ComparisonRow,
+    comparison_order,
+    sort_comparison,
+)
 from planner.postop.detect import DetectionResult, detect_seeds
 from planner.postop.locations import DEFAULT_MIGRATION_MM, SeedLocations, locate_seeds
 from planner.postop.match import MatchResult, NeedleDeviation, match_seeds, needle_deviations
@@ -69,38 +75,6 @@ __all__ = [
     "stored_registration_result",
     "verify_plan",
 ]
-
-#: The comparison's pseudo-structure holding the seed counts (planned vs implanted).
-SEED_COUNT_STRUCTURE = "Seeds"
-
-
-@dataclass(frozen=True)
-class ComparisonRow:
-    """One metric, planned vs implanted: ``difference = postop − planned`` (same unit)."""
-
-    structure: str
-    metric: str
-    unit: str
-    planned: float | None
-    postop: float | None
-    intraop: float | None = None
-
-    @property
-    def difference(self) -> float | None:
-        if self.planned is None or self.postop is None:
-            return None
-        return self.postop - self.planned
-
-    def to_dict(self) -> dict[str, object]:
-        return {
-            "structure": self.structure,
-            "metric": self.metric,
-            "unit": self.unit,
-            "planned": self.planned,
-            "intraop": self.intraop,
-            "postop": self.postop,
-            "difference": self.difference,
-        }
 
 
 @dataclass
@@ -210,32 +184,6 @@ def compare_dosimetry(
                 )
             )
     return rows
-
-
-def comparison_order(plan: Plan) -> list[str]:
-    """Structure names in the comparison's reading order: the prescription's reference
-    structure (e.g. PTV_eval), the other targets, the organs at risk (a cord first: a name
-    holding "cord"), then the rest; plan order within each group."""
-    ref = plan.prescription.structure_id if plan.prescription is not None else None
-
-    def rank(n: int) -> tuple[int, int]:
-        s = plan.structures[n]
-        if ref is not None and ref in (s.id, s.name):
-            return (0, n)
-        if s.role == "target":
-            return (1, n)
-        if s.role == "oar":
-            return (2 if "cord" in s.name.lower() else 3, n)
-        return (4, n)
-
-    return [plan.structures[n].name for n in sorted(range(len(plan.structures)), key=rank)]
-
-
-def sort_comparison(rows: list[ComparisonRow], plan: Plan) -> list[ComparisonRow]:
-    """``rows`` by structure in :func:`comparison_order` (structures the plan does not name,
-    such as :data:`SEED_COUNT_STRUCTURE`, after it); the order within a structure is kept."""
-    order = {name: n for n, name in enumerate(comparison_order(plan))}
-    return sorted(rows, key=lambda r: order.get(r.structure, len(order)))
 
 
 def location_rows(
@@ -468,6 +416,7 @@ def verify_plan(
         status="draft",
         name=(plan.name + " (post-op)").strip(),
         registration=record,
+        verification=None,
         approved_by="",
         approved_utc="",
     )

@@ -125,19 +125,18 @@ class ExportDialog(QDialog):
     def _update_buttons(self, *_args: object) -> None:
         self.export_button.setEnabled(not self.runner.busy and bool(self.kinds()))
 
-    def _verification_lines(self) -> dict[str, Any] | None:
-        """Post-op results for the report, when the post-op mode holds a verification."""
+    def _verification_record(self) -> Any:
+        """The verification the report shows: the one the post-op mode holds (with its review
+        edits), else None (the export then shows the plan's own record, if any)."""
         workflow = getattr(self.main, "workflow", None)
         window = getattr(workflow, "postop_window", None)
         review = getattr(window, "review", None)
-        if review is None:
+        postop_ct = getattr(window, "postop_ct", None)
+        if review is None or postop_ct is None:
             return None
-        v = review.verification
-        out: dict[str, Any] = {"Post-op": v.summary()}
-        for r in v.comparison:
-            if r.metric in ("d90_gy", "v100_percent", "d0_1cc_gy") and r.postop is not None:
-                out[f"Post-op {r.structure} {r.metric}"] = f"{r.postop:.1f} {r.unit}"
-        return out
+        from planner.postop.record import verification_record
+
+        return verification_record(review.verification, self.main.session.document.plan, postop_ct)
 
     # ------------------------------------------------------------------ export
     def start_export(self) -> bool:
@@ -155,7 +154,7 @@ class ExportDialog(QDialog):
             self.runner.label.setText("Choose a folder")
             return False
         plan, force = doc.plan, self.force_box.isChecked()
-        verification = self._verification_lines()
+        verification = self._verification_record()
         self.summary.clear()
 
         def task(progress: ProgressFn, cancel: CancelFn) -> Any:

@@ -31,59 +31,18 @@ from PySide6.QtGui import QBrush, QColor
 from PySide6.QtWidgets import QHeaderView, QTableWidget, QTableWidgetItem, QWidget
 
 from planner.plan.dosimetry import PlanDosimetry
+from planner.plan.verification import (
+    SEED_COUNT_STRUCTURE,
+    ComparisonRow,
+    key_metrics_first,
+    metric_label,
+)
 from planner.postop.detect import MetalObject
 from planner.postop.locations import SeedLocations
-from planner.postop.verify import SEED_COUNT_STRUCTURE, ComparisonRow
 
 __all__ = ["ComparisonTable", "DVHPlot", "MetalTable", "SeedLocationTable", "table_rows"]
 
-#: Metrics shown first, in this order (the rest follow in the dosimetry's order).
-_FIRST = (
-    "d90_gy",
-    "v100_percent",
-    "d100_gy",
-    "v150_percent",
-    "d0_1cc_gy",
-    "dmax_0_03cc_gy",
-    "min_seed_distance_mm",
-)
-#: Rows not shown: inputs, not results (the prescription is the same in both columns).
-_HIDDEN = ("prescription_gy",)
-_LABELS = {
-    "d90_gy": "D90",
-    "d100_gy": "D100",
-    "v100_percent": "V100",
-    "v150_percent": "V150",
-    "v200_percent": "V200",
-    "dmean_gy": "Dmean",
-    "v_t_ref_cm3": "target volume ≥ Rx",
-    "v_t_1_5ref_cm3": "target volume ≥ 1.5 Rx",
-    "v_ref_cm3": "volume ≥ Rx (all tissue)",
-    "ci": "conformity index CI",
-    "ei": "external index EI",
-    "hi": "homogeneity index HI",
-    "bed_d90_gy": "BED of D90",
-    "eqd2_d90_gy": "EQD2 of D90",
-    "dmax_0_03cc_gy": "Dmax (D0.03 cm³)",
-    "dmax_voxel_gy": "Dmax (voxel)",
-    "d0_1cc_gy": "D0.1 cm³",
-    "d1cc_gy": "D1 cm³",
-    "d2cc_gy": "D2 cm³",
-    "min_seed_distance_mm": "nearest seed centre",
-    "bed_d0_1cc_gy": "BED of D0.1 cm³",
-    "eqd2_d0_1cc_gy": "EQD2 of D0.1 cm³",
-    "bed_dmax_0_03cc_gy": "BED of D0.03 cm³",
-    "eqd2_dmax_0_03cc_gy": "EQD2 of D0.03 cm³",
-    "seeds_total": "seeds (all)",
-    "seeds_inside": "inside the target",
-    "seeds_outside": "outside the target",
-    "seeds_migrated": "migrated (far from every needle)",
-}
 _COLOURS = ("#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf")
-
-
-def _label(metric: str) -> str:
-    return _LABELS.get(metric, metric.removesuffix("_gy").removesuffix("_percent"))
 
 
 def table_rows(
@@ -99,17 +58,8 @@ def table_rows(
     :func:`~planner.postop.verify.comparison_order`); structures it does not name follow in
     the comparison's order."""
 
-    names = [*(structure_order or ()), *(r.structure for r in comparison)]
-    order = {name: n for n, name in enumerate(dict.fromkeys(names))}
-
-    def rank(r: ComparisonRow) -> tuple[int, int]:
-        # One block per structure (in structure_order, else the comparison's), key metrics
-        # first within it; sorted() keeps the dosimetry's order for the rest.
-        key = _FIRST.index(r.metric) if r.metric in _FIRST else len(_FIRST)
-        return (order[r.structure], key)
-
     out = []
-    for r in sorted((r for r in comparison if r.metric not in _HIDDEN), key=rank):
+    for r in key_metrics_first(comparison, structure_order):
         intra = None
         if intraop is not None and r.structure in intraop.metrics:
             value = intraop.metrics[r.structure].to_dict().get(r.metric)
@@ -117,7 +67,7 @@ def table_rows(
         elif intraop is not None and r.structure == SEED_COUNT_STRUCTURE and intraop_counts:
             intra = intraop_counts.get(r.metric)
         out.append(
-            (r.structure, _label(r.metric), r.unit, r.planned, intra, r.postop, r.difference)
+            (r.structure, metric_label(r.metric), r.unit, r.planned, intra, r.postop, r.difference)
         )
     return out
 

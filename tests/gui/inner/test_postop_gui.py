@@ -202,6 +202,37 @@ def test_registration_nudge_changes_fusion_and_dose(postop: PostopWindow) -> Non
     np.testing.assert_allclose(review.verification.implanted_mm, before_mm, atol=1e-9)
 
 
+def test_export_reports_the_reviewed_verification(
+    main_window: MainWindow, postop: PostopWindow, tmp_path: Path
+) -> None:
+    """The Export dialog reports the verification the post-op mode holds, review edits
+    included (metrics.json's summary; the PDF's section is built from the same record)."""
+    import json
+
+    review = postop.review
+    assert review is not None
+    n = len(review.edits.seeds)
+    postop.postop_session.set_crosshair(review.edits.seeds.positions_mm[0], snap=False)
+    settle()
+    postop.delete_selected()
+    _wait_idle(postop)
+    dialog = main_window.workflow.open_export()  # type: ignore[attr-defined]
+    out = tmp_path / "export"
+    dialog.folder_edit.setText(str(out))
+    dialog.set_kinds(["csv"])
+    assert dialog.start_export()
+    wait_until(lambda: not dialog.runner.busy, VERIFY_TIMEOUT_S)
+    settle()
+    v = json.loads((out / "metrics.json").read_text())["verification"]
+    assert v["seeds"]["detected"] == n and v["seeds"]["after_review"] == n - 1
+    assert len(v["seeds"]["unmatched_planned"]) == 1
+    assert v["comparison"] == [r.to_dict() for r in review.verification.comparison]
+    dialog.close()
+    postop.undo()
+    _wait_idle(postop)
+    assert len(review.verification.implanted_mm) == n
+
+
 def test_intraop_column_and_screenshot(postop: PostopWindow, tmp_path: Path) -> None:
     review = postop.review
     assert review is not None
