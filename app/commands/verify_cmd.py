@@ -194,7 +194,7 @@ def run(args: argparse.Namespace) -> int:
     from planner.imaging.ct_loader import load_ct
     from planner.plan.plan_ct import ct_reference_at
     from planner.plan.plan_file import load_plan, save_plan
-    from planner.postop.record import verification_record
+    from planner.postop.record import verified_copy
     from planner.postop.verify import verify_plan
 
     plan_path = Path(args.plan)
@@ -327,9 +327,8 @@ def run(args: argparse.Namespace) -> int:
     copy = out / "postop.seedplan"
     # The copy carries the verification for the report, and lies in another folder: its CT
     # reference must still name the planning CT.
-    record = verification_record(v, plan, postop_ct)
     save_plan(
-        ct_reference_at(v.implanted_plan.evolve(verification=record), copy, ct_path),
+        ct_reference_at(verified_copy(v, plan, postop_ct), copy, ct_path),
         copy,
         force=args.force,
         inputs=inputs,

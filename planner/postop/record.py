@@ -9,15 +9,45 @@ report while the post-op mode holds a verification.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
 
 import numpy as np
 
 from planner.imaging.volume import CTVolume
+from planner.plan.dosimetry import PlanDosimetry
 from planner.plan.model import Plan
-from planner.plan.verification import DVHPair, VerificationRecord
+from planner.plan.verification import (
+    SEED_COUNT_STRUCTURE,
+    ComparisonRow,
+    DVHPair,
+    VerificationRecord,
+)
 from planner.postop.verify import Verification, comparison_order
 
-__all__ = ["registration_line", "verification_record"]
+__all__ = ["registration_line", "verification_record", "verified_copy", "with_intraop"]
+
+
+def with_intraop(
+    rows: Iterable[ComparisonRow],
+    intraop: PlanDosimetry | None,
+    counts: Mapping[str, float] | None = None,
+) -> list[ComparisonRow]:
+    """``rows`` with the intra-op column taken from ``intraop``'s metrics, and its seed counts
+    (``counts``: metric → value) for the :data:`SEED_COUNT_STRUCTURE` rows; unchanged when
+    ``intraop`` is None (a re-plan given to the GUI after the verification ran)."""
+    if intraop is None:
+        return list(rows)
+    out = []
+    for r in rows:
+        value: object = None
+        if r.structure in intraop.metrics:
+            value = intraop.metrics[r.structure].to_dict().get(r.metric)
+        elif r.structure == SEED_COUNT_STRUCTURE and counts:
+            value = counts.get(r.metric)
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        out.append(replace(r, intraop=float(value) if ok and math.isfinite(value) else None))  # type: ignore[arg-type]
+    return out
 
 
 def registration_line(v: Verification) -> str:
@@ -43,11 +73,15 @@ def verification_record(
     plan: Plan,
     postop_ct: CTVolume,
     *,
+    intraop: PlanDosimetry | None = None,
+    intraop_counts: Mapping[str, float] | None = None,
     verified_utc: str | None = None,
     verified_by: str | None = None,
 ) -> VerificationRecord:
     """The record of ``v``, a verification of ``plan`` on ``postop_ct``, made now by this
-    process's user (unless ``verified_utc`` / ``verified_by`` are given)."""
+    process's user (unless ``verified_utc`` / ``verified_by`` are given). ``intraop`` /
+    ``intraop_counts``: an intra-op re-plan's dosimetry and seed counts given after the
+    verification ran (the GUI's), filling the comparison's intra-op column."""
     from planner.plan.clock import utc_now
     from planner.plan.document import current_user
 
@@ -77,8 +111,16 @@ def verification_record(
         planned_mm=tuple(tuple(s.position_mm) for s in plan.seeds),
         implanted_mm=tuple(tuple(map(float, p)) for p in v.implanted_mm),
         pairs=tuple((int(i), int(j)) for i, j in v.match.pairs),
-        comparison=tuple(v.comparison),
-        has_intraop=v.intraop is not None,
+        comparison=tuple(with_intraop(v.comparison, intraop, intraop_counts)),
+        has_intraop=v.intraop is not None or intraop is not None,
         dvhs=tuple(dvhs),
         warnings=tuple(w[:1024] for w in v.warnings),
+    )
+
+
+def verified_copy(v: Verification, plan: Plan, postop_ct: CTVolume, **record: object) -> Plan:
+    """The copy of ``plan`` a verification writes: the implanted seeds, the registration and
+    the :func:`verification_record` (``record``: its keyword arguments)."""
+    return v.implanted_plan.evolve(
+        verification=verification_record(v, plan, postop_ct, **record)  # type: ignore[arg-type]
     )

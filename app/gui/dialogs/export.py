@@ -136,7 +136,13 @@ class ExportDialog(QDialog):
             return None
         from planner.postop.record import verification_record
 
-        return verification_record(review.verification, self.main.session.document.plan, postop_ct)
+        return verification_record(
+            review.verification,
+            self.main.session.document.plan,
+            postop_ct,
+            intraop=getattr(window, "intraop", None),
+            intraop_counts=getattr(window, "intraop_counts", None),
+        )
 
     # ------------------------------------------------------------------ export
     def start_export(self) -> bool:

@@ -31,14 +31,10 @@ from PySide6.QtGui import QBrush, QColor
 from PySide6.QtWidgets import QHeaderView, QTableWidget, QTableWidgetItem, QWidget
 
 from planner.plan.dosimetry import PlanDosimetry
-from planner.plan.verification import (
-    SEED_COUNT_STRUCTURE,
-    ComparisonRow,
-    key_metrics_first,
-    metric_label,
-)
+from planner.plan.verification import ComparisonRow, key_metrics_first, metric_label
 from planner.postop.detect import MetalObject
 from planner.postop.locations import SeedLocations
+from planner.postop.record import with_intraop
 
 __all__ = ["ComparisonTable", "DVHPlot", "MetalTable", "SeedLocationTable", "table_rows"]
 
@@ -58,18 +54,20 @@ def table_rows(
     :func:`~planner.postop.verify.comparison_order`); structures it does not name follow in
     the comparison's order."""
 
-    out = []
-    for r in key_metrics_first(comparison, structure_order):
-        intra = None
-        if intraop is not None and r.structure in intraop.metrics:
-            value = intraop.metrics[r.structure].to_dict().get(r.metric)
-            intra = float(value) if isinstance(value, (int, float)) else None
-        elif intraop is not None and r.structure == SEED_COUNT_STRUCTURE and intraop_counts:
-            intra = intraop_counts.get(r.metric)
-        out.append(
-            (r.structure, metric_label(r.metric), r.unit, r.planned, intra, r.postop, r.difference)
+    rows = key_metrics_first(with_intraop(comparison, intraop, intraop_counts), structure_order)
+    intra = intraop is not None
+    return [
+        (
+            r.structure,
+            metric_label(r.metric),
+            r.unit,
+            r.planned,
+            r.intraop if intra else None,
+            r.postop,
+            r.difference,
         )
-    return out
+        for r in rows
+    ]
 
 
 def _fmt(value: float | None) -> str:

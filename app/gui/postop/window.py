@@ -9,8 +9,9 @@ A window of its own beside the planning views (the plan and its CT stay on the m
   exclusion region (:mod:`app.gui.postop.exclusion`);
 * toolbar: open the post-op CT, *Detect & verify* (off the GUI thread with progress and cancel:
   :mod:`app.gui.postop.verification`), the seed edits — add, delete, merge, split, undoable
-  (:mod:`app.gui.postop.seed_edits`) — and the intra-op plan; a second toolbar holds the
-  exclusion brush;
+  (:mod:`app.gui.postop.seed_edits`) — the intra-op plan, and *Save verified copy…* (the plan
+  with the implanted seeds and the verification record, :mod:`app.gui.postop.verified_copy`);
+  a second toolbar holds the exclusion brush;
 * right, in tabs: the **comparison table** (planned, intra-op when an intra-op plan is given,
   post-op, difference), **both DVHs**, the **Seeds** (where every detected seed lies: inside
   the target, outside it, migrated far from every planned needle,
@@ -25,6 +26,7 @@ This module lays the window out and holds what the parts share: the post-op CT, 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -171,6 +173,13 @@ class PostopWindow(QMainWindow):
             None,
             "Add the intra-op plan's column to the comparison",
         )
+        self.save_copy_action = make_action(
+            self,
+            "Save verified copy…",
+            lambda: self.save_verified_copy(),
+            "Ctrl+Shift+S",
+            "Write the plan with the implanted seeds and this verification (for the report)",
+        )
         for a in (self.open_action, self.verify_action):
             bar.addAction(a)
         bar.addSeparator()
@@ -178,6 +187,7 @@ class PostopWindow(QMainWindow):
             bar.addAction(a)
         bar.addSeparator()
         bar.addAction(self.intraop_action)
+        bar.addAction(self.save_copy_action)
 
     def _alias_parts(self) -> None:
         """The parts' widgets and actions under the window's names (tests and scripts)."""
@@ -294,6 +304,12 @@ class PostopWindow(QMainWindow):
     def run_verification(self) -> bool:
         """Detect & verify in the background (:meth:`VerificationRun.run`)."""
         return self.verifier.run()
+
+    def save_verified_copy(self, path: str | Path | None = None) -> Path | None:
+        """Write the verification as a plan file (:mod:`app.gui.postop.verified_copy`)."""
+        from app.gui.postop.verified_copy import save_verified_copy
+
+        return save_verified_copy(self, path)
 
     def start_reverify(self) -> None:
         self.verifier.start_reverify()
@@ -412,6 +428,7 @@ class PostopWindow(QMainWindow):
         busy = self.runner.busy
         self.verify_action.setEnabled(not busy)
         self.open_action.setEnabled(not busy)
+        self.save_copy_action.setEnabled(not busy and self.review is not None)
         self.seed_tools.update_actions()
         self.registration.update_actions()
         self.exclusion_tools.update_actions()

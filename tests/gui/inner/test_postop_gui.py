@@ -228,6 +228,24 @@ def test_export_reports_the_reviewed_verification(
     assert len(v["seeds"]["unmatched_planned"]) == 1
     assert v["comparison"] == [r.to_dict() for r in review.verification.comparison]
     dialog.close()
+    # Save verified copy…: the same record in a plan file with the reviewed seeds; never over
+    # the open plan's own file.
+    from planner.plan.plan_file import load_plan, save_plan
+
+    assert postop.save_copy_action.isEnabled()
+    copy = load_plan(postop.save_verified_copy(tmp_path / "copy.seedplan")).plan
+    assert len(copy.seeds) == n - 1 and copy.verification is not None
+    assert copy.verification.seeds_reviewed == n - 1 and copy.verification.seeds_detected == n
+    assert copy.registration == review.verification.registration_record
+    doc = main_window.session.document
+    own = save_plan(doc.plan, tmp_path / "plan.seedplan")
+    before, doc.path = own.read_bytes(), own
+    try:
+        assert postop.save_verified_copy(own) is None
+        assert "is an input" in postop.runner.label.text()
+        assert own.read_bytes() == before
+    finally:
+        doc.path = None
     postop.undo()
     _wait_idle(postop)
     assert len(review.verification.implanted_mm) == n
