@@ -107,7 +107,7 @@ def verification_section(
     header = ["Structure", "Metric", "Unit", "Planned"]
     header += ["Intra-op"] if record.has_intraop else []
     header += ["Post-op", "Post-op − planned"]
-    widths = (38, 44, 14, 20, 20, 20, 26) if record.has_intraop else (42, 50, 16, 22, 22, 30)
+    widths = (36, 42, 12, 20, 20, 20, 28) if record.has_intraop else (40, 50, 14, 22, 22, 30)
     flow += [
         Spacer(1, 4),
         table(header, comparison_table_rows(record, plan), widths_mm=widths, font_size=7),
