@@ -69,18 +69,26 @@ def dvh_png(
         rgb = np.asarray(colors.get(name, (80, 80, 80)), dtype=float) / 255.0
         ax.plot(edges[:n], cum[:n], color=rgb, lw=1.6, label=f"{name} ({dvh.volume_cm3:.2f} cm³)")
         top = max(top, float(dvh.dmax_gy))
+    _dvh_axes(ax, prescription_gy, top, f"Cumulative DVH — {identity}", pd_style="--")
+    return _png(fig)
+
+
+def _dvh_axes(
+    ax: plt.Axes, prescription_gy: float | None, top_gy: float, title: str, pd_style: str
+) -> None:
+    """A cumulative DVH's axes: dose to ``top_gy`` (at most 3 × PD), volume 0–105 %, the
+    prescription marked (line style ``pd_style``), grid, legend and title."""
     if prescription_gy:
-        ax.axvline(prescription_gy, color="k", ls="--", lw=1.0)
+        ax.axvline(prescription_gy, color="k", ls=pd_style, lw=1.0)
         ax.text(prescription_gy, 101, f" PD {prescription_gy:g} Gy", va="bottom", fontsize=8)
-        top = min(top, 3.0 * prescription_gy)
-    ax.set_xlim(0, max(top * 1.02, 1.0))
+        top_gy = min(top_gy, 3.0 * prescription_gy)
+    ax.set_xlim(0, max(top_gy * 1.02, 1.0))
     ax.set_ylim(0, 105)
     ax.set_xlabel("Dose D∞ (Gy)")
     ax.set_ylabel("Volume (% of structure)")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7, loc="upper right")
-    ax.set_title(f"Cumulative DVH — {identity}", fontsize=8)
-    return _png(fig)
+    ax.set_title(title, fontsize=8 if len(title) < 90 else 7)
 
 
 @dataclass(frozen=True)
@@ -206,19 +214,10 @@ def verification_dvh_png(
         ax.plot(d.dose_gy("planned"), d.planned_percent, color=rgb, lw=1.5, label=d.structure)
         ax.plot(d.dose_gy("postop"), d.postop_percent, color=rgb, lw=1.5, ls="--")
         top = max(top, float(d.dose_gy("planned")[-1]), float(d.dose_gy("postop")[-1]))
-    if prescription_gy:
-        ax.axvline(prescription_gy, color="k", ls=":", lw=1.0)
-        ax.text(prescription_gy, 101, f" PD {prescription_gy:g} Gy", va="bottom", fontsize=8)
-        top = min(top, 3.0 * prescription_gy)
     ax.plot([], [], color="k", lw=1.5, label="planned")
     ax.plot([], [], color="k", lw=1.5, ls="--", label="post-op")
-    ax.set_xlim(0, top * 1.02)
-    ax.set_ylim(0, 105)
-    ax.set_xlabel("Dose D∞ (Gy)")
-    ax.set_ylabel("Volume (% of structure)")
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=7, loc="upper right")
-    ax.set_title(f"Cumulative DVH, planned vs post-op — {identity}", fontsize=7)
+    title = f"Cumulative DVH, planned vs post-op — {identity}"
+    _dvh_axes(ax, prescription_gy, top, title, pd_style=":")
     return _png(fig)
 
 

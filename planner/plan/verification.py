@@ -45,6 +45,7 @@ __all__ = [
     "VerificationRecord",
     "comparison_order",
     "key_metrics_first",
+    "matching_line",
     "metric_label",
     "sort_comparison",
 ]
@@ -368,13 +369,36 @@ class VerificationRecord:
 
     def matching_summary(self) -> str:
         """One line: matched within the gate, median and largest displacement, unmatched."""
-        d = self.distances_mm
-        med = f", median displacement {np.median(d):.1f} mm (max {d.max():.1f})" if len(d) else ""
-        return (
-            f"{len(self.pairs)} of {len(self.planned_mm)} planned seeds matched within "
-            f"{self.gate_mm:g} mm{med}; {len(self.unmatched_planned)} planned and "
-            f"{len(self.unmatched_implanted)} implanted seeds unmatched"
+        return matching_line(
+            self.distances_mm,
+            self.gate_mm,
+            len(self.unmatched_planned),
+            len(self.unmatched_implanted),
+            n_planned=len(self.planned_mm),
         )
+
+
+def matching_line(
+    distances_mm: NDArray[np.float64],
+    gate_mm: float,
+    n_unmatched_planned: int,
+    n_unmatched_implanted: int,
+    *,
+    n_planned: int | None = None,
+) -> str:
+    """One line on a matching (the CLI's summary, the report): pairs within the gate (of
+    ``n_planned`` when given), median and largest displacement (mm), seeds left unmatched."""
+    n = len(distances_mm)
+    of = f" of {n_planned} planned" if n_planned is not None else ""
+    med = (
+        f", median displacement {np.median(distances_mm):.1f} mm (max {np.max(distances_mm):.1f})"
+        if n
+        else ""
+    )
+    return (
+        f"{n}{of} seeds matched within {gate_mm:g} mm{med}; {n_unmatched_planned} planned "
+        f"and {n_unmatched_implanted} implanted unmatched"
+    )
 
 
 def _points(values: Sequence[Sequence[float]], what: str) -> tuple[Vec3, ...]:

@@ -24,6 +24,7 @@ from numpy.typing import ArrayLike, NDArray
 from scipy.optimize import linear_sum_assignment
 
 from dose.errors import InputError
+from planner.plan.verification import matching_line
 
 __all__ = ["MatchResult", "NeedleDeviation", "match_seeds", "needle_deviations"]
 
@@ -55,12 +56,11 @@ class MatchResult:
         return np.linalg.norm(self.displacement_mm, axis=1)
 
     def summary(self) -> str:
-        d = self.distances_mm
-        med = f"median displacement {np.median(d):.1f} mm (max {d.max():.1f})" if len(d) else ""
-        return (
-            f"{len(self.pairs)} seeds matched within {self.gate_mm:g} mm, {med}; "
-            f"{len(self.unmatched_planned)} planned and {len(self.unmatched_implanted)} "
-            "implanted unmatched"
+        return matching_line(
+            self.distances_mm,
+            self.gate_mm,
+            len(self.unmatched_planned),
+            len(self.unmatched_implanted),
         )
 
 
