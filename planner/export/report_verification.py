@@ -11,12 +11,8 @@ import math
 
 from planner.export.report_pdf import Section, Spacer, image, kv_table, para, table
 from planner.plan.model import Plan
-from planner.plan.verification import (
-    VerificationRecord,
-    comparison_order,
-    key_metrics_first,
-    metric_label,
-)
+from planner.plan.reading_order import comparison_order
+from planner.plan.verification import VerificationRecord, key_metrics_first, metric_label
 
 __all__ = ["ABSENT", "comparison_table_rows", "verification_section"]
 

@@ -13,9 +13,9 @@ Like the registration it is a *post-implant verification record*: it may be atta
 approved revision without changing that approval (:mod:`planner.plan.document`) and the
 approval's checksum excludes it (:func:`planner.plan.plan_file.approved_content_sha256`).
 
-The metric labels and the reading order of the comparison (:func:`metric_label`,
-:func:`comparison_order`, :func:`key_metrics_first`) live here too, so the CLI's CSV, the
-GUI's table and the report say the same.
+The metric labels and the key metrics' order (:func:`metric_label`, :func:`key_metrics_first`)
+live here too, and the structures' reading order in :mod:`planner.plan.reading_order`, so the
+CLI's CSV, the GUI's table and the report say the same.
 """
 
 from __future__ import annotations
@@ -24,15 +24,11 @@ import math
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import NDArray
 
 from dose.dvh import DVH
-
-if TYPE_CHECKING:
-    from planner.plan.model import Plan
 
 __all__ = [
     "DVH_STEP_GY",
@@ -43,11 +39,9 @@ __all__ = [
     "ComparisonRow",
     "DVHPair",
     "VerificationRecord",
-    "comparison_order",
     "key_metrics_first",
     "matching_line",
     "metric_label",
-    "sort_comparison",
 ]
 
 #: The comparison's pseudo-structure holding the seed counts (planned vs implanted).
@@ -149,32 +143,6 @@ class ComparisonRow:
             "postop": self.postop,
             "difference": self.difference,
         }
-
-
-def comparison_order(plan: Plan) -> list[str]:
-    """Structure names in the comparison's reading order: the prescription's reference
-    structure (e.g. PTV_eval), the other targets, the organs at risk (a cord first: a name
-    holding "cord"), then the rest; plan order within each group."""
-    ref = plan.prescription.structure_id if plan.prescription is not None else None
-
-    def rank(n: int) -> tuple[int, int]:
-        s = plan.structures[n]
-        if ref is not None and ref in (s.id, s.name):
-            return (0, n)
-        if s.role == "target":
-            return (1, n)
-        if s.role == "oar":
-            return (2 if "cord" in s.name.lower() else 3, n)
-        return (4, n)
-
-    return [plan.structures[n].name for n in sorted(range(len(plan.structures)), key=rank)]
-
-
-def sort_comparison(rows: list[ComparisonRow], plan: Plan) -> list[ComparisonRow]:
-    """``rows`` by structure in :func:`comparison_order` (structures the plan does not name,
-    such as :data:`SEED_COUNT_STRUCTURE`, after it); the order within a structure is kept."""
-    order = {name: n for n, name in enumerate(comparison_order(plan))}
-    return sorted(rows, key=lambda r: order.get(r.structure, len(order)))
 
 
 def key_metrics_first(

@@ -49,12 +49,8 @@ from planner.imaging.volume import CTVolume
 from planner.plan.document import PlanDocument
 from planner.plan.dosimetry import PlanDosimetry, compute_plan_dosimetry
 from planner.plan.model import Plan, Registration, Seed, geometry_sha256
-from planner.plan.verification import (
-    SEED_COUNT_STRUCTURE,
-    ComparisonRow,
-    comparison_order,
-    sort_comparison,
-)
+from planner.plan.reading_order import comparison_order, sort_comparison
+from planner.plan.verification import SEED_COUNT_STRUCTURE, ComparisonRow
 from planner.postop.detect import DetectionResult, detect_seeds
 from planner.postop.locations import DEFAULT_MIGRATION_MM, SeedLocations, locate_seeds
 from planner.postop.match import MatchResult, NeedleDeviation, match_seeds, needle_deviations
