@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.ndimage import distance_transform_edt
 
 from dose.geometry import GridGeometry
 from planner.postop.synthetic import (
@@ -35,6 +34,7 @@ from planner.postop.synthetic import (
     Cement,
     PostopScene,
     Screw,
+    TargetMargin,
 )
 
 __all__ = ["freehand_implant_scene"]
@@ -98,14 +98,7 @@ def freehand_implant_scene(
     kji = np.argwhere(target)
     if kji.size == 0:
         raise ValueError("target mask is empty")
-    spacing_zyx = np.asarray(geometry.spacing_mm, dtype=np.float64)[::-1]
-    # The distance to the target only matters up to margin_mm: computed in the target's box
-    # grown by it (the same distances there; 0.1 s instead of 2 s on a 512 × 512 grid).
-    pad = np.ceil(margin_mm / spacing_zyx).astype(int) + 1
-    lo = np.maximum(kji.min(axis=0) - pad, 0)
-    hi = np.minimum(kji.max(axis=0) + pad + 1, target.shape)
-    box = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
-    outside_box_mm = distance_transform_edt(~target[box], sampling=spacing_zyx)
+    within = TargetMargin(target, geometry.spacing_mm, margin_mm)
     centre = geometry.zyx_to_world(kji.mean(axis=0))
     corners = geometry.zyx_to_world(np.array([kji.min(axis=0), kji.max(axis=0)], dtype=float))
     radius = 0.5 * float(np.linalg.norm(corners[1] - corners[0])) + margin_mm + 10.0
@@ -146,9 +139,7 @@ def freehand_implant_scene(
         k = np.rint(geometry.world_to_zyx(p)).astype(int)
         if np.any(k < 1) or np.any(k >= np.asarray(target.shape) - 1):
             return False
-        if np.any(k < lo) or np.any(k >= hi):
-            return False  # farther than margin_mm from the target
-        return bool(outside_box_mm[tuple(k - lo)] <= margin_mm) and clear_of_metal(p)
+        return within(k) and clear_of_metal(p)
 
     seeds: list[NDArray[np.float64]] = []
     axes: list[NDArray[np.float64]] = []
