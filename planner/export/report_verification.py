@@ -7,12 +7,16 @@ planned vs implanted as pictures; the verification's warnings."""
 
 from __future__ import annotations
 
-import math
-
 from planner.export.report_pdf import Section, Spacer, image, kv_table, para, table
 from planner.plan.model import Plan
 from planner.plan.reading_order import comparison_order
-from planner.plan.verification import VerificationRecord, key_metrics_first, metric_label
+from planner.plan.verification import (
+    VerificationRecord,
+    difference_text,
+    key_metrics_first,
+    metric_label,
+    value_text,
+)
 
 __all__ = ["ABSENT", "comparison_table_rows", "verification_section"]
 
@@ -24,35 +28,21 @@ _FORMALISM = {
 }
 
 
-def _value(v: float | None, unit: str = "") -> str:
-    if v is None or not math.isfinite(v):
-        return "—"
-    if unit == "seeds":  # counts
-        return f"{v:.0f}"
-    text = f"{v:.1f}" if abs(v) >= 10 else f"{v:.2f}"
-    return text[1:] if text in ("-0.0", "-0.00") else text  # no negative zero
-
-
-def _difference(v: float | None, unit: str = "") -> str:
-    text = _value(v, unit)
-    return f"+{text}" if v is not None and v > 0 and text != "—" else text
-
-
 def comparison_table_rows(record: VerificationRecord, plan: Plan) -> list[tuple[str, ...]]:
     """``(structure, metric, unit, planned, [intra-op,] post-op, difference)`` text rows, key
     metrics first in each structure's block, the plan's structures in its reading order."""
     rows = []
     for r in key_metrics_first(record.comparison, comparison_order(plan)):
-        middle = (_value(r.intraop, r.unit),) if record.has_intraop else ()
+        middle = (value_text(r.intraop, r.unit),) if record.has_intraop else ()
         rows.append(
             (
                 r.structure,
                 metric_label(r.metric),
                 {"cm3": "cm³"}.get(r.unit, r.unit),
-                _value(r.planned, r.unit),
+                value_text(r.planned, r.unit),
                 *middle,
-                _value(r.postop, r.unit),
-                _difference(r.difference, r.unit),
+                value_text(r.postop, r.unit),
+                difference_text(r.difference, r.planned, r.postop, r.unit),
             )
         )
     return rows

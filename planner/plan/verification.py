@@ -39,9 +39,11 @@ __all__ = [
     "ComparisonRow",
     "DVHPair",
     "VerificationRecord",
+    "difference_text",
     "key_metrics_first",
     "matching_line",
     "metric_label",
+    "value_text",
 ]
 
 #: The comparison's pseudo-structure holding the seed counts (planned vs implanted).
@@ -103,6 +105,37 @@ Vec3 = tuple[float, float, float]
 def metric_label(metric: str) -> str:
     """The reader's name of a comparison metric key ("d90_gy" → "D90")."""
     return _LABELS.get(metric, metric.removesuffix("_gy").removesuffix("_percent"))
+
+
+def _finite(v: float | None) -> bool:
+    return v is not None and math.isfinite(v)
+
+
+def value_text(value: float | None, unit: str = "") -> str:
+    """A comparison value as the GUI's table and the report print it: seed counts whole,
+    ≥ 10 to 0.1, smaller to 0.01, no negative zero, "—" when absent."""
+    if value is None or not _finite(value):
+        return "—"
+    if unit == "seeds":
+        return f"{round(value)}"
+    text = f"{value:.1f}" if abs(value) >= 10 else f"{value:.2f}"
+    return text[1:] if text in ("-0.0", "-0.00") else text
+
+
+def difference_text(
+    difference: float | None, planned: float | None, postop: float | None, unit: str = ""
+) -> str:
+    """``difference`` (post-op − planned) signed, to the decimals of the values it is the
+    difference of, so the column reads like the two beside it ("-4.3" beside 111.4 and
+    107.2); seed counts whole; no "+0.0"; "—" when absent."""
+    if difference is None or not _finite(difference):
+        return "—"
+    if unit == "seeds":
+        return f"{round(difference):+d}" if round(difference) else "0"
+    shown = [v for v in (planned, postop) if v is not None and _finite(v)]
+    decimals = min((1 if abs(v) >= 10 else 2 for v in shown), default=2)
+    text = f"{difference:+.{decimals}f}"
+    return f"{0.0:.{decimals}f}" if float(text) == 0.0 else text
 
 
 @dataclass(frozen=True)
@@ -331,9 +364,6 @@ class VerificationRecord:
         return next(
             (r for r in self.comparison if r.structure == structure and r.metric == metric), None
         )
-
-    def dvh(self, structure: str) -> DVHPair | None:
-        return next((d for d in self.dvhs if d.structure == structure), None)
 
     def matching_summary(self) -> str:
         """One line: matched within the gate, median and largest displacement, unmatched."""

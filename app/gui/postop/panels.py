@@ -23,7 +23,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-import numpy as np
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
 from PySide6.QtCore import Qt
@@ -31,7 +30,13 @@ from PySide6.QtGui import QBrush, QColor
 from PySide6.QtWidgets import QHeaderView, QTableWidget, QTableWidgetItem, QWidget
 
 from planner.plan.dosimetry import PlanDosimetry
-from planner.plan.verification import ComparisonRow, key_metrics_first, metric_label
+from planner.plan.verification import (
+    ComparisonRow,
+    difference_text,
+    key_metrics_first,
+    metric_label,
+    value_text,
+)
 from planner.postop.detect import MetalObject
 from planner.postop.locations import SeedLocations
 from planner.postop.record import with_intraop
@@ -68,34 +73,6 @@ def table_rows(
         )
         for r in rows
     ]
-
-
-def _fmt(value: float | None) -> str:
-    if value is None or not np.isfinite(value):
-        return "—"
-    text = f"{value:.1f}" if abs(value) >= 10 else f"{value:.2f}"
-    return text[1:] if text in ("-0.0", "-0.00") else text  # no negative zero
-
-
-def _fmt_difference(diff: float | None, planned: float | None, post: float | None) -> str:
-    """``diff`` signed, to the decimals of the values it is the difference of (so the column
-    reads like the two beside it): "-4.3" beside 111.4 and 107.2."""
-    if diff is None or not np.isfinite(diff):
-        return "—"
-    shown = [v for v in (planned, post) if v is not None and np.isfinite(v)]
-    decimals = min((1 if abs(v) >= 10 else 2 for v in shown), default=2)
-    text = f"{diff:+.{decimals}f}"
-    return f"{0.0:.{decimals}f}" if float(text) == 0.0 else text  # no "+0.0" / "-0.0"
-
-
-def _fmt_count_difference(diff: float | None) -> str:
-    if diff is None or not np.isfinite(diff):
-        return "—"
-    return f"{round(diff):+d}" if round(diff) else "0"
-
-
-def _fmt_count(value: float | None) -> str:
-    return "—" if value is None or not np.isfinite(value) else f"{round(value)}"
 
 
 _LOCATION_COLOURS = {"migrated": "#c0392b", "outside": "#d35400", "unknown": "#7f8c8d"}
@@ -221,11 +198,15 @@ class ComparisonTable(QTableWidget):
         self.setColumnHidden(3, intraop is None)
         self.setRowCount(len(rows))
         for r, (structure, metric, unit, planned, intra, post, diff) in enumerate(rows):
-            if unit == "seeds":
-                fmt, delta = _fmt_count, _fmt_count_difference(diff)
-            else:
-                fmt, delta = _fmt, _fmt_difference(diff, planned, post)
-            cells = (structure, metric, fmt(planned), fmt(intra), fmt(post), delta, unit)
+            cells = (
+                structure,
+                metric,
+                value_text(planned, unit),
+                value_text(intra, unit),
+                value_text(post, unit),
+                difference_text(diff, planned, post, unit),
+                unit,
+            )
             for c, text in enumerate(cells):
                 item = QTableWidgetItem(text)
                 if c >= 2 and c <= 5:
