@@ -28,7 +28,13 @@ Pipeline (after Nguyen, Fouard & Troccaz, IEEE TBME 2015; ../shared/reference/cl
    centres come closer than 2.8 mm (a single seed split in two gives 2.2–2.6 mm; the part
    along the slice normal counts less by half a slice), whose lightest part carries less than
    0.6 of a seed's mass, or whose parts are all short (axis confidence < 0.5) out of a blob no
-   longer than one seed (a seed cut in pieces) are merged back.
+   longer than one seed (a seed cut in pieces) are merged back — on thin slices not when every
+   part is a whole seed (0.9 of a seed's mass, elongated) 1.5 mm apart or more: two seeds side
+   by side (:data:`planner.postop.cluster_split.MIN_WHOLE_SPLIT_DISTANCE_MM`). On thin slices
+   the image model then places every seed (:mod:`planner.postop.thin_fit`; two parts closer
+   than 3.6 mm stay two only when they fit clearly better than one seed), two seeds of
+   different components closer than 2 mm are one, and so are the two halves of a seed that
+   fell apart into two light components (:mod:`planner.postop.duplicates`).
 6. **Axis** of each seed: principal axis of its blur-corrected covariance; confidence in [0, 1]
    says how elongated it is (thick slices and clusters give less).
 7. **Count reconciliation** with the expected number (from the loading sheet): the clusters
@@ -79,7 +85,9 @@ the result types; :mod:`planner.postop.solid_metal` (step 1, thick metal),
 shape), :mod:`planner.postop.blobs` (step 3, components and their measures),
 :mod:`planner.postop.cluster_split` (step 5); on thick slices :mod:`planner.postop.thick_model`
 (the image model steps), with :mod:`planner.postop.thick_fit` (a blob's data for the fit) and
-:mod:`planner.postop.residual` (stacked pairs, seeds in the residual).
+:mod:`planner.postop.residual` (stacked pairs, seeds in the residual); on thin slices
+:mod:`planner.postop.thin_fit` (the image model); :mod:`planner.postop.duplicates` (one seed
+found twice).
 """
 
 from __future__ import annotations
@@ -98,6 +106,7 @@ from planner.postop.blobs import (
     measure,
 )
 from planner.postop.cluster_split import split_cluster
+from planner.postop.duplicates import merge_duplicates, merge_halves
 from planner.postop.results import DetectedSeed, DetectionResult, MetalObject, canonical_axis
 from planner.postop.solid_metal import solid_metal_mask
 from planner.postop.thick_fit import FitContext
@@ -306,7 +315,7 @@ def detect_seeds(
             )
         else:
             pts, axes, confs = split_cluster(
-                c, c.n_seeds, voxel_mm3, blur, normal, thickness, min_part
+                c, c.n_seeds, voxel_mm3, blur, normal, thickness, min_part, single
             )
             clusters += int(len(pts) > 1)
             for p, a, conf in zip(pts, axes, confs, strict=True):
@@ -324,6 +333,7 @@ def detect_seeds(
         # Single seeds and cluster parts placed by the seed image model (axis 7.7° → 1.5°
         # median on 2.5 mm freehand scenes: planner/postop/thin_fit.py).
         seeds = refine_seeds(ct, seeds, thin_tophat, thin_labels, excluded, 1.3 * single)
+        seeds = merge_halves(merge_duplicates(seeds), comps, single)
     if thick:
         seeds = place_by_model(ct, seeds, comps, fit_ctx, inplane_excess, excluded, thr, single)
         messages.append(thick_slice_caveat(thickness))
@@ -372,7 +382,14 @@ def _reconcile(seeds, comps, expected, voxel_mm3, blur, clusters, normal, thickn
         lab = max(excess, key=excess.get)
         c = by_label[lab]
         pts, axes, confs = split_cluster(
-            c, counts[lab] + 1, voxel_mm3, blur, normal, thickness, MIN_PART_FRACTION * single
+            c,
+            counts[lab] + 1,
+            voxel_mm3,
+            blur,
+            normal,
+            thickness,
+            MIN_PART_FRACTION * single,
+            single,
         )
         if len(pts) <= counts[lab]:
             c.n_float = counts[lab]  # cannot be split further: stop asking

@@ -10,8 +10,8 @@ neighbours from :mod:`planner.postop.thick_fit`):
    the nearby seeds' images held fixed), or one seed fewer where two parts would overlap and
    the fit of one seed fewer is better by its BIC (two seeds end to end in-plane weigh 2.7
    seeds on 5 mm slices, and were split in three);
-3. :func:`merge_duplicates`: two seeds of different components closer than ``DUPLICATE_MM``
-   are one seed cut in two;
+3. :func:`planner.postop.duplicates.merge_duplicates`: two seeds of different components
+   closer than ``DUPLICATE_MM`` are one seed cut in two;
 4. :func:`add_residual_seeds` (``RESIDUAL_SEEDS``): a found seed that is two stacked along the
    slice axis is split (:func:`planner.postop.residual.stacked_pairs`), and the seeds the
    components missed (the middle seed of a column of three, a seed between two found ones)
@@ -39,6 +39,7 @@ from numpy.typing import NDArray
 from planner.imaging.volume import CTVolume
 from planner.postop.blobs import Component
 from planner.postop.cluster_split import MIN_SPLIT_DISTANCE_MM
+from planner.postop.duplicates import merge_duplicates
 from planner.postop.lung_seeds import lung_seeds
 from planner.postop.residual import stacked_pairs, unexplained_seeds
 from planner.postop.results import DetectedSeed, canonical_axis
@@ -78,9 +79,6 @@ RESIDUAL_CONFIDENCE = 0.3
 RESIDUAL_FIT_BOX_MM = 5.0
 RESIDUAL_FIT_SLICES = 1
 RESIDUAL_FIT_MAX_MOVE_MM = 3.0
-
-#: Thick slices: two seeds of different components closer than this (mm) are one seed.
-DUPLICATE_MM = 2.0
 
 #: Thick slices: look for seeds in or against lung beside those found
 #: (:mod:`planner.postop.lung_seeds`).
@@ -408,21 +406,3 @@ def place_residual_seeds(
         if float(np.linalg.norm(fit.centres_mm[0] - pts[n])) <= RESIDUAL_FIT_MAX_MOVE_MM:
             out[n] = _moved([s], fit)[0]
     return out
-
-
-def merge_duplicates(
-    seeds: list[DetectedSeed], within_mm: float = DUPLICATE_MM
-) -> list[DetectedSeed]:
-    """A seed cut in two components (its halves on two slices, or split by a streak) gives
-    two seeds closer than ``within_mm``; two real seeds are never that close apart in two
-    components (touching seeds are one). Keep the more confident of each pair."""
-    if len(seeds) < 2:
-        return seeds
-    pts = np.array([s.position_mm for s in seeds])
-    d = np.linalg.norm(pts[:, None] - pts[None], axis=-1)
-    drop: set[int] = set()
-    for i, j in zip(*np.nonzero(np.triu(d < within_mm, k=1)), strict=True):
-        if i in drop or j in drop or seeds[i].component == seeds[j].component:
-            continue
-        drop.add(int(j) if seeds[i].confidence >= seeds[j].confidence else int(i))
-    return [s for k, s in enumerate(seeds) if k not in drop]
