@@ -13,8 +13,9 @@ load average in the notes (the machine is shared: wall time under load is not th
 at 1.25, 2.5 and 5 mm slices; ``--scenarios --heldout`` the same on scenes the thresholds were
 not chosen on (:func:`heldout_cases`); ``--scenarios --validation`` a third set
 (:func:`validation_cases`); ``--scenarios --freehand`` freehand implants of random geometry
-(:func:`freehand_cases`, rng 0–11; ``--freehand-check``: rng 100–111). None is part of
-``seedplan bench``.
+(:func:`freehand_cases`, rng 0–11; ``--freehand-check``: rng 100–111); ``--bone-prior``
+gives the detection on thick slices the planning CT's bone, registered 0.9 mm off
+(:mod:`planner.postop.bone_prior`). None is part of ``seedplan bench``.
 """
 
 from __future__ import annotations
@@ -219,6 +220,13 @@ def freehand_cases(thickness_mm: float, rngs=FREEHAND_RNGS):
     return cases
 
 
+def _registration_error():
+    """A registration 0.9 mm and 0.5° off (the post-op scenes share the anatomy's frame)."""
+    from planner.postop.register import RigidTransform
+
+    return RigidTransform().nudged(shift_mm=(0.5, -0.4, 0.6), rotation_deg=(0.0, 0.0, 0.5))
+
+
 #: Seed strength (U) of the D90 comparison: any, the ratio detected / true does not depend on it.
 D90_STRENGTH_U = 0.5
 
@@ -242,19 +250,29 @@ def scenario_table(
     heldout: bool = False,
     validation: bool = False,
     freehand: tuple[int, ...] | None = None,
+    bone_prior: bool = False,
 ) -> list[dict]:
     """Per scenario and slice thickness: found / expected (Hungarian within 2.5 mm), false,
     centre RMS (mm), median axis error (°), the GTV's D90 from the detected seeds against D90
     from the true seeds (:func:`gtv_d90_gy`; the scenes on the demo anatomy, NaN on the dense
     benchmark's own phantom), detection wall time (s, one run). ``heldout``: the scenes of
     :func:`heldout_cases` instead, ``validation`` those of :func:`validation_cases`,
-    ``freehand`` (rng draws) those of :func:`freehand_cases`."""
+    ``freehand`` (rng draws) those of :func:`freehand_cases`. ``bone_prior``: on thick
+    slices the detection is given the planning CT's bone
+    (:func:`planner.postop.bone_prior.planning_bone_hu`, placed with
+    :func:`_registration_error`), the planning CT being the anatomy on its own 2.5 mm slices
+    (not on the dense benchmark's own phantom)."""
     from planner.demo.phantom import generate_phantom
+    from planner.imaging.volume import CTVolume
+    from planner.postop.bone_prior import planning_bone_hu
     from planner.postop.detect import detect_seeds
+    from planner.postop.thick_slices import THICK_SLICE_MM
 
     rows = []
+    phantom = generate_phantom(n_slices=40)
+    planning = CTVolume(phantom.hu, phantom.geometry)
     for t in thicknesses:
-        anatomy, gtv = _resample_z(generate_phantom(n_slices=40), t)
+        anatomy, gtv = _resample_z(phantom, t)
         gtv_points = anatomy.geometry.zyx_to_world(np.argwhere(gtv).astype(np.float64))
         cases = (
             freehand_cases(t, freehand)
@@ -267,8 +285,11 @@ def scenario_table(
         )
         for name, ct, sc in cases:
             truth = sc.seeds_mm
+            bone = None
+            if bone_prior and t > THICK_SLICE_MM and ct.geometry.same_as(anatomy.geometry):
+                bone = planning_bone_hu(planning, ct, _registration_error())
             t0 = time.perf_counter()
-            res = detect_seeds(ct, expected=len(truth))
+            res = detect_seeds(ct, expected=len(truth), bone_hu=bone)
             seconds = time.perf_counter() - t0
             found = res.positions_mm
             d = np.linalg.norm(truth[:, None] - found[None], axis=-1)
@@ -321,6 +342,7 @@ if __name__ == "__main__":  # pragma: no cover - manual run
             heldout="--heldout" in sys.argv,
             validation="--validation" in sys.argv,
             freehand=freehand,
+            bone_prior="--bone-prior" in sys.argv,
         ):
             total = totals.setdefault(row["slice_mm"], [0, 0, 0])
             total[0] += row["found"]

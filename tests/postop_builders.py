@@ -20,7 +20,7 @@ from dose.geometry import GridGeometry
 from planner.demo.phantom import Phantom, generate_phantom
 from planner.imaging.volume import CTVolume, PatientInfo
 from planner.plan.model import Plan, Prescription, Seed, SourceSpec, Structure
-from planner.postop.register import _image
+from planner.postop.register import sitk_image
 from planner.postop.synthetic import PostopScene, needle_implant_scene, render_postop_ct
 
 #: In-plane margin (mm) around the GTV where the implant scene is planned: seeds are loaded
@@ -100,7 +100,7 @@ def build_postop_case(
     shift.SetCenter(tuple(float(v) for v in centre))
     shift.SetRotation(*np.radians([1.0, -0.8, 1.5]))
     shift.SetTranslation((2.0, -1.5, 3.0))
-    moved = sitk.Resample(_image(ct), _image(ct), shift, sitk.sitkLinear, -1024.0)
+    moved = sitk.Resample(sitk_image(ct), sitk_image(ct), shift, sitk.sitkLinear, -1024.0)
     base = CTVolume(sitk.GetArrayFromImage(moved).astype(np.int16), g, info)
     inverse = shift.GetInverse()
     in_postop = np.array([inverse.TransformPoint(tuple(p)) for p in implanted])

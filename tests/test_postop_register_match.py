@@ -10,7 +10,7 @@ from dose.errors import InputError
 from planner.demo.phantom import generate_phantom
 from planner.imaging.volume import CTVolume
 from planner.postop.match import match_seeds, needle_deviations
-from planner.postop.register import RigidTransform, _image, register_rigid
+from planner.postop.register import RigidTransform, register_rigid, sitk_image
 from planner.postop.synthetic import PostopScene, render_postop_ct
 
 
@@ -28,7 +28,7 @@ def test_registration_recovers_a_known_patient_shift(phantom) -> None:
     truth.SetCenter(tuple(float(v) for v in centre))
     truth.SetRotation(*np.radians([2.5, 1.5, -1.0]))
     truth.SetTranslation((3.0, -2.0, 4.0))
-    moved = sitk.Resample(_image(plan), _image(plan), truth, sitk.sitkLinear, -1024.0)
+    moved = sitk.Resample(sitk_image(plan), sitk_image(plan), truth, sitk.sitkLinear, -1024.0)
     base = CTVolume(sitk.GetArrayFromImage(moved).astype(np.int16), phantom.geometry)
     # Seeds in the post-op scan (its own frame): the planned positions mapped back.
     planned = centre + np.array([[0, 0, 0], [8, 2, 5], [-6, 4, -5], [3, -5, 10.0]])

@@ -28,7 +28,7 @@ from numpy.typing import NDArray
 
 from planner.imaging.volume import CTVolume
 from planner.plan.model import Plan
-from planner.postop.register import RigidTransform, _image
+from planner.postop.register import RigidTransform, sitk_image
 from planner.postop.synthetic import PostopScene, render_postop_ct
 
 __all__ = ["DemoPostop", "NeedleMiss", "make_postop_ct", "scan_postop", "seeds_after_miss"]
@@ -97,7 +97,7 @@ def scan_postop(
     transform.SetRotation(*np.radians(rotation_deg))
     transform.SetTranslation(tuple(float(v) for v in shift_mm))
     moved_ct = sitk.Resample(
-        _image(planning_ct), _image(planning_ct), transform, sitk.sitkLinear, -1024.0
+        sitk_image(planning_ct), sitk_image(planning_ct), transform, sitk.sitkLinear, -1024.0
     )
     base = CTVolume(
         np.rint(sitk.GetArrayFromImage(moved_ct)).astype(np.int16),

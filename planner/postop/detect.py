@@ -183,6 +183,7 @@ def detect_seeds(
     max_cluster: int = 6,
     max_width_mm: float = 6.5,
     solid_hu: float = 1200.0,
+    bone_hu: NDArray[np.float32] | None = None,
     progress: ProgressFn | None = None,
     cancel: CancelFn | None = None,
 ) -> DetectionResult:
@@ -198,6 +199,9 @@ def detect_seeds(
         (:func:`adaptive_threshold`).
     excess_hu : least excess over the local background (white top-hat, HU) of a metal voxel.
     max_cluster, max_width_mm : beyond these a component is non-seed metal.
+    bone_hu : optional (z, y, x) float array on ``ct``'s grid: the registered planning CT's
+        bone as this scan sees it (:func:`planner.postop.bone_prior.planning_bone_hu`). On
+        thick slices it is subtracted before the search by shape; ignored on thin slices.
     progress, cancel : see :mod:`dose.progress`.
     """
     if ct.hu.ndim != 3 or min(ct.hu.shape) < 1:
@@ -206,6 +210,8 @@ def detect_seeds(
         raise InputError(
             f"exclusion mask shape {exclude.shape} does not match the CT {ct.hu.shape}"
         )
+    if bone_hu is not None and bone_hu.shape != ct.hu.shape:
+        raise InputError(f"bone prior shape {bone_hu.shape} does not match the CT {ct.hu.shape}")
     if expected is not None and expected < 0:
         raise InputError(f"expected seed count must be ≥ 0, got {expected}")
     report(progress, 0.0, "thresholding metal")
@@ -213,10 +219,20 @@ def detect_seeds(
     solid = solid_metal_mask(ct.hu, sp_zyx, solid_hu, cancel)
     excluded = solid if exclude is None else (solid | exclude)
     thick = float(ct.geometry.spacing_mm[2]) > THICK_SLICE_MM
+    messages: list[str] = []
+    # Thick slices are searched on ``search``: the CT, less the planning CT's bone if given.
+    search = ct
+    if thick and bone_hu is not None:
+        # Kept in the CT's own type (int16 HU): the grey openings run twice as fast on it.
+        less_bone = np.rint(ct.hu - bone_hu) if ct.hu.dtype.kind in "iu" else ct.hu - bone_hu
+        search = CTVolume(less_bone.astype(ct.hu.dtype), ct.geometry, ct.info)
+        messages.append(
+            "the registered planning CT's bone was taken out of the post-op CT before the search"
+        )
     if thick:
         thr = float(threshold_hu) if threshold_hu is not None else THICK_FLOOR_HU
-        comps, inplane_excess, labels = thick_components(ct, excluded, cancel, floor_hu=thr)
-        fit_ctx = FitContext.build(ct, inplane_excess, labels, excluded)
+        comps, inplane_excess, labels = thick_components(search, excluded, cancel, floor_hu=thr)
+        fit_ctx = FitContext.build(search, inplane_excess, labels, excluded)
     else:
         thr = (
             float(threshold_hu) if threshold_hu is not None else adaptive_threshold(ct.hu, excluded)
@@ -229,7 +245,6 @@ def detect_seeds(
     thickness = float(ct.geometry.spacing_mm[2])
     for c in comps:
         measure(c, voxel_mm3, blur, ct.geometry)
-    messages: list[str] = []
     masses = np.array([c.mass for c in comps])
     if len(comps) == 0:
         single = single_core = 0.0
@@ -335,7 +350,7 @@ def detect_seeds(
         seeds = refine_seeds(ct, seeds, thin_tophat, thin_labels, excluded, 1.3 * single)
         seeds = merge_halves(merge_duplicates(seeds), comps, single)
     if thick:
-        seeds = place_by_model(ct, seeds, comps, fit_ctx, inplane_excess, excluded, thr, single)
+        seeds = place_by_model(search, seeds, comps, fit_ctx, inplane_excess, excluded, thr, single)
         messages.append(thick_slice_caveat(thickness))
     if expected is not None and len(seeds) < expected:
         seeds, clusters = _reconcile(

@@ -25,7 +25,7 @@ from dose.errors import InputError
 from dose.progress import CancelFn, Cancelled, ProgressFn, report
 from planner.imaging.volume import CTVolume
 
-__all__ = ["RegistrationResult", "RigidTransform", "register_rigid"]
+__all__ = ["RegistrationResult", "RigidTransform", "register_rigid", "sitk_image"]
 
 
 @dataclass(frozen=True)
@@ -113,7 +113,8 @@ class RegistrationResult:
     stop_reason: str
 
 
-def _image(ct: CTVolume) -> sitk.Image:
+def sitk_image(ct: CTVolume) -> sitk.Image:
+    """``ct`` as a SimpleITK image (float32 HU, its LPS origin, spacing and direction)."""
     img = sitk.GetImageFromArray(np.ascontiguousarray(ct.hu, dtype=np.float32))
     g = ct.geometry
     img.SetOrigin(tuple(float(v) for v in g.origin_mm))
@@ -175,8 +176,8 @@ def register_rigid(
         planning = _crop(planning, np.asarray(around_mm, dtype=np.float64), half_size_mm)
         postop = _crop(postop, np.asarray(around_mm, dtype=np.float64), half_size_mm + 15.0)
 
-    fixed = _image(planning)
-    moving = _image(postop)
+    fixed = sitk_image(planning)
+    moving = sitk_image(postop)
     bone = (planning.hu >= 200) & (planning.hu <= 1800)
     if bone.sum() < 1000:
         raise InputError("the planning CT shows too little bone (HU 200-1800) to register on")

@@ -42,6 +42,8 @@ ATTACHED_MAX_PX = 8
 STACKED_CANDIDATES = True
 STACKED_MAX_MM = 20.0
 STACKED_EXCESS_FACTOR = 1.3
+#: Candidates closer than the openings' reach are searched in one box (:func:`thick_components`).
+MERGE_BOXES = True
 #: Threads for the line openings (2 cores: 1.4–1.8 × one thread on a block).
 OPENING_THREADS = max(1, min(4, os.cpu_count() or 1))
 
@@ -128,7 +130,14 @@ def thick_components(
     # Compact excess only around what may pass: one box per 2-D component of the candidates,
     # grown by the line length (an opening sees that far), all slices of the component ± 1.
     grow = ndi.binary_dilation(maybe, structure=np.ones((3, 1, 1), dtype=bool))
-    _, objects = label26(grow)
+    if MERGE_BOXES:
+        # Candidates closer than a box's reach share one box: many small ones (the edges of
+        # bone taken out by a slightly misregistered prior) would each open their own.
+        near = ndi.maximum_filter(grow, size=(1, reach + 1, reach + 1))
+        _, objects = label26(near)
+        objects = [_shrunk(sl, reach // 2, hu.shape) for sl in objects]
+    else:
+        _, objects = label26(grow)
     done = np.zeros(hu.shape, dtype=bool)
     with ThreadPoolExecutor(max_workers=OPENING_THREADS) as pool:
         _fill_excess(hu, objects, reach, pixel_mm, excess, inplane_excess, done, pool, cancel)
@@ -179,6 +188,17 @@ def thick_components(
         comp.attached_px = attached_pixels(hu, lab, labels, sl, footprint, lo_c, reach)
         comps.append(comp)
     return comps, inplane_excess, labels
+
+
+def _shrunk(sl, px: int, shape) -> tuple[slice, slice, slice] | None:
+    """``sl`` less ``px`` pixels in-plane on each side (what :func:`_fill_excess` grows back)."""
+    if sl is None:
+        return None
+    return (
+        sl[0],
+        slice(min(sl[1].start + px, shape[1] - 1), max(sl[1].stop - px, sl[1].start + px + 1)),
+        slice(min(sl[2].start + px, shape[2] - 1), max(sl[2].stop - px, sl[2].start + px + 1)),
+    )
 
 
 def _fill_excess(

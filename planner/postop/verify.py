@@ -1,13 +1,14 @@
-"""Post-implant verification: detect → register → match → post-plan dose → planned vs implanted.
+"""Post-implant verification: register → detect → match → post-plan dose → planned vs implanted.
 
 :func:`verify_plan` is the one pipeline the CLI (``seedplan verify``), the GUI's post-op mode
 and the cohort re-analysis run:
 
-1. seeds are detected on the post-op CT (:mod:`planner.postop.detect`), with the plan's seed
-   count as the expected number;
-2. the post-op CT is registered rigidly to the planning CT on bone around the target
-   (:mod:`planner.postop.register`), and the detected seeds (centres and axes) are mapped into
-   the planning frame;
+1. the post-op CT is registered rigidly to the planning CT on bone around the target
+   (:mod:`planner.postop.register`; it needs no seeds);
+2. seeds are detected on the post-op CT (:mod:`planner.postop.detect`), with the plan's seed
+   count as the expected number — on thick post-op slices (> 3 mm) with the registered
+   planning CT's bone taken out first (:mod:`planner.postop.bone_prior`) — and the detected
+   seeds (centres and axes) are mapped into the planning frame;
 3. planned and implanted seeds are matched (:mod:`planner.postop.match`): per-seed displacement,
    per-needle deviation, unmatched seeds;
 4. the post-plan dose is computed from the implanted seeds on the plan's structures, carried
@@ -51,10 +52,12 @@ from planner.plan.dosimetry import PlanDosimetry, compute_plan_dosimetry
 from planner.plan.model import Plan, Registration, Seed, geometry_sha256
 from planner.plan.reading_order import comparison_order, sort_comparison
 from planner.plan.verification import SEED_COUNT_STRUCTURE, ComparisonRow
+from planner.postop.bone_prior import planning_bone_hu
 from planner.postop.detect import DetectionResult, detect_seeds
 from planner.postop.locations import DEFAULT_MIGRATION_MM, SeedLocations, locate_seeds
 from planner.postop.match import MatchResult, NeedleDeviation, match_seeds, needle_deviations
 from planner.postop.register import RegistrationResult, RigidTransform, register_rigid
+from planner.postop.thick_slices import THICK_SLICE_MM
 
 __all__ = [
     "SEED_COUNT_STRUCTURE",
@@ -359,17 +362,6 @@ def verify_plan(
     if not (math.isfinite(migration_mm) and migration_mm > 0):
         raise InputError(f"the migration distance must be > 0 mm, got {migration_mm:g}")
     n_expected = len(plan.seeds) if expected is None else int(expected)
-    report(progress, 0.0, "detecting seeds")
-    detection = detect_seeds(
-        postop_ct,
-        expected=n_expected,
-        exclude=exclude,
-        progress=sub_progress(progress, 0.0, 0.3),
-        cancel=cancel,
-    )
-    warnings += detection.messages
-    if not detection.seeds:
-        raise InputError("no seeds were found on the post-op CT")
     planned_mm = np.array([s.position_mm for s in plan.seeds], dtype=np.float64)
     if registration is not None:
         result = stored_registration_result(registration)
@@ -380,14 +372,32 @@ def verify_plan(
             f"{', corrected by hand' if registration.nudged else ''})"
         )
     else:
+        report(progress, 0.0, "registering the post-op CT on bone")
         result = register_rigid(
             planning_ct,
             postop_ct,
             around_mm=_target_centre_mm(plan),
-            progress=sub_progress(progress, 0.3, 0.55),
+            progress=sub_progress(progress, 0.0, 0.25),
             cancel=cancel,
         )
         record = registration_record(result.transform, postop_ct, metric_value=result.metric_value)
+    # Thick post-op slices: the planning CT's bone, registered, is taken out before the
+    # search (planner/postop/bone_prior.py); it needs the registration first.
+    bone_hu = None
+    if float(postop_ct.geometry.spacing_mm[2]) > THICK_SLICE_MM:
+        bone_hu = planning_bone_hu(planning_ct, postop_ct, result.transform)
+    report(progress, 0.25, "detecting seeds")
+    detection = detect_seeds(
+        postop_ct,
+        expected=n_expected,
+        exclude=exclude,
+        bone_hu=bone_hu,
+        progress=sub_progress(progress, 0.25, 0.55),
+        cancel=cancel,
+    )
+    warnings += detection.messages
+    if not detection.seeds:
+        raise InputError("no seeds were found on the post-op CT")
     implanted = result.transform.apply(detection.positions_mm)
     axes = result.transform.apply_vectors(detection.axes)
     match = match_seeds(planned_mm, implanted, gate_mm=gate_mm)

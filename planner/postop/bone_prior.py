@@ -1,0 +1,67 @@
+"""Thick slices: the planning CT's bone as the post-op scan sees it, to take out before the search.
+
+On 5 mm slices a seed lying in the slice plane reads about as bright as cortical bone, and a
+row of seeds nearly end to end is as long as a cortex arc: the search by shape
+(:mod:`planner.postop.thick_slices`) must open such structures away, and takes some seeds with
+them or keeps some bone. The planning CT shows the same bone without seeds. Registered to the
+post-op CT (:mod:`planner.postop.register`), resampled onto its grid and averaged over each of
+its slices (the post-op scanner's slice profile), its HU above soft tissue
+(:data:`BONE_FROM_HU`) is the bone the post-op voxel holds: :func:`planning_bone_hu`.
+:func:`planner.postop.detect.detect_seeds` subtracts it (``bone_hu``) before searching thick
+slices; seeds, streaks and what changed since planning remain.
+
+Measured on the 5 mm freehand scenes of ``benchmarks.bench_detect`` (``--bone-prior``; the
+planning CT is the 2.5 mm anatomy, registered 0.9 mm and 0.5° off on purpose): see the README's
+session 12 table. On thin slices the search by HU already keeps bone out, and subtracting a
+slightly misregistered bone left its edges as false seeds (172 on 24 scenes of 2.5 mm): the
+prior is for thick slices only.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import SimpleITK as sitk  # noqa: N813 (the conventional name)
+from numpy.typing import NDArray
+
+from planner.imaging.volume import CTVolume
+from planner.postop.register import RigidTransform, sitk_image
+
+#: HU of the planning CT above this are bone (or contrast) to take out: soft tissue reads
+#: 0–80 HU and stays.
+BONE_FROM_HU = 100.0
+#: Planes sampled across each post-op slice (its slice profile, a box of the slice spacing).
+SLAB_SAMPLES = 5
+#: Outside the planning CT: air (no bone to take out).
+OUTSIDE_HU = -1000.0
+
+
+def planning_bone_hu(
+    planning: CTVolume, postop: CTVolume, transform: RigidTransform
+) -> NDArray[np.float32]:
+    """``(z, y, x)`` on ``postop``'s grid: the HU above :data:`BONE_FROM_HU` of ``planning``
+    (≥ 0), each post-op slice the mean of :data:`SLAB_SAMPLES` planes across its thickness.
+    ``transform`` maps post-op points into the planning frame (``x_plan = R x_postop + t``,
+    as :func:`planner.postop.register.register_rigid` gives it)."""
+    g = postop.geometry
+    nz, ny, nx = g.shape_zyx
+    sp = np.asarray(g.spacing_mm, dtype=np.float64)
+    direction = np.asarray(g.direction, dtype=np.float64)
+    # A fine grid: each post-op slice split into SLAB_SAMPLES planes along its normal.
+    fine_dz = sp[2] / SLAB_SAMPLES
+    first = np.asarray(g.origin_mm, dtype=np.float64) + direction[:, 2] * (
+        -0.5 * sp[2] + 0.5 * fine_dz
+    )
+    reference = sitk.Image(int(nx), int(ny), int(nz * SLAB_SAMPLES), sitk.sitkFloat32)
+    reference.SetOrigin(tuple(float(v) for v in first))
+    reference.SetSpacing((float(sp[0]), float(sp[1]), float(fine_dz)))
+    reference.SetDirection(tuple(float(v) for v in direction.reshape(-1)))
+    # sitk's resampling maps output (post-op) points to input (planning) points: our transform.
+    affine = sitk.AffineTransform(3)
+    affine.SetMatrix(tuple(float(v) for v in transform.matrix.reshape(-1)))
+    affine.SetTranslation(tuple(float(v) for v in transform.translation_mm))
+    fine = sitk.Resample(
+        sitk_image(planning), reference, affine, sitk.sitkLinear, OUTSIDE_HU, sitk.sitkFloat32
+    )
+    planes = sitk.GetArrayViewFromImage(fine).reshape(nz, SLAB_SAMPLES, ny, nx)
+    bone = planes.mean(axis=1, dtype=np.float32) - np.float32(BONE_FROM_HU)
+    return np.maximum(bone, 0.0).astype(np.float32)
