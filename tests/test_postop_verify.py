@@ -316,9 +316,10 @@ def test_postop_summary_says_the_seed_count_once(case) -> None:
     text = "\n".join(v.summary_lines())
     assert text.count("seeds found") == 1, text
     assert f"{len(v.detection.seeds)} seeds found" in text
+    clusters, metal = v.detection.clusters_split, len(v.detection.metal)
     for piece in (
-        "clusters split",
-        "non-seed metal objects excluded",
+        f"{clusters} cluster{'' if clusters == 1 else 's'} split",
+        f"{metal} non-seed metal object{'' if metal == 1 else 's'} excluded",
         f"matches the {n} expected",
         f"{n} planned",
         "seeds matched within",

@@ -231,7 +231,8 @@ def detect_seeds(
         less_bone = np.rint(ct.hu - bone_hu) if ct.hu.dtype.kind in "iu" else ct.hu - bone_hu
         search = CTVolume(less_bone.astype(ct.hu.dtype), ct.geometry, ct.info)
         messages.append(
-            "the registered planning CT's bone was taken out of the post-op CT before the search"
+            "searched with the planning CT's bone taken out through the registration: check "
+            "the registration (a wrong one leaves edges of bone that may read as seeds)"
         )
     if thick:
         thr = float(threshold_hu) if threshold_hu is not None else THICK_FLOOR_HU

@@ -69,8 +69,9 @@ class DetectionResult:
             else f"threshold {self.threshold_hu:.0f} HU"
         )
         text = (
-            f"{len(self.seeds)} seeds found ({self.clusters_split} clusters split), "
-            f"{len(self.metal)} non-seed metal objects excluded, {search}"
+            f"{_count(len(self.seeds), 'seed')} found "
+            f"({_count(self.clusters_split, 'cluster')} split), "
+            f"{_count(len(self.metal), 'non-seed metal object')} excluded, {search}"
         )
         if self.expected is not None:
             diff = len(self.seeds) - self.expected
@@ -80,6 +81,11 @@ class DetectionResult:
                 word = "extra" if diff > 0 else "missing"
                 text += f"; expected {self.expected}: {abs(diff)} {word}"
         return text
+
+
+def _count(n: int, noun: str) -> str:
+    """``n`` and ``noun``, plural unless ``n`` is 1 ("1 seed", "0 seeds", "31 seeds")."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def canonical_axis(axis: NDArray[np.float64]) -> tuple[float, float, float]:
