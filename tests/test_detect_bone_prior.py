@@ -5,7 +5,9 @@
   grid, averaged over each post-op slice, and keeps only what is above soft tissue;
 * on a 5 mm freehand scene a lamina corner reads like an in-plane seed (a conf-1.0 false seed
   without the prior); with the planning CT's bone taken out it is gone, and no seed is lost;
-* ``verify_plan`` on a 5 mm post-op CT registers first and gives the detection the prior.
+* ``verify_plan`` on a 5 mm post-op CT registers first and gives the detection the prior;
+  a registration so wrong that bone edges read as seeds falls back to the detection without
+  it (``detect_with_bone_prior``), and says so.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from planner.postop.detect import detect_seeds
 from planner.postop.freehand_scene import freehand_implant_scene
 from planner.postop.register import RigidTransform
 from planner.postop.synthetic import render_postop_ct, reslice_thick
-from planner.postop.verify import verify_plan
+from planner.postop.verify import detect_with_bone_prior, verify_plan
 from tests.postop_builders import build_postop_case
 
 
@@ -105,3 +107,22 @@ def test_verify_on_5mm_slices_registers_first_and_takes_the_bone_out():
     found_plain, false_plain = _matched(case.implanted_postop_mm, plain.positions_mm)
     assert found >= found_plain >= 0.8 * len(case.implanted_mm)
     assert false <= false_plain
+
+
+def test_a_wrong_registration_falls_back_to_the_detection_without_the_prior():
+    """Bone edges left by a registration 3 mm and 1° off read as seeds: the detection nearer
+    the expected count is kept, and says why; a registration 0.9 mm off keeps the prior."""
+    phantom = generate_phantom(n_slices=40)
+    base, gtv = reslice_thick(phantom.hu, phantom.geometry, phantom.masks["GTV"], 5.0)
+    scene = freehand_implant_scene(gtv, base.geometry, rng=0)
+    ct = render_postop_ct(base, scene, rng=100)
+    planning = CTVolume(phantom.hu, phantom.geometry)
+    n = len(scene.seeds_mm)
+    wrong = RigidTransform().nudged(shift_mm=(2.0, -1.5, 2.0), rotation_deg=(0.0, 0.0, 1.0))
+    with_prior = detect_seeds(ct, expected=n, bone_hu=planning_bone_hu(planning, ct, wrong))
+    kept = detect_with_bone_prior(planning, ct, wrong, n, None, None, None)
+    assert abs(len(kept.seeds) - n) < abs(len(with_prior.seeds) - n)
+    assert "was not taken out" in kept.messages[0] and "check the registration" in kept.messages[0]
+    near = RigidTransform().nudged(shift_mm=(0.5, -0.4, 0.6), rotation_deg=(0.0, 0.0, 0.5))
+    kept = detect_with_bone_prior(planning, ct, near, n, None, None, None)
+    assert any("planning CT's bone taken out" in m for m in kept.messages)
