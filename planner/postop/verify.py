@@ -333,10 +333,11 @@ def detect_with_bone_prior(
 ) -> DetectionResult:
     """The seeds of ``postop_ct``. On thick slices (> ``THICK_SLICE_MM``) the detection is run
     with the planning CT's bone taken out through ``transform``
-    (:mod:`planner.postop.bone_prior`) and without it, and the one whose count lies nearer
-    ``expected`` is kept (the prior's on a tie): a wrong registration leaves edges of bone
-    that read as seeds (3 mm and 1° off: 37 false seeds on six 5 mm scenes instead of 6), and
-    then the detection without it is reported, with a line saying so."""
+    (:mod:`planner.postop.bone_prior`) and without it. A wrong registration leaves edges of
+    bone that read as seeds (3 mm and 1° off: 37 false seeds on six 5 mm scenes instead of 6):
+    when the prior's count is over ``expected`` and the other's nearer it, the detection
+    without the prior is reported, with a line saying so. (Otherwise the prior's: where it
+    finds fewer, the other's surplus is mostly false seeds.)"""
     if float(postop_ct.geometry.spacing_mm[2]) <= THICK_SLICE_MM:
         return detect_seeds(
             postop_ct, expected=expected, exclude=exclude, progress=progress, cancel=cancel
@@ -356,7 +357,8 @@ def detect_with_bone_prior(
         progress=sub_progress(progress, 0.5, 1.0),
         cancel=cancel,
     )
-    if abs(len(plain.seeds) - expected) < abs(len(with_prior.seeds) - expected):
+    n_prior, n_plain = len(with_prior.seeds), len(plain.seeds)
+    if n_prior > expected and abs(n_plain - expected) < abs(n_prior - expected):
         plain.messages.insert(
             0,
             f"the planning CT's bone was not taken out: with it {len(with_prior.seeds)} seeds "
