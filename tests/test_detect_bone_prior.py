@@ -21,7 +21,7 @@ from dose.geometry import GridGeometry
 from planner.demo.phantom import generate_phantom
 from planner.imaging.volume import CTVolume
 from planner.postop.bone_prior import BONE_FROM_HU, planning_bone_hu
-from planner.postop.detect import detect_seeds
+from planner.postop.detect import WITHOUT_BONE_PRIOR, detect_seeds
 from planner.postop.freehand_scene import freehand_implant_scene
 from planner.postop.register import RigidTransform
 from planner.postop.synthetic import render_postop_ct, reslice_thick
@@ -90,6 +90,8 @@ def test_5mm_lamina_corner_is_bone_when_the_planning_ct_says_so():
     found_prior, false_prior = _matched(scene.seeds_mm, prior.positions_mm)
     assert false_prior < false_plain and found_prior >= found_plain
     assert any("planning CT's bone" in m for m in prior.messages)
+    # Without the planning CT, the detection says what it would bring.
+    assert WITHOUT_BONE_PRIOR in plain.messages and WITHOUT_BONE_PRIOR not in prior.messages
 
 
 def test_verify_on_5mm_slices_registers_first_and_takes_the_bone_out():
@@ -123,6 +125,7 @@ def test_a_wrong_registration_falls_back_to_the_detection_without_the_prior():
     kept = detect_with_bone_prior(planning, ct, wrong, n, None, None, None)
     assert abs(len(kept.seeds) - n) < abs(len(with_prior.seeds) - n)
     assert "was not taken out" in kept.messages[0] and "check the registration" in kept.messages[0]
+    assert WITHOUT_BONE_PRIOR not in kept.messages  # it was verified against the planning CT
     near = RigidTransform().nudged(shift_mm=(0.5, -0.4, 0.6), rotation_deg=(0.0, 0.0, 0.5))
     kept = detect_with_bone_prior(planning, ct, near, n, None, None, None)
     assert any("planning CT's bone taken out" in m for m in kept.messages)

@@ -139,6 +139,11 @@ THICK_EXTRA_SEED_FRACTION = 0.55
 #: (two 9 mm apart measured 11.8–13.1 mm and 1.23–1.36 seeds; single seeds ≤ 6 mm but for
 #: one of 13.5 mm and 0.86 seed).
 THICK_STACKED_LENGTH_MM = 10.0
+#: Thick slices searched without the planning CT's bone (``bone_hu``): what the user can do.
+WITHOUT_BONE_PRIOR = (
+    "searched without the planning CT: verifying against it (registered) takes its bone out "
+    "first and finds fewer false seeds on thick slices"
+)
 #: Thin slices: a component no wider than this (mm, ±2σ across its axis, blur-corrected) is
 #: a line, its seeds end to end; n seeds in a line span at least n seed lengths, so a line of
 #: length ℓ holds at most ⌊(ℓ + ``LINE_SLACK_MM``) / L⌋ of them. Applied from three seeds
@@ -357,6 +362,8 @@ def detect_seeds(
     if thick:
         seeds = place_by_model(search, seeds, comps, fit_ctx, inplane_excess, excluded, thr, single)
         messages.append(thick_slice_caveat(thickness))
+        if bone_hu is None:
+            messages.append(WITHOUT_BONE_PRIOR)
     if expected is not None and len(seeds) < expected:
         seeds, clusters = _reconcile(
             seeds, comps, expected, voxel_mm3, blur, clusters, normal, thickness, single

@@ -55,7 +55,7 @@ from planner.plan.model import Plan, Registration, Seed, geometry_sha256
 from planner.plan.reading_order import comparison_order, sort_comparison
 from planner.plan.verification import SEED_COUNT_STRUCTURE, ComparisonRow
 from planner.postop.bone_prior import planning_bone_hu
-from planner.postop.detect import DetectionResult, detect_seeds
+from planner.postop.detect import WITHOUT_BONE_PRIOR, DetectionResult, detect_seeds
 from planner.postop.locations import DEFAULT_MIGRATION_MM, SeedLocations, locate_seeds
 from planner.postop.match import MatchResult, NeedleDeviation, match_seeds, needle_deviations
 from planner.postop.register import RegistrationResult, RigidTransform, register_rigid
@@ -359,6 +359,7 @@ def detect_with_bone_prior(
     )
     n_prior, n_plain = len(with_prior.seeds), len(plain.seeds)
     if n_prior > expected and abs(n_plain - expected) < abs(n_prior - expected):
+        plain.messages[:] = [m for m in plain.messages if m != WITHOUT_BONE_PRIOR]
         plain.messages.insert(
             0,
             f"the planning CT's bone was not taken out: with it {len(with_prior.seeds)} seeds "
