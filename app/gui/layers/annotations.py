@@ -7,7 +7,7 @@ anatomical side), never from a projection on a view's normal.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import Protocol, cast
 
 from vtkmodules.vtkCommonCore import vtkLookupTable, vtkPoints
 from vtkmodules.vtkCommonDataModel import vtkCellArray, vtkPolyData
@@ -16,16 +16,36 @@ from vtkmodules.vtkRenderingCore import (
     vtkActor2D,
     vtkCoordinate,
     vtkPolyDataMapper2D,
+    vtkRenderer,
     vtkTextActor,
 )
 
 from app.gui.layers.base import Layer
+from app.gui.views.orientation import Orientation
 from app.gui.vtk_bridge import VTKWidget
 from planner.session.coordinates import format_lps_coordinate, format_lps_point
+from planner.session.evented import Signal as ModelSignal
 from planner.session.session import Session
 
-if TYPE_CHECKING:
-    from app.gui.views.slice_view import SliceView
+
+class PlaneView(Protocol):
+    """What the 2-D annotation layers read of their view (an
+    :class:`app.gui.views.slice_view.SliceView`, which builds them: typed by what they use,
+    the layers need not import the view that imports them)."""
+
+    orientation: Orientation
+    camera_changed: ModelSignal
+    renderer: vtkRenderer
+
+    @property
+    def position_axis(self) -> int: ...
+
+    def slice_counter(self) -> tuple[int, int, bool]: ...
+
+    def width(self) -> int: ...
+
+    def height(self) -> int: ...
+
 
 __all__ = [
     "HUColourBarLayer",
@@ -89,10 +109,10 @@ def nice_length_mm(max_mm: float) -> float:
 class SliceAnnotationsLayer(Layer):
     """Orientation letters, title, slice counter with the plane's LPS position, W/L and FOV."""
 
-    def __init__(self, view: SliceView, session: Session) -> None:
+    def __init__(self, view: VTKWidget, session: Session) -> None:
         super().__init__(view, session)
-        self.slice_view = view
-        spec = view.orientation.spec
+        self.slice_view = cast(PlaneView, view)
+        spec = self.slice_view.orientation.spec
         left, right, top, bottom = spec.labels
         self.text: dict[str, vtkTextActor] = {}
         for key, label, pos, hjust, vjust in (
@@ -114,7 +134,7 @@ class SliceAnnotationsLayer(Layer):
         self.listen(session.volume_changed, self.update)
         self.listen(session.crosshair_changed, self.update)
         self.listen(session.window_level_changed, self.update)
-        self.listen(view.camera_changed, self.update)
+        self.listen(self.slice_view.camera_changed, self.update)
         self.update()
 
     def update(self, *_args: object) -> None:
@@ -165,9 +185,9 @@ class PositionTextLayer(Layer):
 class ScaleBarLayer(Layer):
     """A horizontal bar of a round length (1-2-5 mm steps) with its length written above it."""
 
-    def __init__(self, view: SliceView, session: Session) -> None:
+    def __init__(self, view: VTKWidget, session: Session) -> None:
         super().__init__(view, session)
-        self.slice_view = view
+        self.slice_view = cast(PlaneView, view)
         self.length_mm = 0.0
         self._points = vtkPoints()
         polydata = vtkPolyData()
@@ -191,7 +211,7 @@ class ScaleBarLayer(Layer):
         self.add_prop(self.bar)
         self.label = add_text(self, "", (0.985, 0.085), "right", "bottom", 11, TEXT_RGB)
         self.listen(session.volume_changed, self.update)
-        self.listen(view.camera_changed, self.update)
+        self.listen(self.slice_view.camera_changed, self.update)
         self.update()
 
     def update(self, *_args: object) -> None:

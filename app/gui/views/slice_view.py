@@ -25,9 +25,6 @@ letters, slice counter and LPS position), scale bar and HU colour bar.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from enum import Enum
-
 import numpy as np
 from numpy.typing import NDArray
 from PySide6.QtCore import QPointF, Qt, Signal
@@ -39,6 +36,7 @@ from app.gui.layers.base import Layer, Subscriptions
 from app.gui.layers.crosshair import CrosshairLayer
 from app.gui.layers.ct_image import CTSliceLayer
 from app.gui.layers.structures import StructureOutlineLayer
+from app.gui.views.orientation import Orientation
 from app.gui.vtk_bridge import VTKWidget
 from planner.session.evented import Signal as ModelSignal
 from planner.session.session import Session
@@ -48,29 +46,6 @@ __all__ = ["Orientation", "SliceView"]
 _BACKGROUND_RGB = (0.0, 0.0, 0.0)
 #: |cos| between a view normal and a volume axis above which the view shows acquired slices.
 _ALIGNED_COS = 1.0 - 1e-6
-
-
-@dataclass(frozen=True)
-class _Spec:
-    title: str
-    view_dir: tuple[float, float, float]  # LPS direction the camera looks along
-    view_up: tuple[float, float, float]  # LPS direction that points up on screen
-    labels: tuple[str, str, str, str]  # screen left, right, top, bottom
-    color_rgb: tuple[float, float, float]  # this view's identifying colour (crosshair lines)
-
-
-class Orientation(Enum):
-    AXIAL = _Spec("Axial", (0, 0, 1), (0, -1, 0), ("R", "L", "A", "P"), (0.90, 0.30, 0.30))
-    SAGITTAL = _Spec("Sagittal", (-1, 0, 0), (0, 0, 1), ("A", "P", "S", "I"), (0.90, 0.80, 0.25))
-    CORONAL = _Spec("Coronal", (0, 1, 0), (0, 0, 1), ("R", "L", "S", "I"), (0.35, 0.80, 0.35))
-
-    @property
-    def spec(self) -> _Spec:
-        return self.value
-
-    @property
-    def normal(self) -> NDArray[np.float64]:
-        return np.asarray(self.value.view_dir, dtype=np.float64)
 
 
 _CAMERA_DISTANCE_MM = 1000.0
