@@ -260,9 +260,9 @@ def scenario_table(
     ``freehand`` (rng draws) those of :func:`freehand_cases`. ``bone_prior``: on thick
     slices the detection is given the planning CT's bone as ``seedplan verify`` gives it
     (:func:`planner.postop.verify.detect_with_bone_prior`, placed with
-    :func:`_registration_error`; its time includes the prior and both detections), the
-    planning CT being the anatomy on its own 2.5 mm slices (not on the dense benchmark's own
-    phantom)."""
+    :func:`_registration_error`; its time includes the prior, and the detection without it
+    where that runs), the planning CT being the anatomy on its own 2.5 mm slices (not on the
+    dense benchmark's own phantom)."""
     from planner.demo.phantom import generate_phantom
     from planner.imaging.volume import CTVolume
     from planner.postop.detect import detect_seeds

@@ -171,10 +171,11 @@ def refine_seeds(
         if len(members) == 2 and CLOSE_PAIR_TEST and _close(pts[members]):
             # Two parts closer than a seed is long: one seed cut in two, or two side by side?
             # The pair must explain the voxels clearly better than one seed does.
+            middle = pts[members].mean(axis=0)
             one = fit_seeds(
                 coords,
                 values,
-                pts[members].mean(axis=0)[None],
+                middle[None],
                 axes[members[:1]],
                 amplitude,
                 model,
@@ -183,7 +184,6 @@ def refine_seeds(
                 max_evaluations=MAX_EVALUATIONS,
             )
             if one.bic < fit.bic + CLOSE_PAIR_MIN_GAIN:
-                middle = pts[members].mean(axis=0)
                 placed = np.linalg.norm(one.centres_mm[0] - middle) <= MAX_MOVE_MM
                 drop.add(members[1])
                 out[members[0]] = replace(

@@ -333,11 +333,11 @@ def detect_with_bone_prior(
 ) -> DetectionResult:
     """The seeds of ``postop_ct``. On thick slices (> ``THICK_SLICE_MM``) the detection is run
     with the planning CT's bone taken out through ``transform``
-    (:mod:`planner.postop.bone_prior`) and without it. A wrong registration leaves edges of
-    bone that read as seeds (3 mm and 1° off: 37 false seeds on six 5 mm scenes instead of 6):
-    when the prior's count is over ``expected`` and the other's nearer it, the detection
-    without the prior is reported, with a line saying so. (Otherwise the prior's: where it
-    finds fewer, the other's surplus is mostly false seeds.)"""
+    (:mod:`planner.postop.bone_prior`). A wrong registration leaves edges of bone that read as
+    seeds (3 mm and 1° off: 37 false seeds on six 5 mm scenes instead of 6): when the prior's
+    count is over ``expected``, the detection is run again without it, and reported instead
+    (with a line saying so) when its count lies nearer ``expected``. (Where the prior finds
+    fewer, the other's surplus was mostly false seeds.)"""
     if float(postop_ct.geometry.spacing_mm[2]) <= THICK_SLICE_MM:
         return detect_seeds(
             postop_ct, expected=expected, exclude=exclude, progress=progress, cancel=cancel
@@ -350,6 +350,9 @@ def detect_with_bone_prior(
         progress=sub_progress(progress, 0.0, 0.5),
         cancel=cancel,
     )
+    n_prior = len(with_prior.seeds)
+    if n_prior <= expected:
+        return with_prior  # no seed more than implanted: nothing for the other one to undo
     plain = detect_seeds(
         postop_ct,
         expected=expected,
@@ -357,14 +360,13 @@ def detect_with_bone_prior(
         progress=sub_progress(progress, 0.5, 1.0),
         cancel=cancel,
     )
-    n_prior, n_plain = len(with_prior.seeds), len(plain.seeds)
-    if n_prior > expected and abs(n_plain - expected) < abs(n_prior - expected):
+    n_plain = len(plain.seeds)
+    if abs(n_plain - expected) < n_prior - expected:
         plain.messages[:] = [m for m in plain.messages if m != WITHOUT_BONE_PRIOR]
         plain.messages.insert(
             0,
-            f"the planning CT's bone was not taken out: with it {len(with_prior.seeds)} seeds "
-            f"were found, {len(plain.seeds)} without, {expected} expected — check the "
-            "registration",
+            f"the planning CT's bone was not taken out: with it {n_prior} seeds were found, "
+            f"{n_plain} without, {expected} expected — check the registration",
         )
         return plain
     return with_prior
