@@ -5,6 +5,9 @@
   grid, averaged over each post-op slice, and keeps only what is above soft tissue;
 * on a 5 mm freehand scene a lamina corner reads like an in-plane seed (a conf-1.0 false seed
   without the prior); with the planning CT's bone taken out it is gone, and no seed is lost;
+* on the same scene two seeds end to end with the next of their needle leave only faint
+  components (the pair is longer than the in-plane line openings): with the bone out, those
+  far from every seed are seeds (``FAINT_SEEDS``), and the faint ones beside a seed are not;
 * ``verify_plan`` on a 5 mm post-op CT registers first and gives the detection the prior;
   a registration so wrong that bone edges read as seeds falls back to the detection without
   it (``detect_with_bone_prior``), and says so.
@@ -16,6 +19,7 @@ import numpy as np
 import pytest
 from scipy.optimize import linear_sum_assignment
 
+import planner.postop.detect as detect_module
 from dose.errors import InputError
 from dose.geometry import GridGeometry
 from planner.demo.phantom import generate_phantom
@@ -73,17 +77,23 @@ def _matched(truth: np.ndarray, found: np.ndarray) -> tuple[int, int]:
     return ok, len(found) - ok
 
 
-def test_5mm_lamina_corner_is_bone_when_the_planning_ct_says_so():
+@pytest.fixture(scope="module")
+def freehand_rng6_5mm():
+    """Freehand scene rng 6 on 5 mm slices and the planning CT's bone for it, registered 0.9 mm
+    and 0.5° off (the prior need not be exact): (scene, post-op CT, bone HU)."""
     phantom = generate_phantom(n_slices=40)  # the planning CT: 2.5 mm slices
     base, gtv = reslice_thick(phantom.hu, phantom.geometry, phantom.masks["GTV"], 5.0)
     scene = freehand_implant_scene(gtv, base.geometry, rng=6)
     ct = render_postop_ct(base, scene, rng=106)
+    off = RigidTransform().nudged(shift_mm=(0.5, -0.4, 0.6), rotation_deg=(0.0, 0.0, 0.5))
+    return scene, ct, planning_bone_hu(CTVolume(phantom.hu, phantom.geometry), ct, off)
+
+
+def test_5mm_lamina_corner_is_bone_when_the_planning_ct_says_so(freehand_rng6_5mm):
+    scene, ct, bone = freehand_rng6_5mm
     corner = np.array([2.2, 74.8, -176.4])  # cortex of a lamina, 41 mm from every seed
     plain = detect_seeds(ct, expected=len(scene.seeds_mm))
     assert np.min(np.linalg.norm(plain.positions_mm - corner, axis=1)) < 1.5
-    # The registration placed 0.9 mm and 0.5° off: the prior need not be exact.
-    off = RigidTransform().nudged(shift_mm=(0.5, -0.4, 0.6), rotation_deg=(0.0, 0.0, 0.5))
-    bone = planning_bone_hu(CTVolume(phantom.hu, phantom.geometry), ct, off)
     prior = detect_seeds(ct, expected=len(scene.seeds_mm), bone_hu=bone)
     assert np.min(np.linalg.norm(prior.positions_mm - corner, axis=1)) > 20.0
     found_plain, false_plain = _matched(scene.seeds_mm, plain.positions_mm)
@@ -92,6 +102,42 @@ def test_5mm_lamina_corner_is_bone_when_the_planning_ct_says_so():
     assert any("planning CT's bone" in m for m in prior.messages)
     # Without the planning CT, the detection says what it would bring.
     assert WITHOUT_BONE_PRIOR in plain.messages and WITHOUT_BONE_PRIOR not in prior.messages
+
+
+def test_5mm_faint_remnants_of_seeds_end_to_end_are_seeds_with_the_bone_out(
+    freehand_rng6_5mm, monkeypatch
+):
+    scene, ct, bone = freehand_rng6_5mm
+    truth, n = scene.seeds_mm, len(scene.seeds_mm)
+    monkeypatch.setattr(detect_module, "FAINT_SEEDS", False)
+    without = detect_seeds(ct, expected=n, bone_hu=bone)
+    monkeypatch.setattr(detect_module, "FAINT_SEEDS", True)
+    with_faint = detect_seeds(ct, expected=n, bone_hu=bone)
+    found_without, false_without = _matched(truth, without.positions_mm)
+    found_with, false_with = _matched(truth, with_faint.positions_mm)
+    assert found_without <= n - 2  # two seeds of in-plane needles, each 5.7–6.5 mm from the next
+    assert found_with == n and false_with <= false_without
+    assert len(with_faint.seeds) == len(without.seeds) + 2
+    # The seeds added are the missed ones, placed by the fit (in 1.5 mm of the truth), each
+    # with the low confidence of a seed with no blob of its own; the faint remnants that
+    # became seeds (those ≥ ``FAINT_SEED_FRACTION``) are no longer listed as metal too faint
+    # for a seed.
+    old = without.positions_mm
+    added = [s for s in with_faint.seeds if np.linalg.norm(old - s.position_mm, axis=1).min() > 1.0]
+    assert len(added) == 2
+    for s in added:
+        assert np.linalg.norm(truth - s.position_mm, axis=1).min() < 1.5
+        assert s.confidence < 0.5 and s.component == 0
+    faint_metal = [
+        m
+        for m in with_faint.metal
+        if m.reason.startswith("too faint")
+        and m.seed_equivalents >= detect_module.FAINT_SEED_FRACTION
+    ]
+    for s in added:
+        assert all(
+            np.linalg.norm(np.subtract(m.centre_mm, s.position_mm)) > 2.0 for m in faint_metal
+        )
 
 
 def test_verify_on_5mm_slices_registers_first_and_takes_the_bone_out():

@@ -12,6 +12,10 @@ neighbours from :mod:`planner.postop.thick_fit`):
    seeds on 5 mm slices, and were split in three);
 3. :func:`planner.postop.duplicates.merge_duplicates`: two seeds of different components
    closer than ``DUPLICATE_MM`` are one seed cut in two;
+3a. :func:`add_faint_seeds` (with the planning CT's bone taken out): a faint component far
+   from every seed is the remnant of a seed end to end with the next of its needle, which the
+   in-plane line openings took for a line; placed in step 4 like the residual's seeds, and
+   dropped when placed within ``FAINT_ALONE_MM`` of another seed (it was that seed's tail);
 4. :func:`add_residual_seeds` (``RESIDUAL_SEEDS``): a found seed that is two stacked along the
    slice axis is split (:func:`planner.postop.residual.stacked_pairs`), and the seeds the
    components missed (the middle seed of a column of three, a seed between two found ones)
@@ -80,6 +84,9 @@ RESIDUAL_FIT_BOX_MM = 5.0
 RESIDUAL_FIT_SLICES = 1
 RESIDUAL_FIT_MAX_MOVE_MM = 3.0
 
+#: A faint component no seed lies this close to (mm) is a seed (``add_faint_seeds``).
+FAINT_ALONE_MM = 3.5
+
 #: Thick slices: look for seeds in or against lung beside those found
 #: (:mod:`planner.postop.lung_seeds`).
 LUNG_SEEDS = True
@@ -94,30 +101,67 @@ def place_by_model(
     excluded: NDArray[np.bool_],
     floor_hu: float,
     single: float,
+    faint: list[Component] | None = None,
 ) -> list[DetectedSeed]:
     """Steps 1–6 of the module on ``seeds`` as the components ``comps`` gave them: placed,
     split and added to. ``inplane_excess`` (HU) and ``excluded`` are ``(z, y, x)`` on ``ct``'s
-    grid, ``floor_hu`` the lowest HU searched, ``single`` one seed's blob mass (HU·mm³)."""
+    grid, ``floor_hu`` the lowest HU searched, ``single`` one seed's blob mass (HU·mm³),
+    ``faint`` the components too faint for a seed that may be a seed's remnant (step 3a)."""
     if REFIT_CLUSTERS:
         # One seed's amplitude in the image model, for every fit of this scan.
         amplitude = seed_amplitude(seeds, comps, fit_ctx, single)
         seeds = refit_seeds(seeds, comps, fit_ctx, amplitude, lambda g: len(g) > 1)
     seeds = merge_duplicates(seeds)
+    n_found = len(seeds)
+    if faint:
+        seeds = add_faint_seeds(seeds, faint)
+    from_faint = {s.position_mm for s in seeds[n_found:]}
     if RESIDUAL_SEEDS:
         seeds = add_residual_seeds(ct, seeds, inplane_excess, excluded, floor_hu)
-        if REFIT_CLUSTERS:
-            seeds = place_residual_seeds(seeds, fit_ctx, amplitude)
-            # Uncertain single seeds, now with the seeds found in the residual beside them.
-            seeds = refit_seeds(
-                seeds,
-                comps,
-                fit_ctx,
-                amplitude,
-                lambda g: len(g) == 1 and g[0].confidence < REFIT_BELOW_CONFIDENCE,
-            )
+    if REFIT_CLUSTERS and (RESIDUAL_SEEDS or faint):
+        is_faint = [s.position_mm in from_faint for s in seeds]
+        seeds = place_residual_seeds(seeds, fit_ctx, amplitude)
+        # A faint seed placed onto a seed beside it was the tail of that seed.
+        kept = [s for s, f in zip(seeds, is_faint, strict=True) if not f]
+        for s, f in zip(seeds, is_faint, strict=True):
+            if f and _alone(s, kept, FAINT_ALONE_MM):
+                kept.append(s)
+        seeds = kept
+    if RESIDUAL_SEEDS and REFIT_CLUSTERS:
+        # Uncertain single seeds, now with the seeds found in the residual beside them.
+        seeds = refit_seeds(
+            seeds,
+            comps,
+            fit_ctx,
+            amplitude,
+            lambda g: len(g) == 1 and g[0].confidence < REFIT_BELOW_CONFIDENCE,
+        )
     if LUNG_SEEDS:
         seeds = add_lung_seeds(ct, seeds, inplane_excess, excluded, floor_hu)
     return seeds
+
+
+def _alone(seed: DetectedSeed, seeds: list[DetectedSeed], distance_mm: float) -> bool:
+    """Whether no other seed of ``seeds`` lies within ``distance_mm`` of ``seed``."""
+    p = np.asarray(seed.position_mm)
+    return all(
+        s is seed or float(np.linalg.norm(np.asarray(s.position_mm) - p)) >= distance_mm
+        for s in seeds
+    )
+
+
+def add_faint_seeds(seeds: list[DetectedSeed], faint: list[Component]) -> list[DetectedSeed]:
+    """``seeds`` and a blobless seed (:func:`blobless_seed`, its axis the component's) at each
+    component of ``faint`` that no seed lies within ``FAINT_ALONE_MM`` of, nor one added
+    before it (the heaviest first)."""
+    out = list(seeds)
+    for c in sorted(faint, key=lambda c: -c.n_float):
+        pts = np.array([s.position_mm for s in out]).reshape(-1, 3)
+        centre = np.asarray(c.centre, dtype=np.float64)
+        if len(pts) and float(np.linalg.norm(pts - centre, axis=1).min()) < FAINT_ALONE_MM:
+            continue
+        out.append(blobless_seed(centre, c.eigvecs[:, 0]))
+    return out
 
 
 def add_lung_seeds(
