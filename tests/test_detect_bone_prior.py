@@ -8,6 +8,8 @@
 * on the same scene two seeds end to end with the next of their needle leave only faint
   components (the pair is longer than the in-plane line openings): with the bone out, those
   far from every seed are seeds (``FAINT_SEEDS``), and the faint ones beside a seed are not;
+* a seed found between two seeds end to end (what the openings left of them) is those two
+  (``BETWEEN_PAIRS``), and no seed found on its own is split;
 * ``verify_plan`` on a 5 mm post-op CT registers first and gives the detection the prior;
   a registration so wrong that bone edges read as seeds falls back to the detection without
   it (``detect_with_bone_prior``), and says so.
@@ -20,6 +22,7 @@ import pytest
 from scipy.optimize import linear_sum_assignment
 
 import planner.postop.detect as detect_module
+import planner.postop.thick_model as thick_model
 from dose.errors import InputError
 from dose.geometry import GridGeometry
 from planner.demo.phantom import generate_phantom
@@ -138,6 +141,38 @@ def test_5mm_faint_remnants_of_seeds_end_to_end_are_seeds_with_the_bone_out(
         assert all(
             np.linalg.norm(np.subtract(m.centre_mm, s.position_mm)) > 2.0 for m in faint_metal
         )
+
+
+def test_5mm_a_seed_found_between_two_seeds_end_to_end_is_those_two(monkeypatch):
+    phantom = generate_phantom(n_slices=40)
+    base, gtv = reslice_thick(phantom.hu, phantom.geometry, phantom.masks["GTV"], 5.0)
+    scene = freehand_implant_scene(gtv, base.geometry, rng=3)
+    ct = render_postop_ct(base, scene, rng=103)
+    off = RigidTransform().nudged(shift_mm=(0.5, -0.4, 0.6), rotation_deg=(0.0, 0.0, 0.5))
+    bone = planning_bone_hu(CTVolume(phantom.hu, phantom.geometry), ct, off)
+    truth, n = scene.seeds_mm, len(scene.seeds_mm)
+    monkeypatch.setattr(thick_model, "BETWEEN_PAIRS", False)
+    without = detect_seeds(ct, expected=n, bone_hu=bone)
+    monkeypatch.setattr(thick_model, "BETWEEN_PAIRS", True)
+    with_split = detect_seeds(ct, expected=n, bone_hu=bone)
+    # Without the step one seed lies between two true seeds, 4.2 mm from each: both missed.
+    d = np.linalg.norm(without.positions_mm[:, None] - truth[None], axis=-1)
+    between = np.nonzero(np.sort(d, axis=1)[:, 1] < 5.0)[0]
+    between = [k for k in between if np.sort(d[k])[0] > 2.5]
+    assert len(between) == 1
+    found_without, false_without = _matched(truth, without.positions_mm)
+    found_with, false_with = _matched(truth, with_split.positions_mm)
+    assert found_with == found_without + 2 and false_with == false_without - 1 == 0
+    # The two replace it (placed by the fit, within 1.5 mm of the truth); every other seed
+    # stays where it was.
+    split = [s for s in with_split.seeds if s.cluster_size == 2 and s.confidence <= 0.3]
+    pair = [
+        s for s in split if np.linalg.norm(without.positions_mm[between[0]] - s.position_mm) < 5
+    ]
+    assert len(pair) == 2
+    for s in pair:
+        assert np.linalg.norm(truth - s.position_mm, axis=1).min() < 1.5
+    assert len(with_split.seeds) == len(without.seeds) + 1
 
 
 def test_verify_on_5mm_slices_registers_first_and_takes_the_bone_out():

@@ -103,7 +103,7 @@ def test_freehand_seeds_in_lung_on_the_disc_tophat(monkeypatch) -> None:
     lung_found, false = score(detect.detect_seeds(ct, expected=len(scene.seeds_mm)).positions_mm)
     monkeypatch.setattr(
         lung_seeds,
-        "_disc_tophat",
+        "disc_tophat",
         lambda block, radius_px: _inplane_excess_like(block, float(ct.geometry.spacing_mm[0])),
     )
     lines = detect.detect_seeds(ct, expected=len(scene.seeds_mm)).positions_mm

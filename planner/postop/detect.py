@@ -384,6 +384,7 @@ def detect_seeds(
             thr,
             single,
             [c for c, _ in faint],
+            bone_out=bone_hu is not None,
         )
         # A faint component with a seed on it now is part of that seed, not metal.
         metal.extend(m for c, m in faint if not _seed_near(seeds, c.centre, FAINT_ALONE_MM))

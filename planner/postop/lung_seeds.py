@@ -128,7 +128,7 @@ def lung_seeds(
     kji = np.argwhere(spot) + lo_s
     if len(kji) == 0:
         return []
-    above_opening = _disc_tophat(hu[search], TOPHAT_RADIUS_MM / float(sp[0]))
+    above_opening = disc_tophat(hu[search], TOPHAT_RADIUS_MM / float(sp[0]))
     at_mm = geometry.zyx_to_world(kji.astype(np.float64))
     near = np.min(np.linalg.norm(at_mm[:, None] - seeds_mm[None], axis=-1), axis=1)
     keep = (near >= LUNG_MIN_DISTANCE_MM) & (near <= SEARCH_REACH_MM)
@@ -203,7 +203,7 @@ def lung_seeds(
     return out
 
 
-def _disc_tophat(hu: NDArray[np.generic], radius_px: float) -> NDArray[np.float32]:
+def disc_tophat(hu: NDArray[np.generic], radius_px: float) -> NDArray[np.float32]:
     """``hu`` (z, y, x) above its grey opening by an in-plane disc of ``radius_px`` pixels."""
     n = int(np.ceil(radius_px))
     yy, xx = np.mgrid[-n : n + 1, -n : n + 1]

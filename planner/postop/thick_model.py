@@ -27,7 +27,9 @@ neighbours from :mod:`planner.postop.thick_fit`):
    of step 4 too) in the model (axis median 22° → 5° on the grid scenes);
 6. :func:`add_lung_seeds` (``LUNG_SEEDS``): seeds in or against lung beside those found, too
    faint in HU for the candidates, found by fitting one seed's image
-   (:func:`planner.postop.lung_seeds.lung_seeds`).
+   (:func:`planner.postop.lung_seeds.lung_seeds`);
+7. with the planning CT's bone taken out (``BETWEEN_PAIRS``): a seed found between two seeds
+   end to end is those two (:func:`planner.postop.between_pairs.split_between_pairs`).
 
 Positions are LPS mm on the CT's own geometry.
 """
@@ -41,6 +43,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from planner.imaging.volume import CTVolume
+from planner.postop.between_pairs import split_between_pairs
 from planner.postop.blobs import Component
 from planner.postop.cluster_split import MIN_SPLIT_DISTANCE_MM
 from planner.postop.duplicates import merge_duplicates
@@ -90,6 +93,9 @@ FAINT_ALONE_MM = 3.5
 #: Thick slices: look for seeds in or against lung beside those found
 #: (:mod:`planner.postop.lung_seeds`).
 LUNG_SEEDS = True
+#: Thick slices with the planning CT's bone taken out: a seed found between two seeds of a
+#: needle row is those two (:mod:`planner.postop.between_pairs`).
+BETWEEN_PAIRS = True
 
 
 def place_by_model(
@@ -102,11 +108,13 @@ def place_by_model(
     floor_hu: float,
     single: float,
     faint: list[Component] | None = None,
+    bone_out: bool = False,
 ) -> list[DetectedSeed]:
     """Steps 1–6 of the module on ``seeds`` as the components ``comps`` gave them: placed,
     split and added to. ``inplane_excess`` (HU) and ``excluded`` are ``(z, y, x)`` on ``ct``'s
     grid, ``floor_hu`` the lowest HU searched, ``single`` one seed's blob mass (HU·mm³),
-    ``faint`` the components too faint for a seed that may be a seed's remnant (step 3a)."""
+    ``faint`` the components too faint for a seed that may be a seed's remnant (step 3a),
+    ``bone_out`` whether ``ct`` is the CT less the planning CT's bone (step 7)."""
     if REFIT_CLUSTERS:
         # One seed's amplitude in the image model, for every fit of this scan.
         amplitude = seed_amplitude(seeds, comps, fit_ctx, single)
@@ -138,6 +146,8 @@ def place_by_model(
         )
     if LUNG_SEEDS:
         seeds = add_lung_seeds(ct, seeds, inplane_excess, excluded, floor_hu)
+    if bone_out and BETWEEN_PAIRS:
+        seeds = split_between_pairs(ct.hu, excluded, ct.geometry, seeds)
     return seeds
 
 
