@@ -16,7 +16,7 @@ BIC of ≥ 30, 7 put both seeds ≥ 2.5 mm from the one found, each within 2.5 m
 that was missed (gains 136–783); no other put both that far with a gain over 73. The fits
 that keep one seed where it was and add one beside it are not used: 454 of 475 added a seed
 where there was none. With the ± 5 mm box of ``FIT_REACH_MM``: found 3000 → 3014, false
-17 → 9; the step takes 1.4–1.8 s on a 131-seed scene (AMD EPYC, 2 cores).
+17 → 9; the step takes 1.1–1.4 s on a 131-seed scene (AMD EPYC, 2 cores).
 """
 
 from __future__ import annotations
@@ -51,10 +51,11 @@ MAX_ISOLATED = 15
 #: Residual evaluations of the one seed's fit (it starts where the seed was placed: 10 gave
 #: the same seeds as 40 on the 5 mm scenes).
 ONE_EVALUATIONS = 10
-#: Two seeds are fitted only where one seed's fit leaves this much misfit (RMS HU over its
-#: box): the seeds found between two left 115–178 HU on the 5 mm scenes; half of all seeds
-#: ≤ 74–94 HU, three quarters ≤ 103–117 HU (per scene set). The step on a 131-seed scene:
-#: 2.8 s → 1.4–1.8 s, the same seeds on every set.
+#: Seeds are fitted only where one seed where it was found leaves this much misfit (RMS HU
+#: over the box; amplitude and offset by linear least squares, then also after its fit): the
+#: seeds found between two left 115–178 HU after the fit on the 5 mm scenes; half of all
+#: seeds ≤ 74–94 HU, three quarters ≤ 103–117 HU (per scene set). The step on a 131-seed
+#: scene: 2.8 s → 1.1–1.4 s, the same seeds on every set.
 MIN_MISFIT_HU = 100.0
 #: Confidence of the two seeds placed by the fit (their axes come from it, over one blob).
 SPLIT_CONFIDENCE = 0.3
@@ -158,6 +159,8 @@ def _pair_around(hu, excluded, geometry, model, pts, axes, n, amplitude):
     fixed = line_image_at(coords, pts[near], axes[near], amplitude, model) if near.any() else None
 
     along = axes[n] / np.linalg.norm(axes[n])
+    if _misfit_as_found(coords, values, fixed, pts[n], along, amplitude, model) < MIN_MISFIT_HU:
+        return None  # one seed where it was found explains the box: the fit would too
     one = fit_seeds(
         coords,
         values,
@@ -177,6 +180,19 @@ def _pair_around(hu, excluded, geometry, model, pts, axes, n, amplitude):
         coords, values, starts, np.array([along, along]), amplitude, model, fixed_hu=fixed
     )
     return two if _between(one, two, pts[n]) else None
+
+
+def _misfit_as_found(coords, values, fixed, centre_mm, axis, amplitude, model) -> float:
+    """RMS misfit (HU) of one seed at ``centre_mm`` along ``axis``, its amplitude (within the
+    fit's bounds) and the offset by linear least squares: no less than the one seed's fit
+    leaves, which starts there."""
+    image = line_image_at(coords, centre_mm[None], axis[None], amplitude, model)
+    target = values if fixed is None else values - fixed
+    design = np.column_stack([image, np.ones(len(image))])
+    (scale, _), *_ = np.linalg.lstsq(design, target, rcond=None)
+    scale = float(np.clip(scale, 0.5, 1.6))  # fit_seeds' default amplitude range
+    offset = float(np.mean(target - scale * image))
+    return float(np.sqrt(np.mean((scale * image + offset - target) ** 2)))
 
 
 def _between(one, two, found_mm) -> bool:
