@@ -115,7 +115,7 @@ from planner.postop.duplicates import merge_duplicates, merge_halves
 from planner.postop.results import DetectedSeed, DetectionResult, MetalObject, canonical_axis
 from planner.postop.solid_metal import solid_metal_mask
 from planner.postop.thick_fit import FitContext
-from planner.postop.thick_model import FAINT_ALONE_MM, place_by_model
+from planner.postop.thick_model import FAINT_ALONE_MM, place_by_model, seed_within
 from planner.postop.thick_slices import (
     ATTACHED_MAX_PX,
     THICK_FLOOR_HU,
@@ -387,7 +387,7 @@ def detect_seeds(
             bone_out=bone_hu is not None,
         )
         # A faint component with a seed on it now is part of that seed, not metal.
-        metal.extend(m for c, m in faint if not _seed_near(seeds, c.centre, FAINT_ALONE_MM))
+        metal.extend(m for c, m in faint if not seed_within(seeds, c.centre, FAINT_ALONE_MM))
         messages.append(thick_slice_caveat(thickness))
         if bone_hu is None:
             messages.append(WITHOUT_BONE_PRIOR)
@@ -405,12 +405,6 @@ def detect_seeds(
     return DetectionResult(
         seeds, metal, thr, single, clusters, expected, messages, thick_slices=thick
     )
-
-
-def _seed_near(seeds: list[DetectedSeed], point_mm, distance_mm: float) -> bool:
-    """Whether a seed of ``seeds`` lies within ``distance_mm`` of ``point_mm`` (LPS mm)."""
-    p = np.asarray(point_mm, dtype=np.float64)
-    return any(float(np.linalg.norm(np.asarray(s.position_mm) - p)) < distance_mm for s in seeds)
 
 
 def thick_slice_caveat(thickness_mm: float) -> str:

@@ -132,7 +132,7 @@ def place_by_model(
         # A faint seed placed onto a seed beside it was the tail of that seed.
         kept = [s for s, f in zip(seeds, is_faint, strict=True) if not f]
         for s, f in zip(seeds, is_faint, strict=True):
-            if f and _alone(s, kept, FAINT_ALONE_MM):
+            if f and not seed_within(kept, s.position_mm, FAINT_ALONE_MM):
                 kept.append(s)
         seeds = kept
     if RESIDUAL_SEEDS and REFIT_CLUSTERS:
@@ -151,12 +151,13 @@ def place_by_model(
     return seeds
 
 
-def _alone(seed: DetectedSeed, seeds: list[DetectedSeed], distance_mm: float) -> bool:
-    """Whether no other seed of ``seeds`` lies within ``distance_mm`` of ``seed``."""
-    p = np.asarray(seed.position_mm)
-    return all(
-        s is seed or float(np.linalg.norm(np.asarray(s.position_mm) - p)) >= distance_mm
-        for s in seeds
+def seed_within(seeds: list[DetectedSeed], point_mm, distance_mm: float) -> bool:
+    """Whether a seed of ``seeds`` lies closer than ``distance_mm`` to ``point_mm`` (LPS mm)."""
+    if not seeds:
+        return False
+    pts = np.array([s.position_mm for s in seeds], dtype=np.float64)
+    return bool(
+        np.linalg.norm(pts - np.asarray(point_mm, dtype=np.float64), axis=1).min() < distance_mm
     )
 
 
@@ -166,11 +167,8 @@ def add_faint_seeds(seeds: list[DetectedSeed], faint: list[Component]) -> list[D
     before it (the heaviest first)."""
     out = list(seeds)
     for c in sorted(faint, key=lambda c: -c.n_float):
-        pts = np.array([s.position_mm for s in out]).reshape(-1, 3)
-        centre = np.asarray(c.centre, dtype=np.float64)
-        if len(pts) and float(np.linalg.norm(pts - centre, axis=1).min()) < FAINT_ALONE_MM:
-            continue
-        out.append(blobless_seed(centre, c.eigvecs[:, 0]))
+        if not seed_within(out, c.centre, FAINT_ALONE_MM):
+            out.append(blobless_seed(np.asarray(c.centre, dtype=np.float64), c.eigvecs[:, 0]))
     return out
 
 
