@@ -56,8 +56,14 @@ class FitContext:
 def blob_data(c: Component, ctx: FitContext):
     """(coords ``(M, 3)`` LPS mm, in-plane excess ``(M,)`` HU, saturated ``(M,)``) of the box
     around component ``c``, without other components' cores and excluded voxels."""
+    return blobs_data([c], ctx)
+
+
+def blobs_data(cs: list[Component], ctx: FitContext):
+    """:func:`blob_data` of the box around the components ``cs`` together (their cores kept,
+    every other component's taken out)."""
     geo = ctx.geometry
-    kji = np.rint(geo.world_to_zyx(c.coords_mm)).astype(int)
+    kji = np.rint(geo.world_to_zyx(np.concatenate([c.coords_mm for c in cs]))).astype(int)
     sp = np.asarray(geo.spacing_mm, dtype=np.float64)
     margin_px = [int(np.ceil(FIT_MARGIN_MM / sp[1])), int(np.ceil(FIT_MARGIN_MM / sp[0]))]
     pad = np.array([FIT_MARGIN_SLICES, *margin_px])
@@ -66,7 +72,7 @@ def blob_data(c: Component, ctx: FitContext):
     hi = np.minimum(kji.max(axis=0) + pad + 1, shape)
     box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
     lab = ctx.labels[box]
-    keep = ~ctx.exclude[box] & ((lab == 0) | (lab == c.label))
+    keep = ~ctx.exclude[box] & ((lab == 0) | np.isin(lab, [c.label for c in cs]))
     idx = np.argwhere(keep) + lo
     coords = geo.zyx_to_world(idx.astype(np.float64))
     values = ctx.inplane_excess[box][keep].astype(np.float64)
