@@ -357,6 +357,11 @@ class MainWindow(QMainWindow):
     def task_running(self) -> bool:
         return self._task_worker is not None
 
+    @property
+    def closing(self) -> bool:
+        """True once the window is closing: late results are dropped and nothing asks."""
+        return self._closing
+
     # ------------------------------------------------------------------ opening
     def open_path(self, path: Path | str, *, series_uid: str | None = None) -> None:
         """Open a DICOM folder, an image file or a demo case in the background."""

@@ -9,12 +9,12 @@ Refusals (a margin below one voxel, nothing drawn …) are shown in one clear li
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 from PySide6.QtWidgets import QInputDialog, QMessageBox
 
-from app.gui.tools.base import apply_patch
+from app.gui.tools.base import ToolWindow, apply_patch
 from app.gui.tools.click_tools import ensure_structure
 from dose.errors import InputError
 from dose.progress import CancelFn, ProgressFn
@@ -26,10 +26,9 @@ from planner.structures.interpolate import fill_between_slices
 from planner.structures.spine import bone_by_threshold, make_ptv
 
 if TYPE_CHECKING:
-    from app.gui.main_window import MainWindow
     from app.gui.tools.base import ToolManager
 
-__all__ = ["PTV_CORD_MARGIN_MM", "PTV_MARGIN_MM", "StructureOperations"]
+__all__ = ["PTV_CORD_MARGIN_MM", "PTV_MARGIN_MM", "OperationsWindow", "StructureOperations"]
 
 PTV_MARGIN_MM = 5.0
 PTV_CORD_MARGIN_MM = 2.0
@@ -37,10 +36,30 @@ PTV_CORD_MARGIN_MM = 2.0
 Patch = tuple[tuple[slice, slice, slice], Any]
 
 
+class OperationsWindow(ToolWindow, Protocol):
+    """What the structure operations use of the window besides the tools' part: the tool
+    manager (the current structure), a worker for the slow ones, and whether to ask."""
+
+    tool_manager: ToolManager
+    #: False in ``--screenshot`` mode: refusals are not shown in a dialog.
+    interactive: bool
+
+    @property
+    def closing(self) -> bool: ...
+
+    def run_task(
+        self,
+        task: Callable[[ProgressFn, CancelFn], Any],
+        message: str,
+        on_done: Callable[[Any], None],
+        on_error: Callable[[str], None],
+    ) -> bool: ...
+
+
 class StructureOperations:
     """The Contour menu's actions on ``window`` (module docstring)."""
 
-    def __init__(self, window: MainWindow) -> None:
+    def __init__(self, window: OperationsWindow) -> None:
         self.window = window
         #: The last refusal (one line), also shown in the status bar and a dialog.
         self.last_error = ""
@@ -54,7 +73,7 @@ class StructureOperations:
         """Show a refusal: status bar and a non-modal dialog (never blocks the event loop)."""
         self.last_error = message
         self.window.statusBar().showMessage(message, 10000)
-        if self.window.interactive and not self.window._closing:
+        if self.window.interactive and not self.window.closing:
             self._box = QMessageBox(
                 QMessageBox.Icon.Warning, "Contour", message, parent=self.window
             )
