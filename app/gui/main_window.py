@@ -387,11 +387,11 @@ class MainWindow(QMainWindow):
                 prepare_display(result.volume)  # numpy only: off the GUI thread
             return result
 
-        self._start(task, f"Opening {path.name}…", self._on_opened)
+        self.start_load(task, f"Opening {path.name}…", self._on_opened)
 
     def _on_opened(self, result: OpenedCase | SeriesChoice) -> None:
         if isinstance(result, OpenedCase):
-            self._on_loaded(result)
+            self.show_case(result)
             return
         cts = result.scan.ct_series()
         if not cts:
@@ -420,11 +420,13 @@ class MainWindow(QMainWindow):
             return plan if plan.is_file() else case_dir
 
         if self._worker is None:
-            self._start(task, "Preparing the demo case…", self.open_path)
+            self.start_load(task, "Preparing the demo case…", self.open_path)
 
-    def _start(
+    def start_load(
         self, task: Callable[..., Any], message: str, on_done: Callable[[Any], None]
     ) -> None:
+        """Run a loading ``task(progress, cancel)`` on the window's worker, with the status
+        bar's progress and Cancel; ``on_done(result)`` on the GUI thread."""
         self.status.set_busy(True, message)
         self._worker = start_worker(
             task,
@@ -466,7 +468,8 @@ class MainWindow(QMainWindow):
         else:
             self._fail(f"Unexpected error while loading: {type(exc).__name__}: {exc}")
 
-    def _on_loaded(self, case: OpenedCase) -> None:
+    def show_case(self, case: OpenedCase) -> None:
+        """Show an opened case (a plan not of its CT is closed first); ``loaded`` follows."""
         doc = self.session.document
         if doc is not None and doc.plan.ct.mismatches(case.volume)[0]:
             # A plan is never attached to another patient's CT, frame of reference or grid.
