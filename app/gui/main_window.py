@@ -64,7 +64,7 @@ from app.gui.panels.menus import WindowMenus
 from app.gui.panels.status_panel import StatusPanel
 from app.gui.panels.structures_panel import StructuresPanel
 from app.gui.plan_controller import PlanController
-from app.gui.planning_ui import install_planning_ui
+from app.gui.planning_install import install_planning_ui
 from app.gui.screenshot import grab_composited, save_png
 from app.gui.settings import Settings
 from app.gui.tools.base import ToolManager
