@@ -491,12 +491,12 @@ class MainWindow(QMainWindow):
             QMessageBox.critical(self, title, message)
 
     # ------------------------------------------------------------------ dialogs
-    def _ask_open_folder(self) -> None:
+    def ask_open_folder(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Open a DICOM folder")
         if folder:
             self.open_path(folder)
 
-    def _ask_open_file(self) -> None:
+    def ask_open_file(self) -> None:
         file, _ = QFileDialog.getOpenFileName(
             self,
             "Open a CT image file",
@@ -515,14 +515,14 @@ class MainWindow(QMainWindow):
         """Every warning, then the full import report (one click from the header's button)."""
         ImportReportDialog(self.import_report_text(), self).exec()
 
-    def _ask_screenshot(self) -> None:
+    def ask_screenshot(self) -> None:
         file, _ = QFileDialog.getSaveFileName(
             self, "Save screenshot", "seedplan.png", "PNG (*.png)"
         )
         if file:
             self.save_screenshot(Path(file))
 
-    def _about(self) -> None:
+    def show_about(self) -> None:
         from app import __version__
 
         QMessageBox.about(
