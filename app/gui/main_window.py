@@ -64,7 +64,7 @@ from app.gui.panels.menus import WindowMenus
 from app.gui.panels.status_panel import StatusPanel
 from app.gui.panels.structures_panel import StructuresPanel
 from app.gui.plan_controller import PlanController
-from app.gui.planning_ui import install_planning_ui
+from app.gui.planning_install import install_planning_ui
 from app.gui.screenshot import grab_composited, save_png
 from app.gui.settings import Settings
 from app.gui.tools.base import ToolManager
@@ -357,6 +357,11 @@ class MainWindow(QMainWindow):
     def task_running(self) -> bool:
         return self._task_worker is not None
 
+    @property
+    def closing(self) -> bool:
+        """True once the window is closing: late results are dropped and nothing asks."""
+        return self._closing
+
     # ------------------------------------------------------------------ opening
     def open_path(self, path: Path | str, *, series_uid: str | None = None) -> None:
         """Open a DICOM folder, an image file or a demo case in the background."""
@@ -382,11 +387,11 @@ class MainWindow(QMainWindow):
                 prepare_display(result.volume)  # numpy only: off the GUI thread
             return result
 
-        self._start(task, f"Opening {path.name}…", self._on_opened)
+        self.start_load(task, f"Opening {path.name}…", self._on_opened)
 
     def _on_opened(self, result: OpenedCase | SeriesChoice) -> None:
         if isinstance(result, OpenedCase):
-            self._on_loaded(result)
+            self.show_case(result)
             return
         cts = result.scan.ct_series()
         if not cts:
@@ -415,11 +420,13 @@ class MainWindow(QMainWindow):
             return plan if plan.is_file() else case_dir
 
         if self._worker is None:
-            self._start(task, "Preparing the demo case…", self.open_path)
+            self.start_load(task, "Preparing the demo case…", self.open_path)
 
-    def _start(
+    def start_load(
         self, task: Callable[..., Any], message: str, on_done: Callable[[Any], None]
     ) -> None:
+        """Run a loading ``task(progress, cancel)`` on the window's worker, with the status
+        bar's progress and Cancel; ``on_done(result)`` on the GUI thread."""
         self.status.set_busy(True, message)
         self._worker = start_worker(
             task,
@@ -461,7 +468,8 @@ class MainWindow(QMainWindow):
         else:
             self._fail(f"Unexpected error while loading: {type(exc).__name__}: {exc}")
 
-    def _on_loaded(self, case: OpenedCase) -> None:
+    def show_case(self, case: OpenedCase) -> None:
+        """Show an opened case (a plan not of its CT is closed first); ``loaded`` follows."""
         doc = self.session.document
         if doc is not None and doc.plan.ct.mismatches(case.volume)[0]:
             # A plan is never attached to another patient's CT, frame of reference or grid.
@@ -483,12 +491,12 @@ class MainWindow(QMainWindow):
             QMessageBox.critical(self, title, message)
 
     # ------------------------------------------------------------------ dialogs
-    def _ask_open_folder(self) -> None:
+    def ask_open_folder(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Open a DICOM folder")
         if folder:
             self.open_path(folder)
 
-    def _ask_open_file(self) -> None:
+    def ask_open_file(self) -> None:
         file, _ = QFileDialog.getOpenFileName(
             self,
             "Open a CT image file",
@@ -507,14 +515,14 @@ class MainWindow(QMainWindow):
         """Every warning, then the full import report (one click from the header's button)."""
         ImportReportDialog(self.import_report_text(), self).exec()
 
-    def _ask_screenshot(self) -> None:
+    def ask_screenshot(self) -> None:
         file, _ = QFileDialog.getSaveFileName(
             self, "Save screenshot", "seedplan.png", "PNG (*.png)"
         )
         if file:
             self.save_screenshot(Path(file))
 
-    def _about(self) -> None:
+    def show_about(self) -> None:
         from app import __version__
 
         QMessageBox.about(

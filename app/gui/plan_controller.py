@@ -28,13 +28,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 from PySide6.QtCore import QObject, QTimer, Signal
-from PySide6.QtWidgets import QFileDialog, QMessageBox
+from PySide6.QtWidgets import QFileDialog, QMessageBox, QStatusBar
 
 from dose.errors import InputError
 from dose.progress import CancelFn, ProgressFn, check_cancelled, report
@@ -56,9 +57,11 @@ from planner.plan.recovery import (
 )
 
 if TYPE_CHECKING:
-    from app.gui.main_window import MainWindow
+    from app.gui.panels.header_bar import HeaderBar
+    from app.gui.settings import Settings
+    from planner.session.session import Session
 
-__all__ = ["AUTOSAVE_DELAY_S", "SPINE_DEFAULTS", "PlanController", "resolve_ct_path"]
+__all__ = ["AUTOSAVE_DELAY_S", "SPINE_DEFAULTS", "CaseWindow", "PlanController", "resolve_ct_path"]
 
 #: Seconds after the last edit before the recovery file is written ("a short while").
 AUTOSAVE_DELAY_S = 10.0
@@ -81,6 +84,31 @@ def resolve_ct_path(plan: Plan, plan_path: Path) -> Path | None:
     return p if p.is_absolute() else (plan_path.parent / p)
 
 
+class CaseWindow(Protocol):
+    """What the plan controller uses of its window (the main window, also the parent of its
+    dialogs): the session and the settings, the title bar, the header and the status bar, and
+    the window's loading of a case (a plan's CT is opened like any CT)."""
+
+    session: Session
+    settings: Settings
+    header: HeaderBar
+    #: False in ``--screenshot`` mode: nothing is asked, messages go to the status bar.
+    interactive: bool
+
+    @property
+    def closing(self) -> bool: ...
+
+    def statusBar(self) -> QStatusBar: ...  # noqa: N802 (Qt)
+
+    def setWindowTitle(self, title: str) -> None: ...  # noqa: N802 (Qt)
+
+    def start_load(
+        self, task: Callable[..., Any], message: str, on_done: Callable[[Any], None]
+    ) -> None: ...
+
+    def show_case(self, case: OpenedCase) -> None: ...
+
+
 @dataclass
 class _Opened:
     loaded: LoadedPlan
@@ -98,7 +126,7 @@ class PlanController(QObject):
     plan_opened = Signal(object)
     plan_failed = Signal(str)
 
-    def __init__(self, window: MainWindow) -> None:
+    def __init__(self, window: CaseWindow) -> None:
         super().__init__(window)
         self.window = window
         self.session = window.session
@@ -119,7 +147,7 @@ class PlanController(QObject):
         return self.session.document
 
     def _ask(self) -> bool:
-        return self.window.interactive and not self.window._closing
+        return self.window.interactive and not self.window.closing
 
     def _error(self, title: str, message: str) -> None:
         self.window.statusBar().showMessage(message, 10000)
@@ -312,11 +340,11 @@ class PlanController(QObject):
             prepare_display(case.volume)
             return _Opened(loaded, case, warnings)
 
-        self.window._start(task, f"Opening {path.name}…", lambda r: self._on_plan_read(path, r))
+        self.window.start_load(task, f"Opening {path.name}…", lambda r: self._on_plan_read(path, r))
 
     def _on_plan_read(self, path: Path, opened: _Opened) -> None:
         if opened.case is not None:
-            self.window._on_loaded(opened.case)
+            self.window.show_case(opened.case)
         plan = opened.loaded.plan
         doc = PlanDocument(plan, path=path)
         candidate = find_recovery(path)

@@ -1,9 +1,8 @@
 """The planning half of the workstation: needles, seeds, live isodoses, DVH and metrics.
 
-:func:`install_planning_ui` is called once by :class:`app.gui.main_window.MainWindow` after its
-views and menus exist. It adds its own layers (needles, seeds, isodoses), tools, docks and menu
-entries, and listens to ``window.session.document_changed`` (a plan opened or closed) and the
-document's own events; the window knows nothing else about it.
+:func:`app.gui.planning_install.install_planning_ui` puts it on the main window: one
+:class:`PlanningUI`, and around it the layers, tools, docks and Plan menu that read and edit the
+plan through it. They see the window as a :class:`PlanningWindow` (``planning.window``).
 
 :class:`PlanningUI` is the one object between the Qt-free plan and the planning widgets:
 
@@ -36,14 +35,13 @@ import contextlib
 import dataclasses
 import math
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
 from psygnal import Signal
-from PySide6.QtCore import QEvent, QObject, Qt, QTimer
-from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import QDockWidget, QMessageBox
+from PySide6.QtCore import QEvent, QObject, QTimer
+from PySide6.QtWidgets import QStatusBar
 
 from app.gui.layers.base import StrokeCoalescer, Subscriptions, stroke_open
 from app.gui.views.live_views import LIVE_AXIS, live_view_name
@@ -54,18 +52,39 @@ from planner.plan.live_dose import DEFAULT_LEVELS_PERCENT, LiveDose, ViewName
 from planner.plan.model import Plan
 
 if TYPE_CHECKING:
-    from app.gui.main_window import MainWindow
+    from app.gui.dose_warmup import DoseEngineWarmUp
+    from app.gui.tools.base import ToolManager
+    from app.gui.views.slice_view import SliceView
     from planner.optimise.robustness import RobustnessResult
     from planner.plan.document import PlanChanged, PlanDocument
     from planner.plan.dosimetry import PlanDosimetry
     from planner.plan.needles import NeedleRow, NeedleWarning
+    from planner.session.session import Session
 
-__all__ = ["PlanningEvents", "PlanningUI", "install_planning_ui", "live_view_name"]
+__all__ = ["PlanningEvents", "PlanningUI", "PlanningWindow", "live_view_name"]
 
 #: Exact refresh this long after the last edit that was not a drag (keyboard, table, undo).
 EXACT_DELAY_MS = 250
 #: Needle table and warnings refresh this long after the last edit (they scan the CT).
 TABLE_DELAY_MS = 120
+
+
+class PlanningWindow(Protocol):
+    """What the planning controller, and the layers, tools and panels through it
+    (``planning.window``), use of the window (the main window, the controller's Qt parent):
+    the session, the 2-D views, the dose engine, the tool manager (one armed tool at a time)
+    and the status bar."""
+
+    session: Session
+    dose_engine: DoseEngineWarmUp
+    tool_manager: ToolManager
+
+    @property
+    def slice_views(self) -> tuple[SliceView, SliceView, SliceView]: ...
+
+    def statusBar(self) -> QStatusBar: ...  # noqa: N802 (Qt)
+
+    def installEventFilter(self, watcher: QObject) -> None: ...  # noqa: N802 (Qt)
 
 
 class PlanningEvents:
@@ -83,7 +102,7 @@ class PlanningEvents:
 class PlanningUI(QObject):
     """The planning controller of one window (module docstring)."""
 
-    def __init__(self, window: MainWindow) -> None:
+    def __init__(self, window: PlanningWindow) -> None:
         super().__init__(window)
         self.window = window
         self.session = window.session
@@ -429,187 +448,3 @@ class PlanningUI(QObject):
         self.subscriptions.close()
         if self.document is not None:
             self.document.events.changed.disconnect(self._on_plan_edited, missing_ok=True)
-
-
-# ====================================================================== installation
-def _has_shortcut(window: MainWindow, key: QKeySequence) -> bool:
-    return any(
-        a.shortcut() == key for a in window.findChildren(QAction) if not a.shortcut().isEmpty()
-    )
-
-
-def install_planning_ui(window: MainWindow) -> None:
-    """Add the planning layers, tools, docks and menus to ``window``."""
-    from app.gui.layers.isodoses import IsodoseLayer, IsodoseSurfaceLayer
-    from app.gui.layers.needles import NeedleLayer, NeedleTrackLayer
-    from app.gui.layers.seeds import SeedGlyphLayer, SeedLayer
-    from app.gui.panels.dvh_panel import DVHPanel
-    from app.gui.panels.metrics_panel import MetricsPanel
-    from app.gui.panels.needle_table import NeedleTablePanel
-    from app.gui.panels.structures_panel import scrolling
-    from app.gui.tools.distance_tool import DistanceTool
-    from app.gui.tools.needle_tool import NeedleTool
-    from app.gui.tools.seed_tool import SeedTool
-
-    planning = PlanningUI(window)
-    window.planning = planning  # type: ignore[attr-defined]
-    for view in window.slice_views:
-        layers = {
-            "isodoses": IsodoseLayer(view, window.session, planning),
-            "needles": NeedleLayer(view, window.session, planning),
-            "seeds": SeedLayer(view, window.session, planning),
-        }
-        planning.view_layers[view] = layers
-        view.layers.extend(layers.values())
-    vv = window.volume_view
-    vv.layers.extend(
-        [
-            NeedleTrackLayer(vv, window.session, planning),
-            SeedGlyphLayer(vv, window.session, planning),
-            IsodoseSurfaceLayer(vv, window.session, planning),
-        ]
-    )
-    # Tools: event filters on the 2-D views (the view's own navigation runs when they pass).
-    planning.seed_tool = SeedTool(planning)  # type: ignore[attr-defined]
-    planning.needle_tool = NeedleTool(planning)  # type: ignore[attr-defined]
-    planning.distance_tool = DistanceTool(planning)  # type: ignore[attr-defined]
-    for view in window.slice_views:
-        view.installEventFilter(planning.seed_tool)  # type: ignore[attr-defined]
-        view.installEventFilter(planning.needle_tool)  # type: ignore[attr-defined]
-        view.installEventFilter(planning.distance_tool)  # type: ignore[attr-defined]
-
-    docks: dict[str, QDockWidget] = {}
-    for key, title, widget, area in (
-        (
-            "needles",
-            "Needles and seeds",
-            NeedleTablePanel(planning),
-            Qt.DockWidgetArea.RightDockWidgetArea,
-        ),
-        (
-            "metrics",
-            "Dose metrics and goals",
-            MetricsPanel(planning),
-            Qt.DockWidgetArea.RightDockWidgetArea,
-        ),
-        ("dvh", "DVH", DVHPanel(planning), Qt.DockWidgetArea.RightDockWidgetArea),
-    ):
-        dock = QDockWidget(title, window)
-        dock.setObjectName(f"{key}_dock")
-        # The needle panel scrolls when its dock is short (it shares a tab with the structures).
-        dock.setWidget(scrolling(widget) if key == "needles" else widget)
-        dock.setFeatures(
-            QDockWidget.DockWidgetFeature.DockWidgetMovable
-            | QDockWidget.DockWidgetFeature.DockWidgetFloatable
-            | QDockWidget.DockWidgetFeature.DockWidgetClosable
-        )
-        window.addDockWidget(area, dock)
-        docks[key] = dock
-    # Where they go (beside the structures dock, metrics and DVH both visible): the window's
-    # default layout (MainWindow.apply_default_layout), applied once every part is installed.
-    planning.docks = docks  # type: ignore[attr-defined]
-    planning.needle_panel = docks["needles"].widget().widget()  # type: ignore[attr-defined]
-    planning.metrics_panel = docks["metrics"].widget()  # type: ignore[attr-defined]
-    planning.dvh_panel = docks["dvh"].widget()  # type: ignore[attr-defined]
-    for dock in docks.values():
-        dock.setVisible(False)
-
-    def show_docks(document: object) -> None:
-        """The planning docks are shown while a plan is open (where the layout put them)."""
-        for dock in docks.values():
-            dock.setVisible(document is not None)
-        if document is not None:  # the default column gets its heights once they show
-            QTimer.singleShot(0, window.fit_default_docks)
-
-    planning.show_docks = show_docks  # type: ignore[attr-defined]
-    planning.subscriptions.listen(window.session.document_changed, show_docks)
-    planning.events.status_changed.connect(lambda text: window.statusBar().showMessage(text, 8000))
-    _install_menu(window, planning)
-
-
-def _install_menu(window: MainWindow, planning: PlanningUI) -> None:
-    from app.gui.dialogs.isodose_levels import IsodoseLevelsDialog, parse_levels
-    from app.gui.dialogs.prescription import PrescriptionDialog
-
-    # The isodose levels the user chose last (view state, kept in the settings).
-    saved = window.settings.isodose_levels()
-    if saved:
-        with contextlib.suppress(ValueError):  # a hand-edited settings file: the defaults
-            planning.set_levels(parse_levels(", ".join(f"{p:g}" for p in saved)))
-
-    menu = window.menuBar().addMenu("&Plan")
-    menu.setObjectName("plan_menu")
-    actions: dict[str, QAction] = {}
-
-    def add(key: str, text: str, slot: Callable[[], Any], shortcut: str | None = None) -> QAction:
-        act = QAction(text, window)
-        act.setObjectName(f"plan_{key}")
-        if shortcut and not _has_shortcut(window, QKeySequence(shortcut)):
-            act.setShortcut(QKeySequence(shortcut))
-        act.triggered.connect(lambda _=False: slot())
-        menu.addAction(act)
-        actions[key] = act
-        return act
-
-    def undo() -> None:
-        if planning.document is not None:
-            planning.document.undo()
-
-    def redo() -> None:
-        if planning.document is not None:
-            planning.document.redo()
-
-    def prescription() -> None:
-        if planning.document is None:
-            QMessageBox.information(window, "Prescription", "Open or create a plan first.")
-            return
-        PrescriptionDialog(planning, window).exec()
-
-    def isodose_levels() -> None:
-        IsodoseLevelsDialog(planning, window).exec()
-
-    add("undo", "&Undo plan edit", undo, "Ctrl+Z")
-    add("redo", "&Redo plan edit", redo, "Ctrl+Shift+Z")
-    menu.addSeparator()
-    add("needle", "Place &needle (click entry, then tip)", planning.needle_tool.start, "N")  # type: ignore[attr-defined]
-    add("distance", "Measure &distance", planning.distance_tool.start, "M")  # type: ignore[attr-defined]
-    add("delete", "&Delete selected needle or seed", planning.seed_tool.delete_selected, "Del")  # type: ignore[attr-defined]
-    menu.addSeparator()
-    add("prescription", "&Prescription and seeds…", prescription)
-    levels = add("levels", "&Isodose levels…", lambda: isodose_levels(), "Ctrl+Shift+D")
-    levels.setToolTip(
-        f"Isodose lines shown, in % of PD (default 50, 90, 100, 150, 200) "
-        f"[{levels.shortcut().toString(QKeySequence.SequenceFormat.NativeText)}]"
-    )
-    wash = add("wash", "Dose colour &wash", lambda: None)
-    wash.setCheckable(True)
-    wash.toggled.connect(planning.set_wash)
-    add("exact", "Recompute e&xact dose now", planning.refresh_exact, "F5")
-    menu.setToolTipsVisible(True)
-    planning.actions = actions  # type: ignore[attr-defined]
-
-    def enable(_doc: object = None) -> None:
-        has = planning.document is not None
-        for k in ("undo", "redo", "needle", "delete", "prescription", "exact"):
-            actions[k].setEnabled(has)
-        if planning.document is not None:
-            h = planning.document.history
-            actions["undo"].setEnabled(h.can_undo)
-            actions["redo"].setEnabled(h.can_redo)
-            actions["undo"].setText(f"&Undo {h.undo_label}" if h.can_undo else "&Undo")
-            actions["redo"].setText(f"&Redo {h.redo_label}" if h.can_redo else "&Redo")
-
-    # A brush stroke changes the history on every move: the actions follow once it has ended.
-    actions_after_stroke = StrokeCoalescer(lambda: planning.document, enable, during=False)
-    planning.actions_after_stroke = actions_after_stroke  # type: ignore[attr-defined]
-
-    def on_history(_doc: object = None) -> None:
-        actions_after_stroke.request()
-
-    def on_doc(doc: PlanDocument | None) -> None:
-        if doc is not None:
-            doc.events.history_changed.connect(on_history)
-        enable()
-
-    planning.subscriptions.listen(window.session.document_changed, on_doc)
-    enable()

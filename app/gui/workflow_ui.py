@@ -9,19 +9,28 @@ nothing else about it.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from PySide6.QtCore import QEvent, QObject
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import QMessageBox
+from PySide6.QtWidgets import QMenuBar, QMessageBox
 
 from app.gui.layers.base import Subscriptions
+from app.gui.window_protocols import SessionWindow
 
 if TYPE_CHECKING:
-    from app.gui.main_window import MainWindow
     from app.gui.postop.window import PostopWindow
 
-__all__ = ["WorkflowUI", "install_workflow_ui"]
+__all__ = ["WorkflowUI", "WorkflowWindow", "install_workflow_ui"]
+
+
+class WorkflowWindow(SessionWindow, Protocol):
+    """What the workflow part uses of its window (the main window): the session, a menu of its
+    own, and the window's close (the workflow's windows and dialogs close with it)."""
+
+    def menuBar(self) -> QMenuBar: ...  # noqa: N802 (Qt)
+
+    def installEventFilter(self, watcher: QObject) -> None: ...  # noqa: N802 (Qt)
 
 
 class _CloseWatcher(QObject):
@@ -40,7 +49,7 @@ class _CloseWatcher(QObject):
 class WorkflowUI:
     """The Workflow menu and the windows/dialogs it opens (one post-op window at a time)."""
 
-    def __init__(self, window: MainWindow) -> None:
+    def __init__(self, window: WorkflowWindow) -> None:
         self.window = window
         self._watcher = _CloseWatcher(self)
         window.installEventFilter(self._watcher)
@@ -140,6 +149,6 @@ class WorkflowUI:
             dialog.close()
 
 
-def install_workflow_ui(window: MainWindow) -> None:
+def install_workflow_ui(window: WorkflowWindow) -> None:
     """Add the post-op, auto-plan and export parts to ``window`` (as ``window.workflow``)."""
     window.workflow = WorkflowUI(window)  # type: ignore[attr-defined]

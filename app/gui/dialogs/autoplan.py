@@ -32,7 +32,7 @@ from app.gui.dialogs.task_progress import TaskRunner
 from dose.progress import CancelFn, ProgressFn
 
 if TYPE_CHECKING:
-    from app.gui.main_window import MainWindow
+    from app.gui.window_protocols import SessionWindow
 
 __all__ = ["AutoplanDialog", "result_lines"]
 
@@ -78,7 +78,7 @@ def result_lines(result: Any) -> list[str]:
 class AutoplanDialog(QDialog):
     """Options → Plan (background) → result → Apply (one undo step). Module docstring."""
 
-    def __init__(self, main: MainWindow) -> None:
+    def __init__(self, main: SessionWindow) -> None:
         super().__init__(main)
         self.setObjectName("autoplan_dialog")
         self.setWindowTitle("Auto plan")

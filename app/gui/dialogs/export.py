@@ -28,7 +28,7 @@ from app.gui.dialogs.task_progress import TaskRunner
 from dose.progress import CancelFn, ProgressFn
 
 if TYPE_CHECKING:
-    from app.gui.main_window import MainWindow
+    from app.gui.window_protocols import SessionWindow
 
 __all__ = ["KIND_LABELS", "ExportDialog"]
 
@@ -45,7 +45,7 @@ KIND_LABELS: dict[str, str] = {
 class ExportDialog(QDialog):
     """Choose what to export and where; export; see what was written (module docstring)."""
 
-    def __init__(self, main: MainWindow) -> None:
+    def __init__(self, main: SessionWindow) -> None:
         super().__init__(main)
         self.setObjectName("export_dialog")
         self.setWindowTitle("Export plan")

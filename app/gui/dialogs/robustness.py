@@ -35,7 +35,7 @@ from app.gui.dialogs.task_progress import TaskRunner
 from dose.progress import CancelFn, ProgressFn
 
 if TYPE_CHECKING:
-    from app.gui.main_window import MainWindow
+    from app.gui.window_protocols import SessionWindow
     from planner.optimise.robustness import NeedleErrorModel, RobustnessResult
 
 __all__ = ["DEFAULT_SAMPLES", "RobustnessDialog", "robustness_lines"]
@@ -76,7 +76,7 @@ def robustness_lines(result: RobustnessResult) -> list[str]:
 class RobustnessDialog(QDialog):
     """Error model and N → Run (background, cancel) → result shown (module docstring)."""
 
-    def __init__(self, main: MainWindow) -> None:
+    def __init__(self, main: SessionWindow) -> None:
         super().__init__(main)
         from planner.optimise.robustness import NeedleErrorModel
 

@@ -10,18 +10,32 @@ Other parts add their own menus with ``window.menuBar().addMenu(...)``; Help sta
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import QDockWidget, QLabel, QMenu, QPushButton, QSizePolicy, QWidget
+from PySide6.QtWidgets import (
+    QDockWidget,
+    QLabel,
+    QMenu,
+    QMenuBar,
+    QPushButton,
+    QSizePolicy,
+    QToolBar,
+    QWidget,
+)
 
 from app.gui.layers.structures import displayed_structures
 from planner.session.session import WINDOW_PRESETS
 
 if TYPE_CHECKING:
-    from app.gui.main_window import MainWindow
+    from app.gui.plan_controller import PlanController
+    from app.gui.settings import Settings
+    from app.gui.tools.base import ToolManager
+    from app.gui.tools.operations import StructureOperations
+    from planner.session.session import Session
 
-__all__ = ["HINT", "WindowMenus"]
+__all__ = ["HINT", "MenuWindow", "WindowMenus"]
 
 HINT = (
     "Left: crosshair · Right-drag: window/level · Wheel: slices · "
@@ -29,17 +43,64 @@ HINT = (
 )
 
 
+class MenuWindow(Protocol):
+    """What the menus call on their window (the main window, the actions' parent): its own
+    commands, the parts they act on, the session and the settings (recent files), and the menu
+    bar and toolbar they fill."""
+
+    session: Session
+    settings: Settings
+    plan_controller: PlanController
+    tool_manager: ToolManager
+    structure_operations: StructureOperations
+
+    def menuBar(self) -> QMenuBar: ...  # noqa: N802 (Qt)
+
+    def addToolBar(self, title: str) -> QToolBar: ...  # noqa: N802 (Qt)
+
+    def close(self) -> bool: ...
+
+    # File
+    def open_path(self, path: Path | str, *, series_uid: str | None = None) -> None: ...
+
+    def open_demo(self) -> None: ...
+
+    def ask_open_folder(self) -> None: ...
+
+    def ask_open_file(self) -> None: ...
+
+    def show_import_report(self) -> None: ...
+
+    def ask_screenshot(self) -> None: ...
+
+    # View and Help
+    def reset_views(self) -> None: ...
+
+    def reset_layout(self) -> None: ...
+
+    def show_about(self) -> None: ...
+
+    # Contour
+    def contour_menu_add_structure(self) -> None: ...
+
+    def contour_menu_remove_structure(self) -> None: ...
+
+    def contour_menu_margin(self) -> None: ...
+
+    def contour_menu_boolean(self) -> None: ...
+
+
 class WindowMenus:
     """File, View (window presets, structure visibility, reset) and Help; the toolbar."""
 
-    def __init__(self, window: MainWindow) -> None:
+    def __init__(self, window: MenuWindow) -> None:
         self.window = window
         w = window
         menu = w.menuBar()
         file_menu = menu.addMenu("&File")
         keys = QKeySequence.StandardKey
-        self._action(file_menu, "Open DICOM &folder…", w._ask_open_folder, keys.Open)
-        self._action(file_menu, "Open image &file (NIfTI, MHA, NRRD)…", w._ask_open_file)
+        self._action(file_menu, "Open DICOM &folder…", w.ask_open_folder, keys.Open)
+        self._action(file_menu, "Open image &file (NIfTI, MHA, NRRD)…", w.ask_open_file)
         self._action(file_menu, "Open &demo case", w.open_demo)
         pc = w.plan_controller
         file_menu.addSeparator()
@@ -62,7 +123,7 @@ class WindowMenus:
         self.fill_recent_menu()
         file_menu.addSeparator()
         self._action(file_menu, "Import &report…", w.show_import_report)
-        self._action(file_menu, "Save &screenshot…", w._ask_screenshot)
+        self._action(file_menu, "Save &screenshot…", w.ask_screenshot)
         file_menu.addSeparator()
         self._action(file_menu, "&Quit", w.close, keys.Quit)
 
@@ -107,7 +168,7 @@ class WindowMenus:
         self._contour_menu(menu.addMenu("&Contour"))
         help_menu = menu.addMenu("&Help")
         self.help_action = help_menu.menuAction()
-        self._action(help_menu, "&About SeedPlan", w._about)
+        self._action(help_menu, "&About SeedPlan", w.show_about)
         self.update_plan_actions()
 
     # ------------------------------------------------------------------ layout

@@ -16,7 +16,7 @@ operations (fill between slices, smooth, PTV …). Every button shows its shortc
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor
@@ -35,6 +35,7 @@ from PySide6.QtWidgets import (
     QPushButton,
     QScrollArea,
     QSpinBox,
+    QStatusBar,
     QTableWidget,
     QTableWidgetItem,
     QToolButton,
@@ -48,9 +49,12 @@ from dose.errors import InputError
 from planner.plan.commands import UpdateStructure
 
 if TYPE_CHECKING:
-    from app.gui.main_window import MainWindow
+    from app.gui.panels.menus import WindowMenus
+    from app.gui.plan_controller import PlanController
+    from app.gui.tools.base import ToolManager
+    from planner.session.session import Session
 
-__all__ = ["COLUMNS", "ROLE_LABELS", "StructuresPanel", "scrolling"]
+__all__ = ["COLUMNS", "ROLE_LABELS", "StructuresPanel", "StructuresWindow", "scrolling"]
 
 COLUMNS = ("Show", "Name", "Role", "cm³", "Opacity", "Lock")
 #: The dock's width (px): the four views keep most of the window.
@@ -67,6 +71,24 @@ QToolButton:checked { background: #3f6fb0; color: #ffffff; }
 _SHOW, _NAME, _ROLE, _VOLUME, _OPACITY, _LOCK = range(len(COLUMNS))
 
 
+class StructuresWindow(Protocol):
+    """What the structure panel uses of its window (the main window, the dock's parent): the
+    session, the tool manager (tools, options, the current structure), the plan controller (is
+    the plan editable now?), the Contour menu's actions behind its buttons, the add and delete
+    commands and the status bar."""
+
+    session: Session
+    tool_manager: ToolManager
+    plan_controller: PlanController
+    menus: WindowMenus
+
+    def statusBar(self) -> QStatusBar: ...  # noqa: N802 (Qt)
+
+    def contour_menu_add_structure(self) -> None: ...
+
+    def contour_menu_remove_structure(self) -> None: ...
+
+
 def scrolling(body: QWidget) -> QScrollArea:
     """``body`` in a frameless scroll area that resizes it (scroll bars only when needed)."""
     area = QScrollArea()
@@ -79,7 +101,7 @@ def scrolling(body: QWidget) -> QScrollArea:
 class StructuresPanel(QDockWidget):
     """The dock (module docstring); ``window.structures_panel``."""
 
-    def __init__(self, window: MainWindow) -> None:
+    def __init__(self, window: StructuresWindow) -> None:
         super().__init__("Structures", window)
         self.setObjectName("structures_panel")
         self.window_ = window

@@ -26,7 +26,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -38,11 +38,13 @@ from PySide6.QtWidgets import (
     QFileDialog,
     QLabel,
     QMessageBox,
+    QToolBar,
     QVBoxLayout,
     QWidget,
 )
 
 from app.gui.postop.actions import make_action
+from app.gui.postop.case import PostopCase
 from app.gui.postop.exclusion_file import (
     MASK_SUFFIXES,
     load_exclusion_mask,
@@ -57,9 +59,10 @@ from planner.imaging.paths import IMAGE_SUFFIXES
 from planner.postop.detect import MetalObject
 
 if TYPE_CHECKING:
-    from app.gui.postop.window import PostopWindow
+    from app.gui.views.slice_view import SliceView
+    from app.gui.window_protocols import SessionWindow
 
-__all__ = ["EXCLUSION_RGB", "METAL_RGB", "ExclusionTools"]
+__all__ = ["EXCLUSION_RGB", "METAL_RGB", "ExclusionTools", "ExclusionWindow"]
 
 #: Colours (RGB 0-1) of the excluded metal's outline and of the painted exclusion region.
 METAL_RGB = (1.0, 0.2, 1.0)
@@ -70,11 +73,26 @@ _METAL_NOTE_BEFORE = (
 )
 
 
+class ExclusionWindow(PostopCase, Protocol):
+    """What the exclusion tools use of the post-op window besides the case: the main window
+    (may a dialog be shown?), the post-op view they paint and draw on, a toolbar row of their
+    own, and the actions' update."""
+
+    main: SessionWindow
+    view: SliceView
+
+    def addToolBarBreak(self) -> None: ...  # noqa: N802 (Qt)
+
+    def addToolBar(self, title: str) -> QToolBar: ...  # noqa: N802 (Qt)
+
+    def update_actions(self, *_args: object) -> None: ...
+
+
 class ExclusionTools(QObject):
     """The Metal tab, the metal outlines and the exclusion brush of ``window`` (module
     docstring); an event filter on ``window.view`` while painting."""
 
-    def __init__(self, window: PostopWindow) -> None:
+    def __init__(self, window: ExclusionWindow) -> None:
         super().__init__(window)
         self.window = window
         view, session = window.view, window.postop_session

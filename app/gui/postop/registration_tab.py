@@ -22,7 +22,7 @@ user and UTC time in the record, undoable like any other step; the transform lab
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 from PySide6.QtCore import QObject, Qt
@@ -39,6 +39,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.gui.layers.base import Subscriptions
+from app.gui.postop.case import PostopCase
 from app.gui.postop.fusion import fusion_slice
 from dose.progress import CancelFn, ProgressFn
 from planner.plan.commands import SetRegistration
@@ -47,10 +48,7 @@ from planner.plan.model import Registration
 from planner.postop.register import RegistrationResult, RigidTransform, register_rigid
 from planner.postop.verify import _target_centre_mm, registration_record, same_registration
 
-if TYPE_CHECKING:
-    from app.gui.postop.window import PostopWindow
-
-__all__ = ["NUDGE_DEG", "NUDGE_MM", "RegistrationTab"]
+__all__ = ["NUDGE_DEG", "NUDGE_MM", "RegistrationTab", "RegistrationWindow"]
 
 NUDGE_MM = 1.0
 NUDGE_DEG = 0.5
@@ -63,10 +61,23 @@ _CAPTIONS = {
 }
 
 
+class RegistrationWindow(PostopCase, Protocol):
+    """What the Registration tab uses of the post-op window besides the case: the plan's
+    stored registration for this post-op CT, the redraw and re-verification after a nudge, and
+    whether the window is closing."""
+
+    #: True once the window is closing (late events are ignored).
+    closing: bool
+
+    def stored_registration(self) -> Registration | None: ...
+
+    def edited(self) -> None: ...
+
+
 class RegistrationTab(QObject):
     """The Registration tab of ``window``: :attr:`page` (module docstring)."""
 
-    def __init__(self, window: PostopWindow) -> None:
+    def __init__(self, window: RegistrationWindow) -> None:
         super().__init__(window)
         self.window = window
         #: Why the registration is not in the plan ("" when it is, or there is none yet).

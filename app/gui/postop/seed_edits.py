@@ -10,18 +10,16 @@ post-plan dose in the background (:meth:`PostopWindow.edited`).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 from PySide6.QtCore import QObject
 from PySide6.QtGui import QAction
 
 from app.gui.postop.actions import make_action
+from app.gui.postop.case import PostopCase
 
-if TYPE_CHECKING:
-    from app.gui.postop.window import PostopWindow
-
-__all__ = ["MERGE_MM", "SELECT_MM", "SeedEditTools"]
+__all__ = ["MERGE_MM", "SELECT_MM", "SeedEditTools", "SeedEditWindow"]
 
 #: Seeds farther than this from the crosshair are never "the selected seed".
 SELECT_MM = 5.0
@@ -29,10 +27,17 @@ SELECT_MM = 5.0
 MERGE_MM = 6.0
 
 
+class SeedEditWindow(PostopCase, Protocol):
+    """What the seed edits use of the post-op window besides the case: its redraw and
+    re-verification after an edit."""
+
+    def edited(self) -> None: ...
+
+
 class SeedEditTools(QObject):
     """The seed edit actions of ``window`` (module docstring)."""
 
-    def __init__(self, window: PostopWindow) -> None:
+    def __init__(self, window: SeedEditWindow) -> None:
         super().__init__(window)
         self.window = window
         self.add_action = make_action(

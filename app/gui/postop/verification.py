@@ -15,29 +15,50 @@ task runs starts when it ends.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 from PySide6.QtCore import QObject, QTimer
 
+from app.gui.postop.case import PostopCase
 from app.gui.postop.overlays import MaskRegion, metal_regions
 from dose.progress import CancelFn, ProgressFn
 from planner.postop.edits import PostopReview, reverify
 from planner.postop.verify import Verification, verify_plan
 
 if TYPE_CHECKING:
-    from app.gui.postop.window import PostopWindow
+    from PySide6.QtWidgets import QLabel
 
-__all__ = ["REVERIFY_DELAY_MS", "VerificationRun"]
+    from app.gui.postop.exclusion import ExclusionTools
+    from app.gui.postop.registration_tab import RegistrationTab
+    from planner.plan.model import Registration
+
+__all__ = ["REVERIFY_DELAY_MS", "VerificationRun", "VerificationWindow"]
 
 #: Re-verify this long after the last edit or nudge.
 REVERIFY_DELAY_MS = 250
 
 
+class VerificationWindow(PostopCase, Protocol):
+    """What the verification run uses of the post-op window besides the case: the exclusion
+    tools (the region to skip, the metal found), the Registration tab (it stores the result),
+    the plan's stored registration, the summary line, and the window's zoom and refresh."""
+
+    exclusion_tools: ExclusionTools
+    registration: RegistrationTab
+    summary: QLabel
+
+    def stored_registration(self) -> Registration | None: ...
+
+    def focus_view(self, centre_mm: np.ndarray, half_height_mm: float = 45.0) -> None: ...
+
+    def refresh(self) -> None: ...
+
+
 class VerificationRun(QObject):
     """Detect & verify, and re-verify, for ``window`` (module docstring)."""
 
-    def __init__(self, window: PostopWindow) -> None:
+    def __init__(self, window: VerificationWindow) -> None:
         super().__init__(window)
         self.window = window
         #: Bumped by every change a running re-verification would not see.

@@ -10,20 +10,31 @@ dialog); an existing other file is replaced only after the file dialog's own con
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from PySide6.QtWidgets import QFileDialog, QMessageBox
 
+from app.gui.postop.case import PostopCase
 from dose.errors import InputError
 from planner.plan.plan_file import PLAN_SUFFIX
 
 if TYPE_CHECKING:
-    from app.gui.postop.window import PostopWindow
+    from app.gui.window_protocols import SessionWindow
+    from planner.plan.dosimetry import PlanDosimetry
 
-__all__ = ["default_copy_path", "save_verified_copy"]
+__all__ = ["CopyWindow", "default_copy_path", "save_verified_copy"]
 
 
-def default_copy_path(window: PostopWindow) -> Path:
+class CopyWindow(PostopCase, Protocol):
+    """What the verified copy uses of the post-op window besides the case: the intra-op column
+    (kept in the record) and the main window (may a dialog be shown?)."""
+
+    main: SessionWindow
+    intraop: PlanDosimetry | None
+    intraop_counts: dict[str, float] | None
+
+
+def default_copy_path(window: CopyWindow) -> Path:
     """Beside the open plan's file (else in the home folder): ``<plan stem>_postop.seedplan``."""
     doc = window.document
     if doc is not None and doc.path is not None:
@@ -32,7 +43,7 @@ def default_copy_path(window: PostopWindow) -> Path:
     return Path.home() / f"{name}_postop{PLAN_SUFFIX}"
 
 
-def save_verified_copy(window: PostopWindow, path: str | Path | None = None) -> Path | None:
+def save_verified_copy(window: CopyWindow, path: str | Path | None = None) -> Path | None:
     """Write the verified copy to ``path`` (None: ask); the path written, or None (nothing to
     save, the user cancelled, or the write was refused: said on the progress line, and in a
     dialog when a user is there)."""

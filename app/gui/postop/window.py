@@ -66,7 +66,7 @@ from planner.postop.verify import comparison_order
 from planner.session.session import Session
 
 if TYPE_CHECKING:
-    from app.gui.main_window import MainWindow
+    from app.gui.window_protocols import SessionWindow
 
 __all__ = ["PostopWindow", "intraop_seed_counts"]
 
@@ -74,7 +74,7 @@ __all__ = ["PostopWindow", "intraop_seed_counts"]
 class PostopWindow(QMainWindow):
     """The post-op mode of ``main`` (module docstring)."""
 
-    def __init__(self, main: MainWindow) -> None:
+    def __init__(self, main: SessionWindow) -> None:
         super().__init__(main)
         self.setWindowFlag(Qt.WindowType.Window, True)
         self.setObjectName("postop_window")

@@ -31,6 +31,7 @@ import numpy as np
 from numpy.typing import NDArray
 from PySide6.QtCore import QEvent, QObject, Qt, Signal
 from PySide6.QtGui import QKeyEvent, QMouseEvent
+from PySide6.QtWidgets import QStatusBar
 
 from app.gui.layers.structures import structure_display
 from app.gui.views.slice_view import SliceView
@@ -40,9 +41,24 @@ from planner.plan.document import PlanDocument
 from planner.plan.model import Structure
 
 if TYPE_CHECKING:
-    from app.gui.main_window import MainWindow
+    from app.gui.plan_controller import PlanController
+    from planner.session.session import Session
 
-__all__ = ["ArmableTool", "Tool", "ToolManager", "ToolOptions", "apply_patch"]
+__all__ = ["ArmableTool", "Tool", "ToolManager", "ToolOptions", "ToolWindow", "apply_patch"]
+
+
+class ToolWindow(Protocol):
+    """What the tools and their manager use of the window they work in (the main window): its
+    2-D views, the session, the plan controller (is the plan editable now?) and the status
+    bar."""
+
+    session: Session
+    plan_controller: PlanController
+
+    @property
+    def slice_views(self) -> tuple[SliceView, SliceView, SliceView]: ...
+
+    def statusBar(self) -> QStatusBar: ...  # noqa: N802 (Qt)
 
 
 @dataclass
@@ -75,7 +91,7 @@ class Tool:
         self.manager = manager
 
     @property
-    def window(self) -> MainWindow:
+    def window(self) -> ToolWindow:
         return self.manager.window
 
     def activate(self) -> None:
@@ -132,7 +148,7 @@ class ToolManager(QObject):
     current_changed = Signal(str)
     message = Signal(str)
 
-    def __init__(self, window: MainWindow) -> None:
+    def __init__(self, window: ToolWindow) -> None:
         super().__init__(window)
         self.window = window
         self.options = ToolOptions()

@@ -9,10 +9,10 @@ Refusals (a margin below one voxel, nothing drawn …) are shown in one clear li
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
-from PySide6.QtWidgets import QInputDialog, QMessageBox
+from PySide6.QtWidgets import QInputDialog, QMessageBox, QStatusBar
 
 from app.gui.tools.base import apply_patch
 from app.gui.tools.click_tools import ensure_structure
@@ -26,10 +26,11 @@ from planner.structures.interpolate import fill_between_slices
 from planner.structures.spine import bone_by_threshold, make_ptv
 
 if TYPE_CHECKING:
-    from app.gui.main_window import MainWindow
+    from app.gui.plan_controller import PlanController
     from app.gui.tools.base import ToolManager
+    from planner.session.session import Session
 
-__all__ = ["PTV_CORD_MARGIN_MM", "PTV_MARGIN_MM", "StructureOperations"]
+__all__ = ["PTV_CORD_MARGIN_MM", "PTV_MARGIN_MM", "OperationsWindow", "StructureOperations"]
 
 PTV_MARGIN_MM = 5.0
 PTV_CORD_MARGIN_MM = 2.0
@@ -37,10 +38,35 @@ PTV_CORD_MARGIN_MM = 2.0
 Patch = tuple[tuple[slice, slice, slice], Any]
 
 
+class OperationsWindow(Protocol):
+    """What the structure operations use of the window (the main window, their dialogs'
+    parent): the session, the plan controller (is the plan editable now?), the tool manager
+    (the current structure), a worker for the slow ones, the status bar and whether to ask."""
+
+    session: Session
+    plan_controller: PlanController
+    tool_manager: ToolManager
+    #: False in ``--screenshot`` mode: refusals are not shown in a dialog.
+    interactive: bool
+
+    @property
+    def closing(self) -> bool: ...
+
+    def statusBar(self) -> QStatusBar: ...  # noqa: N802 (Qt)
+
+    def run_task(
+        self,
+        task: Callable[[ProgressFn, CancelFn], Any],
+        message: str,
+        on_done: Callable[[Any], None],
+        on_error: Callable[[str], None],
+    ) -> bool: ...
+
+
 class StructureOperations:
     """The Contour menu's actions on ``window`` (module docstring)."""
 
-    def __init__(self, window: MainWindow) -> None:
+    def __init__(self, window: OperationsWindow) -> None:
         self.window = window
         #: The last refusal (one line), also shown in the status bar and a dialog.
         self.last_error = ""
@@ -54,7 +80,7 @@ class StructureOperations:
         """Show a refusal: status bar and a non-modal dialog (never blocks the event loop)."""
         self.last_error = message
         self.window.statusBar().showMessage(message, 10000)
-        if self.window.interactive and not self.window._closing:
+        if self.window.interactive and not self.window.closing:
             self._box = QMessageBox(
                 QMessageBox.Icon.Warning, "Contour", message, parent=self.window
             )
