@@ -29,7 +29,7 @@ from numpy.typing import NDArray
 
 from dose.geometry import GridGeometry
 from planner.postop.blobs import FWHM_TO_SIGMA, SEED_LENGTH_MM
-from planner.postop.seed_fit import SeedImageModel, line_image
+from planner.postop.seed_fit import SeedImageModel, line_image_fast
 from planner.postop.thick_slices import slice_centre
 
 #: In-plane side (mm) of the square a seed's residual is summed over (a 4.5 mm seed, blurred).
@@ -131,12 +131,13 @@ class ModelledSeeds:
         box, coords = _box(self.geometry, self.data.shape, centre)
         if box is None:
             return None, None
-        image = line_image(
+        image = line_image_fast(
             (coords - centre) @ self.model.rot,
             np.zeros((1, 3)),
             np.asarray(axis, dtype=np.float64)[None] @ self.model.rot,
             np.ones(1),
             self.model.sigma_mm,
+            self.model.length_mm,
         )
         return box, image
 
