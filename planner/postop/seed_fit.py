@@ -218,6 +218,27 @@ def line_image_at(
     )
 
 
+def neighbours_image(
+    coords: NDArray[np.float64],
+    around_mm: NDArray[np.float64],
+    centres_mm: NDArray[np.float64],
+    axes: NDArray[np.float64],
+    others: NDArray[np.bool_],
+    amplitude: float,
+    model: SeedImageModel,
+    reach_mm: float,
+) -> NDArray[np.float64] | None:
+    """:func:`line_image_at` ``coords`` of the seeds ``centres_mm``/``axes`` ``(m, 3)`` that
+    ``others`` ``(m,)`` selects and that lie within the box of ``around_mm`` ``(k, 3)`` grown
+    by ``reach_mm`` (the neighbours a fit holds fixed); None where there is none."""
+    lo = around_mm.min(axis=0) - reach_mm
+    hi = around_mm.max(axis=0) + reach_mm
+    near = others & np.all((centres_mm >= lo) & (centres_mm <= hi), axis=1)
+    if not near.any():
+        return None
+    return line_image_at(coords, centres_mm[near], axes[near], amplitude, model)
+
+
 def fit_seeds(
     coords_mm: NDArray[np.float64],
     values_hu: NDArray[np.float64],

@@ -28,6 +28,20 @@ def _seed_terms(axis, sigma, length_mm):
 
 
 @numba.njit(cache=True)
+def _point_terms(point, centre, u, inv, a, s, factor, half, out) -> None:
+    """Into ``out`` (6,): the offset d = point − centre (3), t₀ = b/a, the erf integral along
+    the line and the Gaussian across it, for one point and one seed."""
+    for k in range(3):
+        out[k] = point[k] - centre[k]
+    b = out[0] * u[0] * inv[0] + out[1] * u[1] * inv[1] + out[2] * u[2] * inv[2]
+    q = out[0] * out[0] * inv[0] + out[1] * out[1] * inv[1] + out[2] * out[2] * inv[2]
+    t0 = b / a
+    out[3] = t0
+    out[4] = factor * (math.erf(s * (half - t0)) + math.erf(s * (half + t0)))
+    out[5] = math.exp(-0.5 * max(q - b * t0, 0.0))
+
+
+@numba.njit(cache=True)
 def line_image_nb(
     points: NDArray[np.float64],
     centres: NDArray[np.float64],
@@ -40,18 +54,13 @@ def line_image_nb(
     ``(n, 3)`` of ``amplitudes`` ``(n,)`` HU·mm³ (:func:`planner.postop.seed_fit.line_image`)."""
     out = np.zeros(points.shape[0])
     half = 0.5 * length_mm
+    d = np.empty(6)
     for j in range(centres.shape[0]):
         inv, norm, u, _, a, s, factor = _seed_terms(axes[j], sigma_mm, length_mm)
         weight = amplitudes[j] * norm / length_mm
         for m in range(points.shape[0]):
-            d0 = points[m, 0] - centres[j, 0]
-            d1 = points[m, 1] - centres[j, 1]
-            d2 = points[m, 2] - centres[j, 2]
-            b = d0 * u[0] * inv[0] + d1 * u[1] * inv[1] + d2 * u[2] * inv[2]
-            q = d0 * d0 * inv[0] + d1 * d1 * inv[1] + d2 * d2 * inv[2]
-            t0 = b / a
-            integral = factor * (math.erf(s * (half - t0)) + math.erf(s * (half + t0)))
-            out[m] += weight * integral * math.exp(-0.5 * max(q - b * t0, 0.0))
+            _point_terms(points[m], centres[j], u, inv, a, s, factor, half, d)
+            out[m] += weight * d[4] * d[5]
     return out
 
 
@@ -71,7 +80,7 @@ def line_image_jacobian_nb(
     d_axis = np.empty((n_points, n, 3))
     d_amplitude = np.empty((n_points, n))
     half = 0.5 * length_mm
-    d = np.empty(3)
+    d = np.empty(6)
     off_line = np.empty(3)
     d_unit = np.empty(3)
     for j in range(n):
@@ -79,13 +88,8 @@ def line_image_jacobian_nb(
         weight = amplitudes[j] * norm / length_mm
         ui = u * inv
         for m in range(n_points):
-            for k in range(3):
-                d[k] = points[m, k] - centres[j, k]
-            b = d[0] * ui[0] + d[1] * ui[1] + d[2] * ui[2]
-            q = d[0] * d[0] * inv[0] + d[1] * d[1] * inv[1] + d[2] * d[2] * inv[2]
-            t0 = b / a
-            integral = factor * (math.erf(s * (half - t0)) + math.erf(s * (half + t0)))
-            gauss = math.exp(-0.5 * max(q - b * t0, 0.0))
+            _point_terms(points[m], centres[j], u, inv, a, s, factor, half, d)
+            t0, integral, gauss = d[3], d[4], d[5]
             e_minus = math.exp(-((s * (half - t0)) ** 2))
             e_plus = math.exp(-((s * (half + t0)) ** 2))
             d_int_dt0 = e_plus - e_minus

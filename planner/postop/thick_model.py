@@ -57,7 +57,7 @@ from planner.postop.duplicates import merge_duplicates
 from planner.postop.lung_seeds import lung_seeds
 from planner.postop.residual import stacked_pairs, unexplained_seeds
 from planner.postop.results import DetectedSeed, canonical_axis
-from planner.postop.seed_fit import SeedFit, fit_seeds, line_image_at
+from planner.postop.seed_fit import SeedFit, fit_seeds, line_image_at, neighbours_image
 from planner.postop.thick_fit import FitContext, blob_data, blobs_data
 
 #: Thick slices: place the parts of split clusters by the image model fit (counts kept).
@@ -172,13 +172,11 @@ def refit_columns(
         coords, values, sat = blobs_data(cs, ctx)
         if len(values) < 20:
             continue
-        lo = coords.min(axis=0) - NEIGHBOUR_REACH_MM
-        hi = coords.max(axis=0) + NEIGHBOUR_REACH_MM
-        near = np.all((all_pts >= lo) & (all_pts <= hi), axis=1)
-        near[members] = False
-        fixed = None
-        if near.any():
-            fixed = line_image_at(coords, all_pts[near], all_axes[near], amplitude, ctx.model)
+        others = np.ones(len(seeds), dtype=bool)
+        others[members] = False
+        fixed = neighbours_image(
+            coords, coords, all_pts, all_axes, others, amplitude, ctx.model, NEIGHBOUR_REACH_MM
+        )
         fit = fit_seeds(
             coords,
             values,
@@ -375,12 +373,16 @@ def refit_seeds(
         if len(values) < 20:
             out.extend(g)
             continue
-        lo = c.coords_mm.min(axis=0) - NEIGHBOUR_REACH_MM
-        hi = c.coords_mm.max(axis=0) + NEIGHBOUR_REACH_MM
-        near = (all_labels != lab) & np.all((all_pts >= lo) & (all_pts <= hi), axis=1)
-        fixed = None
-        if near.any():
-            fixed = line_image_at(coords, all_pts[near], all_axes[near], amplitude, ctx.model)
+        fixed = neighbours_image(
+            coords,
+            c.coords_mm,
+            all_pts,
+            all_axes,
+            all_labels != lab,
+            amplitude,
+            ctx.model,
+            NEIGHBOUR_REACH_MM,
+        )
         fit = fit_seeds(
             coords,
             values,

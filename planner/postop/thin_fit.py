@@ -31,7 +31,7 @@ from numpy.typing import NDArray
 
 from planner.imaging.volume import CTVolume
 from planner.postop.results import DetectedSeed, canonical_axis
-from planner.postop.seed_fit import SeedImageModel, fit_seeds, line_image_at
+from planner.postop.seed_fit import SeedImageModel, fit_seeds, neighbours_image
 
 #: Thin slices: place single seeds by the image model (and the parts of clusters of up to
 #: ``MAX_CLUSTER`` seeds, fitted together).
@@ -112,13 +112,11 @@ def refine_seeds(
 
     def fixed_image(members: list[int], coords: NDArray[np.float64], amplitude: float):
         """The other seeds' image at ``coords`` (those within ``NEIGHBOUR_REACH_MM``)."""
-        lo_mm = coords.min(axis=0) - NEIGHBOUR_REACH_MM
-        hi_mm = coords.max(axis=0) + NEIGHBOUR_REACH_MM
-        near = np.all((pts >= lo_mm) & (pts <= hi_mm), axis=1)
-        near[members] = False
-        if not near.any():
-            return None
-        return line_image_at(coords, pts[near], axes[near], amplitude, model)
+        others = np.ones(len(pts), dtype=bool)
+        others[members] = False
+        return neighbours_image(
+            coords, coords, pts, axes, others, amplitude, model, NEIGHBOUR_REACH_MM
+        )
 
     # One seed's amplitude: the median fit of up to ten isolated single seeds.
     d = np.linalg.norm(pts[:, None] - pts[None], axis=-1)
