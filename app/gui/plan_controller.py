@@ -35,8 +35,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 from PySide6.QtCore import QObject, QTimer, Signal
-from PySide6.QtWidgets import QFileDialog, QMessageBox, QStatusBar
+from PySide6.QtWidgets import QFileDialog, QMessageBox
 
+from app.gui.window_protocols import SessionWindow, StatusWindow
 from dose.errors import InputError
 from dose.progress import CancelFn, ProgressFn, check_cancelled, report
 from planner.open_case import OpenedCase, open_case
@@ -59,7 +60,6 @@ from planner.plan.recovery import (
 if TYPE_CHECKING:
     from app.gui.panels.header_bar import HeaderBar
     from app.gui.settings import Settings
-    from planner.session.session import Session
 
 __all__ = ["AUTOSAVE_DELAY_S", "SPINE_DEFAULTS", "CaseWindow", "PlanController", "resolve_ct_path"]
 
@@ -84,21 +84,16 @@ def resolve_ct_path(plan: Plan, plan_path: Path) -> Path | None:
     return p if p.is_absolute() else (plan_path.parent / p)
 
 
-class CaseWindow(Protocol):
+class CaseWindow(SessionWindow, StatusWindow, Protocol):
     """What the plan controller uses of its window (the main window, also the parent of its
     dialogs): the session and the settings, the title bar, the header and the status bar, and
     the window's loading of a case (a plan's CT is opened like any CT)."""
 
-    session: Session
     settings: Settings
     header: HeaderBar
-    #: False in ``--screenshot`` mode: nothing is asked, messages go to the status bar.
-    interactive: bool
 
     @property
     def closing(self) -> bool: ...
-
-    def statusBar(self) -> QStatusBar: ...  # noqa: N802 (Qt)
 
     def setWindowTitle(self, title: str) -> None: ...  # noqa: N802 (Qt)
 

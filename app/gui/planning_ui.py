@@ -41,10 +41,10 @@ import numpy as np
 from numpy.typing import NDArray
 from psygnal import Signal
 from PySide6.QtCore import QEvent, QObject, QTimer
-from PySide6.QtWidgets import QStatusBar
 
 from app.gui.layers.base import StrokeCoalescer, Subscriptions, stroke_open
 from app.gui.views.live_views import LIVE_AXIS, live_view_name
+from app.gui.window_protocols import StatusWindow
 from app.gui.workers import Worker, start_worker
 from dose.errors import InputError
 from dose.progress import Cancelled
@@ -59,7 +59,6 @@ if TYPE_CHECKING:
     from planner.plan.document import PlanChanged, PlanDocument
     from planner.plan.dosimetry import PlanDosimetry
     from planner.plan.needles import NeedleRow, NeedleWarning
-    from planner.session.session import Session
 
 __all__ = ["PlanningEvents", "PlanningUI", "PlanningWindow", "live_view_name"]
 
@@ -69,20 +68,17 @@ EXACT_DELAY_MS = 250
 TABLE_DELAY_MS = 120
 
 
-class PlanningWindow(Protocol):
+class PlanningWindow(StatusWindow, Protocol):
     """What the planning controller, and the layers, tools and panels through it
     (``planning.window``), use of the window (the main window, the controller's Qt parent):
     the session, the 2-D views, the dose engine, the tool manager (one armed tool at a time)
     and the status bar."""
 
-    session: Session
     dose_engine: DoseEngineWarmUp
     tool_manager: ToolManager
 
     @property
     def slice_views(self) -> tuple[SliceView, SliceView, SliceView]: ...
-
-    def statusBar(self) -> QStatusBar: ...  # noqa: N802 (Qt)
 
     def installEventFilter(self, watcher: QObject) -> None: ...  # noqa: N802 (Qt)
 

@@ -10,9 +10,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
+    from PySide6.QtWidgets import QStatusBar
+
     from planner.session.session import Session
 
-__all__ = ["SessionWindow"]
+__all__ = ["SessionWindow", "StatusWindow"]
 
 
 class SessionWindow(Protocol):
@@ -22,3 +24,11 @@ class SessionWindow(Protocol):
     session: Session
     #: False in ``--screenshot`` mode: errors are reported without a modal dialog.
     interactive: bool
+
+
+class StatusWindow(Protocol):
+    """A window showing one session whose parts report in its status bar."""
+
+    session: Session
+
+    def statusBar(self) -> QStatusBar: ...  # noqa: N802 (Qt)

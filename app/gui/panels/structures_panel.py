@@ -35,7 +35,6 @@ from PySide6.QtWidgets import (
     QPushButton,
     QScrollArea,
     QSpinBox,
-    QStatusBar,
     QTableWidget,
     QTableWidgetItem,
     QToolButton,
@@ -45,6 +44,7 @@ from PySide6.QtWidgets import (
 
 from app.gui.layers.base import StrokeCoalescer
 from app.gui.layers.structures import structure_display
+from app.gui.window_protocols import StatusWindow
 from dose.errors import InputError
 from planner.plan.commands import UpdateStructure
 
@@ -52,7 +52,6 @@ if TYPE_CHECKING:
     from app.gui.panels.menus import WindowMenus
     from app.gui.plan_controller import PlanController
     from app.gui.tools.base import ToolManager
-    from planner.session.session import Session
 
 __all__ = ["COLUMNS", "ROLE_LABELS", "StructuresPanel", "StructuresWindow", "scrolling"]
 
@@ -71,18 +70,15 @@ QToolButton:checked { background: #3f6fb0; color: #ffffff; }
 _SHOW, _NAME, _ROLE, _VOLUME, _OPACITY, _LOCK = range(len(COLUMNS))
 
 
-class StructuresWindow(Protocol):
+class StructuresWindow(StatusWindow, Protocol):
     """What the structure panel uses of its window (the main window, the dock's parent): the
     session, the tool manager (tools, options, the current structure), the plan controller (is
     the plan editable now?), the Contour menu's actions behind its buttons, the add and delete
     commands and the status bar."""
 
-    session: Session
     tool_manager: ToolManager
     plan_controller: PlanController
     menus: WindowMenus
-
-    def statusBar(self) -> QStatusBar: ...  # noqa: N802 (Qt)
 
     def contour_menu_add_structure(self) -> None: ...
 

@@ -31,10 +31,10 @@ import numpy as np
 from numpy.typing import NDArray
 from PySide6.QtCore import QEvent, QObject, Qt, Signal
 from PySide6.QtGui import QKeyEvent, QMouseEvent
-from PySide6.QtWidgets import QStatusBar
 
 from app.gui.layers.structures import structure_display
 from app.gui.views.slice_view import SliceView
+from app.gui.window_protocols import StatusWindow
 from dose.errors import InputError
 from planner.plan.commands import EditMask
 from planner.plan.document import PlanDocument
@@ -42,23 +42,19 @@ from planner.plan.model import Structure
 
 if TYPE_CHECKING:
     from app.gui.plan_controller import PlanController
-    from planner.session.session import Session
 
 __all__ = ["ArmableTool", "Tool", "ToolManager", "ToolOptions", "ToolWindow", "apply_patch"]
 
 
-class ToolWindow(Protocol):
+class ToolWindow(StatusWindow, Protocol):
     """What the tools and their manager use of the window they work in (the main window): its
     2-D views, the session, the plan controller (is the plan editable now?) and the status
     bar."""
 
-    session: Session
     plan_controller: PlanController
 
     @property
     def slice_views(self) -> tuple[SliceView, SliceView, SliceView]: ...
-
-    def statusBar(self) -> QStatusBar: ...  # noqa: N802 (Qt)
 
 
 @dataclass

@@ -12,10 +12,11 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
-from PySide6.QtWidgets import QInputDialog, QMessageBox, QStatusBar
+from PySide6.QtWidgets import QInputDialog, QMessageBox
 
 from app.gui.tools.base import apply_patch
 from app.gui.tools.click_tools import ensure_structure
+from app.gui.window_protocols import SessionWindow, StatusWindow
 from dose.errors import InputError
 from dose.progress import CancelFn, ProgressFn
 from planner.plan.commands import AddStructure
@@ -28,7 +29,6 @@ from planner.structures.spine import bone_by_threshold, make_ptv
 if TYPE_CHECKING:
     from app.gui.plan_controller import PlanController
     from app.gui.tools.base import ToolManager
-    from planner.session.session import Session
 
 __all__ = ["PTV_CORD_MARGIN_MM", "PTV_MARGIN_MM", "OperationsWindow", "StructureOperations"]
 
@@ -38,21 +38,16 @@ PTV_CORD_MARGIN_MM = 2.0
 Patch = tuple[tuple[slice, slice, slice], Any]
 
 
-class OperationsWindow(Protocol):
+class OperationsWindow(SessionWindow, StatusWindow, Protocol):
     """What the structure operations use of the window (the main window, their dialogs'
     parent): the session, the plan controller (is the plan editable now?), the tool manager
     (the current structure), a worker for the slow ones, the status bar and whether to ask."""
 
-    session: Session
     plan_controller: PlanController
     tool_manager: ToolManager
-    #: False in ``--screenshot`` mode: refusals are not shown in a dialog.
-    interactive: bool
 
     @property
     def closing(self) -> bool: ...
-
-    def statusBar(self) -> QStatusBar: ...  # noqa: N802 (Qt)
 
     def run_task(
         self,
