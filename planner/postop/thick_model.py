@@ -39,7 +39,6 @@ Positions are LPS mm on the CT's own geometry.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -157,8 +156,8 @@ def refit_columns(
     if len(pairs) == 0:
         return seeds
     by_label = {c.label: c for c in comps}
-    n_in = Counter(s.component for s in seeds)
-    alone = np.array([n_in[s.component] == 1 and s.component in by_label for s in seeds])
+    groups = _groups(seeds)
+    alone = np.array([len(groups[s.component]) == 1 and s.component in by_label for s in seeds])
     pairs = pairs[alone[pairs[:, 0]] & alone[pairs[:, 1]]]
     graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), (len(seeds),) * 2)
     _, column_of = connected_components(graph, directed=False)
