@@ -210,3 +210,38 @@ def test_a_wrong_registration_falls_back_to_the_detection_without_the_prior():
     near = RigidTransform().nudged(shift_mm=(0.5, -0.4, 0.6), rotation_deg=(0.0, 0.0, 0.5))
     kept = detect_with_bone_prior(planning, ct, near, n, None, None, None)
     assert any("planning CT's bone taken out" in m for m in kept.messages)
+
+
+def test_5mm_the_seed_end_to_end_with_a_seed_found_is_added(monkeypatch):
+    """Freehand rng 1 (5 mm): two seeds end to end with the next of their needle (4.8 and
+    5.8 mm) were taken for bone with it by the in-plane line openings, and missed. With the
+    planning CT's bone out each is found beside its partner (``END_TO_END``), within 1 mm of
+    where it is; no seed is added where there is none, and every other seed stays put."""
+    phantom = generate_phantom(n_slices=40)
+    base, gtv = reslice_thick(phantom.hu, phantom.geometry, phantom.masks["GTV"], 5.0)
+    scene = freehand_implant_scene(gtv, base.geometry, rng=1)
+    ct = render_postop_ct(base, scene, rng=101)
+    off = RigidTransform().nudged(shift_mm=(0.5, -0.4, 0.6), rotation_deg=(0.0, 0.0, 0.5))
+    bone = planning_bone_hu(CTVolume(phantom.hu, phantom.geometry), ct, off)
+    truth, n = scene.seeds_mm, len(scene.seeds_mm)
+    monkeypatch.setattr(thick_model, "END_TO_END", False)
+    without = detect_seeds(ct, expected=n, bone_hu=bone)
+    monkeypatch.setattr(thick_model, "END_TO_END", True)
+    with_pairs = detect_seeds(ct, expected=n, bone_hu=bone)
+    found_without, false_without = _matched(truth, without.positions_mm)
+    found_with, false_with = _matched(truth, with_pairs.positions_mm)
+    assert found_with >= found_without + 2 and false_with <= false_without
+    # The seeds added: each within 1 mm of a true seed that had none found within 2.5 mm, and
+    # 4.2–6.5 mm from the seed found beside it on its needle.
+    d_without = np.linalg.norm(truth[:, None] - without.positions_mm[None], axis=-1).min(axis=1)
+    added = with_pairs.positions_mm[len(without.seeds) :]
+    assert len(added) == len(with_pairs.seeds) - len(without.seeds) >= 2
+    for p in added:
+        d = np.linalg.norm(truth - p, axis=1)
+        assert d.min() < 1.0 and d_without[d.argmin()] > 2.5
+        assert 4.2 <= np.sort(np.linalg.norm(with_pairs.positions_mm - p, axis=1))[1] <= 6.5
+    # Seeds not paired keep their places; a partner moves by its joint fit, less than 1.8 mm.
+    moved = np.linalg.norm(
+        with_pairs.positions_mm[: len(without.seeds)] - without.positions_mm, axis=1
+    )
+    assert np.count_nonzero(moved > 0) <= len(added) and moved.max() < 1.8

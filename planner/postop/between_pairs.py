@@ -27,10 +27,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from dose.geometry import GridGeometry
-from planner.postop.lung_seeds import disc_tophat
-from planner.postop.residual import voxel_centres
 from planner.postop.results import DetectedSeed, canonical_axis
 from planner.postop.seed_fit import SeedImageModel, fit_seeds, line_image_at
+from planner.postop.tophat_fit import fit_data, single_amplitude
 
 #: Two seeds' fit replaces the one found when its BIC is lower by at least this ...
 MIN_BIC_GAIN = 100.0
@@ -39,15 +38,8 @@ MIN_MOVE_MM = 2.5
 #: The fit box: ± this (mm) in-plane and ± ``FIT_SLICES`` slices about the seed found.
 FIT_REACH_MM = 5.0
 FIT_SLICES = 1
-#: What the fits see: the HU above its grey opening by an in-plane disc of this radius (mm).
-TOPHAT_RADIUS_MM = 3.5
 #: The two seeds start this far (mm) on either side of the one found, along its axis.
 START_OFFSET_MM = 2.6
-#: One seed's amplitude on the top-hat is the median fit of the seeds with no other this close
-#: (mm), at least ``MIN_ISOLATED`` of them (up to ``MAX_ISOLATED``).
-ISOLATED_MM = 7.5
-MIN_ISOLATED = 3
-MAX_ISOLATED = 15
 #: Residual evaluations of the one seed's fit (it starts where the seed was placed: 10 gave
 #: the same seeds as 40 on the 5 mm scenes).
 ONE_EVALUATIONS = 10
@@ -75,7 +67,7 @@ def split_between_pairs(
     model = SeedImageModel.for_grid(geometry.spacing_mm, geometry.direction)
     pts = np.array([s.position_mm for s in seeds], dtype=np.float64)
     axes = np.array([s.axis for s in seeds], dtype=np.float64)
-    amplitude = _single_amplitude(hu, excluded, geometry, model, seeds, pts, axes)
+    amplitude = single_amplitude(hu, excluded, geometry, model, seeds, FIT_REACH_MM)
     if amplitude is None:
         return seeds
     out: list[DetectedSeed] = []
@@ -100,57 +92,9 @@ def split_between_pairs(
     return out
 
 
-def _fit_data(hu, excluded, geometry, centre_mm):
-    """(coords ``(M, 3)`` LPS mm, HU above the disc opening ``(M,)``) of the fit box about
-    ``centre_mm``; None where it leaves the CT or holds too little."""
-    sp = np.asarray(geometry.spacing_mm, dtype=np.float64)
-    radius_px = TOPHAT_RADIUS_MM / float(sp[0])
-    r = round(FIT_REACH_MM / float(sp[0]))
-    grow = int(np.ceil(radius_px))
-    k, j, i = np.rint(geometry.world_to_zyx(np.asarray(centre_mm)[None])[0]).astype(int)
-    lo = np.maximum([k - FIT_SLICES, j - r, i - r], 0)
-    hi = np.minimum([k + FIT_SLICES + 1, j + r + 1, i + r + 1], hu.shape)
-    if np.any(hi - lo < 3):
-        return None
-    # The opening sees ``grow`` pixels beyond the box, as it would on the whole slice.
-    margin = np.array([0, grow, grow])
-    lo_g = np.maximum(lo - margin, 0)
-    hi_g = np.minimum(hi + margin, hu.shape)
-    block = disc_tophat(
-        hu[tuple(slice(int(a), int(b)) for a, b in zip(lo_g, hi_g, strict=True))], radius_px
-    )
-    inner = tuple(slice(int(a - g), int(b - g)) for a, b, g in zip(lo, hi, lo_g, strict=True))
-    keep = ~excluded[tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))].ravel()
-    if keep.sum() < 50:
-        return None
-    coords = voxel_centres(geometry, lo, hi)[keep]
-    return coords, block[inner].ravel()[keep].astype(np.float64)
-
-
-def _single_amplitude(hu, excluded, geometry, model, seeds, pts, axes) -> float | None:
-    """One seed's amplitude (HU·mm³) on the top-hat: the median fit of the isolated seeds with
-    a blob of their own; None with fewer than ``MIN_ISOLATED``."""
-    d = np.linalg.norm(pts[:, None] - pts[None], axis=-1)
-    np.fill_diagonal(d, np.inf)
-    isolated = [
-        n for n in range(len(seeds)) if d[n].min() > ISOLATED_MM and seeds[n].component != 0
-    ][:MAX_ISOLATED]
-    amps = []
-    guess = 5.0e4
-    for n in isolated:
-        data = _fit_data(hu, excluded, geometry, pts[n])
-        if data is None:
-            continue
-        fit = fit_seeds(
-            data[0], data[1], pts[n][None], axes[n][None], guess, model, amplitude_range=(0.1, 5.0)
-        )
-        amps.append(float(fit.amplitudes[0]))
-    return float(np.median(amps)) if len(amps) >= MIN_ISOLATED else None
-
-
 def _pair_around(hu, excluded, geometry, model, pts, axes, n, amplitude):
     """The two seeds' fit replacing seed ``n`` (see the module), or None."""
-    data = _fit_data(hu, excluded, geometry, pts[n])
+    data = fit_data(hu, excluded, geometry, pts[n], FIT_REACH_MM, FIT_SLICES)
     if data is None:
         return None
     coords, values = data

@@ -32,7 +32,9 @@ neighbours from :mod:`planner.postop.thick_fit`):
    faint in HU for the candidates, found by fitting one seed's image
    (:func:`planner.postop.lung_seeds.lung_seeds`);
 7. with the planning CT's bone taken out (``BETWEEN_PAIRS``): a seed found between two seeds
-   end to end is those two (:func:`planner.postop.between_pairs.split_between_pairs`).
+   end to end is those two (:func:`planner.postop.between_pairs.split_between_pairs`);
+8. with the planning CT's bone taken out (``END_TO_END``): the seed end to end with a seed
+   found, taken for bone with it (:func:`planner.postop.end_to_end.add_end_to_end_seeds`).
 
 Positions are LPS mm on the CT's own geometry.
 """
@@ -53,6 +55,7 @@ from planner.postop.between_pairs import split_between_pairs
 from planner.postop.blobs import Component
 from planner.postop.cluster_split import MIN_SPLIT_DISTANCE_MM
 from planner.postop.duplicates import merge_duplicates
+from planner.postop.end_to_end import add_end_to_end_seeds
 from planner.postop.lung_seeds import lung_seeds
 from planner.postop.residual import stacked_pairs, unexplained_seeds
 from planner.postop.results import DetectedSeed, canonical_axis
@@ -102,6 +105,9 @@ LUNG_SEEDS = True
 #: Thick slices with the planning CT's bone taken out: a seed found between two seeds of a
 #: needle row is those two (:mod:`planner.postop.between_pairs`).
 BETWEEN_PAIRS = True
+#: Thick slices with the planning CT's bone taken out: the seed end to end with a seed found,
+#: which the in-plane line openings took for bone with it (:mod:`planner.postop.end_to_end`).
+END_TO_END = True
 #: Thick slices: fit the seeds stacked along the slice axis together (:func:`refit_columns`).
 #: Two seeds of one in-plane column 1–2 slices apart share a slice, whose excess the 3-slice
 #: opening of :func:`planner.postop.thick_slices.compact_excess` takes out: each was placed
@@ -206,7 +212,7 @@ def place_by_model(
     faint: list[Component] | None = None,
     bone_out: bool = False,
 ) -> list[DetectedSeed]:
-    """Steps 1–7 of the module on ``seeds`` as the components ``comps`` gave them: placed,
+    """Steps 1–8 of the module on ``seeds`` as the components ``comps`` gave them: placed,
     split and added to. ``inplane_excess`` (HU) and ``excluded`` are ``(z, y, x)`` on ``ct``'s
     grid, ``floor_hu`` the lowest HU searched, ``single`` one seed's blob mass (HU·mm³),
     ``faint`` the components too faint for a seed that may be a seed's remnant (step 3a),
@@ -247,6 +253,8 @@ def place_by_model(
         seeds = add_lung_seeds(ct, seeds, inplane_excess, excluded, floor_hu)
     if bone_out and BETWEEN_PAIRS:
         seeds = split_between_pairs(ct.hu, excluded, ct.geometry, seeds)
+    if bone_out and END_TO_END:
+        seeds = add_end_to_end_seeds(ct.hu, excluded, ct.geometry, seeds)
     return seeds
 
 
