@@ -141,3 +141,36 @@ def test_a_lung_seed_end_to_end_with_its_train(monkeypatch) -> None:
     held = detect.detect_seeds(ct).positions_mm
     assert _matched(seeds, held) == len(seeds) - 1
     assert np.min(np.linalg.norm(held - seeds[4], axis=1)) > 5.0  # the one in lung
+
+
+def test_a_faint_seed_in_lung_as_sharp_as_a_seed_is_found(monkeypatch) -> None:
+    """Freehand rng 107 (5 mm, the planning CT's bone out): a seed in lung 9 mm from the next
+    seed found fits at 0.82 of a seed's amplitude, just under ``MIN_AMPLITUDE_FRACTION``; its
+    image is sharper than a vessel's (the line twice as wide leaves 1.5 times the misfit), so
+    it is a seed (``SHARP_AMPLITUDE_FRACTION``). Held to the amplitude alone it is missed, and
+    the rule adds no false seed."""
+    import planner.postop.lung_seeds as lung_seeds
+    from planner.demo.phantom import generate_phantom
+    from planner.postop.bone_prior import planning_bone_hu
+    from planner.postop.freehand_scene import freehand_implant_scene
+    from planner.postop.register import RigidTransform
+    from planner.postop.synthetic import reslice_thick
+
+    ph = generate_phantom(n_slices=40)
+    base, gtv = reslice_thick(ph.hu, ph.geometry, ph.masks["GTV"], SLICE_MM)
+    scene = freehand_implant_scene(gtv, base.geometry, rng=107)
+    ct = render_postop_ct(base, scene, rng=207)
+    off = RigidTransform().nudged(shift_mm=(0.5, -0.4, 0.6), rotation_deg=(0.0, 0.0, 0.5))
+    bone = planning_bone_hu(CTVolume(ph.hu, ph.geometry), ct, off)
+    truth, n = scene.seeds_mm, len(scene.seeds_mm)
+    sharp = detect.detect_seeds(ct, expected=n, bone_hu=bone).positions_mm
+    monkeypatch.setattr(lung_seeds, "SHARP_AMPLITUDE_FRACTION", lung_seeds.MIN_AMPLITUDE_FRACTION)
+    plain = detect.detect_seeds(ct, expected=n, bone_hu=bone).positions_mm
+    assert _matched(truth, sharp) >= _matched(truth, plain) + 1
+    assert len(sharp) - _matched(truth, sharp) <= len(plain) - _matched(truth, plain)
+    # The seed gained lies in lung, far from every seed found without the rule.
+    gained = [p for p in sharp if np.linalg.norm(plain - p, axis=1).min() > 2.5]
+    assert len(gained) == 1
+    k = np.rint(base.geometry.world_to_zyx(np.asarray(gained)))[0].astype(int)
+    assert np.linalg.norm(truth - gained[0], axis=1).min() < 1.0
+    assert ct.hu[tuple(k)] < 1000  # faint: a seed in lung on 5 mm slices

@@ -59,6 +59,14 @@ LUNG_MIN_DISTANCE_MM = 5.0
 #: 0.52–0.70, on the 5 mm freehand scenes rng 0–11 of ``bench_detect``).
 MIN_AMPLITUDE_FRACTION = 0.82
 MIN_R2 = 0.55
+#: ... or at ``SHARP_AMPLITUDE_FRACTION`` or more where the image is as sharp as a seed's: the
+#: line ``WIDE_FACTOR`` as wide leaves ``SHARP_WIDE_RATIO`` times the misfit, and R² is at least
+#: ``SHARP_R2`` (5 mm scenes of ``bench_detect``, freehand rng 0–11 and 100–111, validation
+#: and scenario sets: seeds in lung at ratios 1.19–2.69, mostly ≥ 1.44, fitted at 0.73–0.82
+#: with ratios 1.53–2.69; every fit of no seed at 1.36 or less, but one 5.8 mm from a seed).
+SHARP_AMPLITUDE_FRACTION = 0.7
+SHARP_WIDE_RATIO = 1.45
+SHARP_R2 = 0.6
 #: ... and fits better than the image of a line this many times as wide in-plane (a lung vessel
 #: crossing the slice is a band 2.5–3 mm wide; a seed's image 1–2 pixels).
 WIDE_FACTOR = 2.0
@@ -177,7 +185,7 @@ def lung_seeds(
         tss = float(np.sum((values - values.mean()) ** 2))
         r2 = 1.0 - best.rss / max(tss, 1e-9)
         fraction = float(best.amplitudes[0] / seeds.amplitude)
-        if fraction < MIN_AMPLITUDE_FRACTION or r2 < MIN_R2:
+        if fraction < SHARP_AMPLITUDE_FRACTION or r2 < MIN_R2:
             continue
         wide = fit_seeds(
             coords,
@@ -190,6 +198,9 @@ def lung_seeds(
         )
         if wide.rss < best.rss:
             continue  # a band wider than a seed: a vessel
+        sharp = wide.rss >= SHARP_WIDE_RATIO * best.rss and r2 >= SHARP_R2
+        if fraction < MIN_AMPLITUDE_FRACTION and not sharp:
+            continue
         fits.append(LungSeed(best.centres_mm[0], best.axes[0], fraction, r2))
     # One seed per spot cluster, none beside a seed found: strongest first.
     fits.sort(key=lambda s: -s.amplitude_fraction * s.r2)

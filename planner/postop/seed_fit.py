@@ -274,14 +274,16 @@ def fit_seeds(
     def residual(x: NDArray[np.float64]) -> NDArray[np.float64]:
         p = x[:-1].reshape(n, 7)
         axes = p[:, 3:6] + 1e-9
-        img = line_image_fast(pts, p[:, :3], axes, p[:, 6] * amplitude, model.sigma_mm)
+        img = line_image_fast(
+            pts, p[:, :3], axes, p[:, 6] * amplitude, model.sigma_mm, model.length_mm
+        )
         r = img + x[-1] + fixed - values_hu
         return np.where(sat, np.minimum(r, 0.0), r)
 
     def jacobian(x: NDArray[np.float64]) -> NDArray[np.float64]:
         p = x[:-1].reshape(n, 7)
         d_c, d_v, d_a = line_image_jacobian_fast(
-            pts, p[:, :3], p[:, 3:6] + 1e-9, p[:, 6] * amplitude, model.sigma_mm
+            pts, p[:, :3], p[:, 3:6] + 1e-9, p[:, 6] * amplitude, model.sigma_mm, model.length_mm
         )
         jac = np.empty((len(values_hu), n, 7))
         jac[:, :, :3], jac[:, :, 3:6], jac[:, :, 6] = d_c, d_v, d_a * amplitude
