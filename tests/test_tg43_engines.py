@@ -252,6 +252,26 @@ def test_warm_up_in_subprocess_reports_failure() -> None:
     assert "unknown seed model 'nonesuch'" in proc.message  # the child's last line, for the GUI
 
 
+def test_warm_up_in_subprocess_runs_the_steps_it_is_given() -> None:
+    # The GUI's child also compiles the post-op seed fit's kernels (app/gui/dose_warmup.py):
+    # named "module:function", run after the dose kernels, on one monotonic progress bar.
+    fractions: list[float] = []
+    messages: list[str] = []
+    proc = warm_up_in_subprocess(
+        ["6711"],
+        also=["planner.postop.seed_fit_kernels:warm_up"],
+        progress=lambda f, msg: (fractions.append(f), messages.append(msg)),
+    )
+    assert proc.wait(timeout=300) == 0 and proc.ok is True
+    assert fractions[-1] == 1.0 and fractions == sorted(fractions)
+    assert "compiling seed_fit_kernels" in messages
+    assert max(f for f, m in zip(fractions, messages, strict=True) if "dose" in m) <= 0.5
+    failed = warm_up_in_subprocess(["6711"], also=["planner.postop.nonesuch:warm_up"])
+    assert failed.wait(timeout=300) != 0 and "nonesuch" in failed.message
+    with pytest.raises(ValueError, match=r"package\.module:function"):
+        warm_up_in_subprocess(["6711"], also=["no_function_named"])
+
+
 @pytest.mark.parametrize("model", ["6711", "2301", "6702", "IAI-125A", "STM1251", "AgX100"])
 def test_exact_table_accuracy_by_distance_band(model: str) -> None:
     # The numba engine's (r, θ) table against the independent reference engine, one seed with an

@@ -5,7 +5,8 @@ takes ~20-30 s, holding the GIL for long stretches. So the GUI never compiles on
 
 1. after the window is shown, a worker thread imports :mod:`dose.engine` (numba's import alone
    takes ~2 s) and starts :func:`dose.engine.warm_up_in_subprocess`, a child process that
-   compiles the kernels into the disk cache (state ``"compiling"``);
+   compiles the kernels into the disk cache (state ``"compiling"``), the post-op seed fit's too
+   (``MORE_KERNELS``);
 2. a timer on the GUI thread polls the child; when it exits 0, :func:`dose.engine.warm_up`
    loads the cached kernels into this process on a worker thread (``"loading"``);
 3. then the state is ``"ready"`` and :meth:`DoseEngineWarmUp.when_ready` callbacks run.
@@ -38,16 +39,23 @@ class ProcessHandle(Protocol):
     def poll(self) -> int | None: ...
 
 
+#: Kernels of the layers above ``dose`` compiled in the same child ("module:function"): the
+#: post-op seed fit's, whose first fit would otherwise compile on the verify worker.
+MORE_KERNELS = ("planner.postop.seed_fit_kernels:warm_up",)
+
+
 def _start_real_child() -> ProcessHandle:
     from dose.engine import warm_up_in_subprocess
 
-    return warm_up_in_subprocess()
+    return warm_up_in_subprocess(also=MORE_KERNELS)
 
 
 def _warm_up_in_process() -> None:
     from dose.engine import warm_up
+    from planner.postop.seed_fit_kernels import warm_up as warm_up_seed_fit
 
     warm_up()
+    warm_up_seed_fit()
 
 
 class DoseEngineWarmUp(QObject):

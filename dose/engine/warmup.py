@@ -21,6 +21,10 @@ So a GUI never compiles in its own process:
    model tables, ~1-2 s) or simply let the first dose computation do it.
 
 ``handle.terminate()`` stops the child (harmless: numba writes its cache files atomically).
+
+``also`` names more compile steps for the same child, ``"package.module:function"`` (each
+called with no arguments after the dose kernels): a layer above ``dose`` (the GUI) passes its
+own kernels there, e.g. the post-op seed fit's, without ``dose`` importing it.
 """
 
 from __future__ import annotations
@@ -93,13 +97,20 @@ def warm_up(
     report(progress, 1.0, "dose kernels ready")
 
 
-def _child_main(models: Sequence[str]) -> None:
+def _child_main(models: Sequence[str], also: Sequence[str] = ()) -> None:
     """Entry point of the warm-up child: progress lines on stdout for the parent's watcher."""
+    import importlib
 
     def progress(fraction: float, message: str) -> None:
         print(f"{_PROGRESS_TAG} {fraction:.4f} {message}", flush=True)
 
-    warm_up(models, progress=progress)
+    share = 1.0 / (len(also) + 1)  # of the progress bar, per step
+    warm_up(models, progress=lambda f, message: progress(f * share, message))
+    for done, name in enumerate(also, start=1):
+        module, _, function = name.partition(":")
+        progress(done * share, f"compiling {module.rsplit('.', 1)[-1]}")
+        getattr(importlib.import_module(module), function)()
+        progress((done + 1) * share, "kernels ready" if done == len(also) else "")
 
 
 class WarmUpProcess:
@@ -198,13 +209,20 @@ class WarmUpProcess:
 def warm_up_in_subprocess(
     models: Sequence[str] = ("6711",),
     *,
+    also: Sequence[str] = (),
     progress: ProgressFn | None = None,
     on_done: DoneFn | None = None,
 ) -> WarmUpProcess:
     """Start a background Python that compiles the kernels into numba's disk cache; returns at
     once with a :class:`WarmUpProcess` handle (see the module docstring for how to learn that
-    it finished: ``on_done``, ``poll()``/``done`` or ``wait()``)."""
-    code = f"from dose.engine.warmup import _child_main; _child_main({list(models)!r})"
+    it finished: ``on_done``, ``poll()``/``done`` or ``wait()``). ``also``: more compile steps,
+    ``"package.module:function"`` each (module docstring)."""
+    for name in also:
+        if not all(name.partition(":")[::2]):
+            raise ValueError(f"warm-up step {name!r}: expected 'package.module:function'")
+    code = (
+        f"from dose.engine.warmup import _child_main; _child_main({list(models)!r}, {list(also)!r})"
+    )
     env = dict(os.environ)
     root = str(_ROOT)
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")

@@ -108,3 +108,18 @@ def line_image_jacobian_nb(
             for k in range(3):
                 d_axis[m, j, k] = (d_unit[k] - along * u[k]) / length
     return d_centre, d_axis, d_amplitude
+
+
+def warm_up() -> None:
+    """Compile both kernels (or load them from numba's disk cache) for the argument types
+    :mod:`planner.postop.seed_fit` calls them with: contiguous float64 arrays and a float.
+    The GUI runs this in its start-up warm-up child (:mod:`app.gui.dose_warmup`): on a fresh
+    install the first fit would otherwise compile for ~1.4 s on the verify worker, holding the
+    GIL."""
+    points = np.zeros((2, 3))
+    centres = np.zeros((1, 3))
+    axes = np.array([[0.0, 0.0, 1.0]])
+    amplitudes = np.ones(1)
+    sigma = np.ones(3)
+    line_image_nb(points, centres, axes, amplitudes, sigma, 4.5)
+    line_image_jacobian_nb(points, centres, axes, amplitudes, sigma, 4.5)
