@@ -245,3 +245,25 @@ def test_5mm_the_seed_end_to_end_with_a_seed_found_is_added(monkeypatch):
         with_pairs.positions_mm[: len(without.seeds)] - without.positions_mm, axis=1
     )
     assert np.count_nonzero(moved > 0) <= len(added) and moved.max() < 1.8
+
+
+def test_a_pair_fitted_near_the_seed_found_needs_a_much_better_fit():
+    """``between_pairs._between``: two seeds both ≥ 2.5 mm from the one found replace it at a
+    BIC gain of 100; both only 1.5–2.5 mm from it (a seed found off the middle of its two)
+    only at ``NEAR_BIC_GAIN`` (the misses measured gained 233 and 1553, the fits of no pair
+    109–343); a fit keeping a seed where it was found never does."""
+    from planner.postop.between_pairs import NEAR_BIC_GAIN, _between
+    from planner.postop.seed_fit import SeedFit
+
+    found = np.zeros(3)
+
+    def fits(gain: float, moved: tuple[float, float]):
+        one = SeedFit(np.zeros((1, 3)), np.eye(3)[:1], np.ones(1), 0.0, 1.0, 100, 0.0)
+        centres = np.array([[-moved[0], 0.0, 0.0], [moved[1], 0.0, 0.0]])
+        two = SeedFit(centres, np.eye(3)[:2], np.ones(2), 0.0, 1.0, 100, -gain)
+        return one, two
+
+    assert _between(*fits(150.0, (2.6, 3.0)), found)
+    assert not _between(*fits(NEAR_BIC_GAIN - 1.0, (2.0, 2.9)), found)
+    assert _between(*fits(1553.0, (2.0, 2.9)), found)
+    assert not _between(*fits(1553.0, (1.2, 3.5)), found)
