@@ -96,6 +96,8 @@ found twice).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from numpy.typing import NDArray
 
@@ -110,6 +112,7 @@ from planner.postop.blobs import (
     label26,
     measure,
 )
+from planner.postop.bone_prior import SPOT_FRACTION, bone_spots
 from planner.postop.cluster_split import split_cluster
 from planner.postop.duplicates import merge_duplicates, merge_halves
 from planner.postop.results import DetectedSeed, DetectionResult, MetalObject, canonical_axis
@@ -204,6 +207,7 @@ def detect_seeds(
     max_width_mm: float = 6.5,
     solid_hu: float = 1200.0,
     bone_hu: NDArray[np.float32] | None = None,
+    bone_at: Callable[[NDArray[np.int64]], NDArray[np.float32]] | None = None,
     progress: ProgressFn | None = None,
     cancel: CancelFn | None = None,
 ) -> DetectionResult:
@@ -222,6 +226,10 @@ def detect_seeds(
     bone_hu : optional (z, y, x) float array on ``ct``'s grid: the registered planning CT's
         bone as this scan sees it (:func:`planner.postop.bone_prior.planning_bone_hu`). On
         thick slices it is subtracted before the search by shape; ignored on thin slices.
+    bone_at : optional, thin slices: ``bone_at(voxels (M, 3) z, y, x) -> (M,)`` that bone at
+        voxels of ``ct`` (:func:`planner.postop.bone_prior.planning_bone_at`); a seed found on
+        it and exceeding it by too little for a seed is cortex brightened by streaks
+        (:func:`planner.postop.bone_prior.bone_spots`), listed with the non-seed metal.
     progress, cancel : see :mod:`dose.progress`.
     """
     if ct.hu.ndim != 3 or min(ct.hu.shape) < 1:
@@ -373,6 +381,10 @@ def detect_seeds(
         # median on 2.5 mm freehand scenes: planner/postop/thin_fit.py).
         seeds = refine_seeds(ct, seeds, thin_tophat, thin_labels, excluded, 1.3 * single)
         seeds = merge_halves(merge_duplicates(seeds), comps, single)
+        if bone_at is not None and seeds:
+            # Cortex brightened by the seeds' streaks over the threshold: bone, not a seed.
+            seeds, on_bone = _without_bone_spots(ct, seeds, bone_at, thr)
+            metal.extend(on_bone)
     if thick:
         seeds = place_by_model(
             search,
@@ -415,6 +427,33 @@ def thick_slice_caveat(thickness_mm: float) -> str:
         "apart in z) or lying in lung can be merged or missed, a few per cent of an implant; "
         f"review those, or scan at ≤ {THICK_SLICE_MM:g} mm for post-implant dosimetry"
     )
+
+
+def _without_bone_spots(
+    ct: CTVolume,
+    seeds: list[DetectedSeed],
+    bone_at: Callable[[NDArray[np.int64]], NDArray[np.float32]],
+    threshold_hu: float,
+) -> tuple[list[DetectedSeed], list[MetalObject]]:
+    """Thin slices: ``seeds`` less those on the planning CT's bone that exceed it by too little
+    for a seed (:func:`planner.postop.bone_prior.bone_spots`), and those as non-seed objects."""
+    pts = np.array([s.position_mm for s in seeds], dtype=np.float64)
+    kji = np.rint(ct.geometry.world_to_zyx(pts)).astype(np.int64)
+    spot, excess = bone_spots(ct.hu, bone_at, kji, threshold_hu)
+    kept = [s for s, b in zip(seeds, spot, strict=True) if not b]
+    limit = SPOT_FRACTION * threshold_hu
+    on_bone = [
+        MetalObject(
+            s.position_mm,
+            0.0,
+            0.0,
+            f"bone of the planning CT brightened by streaks: {e:.0f} HU above it "
+            f"(a seed reads {limit:.0f} or more)",
+        )
+        for s, b, e in zip(seeds, spot, excess, strict=True)
+        if b
+    ]
+    return kept, on_bone
 
 
 def _reconcile(seeds, comps, expected, voxel_mm3, blur, clusters, normal, thickness, single):
