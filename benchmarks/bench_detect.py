@@ -15,7 +15,7 @@ not chosen on (:func:`heldout_cases`); ``--scenarios --validation`` a third set
 (:func:`validation_cases`); ``--scenarios --freehand`` freehand implants of random geometry
 (:func:`freehand_cases`, rng 0–11; ``--freehand-check``: rng 100–111); ``--bone-prior``
 gives the detection on thick slices the planning CT's bone, registered 0.9 mm off
-(:mod:`planner.postop.bone_prior`). None is part of ``seedplan bench``.
+(:mod:`planner.postop.detection.bone_prior`). None is part of ``seedplan bench``.
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ def _score(truth: np.ndarray, found: np.ndarray) -> tuple[int, int, float]:
 def _run_case(ct, scene, repeats: int, slice_mm: float) -> dict:
     """One benchmark row: detection timed (wall, best of ``repeats``; CPU of that run) and
     scored beside the plain baseline."""
-    from planner.postop.detect import detect_seeds
+    from planner.postop.detection.detect import detect_seeds
 
     truth = scene.seeds_mm
     detect_seeds(ct)  # warm-up: imports (scikit-learn) and caches
@@ -107,7 +107,7 @@ def _run_case(ct, scene, repeats: int, slice_mm: float) -> dict:
 
 
 def run_benchmarks(quick: bool = False) -> list[dict]:
-    """Time :func:`planner.postop.detect.detect_seeds` beside the plain baseline: the
+    """Time :func:`planner.postop.detection.detect.detect_seeds` beside the plain baseline: the
     512×512×150 CT at 1.25 mm (the issue's goal), and (not in quick mode) the same anatomy on
     30 slices of 5 mm, where the detector searches by shape."""
     ct, scene = make_case(n_slices=60 if quick else 150)
@@ -191,7 +191,7 @@ def heldout_cases(thickness_mm: float):
 def validation_cases(thickness_mm: float):
     """(name, post-op CT, scene) of a third set of random draws: seed grids (rng 10–12) and
     needle implants with clusters and lung (rng 9–14), first measured after the lung-seed step
-    (:mod:`planner.postop.lung_seeds`) was set on the scenes of :func:`scenario_cases` and
+    (:mod:`planner.postop.detection.lung_seeds`) was set on the scenes of :func:`scenario_cases` and
     :func:`heldout_cases`, and not used to set anything."""
     return _random_draws(thickness_mm, "validation", (10, 11, 12), (9, 10, 11, 12, 13, 14))
 
@@ -265,8 +265,8 @@ def scenario_table(
     dense benchmark's own phantom)."""
     from planner.demo.phantom import generate_phantom
     from planner.imaging.volume import CTVolume
-    from planner.postop.detect import detect_seeds
-    from planner.postop.thick_slices import THICK_SLICE_MM
+    from planner.postop.detection.detect import detect_seeds
+    from planner.postop.detection.thick_slices import THICK_SLICE_MM
     from planner.postop.verify import detect_with_bone_prior
 
     rows = []

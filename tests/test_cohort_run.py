@@ -36,8 +36,8 @@ COHORT_SEED = 5
 MATRIX = 192
 SPECS = cohort_specs(N_CASES, seed=COHORT_SEED, matrix=MATRIX)
 IDS = [s.case_id for s in SPECS]
-#: Known detection limitation (planner/postop/detect.py, being worked on): on the dense case-008
-#: (80 seeds at T8) detection may find one seed more or fewer (a seed split in two, or two
+#: Known detection limitation (planner/postop/detection/detect.py, being worked on): on the dense
+#: case-008 (80 seeds at T8) detection may find one seed more or fewer (a seed split in two, or two
 #: touching seeds taken for one). The table must then refuse the case with its reason and
 #: withhold its post-op metrics; when detection finds 80, the case is checked as every other.
 KNOWN_SPLIT = {"case-008": 80}

@@ -13,7 +13,7 @@ from planner.demo.phantom import generate_phantom
 from planner.demo.postop import make_postop_ct
 from planner.imaging.volume import CTVolume, PatientInfo
 from planner.plan.model import Needle, Plan, Seed
-from planner.postop.detect import detect_seeds
+from planner.postop.detection.detect import detect_seeds
 from planner.postop.register import register_rigid
 
 

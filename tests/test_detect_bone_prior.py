@@ -1,5 +1,5 @@
 """Thick slices: the registered planning CT's bone, taken out before the seed search
-(planner/postop/bone_prior.py, issue 13).
+(planner/postop/detection/bone_prior.py, issue 13).
 
 * :func:`planning_bone_hu` resamples the planning CT through the registration onto the post-op
   grid, averaged over each post-op slice, and keeps only what is above soft tissue;
@@ -21,14 +21,14 @@ import numpy as np
 import pytest
 from scipy.optimize import linear_sum_assignment
 
-import planner.postop.detect as detect_module
-import planner.postop.thick_model as thick_model
+import planner.postop.detection.detect as detect_module
+import planner.postop.detection.thick_model as thick_model
 from dose.errors import InputError
 from dose.geometry import GridGeometry
 from planner.demo.phantom import generate_phantom
 from planner.imaging.volume import CTVolume
-from planner.postop.bone_prior import BONE_FROM_HU, planning_bone_hu
-from planner.postop.detect import WITHOUT_BONE_PRIOR, detect_seeds
+from planner.postop.detection.bone_prior import BONE_FROM_HU, planning_bone_hu
+from planner.postop.detection.detect import WITHOUT_BONE_PRIOR, detect_seeds
 from planner.postop.freehand_scene import freehand_implant_scene
 from planner.postop.register import RigidTransform
 from planner.postop.synthetic import render_postop_ct, reslice_thick
@@ -114,9 +114,9 @@ def test_5mm_faint_remnants_of_seeds_end_to_end_are_seeds_with_the_bone_out(
     truth, n = scene.seeds_mm, len(scene.seeds_mm)
     both = detect_seeds(ct, expected=n, bone_hu=bone)
     assert _matched(truth, both.positions_mm) == (n, 0)
-    # The end-to-end step (planner/postop/end_to_end.py) and the lung step's sharp-image rule
-    # find one of the two each as well: off, to measure this step alone.
-    import planner.postop.lung_seeds as lung_seeds
+    # The end-to-end step (planner/postop/detection/end_to_end.py) and the lung step's sharp-image
+    # rule find one of the two each as well: off, to measure this step alone.
+    import planner.postop.detection.lung_seeds as lung_seeds
 
     monkeypatch.setattr(thick_model, "END_TO_END", False)
     monkeypatch.setattr(lung_seeds, "SHARP_AMPLITUDE_FRACTION", lung_seeds.MIN_AMPLITUDE_FRACTION)
@@ -260,8 +260,8 @@ def test_a_pair_fitted_near_the_seed_found_needs_a_much_better_fit():
     BIC gain of 100; both only 1.5–2.5 mm from it (a seed found off the middle of its two)
     only at ``NEAR_BIC_GAIN`` (the misses measured gained 233 and 1553, the fits of no pair
     109–343); a fit keeping a seed where it was found never does."""
-    from planner.postop.between_pairs import NEAR_BIC_GAIN, _between
-    from planner.postop.seed_fit import SeedFit
+    from planner.postop.detection.between_pairs import NEAR_BIC_GAIN, _between
+    from planner.postop.detection.seed_fit import SeedFit
 
     found = np.zeros(3)
 
@@ -305,7 +305,7 @@ def test_2_5mm_cortex_brightened_by_streaks_is_bone_where_the_planning_ct_has_bo
 def test_planning_bone_at_voxels_is_the_bone_of_the_whole_grid_there():
     """``planning_bone_at`` (a few voxels, thin slices) gives what ``planning_bone_hu`` (the
     whole grid) gives at those voxels, through a registration that shifts and turns."""
-    from planner.postop.bone_prior import planning_bone_at
+    from planner.postop.detection.bone_prior import planning_bone_at
 
     phantom = generate_phantom(n_slices=40)
     planning = CTVolume(phantom.hu, phantom.geometry)

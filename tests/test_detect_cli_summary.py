@@ -17,7 +17,7 @@ import pytest
 from dose.geometry import GridGeometry
 from planner.imaging.image_files import write_image
 from planner.imaging.volume import CTVolume
-from planner.postop.detect import THICK_FLOOR_HU, DetectionResult
+from planner.postop.detection.detect import THICK_FLOOR_HU, DetectionResult
 from planner.postop.synthetic import PostopScene, render_postop_ct
 from tests.conftest import REPO_ROOT
 

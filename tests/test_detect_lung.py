@@ -1,8 +1,8 @@
 """5 mm detection: a seed in lung beside its needle row (issue 13).
 
 On 5 mm slices a seed in lung straddling two slices reads ≈ −100 HU, under the HU floor of the
-candidates; planner/postop/lung_seeds.py finds it beside the seeds found by fitting one seed's
-image to what their images leave. The scene is small: soft tissue with a block of lung in one
+candidates; planner/postop/detection/lung_seeds.py finds it beside the seeds found by fitting one
+seed's image to what their images leave. The scene is small: soft tissue with a block of lung in one
 corner, seeds rendered through the scanner model of planner/postop/synthetic.py.
 """
 
@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from scipy.optimize import linear_sum_assignment
 
-import planner.postop.detect as detect
-import planner.postop.thick_model as thick_model
+import planner.postop.detection.detect as detect
+import planner.postop.detection.thick_model as thick_model
 from dose.geometry import GridGeometry
 from planner.imaging.volume import CTVolume
 from planner.postop.synthetic import PostopScene, render_postop_ct
@@ -65,7 +65,7 @@ def test_lung_without_seeds_gives_none(lung_ct) -> None:
     """The same lung and tissue with only the seeds in tissue: nothing is found in the lung.
     (The lung vessel that fits like a seed, a branching tree of the phantom crossing a slice,
     is in the dense case of tests/test_detect_thick_slices.py, which fails without the width
-    test of planner/postop/lung_seeds.py.)"""
+    test of planner/postop/detection/lung_seeds.py.)"""
     ct, scene = lung_ct
     tissue_only = PostopScene(scene.seeds_mm[:-1], scene.axes[:-1], noise_sd_hu=10.0, streak_hu=0.0)
     hu = np.full(ct.geometry.shape_zyx, 40, dtype=np.int16)
@@ -82,7 +82,7 @@ def test_freehand_seeds_in_lung_on_the_disc_tophat(monkeypatch) -> None:
     in-plane excess of the line openings (which take a train, or a seed touching tissue, for a
     line: 0.4 of a seed's amplitude) misses, without more false seeds. The test fails with the
     line openings' data."""
-    import planner.postop.lung_seeds as lung_seeds
+    import planner.postop.detection.lung_seeds as lung_seeds
     from planner.demo.phantom import generate_phantom
     from planner.postop.freehand_scene import freehand_implant_scene
     from planner.postop.synthetic import reslice_thick
@@ -114,7 +114,7 @@ def test_freehand_seeds_in_lung_on_the_disc_tophat(monkeypatch) -> None:
 
 def _inplane_excess_like(block: np.ndarray, pixel_mm: float) -> np.ndarray:
     """``block`` above its in-plane line openings (what the candidates' excess measures)."""
-    from planner.postop.thick_slices import compact_excess
+    from planner.postop.detection.thick_slices import compact_excess
 
     return compact_excess(block.astype(np.float32), pixel_mm)[1]
 
@@ -124,7 +124,7 @@ def test_a_lung_seed_end_to_end_with_its_train(monkeypatch) -> None:
     lung, all between two slices: the seed in lung is found although it lies nearer its found
     neighbour (5.8 mm) than the residual's 6.5 mm; with the lung step held to 6.5 mm it is
     missed (the test can fail)."""
-    import planner.postop.lung_seeds as lung_seeds
+    import planner.postop.detection.lung_seeds as lung_seeds
 
     geo = GridGeometry((14, 112, 112), np.zeros(3), np.array([PIXEL_MM, PIXEL_MM, SLICE_MM]))
     hu = np.full(geo.shape_zyx, 40, dtype=np.int16)
@@ -149,9 +149,9 @@ def test_a_faint_seed_in_lung_as_sharp_as_a_seed_is_found(monkeypatch) -> None:
     image is sharper than a vessel's (the line twice as wide leaves 1.5 times the misfit), so
     it is a seed (``SHARP_AMPLITUDE_FRACTION``). Held to the amplitude alone it is missed, and
     the rule adds no false seed."""
-    import planner.postop.lung_seeds as lung_seeds
+    import planner.postop.detection.lung_seeds as lung_seeds
     from planner.demo.phantom import generate_phantom
-    from planner.postop.bone_prior import planning_bone_hu
+    from planner.postop.detection.bone_prior import planning_bone_hu
     from planner.postop.freehand_scene import freehand_implant_scene
     from planner.postop.register import RigidTransform
     from planner.postop.synthetic import reslice_thick

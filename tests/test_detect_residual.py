@@ -2,8 +2,8 @@
 
 On 5 mm slices the 3-slice opening takes seeds of one column (needle rows 8 mm apart) for bone:
 two of them become one blob, one seed between them, or a seed between two found ones has no
-slice maximum of its own. planner/postop/residual.py splits the first (``stacked_pairs``) and
-finds the second (``unexplained_seeds``) in the residual of the found seeds' model images. The
+slice maximum of its own. planner/postop/detection/residual.py splits the first (``stacked_pairs``)
+and finds the second (``unexplained_seeds``) in the residual of the found seeds' model images. The
 scenes are small: soft tissue with seeds rendered through the scanner model of
 planner/postop/synthetic.py, and a cortical ring (the curved end of a small bone, which no
 straight line opening removes) beside the seeds.
@@ -15,13 +15,13 @@ import numpy as np
 import pytest
 from scipy.optimize import linear_sum_assignment
 
-import planner.postop.detect as detect
-import planner.postop.thick_model as thick_model
+import planner.postop.detection.detect as detect
+import planner.postop.detection.thick_model as thick_model
 from dose.geometry import GridGeometry
 from planner.imaging.volume import CTVolume
-from planner.postop.residual import stacked_pairs, unexplained_seeds
+from planner.postop.detection.residual import stacked_pairs, unexplained_seeds
+from planner.postop.detection.thick_slices import compact_excess
 from planner.postop.synthetic import PostopScene, render_postop_ct
-from planner.postop.thick_slices import compact_excess
 
 SLICE_MM = 5.0
 PIXEL_MM = 0.78125
@@ -139,10 +139,10 @@ def test_a_residual_seed_is_placed_by_the_image_model(column_ct) -> None:
     off along the slice axis and 1 mm in-plane, as on the grid scenes, where it was up to
     3.5 mm off); fitting its image with every other seed held fixed puts it within 0.7 mm of
     the true centre. The other seeds do not move."""
-    from planner.postop.residual import ModelledSeeds
-    from planner.postop.results import DetectedSeed
-    from planner.postop.thick_fit import FitContext
-    from planner.postop.thick_slices import thick_components
+    from planner.postop.detection.residual import ModelledSeeds
+    from planner.postop.detection.results import DetectedSeed
+    from planner.postop.detection.thick_fit import FitContext
+    from planner.postop.detection.thick_slices import thick_components
 
     ct, scene = column_ct
     exclude = np.zeros(ct.hu.shape, dtype=bool)

@@ -1,13 +1,13 @@
 """Seed detection on 5 mm slices (issue 13): found / false / centre error against known seeds.
 
 On 5 mm slices an in-plane seed smeared over the slice reads ≈ 1000 HU, like cortical bone, so
-the detector searches thick slices by shape (planner/postop/detect.py, ``_thick_components``).
-The scenes are the demo phantom resampled to 5 mm plus seeds rendered through the scanner model
-(planner/postop/synthetic.py). Detections are matched to the truth by the Hungarian algorithm on
-distances gated at 2.5 mm (pairs beyond the gate cost the same, so they cannot pull the matching).
-Seeds in lung are left out of most scenes: on thick slices a seed against the pleura reads
-≈ 500 HU and is a known limitation; the clusters-and-lung scenes keep them (and a triplet
-of seeds end to end through the slice).
+the detector searches thick slices by shape (planner/postop/detection/detect.py,
+``_thick_components``). The scenes are the demo phantom resampled to 5 mm plus seeds rendered
+through the scanner model (planner/postop/synthetic.py). Detections are matched to the truth by the
+Hungarian algorithm on distances gated at 2.5 mm (pairs beyond the gate cost the same, so they
+cannot pull the matching). Seeds in lung are left out of most scenes: on thick slices a seed against
+the pleura reads ≈ 500 HU and is a known limitation; the clusters-and-lung scenes keep them (and a
+triplet of seeds end to end through the slice).
 """
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ import numpy as np
 import pytest
 from scipy.optimize import linear_sum_assignment
 
-import planner.postop.detect as detect
-import planner.postop.thick_model as thick_model
+import planner.postop.detection.detect as detect
+import planner.postop.detection.thick_model as thick_model
 from planner.demo.phantom import generate_phantom
-from planner.postop.detect import detect_seeds
+from planner.postop.detection.detect import detect_seeds
+from planner.postop.detection.thick_slices import stacked_candidates
 from planner.postop.synthetic import needle_implant_scene, render_postop_ct, seed_grid_scene
-from planner.postop.thick_slices import stacked_candidates
 from tests.test_postop_detect import _resample_z
 
 
@@ -45,11 +45,12 @@ def _gated_match(truth: np.ndarray, found: np.ndarray, gate_mm: float = 2.5):
 def test_5mm_many_seeds_every_orientation(phantom_5mm, rng: int, measured: int) -> None:
     """130–134 seeds on a 10 × 10 × 12 mm grid around the target (in soft tissue, bone and
     against cortex), axes uniform on the sphere: ≥ 99 % found (measured 134/134 and 130/130;
-    131/134 and 129/130 before the seeds found in the residual of planner/postop/residual.py),
-    ≤ 1 % false (measured 0 and 0), centre ≤ 0.7 mm RMS (measured 0.45 and 0.38 mm), axis
-    ≤ 10° median (measured 4.5° and 5.5°: uncertain single seeds placed by the image model
-    fit; 23° and 22° before). Seeds 12 mm apart along the slice axis make one blob too long for
-    its mass; it holds one seed more (without that rule rng 3 found 125/130)."""
+    131/134 and 129/130 before the seeds found in the residual of
+    planner/postop/detection/residual.py), ≤ 1 % false (measured 0 and 0), centre ≤ 0.7 mm RMS
+    (measured 0.45 and 0.38 mm), axis ≤ 10° median (measured 4.5° and 5.5°: uncertain single seeds
+    placed by the image model fit; 23° and 22° before). Seeds 12 mm apart along the slice axis make
+    one blob too long for its mass; it holds one seed more (without that rule rng 3 found
+    125/130)."""
     base, gtv = phantom_5mm
     centre = base.geometry.zyx_to_world(np.argwhere(gtv).mean(axis=0))
     scene = seed_grid_scene(base.geometry, centre, rng=rng, avoid_lung=base.hu)
@@ -77,7 +78,7 @@ def test_5mm_dense_implant_no_seed_in_bone_far_from_the_implant() -> None:
     residual; 43/49 before, 41/49 before the stacked candidates of ``stacked_candidates``,
     39/49 before seeds stacked along the slice axis were split one per slice; the two missed
     lie in lung and beside a seed 5 mm away). A lung vessel crossing a slice fits one seed's
-    image at 0.80 of its amplitude: without the width test of planner/postop/lung_seeds.py
+    image at 0.80 of its amplitude: without the width test of planner/postop/detection/lung_seeds.py
     (``WIDE_FACTOR``) it is a false seed 12.7 mm from the implant."""
     from benchmarks.bench_detect import make_case
 

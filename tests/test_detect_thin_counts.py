@@ -1,4 +1,4 @@
-"""Thin slices: how many seeds a component holds (planner/postop/detect.py, issue 13).
+"""Thin slices: how many seeds a component holds (planner/postop/detection/detect.py, issue 13).
 
 Rules, each shown on a freehand implant on 2.5 mm slices where it decides, and shown to fail
 with the rule off:
@@ -19,9 +19,9 @@ import numpy as np
 import pytest
 from scipy.optimize import linear_sum_assignment
 
-import planner.postop.detect as detect
+import planner.postop.detection.detect as detect
 from planner.demo.phantom import generate_phantom
-from planner.postop.detect import detect_seeds
+from planner.postop.detection.detect import detect_seeds
 from planner.postop.freehand_scene import freehand_implant_scene
 from planner.postop.synthetic import render_postop_ct, reslice_thick
 
@@ -74,12 +74,15 @@ def test_seeds_against_the_pleura_are_counted_by_their_core(base_2_5mm, monkeypa
 CLOSE_SPLITS = {
     # Two seeds side by side 2.9 mm apart, offset 2.1 mm along the slice axis: k-means finds
     # both (1.15 and 1.34 seeds, elongated), the 2.8 mm merge of close splits joined them.
-    "side-by-side pair": (100, ("planner.postop.cluster_split", "WHOLE_PART_FRACTION", 99.0)),
+    "side-by-side pair": (
+        100,
+        ("planner.postop.detection.cluster_split", "WHOLE_PART_FRACTION", 99.0),
+    ),
     # A seed beside bone (1.5 seeds of mass) cut in two whole-looking parts: one seed's fit
     # explains its voxels about as well as the pair's, so it is one.
-    "seed beside bone": (110, ("planner.postop.thin_fit", "CLOSE_PAIR_TEST", False)),
+    "seed beside bone": (110, ("planner.postop.detection.thin_fit", "CLOSE_PAIR_TEST", False)),
     # A seed in lung whose two halves (0.56 and 0.44 of a seed) are two components 3 mm apart.
-    "seed in two halves": (105, ("planner.postop.duplicates", "HALVES_MM", 0.0)),
+    "seed in two halves": (105, ("planner.postop.detection.duplicates", "HALVES_MM", 0.0)),
 }
 
 

@@ -15,7 +15,7 @@ from scipy.ndimage import distance_transform_edt
 from scipy.optimize import linear_sum_assignment
 
 from planner.demo.phantom import generate_phantom
-from planner.postop.detect import detect_seeds
+from planner.postop.detection.detect import detect_seeds
 from planner.postop.freehand_scene import (
     METAL_CLEARANCE_MM,
     MIN_CENTRE_DISTANCE_MM,

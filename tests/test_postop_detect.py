@@ -21,7 +21,7 @@ from dose.geometry import GridGeometry
 from dose.progress import Cancelled
 from planner.demo.phantom import generate_phantom
 from planner.imaging.volume import CTVolume
-from planner.postop.detect import detect_seeds
+from planner.postop.detection.detect import detect_seeds
 from planner.postop.synthetic import (
     PostopScene,
     needle_implant_scene,

@@ -101,7 +101,7 @@ def test_detection_json_says_whether_thick_slices_were_searched_by_shape(
 
     from dose.geometry import GridGeometry
     from planner.imaging.volume import CTVolume
-    from planner.postop.detect import detect_seeds
+    from planner.postop.detection.detect import detect_seeds
     from planner.postop.synthetic import PostopScene, render_postop_ct
     from planner.postop.verify import detection_dict
 

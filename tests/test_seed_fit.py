@@ -1,4 +1,4 @@
-"""The seed image model fit (planner/postop/seed_fit.py) on seeds rendered at 5 mm slices.
+"""The seed image model fit (planner/postop/detection/seed_fit.py) on seeds rendered at 5 mm slices.
 
 The renderer (planner/postop/synthetic.py) samples the same blur model at the voxel centres,
 adds noise and clips at 3071 HU; the fit must give back the centre and axis of one seed, and
@@ -11,10 +11,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import planner.postop.seed_fit as seed_fit
+import planner.postop.detection.seed_fit as seed_fit
 from dose.geometry import GridGeometry
 from planner.imaging.volume import CTVolume
-from planner.postop.seed_fit import SeedImageModel, fit_seeds, line_image, line_image_jacobian
+from planner.postop.detection.seed_fit import (
+    SeedImageModel,
+    fit_seeds,
+    line_image,
+    line_image_jacobian,
+)
 from planner.postop.synthetic import SEED_EXCESS_HU_MM3, PostopScene, render_postop_ct
 
 GEO = GridGeometry(
@@ -99,10 +104,10 @@ def test_fits_with_either_jacobian_agree(monkeypatch) -> None:
 
 
 def test_compiled_kernels_give_the_reference_image_and_jacobian() -> None:
-    """The numba kernels (planner/postop/seed_fit_kernels.py) give the numpy reference's image
-    and Jacobian (to 1e-12 relative) for seeds of every orientation, unnormalised axes
+    """The numba kernels (planner/postop/detection/seed_fit_kernels.py) give the numpy reference's
+    image and Jacobian (to 1e-12 relative) for seeds of every orientation, unnormalised axes
     included, on a thick-slice blur."""
-    from planner.postop.seed_fit_kernels import line_image_jacobian_nb, line_image_nb
+    from planner.postop.detection.seed_fit_kernels import line_image_jacobian_nb, line_image_nb
 
     rng = np.random.default_rng(7)
     points = rng.normal(0.0, 4.0, (700, 3))

@@ -259,7 +259,7 @@ def test_warm_up_in_subprocess_runs_the_steps_it_is_given() -> None:
     messages: list[str] = []
     proc = warm_up_in_subprocess(
         ["6711"],
-        also=["planner.postop.seed_fit_kernels:warm_up"],
+        also=["planner.postop.detection.seed_fit_kernels:warm_up"],
         progress=lambda f, msg: (fractions.append(f), messages.append(msg)),
     )
     assert proc.wait(timeout=300) == 0 and proc.ok is True

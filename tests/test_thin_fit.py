@@ -1,4 +1,5 @@
-"""Thin slices: seeds placed by the seed image model (planner/postop/thin_fit.py, issue 13).
+"""Thin slices: seeds placed by the seed image model (planner/postop/detection/thin_fit.py, issue
+13).
 
 A freehand implant on 2.5 mm slices (needles tilted out of the axial plane, seed trains, lung,
 screw and cement): the blob covariance gave an axis error of 11.9° median on this scene; the
@@ -12,9 +13,9 @@ import numpy as np
 import pytest
 from scipy.optimize import linear_sum_assignment
 
-import planner.postop.thin_fit as thin_fit
+import planner.postop.detection.thin_fit as thin_fit
 from planner.demo.phantom import generate_phantom
-from planner.postop.detect import detect_seeds
+from planner.postop.detection.detect import detect_seeds
 from planner.postop.freehand_scene import freehand_implant_scene
 from planner.postop.synthetic import render_postop_ct, reslice_thick
 

@@ -135,7 +135,7 @@ def _csv_text(result, ct_path: str, excluded: list[str]) -> str:
 def run(args: argparse.Namespace) -> int:
     from planner.files.safe_write import check_output, write_text
     from planner.imaging.ct_loader import load_ct
-    from planner.postop.detect import detect_seeds
+    from planner.postop.detection.detect import detect_seeds
 
     if args.expected is not None and args.expected < 0:
         raise InputError(f"--expected must be ≥ 0, got {args.expected}")

@@ -41,7 +41,7 @@ class ProcessHandle(Protocol):
 
 #: Kernels of the layers above ``dose`` compiled in the same child ("module:function"): the
 #: post-op seed fit's, whose first fit would otherwise compile on the verify worker.
-MORE_KERNELS = ("planner.postop.seed_fit_kernels:warm_up",)
+MORE_KERNELS = ("planner.postop.detection.seed_fit_kernels:warm_up",)
 
 
 def _start_real_child() -> ProcessHandle:
@@ -52,7 +52,7 @@ def _start_real_child() -> ProcessHandle:
 
 def _warm_up_in_process() -> None:
     from dose.engine import warm_up
-    from planner.postop.seed_fit_kernels import warm_up as warm_up_seed_fit
+    from planner.postop.detection.seed_fit_kernels import warm_up as warm_up_seed_fit
 
     warm_up()
     warm_up_seed_fit()

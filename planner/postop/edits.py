@@ -26,7 +26,7 @@ from dose.progress import CancelFn, ProgressFn, report, sub_progress
 from planner.imaging.volume import CTVolume
 from planner.plan.dosimetry import PlanDosimetry, compute_plan_dosimetry
 from planner.plan.model import Plan, Seed
-from planner.postop.detect import SEED_LENGTH_MM, DetectionResult
+from planner.postop.detection.detect import SEED_LENGTH_MM, DetectionResult
 from planner.postop.locations import locate_seeds
 from planner.postop.match import match_seeds, needle_deviations
 from planner.postop.register import RegistrationResult, RigidTransform

@@ -5,9 +5,10 @@ and the cohort re-analysis run:
 
 1. the post-op CT is registered rigidly to the planning CT on bone around the target
    (:mod:`planner.postop.register`; it needs no seeds);
-2. seeds are detected on the post-op CT (:mod:`planner.postop.detect`), with the plan's seed
+2. seeds are detected on the post-op CT (:mod:`planner.postop.detection.detect`), with the plan's
+seed
    count as the expected number — on thick post-op slices (> 3 mm) with the registered
-   planning CT's bone taken out first (:mod:`planner.postop.bone_prior`), unless the
+   planning CT's bone taken out first (:mod:`planner.postop.detection.bone_prior`), unless the
    detection without it comes nearer the expected count (a wrong registration:
    :func:`detect_with_bone_prior`) — and the detected seeds (centres and axes) are mapped
    into the planning frame;
@@ -54,12 +55,12 @@ from planner.plan.dosimetry import PlanDosimetry, compute_plan_dosimetry
 from planner.plan.model import Plan, Registration, Seed, geometry_sha256
 from planner.plan.reading_order import comparison_order, sort_comparison
 from planner.plan.verification import SEED_COUNT_STRUCTURE, ComparisonRow
-from planner.postop.bone_prior import planning_bone_at, planning_bone_hu
-from planner.postop.detect import WITHOUT_BONE_PRIOR, DetectionResult, detect_seeds
+from planner.postop.detection.bone_prior import planning_bone_at, planning_bone_hu
+from planner.postop.detection.detect import WITHOUT_BONE_PRIOR, DetectionResult, detect_seeds
+from planner.postop.detection.thick_slices import THICK_SLICE_MM
 from planner.postop.locations import DEFAULT_MIGRATION_MM, SeedLocations, locate_seeds
 from planner.postop.match import MatchResult, NeedleDeviation, match_seeds, needle_deviations
 from planner.postop.register import RegistrationResult, RigidTransform, register_rigid
-from planner.postop.thick_slices import THICK_SLICE_MM
 
 __all__ = [
     "SEED_COUNT_STRUCTURE",
@@ -222,8 +223,8 @@ def location_rows(
 def detection_dict(detection: DetectionResult, postop_ct: CTVolume) -> dict[str, object]:
     """The detection in ``seedplan verify``'s JSON: seeds found and expected, clusters split,
     the non-seed metal excluded, and how the metal was searched: ``thick_slices`` (True when
-    the post-op CT's slices are thicker than ``planner.postop.detect.THICK_SLICE_MM``, 3 mm,
-    and the seeds were found by shape: ``threshold_hu`` is then only the lowest HU the shape
+    the post-op CT's slices are thicker than ``planner.postop.detection.detect.THICK_SLICE_MM``, 3
+    mm, and the seeds were found by shape: ``threshold_hu`` is then only the lowest HU the shape
     search looks at, not a threshold) and ``slice_thickness_mm`` (the CT's slice spacing)."""
     slice_mm = float(postop_ct.geometry.spacing_mm[2])
     return {
@@ -332,11 +333,11 @@ def detect_with_bone_prior(
     cancel: CancelFn | None,
 ) -> DetectionResult:
     """The seeds of ``postop_ct``, the planning CT's bone through ``transform`` telling seeds on
-    bone from cortex brightened by streaks (:func:`planner.postop.bone_prior.bone_spots`). On
-    thick slices (> ``THICK_SLICE_MM``) the detection is run with that bone taken out
-    (:mod:`planner.postop.bone_prior`). A wrong registration leaves edges of bone that read as
-    seeds (3 mm and 1° off: 37 false seeds on six 5 mm scenes instead of 6): when the prior's
-    count is over ``expected``, the detection is run again without it, and reported instead
+    bone from cortex brightened by streaks (:func:`planner.postop.detection.bone_prior.bone_spots`).
+    On thick slices (> ``THICK_SLICE_MM``) the detection is run with that bone taken out
+    (:mod:`planner.postop.detection.bone_prior`). A wrong registration leaves edges of bone that
+    read as seeds (3 mm and 1° off: 37 false seeds on six 5 mm scenes instead of 6): when the
+    prior's count is over ``expected``, the detection is run again without it, and reported instead
     (with a line saying so) when its count lies nearer ``expected``. (Where the prior finds
     fewer, the other's surplus was mostly false seeds.)"""
     if float(postop_ct.geometry.spacing_mm[2]) <= THICK_SLICE_MM:
@@ -403,7 +404,7 @@ def verify_plan(
     checked) for the comparison's third column. ``migration_mm``: a seed outside the target
     farther than this from every planned needle track is "migrated". ``exclude``: a
     (z, y, x) bool mask on the post-op CT's grid never searched for seeds (a painted
-    exclusion region; :func:`planner.postop.detect.detect_seeds`).
+    exclusion region; :func:`planner.postop.detection.detect.detect_seeds`).
     """
     if formalism not in ("1d", "2d"):
         raise InputError(f"unknown formalism {formalism!r}; use '1d' or '2d'")

@@ -56,7 +56,7 @@ from app.gui.tools.brush import BrushCursor
 from dose.errors import InputError
 from dose.geometry import GridGeometry
 from planner.imaging.paths import IMAGE_SUFFIXES
-from planner.postop.detect import MetalObject
+from planner.postop.detection.detect import MetalObject
 
 if TYPE_CHECKING:
     from app.gui.views.slice_view import SliceView

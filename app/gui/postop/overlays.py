@@ -1,6 +1,6 @@
 """Masks drawn on the post-op view: the excluded non-seed metal and the painted exclusion region.
 
-* :func:`metal_regions` finds, for every :class:`~planner.postop.detect.MetalObject` the
+* :func:`metal_regions` finds, for every :class:`~planner.postop.detection.detect.MetalObject` the
   detection excluded (screw, rod, cement, a needle left in), its voxels on the post-op CT: the
   connected region of metal (HU ≥ the detection's threshold, at least :data:`METAL_MIN_HU`)
   nearest its centre, searched in a box around it. Qt-free, run off the GUI thread.
@@ -31,7 +31,7 @@ from app.gui.layers.structures import OVERLAY_OFFSET_MM, closed_polylines
 from app.gui.vtk_bridge import VTKWidget
 from dose.geometry import GridGeometry
 from planner.imaging.volume import CTVolume
-from planner.postop.detect import DetectionResult
+from planner.postop.detection.detect import DetectionResult
 from planner.session.session import Session
 from planner.structures.contours import slice_loops
 from planner.structures.paint import stroke

@@ -37,7 +37,7 @@ from planner.plan.verification import (
     metric_label,
     value_text,
 )
-from planner.postop.detect import MetalObject
+from planner.postop.detection.detect import MetalObject
 from planner.postop.locations import SeedLocations
 from planner.postop.record import with_intraop
 

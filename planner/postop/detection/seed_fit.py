@@ -21,15 +21,15 @@ from numpy.typing import NDArray
 from scipy.optimize import least_squares
 from scipy.special import erf
 
-from planner.postop.blobs import FWHM_TO_SIGMA, INPLANE_PSF_SIGMA_MM, SEED_LENGTH_MM
-from planner.postop.seed_fit_kernels import line_image_jacobian_nb, line_image_nb
+from planner.postop.detection.blobs import FWHM_TO_SIGMA, INPLANE_PSF_SIGMA_MM, SEED_LENGTH_MM
+from planner.postop.detection.seed_fit_kernels import line_image_jacobian_nb, line_image_nb
 
 #: Seed diameter (mm): its cross-section widens the in-plane blur (variance r²/4 per axis).
 SEED_DIAMETER_MM = 0.8
 #: The fits use the closed-form Jacobian (:func:`line_image_jacobian`), not finite differences.
 ANALYTIC_JACOBIAN = True
 #: The fits evaluate the model and its Jacobian by the compiled kernels of
-#: :mod:`planner.postop.seed_fit_kernels` (2.7–2.8 × the numpy reference on 1500 voxels,
+#: :mod:`planner.postop.detection.seed_fit_kernels` (2.7–2.8 × the numpy reference on 1500 voxels,
 #: the same values to 1e-15); False: by :func:`line_image` and :func:`line_image_jacobian`.
 COMPILED_KERNELS = True
 

@@ -1,8 +1,8 @@
 """Thick slices, the planning CT's bone taken out: a seed found between two seeds is those two.
 
 Two seeds end to end along a needle lying near the slice plane make one bar longer than the
-in-plane line openings (:data:`planner.postop.thick_slices.THICK_LINE_MM`), which take it for
-bone. What the openings leave of it is one blob between the two seeds: it counts as one seed,
+in-plane line openings (:data:`planner.postop.detection.thick_slices.THICK_LINE_MM`), which take it
+for bone. What the openings leave of it is one blob between the two seeds: it counts as one seed,
 placed between them, 2.6–4.7 mm from each, too far to match either. Where the planning CT's
 bone has been taken out, the HU above an in-plane disc opening (the seeds are narrower than
 the disc; soft tissue is not) holds both seeds whole. :func:`split_between_pairs` fits one
@@ -27,9 +27,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from dose.geometry import GridGeometry
-from planner.postop.results import DetectedSeed, canonical_axis
-from planner.postop.seed_fit import SeedImageModel, fit_seeds, line_image_at
-from planner.postop.tophat_fit import fit_data, single_amplitude
+from planner.postop.detection.results import DetectedSeed, canonical_axis
+from planner.postop.detection.seed_fit import SeedImageModel, fit_seeds, line_image_at
+from planner.postop.detection.tophat_fit import fit_data, single_amplitude
 
 #: Two seeds' fit replaces the one found when its BIC is lower by at least this ...
 MIN_BIC_GAIN = 100.0

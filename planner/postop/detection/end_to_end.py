@@ -1,15 +1,15 @@
 """Thick slices, the planning CT's bone taken out: the seed end to end with a seed found.
 
 Two seeds end to end along a needle lying near the slice plane make one bar longer than the
-in-plane line openings (:data:`planner.postop.thick_slices.THICK_LINE_MM`), which take it for
-bone. Where the openings left one blob between the two, :mod:`planner.postop.between_pairs`
-splits it; where they left one of the two (the other's end reaching past the bar's middle, or
-its neighbour's image explaining it), the other is missed: on the 5 mm freehand scenes of
-``benchmarks.bench_detect`` 8 of the 14 seeds missed were so, 4.2–6.1 mm from the next of
-their needle, whose image they doubled in the dose.
+in-plane line openings (:data:`planner.postop.detection.thick_slices.THICK_LINE_MM`), which take it
+for bone. Where the openings left one blob between the two,
+:mod:`planner.postop.detection.between_pairs` splits it; where they left one of the two (the other's
+end reaching past the bar's middle, or its neighbour's image explaining it), the other is missed: on
+the 5 mm freehand scenes of ``benchmarks.bench_detect`` 8 of the 14 seeds missed were so, 4.2–6.1 mm
+from the next of their needle, whose image they doubled in the dose.
 
 :func:`add_end_to_end_seeds` fits, on the HU above an in-plane disc opening
-(:mod:`planner.postop.tophat_fit`), each seed found with one more started
+(:mod:`planner.postop.detection.tophat_fit`), each seed found with one more started
 ``START_MM`` along its axis on either side, the seeds around held fixed, against that seed
 alone. A seed more is kept only where it is what a seed end to end would be: the fit better by
 a BIC of ``MIN_BIC_GAIN``; the new seed a seed's worth of metal (``MIN_AMPLITUDE``) whose image
@@ -36,9 +36,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from dose.geometry import GridGeometry
-from planner.postop.results import DetectedSeed, canonical_axis
-from planner.postop.seed_fit import SeedFit, SeedImageModel, fit_seeds, line_image_at
-from planner.postop.tophat_fit import fit_data, single_amplitude
+from planner.postop.detection.results import DetectedSeed, canonical_axis
+from planner.postop.detection.seed_fit import SeedFit, SeedImageModel, fit_seeds, line_image_at
+from planner.postop.detection.tophat_fit import fit_data, single_amplitude
 
 #: The seed more starts this far (mm) from the one found along its axis (end to end: a seed
 #: length, 4.5 mm, and a little gap).

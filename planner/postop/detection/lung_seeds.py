@@ -1,17 +1,17 @@
 """Thick slices: seeds in or against lung, found by the seed image model.
 
 On 5 mm slices a seed in lung reads −150 to 700 HU (its excess over lung at −800), below the
-HU floor of the candidates (:data:`planner.postop.thick_slices.THICK_FLOOR_HU`), and where the
-lung ends along the slice axis the 3-slice opening takes the tissue of the next slice as its
+HU floor of the candidates (:data:`planner.postop.detection.thick_slices.THICK_FLOOR_HU`), and where
+the lung ends along the slice axis the 3-slice opening takes the tissue of the next slice as its
 background (in-plane excess 820 HU, compact excess 220). Lowering the floor brings in the ribs
 and lung edges (647 false seeds on the 20 scenes of ``benchmarks.bench_detect``), and so does
-searching the residual in lung (:mod:`planner.postop.residual`: +1 found, +4 false).
+searching the residual in lung (:mod:`planner.postop.detection.residual`: +1 found, +4 false).
 
 :func:`lung_seeds` looks instead where lung is (``LUNG_FRACTION`` of a ≈ 10 mm square below
 −500 HU), beside the seeds found (a needle row: ``LUNG_MIN_DISTANCE_MM``–``SEARCH_REACH_MM``),
 at the local maxima of the in-plane excess (≥ ``MIN_PEAK_HU``), and fits one seed's image
-(:func:`planner.postop.seed_fit.fit_seeds`) to what the found seeds' images leave there of the
-HU above a disc opening (``TOPHAT_RADIUS_MM``). Thresholds: see ``MIN_AMPLITUDE_FRACTION``.
+(:func:`planner.postop.detection.seed_fit.fit_seeds`) to what the found seeds' images leave there of
+the HU above a disc opening (``TOPHAT_RADIUS_MM``). Thresholds: see ``MIN_AMPLITUDE_FRACTION``.
 A small lung vessel crossing two thick slices obliquely is a thin line 5 mm long of about a
 seed's excess: on 5 mm slices the two cannot always be told apart by the image alone.
 """
@@ -25,12 +25,12 @@ import scipy.ndimage as ndi
 from numpy.typing import NDArray
 
 from dose.geometry import GridGeometry
-from planner.postop.residual import (
+from planner.postop.detection.residual import (
     SEARCH_REACH_MM,
     ModelledSeeds,
     voxel_centres,
 )
-from planner.postop.seed_fit import SeedImageModel, fit_seeds
+from planner.postop.detection.seed_fit import SeedImageModel, fit_seeds
 
 #: Lung is where at least this fraction of a ``LUNG_BOX_MM`` square reads below ``LUNG_HU``.
 LUNG_FRACTION = 0.2

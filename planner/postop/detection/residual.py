@@ -1,11 +1,11 @@
 """Thick slices: the seeds the components missed, found in what the found seeds leave unexplained.
 
-On 5 mm slices the 3-slice opening of :func:`planner.postop.thick_slices.compact_excess` takes
-seeds stacked along the slice axis (needle rows a slice or two apart) for bone: the middle seed
-of three has no slice maximum, a seed between two found ones none of its own. The in-plane
+On 5 mm slices the 3-slice opening of :func:`planner.postop.detection.thick_slices.compact_excess`
+takes seeds stacked along the slice axis (needle rows a slice or two apart) for bone: the middle
+seed of three has no slice maximum, a seed between two found ones none of its own. The in-plane
 excess (HU above the in-plane line openings alone) still holds every seed.
 :func:`unexplained_seeds` subtracts the image of every seed found (the line-source model of
-:mod:`planner.postop.seed_fit` at the single-seed amplitude, least squares on the isolated
+:mod:`planner.postop.detection.seed_fit` at the single-seed amplitude, least squares on the isolated
 seeds of the scan, :class:`ModelledSeeds`) and searches what is left, away from each found
 seed's own misfit (``MASK_FOUND_MM`` about its segment): a seed more where the residual summed
 over a seed's footprint on a slice and the better of its neighbours carries
@@ -28,9 +28,9 @@ import scipy.ndimage as ndi
 from numpy.typing import NDArray
 
 from dose.geometry import GridGeometry
-from planner.postop.blobs import FWHM_TO_SIGMA, SEED_LENGTH_MM
-from planner.postop.seed_fit import SeedImageModel, line_image_fast
-from planner.postop.thick_slices import slice_centre
+from planner.postop.detection.blobs import FWHM_TO_SIGMA, SEED_LENGTH_MM
+from planner.postop.detection.seed_fit import SeedImageModel, line_image_fast
+from planner.postop.detection.thick_slices import slice_centre
 
 #: In-plane side (mm) of the square a seed's residual is summed over (a 4.5 mm seed, blurred).
 FOOTPRINT_MM = 5.5

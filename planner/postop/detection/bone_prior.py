@@ -2,13 +2,13 @@
 
 On 5 mm slices a seed lying in the slice plane reads about as bright as cortical bone, and a
 row of seeds nearly end to end is as long as a cortex arc: the search by shape
-(:mod:`planner.postop.thick_slices`) must open such structures away, and takes some seeds with
-them or keeps some bone. The planning CT shows the same bone without seeds. Registered to the
+(:mod:`planner.postop.detection.thick_slices`) must open such structures away, and takes some seeds
+with them or keeps some bone. The planning CT shows the same bone without seeds. Registered to the
 post-op CT (:mod:`planner.postop.register`), resampled onto its grid and averaged over each of
 its slices (the post-op scanner's slice profile), its HU above soft tissue
 (:data:`BONE_FROM_HU`) is the bone the post-op voxel holds: :func:`planning_bone_hu`.
-:func:`planner.postop.detect.detect_seeds` subtracts it (``bone_hu``) before searching thick
-slices; seeds, streaks and what changed since planning remain.
+:func:`planner.postop.detection.detect.detect_seeds` subtracts it (``bone_hu``) before searching
+thick slices; seeds, streaks and what changed since planning remain.
 
 Measured on the 5 mm scenes of ``benchmarks.bench_detect --scenarios --bone-prior`` (the
 planning CT is the anatomy on its own 2.5 mm slices, registered 0.9 mm and 0.5° off on

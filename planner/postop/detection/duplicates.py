@@ -8,8 +8,8 @@ Thin slices: a seed whose blob fell apart into two components a few millimetres 
 A seed in or against lung reads low, and only a voxel or two of it passes the metal
 threshold; a streak across a seed can cut its core too. Its two halves become two components
 a few millimetres apart, each counted as a seed (a core that small is counted as one seed,
-not by its mass: :data:`planner.postop.detect.MASS_CORE_RATIO`), and the implant gets a seed
-that is not there — in the target, its dose counts (one such duplicate moved a 32-seed
+not by its mass: :data:`planner.postop.detection.detect.MASS_CORE_RATIO`), and the implant gets a
+seed that is not there — in the target, its dose counts (one such duplicate moved a 32-seed
 implant's D90 by +4.4 %). :func:`merge_halves` joins two single seeds of different components
 lying closer than ``HALVES_MM`` when each carries less than ``HALF_MAX_FRACTION`` of a seed's
 mass and both together no more than ``PAIR_MAX_FRACTION``: two whole seeds that close would
@@ -27,8 +27,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from planner.postop.blobs import Component
-from planner.postop.results import DetectedSeed, canonical_axis
+from planner.postop.detection.blobs import Component
+from planner.postop.detection.results import DetectedSeed, canonical_axis
 
 #: Two seeds of different components closer than this (mm) are one seed.
 DUPLICATE_MM = 2.0

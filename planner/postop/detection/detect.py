@@ -30,11 +30,11 @@ Pipeline (after Nguyen, Fouard & Troccaz, IEEE TBME 2015; ../shared/reference/cl
    0.6 of a seed's mass, or whose parts are all short (axis confidence < 0.5) out of a blob no
    longer than one seed (a seed cut in pieces) are merged back — on thin slices not when every
    part is a whole seed (0.9 of a seed's mass, elongated) 1.5 mm apart or more: two seeds side
-   by side (:data:`planner.postop.cluster_split.MIN_WHOLE_SPLIT_DISTANCE_MM`). On thin slices
-   the image model then places every seed (:mod:`planner.postop.thin_fit`; two parts closer
-   than 3.6 mm stay two only when they fit clearly better than one seed), two seeds of
+   by side (:data:`planner.postop.detection.cluster_split.MIN_WHOLE_SPLIT_DISTANCE_MM`). On thin
+   slices the image model then places every seed (:mod:`planner.postop.detection.thin_fit`; two
+   parts closer than 3.6 mm stay two only when they fit clearly better than one seed), two seeds of
    different components closer than 2 mm are one, and so are the two halves of a seed that
-   fell apart into two light components (:mod:`planner.postop.duplicates`).
+   fell apart into two light components (:mod:`planner.postop.detection.duplicates`).
 6. **Axis** of each seed: principal axis of its blur-corrected covariance; confidence in [0, 1]
    says how elongated it is (thick slices and clusters give less).
 7. **Count reconciliation** with the expected number (from the loading sheet): the clusters
@@ -62,15 +62,15 @@ fewer seeds than the mass asks for, seeds stacked along the slice axis are split
 (:func:`more_by_slices`), each part carrying 0.9 of a seed; a chain of three or more seeds
 k-means cannot split (its middle seed draws both neighbours' centres) is cut into parts of equal
 mass along its axis, each part placed on the axis from its in-plane offset
-(:func:`axis_partition`). Then :func:`planner.postop.thick_model.place_by_model` places, splits
-and adds seeds by the seed image model (a blurred 4.5 mm line source): the parts of split
+(:func:`axis_partition`). Then :func:`planner.postop.detection.thick_model.place_by_model` places,
+splits and adds seeds by the seed image model (a blurred 4.5 mm line source): the parts of split
 clusters placed (or one seed fewer, where two parts would overlap), a seed cut in two
 components (closer than ``DUPLICATE_MM``) merged, a found seed that is two stacked along the
 slice axis split, the seeds the components missed found in what the found seeds' images leave
 unexplained and placed by the fit, the single seeds of uncertain axis placed (axis median
 22° → 5° on the grid scenes), and the seeds in or against lung beside them found by fitting one
-seed's image (:mod:`planner.postop.lung_seeds`). Given the registered planning CT's bone
-(``bone_hu``, :mod:`planner.postop.bone_prior`; ``verify_plan`` does), thick slices are
+seed's image (:mod:`planner.postop.detection.lung_seeds`). Given the registered planning CT's bone
+(``bone_hu``, :mod:`planner.postop.detection.bone_prior`; ``verify_plan`` does), thick slices are
 searched on the CT less that bone: cortex the openings keep is gone, and false seeds fall from
 41 to 17 on the 5 mm scenes (3049 seeds). Measured on the 5 mm scenes of
 ``benchmarks.bench_detect --scenarios``: 520/524 found, 4 false; on the twelve scenes of
@@ -83,15 +83,18 @@ lying along cortex.
 
 All positions are LPS mm on the CT's own geometry (any direction matrix).
 
-Modules: this one classifies components and reconciles the count; :mod:`planner.postop.results`
-the result types; :mod:`planner.postop.solid_metal` (step 1, thick metal),
-:mod:`planner.postop.thin_slices` and :mod:`planner.postop.thick_slices` (steps 1–2 by HU or by
-shape), :mod:`planner.postop.blobs` (step 3, components and their measures),
-:mod:`planner.postop.cluster_split` (step 5); on thick slices :mod:`planner.postop.thick_model`
-(the image model steps), with :mod:`planner.postop.thick_fit` (a blob's data for the fit) and
-:mod:`planner.postop.residual` (stacked pairs, seeds in the residual); on thin slices
-:mod:`planner.postop.thin_fit` (the image model); :mod:`planner.postop.duplicates` (one seed
-found twice).
+Modules: this one classifies components and reconciles the count;
+:mod:`planner.postop.detection.results` the result types;
+:mod:`planner.postop.detection.solid_metal` (step 1, thick metal),
+:mod:`planner.postop.detection.thin_slices` and :mod:`planner.postop.detection.thick_slices` (steps
+1–2 by HU or by shape), :mod:`planner.postop.detection.blobs` (step 3, components and their
+measures),
+:mod:`planner.postop.detection.cluster_split` (step 5); on thick slices
+:mod:`planner.postop.detection.thick_model` (the image model steps), with
+:mod:`planner.postop.detection.thick_fit` (a blob's data for the fit) and
+:mod:`planner.postop.detection.residual` (stacked pairs, seeds in the residual); on thin slices
+:mod:`planner.postop.detection.thin_fit` (the image model);
+:mod:`planner.postop.detection.duplicates` (one seed found twice).
 """
 
 from __future__ import annotations
@@ -104,7 +107,7 @@ from numpy.typing import NDArray
 from dose.errors import InputError
 from dose.progress import CancelFn, ProgressFn, check_cancelled, report
 from planner.imaging.volume import CTVolume
-from planner.postop.blobs import (
+from planner.postop.detection.blobs import (
     SEED_LENGTH_MM,
     Component,
     axis_confidence,
@@ -112,21 +115,26 @@ from planner.postop.blobs import (
     label26,
     measure,
 )
-from planner.postop.bone_prior import SPOT_FRACTION, bone_spots
-from planner.postop.cluster_split import split_cluster
-from planner.postop.duplicates import merge_duplicates, merge_halves
-from planner.postop.results import DetectedSeed, DetectionResult, MetalObject, canonical_axis
-from planner.postop.solid_metal import solid_metal_mask
-from planner.postop.thick_fit import FitContext
-from planner.postop.thick_model import FAINT_ALONE_MM, place_by_model, seed_within
-from planner.postop.thick_slices import (
+from planner.postop.detection.bone_prior import SPOT_FRACTION, bone_spots
+from planner.postop.detection.cluster_split import split_cluster
+from planner.postop.detection.duplicates import merge_duplicates, merge_halves
+from planner.postop.detection.results import (
+    DetectedSeed,
+    DetectionResult,
+    MetalObject,
+    canonical_axis,
+)
+from planner.postop.detection.solid_metal import solid_metal_mask
+from planner.postop.detection.thick_fit import FitContext
+from planner.postop.detection.thick_model import FAINT_ALONE_MM, place_by_model, seed_within
+from planner.postop.detection.thick_slices import (
     ATTACHED_MAX_PX,
     THICK_FLOOR_HU,
     THICK_SLICE_MM,
     thick_components,
 )
-from planner.postop.thin_fit import refine_seeds
-from planner.postop.thin_slices import adaptive_threshold, thin_components
+from planner.postop.detection.thin_fit import refine_seeds
+from planner.postop.detection.thin_slices import adaptive_threshold, thin_components
 
 #: Each part of a split cluster carries at least this fraction of the single-seed mass.
 MIN_PART_FRACTION = 0.6
@@ -135,12 +143,13 @@ MIN_PART_FRACTION = 0.6
 THICK_FAINT_FRACTION = 0.35
 #: Thick slices with the planning CT's bone taken out: a faint component (≥
 #: ``FAINT_SEED_FRACTION`` of a seed, below ``THICK_FAINT_FRACTION``) that no seed lies within
-#: :data:`planner.postop.thick_model.FAINT_ALONE_MM` of is what the in-plane line openings
+#: :data:`planner.postop.detection.thick_model.FAINT_ALONE_MM` of is what the in-plane line openings
 #: left of a seed end to end with the next seed of its needle (the pair is longer than the
-#: line): a seed, placed by the model fit (:func:`planner.postop.thick_model.add_faint_seeds`).
-#: Measured on the 5 mm scenes of ``bench_detect --scenarios --bone-prior`` (3049 seeds): 64
-#: seeds added, 58 on a seed (0.0–2.3 mm), 6 within 2.8–4.3 mm of one; found 2981 → 3000, false
-#: 17 → 17. Without the prior (bone left in) it added as many false seeds as true ones.
+#: line): a seed, placed by the model fit
+#: (:func:`planner.postop.detection.thick_model.add_faint_seeds`). Measured on the 5 mm scenes of
+#: ``bench_detect --scenarios --bone-prior`` (3049 seeds): 64 seeds added, 58 on a seed (0.0–2.3
+#: mm), 6 within 2.8–4.3 mm of one; found 2981 → 3000, false 17 → 17. Without the prior (bone left
+#: in) it added as many false seeds as true ones.
 FAINT_SEEDS = True
 FAINT_SEED_FRACTION = 0.2
 #: On thick slices a blob too long for its rounded seed count holds one seed more when it
@@ -224,12 +233,12 @@ def detect_seeds(
     excess_hu : least excess over the local background (white top-hat, HU) of a metal voxel.
     max_cluster, max_width_mm : beyond these a component is non-seed metal.
     bone_hu : optional (z, y, x) float array on ``ct``'s grid: the registered planning CT's
-        bone as this scan sees it (:func:`planner.postop.bone_prior.planning_bone_hu`). On
+        bone as this scan sees it (:func:`planner.postop.detection.bone_prior.planning_bone_hu`). On
         thick slices it is subtracted before the search by shape; ignored on thin slices.
     bone_at : optional, thin slices: ``bone_at(voxels (M, 3) z, y, x) -> (M,)`` that bone at
-        voxels of ``ct`` (:func:`planner.postop.bone_prior.planning_bone_at`); a seed found on
-        it and exceeding it by too little for a seed is cortex brightened by streaks
-        (:func:`planner.postop.bone_prior.bone_spots`), listed with the non-seed metal.
+        voxels of ``ct`` (:func:`planner.postop.detection.bone_prior.planning_bone_at`); a seed
+        found on it and exceeding it by too little for a seed is cortex brightened by streaks
+        (:func:`planner.postop.detection.bone_prior.bone_spots`), listed with the non-seed metal.
     progress, cancel : see :mod:`dose.progress`.
     """
     if ct.hu.ndim != 3 or min(ct.hu.shape) < 1:
@@ -378,7 +387,7 @@ def detect_seeds(
         report(progress, 0.5 + 0.45 * (n_done + 1) / max(1, len(comps)), "classifying")
     if not thick:
         # Single seeds and cluster parts placed by the seed image model (axis 7.7° → 1.5°
-        # median on 2.5 mm freehand scenes: planner/postop/thin_fit.py).
+        # median on 2.5 mm freehand scenes: planner/postop/detection/thin_fit.py).
         seeds = refine_seeds(ct, seeds, thin_tophat, thin_labels, excluded, 1.3 * single)
         seeds = merge_halves(merge_duplicates(seeds), comps, single)
         if bone_at is not None and seeds:
@@ -436,7 +445,8 @@ def _without_bone_spots(
     threshold_hu: float,
 ) -> tuple[list[DetectedSeed], list[MetalObject]]:
     """Thin slices: ``seeds`` less those on the planning CT's bone that exceed it by too little
-    for a seed (:func:`planner.postop.bone_prior.bone_spots`), and those as non-seed objects."""
+    for a seed (:func:`planner.postop.detection.bone_prior.bone_spots`), and those as non-seed
+    objects."""
     pts = np.array([s.position_mm for s in seeds], dtype=np.float64)
     kji = np.rint(ct.geometry.world_to_zyx(pts)).astype(np.int64)
     spot, excess = bone_spots(ct.hu, bone_at, kji, threshold_hu)

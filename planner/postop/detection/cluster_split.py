@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
-from planner.postop.blobs import SEED_LENGTH_MM, Component, axis_confidence, measure
-from planner.postop.thick_slices import THICK_SLICE_MM
+from planner.postop.detection.blobs import SEED_LENGTH_MM, Component, axis_confidence, measure
+from planner.postop.detection.thick_slices import THICK_SLICE_MM
 
 MIN_SPLIT_DISTANCE_MM = 2.8
 #: Thin slices: a split closer than ``MIN_SPLIT_DISTANCE_MM`` (slice-aware) stands when every

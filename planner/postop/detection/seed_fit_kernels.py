@@ -1,7 +1,7 @@
 """Compiled (numba) closed forms of the seed image model and its Jacobian.
 
-The same formulas as :func:`planner.postop.seed_fit.line_image` and
-:func:`planner.postop.seed_fit.line_image_jacobian` (the numpy reference, which documents
+The same formulas as :func:`planner.postop.detection.seed_fit.line_image` and
+:func:`planner.postop.detection.seed_fit.line_image_jacobian` (the numpy reference, which documents
 them), one loop over seeds and points instead of ``(M, n, 3)`` temporaries: a fit evaluates
 them on a few hundred to a few thousand voxels, thousands of times per scan, where numpy's
 per-call overhead dominates. Frames, shapes and units are those of the reference.
@@ -51,7 +51,8 @@ def line_image_nb(
     length_mm: float,
 ) -> NDArray[np.float64]:
     """Image (HU) ``(M,)`` at ``points`` ``(M, 3)`` of the line sources ``centres``/``axes``
-    ``(n, 3)`` of ``amplitudes`` ``(n,)`` HU·mm³ (:func:`planner.postop.seed_fit.line_image`)."""
+    ``(n, 3)`` of ``amplitudes`` ``(n,)`` HU·mm³
+    (:func:`planner.postop.detection.seed_fit.line_image`)."""
     out = np.zeros(points.shape[0])
     half = 0.5 * length_mm
     d = np.empty(6)
@@ -74,7 +75,7 @@ def line_image_jacobian_nb(
     length_mm: float,
 ):
     """(∂/∂centre ``(M, n, 3)``, ∂/∂axis vector ``(M, n, 3)``, ∂/∂amplitude ``(M, n)``) of
-    :func:`line_image_nb` (:func:`planner.postop.seed_fit.line_image_jacobian`)."""
+    :func:`line_image_nb` (:func:`planner.postop.detection.seed_fit.line_image_jacobian`)."""
     n_points, n = points.shape[0], centres.shape[0]
     d_centre = np.empty((n_points, n, 3))
     d_axis = np.empty((n_points, n, 3))
@@ -112,7 +113,7 @@ def line_image_jacobian_nb(
 
 def warm_up() -> None:
     """Compile both kernels (or load them from numba's disk cache) for the argument types
-    :mod:`planner.postop.seed_fit` calls them with: contiguous float64 arrays and a float.
+    :mod:`planner.postop.detection.seed_fit` calls them with: contiguous float64 arrays and a float.
     The GUI runs this in its start-up warm-up child (:mod:`app.gui.dose_warmup`): on a fresh
     install the first fit would otherwise compile for ~1.4 s on the verify worker, holding the
     GIL."""

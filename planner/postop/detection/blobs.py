@@ -35,7 +35,8 @@ class Component:
     eigvecs: NDArray[np.float64] = field(default_factory=lambda: np.eye(3))
     n_seeds: int = 1
     n_float: float = 1.0
-    #: The most seeds its shape can hold (a thin line: :data:`planner.postop.detect.LINE_WIDTH_MM`).
+    #: The most seeds its shape can hold (a thin line:
+    #: :data:`planner.postop.detection.detect.LINE_WIDTH_MM`).
     max_seeds: int = 1_000_000
     slice_index: float | None = None  # sub-slice centre along the slice axis, when measured
     #: Thick slices: pixels of as-bright structure attached beyond the component (bone).
@@ -49,8 +50,8 @@ def blur_cov_mm2(ct: CTVolume, *, voxel_box: bool = False) -> NDArray[np.float64
     nothing more: with the box term h²/12 of a voxel also removed, the axes of seeds on 2.5 mm
     slices came out 8–11° too flat (median error 8.9–10.2° on the grid scenes; 6.2–7.2°
     without it). ``voxel_box``: add it anyway (the thick-slice rules of
-    :mod:`planner.postop.detect` were measured with it: their components are weighted by an
-    excess the 3-slice opening truncated along the slice axis)."""
+    :mod:`planner.postop.detection.detect` were measured with it: their components are weighted by
+    an excess the 3-slice opening truncated along the slice axis)."""
     sp = np.asarray(ct.geometry.spacing_mm, dtype=np.float64)
     sig = np.array([INPLANE_PSF_SIGMA_MM, INPLANE_PSF_SIGMA_MM, sp[2] * FWHM_TO_SIGMA])
     var_grid = sig**2 + (sp**2 / 12.0 if voxel_box else 0.0)

@@ -2,12 +2,13 @@
 
 :class:`FitContext` is what every fit on one CT shares; :func:`blob_data` gives the box around a
 blob (in-plane excess, HU above the in-plane line openings:
-:func:`planner.postop.thick_slices.compact_excess`) without other components' cores, and
-:func:`planner.postop.seed_fit.line_image_at` gives the image of the nearby seeds a fit holds
-fixed; the fit itself is
-:func:`planner.postop.seed_fit.fit_seeds`. The refit of every single seed (``refine_component``,
-``REFINE_BY_FIT``: drop the weakest seed, add one stacked along the slice axis) was measured and
-dropped — 506/524 found but 7 false on the 5 mm scenes — and is in git history.
+:func:`planner.postop.detection.thick_slices.compact_excess`) without other components' cores, and
+:func:`planner.postop.detection.seed_fit.line_image_at` gives the image of the nearby seeds a fit
+holds fixed; the fit itself is
+:func:`planner.postop.detection.seed_fit.fit_seeds`. The refit of every single seed
+(``refine_component``, ``REFINE_BY_FIT``: drop the weakest seed, add one stacked along the slice
+axis) was measured and dropped — 506/524 found but 7 false on the 5 mm scenes — and is in git
+history.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from dose.geometry import GridGeometry
-from planner.postop.blobs import Component
-from planner.postop.seed_fit import SeedImageModel
+from planner.postop.detection.blobs import Component
+from planner.postop.detection.seed_fit import SeedImageModel
 
 #: In-plane margin (mm) of the fitted box around a blob, and slices added on each side.
 FIT_MARGIN_MM = 2.5

@@ -35,7 +35,7 @@ class MetalObject:
 
 @dataclass
 class DetectionResult:
-    """What :func:`planner.postop.detect.detect_seeds` found, and every number a reviewer
+    """What :func:`planner.postop.detection.detect.detect_seeds` found, and every number a reviewer
     needs to trust it."""
 
     seeds: list[DetectedSeed]

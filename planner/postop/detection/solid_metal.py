@@ -7,7 +7,7 @@ import scipy.ndimage as ndi
 from numpy.typing import NDArray
 
 from dose.progress import CancelFn, check_cancelled
-from planner.postop.blobs import ball_footprint, label26
+from planner.postop.detection.blobs import ball_footprint, label26
 
 
 def solid_metal_mask(

@@ -20,7 +20,7 @@ from numpy.typing import NDArray
 
 from dose.progress import CancelFn, check_cancelled
 from planner.imaging.volume import CTVolume
-from planner.postop.blobs import FWHM_TO_SIGMA, Component, bbox, label26
+from planner.postop.detection.blobs import FWHM_TO_SIGMA, Component, bbox, label26
 
 #: Slices thicker than this are searched by shape (:func:`thick_components`), not by HU.
 THICK_SLICE_MM = 3.0

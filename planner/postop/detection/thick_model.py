@@ -1,26 +1,26 @@
 """Thick slices: seeds placed, split and added by the seed image model.
 
-After :func:`planner.postop.detect.detect_seeds` has classified the components and split the
-clusters, :func:`place_by_model` runs, in this order, with the seed image model
-(:mod:`planner.postop.seed_fit`: a blurred 4.5 mm line source; a blob's box and its fixed
-neighbours from :mod:`planner.postop.thick_fit`):
+After :func:`planner.postop.detection.detect.detect_seeds` has classified the components and split
+the clusters, :func:`place_by_model` runs, in this order, with the seed image model
+(:mod:`planner.postop.detection.seed_fit`: a blurred 4.5 mm line source; a blob's box and its fixed
+neighbours from :mod:`planner.postop.detection.thick_fit`):
 
 1. :func:`seed_amplitude`: one seed's amplitude (HU·mm³), for every fit of the scan;
 2. :func:`refit_seeds` places the parts of split clusters (``REFIT_CLUSTERS``: counts kept,
    the nearby seeds' images held fixed), or one seed fewer where two parts would overlap and
    the fit of one seed fewer is better by its BIC (two seeds end to end in-plane weigh 2.7
    seeds on 5 mm slices, and were split in three);
-3. :func:`planner.postop.duplicates.merge_duplicates`: two seeds of different components
+3. :func:`planner.postop.detection.duplicates.merge_duplicates`: two seeds of different components
    closer than ``DUPLICATE_MM`` are one seed cut in two;
 3a. :func:`add_faint_seeds` (with the planning CT's bone taken out): a faint component far
    from every seed is the remnant of a seed end to end with the next of its needle, which the
    in-plane line openings took for a line; placed in step 4 like the residual's seeds, and
    dropped when placed within ``FAINT_ALONE_MM`` of another seed (it was that seed's tail);
 4. :func:`add_residual_seeds` (``RESIDUAL_SEEDS``): a found seed that is two stacked along the
-   slice axis is split (:func:`planner.postop.residual.stacked_pairs`), and the seeds the
+   slice axis is split (:func:`planner.postop.detection.residual.stacked_pairs`), and the seeds the
    components missed (the middle seed of a column of three, a seed between two found ones)
    are found in what the found seeds' images leave unexplained
-   (:func:`planner.postop.residual.unexplained_seeds`), each then placed by the fit
+   (:func:`planner.postop.detection.residual.unexplained_seeds`), each then placed by the fit
    (:func:`place_residual_seeds`; the residual's own centre was up to 3.5 mm off along the
    slice axis);
 5. :func:`refit_seeds` again for the single seeds of uncertain axis, every other seed (those
@@ -30,11 +30,11 @@ neighbours from :mod:`planner.postop.thick_fit`):
    their own slices' centres; each column is fitted as one;
 6. :func:`add_lung_seeds` (``LUNG_SEEDS``): seeds in or against lung beside those found, too
    faint in HU for the candidates, found by fitting one seed's image
-   (:func:`planner.postop.lung_seeds.lung_seeds`);
+   (:func:`planner.postop.detection.lung_seeds.lung_seeds`);
 7. with the planning CT's bone taken out (``BETWEEN_PAIRS``): a seed found between two seeds
-   end to end is those two (:func:`planner.postop.between_pairs.split_between_pairs`);
+   end to end is those two (:func:`planner.postop.detection.between_pairs.split_between_pairs`);
 8. with the planning CT's bone taken out (``END_TO_END``): the seed end to end with a seed
-   found, taken for bone with it (:func:`planner.postop.end_to_end.add_end_to_end_seeds`).
+   found, taken for bone with it (:func:`planner.postop.detection.end_to_end.add_end_to_end_seeds`).
 
 Positions are LPS mm on the CT's own geometry.
 """
@@ -51,16 +51,16 @@ from scipy.sparse.csgraph import connected_components
 
 from dose.geometry import GridGeometry
 from planner.imaging.volume import CTVolume
-from planner.postop.between_pairs import split_between_pairs
-from planner.postop.blobs import Component
-from planner.postop.cluster_split import MIN_SPLIT_DISTANCE_MM
-from planner.postop.duplicates import merge_duplicates
-from planner.postop.end_to_end import add_end_to_end_seeds
-from planner.postop.lung_seeds import lung_seeds
-from planner.postop.residual import stacked_pairs, unexplained_seeds
-from planner.postop.results import DetectedSeed, canonical_axis
-from planner.postop.seed_fit import SeedFit, fit_seeds, line_image_at, neighbours_image
-from planner.postop.thick_fit import FitContext, blob_data, blobs_data
+from planner.postop.detection.between_pairs import split_between_pairs
+from planner.postop.detection.blobs import Component
+from planner.postop.detection.cluster_split import MIN_SPLIT_DISTANCE_MM
+from planner.postop.detection.duplicates import merge_duplicates
+from planner.postop.detection.end_to_end import add_end_to_end_seeds
+from planner.postop.detection.lung_seeds import lung_seeds
+from planner.postop.detection.residual import stacked_pairs, unexplained_seeds
+from planner.postop.detection.results import DetectedSeed, canonical_axis
+from planner.postop.detection.seed_fit import SeedFit, fit_seeds, line_image_at, neighbours_image
+from planner.postop.detection.thick_fit import FitContext, blob_data, blobs_data
 
 #: Thick slices: place the parts of split clusters by the image model fit (counts kept).
 REFIT_CLUSTERS = True
@@ -82,10 +82,10 @@ OVERLAP_ALONG_MM = 3.6
 OVERLAP_LATERAL_MM = 1.2
 
 #: Thick slices: look for the seeds the components missed in what the found seeds leave
-#: unexplained (:mod:`planner.postop.residual`).
+#: unexplained (:mod:`planner.postop.detection.residual`).
 RESIDUAL_SEEDS = True
 #: Thick slices: a found seed that is two stacked along the slice axis is split in two
-#: (:func:`planner.postop.residual.stacked_pairs`).
+#: (:func:`planner.postop.detection.residual.stacked_pairs`).
 STACKED_PAIRS = True
 #: Confidence of a seed found in the residual (its axis is the in-plane direction of a blob).
 RESIDUAL_CONFIDENCE = 0.3
@@ -100,18 +100,19 @@ RESIDUAL_FIT_MAX_MOVE_MM = 3.0
 FAINT_ALONE_MM = 3.5
 
 #: Thick slices: look for seeds in or against lung beside those found
-#: (:mod:`planner.postop.lung_seeds`).
+#: (:mod:`planner.postop.detection.lung_seeds`).
 LUNG_SEEDS = True
 #: Thick slices with the planning CT's bone taken out: a seed found between two seeds of a
-#: needle row is those two (:mod:`planner.postop.between_pairs`).
+#: needle row is those two (:mod:`planner.postop.detection.between_pairs`).
 BETWEEN_PAIRS = True
 #: Thick slices with the planning CT's bone taken out: the seed end to end with a seed found,
-#: which the in-plane line openings took for bone with it (:mod:`planner.postop.end_to_end`).
+#: which the in-plane line openings took for bone with it
+#: (:mod:`planner.postop.detection.end_to_end`).
 END_TO_END = True
 #: Thick slices: fit the seeds stacked along the slice axis together (:func:`refit_columns`).
 #: Two seeds of one in-plane column 1–2 slices apart share a slice, whose excess the 3-slice
-#: opening of :func:`planner.postop.thick_slices.compact_excess` takes out: each was placed
-#: at its own slice's centre, 0.6–1.3 mm off and pushed apart (5 mm scenes, the planning
+#: opening of :func:`planner.postop.detection.thick_slices.compact_excess` takes out: each was
+#: placed at its own slice's centre, 0.6–1.3 mm off and pushed apart (5 mm scenes, the planning
 #: CT's bone out: slice-axis error RMS 0.44 -> 0.40 mm held-out, 0.46 -> 0.41 mm validation;
 #: worst |ΔD90| of the scenario set 6.4 -> 4.6 %; fitted one seed at a time, the others held
 #: fixed, 0.41 mm held-out and one seed lost).
@@ -286,7 +287,7 @@ def add_lung_seeds(
     excluded: NDArray[np.bool_],
     floor_hu: float,
 ) -> list[DetectedSeed]:
-    """``seeds`` and the seeds :func:`planner.postop.lung_seeds.lung_seeds` finds in or
+    """``seeds`` and the seeds :func:`planner.postop.detection.lung_seeds.lung_seeds` finds in or
     against lung beside them (confidence ``RESIDUAL_CONFIDENCE``, cluster size 1, component 0:
     no blob of their own); arrays ``(z, y, x)`` on ``ct``'s grid, ``floor_hu`` the lowest HU
     searched."""

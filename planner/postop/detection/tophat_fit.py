@@ -4,10 +4,10 @@ opening.
 Where the planning CT's bone has been taken out, the HU above a grey opening by an in-plane
 disc (:data:`TOPHAT_RADIUS_MM`; seeds are narrower than the disc, soft tissue is not) holds
 every seed whole, two seeds end to end along a needle too, which the in-plane line openings of
-:mod:`planner.postop.thick_slices` take for bone. :func:`fit_data` gives a box of it about a
-point for :func:`planner.postop.seed_fit.fit_seeds`, :func:`single_amplitude` one seed's
+:mod:`planner.postop.detection.thick_slices` take for bone. :func:`fit_data` gives a box of it about
+a point for :func:`planner.postop.detection.seed_fit.fit_seeds`, :func:`single_amplitude` one seed's
 amplitude on it (the median fit of the isolated seeds). Used by
-:mod:`planner.postop.between_pairs` and :mod:`planner.postop.end_to_end`.
+:mod:`planner.postop.detection.between_pairs` and :mod:`planner.postop.detection.end_to_end`.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from dose.geometry import GridGeometry
-from planner.postop.lung_seeds import disc_tophat
-from planner.postop.residual import voxel_centres
-from planner.postop.results import DetectedSeed
-from planner.postop.seed_fit import SeedImageModel, fit_seeds
+from planner.postop.detection.lung_seeds import disc_tophat
+from planner.postop.detection.residual import voxel_centres
+from planner.postop.detection.results import DetectedSeed
+from planner.postop.detection.seed_fit import SeedImageModel, fit_seeds
 
 #: What the fits see: the HU above its grey opening by an in-plane disc of this radius (mm).
 TOPHAT_RADIUS_MM = 3.5

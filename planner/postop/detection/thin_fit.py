@@ -1,12 +1,12 @@
 """Thin slices: each single seed's axis and centre by the seed image model.
 
 On slices ≤ 3 mm a seed's blob is measured by the weighted covariance of its voxels above a
-quarter of its peak (:mod:`planner.postop.blobs`), corrected for the scanner's blur. The core
-of a seed saturates at the scanner's maximum and the cut at a quarter of the peak trims the
+quarter of its peak (:mod:`planner.postop.detection.blobs`), corrected for the scanner's blur. The
+core of a seed saturates at the scanner's maximum and the cut at a quarter of the peak trims the
 blur's tails, and both flatten what the covariance sees: on 2.5 mm slices of freehand implants
 (needles tilted out of the axial plane) the axis error was 7.6° median over single seeds,
 10.2° for seeds tilted 17–37° out of plane. :func:`refine_seeds` fits the seed image model
-(:func:`planner.postop.seed_fit.fit_seeds`: a blurred 4.5 mm line source; saturated voxels
+(:func:`planner.postop.detection.seed_fit.fit_seeds`: a blurred 4.5 mm line source; saturated voxels
 bound it from below only) to the white top-hat of the CT around each single seed, its
 neighbours' images held fixed, and keeps the fit's centre and axis when the centre moves less
 than ``MAX_MOVE_MM``; the parts of a split cluster are fitted together the same way.
@@ -30,8 +30,8 @@ import scipy.ndimage as ndi
 from numpy.typing import NDArray
 
 from planner.imaging.volume import CTVolume
-from planner.postop.results import DetectedSeed, canonical_axis
-from planner.postop.seed_fit import SeedImageModel, fit_seeds, neighbours_image
+from planner.postop.detection.results import DetectedSeed, canonical_axis
+from planner.postop.detection.seed_fit import SeedImageModel, fit_seeds, neighbours_image
 
 #: Thin slices: place single seeds by the image model (and the parts of clusters of up to
 #: ``MAX_CLUSTER`` seeds, fitted together).

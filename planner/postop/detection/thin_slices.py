@@ -14,7 +14,7 @@ from numpy.typing import NDArray
 
 from dose.progress import CancelFn, check_cancelled
 from planner.imaging.volume import CTVolume
-from planner.postop.blobs import Component, bbox, label26
+from planner.postop.detection.blobs import Component, bbox, label26
 
 
 def adaptive_threshold(hu: NDArray[np.generic], exclude: NDArray[np.bool_]) -> float:
@@ -74,7 +74,7 @@ def thin_components(
     ``relative_level`` × (peak − background) count, so neighbouring bone and streaks do not
     widen or brighten a seed. Returns the components, the white top-hat (z, y, x) HU (zero
     outside the box of everything bright) and the candidates' labels (z, y, x): the data and
-    the cores of :mod:`planner.postop.thin_fit`.
+    the cores of :mod:`planner.postop.detection.thin_fit`.
     """
     hu = ct.hu
     sp = np.asarray(ct.geometry.spacing_mm, dtype=np.float64)
