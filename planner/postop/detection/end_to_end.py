@@ -208,7 +208,16 @@ def end_to_end(
     return EndToEnd(n, two, gain) if gain >= MIN_BIC_GAIN else None
 
 
-def _linear_screen(coords, values, fixed, found_mm, along, sign, amplitude, model) -> float:
+def _linear_screen(
+    coords: NDArray[np.float64],
+    values: NDArray[np.float64],
+    fixed: NDArray[np.float64] | None,
+    found_mm: NDArray[np.float64],
+    along: NDArray[np.float64],
+    sign: float,
+    amplitude: float,
+    model: SeedImageModel,
+) -> float:
     """Largest amplitude (fraction of one seed) a seed ``SCREEN_ALONG_MM`` from the found one,
     ``SCREEN_ANGLES_DEG`` off its axis, takes by linear least squares beside the found seed's
     image and an offset (normal equations, all starts at once)."""
@@ -258,7 +267,13 @@ def _is_end_to_end(two: SeedFit, found_mm: NDArray[np.float64], amplitude: float
     )
 
 
-def _peak_ratio(coords, values, fixed, two: SeedFit, model: SeedImageModel) -> float:
+def _peak_ratio(
+    coords: NDArray[np.float64],
+    values: NDArray[np.float64],
+    fixed: NDArray[np.float64] | None,
+    two: SeedFit,
+    model: SeedImageModel,
+) -> float:
     """90th percentile of the data less the found seed's and the fixed seeds' images (and the
     offset) over the upper half of the new seed's image, over that of the image."""
     found = line_image_at(coords, two.centres_mm[:1], two.axes[:1], two.amplitudes[0], model)
