@@ -34,7 +34,10 @@ neighbours from :mod:`planner.postop.detection.thick_fit`):
 7. with the planning CT's bone taken out (``BETWEEN_PAIRS``): a seed found between two seeds
    end to end is those two (:func:`planner.postop.detection.between_pairs.split_between_pairs`);
 8. with the planning CT's bone taken out (``END_TO_END``): the seed end to end with a seed
-   found, taken for bone with it (:func:`planner.postop.detection.end_to_end.add_end_to_end_seeds`).
+   found, taken for bone with it (:func:`planner.postop.detection.end_to_end.add_end_to_end_seeds`);
+9. with the planning CT's bone taken out (``SLICE_AXIS_BESIDE_LUNG``): uncertain seeds beside
+   lung placed along the slice axis on the HU above a disc opening
+   (:func:`planner.postop.detection.slice_axis.replace_along_slice_axis`).
 
 Positions are LPS mm on the CT's own geometry.
 """
@@ -60,6 +63,7 @@ from planner.postop.detection.lung_seeds import lung_seeds
 from planner.postop.detection.residual import stacked_pairs, unexplained_seeds
 from planner.postop.detection.results import DetectedSeed, canonical_axis
 from planner.postop.detection.seed_fit import SeedFit, fit_seeds, line_image_at, neighbours_image
+from planner.postop.detection.slice_axis import replace_along_slice_axis
 from planner.postop.detection.thick_fit import FitContext, blob_data, blobs_data
 
 #: Thick slices: place the parts of split clusters by the image model fit (counts kept).
@@ -109,6 +113,9 @@ BETWEEN_PAIRS = True
 #: which the in-plane line openings took for bone with it
 #: (:mod:`planner.postop.detection.end_to_end`).
 END_TO_END = True
+#: Thick slices with the planning CT's bone taken out: uncertain seeds beside lung placed along
+#: the slice axis on the HU above a disc opening (:mod:`planner.postop.detection.slice_axis`).
+SLICE_AXIS_BESIDE_LUNG = True
 #: Thick slices: fit the seeds stacked along the slice axis together (:func:`refit_columns`).
 #: Two seeds of one in-plane column 1–2 slices apart share a slice, whose excess the 3-slice
 #: opening of :func:`planner.postop.detection.thick_slices.compact_excess` takes out: each was
@@ -213,7 +220,7 @@ def place_by_model(
     faint: list[Component] | None = None,
     bone_out: bool = False,
 ) -> list[DetectedSeed]:
-    """Steps 1–8 of the module on ``seeds`` as the components ``comps`` gave them: placed,
+    """Steps 1–9 of the module on ``seeds`` as the components ``comps`` gave them: placed,
     split and added to. ``inplane_excess`` (HU) and ``excluded`` are ``(z, y, x)`` on ``ct``'s
     grid, ``floor_hu`` the lowest HU searched, ``single`` one seed's blob mass (HU·mm³),
     ``faint`` the components too faint for a seed that may be a seed's remnant (step 3a),
@@ -256,6 +263,8 @@ def place_by_model(
         seeds = split_between_pairs(ct.hu, excluded, ct.geometry, seeds)
     if bone_out and END_TO_END:
         seeds = add_end_to_end_seeds(ct.hu, excluded, ct.geometry, seeds)
+    if bone_out and SLICE_AXIS_BESIDE_LUNG:
+        seeds = replace_along_slice_axis(ct.hu, excluded, ct.geometry, seeds)
     return seeds
 
 
