@@ -28,7 +28,12 @@ from numpy.typing import NDArray
 
 from dose.geometry import GridGeometry
 from planner.postop.detection.results import DetectedSeed, canonical_axis
-from planner.postop.detection.seed_fit import SeedImageModel, fit_seeds, line_image_at
+from planner.postop.detection.seed_fit import (
+    SeedImageModel,
+    fit_seeds,
+    line_image_at,
+    seeds_around_image,
+)
 from planner.postop.detection.tophat_fit import fit_data, single_amplitude
 
 #: Two seeds' fit replaces the one found when its BIC is lower by at least this ...
@@ -103,9 +108,7 @@ def _pair_around(hu, excluded, geometry, model, pts, axes, n, amplitude):
     if data is None:
         return None
     coords, values = data
-    d = np.linalg.norm(pts - pts[n], axis=1)
-    near = (d > 0) & (d < FIT_REACH_MM + 8.0)
-    fixed = line_image_at(coords, pts[near], axes[near], amplitude, model) if near.any() else None
+    fixed = seeds_around_image(coords, pts, axes, n, FIT_REACH_MM + 8.0, amplitude, model)
 
     along = axes[n] / np.linalg.norm(axes[n])
     if _misfit_as_found(coords, values, fixed, pts[n], along, amplitude, model) < MIN_MISFIT_HU:

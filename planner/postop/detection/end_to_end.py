@@ -37,7 +37,13 @@ from numpy.typing import NDArray
 
 from dose.geometry import GridGeometry
 from planner.postop.detection.results import DetectedSeed, canonical_axis
-from planner.postop.detection.seed_fit import SeedFit, SeedImageModel, fit_seeds, line_image_at
+from planner.postop.detection.seed_fit import (
+    SeedFit,
+    SeedImageModel,
+    fit_seeds,
+    line_image_at,
+    seeds_around_image,
+)
 from planner.postop.detection.tophat_fit import fit_data, single_amplitude
 
 #: The seed more starts this far (mm) from the one found along its axis (end to end: a seed
@@ -171,9 +177,7 @@ def end_to_end(
     if data is None:
         return None
     coords, values = data
-    d = np.linalg.norm(pts - pts[n], axis=1)
-    near = (d > 0) & (d < NEIGHBOUR_REACH_MM)
-    fixed = line_image_at(coords, pts[near], axes[near], amplitude, model) if near.any() else None
+    fixed = seeds_around_image(coords, pts, axes, n, NEIGHBOUR_REACH_MM, amplitude, model)
     screen = _linear_screen(coords, values, fixed, pts[n], along, sign, amplitude, model)
     if screen < MIN_SCREEN:
         return None  # no seed's worth of metal along the axis: not worth the fits

@@ -239,6 +239,26 @@ def neighbours_image(
     return line_image_at(coords, centres_mm[near], axes[near], amplitude, model)
 
 
+def seeds_around_image(
+    coords: NDArray[np.float64],
+    centres_mm: NDArray[np.float64],
+    axes: NDArray[np.float64],
+    n: int,
+    reach_mm: float,
+    amplitude: float,
+    model: SeedImageModel,
+) -> NDArray[np.float64] | None:
+    """:func:`line_image_at` ``coords`` of the seeds of ``centres_mm``/``axes`` ``(m, 3)``
+    closer than ``reach_mm`` to seed ``n`` (not it, nor one on it): the neighbours a fit of
+    seed ``n`` holds fixed; None where there is none. (:func:`neighbours_image` selects by a
+    box about several points instead.)"""
+    d = np.linalg.norm(centres_mm - centres_mm[n], axis=1)
+    near = (d > 0) & (d < reach_mm)
+    if not near.any():
+        return None
+    return line_image_at(coords, centres_mm[near], axes[near], amplitude, model)
+
+
 def fit_seeds(
     coords_mm: NDArray[np.float64],
     values_hu: NDArray[np.float64],

@@ -29,7 +29,11 @@ from numpy.typing import NDArray
 
 from dose.geometry import GridGeometry
 from planner.postop.detection.results import DetectedSeed
-from planner.postop.detection.seed_fit import SeedImageModel, fit_seeds, line_image_at
+from planner.postop.detection.seed_fit import (
+    SeedImageModel,
+    fit_seeds,
+    seeds_around_image,
+)
 from planner.postop.detection.tophat_fit import fit_data, single_amplitude
 
 #: Seeds of this axis confidence or less are re-placed (the others' blobs placed them well).
@@ -73,11 +77,7 @@ def replace_along_slice_axis(
         if data is None:
             continue
         coords, values = data
-        d = np.linalg.norm(pts - pts[n], axis=1)
-        near = (d > 0) & (d < NEIGHBOUR_REACH_MM)
-        fixed = (
-            line_image_at(coords, pts[near], axes[near], amplitude, model) if near.any() else None
-        )
+        fixed = seeds_around_image(coords, pts, axes, n, NEIGHBOUR_REACH_MM, amplitude, model)
         fit = fit_seeds(
             coords,
             values,

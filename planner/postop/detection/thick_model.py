@@ -62,7 +62,12 @@ from planner.postop.detection.end_to_end import add_end_to_end_seeds
 from planner.postop.detection.lung_seeds import lung_seeds
 from planner.postop.detection.residual import stacked_pairs, unexplained_seeds
 from planner.postop.detection.results import DetectedSeed, canonical_axis
-from planner.postop.detection.seed_fit import SeedFit, fit_seeds, line_image_at, neighbours_image
+from planner.postop.detection.seed_fit import (
+    SeedFit,
+    fit_seeds,
+    neighbours_image,
+    seeds_around_image,
+)
 from planner.postop.detection.slice_axis import replace_along_slice_axis
 from planner.postop.detection.thick_fit import FitContext, blob_data, blobs_data
 
@@ -567,13 +572,8 @@ def place_residual_seeds(
         coords = geo.zyx_to_world((np.argwhere(keep) + lo).astype(np.float64))
         values = ctx.inplane_excess[box][keep].astype(np.float64)
         sat = ctx.hu[box][keep] >= ctx.saturation_hu
-        d = np.linalg.norm(pts - pts[n], axis=1)
-        near = (d > 0) & (d < RESIDUAL_FIT_BOX_MM + NEIGHBOUR_REACH_MM)
-        fixed = (
-            line_image_at(coords, pts[near], axes[near], amplitude, ctx.model)
-            if near.any()
-            else None
-        )
+        reach = RESIDUAL_FIT_BOX_MM + NEIGHBOUR_REACH_MM
+        fixed = seeds_around_image(coords, pts, axes, n, reach, amplitude, ctx.model)
         fit = fit_seeds(
             coords, values, pts[n][None], axes[n][None], amplitude, ctx.model, sat, fixed_hu=fixed
         )
