@@ -162,6 +162,55 @@ def test_5mm_triplet_through_the_slice_split_along_its_axis(phantom_5mm, rng: in
     assert len(set(c)) == 3
 
 
+def test_5mm_steep_triplet_keeps_three_parts_where_its_mass_counts_three(
+    phantom_5mm, monkeypatch
+) -> None:
+    """Clusters+lung rng 11 with the planning CT's bone out: the end-to-end triplet (37° from
+    the slice axis, seeds 4.9 mm apart) is one blob of 3.1 seeds' mass. Re-assigning its voxels
+    to the nearest part centre drained an end part to 0.43 of a seed, so the chain was cut in
+    two and one seed missed (validation clusters+lung rng 10, 11, 13, 14 each 1 seed short).
+    Where the mass counts three the cut before the re-assignment stands: all three within the
+    2.5 mm gate. The same blob counted 2.4 seeds (the count check asking for one more) is cut
+    by the re-assigned partition alone, which leaves no third part."""
+    from planner.imaging.volume import CTVolume
+    from planner.postop.detection.cluster_split import axis_partition
+    from planner.postop.register import RigidTransform
+    from planner.postop.verify import detect_with_bone_prior
+
+    base, gtv = phantom_5mm
+    phantom = generate_phantom(n_slices=40)
+    scene = needle_implant_scene(gtv, base.geometry, rng=11)
+    post = render_postop_ct(base, scene, rng=13)
+    triplet = scene.seeds_mm[-5:-2]
+    assert np.allclose(np.linalg.norm(np.diff(triplet, axis=0), axis=1), 4.9, atol=0.1)
+    calls = []
+    split = detect.split_cluster
+
+    def recording_split(c, n, *args):
+        if n == 3 and np.linalg.norm(c.centre - triplet[1]) < 3.0:
+            calls.append((c, n, args))
+        return split(c, n, *args)
+
+    monkeypatch.setattr(detect, "split_cluster", recording_split)
+    off = RigidTransform().nudged(shift_mm=(0.5, -0.4, 0.6), rotation_deg=(0.0, 0.0, 0.5))
+    planning = CTVolume(phantom.hu, phantom.geometry)
+    result = detect_with_bone_prior(planning, post, off, len(scene.seeds_mm), None, None, None)
+    dist = np.linalg.norm(triplet[:, None] - result.positions_mm[None], axis=-1)
+    r, c = linear_sum_assignment(dist)
+    assert dist[r, c].max() < 2.5, (np.round(dist[r, c], 2), result.summary())
+
+    assert calls, "the triplet's blob was not split into three"
+    blob, n, (voxel_mm3, blur, normal, thickness, min_part, _single) = calls[0]
+    assert blob.n_float == pytest.approx(3.1, abs=0.1)
+    parts = axis_partition(blob, n, voxel_mm3, blur, normal, thickness, min_part)
+    assert parts is not None
+    d = np.linalg.norm(triplet[:, None] - parts[0][None], axis=-1)
+    r, c = linear_sum_assignment(d)
+    assert d[r, c].max() < 2.5
+    blob.n_float = 2.4
+    assert axis_partition(blob, n, voxel_mm3, blur, normal, thickness, min_part) is None
+
+
 def test_5mm_two_seeds_stacked_along_the_slice_axis_are_two(phantom_5mm, monkeypatch) -> None:
     """Grid rng 2 holds two seeds 9 mm apart along the slice axis at one in-plane spot (1.8
     slices): one blob 13.1 mm long of 1.36 seeds' mass, which without the stacked-length rule
