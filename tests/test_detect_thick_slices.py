@@ -211,6 +211,60 @@ def test_5mm_steep_triplet_keeps_three_parts_where_its_mass_counts_three(
     assert axis_partition(blob, n, voxel_mm3, blur, normal, thickness, min_part) is None
 
 
+def test_5mm_confident_seeds_are_placed_along_the_slice_axis_by_their_image(
+    monkeypatch,
+) -> None:
+    """Freehand rng 5 on 5 mm slices, the planning CT's bone out: its single seeds of
+    confident axis were placed by their blobs' centroids, too near the slice centres
+    (slice-axis RMS 0.50 mm, post-op D90 2.6 % below the true seeds'). Moved along the slice
+    normal to where their image fits (``SLICE_AXIS_REFINE``), measured 0.47 mm and −1.6 %: no
+    seed lost or added, each moved along the slice normal only, by at most 1 mm."""
+    from benchmarks.bench_detect import gtv_d90_gy
+    from planner.imaging.volume import CTVolume
+    from planner.postop.detection.bone_prior import planning_bone_hu
+    from planner.postop.freehand_scene import freehand_implant_scene
+    from planner.postop.register import RigidTransform
+    from planner.postop.synthetic import reslice_thick
+
+    phantom = generate_phantom(n_slices=40)
+    base, gtv = reslice_thick(phantom.hu, phantom.geometry, phantom.masks["GTV"], 5.0)
+    scene = freehand_implant_scene(gtv, base.geometry, rng=5)
+    ct = render_postop_ct(base, scene, rng=105)
+    off = RigidTransform().nudged(shift_mm=(0.5, -0.4, 0.6), rotation_deg=(0.0, 0.0, 0.5))
+    bone = planning_bone_hu(CTVolume(phantom.hu, phantom.geometry), ct, off)
+    truth, n = scene.seeds_mm, len(scene.seeds_mm)
+    normal = np.asarray(ct.geometry.slice_normal())
+    steps = []
+    refine = thick_model.refine_along_slice_axis
+
+    def recording_refine(seeds, *args):
+        out = refine(seeds, *args)
+        steps.append((np.array([s.position_mm for s in seeds]), [s.position_mm for s in out]))
+        return out
+
+    monkeypatch.setattr(thick_model, "refine_along_slice_axis", recording_refine)
+    runs = {}
+    for on in (False, True):
+        monkeypatch.setattr(thick_model, "SLICE_AXIS_REFINE", on)
+        runs[on] = detect_seeds(ct, expected=n, bone_hu=bone).positions_mm
+    ((before, after),) = steps
+    move = np.array(after) - before
+    along = move @ normal
+    assert np.allclose(move, along[:, None] * normal[None], atol=1e-6)
+    assert np.abs(along).max() <= 1.0 + 1e-9 and np.count_nonzero(along) >= 0.5 * n
+
+    def slice_axis_rms(found):
+        r, c = _gated_match(truth, found)
+        assert len(r) == n  # every seed found within the gate
+        return float(np.sqrt(np.mean(((found[c] - truth[r]) @ normal) ** 2)))
+
+    assert slice_axis_rms(runs[True]) < slice_axis_rms(runs[False]) - 0.02
+    gtv_mm = base.geometry.zyx_to_world(np.argwhere(gtv).astype(np.float64))
+    d90_true = gtv_d90_gy(truth, gtv_mm)
+    error = {k: abs(gtv_d90_gy(v, gtv_mm) / d90_true - 1.0) for k, v in runs.items()}
+    assert error[True] < 0.02 < error[False]
+
+
 def test_5mm_two_seeds_stacked_along_the_slice_axis_are_two(phantom_5mm, monkeypatch) -> None:
     """Grid rng 2 holds two seeds 9 mm apart along the slice axis at one in-plane spot (1.8
     slices): one blob 13.1 mm long of 1.36 seeds' mass, which without the stacked-length rule
