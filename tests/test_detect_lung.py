@@ -220,3 +220,35 @@ def test_an_uncertain_seed_beside_lung_is_placed_along_the_slice_axis_on_the_dis
     k = int(gained[0])
     was = before[np.argmin(np.linalg.norm(before - truth[k], axis=1))]
     assert abs((was - truth[k]) @ normal) > 2.5  # off along the slice axis, not across it
+
+
+def test_an_isolated_seed_in_lung_with_lung_structure_in_its_box_is_found(monkeypatch) -> None:
+    """Held-out clusters+lung rng 6 (5 mm, the planning CT's bone out): a seed in lung 9.5 mm
+    from the next seed reads 378 HU at its centre; one seed's image fits it at 0.93 of a
+    seed's amplitude, as sharp as a seed (the wider line fits worse), but explains only 0.52
+    of the box's variance (lung edges in the box). ``MIN_R2`` 0.4 takes it (0.55 missed it);
+    no seed is lost and no false seed added."""
+    import planner.postop.detection.lung_seeds as lung_seeds
+    from planner.demo.phantom import generate_phantom
+    from planner.postop.detection.bone_prior import planning_bone_hu
+    from planner.postop.register import RigidTransform
+    from planner.postop.synthetic import needle_implant_scene, reslice_thick
+
+    ph = generate_phantom(n_slices=40)
+    base, gtv = reslice_thick(ph.hu, ph.geometry, ph.masks["GTV"], SLICE_MM)
+    scene = needle_implant_scene(gtv, base.geometry, rng=6)
+    ct = render_postop_ct(base, scene, rng=8)
+    off = RigidTransform().nudged(shift_mm=(0.5, -0.4, 0.6), rotation_deg=(0.0, 0.0, 0.5))
+    bone = planning_bone_hu(CTVolume(ph.hu, ph.geometry), ct, off)
+    truth, n = scene.seeds_mm, len(scene.seeds_mm)
+    found = detect.detect_seeds(ct, expected=n, bone_hu=bone).positions_mm
+    monkeypatch.setattr(lung_seeds, "MIN_R2", 0.55)
+    strict = detect.detect_seeds(ct, expected=n, bone_hu=bone).positions_mm
+    assert _matched(truth, found) == _matched(truth, strict) + 1
+    assert len(found) - _matched(truth, found) <= len(strict) - _matched(truth, strict)
+    gained = [p for p in found if np.linalg.norm(strict - p, axis=1).min() > 2.5]
+    assert len(gained) == 1
+    d = np.linalg.norm(truth - gained[0], axis=1)
+    assert d.min() < 1.0 and np.sort(np.linalg.norm(truth - truth[d.argmin()], axis=1))[1] > 9.0
+    k = np.rint(base.geometry.world_to_zyx(np.asarray(gained)))[0].astype(int)
+    assert ct.hu[tuple(k)] < 600  # faint: a seed in lung on 5 mm slices
