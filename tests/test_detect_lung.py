@@ -252,3 +252,37 @@ def test_an_isolated_seed_in_lung_with_lung_structure_in_its_box_is_found(monkey
     assert d.min() < 1.0 and np.sort(np.linalg.norm(truth - truth[d.argmin()], axis=1))[1] > 9.0
     k = np.rint(base.geometry.world_to_zyx(np.asarray(gained)))[0].astype(int)
     assert ct.hu[tuple(k)] < 600  # faint: a seed in lung on 5 mm slices
+
+
+def test_a_seed_in_lung_shared_by_two_slices_is_found_when_its_fit_is_sharp(monkeypatch) -> None:
+    """Freehand rng 10 (5 mm, the planning CT's bone out): a seed in lung 8 mm from the next
+    seed, half in each of two slices, reads 101 HU at its centre and peaks at 277 HU of in-plane
+    excess (271 on the other slice); such spots from ``FAINT_PEAK_HU`` (250 HU) up are fitted but taken only where the fit is as
+    sharp as a seed's (found: 0.76 of a seed, R² 0.81). Searched from 500 HU it is missed and
+    the post-op D90 reads 2.7 % low (−0.8 % with it); no false seed is added (from 250 HU
+    without the sharpness condition a held-out grid scene gained one, R² 0.41)."""
+    import planner.postop.detection.lung_seeds as lung_seeds
+    from planner.demo.phantom import generate_phantom
+    from planner.postop.detection.bone_prior import planning_bone_hu
+    from planner.postop.freehand_scene import freehand_implant_scene
+    from planner.postop.register import RigidTransform
+    from planner.postop.synthetic import reslice_thick
+
+    ph = generate_phantom(n_slices=40)
+    base, gtv = reslice_thick(ph.hu, ph.geometry, ph.masks["GTV"], SLICE_MM)
+    scene = freehand_implant_scene(gtv, base.geometry, rng=10)
+    ct = render_postop_ct(base, scene, rng=110)
+    off = RigidTransform().nudged(shift_mm=(0.5, -0.4, 0.6), rotation_deg=(0.0, 0.0, 0.5))
+    bone = planning_bone_hu(CTVolume(ph.hu, ph.geometry), ct, off)
+    truth, n = scene.seeds_mm, len(scene.seeds_mm)
+    found = detect.detect_seeds(ct, expected=n, bone_hu=bone).positions_mm
+    monkeypatch.setattr(lung_seeds, "FAINT_PEAK_HU", lung_seeds.MIN_PEAK_HU)
+    bright_only = detect.detect_seeds(ct, expected=n, bone_hu=bone).positions_mm
+    assert _matched(truth, found) == _matched(truth, bright_only) + 1
+    assert len(found) - _matched(truth, found) <= len(bright_only) - _matched(truth, bright_only)
+    gained = [p for p in found if np.linalg.norm(bright_only - p, axis=1).min() > 2.5]
+    assert len(gained) == 1
+    d = np.linalg.norm(truth - gained[0], axis=1)
+    assert d.min() < 1.0
+    k = np.rint(base.geometry.world_to_zyx(np.asarray(gained)))[0].astype(int)
+    assert ct.hu[tuple(k)] < 800  # faint: a seed in lung on 5 mm slices

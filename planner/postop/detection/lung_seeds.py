@@ -39,6 +39,9 @@ LUNG_HU = -500.0
 #: A lung spot is a local maximum of the in-plane excess of at least this (HU): a seed in lung
 #: straddling two slices peaks at 640–1490 HU on the better one.
 MIN_PEAK_HU = 500.0
+#: ... or of at least this (HU) where the fit is as sharp as a seed's (``SHARP_WIDE_RATIO``,
+#: ``SHARP_R2``): a seed in lung far from the slice centre, its excess shared by two slices.
+FAINT_PEAK_HU = 250.0
 #: The fit box: ± this (mm) in-plane and ± one slice about the spot.
 FIT_REACH_MM = 4.7
 #: What the fit sees: the HU above its grey opening by an in-plane disc of this radius (mm).
@@ -134,7 +137,7 @@ def lung_seeds(
     lung = ndi.uniform_filter((hu[search] < LUNG_HU).astype(np.float32), size=(1, box_px, box_px))
     spot = (
         (local >= ndi.maximum_filter(local, size=(3, nms_px, nms_px)))
-        & (local >= MIN_PEAK_HU)
+        & (local >= min(MIN_PEAK_HU, FAINT_PEAK_HU))
         & (lung >= LUNG_FRACTION)
         & ~excluded[search]
     )
@@ -151,6 +154,7 @@ def lung_seeds(
     wide_model = replace(model, sigma_mm=model.sigma_mm * np.array([WIDE_FACTOR, WIDE_FACTOR, 1.0]))
     fits: list[LungSeed] = []
     for (k, j, i), p in zip(kji[keep], at_mm[keep], strict=True):
+        faint = float(excess[k, j, i]) < MIN_PEAK_HU
         lo = np.maximum([k - 1, j - r, i - r], 0)
         hi = np.minimum([k + 2, j + r + 1, i + r + 1], hu.shape)
         box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
@@ -204,7 +208,7 @@ def lung_seeds(
         if wide.rss < best.rss:
             continue  # a band wider than a seed: a vessel
         sharp = wide.rss >= SHARP_WIDE_RATIO * best.rss and r2 >= SHARP_R2
-        if fraction < MIN_AMPLITUDE_FRACTION and not sharp:
+        if (fraction < MIN_AMPLITUDE_FRACTION or faint) and not sharp:
             continue
         fits.append(LungSeed(best.centres_mm[0], best.axes[0], fraction, r2))
     # One seed per spot cluster, none beside a seed found: strongest first.
