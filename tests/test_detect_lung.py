@@ -256,11 +256,12 @@ def test_an_isolated_seed_in_lung_with_lung_structure_in_its_box_is_found(monkey
 
 def test_a_seed_in_lung_shared_by_two_slices_is_found_when_its_fit_is_sharp(monkeypatch) -> None:
     """Freehand rng 10 (5 mm, the planning CT's bone out): a seed in lung 8 mm from the next
-    seed, half in each of two slices, reads 101 HU at its centre and peaks at 277 HU of in-plane
-    excess (271 on the other slice); such spots from ``FAINT_PEAK_HU`` (250 HU) up are fitted but taken only where the fit is as
-    sharp as a seed's (found: 0.76 of a seed, R² 0.81). Searched from 500 HU it is missed and
-    the post-op D90 reads 2.7 % low (−0.8 % with it); no false seed is added (from 250 HU
-    without the sharpness condition a held-out grid scene gained one, R² 0.41)."""
+    seed, half in each of two slices, reads 101 HU at its centre and peaks at 277 HU of
+    in-plane excess (271 on the other slice). Spots from ``FAINT_PEAK_HU`` (250 HU) up are
+    fitted, taken only where the fit is as sharp as a seed's (found: 0.76 of a seed, R² 0.81).
+    Searched from 500 HU it is missed and the post-op D90 reads 2.7 % low (−0.8 % with it);
+    no false seed is added (from 250 HU without the sharpness condition a held-out grid
+    gained one, R² 0.41)."""
     import planner.postop.detection.lung_seeds as lung_seeds
     from planner.demo.phantom import generate_phantom
     from planner.postop.detection.bone_prior import planning_bone_hu
