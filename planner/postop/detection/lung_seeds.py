@@ -9,7 +9,8 @@ searching the residual in lung (:mod:`planner.postop.detection.residual`: +1 fou
 
 :func:`lung_seeds` looks instead where lung is (``LUNG_FRACTION`` of a ≈ 10 mm square below
 −500 HU), beside the seeds found (a needle row: ``LUNG_MIN_DISTANCE_MM``–``SEARCH_REACH_MM``),
-at the local maxima of the in-plane excess (≥ ``MIN_PEAK_HU``), and fits one seed's image
+at the local maxima of the in-plane excess (≥ ``MIN_PEAK_HU``; from ``FAINT_PEAK_HU`` where
+the fit is as sharp as a seed's), and fits one seed's image
 (:func:`planner.postop.detection.seed_fit.fit_seeds`) to what the found seeds' images leave there of
 the HU above a disc opening (``TOPHAT_RADIUS_MM``). Thresholds: see ``MIN_AMPLITUDE_FRACTION``.
 A small lung vessel crossing two thick slices obliquely is a thin line 5 mm long of about a
