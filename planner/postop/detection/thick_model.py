@@ -25,9 +25,10 @@ neighbours from :mod:`planner.postop.detection.thick_fit`):
    slice axis);
 5. :func:`refit_seeds` again for the single seeds of uncertain axis, every other seed (those
    of step 4 too) in the model (axis median 22° → 5° on the grid scenes);
-5a. :func:`refine_along_slice_axis` (``SLICE_AXIS_REFINE``): the single seeds of confident
-   axis, placed by their blobs' centroids (too near the slice centre), moved along the slice
-   normal to where their image fits best;
+5a. :func:`planner.postop.detection.slice_centroid.refine_along_slice_axis`
+   (``SLICE_AXIS_REFINE``): the single seeds of confident axis near the slice plane, placed by
+   their blobs' centroids (too near the slice centre), moved along the slice normal to where
+   their image fits best;
 5b. :func:`refit_columns` (``COLUMN_REFIT``): the seeds stacked along the slice axis
    (:func:`column_pairs`) share a slice whose excess the z-opening removed, and were placed at
    their own slices' centres; each column is fitted as one;
@@ -68,11 +69,11 @@ from planner.postop.detection.results import DetectedSeed, canonical_axis
 from planner.postop.detection.seed_fit import (
     SeedFit,
     fit_seeds,
-    line_image_at,
     neighbours_image,
     seeds_around_image,
 )
 from planner.postop.detection.slice_axis import replace_along_slice_axis
+from planner.postop.detection.slice_centroid import refine_along_slice_axis
 from planner.postop.detection.thick_fit import FitContext, blob_data, blobs_data
 
 #: Thick slices: place the parts of split clusters by the image model fit (counts kept).
@@ -133,23 +134,9 @@ SLICE_AXIS_BESIDE_LUNG = True
 #: worst |ΔD90| of the scenario set 6.4 -> 4.6 %; fitted one seed at a time, the others held
 #: fixed, 0.41 mm held-out and one seed lost).
 COLUMN_REFIT = True
-#: Thick slices: confident single seeds placed along the slice axis by the image model
-#: (:func:`refine_along_slice_axis`, step 5a). Their blobs' weighted centroids sit too near the
-#: slice centre: a seed 0.5–1 mm off it was placed 0.35 mm nearer (5 mm freehand scenes: slope
-#: of the slice-axis error on the offset −0.60). Measured on the five 5 mm sets of
-#: ``bench_detect`` (bone out): slice-axis RMS 0.39–0.42 → 0.34–0.39 mm, |ΔD90| > 2 % in
-#: 8 → 6 of 52 scenes (each of the six has a seed missed); one seed already 2.4 mm off moved
-#: to 2.8 mm (freehand rng 1: found 530 → 529/535). A window of ± 1.5 mm moved two seeds of
-#: the held-out grids 1.2 → 2.5 mm (a neighbour's tail in the next slice); ± 1.0 none.
+#: Thick slices: confident single seeds near the slice plane placed along the slice axis by
+#: the image model (step 5a, :mod:`planner.postop.detection.slice_centroid`).
 SLICE_AXIS_REFINE = True
-#: The positions tried: ± this (mm) along the slice normal in ``SLICE_REFINE_STEPS`` steps;
-#: a best fit at either end of the window leaves the seed where it was.
-SLICE_REFINE_MAX_MM = 1.0
-SLICE_REFINE_STEPS = 9
-#: Only seeds this near the slice plane (|axis · normal|) are moved: a tilted seed's own
-#: length spreads it over the slices, its centroid is not pulled to a slice centre (slice-axis
-#: RMS 0.10–0.12 mm on the held-out grids) and its fit couples the axis error into the move.
-SLICE_REFINE_MAX_TILT = 0.3
 #: Seeds closer than this (mm) across the slice axis and ``COLUMN_SLICES_MIN``–
 #: ``COLUMN_SLICES_MAX`` slices apart along it are stacked; a column whose fit moves a seed
 #: further than ``COLUMN_MAX_MOVE_SLICES`` slices keeps its centres (0.4–0.5 lose a seed of
@@ -282,7 +269,9 @@ def place_by_model(
         )
     if REFIT_CLUSTERS and SLICE_AXIS_REFINE:
         # Confident single seeds, placed by their blobs' centroids: pulled toward slice centres.
-        seeds = refine_along_slice_axis(seeds, comps, fit_ctx, amplitude)
+        seeds = refine_along_slice_axis(
+            seeds, comps, fit_ctx, amplitude, REFIT_BELOW_CONFIDENCE, NEIGHBOUR_REACH_MM
+        )
     if REFIT_CLUSTERS and COLUMN_REFIT:
         # Seeds stacked along the slice axis share a slice: fitted together.
         seeds = refit_columns(seeds, comps, fit_ctx, amplitude, ct.geometry)
@@ -455,71 +444,6 @@ def refit_seeds(
             out.extend(g)
             continue
         out.extend(_moved(g, fit))
-    return out
-
-
-def refine_along_slice_axis(
-    seeds: list[DetectedSeed], comps: list[Component], ctx: FitContext, amplitude: float
-) -> list[DetectedSeed]:
-    """``seeds`` with each single seed of confident axis (≥ ``REFIT_BELOW_CONFIDENCE``; the
-    others were fitted in step 5) moved along the slice normal to where its image fits its
-    blob's box best: one seed's image at ``SLICE_REFINE_STEPS`` positions within
-    ``± SLICE_REFINE_MAX_MM``, its amplitude and the offset by linear least squares, the
-    neighbours' images (``amplitude`` HU·mm³ each) held fixed and saturated voxels left out;
-    the best of them refined by a parabola through its neighbours' misfits. Axis and
-    in-plane place are kept (the blob placed them well)."""
-    by_label = {c.label: c for c in comps}
-    groups = _groups(seeds)
-    all_pts = np.array([s.position_mm for s in seeds]).reshape(-1, 3)
-    all_axes = np.array([s.axis for s in seeds]).reshape(-1, 3)
-    all_labels = np.array([s.component for s in seeds])
-    normal = np.asarray(ctx.geometry.slice_normal(), dtype=np.float64)
-    steps = np.linspace(-SLICE_REFINE_MAX_MM, SLICE_REFINE_MAX_MM, SLICE_REFINE_STEPS)
-    out: list[DetectedSeed] = []
-    for s in seeds:
-        g = groups.get(s.component, [])
-        if (
-            s.component not in by_label
-            or len(g) != 1
-            or s.confidence < REFIT_BELOW_CONFIDENCE
-            or abs(float(np.asarray(s.axis) @ normal)) > SLICE_REFINE_MAX_TILT
-        ):
-            out.append(s)
-            continue
-        c = by_label[s.component]
-        coords, values, sat = blob_data(c, ctx)
-        if len(values) < 20:
-            out.append(s)
-            continue
-        fixed = neighbours_image(
-            coords,
-            c.coords_mm,
-            all_pts,
-            all_axes,
-            all_labels != s.component,
-            amplitude,
-            ctx.model,
-            NEIGHBOUR_REACH_MM,
-        )
-        keep = ~sat
-        target = values[keep] - (0.0 if fixed is None else fixed[keep])
-        p0 = np.asarray(s.position_mm)
-        axis = np.asarray(s.axis)[None]
-        rss = np.empty(len(steps))
-        for k, dz in enumerate(steps):
-            img = line_image_at(coords[keep], (p0 + dz * normal)[None], axis, 1.0, ctx.model)
-            design = np.column_stack([img, np.ones(len(img))])
-            coef, *_ = np.linalg.lstsq(design, target, rcond=None)
-            rss[k] = float(np.sum((design @ coef - target) ** 2))
-        best = int(np.argmin(rss))
-        if best in (0, len(steps) - 1):
-            out.append(s)
-            continue
-        r0, r1, r2 = rss[best - 1 : best + 2]
-        h = steps[1] - steps[0]
-        curv = r0 - 2 * r1 + r2
-        dz = steps[best] + (0.5 * h * (r0 - r2) / curv if curv > 0 else 0.0)
-        out.append(replace(s, position_mm=tuple(float(v) for v in p0 + dz * normal)))
     return out
 
 
