@@ -20,8 +20,15 @@ from dose.geometry import GridGeometry
 from planner.demo.phantom import Phantom, generate_phantom
 from planner.imaging.volume import CTVolume, PatientInfo
 from planner.plan.model import Plan, Prescription, Seed, SourceSpec, Structure
-from planner.postop.register import sitk_image
-from planner.postop.synthetic import PostopScene, needle_implant_scene, render_postop_ct
+from planner.postop.detection.bone_prior import planning_bone_hu
+from planner.postop.freehand_scene import freehand_implant_scene
+from planner.postop.register import RigidTransform, sitk_image
+from planner.postop.synthetic import (
+    PostopScene,
+    needle_implant_scene,
+    render_postop_ct,
+    reslice_thick,
+)
 
 #: In-plane margin (mm) around the GTV where the implant scene is planned: seeds are loaded
 #: within 8 mm of the GTV, and no seed within 3 mm of lung.
@@ -133,3 +140,34 @@ def _cropped(
     sub = GridGeometry(tuple(int(n) for n in hi - lo), origin, g.spacing_mm, g.direction)
     masks = {name: np.ascontiguousarray(m[box]) for name, m in ph.masks.items()}
     return np.ascontiguousarray(ph.hu[box]), masks, sub
+
+
+@dataclass(frozen=True)
+class ResampledScene:
+    """A post-op scene on the demo anatomy resampled to thick slices, as ``bench_detect``
+    builds it: the planning CT (the phantom's own 2.5 mm grid), the anatomy and GTV on the
+    thick grid, the scene, its post-op CT, and a registration 0.9 mm and 0.5° off."""
+
+    planning: CTVolume
+    base: CTVolume
+    gtv: NDArray[np.bool_]
+    scene: PostopScene
+    ct: CTVolume
+    registration: RigidTransform
+
+    def bone_hu(self) -> NDArray[np.float32]:
+        """The planning CT's bone on the post-op grid through ``registration``."""
+        return planning_bone_hu(self.planning, self.ct, self.registration)
+
+
+def resampled_scene(kind: str, rng: int, render_rng: int, thickness_mm: float = 5.0):
+    """:class:`ResampledScene` of a ``"freehand"`` (:func:`freehand_implant_scene`) or
+    ``"needles"`` (:func:`needle_implant_scene`) implant drawn with ``rng``, rendered with
+    ``render_rng``, on slices of ``thickness_mm``."""
+    ph = _phantom(40)
+    base, gtv = reslice_thick(ph.hu, ph.geometry, ph.masks["GTV"], thickness_mm)
+    make = {"freehand": freehand_implant_scene, "needles": needle_implant_scene}[kind]
+    scene = make(gtv, base.geometry, rng=rng)
+    ct = render_postop_ct(base, scene, rng=render_rng)
+    off = RigidTransform().nudged(shift_mm=(0.5, -0.4, 0.6), rotation_deg=(0.0, 0.0, 0.5))
+    return ResampledScene(CTVolume(ph.hu, ph.geometry), base, gtv, scene, ct, off)

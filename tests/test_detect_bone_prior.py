@@ -33,7 +33,7 @@ from planner.postop.freehand_scene import freehand_implant_scene
 from planner.postop.register import RigidTransform
 from planner.postop.synthetic import render_postop_ct, reslice_thick
 from planner.postop.verify import detect_with_bone_prior, verify_plan
-from tests.postop_builders import build_postop_case
+from tests.postop_builders import build_postop_case, resampled_scene
 
 
 def _ct(hu: np.ndarray, spacing_mm: tuple[float, float, float], origin_mm=(0.0, 0.0, 0.0)):
@@ -84,12 +84,8 @@ def _matched(truth: np.ndarray, found: np.ndarray) -> tuple[int, int]:
 def freehand_rng6_5mm():
     """Freehand scene rng 6 on 5 mm slices and the planning CT's bone for it, registered 0.9 mm
     and 0.5° off (the prior need not be exact): (scene, post-op CT, bone HU)."""
-    phantom = generate_phantom(n_slices=40)  # the planning CT: 2.5 mm slices
-    base, gtv = reslice_thick(phantom.hu, phantom.geometry, phantom.masks["GTV"], 5.0)
-    scene = freehand_implant_scene(gtv, base.geometry, rng=6)
-    ct = render_postop_ct(base, scene, rng=106)
-    off = RigidTransform().nudged(shift_mm=(0.5, -0.4, 0.6), rotation_deg=(0.0, 0.0, 0.5))
-    return scene, ct, planning_bone_hu(CTVolume(phantom.hu, phantom.geometry), ct, off)
+    case = resampled_scene("freehand", rng=6, render_rng=106)
+    return case.scene, case.ct, case.bone_hu()
 
 
 def test_5mm_lamina_corner_is_bone_when_the_planning_ct_says_so(freehand_rng6_5mm):
@@ -152,12 +148,8 @@ def test_5mm_faint_remnants_of_seeds_end_to_end_are_seeds_with_the_bone_out(
 
 
 def test_5mm_a_seed_found_between_two_seeds_end_to_end_is_those_two(monkeypatch):
-    phantom = generate_phantom(n_slices=40)
-    base, gtv = reslice_thick(phantom.hu, phantom.geometry, phantom.masks["GTV"], 5.0)
-    scene = freehand_implant_scene(gtv, base.geometry, rng=3)
-    ct = render_postop_ct(base, scene, rng=103)
-    off = RigidTransform().nudged(shift_mm=(0.5, -0.4, 0.6), rotation_deg=(0.0, 0.0, 0.5))
-    bone = planning_bone_hu(CTVolume(phantom.hu, phantom.geometry), ct, off)
+    case = resampled_scene("freehand", rng=3, render_rng=103)
+    scene, ct, bone = case.scene, case.ct, case.bone_hu()
     truth, n = scene.seeds_mm, len(scene.seeds_mm)
     monkeypatch.setattr(thick_model, "BETWEEN_PAIRS", False)
     without = detect_seeds(ct, expected=n, bone_hu=bone)
@@ -225,12 +217,8 @@ def test_5mm_the_seed_end_to_end_with_a_seed_found_is_added(monkeypatch):
     5.8 mm) were taken for bone with it by the in-plane line openings, and missed. With the
     planning CT's bone out each is found beside its partner (``END_TO_END``), within 1 mm of
     where it is; no seed is added where there is none, and every other seed stays put."""
-    phantom = generate_phantom(n_slices=40)
-    base, gtv = reslice_thick(phantom.hu, phantom.geometry, phantom.masks["GTV"], 5.0)
-    scene = freehand_implant_scene(gtv, base.geometry, rng=1)
-    ct = render_postop_ct(base, scene, rng=101)
-    off = RigidTransform().nudged(shift_mm=(0.5, -0.4, 0.6), rotation_deg=(0.0, 0.0, 0.5))
-    bone = planning_bone_hu(CTVolume(phantom.hu, phantom.geometry), ct, off)
+    case = resampled_scene("freehand", rng=1, render_rng=101)
+    scene, ct, bone = case.scene, case.ct, case.bone_hu()
     truth, n = scene.seeds_mm, len(scene.seeds_mm)
     # Step 9 (seeds beside lung re-placed along the slice axis) would move the seeds around
     # the ones added: off, to see this step alone.

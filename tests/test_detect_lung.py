@@ -154,18 +154,10 @@ def test_a_faint_seed_in_lung_as_sharp_as_a_seed_is_found(monkeypatch) -> None:
     validation 1.)"""
     import planner.postop.detection.lung_seeds as lung_seeds
     import planner.postop.detection.thick_model as thick_model
-    from planner.demo.phantom import generate_phantom
-    from planner.postop.detection.bone_prior import planning_bone_hu
-    from planner.postop.freehand_scene import freehand_implant_scene
-    from planner.postop.register import RigidTransform
-    from planner.postop.synthetic import reslice_thick
+    from tests.postop_builders import resampled_scene
 
-    ph = generate_phantom(n_slices=40)
-    base, gtv = reslice_thick(ph.hu, ph.geometry, ph.masks["GTV"], SLICE_MM)
-    scene = freehand_implant_scene(gtv, base.geometry, rng=107)
-    ct = render_postop_ct(base, scene, rng=207)
-    off = RigidTransform().nudged(shift_mm=(0.5, -0.4, 0.6), rotation_deg=(0.0, 0.0, 0.5))
-    bone = planning_bone_hu(CTVolume(ph.hu, ph.geometry), ct, off)
+    case = resampled_scene("freehand", rng=107, render_rng=207)
+    scene, ct, bone, base = case.scene, case.ct, case.bone_hu(), case.base
     truth, n = scene.seeds_mm, len(scene.seeds_mm)
     monkeypatch.setattr(thick_model, "SLICE_AXIS_REFINE", False)
     sharp = detect.detect_seeds(ct, expected=n, bone_hu=bone).positions_mm
@@ -229,17 +221,10 @@ def test_an_isolated_seed_in_lung_with_lung_structure_in_its_box_is_found(monkey
     of the box's variance (lung edges in the box). ``MIN_R2`` 0.4 takes it (0.55 missed it);
     no seed is lost and no false seed added."""
     import planner.postop.detection.lung_seeds as lung_seeds
-    from planner.demo.phantom import generate_phantom
-    from planner.postop.detection.bone_prior import planning_bone_hu
-    from planner.postop.register import RigidTransform
-    from planner.postop.synthetic import needle_implant_scene, reslice_thick
+    from tests.postop_builders import resampled_scene
 
-    ph = generate_phantom(n_slices=40)
-    base, gtv = reslice_thick(ph.hu, ph.geometry, ph.masks["GTV"], SLICE_MM)
-    scene = needle_implant_scene(gtv, base.geometry, rng=6)
-    ct = render_postop_ct(base, scene, rng=8)
-    off = RigidTransform().nudged(shift_mm=(0.5, -0.4, 0.6), rotation_deg=(0.0, 0.0, 0.5))
-    bone = planning_bone_hu(CTVolume(ph.hu, ph.geometry), ct, off)
+    case = resampled_scene("needles", rng=6, render_rng=8)
+    scene, ct, bone, base = case.scene, case.ct, case.bone_hu(), case.base
     truth, n = scene.seeds_mm, len(scene.seeds_mm)
     found = detect.detect_seeds(ct, expected=n, bone_hu=bone).positions_mm
     monkeypatch.setattr(lung_seeds, "MIN_R2", 0.55)
@@ -263,18 +248,10 @@ def test_a_seed_in_lung_shared_by_two_slices_is_found_when_its_fit_is_sharp(monk
     no false seed is added (from 250 HU without the sharpness condition a held-out grid
     gained one, R² 0.41)."""
     import planner.postop.detection.lung_seeds as lung_seeds
-    from planner.demo.phantom import generate_phantom
-    from planner.postop.detection.bone_prior import planning_bone_hu
-    from planner.postop.freehand_scene import freehand_implant_scene
-    from planner.postop.register import RigidTransform
-    from planner.postop.synthetic import reslice_thick
+    from tests.postop_builders import resampled_scene
 
-    ph = generate_phantom(n_slices=40)
-    base, gtv = reslice_thick(ph.hu, ph.geometry, ph.masks["GTV"], SLICE_MM)
-    scene = freehand_implant_scene(gtv, base.geometry, rng=10)
-    ct = render_postop_ct(base, scene, rng=110)
-    off = RigidTransform().nudged(shift_mm=(0.5, -0.4, 0.6), rotation_deg=(0.0, 0.0, 0.5))
-    bone = planning_bone_hu(CTVolume(ph.hu, ph.geometry), ct, off)
+    case = resampled_scene("freehand", rng=10, render_rng=110)
+    scene, ct, bone, base = case.scene, case.ct, case.bone_hu(), case.base
     truth, n = scene.seeds_mm, len(scene.seeds_mm)
     found = detect.detect_seeds(ct, expected=n, bone_hu=bone).positions_mm
     monkeypatch.setattr(lung_seeds, "FAINT_PEAK_HU", lung_seeds.MIN_PEAK_HU)

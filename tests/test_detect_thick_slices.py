@@ -217,21 +217,13 @@ def test_5mm_confident_seeds_are_placed_along_the_slice_axis_by_their_image(
     """Freehand rng 5 on 5 mm slices, the planning CT's bone out: its single seeds of
     confident axis were placed by their blobs' centroids, too near the slice centres
     (slice-axis RMS 0.50 mm, post-op D90 2.6 % below the true seeds'). Moved along the slice
-    normal to where their image fits (``SLICE_AXIS_REFINE``), measured 0.47 mm and −1.6 %: no
-    seed lost or added, each moved along the slice normal only, by at most 1 mm."""
+    normal to where their image fits (``SLICE_AXIS_REFINE``), measured 0.47 mm and −1.6 %,
+    every seed still found; each moved along the slice normal only, by at most 1 mm."""
     from benchmarks.bench_detect import gtv_d90_gy
-    from planner.imaging.volume import CTVolume
-    from planner.postop.detection.bone_prior import planning_bone_hu
-    from planner.postop.freehand_scene import freehand_implant_scene
-    from planner.postop.register import RigidTransform
-    from planner.postop.synthetic import reslice_thick
+    from tests.postop_builders import resampled_scene
 
-    phantom = generate_phantom(n_slices=40)
-    base, gtv = reslice_thick(phantom.hu, phantom.geometry, phantom.masks["GTV"], 5.0)
-    scene = freehand_implant_scene(gtv, base.geometry, rng=5)
-    ct = render_postop_ct(base, scene, rng=105)
-    off = RigidTransform().nudged(shift_mm=(0.5, -0.4, 0.6), rotation_deg=(0.0, 0.0, 0.5))
-    bone = planning_bone_hu(CTVolume(phantom.hu, phantom.geometry), ct, off)
+    case = resampled_scene("freehand", rng=5, render_rng=105)
+    scene, ct, bone, base, gtv = case.scene, case.ct, case.bone_hu(), case.base, case.gtv
     truth, n = scene.seeds_mm, len(scene.seeds_mm)
     normal = np.asarray(ct.geometry.slice_normal())
     steps = []

@@ -176,19 +176,18 @@ def axis_partition(
     # middle part to 0.34).
     mass_counts_n = round(c.n_float) >= n
     for lab in reversed(partitions if mass_counts_n else partitions[-1:]):
-        part = _chain_parts(c, lab, n, axis, inplane, normal, voxel_mm3, min_part_mass)
+        part = _chain_parts(c, w, lab, n, axis, inplane, normal, voxel_mm3, min_part_mass)
         if part is not None:
             return part
     return None
 
 
-def _chain_parts(c, lab, n, axis, inplane, normal, voxel_mm3, min_part_mass):
-    """(centres, axes, confidences) of the ``n`` parts ``lab`` labels of the chain ``c`` along
-    ``axis``, or None when a part is missing, lighter than ``min_part_mass`` (HU·mm³) or two
-    centres lie closer than ``MIN_SPLIT_DISTANCE_MM``."""
+def _chain_parts(c, w, lab, n, axis, inplane, normal, voxel_mm3, min_part_mass):
+    """(centres, axes, confidences) of the ``n`` parts ``lab`` labels of the chain ``c`` (voxel
+    weights ``w``, floored above 0) along ``axis``, or None when a part is missing, lighter
+    than ``min_part_mass`` (HU·mm³) or two centres lie closer than ``MIN_SPLIT_DISTANCE_MM``."""
     if len(np.unique(lab)) < n:
         return None
-    w = np.maximum(c.weights, 1e-9)
     centres, masses = [], []
     for m in range(n):
         sel = lab == m

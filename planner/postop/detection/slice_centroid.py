@@ -17,7 +17,7 @@ import numpy as np
 from planner.postop.detection.blobs import Component
 from planner.postop.detection.results import DetectedSeed
 from planner.postop.detection.seed_fit import line_image_at, neighbours_image
-from planner.postop.detection.thick_fit import FitContext, blob_data
+from planner.postop.detection.thick_fit import FitContext, blob_data, seeds_by_component
 
 #: The places tried: ± this (mm) along the slice normal in ``SLICE_REFINE_STEPS`` steps; a
 #: best fit at either end of the window leaves the seed where it was. Measured on the five
@@ -51,9 +51,7 @@ def refine_along_slice_axis(
     the best of them refined by a parabola through its neighbours' misfits. Axis and
     in-plane place are kept (the blob placed them well)."""
     by_label = {c.label: c for c in comps}
-    groups: dict[int, list[DetectedSeed]] = {}
-    for seed in seeds:
-        groups.setdefault(seed.component, []).append(seed)
+    groups = seeds_by_component(seeds)
     all_pts = np.array([s.position_mm for s in seeds]).reshape(-1, 3)
     all_axes = np.array([s.axis for s in seeds]).reshape(-1, 3)
     all_labels = np.array([s.component for s in seeds])

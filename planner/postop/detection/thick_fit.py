@@ -20,6 +20,7 @@ from numpy.typing import NDArray
 
 from dose.geometry import GridGeometry
 from planner.postop.detection.blobs import Component
+from planner.postop.detection.results import DetectedSeed
 from planner.postop.detection.seed_fit import SeedImageModel
 
 #: In-plane margin (mm) of the fitted box around a blob, and slices added on each side.
@@ -79,3 +80,11 @@ def blobs_data(cs: list[Component], ctx: FitContext):
     values = ctx.inplane_excess[box][keep].astype(np.float64)
     saturated = ctx.hu[box][keep] >= ctx.saturation_hu
     return coords, values, saturated
+
+
+def seeds_by_component(seeds: list[DetectedSeed]) -> dict[int, list[DetectedSeed]]:
+    """``seeds`` by the label of the component they were found in (0: found in the residual)."""
+    groups: dict[int, list[DetectedSeed]] = {}
+    for s in seeds:
+        groups.setdefault(s.component, []).append(s)
+    return groups

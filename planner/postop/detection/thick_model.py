@@ -74,7 +74,12 @@ from planner.postop.detection.seed_fit import (
 )
 from planner.postop.detection.slice_axis import replace_along_slice_axis
 from planner.postop.detection.slice_centroid import refine_along_slice_axis
-from planner.postop.detection.thick_fit import FitContext, blob_data, blobs_data
+from planner.postop.detection.thick_fit import (
+    FitContext,
+    blob_data,
+    blobs_data,
+    seeds_by_component,
+)
 
 #: Thick slices: place the parts of split clusters by the image model fit (counts kept).
 REFIT_CLUSTERS = True
@@ -183,7 +188,7 @@ def refit_columns(
     if len(pairs) == 0:
         return seeds
     by_label = {c.label: c for c in comps}
-    groups = _groups(seeds)
+    groups = seeds_by_component(seeds)
     alone = np.array([len(groups[s.component]) == 1 and s.component in by_label for s in seeds])
     pairs = pairs[alone[pairs[:, 0]] & alone[pairs[:, 1]]]
     graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), (len(seeds),) * 2)
@@ -346,7 +351,7 @@ def seed_amplitude(
     """Amplitude of one seed (HU·mm³ of the image model): the median fit of the ten single
     seeds whose blobs' masses are nearest one seed's (``single``: one seed's blob mass,
     HU·mm³; the guess is 1.3 of it, and it is the answer when there is no single seed)."""
-    groups = _groups(seeds)
+    groups = seeds_by_component(seeds)
     by_label = {c.label: c for c in comps}
     singles = sorted(
         (c for lab, g in groups.items() if len(g) == 1 for c in [by_label[lab]]),
@@ -371,14 +376,6 @@ def seed_amplitude(
     return float(np.median(amps)) if amps else guess
 
 
-def _groups(seeds: list[DetectedSeed]) -> dict[int, list[DetectedSeed]]:
-    """Seeds by component label."""
-    groups: dict[int, list[DetectedSeed]] = {}
-    for s in seeds:
-        groups.setdefault(s.component, []).append(s)
-    return groups
-
-
 def refit_seeds(
     seeds: list[DetectedSeed],
     comps: list[Component],
@@ -393,7 +390,7 @@ def refit_seeds(
     two closer than ``MIN_SPLIT_DISTANCE_MM``, keep their centres: the fit places seeds, it
     does not count them."""
     by_label = {c.label: c for c in comps}
-    groups = _groups(seeds)
+    groups = seeds_by_component(seeds)
     all_pts = np.array([s.position_mm for s in seeds]).reshape(-1, 3)
     all_axes = np.array([s.axis for s in seeds]).reshape(-1, 3)
     all_labels = np.array([s.component for s in seeds])
