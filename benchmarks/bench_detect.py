@@ -200,6 +200,12 @@ def validation_cases(thickness_mm: float):
 #: any rule is set; rng 100–111 are kept for checking such a rule afterwards.
 FREEHAND_RNGS = tuple(range(12))
 FREEHAND_CHECK_RNGS = tuple(range(100, 112))
+#: Fresh draws (session 18): rng 200–223 first measured before any change of that session
+#: (5 mm: 1097/1122 found, 13 false — every rule before was set on or checked against the
+#: sets above), then one rule set looking at its misses (a touching pair cut along its
+#: axis); rng 300–323 measured only before and after that rule, nothing set on them.
+FREEHAND_FRESH_RNGS = tuple(range(200, 224))
+FREEHAND_UNSEEN_RNGS = tuple(range(300, 324))
 
 
 def freehand_cases(thickness_mm: float, rngs=FREEHAND_RNGS):
@@ -336,6 +342,10 @@ if __name__ == "__main__":  # pragma: no cover - manual run
         freehand = (
             FREEHAND_CHECK_RNGS
             if "--freehand-check" in sys.argv
+            else FREEHAND_FRESH_RNGS
+            if "--freehand-fresh" in sys.argv
+            else FREEHAND_UNSEEN_RNGS
+            if "--freehand-unseen" in sys.argv
             else FREEHAND_RNGS
             if "--freehand" in sys.argv
             else None

@@ -211,6 +211,45 @@ def test_5mm_steep_triplet_keeps_three_parts_where_its_mass_counts_three(
     assert axis_partition(blob, n, voxel_mm3, blur, normal, thickness, min_part) is None
 
 
+def test_5mm_touching_pair_whose_mass_counts_two_is_cut_along_its_axis(monkeypatch) -> None:
+    """Freehand rng 215 (a draw no rule was set on) with the planning CT's bone out: two seeds
+    touching end to end (4.5 mm apart, 27° out of the slice plane) are one blob 8.8 mm long
+    weighing 2.0 seeds. k-means cut it slice by slice into 0.54 and 1.46 seeds, the light part
+    was merged back, and one seed was missed. Where the mass counts two and the axis lies near
+    the slice plane the blob is cut along its axis as chains are: both seeds within the gate.
+    With that cut refused (``PAIR_MIN_INPLANE`` above 1) the same blob gives one seed."""
+    from planner.postop.detection import cluster_split
+    from tests.postop_builders import resampled_scene
+
+    case = resampled_scene("freehand", rng=215, render_rng=315)
+    truth = case.scene.seeds_mm
+    pair = truth[[22, 23]]
+    assert np.linalg.norm(pair[1] - pair[0]) == pytest.approx(4.5, abs=0.1)
+    calls = []
+    split = detect.split_cluster
+
+    def recording_split(c, n, *args):
+        if n == 2 and np.linalg.norm(c.centre - pair.mean(axis=0)) < 3.0:
+            calls.append((c, n, args))
+        return split(c, n, *args)
+
+    monkeypatch.setattr(detect, "split_cluster", recording_split)
+    found = detect_seeds(case.ct, expected=len(truth), bone_hu=case.bone_hu()).positions_mm
+    d = np.linalg.norm(pair[:, None] - found[None], axis=-1)
+    assert d.min(axis=1).max() < 2.5, np.round(d.min(axis=1), 2)
+
+    assert calls, "the pair's blob was not split into two"
+    blob, n, args = calls[0]
+    assert blob.n_float == pytest.approx(2.0, abs=0.15)
+    pts, _, _ = split(blob, n, *args)
+    assert len(pts) == 2
+    d = np.linalg.norm(pair[:, None] - np.asarray(pts)[None], axis=-1)
+    r, c = linear_sum_assignment(d)
+    assert d[r, c].max() < 2.5
+    monkeypatch.setattr(cluster_split, "PAIR_MIN_INPLANE", 1.01)
+    assert len(split(blob, n, *args)[0]) == 1
+
+
 def test_5mm_confident_seeds_are_placed_along_the_slice_axis_by_their_image(
     monkeypatch,
 ) -> None:

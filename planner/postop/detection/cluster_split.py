@@ -31,6 +31,11 @@ SLICE_PART_FACTOR = 1.5
 #: Thick slices: a chain is cut along its axis (:func:`axis_partition`) only when the axis
 #: has at least this in-plane component (the parts' in-plane offsets place them along it).
 CHAIN_MIN_INPLANE = 0.5
+#: ... and a pair (two seeds end to end whose blob weighs two seeds, split unevenly by k-means)
+#: only when its axis has at least this in-plane component: a pair stacked steeply along the
+#: slice axis is placed by its slices instead (:func:`more_by_slices`; cut along an axis 54°
+#: from the slice plane, one part landed between the two seeds).
+PAIR_MIN_INPLANE = 0.7
 #: Thick slices: times :func:`axis_partition` re-assigns voxels to the nearest part centre.
 PARTITION_REASSIGNMENTS = 2
 
@@ -114,8 +119,19 @@ def split_cluster(
                 min_part_mass,
                 voxel_mm3,
             )
-        if thickness_mm > THICK_SLICE_MM and n == n0 and n >= 3:
-            part = axis_partition(c, n, voxel_mm3, blur, slice_normal, thickness_mm, min_part_mass)
+        if thickness_mm > THICK_SLICE_MM and n == n0 and (n >= 3 or round(c.n_float) >= n):
+            # A pair whose mass counts two that k-means cut unevenly (slice by slice) is cut
+            # along its axis too, where that axis lies near the slice plane.
+            part = axis_partition(
+                c,
+                n,
+                voxel_mm3,
+                blur,
+                slice_normal,
+                thickness_mm,
+                min_part_mass,
+                CHAIN_MIN_INPLANE if n >= 3 else PAIR_MIN_INPLANE,
+            )
             if part is not None:
                 return part
         n -= 1
@@ -140,11 +156,14 @@ def axis_partition(
     slice_normal,
     thickness_mm: float,
     min_part_mass: float,
+    min_inplane: float = CHAIN_MIN_INPLANE,
 ):
     """Thick slices: a chain of ``n`` ≥ 3 seeds k-means cannot split (its middle seed, smeared
-    over the slice, draws both neighbours' centres): cut the blob into ``n`` parts of equal mass
-    along its principal axis, then re-assign each voxel to the nearest part centre along that
-    axis (up to ``PARTITION_REASSIGNMENTS`` times) and take each part's weighted centroid. The
+    over the slice, draws both neighbours' centres), or a pair it cut unevenly slice by slice,
+    whose axis has ``min_inplane`` or more in the slice plane: cut the blob into ``n`` parts
+    of equal mass along its principal axis, then re-assign each voxel to the nearest part
+    centre along that axis (up to ``PARTITION_REASSIGNMENTS`` times) and take each part's
+    weighted centroid. The
     last partition whose every part carries ``min_part_mass`` (HU·mm³) and whose centres are
     at least ``MIN_SPLIT_DISTANCE_MM`` apart is the split (centres, axes, confidences) — the
     earlier ones only where the blob's mass (``c.n_float``) counts ``n`` seeds; None when
@@ -152,7 +171,7 @@ def axis_partition(
     axis = c.eigvecs[:, 0]
     normal = np.asarray(slice_normal, dtype=np.float64)
     inplane = axis - normal * (axis @ normal)
-    if float(inplane @ inplane) < CHAIN_MIN_INPLANE**2:
+    if float(inplane @ inplane) < min_inplane**2:
         return None
     t = (c.coords_mm - c.centre) @ axis
     w = np.maximum(c.weights, 1e-9)
