@@ -215,9 +215,10 @@ def test_5mm_touching_pair_whose_mass_counts_two_is_cut_along_its_axis(monkeypat
     """Freehand rng 215 (a draw no rule was set on) with the planning CT's bone out: two seeds
     touching end to end (4.5 mm apart, 27° out of the slice plane) are one blob 8.8 mm long
     weighing 2.0 seeds. k-means cut it slice by slice into 0.54 and 1.46 seeds, the light part
-    was merged back, and one seed was missed. Where the mass counts two and the axis lies near
-    the slice plane the blob is cut along its axis as chains are: both seeds within the gate.
-    With that cut refused (``PAIR_MIN_INPLANE`` above 1) the same blob gives one seed."""
+    was merged back, and one seed was missed. Where the blob weighs two seeds
+    (``PAIR_MIN_SEEDS``) and its axis lies near the slice plane (``PAIR_MIN_INPLANE``) it is
+    cut along its axis as chains are: both seeds within the gate. With either condition
+    refused the same blob gives one seed."""
     from planner.postop.detection import cluster_split
     from tests.postop_builders import resampled_scene
 
@@ -247,6 +248,9 @@ def test_5mm_touching_pair_whose_mass_counts_two_is_cut_along_its_axis(monkeypat
     r, c = linear_sum_assignment(d)
     assert d[r, c].max() < 2.5
     monkeypatch.setattr(cluster_split, "PAIR_MIN_INPLANE", 1.01)
+    assert len(split(blob, n, *args)[0]) == 1
+    monkeypatch.setattr(cluster_split, "PAIR_MIN_INPLANE", 0.7)
+    monkeypatch.setattr(cluster_split, "PAIR_MIN_SEEDS", blob.n_float + 0.01)
     assert len(split(blob, n, *args)[0]) == 1
 
 

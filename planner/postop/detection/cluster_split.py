@@ -36,6 +36,10 @@ CHAIN_MIN_INPLANE = 0.5
 #: slice axis is placed by its slices instead (:func:`more_by_slices`; cut along an axis 54°
 #: from the slice plane, one part landed between the two seeds).
 PAIR_MIN_INPLANE = 0.7
+#: ... and whose blob weighs this many seeds or more: touching pairs cut right weighed
+#: 1.90–2.10 seeds, single seeds beside another cut in two 1.52–1.84 (5 mm freehand rng
+#: 205, 215, 219, 314, 317, 320 of ``bench_detect``).
+PAIR_MIN_SEEDS = 1.85
 #: Thick slices: times :func:`axis_partition` re-assigns voxels to the nearest part centre.
 PARTITION_REASSIGNMENTS = 2
 
@@ -119,8 +123,8 @@ def split_cluster(
                 min_part_mass,
                 voxel_mm3,
             )
-        if thickness_mm > THICK_SLICE_MM and n == n0 and (n >= 3 or round(c.n_float) >= n):
-            # A pair whose mass counts two that k-means cut unevenly (slice by slice) is cut
+        if thickness_mm > THICK_SLICE_MM and n == n0 and (n >= 3 or c.n_float >= PAIR_MIN_SEEDS):
+            # A pair weighing two seeds that k-means cut unevenly (slice by slice) is cut
             # along its axis too, where that axis lies near the slice plane.
             part = axis_partition(
                 c,
