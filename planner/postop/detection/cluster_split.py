@@ -167,11 +167,10 @@ def axis_partition(
     whose axis has ``min_inplane`` or more in the slice plane: cut the blob into ``n`` parts
     of equal mass along its principal axis, then re-assign each voxel to the nearest part
     centre along that axis (up to ``PARTITION_REASSIGNMENTS`` times) and take each part's
-    weighted centroid. The
-    last partition whose every part carries ``min_part_mass`` (HU·mm³) and whose centres are
-    at least ``MIN_SPLIT_DISTANCE_MM`` apart is the split (centres, axes, confidences) — the
-    earlier ones only where the blob's mass (``c.n_float``) counts ``n`` seeds; None when
-    none is."""
+    weighted centroid. The last partition whose every part carries ``min_part_mass`` (HU·mm³)
+    and whose centres are at least ``MIN_SPLIT_DISTANCE_MM`` apart is the split (centres, axes,
+    confidences) — the earlier ones only where the blob's mass (``c.n_float``) counts ``n``
+    seeds; None when none is."""
     axis = c.eigvecs[:, 0]
     normal = np.asarray(slice_normal, dtype=np.float64)
     inplane = axis - normal * (axis @ normal)

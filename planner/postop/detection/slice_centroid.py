@@ -16,8 +16,8 @@ import numpy as np
 
 from planner.postop.detection.blobs import Component
 from planner.postop.detection.results import DetectedSeed
-from planner.postop.detection.seed_fit import line_image_at, neighbours_image
-from planner.postop.detection.thick_fit import FitContext, blob_data, seeds_by_component
+from planner.postop.detection.seed_fit import line_image_at
+from planner.postop.detection.thick_fit import FitContext, blob_fit_data, seeds_by_component
 
 #: The places tried: ± this (mm) along the slice normal in ``SLICE_REFINE_STEPS`` steps; a
 #: best fit at either end of the window leaves the seed where it was. Measured on the five
@@ -68,21 +68,13 @@ def refine_along_slice_axis(
         ):
             out.append(s)
             continue
-        c = by_label[s.component]
-        coords, values, sat = blob_data(c, ctx)
-        if len(values) < 20:
+        data = blob_fit_data(
+            by_label[s.component], ctx, all_pts, all_axes, all_labels, amplitude, neighbour_reach_mm
+        )
+        if data is None:
             out.append(s)
             continue
-        fixed = neighbours_image(
-            coords,
-            c.coords_mm,
-            all_pts,
-            all_axes,
-            all_labels != s.component,
-            amplitude,
-            ctx.model,
-            neighbour_reach_mm,
-        )
+        coords, values, sat, fixed = data
         keep = ~sat
         target = values[keep] - (0.0 if fixed is None else fixed[keep])
         p0 = np.asarray(s.position_mm)

@@ -21,8 +21,10 @@ from numpy.typing import NDArray
 from dose.geometry import GridGeometry
 from planner.postop.detection.blobs import Component
 from planner.postop.detection.results import DetectedSeed
-from planner.postop.detection.seed_fit import SeedImageModel
+from planner.postop.detection.seed_fit import SeedImageModel, neighbours_image
 
+#: A blob's box with fewer usable voxels than this is not fitted (too little to place a seed).
+MIN_FIT_VOXELS = 20
 #: In-plane margin (mm) of the fitted box around a blob, and slices added on each side.
 FIT_MARGIN_MM = 2.5
 FIT_MARGIN_SLICES = 1
@@ -80,6 +82,29 @@ def blobs_data(cs: list[Component], ctx: FitContext):
     values = ctx.inplane_excess[box][keep].astype(np.float64)
     saturated = ctx.hu[box][keep] >= ctx.saturation_hu
     return coords, values, saturated
+
+
+def blob_fit_data(
+    c: Component,
+    ctx: FitContext,
+    centres_mm: NDArray[np.float64],
+    axes: NDArray[np.float64],
+    labels: NDArray[np.int64],
+    amplitude: float,
+    reach_mm: float,
+):
+    """What a fit of the seeds of component ``c`` works on: :func:`blob_data` of its box and
+    the image (HU, or None) of the other components' seeds ``centres_mm``/``axes`` ``(m, 3)``
+    (``labels`` ``(m,)`` their components) within ``reach_mm`` of it, each of ``amplitude``
+    HU·mm³, held fixed — (coords, values, saturated, fixed), or None when the box holds fewer
+    than ``MIN_FIT_VOXELS`` voxels."""
+    coords, values, sat = blob_data(c, ctx)
+    if len(values) < MIN_FIT_VOXELS:
+        return None
+    fixed = neighbours_image(
+        coords, c.coords_mm, centres_mm, axes, labels != c.label, amplitude, ctx.model, reach_mm
+    )
+    return coords, values, sat, fixed
 
 
 def seeds_by_component(seeds: list[DetectedSeed]) -> dict[int, list[DetectedSeed]]:

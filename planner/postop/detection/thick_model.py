@@ -75,8 +75,10 @@ from planner.postop.detection.seed_fit import (
 from planner.postop.detection.slice_axis import replace_along_slice_axis
 from planner.postop.detection.slice_centroid import refine_along_slice_axis
 from planner.postop.detection.thick_fit import (
+    MIN_FIT_VOXELS,
     FitContext,
     blob_data,
+    blob_fit_data,
     blobs_data,
     seeds_by_component,
 )
@@ -201,7 +203,7 @@ def refit_columns(
         members = np.flatnonzero(column_of == column)
         cs = [by_label[seeds[i].component] for i in members]
         coords, values, sat = blobs_data(cs, ctx)
-        if len(values) < 20:
+        if len(values) < MIN_FIT_VOXELS:
             continue
         others = np.ones(len(seeds), dtype=bool)
         others[members] = False
@@ -401,20 +403,11 @@ def refit_seeds(
             continue
         c = by_label[lab]
         pts = np.array([s.position_mm for s in g])
-        coords, values, sat = blob_data(c, ctx)
-        if len(values) < 20:
+        data = blob_fit_data(c, ctx, all_pts, all_axes, all_labels, amplitude, NEIGHBOUR_REACH_MM)
+        if data is None:
             out.extend(g)
             continue
-        fixed = neighbours_image(
-            coords,
-            c.coords_mm,
-            all_pts,
-            all_axes,
-            all_labels != lab,
-            amplitude,
-            ctx.model,
-            NEIGHBOUR_REACH_MM,
-        )
+        coords, values, sat, fixed = data
         fit = fit_seeds(
             coords,
             values,
@@ -577,7 +570,7 @@ def place_residual_seeds(
         box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
         # Every voxel not excluded: the seed's own faint core may be a rejected component's.
         keep = ~ctx.exclude[box]
-        if keep.sum() < 20:
+        if keep.sum() < MIN_FIT_VOXELS:
             continue
         coords = geo.zyx_to_world((np.argwhere(keep) + lo).astype(np.float64))
         values = ctx.inplane_excess[box][keep].astype(np.float64)
