@@ -10,6 +10,8 @@
   far from every seed are seeds (``FAINT_SEEDS``), and the faint ones beside a seed are not;
 * a seed found between two seeds end to end (what the openings left of them) is those two
   (``BETWEEN_PAIRS``), and no seed found on its own is split;
+* the seed end to end with a seed found, or a spacer further along its needle (tilted out of
+  the slice plane, still one bar with it), is added (``END_TO_END``);
 * ``verify_plan`` on a 5 mm post-op CT registers first and gives the detection the prior;
   a registration so wrong that bone edges read as seeds falls back to the detection without
   it (``detect_with_bone_prior``), and says so.
@@ -244,6 +246,36 @@ def test_5mm_the_seed_end_to_end_with_a_seed_found_is_added(monkeypatch):
         with_pairs.positions_mm[: len(without.seeds)] - without.positions_mm, axis=1
     )
     assert np.count_nonzero(moved > 0) <= len(added) and moved.max() < 1.8
+
+
+def test_5mm_the_seed_a_spacer_further_along_the_needle_is_added(monkeypatch):
+    """Freehand rng 207 (5 mm): a seed 7.0 mm from the next of its needle, both tilted 28°
+    out of the slice plane, merges with it into one bar that the in-plane line openings take
+    for bone, and is missed. The end-to-end step's second start (``STARTS_MM``, separations
+    up to 8.5 mm) finds it within 1 mm of where it is, 6.5–8.5 mm from its partner; with
+    the first start and the old separations (≤ 6.5 mm) alone it stays missed. No false seed
+    either way."""
+    import planner.postop.detection.end_to_end as end_to_end
+
+    case = resampled_scene("freehand", rng=207, render_rng=307)
+    scene, ct, bone = case.scene, case.ct, case.bone_hu()
+    truth, n = scene.seeds_mm, len(scene.seeds_mm)
+    with_far = detect_seeds(ct, expected=n, bone_hu=bone)
+    far_mm = (end_to_end.FAR_SEPARATION_MM, end_to_end.SEPARATION_MM[1])
+    monkeypatch.setattr(end_to_end, "STARTS_MM", end_to_end.STARTS_MM[:1])
+    monkeypatch.setattr(end_to_end, "SEPARATION_MM", (3.8, end_to_end.FAR_SEPARATION_MM))
+    near_only = detect_seeds(ct, expected=n, bone_hu=bone)
+    found_far, false_far = _matched(truth, with_far.positions_mm)
+    found_near, false_near = _matched(truth, near_only.positions_mm)
+    assert found_far == found_near + 1 == n and false_far == false_near == 0
+    # The seed gained: the true seed nothing was found within 2.5 mm of before.
+    d_near = np.linalg.norm(truth[:, None] - near_only.positions_mm[None], axis=-1).min(axis=1)
+    (lost,) = np.nonzero(d_near > 2.5)[0]
+    d_far = np.linalg.norm(with_far.positions_mm - truth[lost], axis=1)
+    assert d_far.min() < 1.0
+    gained = with_far.positions_mm[d_far.argmin()]
+    partner_mm = np.sort(np.linalg.norm(with_far.positions_mm - gained, axis=1))[1]
+    assert far_mm[0] < partner_mm < far_mm[1]
 
 
 def test_a_pair_fitted_near_the_seed_found_needs_a_much_better_fit():
