@@ -206,6 +206,9 @@ FREEHAND_CHECK_RNGS = tuple(range(100, 112))
 #: axis); rng 300–323 measured only before and after that rule, nothing set on them.
 FREEHAND_FRESH_RNGS = tuple(range(200, 224))
 FREEHAND_UNSEEN_RNGS = tuple(range(300, 324))
+#: Draws measured only before and after a session's rules (``--freehand-later``): rng 400–423
+#: (session 18), rng 500–523 (drawn after session 19's rules were set on rng 200–223).
+FREEHAND_LATER_RNGS = tuple(range(400, 424)) + tuple(range(500, 524))
 
 
 def freehand_cases(thickness_mm: float, rngs=FREEHAND_RNGS):
@@ -346,6 +349,8 @@ if __name__ == "__main__":  # pragma: no cover - manual run
             if "--freehand-fresh" in sys.argv
             else FREEHAND_UNSEEN_RNGS
             if "--freehand-unseen" in sys.argv
+            else FREEHAND_LATER_RNGS
+            if "--freehand-later" in sys.argv
             else FREEHAND_RNGS
             if "--freehand" in sys.argv
             else None
