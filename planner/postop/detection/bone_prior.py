@@ -70,10 +70,10 @@ def planning_bone_hu(
     (:func:`lung_vessels_hu`). ``transform`` maps post-op points into the planning frame
     (``x_plan = R x_postop + t``, as :func:`planner.postop.register.register_rigid` gives it)."""
     slab = planning_slab_hu(planning, postop, transform)
-    bone = np.maximum(slab - np.float32(BONE_FROM_HU), 0.0).astype(np.float32)
+    prior = np.maximum(slab - np.float32(BONE_FROM_HU), 0.0).astype(np.float32)
     if LUNG_VESSELS:
-        bone = np.maximum(bone, lung_vessels_hu(slab, float(postop.geometry.spacing_mm[0])))
-    return bone
+        prior = np.maximum(prior, lung_vessels_hu(slab, float(postop.geometry.spacing_mm[0])))
+    return prior
 
 
 def planning_slab_hu(

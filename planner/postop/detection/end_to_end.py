@@ -178,11 +178,23 @@ def add_end_to_end_seeds(
     return out
 
 
-def _first_end_to_end(hu, excluded, geometry, model, pts, axes, n, sign, amplitude):
-    """:func:`end_to_end` from the first start of ``STARTS_MM`` that finds a seed, or None."""
+def _first_end_to_end(
+    hu: NDArray[np.generic],
+    excluded: NDArray[np.bool_],
+    geometry: GridGeometry,
+    model: SeedImageModel,
+    pts: NDArray[np.float64],
+    axes: NDArray[np.float64],
+    n: int,
+    sign: float,
+    amplitude: float,
+) -> EndToEnd | None:
+    """:func:`end_to_end` from the first start of ``STARTS_MM`` that finds a seed, or None.
+    A start whose screen finds no metal along the axis (its box reaches the next start's
+    seed: ``SCREEN_ALONG_MM`` up to 8.3 mm), or that a seed sits on, ends the search."""
     for start_mm in STARTS_MM:
         e = end_to_end(hu, excluded, geometry, model, pts, axes, n, sign, amplitude, start_mm)
-        if e is not None:
+        if e is None or isinstance(e, EndToEnd):
             return e
     return None
 
@@ -198,10 +210,11 @@ def end_to_end(
     sign: float,
     amplitude: float,
     start_mm: float = STARTS_MM[0],
-) -> EndToEnd | None:
+) -> EndToEnd | bool | None:
     """The seed end to end with seed ``n`` of ``pts``/``axes`` ``(N, 3)`` (LPS mm, unit) on
-    the ``sign`` side of it along its axis, or None (see the module); ``amplitude`` is one
-    seed's on the top-hat (HU·mm³)."""
+    the ``sign`` side of it along its axis, the fit started ``start_mm`` along (see the
+    module); ``amplitude`` is one seed's on the top-hat (HU·mm³). None where a seed sits at
+    the start or the screen finds no metal along the axis, False where the fits found none."""
     along = axes[n] / np.linalg.norm(axes[n])
     start = pts[n] + sign * start_mm * along
     d_start = np.linalg.norm(pts - start, axis=1)
@@ -230,9 +243,9 @@ def end_to_end(
     # The two seeds' own numbers first: most fits fail them, and the one seed's fit is then
     # not needed.
     if not _is_end_to_end(two, pts[n], amplitude):
-        return None
+        return False
     if _peak_ratio(coords, values, fixed, two, model) < MIN_PEAK_RATIO:
-        return None
+        return False
     one = fit_seeds(
         coords,
         values,
@@ -244,7 +257,7 @@ def end_to_end(
         max_evaluations=ONE_EVALUATIONS,
     )
     gain = float(one.bic - two.bic)
-    return EndToEnd(n, two, gain) if gain >= MIN_BIC_GAIN else None
+    return EndToEnd(n, two, gain) if gain >= MIN_BIC_GAIN else False
 
 
 def _linear_screen(
