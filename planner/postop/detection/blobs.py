@@ -21,6 +21,17 @@ from planner.imaging.volume import CTVolume
 SEED_LENGTH_MM = 4.5
 FWHM_TO_SIGMA = 1.0 / (2.0 * np.sqrt(2.0 * np.log(2.0)))
 INPLANE_PSF_SIGMA_MM = 0.45
+#: Lung (and air) reads below this (HU): what every "in or against lung" test of the detection
+#: counts as lung.
+LUNG_HU = -500.0
+
+
+def lung_fraction_map(
+    hu: NDArray[np.generic], size, lung_hu: float = LUNG_HU
+) -> NDArray[np.float32]:
+    """``hu``-shaped fraction of the box of ``size`` voxels (z, y, x) about each voxel of ``hu``
+    that reads below ``lung_hu``."""
+    return ndi.uniform_filter((hu < lung_hu).astype(np.float32), size=size)
 
 
 @dataclass

@@ -33,6 +33,7 @@ import SimpleITK as sitk  # noqa: N813 (the conventional name)
 from numpy.typing import NDArray
 
 from planner.imaging.volume import CTVolume
+from planner.postop.detection.blobs import lung_fraction_map
 from planner.postop.register import RigidTransform, sitk_image
 
 #: HU of the planning CT above this are bone (or contrast) to take out: soft tissue reads
@@ -44,17 +45,16 @@ SLAB_SAMPLES = 5
 OUTSIDE_HU = -1000.0
 
 
-#: Lung vessels: where at least ``LUNG_FRACTION`` of the ``LUNG_WINDOW_MM`` square about a
-#: voxel (in-plane) is lung (slab HU below ``LUNG_HU``), what the planning CT holds narrower than
-#: ``VESSEL_WIDTH_MM`` in-plane (a white top-hat: HU above the grey opening of that square) less
-#: ``VESSEL_MARGIN_HU`` is a vessel (or a small nodule), which the post-op scan shows the same
-#: beside a seed (a phantom vessel at about −230 HU slab-averaged, 3–5 mm from a true seed, was 6
-#: of the 13 false seeds of the 5 mm fresh draws rng 200–223). Broad soft tissue against the lung
-#: (the chest wall, a tumour) fills the square and holds none. The prior is the larger of the
-#: bone and the vessel at each voxel: a cut on HU instead (vessels only below −100 HU) hollowed
-#: a vessel's core out of its rim, and the core read as a seed.
+#: Lung vessels: where at least ``LUNG_FRACTION`` of the ``LUNG_WINDOW_MM`` square about a voxel
+#: (in-plane) is lung (slab HU below :data:`~planner.postop.detection.blobs.LUNG_HU`), what the
+#: planning CT holds narrower than ``VESSEL_WIDTH_MM`` in-plane (a white top-hat: HU above the grey
+#: opening of that square) less ``VESSEL_MARGIN_HU`` is a vessel (or a small nodule), which the
+#: post-op scan shows the same beside a seed (a phantom vessel at about −230 HU slab-averaged, 3–5
+#: mm from a true seed, was 6 of the 13 false seeds of the 5 mm fresh draws rng 200–223). Broad
+#: soft tissue against the lung (the chest wall, a tumour) fills the square and holds none. The
+#: prior is the larger of the bone and the vessel at each voxel: a cut on HU instead (vessels only
+#: below −100 HU) hollowed a vessel's core out of its rim, and the core read as a seed.
 LUNG_VESSELS = True
-LUNG_HU = -500.0
 LUNG_WINDOW_MM = 15.0
 LUNG_FRACTION = 0.5
 VESSEL_WIDTH_MM = 10.0
@@ -109,9 +109,8 @@ def planning_slab_hu(
 def lung_vessels_hu(slab_hu: NDArray[np.float32], pixel_mm: float) -> NDArray[np.float32]:
     """``(z, y, x)`` HU (≥ 0) of the lung vessels of the planning CT's slab HU ``slab_hu``
     (in-plane pixels of ``pixel_mm``): see ``LUNG_VESSELS``; zero away from lung."""
-    lung = (slab_hu < LUNG_HU).astype(np.float32)
     window = max(3, round(LUNG_WINDOW_MM / pixel_mm) | 1)
-    fraction = ndi.uniform_filter(lung, size=(1, window, window), mode="nearest")
+    fraction = lung_fraction_map(slab_hu, (1, window, window))
     width = max(3, round(VESSEL_WIDTH_MM / pixel_mm) | 1)
     narrow = slab_hu - ndi.grey_opening(slab_hu, size=(1, width, width), mode="nearest")
     vessel = np.where(fraction >= LUNG_FRACTION, narrow - np.float32(VESSEL_MARGIN_HU), 0.0)

@@ -26,6 +26,7 @@ import scipy.ndimage as ndi
 from numpy.typing import NDArray
 
 from dose.geometry import GridGeometry
+from planner.postop.detection.blobs import lung_fraction_map
 from planner.postop.detection.residual import (
     SEARCH_REACH_MM,
     ModelledSeeds,
@@ -33,10 +34,10 @@ from planner.postop.detection.residual import (
 )
 from planner.postop.detection.seed_fit import SeedImageModel, fit_seeds
 
-#: Lung is where at least this fraction of a ``LUNG_BOX_MM`` square reads below ``LUNG_HU``.
+#: Lung is where at least this fraction of a ``LUNG_BOX_MM`` square reads below
+#: :data:`~planner.postop.detection.blobs.LUNG_HU`.
 LUNG_FRACTION = 0.2
 LUNG_BOX_MM = 10.0
-LUNG_HU = -500.0
 #: A lung spot is a local maximum of the in-plane excess of at least this (HU): a seed in lung
 #: straddling two slices peaks at 640–1490 HU on the better one.
 MIN_PEAK_HU = 500.0
@@ -140,7 +141,7 @@ def lung_seeds(
     hi_s = np.minimum(np.ceil(seeds_kji.max(axis=0)).astype(int) + reach_kji + 1, hu.shape)
     search = tuple(slice(int(a), int(b)) for a, b in zip(lo_s, hi_s, strict=True))
     local = excess[search]
-    lung = ndi.uniform_filter((hu[search] < LUNG_HU).astype(np.float32), size=(1, box_px, box_px))
+    lung = lung_fraction_map(hu[search], (1, box_px, box_px))
     spot = (
         (local >= ndi.maximum_filter(local, size=(3, nms_px, nms_px)))
         & (local >= min(MIN_PEAK_HU, FAINT_PEAK_HU))

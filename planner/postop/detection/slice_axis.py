@@ -28,6 +28,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from dose.geometry import GridGeometry
+from planner.postop.detection.blobs import LUNG_HU
 from planner.postop.detection.results import DetectedSeed
 from planner.postop.detection.seed_fit import (
     SeedImageModel,
@@ -41,7 +42,6 @@ BELOW_CONFIDENCE = 0.5
 #: ... where this fraction of the box of ± ``BOX_MM`` in-plane and ± 1 slice reads below
 #: ``LUNG_HU``.
 LUNG_FRACTION = 0.1
-LUNG_HU = -500.0
 #: The fit box: ± this (mm) in-plane and ± ``FIT_SLICES`` slices about the seed.
 BOX_MM = 5.0
 FIT_SLICES = 1

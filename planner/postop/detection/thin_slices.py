@@ -14,7 +14,7 @@ from numpy.typing import NDArray
 
 from dose.progress import CancelFn, check_cancelled
 from planner.imaging.volume import CTVolume
-from planner.postop.detection.blobs import Component, bbox, label26
+from planner.postop.detection.blobs import LUNG_HU, Component, bbox, label26, lung_fraction_map
 
 
 def adaptive_threshold(hu: NDArray[np.generic], exclude: NDArray[np.bool_]) -> float:
@@ -36,7 +36,7 @@ def lung_candidates(
     size: tuple[int, int, int],
     tophat: NDArray[np.float32],
     cancel: CancelFn | None,
-    lung_hu: float = -500.0,
+    lung_hu: float = LUNG_HU,
     lung_fraction: float = 0.5,
     low_hu: float = 850.0,
     excess_hu: float = 1700.0,
@@ -51,7 +51,7 @@ def lung_candidates(
     box = bbox(dim, size)
     if box is None:
         return dim
-    lung = ndi.uniform_filter((hu[box] < lung_hu).astype(np.float32), size=size)
+    lung = lung_fraction_map(hu[box], size, lung_hu)
     check_cancelled(cancel, "seed detection cancelled")
     out = np.zeros(hu.shape, dtype=bool)
     out[box] = dim[box] & (lung >= lung_fraction)
