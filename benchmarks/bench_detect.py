@@ -207,8 +207,10 @@ FREEHAND_CHECK_RNGS = tuple(range(100, 112))
 FREEHAND_FRESH_RNGS = tuple(range(200, 224))
 FREEHAND_UNSEEN_RNGS = tuple(range(300, 324))
 #: Draws measured only before and after a session's rules (``--freehand-later``): rng 400–423
-#: (session 18), rng 500–523 (drawn after session 19's rules were set on rng 200–223).
-FREEHAND_LATER_RNGS = tuple(range(400, 424)) + tuple(range(500, 524))
+#: (session 18), rng 500–523 (drawn after session 19's rules were set on rng 200–223), rng
+#: 600–623 (session 20: drawn to judge two rules set on rng 200–323, neither kept; 5 mm with
+#: session 19's rules 987/1011 found, 7 false).
+FREEHAND_LATER_RNGS = tuple(range(400, 424)) + tuple(range(500, 524)) + tuple(range(600, 624))
 
 
 def freehand_cases(thickness_mm: float, rngs=FREEHAND_RNGS):
