@@ -52,6 +52,8 @@ class Component:
     slice_index: float | None = None  # sub-slice centre along the slice axis, when measured
     #: Thick slices: pixels of as-bright structure attached beyond the component (bone).
     attached_px: int = 0
+    #: Thick slices: counted two seeds one above the other by its column of in-plane excess.
+    column_pair: bool = False
 
 
 def blur_cov_mm2(ct: CTVolume, *, voxel_box: bool = False) -> NDArray[np.float64]:

@@ -57,7 +57,12 @@ brighter than the bone it touches. A blob one seed too long for its rounded seed
 carries ``THICK_EXTRA_SEED_FRACTION`` of a seed per seed holds one seed more (seeds along the
 slice axis lose mass to the slice profile and the 3-slice opening); a single seed's blob
 longer than ``THICK_STACKED_LENGTH_MM`` carrying 1.1 seeds is two stacked along the slice axis
-(its lighter part may carry as little as a fragment's share). Where k-means gives
+(its lighter part may carry as little as a fragment's share). With the planning CT's bone
+taken out, a single seed's blob whose column of in-plane excess (the excess over the line
+openings alone, on its footprint and its slices ± 1: :func:`column_masses`) holds
+``COLUMN_PAIR_SEEDS`` seeds is two seeds one above the other in neighbouring slices, which the
+3-slice opening thinned to one; they start half a slice above and below it and the model fit
+places them, or keeps one where one seed fits it better (``COLUMN_PAIRS``). Where k-means gives
 fewer seeds than the mass asks for, seeds stacked along the slice axis are split one per slice
 (:func:`more_by_slices`), each part carrying 0.9 of a seed; a chain of three or more seeds
 k-means cannot split (its middle seed draws both neighbours' centres) is cut into parts of equal
@@ -77,9 +82,9 @@ searched on the CT less that bone: cortex the openings keep is gone, and false s
 ``--heldout``, 935/943, 6 false; on the nine of ``--validation`` (drawn after every rule was
 set), 561/579, 8 false (session 12; with the planning CT's bone 518/524, 2; 935/943, 2;
 569/579, 3). Known limits on 5 mm slices: two seeds a slice or two apart along the
-slice axis placed as one between them, seeds in lung beside bone (a seed against the pleura
-reads ≈ 170–900 HU, and the line openings take the chest wall beside it for part of it), seeds
-lying along cortex.
+slice axis placed as one between them where their column holds fewer than ``COLUMN_PAIR_SEEDS``,
+seeds in lung beside bone (a seed against the pleura reads ≈ 170–900 HU, and the line openings
+take the chest wall beside it for part of it), seeds lying along cortex.
 
 All positions are LPS mm on the CT's own geometry (any direction matrix).
 
@@ -131,6 +136,7 @@ from planner.postop.detection.thick_slices import (
     ATTACHED_MAX_PX,
     THICK_FLOOR_HU,
     THICK_SLICE_MM,
+    column_masses,
     thick_components,
 )
 from planner.postop.detection.thin_fit import refine_seeds
@@ -162,6 +168,18 @@ THICK_EXTRA_SEED_FRACTION = 0.55
 #: (two 9 mm apart measured 11.8–13.1 mm and 1.23–1.36 seeds; single seeds ≤ 6 mm but for
 #: one of 13.5 mm and 0.86 seed).
 THICK_STACKED_LENGTH_MM = 10.0
+#: Thick slices with the planning CT's bone taken out: a single seed's blob whose column mass
+#: (:func:`planner.postop.detection.thick_slices.column_masses`, the in-plane excess not thinned by
+#: the 3-slice opening) is at least this many times the typical blob's is two seeds one above
+#: the other in neighbouring slices (layered implants, 5 mm: such pairs measured 1.9–2.6,
+#: their blobs' masses 1.2–1.4 of a seed; single seeds of rng 200–323 up to 1.8, one of rng
+#: 520 2.3: the model fit keeps it one, :data:`planner.postop.detection.thick_model.COLUMN_FEWER`).
+COLUMN_PAIRS = True
+COLUMN_PAIR_SEEDS = 1.95
+#: ... started this many slices above and below the blob (its excess holds one of them, so no
+#: split of it finds the other), at this axis confidence; the model fit then places both.
+COLUMN_PAIR_START = 0.5
+COLUMN_PAIR_CONFIDENCE = 0.3
 #: Thick slices searched without the planning CT's bone (``bone_hu``): what the user can do.
 WITHOUT_BONE_PRIOR = (
     "searched without the planning CT: verifying against it (registered) takes its bone out "
@@ -292,6 +310,12 @@ def detect_seeds(
         cores = np.array([c.core_voxels for c in comps], dtype=np.float64)
         single = float(np.median(masses[typical])) if typical.any() else m0
         single_core = float(np.median(cores[typical] if typical.any() else cores))
+    column_seeds = np.zeros(len(comps))
+    if thick and bone_hu is not None and COLUMN_PAIRS and len(comps):
+        usable = (search.hu >= thr) & ~excluded
+        columns = column_masses(comps, labels, inplane_excess, usable, voxel_mm3)
+        column_single = float(np.median(columns[typical] if typical.any() else columns))
+        column_seeds = columns / max(column_single, 1e-9)
     seeds: list[DetectedSeed] = []
     metal: list[MetalObject] = _solid_objects(ct, solid)
     clusters = 0
@@ -334,6 +358,12 @@ def detect_seeds(
             # up to half of one of them (parts measured 0.5 and 0.86 of a seed).
             n_guess = 2
             min_part = THICK_FAINT_FRACTION * single
+        column_pair = n_guess == 1 and column_seeds[n_done] >= COLUMN_PAIR_SEEDS
+        c.column_pair = column_pair
+        if column_pair:
+            # Two seeds one above the other in neighbouring slices: the 3-slice opening left
+            # about one of them (a column of 3–4 bright slices); the in-plane excess holds both.
+            n_guess = 2
         if not thick and n_guess >= 3 and width_mm <= LINE_WIDTH_MM:
             c.max_seeds = max(2, int((length_mm + LINE_SLACK_MM) // SEED_LENGTH_MM))
             n_guess = min(n_guess, c.max_seeds)
@@ -370,9 +400,17 @@ def detect_seeds(
                 )
             )
         else:
-            pts, axes, confs = split_cluster(
-                c, c.n_seeds, voxel_mm3, blur, normal, thickness, min_part, single
-            )
+            if column_pair:
+                # Started half a slice above and below the blob (its excess holds one of
+                # them: no split of it finds the other); the model fit places them.
+                step = COLUMN_PAIR_START * thickness * normal
+                pts = np.array([c.centre - step, c.centre + step])
+                axes = np.array([c.eigvecs[:, 0], c.eigvecs[:, 0]])
+                confs = np.full(2, COLUMN_PAIR_CONFIDENCE)
+            else:
+                pts, axes, confs = split_cluster(
+                    c, c.n_seeds, voxel_mm3, blur, normal, thickness, min_part, single
+                )
             clusters += int(len(pts) > 1)
             for p, a, conf in zip(pts, axes, confs, strict=True):
                 seeds.append(

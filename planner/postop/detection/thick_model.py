@@ -7,9 +7,10 @@ neighbours from :mod:`planner.postop.detection.thick_fit`):
 
 1. :func:`seed_amplitude`: one seed's amplitude (HU·mm³), for every fit of the scan;
 2. :func:`refit_seeds` places the parts of split clusters (``REFIT_CLUSTERS``: counts kept,
-   the nearby seeds' images held fixed), or one seed fewer where two parts would overlap and
-   the fit of one seed fewer is better by its BIC (two seeds end to end in-plane weigh 2.7
-   seeds on 5 mm slices, and were split in three);
+   the nearby seeds' images held fixed), or one seed fewer where two parts would overlap, or
+   the blob was counted two by its column (``COLUMN_FEWER``), and the fit of one seed fewer is
+   better by its BIC (two seeds end to end in-plane weigh 2.7 seeds on 5 mm slices, and were
+   split in three);
 3. :func:`planner.postop.detection.duplicates.merge_duplicates`: two seeds of different components
    closer than ``DUPLICATE_MM`` are one seed cut in two;
 3a. :func:`add_faint_seeds` (with the planning CT's bone taken out): a faint component far
@@ -96,6 +97,10 @@ NEIGHBOUR_REACH_MM = 8.0
 #: A split cluster whose parts come too close or would overlap is also fitted with one seed
 #: fewer (kept when its BIC is lower).
 REFIT_FEWER = True
+#: ... and for a blob counted two seeds one above the other by its column of in-plane excess
+#: (:data:`planner.postop.detection.detect.COLUMN_PAIRS`): a single seed's column read 2.3 seeds
+#: (freehand rng 520, no other seed in it), and one seed fits it better.
+COLUMN_FEWER = True
 #: Two seeds whose centres lie closer than this (mm) along their axes and within
 #: ``OVERLAP_LATERAL_MM`` across them would overlap (end to end they are a seed length,
 #: 4.5 mm, apart): a cluster split so is also fitted with one seed fewer.
@@ -421,9 +426,14 @@ def refit_seeds(
         if (
             REFIT_FEWER
             and len(g) > 1
-            and (_min_gap(fit) < MIN_SPLIT_DISTANCE_MM or _overlapping(fit))
+            and (
+                _min_gap(fit) < MIN_SPLIT_DISTANCE_MM
+                or _overlapping(fit)
+                or (c.column_pair and COLUMN_FEWER)
+            )
         ):
-            # Two parts too close, or overlapping along their axes: one seed fewer may be it.
+            # Two parts too close, or overlapping along their axes, or a blob counted two by
+            # its column: one seed fewer may be it.
             fewer = _fit_fewer(fit, coords, values, amplitude, ctx, sat, fixed)
             if fewer.bic < fit.bic and _placed(fewer, pts):
                 c.n_float = float(fewer.n)  # the fit counted: the count check leaves it

@@ -6,7 +6,8 @@ directions) and by 3 slices along the slice axis (:func:`compact_excess`) remove
 and streaks (long in some direction), not a seed (≤ 5.5 mm with its blur, in every direction).
 :func:`thick_components` gives the components, each with its sub-slice centre
 (:func:`slice_centre`) and the pixels of as-bright structure attached to it
-(:func:`attached_pixels`: bone, not a seed).
+(:func:`attached_pixels`: bone, not a seed); :func:`column_masses` the in-plane excess of each
+component's column, which two seeds one above the other keep whole.
 """
 
 from __future__ import annotations
@@ -313,6 +314,38 @@ def attached_pixels(
     own[ys[ok], xs[ok]] = True
     own = ndi.binary_dilation(own, structure=np.ones((3, 3), dtype=bool), iterations=2)
     return int((mine & ~own).sum())
+
+
+def column_masses(
+    comps: list[Component],
+    labels: NDArray[np.int32],
+    inplane_excess: NDArray[np.float32],
+    usable: NDArray[np.bool_],
+    voxel_mm3: float,
+) -> NDArray[np.float64]:
+    """``(len(comps),)`` each component's column mass (HU·mm³): the in-plane excess (not thinned
+    by the 3-slice opening) over its in-plane footprint grown by 2 pixels, on its slices and
+    one more on either side, at ``usable`` voxels of it or of no component. Seeds stacked
+    along the slice axis keep their whole mass here; the component's mass (of the excess the
+    3-slice opening left) holds about one of them. ``labels`` (of ``comps``),
+    ``inplane_excess`` (HU) and ``usable`` are (z, y, x) of one shape."""
+    objects = ndi.find_objects(labels)
+    grow = np.ones((3, 3), dtype=bool)
+    out = np.zeros(len(comps), dtype=np.float64)
+    for n, c in enumerate(comps):
+        sl = objects[c.label - 1] if c.label - 1 < len(objects) else None
+        if sl is None:
+            continue
+        box = (
+            slice(max(sl[0].start - 1, 0), min(sl[0].stop + 1, labels.shape[0])),
+            slice(max(sl[1].start - 2, 0), min(sl[1].stop + 2, labels.shape[1])),
+            slice(max(sl[2].start - 2, 0), min(sl[2].stop + 2, labels.shape[2])),
+        )
+        lab = labels[box]
+        footprint = ndi.binary_dilation((lab == c.label).any(axis=0), grow, iterations=2)
+        mine = footprint[None] & ((lab == 0) | (lab == c.label)) & usable[box]
+        out[n] = float(np.maximum(inplane_excess[box], 0.0)[mine].sum()) * voxel_mm3
+    return out
 
 
 def slice_centre(per_slice: NDArray[np.float64], thickness_mm: float) -> float:
