@@ -313,9 +313,7 @@ def detect_seeds(
     column_seeds = np.zeros(len(comps))
     if thick and bone_hu is not None and COLUMN_PAIRS and len(comps):
         usable = (search.hu >= thr) & ~excluded
-        columns = column_masses(comps, labels, inplane_excess, usable, voxel_mm3)
-        column_single = float(np.median(columns[typical] if typical.any() else columns))
-        column_seeds = columns / max(column_single, 1e-9)
+        column_seeds = _column_seeds(comps, labels, inplane_excess, usable, voxel_mm3, typical)
     seeds: list[DetectedSeed] = []
     metal: list[MetalObject] = _solid_objects(ct, solid)
     clusters = 0
@@ -400,17 +398,13 @@ def detect_seeds(
                 )
             )
         else:
-            if column_pair:
-                # Started half a slice above and below the blob (its excess holds one of
-                # them: no split of it finds the other); the model fit places them.
-                step = COLUMN_PAIR_START * thickness * normal
-                pts = np.array([c.centre - step, c.centre + step])
-                axes = np.array([c.eigvecs[:, 0], c.eigvecs[:, 0]])
-                confs = np.full(2, COLUMN_PAIR_CONFIDENCE)
-            else:
-                pts, axes, confs = split_cluster(
+            pts, axes, confs = (
+                _column_pair(c, normal, thickness)
+                if column_pair
+                else split_cluster(
                     c, c.n_seeds, voxel_mm3, blur, normal, thickness, min_part, single
                 )
+            )
             clusters += int(len(pts) > 1)
             for p, a, conf in zip(pts, axes, confs, strict=True):
                 seeds.append(
@@ -464,6 +458,34 @@ def detect_seeds(
     return DetectionResult(
         seeds, metal, thr, single, clusters, expected, messages, thick_slices=thick
     )
+
+
+def _column_seeds(
+    comps: list[Component],
+    labels: NDArray[np.int32],
+    inplane_excess: NDArray[np.float32],
+    usable: NDArray[np.bool_],
+    voxel_mm3: float,
+    typical: NDArray[np.bool_],
+) -> NDArray[np.float64]:
+    """``(len(comps),)`` each component's column mass (:func:`column_masses`) in typical blobs'
+    (``typical`` ``(len(comps),)`` bool: the blobs of about one seed's mass)."""
+    columns = column_masses(comps, labels, inplane_excess, usable, voxel_mm3)
+    column_single = float(np.median(columns[typical] if typical.any() else columns))
+    return columns / max(column_single, 1e-9)
+
+
+def _column_pair(
+    c: Component, normal: NDArray[np.float64], thickness_mm: float
+) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
+    """Starts (centres ``(2, 3)`` LPS mm, axes, confidences) of the two seeds one above the other
+    of component ``c``: ``COLUMN_PAIR_START`` slices above and below it along the unit slice
+    ``normal`` (its excess holds one of them: no split of it finds the other); the model fit
+    places them."""
+    step = COLUMN_PAIR_START * thickness_mm * np.asarray(normal, dtype=np.float64)
+    centres = np.array([c.centre - step, c.centre + step])
+    axes = np.array([c.eigvecs[:, 0], c.eigvecs[:, 0]])
+    return centres, axes, np.full(2, COLUMN_PAIR_CONFIDENCE)
 
 
 def thick_slice_caveat(thickness_mm: float) -> str:
