@@ -319,62 +319,14 @@ def detect_seeds(
     clusters = 0
     faint: list[tuple[Component, MetalObject]] = []
 
-    def longest(n: int) -> float:
-        """Longest blob (mm) ``n`` seeds make, end to end with their blur."""
-        return n * (SEED_LENGTH_MM + 1.0) + 4.0 + (2.0 * thickness if thick else 0.0)
-
     for n_done, c in enumerate(comps):
         check_cancelled(cancel, "seed detection cancelled")
-        c.n_float = c.mass / single if single > 0 else 1.0
-        if not thick and single_core > 0:
-            n_core = c.core_voxels / single_core
-            if c.n_float > MASS_CORE_RATIO * n_core:
-                # A seed against the pleura: the tissue beside it stands ~1100 HU above the
-                # lung background and its mass counts it (two seeds measured 7.5 seeds and
-                # were called non-seed metal); its voxels above the threshold do not.
-                c.n_float = max(n_core, 1.0)
-        width_mm = 4.0 * float(np.sqrt(c.eigvals[1]))  # ±2σ across the main axis
-        length_mm = float(np.sqrt(12.0 * c.eigvals[0]))  # a uniform rod of this variance
-        n_guess = max(1, round(c.n_float))
-        min_part = MIN_PART_FRACTION * single
-        if (
-            thick
-            and longest(n_guess) < length_mm <= longest(n_guess + 1)
-            and c.n_float >= THICK_EXTRA_SEED_FRACTION * (n_guess + 1)
-        ):
-            # Thick slices: seeds along the slice axis lose mass to the slice profile and to
-            # the 3-slice opening; a blob one seed too long for its mass is one seed more.
-            n_guess += 1
-        elif (
-            thick
-            and n_guess == 1
-            and length_mm > THICK_STACKED_LENGTH_MM
-            and c.n_float >= THICK_EXTRA_SEED_FRACTION * 2
-        ):
-            # Two seeds stacked along the slice axis a slice or two apart make one blob
-            # longer than any single seed and too bright for one; the 3-slice opening takes
-            # up to half of one of them (parts measured 0.5 and 0.86 of a seed).
-            n_guess = 2
-            min_part = THICK_FAINT_FRACTION * single
-        column_pair = n_guess == 1 and column_seeds[n_done] >= COLUMN_PAIR_SEEDS
-        c.column_pair = column_pair
-        if column_pair:
-            # Two seeds one above the other in neighbouring slices: the 3-slice opening left
-            # about one of them (a column of 3–4 bright slices); the in-plane excess holds both.
-            n_guess = 2
-        if not thick and n_guess >= 3 and width_mm <= LINE_WIDTH_MM:
-            c.max_seeds = max(2, int((length_mm + LINE_SLACK_MM) // SEED_LENGTH_MM))
-            n_guess = min(n_guess, c.max_seeds)
+        n_guess, part_fraction = _count(
+            c, single, single_core, thickness, thick, float(column_seeds[n_done])
+        )
+        min_part = part_fraction * single
         centre = tuple(float(v) for v in c.centre)
-        why = ""
-        if c.n_float > max_cluster + 0.5:
-            why = f"as bright as {c.n_float:.0f} seeds (more than {max_cluster})"
-        elif width_mm > max_width_mm:
-            why = f"solid metal {width_mm:.1f} mm across (wider than a seed is long)"
-        elif length_mm > longest(n_guess):
-            why = f"{length_mm:.0f} mm long, too long for {n_guess} seed(s) (wire, needle, rod)"
-        elif thick and c.attached_px > ATTACHED_MAX_PX:
-            why = "part of a larger structure as bright as itself (bone, not a seed)"
+        why = _not_a_seed(c, n_guess, max_cluster, max_width_mm, thickness, thick)
         if why:
             metal.append(MetalObject(centre, c.core_voxels * voxel_mm3, round(c.n_float, 1), why))
             continue
@@ -400,7 +352,7 @@ def detect_seeds(
         else:
             pts, axes, confs = (
                 _column_pair(c, normal, thickness)
-                if column_pair
+                if c.column_pair
                 else split_cluster(
                     c, c.n_seeds, voxel_mm3, blur, normal, thickness, min_part, single
                 )
@@ -458,6 +410,89 @@ def detect_seeds(
     return DetectionResult(
         seeds, metal, thr, single, clusters, expected, messages, thick_slices=thick
     )
+
+
+def _longest_mm(n: int, thickness_mm: float, thick: bool) -> float:
+    """Longest blob (mm) ``n`` seeds make, end to end with their blur."""
+    return n * (SEED_LENGTH_MM + 1.0) + 4.0 + (2.0 * thickness_mm if thick else 0.0)
+
+
+def _count(
+    c: Component,
+    single: float,
+    single_core: float,
+    thickness_mm: float,
+    thick: bool,
+    column_seeds: float,
+) -> tuple[int, float]:
+    """Seed count of component ``c`` (step 4) and the least mass of a part of its split, as a
+    fraction of ``single`` (one seed's mass, HU·mm³; ``single_core`` its core voxels on thin
+    slices). ``column_seeds``: its column mass in typical blobs' (0: not measured). Sets
+    ``c.n_float``, ``c.column_pair`` and, for a thin line, ``c.max_seeds``."""
+    c.n_float = c.mass / single if single > 0 else 1.0
+    if not thick and single_core > 0:
+        n_core = c.core_voxels / single_core
+        if c.n_float > MASS_CORE_RATIO * n_core:
+            # A seed against the pleura: the tissue beside it stands ~1100 HU above the
+            # lung background and its mass counts it (two seeds measured 7.5 seeds and
+            # were called non-seed metal); its voxels above the threshold do not.
+            c.n_float = max(n_core, 1.0)
+    width_mm = 4.0 * float(np.sqrt(c.eigvals[1]))  # ±2σ across the main axis
+    length_mm = float(np.sqrt(12.0 * c.eigvals[0]))  # a uniform rod of this variance
+    n_guess = max(1, round(c.n_float))
+    part_fraction = MIN_PART_FRACTION
+    if (
+        thick
+        and _longest_mm(n_guess, thickness_mm, thick)
+        < length_mm
+        <= _longest_mm(n_guess + 1, thickness_mm, thick)
+        and c.n_float >= THICK_EXTRA_SEED_FRACTION * (n_guess + 1)
+    ):
+        # Thick slices: seeds along the slice axis lose mass to the slice profile and to
+        # the 3-slice opening; a blob one seed too long for its mass is one seed more.
+        n_guess += 1
+    elif (
+        thick
+        and n_guess == 1
+        and length_mm > THICK_STACKED_LENGTH_MM
+        and c.n_float >= THICK_EXTRA_SEED_FRACTION * 2
+    ):
+        # Two seeds stacked along the slice axis a slice or two apart make one blob
+        # longer than any single seed and too bright for one; the 3-slice opening takes
+        # up to half of one of them (parts measured 0.5 and 0.86 of a seed).
+        n_guess = 2
+        part_fraction = THICK_FAINT_FRACTION
+    c.column_pair = n_guess == 1 and column_seeds >= COLUMN_PAIR_SEEDS
+    if c.column_pair:
+        # Two seeds one above the other in neighbouring slices: the 3-slice opening left
+        # about one of them (a column of 3–4 bright slices); the in-plane excess holds both.
+        n_guess = 2
+    if not thick and n_guess >= 3 and width_mm <= LINE_WIDTH_MM:
+        c.max_seeds = max(2, int((length_mm + LINE_SLACK_MM) // SEED_LENGTH_MM))
+        n_guess = min(n_guess, c.max_seeds)
+    return n_guess, part_fraction
+
+
+def _not_a_seed(
+    c: Component,
+    n_guess: int,
+    max_cluster: int,
+    max_width_mm: float,
+    thickness_mm: float,
+    thick: bool,
+) -> str:
+    """Why component ``c``, counted ``n_guess`` seeds, is non-seed metal (step 4), or ``""``."""
+    width_mm = 4.0 * float(np.sqrt(c.eigvals[1]))
+    length_mm = float(np.sqrt(12.0 * c.eigvals[0]))
+    if c.n_float > max_cluster + 0.5:
+        return f"as bright as {c.n_float:.0f} seeds (more than {max_cluster})"
+    if width_mm > max_width_mm:
+        return f"solid metal {width_mm:.1f} mm across (wider than a seed is long)"
+    if length_mm > _longest_mm(n_guess, thickness_mm, thick):
+        return f"{length_mm:.0f} mm long, too long for {n_guess} seed(s) (wire, needle, rod)"
+    if thick and c.attached_px > ATTACHED_MAX_PX:
+        return "part of a larger structure as bright as itself (bone, not a seed)"
+    return ""
 
 
 def _column_seeds(
