@@ -80,6 +80,18 @@ def test_a_bone_prior_of_another_shape_is_refused():
         detect_seeds(ct, bone_hu=np.zeros((6, 32, 31), dtype=np.float32))
 
 
+def _without_and_with(
+    monkeypatch, module, flag: str, ct: CTVolume, expected: int, bone: np.ndarray
+):
+    """``detect_seeds`` on ``ct`` (``expected`` seeds, ``bone`` the planning CT's bone) with
+    ``module.flag`` False, then True."""
+    runs = []
+    for on in (False, True):
+        monkeypatch.setattr(module, flag, on)
+        runs.append(detect_seeds(ct, expected=expected, bone_hu=bone))
+    return tuple(runs)
+
+
 def _matched(truth: np.ndarray, found: np.ndarray) -> tuple[int, int]:
     d = np.linalg.norm(truth[:, None] - found[None], axis=-1)
     r, c = linear_sum_assignment(np.where(d < 2.5, d, 1e6))
@@ -177,10 +189,7 @@ def test_5mm_faint_remnants_of_seeds_end_to_end_are_seeds_with_the_bone_out(
 
     monkeypatch.setattr(thick_model, "END_TO_END", False)
     monkeypatch.setattr(lung_seeds, "SHARP_AMPLITUDE_FRACTION", lung_seeds.MIN_AMPLITUDE_FRACTION)
-    monkeypatch.setattr(detect_module, "FAINT_SEEDS", False)
-    without = detect_seeds(ct, expected=n, bone_hu=bone)
-    monkeypatch.setattr(detect_module, "FAINT_SEEDS", True)
-    with_faint = detect_seeds(ct, expected=n, bone_hu=bone)
+    without, with_faint = _without_and_with(monkeypatch, detect_module, "FAINT_SEEDS", ct, n, bone)
     found_without, false_without = _matched(truth, without.positions_mm)
     found_with, false_with = _matched(truth, with_faint.positions_mm)
     assert found_without <= n - 2  # two seeds of in-plane needles, each 5.7–6.5 mm from the next
@@ -212,10 +221,7 @@ def test_5mm_a_seed_found_between_two_seeds_end_to_end_is_those_two(monkeypatch)
     case = resampled_scene("freehand", rng=3, render_rng=103)
     scene, ct, bone = case.scene, case.ct, case.bone_hu()
     truth, n = scene.seeds_mm, len(scene.seeds_mm)
-    monkeypatch.setattr(thick_model, "BETWEEN_PAIRS", False)
-    without = detect_seeds(ct, expected=n, bone_hu=bone)
-    monkeypatch.setattr(thick_model, "BETWEEN_PAIRS", True)
-    with_split = detect_seeds(ct, expected=n, bone_hu=bone)
+    without, with_split = _without_and_with(monkeypatch, thick_model, "BETWEEN_PAIRS", ct, n, bone)
     # Without the step one seed lies between two true seeds, 4.2 mm from each: both missed.
     d = np.linalg.norm(without.positions_mm[:, None] - truth[None], axis=-1)
     between = np.nonzero(np.sort(d, axis=1)[:, 1] < 5.0)[0]
@@ -253,13 +259,21 @@ def test_column_mass_holds_the_seed_above_and_not_another_component():
         Component(1, np.zeros((9, 3)), np.ones(9), 9),
         Component(2, np.zeros((6, 3)), np.ones(6), 6),
     ]
-    usable = np.ones(shape, dtype=bool)
-    columns = column_masses(comps, labels, excess, usable, voxel_mm3=2.0)
+    hu = np.full(shape, 1200, dtype=np.int16)
+    excluded = np.zeros(shape, dtype=bool)
+    columns = column_masses(comps, labels, excess, hu, 250.0, excluded, voxel_mm3=2.0)
     assert columns[0] == pytest.approx(2 * 9 * 1000.0 * 2.0)
     # The neighbour's footprint (grown by 2 pixels) reaches two rows of the seed above.
     assert columns[1] == pytest.approx((6 * 500.0 + 6 * 1000.0) * 2.0)
-    usable[3] = False
-    assert column_masses(comps, labels, excess, usable, 2.0)[0] == pytest.approx(9 * 1000.0 * 2.0)
+    excluded[3] = True  # so is a slice excluded, or below the floor HU
+    assert column_masses(comps, labels, excess, hu, 250.0, excluded, 2.0)[0] == pytest.approx(
+        9 * 1000.0 * 2.0
+    )
+    hu[3] = 100
+    excluded[3] = False
+    assert column_masses(comps, labels, excess, hu, 250.0, excluded, 2.0)[0] == pytest.approx(
+        9 * 1000.0 * 2.0
+    )
 
 
 def test_5mm_two_seeds_one_above_the_other_whose_column_holds_two_are_two(monkeypatch):
@@ -270,10 +284,9 @@ def test_5mm_two_seeds_one_above_the_other_whose_column_holds_two_are_two(monkey
     seeds, started above and below it and placed by the model fit."""
     case = resampled_scene("freehand", rng=302, render_rng=402)
     truth, n, bone = case.scene.seeds_mm, len(case.scene.seeds_mm), case.bone_hu()
-    monkeypatch.setattr(detect_module, "COLUMN_PAIRS", False)
-    without = detect_seeds(case.ct, expected=n, bone_hu=bone)
-    monkeypatch.setattr(detect_module, "COLUMN_PAIRS", True)
-    with_pairs = detect_seeds(case.ct, expected=n, bone_hu=bone)
+    without, with_pairs = _without_and_with(
+        monkeypatch, detect_module, "COLUMN_PAIRS", case.ct, n, bone
+    )
     found_without, false_without = _matched(truth, without.positions_mm)
     found_with, false_with = _matched(truth, with_pairs.positions_mm)
     assert found_with >= found_without + 3 and false_with < false_without  # 52 → 56, 2 → 0
@@ -300,10 +313,7 @@ def test_5mm_a_single_seed_whose_column_reads_two_stays_one(monkeypatch):
     (``thick_model.COLUMN_FEWER``): one seed, no false one."""
     case = resampled_scene("freehand", rng=520, render_rng=620)
     truth, n, bone = case.scene.seeds_mm, len(case.scene.seeds_mm), case.bone_hu()
-    monkeypatch.setattr(thick_model, "COLUMN_FEWER", False)
-    split = detect_seeds(case.ct, expected=n, bone_hu=bone)
-    monkeypatch.setattr(thick_model, "COLUMN_FEWER", True)
-    kept = detect_seeds(case.ct, expected=n, bone_hu=bone)
+    split, kept = _without_and_with(monkeypatch, thick_model, "COLUMN_FEWER", case.ct, n, bone)
     assert _matched(truth, split.positions_mm) == (n, 1)
     assert _matched(truth, kept.positions_mm) == (n, 0)
 
@@ -364,10 +374,7 @@ def test_5mm_the_seed_end_to_end_with_a_seed_found_is_added(monkeypatch):
     # Step 9 (seeds beside lung re-placed along the slice axis) would move the seeds around
     # the ones added: off, to see this step alone.
     monkeypatch.setattr(thick_model, "SLICE_AXIS_BESIDE_LUNG", False)
-    monkeypatch.setattr(thick_model, "END_TO_END", False)
-    without = detect_seeds(ct, expected=n, bone_hu=bone)
-    monkeypatch.setattr(thick_model, "END_TO_END", True)
-    with_pairs = detect_seeds(ct, expected=n, bone_hu=bone)
+    without, with_pairs = _without_and_with(monkeypatch, thick_model, "END_TO_END", ct, n, bone)
     found_without, false_without = _matched(truth, without.positions_mm)
     found_with, false_with = _matched(truth, with_pairs.positions_mm)
     assert found_with >= found_without + 2 and false_with <= false_without

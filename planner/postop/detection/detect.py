@@ -312,8 +312,10 @@ def detect_seeds(
         single_core = float(np.median(cores[typical] if typical.any() else cores))
     column_seeds = np.zeros(len(comps))
     if thick and bone_hu is not None and COLUMN_PAIRS and len(comps):
-        usable = (search.hu >= thr) & ~excluded
-        column_seeds = _column_seeds(comps, labels, inplane_excess, usable, voxel_mm3, typical)
+        columns = column_masses(comps, labels, inplane_excess, search.hu, thr, excluded, voxel_mm3)
+        # In typical blobs' column masses (blobs of about one seed's mass).
+        typical_column = float(np.median(columns[typical] if typical.any() else columns))
+        column_seeds = columns / max(typical_column, 1e-9)
     seeds: list[DetectedSeed] = []
     metal: list[MetalObject] = _solid_objects(ct, solid)
     clusters = 0
@@ -412,6 +414,12 @@ def detect_seeds(
     )
 
 
+def _extent_mm(c: Component) -> tuple[float, float]:
+    """(width ±2σ across its main axis, length of a uniform rod of its variance) of ``c``, mm
+    (blur-corrected)."""
+    return 4.0 * float(np.sqrt(c.eigvals[1])), float(np.sqrt(12.0 * c.eigvals[0]))
+
+
 def _longest_mm(n: int, thickness_mm: float, thick: bool) -> float:
     """Longest blob (mm) ``n`` seeds make, end to end with their blur."""
     return n * (SEED_LENGTH_MM + 1.0) + 4.0 + (2.0 * thickness_mm if thick else 0.0)
@@ -437,8 +445,7 @@ def _count(
             # lung background and its mass counts it (two seeds measured 7.5 seeds and
             # were called non-seed metal); its voxels above the threshold do not.
             c.n_float = max(n_core, 1.0)
-    width_mm = 4.0 * float(np.sqrt(c.eigvals[1]))  # ±2σ across the main axis
-    length_mm = float(np.sqrt(12.0 * c.eigvals[0]))  # a uniform rod of this variance
+    width_mm, length_mm = _extent_mm(c)
     n_guess = max(1, round(c.n_float))
     part_fraction = MIN_PART_FRACTION
     if (
@@ -482,8 +489,7 @@ def _not_a_seed(
     thick: bool,
 ) -> str:
     """Why component ``c``, counted ``n_guess`` seeds, is non-seed metal (step 4), or ``""``."""
-    width_mm = 4.0 * float(np.sqrt(c.eigvals[1]))
-    length_mm = float(np.sqrt(12.0 * c.eigvals[0]))
+    width_mm, length_mm = _extent_mm(c)
     if c.n_float > max_cluster + 0.5:
         return f"as bright as {c.n_float:.0f} seeds (more than {max_cluster})"
     if width_mm > max_width_mm:
@@ -493,21 +499,6 @@ def _not_a_seed(
     if thick and c.attached_px > ATTACHED_MAX_PX:
         return "part of a larger structure as bright as itself (bone, not a seed)"
     return ""
-
-
-def _column_seeds(
-    comps: list[Component],
-    labels: NDArray[np.int32],
-    inplane_excess: NDArray[np.float32],
-    usable: NDArray[np.bool_],
-    voxel_mm3: float,
-    typical: NDArray[np.bool_],
-) -> NDArray[np.float64]:
-    """``(len(comps),)`` each component's column mass (:func:`column_masses`) in typical blobs'
-    (``typical`` ``(len(comps),)`` bool: the blobs of about one seed's mass)."""
-    columns = column_masses(comps, labels, inplane_excess, usable, voxel_mm3)
-    column_single = float(np.median(columns[typical] if typical.any() else columns))
-    return columns / max(column_single, 1e-9)
 
 
 def _column_pair(

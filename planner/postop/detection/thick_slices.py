@@ -320,15 +320,18 @@ def column_masses(
     comps: list[Component],
     labels: NDArray[np.int32],
     inplane_excess: NDArray[np.float32],
-    usable: NDArray[np.bool_],
+    hu: NDArray[np.generic],
+    floor_hu: float,
+    excluded: NDArray[np.bool_],
     voxel_mm3: float,
 ) -> NDArray[np.float64]:
     """``(len(comps),)`` each component's column mass (HU·mm³): the in-plane excess (not thinned
     by the 3-slice opening) over its in-plane footprint grown by 2 pixels, on its slices and
-    one more on either side, at ``usable`` voxels of it or of no component. Seeds stacked
-    along the slice axis keep their whole mass here; the component's mass (of the excess the
-    3-slice opening left) holds about one of them. ``labels`` (of ``comps``),
-    ``inplane_excess`` (HU) and ``usable`` are (z, y, x) of one shape."""
+    one more on either side, at voxels of it or of no component, not ``excluded`` and of ``hu``
+    ≥ ``floor_hu``. Seeds stacked along the slice axis keep their whole mass here; the
+    component's mass (of the excess the 3-slice opening left) holds about one of them.
+    ``labels`` (of ``comps``), ``inplane_excess`` (HU), ``hu`` and ``excluded`` are (z, y, x)
+    of one shape."""
     objects = ndi.find_objects(labels)
     grow = np.ones((3, 3), dtype=bool)
     out = np.zeros(len(comps), dtype=np.float64)
@@ -343,7 +346,8 @@ def column_masses(
         )
         lab = labels[box]
         footprint = ndi.binary_dilation((lab == c.label).any(axis=0), grow, iterations=2)
-        mine = footprint[None] & ((lab == 0) | (lab == c.label)) & usable[box]
+        usable = (hu[box] >= floor_hu) & ~excluded[box]
+        mine = footprint[None] & ((lab == 0) | (lab == c.label)) & usable
         out[n] = float(np.maximum(inplane_excess[box], 0.0)[mine].sum()) * voxel_mm3
     return out
 
