@@ -209,8 +209,14 @@ FREEHAND_UNSEEN_RNGS = tuple(range(300, 324))
 #: Draws measured only before and after a session's rules (``--freehand-later``): rng 400–423
 #: (session 18), rng 500–523 (drawn after session 19's rules were set on rng 200–223), rng
 #: 600–623 (session 20: drawn to judge two rules set on rng 200–323, neither kept; 5 mm with
-#: session 19's rules 987/1011 found, 7 false).
-FREEHAND_LATER_RNGS = tuple(range(400, 424)) + tuple(range(500, 524)) + tuple(range(600, 624))
+#: session 19's rules 987/1011 found, 7 false), rng 700–723 (session 21: drawn to judge a lower
+#: column-pair threshold, not kept; 5 mm with session 20's rules 937/950 found, 5 false).
+FREEHAND_LATER_RNGS = (
+    tuple(range(400, 424))
+    + tuple(range(500, 524))
+    + tuple(range(600, 624))
+    + tuple(range(700, 724))
+)
 
 
 def freehand_cases(thickness_mm: float, rngs=FREEHAND_RNGS):

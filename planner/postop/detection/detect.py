@@ -276,11 +276,8 @@ def detect_seeds(
     thick = float(ct.geometry.spacing_mm[2]) > THICK_SLICE_MM
     messages: list[str] = []
     # Thick slices are searched on ``search``: the CT, less the planning CT's bone if given.
-    search = ct
-    if thick and bone_hu is not None:
-        # Kept in the CT's own type (int16 HU): the grey openings run twice as fast on it.
-        less_bone = np.rint(ct.hu - bone_hu) if ct.hu.dtype.kind in "iu" else ct.hu - bone_hu
-        search = CTVolume(less_bone.astype(ct.hu.dtype), ct.geometry, ct.info)
+    search = _less_bone(ct, bone_hu) if thick and bone_hu is not None else ct
+    if search is not ct:
         messages.append(
             "searched with the planning CT's bone taken out through the registration: check "
             "the registration (a wrong one leaves edges of bone that may read as seeds)"
@@ -301,15 +298,7 @@ def detect_seeds(
     thickness = float(ct.geometry.spacing_mm[2])
     for c in comps:
         measure(c, voxel_mm3, blur, ct.geometry)
-    masses = np.array([c.mass for c in comps])
-    if len(comps) == 0:
-        single = single_core = 0.0
-    else:
-        m0 = float(np.median(masses))
-        typical = (masses > 0.6 * m0) & (masses < 1.45 * m0)  # single seeds, mostly
-        cores = np.array([c.core_voxels for c in comps], dtype=np.float64)
-        single = float(np.median(masses[typical])) if typical.any() else m0
-        single_core = float(np.median(cores[typical] if typical.any() else cores))
+    single, single_core, typical = _typical_seed(comps)
     column_seeds = np.zeros(len(comps))
     if thick and bone_hu is not None and COLUMN_PAIRS and len(comps):
         columns = column_masses(comps, labels, inplane_excess, search.hu, thr, excluded, voxel_mm3)
@@ -345,59 +334,22 @@ def detect_seeds(
                 metal.append(too_faint)
             continue
         c.n_seeds = n_guess
-        if c.n_seeds == 1:
-            seeds.append(
-                DetectedSeed(
-                    centre, canonical_axis(c.eigvecs[:, 0]), axis_confidence(c.eigvals), 1, c.label
-                )
-            )
-        else:
-            pts, axes, confs = (
-                _column_pair(c, normal, thickness)
-                if c.column_pair
-                else split_cluster(
-                    c, c.n_seeds, voxel_mm3, blur, normal, thickness, min_part, single
-                )
-            )
-            clusters += int(len(pts) > 1)
-            for p, a, conf in zip(pts, axes, confs, strict=True):
-                seeds.append(
-                    DetectedSeed(
-                        tuple(float(v) for v in p),
-                        canonical_axis(a),
-                        float(conf),
-                        len(pts),
-                        c.label,
-                    )
-                )
+        found = _seeds_of(c, voxel_mm3, blur, normal, thickness, min_part, single)
+        clusters += int(len(found) > 1)
+        seeds.extend(found)
         report(progress, 0.5 + 0.45 * (n_done + 1) / max(1, len(comps)), "classifying")
-    if not thick:
-        # Single seeds and cluster parts placed by the seed image model (axis 7.7° → 1.5°
-        # median on 2.5 mm freehand scenes: planner/postop/detection/thin_fit.py).
-        seeds = refine_seeds(ct, seeds, thin_tophat, thin_labels, excluded, 1.3 * single)
-        seeds = merge_halves(merge_duplicates(seeds), comps, single)
-        if bone_at is not None and seeds:
-            # Cortex brightened by the seeds' streaks over the threshold: bone, not a seed.
-            seeds, on_bone = _without_bone_spots(ct, seeds, bone_at, thr)
-            metal.extend(on_bone)
     if thick:
-        seeds = place_by_model(
-            search,
-            seeds,
-            comps,
-            fit_ctx,
-            inplane_excess,
-            excluded,
-            thr,
-            single,
-            [c for c, _ in faint],
-            bone_out=bone_hu is not None,
+        seeds, more_metal = _placed_on_thick(
+            search, seeds, comps, fit_ctx, inplane_excess, excluded, thr, single, faint, bone_hu
         )
-        # A faint component with a seed on it now is part of that seed, not metal.
-        metal.extend(m for c, m in faint if not seed_within(seeds, c.centre, FAINT_ALONE_MM))
         messages.append(thick_slice_caveat(thickness))
         if bone_hu is None:
             messages.append(WITHOUT_BONE_PRIOR)
+    else:
+        seeds, more_metal = _placed_on_thin(
+            ct, seeds, comps, thin_tophat, thin_labels, excluded, single, bone_at, thr
+        )
+    metal.extend(more_metal)
     if expected is not None and len(seeds) < expected:
         seeds, clusters = _reconcile(
             seeds, comps, expected, voxel_mm3, blur, clusters, normal, thickness, single
@@ -412,6 +364,108 @@ def detect_seeds(
     return DetectionResult(
         seeds, metal, thr, single, clusters, expected, messages, thick_slices=thick
     )
+
+
+def _less_bone(ct: CTVolume, bone_hu: NDArray[np.float32]) -> CTVolume:
+    """``ct`` less ``bone_hu`` (z, y, x HU on its grid), in the CT's own type (int16 HU: the
+    grey openings run twice as fast on it)."""
+    less_bone = np.rint(ct.hu - bone_hu) if ct.hu.dtype.kind in "iu" else ct.hu - bone_hu
+    return CTVolume(less_bone.astype(ct.hu.dtype), ct.geometry, ct.info)
+
+
+def _typical_seed(comps: list[Component]) -> tuple[float, float, NDArray[np.bool_]]:
+    """(one seed's mass HU·mm³, its core voxels, which of ``comps`` are about one seed): the
+    medians over the components whose mass lies near the median of all (single seeds, mostly)."""
+    masses = np.array([c.mass for c in comps], dtype=np.float64)
+    if len(comps) == 0:
+        return 0.0, 0.0, np.zeros(0, dtype=bool)
+    m0 = float(np.median(masses))
+    typical = (masses > 0.6 * m0) & (masses < 1.45 * m0)
+    cores = np.array([c.core_voxels for c in comps], dtype=np.float64)
+    single = float(np.median(masses[typical])) if typical.any() else m0
+    single_core = float(np.median(cores[typical] if typical.any() else cores))
+    return single, single_core, typical
+
+
+def _seeds_of(
+    c: Component,
+    voxel_mm3: float,
+    blur: NDArray[np.float64],
+    normal: NDArray[np.float64],
+    thickness: float,
+    min_part: float,
+    single: float,
+) -> list[DetectedSeed]:
+    """The ``c.n_seeds`` seeds of component ``c``: itself, a column pair started about it, or
+    its split (parts of at least ``min_part`` HU·mm³; ``single`` one seed's mass)."""
+    if c.n_seeds == 1:
+        centre = tuple(float(v) for v in c.centre)
+        axis = canonical_axis(c.eigvecs[:, 0])
+        return [DetectedSeed(centre, axis, axis_confidence(c.eigvals), 1, c.label)]
+    pts, axes, confs = (
+        _column_pair(c, normal, thickness)
+        if c.column_pair
+        else split_cluster(c, c.n_seeds, voxel_mm3, blur, normal, thickness, min_part, single)
+    )
+    return [
+        DetectedSeed(tuple(float(v) for v in p), canonical_axis(a), float(conf), len(pts), c.label)
+        for p, a, conf in zip(pts, axes, confs, strict=True)
+    ]
+
+
+def _placed_on_thick(
+    search: CTVolume,
+    seeds: list[DetectedSeed],
+    comps: list[Component],
+    fit_ctx: FitContext,
+    inplane_excess: NDArray[np.float32],
+    excluded: NDArray[np.bool_],
+    floor_hu: float,
+    single: float,
+    faint: list[tuple[Component, MetalObject]],
+    bone_hu: NDArray[np.float32] | None,
+) -> tuple[list[DetectedSeed], list[MetalObject]]:
+    """Thick slices: ``seeds`` placed, split and added to by the image model
+    (:func:`planner.postop.detection.thick_model.place_by_model`) on ``search`` (the CT, less
+    ``bone_hu`` if given), and the ``faint`` components no seed lies on, as metal."""
+    seeds = place_by_model(
+        search,
+        seeds,
+        comps,
+        fit_ctx,
+        inplane_excess,
+        excluded,
+        floor_hu,
+        single,
+        [c for c, _ in faint],
+        bone_out=bone_hu is not None,
+    )
+    # A faint component with a seed on it now is part of that seed, not metal.
+    return seeds, [m for c, m in faint if not seed_within(seeds, c.centre, FAINT_ALONE_MM)]
+
+
+def _placed_on_thin(
+    ct: CTVolume,
+    seeds: list[DetectedSeed],
+    comps: list[Component],
+    tophat: NDArray[np.float32],
+    labels: NDArray[np.int32],
+    excluded: NDArray[np.bool_],
+    single: float,
+    bone_at: Callable[[NDArray[np.int64]], NDArray[np.float32]] | None,
+    threshold_hu: float,
+) -> tuple[list[DetectedSeed], list[MetalObject]]:
+    """Thin slices: ``seeds`` placed by the seed image model, one seed found twice or in two
+    halves made one, and (given ``bone_at``) those on the planning CT's bone brightened by
+    streaks taken out as metal."""
+    # Single seeds and cluster parts placed by the seed image model (axis 7.7° → 1.5°
+    # median on 2.5 mm freehand scenes: planner/postop/detection/thin_fit.py).
+    seeds = refine_seeds(ct, seeds, tophat, labels, excluded, 1.3 * single)
+    seeds = merge_halves(merge_duplicates(seeds), comps, single)
+    if bone_at is None or not seeds:
+        return seeds, []
+    # Cortex brightened by the seeds' streaks over the threshold: bone, not a seed.
+    return _without_bone_spots(ct, seeds, bone_at, threshold_hu)
 
 
 def _extent_mm(c: Component) -> tuple[float, float]:
