@@ -26,6 +26,7 @@ import numpy as np
 import pytest
 from scipy.optimize import linear_sum_assignment
 
+import planner.postop.detection.column_pairs as column_pairs
 import planner.postop.detection.detect as detect_module
 import planner.postop.detection.thick_model as thick_model
 from dose.errors import InputError
@@ -280,12 +281,12 @@ def test_5mm_two_seeds_one_above_the_other_whose_column_holds_two_are_two(monkey
     """Freehand rng 302 (5 mm): seeds lying near the slice plane in layers; two of neighbouring
     layers at the same place make one column of 3–4 bright slices, which the 3-slice opening
     thins to one seed's mass (1.2–1.4 of a seed: counted one, placed between or on one). The
-    in-plane excess of the column holds both (``detect.COLUMN_PAIRS``): each such blob is two
+    in-plane excess of the column holds both (``column_pairs.COLUMN_PAIRS``): each such blob is two
     seeds, started above and below it and placed by the model fit."""
     case = resampled_scene("freehand", rng=302, render_rng=402)
     truth, n, bone = case.scene.seeds_mm, len(case.scene.seeds_mm), case.bone_hu()
     without, with_pairs = _without_and_with(
-        monkeypatch, detect_module, "COLUMN_PAIRS", case.ct, n, bone
+        monkeypatch, column_pairs, "COLUMN_PAIRS", case.ct, n, bone
     )
     found_without, false_without = _matched(truth, without.positions_mm)
     found_with, false_with = _matched(truth, with_pairs.positions_mm)
@@ -316,6 +317,69 @@ def test_5mm_a_single_seed_whose_column_reads_two_stays_one(monkeypatch):
     split, kept = _without_and_with(monkeypatch, thick_model, "COLUMN_FEWER", case.ct, n, bone)
     assert _matched(truth, split.positions_mm) == (n, 1)
     assert _matched(truth, kept.positions_mm) == (n, 0)
+
+
+def test_5mm_where_seeds_are_missing_a_column_nearer_two_is_tried_as_two(monkeypatch):
+    """Freehand rng 312 (5 mm): two seeds one above the other, 7 mm apart along the slice
+    axis, whose column reads fewer than ``COLUMN_PAIR_SEEDS``: one seed placed between them
+    (both missed, one false) and the count one short. Given the expected count, the blobs
+    whose column comes nearest two are tried as two, one per seed missing
+    (``column_pairs.COLUMN_PAIRS_WHERE_MISSING``): both found, each within 1.5 mm, none false.
+    Without the expected count nothing changes."""
+    case = resampled_scene("freehand", rng=312, render_rng=412)
+    truth, n, bone = case.scene.seeds_mm, len(case.scene.seeds_mm), case.bone_hu()
+    without, with_pairs = _without_and_with(
+        monkeypatch, column_pairs, "COLUMN_PAIRS_WHERE_MISSING", case.ct, n, bone
+    )
+    assert len(without.seeds) < n
+    assert _matched(truth, without.positions_mm) == (n - 2, 1)
+    assert _matched(truth, with_pairs.positions_mm) == (n, 0)
+    before = {s.position_mm for s in without.seeds}
+    new = [s for s in with_pairs.seeds if s.position_mm not in before]
+    assert len(new) == 2 and new[0].component == new[1].component != 0
+    for s in new:
+        assert s.cluster_size == 2
+        assert np.linalg.norm(truth - s.position_mm, axis=1).min() < 1.5
+    # The detection says so, for the review.
+    said = [m for m in with_pairs.messages if "1 seed(s) added" in m and "column" in m]
+    assert len(said) == 1 and not any("seed(s) added" in m for m in without.messages)
+    # Nothing missing to go by: the seeds of the detection without the rule.
+    unknown = detect_seeds(case.ct, expected=None, bone_hu=bone)
+    assert {s.position_mm for s in unknown.seeds} == before
+
+
+def test_5mm_two_seeds_fitted_less_than_a_slice_apart_at_one_place_stay_one(monkeypatch):
+    """Freehand rng 513 (5 mm), one seed missing from the count: a single seed's blob whose
+    column reads nearly two is tried as two (``COLUMN_PAIRS_WHERE_MISSING``) and the fit puts
+    them 3.8 mm apart along the slice normal, 0.9 mm in-plane — one seed across two slices,
+    and one of them false. Closer than ``COLUMN_PAIR_MIN_SLICES`` slices at one place
+    in-plane, the seed it was stays."""
+    case = resampled_scene("freehand", rng=513, render_rng=613)
+    truth, n, bone = case.scene.seeds_mm, len(case.scene.seeds_mm), case.bone_hu()
+    runs = []
+    for min_slices, inplane_mm in ((0.0, 0.0), (0.9, 2.0)):
+        monkeypatch.setattr(column_pairs, "COLUMN_PAIR_MIN_SLICES", min_slices)
+        monkeypatch.setattr(column_pairs, "COLUMN_PAIR_INPLANE_MM", inplane_mm)
+        runs.append(detect_seeds(case.ct, expected=n, bone_hu=bone))
+    every_pair, resolved_only = runs
+    assert _matched(truth, every_pair.positions_mm) == (n - 1, 1)
+    assert _matched(truth, resolved_only.positions_mm) == (n - 1, 0)
+    assert not any("seed(s) added" in m for m in resolved_only.messages)
+
+
+def test_5mm_a_pair_the_fit_leaves_at_its_starts_stays_the_seed_it_was(monkeypatch):
+    """Freehand rng 805 (5 mm), a seed missing from the count: a found seed's column reads
+    nearly two and it is tried as two, but the fit will not place them (left at their
+    starts, half a slice above and below, each 2.5 mm from the true seed): no evidence of
+    two, and the seed found stays — the same seeds with the rule as without it."""
+    case = resampled_scene("freehand", rng=805, render_rng=905)
+    truth, n, bone = case.scene.seeds_mm, len(case.scene.seeds_mm), case.bone_hu()
+    without, with_rule = _without_and_with(
+        monkeypatch, column_pairs, "COLUMN_PAIRS_WHERE_MISSING", case.ct, n, bone
+    )
+    assert len(without.seeds) < n
+    assert _matched(truth, without.positions_mm) == (n - 1, 0)
+    assert {s.position_mm for s in with_rule.seeds} == {s.position_mm for s in without.seeds}
 
 
 def _per_component(seeds) -> dict[int, int]:
@@ -372,8 +436,10 @@ def test_5mm_the_seed_end_to_end_with_a_seed_found_is_added(monkeypatch):
     scene, ct, bone = case.scene, case.ct, case.bone_hu()
     truth, n = scene.seeds_mm, len(scene.seeds_mm)
     # Step 9 (seeds beside lung re-placed along the slice axis) would move the seeds around
-    # the ones added: off, to see this step alone.
+    # the ones added, and the column pairs tried while seeds are missing add seeds of their
+    # own (51 found without this step instead of 50): both off, to see this step alone.
     monkeypatch.setattr(thick_model, "SLICE_AXIS_BESIDE_LUNG", False)
+    monkeypatch.setattr(column_pairs, "COLUMN_PAIRS_WHERE_MISSING", False)
     without, with_pairs = _without_and_with(monkeypatch, thick_model, "END_TO_END", ct, n, bone)
     found_without, false_without = _matched(truth, without.positions_mm)
     found_with, false_with = _matched(truth, with_pairs.positions_mm)

@@ -60,9 +60,12 @@ longer than ``THICK_STACKED_LENGTH_MM`` carrying 1.1 seeds is two stacked along 
 (its lighter part may carry as little as a fragment's share). With the planning CT's bone
 taken out, a single seed's blob whose column of in-plane excess (the excess over the line
 openings alone, on its footprint and its slices ± 1: :func:`column_masses`) holds
-``COLUMN_PAIR_SEEDS`` seeds is two seeds one above the other in neighbouring slices, which the
-3-slice opening thinned to one; they start half a slice above and below it and the model fit
-places them, or keeps one where one seed fits it better (``COLUMN_PAIRS``). Where k-means gives
+1.95 seeds is two seeds one above the other in neighbouring slices, which the 3-slice opening
+thinned to one; they start half a slice above and below it and the model fit places them, or
+keeps one where one seed fits it better; where the expected count says seeds are still
+missing at the end, the single seeds' blobs whose column holds 1.7 or more are tried as two
+the same way, strongest first, one per seed missing
+(:mod:`planner.postop.detection.column_pairs`). Where k-means gives
 fewer seeds than the mass asks for, seeds stacked along the slice axis are split one per slice
 (:func:`more_by_slices`), each part carrying 0.9 of a seed; a chain of three or more seeds
 k-means cannot split (its middle seed draws both neighbours' centres) is cut into parts of equal
@@ -82,7 +85,8 @@ searched on the CT less that bone: cortex the openings keep is gone, and false s
 ``--heldout``, 935/943, 6 false; on the nine of ``--validation`` (drawn after every rule was
 set), 561/579, 8 false (session 12; with the planning CT's bone 518/524, 2; 935/943, 2;
 569/579, 3). Known limits on 5 mm slices: two seeds a slice or two apart along the
-slice axis placed as one between them where their column holds fewer than ``COLUMN_PAIR_SEEDS``,
+slice axis placed as one between them where their column holds fewer than 1.95 seeds (1.7
+where seeds are missing),
 seeds in lung beside bone (a seed against the pleura reads ≈ 170–900 HU, and the line openings
 take the chest wall beside it for part of it), seeds lying along cortex.
 
@@ -96,8 +100,9 @@ Modules: this one classifies components and reconciles the count;
 measures),
 :mod:`planner.postop.detection.cluster_split` (step 5); on thick slices
 :mod:`planner.postop.detection.thick_model` (the image model steps), with
-:mod:`planner.postop.detection.thick_fit` (a blob's data for the fit) and
-:mod:`planner.postop.detection.residual` (stacked pairs, seeds in the residual); on thin slices
+:mod:`planner.postop.detection.thick_fit` (a blob's data for the fit),
+:mod:`planner.postop.detection.residual` (stacked pairs, seeds in the residual) and
+:mod:`planner.postop.detection.column_pairs` (two seeds one above the other); on thin slices
 :mod:`planner.postop.detection.thin_fit` (the image model);
 :mod:`planner.postop.detection.duplicates` (one seed found twice).
 """
@@ -112,6 +117,7 @@ from numpy.typing import NDArray
 from dose.errors import InputError
 from dose.progress import CancelFn, ProgressFn, check_cancelled, report
 from planner.imaging.volume import CTVolume
+from planner.postop.detection import column_pairs
 from planner.postop.detection.blobs import (
     SEED_LENGTH_MM,
     Component,
@@ -136,7 +142,6 @@ from planner.postop.detection.thick_slices import (
     ATTACHED_MAX_PX,
     THICK_FLOOR_HU,
     THICK_SLICE_MM,
-    column_masses,
     thick_components,
 )
 from planner.postop.detection.thin_fit import refine_seeds
@@ -168,18 +173,6 @@ THICK_EXTRA_SEED_FRACTION = 0.55
 #: (two 9 mm apart measured 11.8–13.1 mm and 1.23–1.36 seeds; single seeds ≤ 6 mm but for
 #: one of 13.5 mm and 0.86 seed).
 THICK_STACKED_LENGTH_MM = 10.0
-#: Thick slices with the planning CT's bone taken out: a single seed's blob whose column mass
-#: (:func:`planner.postop.detection.thick_slices.column_masses`, the in-plane excess not thinned by
-#: the 3-slice opening) is at least this many times the typical blob's is two seeds one above
-#: the other in neighbouring slices (layered implants, 5 mm: such pairs measured 1.9–2.6,
-#: their blobs' masses 1.2–1.4 of a seed; single seeds of rng 200–323 up to 1.8, one of rng
-#: 520 2.3: the model fit keeps it one, :data:`planner.postop.detection.thick_model.COLUMN_FEWER`).
-COLUMN_PAIRS = True
-COLUMN_PAIR_SEEDS = 1.95
-#: ... started this many slices above and below the blob (its excess holds one of them, so no
-#: split of it finds the other), at this axis confidence; the model fit then places both.
-COLUMN_PAIR_START = 0.5
-COLUMN_PAIR_CONFIDENCE = 0.3
 #: Thick slices searched without the planning CT's bone (``bone_hu``): what the user can do.
 WITHOUT_BONE_PRIOR = (
     "searched without the planning CT: verifying against it (registered) takes its bone out "
@@ -300,11 +293,10 @@ def detect_seeds(
         measure(c, voxel_mm3, blur, ct.geometry)
     single, single_core, typical = _typical_seed(comps)
     column_seeds = np.zeros(len(comps))
-    if thick and bone_hu is not None and COLUMN_PAIRS and len(comps):
-        columns = column_masses(comps, labels, inplane_excess, search.hu, thr, excluded, voxel_mm3)
-        # In typical blobs' column masses (blobs of about one seed's mass).
-        typical_column = float(np.median(columns[typical] if typical.any() else columns))
-        column_seeds = columns / max(typical_column, 1e-9)
+    if thick and bone_hu is not None and column_pairs.COLUMN_PAIRS and len(comps):
+        column_seeds = column_pairs.column_seeds(
+            comps, typical, labels, inplane_excess, search.hu, thr, excluded, voxel_mm3
+        )
     seeds: list[DetectedSeed] = []
     metal: list[MetalObject] = _solid_objects(ct, solid)
     clusters = 0
@@ -354,6 +346,18 @@ def detect_seeds(
         seeds, clusters = _reconcile(
             seeds, comps, expected, voxel_mm3, blur, clusters, normal, thickness, single
         )
+    if thick and expected is not None and len(seeds) < expected and column_seeds.any():
+        n_before = len(seeds)
+        seeds = column_pairs.pairs_where_missing(
+            seeds, comps, column_seeds, expected - len(seeds), fit_ctx, single, normal, thickness
+        )
+        clusters += len(seeds) - n_before  # each pair made adds one seed
+        if len(seeds) > n_before:
+            messages.append(
+                f"{len(seeds) - n_before} seed(s) added where a seed's column on these thick "
+                "slices held nearly two and seeds were missing from the expected count: "
+                "review them (low axis confidence)"
+            )
     if expected is not None and len(seeds) != expected:
         diff = len(seeds) - expected
         messages.append(
@@ -403,7 +407,7 @@ def _seeds_of(
         axis = canonical_axis(c.eigvecs[:, 0])
         return [DetectedSeed(centre, axis, axis_confidence(c.eigvals), 1, c.label)]
     pts, axes, confs = (
-        _column_pair(c, normal, thickness)
+        column_pairs.pair_starts(c, normal, thickness)
         if c.column_pair
         else split_cluster(c, c.n_seeds, voxel_mm3, blur, normal, thickness, min_part, single)
     )
@@ -523,7 +527,7 @@ def _count(
         # up to half of one of them (parts measured 0.5 and 0.86 of a seed).
         n_guess = 2
         part_fraction = THICK_FAINT_FRACTION
-    c.column_pair = n_guess == 1 and column_seeds >= COLUMN_PAIR_SEEDS
+    c.column_pair = n_guess == 1 and column_seeds >= column_pairs.COLUMN_PAIR_SEEDS
     if c.column_pair:
         # Two seeds one above the other in neighbouring slices: the 3-slice opening left
         # about one of them (a column of 3–4 bright slices); the in-plane excess holds both.
@@ -553,19 +557,6 @@ def _not_a_seed(
     if thick and c.attached_px > ATTACHED_MAX_PX:
         return "part of a larger structure as bright as itself (bone, not a seed)"
     return ""
-
-
-def _column_pair(
-    c: Component, normal: NDArray[np.float64], thickness_mm: float
-) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
-    """Starts (centres ``(2, 3)`` LPS mm, axes, confidences) of the two seeds one above the other
-    of component ``c``: ``COLUMN_PAIR_START`` slices above and below it along the unit slice
-    ``normal`` (its excess holds one of them: no split of it finds the other); the model fit
-    places them."""
-    step = COLUMN_PAIR_START * thickness_mm * np.asarray(normal, dtype=np.float64)
-    centres = np.array([c.centre - step, c.centre + step])
-    axes = np.array([c.eigvecs[:, 0], c.eigvecs[:, 0]])
-    return centres, axes, np.full(2, COLUMN_PAIR_CONFIDENCE)
 
 
 def thick_slice_caveat(thickness_mm: float) -> str:

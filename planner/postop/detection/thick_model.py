@@ -98,8 +98,8 @@ NEIGHBOUR_REACH_MM = 8.0
 #: fewer (kept when its BIC is lower).
 REFIT_FEWER = True
 #: ... and for a blob counted two seeds one above the other by its column of in-plane excess
-#: (:data:`planner.postop.detection.detect.COLUMN_PAIRS`): a single seed's column read 2.3 seeds
-#: (freehand rng 520, no other seed in it), and one seed fits it better.
+#: (:data:`planner.postop.detection.column_pairs.COLUMN_PAIRS`): a single seed's column read
+#: 2.3 seeds (freehand rng 520, no other seed in it), and one seed fits it better.
 COLUMN_FEWER = True
 #: Two seeds whose centres lie closer than this (mm) along their axes and within
 #: ``OVERLAP_LATERAL_MM`` across them would overlap (end to end they are a seed length,
@@ -361,7 +361,7 @@ def seed_amplitude(
     groups = seeds_by_component(seeds)
     by_label = {c.label: c for c in comps}
     singles = sorted(
-        (c for lab, g in groups.items() if len(g) == 1 for c in [by_label[lab]]),
+        (by_label[lab] for lab, g in groups.items() if len(g) == 1 and lab in by_label),
         key=lambda c: abs(c.n_float - 1.0),
     )[:10]
     amps = []
