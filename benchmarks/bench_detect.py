@@ -210,12 +210,15 @@ FREEHAND_UNSEEN_RNGS = tuple(range(300, 324))
 #: (session 18), rng 500–523 (drawn after session 19's rules were set on rng 200–223), rng
 #: 600–623 (session 20: drawn to judge two rules set on rng 200–323, neither kept; 5 mm with
 #: session 19's rules 987/1011 found, 7 false), rng 700–723 (session 21: drawn to judge a lower
-#: column-pair threshold, not kept; 5 mm with session 20's rules 937/950 found, 5 false).
+#: column-pair threshold, not kept; 5 mm with session 20's rules 937/950 found, 5 false) and
+#: rng 800–823 (session 21: drawn to judge the column pairs tried where seeds are missing; 5 mm
+#: 1007/1020, 6 false before it, 1008/1020, 6 after).
 FREEHAND_LATER_RNGS = (
     tuple(range(400, 424))
     + tuple(range(500, 524))
     + tuple(range(600, 624))
     + tuple(range(700, 724))
+    + tuple(range(800, 824))
 )
 
 
