@@ -126,7 +126,7 @@ def pairs_where_missing(
             out.append(s)
             continue
         c = by_label[s.component]
-        c.column_pair, c.n_seeds = True, 2
+        c.column_pair = True  # the refit then also tries one seed fewer
         pair_pts, axes, confs = pair_starts(c, normal, thickness)
         out.extend(
             DetectedSeed(tuple(float(v) for v in p), canonical_axis(a), float(f), 2, c.label)
@@ -139,18 +139,19 @@ def pairs_where_missing(
     # is no evidence of two; two seeds at one place in-plane less than a slice apart along
     # the normal are one seed across two slices, as these slices show it. The seed it was
     # stays.
-    alone = {s.component: s for s in seeds if s.component in chosen}
     placed = seeds_by_component(fitted)
     kept: list[DetectedSeed] = []
     for s in fitted:
-        pair = placed[s.component] if s.component in chosen else []
-        placed_by_fit = not any(q.position_mm in starts for q in pair)
-        if len(pair) != 2 or (placed_by_fit and _resolved(pair, normal, thickness)):
+        if s.component not in chosen:
+            kept.append(s)
+            continue
+        pair = placed[s.component]
+        at_starts = any(q.position_mm in starts for q in pair)
+        if len(pair) != 2 or (not at_starts and _resolved(pair, normal, thickness)):
             kept.append(s)
         elif s is pair[0]:
-            kept.append(alone[s.component])
-            c = by_label[s.component]
-            c.column_pair, c.n_seeds = False, 1
+            kept.append(groups[s.component][0])
+            by_label[s.component].column_pair = False
     return kept
 
 
