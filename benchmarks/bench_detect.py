@@ -15,7 +15,9 @@ not chosen on (:func:`heldout_cases`); ``--scenarios --validation`` a third set
 (:func:`validation_cases`); ``--scenarios --freehand`` freehand implants of random geometry
 (:func:`freehand_cases`, rng 0–11; ``--freehand-check``: rng 100–111); ``--bone-prior``
 gives the detection on thick slices the planning CT's bone, registered 0.9 mm off
-(:mod:`planner.postop.detection.bone_prior`). None is part of ``seedplan bench``.
+(:mod:`planner.postop.detection.bone_prior`); ``--box-profile`` renders every scene's seeds
+on a box slice profile instead of the detection's Gaussian model (:data:`SLICE_PROFILE`).
+None is part of ``seedplan bench``.
 """
 
 from __future__ import annotations
@@ -29,6 +31,10 @@ import scipy.ndimage as ndi
 from scipy.optimize import linear_sum_assignment
 
 GOAL_SECONDS = 5.0
+#: The seeds' slice profile of every scene built here (``render_postop_ct``'s
+#: ``slice_profile``): ``"gaussian"``, the detection's own model, or ``"box"`` (``--box-profile``:
+#: thick slices averaged from thin ones, a scanner that is not the model).
+SLICE_PROFILE = "gaussian"
 
 
 def make_case(n_slices: int = 150, slice_mm: float = 1.25):
@@ -42,7 +48,7 @@ def make_case(n_slices: int = 150, slice_mm: float = 1.25):
     scene = needle_implant_scene(
         ph.masks["GTV"], ph.geometry, rng=1, needle_spacing_mm=9.0, seed_spacing_mm=8.0
     )
-    return render_postop_ct(base, scene, rng=3), scene
+    return render_postop_ct(base, scene, rng=3, slice_profile=SLICE_PROFILE), scene
 
 
 def _baseline(ct) -> np.ndarray:
@@ -143,14 +149,32 @@ def scenario_cases(thickness_mm: float):
     cases = []
     for rng in (1, 3):
         sc = needle_implant_scene(gtv, geo, rng=rng, clusters=False, avoid_lung=base.hu)
-        cases.append((f"needles rng {rng}", render_postop_ct(base, sc, rng=rng + 2), sc))
+        cases.append(
+            (
+                f"needles rng {rng}",
+                render_postop_ct(base, sc, rng=rng + 2, slice_profile=SLICE_PROFILE),
+                sc,
+            )
+        )
     centre = geo.zyx_to_world(np.argwhere(gtv).mean(axis=0))
     for rng in (1, 2, 3):
         sc = seed_grid_scene(geo, centre, rng=rng, avoid_lung=base.hu)
-        cases.append((f"grid rng {rng}", render_postop_ct(base, sc, rng=rng + 2), sc))
+        cases.append(
+            (
+                f"grid rng {rng}",
+                render_postop_ct(base, sc, rng=rng + 2, slice_profile=SLICE_PROFILE),
+                sc,
+            )
+        )
     for rng in (1, 2):
         sc = needle_implant_scene(gtv, geo, rng=rng)
-        cases.append((f"clusters+lung rng {rng}", render_postop_ct(base, sc, rng=rng + 2), sc))
+        cases.append(
+            (
+                f"clusters+lung rng {rng}",
+                render_postop_ct(base, sc, rng=rng + 2, slice_profile=SLICE_PROFILE),
+                sc,
+            )
+        )
     if thickness_mm == 5.0:
         ct, sc = make_case(n_slices=30, slice_mm=5.0)
         cases.append(("dense benchmark", ct, sc))
@@ -170,11 +194,21 @@ def _random_draws(thickness_mm: float, label: str, grid_rngs, implant_rngs):
     cases = []
     for rng in grid_rngs:
         sc = seed_grid_scene(geo, centre, rng=rng, avoid_lung=base.hu)
-        cases.append((f"{label} grid rng {rng}", render_postop_ct(base, sc, rng=rng + 2), sc))
+        cases.append(
+            (
+                f"{label} grid rng {rng}",
+                render_postop_ct(base, sc, rng=rng + 2, slice_profile=SLICE_PROFILE),
+                sc,
+            )
+        )
     for rng in implant_rngs:
         sc = needle_implant_scene(gtv, geo, rng=rng)
         cases.append(
-            (f"{label} clusters+lung rng {rng}", render_postop_ct(base, sc, rng=rng + 2), sc)
+            (
+                f"{label} clusters+lung rng {rng}",
+                render_postop_ct(base, sc, rng=rng + 2, slice_profile=SLICE_PROFILE),
+                sc,
+            )
         )
     return cases
 
@@ -236,7 +270,13 @@ def freehand_cases(thickness_mm: float, rngs=FREEHAND_RNGS):
     cases = []
     for rng in rngs:
         sc = freehand_implant_scene(gtv, base.geometry, rng=rng)
-        cases.append((f"freehand rng {rng}", render_postop_ct(base, sc, rng=rng + 100), sc))
+        cases.append(
+            (
+                f"freehand rng {rng}",
+                render_postop_ct(base, sc, rng=rng + 100, slice_profile=SLICE_PROFILE),
+                sc,
+            )
+        )
     return cases
 
 
@@ -348,6 +388,8 @@ def scenario_table(
 if __name__ == "__main__":  # pragma: no cover - manual run
     import sys
 
+    if "--box-profile" in sys.argv:
+        SLICE_PROFILE = "box"
     if "--scenarios" in sys.argv:
         print(
             "slice mm | scenario | found / expected | false | centre RMS mm | axis median ° | "

@@ -160,14 +160,21 @@ class ResampledScene:
         return planning_bone_hu(self.planning, self.ct, self.registration)
 
 
-def resampled_scene(kind: str, rng: int, render_rng: int, thickness_mm: float = 5.0):
+def resampled_scene(
+    kind: str,
+    rng: int,
+    render_rng: int,
+    thickness_mm: float = 5.0,
+    slice_profile: str = "gaussian",
+):
     """:class:`ResampledScene` of a ``"freehand"`` (:func:`freehand_implant_scene`) or
     ``"needles"`` (:func:`needle_implant_scene`) implant drawn with ``rng``, rendered with
-    ``render_rng``, on slices of ``thickness_mm``."""
+    ``render_rng`` and ``slice_profile`` (:func:`render_postop_ct`), on slices of
+    ``thickness_mm``."""
     ph = _phantom(40)
     base, gtv = reslice_thick(ph.hu, ph.geometry, ph.masks["GTV"], thickness_mm)
     make = {"freehand": freehand_implant_scene, "needles": needle_implant_scene}[kind]
     scene = make(gtv, base.geometry, rng=rng)
-    ct = render_postop_ct(base, scene, rng=render_rng)
+    ct = render_postop_ct(base, scene, rng=render_rng, slice_profile=slice_profile)
     off = RigidTransform().nudged(shift_mm=(0.5, -0.4, 0.6), rotation_deg=(0.0, 0.0, 0.5))
     return ResampledScene(CTVolume(ph.hu, ph.geometry), base, gtv, scene, ct, off)

@@ -4,7 +4,8 @@ A post-op CT is a planning-type CT plus metal. Each I-125 seed (6711-like: a tit
 4.5 mm × 0.8 mm with a silver marker) is rendered as what a CT scanner reports: the seed's
 attenuation excess blurred by the scanner's point-spread function — an in-plane Gaussian
 (σ ≈ 0.45 mm, a body kernel) times a Gaussian slice-sensitivity profile whose FWHM equals the
-slice thickness — sampled at the voxel centres, then clipped at the 12-bit scanner maximum
+slice thickness, or (``slice_profile="box"``) a box of the thickness averaged from 1 mm thin
+slices — sampled at the voxel centres, then clipped at the 12-bit scanner maximum
 (3071 HU), which is what makes seed HU "saturate". Metal streaks are thin in-plane lines of
 alternating sign through each metal object, decaying with distance; noise is white Gaussian.
 Non-seed metal — a pedicle screw (titanium cylinder) and vertebroplasty cement (a radio-opaque
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.typing import NDArray
+from scipy.special import erf
 
 from dose.geometry import GridGeometry
 from planner.imaging.volume import CTVolume
@@ -28,6 +30,7 @@ __all__ = [
     "SCANNER_MAX_HU",
     "SEED_DIAMETER_MM",
     "SEED_LENGTH_MM",
+    "SLICE_PROFILES",
     "Cement",
     "PostopScene",
     "Screw",
@@ -44,6 +47,11 @@ SCANNER_MAX_HU = 3071.0
 #: (silver marker and titanium capsule, far beyond the 12-bit scale before clipping).
 SEED_EXCESS_HU_MM3 = 25_000.0 * np.pi * (SEED_DIAMETER_MM / 2) ** 2 * SEED_LENGTH_MM
 INPLANE_PSF_SIGMA_MM = 0.45
+#: FWHM of the thin slices a ``"box"`` slice profile averages (mm; a multi-slice scanner's
+#: thick slices are sums of its thin ones).
+THIN_SLICE_FWHM_MM = 1.0
+#: The slice profiles :func:`render_postop_ct` renders seeds with.
+SLICE_PROFILES = ("gaussian", "box")
 FWHM_TO_SIGMA = 1.0 / (2.0 * np.sqrt(2.0 * np.log(2.0)))
 
 
@@ -91,12 +99,19 @@ def _splat(
     points_mm: NDArray[np.float64],
     weights: NDArray[np.float64],
     extra_var_mm2: float,
+    slice_profile: str = "gaussian",
 ) -> None:
-    """Add Σ w·G(x − p) (HU) at the voxel centres near ``points_mm`` (G: the PSF, 1/mm³)."""
+    """Add Σ w·G(x − p) (HU) at the voxel centres near ``points_mm`` (G: the PSF, 1/mm³; along
+    the slice axis the profile of :func:`render_postop_ct`'s ``slice_profile``)."""
     sigma = np.sqrt(_psf_sigma_mm(geometry) ** 2 + extra_var_mm2)  # (i, j, k)
+    thickness = float(geometry.spacing_mm[2])
+    box = slice_profile == "box"
+    if box:  # the thickness averaged from thin slices: a box blurred by the thin profile
+        sigma[2] = np.sqrt((THIN_SLICE_FWHM_MM * FWHM_TO_SIGMA) ** 2 + extra_var_mm2)
     rot = np.asarray(geometry.direction, dtype=np.float64)  # columns: i, j, k axes in LPS
     spacing = np.asarray(geometry.spacing_mm, dtype=np.float64)
-    reach_vox = np.ceil(4.0 * sigma / spacing).astype(int)
+    reach_mm = 4.0 * sigma + np.array([0.0, 0.0, 0.5 * thickness if box else 0.0])
+    reach_vox = np.ceil(reach_mm / spacing).astype(int)
     ijk = geometry.world_to_index(points_mm)
     lo = np.floor(ijk.min(axis=0)).astype(int) - reach_vox
     hi = np.ceil(ijk.max(axis=0)).astype(int) + reach_vox + 1
@@ -111,7 +126,13 @@ def _splat(
     norm = 1.0 / ((2 * np.pi) ** 1.5 * np.prod(sigma))
     gi = np.exp(-0.5 * ((ii[None, :] * spacing[0] - pts_grid[:, 0:1]) / sigma[0]) ** 2)
     gj = np.exp(-0.5 * ((jj[None, :] * spacing[1] - pts_grid[:, 1:2]) / sigma[1]) ** 2)
-    gk = np.exp(-0.5 * ((kk[None, :] * spacing[2] - pts_grid[:, 2:3]) / sigma[2]) ** 2)
+    dk = kk[None, :] * spacing[2] - pts_grid[:, 2:3]
+    if box:  # the box's erf difference, scaled as the Gaussian's peak (norm holds σ_k)
+        u = dk / (np.sqrt(2.0) * sigma[2])
+        half = 0.5 * thickness / (np.sqrt(2.0) * sigma[2])
+        gk = 0.5 * (erf(u + half) - erf(u - half)) * (np.sqrt(2 * np.pi) * sigma[2] / thickness)
+    else:
+        gk = np.exp(-0.5 * (dk / sigma[2]) ** 2)
     block = np.einsum("p,pk,pj,pi->kji", weights * norm, gk, gj, gi, optimize=True)
     out[lo[2] : hi[2], lo[1] : hi[1], lo[0] : hi[0]] += block.astype(np.float32)
 
@@ -186,14 +207,25 @@ def _solid_mask_mm(geometry: GridGeometry, inside, box_lo_mm, box_hi_mm):
 
 
 def render_postop_ct(
-    base: CTVolume, scene: PostopScene, *, rng: np.random.Generator | int = 0
+    base: CTVolume,
+    scene: PostopScene,
+    *,
+    rng: np.random.Generator | int = 0,
+    slice_profile: str = "gaussian",
 ) -> CTVolume:
     """The post-op CT of ``scene`` on ``base``'s grid (a new volume; ``base`` is unchanged).
+
+    ``slice_profile``: the seeds' slice sensitivity profile, ``"gaussian"`` (FWHM the slice
+    thickness, the model the detection assumes) or ``"box"`` (the thickness averaged from thin
+    slices of FWHM ``THIN_SLICE_FWHM_MM``: flat, with no tails into the next slices — a check
+    that the detection holds where the scanner's profile is not its model's).
 
     ``base.hu`` is the patient without metal (its own noise included); the result adds the
     seeds, screws and cement, their streaks and ``scene.noise_sd_hu`` more noise, and clips to
     [−1024, 3071] HU like a 12-bit scanner. Returns int16 HU.
     """
+    if slice_profile not in SLICE_PROFILES:
+        raise ValueError(f"unknown slice profile {slice_profile!r} (one of {SLICE_PROFILES})")
     rng = np.random.default_rng(rng)
     geometry = base.geometry
     hu = base.hu.astype(np.float32).copy()
@@ -236,7 +268,7 @@ def render_postop_ct(
     for centre, axis in zip(seeds, axes, strict=True):
         pts = _seed_samples(centre, axis)
         w = np.full(len(pts), SEED_EXCESS_HU_MM3 / len(pts))
-        _splat(metal, geometry, pts, w, disc_var)
+        _splat(metal, geometry, pts, w, disc_var, slice_profile)
         _add_streaks(metal, geometry, centre, scene.streak_hu, scene.streaks_per_object, rng)
     hu += metal
     if scene.noise_sd_hu > 0:
