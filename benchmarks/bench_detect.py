@@ -37,18 +37,25 @@ GOAL_SECONDS = 5.0
 SLICE_PROFILE = "gaussian"
 
 
+def _render(base, scene, rng: int):
+    """The post-op CT of ``scene`` on ``base`` (``render_postop_ct``) on :data:`SLICE_PROFILE`."""
+    from planner.postop.synthetic import render_postop_ct
+
+    return render_postop_ct(base, scene, rng=rng, slice_profile=SLICE_PROFILE)
+
+
 def make_case(n_slices: int = 150, slice_mm: float = 1.25):
     """(post-op CTVolume, PostopScene) of the benchmark."""
     from planner.demo.phantom import PhantomSpec, generate_phantom
     from planner.imaging.volume import CTVolume
-    from planner.postop.synthetic import needle_implant_scene, render_postop_ct
+    from planner.postop.synthetic import needle_implant_scene
 
     ph = generate_phantom(PhantomSpec(slice_mm=slice_mm, n_slices=n_slices))
     base = CTVolume(ph.hu, ph.geometry)
     scene = needle_implant_scene(
         ph.masks["GTV"], ph.geometry, rng=1, needle_spacing_mm=9.0, seed_spacing_mm=8.0
     )
-    return render_postop_ct(base, scene, rng=3, slice_profile=SLICE_PROFILE), scene
+    return _render(base, scene, 3), scene
 
 
 def _baseline(ct) -> np.ndarray:
@@ -140,7 +147,6 @@ def scenario_cases(thickness_mm: float):
     from planner.demo.phantom import generate_phantom
     from planner.postop.synthetic import (
         needle_implant_scene,
-        render_postop_ct,
         seed_grid_scene,
     )
 
@@ -149,32 +155,14 @@ def scenario_cases(thickness_mm: float):
     cases = []
     for rng in (1, 3):
         sc = needle_implant_scene(gtv, geo, rng=rng, clusters=False, avoid_lung=base.hu)
-        cases.append(
-            (
-                f"needles rng {rng}",
-                render_postop_ct(base, sc, rng=rng + 2, slice_profile=SLICE_PROFILE),
-                sc,
-            )
-        )
+        cases.append((f"needles rng {rng}", _render(base, sc, rng + 2), sc))
     centre = geo.zyx_to_world(np.argwhere(gtv).mean(axis=0))
     for rng in (1, 2, 3):
         sc = seed_grid_scene(geo, centre, rng=rng, avoid_lung=base.hu)
-        cases.append(
-            (
-                f"grid rng {rng}",
-                render_postop_ct(base, sc, rng=rng + 2, slice_profile=SLICE_PROFILE),
-                sc,
-            )
-        )
+        cases.append((f"grid rng {rng}", _render(base, sc, rng + 2), sc))
     for rng in (1, 2):
         sc = needle_implant_scene(gtv, geo, rng=rng)
-        cases.append(
-            (
-                f"clusters+lung rng {rng}",
-                render_postop_ct(base, sc, rng=rng + 2, slice_profile=SLICE_PROFILE),
-                sc,
-            )
-        )
+        cases.append((f"clusters+lung rng {rng}", _render(base, sc, rng + 2), sc))
     if thickness_mm == 5.0:
         ct, sc = make_case(n_slices=30, slice_mm=5.0)
         cases.append(("dense benchmark", ct, sc))
@@ -186,7 +174,7 @@ def _random_draws(thickness_mm: float, label: str, grid_rngs, implant_rngs):
     needle implants with clusters and lung (``implant_rngs``) on the demo anatomy resampled to
     ``thickness_mm``, named ``label`` grid/clusters+lung rng N."""
     from planner.demo.phantom import generate_phantom
-    from planner.postop.synthetic import needle_implant_scene, render_postop_ct, seed_grid_scene
+    from planner.postop.synthetic import needle_implant_scene, seed_grid_scene
 
     base, gtv = _resample_z(generate_phantom(n_slices=40), thickness_mm)
     geo = base.geometry
@@ -194,22 +182,10 @@ def _random_draws(thickness_mm: float, label: str, grid_rngs, implant_rngs):
     cases = []
     for rng in grid_rngs:
         sc = seed_grid_scene(geo, centre, rng=rng, avoid_lung=base.hu)
-        cases.append(
-            (
-                f"{label} grid rng {rng}",
-                render_postop_ct(base, sc, rng=rng + 2, slice_profile=SLICE_PROFILE),
-                sc,
-            )
-        )
+        cases.append((f"{label} grid rng {rng}", _render(base, sc, rng + 2), sc))
     for rng in implant_rngs:
         sc = needle_implant_scene(gtv, geo, rng=rng)
-        cases.append(
-            (
-                f"{label} clusters+lung rng {rng}",
-                render_postop_ct(base, sc, rng=rng + 2, slice_profile=SLICE_PROFILE),
-                sc,
-            )
-        )
+        cases.append((f"{label} clusters+lung rng {rng}", _render(base, sc, rng + 2), sc))
     return cases
 
 
@@ -264,19 +240,12 @@ def freehand_cases(thickness_mm: float, rngs=FREEHAND_RNGS):
     scenes these are not near-copies of one another."""
     from planner.demo.phantom import generate_phantom
     from planner.postop.freehand_scene import freehand_implant_scene
-    from planner.postop.synthetic import render_postop_ct
 
     base, gtv = _resample_z(generate_phantom(n_slices=40), thickness_mm)
     cases = []
     for rng in rngs:
         sc = freehand_implant_scene(gtv, base.geometry, rng=rng)
-        cases.append(
-            (
-                f"freehand rng {rng}",
-                render_postop_ct(base, sc, rng=rng + 100, slice_profile=SLICE_PROFILE),
-                sc,
-            )
-        )
+        cases.append((f"freehand rng {rng}", _render(base, sc, rng + 100), sc))
     return cases
 
 
