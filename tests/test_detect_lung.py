@@ -275,3 +275,25 @@ def test_a_seed_in_lung_shared_by_two_slices_is_found_when_its_fit_is_sharp(monk
     assert np.linalg.norm(truth - gained, axis=1).min() < 1.0
     k = np.rint(base.geometry.world_to_zyx(gained[None]))[0].astype(int)
     assert ct.hu[tuple(k)] < 800  # faint: a seed in lung on 5 mm slices
+
+
+def test_a_seed_in_lung_a_slice_beside_a_brighter_seed_is_found(monkeypatch) -> None:
+    """Freehand rng 209 (5 mm, the planning CT's bone out): a seed in lung (−800 HU about it)
+    halfway between two slices peaks at about 980 HU of in-plane excess, and a found seed in
+    the tissue of the next slice at 1300 HU: the lung step's spots are the maxima of what the
+    found seeds' images leave (``SPOTS_ON_RESIDUAL``), where it is one; on the excess itself
+    it is none, and the seed is missed."""
+    import planner.postop.detection.lung_seeds as lung_seeds
+    from tests.postop_builders import resampled_scene
+
+    case = resampled_scene("freehand", rng=209, render_rng=309)
+    scene, ct, bone, base = case.scene, case.ct, case.bone_hu(), case.base
+    truth, n = scene.seeds_mm, len(scene.seeds_mm)
+    found = detect.detect_seeds(ct, expected=n, bone_hu=bone).positions_mm
+    monkeypatch.setattr(lung_seeds, "SPOTS_ON_RESIDUAL", False)
+    on_excess = detect.detect_seeds(ct, expected=n, bone_hu=bone).positions_mm
+    gained = _the_seed_gained(truth, found, on_excess)
+    assert np.linalg.norm(truth - gained, axis=1).min() < 1.5
+    k = np.rint(base.geometry.world_to_zyx(gained[None]))[0].astype(int)
+    assert base.hu[k[0], k[1] - 3 : k[1] + 4, k[2] - 3 : k[2] + 4].mean() < -500  # in lung
+    assert ct.hu[tuple(k)] < 600  # faint on these slices

@@ -39,7 +39,9 @@ Pipeline (after Nguyen, Fouard & Troccaz, IEEE TBME 2015; ../shared/reference/cl
    says how elongated it is (thick slices and clusters give less).
 7. **Count reconciliation** with the expected number (from the loading sheet): the clusters
    whose mass is furthest above their integer count are split further while seeds are missing;
-   any remaining difference is reported, never hidden.
+   on thick slices, the found seeds the image model fits better as two are then made two, the
+   best first, one per seed still missing (:mod:`planner.postop.detection.split_missing`); any
+   remaining difference is reported, never hidden.
 
 **Thick slices** (> 3 mm): an in-plane seed smeared over a 5 mm slice reads ≈ 1000 HU, like
 cortical bone, so steps 1–3 search by shape instead of HU (:func:`thick_components`): the
@@ -102,7 +104,9 @@ measures),
 :mod:`planner.postop.detection.thick_model` (the image model steps), with
 :mod:`planner.postop.detection.thick_fit` (a blob's data for the fit),
 :mod:`planner.postop.detection.residual` (stacked pairs, seeds in the residual) and
-:mod:`planner.postop.detection.column_pairs` (two seeds one above the other); on thin slices
+:mod:`planner.postop.detection.column_pairs` (two seeds one above the other) and
+:mod:`planner.postop.detection.split_missing` (a found seed that is two, where seeds are
+missing); on thin slices
 :mod:`planner.postop.detection.thin_fit` (the image model);
 :mod:`planner.postop.detection.duplicates` (one seed found twice).
 """
@@ -136,8 +140,14 @@ from planner.postop.detection.results import (
     canonical_axis,
 )
 from planner.postop.detection.solid_metal import solid_metal_mask
+from planner.postop.detection.split_missing import split_where_missing
 from planner.postop.detection.thick_fit import FitContext
-from planner.postop.detection.thick_model import FAINT_ALONE_MM, place_by_model, seed_within
+from planner.postop.detection.thick_model import (
+    FAINT_ALONE_MM,
+    place_by_model,
+    seed_amplitude,
+    seed_within,
+)
 from planner.postop.detection.thick_slices import (
     ATTACHED_MAX_PX,
     THICK_FLOOR_HU,
@@ -357,6 +367,19 @@ def detect_seeds(
                 f"{len(seeds) - n_before} seed(s) added where a seed's column on these thick "
                 "slices held nearly two and seeds were missing from the expected count: "
                 "review them (low axis confidence)"
+            )
+    if thick and expected is not None and len(seeds) < expected and len(seeds) >= 3:
+        n_before = len(seeds)
+        amplitude = seed_amplitude(seeds, comps, fit_ctx, single)
+        seeds = split_where_missing(
+            seeds, fit_ctx, amplitude, expected - len(seeds), normal, thickness
+        )
+        clusters += len(seeds) - n_before
+        if len(seeds) > n_before:
+            messages.append(
+                f"{len(seeds) - n_before} seed(s) made two where the image model fits two "
+                "better and seeds were missing from the expected count: review them (low "
+                "axis confidence)"
             )
     if expected is not None and len(seeds) != expected:
         diff = len(seeds) - expected
