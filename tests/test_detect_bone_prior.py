@@ -28,6 +28,7 @@ from scipy.optimize import linear_sum_assignment
 
 import planner.postop.detection.column_pairs as column_pairs
 import planner.postop.detection.detect as detect_module
+import planner.postop.detection.split_missing as split_missing
 import planner.postop.detection.thick_model as thick_model
 from dose.errors import InputError
 from dose.geometry import GridGeometry
@@ -221,6 +222,9 @@ def test_5mm_faint_remnants_of_seeds_end_to_end_are_seeds_with_the_bone_out(
 def test_5mm_a_seed_found_between_two_seeds_end_to_end_is_those_two(monkeypatch):
     case = resampled_scene("freehand", rng=3, render_rng=103)
     scene, ct, bone = case.scene, case.ct, case.bone_hu()
+    # The found seeds made two where seeds are missing (split_missing) find such seeds too
+    # (the step is general): off, to see this rule alone.
+    monkeypatch.setattr(split_missing, "SPLIT_WHERE_MISSING", False)
     truth, n = scene.seeds_mm, len(scene.seeds_mm)
     without, with_split = _without_and_with(monkeypatch, thick_model, "BETWEEN_PAIRS", ct, n, bone)
     # Without the step one seed lies between two true seeds, 4.2 mm from each: both missed.
@@ -285,6 +289,9 @@ def test_5mm_two_seeds_one_above_the_other_whose_column_holds_two_are_two(monkey
     seeds, started above and below it and placed by the model fit."""
     case = resampled_scene("freehand", rng=302, render_rng=402)
     truth, n, bone = case.scene.seeds_mm, len(case.scene.seeds_mm), case.bone_hu()
+    # The found seeds made two where seeds are missing (split_missing) find such seeds too
+    # (the step is general): off, to see this rule alone.
+    monkeypatch.setattr(split_missing, "SPLIT_WHERE_MISSING", False)
     without, with_pairs = _without_and_with(
         monkeypatch, column_pairs, "COLUMN_PAIRS", case.ct, n, bone
     )
@@ -328,6 +335,9 @@ def test_5mm_where_seeds_are_missing_a_column_nearer_two_is_tried_as_two(monkeyp
     Without the expected count nothing changes."""
     case = resampled_scene("freehand", rng=312, render_rng=412)
     truth, n, bone = case.scene.seeds_mm, len(case.scene.seeds_mm), case.bone_hu()
+    # The found seeds made two where seeds are missing (split_missing) find such seeds too
+    # (the step is general): off, to see this rule alone.
+    monkeypatch.setattr(split_missing, "SPLIT_WHERE_MISSING", False)
     without, with_pairs = _without_and_with(
         monkeypatch, column_pairs, "COLUMN_PAIRS_WHERE_MISSING", case.ct, n, bone
     )
@@ -440,6 +450,9 @@ def test_5mm_the_seed_end_to_end_with_a_seed_found_is_added(monkeypatch):
     # own (51 found without this step instead of 50): both off, to see this step alone.
     monkeypatch.setattr(thick_model, "SLICE_AXIS_BESIDE_LUNG", False)
     monkeypatch.setattr(column_pairs, "COLUMN_PAIRS_WHERE_MISSING", False)
+    # The found seeds made two where seeds are missing (split_missing) find such seeds too
+    # (the step is general): off, to see this rule alone.
+    monkeypatch.setattr(split_missing, "SPLIT_WHERE_MISSING", False)
     without, with_pairs = _without_and_with(monkeypatch, thick_model, "END_TO_END", ct, n, bone)
     found_without, false_without = _matched(truth, without.positions_mm)
     found_with, false_with = _matched(truth, with_pairs.positions_mm)

@@ -47,7 +47,7 @@ MIN_GAP_MM = 3.0
 MIN_SLICES_APART = 0.9
 INPLANE_APART_MM = 2.0
 #: ... each within this (mm) of the seed they replace,
-MAX_MOVE_MM = 6.0
+MAX_MOVE_MM = 7.0
 #: ... and no closer than this (mm) to another seed found (it would be that seed's image).
 MIN_OTHER_MM = 4.0
 #: Only the seeds two seeds would explain best instead (:func:`second_seed_score`: pairs
