@@ -68,6 +68,13 @@ SCREEN_EXTRA = 6
 NEIGHBOUR_REACH_MM = 14.0
 
 
+#: What a seed's fits work on (:func:`_box_data`): coords ``(M, 3)`` LPS mm, in-plane excess
+#: ``(M,)`` HU, saturated ``(M,)``, the other found seeds' image ``(M,)`` HU or None.
+BoxData = tuple[
+    NDArray[np.float64], NDArray[np.float64], NDArray[np.bool_], NDArray[np.float64] | None
+]
+
+
 @dataclass(frozen=True)
 class SplitCandidate:
     """A found seed (index ``n``) fitted better as two: the BIC gain, the two-seed fit, and
@@ -184,7 +191,7 @@ def split_candidates(
 
 
 def second_seed_score(
-    data,
+    data: BoxData,
     centre_mm: NDArray[np.float64],
     axis: NDArray[np.float64],
     normal: NDArray[np.float64],
@@ -227,7 +234,9 @@ def second_seed_score(
     return best
 
 
-def _start_directions(axis: NDArray[np.float64], normal: NDArray[np.float64]):
+def _start_directions(
+    axis: NDArray[np.float64], normal: NDArray[np.float64]
+) -> list[NDArray[np.float64]]:
     """Unit directions the two-seed fits start along: the slice normal, the seed's axis and
     the direction across both (the axis itself where it lies along the normal)."""
     dirs = [normal]
@@ -245,7 +254,7 @@ def _box_data(
     axes: NDArray[np.float64],
     n: int,
     amplitude: float,
-):
+) -> BoxData | None:
     """(coords ``(M, 3)`` LPS mm, in-plane excess ``(M,)`` HU, saturated ``(M,)``, the other
     seeds' image ``(M,)`` HU or None) of the box about seed ``n`` (``BOX_MM``, ``BOX_SLICES``),
     without excluded voxels; None with fewer than ``MIN_FIT_VOXELS``."""
