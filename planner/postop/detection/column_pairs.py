@@ -156,10 +156,15 @@ def pairs_where_missing(
 
 
 def _resolved(pair: list[DetectedSeed], normal: NDArray[np.float64], thickness: float) -> bool:
-    """Whether two seeds one above the other are apart enough to be two on slices of
-    ``thickness`` mm (unit slice ``normal``): ``COLUMN_PAIR_MIN_SLICES`` slices along the normal,
-    or ``COLUMN_PAIR_INPLANE_MM`` in-plane."""
-    d = np.subtract(pair[1].position_mm, pair[0].position_mm)
+    """:func:`apart_on_slices` of the two seeds of ``pair``."""
+    return apart_on_slices(pair[0].position_mm, pair[1].position_mm, normal, thickness)
+
+
+def apart_on_slices(a_mm, b_mm, normal: NDArray[np.float64], thickness: float) -> bool:
+    """Whether two seeds at ``a_mm`` and ``b_mm`` (LPS mm) one above the other are apart enough
+    to be two on slices of ``thickness`` mm (unit slice ``normal``): ``COLUMN_PAIR_MIN_SLICES``
+    slices along the normal, or ``COLUMN_PAIR_INPLANE_MM`` in-plane."""
+    d = np.subtract(b_mm, a_mm)
     along = float(d @ normal)
     in_plane = float(np.linalg.norm(d - along * normal))
     return abs(along) >= COLUMN_PAIR_MIN_SLICES * thickness or in_plane >= COLUMN_PAIR_INPLANE_MM

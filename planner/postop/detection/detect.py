@@ -368,7 +368,7 @@ def detect_seeds(
                 "slices held nearly two and seeds were missing from the expected count: "
                 "review them (low axis confidence)"
             )
-    if thick and expected is not None and len(seeds) < expected and len(seeds) >= 3:
+    if thick and expected is not None and len(seeds) < expected:
         n_before = len(seeds)
         amplitude = seed_amplitude(seeds, comps, fit_ctx, single)
         seeds = split_where_missing(

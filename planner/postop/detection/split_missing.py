@@ -11,7 +11,8 @@ direction across both), on the in-plane excess of a box about it, the other foun
 images held fixed. The seeds whose two-seed fit is better by the largest margin of its BIC
 (``MIN_BIC_GAIN`` or more) are made two, one per seed missing (:func:`split_where_missing`);
 the two must be whole seeds (``MIN_AMPLITUDE_FRACTION``), apart as two seeds are on these
-slices (``MIN_GAP_MM``; one above the other, ``MIN_SLICES_APART`` slices), near where the one
+slices (``MIN_GAP_MM``; one above the other, as
+:func:`planner.postop.detection.column_pairs.apart_on_slices` says), near where the one
 was (``MAX_MOVE_MM``) and not on a seed found beside it (``MIN_OTHER_MM``).
 
 Set on the 5 mm freehand scenes rng 0–11, 200–223 and 300–323 of ``benchmarks.bench_detect``
@@ -27,14 +28,10 @@ from dataclasses import dataclass, replace
 import numpy as np
 from numpy.typing import NDArray
 
+from planner.postop.detection.column_pairs import apart_on_slices
 from planner.postop.detection.results import DetectedSeed, canonical_axis
-from planner.postop.detection.seed_fit import (
-    SeedFit,
-    fit_seeds,
-    line_image_at,
-    seeds_around_image,
-)
-from planner.postop.detection.thick_fit import MIN_FIT_VOXELS, FitContext
+from planner.postop.detection.seed_fit import SeedFit, fit_seeds, line_image_at
+from planner.postop.detection.thick_fit import FitContext, SeedBoxData, seed_box_data
 
 SPLIT_WHERE_MISSING = True
 #: The fitted box: ± this (mm) in-plane and ± ``BOX_SLICES`` slices about the seed.
@@ -48,10 +45,6 @@ MIN_BIC_GAIN = 40.0
 MIN_AMPLITUDE_FRACTION = 0.6
 #: ... they lie at least this far apart (mm; a single seed fitted as two: 2.2–2.6 mm),
 MIN_GAP_MM = 3.0
-#: ... at least this many slices apart along the normal where they are one above the other
-#: (closer than ``INPLANE_APART_MM`` in-plane): closer, they are one seed across two slices,
-MIN_SLICES_APART = 0.9
-INPLANE_APART_MM = 2.0
 #: ... each within this (mm) of the seed they replace (the demo post-op CT at 5 mm: a seed
 #: 6.0 mm along the normal from the one found beside it, missed with 6 mm),
 MAX_MOVE_MM = 7.0
@@ -68,22 +61,13 @@ SCREEN_EXTRA = 6
 NEIGHBOUR_REACH_MM = 14.0
 
 
-#: What a seed's fits work on (:func:`_box_data`): coords ``(M, 3)`` LPS mm, in-plane excess
-#: ``(M,)`` HU, saturated ``(M,)``, the other found seeds' image ``(M,)`` HU or None.
-BoxData = tuple[
-    NDArray[np.float64], NDArray[np.float64], NDArray[np.bool_], NDArray[np.float64] | None
-]
-
-
 @dataclass(frozen=True)
 class SplitCandidate:
-    """A found seed (index ``n``) fitted better as two: the BIC gain, the two-seed fit, and
-    its :func:`second_seed_score`."""
+    """A found seed (index ``n``) fitted better as two: the BIC gain and the two-seed fit."""
 
     n: int
     bic_gain: float
     fit: SeedFit
-    screen_score: float
 
 
 def split_where_missing(
@@ -141,24 +125,25 @@ def split_candidates(
     amplitude: float,
     normal: NDArray[np.float64],
     thickness_mm: float,
-    screened: int | None = None,
+    screened: int,
 ) -> list[SplitCandidate]:
     """The found seeds whose two-seed fit passes the module's tests, with its BIC gain: of
-    the ``screened`` seeds (all when None) a second seed would explain most of
-    (:func:`second_seed_score`; the fits cost 60 ms a seed, the score 1 ms)."""
+    the ``screened`` seeds two seeds would explain best (:func:`second_seed_score`; the fits
+    cost 60 ms a seed, the score 1 ms)."""
     pts = np.array([s.position_mm for s in seeds], dtype=np.float64)
     axes = np.array([s.axis for s in seeds], dtype=np.float64)
     normal = np.asarray(normal, dtype=np.float64)
-    boxes = [_box_data(ctx, pts, axes, n, amplitude) for n in range(len(seeds))]
+    boxes = [
+        seed_box_data(ctx, pts, axes, n, BOX_MM, BOX_SLICES, amplitude, NEIGHBOUR_REACH_MM)
+        for n in range(len(seeds))
+    ]
     scores = np.array(
         [
             -np.inf if b is None else second_seed_score(b, pts[n], axes[n], normal, amplitude, ctx)
             for n, b in enumerate(boxes)
         ]
     )
-    order = np.argsort(-scores)
-    if screened is not None:
-        order = order[:screened]
+    order = np.argsort(-scores)[:screened]
     out: list[SplitCandidate] = []
     for n in order:
         data = boxes[n]
@@ -186,12 +171,12 @@ def split_candidates(
         if best is None or one.bic - best.bic < MIN_BIC_GAIN:
             continue
         if _plausible(best, pts, int(n), amplitude, normal, thickness_mm):
-            out.append(SplitCandidate(int(n), float(one.bic - best.bic), best, float(scores[n])))
+            out.append(SplitCandidate(int(n), float(one.bic - best.bic), best))
     return out
 
 
 def second_seed_score(
-    data: BoxData,
+    data: SeedBoxData,
     centre_mm: NDArray[np.float64],
     axis: NDArray[np.float64],
     normal: NDArray[np.float64],
@@ -202,8 +187,8 @@ def second_seed_score(
     it alone (HU², residual sum of squares): the largest gain over pairs along
     :func:`_start_directions` — either side of it ``SCREEN_HALF_GAPS_MM``, or it and one
     ``SCREEN_OFFSETS_MM`` beside it — each pair's two amplitudes and the one seed's by linear
-    least squares on ``data`` (:func:`_box_data`) less the other found seeds' images, every
-    position as it is (no fit)."""
+    least squares on ``data`` (its box, :func:`seed_box_data`) less the other found seeds'
+    images, every position as it is (no fit)."""
     coords, values, _, fixed = data
     target = values if fixed is None else values - fixed
     axis = np.asarray(axis, dtype=np.float64)[None]
@@ -248,36 +233,6 @@ def _start_directions(
     return dirs
 
 
-def _box_data(
-    ctx: FitContext,
-    pts: NDArray[np.float64],
-    axes: NDArray[np.float64],
-    n: int,
-    amplitude: float,
-) -> BoxData | None:
-    """(coords ``(M, 3)`` LPS mm, in-plane excess ``(M,)`` HU, saturated ``(M,)``, the other
-    seeds' image ``(M,)`` HU or None) of the box about seed ``n`` (``BOX_MM``, ``BOX_SLICES``),
-    without excluded voxels; None with fewer than ``MIN_FIT_VOXELS``."""
-    geo = ctx.geometry
-    sp = np.asarray(geo.spacing_mm, dtype=np.float64)
-    half = np.array([BOX_SLICES, *np.ceil(BOX_MM / sp[1::-1]).astype(int)])
-    kji = np.rint(geo.world_to_zyx(pts[n][None])[0]).astype(int)
-    shape = np.asarray(ctx.hu.shape)
-    lo = np.maximum(kji - half, 0)
-    hi = np.minimum(kji + half + 1, shape)
-    if np.any(hi <= lo):
-        return None
-    box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
-    keep = ~ctx.exclude[box]
-    if int(keep.sum()) < MIN_FIT_VOXELS:
-        return None
-    coords = geo.zyx_to_world((np.argwhere(keep) + lo).astype(np.float64))
-    values = ctx.inplane_excess[box][keep].astype(np.float64)
-    sat = ctx.hu[box][keep] >= ctx.saturation_hu
-    fixed = seeds_around_image(coords, pts, axes, n, NEIGHBOUR_REACH_MM, amplitude, ctx.model)
-    return coords, values, sat, fixed
-
-
 def _plausible(
     fit: SeedFit,
     pts: NDArray[np.float64],
@@ -291,13 +246,10 @@ def _plausible(
     a, b = fit.centres_mm
     if float(fit.amplitudes.min()) < MIN_AMPLITUDE_FRACTION * amplitude:
         return False
-    d = b - a
-    along = float(d @ normal)
-    in_plane = float(np.linalg.norm(d - along * normal))
-    if float(np.linalg.norm(d)) < MIN_GAP_MM:
+    if float(np.linalg.norm(b - a)) < MIN_GAP_MM:
         return False
-    if in_plane < INPLANE_APART_MM and abs(along) < MIN_SLICES_APART * thickness_mm:
-        return False
+    if not apart_on_slices(a, b, normal, thickness_mm):
+        return False  # one above the other less than a slice apart: one seed across two
     if np.linalg.norm(fit.centres_mm - pts[n], axis=1).max() > MAX_MOVE_MM:
         return False
     others = np.delete(pts, n, axis=0)

@@ -21,7 +21,11 @@ from numpy.typing import NDArray
 from dose.geometry import GridGeometry
 from planner.postop.detection.blobs import Component
 from planner.postop.detection.results import DetectedSeed
-from planner.postop.detection.seed_fit import SeedImageModel, neighbours_image
+from planner.postop.detection.seed_fit import (
+    SeedImageModel,
+    neighbours_image,
+    seeds_around_image,
+)
 
 #: A blob's box with fewer usable voxels than this is not fitted (too little to place a seed).
 MIN_FIT_VOXELS = 20
@@ -104,6 +108,48 @@ def blob_fit_data(
     fixed = neighbours_image(
         coords, c.coords_mm, centres_mm, axes, labels != c.label, amplitude, ctx.model, reach_mm
     )
+    return coords, values, sat, fixed
+
+
+#: What a fit about one seed works on (:func:`seed_box_data`): coords ``(M, 3)`` LPS mm,
+#: in-plane excess ``(M,)`` HU, saturated ``(M,)``, the other seeds' image ``(M,)`` HU or None.
+SeedBoxData = tuple[
+    NDArray[np.float64], NDArray[np.float64], NDArray[np.bool_], NDArray[np.float64] | None
+]
+
+
+def seed_box_data(
+    ctx: FitContext,
+    pts: NDArray[np.float64],
+    axes: NDArray[np.float64],
+    n: int,
+    half_mm: float,
+    half_slices: int,
+    amplitude: float,
+    reach_mm: float,
+) -> SeedBoxData | None:
+    """What a fit of seed ``n`` of ``pts``/``axes`` ``(N, 3)`` works on: the box of ± ``half_mm``
+    in-plane and ± ``half_slices`` slices about it, every voxel not excluded (a seed's own
+    faint core may be a rejected component's), and the image of the other seeds within
+    ``reach_mm`` of it at ``amplitude`` HU·mm³, held fixed; None outside the grid or with
+    fewer than ``MIN_FIT_VOXELS`` voxels."""
+    geo = ctx.geometry
+    sp = np.asarray(geo.spacing_mm, dtype=np.float64)
+    half = np.array([half_slices, *np.ceil(half_mm / sp[1::-1]).astype(int)])
+    kji = np.rint(geo.world_to_zyx(pts[n][None])[0]).astype(int)
+    shape = np.asarray(ctx.hu.shape)
+    lo = np.maximum(kji - half, 0)
+    hi = np.minimum(kji + half + 1, shape)
+    if np.any(hi <= lo):
+        return None
+    box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
+    keep = ~ctx.exclude[box]
+    if int(keep.sum()) < MIN_FIT_VOXELS:
+        return None
+    coords = geo.zyx_to_world((np.argwhere(keep) + lo).astype(np.float64))
+    values = ctx.inplane_excess[box][keep].astype(np.float64)
+    sat = ctx.hu[box][keep] >= ctx.saturation_hu
+    fixed = seeds_around_image(coords, pts, axes, n, reach_mm, amplitude, ctx.model)
     return coords, values, sat, fixed
 
 

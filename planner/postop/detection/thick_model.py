@@ -71,7 +71,6 @@ from planner.postop.detection.seed_fit import (
     SeedFit,
     fit_seeds,
     neighbours_image,
-    seeds_around_image,
 )
 from planner.postop.detection.slice_axis import replace_along_slice_axis
 from planner.postop.detection.slice_centroid import refine_along_slice_axis
@@ -81,6 +80,7 @@ from planner.postop.detection.thick_fit import (
     blob_data,
     blob_fit_data,
     blobs_data,
+    seed_box_data,
     seeds_by_component,
 )
 
@@ -564,29 +564,17 @@ def place_residual_seeds(
     ``RESIDUAL_FIT_SLICES`` about it, every other seed within reach held fixed in the model."""
     pts = np.array([s.position_mm for s in seeds]).reshape(-1, 3)
     axes = np.array([s.axis for s in seeds]).reshape(-1, 3)
-    geo = ctx.geometry
-    sp = np.asarray(geo.spacing_mm, dtype=np.float64)
-    half = np.array([RESIDUAL_FIT_SLICES, *np.ceil(RESIDUAL_FIT_BOX_MM / sp[1::-1]).astype(int)])
-    shape = np.asarray(ctx.hu.shape)
+    reach = RESIDUAL_FIT_BOX_MM + NEIGHBOUR_REACH_MM
     out = list(seeds)
     for n, s in enumerate(seeds):
         if s.component != 0:
             continue
-        kji = np.rint(geo.world_to_zyx(pts[n][None])[0]).astype(int)
-        lo = np.maximum(kji - half, 0)
-        hi = np.minimum(kji + half + 1, shape)
-        if np.any(hi <= lo):
+        data = seed_box_data(
+            ctx, pts, axes, n, RESIDUAL_FIT_BOX_MM, RESIDUAL_FIT_SLICES, amplitude, reach
+        )
+        if data is None:
             continue
-        box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
-        # Every voxel not excluded: the seed's own faint core may be a rejected component's.
-        keep = ~ctx.exclude[box]
-        if keep.sum() < MIN_FIT_VOXELS:
-            continue
-        coords = geo.zyx_to_world((np.argwhere(keep) + lo).astype(np.float64))
-        values = ctx.inplane_excess[box][keep].astype(np.float64)
-        sat = ctx.hu[box][keep] >= ctx.saturation_hu
-        reach = RESIDUAL_FIT_BOX_MM + NEIGHBOUR_REACH_MM
-        fixed = seeds_around_image(coords, pts, axes, n, reach, amplitude, ctx.model)
+        coords, values, sat, fixed = data
         fit = fit_seeds(
             coords, values, pts[n][None], axes[n][None], amplitude, ctx.model, sat, fixed_hu=fixed
         )
