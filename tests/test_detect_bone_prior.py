@@ -22,6 +22,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from scipy.optimize import linear_sum_assignment
@@ -185,12 +187,15 @@ def test_5mm_faint_remnants_of_seeds_end_to_end_are_seeds_with_the_bone_out(
     truth, n = scene.seeds_mm, len(scene.seeds_mm)
     both = detect_seeds(ct, expected=n, bone_hu=bone)
     assert _matched(truth, both.positions_mm) == (n, 0)
-    # The end-to-end step (planner/postop/detection/end_to_end.py) and the lung step's sharp-image
-    # rule find one of the two each as well: off, to measure this step alone.
+    # The end-to-end step (planner/postop/detection/end_to_end.py), the lung step's sharp-image
+    # rule and its rule where seeds are missing find one of the two each as well: off, to
+    # measure this step alone.
     import planner.postop.detection.lung_seeds as lung_seeds
 
     monkeypatch.setattr(thick_model, "END_TO_END", False)
-    monkeypatch.setattr(lung_seeds, "SHARP_AMPLITUDE_FRACTION", lung_seeds.MIN_AMPLITUDE_FRACTION)
+    monkeypatch.setattr(detect_module, "LUNG_WHERE_MISSING", False)
+    rule = replace(lung_seeds.SEED_RULE, sharp_amplitude_fraction=lung_seeds.MIN_AMPLITUDE_FRACTION)
+    monkeypatch.setattr(lung_seeds, "SEED_RULE", rule)
     without, with_faint = _without_and_with(monkeypatch, detect_module, "FAINT_SEEDS", ct, n, bone)
     found_without, false_without = _matched(truth, without.positions_mm)
     found_with, false_with = _matched(truth, with_faint.positions_mm)

@@ -40,8 +40,10 @@ Pipeline (after Nguyen, Fouard & Troccaz, IEEE TBME 2015; ../shared/reference/cl
 7. **Count reconciliation** with the expected number (from the loading sheet): the clusters
    whose mass is furthest above their integer count are split further while seeds are missing;
    on thick slices, the found seeds the image model fits better as two are then made two, the
-   best first, one per seed still missing (:mod:`planner.postop.detection.split_missing`); any
-   remaining difference is reported, never hidden.
+   best first, one per seed still missing (:mod:`planner.postop.detection.split_missing`), and
+   seeds in or against lung are looked for by a looser rule
+   (:data:`planner.postop.detection.lung_seeds.WHERE_MISSING_RULE`), the best fits first, one
+   per seed still missing; any remaining difference is reported, never hidden.
 
 **Thick slices** (> 3 mm): an in-plane seed smeared over a 5 mm slice reads ≈ 1000 HU, like
 cortical bone, so steps 1–3 search by shape instead of HU (:func:`thick_components`): the
@@ -121,7 +123,7 @@ from numpy.typing import NDArray
 from dose.errors import InputError
 from dose.progress import CancelFn, ProgressFn, check_cancelled, report
 from planner.imaging.volume import CTVolume
-from planner.postop.detection import column_pairs
+from planner.postop.detection import column_pairs, lung_seeds
 from planner.postop.detection.blobs import (
     SEED_LENGTH_MM,
     Component,
@@ -144,6 +146,7 @@ from planner.postop.detection.split_missing import split_where_missing
 from planner.postop.detection.thick_fit import FitContext
 from planner.postop.detection.thick_model import (
     FAINT_ALONE_MM,
+    add_lung_seeds,
     place_by_model,
     seed_amplitude,
     seed_within,
@@ -173,6 +176,13 @@ THICK_FAINT_FRACTION = 0.35
 #: in) it added as many false seeds as true ones.
 FAINT_SEEDS = True
 FAINT_SEED_FRACTION = 0.2
+#: Thick slices with the planning CT's bone taken out, seeds still missing from the expected
+#: count at the end: seeds in or against lung by the looser
+#: :data:`planner.postop.detection.lung_seeds.WHERE_MISSING_RULE`, the best fits first, one per
+#: seed missing. (Not with the bone left in: there it takes ribs against lung for seeds, and
+#: ``verify``'s detection without the prior, run where the prior finds too many, would come
+#: nearer the count by false seeds.)
+LUNG_WHERE_MISSING = True
 #: On thick slices a blob too long for its rounded seed count holds one seed more when it
 #: carries at least this fraction of a seed's mass per seed (two seeds stacked 10 mm apart
 #: along the slice axis measured 1.2 seeds: the 3-slice opening takes up to half of each; 0.6
@@ -380,6 +390,23 @@ def detect_seeds(
                 f"{len(seeds) - n_before} seed(s) made two where the image model fits two "
                 "better and seeds were missing from the expected count: review them (low "
                 "axis confidence)"
+            )
+    lung_missing = LUNG_WHERE_MISSING and thick and bone_hu is not None
+    if lung_missing and expected is not None and len(seeds) < expected:
+        n_before = len(seeds)
+        seeds = add_lung_seeds(
+            search,
+            seeds,
+            inplane_excess,
+            excluded,
+            thr,
+            lung_seeds.WHERE_MISSING_RULE,
+            expected - n_before,
+        )
+        if len(seeds) > n_before:
+            messages.append(
+                f"{len(seeds) - n_before} seed(s) in lung added by a looser fit where seeds "
+                "were missing from the expected count: review them (low axis confidence)"
             )
     if expected is not None and len(seeds) != expected:
         diff = len(seeds) - expected

@@ -15,8 +15,11 @@ lung a slice beside a brighter found one is no maximum of the excess itself:
 the fit is as sharp as a seed's), and fits one seed's image
 (:func:`planner.postop.detection.seed_fit.fit_seeds`) to what the found seeds' images leave there of
 the HU above a disc opening (``TOPHAT_RADIUS_MM``). Thresholds: see ``MIN_AMPLITUDE_FRACTION``.
-A small lung vessel crossing two thick slices obliquely is a thin line 5 mm long of about a
-seed's excess: on 5 mm slices the two cannot always be told apart by the image alone.
+What a fit must show is a :class:`LungRule`: :data:`SEED_RULE` here, and a looser
+:data:`WHERE_MISSING_RULE` the detection applies at its end while the expected count says
+seeds are missing (the best fits first, one per seed missing). A small lung vessel crossing
+two thick slices obliquely is a thin line 5 mm long of about a seed's excess: on 5 mm slices
+the two cannot always be told apart by the image alone.
 """
 
 from __future__ import annotations
@@ -115,6 +118,60 @@ class LungSeed:
     r2: float
 
 
+@dataclass(frozen=True)
+class LungFit:
+    """One seed's image fitted at a lung spot: the seed it would be, how much wider a line's
+    image misfits (``wide_ratio``: its RSS over the seed's; < 1 a vessel), whether the spot was
+    faint (in-plane excess < ``MIN_PEAK_HU``) and the lung fraction there."""
+
+    seed: LungSeed
+    wide_ratio: float
+    faint: bool
+    lung_fraction: float
+
+
+@dataclass(frozen=True)
+class LungRule:
+    """What a lung spot's fit must show to be a seed (see the module's constants)."""
+
+    lung_fraction: float = LUNG_FRACTION
+    min_amplitude_fraction: float = MIN_AMPLITUDE_FRACTION
+    min_r2: float = MIN_R2
+    sharp_amplitude_fraction: float = SHARP_AMPLITUDE_FRACTION
+    sharp_wide_ratio: float = SHARP_WIDE_RATIO
+    sharp_r2: float = SHARP_R2
+    #: Whether a faint spot's fit (``FAINT_PEAK_HU``–``MIN_PEAK_HU``) must be sharp.
+    faint_must_be_sharp: bool = True
+
+    def accepts(self, fit: LungFit) -> bool:
+        """Whether ``fit`` is a seed: whole and explaining its box, or as sharp as a seed."""
+        s = fit.seed
+        if fit.lung_fraction < self.lung_fraction or fit.wide_ratio < 1.0:
+            return False  # not in lung, or a band wider than a seed: a vessel
+        if s.amplitude_fraction < self.sharp_amplitude_fraction or s.r2 < self.min_r2:
+            return False
+        sharp = fit.wide_ratio >= self.sharp_wide_ratio and s.r2 >= self.sharp_r2
+        whole = s.amplitude_fraction >= self.min_amplitude_fraction
+        return sharp or (whole and not (fit.faint and self.faint_must_be_sharp))
+
+
+#: The rule of :func:`lung_seeds`.
+SEED_RULE = LungRule()
+#: The rule where seeds are still missing from the expected count at the end of the detection
+#: (:func:`planner.postop.detection.detect.detect_seeds`), the best fits first, one per seed
+#: missing: lung in ≥ 0.1 of the box, ≥ 0.62 of a seed's amplitude, R² ≥ 0.33, faint spots
+#: too. Set on the 5 mm freehand scenes rng 0–11, 200–223 and 300–323: the seeds in lung the
+#: seed rule missed fitted at 0.70–0.96 of a seed (R² 0.37–0.69; lung fraction 0.14–0.51), the
+#: fits ≥ 5 mm from every seed found that were no seed at 0.45–0.54 (R² 0.25–0.42).
+WHERE_MISSING_RULE = LungRule(
+    lung_fraction=0.1,
+    min_amplitude_fraction=0.62,
+    min_r2=0.33,
+    sharp_amplitude_fraction=0.62,
+    faint_must_be_sharp=False,
+)
+
+
 def lung_seeds(
     hu: NDArray[np.generic],
     inplane_excess: NDArray[np.float32],
@@ -123,11 +180,48 @@ def lung_seeds(
     geometry: GridGeometry,
     seeds_mm: NDArray[np.float64],
     axes: NDArray[np.float64],
+    rule: LungRule | None = None,
+    most: int | None = None,
 ) -> list[LungSeed]:
     """Seeds in or against lung beside the found ``seeds_mm``/``axes`` ``(N, 3)`` (LPS mm,
     unit). ``hu``, ``inplane_excess`` (HU above the in-plane line openings), ``usable`` (where
     the found seeds' amplitude is measured: HU above the floor, not excluded) and ``excluded``
-    are (z, y, x) on ``geometry``'s grid. Strongest fit first; none with fewer than 3 seeds."""
+    are (z, y, x) on ``geometry``'s grid. Strongest fit first, at most ``most``; those
+    ``rule`` accepts (default :data:`SEED_RULE`); none with fewer than 3 seeds."""
+    rule = SEED_RULE if rule is None else rule
+    fits = lung_fits(hu, inplane_excess, usable, excluded, geometry, seeds_mm, axes, rule)
+    found = apart_from([f.seed for f in fits if rule.accepts(f)], seeds_mm, LUNG_MIN_DISTANCE_MM)
+    return found if most is None else found[:most]
+
+
+def apart_from(
+    found: list[LungSeed], seeds_mm: NDArray[np.float64], distance_mm: float
+) -> list[LungSeed]:
+    """``found`` strongest first (amplitude fraction × R²), less those within ``distance_mm``
+    of ``seeds_mm`` (N, 3) or of one kept before them: one seed per spot cluster."""
+    taken = [np.asarray(p, dtype=np.float64) for p in seeds_mm]
+    out: list[LungSeed] = []
+    for s in sorted(found, key=lambda s: -s.amplitude_fraction * s.r2):
+        nearest = np.linalg.norm(np.asarray(taken) - s.position_mm, axis=1) if taken else [np.inf]
+        if np.min(nearest) < distance_mm:
+            continue
+        taken.append(s.position_mm)
+        out.append(s)
+    return out
+
+
+def lung_fits(
+    hu: NDArray[np.generic],
+    inplane_excess: NDArray[np.float32],
+    usable: NDArray[np.bool_],
+    excluded: NDArray[np.bool_],
+    geometry: GridGeometry,
+    seeds_mm: NDArray[np.float64],
+    axes: NDArray[np.float64],
+    rule: LungRule,
+) -> list[LungFit]:
+    """One seed's image fitted at each lung spot beside the found seeds (arguments as
+    :func:`lung_seeds`); spots and fits that cannot pass ``rule`` are not fitted in full."""
     if len(seeds_mm) < 3:
         return []
     sp = np.asarray(geometry.spacing_mm, dtype=np.float64)
@@ -154,12 +248,13 @@ def lung_seeds(
     spot = (
         (left >= ndi.maximum_filter(left, size=(3, nms_px, nms_px)))
         & (local >= min(MIN_PEAK_HU, FAINT_PEAK_HU))
-        & (lung >= LUNG_FRACTION)
+        & (lung >= rule.lung_fraction)
         & ~excluded[search]
     )
     kji = np.argwhere(spot) + lo_s
     if len(kji) == 0:
         return []
+    lung_at = lung[tuple((kji - lo_s).T)]
     above_opening = disc_tophat(hu[search], TOPHAT_RADIUS_MM / float(sp[0]))
     at_mm = geometry.zyx_to_world(kji.astype(np.float64))
     near = np.min(np.linalg.norm(at_mm[:, None] - seeds_mm[None], axis=-1), axis=1)
@@ -168,8 +263,8 @@ def lung_seeds(
     r = round(FIT_REACH_MM / float(sp[0]))
     voxel_mm3 = float(np.prod(sp))
     wide_model = replace(model, sigma_mm=model.sigma_mm * np.array([WIDE_FACTOR, WIDE_FACTOR, 1.0]))
-    fits: list[LungSeed] = []
-    for (k, j, i), p in zip(kji[keep], at_mm[keep], strict=True):
+    fits: list[LungFit] = []
+    for (k, j, i), p, lung_here in zip(kji[keep], at_mm[keep], lung_at[keep], strict=True):
         faint = float(excess[k, j, i]) < MIN_PEAK_HU
         lo = np.maximum([k - 1, j - r, i - r], 0)
         hi = np.minimum([k + 2, j + r + 1, i + r + 1], hu.shape)
@@ -199,7 +294,7 @@ def lung_seeds(
             key=lambda f: f.rss,
         )
         tss = float(np.sum((values - values.mean()) ** 2))
-        if faint and 1.0 - coarse.rss / max(tss, 1e-9) < SHARP_R2 - FAINT_R2_GAIN:
+        if faint and 1.0 - coarse.rss / max(tss, 1e-9) < rule.sharp_r2 - FAINT_R2_GAIN:
             continue  # a faint spot this far from a seed's image will not be as sharp as one
         best = fit_seeds(
             coords,
@@ -212,8 +307,8 @@ def lung_seeds(
         )
         r2 = 1.0 - best.rss / max(tss, 1e-9)
         fraction = float(best.amplitudes[0] / seeds.amplitude)
-        if fraction < SHARP_AMPLITUDE_FRACTION or r2 < MIN_R2:
-            continue
+        if fraction < rule.sharp_amplitude_fraction or r2 < rule.min_r2:
+            continue  # no rule passes it: the wide fit is not needed
         wide = fit_seeds(
             coords,
             values,
@@ -223,22 +318,9 @@ def lung_seeds(
             wide_model,
             amplitude_range=(0.1, 3.0),
         )
-        if wide.rss < best.rss:
-            continue  # a band wider than a seed: a vessel
-        sharp = wide.rss >= SHARP_WIDE_RATIO * best.rss and r2 >= SHARP_R2
-        if (fraction < MIN_AMPLITUDE_FRACTION or faint) and not sharp:
-            continue
-        fits.append(LungSeed(best.centres_mm[0], best.axes[0], fraction, r2))
-    # One seed per spot cluster, none beside a seed found: strongest first.
-    fits.sort(key=lambda s: -s.amplitude_fraction * s.r2)
-    taken = [np.asarray(p) for p in seeds_mm]
-    out: list[LungSeed] = []
-    for s in fits:
-        if np.min(np.linalg.norm(np.asarray(taken) - s.position_mm, axis=1)) < LUNG_MIN_DISTANCE_MM:
-            continue
-        taken.append(s.position_mm)
-        out.append(s)
-    return out
+        seed = LungSeed(best.centres_mm[0], best.axes[0], fraction, r2)
+        fits.append(LungFit(seed, wide.rss / max(best.rss, 1e-9), faint, float(lung_here)))
+    return fits
 
 
 def disc_tophat(hu: NDArray[np.generic], radius_px: float) -> NDArray[np.float32]:

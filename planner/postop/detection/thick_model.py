@@ -64,7 +64,7 @@ from planner.postop.detection.blobs import Component
 from planner.postop.detection.cluster_split import MIN_SPLIT_DISTANCE_MM
 from planner.postop.detection.duplicates import merge_duplicates
 from planner.postop.detection.end_to_end import add_end_to_end_seeds
-from planner.postop.detection.lung_seeds import lung_seeds
+from planner.postop.detection.lung_seeds import LungRule, lung_seeds
 from planner.postop.detection.residual import stacked_pairs, unexplained_seeds
 from planner.postop.detection.results import DetectedSeed, canonical_axis
 from planner.postop.detection.seed_fit import (
@@ -325,11 +325,13 @@ def add_lung_seeds(
     inplane_excess: NDArray[np.float32],
     excluded: NDArray[np.bool_],
     floor_hu: float,
+    rule: LungRule | None = None,
+    most: int | None = None,
 ) -> list[DetectedSeed]:
     """``seeds`` and the seeds :func:`planner.postop.detection.lung_seeds.lung_seeds` finds in or
     against lung beside them (confidence ``RESIDUAL_CONFIDENCE``, cluster size 1, component 0:
     no blob of their own); arrays ``(z, y, x)`` on ``ct``'s grid, ``floor_hu`` the lowest HU
-    searched."""
+    searched; ``rule`` and ``most`` as that function's."""
     if not seeds:
         return seeds
     more = lung_seeds(
@@ -340,6 +342,8 @@ def add_lung_seeds(
         ct.geometry,
         np.array([s.position_mm for s in seeds]),
         np.array([s.axis for s in seeds]),
+        rule,
+        most,
     )
     return seeds + [blobless_seed(m.position_mm, m.axis) for m in more]
 
